@@ -1,0 +1,5 @@
+"""Allow ``python -m fleetbr``."""
+
+from fleetbr.cli import main
+
+raise SystemExit(main())

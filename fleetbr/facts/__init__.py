@@ -1,0 +1,1 @@
+"""Facts: one remote command per host plus pure parsers that turn its output into typed results."""

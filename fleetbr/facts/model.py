@@ -1,0 +1,149 @@
+"""Typed facts about one host, as parsed from the facts script's output.
+
+Everything here is immutable data; parsers build it, the planner and the verifier read it, and
+``to_dict`` turns it into JSON for ``--json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Family = Literal[4, 6]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface (``ip -d link``)."""
+
+    name: str
+    kind: str  # "ether" for a plain NIC, else the link_info kind: bridge, veth, vlan, bond, loopback...
+    mac: str | None
+    mtu: int
+    state: str  # operstate: UP, DOWN, UNKNOWN, LOWERLAYERDOWN...
+    admin_up: bool  # the UP flag
+    master: str | None
+    wireless: bool = False
+
+
+@dataclass(frozen=True)
+class Address:
+    """An interface address; ``cidr`` keeps host bits (``198.51.100.10/24``)."""
+
+    dev: str
+    family: Family
+    cidr: str
+    scope: str  # global, link, host
+    dynamic: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route in the main table. ``dst`` is ``default`` or a CIDR."""
+
+    family: Family
+    dst: str
+    dev: str
+    gateway: str | None = None
+    metric: int | None = None
+    protocol: str = "boot"
+
+    @property
+    def is_default(self) -> bool:
+        """True for a default route."""
+        return self.dst == "default"
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A Linux bridge with its settings and ports. ``forward_delay`` is in seconds."""
+
+    name: str
+    stp: bool
+    forward_delay: int
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A network configuration backend: installed (``present``) and running or in use (``active``)."""
+
+    name: str  # networkmanager, netplan, systemd-networkd, ifupdown, brctl
+    present: bool
+    active: bool
+
+
+@dataclass(frozen=True)
+class ArmedTransaction:
+    """A fleetbr transaction armed on the host and not yet decided (confirmed or rolled back)."""
+
+    txid: str
+    deadline: int  # epoch seconds on the host's clock
+    timer_alive: bool  # the dead-man timer is still pending
+    same_boot: bool  # the host has not rebooted since the timer was armed
+    now: int  # the host's clock when the facts were taken
+
+    @property
+    def stale(self) -> bool:
+        """Armed but nobody will ever decide it: timer gone, host rebooted, or deadline long past."""
+        return not self.timer_alive or not self.same_boot or self.now > self.deadline + 30
+
+
+# Files fleetbr may write; the facts script reports their sha256 so plans can say "unchanged".
+MANAGED_FILES: tuple[str, ...] = (
+    "/etc/sysctl.d/bridge.conf",
+    "/etc/udev/rules.d/99-bridge.rules",
+)
+
+# Where fleetbr keeps its per-host transaction state (journal, staged scripts, backups).
+STATE_DIR = "/var/lib/fleetbr"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything fleetbr knows about one host's network at one moment."""
+
+    hostname: str
+    kernel: str
+    pid1_systemd: bool
+    links: tuple[Link, ...]
+    addresses: tuple[Address, ...]
+    routes: tuple[Route, ...]
+    bridges: tuple[Bridge, ...]
+    bridge_nf: dict[str, int | None]  # call-iptables/ip6tables/arptables -> value, None if absent
+    docker: tuple[str, ...]  # evidence of Docker (empty: none seen)
+    backends: tuple[Backend, ...]
+    libvirt: bool  # virsh present
+    has_modules: bool  # /lib/modules/$(uname -r) exists, so modprobe can work
+    has_sysctl: bool  # sysctl(8) present
+    managed_files: dict[str, str | None] = field(default_factory=dict)  # path -> sha256 or None
+    probes: dict[str, bool] = field(default_factory=dict)  # gateway -> answered a ping
+    armed: ArmedTransaction | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def link(self, name: str) -> Link | None:
+        """The link called ``name``, or None."""
+        return next((link for link in self.links if link.name == name), None)
+
+    def bridge(self, name: str) -> Bridge | None:
+        """The bridge called ``name``, or None."""
+        return next((br for br in self.bridges if br.name == name), None)
+
+    def addresses_of(self, dev: str, scope: str = "global") -> tuple[Address, ...]:
+        """Addresses of ``dev`` with the given scope, in kernel order."""
+        return tuple(a for a in self.addresses if a.dev == dev and a.scope == scope)
+
+    def routes_of(self, dev: str) -> tuple[Route, ...]:
+        """Main-table routes through ``dev``."""
+        return tuple(r for r in self.routes if r.dev == dev)
+
+    def default_routes(self, family: Family | None = None) -> tuple[Route, ...]:
+        """Default routes, optionally of one family."""
+        return tuple(
+            r for r in self.routes if r.is_default and (family is None or r.family == family)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self)
