@@ -13,7 +13,7 @@ class FleetbrError(Exception):
 
 
 class UsageError(FleetbrError):
-    """Bad input from the operator: inventory, task file, CLI value. Exit code 2, nothing contacted."""
+    """Bad operator input: inventory, task file, CLI value. Exit code 2, nothing contacted."""
 
 
 class InventoryError(UsageError):

@@ -18,7 +18,7 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def interface_name(value: object, field: str = "interface") -> str:
-    """Return ``value`` if it is a valid Linux interface name (kernel rules, no shell metacharacters)."""
+    """Return ``value`` if it is a valid Linux interface name (kernel rules, no shell chars)."""
     if not isinstance(value, str) or not value:
         raise ValidationError(f"{field}: interface name must be a non-empty string, got {value!r}")
     if len(value) > IFNAME_MAX:
@@ -60,7 +60,7 @@ def mac_address(value: object, field: str = "mac") -> str:
         raise ValidationError(f"{field}: {value!r} is not a MAC address like 52:54:00:12:34:56")
     mac = value.lower()
     if int(mac[:2], 16) & 1:
-        raise ValidationError(f"{field}: {mac} is a multicast address; a bridge needs a unicast MAC")
+        raise ValidationError(f"{field}: {mac} is multicast; a bridge needs a unicast MAC")
     if mac == "00:00:00:00:00:00":
         raise ValidationError(f"{field}: the all-zero MAC is not usable")
     return mac

@@ -18,7 +18,7 @@ class Link:
     """A network interface (``ip -d link``)."""
 
     name: str
-    kind: str  # "ether" for a plain NIC, else the link_info kind: bridge, veth, vlan, bond, loopback...
+    kind: str  # "ether" for a plain NIC, else the link_info kind: bridge, veth, vlan, bond...
     mac: str | None
     mtu: int
     state: str  # operstate: UP, DOWN, UNKNOWN, LOWERLAYERDOWN...
@@ -67,7 +67,7 @@ class Bridge:
 
 @dataclass(frozen=True)
 class Backend:
-    """A network configuration backend: installed (``present``) and running or in use (``active``)."""
+    """A network configuration backend: installed (``present``), running or in use (``active``)."""
 
     name: str  # networkmanager, netplan, systemd-networkd, ifupdown, brctl
     present: bool
@@ -86,7 +86,7 @@ class ArmedTransaction:
 
     @property
     def stale(self) -> bool:
-        """Armed but nobody will ever decide it: timer gone, host rebooted, or deadline long past."""
+        """Armed but nobody will decide it: timer gone, host rebooted, or deadline long past."""
         return not self.timer_alive or not self.same_boot or self.now > self.deadline + 30
 
 

@@ -1,0 +1,286 @@
+"""Load a Nornir SimpleInventory (hosts.yaml, groups.yaml, defaults.yaml) and select hosts.
+
+Inheritance (host -> groups -> defaults) is resolved by nornir itself; this module adds up-front
+checks with clear one-line errors, fleetbr's own SSH options (``connection_options.fleetbr.extras``)
+and Ansible-style ``-l`` selection.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nornir.core.inventory import Host, Inventory
+from nornir.plugins.inventory.simple import SimpleInventory
+
+from fleetbr import validate
+from fleetbr.errors import InventoryError, ValidationError
+
+HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
+_ELEMENT_KEYS = {
+    "hostname", "port", "username", "password", "platform", "groups", "data", "connection_options"
+}  # fmt: skip
+_EXTRAS_KEYS = {
+    "client_keys", "known_hosts", "jump_host", "sudo", "connect_timeout", "keepalive_interval",
+    "keepalive_count_max", "command_timeout", "passphrase",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    """How fleetbr connects to one host (from ``connection_options.fleetbr.extras`` and the CLI)."""
+
+    client_keys: tuple[str, ...] = ()  # empty: asyncssh defaults (~/.ssh/id_*, ssh-agent)
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts. Never disables checking.
+    jump_host: str | None = None  # [user@]host[:port], checked against the same known_hosts
+    sudo: bool = False  # run remote scripts through ``sudo -n`` (non-root users)
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 2.0
+    keepalive_count_max: int = 3
+    command_timeout: float = 120.0
+    passphrase: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One resolved inventory host."""
+
+    name: str
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+    groups: tuple[str, ...]
+    data: Mapping[str, Any]
+    ssh: SSHOptions
+
+    def context(self) -> dict[str, Any]:
+        """The ``host`` variable seen by task templates."""
+        return {
+            "name": self.name,
+            "hostname": self.hostname,
+            "port": self.port,
+            "groups": list(self.groups),
+            "data": dict(self.data),
+        }
+
+    def public_view(self) -> dict[str, Any]:
+        """Connection settings for display, secrets masked."""
+        ssh = self.ssh
+        return {
+            "hostname": self.hostname,
+            "port": self.port,
+            "username": self.username,
+            "password": "********" if self.password else None,
+            "groups": list(self.groups),
+            "data": dict(self.data),
+            "client_keys": list(ssh.client_keys),
+            "known_hosts": ssh.known_hosts or "~/.ssh/known_hosts",
+            "jump_host": ssh.jump_host,
+            "sudo": ssh.sudo,
+            "connect_timeout": ssh.connect_timeout,
+            "keepalive": f"{ssh.keepalive_interval:g}s x {ssh.keepalive_count_max}",
+            "passphrase": "********" if ssh.passphrase else None,
+        }
+
+
+def load_inventory(directory: Path) -> dict[str, HostSpec]:
+    """Load and check the inventory in ``directory``; returns hosts by name, in file order."""
+    raw = _read_raw(directory)
+    _check_structure(directory, raw)
+    inventory = _nornir_inventory(directory)
+    hosts = {name: _host_spec(directory, host) for name, host in inventory.hosts.items()}
+    _check_unique_endpoints(directory, hosts)
+    return hosts
+
+
+def _read_raw(directory: Path) -> dict[str, dict[str, Any]]:
+    if not directory.is_dir():
+        raise InventoryError(f"{directory}: inventory directory not found")
+    raw: dict[str, dict[str, Any]] = {}
+    for name in (HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE):
+        path = directory / name
+        if not path.exists():
+            if name == HOSTS_FILE:
+                raise InventoryError(f"{path}: file not found (an inventory needs {HOSTS_FILE})")
+            raw[name] = {}
+            continue
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InventoryError(f"{path}: invalid YAML{where}: {problem}") from None
+        except OSError as exc:
+            raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise InventoryError(f"{path}: expected a mapping at the top level")
+        raw[name] = loaded
+    return raw
+
+
+def _check_structure(directory: Path, raw: dict[str, dict[str, Any]]) -> None:
+    groups = raw[GROUPS_FILE]
+    for file_name in (HOSTS_FILE, GROUPS_FILE):
+        kind = "host" if file_name == HOSTS_FILE else "group"
+        for name, element in raw[file_name].items():
+            where = f"{directory / file_name}: {kind} {name}"
+            _check_element(where, element, groups)
+            if kind == "host" and not (element or {}).get("hostname"):
+                raise InventoryError(f"{where}: no hostname")
+    _check_element(f"{directory / DEFAULTS_FILE}", raw[DEFAULTS_FILE], groups, defaults=True)
+
+
+def _check_element(
+    where: str, element: Any, groups: dict[str, Any], defaults: bool = False
+) -> None:
+    if element is None:
+        return
+    if not isinstance(element, dict):
+        raise InventoryError(f"{where}: expected a mapping, got {type(element).__name__}")
+    allowed = _ELEMENT_KEYS - {"groups"} if defaults else _ELEMENT_KEYS
+    unknown = set(element) - allowed
+    if unknown:
+        raise InventoryError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    member_of = element.get("groups") or []
+    if not isinstance(member_of, list):
+        raise InventoryError(f"{where}: groups must be a list")
+    for group in member_of:
+        if group not in groups:
+            raise InventoryError(f"{where}: unknown group {group!r}")
+    if element.get("data") is not None and not isinstance(element["data"], dict):
+        raise InventoryError(f"{where}: data must be a mapping")
+    extras = ((element.get("connection_options") or {}).get("fleetbr") or {}).get("extras")
+    if extras is not None:
+        if not isinstance(extras, dict):
+            raise InventoryError(f"{where}: connection_options.fleetbr.extras must be a mapping")
+        unknown = set(extras) - _EXTRAS_KEYS
+        if unknown:
+            raise InventoryError(
+                f"{where}: unknown fleetbr option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(_EXTRAS_KEYS))})"
+            )
+
+
+def _nornir_inventory(directory: Path) -> Inventory:
+    try:
+        return SimpleInventory(
+            host_file=str(directory / HOSTS_FILE),
+            group_file=str(directory / GROUPS_FILE),
+            defaults_file=str(directory / DEFAULTS_FILE),
+        ).load()
+    except Exception as exc:  # the structure was checked; this is a last-resort translation
+        raise InventoryError(f"{directory}: nornir could not load the inventory: {exc}") from None
+
+
+def _host_spec(directory: Path, host: Host) -> HostSpec:
+    where = f"{directory / HOSTS_FILE}: host {host.name}"
+    params = host.get_connection_parameters("fleetbr")
+    try:
+        ssh = _ssh_options(params.extras or {})
+        port = validate.integer(params.port if params.port is not None else 22, "port", 1, 65535)
+    except ValidationError as exc:
+        raise InventoryError(f"{where}: {exc}") from None
+    hostname = str(params.hostname)
+    if any(c.isspace() for c in hostname) or hostname.startswith("-"):
+        raise InventoryError(f"{where}: hostname {hostname!r} is not a host name or address")
+    return HostSpec(
+        name=host.name,
+        hostname=hostname,
+        port=port,
+        username=params.username,
+        password=params.password,
+        groups=tuple(g.name for g in host.extended_groups()),
+        data=host.extended_data(),
+        ssh=ssh,
+    )
+
+
+def _ssh_options(extras: Mapping[str, Any]) -> SSHOptions:
+    keys = extras.get("client_keys") or ()
+    if isinstance(keys, str):
+        keys = (keys,)
+    known_hosts = extras.get("known_hosts")
+    return SSHOptions(
+        client_keys=tuple(str(Path(k).expanduser()) for k in keys),
+        known_hosts=str(Path(known_hosts).expanduser()) if known_hosts else None,
+        jump_host=extras.get("jump_host"),
+        sudo=validate.boolean(extras.get("sudo", False), "sudo"),
+        connect_timeout=_seconds(extras, "connect_timeout", 10.0),
+        keepalive_interval=_seconds(extras, "keepalive_interval", 2.0),
+        keepalive_count_max=validate.integer(
+            extras.get("keepalive_count_max", 3), "keepalive_count_max", 1, 100
+        ),
+        command_timeout=_seconds(extras, "command_timeout", 120.0),
+        passphrase=extras.get("passphrase"),
+    )
+
+
+def _seconds(extras: Mapping[str, Any], key: str, default: float) -> float:
+    value = extras.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValidationError(f"{key}: expected seconds between 0 and 3600, got {value!r}")
+    return float(value)
+
+
+def _check_unique_endpoints(directory: Path, hosts: Mapping[str, HostSpec]) -> None:
+    seen: dict[tuple[str, int], str] = {}
+    for spec in hosts.values():
+        key = (spec.hostname, spec.port)
+        if key in seen:
+            raise InventoryError(
+                f"{directory / HOSTS_FILE}: host {spec.name}: {spec.hostname}:{spec.port} is "
+                f"already used by host {seen[key]}"
+            )
+        seen[key] = spec.name
+
+
+def select_hosts(hosts: Mapping[str, HostSpec], limit: str | None) -> list[HostSpec]:
+    """Hosts matching ``limit``: comma list of host names, group names or globs (on host names).
+
+    ``None`` or ``all`` selects every host. A term that matches nothing is an error.
+    """
+    if limit is None or limit.strip() in ("", "all"):
+        return list(hosts.values())
+    chosen: set[str] = set()
+    for term in (t.strip() for t in limit.split(",")):
+        if not term:
+            continue
+        matched = _match_term(hosts, term)
+        if not matched:
+            raise InventoryError(f"--limit: {term!r} matches no host or group in the inventory")
+        chosen.update(matched)
+    return [spec for name, spec in hosts.items() if name in chosen]
+
+
+def _match_term(hosts: Mapping[str, HostSpec], term: str) -> set[str]:
+    if term in hosts:
+        return {term}
+    by_group = {name for name, spec in hosts.items() if term in spec.groups}
+    if by_group:
+        return by_group
+    if any(ch in term for ch in "*?["):
+        return {name for name in hosts if fnmatch.fnmatchcase(name, term)}
+    return set()
+
+
+def apply_overrides(
+    hosts: Sequence[HostSpec], *, key: str | None, known_hosts: str | None
+) -> list[HostSpec]:
+    """CLI flags (``--key``, ``--known-hosts``) override the inventory for every host."""
+    result = []
+    for spec in hosts:
+        ssh = spec.ssh
+        if key:
+            ssh = replace(ssh, client_keys=(str(Path(key).expanduser()),))
+        if known_hosts:
+            ssh = replace(ssh, known_hosts=str(Path(known_hosts).expanduser()))
+        result.append(replace(spec, ssh=ssh))
+    return result
