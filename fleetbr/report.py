@@ -1,0 +1,100 @@
+"""Per-host results as data (after nornir's Result / AggregatedResult), and the exit code."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a host ended. Only OK, PLANNED, UNCHANGED and CONFIRMED count as success."""
+
+    OK = "ok"  # a read-only command succeeded (facts, status)
+    PLANNED = "planned"  # dry run: the host would change
+    UNCHANGED = "unchanged"  # the host already matches the task
+    CONFIRMED = "confirmed"  # changed, reconnected over a fresh connection, probes passed, disarmed
+    ROLLED_BACK = (
+        "rolled_back"  # the change was reverted and the host verified back at its snapshot
+    )
+    REFUSED = "refused"  # the plan refused the host; nothing was changed
+    FAILED = "failed"  # an error that is not a connectivity problem
+    UNREACHABLE = "unreachable"  # the host could not be reached (before, or even after rollback)
+    SKIPPED = "skipped"  # not attempted: the rollout stopped before this host's batch
+
+
+SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED})
+
+
+@dataclass
+class HostResult:
+    """The outcome for one host: status, one-line message, and structured data for ``--json``."""
+
+    host: str
+    status: Status
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the host ended in a success status."""
+        return self.status in SUCCESS
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "status": self.status.value,
+            "message": self.message,
+            "elapsed": round(self.elapsed, 3),
+            **self.data,
+        }
+
+
+@dataclass
+class AggregatedResult(Mapping[str, HostResult]):
+    """Results of one command over many hosts, keyed by host name in inventory order."""
+
+    command: str
+    results: dict[str, HostResult] = field(default_factory=dict)
+
+    def add(self, result: HostResult) -> None:
+        """Record one host's result."""
+        self.results[result.host] = result
+
+    def __getitem__(self, host: str) -> HostResult:
+        return self.results[host]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def failed(self) -> list[HostResult]:
+        """Hosts that did not end in a success status."""
+        return [r for r in self.results.values() if not r.ok]
+
+    def counts(self) -> dict[str, int]:
+        """How many hosts ended in each status."""
+        tally: dict[str, int] = {}
+        for result in self.results.values():
+            tally[result.status.value] = tally.get(result.status.value, 0) + 1
+        return tally
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every host succeeded, else 1."""
+        return 0 if not self.failed else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON document keyed by host name."""
+        return {name: result.to_dict() for name, result in self.results.items()}
+
+
+def ordered(results: Iterable[HostResult], order: Iterable[str]) -> list[HostResult]:
+    """``results`` sorted to follow ``order`` (inventory order)."""
+    by_host = {r.host: r for r in results}
+    return [by_host[name] for name in order if name in by_host]

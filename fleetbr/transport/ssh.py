@@ -1,0 +1,198 @@
+"""asyncssh-based connections. The only module that knows asyncssh's exceptions.
+
+Scripts run as ``sh -s`` with the script on stdin (``sudo -n sh -s`` for non-root users), so no
+value is ever spliced into a command line here. Connection set-up is retried with backoff
+(refused, timeout, sshd dropping us under MaxStartups); a command is never retried, since it may
+have changed the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from fleetbr.errors import (
+    AuthFailed,
+    CommandTimeout,
+    ConnectFailed,
+    HostKeyRejected,
+    RemoteCommandFailed,
+    SessionLost,
+    TransportError,
+)
+from fleetbr.inventory import HostSpec, SSHOptions
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote script printed and how it exited."""
+
+    stdout: str
+    stderr: str
+    exit_status: int | None
+
+
+class Connection:
+    """An open, host-key-verified SSH connection to one inventory host."""
+
+    def __init__(self, spec: HostSpec, conn: asyncssh.SSHClientConnection) -> None:
+        self.spec = spec
+        self._conn = conn
+        self._shell = "sudo -n sh -s" if spec.ssh.sudo else "sh -s"
+
+    async def run_script(
+        self, script: str, *, label: str, timeout: float | None = None, check: bool = True
+    ) -> CommandResult:
+        """Run ``script`` with POSIX sh on the host; raise on failure when ``check``."""
+        limit = timeout if timeout is not None else self.spec.ssh.command_timeout
+        try:
+            done = await self._conn.run(self._shell, input=script, timeout=limit, check=False)
+        except asyncssh.TimeoutError:
+            raise CommandTimeout(f"{label} did not finish within {limit:g}s") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise SessionLost(f"connection lost during {label}: {_describe(exc)}") from None
+        result = CommandResult(
+            stdout=_text(done.stdout), stderr=_text(done.stderr), exit_status=done.exit_status
+        )
+        if done.exit_signal:
+            raise SessionLost(f"{label} killed by signal {done.exit_signal[0]}")
+        if check and result.exit_status != 0:
+            raise RemoteCommandFailed(label, result.exit_status, result.stderr)
+        return result
+
+    async def close(self) -> None:
+        """Close the connection and wait for it to be gone."""
+        self._conn.close()
+        with suppress(TimeoutError, asyncssh.Error, OSError):
+            await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
+
+
+async def connect(
+    spec: HostSpec, *, attempts: int = 4, give_up_after: float | None = None
+) -> Connection:
+    """Open a verified connection, retrying set-up failures with exponential backoff.
+
+    ``give_up_after`` (seconds) bounds the whole retry loop; used by confirm, which must finish
+    before the host's dead-man deadline.
+    """
+    stop: Any = stop_after_attempt(attempts)
+    if give_up_after is not None:
+        stop = stop | stop_before_delay(give_up_after)
+    retrying = AsyncRetrying(
+        stop=stop,
+        wait=wait_exponential_jitter(initial=0.3, max=4.0, jitter=0.5),
+        retry=retry_if_exception(lambda exc: isinstance(exc, TransportError) and exc.retryable),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _connect_once(spec)
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+@asynccontextmanager
+async def open_connection(spec: HostSpec, **kwargs: Any) -> AsyncIterator[Connection]:
+    """``async with open_connection(spec) as conn:`` - connect, and always close."""
+    conn = await connect(spec, **kwargs)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _connect_once(spec: HostSpec) -> Connection:
+    ssh = spec.ssh
+    tunnel = None
+    started = time.monotonic()
+    try:
+        if ssh.jump_host:
+            jump_host, jump_user, jump_port = _jump_target(ssh.jump_host)
+            tunnel = await _open(ssh, jump_host, jump_port, jump_user)
+        conn = await _open(
+            ssh, spec.hostname, spec.port, spec.username, password=spec.password, tunnel=tunnel
+        )
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise HostKeyRejected(
+            f"host key of {spec.hostname}:{spec.port} is not trusted ({exc.reason}): it is unknown "
+            f"to or differs from {ssh.known_hosts or '~/.ssh/known_hosts'}; check the key out of "
+            "band and add it there (fleetbr never accepts keys on its own)"
+        ) from None
+    except asyncssh.PermissionDenied as exc:
+        raise AuthFailed(
+            f"authentication refused for {spec.username or 'default user'}: {exc.reason}"
+        ) from None
+    except TimeoutError:
+        waited = time.monotonic() - started
+        raise ConnectFailed(
+            f"connect to {spec.hostname}:{spec.port} timed out after {waited:.1f}s"
+        ) from None
+    except (asyncssh.Error, OSError) as exc:
+        raise ConnectFailed(
+            f"connect to {spec.hostname}:{spec.port} failed: {_describe(exc)}"
+        ) from None
+    return Connection(spec, conn)
+
+
+async def _open(
+    ssh: SSHOptions,
+    host: str,
+    port: int,
+    username: str | None,
+    *,
+    password: str | None = None,
+    tunnel: asyncssh.SSHClientConnection | None = None,
+) -> asyncssh.SSHClientConnection:
+    options: dict[str, Any] = {
+        "port": port,
+        "known_hosts": ssh.known_hosts if ssh.known_hosts else (),
+        "connect_timeout": ssh.connect_timeout,
+        "login_timeout": ssh.connect_timeout * 2,
+        "keepalive_interval": ssh.keepalive_interval,
+        "keepalive_count_max": ssh.keepalive_count_max,
+    }
+    if username:
+        options["username"] = username
+    if password:
+        options["password"] = password
+    if ssh.client_keys:
+        options["client_keys"] = list(ssh.client_keys)
+        options["passphrase"] = ssh.passphrase
+    if tunnel is not None:
+        options["tunnel"] = tunnel
+    return await asyncssh.connect(host, **options)
+
+
+def _jump_target(value: str) -> tuple[str, str | None, int]:
+    """Split ``[user@]host[:port]``."""
+    user, _, rest = value.rpartition("@")
+    host, port = rest, 22
+    if rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        port = int(port_text)
+    return host, user or None, port
+
+
+def _describe(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
