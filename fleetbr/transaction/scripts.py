@@ -1,0 +1,127 @@
+"""Render the transaction's remote scripts (templates ``tx_*.sh.j2``) for one plan."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fleetbr.errors import ValidationError
+from fleetbr.facts.model import STATE_DIR
+from fleetbr.plan import Plan, Step, step_command
+from fleetbr.render import render
+
+_TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+
+
+def new_txid() -> str:
+    """A sortable, unique transaction id like ``20261127T181500-3fa9c2``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def check_txid(txid: str) -> str:
+    """Return ``txid`` if it has the shape :func:`new_txid` makes (it reaches shell and paths)."""
+    if not _TXID_RE.match(txid):
+        raise ValidationError(f"transaction id {txid!r} is malformed")
+    return txid
+
+
+@dataclass(frozen=True)
+class StagedScripts:
+    """The scripts written to the host's transaction folder, with their sha256."""
+
+    files: dict[str, str]  # name -> text
+
+    def checksums(self) -> dict[str, str]:
+        """name -> sha256 hex, as ``sha256sum`` prints it on the host."""
+        return {
+            name: hashlib.sha256(text.encode()).hexdigest() for name, text in self.files.items()
+        }
+
+
+def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
+    return [{"description": s.description, "command": step_command(s)} for s in steps]
+
+
+def staged_scripts(txid: str, plan: Plan, timeout: int) -> StagedScripts:
+    """apply.sh, rollback.sh and timer.sh for ``plan``."""
+    base = {"state_dir": STATE_DIR, "txid": check_txid(txid)}
+    return StagedScripts(
+        {
+            "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
+            "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
+            "timer.sh": render("tx_timer.sh.j2", timeout=timeout, **base),
+        }
+    )
+
+
+def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str:
+    """The script that writes the scripts, snapshot and backups, and runs pre-change probes."""
+    return render(
+        "tx_stage.sh.j2",
+        state_dir=STATE_DIR,
+        txid=check_txid(txid),
+        scripts=staged.files,
+        files=list(plan.files),
+        probes=list(plan.probes),
+        task=task,
+    )
+
+
+def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float) -> str:
+    """Verify checksums, arm the timer, start the apply detached, wait up to ``wait`` seconds."""
+    return render(
+        "tx_arm_apply.sh.j2",
+        state_dir=STATE_DIR,
+        txid=check_txid(txid),
+        timeout=timeout,
+        use_systemd=use_systemd,
+        wait=wait,
+    )
+
+
+def disarm_script(txid: str) -> str:
+    """Take the decision lock for "confirmed" and stop the timer."""
+    return render("tx_disarm.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
+
+
+def state_script(txid: str) -> str:
+    """Print apply status, decision and rollback status."""
+    return render("tx_state.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
+
+
+def trigger_rollback_script(txid: str, reason: str) -> str:
+    """Start the staged rollback now, detached."""
+    return render(
+        "tx_trigger_rollback.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), reason=reason
+    )
+
+
+def journal_script(lines: int = 200) -> str:
+    """Print the last ``lines`` journal lines."""
+    return render("tx_journal.sh.j2", state_dir=STATE_DIR, lines=lines)
+
+
+def markers(stdout: str) -> dict[str, str]:
+    """``@@name value`` lines of a script's output, as a dict."""
+    found: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if line.startswith("@@"):
+            name, _, value = line[2:].partition(" ")
+            found[name] = value.strip()
+    return found
+
+
+def sections(stdout: str) -> dict[str, list[str]]:
+    """Lines following each ``@@name`` line, grouped by name."""
+    grouped: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith("@@"):
+            current = grouped.setdefault(line[2:].split(" ", 1)[0], [])
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return grouped

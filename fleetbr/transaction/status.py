@@ -1,0 +1,88 @@
+"""Read-only jobs: ``fleetbr plan`` (dry run) and ``fleetbr status`` (journals on the hosts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetbr.facts.gather import gather
+from fleetbr.inventory import HostSpec
+from fleetbr.plan import plan_host
+from fleetbr.report import HostResult, Status
+from fleetbr.tasks import BridgeTask
+from fleetbr.transaction import scripts
+from fleetbr.transaction.protocol import min_timeout
+from fleetbr.transport import open_connection
+
+
+async def plan_job(spec: HostSpec, task: BridgeTask) -> HostResult:
+    """Gather facts and plan; change nothing."""
+    async with open_connection(spec) as conn:
+        facts = await gather(conn)
+    plan = plan_host(task, facts, min_timeout=min_timeout(spec.ssh))
+    steps = [step.description for step in plan.steps]
+    data = {"steps": steps, "rollback": [step.description for step in plan.rollback]}
+    if plan.refusal:
+        return HostResult(spec.name, Status.REFUSED, plan.refusal, data=data)
+    if plan.unchanged:
+        return HostResult(spec.name, Status.UNCHANGED, "already matches the task", data=data)
+    return HostResult(spec.name, Status.PLANNED, "\n".join(steps), data=data)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journal line: ``EPOCH TXID EVENT [detail]``."""
+
+    at: int
+    txid: str
+    event: str
+    detail: str
+
+
+def parse_journal(text: str) -> list[JournalEntry]:
+    """Parse journal lines, skipping malformed ones (a torn last line after a crash)."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) >= 3 and parts[0].isdigit():
+            entries.append(JournalEntry(int(parts[0]), parts[1], parts[2], "".join(parts[3:])))
+    return entries
+
+
+def last_state(entries: list[JournalEntry]) -> dict[str, JournalEntry]:
+    """The latest entry of each transaction, oldest transaction first."""
+    latest: dict[str, JournalEntry] = {}
+    for entry in entries:
+        latest.pop(entry.txid, None)
+        latest[entry.txid] = entry
+    return latest
+
+
+async def status_job(spec: HostSpec) -> HostResult:
+    """Where this host stands: armed (live or stale) transaction and its journal's last states."""
+    async with open_connection(spec) as conn:
+        facts = await gather(conn)
+        journal = await conn.run_script(scripts.journal_script(), label="journal")
+    history = last_state(parse_journal(journal.stdout))
+    data: dict[str, object] = {
+        "transactions": {
+            txid: {"state": e.event, "at": e.at, "detail": e.detail} for txid, e in history.items()
+        },
+        "armed": facts.armed.txid if facts.armed else None,
+    }
+    if facts.armed is not None and facts.armed.stale:
+        data["stale"] = True
+        return HostResult(
+            spec.name, Status.FAILED,
+            f"STALE armed transaction {facts.armed.txid}: its timer is gone or the host rebooted; "
+            "the host is in an unconfirmed state - inspect it, then roll back or clear it",
+            data=data,
+        )  # fmt: skip
+    if facts.armed is not None:
+        left = facts.armed.deadline - facts.armed.now
+        return HostResult(
+            spec.name, Status.OK, f"armed {facts.armed.txid}, timer fires in {left}s", data=data
+        )
+    if not history:
+        return HostResult(spec.name, Status.OK, "no fleetbr transaction recorded", data=data)
+    txid, entry = next(reversed(history.items()))
+    return HostResult(spec.name, Status.OK, f"last {txid}: {entry.event} {entry.detail}", data=data)
