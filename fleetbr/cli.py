@@ -1,0 +1,202 @@
+"""Command line: ``fleetbr [-i INV] [-l LIMIT] [-f N] [--key K] [--known-hosts F] [--json] CMD``.
+
+Exit codes: 0 every host succeeded; 1 some host failed; 2 usage, inventory or task error (nothing
+was contacted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fleetbr import __version__, lab
+from fleetbr.demo import run_demo
+from fleetbr.errors import FleetbrError, UsageError
+from fleetbr.facts.gather import facts_job
+from fleetbr.inventory import HostSpec, apply_overrides, load_inventory, select_hosts
+from fleetbr.output import console, print_json, render_results
+from fleetbr.rollout import run_change_command
+from fleetbr.runner import run_hosts
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_FORKS = 50
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (global options first, Ansible style)."""
+    parser = argparse.ArgumentParser(
+        prog="fleetbr",
+        description="Convert hypervisors to bridged networking over SSH, with a dead-man timer.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetbr {__version__}")
+    parser.add_argument(
+        "-i", "--inventory", type=Path,
+        default=Path(os.environ.get("FLEETBR_INVENTORY", "inventory")),
+        help="inventory directory (hosts.yaml, groups.yaml, defaults.yaml); default ./inventory "
+        "or $FLEETBR_INVENTORY",
+    )  # fmt: skip
+    parser.add_argument("-l", "--limit", help="hosts: names, groups or globs, comma separated")
+    parser.add_argument(
+        "-f", "--forks", type=_positive_int, default=DEFAULT_FORKS,
+        help=f"at most this many hosts at once (default {DEFAULT_FORKS})",
+    )  # fmt: skip
+    parser.add_argument("--key", help="SSH private key for every host (overrides the inventory)")
+    parser.add_argument("--known-hosts", help="known_hosts file (overrides the inventory)")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("inventory", help="list selected hosts and their connection settings")
+    commands.add_parser("facts", help="gather network facts from the selected hosts")
+    _add_lab_parser(commands)
+    _add_change_parsers(commands)
+    demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
+    demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
+    demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
+    demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
+    demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))
+    demo.add_argument("--timeout", type=_positive_int, default=20, help="dead-man timeout (20s)")
+    demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    return parser
+
+
+def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = commands.add_parser("lab", help="the built-in network-namespace lab of SSH hosts")
+    lab_cmds = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    up = lab_cmds.add_parser("up", help="bring up a lab")
+    up.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
+    up.add_argument("--nic", default="eth0", help="NIC name inside each host (default eth0)")
+    for name in ("up", "status", "down"):
+        sub = up if name == "up" else lab_cmds.add_parser(name, help=f"lab {name}")
+        sub.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
+
+
+def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser("plan", help="dry run: show what TASK would change")
+    plan.add_argument("task", type=Path, help="task file (YAML)")
+    apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
+    apply.add_argument("task", type=Path, help="task file (YAML)")
+    apply.add_argument("--canary", type=int, default=0, help="hosts in a first, lone batch")
+    apply.add_argument("--batch-size", type=_positive_int, help="hosts per batch (default: all)")
+    apply.add_argument(
+        "--max-failures", type=int, default=None,
+        help="stop starting new batches once more than this many hosts failed (default: no limit; "
+        "a failed canary always stops the rollout)",
+    )  # fmt: skip
+    commands.add_parser("status", help="fleetbr transactions recorded on the hosts")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def selected_hosts(args: argparse.Namespace) -> list[HostSpec]:
+    """Load the inventory, apply -l and the CLI overrides."""
+    hosts = select_hosts(load_inventory(args.inventory), args.limit)
+    return apply_overrides(hosts, key=args.key, known_hosts=args.known_hosts)
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    """``fleetbr inventory``."""
+    hosts = selected_hosts(args)
+    if args.json:
+        print_json({spec.name: spec.public_view() for spec in hosts})
+        return EXIT_OK
+    out = console()
+    for spec in hosts:
+        view = spec.public_view()
+        out.print(f"[bold]{spec.name}[/bold]")
+        for key, value in view.items():
+            out.print(f"  {key}: {value}")
+    out.print(f"{len(hosts)} host(s)")
+    return EXIT_OK
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    """``fleetbr facts``."""
+    hosts = selected_hosts(args)
+    aggregated = asyncio.run(run_hosts("facts", hosts, facts_job, forks=args.forks))
+    render_results(aggregated, as_json=args.json)
+    return aggregated.exit_code
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """``fleetbr lab up|status|down``."""
+    out = console()
+    if args.lab_command == "up":
+        built = lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
+        if args.json:
+            print_json({h.name: {"address": h.addr4, "address6": h.addr6} for h in built.hosts})
+        else:
+            out.print(f"lab up: {len(built.hosts)} hosts in {built.dir}")
+            out.print(f"  fleetbr -i {built.inventory_dir} facts")
+        return EXIT_OK
+    if args.lab_command == "down":
+        lab.down(args.dir.resolve())
+        out.print(f"lab down: {args.dir}")
+        return EXIT_OK
+    rows = lab.status(args.dir.resolve())
+    healthy = all(row.sshd_alive and row.ssh_port_open for row in rows)
+    if args.json:
+        print_json({row.name: vars(row) for row in rows})
+    else:
+        for row in rows:
+            out.print(f"{row.name}: {vars(row)}")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    """``fleetbr plan|apply|status``."""
+    hosts = selected_hosts(args)
+    aggregated = run_change_command(args, hosts)
+    render_results(aggregated, as_json=args.json)
+    return aggregated.exit_code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``fleetbr demo``."""
+    return run_demo(
+        args.dir.resolve(), hosts=args.hosts, task=args.task, cut_task=args.cut_task,
+        timeout=args.timeout, keep=args.keep,
+    )  # fmt: skip
+
+
+HANDLERS: dict[str, Handler] = {
+    "demo": cmd_demo,
+    "inventory": cmd_inventory,
+    "facts": cmd_facts,
+    "lab": cmd_lab,
+    "plan": cmd_change,
+    "apply": cmd_change,
+    "status": cmd_change,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return HANDLERS[args.command](args)
+    except UsageError as exc:
+        console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        return EXIT_USAGE
+    except FleetbrError as exc:
+        console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        console(stderr=True).print("interrupted")
+        return 130

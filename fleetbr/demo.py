@@ -1,0 +1,62 @@
+"""``fleetbr demo``: bring up the lab, cut every host over to br0 under the dead-man timer, with
+one host given a change that cuts it off, so it visibly rolls back by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from fleetbr import lab
+from fleetbr.facts.gather import facts_job
+from fleetbr.inventory import load_inventory, select_hosts
+from fleetbr.output import console, render_results
+from fleetbr.report import AggregatedResult
+from fleetbr.rollout import rollout
+from fleetbr.runner import run_hosts
+from fleetbr.tasks import load_task, render_task
+
+
+def run_demo(
+    lab_dir: Path, *, hosts: int, task: Path, cut_task: Path, timeout: int, keep: bool
+) -> int:
+    """Run the demo; 0 when every host ended as expected (all confirmed, one rolled back)."""
+    out = console()
+    out.print(f"[bold]1/4[/bold] bringing up a lab of {hosts} SSH hosts in network namespaces")
+    built = lab.up(lab_dir, hosts=hosts)
+    try:
+        specs = select_hosts(load_inventory(built.inventory_dir), None)
+        cut = specs[-1].name
+        templates = {name: load_task(path) for name, path in (("ok", task), ("cut", cut_task))}
+        tasks = {
+            spec.name: dataclasses.replace(
+                render_task(templates["cut" if spec.name == cut else "ok"], spec.context()),
+                deadman_timeout=timeout,
+            )
+            for spec in specs
+        }
+        out.print(f"[bold]2/4[/bold] facts before the change ({built.inventory_dir})")
+        render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
+        out.print(
+            f"[bold]3/4[/bold] applying {task} to {len(specs) - 1} hosts and {cut_task} to {cut} "
+            f"(a wrong address: it will lose its connection and must revert by itself within "
+            f"{timeout}s)"
+        )
+        result = asyncio.run(rollout(specs, tasks, task.name, forks=50))
+        render_results(result, as_json=False)
+        out.print("[bold]4/4[/bold] facts after the change (fresh connections)")
+        render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
+        return 0 if _as_expected(result, cut) else 1
+    finally:
+        if keep:
+            out.print(f"lab kept: fleetbr -i {built.inventory_dir} status; fleetbr lab down "
+                      f"--dir {lab_dir}")  # fmt: skip
+        else:
+            lab.down(lab_dir)
+
+
+def _as_expected(result: AggregatedResult, cut: str) -> bool:
+    return all(
+        r.status.value == ("rolled_back" if name == cut else "confirmed")
+        for name, r in result.items()
+    )
