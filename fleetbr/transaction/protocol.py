@@ -17,6 +17,7 @@ from typing import Any
 from fleetbr.errors import CommandTimeout, SessionLost, TransportError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan, plan_host, verify_applied, verify_restored
 from fleetbr.report import HostResult, Status
@@ -105,8 +106,8 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
         return tx.result(
             Status.FAILED, "staged scripts do not match their checksums; nothing changed"
         )
-    results = dict(line.split()[:2] for line in found.get("probes", []))
-    tx.probes = [target for target in plan.probes if results.get(target) == "ok"]
+    answered, _ = parse_probes(found.get("probes", []))
+    tx.probes = [target for target in plan.probes if answered.get(target)]
     tx.note(f"staged {tx.txid}; probes that pass before the change: {tx.probes or 'none'}")
     return None
 

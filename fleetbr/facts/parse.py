@@ -1,0 +1,248 @@
+"""Turn the output of the facts script (``facts.sh.j2``) into :class:`HostFacts`. Pure, no I/O.
+
+The output is a sequence of ``@@fleetbr-section NAME`` blocks closed by ``@@fleetbr-end``; see
+docs/facts.md for every section and field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from fleetbr.errors import FactsError
+from fleetbr.facts.model import ArmedTransaction, Backend, HostFacts
+from fleetbr.facts.parse_ip import (
+    load_json,
+    parse_addresses,
+    parse_bridges,
+    parse_links,
+    parse_routes,
+)
+
+SECTION_MARK = "@@fleetbr-section "
+END_MARK = "@@fleetbr-end"
+FAILED_MARK = "@@fleetbr-failed"
+SECTIONS = (
+    "meta",
+    "links",
+    "addr",
+    "route4",
+    "route6",
+    "bridge_links",
+    "bridges",
+    "bridge_nf",
+    "wireless",
+    "docker",
+    "backends",
+    "managed_files",
+    "probes",
+    "armed",
+)
+# Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
+OPTIONAL_COMMANDS = frozenset({"route6", "bridge_links"})
+BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
+BACKENDS = ("networkmanager", "netplan", "systemd-networkd", "ifupdown", "brctl")
+META_KEYS = ("hostname", "kernel", "pid1_systemd", "has_modules", "has_sysctl", "has_virsh", "now")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_DOCKER_NET_RE = re.compile(r"^br-[0-9a-f]{12}$")
+_YESNO = {"yes": True, "no": False}
+
+Sections = dict[str, list[str]]
+
+
+def split_sections(output: str) -> Sections:
+    """Split the output into section name -> content lines; text before the first marker is ignored.
+
+    Unknown sections are kept (a newer script may add some); a missing end marker means the output
+    was cut short and is an error.
+    """
+    sections: Sections = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith(SECTION_MARK):
+            name = line[len(SECTION_MARK) :].strip()
+            if name in sections:
+                raise FactsError(f"section {name}: appears twice")
+            current = sections[name] = []
+        elif line == END_MARK:
+            break
+        elif current is not None:
+            current.append(line)
+    else:
+        raise FactsError("facts output is truncated: no end marker (@@fleetbr-end)")
+    missing = [name for name in SECTIONS if name not in sections]
+    if missing:
+        raise FactsError(f"section {missing[0]}: missing from the facts output")
+    return sections
+
+
+def _key_values(section: str, lines: Sequence[str]) -> dict[str, str]:
+    values = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key:
+            raise FactsError(f"section {section}: expected key=value, got {line!r}")
+        values[key] = value
+    return values
+
+
+def _yesno(section: str, value: str) -> bool:
+    if value not in _YESNO:
+        raise FactsError(f"section {section}: expected yes or no, got {value!r}")
+    return _YESNO[value]
+
+
+def _int(section: str, key: str, value: str) -> int:
+    if not value.isdigit():
+        raise FactsError(f"section {section}: {key} is not a number: {value!r}")
+    return int(value)
+
+
+def _words(section: str, lines: Sequence[str], first: str, count: int) -> list[list[str]]:
+    """Lines of ``count`` words starting with ``first`` (the last word may contain spaces)."""
+    rows = []
+    for line in lines:
+        words = line.split(" ", count - 1)
+        if len(words) != count or words[0] != first or not all(words):
+            raise FactsError(f"section {section}: unexpected line {line!r}")
+        rows.append(words[1:])
+    return rows
+
+
+def _json_text(section: str, lines: Sequence[str], warnings: list[str]) -> str:
+    failed = [line for line in lines if line.startswith(FAILED_MARK)]
+    if not failed:
+        return "\n".join(lines)
+    message = f"section {section}: the command failed on the host ({failed[0]})"
+    if section not in OPTIONAL_COMMANDS:
+        raise FactsError(message)
+    warnings.append(message)
+    return ""
+
+
+def parse_meta(lines: Sequence[str]) -> dict[str, str]:
+    """The meta section as a dict, checked for every required key."""
+    meta = _key_values("meta", lines)
+    for key in META_KEYS:
+        if not meta.get(key):
+            raise FactsError(f"section meta: {key} is missing")
+    _int("meta", "now", meta["now"])
+    return meta
+
+
+def parse_backends(lines: Sequence[str]) -> tuple[Backend, ...]:
+    """``backend NAME PRESENT ACTIVE`` lines, one per known backend."""
+    found = {}
+    for name, present, active in _words("backends", lines, "backend", 4):
+        found[name] = Backend(name, _yesno("backends", present), _yesno("backends", active))
+    missing = [name for name in BACKENDS if name not in found]
+    if missing:
+        raise FactsError(f"section backends: no line for {', '.join(missing)}")
+    return tuple(found.values())
+
+
+def parse_bridge_nf(lines: Sequence[str]) -> dict[str, int | None]:
+    """``call-iptables 1`` lines -> every key of BRIDGE_NF_KEYS, None when absent on the host."""
+    values: dict[str, int | None] = dict.fromkeys(BRIDGE_NF_KEYS)
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key not in values or not value.isdigit():
+            raise FactsError(f"section bridge_nf: unexpected line {line!r}")
+        values[key] = int(value)
+    return values
+
+
+def parse_managed_files(lines: Sequence[str]) -> dict[str, str | None]:
+    """``file SHA256|absent|unreadable PATH`` lines -> path -> sha256 (None when absent)."""
+    files: dict[str, str | None] = {}
+    for digest, path in _words("managed_files", lines, "file", 3):
+        if digest not in {"absent", "unreadable"} and not _SHA256_RE.match(digest):
+            raise FactsError(f"section managed_files: bad checksum {digest!r} for {path}")
+        files[path] = None if digest == "absent" else digest
+    return files
+
+
+def parse_probes(lines: Sequence[str]) -> tuple[dict[str, bool], list[str]]:
+    """``probe ADDR ok|fail|noping`` lines -> (address -> answered, addresses not probed)."""
+    results: dict[str, bool] = {}
+    unprobed = []
+    for addr, result in _words("probes", lines, "probe", 3):
+        if result == "noping":
+            unprobed.append(addr)
+        elif result in ("ok", "fail"):
+            results[addr] = result == "ok"
+        else:
+            raise FactsError(f"section probes: unexpected result {result!r} for {addr}")
+    return results, unprobed
+
+
+def parse_armed(lines: Sequence[str], now: int, boot_id: str) -> ArmedTransaction | None:
+    """The armed transaction, if any. Missing deadline/boot_id make it stale, never valid."""
+    if not lines:
+        return None
+    state = _key_values("armed", lines)
+    txid = state.get("txid", "")
+    if state.get("txid_valid") != "yes":
+        raise FactsError(f"section armed: the armed file names an invalid transaction id {txid!r}")
+    deadline = state.get("deadline", "0")
+    return ArmedTransaction(
+        txid=txid,
+        deadline=_int("armed", "deadline", deadline),
+        timer_alive=_yesno("armed", state.get("timer_alive", "no")),
+        same_boot=bool(boot_id) and state.get("boot_id") == boot_id,
+        now=now,
+    )
+
+
+def docker_evidence(lines: Sequence[str], link_names: Sequence[str]) -> tuple[str, ...]:
+    """``socket PATH`` / ``dockerd PATH`` lines plus Docker-named bridges, as ``kind:detail``."""
+    evidence = [f"link:{name}" for name in link_names if name == "docker0"]
+    evidence += [f"link:{name}" for name in link_names if _DOCKER_NET_RE.match(name)]
+    for line in lines:
+        kind, _, detail = line.partition(" ")
+        if kind not in ("socket", "dockerd") or not detail:
+            raise FactsError(f"section docker: unexpected line {line!r}")
+        evidence.append(f"{kind}:{detail}")
+    return tuple(evidence)
+
+
+def parse_facts(output: str) -> HostFacts:
+    """Parse the whole facts output; raises FactsError naming the section on malformed input."""
+    sections = split_sections(output)
+    warnings: list[str] = []
+    meta = parse_meta(sections["meta"])
+    now = int(meta["now"])
+    wireless = frozenset(
+        name for (name,) in _words("wireless", sections["wireless"], "wireless", 2)
+    )
+    json = {
+        name: load_json(name, _json_text(name, sections[name], warnings))
+        for name in ("links", "addr", "route4", "route6", "bridge_links")
+    }
+    links = parse_links(json["links"], wireless)
+    probes, unprobed = parse_probes(sections["probes"])
+    extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
+    if unprobed:
+        extra["unprobed"] = unprobed
+    if warnings:
+        extra["warnings"] = warnings
+    return HostFacts(
+        hostname=meta["hostname"],
+        kernel=meta["kernel"],
+        pid1_systemd=_yesno("meta", meta["pid1_systemd"]),
+        links=links,
+        addresses=parse_addresses(json["addr"]),
+        routes=parse_routes("route4", json["route4"], 4)
+        + parse_routes("route6", json["route6"], 6),
+        bridges=parse_bridges(json["links"], json["bridge_links"], sections["bridges"]),
+        bridge_nf=parse_bridge_nf(sections["bridge_nf"]),
+        docker=docker_evidence(sections["docker"], [link.name for link in links]),
+        backends=parse_backends(sections["backends"]),
+        libvirt=_yesno("meta", meta["has_virsh"]),
+        has_modules=_yesno("meta", meta["has_modules"]),
+        has_sysctl=_yesno("meta", meta["has_sysctl"]),
+        managed_files=parse_managed_files(sections["managed_files"]),
+        probes=probes,
+        armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),
+        extra=extra,
+    )

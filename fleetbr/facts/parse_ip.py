@@ -1,0 +1,203 @@
+"""Pure parsers for the iproute2 JSON sections of the facts output: links, addr, routes, bridges."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fleetbr.errors import FactsError
+from fleetbr.facts.model import Address, Bridge, Family, Link, Route
+
+JsonObj = dict[str, Any]
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_FAMILIES: dict[str, Family] = {"inet": 4, "inet6": 6}
+_ROUTE_DEFAULTS = ("default", "0.0.0.0/0", "::/0")
+
+
+def load_json(section: str, text: str) -> list[JsonObj]:
+    """Decode one JSON section: a list of objects (empty text means an empty list)."""
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FactsError(f"section {section}: invalid JSON: {exc}") from None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise FactsError(f"section {section}: expected a JSON list of objects")
+    return data
+
+
+def _get(section: str, obj: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FactsError(
+            f"section {section}: {key!r} missing or not {kind.__name__} in {obj!r:.120}"
+        )
+    return value
+
+
+def link_kind(obj: Mapping[str, Any]) -> str:
+    """``loopback``, ``ether`` for a plain NIC, else linkinfo's ``info_kind`` (bridge, veth...)."""
+    link_type = obj.get("link_type")
+    if link_type == "loopback":
+        return "loopback"
+    info = obj.get("linkinfo")
+    if isinstance(info, dict) and isinstance(info.get("info_kind"), str):
+        return str(info["info_kind"])
+    return str(link_type) if isinstance(link_type, str) else "unknown"
+
+
+def parse_links(
+    data: Iterable[JsonObj], wireless: frozenset[str] = frozenset()
+) -> tuple[Link, ...]:
+    """Links from ``ip -j -d link show``; ``wireless`` names links that have a wireless phy."""
+    links = []
+    for obj in data:
+        name = _get("links", obj, "ifname", str)
+        flags = obj.get("flags", [])
+        kind = link_kind(obj)
+        mac = str(obj.get("address", "")).lower()
+        master = obj.get("master")
+        links.append(
+            Link(
+                name=name,
+                kind=kind,
+                mac=mac if kind != "loopback" and _MAC_RE.match(mac) else None,
+                mtu=_get("links", obj, "mtu", int),
+                state=str(obj.get("operstate", "UNKNOWN")),
+                admin_up=isinstance(flags, list) and "UP" in flags,
+                master=master if isinstance(master, str) else None,
+                wireless=name in wireless,
+            )
+        )
+    return tuple(links)
+
+
+def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:
+    """Addresses from ``ip -j addr show``, in kernel order; ``cidr`` keeps the host bits."""
+    addresses = []
+    for obj in data:
+        dev = _get("addr", obj, "ifname", str)
+        for info in obj.get("addr_info", []):
+            # Some iproute2 versions emit {} for filtered entries; skip anything without a local.
+            if not isinstance(info, dict) or "local" not in info:
+                continue
+            family = _FAMILIES.get(info.get("family", ""))
+            if family is None:
+                continue
+            try:
+                cidr = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").with_prefixlen
+            except (KeyError, ValueError) as exc:
+                raise FactsError(f"section addr: bad address on {dev}: {exc}") from None
+            addresses.append(
+                Address(
+                    dev=dev,
+                    family=family,
+                    cidr=cidr,
+                    scope=str(info.get("scope", "global")),
+                    dynamic=bool(info.get("dynamic", False)),
+                )
+            )
+    return tuple(addresses)
+
+
+def _canonical_dst(section: str, dst: object) -> str:
+    if not isinstance(dst, str):
+        raise FactsError(f"section {section}: route without a destination")
+    if dst in _ROUTE_DEFAULTS:
+        return "default"
+    try:
+        return ipaddress.ip_network(dst, strict=False).with_prefixlen
+    except ValueError:
+        raise FactsError(f"section {section}: bad route destination {dst!r}") from None
+
+
+def _gateway(section: str, hop: Mapping[str, Any]) -> str | None:
+    gateway = hop.get("gateway")
+    via = hop.get("via")
+    if gateway is None and isinstance(via, dict):  # RFC 5549: v4 route via a v6 next hop
+        gateway = via.get("host")
+    if gateway is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(gateway))
+    except ValueError:
+        raise FactsError(f"section {section}: bad gateway {gateway!r}") from None
+
+
+def parse_routes(section: str, data: Iterable[JsonObj], family: Family) -> tuple[Route, ...]:
+    """Unicast main-table routes; a multipath route gives one Route per next hop."""
+    routes = []
+    for obj in data:
+        if obj.get("type", "unicast") != "unicast" or obj.get("table", "main") != "main":
+            continue  # blackhole, unreachable, prohibit, multicast, local...
+        dst = _canonical_dst(section, obj.get("dst"))
+        metric = obj.get("metric")
+        nexthops = obj.get("nexthops")
+        hops: list[JsonObj] = nexthops if isinstance(nexthops, list) else [obj]
+        for hop in hops:
+            dev = _get(section, hop, "dev", str)
+            routes.append(
+                Route(
+                    family=family,
+                    dst=dst,
+                    dev=dev,
+                    gateway=_gateway(section, hop),
+                    metric=metric if isinstance(metric, int) else None,
+                    protocol=str(obj.get("protocol", "boot")),
+                )
+            )
+    return tuple(routes)
+
+
+def _sysfs_bridges(lines: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """``bridge NAME STP FD`` lines -> name -> (stp_state, forward_delay centiseconds)."""
+    found = {}
+    for line in lines:
+        words = line.split()
+        if len(words) != 4 or words[0] != "bridge":
+            raise FactsError(f"section bridges: unexpected line {line!r}")
+        if words[2].isdigit() and words[3].isdigit():
+            found[words[1]] = (int(words[2]), int(words[3]))
+    return found
+
+
+def _seconds(centiseconds: int) -> int:
+    return (centiseconds + 50) // 100
+
+
+def parse_bridges(
+    links: Iterable[JsonObj], bridge_links: Iterable[JsonObj], sysfs_lines: Iterable[str]
+) -> tuple[Bridge, ...]:
+    """Bridges with settings from netlink (``ip -d link`` info_data), sysfs as the fallback.
+
+    Ports are links whose master is the bridge, plus any ``bridge -j link`` reports.
+    """
+    sysfs = _sysfs_bridges(sysfs_lines)
+    link_list = list(links)
+    ports: dict[str, list[str]] = {}
+    for obj in [*link_list, *bridge_links]:
+        master, name = obj.get("master"), obj.get("ifname")
+        if isinstance(master, str) and isinstance(name, str):
+            members = ports.setdefault(master, [])
+            if name not in members:
+                members.append(name)
+    bridges = []
+    for obj in link_list:
+        if link_kind(obj) != "bridge":
+            continue
+        name = _get("links", obj, "ifname", str)
+        info = obj.get("linkinfo")
+        data = info.get("info_data") if isinstance(info, dict) else None
+        data = data if isinstance(data, dict) else {}
+        stp, delay = data.get("stp_state"), data.get("forward_delay")
+        if not isinstance(stp, int) or not isinstance(delay, int):
+            if name not in sysfs:
+                raise FactsError(f"section bridges: no stp_state/forward_delay for bridge {name}")
+            stp, delay = sysfs[name]
+        bridges.append(Bridge(name, stp != 0, _seconds(delay), tuple(ports.get(name, ()))))
+    return tuple(bridges)
