@@ -69,6 +69,8 @@ class Connection:
         )
         if done.exit_signal:
             raise SessionLost(f"{label} killed by signal {done.exit_signal[0]}")
+        if done.exit_status is None:  # the channel closed with no exit status: the session died
+            raise SessionLost(f"session ended during {label} without an exit status")
         if check and result.exit_status != 0:
             raise RemoteCommandFailed(label, result.exit_status, result.stderr)
         return result
@@ -93,7 +95,7 @@ async def connect(
         stop = stop | stop_before_delay(give_up_after)
     retrying = AsyncRetrying(
         stop=stop,
-        wait=wait_exponential_jitter(initial=0.3, max=4.0, jitter=0.5),
+        wait=wait_exponential_jitter(multiplier=0.3, max=4.0, jitter=0.5),
         retry=retry_if_exception(lambda exc: isinstance(exc, TransportError) and exc.retryable),
         reraise=True,
     )

@@ -1,0 +1,267 @@
+"""The dead-man transaction against real lab hosts: every case ends confirmed with the new state,
+or back exactly at the host's snapshot and reachable at its original address."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbr.lab import Lab, host_state, kill_sshd, set_switch_port, start_sshd
+from fleetbr.report import Status
+from fleetbr.transaction import scripts
+from fleetbr.transaction.protocol import apply_host
+from tests.integration.helpers import fleetbr, specs
+from tests.integration.txhelpers import (
+    TIMEOUT,
+    armed,
+    enslaved,
+    events,
+    fleetbr_processes,
+    rendered,
+    sh,
+    task_file,
+    wait_for,
+)
+
+
+def apply(lab: Lab, host: str, task: Path) -> Any:
+    """Run the transaction for one host in-process."""
+    spec = specs(lab.inventory_dir)[host]
+    return asyncio.run(apply_host(spec, rendered(lab, task, host), task.name))
+
+
+def assert_bridged(lab: Lab, host: str) -> None:
+    """The host carries br0 over its NIC with the NIC's MAC, addresses and default routes."""
+    h = lab.host(host)
+    state = host_state(lab, host)
+    links = {link["ifname"]: link for link in state["links"]}
+    assert links[h.nic]["master"] == "br0"
+    assert links["br0"]["address"] == links[h.nic]["address"]
+    info = links["br0"]["linkinfo"]["info_data"]
+    assert info["stp_state"] == 0 and info["forward_delay"] == 400
+    out = sh(lab, host, "ip -o addr show dev br0; ip route; ip -6 route")
+    assert h.addr4 in out and h.addr6 in out
+    assert f"default via {lab.gateway4} dev br0" in out
+    assert f"default via {lab.gateway6} dev br0" in out
+    sysctls = sh(lab, host, "cat /proc/sys/net/bridge/bridge-nf-call-iptables "
+                 "/proc/sys/net/bridge/bridge-nf-call-ip6tables "
+                 "/proc/sys/net/bridge/bridge-nf-call-arptables").split()  # fmt: skip
+    assert sysctls == ["0", "0", "0"]
+    assert "net.bridge.bridge-nf-call-iptables = 0" in sh(
+        lab, host, "cat /etc/sysctl.d/bridge.conf"
+    )
+    assert 'KERNEL=="br_netfilter"' in sh(lab, host, "cat /etc/udev/rules.d/99-bridge.rules")
+
+
+def assert_at_snapshot(lab: Lab, host: str, pristine: dict[str, Any]) -> None:
+    """The host is exactly back at its post-``up`` state, not armed, and reachable over SSH."""
+    assert host_state(lab, host) == pristine[host]
+    assert not armed(lab, host)
+    wait_for(lambda: not fleetbr_processes(lab, host), 5, "fleetbr processes to exit")
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, "facts")
+    assert code == 0, err
+    assert doc[host]["facts"]["hostname"] == host
+
+
+def test_confirmed_cutover_then_unchanged_then_unbridge(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv01")
+    result = apply(lab, "hv01", task_file(tmp_path))
+    assert result.status == Status.CONFIRMED, result.message
+    assert_bridged(lab, "hv01")
+    assert events(lab, "hv01") == ["staged", "armed", "applied", "confirmed"]
+    assert not armed(lab, "hv01") and not fleetbr_processes(lab, "hv01"), "timer left running"
+
+    again = apply(lab, "hv01", task_file(tmp_path))
+    assert again.status == Status.UNCHANGED
+
+    back = apply(lab, "hv01", task_file(tmp_path, state="absent"))
+    assert back.status == Status.CONFIRMED, back.message
+    state = host_state(lab, "hv01")
+    # unbridge leaves the netfilter files and sysctls alone; the network is as it was
+    for key in ("links", "addresses", "routes4", "routes6"):
+        if key in state:
+            assert state[key] == pristine["hv01"][key], key
+
+
+def test_plan_changes_nothing(lab: Lab, fresh_host: Any, tmp_path: Path) -> None:
+    fresh_host("hv02")
+    before = host_state(lab, "hv02")
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", "hv02", "plan",
+                             str(task_file(tmp_path)))  # fmt: skip
+    assert code == 0, err
+    assert doc["hv02"]["status"] == "planned"
+    assert any("make eth0 a port of br0" in step for step in doc["hv02"]["steps"])
+    assert host_state(lab, "hv02") == before
+    assert events(lab, "hv02") == []
+
+
+def test_cutting_address_rolls_back(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv02")
+    started = time.monotonic()
+    result = apply(lab, "hv02", task_file(tmp_path, addresses=["198.51.100.202/30"]))
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert time.monotonic() - started < TIMEOUT + 20
+    assert_at_snapshot(lab, "hv02", pristine)
+    assert events(lab, "hv02")[-2:] == ["rolling_back", "rolled_back"]
+    assert "reason=timer" in sh(lab, "hv02", "tail -n 1 /var/lib/fleetbr/journal")
+
+
+def test_controller_sigkilled_host_reverts_by_itself(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv03")
+    task = task_file(tmp_path)
+    env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "60"}
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv03", "apply",
+         str(task)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: enslaved(lab, "hv03") and "applied" in events(lab, "hv03"), 20,
+                 "the NIC to be enslaved")  # fmt: skip
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+    finally:
+        controller.kill()
+    assert armed(lab, "hv03")
+    wait_for(lambda: "rolled_back" in events(lab, "hv03"), TIMEOUT + 5, "the host's own rollback")
+    assert_at_snapshot(lab, "hv03", pristine)
+    code, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", "hv03", "status")
+    assert code == 0 and "rolled_back reason=timer" in doc["hv03"]["message"]
+
+
+def _kill_sessions_when_armed(lab: Lab, host: str) -> threading.Thread:
+    """In the background: as soon as the host is armed, SIGKILL its SSH session processes."""
+    listener = lab.host(host).sshd_pid
+
+    def cut() -> None:
+        wait_for(lambda: armed(lab, host), 20, "arming", every=0.005)
+        sh(lab, host, f"pkill -KILL -P {listener}")
+
+    thread = threading.Thread(target=cut)
+    thread.start()
+    return thread
+
+
+def test_session_cut_during_apply(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv04")
+    cutter = _kill_sessions_when_armed(lab, "hv04")
+    result = apply(lab, "hv04", task_file(tmp_path))
+    cutter.join()
+    assert any("session cut" in event for event in result.data["events"]), result.data
+    # the detached apply completed; confirm went over a new connection
+    assert result.status == Status.CONFIRMED, result.message
+    assert_bridged(lab, "hv04")
+    assert not armed(lab, "hv04")
+
+
+def test_sshd_killed_during_window_no_false_confirm(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    fresh_host("hv05")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "1")
+
+    def kill_then_restart() -> None:
+        wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
+        kill_sshd(lab, "hv05")  # established sessions survive; new ones are refused
+        wait_for(lambda: "rolled_back" in events(lab, "hv05"), TIMEOUT + 5, "rollback")
+        start_sshd(lab, "hv05")
+
+    helper = threading.Thread(target=kill_then_restart)
+    helper.start()
+    result = apply(lab, "hv05", task_file(tmp_path))
+    helper.join()
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert "confirmed" not in events(lab, "hv05")
+    assert_at_snapshot(lab, "hv05", pristine)
+
+
+def test_switch_link_down_during_window(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    fresh_host("hv06")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "0.5")
+
+    def flap() -> None:
+        wait_for(lambda: "applied" in events(lab, "hv06"), 20, "apply")
+        set_switch_port(lab, "hv06", up=False)
+        wait_for(lambda: "rolled_back" in events(lab, "hv06"), TIMEOUT + 5, "rollback")
+        set_switch_port(lab, "hv06", up=True)
+
+    helper = threading.Thread(target=flap)
+    helper.start()
+    try:
+        result = apply(lab, "hv06", task_file(tmp_path))
+    finally:
+        helper.join()
+        set_switch_port(lab, "hv06", up=True)
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert_at_snapshot(lab, "hv06", pristine)
+
+
+def test_confirm_after_timer_fired_reports_rolled_back(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    fresh_host("hv01")
+    # the controller verifies and probes, then stalls past the deadline before disarming
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_DISARM", str(TIMEOUT))
+    result = apply(lab, "hv01", task_file(tmp_path))
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert "timer fired first" in result.message
+    assert "confirmed" not in events(lab, "hv01")
+    assert_at_snapshot(lab, "hv01", pristine)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_confirm_and_rollback_racing_on_the_host(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, attempt: int
+) -> None:
+    """Start disarm and rollback at the same instant: exactly one wins, the host matches it."""
+    fresh_host("hv02")
+
+    task = task_file(tmp_path, timeout=30)
+    # Stage and arm through the real controller path, stopping before confirm:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv02", "apply",
+         str(task)], env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "60"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "applied" in events(lab, "hv02"), 20, "apply")
+    finally:
+        proc.kill()
+        proc.wait()
+    txid = sh(lab, "hv02", "cat /var/lib/fleetbr/armed").strip()
+    disarm = scripts.disarm_script(txid)
+    race = (
+        f"cat > /tmp/disarm.sh <<'EOF_DISARM'\n{disarm}EOF_DISARM\n"
+        f"sh /var/lib/fleetbr/tx/{txid}/rollback.sh race > /dev/null & "
+        "sh /tmp/disarm.sh > /tmp/disarm.out & wait; cat /tmp/disarm.out"
+    )
+    out = sh(lab, "hv02", race)
+    decision = sh(lab, "hv02", f"cat /var/lib/fleetbr/tx/{txid}/decision/by").strip()
+    said = scripts.markers(out).get("decision", "")
+    assert said == decision, "what confirm reports must be what the host did"
+    tail = events(lab, "hv02")
+    assert tail.count("confirmed") + tail.count("rolled_back") == 1
+    if decision == "confirmed":
+        assert_bridged(lab, "hv02")
+    else:
+        assert decision == "rolled_back race"
+        assert_at_snapshot(lab, "hv02", pristine)
+    assert not armed(lab, "hv02")

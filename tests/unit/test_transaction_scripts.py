@@ -1,0 +1,112 @@
+"""Rendering of the transaction's remote scripts, and the parsing of their output. No SSH."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from fleetbr.errors import ValidationError
+from fleetbr.plan import Plan, plan_host
+from fleetbr.transaction import scripts
+from fleetbr.transaction.status import last_state, parse_journal
+from tests.unit.test_plan_support import facts, task
+
+TXID = "20261127T181500-3fa9c2"
+
+
+def classic_plan() -> Plan:
+    return plan_host(task(), facts(), min_timeout=20)
+
+
+def rendered_scripts() -> dict[str, str]:
+    plan = classic_plan()
+    staged = scripts.staged_scripts(TXID, plan, 60)
+    return {
+        **staged.files,
+        "stage": scripts.stage_script(TXID, plan, staged, "bridge.yaml"),
+        "arm_apply": scripts.arm_apply_script(TXID, 60, use_systemd=False, wait=5),
+        "arm_apply_systemd": scripts.arm_apply_script(TXID, 60, use_systemd=True, wait=5),
+        "disarm": scripts.disarm_script(TXID),
+        "state": scripts.state_script(TXID),
+        "trigger": scripts.trigger_rollback_script(TXID, "confirm-failed"),
+        "journal": scripts.journal_script(),
+    }
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_every_script_parses(shell: str) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    for name, text in rendered_scripts().items():
+        done = subprocess.run([shell, "-n"], input=text, capture_output=True, text=True)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+
+
+def test_apply_runs_every_step_and_rolls_back_on_failure() -> None:
+    plan = classic_plan()
+    apply = scripts.staged_scripts(TXID, plan, 60).files["apply.sh"]
+    assert apply.count("then fail ") == len(plan.steps)
+    assert 'exec /bin/sh "$TX/rollback.sh" "apply-failed-step-$1"' in apply
+
+
+def test_rollback_takes_the_lock_before_touching_anything() -> None:
+    plan = classic_plan()
+    rollback = scripts.staged_scripts(TXID, plan, 60).files["rollback.sh"]
+    lock = rollback.index('if ! mkdir "$TX/decision"')
+    first_step = rollback.index("if ! ", lock + 1)
+    assert rollback.index("if ! ") == lock < first_step
+    assert rollback.count("if ! ") == len(plan.rollback) + 1
+
+
+def test_timer_sleeps_the_timeout_then_rolls_back() -> None:
+    timer = scripts.staged_scripts(TXID, classic_plan(), 37).files["timer.sh"]
+    assert "sleep 37" in timer and "rollback.sh timer" in timer
+
+
+def test_systemd_hosts_get_a_transient_timer() -> None:
+    text = scripts.arm_apply_script(TXID, 60, use_systemd=True, wait=5)
+    assert "systemd-run" in text and "--on-active=60s" in text
+    assert "systemd-run" not in scripts.arm_apply_script(TXID, 60, use_systemd=False, wait=5)
+
+
+def test_checksums_match_sha256sum() -> None:
+    staged = scripts.staged_scripts(TXID, classic_plan(), 60)
+    for name, digest in staged.checksums().items():
+        done = subprocess.run(["sha256sum"], input=staged.files[name], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        assert done.stdout.split()[0] == digest
+
+
+@pytest.mark.parametrize("txid", ["x; reboot", "../../etc", "20261127T181500-3FA9C2", ""])
+def test_malformed_txid_never_reaches_a_script(txid: str) -> None:
+    with pytest.raises(ValidationError):
+        scripts.disarm_script(txid)
+
+
+def test_markers_and_sections() -> None:
+    out = "noise\n@@armed 1700000060 1700000000\n@@apply applied\n@@checksums\nabc  apply.sh\n"
+    assert scripts.markers(out) == {"armed": "1700000060 1700000000", "apply": "applied",
+                                    "checksums": ""}  # fmt: skip
+    assert scripts.sections(out)["checksums"] == ["abc  apply.sh"]
+
+
+def test_new_txids_are_valid_and_unique() -> None:
+    ids = {scripts.new_txid() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(scripts.check_txid(txid) == txid for txid in ids)
+
+
+def test_journal_parsing_keeps_the_last_event_per_transaction() -> None:
+    text = (
+        f"1700000000 {TXID} staged bridge.yaml\n"
+        f"1700000001 {TXID} armed deadline=1700000061\n"
+        "1700000002 20261127T181600-000001 staged bridge.yaml\n"
+        f"1700000003 {TXID} rolled_back reason=timer failed_steps=0\n"
+        "17000000"  # a torn line after a crash
+    )
+    latest = last_state(parse_journal(text))
+    assert list(latest) == ["20261127T181600-000001", TXID]
+    assert latest[TXID].event == "rolled_back"
+    assert latest[TXID].detail == "reason=timer failed_steps=0"
