@@ -1,4 +1,4 @@
-"""Refusals: hostile values never reach a host; armed (live or stale) transactions block a new one."""
+"""Refusals: hostile values never reach a host; an armed (live or stale) transaction blocks more."""
 
 from __future__ import annotations
 

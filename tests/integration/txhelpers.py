@@ -19,7 +19,7 @@ TIMEOUT = 14  # shortest the lab's 3 s connect timeout allows (see protocol.min_
 
 
 def task_file(tmp_path: Path, base: str = "bridge.yaml", **changes: Any) -> Path:
-    """A copy of tasks/<base> with a short dead-man timeout and ``changes`` merged into ``bridge``."""
+    """tasks/<base> with a short dead-man timeout and ``changes`` merged into ``bridge``."""
     doc = yaml.safe_load((REPO / "tasks" / base).read_text())
     doc["deadman"]["timeout"] = changes.pop("timeout", TIMEOUT)
     doc["bridge"].update(changes)
