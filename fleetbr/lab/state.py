@@ -1,0 +1,203 @@
+"""Comparable snapshots of a lab host's network state; resetting a host to its pristine state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from fleetbr.lab.faults import host_exec, start_sshd
+from fleetbr.lab.model import Lab, LabHost
+from fleetbr.lab.system import ip_batch, is_sshd, kill, netns_pids
+
+SYSCTLS = tuple(
+    f"net.bridge.bridge-nf-call-{table}" for table in ("iptables", "ip6tables", "arptables")
+)
+WATCHED_DIRS = ("/etc/sysctl.d", "/etc/udev/rules.d")
+# What fleetbr writes on a host; reset_host removes them from the host's private /etc and /var.
+FLEETBR_PATHS = (
+    "/var/lib/fleetbr",
+    "/etc/sysctl.d/bridge.conf",
+    "/etc/udev/rules.d/99-bridge.rules",
+)
+_VOLATILE = frozenset(
+    {
+        "ifindex",
+        "link_index",
+        "link_netnsid",
+        "valid_life_time",
+        "preferred_life_time",
+        "stats",
+        "stats64",
+    }
+)
+DAD_SETTLE = 3.0
+NIC_MTU = 1500
+
+
+def nic_commands(lab: Lab, host: LabHost) -> list[str]:
+    """``ip -batch`` lines giving a host its pristine addresses and default routes."""
+    nic = host.nic
+    return [
+        "link set lo up",
+        f"link set {nic} up",
+        f"addr add {host.addr4} dev {nic}",
+        f"addr add {host.addr6} dev {nic} nodad",
+        f"route add default via {lab.gateway4} dev {nic}",
+        f"route add default via {lab.gateway6} dev {nic}",
+    ]
+
+
+def _proc_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def read_sysctls(lab: Lab, host: LabHost) -> dict[str, str]:
+    """The bridge-nf-call sysctls of the host's namespace (absent ones are left out)."""
+    paths = {_proc_path(key): key for key in SYSCTLS}
+    out = host_exec(lab, host, ["grep", "-s", "-H", "", *paths], check=False).stdout
+    values = {}
+    for line in out.splitlines():
+        path, _, value = line.partition(":")
+        values[paths[path]] = value.strip()
+    return values
+
+
+def _ip_json(lab: Lab, host: LabHost, argv: list[str]) -> list[dict[str, Any]]:
+    out = host_exec(lab, host, argv).stdout.strip()
+    data: list[dict[str, Any]] = json.loads(out) if out else []
+    return data
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _normalise(v)
+            for k, v in sorted(value.items())
+            if k not in _VOLATILE and "timer" not in k
+        }
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def _addresses(lab: Lab, host: LabHost) -> list[dict[str, Any]]:
+    """``ip -j addr``, waiting briefly for IPv6 DAD on links that are up to finish."""
+    deadline = time.monotonic() + DAD_SETTLE
+    while True:
+        links = _ip_json(lab, host, ["ip", "-j", "addr"])
+        tentative = any(
+            a.get("tentative")
+            for link in links
+            if link.get("operstate") == "UP"
+            for a in link.get("addr_info", [])
+        )
+        if not tentative or time.monotonic() >= deadline:
+            return links
+        time.sleep(0.1)
+
+
+def _files(lab: Lab, host: LabHost) -> dict[str, str]:
+    listing = host_exec(lab, host, ["find", *WATCHED_DIRS, "!", "-type", "d"], check=False)
+    names = sorted(listing.stdout.split())
+    hashes = {name: "unreadable" for name in names}
+    if names:
+        out = host_exec(lab, host, ["sha256sum", "--", *names], check=False).stdout
+        for line in out.splitlines():
+            digest, _, name = line.partition("  ")
+            hashes[name] = digest
+    return hashes
+
+
+def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
+    """A comparable snapshot: links, addresses, routes, bridge ports, sysctls, watched files."""
+    member = lab.host(host) if isinstance(host, str) else host
+    addrs = _addresses(lab, member)
+    for link in addrs:
+        link["addr_info"] = sorted(
+            link.get("addr_info", []), key=lambda a: (a.get("family", ""), a.get("local", ""))
+        )
+    key = json.dumps
+    return {
+        "links": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-d", "link"])), key=key),
+        "addresses": sorted(_normalise(addrs), key=key),
+        "routes4": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-4", "route"])), key=key),
+        "routes6": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-6", "route"])), key=key),
+        "bridge_ports": sorted(
+            _normalise(_ip_json(lab, member, ["bridge", "-j", "link"])), key=key
+        ),
+        "sysctls": read_sysctls(lab, member),
+        "files": _files(lab, member),
+    }
+
+
+def _route_del(route: dict[str, Any], family: str) -> str:
+    """An ``ip -batch`` line deleting ``route`` (batch lines cannot say -6; the dst implies it)."""
+    dst = route["dst"]
+    if dst == "default":
+        dst = "::/0" if family == "-6" else "0.0.0.0/0"
+    words = ["route", "del"]
+    if route.get("type", "unicast") != "unicast":
+        words.append(route["type"])
+    words += [dst, "table", "main"]
+    for field in ("dev", "metric"):
+        if field in route:
+            words += [field, str(route[field])]
+    return " ".join(words)
+
+
+def _reset_network(lab: Lab, host: LabHost) -> None:
+    links = _ip_json(lab, host, ["ip", "-j", "link"])
+    extra = [link["ifname"] for link in links if link["ifname"] not in ("lo", host.nic)]
+    routes = [
+        _route_del(r, family)
+        for family in ("-4", "-6")
+        for r in _ip_json(lab, host, ["ip", "-j", family, "route", "show", "table", "main"])
+        if r.get("protocol") != "kernel"
+    ]
+    ip_batch(
+        [
+            *(f"link del dev {name}" for name in extra),
+            *routes,
+            f"link set dev {host.nic} nomaster",
+            f"link set dev {host.nic} mtu {NIC_MTU}",
+            f"addr flush dev {host.nic} scope global",
+            "addr flush dev lo scope global",
+        ],
+        netns=host.netns,
+        check=False,
+    )
+    nic_addrs = _ip_json(lab, host, ["ip", "-j", "-6", "addr", "show", "dev", host.nic])
+    if not any(a.get("scope") == "link" for link in nic_addrs for a in link.get("addr_info", [])):
+        ip_batch([f"link set dev {host.nic} down"], netns=host.netns)
+    ip_batch(nic_commands(lab, host), netns=host.netns)
+
+
+def _reset_files_and_sysctls(lab: Lab, host: LabHost) -> None:
+    """Drop what fleetbr wrote; make the watched dirs match this machine's (the overlay's lower)."""
+    current = _files(lab, host)
+    added = [name for name in current if not Path(name).exists()]
+    host_exec(lab, host, ["rm", "-rf", "--", *FLEETBR_PATHS, *added])
+    for real in (Path(d, n) for d in WATCHED_DIRS if Path(d).is_dir() for n in os.listdir(d)):
+        if (
+            real.is_file()
+            and current.get(str(real)) != hashlib.sha256(real.read_bytes()).hexdigest()
+        ):
+            host_exec(lab, host, ["tee", str(real)], input=real.read_text())
+    for key, value in host.sysctls.items():
+        host_exec(lab, host, ["tee", _proc_path(key)], input=f"{value}\n")
+
+
+def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
+    """Restore a host to its state right after ``up`` so tests can share lab hosts; returns it."""
+    member = lab.host(host) if isinstance(host, str) else host
+    keep = {member.holder_pid, member.sshd_pid if is_sshd(member.sshd_pid) else None}
+    kill([pid for pid in netns_pids(member.netns) if pid not in keep])
+    _reset_network(lab, member)
+    _reset_files_and_sysctls(lab, member)
+    ip_batch([f"link set dev {member.switch_port} master sw0 up"], netns=lab.switch_netns)
+    start_sshd(lab, member)
+    return member
