@@ -1,0 +1,93 @@
+"""The plan data model: steps with their inverses, the expected end state, the plan itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetbr.facts.model import Route
+
+STEP_KINDS: frozenset[str] = frozenset(
+    {
+        "bridge_add",
+        "bridge_set",
+        "bridge_del",
+        "link_master",
+        "link_nomaster",
+        "link_up",
+        "link_down",
+        "addr_add",
+        "addr_del",
+        "route_add",
+        "route_del",
+        "sysctl_set",
+        "sysctl_load",
+        "file_write",
+        "file_restore",
+        "modprobe",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One remote change. ``args`` hold only validated str/int/bool/None values."""
+
+    kind: str
+    args: Mapping[str, Any]
+    description: str
+    touches_nic: bool = False
+    inverse: Step | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in STEP_KINDS:
+            raise ValueError(f"unknown step kind {self.kind!r}")
+        for key, value in self.args.items():
+            if value is not None and not isinstance(value, str | int | bool):
+                raise TypeError(f"step {self.kind}: argument {key} has type {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ExpectedState:
+    """What the host must look like after apply; ``confirm`` checks it with ``verify_applied``.
+
+    ``address_dev`` carries ``addresses`` (exactly these global ones) and ``routes`` (at least
+    these non-kernel main-table routes): the bridge for state present, the NIC for absent.
+    """
+
+    bridge: str
+    nic: str
+    bridge_present: bool
+    address_dev: str
+    addresses: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    stp: bool | None = None
+    forward_delay: int | None = None
+    mac: str | None = None
+    ports: tuple[str, ...] = ()
+    bridge_nf: Mapping[str, int] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)  # path -> sha256 of the content
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps that take one host from its facts to the task's state, and how to undo them."""
+
+    host: str
+    refusal: str | None
+    steps: tuple[Step, ...]
+    rollback: tuple[Step, ...]
+    files: tuple[str, ...]
+    probes: tuple[str, ...]
+    expected: ExpectedState
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the host already matches the task: no refusal and nothing to do."""
+        return self.refusal is None and not self.steps
+
+
+def rollback_of(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The inverses of ``steps`` in reverse order (steps without an inverse are skipped)."""
+    return tuple(s.inverse for s in reversed(steps) if s.inverse is not None)

@@ -1,0 +1,137 @@
+"""Shared building blocks of the planner: moving addresses and routes, assembling a plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+from fleetbr import validate
+from fleetbr.facts.model import Family, HostFacts, Route
+from fleetbr.plan import steps
+from fleetbr.plan.model import ExpectedState, Plan, Step, rollback_of
+from fleetbr.tasks import BridgeTask
+
+
+def refused(task: BridgeTask, reason: str) -> Plan:
+    """A refused plan: no steps, ``reason`` says why."""
+    spec = task.bridge
+    expected = ExpectedState(bridge=spec.name, nic=spec.nic, bridge_present=False, address_dev="")
+    return Plan(task.host, reason, (), (), (), (), expected)
+
+
+def global_addresses(facts: HostFacts, dev: str) -> list[str]:
+    """Canonical global addresses of ``dev`` (validated: they will reach shell)."""
+    return [validate.cidr(a.cidr, f"address of {dev}") for a in facts.addresses_of(dev)]
+
+
+def movable_routes(facts: HostFacts, dev: str) -> list[Route]:
+    """Main-table routes through ``dev`` that the kernel does not recreate from addresses."""
+    return [r for r in facts.routes_of(dev) if r.protocol != "kernel"]
+
+
+FAMILIES: tuple[Family, ...] = (4, 6)
+
+
+def _gateway_for(task: BridgeTask, family: Family) -> str | None:
+    return task.bridge.gateway4 if family == 4 else task.bridge.gateway6
+
+
+def _same_route(a: Route, b: Route) -> bool:
+    return (a.family, a.dst, a.dev, a.gateway, a.metric) == (
+        b.family,
+        b.dst,
+        b.dev,
+        b.gateway,
+        b.metric,
+    )
+
+
+def _onlink(route: Route, addrs: list[str]) -> bool:
+    """True when ``route``'s gateway lies outside every subnet of ``addrs`` (needs ``onlink``)."""
+    if route.gateway is None:
+        return False
+    gateway = ipaddress.ip_address(route.gateway)
+    if gateway.is_link_local:
+        return False
+    return not any(gateway in ipaddress.ip_interface(a).network for a in addrs)
+
+
+def route_steps(
+    task: BridgeTask, facts: HostFacts, src: str, dst: str, addrs: list[str]
+) -> tuple[list[Step], list[Step], list[Route]]:
+    """(route_del steps, route_add steps, expected routes on dst) for moving src's routes to dst.
+
+    A task gateway replaces the moved default route of its family (keeping its metric) and any
+    default route of that family already on dst with another gateway.
+    """
+    moving = movable_routes(facts, src)
+    kept = movable_routes(facts, dst)
+    targets = [dataclasses.replace(r, dev=dst) for r in moving]
+    drop: list[Route] = []
+    for family in FAMILIES:
+        gateway = _gateway_for(task, family)
+        if gateway is None:
+            continue
+        old = next((r for r in moving + kept if r.family == family and r.is_default), None)
+        targets = [r for r in targets if not (r.family == family and r.is_default)]
+        drop += [r for r in kept if r.family == family and r.is_default and r.gateway != gateway]
+        metric = old.metric if old else None
+        targets.append(Route(family, "default", dst, gateway, metric, "static"))
+    kept = [r for r in kept if r not in drop]
+    targets = [t for t in targets if not any(_same_route(t, k) for k in kept)]
+    dels = [steps.route_del(r) for r in moving + drop]
+    adds = [steps.route_add(r, onlink=_onlink(r, addrs)) for r in targets]
+    return dels, adds, kept + targets
+
+
+def _mark(seq: list[Step]) -> list[Step]:
+    """Flag steps (and their inverses) as able to cut the host off."""
+    out = []
+    for s in seq:
+        inv = dataclasses.replace(s.inverse, touches_nic=True) if s.inverse else None
+        out.append(dataclasses.replace(s, touches_nic=True, inverse=inv))
+    return out
+
+
+def address_steps(
+    facts: HostFacts, src: str, dst: str, dst_addrs: list[str], wanted: list[str]
+) -> list[Step]:
+    """Move addresses from src to dst: add on dst then delete from src, pairwise.
+
+    A moved IPv4 address keeps its broadcast, so a rollback puts it back exactly as it was.
+    """
+    found = facts.addresses_of(src) + facts.addresses_of(dst)
+    brd = {validate.cidr(a.cidr): a.broadcast for a in found}
+    src_addrs = global_addresses(facts, src)
+    out: list[Step] = []
+    for cidr in wanted:
+        if cidr not in dst_addrs:
+            note = f" (from {src})" if cidr in src_addrs else ""
+            out.append(steps.addr_add(dst, cidr, note, broadcast=brd.get(cidr)))
+        if cidr in src_addrs:
+            out.append(steps.addr_del(src, cidr, broadcast=brd.get(cidr)))
+    out += [steps.addr_del(src, c, broadcast=brd.get(c)) for c in src_addrs if c not in wanted]
+    out += [steps.addr_del(dst, c, broadcast=brd.get(c)) for c in dst_addrs if c not in wanted]
+    return out
+
+
+def _probes(routes: list[Route]) -> tuple[str, ...]:
+    gateways = [r.gateway for r in sorted(routes, key=lambda r: r.family) if r.is_default]
+    return tuple(dict.fromkeys(g for g in gateways if g))
+
+
+def finish(
+    task: BridgeTask, before: list[Step], cutting: list[Step], expected: ExpectedState
+) -> Plan:
+    """Assemble a plan: ``cutting`` steps (and all after) are marked as touching the NIC."""
+    all_steps = tuple(before + _mark(cutting))
+    files = tuple(str(s.args["path"]) for s in all_steps if s.kind == "file_write")
+    return Plan(
+        host=task.host,
+        refusal=None,
+        steps=all_steps,
+        rollback=rollback_of(all_steps),
+        files=files,
+        probes=_probes(list(expected.routes)),
+        expected=expected,
+    )

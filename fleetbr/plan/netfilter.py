@@ -1,0 +1,77 @@
+"""Bridge netfilter: runtime sysctls, the sysctl.d file and the udev rule that reapplies it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from fleetbr.facts.model import HostFacts
+from fleetbr.plan import steps
+from fleetbr.plan.model import Step
+
+SYSCTL_FILE = "/etc/sysctl.d/bridge.conf"
+UDEV_FILE = "/etc/udev/rules.d/99-bridge.rules"
+NF_KEYS: tuple[str, ...] = ("call-iptables", "call-ip6tables", "call-arptables")
+
+
+def sysctl_content(value: int) -> str:
+    """The sysctl.d file setting every bridge-nf-call key to ``value``."""
+    lines = ["# Managed by fleetbr: bridged traffic and the host firewall."]
+    lines += [f"net.bridge.bridge-nf-{key} = {value}" for key in NF_KEYS]
+    return "\n".join(lines) + "\n"
+
+
+def _kernel_before_3_18(kernel: str) -> bool:
+    match = re.match(r"^(\d+)\.(\d+)", kernel)
+    if not match:
+        return False
+    return (int(match.group(1)), int(match.group(2))) < (3, 18)
+
+
+def udev_content(kernel: str) -> str:
+    """The udev rule that reapplies the sysctl file when bridge netfilter appears."""
+    # Before 3.18 bridge netfilter was part of the bridge module itself.
+    module = "bridge" if _kernel_before_3_18(kernel) else "br_netfilter"
+    return (
+        "# Managed by fleetbr: reapply bridge netfilter sysctls when the module loads.\n"
+        f'ACTION=="add", SUBSYSTEM=="module", KERNEL=="{module}", '
+        f'RUN+="/sbin/sysctl -p {SYSCTL_FILE}"\n'
+    )
+
+
+def sha256(text: str) -> str:
+    """Hex sha256 of ``text`` encoded as UTF-8 (what the facts script reports)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def desired_files(value: int, kernel: str) -> dict[str, str]:
+    """Managed path -> content for netfilter ``value``."""
+    return {SYSCTL_FILE: sysctl_content(value), UDEV_FILE: udev_content(kernel)}
+
+
+def netfilter_steps(
+    facts: HostFacts, value: int, backup_dir: str | None
+) -> tuple[list[Step], dict[str, int], dict[str, str]]:
+    """Steps to reach netfilter ``value``, plus the expected sysctls and file hashes."""
+    out: list[Step] = []
+    expected_nf: dict[str, int] = {}
+    for key in NF_KEYS:
+        current = facts.bridge_nf.get(key)
+        if current is None:
+            continue
+        expected_nf[key] = value
+        if current != value:
+            out.append(steps.sysctl_set(f"net.bridge.bridge-nf-{key}", value, current))
+    files = desired_files(value, facts.kernel)
+    hashes = {path: sha256(text) for path, text in files.items()}
+    for path, text in files.items():
+        old = facts.managed_files.get(path)
+        if old != hashes[path]:
+            out.append(steps.file_write(path, text, existed=old is not None, backup_dir=backup_dir))
+    if any(s.kind == "file_write" for s in out):
+        # Load the module before sysctl -p so the keys exist when the file is applied.
+        if facts.has_modules:
+            out.append(steps.modprobe("br_netfilter"))
+        if facts.has_sysctl:
+            out.append(steps.sysctl_load(SYSCTL_FILE))
+    return out, expected_nf, hashes

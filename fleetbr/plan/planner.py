@@ -1,0 +1,135 @@
+"""The planner: a pure function from (task, facts) to a :class:`Plan`.
+
+Apply order matters because the rollback is the mechanical reverse of the steps: routes can only be
+added once their addresses exist, and the kernel drops a NIC's IPv4 routes when its last IPv4
+address goes, so routes come off before addresses move and go back on after.
+"""
+
+from __future__ import annotations
+
+from fleetbr import validate
+from fleetbr.errors import ValidationError
+from fleetbr.facts.model import HostFacts
+from fleetbr.plan import steps
+from fleetbr.plan.model import ExpectedState, Plan, Step
+from fleetbr.plan.moves import address_steps, finish, global_addresses, refused, route_steps
+from fleetbr.plan.netfilter import netfilter_steps
+from fleetbr.plan.unbridge import plan_absent
+from fleetbr.tasks import BridgeTask
+
+
+def plan_host(
+    task: BridgeTask, facts: HostFacts, *, min_timeout: int, backup_dir: str | None = None
+) -> Plan:
+    """Plan ``task`` for the host described by ``facts``.
+
+    ``min_timeout`` is the shortest dead-man timeout that leaves time to reconnect and probe.
+    ``backup_dir`` is where the transaction stages file backups; None lets the step script use
+    ``$FLEETBR_BACKUP_DIR`` (set by the transaction scripts to ``$TX/backups``).
+    """
+    reason = _common_refusal(task, facts, min_timeout)
+    if reason is not None:
+        return refused(task, reason)
+    try:
+        if task.bridge.state == "present":
+            return _present(task, facts, backup_dir)
+        return plan_absent(task, facts)
+    except ValidationError as exc:
+        return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
+
+
+def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
+    spec = task.bridge
+    if facts.armed is not None:
+        kind = "a stale" if facts.armed.stale else "a live"
+        return (
+            f"{kind} fleetbr transaction {facts.armed.txid} is armed on the host; "
+            "resolve it (confirm or roll back) first"
+        )
+    if task.deadman_timeout < min_timeout:
+        return (
+            f"dead-man timeout {task.deadman_timeout}s is shorter than the {min_timeout}s "
+            "needed to reconnect and probe"
+        )
+    nic = facts.link(spec.nic)
+    if nic is None:
+        names = ", ".join(link.name for link in facts.links) or "none"
+        return f"NIC {spec.nic} does not exist (links: {names})"
+    if nic.wireless:
+        return f"NIC {spec.nic} is wireless; a Wi-Fi client interface cannot be bridged"
+    if nic.master is not None and nic.master != spec.name:
+        return f"NIC {spec.nic} is already a port of {nic.master}"
+    taken = facts.link(spec.name)
+    if taken is not None and (taken.kind != "bridge" or facts.bridge(spec.name) is None):
+        return f"the bridge name {spec.name} is taken by a {taken.kind} link"
+    return None
+
+
+def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan:
+    spec = task.bridge
+    if facts.docker and task.netfilter == "off" and task.docker_conflict == "refuse":
+        return refused(
+            task,
+            f"Docker found ({', '.join(facts.docker)}) but netfilter off would break its "
+            "bridge-nf-call-iptables=1; set docker_conflict: accept or netfilter: on",
+        )
+    nic = facts.link(spec.nic)
+    assert nic is not None
+    nic_addrs = global_addresses(facts, spec.nic)
+    br_addrs = global_addresses(facts, spec.name)
+    wanted = (
+        list(spec.addresses)
+        if spec.addresses is not None
+        else br_addrs + [a for a in nic_addrs if a not in br_addrs]
+    )
+    if not wanted:
+        return refused(
+            task,
+            f"NIC {spec.nic} has no global address to move and the task lists none: "
+            "nothing would keep the host reachable",
+        )
+    mac = spec.mac or (validate.mac_address(nic.mac, "NIC mac") if nic.mac else None)
+    before = _bridge_steps(task, facts, mac)
+    files: dict[str, str] = {}
+    expected_nf: dict[str, int] = {}
+    if task.netfilter != "keep":
+        nf, expected_nf, files = netfilter_steps(facts, int(task.netfilter == "on"), backup_dir)
+        before += nf
+    cutting: list[Step] = []
+    if nic.master != spec.name:
+        cutting.append(steps.link_master(spec.nic, spec.name))
+    br_link = facts.link(spec.name)
+    if br_link is None or not br_link.admin_up:
+        cutting.append(steps.link_up(spec.name, undo=True))
+    dels, adds, routes = route_steps(task, facts, spec.nic, spec.name, wanted)
+    cutting += dels + address_steps(facts, spec.nic, spec.name, br_addrs, wanted) + adds
+    expected = ExpectedState(
+        bridge=spec.name,
+        nic=spec.nic,
+        bridge_present=True,
+        address_dev=spec.name,
+        addresses=tuple(wanted),
+        routes=tuple(routes),
+        stp=spec.stp,
+        forward_delay=spec.forward_delay,
+        mac=mac,
+        ports=(spec.nic,),
+        bridge_nf=expected_nf,
+        files=files,
+    )
+    return finish(task, before, cutting, expected)
+
+
+def _bridge_steps(task: BridgeTask, facts: HostFacts, mac: str | None) -> list[Step]:
+    spec = task.bridge
+    current = facts.bridge(spec.name)
+    new = (mac, spec.stp, spec.forward_delay)
+    if current is None:
+        return [steps.bridge_add(spec.name, *new)]
+    link = facts.link(spec.name)
+    old_mac = link.mac if link else None
+    old = (old_mac, current.stp, current.forward_delay)
+    # With no MAC to enforce (the NIC reports none), only STP and forward delay matter.
+    if (old_mac if mac else None, current.stp, current.forward_delay) == new:
+        return []
+    return [steps.bridge_set(spec.name, new, old)]

@@ -1,0 +1,247 @@
+"""Constructors for steps and their inverses. Every value is validated here, before any template."""
+
+from __future__ import annotations
+
+import re
+
+from fleetbr import validate
+from fleetbr.errors import ValidationError
+from fleetbr.facts.model import Route
+from fleetbr.plan.model import Step
+
+_SYSCTL_KEY_RE = re.compile(r"^net\.bridge\.bridge-nf-call-(iptables|ip6tables|arptables)$")
+_PROTO_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+_MODULE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./%-]+$")
+
+
+def _onoff(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _bridge_args(name: str, mac: str | None, stp: bool, forward_delay: int) -> dict[str, object]:
+    return {
+        "name": validate.interface_name(name, "bridge"),
+        "mac": None if mac is None else validate.mac_address(mac, "bridge mac"),
+        "stp": validate.boolean(stp, "stp"),
+        "forward_delay": validate.integer(forward_delay, "forward_delay", 0, 30),
+    }
+
+
+def _bridge_desc(verb: str, name: str, mac: str | None, stp: bool, forward_delay: int) -> str:
+    settings = f"stp {_onoff(stp)}, forward delay {forward_delay}s"
+    return f"{verb} bridge {name} (mac {mac or 'kernel-chosen'}, {settings})"
+
+
+def bridge_add(name: str, mac: str | None, stp: bool, forward_delay: int) -> Step:
+    """Create a bridge (down); the inverse deletes it."""
+    args = _bridge_args(name, mac, stp, forward_delay)
+    return Step(
+        "bridge_add",
+        args,
+        _bridge_desc("create", name, mac, stp, forward_delay),
+        inverse=Step("bridge_del", {"name": args["name"]}, f"delete bridge {name}"),
+    )
+
+
+def bridge_del(name: str, mac: str | None, stp: bool, forward_delay: int) -> Step:
+    """Delete a bridge; the inverse recreates it with its old settings (not its ports)."""
+    return Step(
+        "bridge_del",
+        {"name": validate.interface_name(name, "bridge")},
+        f"delete bridge {name}",
+        inverse=Step(
+            "bridge_add",
+            _bridge_args(name, mac, stp, forward_delay),
+            _bridge_desc("recreate", name, mac, stp, forward_delay),
+        ),
+    )
+
+
+def bridge_set(
+    name: str, new: tuple[str | None, bool, int], old: tuple[str | None, bool, int]
+) -> Step:
+    """Change an existing bridge's MAC/STP/forward delay; the inverse sets the old values."""
+    return Step(
+        "bridge_set",
+        _bridge_args(name, *new),
+        _bridge_desc("change", name, *new),
+        inverse=Step("bridge_set", _bridge_args(name, *old), _bridge_desc("restore", name, *old)),
+    )
+
+
+def _master_pair(dev: str, master: str) -> tuple[dict[str, object], str, str]:
+    args: dict[str, object] = {
+        "dev": validate.interface_name(dev, "nic"),
+        "master": validate.interface_name(master, "bridge"),
+    }
+    return args, f"make {dev} a port of {master}", f"take {dev} out of {master}"
+
+
+def link_master(dev: str, master: str) -> Step:
+    """Enslave ``dev`` to bridge ``master``; the inverse releases it."""
+    args, on, off = _master_pair(dev, master)
+    return Step("link_master", args, on, inverse=Step("link_nomaster", args, off))
+
+
+def link_nomaster(dev: str, master: str) -> Step:
+    """Release ``dev`` from bridge ``master``; the inverse enslaves it again."""
+    args, on, off = _master_pair(dev, master)
+    return Step("link_nomaster", args, off, inverse=Step("link_master", args, on))
+
+
+def link_up(dev: str, *, undo: bool) -> Step:
+    """Set ``dev`` up; the inverse sets it down only when ``undo`` (it was down before)."""
+    args = {"dev": validate.interface_name(dev, "dev")}
+    inverse = Step("link_down", args, f"set {dev} down") if undo else None
+    return Step("link_up", args, f"set {dev} up", inverse=inverse)
+
+
+def link_down(dev: str) -> Step:
+    """Set ``dev`` down; the inverse sets it up."""
+    args = {"dev": validate.interface_name(dev, "dev")}
+    return Step(
+        "link_down", args, f"set {dev} down", inverse=Step("link_up", args, f"set {dev} up")
+    )
+
+
+def _addr_args(dev: str, cidr: str, broadcast: str | None = None) -> dict[str, object]:
+    value = validate.cidr(cidr, "address")
+    family = 6 if ":" in value else 4
+    return {
+        "dev": validate.interface_name(dev, "dev"),
+        "cidr": value,
+        "family": family,
+        "broadcast": validate.ip_address(broadcast, "broadcast") if broadcast else None,
+    }
+
+
+def addr_add(dev: str, cidr: str, note: str = "", broadcast: str | None = None) -> Step:
+    """Add (replace) an address on ``dev`` (with its IPv4 broadcast); the inverse deletes it."""
+    args = _addr_args(dev, cidr, broadcast)
+    return Step(
+        "addr_add",
+        args,
+        f"add {args['cidr']} to {dev}{note}",
+        inverse=Step("addr_del", args, f"remove {args['cidr']} from {dev}"),
+    )
+
+
+def addr_del(dev: str, cidr: str, broadcast: str | None = None) -> Step:
+    """Delete an address from ``dev``; the inverse adds it back, with its broadcast."""
+    args = _addr_args(dev, cidr, broadcast)
+    return Step(
+        "addr_del",
+        args,
+        f"remove {args['cidr']} from {dev}",
+        inverse=Step("addr_add", args, f"put {args['cidr']} back on {dev}"),
+    )
+
+
+def route_args(route: Route) -> dict[str, object]:
+    """Validated step arguments for a main-table route."""
+    dst = route.dst if route.dst == "default" else validate.cidr(route.dst, "route destination")
+    if route.family not in (4, 6):
+        raise ValidationError(f"route family: {route.family!r} is not 4 or 6")
+    if route.protocol and not _PROTO_RE.match(route.protocol):
+        raise ValidationError(f"route protocol: {route.protocol!r} is not a protocol name")
+    return {
+        "family": route.family,
+        "dst": dst,
+        "dev": validate.interface_name(route.dev, "route dev"),
+        "gateway": None if route.gateway is None else validate.ip_address(route.gateway),
+        "metric": None
+        if route.metric is None
+        else validate.integer(route.metric, "route metric", 0, 2**32 - 1),
+        "protocol": route.protocol or None,
+        "onlink": False,
+    }
+
+
+def describe_route(route: Route) -> str:
+    """``default via 198.51.100.1 dev br0 metric 100`` style text."""
+    text = route.dst
+    if route.gateway:
+        text += f" via {route.gateway}"
+    text += f" dev {route.dev}"
+    if route.metric is not None:
+        text += f" metric {route.metric}"
+    return text
+
+
+def route_add(route: Route, *, onlink: bool = False) -> Step:
+    """Add (replace) a route; the inverse deletes it.
+
+    ``onlink`` makes the kernel accept a gateway outside the device's subnets (a task that puts a
+    wrong address on the bridge then cuts the host off, and the dead-man timer rolls it back).
+    """
+    args = route_args(route) | {"onlink": onlink}
+    text = describe_route(route) + (" onlink (gateway outside the new subnets)" if onlink else "")
+    return Step(
+        "route_add",
+        args,
+        f"add route {text}",
+        inverse=Step("route_del", args, f"remove route {text}"),
+    )
+
+
+def route_del(route: Route) -> Step:
+    """Delete a route; the inverse adds it back."""
+    args = route_args(route)
+    text = describe_route(route)
+    return Step(
+        "route_del",
+        args,
+        f"remove route {text}",
+        inverse=Step("route_add", args, f"put route {text} back"),
+    )
+
+
+def sysctl_set(key: str, value: int, old: int) -> Step:
+    """Write a bridge-nf sysctl at runtime; the inverse writes the old value."""
+    if not _SYSCTL_KEY_RE.match(key):
+        raise ValidationError(f"sysctl key: {key!r} is not a bridge-nf-call key")
+    new_v = validate.integer(value, key, 0, 1)
+    old_v = validate.integer(old, key, 0, 1)
+    return Step(
+        "sysctl_set",
+        {"key": key, "value": new_v},
+        f"set {key} = {new_v} (was {old_v})",
+        inverse=Step("sysctl_set", {"key": key, "value": old_v}, f"set {key} back to {old_v}"),
+    )
+
+
+def _path(path: str) -> str:
+    if not _PATH_RE.match(path) or "/../" in path or path.endswith("/.."):
+        raise ValidationError(f"path: {path!r} is not an absolute plain path")
+    return path
+
+
+def sysctl_load(path: str) -> Step:
+    """Apply a sysctl.d file with ``sysctl -p`` (no inverse: the sysctl_set inverses cover it)."""
+    return Step("sysctl_load", {"path": _path(path)}, f"load {path} with sysctl -p")
+
+
+def modprobe(module: str) -> Step:
+    """Load a kernel module (no inverse: unloading could break running firewalls)."""
+    if not _MODULE_RE.match(module):
+        raise ValidationError(f"module: {module!r} is not a module name")
+    return Step("modprobe", {"module": module}, f"load kernel module {module}")
+
+
+def file_write(path: str, content: str, *, existed: bool, backup_dir: str | None) -> Step:
+    """Write a managed file atomically; the inverse restores the backup or removes the file."""
+    restore_args = {
+        "path": _path(path),
+        "existed": existed,
+        "backup_dir": None if backup_dir is None else _path(backup_dir),
+    }
+    if not content.endswith("\n"):
+        raise ValidationError(f"{path}: managed file content must end with a newline")
+    undo = "restore the previous" if existed else "remove the new"
+    return Step(
+        "file_write",
+        {"path": restore_args["path"], "content": content},
+        f"write {path}",
+        inverse=Step("file_restore", restore_args, f"{undo} {path}"),
+    )

@@ -1,0 +1,194 @@
+"""Task files: YAML rendered per host with jinja2, validated into a frozen :class:`BridgeTask`.
+
+A task file is a jinja2 template (sandboxed, undefined variables are errors) with ``host`` in scope,
+rendered once per host and then parsed as YAML. Every error is a :class:`~fleetbr.errors.TaskError`
+whose message names the file, the host and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from fleetbr import validate
+from fleetbr.errors import TaskError, ValidationError
+
+State = Literal["present", "absent"]
+Netfilter = Literal["off", "on", "keep"]
+DockerConflict = Literal["refuse", "accept"]
+
+DEADMAN_MAX = 3600
+FORWARD_DELAY_MAX = 30
+STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
+
+_TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman"})
+_BRIDGE_KEYS = frozenset(
+    {"name", "state", "nic", "addresses", "gateway4", "gateway6", "mac", "stp", "forward_delay"}
+)
+_DEADMAN_KEYS = frozenset({"timeout"})
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    """The unrendered text of a task file; ``source`` is the path as the operator gave it."""
+
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    """The ``bridge:`` section. ``addresses`` None means "move"; ``mac`` None means "nic"."""
+
+    name: str
+    state: State
+    nic: str
+    addresses: tuple[str, ...] | None
+    gateway4: str | None
+    gateway6: str | None
+    mac: str | None
+    stp: bool
+    forward_delay: int
+
+
+@dataclass(frozen=True)
+class BridgeTask:
+    """A task rendered and validated for one host."""
+
+    source: str
+    host: str
+    bridge: BridgeSpec
+    netfilter: Netfilter
+    docker_conflict: DockerConflict
+    persist: str
+    deadman_timeout: int
+
+
+def load_task(path: Path) -> TaskTemplate:
+    """Read a task file; a missing or unreadable file is a TaskError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskError(f"{path}: cannot read task file: {exc}") from None
+    return TaskTemplate(source=str(path), text=text)
+
+
+def render_task(template: TaskTemplate, host: Mapping[str, Any]) -> BridgeTask:
+    """Render ``template`` for ``host`` and validate it into a :class:`BridgeTask`."""
+    host_name = str(host.get("name", "?"))
+    prefix = f"{template.source}: host {host_name}"
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        text = env.from_string(template.text).render(host=host)
+    except jinja2.TemplateError as exc:
+        raise TaskError(f"{prefix}: template error: {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise TaskError(f"{prefix}: rendered task is not valid YAML: {detail}") from None
+    try:
+        return _build(doc if doc is not None else {}, template.source, host_name, host)
+    except ValidationError as exc:
+        raise TaskError(f"{prefix}: {exc}") from None
+
+
+def _section(value: object, field: str, allowed: frozenset[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field}: expected a mapping, got {value!r}")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        where = f"{field}: " if field else ""
+        raise ValidationError(
+            f"{where}unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
+    return value
+
+
+def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) -> BridgeTask:
+    top = _section(doc, "task", _TOP_KEYS)
+    deadman = _section(top.get("deadman"), "deadman", _DEADMAN_KEYS)
+    timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
+    persist = top.get("persist", "none")
+    if persist != "none":
+        raise ValidationError(f"persist: {persist!r} is not supported yet (only none)")
+    return BridgeTask(
+        source=source,
+        host=host_name,
+        bridge=_bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host),
+        netfilter=_netfilter(top.get("netfilter", "off")),
+        docker_conflict=_docker(top.get("docker_conflict", "refuse")),
+        persist="none",
+        deadman_timeout=timeout,
+    )
+
+
+def _bridge(raw: dict[str, Any], host: Mapping[str, Any]) -> BridgeSpec:
+    data = host.get("data") or {}
+    nic_default = data.get("nic") if isinstance(data, Mapping) else None
+    if "nic" not in raw and nic_default is None:
+        raise ValidationError("bridge.nic: required (or set the host data key nic)")
+    state = validate.choice(raw.get("state", "present"), "bridge.state", ("present", "absent"))
+    stp = validate.boolean(raw.get("stp", False), "bridge.stp")
+    low = STP_FORWARD_DELAY_MIN if stp else 0
+    delay_field = "bridge.forward_delay" + (" (with stp on)" if stp else "")
+    mac = raw.get("mac", "nic")
+    return BridgeSpec(
+        name=validate.interface_name(raw.get("name", "br0"), "bridge.name"),
+        state="present" if state == "present" else "absent",
+        nic=validate.interface_name(raw.get("nic", nic_default), "bridge.nic"),
+        addresses=_addresses(raw.get("addresses", "move")),
+        gateway4=_gateway(raw.get("gateway4"), "bridge.gateway4", 4),
+        gateway6=_gateway(raw.get("gateway6"), "bridge.gateway6", 6),
+        mac=None if mac == "nic" else validate.mac_address(mac, "bridge.mac"),
+        stp=stp,
+        forward_delay=validate.integer(
+            raw.get("forward_delay", 4), delay_field, low, FORWARD_DELAY_MAX
+        ),
+    )
+
+
+def _addresses(value: object) -> tuple[str, ...] | None:
+    if value == "move":
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValidationError(f"bridge.addresses: expected move or a list of CIDRs, got {value!r}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        addr = validate.cidr(item, f"bridge.addresses[{i}]")
+        if addr not in out:
+            out.append(addr)
+    return tuple(out)
+
+
+def _gateway(value: object, field: str, family: int) -> str | None:
+    if value is None:
+        return None
+    addr = validate.ip_address(value, field)
+    if (":" in addr) != (family == 6):
+        raise ValidationError(f"{field}: {addr} is not an IPv{family} address")
+    return addr
+
+
+def _netfilter(value: object) -> Netfilter:
+    # PyYAML reads bare off/on as booleans.
+    if value is False or value == "off":
+        return "off"
+    if value is True or value == "on":
+        return "on"
+    if value == "keep":
+        return "keep"
+    raise ValidationError(f"netfilter: {value!r} is not one of off, on, keep")
+
+
+def _docker(value: object) -> DockerConflict:
+    choice = validate.choice(value, "docker_conflict", ("refuse", "accept"))
+    return "refuse" if choice == "refuse" else "accept"

@@ -1,0 +1,141 @@
+"""step_command: one quoted, syntactically valid sh line per step kind; file steps run for real."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleetbr.facts.model import Route
+from fleetbr.plan import Step, plan_host, rollback_script, step_command, steps_script
+from fleetbr.plan import steps as mk
+from fleetbr.plan.model import STEP_KINDS
+from tests.unit.test_plan_support import bridged, facts, task
+
+ALL_STEPS: list[Step] = [
+    mk.bridge_add("br0", "52:54:00:12:34:56", True, 15),
+    mk.bridge_set("br0", (None, False, 0), ("52:54:00:12:34:56", True, 15)),
+    mk.bridge_del("br0", "52:54:00:12:34:56", False, 4),
+    mk.link_master("eth0", "br0"),
+    mk.link_nomaster("eth0", "br0"),
+    mk.link_up("br0", undo=True),
+    mk.link_down("br0"),
+    mk.addr_add("br0", "198.51.100.10/24"),
+    mk.addr_del("eth0", "2001:db8:100::10/64"),
+    mk.route_add(Route(6, "default", "br0", "2001:db8:100::1", 1024, "ra"), onlink=True),
+    mk.route_del(Route(4, "203.0.113.0/24", "eth0", None, None, "static")),
+    mk.sysctl_set("net.bridge.bridge-nf-call-iptables", 0, 1),
+    mk.sysctl_load("/etc/sysctl.d/bridge.conf"),
+    mk.file_write(
+        "/etc/x.conf", "a 'quoted' $(reboot) `x`\n\nlast\n", existed=True, backup_dir=None
+    ),
+    mk.modprobe("br_netfilter"),
+]
+ALL_STEPS.append(ALL_STEPS[-2].inverse)  # type: ignore[arg-type]
+
+
+def test_every_kind_is_covered() -> None:
+    assert {s.kind for s in ALL_STEPS} == STEP_KINDS
+
+
+@pytest.mark.parametrize("step", ALL_STEPS, ids=lambda s: s.kind)
+def test_one_line_and_valid_sh(step: Step) -> None:
+    command = step_command(step)
+    assert "\n" not in command
+    check = subprocess.run(["sh", "-n", "-c", f"if ! {command}; then exit 1; fi"], check=False)
+    assert check.returncode == 0
+    if step.inverse is not None:
+        assert "\n" not in step_command(step.inverse)
+
+
+def test_exact_renderings() -> None:
+    assert step_command(ALL_STEPS[3]) == "ip link set dev eth0 master br0"
+    assert step_command(ALL_STEPS[7]) == "ip -4 addr replace 198.51.100.10/24 dev br0"
+    assert step_command(ALL_STEPS[9]) == (
+        "ip -6 route replace default via 2001:db8:100::1 dev br0 metric 1024 proto ra onlink"
+    )
+    assert step_command(ALL_STEPS[11]) == (
+        "printf '%s\\n' 0 > /proc/sys/net/bridge/bridge-nf-call-iptables"
+    )
+    add = step_command(ALL_STEPS[0])
+    assert "forward_delay 1500 stp_state 1" in add  # delay before stp: the kernel checks in order
+
+
+def test_stp_off_is_switched_before_the_delay_drops() -> None:
+    command = step_command(ALL_STEPS[1])
+    assert command.index("stp_state 0") < command.index("forward_delay 0")
+    assert "address" not in command  # no MAC to enforce
+
+
+def test_default_backup_dir_is_the_transactions_variable() -> None:
+    restore = step_command(ALL_STEPS[-1])
+    assert '"${FLEETBR_BACKUP_DIR:?}"/%etc%x.conf' in restore
+
+
+def test_hostile_values_never_reach_the_validators_output() -> None:
+    with pytest.raises(Exception, match="interface name"):
+        mk.link_master("eth0;reboot", "br0")
+    with pytest.raises(Exception, match="path"):
+        mk.sysctl_load("/etc/x; reboot")
+    with pytest.raises(Exception, match="bridge-nf-call"):
+        mk.sysctl_set("kernel.panic", 1, 0)
+    with pytest.raises(Exception, match="end with a newline"):
+        mk.file_write("/etc/x", "no newline", existed=False, backup_dir=None)
+
+
+def run(command: str, env: dict[str, str] | None = None) -> int:
+    return subprocess.run(["sh", "-c", command], env=env, check=False).returncode
+
+
+def test_file_write_and_restore_for_real(tmp_path: Path) -> None:
+    target = tmp_path / "etc/sysctl.d/bridge.conf"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    content = "it's $(not) run\n`nor this`\n"
+    new_file = mk.file_write(str(target), content, existed=False, backup_dir=str(backups))
+    assert run(step_command(new_file)) == 0
+    assert target.read_text() == content
+    assert new_file.inverse is not None
+    assert run(step_command(new_file.inverse)) == 0
+    assert not target.exists()
+    assert run(step_command(new_file.inverse)) == 0  # tolerant: already gone
+
+    target.write_text("old\n")
+    (backups / str(target).replace("/", "%")).write_text("old\n")
+    replace = mk.file_write(str(target), content, existed=True, backup_dir=None)
+    env = {"PATH": "/usr/bin:/bin", "FLEETBR_BACKUP_DIR": str(backups)}
+    assert run(step_command(replace), env) == 0
+    assert target.read_text() == content
+    assert replace.inverse is not None
+    assert run(step_command(replace.inverse), env) == 0
+    assert target.read_text() == "old\n"
+    assert run(step_command(replace.inverse), {"PATH": "/usr/bin:/bin"}) != 0  # no backup dir
+
+
+def test_scripts_stop_or_keep_going(tmp_path: Path) -> None:
+    # Restoring a backup that was never staged fails (and touches nothing outside tmp_path).
+    write = mk.file_write(str(tmp_path / "f"), "x\n", existed=True, backup_dir=str(tmp_path))
+    fail = write.inverse
+    assert fail is not None
+    ok = mk.sysctl_load("/nonexistent/fleetbr.conf")
+    stop = subprocess.run(
+        ["sh", "-c", steps_script([fail, ok])], capture_output=True, text=True, check=False
+    )
+    assert stop.returncode == 1
+    assert f"fleetbr: step 1 failed: restore the previous {tmp_path}/f" in stop.stderr
+    keep = subprocess.run(
+        ["sh", "-c", rollback_script([fail, fail])], capture_output=True, text=True, check=False
+    )
+    assert keep.returncode == 1
+    assert "step 2 failed" in keep.stderr
+
+
+def test_a_real_plan_renders_completely() -> None:
+    unbridge = task("bridge: {state: absent}")
+    for p in (
+        plan_host(task(), facts(), min_timeout=20),
+        plan_host(unbridge, bridged(facts()), min_timeout=20),
+    ):
+        script = steps_script(p.steps) + rollback_script(p.rollback)
+        assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
