@@ -36,6 +36,7 @@ class Address:
     cidr: str
     scope: str  # global, link, host
     dynamic: bool = False
+    broadcast: str | None = None  # IPv4 broadcast, kept so a moved address is restored exactly
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fleetbr.errors import FactsError
+from fleetbr import validate
+from fleetbr.errors import FactsError, ValidationError
 from fleetbr.facts.model import Address, Bridge, Family, Link, Route
 
 JsonObj = dict[str, Any]
@@ -100,6 +101,7 @@ def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:
                     cidr=cidr,
                     scope=str(info.get("scope", "global")),
                     dynamic=bool(info.get("dynamic", False)),
+                    broadcast=_broadcast(info.get("broadcast")),
                 )
             )
     return tuple(addresses)
@@ -127,6 +129,16 @@ def _gateway(section: str, hop: Mapping[str, Any]) -> str | None:
         return str(ipaddress.ip_address(gateway))
     except ValueError:
         raise FactsError(f"section {section}: bad gateway {gateway!r}") from None
+
+
+def _broadcast(value: object) -> str | None:
+    """A broadcast address from ``ip -j addr``, checked (it reaches shell); None if absent."""
+    if value is None:
+        return None
+    try:
+        return validate.ip_address(value, "broadcast")
+    except ValidationError as exc:
+        raise FactsError(f"section addr: {exc}") from None
 
 
 def parse_routes(section: str, data: Iterable[JsonObj], family: Family) -> tuple[Route, ...]:

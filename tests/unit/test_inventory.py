@@ -48,8 +48,9 @@ data: {nic: eth9, dns: 203.0.113.53}
 """
 
 
-def write_inventory(tmp_path: Path, hosts: str = HOSTS, groups: str | None = GROUPS,
-                    defaults: str | None = DEFAULTS) -> Path:
+def write_inventory(
+    tmp_path: Path, hosts: str = HOSTS, groups: str | None = GROUPS, defaults: str | None = DEFAULTS
+) -> Path:
     (tmp_path / "hosts.yaml").write_text(hosts)
     if groups is not None:
         (tmp_path / "groups.yaml").write_text(groups)
@@ -115,11 +116,17 @@ def test_cli_overrides(tmp_path: Path) -> None:
         ("hv01: {hostname: [unclosed\n", GROUPS, r"hosts.yaml: invalid YAML at line \d"),
         ("hv01: {groups: [rack1]}\n", GROUPS, "hosts.yaml: host hv01: no hostname"),
         ("hv01: {hostname: a, groups: [nope]}\n", GROUPS, "host hv01: unknown group 'nope'"),
-        ("hv01: {hostname: a}\nhv02: {hostname: a}\n", None,
-         "host hv02: a:22 is already used by host hv01"),
+        (
+            "hv01: {hostname: a}\nhv02: {hostname: a}\n",
+            None,
+            "host hv02: a:22 is already used by host hv01",
+        ),
         ("hv01: {hostname: a, colour: red}\n", None, "host hv01: unknown key"),
-        ("hv01: {hostname: a, connection_options: {fleetbr: {extras: {stricthostkey: no}}}}\n",
-         None, "unknown fleetbr option"),
+        (
+            "hv01: {hostname: a, connection_options: {fleetbr: {extras: {stricthostkey: no}}}}\n",
+            None,
+            "unknown fleetbr option",
+        ),
         ("hv01: {hostname: a, port: 99999}\n", None, "host hv01: port: 99999 is outside"),
         ("hv01: {hostname: '-oProxyCommand=x'}\n", None, "is not a host name"),
         ("- just\n- a list\n", None, "expected a mapping"),
