@@ -7,6 +7,7 @@ whose message names the file, the host and the field.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from fleetbr import validate
 from fleetbr.errors import TaskError, ValidationError
+from fleetbr.facts.model import Family, Route
 
 State = Literal["present", "absent"]
 Netfilter = Literal["off", "on", "keep"]
@@ -29,7 +31,18 @@ STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while ST
 
 _TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman"})
 _BRIDGE_KEYS = frozenset(
-    {"name", "state", "nic", "addresses", "gateway4", "gateway6", "mac", "stp", "forward_delay"}
+    {
+        "name",
+        "state",
+        "nic",
+        "addresses",
+        "gateway4",
+        "gateway6",
+        "mac",
+        "stp",
+        "forward_delay",
+        "routes",
+    }
 )
 _DEADMAN_KEYS = frozenset({"timeout"})
 
@@ -55,6 +68,9 @@ class BridgeSpec:
     mac: str | None
     stp: bool
     forward_delay: int
+    routes: tuple[
+        Route, ...
+    ] = ()  # extra static routes; unicast ones go through the bridge (dev "")
 
 
 @dataclass(frozen=True)
@@ -153,7 +169,45 @@ def _bridge(raw: dict[str, Any], host: Mapping[str, Any]) -> BridgeSpec:
         forward_delay=validate.integer(
             raw.get("forward_delay", 4), delay_field, low, FORWARD_DELAY_MAX
         ),
+        routes=_routes(raw.get("routes", [])),
     )
+
+
+_ROUTE_KEYS = frozenset({"to", "via", "type", "metric"})
+_ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+
+
+def _routes(value: object) -> tuple[Route, ...]:
+    """``routes: [{to: CIDR|default, via: IP, metric: N} | {to: CIDR, type: blackhole}]``."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValidationError(f"bridge.routes: expected a list, got {value!r}")
+    return tuple(_route(item, f"bridge.routes[{i}]") for i, item in enumerate(value))
+
+
+def _route(item: object, field: str) -> Route:
+    if not isinstance(item, dict) or "to" not in item:
+        raise ValidationError(f"{field}: expected a mapping with at least 'to', got {item!r}")
+    unknown = set(item) - _ROUTE_KEYS
+    if unknown:
+        raise ValidationError(f"{field}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    kind = validate.choice(item.get("type", "unicast"), f"{field}.type", _ROUTE_TYPES)
+    to = item["to"]
+    dst = "default" if to == "default" else validate.cidr(to, f"{field}.to")
+    if dst != "default":
+        dst = str(ipaddress.ip_interface(dst).network)
+    via = item.get("via")
+    gateway = None if via is None else validate.ip_address(via, f"{field}.via")
+    family: Family = 6 if ":" in (gateway or dst) else 4
+    if gateway is not None and kind != "unicast":
+        raise ValidationError(f"{field}: a {kind} route has no gateway (via)")
+    if gateway is not None and dst != "default" and (":" in gateway) != (":" in dst):
+        raise ValidationError(f"{field}: {dst} and via {gateway} are not of the same family")
+    metric = item.get("metric")
+    if metric is not None:
+        metric = validate.integer(metric, f"{field}.metric", 0, 2**32 - 1)
+    return Route(family, dst, "", gateway, metric, "static", kind)
 
 
 def _addresses(value: object) -> tuple[str, ...] | None:

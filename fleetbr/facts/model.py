@@ -49,11 +49,12 @@ class Route:
     gateway: str | None = None
     metric: int | None = None
     protocol: str = "boot"
+    type: str = "unicast"  # or blackhole, unreachable, prohibit (these have no dev: "")
 
     @property
     def is_default(self) -> bool:
-        """True for a default route."""
-        return self.dst == "default"
+        """True for a unicast default route."""
+        return self.dst == "default" and self.type == "unicast"
 
 
 @dataclass(frozen=True)

@@ -141,14 +141,22 @@ def _broadcast(value: object) -> str | None:
         raise FactsError(f"section addr: {exc}") from None
 
 
+ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+
+
 def parse_routes(section: str, data: Iterable[JsonObj], family: Family) -> tuple[Route, ...]:
-    """Unicast main-table routes; a multipath route gives one Route per next hop."""
+    """Main-table unicast and blackhole/unreachable/prohibit routes; one Route per next hop."""
     routes = []
     for obj in data:
-        if obj.get("type", "unicast") != "unicast" or obj.get("table", "main") != "main":
-            continue  # blackhole, unreachable, prohibit, multicast, local...
+        kind = obj.get("type", "unicast")
+        if kind not in ROUTE_TYPES or obj.get("table", "main") != "main":
+            continue  # multicast, local, broadcast, anycast...
         dst = _canonical_dst(section, obj.get("dst"))
         metric = obj.get("metric")
+        if kind != "unicast":
+            routes.append(Route(family, dst, "", None, metric if isinstance(metric, int) else None,
+                                str(obj.get("protocol", "boot")), kind))  # fmt: skip
+            continue
         nexthops = obj.get("nexthops")
         hops: list[JsonObj] = nexthops if isinstance(nexthops, list) else [obj]
         for hop in hops:

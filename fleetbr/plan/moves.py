@@ -9,6 +9,7 @@ from fleetbr import validate
 from fleetbr.facts.model import Family, HostFacts, Route
 from fleetbr.plan import steps
 from fleetbr.plan.model import ExpectedState, Plan, Step, rollback_of
+from fleetbr.plan.verify import route_matches
 from fleetbr.tasks import BridgeTask
 
 
@@ -37,8 +38,9 @@ def _gateway_for(task: BridgeTask, family: Family) -> str | None:
 
 
 def _same_route(a: Route, b: Route) -> bool:
-    return (a.family, a.dst, a.dev, a.gateway, a.metric) == (
+    return (a.family, a.type, a.dst, a.dev, a.gateway, a.metric) == (
         b.family,
+        b.type,
         b.dst,
         b.dev,
         b.gateway,
@@ -82,6 +84,19 @@ def route_steps(
     dels = [steps.route_del(r) for r in moving + drop]
     adds = [steps.route_add(r, onlink=_onlink(r, addrs)) for r in targets]
     return dels, adds, kept + targets
+
+
+def task_route_steps(task: BridgeTask, facts: HostFacts) -> tuple[list[Step], list[Route]]:
+    """Steps for the task's extra routes that the host lacks, and all of them as expected routes.
+
+    Unicast routes go through the bridge; blackhole/unreachable/prohibit routes have no device.
+    """
+    spec = task.bridge
+    wanted = [
+        dataclasses.replace(r, dev=spec.name if r.type == "unicast" else "") for r in spec.routes
+    ]
+    missing = [r for r in wanted if not any(route_matches(r, have) for have in facts.routes)]
+    return [steps.route_add(r) for r in missing], wanted
 
 
 def _mark(seq: list[Step]) -> list[Step]:

@@ -12,9 +12,17 @@ from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.model import ExpectedState, Plan, Step
-from fleetbr.plan.moves import address_steps, finish, global_addresses, refused, route_steps
+from fleetbr.plan.moves import (
+    address_steps,
+    finish,
+    global_addresses,
+    refused,
+    route_steps,
+    task_route_steps,
+)
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.unbridge import plan_absent
+from fleetbr.plan.verify import route_matches
 from fleetbr.tasks import BridgeTask
 
 
@@ -102,7 +110,9 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     if br_link is None or not br_link.admin_up:
         cutting.append(steps.link_up(spec.name, undo=True))
     dels, adds, routes = route_steps(task, facts, spec.nic, spec.name, wanted)
-    cutting += dels + address_steps(facts, spec.nic, spec.name, br_addrs, wanted) + adds
+    extra, extra_routes = task_route_steps(task, facts)
+    cutting += dels + address_steps(facts, spec.nic, spec.name, br_addrs, wanted) + adds + extra
+    routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
         nic=spec.nic,

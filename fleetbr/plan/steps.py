@@ -138,6 +138,9 @@ def addr_del(dev: str, cidr: str, broadcast: str | None = None) -> Step:
     )
 
 
+ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+
+
 def route_args(route: Route) -> dict[str, object]:
     """Validated step arguments for a main-table route."""
     dst = route.dst if route.dst == "default" else validate.cidr(route.dst, "route destination")
@@ -145,10 +148,13 @@ def route_args(route: Route) -> dict[str, object]:
         raise ValidationError(f"route family: {route.family!r} is not 4 or 6")
     if route.protocol and not _PROTO_RE.match(route.protocol):
         raise ValidationError(f"route protocol: {route.protocol!r} is not a protocol name")
+    kind = validate.choice(route.type, "route type", ROUTE_TYPES)
+    typed = kind != "unicast"
     return {
         "family": route.family,
+        "type": kind,
         "dst": dst,
-        "dev": validate.interface_name(route.dev, "route dev"),
+        "dev": None if typed and not route.dev else validate.interface_name(route.dev, "route dev"),
         "gateway": None if route.gateway is None else validate.ip_address(route.gateway),
         "metric": None
         if route.metric is None
@@ -160,10 +166,11 @@ def route_args(route: Route) -> dict[str, object]:
 
 def describe_route(route: Route) -> str:
     """``default via 198.51.100.1 dev br0 metric 100`` style text."""
-    text = route.dst
+    text = route.dst if route.type == "unicast" else f"{route.type} {route.dst}"
     if route.gateway:
         text += f" via {route.gateway}"
-    text += f" dev {route.dev}"
+    if route.dev:
+        text += f" dev {route.dev}"
     if route.metric is not None:
         text += f" metric {route.metric}"
     return text

@@ -21,9 +21,11 @@ def _addr_set(facts: HostFacts, dev: str) -> set[str]:
     return {_canon(a.cidr) for a in facts.addresses_of(dev)}
 
 
-def _route_matches(want: Route, have: Route) -> bool:
-    same = (want.family, want.dst, want.dev, want.gateway) == (
+def route_matches(want: Route, have: Route) -> bool:
+    """``have`` is the route ``want`` asks for (a metric of None matches any)."""
+    same = (want.family, want.type, want.dst, want.dev, want.gateway) == (
         have.family,
+        have.type,
         have.dst,
         have.dev,
         have.gateway,
@@ -48,7 +50,7 @@ def verify_applied(plan: Plan, facts: HostFacts) -> list[str]:
             if r.protocol != "kernel"
         ]
     for want in exp.routes:
-        if not any(_route_matches(want, r) for r in facts.routes):
+        if not any(route_matches(want, r) for r in facts.routes):
             out.append(f"route {describe_route(want)} missing")
     for key, value in exp.bridge_nf.items():
         if facts.bridge_nf.get(key) != value:
@@ -110,7 +112,7 @@ def _snapshot(facts: HostFacts, devs: tuple[str, ...]) -> dict[str, set[str]]:
         "route": {
             describe_route(r) + f" (ipv{r.family})"
             for r in facts.routes
-            if r.dev in devs or r.is_default
+            if r.dev in devs or r.is_default or r.type != "unicast"
         },
         "bridge": {
             f"{b.name} stp {b.stp} forward delay {b.forward_delay} ports {sorted(b.ports)}"

@@ -139,7 +139,9 @@ def test_several_addresses_and_routes() -> None:
     assert [(r.gateway, r.metric) for r in static] == [("203.0.113.1", 100)]
     multipath = [(r.dev, r.gateway) for r in f.routes if r.dst == "198.51.100.250/32"]
     assert multipath == [("eth0", "198.51.100.1"), ("eth1", "198.51.100.130")]
-    assert not [r for r in f.routes if r.dst == "198.51.100.200/32"]  # the blackhole
+    blackhole = [r for r in f.routes if r.dst == "198.51.100.200/32"]
+    assert [(r.type, r.dev, r.gateway) for r in blackhole] == [("blackhole", "", None)]
+    assert not any(r.is_default for r in blackhole)
     assert "blackhole" in "".join(section_lines(raw("multi"), "route4"))
 
 
