@@ -20,7 +20,7 @@ import pytest
 
 from fleetbr.lab import Lab, LabHost, down, host_state, reset_host, up
 
-LAB_HOSTS = 6
+LAB_HOSTS = 20  # the 20-host rollout test uses them all; the others share hv01..hv06
 LAB_PREFIX = "fbrit"
 UPLINK = ipaddress.ip_network("192.0.2.0/24")
 HERE = Path(__file__).parent

@@ -10,13 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleetbr.lab import Lab, host_state, kill_sshd, set_switch_port, start_sshd
+from fleetbr.lab import Lab, host_state, kill_sshd, set_switch_port, start_sshd, switch_exec
 from fleetbr.report import Status
+from fleetbr.rollout import rollout
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import apply_host
 from tests.integration.helpers import fleetbr, specs
@@ -265,3 +267,90 @@ def test_confirm_and_rollback_racing_on_the_host(
         assert decision == "rolled_back race"
         assert_at_snapshot(lab, "hv02", pristine)
     assert not armed(lab, "hv02")
+
+
+def test_blackhole_route_to_the_controller_rolls_back(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv03")
+    controller = lab.controller4.split("/")[0]
+    task = task_file(tmp_path, routes=[{"to": f"{controller}/32", "type": "blackhole"}])
+    result = apply(lab, "hv03", task)
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert any(f"blackhole {controller}/32" in step for step in result.data["steps"])
+    assert_at_snapshot(lab, "hv03", pristine)
+    assert "blackhole" not in sh(lab, "hv03", "ip route")
+
+
+def test_failing_step_reverts_at_once_without_waiting_for_the_timer(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv04")
+    # a read-only /etc/sysctl.d inside the host: writing bridge.conf fails after the sysctls changed
+    sh(lab, "hv04", "mount --bind /etc/sysctl.d /etc/sysctl.d && "
+       "mount -o remount,bind,ro /etc/sysctl.d")  # fmt: skip
+    try:
+        started = time.monotonic()
+        result = apply(lab, "hv04", task_file(tmp_path, timeout=60))
+        elapsed = time.monotonic() - started
+    finally:
+        sh(lab, "hv04", "umount /etc/sysctl.d")
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert "failed" in result.message
+    assert elapsed < 20, f"the host must revert at once, not after the 60s timer ({elapsed:.0f}s)"
+    assert "apply_failed" in events(lab, "hv04")
+    assert not enslaved(lab, "hv04"), "the NIC was never touched"
+    assert_at_snapshot(lab, "hv04", pristine)
+
+
+def test_gateway_silent_after_change_rolls_back_at_once(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    fresh_host("hv05")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "1")
+    gateway = f"{lab.gateway4}/24"
+
+    def silence_gateway() -> None:
+        wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
+        switch_exec(lab, ["ip", "addr", "del", gateway, "dev", "sw0"])
+
+    helper = threading.Thread(target=silence_gateway)
+    helper.start()
+    try:
+        started = time.monotonic()
+        result = apply(lab, "hv05", task_file(tmp_path, timeout=60))
+        elapsed = time.monotonic() - started
+    finally:
+        helper.join()
+        switch_exec(lab, ["ip", "addr", "replace", gateway, "dev", "sw0"])
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert f"gateway {lab.gateway4} no longer answers" in result.message
+    assert elapsed < 30, "a failed probe must trigger the rollback, not wait for the timer"
+    assert "reason=confirm-failed" in sh(lab, "hv05", "grep rolled_back /var/lib/fleetbr/journal")
+    assert_at_snapshot(lab, "hv05", pristine)
+
+
+def test_twenty_hosts_three_cutting(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    names = [h.name for h in lab.hosts[:20]]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fresh_host, names))
+    cutting = {"hv05", "hv12", "hv18"}
+    good, bad = task_file(tmp_path), task_file(tmp_path, addresses=["203.0.113.9/24"])
+    all_specs = specs(lab.inventory_dir)
+    tasks = {n: rendered(lab, bad if n in cutting else good, n) for n in names}
+    result = asyncio.run(rollout([all_specs[n] for n in names], tasks, "bridge", forks=50))
+    counts = result.counts()
+    assert counts == {"confirmed": 17, "rolled_back": 3}, {n: r.message for n, r in result.items()}
+    assert {n for n, r in result.items() if r.status == Status.ROLLED_BACK} == cutting
+    for name in names:
+        if name in cutting:
+            assert host_state(lab, name) == pristine[name], name
+        else:
+            assert enslaved(lab, name), name
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", ",".join(names), "facts")
+    assert code == 0, err
+    assert all(doc[n]["status"] == "ok" for n in names)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fresh_host, names))
