@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleetbr.report import AggregatedResult, HostResult, Status
@@ -44,7 +45,8 @@ def results_table(aggregated: AggregatedResult, title: str | None = None) -> Tab
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for result in aggregated.values():
-        table.add_row(result.host, styled_status(result), f"{result.elapsed:.1f}s", result.message)
+        detail = escape(result.message)  # host output must never be read as rich markup
+        table.add_row(result.host, styled_status(result), f"{result.elapsed:.1f}s", detail)
     return table
 
 

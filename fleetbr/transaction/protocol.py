@@ -142,7 +142,11 @@ async def confirm(tx: Transaction) -> HostResult:
         conn = await connect(tx.spec, attempts=1000, give_up_after=max(0.0, budget))
     except TransportError as exc:
         tx.note(f"no fresh connection before the deadline: {exc}")
-        return await settle_rollback(tx, wait_until=tx.deadline, reason=f"unreachable: {exc}")
+        return await settle_rollback(
+            tx,
+            wait_until=tx.deadline,
+            reason=f"no fresh SSH connection before the deadline ({exc})",
+        )
     try:
         return await _verify_and_disarm(tx, conn)
     finally:
