@@ -145,13 +145,39 @@ def test_controller_sigkilled_host_reverts_by_itself(
     assert code == 0 and "rolled_back reason=timer" in doc["hv03"]["message"]
 
 
-def _kill_sessions_when_armed(lab: Lab, host: str) -> threading.Thread:
-    """In the background: as soon as the host is armed, SIGKILL its SSH session processes."""
+def _apply_session(lab: Lab, host: str) -> int | None:
+    """PID of the sshd session process running arm+apply (the only script with a `sleep 0.1`)."""
     listener = lab.host(host).sshd_pid
+    argv = ["ip", "netns", "pids", lab.host(host).netns]
+    netns_pids = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.split()
+    for pid in netns_pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() != b"sleep\x000.1\x00":
+                continue
+        except OSError:
+            continue
+        chain = int(pid)
+        while chain > 1:  # walk up to the child of the listening sshd
+            parent = int(Path(f"/proc/{chain}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == listener:
+                return chain
+            chain = parent
+    return None
+
+
+def _kill_apply_session(lab: Lab, host: str) -> threading.Thread:
+    """In the background: SIGKILL the SSH session that is waiting for the apply to finish."""
 
     def cut() -> None:
-        wait_for(lambda: armed(lab, host), 20, "arming", every=0.005)
-        sh(lab, host, f"pkill -KILL -P {listener}")
+        found: list[int] = []
+
+        def session_seen() -> bool:
+            pid = _apply_session(lab, host)
+            found.extend([pid] if pid else [])
+            return bool(found)
+
+        wait_for(session_seen, 20, "the arm+apply session", every=0.002)
+        os.kill(found[0], signal.SIGKILL)
 
     thread = threading.Thread(target=cut)
     thread.start()
@@ -162,7 +188,7 @@ def test_session_cut_during_apply(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv04")
-    cutter = _kill_sessions_when_armed(lab, "hv04")
+    cutter = _kill_apply_session(lab, "hv04")
     result = apply(lab, "hv04", task_file(tmp_path))
     cutter.join()
     assert any("session cut" in event for event in result.data["events"]), result.data
