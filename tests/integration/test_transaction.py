@@ -202,7 +202,7 @@ def test_sshd_killed_during_window_no_false_confirm(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
     fresh_host("hv05")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "1")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
 
     def kill_then_restart() -> None:
         wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
@@ -223,7 +223,7 @@ def test_switch_link_down_during_window(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
     fresh_host("hv06")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "0.5")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
 
     def flap() -> None:
         wait_for(lambda: "applied" in events(lab, "hv06"), 20, "apply")
@@ -333,7 +333,7 @@ def test_gateway_silent_after_change_rolls_back_at_once(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
     fresh_host("hv05")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "1")
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
     gateway = f"{lab.gateway4}/24"
 
     def silence_gateway() -> None:
