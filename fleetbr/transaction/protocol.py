@@ -99,7 +99,12 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     if out.exit_status == EXIT_ARMED_ELSEWHERE:
         return tx.result(Status.REFUSED, out.stderr.strip())
     if out.exit_status != 0:
-        return tx.result(Status.FAILED, f"staging failed: {out.stderr.strip()}; nothing changed")
+        hint = ""
+        if "Permission denied" in out.stderr and not tx.spec.ssh.sudo:
+            hint = " (not root? set sudo: true in connection_options.fleetbr.extras)"
+        return tx.result(
+            Status.FAILED, f"staging failed: {out.stderr.strip()}; nothing changed{hint}"
+        )
     found = scripts.sections(out.stdout)
     remote_sums = {line.split()[1]: line.split()[0] for line in found.get("checksums", [])}
     if remote_sums != staged.checksums():

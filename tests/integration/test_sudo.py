@@ -1,0 +1,152 @@
+"""Non-root SSH users on real lab hosts: ``sudo: true`` runs every script as root through
+``sudo -n``; without sudo (or without a sudoers entry) a change fails cleanly, host untouched.
+
+The users live only in the host's private /etc overlay (see lab_holder.sh.j2). The lab's sshd has
+one fixed AuthorizedKeysFile for every user, so the lab key already logs them in.
+
+sudo looks up the host's own name on every call; without the ``127.0.1.1 hvNN`` line the lab
+writes into each host's private /etc/hosts (as a Debian install does), each sudo would wait ~20 s
+for DNS and a transaction with a 14 s dead-man timer could not confirm.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbr.lab import Lab, host_exec, host_state, reset_host
+from tests.integration.helpers import derived_inventory, fleetbr
+from tests.integration.txhelpers import armed, enslaved, events, sh, task_file
+
+HOST = "hv06"
+SUDOER, NO_SUDOER = "ops", "nosudo"
+SUDOERS_DROP_IN = "/etc/sudoers.d/fleetbr-test-ops"
+# Every file the fixture or useradd/userdel may rewrite; restored byte for byte (or removed).
+ACCOUNTS = ("passwd", "shadow", "group", "gshadow", "subuid", "subgid")
+TOUCHED_FILES = (
+    "/etc/hosts",
+    *(f"/etc/{name}{suffix}" for name in ACCOUNTS for suffix in ("", "-")),
+)
+
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sudo") is None, reason="needs the sudo package (run scripts/setup)"
+)
+
+
+def _read_files(lab: Lab, paths: tuple[str, ...]) -> dict[str, str | None]:
+    """Contents of ``paths`` inside the host (None: absent)."""
+    saved: dict[str, str | None] = {}
+    for path in paths:
+        done = host_exec(lab, HOST, ["cat", "--", path], check=False)
+        saved[path] = done.stdout if done.returncode == 0 else None
+    return saved
+
+
+def _restore_files(lab: Lab, saved: dict[str, str | None]) -> None:
+    for path, content in saved.items():
+        if content is None:
+            host_exec(lab, HOST, ["rm", "-f", "--", path])
+        else:
+            host_exec(lab, HOST, ["tee", "--", path], input=content)
+
+
+def _add_user(lab: Lab, name: str) -> None:
+    # "*" rather than useradd's locked "!": sshd without PAM refuses locked accounts, even to keys.
+    host_exec(lab, HOST, ["useradd", "-m", "-d", f"/var/lib/{name}-home", "-s", "/bin/sh",
+                          "-p", "*", "--no-log-init", name])  # fmt: skip
+
+
+@pytest.fixture
+def users(lab: Lab, fresh_host: Any) -> Iterator[None]:
+    """hv06, reset, with user ``ops`` (passwordless sudo) and ``nosudo`` (no sudoers entry)."""
+    fresh_host(HOST)
+    saved = _read_files(lab, TOUCHED_FILES)
+    try:
+        for name in (SUDOER, NO_SUDOER):
+            _add_user(lab, name)
+        host_exec(lab, HOST, ["sh", "-c", 'umask 337 && cat > "$1"', "sh", SUDOERS_DROP_IN],
+                  input=f"{SUDOER} ALL=(ALL) NOPASSWD:ALL\n")  # fmt: skip
+        host_exec(lab, HOST, ["visudo", "-c", "-q", "-f", SUDOERS_DROP_IN])
+        yield
+    finally:
+        host_exec(lab, HOST, ["rm", "-f", "--", SUDOERS_DROP_IN])
+        for name in (SUDOER, NO_SUDOER):
+            host_exec(lab, HOST, ["userdel", "-r", name], check=False)
+            host_exec(lab, HOST, ["rm", "-rf", "--", f"/var/lib/{name}-home"])
+        _restore_files(lab, saved)
+        reset_host(lab, HOST)
+
+
+def _inventory(lab: Lab, dest: Path, user: str, sudo: bool) -> Path:
+    """The lab inventory where HOST logs in as ``user``, with ``sudo``."""
+
+    def edit(hosts: dict[str, Any], defaults: dict[str, Any]) -> None:
+        # nornir replaces the extras mapping as a whole: carry over the lab's keys and known_hosts
+        extras = dict(defaults["connection_options"]["fleetbr"]["extras"], sudo=sudo)
+        hosts[HOST]["username"] = user
+        hosts[HOST]["connection_options"] = {"fleetbr": {"extras": extras}}
+
+    return derived_inventory(lab, dest, edit)
+
+
+def _run(inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    code, doc, err = fleetbr("-i", str(inventory), "-l", HOST, *args)
+    assert isinstance(doc, dict), f"no JSON report (exit {code}): {doc!r} {err}"
+    assert "Traceback" not in err and "internal error" not in str(doc), err
+    return code, doc[HOST], err
+
+
+def test_sudo_user_gathers_facts_applies_and_reads_status(
+    lab: Lab, users: None, tmp_path: Path
+) -> None:
+    inventory = _inventory(lab, tmp_path / "inv", SUDOER, sudo=True)
+    assert sh(lab, HOST, f"id -u {SUDOER}").strip() != "0"
+    code, facts, err = _run(inventory, "facts")
+    assert code == 0, err
+    assert facts["status"] == "ok" and facts["facts"]["hostname"] == HOST
+
+    code, result, err = _run(inventory, "apply", str(task_file(tmp_path)))
+    assert code == 0 and result["status"] == "confirmed", (result, err)
+    assert enslaved(lab, HOST)
+    assert lab.host(HOST).addr4 in sh(lab, HOST, "ip -o addr show dev br0")
+    assert events(lab, HOST) == ["staged", "armed", "applied", "confirmed"]
+    assert not armed(lab, HOST)
+    # the transaction ran as root through sudo, not as the login user
+    assert sh(lab, HOST, "stat -c %U /var/lib/fleetbr/journal").strip() == "root"
+
+    code, status, err = _run(inventory, "status")
+    assert code == 0 and status["status"] == "ok", (status, err)
+    assert f"last {result['txid']}: confirmed" in status["message"]
+
+
+def test_without_sudo_the_apply_fails_cleanly(
+    lab: Lab, users: None, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    inventory = _inventory(lab, tmp_path / "inv", SUDOER, sudo=False)
+    code, facts, err = _run(inventory, "facts")  # reading the network needs no root
+    assert code == 0 and facts["facts"]["hostname"] == HOST, (facts, err)
+    code, result, err = _run(inventory, "apply", str(task_file(tmp_path)))
+    assert code == 1, err
+    assert result["status"] in ("failed", "refused"), result
+    message = result["message"]
+    assert "Permission denied" in message and "nothing changed" in message, message
+    assert host_state(lab, HOST) == pristine[HOST]
+    assert not armed(lab, HOST) and events(lab, HOST) == []
+
+
+def test_user_without_sudoers_entry_gets_a_sudo_error(
+    lab: Lab, users: None, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    inventory = _inventory(lab, tmp_path / "inv", NO_SUDOER, sudo=True)
+    for args in (("facts",), ("apply", str(task_file(tmp_path)))):
+        code, result, err = _run(inventory, *args)
+        assert code == 1, err
+        assert result["status"] == "failed", result
+        assert "sudo: a password is required" in result["message"], result["message"]
+    assert host_state(lab, HOST) == pristine[HOST]
+    assert not armed(lab, HOST) and events(lab, HOST) == []
