@@ -11,11 +11,20 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
-from nornir.core.inventory import Host, Inventory
-from nornir.plugins.inventory.simple import SimpleInventory
+import ruamel.yaml
+from nornir.core.inventory import (
+    ConnectionOptions,
+    Defaults,
+    Group,
+    Groups,
+    Host,
+    Hosts,
+    Inventory,
+    ParentGroups,
+)
+from ruamel.yaml.error import YAMLError
 
 from fleetbr import validate
 from fleetbr.errors import InventoryError, ValidationError
@@ -92,13 +101,14 @@ def load_inventory(directory: Path) -> dict[str, HostSpec]:
     """Load and check the inventory in ``directory``; returns hosts by name, in file order."""
     raw = _read_raw(directory)
     _check_structure(directory, raw)
-    inventory = _nornir_inventory(directory)
+    inventory = _nornir_inventory(raw)
     hosts = {name: _host_spec(directory, host) for name, host in inventory.hosts.items()}
     _check_unique_endpoints(directory, hosts)
     return hosts
 
 
 def _read_raw(directory: Path) -> dict[str, dict[str, Any]]:
+    """Parse the three files once, with the parser nornir's SimpleInventory uses (ruamel, safe)."""
     if not directory.is_dir():
         raise InventoryError(f"{directory}: inventory directory not found")
     raw: dict[str, dict[str, Any]] = {}
@@ -110,8 +120,8 @@ def _read_raw(directory: Path) -> dict[str, dict[str, Any]]:
             raw[name] = {}
             continue
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
+            loaded = ruamel.yaml.YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        except YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -169,15 +179,52 @@ def _check_element(
             )
 
 
-def _nornir_inventory(directory: Path) -> Inventory:
-    try:
-        return SimpleInventory(
-            host_file=str(directory / HOSTS_FILE),
-            group_file=str(directory / GROUPS_FILE),
-            defaults_file=str(directory / DEFAULTS_FILE),
-        ).load()
-    except Exception as exc:  # the structure was checked; this is a last-resort translation
-        raise InventoryError(f"{directory}: nornir could not load the inventory: {exc}") from None
+def _nornir_inventory(raw: dict[str, dict[str, Any]]) -> Inventory:
+    """Build nornir's own objects from the checked dicts, as SimpleInventory.load does.
+
+    Inheritance (host -> groups -> defaults, data and connection options) is then resolved by
+    nornir's Host methods. Building from the dicts saves a second parse of every file.
+    """
+    defaults_raw = raw[DEFAULTS_FILE]
+    defaults = Defaults(
+        **{key: defaults_raw.get(key) for key in _SCALAR_KEYS},
+        data=defaults_raw.get("data"),
+        connection_options=_connection_options(defaults_raw),
+    )
+    groups = Groups({name: _element(Group, name, spec or {}, defaults)
+                     for name, spec in raw[GROUPS_FILE].items()})  # fmt: skip
+    hosts = Hosts({name: _element(Host, name, spec or {}, defaults)
+                   for name, spec in raw[HOSTS_FILE].items()})  # fmt: skip
+    for file_name, elements in ((GROUPS_FILE, groups), (HOSTS_FILE, hosts)):
+        for name, element in elements.items():
+            member_of = (raw[file_name][name] or {}).get("groups") or []
+            element.groups = ParentGroups([groups[g] for g in member_of])
+    return Inventory(hosts=hosts, groups=groups, defaults=defaults)
+
+
+_SCALAR_KEYS = ("hostname", "port", "username", "password", "platform")
+_H = TypeVar("_H", bound=Host)
+
+
+def _element(kind: type[_H], name: str, spec: dict[str, Any], defaults: Defaults) -> _H:
+    return kind(
+        name=name,
+        **{key: spec.get(key) for key in _SCALAR_KEYS},
+        data=spec.get("data"),
+        groups=None,  # linked to the Group objects once they all exist
+        defaults=defaults,
+        connection_options=_connection_options(spec),
+    )
+
+
+def _connection_options(spec: dict[str, Any]) -> dict[str, ConnectionOptions]:
+    return {
+        name: ConnectionOptions(
+            **{key: (options or {}).get(key) for key in _SCALAR_KEYS},
+            extras=(options or {}).get("extras"),
+        )
+        for name, options in (spec.get("connection_options") or {}).items()
+    }
 
 
 def _host_spec(directory: Path, host: Host) -> HostSpec:

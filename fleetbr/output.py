@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from fleetbr.report import AggregatedResult, HostResult, Status
+
+if TYPE_CHECKING:  # rich is imported only when something is printed for people (start-up time)
+    from rich.console import Console
+    from rich.table import Table
 
 STATUS_STYLE = {
     Status.OK: "green",
@@ -28,6 +28,8 @@ STATUS_STYLE = {
 
 def console(stderr: bool = False) -> Console:
     """A rich console (stderr for progress, so stdout stays clean for --json)."""
+    from rich.console import Console
+
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
@@ -39,6 +41,9 @@ def print_json(document: Mapping[str, Any]) -> None:
 
 def results_table(aggregated: AggregatedResult, title: str | None = None) -> Table:
     """A host / status / message table."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=title or aggregated.command, title_justify="left", expand=False)
     table.add_column("host", no_wrap=True)
     table.add_column("status", no_wrap=True)

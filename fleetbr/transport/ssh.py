@@ -159,7 +159,7 @@ async def _open(
 ) -> asyncssh.SSHClientConnection:
     options: dict[str, Any] = {
         "port": port,
-        "known_hosts": ssh.known_hosts if ssh.known_hosts else (),
+        "known_hosts": known_hosts(ssh.known_hosts) if ssh.known_hosts else (),
         "connect_timeout": ssh.connect_timeout,
         "login_timeout": ssh.connect_timeout * 2,
         "keepalive_interval": ssh.keepalive_interval,
@@ -175,6 +175,29 @@ async def _open(
     if tunnel is not None:
         options["tunnel"] = tunnel
     return await asyncssh.connect(host, **options)
+
+
+_KNOWN_HOSTS: dict[str, tuple[str, asyncssh.SSHKnownHosts]] = {}
+
+
+def known_hosts(path: str) -> asyncssh.SSHKnownHosts:
+    """The parsed known_hosts file at ``path``, re-parsed only when its content changed.
+
+    Given a path, asyncssh parses the whole file for every connection: O(fleet) per host, so
+    O(fleet^2) per run. Keying on the content (not the mtime) means an edit is always seen.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise HostKeyRejected(
+            f"known_hosts file {path} cannot be read ({exc.strerror}): no host key can be checked"
+        ) from None
+    cached = _KNOWN_HOSTS.get(path)
+    if cached is None or cached[0] != text:
+        cached = (text, asyncssh.import_known_hosts(text))
+        _KNOWN_HOSTS[path] = cached
+    return cached[1]
 
 
 def _jump_target(value: str) -> tuple[str, str | None, int]:

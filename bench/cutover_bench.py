@@ -1,0 +1,104 @@
+"""A confirmed cutover with ``fleetbr apply`` against a bare asyncssh script sending the same
+commands, alternated round by round on one lab; every host is reset between runs (not timed).
+
+Usage (repository root): ``scripts/in-netns .venv/bin/python -m bench.cutover_bench [--hosts N]
+[--rounds R] [--profile]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from bench.common import (
+    PYTHON,
+    REPO,
+    Run,
+    lab_up,
+    parser,
+    profile_top,
+    report,
+    timed,
+    write_targets,
+)
+from fleetbr import lab
+
+TARGET = 1.5
+DEADMAN = 30
+
+
+def task_copy(directory: Path) -> Path:
+    """tasks/bridge.yaml with the dead-man timeout set to DEADMAN seconds."""
+    doc = yaml.safe_load((REPO / "tasks" / "bridge.yaml").read_text(encoding="utf-8"))
+    doc["deadman"]["timeout"] = DEADMAN
+    path = directory / "bridge.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_fleetbr(run: Run, hosts: int) -> None:
+    """fleetbr confirmed every host."""
+    doc = json.loads(run.stdout)
+    bad = {name: r["status"] for name, r in doc.items() if r["status"] != "confirmed"}
+    if bad or len(doc) != hosts:
+        raise RuntimeError(f"fleetbr apply: {len(doc)} hosts, not confirmed: {bad}")
+
+
+def check_bare(run: Run, hosts: int) -> None:
+    """Every bare disarm reported "confirmed"."""
+    doc = json.loads(run.stdout)
+    bad = {name: d for name, d in doc.items() if d != "confirmed"}
+    if bad or len(doc) != hosts:
+        raise RuntimeError(f"bare cutover: {len(doc)} hosts, not confirmed: {bad}")
+
+
+def check_bridged(built: lab.Lab) -> None:
+    """Independently of either side: the NIC of every host is a port of br0 (no SSH)."""
+    for host in built.hosts:
+        out = lab.host_exec(built, host, ["ip", "-j", "link", "show", "dev", host.nic]).stdout
+        if json.loads(out)[0].get("master") != "br0":
+            raise RuntimeError(f"{host.name}: {host.nic} is not in br0 after the run")
+
+
+def reset_all(built: lab.Lab) -> None:
+    """Every host back to its post-``up`` state, in parallel."""
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda h: lab.reset_host(built, h), built.hosts))
+
+
+def main() -> int:
+    """Bring up a lab, alternate the two sides with a reset in between, print the figures."""
+    args = parser("fleetbr apply vs bare asyncssh cutover").parse_args()
+    with lab_up(args.hosts, args.prefix) as built, tempfile.TemporaryDirectory() as tmp:
+        targets = write_targets(built, Path(tmp) / "targets.json")
+        task = task_copy(Path(tmp))
+        fleetbr = [PYTHON, "-m", "fleetbr", "-i", str(built.inventory_dir), "--json", "apply",
+                   str(task)]  # fmt: skip
+        sides: dict[str, tuple[list[str], Callable[[Run, int], None]]] = {
+            "fleetbr": (fleetbr, check_fleetbr),
+            "bare": ([PYTHON, "-m", "bench.bare_cutover", str(targets), str(task)], check_bare),
+        }
+        results: dict[str, list[Run]] = {name: [] for name in sides}
+        for index in range(args.rounds):
+            order = list(sides) if index % 2 == 0 else list(reversed(sides))
+            for name in order:
+                argv, check = sides[name]
+                run = timed(argv)
+                check(run, args.hosts)
+                check_bridged(built)
+                results[name].append(run)
+                reset_all(built)
+        report("cutover", args.hosts, results, TARGET)
+        if args.profile:
+            profile_top(fleetbr[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
