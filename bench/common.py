@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +122,32 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
+
+
+Check = Callable[[Run, int], None]
+
+
+def alternate(
+    sides: Mapping[str, tuple[list[str], Check]],
+    rounds: int,
+    hosts: int,
+    after_each: Callable[[], None] | None = None,
+) -> dict[str, list[Run]]:
+    """Run each side once per round, alternating which goes first; check every run.
+
+    ``after_each`` runs (untimed) after every run, e.g. to reset the hosts.
+    """
+    results: dict[str, list[Run]] = {name: [] for name in sides}
+    for index in range(rounds):
+        order = list(sides) if index % 2 == 0 else list(reversed(list(sides)))
+        for name in order:
+            argv, check = sides[name]
+            run = timed(argv)
+            check(run, hosts)
+            results[name].append(run)
+            if after_each is not None:
+                after_each()
+    return results
 
 
 def median_run(runs: Sequence[Run]) -> tuple[float, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,12 +18,13 @@ import yaml
 from bench.common import (
     PYTHON,
     REPO,
+    Check,
     Run,
+    alternate,
     lab_up,
     parser,
     profile_top,
     report,
-    timed,
     write_targets,
 )
 from fleetbr import lab
@@ -80,20 +80,16 @@ def main() -> int:
         task = task_copy(Path(tmp))
         fleetbr = [PYTHON, "-m", "fleetbr", "-i", str(built.inventory_dir), "--json", "apply",
                    str(task)]  # fmt: skip
-        sides: dict[str, tuple[list[str], Callable[[Run, int], None]]] = {
+        sides: dict[str, tuple[list[str], Check]] = {
             "fleetbr": (fleetbr, check_fleetbr),
             "bare": ([PYTHON, "-m", "bench.bare_cutover", str(targets), str(task)], check_bare),
         }
-        results: dict[str, list[Run]] = {name: [] for name in sides}
-        for index in range(args.rounds):
-            order = list(sides) if index % 2 == 0 else list(reversed(sides))
-            for name in order:
-                argv, check = sides[name]
-                run = timed(argv)
-                check(run, args.hosts)
-                check_bridged(built)
-                results[name].append(run)
-                reset_all(built)
+
+        def verify_and_reset() -> None:
+            check_bridged(built)
+            reset_all(built)
+
+        results = alternate(sides, args.rounds, args.hosts, verify_and_reset)
         report("cutover", args.hosts, results, TARGET)
         if args.profile:
             profile_top(fleetbr[1:])

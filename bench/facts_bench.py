@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.common import (
     PYTHON,
     Run,
+    alternate,
     lab_up,
     overhead,
     parser,
@@ -62,14 +63,7 @@ def main() -> int:
             "fleetbr": (fleetbr_cmd(built.inventory_dir), check_fleetbr),
             "bare": (bare_cmd(targets), check_bare),
         }
-        results: dict[str, list[Run]] = {name: [] for name in sides}
-        for index in range(args.rounds):
-            order = list(sides) if index % 2 == 0 else list(reversed(sides))
-            for name in order:
-                argv, check = sides[name]
-                run = timed(argv)
-                check(run, args.hosts)
-                results[name].append(run)
+        results = alternate(sides, args.rounds, args.hosts)
         startup = {
             "fleetbr": [timed(fleetbr_cmd(built.inventory_dir, "inventory"))
                         for _ in range(STARTUP_RUNS)],

@@ -25,6 +25,13 @@ def global_addresses(facts: HostFacts, dev: str) -> list[str]:
     return [validate.cidr(a.cidr, f"address of {dev}") for a in facts.addresses_of(dev)]
 
 
+def wanted_addresses(task: BridgeTask, target: list[str], source: list[str]) -> list[str]:
+    """The task's address list, or for ``move``: what the target has, then the source's others."""
+    if task.bridge.addresses is not None:
+        return list(task.bridge.addresses)
+    return target + [a for a in source if a not in target]
+
+
 def movable_routes(facts: HostFacts, dev: str) -> list[Route]:
     """Main-table routes through ``dev`` that the kernel does not recreate from addresses."""
     return [r for r in facts.routes_of(dev) if r.protocol != "kernel"]

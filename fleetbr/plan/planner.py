@@ -19,6 +19,7 @@ from fleetbr.plan.moves import (
     refused,
     route_steps,
     task_route_steps,
+    wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.unbridge import plan_absent
@@ -85,11 +86,7 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     assert nic is not None
     nic_addrs = global_addresses(facts, spec.nic)
     br_addrs = global_addresses(facts, spec.name)
-    wanted = (
-        list(spec.addresses)
-        if spec.addresses is not None
-        else br_addrs + [a for a in nic_addrs if a not in br_addrs]
-    )
+    wanted = wanted_addresses(task, br_addrs, nic_addrs)
     if not wanted:
         return refused(
             task,

@@ -14,6 +14,7 @@ from fleetbr.plan.moves import (
     movable_routes,
     refused,
     route_steps,
+    wanted_addresses,
 )
 from fleetbr.tasks import BridgeTask
 
@@ -42,11 +43,7 @@ def plan_absent(task: BridgeTask, facts: HostFacts) -> Plan:
             "their network",
         )
     br_addrs = global_addresses(facts, spec.name)
-    wanted = (
-        list(spec.addresses)
-        if spec.addresses is not None
-        else nic_addrs + [a for a in br_addrs if a not in nic_addrs]
-    )
+    wanted = wanted_addresses(task, nic_addrs, br_addrs)
     if not wanted:
         return refused(
             task,

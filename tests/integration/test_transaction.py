@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -198,22 +199,38 @@ def test_session_cut_during_apply(
     assert not armed(lab, "hv04")
 
 
+def apply_with_fault_in_window(
+    lab: Lab, host: str, task: Path, inject: Callable[[], object], heal: Callable[[], object]
+) -> Any:
+    """Apply; once the change is in place (before confirm) ``inject`` a fault, and ``heal`` it
+    after the host has rolled itself back, as an operator fixing the network would."""
+
+    def fault() -> None:
+        wait_for(lambda: "applied" in events(lab, host), 20, "apply")
+        inject()
+        try:
+            wait_for(lambda: "rolled_back" in events(lab, host), TIMEOUT + 5, "the rollback")
+        finally:
+            heal()  # while the controller is still waiting to verify the rollback
+
+    helper = threading.Thread(target=fault)
+    helper.start()
+    try:
+        return apply(lab, host, task)
+    finally:
+        helper.join()
+
+
 def test_sshd_killed_during_window_no_false_confirm(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
     fresh_host("hv05")
     monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
-
-    def kill_then_restart() -> None:
-        wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
-        kill_sshd(lab, "hv05")  # established sessions survive; new ones are refused
-        wait_for(lambda: "rolled_back" in events(lab, "hv05"), TIMEOUT + 5, "rollback")
-        start_sshd(lab, "hv05")
-
-    helper = threading.Thread(target=kill_then_restart)
-    helper.start()
-    result = apply(lab, "hv05", task_file(tmp_path))
-    helper.join()
+    result = apply_with_fault_in_window(
+        lab, "hv05", task_file(tmp_path),
+        inject=lambda: kill_sshd(lab, "hv05"),  # established sessions survive, new ones are refused
+        heal=lambda: start_sshd(lab, "hv05"),
+    )  # fmt: skip
     assert result.status == Status.ROLLED_BACK, result.message
     assert "confirmed" not in events(lab, "hv05")
     assert_at_snapshot(lab, "hv05", pristine)
@@ -224,20 +241,11 @@ def test_switch_link_down_during_window(
 ) -> None:
     fresh_host("hv06")
     monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
-
-    def flap() -> None:
-        wait_for(lambda: "applied" in events(lab, "hv06"), 20, "apply")
-        set_switch_port(lab, "hv06", up=False)
-        wait_for(lambda: "rolled_back" in events(lab, "hv06"), TIMEOUT + 5, "rollback")
-        set_switch_port(lab, "hv06", up=True)
-
-    helper = threading.Thread(target=flap)
-    helper.start()
-    try:
-        result = apply(lab, "hv06", task_file(tmp_path))
-    finally:
-        helper.join()
-        set_switch_port(lab, "hv06", up=True)
+    result = apply_with_fault_in_window(
+        lab, "hv06", task_file(tmp_path),
+        inject=lambda: set_switch_port(lab, "hv06", up=False),
+        heal=lambda: set_switch_port(lab, "hv06", up=True),
+    )  # fmt: skip
     assert result.status == Status.ROLLED_BACK, result.message
     assert_at_snapshot(lab, "hv06", pristine)
 
