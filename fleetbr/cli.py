@@ -89,6 +89,10 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "a failed canary always stops the rollout)",
     )  # fmt: skip
     commands.add_parser("status", help="fleetbr transactions recorded on the hosts")
+    commands.add_parser(
+        "rollback",
+        help="roll back the armed (live or stale) transaction on the selected hosts now",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -159,7 +163,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_change(args: argparse.Namespace) -> int:
-    """``fleetbr plan|apply|status``."""
+    """``fleetbr plan|apply|status|rollback``."""
     from fleetbr.rollout import run_change_command
 
     hosts = selected_hosts(args)
@@ -186,6 +190,7 @@ HANDLERS: dict[str, Handler] = {
     "plan": cmd_change,
     "apply": cmd_change,
     "status": cmd_change,
+    "rollback": cmd_change,
 }
 
 

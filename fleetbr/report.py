@@ -58,6 +58,7 @@ class AggregatedResult(Mapping[str, HostResult]):
 
     command: str
     results: dict[str, HostResult] = field(default_factory=dict)
+    success: frozenset[Status] = SUCCESS  # what counts as success for this command
 
     def add(self, result: HostResult) -> None:
         """Record one host's result."""
@@ -74,8 +75,8 @@ class AggregatedResult(Mapping[str, HostResult]):
 
     @property
     def failed(self) -> list[HostResult]:
-        """Hosts that did not end in a success status."""
-        return [r for r in self.results.values() if not r.ok]
+        """Hosts that did not end in a success status (for this command)."""
+        return [r for r in self.results.values() if r.status not in self.success]
 
     def counts(self) -> dict[str, int]:
         """How many hosts ended in each status."""

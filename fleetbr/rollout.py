@@ -10,10 +10,11 @@ from pathlib import Path
 
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
-from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
 from fleetbr.transaction.protocol import apply_host
+from fleetbr.transaction.recover import rollback_job
 from fleetbr.transaction.status import plan_job, status_job
 
 # Outcomes that count against --max-failures and stop the rollout after a failed canary.
@@ -81,9 +82,13 @@ def _stop_reason(aggregated: AggregatedResult, *, is_canary: bool, max_failures:
 
 
 def run_change_command(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> AggregatedResult:
-    """``plan``, ``apply`` and ``status`` from the CLI."""
+    """``plan``, ``apply``, ``status`` and ``rollback`` from the CLI."""
     if args.command == "status":
         return asyncio.run(run_hosts("status", hosts, status_job, forks=args.forks))
+    if args.command == "rollback":
+        done = asyncio.run(run_hosts("rollback", hosts, rollback_job, forks=args.forks))
+        done.success = SUCCESS | {Status.ROLLED_BACK}  # here, rolled back is what was asked for
+        return done
     tasks = render_all(args.task, hosts)
     label = args.task.name
     if args.command == "plan":

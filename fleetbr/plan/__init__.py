@@ -3,12 +3,13 @@
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.plan.planner import plan_host
 from fleetbr.plan.shell import rollback_script, step_command, steps_script
-from fleetbr.plan.verify import verify_applied, verify_restored
+from fleetbr.plan.verify import diff_facts, verify_applied, verify_restored
 
 __all__ = [
     "ExpectedState",
     "Plan",
     "Step",
+    "diff_facts",
     "plan_host",
     "rollback_script",
     "step_command",

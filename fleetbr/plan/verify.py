@@ -132,7 +132,15 @@ def _diff(kind: str, before: set[str], after: set[str]) -> Iterable[str]:
 
 def verify_restored(before: HostFacts, after: HostFacts, plan: Plan) -> list[str]:
     """Differences, in what ``plan`` could have touched, between ``before`` and ``after``."""
-    devs = (plan.expected.nic, plan.expected.bridge)
+    return diff_facts(before, after, (plan.expected.nic, plan.expected.bridge))
+
+
+def diff_facts(
+    before: HostFacts, after: HostFacts, devs: tuple[str, ...] | None = None
+) -> list[str]:
+    """Differences between two facts of one host, limited to ``devs`` (None: every link)."""
+    if devs is None:
+        devs = tuple(sorted({link.name for link in before.links + after.links} - {"lo"}))
     old = _snapshot(before, devs)
     new = _snapshot(after, devs)
     out: list[str] = []

@@ -206,7 +206,7 @@ async def settle_rollback(
 
 async def _check_rolled_back(tx: Transaction, conn: Connection, reason: str) -> HostResult:
     assert tx.before is not None and tx.plan is not None
-    state = await _wait_decided(conn, tx.txid)
+    state = await wait_decided(conn, tx.txid)
     decision = state.get("decision", "none")
     if decision == "confirmed":
         return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=decision)
@@ -224,7 +224,7 @@ async def _check_rolled_back(tx: Transaction, conn: Connection, reason: str) -> 
     return tx.result(Status.ROLLED_BACK, f"rolled back: {reason}", decision=decision, reason=reason)
 
 
-async def _wait_decided(conn: Connection, txid: str, patience: float = 15.0) -> dict[str, str]:
+async def wait_decided(conn: Connection, txid: str, patience: float = 15.0) -> dict[str, str]:
     """Poll the transaction state until a decision and a finished rollback (or confirm) show."""
     give_up = time.monotonic() + patience
     while True:

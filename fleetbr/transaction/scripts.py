@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import STATE_DIR
+from fleetbr.facts.script import facts_script
 from fleetbr.plan import Plan, Step, step_command
 from fleetbr.render import render
 
@@ -54,6 +55,7 @@ def staged_scripts(txid: str, plan: Plan, timeout: int) -> StagedScripts:
             "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
             "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
             "timer.sh": render("tx_timer.sh.j2", timeout=timeout, **base),
+            "facts.sh": facts_script(),
         }
     )
 
@@ -98,6 +100,11 @@ def trigger_rollback_script(txid: str, reason: str) -> str:
     return render(
         "tx_trigger_rollback.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), reason=reason
     )
+
+
+def snapshot_script(txid: str) -> str:
+    """Print the facts snapshot taken when the transaction was staged."""
+    return render("tx_snapshot.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
 
 
 def journal_script(lines: int = 200) -> str:

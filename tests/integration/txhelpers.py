@@ -70,8 +70,10 @@ def enslaved(lab: Lab, host: str) -> bool:
 
 
 def fleetbr_processes(lab: Lab, host: str) -> list[str]:
-    """Command lines of leftover fleetbr processes (timer, apply, rollback) in the host's netns."""
-    pids = subprocess.run(["ip", "netns", "pids", lab.host(host).netns], capture_output=True,
+    """Command lines of every process in the host's netns except the lab's own (holder, sshd):
+    a leftover timer, its ``sleep``, an apply or a rollback."""
+    member = lab.host(host)
+    pids = subprocess.run(["ip", "netns", "pids", member.netns], capture_output=True,
                           text=True, check=False).stdout.split()  # fmt: skip
     found = []
     for pid in pids:
@@ -79,6 +81,7 @@ def fleetbr_processes(lab: Lab, host: str) -> list[str]:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "/var/lib/fleetbr" in args:
-            found.append(args.strip())
+        if int(pid) == member.holder_pid or args.startswith("sshd"):
+            continue
+        found.append(f"{pid} {args.strip()}")
     return found
