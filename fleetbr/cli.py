@@ -211,5 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        console(stderr=True).print("interrupted")
+        console(stderr=True).print(
+            "interrupted: hosts already armed roll back by themselves when their timers fire; "
+            "`fleetbr status` shows where each host stands"
+        )
         return 130

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetbr.errors import CommandTimeout, SessionLost, TransportError
+from fleetbr.errors import CommandTimeout, FleetbrError, SessionLost, TransportError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_probes
@@ -172,9 +172,9 @@ async def _verify_and_disarm(tx: Transaction, conn: Connection) -> HostResult:
             return await settle_rollback(tx, time.monotonic(), "; ".join(problems), conn=conn)
         await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_DISARM")
         out = await conn.run_script(scripts.disarm_script(tx.txid), label="disarm")
-    except (SessionLost, CommandTimeout) as exc:
-        tx.note(f"confirm connection lost: {exc}")
-        return await settle_rollback(tx, wait_until=tx.deadline, reason=str(exc))
+    except FleetbrError as exc:  # lost session, odd facts, a failing script: never disarmed
+        tx.note(f"confirm did not complete: {exc}")
+        return await settle_rollback(tx, wait_until=tx.deadline, reason=f"confirm failed: {exc}")
     decision = scripts.markers(out.stdout).get("decision", "")
     if decision == "confirmed":
         tx.note("confirmed and disarmed")
