@@ -210,7 +210,7 @@ async def _check_rolled_back(tx: Transaction, conn: Connection, reason: str) -> 
     decision = state.get("decision", "none")
     if decision == "confirmed":
         return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=decision)
-    if not decision.startswith("rolled_back") or state.get("rollback", "none") == "none":
+    if not rollback_finished(state):
         return tx.result(
             Status.FAILED, f"transaction undecided on the host ({state}); see `fleetbr status`"
         )
@@ -222,6 +222,13 @@ async def _check_rolled_back(tx: Transaction, conn: Connection, reason: str) -> 
         )
     tx.note(f"host rolled back ({decision}) and matches its snapshot")
     return tx.result(Status.ROLLED_BACK, f"rolled back: {reason}", decision=decision, reason=reason)
+
+
+def rollback_finished(state: dict[str, str]) -> bool:
+    """The transaction state shows a rollback decision and a finished rollback script."""
+    return state.get("decision", "none").startswith("rolled_back") and (
+        state.get("rollback", "none") != "none"
+    )
 
 
 async def wait_decided(conn: Connection, txid: str, patience: float = 15.0) -> dict[str, str]:

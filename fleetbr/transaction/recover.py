@@ -9,7 +9,7 @@ from fleetbr.inventory import HostSpec
 from fleetbr.plan import diff_facts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.protocol import wait_decided
+from fleetbr.transaction.protocol import rollback_finished, wait_decided
 from fleetbr.transport import open_connection
 
 
@@ -29,7 +29,7 @@ async def rollback_job(spec: HostSpec) -> HostResult:
             return HostResult(
                 spec.name, Status.CONFIRMED, f"{txid} was confirmed before the rollback ran", data
             )
-        if not decision.startswith("rolled_back") or state.get("rollback", "none") == "none":
+        if not rollback_finished(state):
             return HostResult(spec.name, Status.FAILED, f"{txid} still undecided: {state}", data)
         snapshot = parse_facts((await conn.run_script(scripts.snapshot_script(txid),
                                                       label="snapshot")).stdout)  # fmt: skip

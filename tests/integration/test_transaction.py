@@ -29,6 +29,7 @@ from tests.integration.txhelpers import (
     enslaved,
     events,
     fleetbr_processes,
+    host_processes,
     rendered,
     sh,
     task_file,
@@ -149,15 +150,10 @@ def test_controller_sigkilled_host_reverts_by_itself(
 def _apply_session(lab: Lab, host: str) -> int | None:
     """PID of the sshd session process running arm+apply (the only script with a `sleep 0.1`)."""
     listener = lab.host(host).sshd_pid
-    argv = ["ip", "netns", "pids", lab.host(host).netns]
-    netns_pids = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.split()
-    for pid in netns_pids:
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes() != b"sleep\x000.1\x00":
-                continue
-        except OSError:
+    for pid, argv in host_processes(lab, host).items():
+        if argv != ["sleep", "0.1"]:
             continue
-        chain = int(pid)
+        chain = pid
         while chain > 1:  # walk up to the child of the listening sshd
             parent = int(Path(f"/proc/{chain}/stat").read_text().rsplit(")", 1)[1].split()[1])
             if parent == listener:

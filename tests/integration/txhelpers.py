@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from fleetbr.lab import Lab, host_exec
+from fleetbr.lab.system import netns_pids
 from fleetbr.tasks import BridgeTask, load_task, render_task
 from tests.integration.helpers import specs
 
@@ -69,19 +69,24 @@ def enslaved(lab: Lab, host: str) -> bool:
     return "master br0" in sh(lab, host, f"ip -o link show dev {nic}")
 
 
+def host_processes(lab: Lab, host: str) -> dict[int, list[str]]:
+    """pid -> argv of every process in the host's network namespace (gone ones skipped)."""
+    found = {}
+    for pid in netns_pids(lab.host(host).netns):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        found[pid] = raw.decode(errors="replace").split("\0")[:-1]
+    return found
+
+
 def fleetbr_processes(lab: Lab, host: str) -> list[str]:
     """Command lines of every process in the host's netns except the lab's own (holder, sshd):
     a leftover timer, its ``sleep``, an apply or a rollback."""
-    member = lab.host(host)
-    pids = subprocess.run(["ip", "netns", "pids", member.netns], capture_output=True,
-                          text=True, check=False).stdout.split()  # fmt: skip
-    found = []
-    for pid in pids:
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(pid) == member.holder_pid or args.startswith("sshd"):
-            continue
-        found.append(f"{pid} {args.strip()}")
-    return found
+    holder = lab.host(host).holder_pid
+    return [
+        f"{pid} {' '.join(argv)}"
+        for pid, argv in host_processes(lab, host).items()
+        if pid != holder and not (argv and argv[0].startswith("sshd"))
+    ]
