@@ -40,7 +40,7 @@ async def one(target: Target, task: BridgeTask, label: str) -> str:
         if plan.refusal or plan.unchanged:
             return f"not applied: {plan.refusal or 'unchanged'}"
         txid = new_txid()
-        staged = staged_scripts(txid, plan, timeout)
+        staged = staged_scripts(txid, plan)
         await run_sh(conn, stage_script(txid, plan, staged, label))
         wait = max(1.0, min(10.0, timeout / 4))
         script = arm_apply_script(txid, timeout, use_systemd=facts.pid1_systemd, wait=wait)

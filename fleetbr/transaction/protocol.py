@@ -1,8 +1,10 @@
 """The per-host transaction, controller side.
 
-stage -> arm + apply (detached on the host) -> close that connection -> confirm over a NEW
-connection (verify state, run probes) -> disarm. If confirm cannot happen, the host's own timer
-rolls it back and the controller verifies the rollback. See docs/safety.md.
+stage -> arm + apply (detached on the host) -> close that connection -> resolve over NEW
+connections: ask the host how far it got, then confirm (verify state, run probes, disarm), wait,
+cancel a late arm, or trigger and verify the rollback. The host's own report decides every step
+(``hoststate.next_action``); time budgets come from the host's timer and its progress, never from
+a fixed guess of how long a step takes. See docs/safety.md.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import asyncio
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetbr.errors import CommandTimeout, FleetbrError, SessionLost, TransportError
+from fleetbr.errors import TransportError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_probes
@@ -23,11 +26,15 @@ from fleetbr.plan import Plan, plan_host, verify_applied, verify_restored
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
+from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
-MARGIN = 3.0  # confirm must be done this long before the host's deadline
+MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
-EXIT_ARMED_ELSEWHERE, EXIT_CHECKSUMS = 10, 11
+POLL = 0.5  # seconds between looks at a host that is still working
+EXIT_ARMED_ELSEWHERE = 10
+
+Hook = Callable[[str], None]
 
 
 def min_timeout(ssh: SSHOptions) -> int:
@@ -46,41 +53,52 @@ class Transaction:
     plan: Plan | None = None
     txid: str = ""
     probes: list[str] = field(default_factory=list)
-    armed_at: float = 0.0  # controller monotonic time just before arming
+    armed_at: float = 0.0  # controller monotonic time just before the arm script was sent
+    deadline: float = 0.0  # controller monotonic estimate of when the host's timer fires
     log: list[str] = field(default_factory=list)
-
-    @property
-    def deadline(self) -> float:
-        """Earliest controller time at which the host's timer may fire."""
-        return self.armed_at + self.task.deadman_timeout
+    on_armed: Hook | None = None  # rollout pacing: a window opened / closed on this host
+    on_decided: Hook | None = None
 
     def result(self, status: Status, message: str, **data: Any) -> HostResult:
         """A result carrying the transaction's data."""
         payload: dict[str, Any] = {"txid": self.txid or None, "events": self.log, **data}
         if self.plan is not None:
             payload["steps"] = [step.description for step in self.plan.steps]
+        if self.armed_at:
+            payload["window"] = round(time.monotonic() - self.armed_at, 3)
         return HostResult(self.spec.name, status, message, data=payload)
 
     def note(self, event: str) -> None:
         """Record a timestamped event for the report."""
         self.log.append(f"{time.strftime('%H:%M:%S')} {event}")
 
+    def heard(self, remaining: int | None) -> None:
+        """The host says its timer fires in ``remaining`` seconds: trust it over any estimate."""
+        if remaining is not None:
+            self.deadline = time.monotonic() + remaining
 
-async def apply_host(spec: HostSpec, task: BridgeTask, task_label: str) -> HostResult:
+
+async def apply_host(
+    spec: HostSpec,
+    task: BridgeTask,
+    task_label: str,
+    *,
+    on_armed: Hook | None = None,
+    on_decided: Hook | None = None,
+) -> HostResult:
     """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    tx = Transaction(spec, task, task_label)
+    tx = Transaction(spec, task, task_label, on_armed=on_armed, on_decided=on_decided)
     async with open_connection(spec) as conn:
         early = await _prepare(tx, conn)
         if early is not None:
             return early
-        apply_status = await _arm_and_apply(tx, conn)
-    if apply_status.startswith("refused"):
-        return tx.result(Status.REFUSED, apply_status)
-    if apply_status.startswith("failed"):
-        tx.note(f"apply failed ({apply_status}); the host reverts at once")
-        return await settle_rollback(tx, wait_until=time.monotonic(), reason=apply_status)
+        applied = await _arm_and_apply(tx, conn)
     await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM")
-    return await confirm(tx)
+    try:
+        return await resolve(tx, applied=applied)
+    finally:
+        if tx.on_decided is not None and tx.armed_at:
+            tx.on_decided(spec.name)
 
 
 async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
@@ -92,10 +110,13 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     if plan.unchanged:
         return tx.result(Status.UNCHANGED, "already matches the task")
     tx.txid = scripts.new_txid()
-    staged = scripts.staged_scripts(tx.txid, plan, tx.task.deadman_timeout)
-    out = await conn.run_script(
-        scripts.stage_script(tx.txid, plan, staged, tx.task_label), label="stage", check=False
-    )
+    staged = scripts.staged_scripts(tx.txid, plan)
+    try:
+        out = await conn.run_script(
+            scripts.stage_script(tx.txid, plan, staged, tx.task_label), label="stage", check=False
+        )
+    except TransportError as exc:  # the stage only writes fleetbr's own folder: nothing armed
+        return tx.result(Status.FAILED, f"staging did not complete ({exc}); nothing changed")
     if out.exit_status == EXIT_ARMED_ELSEWHERE:
         return tx.result(Status.REFUSED, out.stderr.strip())
     if out.exit_status != 0:
@@ -117,132 +138,245 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     return None
 
 
-async def _arm_and_apply(tx: Transaction, conn: Connection) -> str:
-    """Arm the timer and start the apply; returns the apply status seen (or "cut")."""
+async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
+    """Send the arm script; True when the host reported the change applied.
+
+    Whatever happens here (refusal, a slow host, a cut session), the host's own state is read
+    again over a new connection before anything is decided, so this only notes what it saw.
+    """
     assert tx.before is not None
     wait = max(1.0, min(10.0, tx.task.deadman_timeout / 4))
     script = scripts.arm_apply_script(
         tx.txid, tx.task.deadman_timeout, use_systemd=tx.before.pid1_systemd, wait=wait
     )
     tx.armed_at = time.monotonic()
+    tx.deadline = tx.armed_at + tx.task.deadman_timeout  # until the host tells us better
+    if tx.on_armed is not None:
+        tx.on_armed(tx.spec.name)
     try:
-        out = await conn.run_script(script, label="arm+apply", timeout=wait + 5, check=False)
-    except (SessionLost, CommandTimeout) as exc:
-        tx.note(f"session cut during apply ({exc}); confirming over a new connection")
-        return "cut"
-    marks = scripts.markers(out.stdout)
-    if out.exit_status == EXIT_ARMED_ELSEWHERE:
-        return f"refused: {out.stderr.strip()}"
-    if "armed" not in marks:
-        return f"failed: arming failed: {out.stderr.strip() or out.exit_status}"
-    tx.note(f"armed for {tx.task.deadman_timeout}s; apply {marks.get('apply', 'unknown')}")
-    return marks.get("apply", "unknown")
-
-
-async def confirm(tx: Transaction) -> HostResult:
-    """Reconnect over a NEW connection, verify, probe and disarm before the deadline."""
-    assert tx.plan is not None
-    budget = tx.deadline - MARGIN - time.monotonic()
-    try:
-        conn = await connect(tx.spec, attempts=1000, give_up_after=max(0.0, budget))
+        out = await conn.run_script(script, label="arm+apply", check=False)
     except TransportError as exc:
-        tx.note(f"no fresh connection before the deadline: {exc}")
-        return await settle_rollback(
-            tx,
-            wait_until=tx.deadline,
-            reason=f"no fresh SSH connection before the deadline ({exc})",
-        )
+        tx.note(f"arm+apply session ended early ({exc}); asking the host over a new connection")
+        return False
+    marks = scripts.markers(out.stdout)
+    remaining = marks.get("armed", "")
+    if remaining.lstrip("-").isdigit():
+        tx.heard(int(remaining))
+        tx.note(f"armed, timer fires in {remaining}s; apply {marks.get('apply', 'unknown')}")
+    elif out.stderr.strip():
+        tx.note(f"arm script: {out.stderr.strip()}")
+    return marks.get("apply") == "applied"
+
+
+async def resolve(tx: Transaction, *, applied: bool = False) -> HostResult:
+    """Drive the host to a decision over fresh connections and report it truthfully."""
+    resolver = _Resolver(tx, skip_first_look=applied)
     try:
-        return await _verify_and_disarm(tx, conn)
+        return await resolver.run()
     finally:
-        await conn.close()
+        await resolver.close()
 
 
-async def _verify_and_disarm(tx: Transaction, conn: Connection) -> HostResult:
-    assert tx.plan is not None
-    try:
+class _Resolver:
+    """The loop behind :func:`resolve`: look at the host, act, repeat."""
+
+    def __init__(self, tx: Transaction, *, skip_first_look: bool) -> None:
+        self.tx = tx
+        self.conn: Connection | None = None
+        self.skip_first_look = skip_first_look  # the arm said "applied": go straight to confirm
+        self.last: HostTxState | None = None
+        self.last_change = time.monotonic()
+        self.stall = max(30.0, float(tx.spec.ssh.command_timeout))
+        self.reason = ""  # why confirm itself started the rollback, if it did
+
+    async def close(self) -> None:
+        """Close the current connection, if any."""
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    async def run(self) -> HostResult:
+        """Loop until a final result."""
+        while True:
+            try:
+                if self.conn is None:
+                    failure = await self._reconnect()
+                    if failure is not None:
+                        return failure
+                assert self.conn is not None
+                result = await self._step(self.conn)
+            except TransportError as exc:
+                self.tx.note(f"connection lost while resolving: {exc}")
+                await self.close()
+                continue
+            if result is not None:
+                return result
+
+    async def _reconnect(self) -> HostResult | None:
+        """A new connection: tried until shortly before the host's timer fires; failing that,
+        wait for the timer and its rollback, then try again for a while (max(30 s, timeout))."""
+        tx = self.tx
+        before_deadline = tx.deadline - MARGIN - time.monotonic()
+        if before_deadline > 0:
+            try:
+                self.conn = await connect(tx.spec, attempts=1000, give_up_after=before_deadline)
+                return None
+            except TransportError as exc:
+                tx.note(f"no fresh connection before the deadline: {exc}")
+                self.reason = f"no fresh SSH connection before the deadline ({exc})"
+            await asyncio.sleep(max(0.0, tx.deadline - time.monotonic()) + ROLLBACK_GRACE)
+        budget = max(30.0, float(tx.task.deadman_timeout), 2.0 * tx.spec.ssh.connect_timeout)
+        try:
+            self.conn = await connect(tx.spec, attempts=1000, give_up_after=budget)
+            return None
+        except TransportError as exc:
+            return self._unreachable(exc)
+
+    def _unreachable(self, exc: TransportError) -> HostResult:
+        return self.tx.result(
+            Status.UNREACHABLE,
+            f"UNREACHABLE: no connection since the change, even after its rollback should have "
+            f"run; last error: {exc}",
+        )
+
+    async def _step(self, conn: Connection) -> HostResult | None:
+        tx = self.tx
+        if self.skip_first_look:
+            self.skip_first_look = False
+            return await self._confirm(conn)
+        state = await self._look(conn)
+        action = next_action(state, MARGIN)
+        if action is Action.CONFIRM:
+            return await self._confirm(conn)
+        if action is Action.CONFIRMED:
+            return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=state.decision)
+        if action is Action.VERIFY_ROLLBACK:
+            return await self._verify_rollback(conn, state)
+        if action is Action.NOTHING_CHANGED:
+            return self._nothing_changed(state)
+        if action is Action.REFUSED:
+            return tx.result(Status.REFUSED, state.arm_error or "another transaction is armed")
+        if action is Action.CANCEL:
+            await self._cancel(conn)
+            return None
+        if action is Action.TRIGGER_ROLLBACK:
+            await self._trigger(conn, "unfinished")
+            return None
+        return await self._wait(state, action)
+
+    async def _look(self, conn: Connection, *, cancel: bool = False) -> HostTxState:
+        state = await read_state(conn, self.tx.txid, cancel=cancel)
+        self.tx.heard(state.remaining)
+        if self.last is None or _progress(self.last) != _progress(state):
+            self.last_change = time.monotonic()
+        self.last = state
+        return state
+
+    async def _wait(self, state: HostTxState, action: Action) -> HostResult | None:
+        tx = self.tx
+        if action is Action.WAIT_TIMER and state.remaining is not None:
+            await asyncio.sleep(max(POLL, state.remaining + 1.0))
+            return None
+        waiting_on_timer = state.timer_alive and (state.remaining or 0) > 0
+        if time.monotonic() - self.last_change > self.stall and not waiting_on_timer:
+            return tx.result(
+                Status.FAILED,
+                f"transaction {tx.txid} undecided on the host and not progressing for "
+                f"{self.stall:.0f}s ({state.summary()}); resolve it with `fleetbr rollback`",
+                host_state=state.summary(),
+            )
+        await asyncio.sleep(POLL)
+        return None
+
+    async def _cancel(self, conn: Connection) -> None:
+        state = await self._look(conn, cancel=True)
+        self.tx.note(f"arm script had not started; claim taken: {state.claim}")
+
+    async def _trigger(self, conn: Connection, reason: str) -> None:
+        self.tx.note(f"starting the rollback now ({reason})")
+        await conn.run_script(scripts.trigger_rollback_script(self.tx.txid, reason),
+                              label="rollback")  # fmt: skip
+
+    def _nothing_changed(self, state: HostTxState) -> HostResult:
+        tx = self.tx
+        if state.claim == "cancel":
+            why = "the arm script had not started when the controller looked; it was cancelled"
+        else:
+            why = f"arming failed: {state.arm_error or state.arm}"
+        return tx.result(Status.FAILED, f"{why}; nothing changed", host_state=state.summary())
+
+    async def _confirm(self, conn: Connection) -> HostResult | None:
+        """Verify, probe and disarm over this connection (never the one that made the change)."""
+        tx = self.tx
+        assert tx.plan is not None
         after = await gather(conn, tx.probes)
         problems = verify_applied(tx.plan, after)
         problems += [f"gateway {t} no longer answers" for t in tx.probes if not after.probes.get(t)]
         if problems:
             tx.note("confirm found problems; rolling back now: " + "; ".join(problems))
-            await conn.run_script(
-                scripts.trigger_rollback_script(tx.txid, "confirm-failed"), label="rollback"
-            )
-            return await settle_rollback(tx, time.monotonic(), "; ".join(problems), conn=conn)
+            self.reason = "; ".join(problems)
+            await self._trigger(conn, "confirm-failed")
+            return None
         await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_DISARM")
         out = await conn.run_script(scripts.disarm_script(tx.txid), label="disarm")
-    except FleetbrError as exc:  # lost session, odd facts, a failing script: never disarmed
-        tx.note(f"confirm did not complete: {exc}")
-        return await settle_rollback(tx, wait_until=tx.deadline, reason=f"confirm failed: {exc}")
-    decision = scripts.markers(out.stdout).get("decision", "")
-    if decision == "confirmed":
-        tx.note("confirmed and disarmed")
-        return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision="confirmed")
-    tx.note(f"confirm lost the race: {decision}")
-    return await settle_rollback(tx, time.monotonic(), f"timer fired first ({decision})", conn=conn)
+        decision = scripts.markers(out.stdout).get("decision", "")
+        if decision == "confirmed":
+            tx.note("confirmed and disarmed")
+            return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision="confirmed")
+        tx.note(f"not confirmed: {decision}")
+        return None  # the next look says what the host did instead
 
-
-async def settle_rollback(
-    tx: Transaction, wait_until: float, reason: str, conn: Connection | None = None
-) -> HostResult:
-    """Wait for the host's own rollback, reconnect, and verify it is back at its snapshot."""
-    delay = wait_until - time.monotonic()
-    if delay > 0 or conn is None:
-        await asyncio.sleep(max(0.0, delay) + ROLLBACK_GRACE)
-        try:
-            async with open_connection(
-                tx.spec, attempts=1000, give_up_after=max(30.0, tx.task.deadman_timeout)
-            ) as fresh:
-                return await _check_rolled_back(tx, fresh, reason)
-        except TransportError as exc:
+    async def _verify_rollback(self, conn: Connection, state: HostTxState) -> HostResult:
+        tx = self.tx
+        assert tx.before is not None and tx.plan is not None
+        reason = self.reason or _reason(state)
+        after = await gather(conn)
+        problems = verify_restored(tx.before, after, tx.plan)
+        if problems:
             return tx.result(
-                Status.UNREACHABLE,
-                f"UNREACHABLE after its rollback should have run ({reason}); last error: {exc}",
-                reason=reason,
+                Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(problems)
             )
-    return await _check_rolled_back(tx, conn, reason)
-
-
-async def _check_rolled_back(tx: Transaction, conn: Connection, reason: str) -> HostResult:
-    assert tx.before is not None and tx.plan is not None
-    state = await wait_decided(conn, tx.txid)
-    decision = state.get("decision", "none")
-    if decision == "confirmed":
-        return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=decision)
-    if not rollback_finished(state):
+        tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
         return tx.result(
-            Status.FAILED, f"transaction undecided on the host ({state}); see `fleetbr status`"
+            Status.ROLLED_BACK, f"rolled back: {reason}", decision=state.decision, reason=reason
         )
-    after = await gather(conn)
-    problems = verify_restored(tx.before, after, tx.plan)
-    if problems:
-        return tx.result(
-            Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(problems)
-        )
-    tx.note(f"host rolled back ({decision}) and matches its snapshot")
-    return tx.result(Status.ROLLED_BACK, f"rolled back: {reason}", decision=decision, reason=reason)
 
 
-def rollback_finished(state: dict[str, str]) -> bool:
-    """The transaction state shows a rollback decision and a finished rollback script."""
-    return state.get("decision", "none").startswith("rolled_back") and (
-        state.get("rollback", "none") != "none"
-    )
+def _progress(state: HostTxState) -> tuple[str, ...]:
+    """The parts of a state that show the host moving on."""
+    return (state.claim, state.arm, state.apply, state.decision, state.rollback)
 
 
-async def wait_decided(conn: Connection, txid: str, patience: float = 15.0) -> dict[str, str]:
-    """Poll the transaction state until a decision and a finished rollback (or confirm) show."""
+def _reason(state: HostTxState) -> str:
+    why = state.decision.removeprefix("rolled_back").strip() or "unknown"
+    return {
+        "timer": "the host's timer fired before a confirmation (no fresh SSH connection in time)",
+        "unfinished": "the change never completed on the host",
+    }.get(why, why)
+
+
+async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> HostTxState:
+    """The host's view of transaction ``txid`` (``cancel``: first take the arm's claim)."""
+    out = await conn.run_script(scripts.state_script(txid, cancel=cancel), label="state")
+    return parse_state(scripts.markers(out.stdout))
+
+
+async def wait_settled(conn: Connection, txid: str, patience: float = 60.0) -> HostTxState:
+    """Poll until the transaction is decided and none of its processes run (or ``patience``)."""
     give_up = time.monotonic() + patience
     while True:
-        out = await conn.run_script(scripts.state_script(txid), label="state")
-        state = scripts.markers(out.stdout)
-        decided = state.get("decision", "none")
-        if decided == "confirmed" or state.get("rollback", "none") != "none":
+        state = await read_state(conn, txid)
+        settled = state.decision != "none" and not state.busy
+        if state.rolled_back:
+            settled = settled and state.rollback != "none"
+        if settled or time.monotonic() > give_up:
             return state
-        if time.monotonic() > give_up or (decided == "none" and state.get("apply") == "none"):
-            return state
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(POLL)
+
+
+def rollback_finished(state: HostTxState) -> bool:
+    """The transaction state shows a rollback decision, a finished rollback, nothing running."""
+    return state.rolled_back and state.rollback != "none" and not state.busy
 
 
 async def _fault_pause(variable: str) -> None:

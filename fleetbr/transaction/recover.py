@@ -9,7 +9,7 @@ from fleetbr.inventory import HostSpec
 from fleetbr.plan import diff_facts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.protocol import rollback_finished, wait_decided
+from fleetbr.transaction.protocol import rollback_finished, wait_settled
 from fleetbr.transport import open_connection
 
 
@@ -22,15 +22,16 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         txid = facts.armed.txid
         data: dict[str, object] = {"txid": txid, "was_stale": facts.armed.stale}
         await conn.run_script(scripts.trigger_rollback_script(txid, "operator"), label="rollback")
-        state = await wait_decided(conn, txid)
-        decision = state.get("decision", "none")
+        state = await wait_settled(conn, txid)
+        decision = state.decision
         data["decision"] = decision
         if decision == "confirmed":
             return HostResult(
                 spec.name, Status.CONFIRMED, f"{txid} was confirmed before the rollback ran", data
             )
         if not rollback_finished(state):
-            return HostResult(spec.name, Status.FAILED, f"{txid} still undecided: {state}", data)
+            summary = f"{txid} still undecided: {state.summary()}"
+            return HostResult(spec.name, Status.FAILED, summary, data)
         snapshot = parse_facts((await conn.run_script(scripts.snapshot_script(txid),
                                                       label="snapshot")).stdout)  # fmt: skip
         after = await gather(conn)

@@ -47,14 +47,14 @@ def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
     return [{"description": s.description, "command": step_command(s)} for s in steps]
 
 
-def staged_scripts(txid: str, plan: Plan, timeout: int) -> StagedScripts:
-    """apply.sh, rollback.sh and timer.sh for ``plan``."""
+def staged_scripts(txid: str, plan: Plan) -> StagedScripts:
+    """apply.sh, rollback.sh, timer.sh (its deadline is an argument) and facts.sh for ``plan``."""
     base = {"state_dir": STATE_DIR, "txid": check_txid(txid)}
     return StagedScripts(
         {
             "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
             "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
-            "timer.sh": render("tx_timer.sh.j2", timeout=timeout, **base),
+            "timer.sh": render("tx_timer.sh.j2", **base),
             "facts.sh": facts_script(),
         }
     )
@@ -74,7 +74,9 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str
 
 
 def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float) -> str:
-    """Verify checksums, arm the timer, start the apply detached, wait up to ``wait`` seconds."""
+    """Claim, verify checksums, arm the timer, start the apply detached, wait up to ``wait``
+    seconds for it. Exits 12 when the controller cancelled it first, 10 when another
+    transaction is armed, 11 when the staged scripts changed."""
     return render(
         "tx_arm_apply.sh.j2",
         state_dir=STATE_DIR,
@@ -90,9 +92,9 @@ def disarm_script(txid: str) -> str:
     return render("tx_disarm.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
 
 
-def state_script(txid: str) -> str:
-    """Print apply status, decision and rollback status."""
-    return render("tx_state.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
+def state_script(txid: str, *, cancel: bool = False) -> str:
+    """Print the transaction's state on the host; ``cancel`` first takes the arm's claim."""
+    return render("tx_state.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), cancel=cancel)
 
 
 def trigger_rollback_script(txid: str, reason: str) -> str:

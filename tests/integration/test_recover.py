@@ -11,7 +11,15 @@ from typing import Any
 
 from fleetbr.lab import Lab, host_state
 from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, enslaved, events, sh, task_file, wait_for
+from tests.integration.txhelpers import (
+    armed,
+    armed_txid,
+    enslaved,
+    events,
+    sh,
+    task_file,
+    wait_for,
+)
 
 
 def test_stale_transaction_is_rolled_back_on_request(
@@ -31,8 +39,8 @@ def test_stale_transaction_is_rolled_back_on_request(
         controller.send_signal(signal.SIGKILL)
         controller.wait()
     # the dead-man timer dies too (OOM killer, an operator's pkill): nobody will ever decide
-    txid = sh(lab, "hv02", "cat /var/lib/fleetbr/armed").strip()
-    sh(lab, "hv02", f'kill -s KILL -- "-$(cat /var/lib/fleetbr/tx/{txid}/timer.pid)"')
+    txid = armed_txid(lab, "hv02")
+    sh(lab, "hv02", f'kill -s KILL -- "-$(cut -d " " -f 1 /var/lib/fleetbr/tx/{txid}/timer.proc)"')
 
     code, doc, _ = fleetbr("-i", inventory, "-l", "hv02", "status")
     assert code == 1 and "STALE" in doc["hv02"]["message"]

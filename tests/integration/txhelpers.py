@@ -60,7 +60,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
 
 def armed(lab: Lab, host: str) -> bool:
     """A transaction is armed on the host."""
-    return sh(lab, host, "[ -f /var/lib/fleetbr/armed ] && echo yes || :").strip() == "yes"
+    marker = "/var/lib/fleetbr/armed"
+    return sh(lab, host, f"[ -L {marker} ] || [ -e {marker} ] && echo yes || :").strip() == "yes"
+
+
+def armed_txid(lab: Lab, host: str) -> str:
+    """The transaction id the host's armed marker names."""
+    return sh(lab, host, "readlink /var/lib/fleetbr/armed").strip()
 
 
 def enslaved(lab: Lab, host: str) -> bool:

@@ -22,7 +22,7 @@ def classic_plan() -> Plan:
 
 def rendered_scripts() -> dict[str, str]:
     plan = classic_plan()
-    staged = scripts.staged_scripts(TXID, plan, 60)
+    staged = scripts.staged_scripts(TXID, plan)
     return {
         **staged.files,
         "stage": scripts.stage_script(TXID, plan, staged, "bridge.yaml"),
@@ -46,23 +46,23 @@ def test_every_script_parses(shell: str) -> None:
 
 def test_apply_runs_every_step_and_rolls_back_on_failure() -> None:
     plan = classic_plan()
-    apply = scripts.staged_scripts(TXID, plan, 60).files["apply.sh"]
+    apply = scripts.staged_scripts(TXID, plan).files["apply.sh"]
     assert apply.count("then fail ") == len(plan.steps)
     assert 'exec /bin/sh "$TX/rollback.sh" "apply-failed-step-$1"' in apply
 
 
 def test_rollback_takes_the_lock_before_touching_anything() -> None:
     plan = classic_plan()
-    rollback = scripts.staged_scripts(TXID, plan, 60).files["rollback.sh"]
-    lock = rollback.index('if ! mkdir "$TX/decision"')
+    rollback = scripts.staged_scripts(TXID, plan).files["rollback.sh"]
+    lock = rollback.index('if ! ln -s "rolled_back $REASON" "$TX/decision"')
     first_step = rollback.index("if ! ", lock + 1)
     assert rollback.index("if ! ") == lock < first_step
     assert rollback.count("if ! ") == len(plan.rollback) + 1
 
 
-def test_timer_sleeps_the_timeout_then_rolls_back() -> None:
-    timer = scripts.staged_scripts(TXID, classic_plan(), 37).files["timer.sh"]
-    assert "sleep 37" in timer and "rollback.sh timer" in timer
+def test_timer_polls_the_decision_then_rolls_back() -> None:
+    timer = scripts.staged_scripts(TXID, classic_plan()).files["timer.sh"]
+    assert "while ! decided" in timer and 'rollback.sh" timer' in timer
 
 
 def test_systemd_hosts_get_a_transient_timer() -> None:
@@ -72,7 +72,7 @@ def test_systemd_hosts_get_a_transient_timer() -> None:
 
 
 def test_checksums_match_sha256sum() -> None:
-    staged = scripts.staged_scripts(TXID, classic_plan(), 60)
+    staged = scripts.staged_scripts(TXID, classic_plan())
     for name, digest in staged.checksums().items():
         done = subprocess.run(["sha256sum"], input=staged.files[name], capture_output=True,
                               text=True, check=True)  # fmt: skip

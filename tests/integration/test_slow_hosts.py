@@ -1,0 +1,114 @@
+"""Slow hosts: a step that takes longer than the controller waits for one SSH command must never
+lead to a host decided while fleetbr's own scripts may still change it (issue 6, item 0).
+
+Each case makes one command slow on one lab host (a wrapper bind-mounted in that host's mount
+namespace), with a controller command timeout shorter than the slowness, and applies either the
+bridge task or a task that cuts the host off. Every host must end confirmed with the bridge, or
+rolled back exactly at its snapshot, reachable, with nothing of fleetbr's left running and no
+journal event after the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from fleetbr.lab import Lab, host_state
+from fleetbr.report import Status
+from fleetbr.rollout import rollout
+from fleetbr.tasks import load_task, render_task
+from tests.integration.helpers import derived_inventory, fleetbr, specs
+from tests.integration.slowhost import slow_command
+from tests.integration.test_transaction import assert_at_snapshot, assert_bridged
+from tests.integration.txhelpers import armed, events, fleetbr_processes, task_file, wait_for
+
+COMMAND_TIMEOUT = 5  # the controller gives up on one SSH command after this long...
+SLOW = 12  # ...and each slow step takes this long (more than fleetbr 0.1's arm wait, too)
+TIMEOUT = 20
+
+# host -> (step, command made slow, pattern in its arguments, seconds, task cuts the host off)
+CASES: dict[str, tuple[str, str, str, float, bool]] = {
+    "hv01": ("stage", "mkdir", "/backups", 3, False),
+    "hv02": ("stage", "mkdir", "/backups", 3, True),
+    "hv03": ("checksum", "sha256sum", " -c ", SLOW, False),
+    "hv04": ("checksum", "sha256sum", " -c ", SLOW, True),
+    "hv05": ("arm", "ln", "fleetbr/armed", SLOW, False),
+    "hv06": ("arm", "ln", "fleetbr/armed", SLOW, True),
+    "hv07": ("apply", "ip", " master ", SLOW, False),
+    "hv08": ("apply", "ip", " master ", SLOW, True),
+}
+
+
+def _short_command_timeout(lab: Lab, dest: Path) -> Path:
+    def edit(_: dict[str, Any], defaults: dict[str, Any]) -> None:
+        defaults["connection_options"]["fleetbr"]["extras"]["command_timeout"] = COMMAND_TIMEOUT
+
+    return derived_inventory(lab, dest, edit)
+
+
+def _idle(lab: Lab, host: str) -> Callable[[], bool]:
+    return lambda: not fleetbr_processes(lab, host)
+
+
+def assert_decided_last(lab: Lab, host: str) -> None:
+    """Nothing happened on the host after the transaction was decided."""
+    seen = events(lab, host)
+    decided = [i for i, e in enumerate(seen) if e in ("confirmed", "rolling_back")]
+    assert len(decided) == 1, seen
+    after = seen[decided[0] + 1 :]
+    assert after in ([], ["rolled_back"]), f"events after the decision: {seen}"
+
+
+def test_slow_step_at_every_phase_ends_decided_and_true(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    for name in CASES:
+        fresh_host(name)
+    inventory = _short_command_timeout(lab, tmp_path / "inventory")
+    hosts = specs(inventory)
+    good = load_task(task_file(tmp_path, timeout=TIMEOUT))
+    cut = load_task(task_file(tmp_path, timeout=TIMEOUT, addresses=["203.0.113.9/24"]))
+    tasks = {
+        name: render_task(cut if cuts else good, hosts[name].context())
+        for name, (_, _, _, _, cuts) in CASES.items()
+    }
+    with ExitStack() as stack:
+        for name, (_, command, pattern, seconds, _) in CASES.items():
+            stack.enter_context(slow_command(lab, name, command, pattern, seconds))
+        result = asyncio.run(rollout([hosts[n] for n in CASES], tasks, "slow", forks=len(CASES)))
+        for name in CASES:  # let every slowed command finish before the bind mounts go away
+            wait_for(_idle(lab, name), SLOW + 10, f"{name} idle")
+    for name, (step, _, _, _, cuts) in CASES.items():
+        got = result[name]
+        where = f"{name} (slow {step}, {'cutting' if cuts else 'bridge'} task): {got.message}"
+        if cuts:
+            assert got.status == Status.ROLLED_BACK, where
+            assert_at_snapshot(lab, name, pristine)
+        else:
+            assert got.status == Status.CONFIRMED, where
+            assert_bridged(lab, name)
+            assert not armed(lab, name)
+        assert_decided_last(lab, name)
+
+
+def test_stage_slower_than_the_command_timeout_changes_nothing(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    fresh_host("hv09")
+    inventory = _short_command_timeout(lab, tmp_path / "inventory")
+    task = task_file(tmp_path, timeout=TIMEOUT)
+    with slow_command(lab, "hv09", "mkdir", "/backups", COMMAND_TIMEOUT + 4):
+        code, doc, err = fleetbr("-i", str(inventory), "-l", "hv09", "apply", str(task))
+        assert code == 1, err
+        assert doc["hv09"]["status"] == "failed"
+        assert "nothing changed" in doc["hv09"]["message"], doc["hv09"]
+        # the stage goes on on the host and finishes; nothing ever arms
+        wait_for(lambda: "staged" in events(lab, "hv09"), COMMAND_TIMEOUT + 10, "the stage")
+        wait_for(lambda: not fleetbr_processes(lab, "hv09"), 10, "the stage to exit")
+    assert events(lab, "hv09") == ["staged"]
+    assert host_state(lab, "hv09") == pristine["hv09"]
+    code, doc, err = fleetbr("-i", str(inventory), "-l", "hv09", "apply", str(task))
+    assert code == 0 and doc["hv09"]["status"] == "confirmed", (doc, err)
