@@ -1,0 +1,75 @@
+"""The controller's next move from the host's report of a transaction (pure, no SSH)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
+
+ARMED = HostTxState(
+    staged=True, claim="arm", arm="done", arm_alive=False, arm_error="", apply="applied",
+    apply_alive=False, decision="none", rollback="none", rollback_alive=False, timer_alive=True,
+    remaining=30, armed_marker="this",
+)  # fmt: skip
+
+
+def state(**changes: object) -> HostTxState:
+    return dataclasses.replace(ARMED, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "action"),
+    [
+        ({}, Action.CONFIRM),
+        ({"remaining": 2}, Action.WAIT_TIMER),  # too late to confirm safely: let the timer act
+        ({"remaining": 2, "timer_alive": False}, Action.TRIGGER_ROLLBACK),
+        ({"decision": "confirmed"}, Action.CONFIRMED),
+        # the arm script has not started: cancel it, never guess
+        ({"claim": "none", "arm": "none", "apply": "none"}, Action.CANCEL),
+        ({"claim": "cancel", "arm": "none", "apply": "none"}, Action.NOTHING_CHANGED),
+        # slow arm script: wait for it, whatever the controller's own timeout was
+        ({"arm": "claimed", "arm_alive": True, "apply": "none"}, Action.WAIT),
+        ({"arm": "failed 11", "apply": "none", "armed_marker": "none"}, Action.NOTHING_CHANGED),
+        ({"arm": "failed 10", "apply": "none", "armed_marker": "other"}, Action.REFUSED),
+        # died after creating the armed marker, before the apply: revert (releases the marker)
+        ({"arm": "claimed", "apply": "none"}, Action.TRIGGER_ROLLBACK),
+        # the apply is still at work: wait, even past the controller's guesses
+        ({"apply": "running", "apply_alive": True}, Action.WAIT),
+        ({"apply": "running", "apply_alive": False}, Action.TRIGGER_ROLLBACK),  # it died
+        ({"apply": "none", "arm": "started", "arm_alive": True}, Action.WAIT),
+        ({"apply": "none", "arm": "armed"}, Action.TRIGGER_ROLLBACK),  # never launched
+        ({"apply": "failed:3"}, Action.WAIT),  # its own rollback is about to decide
+        # rolled back: verify only once nothing of the transaction runs any more
+        ({"decision": "rolled_back timer", "rollback_alive": True}, Action.WAIT),
+        (
+            {
+                "decision": "rolled_back timer",
+                "rollback": "done failed=0",
+                "apply_alive": True,
+                "apply": "running",
+            },
+            Action.WAIT,
+        ),
+        ({"decision": "rolled_back timer", "rollback": "done failed=0"}, Action.VERIFY_ROLLBACK),
+        ({"decision": "rolled_back timer"}, Action.STUCK),  # rollback died half-way
+        ({"staged": False}, Action.STUCK),
+    ],
+)
+def test_next_action(changes: dict[str, object], action: Action) -> None:
+    assert next_action(state(**changes), margin=3.0) is action
+
+
+def test_parse_state_reads_the_markers() -> None:
+    marks = {
+        "staged": "yes", "claim": "arm", "arm": "failed 10", "arm_alive": "no",
+        "arm_error": "refused: transaction X is already armed", "apply": "none",
+        "apply_alive": "no", "decision": "rolled_back timer", "rollback": "done failed=0",
+        "rollback_alive": "no", "timer_alive": "no", "remaining": "-4", "armed_marker": "other",
+    }  # fmt: skip
+    parsed = parse_state(marks)
+    assert parsed.remaining == -4 and parsed.rolled_back and not parsed.busy
+    assert parsed.arm_error.startswith("refused")
+    assert parse_state({"remaining": "none"}).remaining is None
+    assert parse_state({}).claim == "none"
