@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
+from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
@@ -17,8 +18,11 @@ from fleetbr.transaction.protocol import apply_host
 from fleetbr.transaction.recover import rollback_job
 from fleetbr.transaction.status import plan_job, status_job
 
-# Outcomes that count against --max-failures and stop the rollout after a failed canary.
+# Outcomes that count against --max-failures.
 FAILURES = frozenset({Status.ROLLED_BACK, Status.FAILED, Status.UNREACHABLE})
+# A canary passes only confirmed, or unchanged (it already carries the change, proven earlier);
+# refused, failed, unreachable or rolled back canaries stop the rollout.
+CANARY_PASSED = frozenset({Status.CONFIRMED, Status.UNCHANGED})
 
 
 def render_all(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, BridgeTask]:
@@ -50,34 +54,59 @@ async def rollout(
     canary: int = 0,
     batch_size: int | None = None,
     max_failures: int | None = None,
+    pacer: WindowPacer | None = None,
 ) -> AggregatedResult:
-    """Apply batch after batch; stop when the canary fails or failures exceed ``max_failures``."""
+    """Apply batch after batch; stop when the canary is not confirmed or failures exceed
+    ``max_failures``. Within a batch, a :class:`WindowPacer` bounds the hosts in flight."""
+    pacer = pacer or WindowPacer(forks)
 
     async def job(spec: HostSpec) -> HostResult:
-        return await apply_host(spec, tasks[spec.name], label)
+        task = tasks[spec.name]
+        async with pacer.slot():
+            result = await apply_host(
+                spec, task, label,
+                on_armed=lambda host: pacer.armed(host, task.deadman_timeout),
+            )  # fmt: skip
+            pacer.decided(spec.name, confirmed=result.status == Status.CONFIRMED)
+            return result
 
     aggregated = AggregatedResult("apply")
     planned = batches(hosts, canary, batch_size)
     stop_reason = ""
-    for index, batch in enumerate(planned):
-        if stop_reason:
-            for spec in batch:
-                aggregated.add(HostResult(spec.name, Status.SKIPPED, stop_reason))
-            continue
-        done = await run_hosts("apply", batch, job, forks=forks)
-        for result in done.values():
-            aggregated.add(result)
-        stop_reason = _stop_reason(aggregated, is_canary=canary > 0 and index == 0,
-                                   max_failures=max_failures)  # fmt: skip
+    lag_watch = asyncio.create_task(pacer.watch_lag())
+    try:
+        for index, batch in enumerate(planned):
+            if stop_reason:
+                for spec in batch:
+                    aggregated.add(HostResult(spec.name, Status.SKIPPED, stop_reason))
+                continue
+            done = await run_hosts("apply", batch, job, forks=len(batch))
+            for result in done.values():
+                aggregated.add(result)
+            is_canary = canary > 0 and index == 0
+            stop_reason = _stop_reason(aggregated, done, is_canary=is_canary,
+                                       max_failures=max_failures)  # fmt: skip
+    finally:
+        lag_watch.cancel()
     return aggregated
 
 
-def _stop_reason(aggregated: AggregatedResult, *, is_canary: bool, max_failures: int | None) -> str:
-    failed = sum(1 for r in aggregated.values() if r.status in FAILURES)
-    if is_canary and failed:
-        return "not attempted: the canary batch failed"
-    if max_failures is not None and failed > max_failures:
-        return f"not attempted: {failed} hosts failed, more than --max-failures {max_failures}"
+def _stop_reason(
+    aggregated: AggregatedResult,
+    batch: AggregatedResult,
+    *,
+    is_canary: bool,
+    max_failures: int | None,
+) -> str:
+    if is_canary:
+        failed = [r.host for r in batch.values() if r.status not in CANARY_PASSED]
+        if failed:
+            return f"not attempted: canary {', '.join(failed)} did not end confirmed"
+    failed_count = sum(1 for r in aggregated.values() if r.status in FAILURES)
+    if max_failures is not None and failed_count > max_failures:
+        return (
+            f"not attempted: {failed_count} hosts failed, more than --max-failures {max_failures}"
+        )
     return ""
 
 

@@ -56,8 +56,7 @@ class Transaction:
     armed_at: float = 0.0  # controller monotonic time just before the arm script was sent
     deadline: float = 0.0  # controller monotonic estimate of when the host's timer fires
     log: list[str] = field(default_factory=list)
-    on_armed: Hook | None = None  # rollout pacing: a window opened / closed on this host
-    on_decided: Hook | None = None
+    on_armed: Hook | None = None  # rollout pacing: a dead-man window opened on this host
 
     def result(self, status: Status, message: str, **data: Any) -> HostResult:
         """A result carrying the transaction's data."""
@@ -84,21 +83,16 @@ async def apply_host(
     task_label: str,
     *,
     on_armed: Hook | None = None,
-    on_decided: Hook | None = None,
 ) -> HostResult:
     """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    tx = Transaction(spec, task, task_label, on_armed=on_armed, on_decided=on_decided)
+    tx = Transaction(spec, task, task_label, on_armed=on_armed)
     async with open_connection(spec) as conn:
         early = await _prepare(tx, conn)
         if early is not None:
             return early
         applied = await _arm_and_apply(tx, conn)
     await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM")
-    try:
-        return await resolve(tx, applied=applied)
-    finally:
-        if tx.on_decided is not None and tx.armed_at:
-            tx.on_decided(spec.name)
+    return await resolve(tx, applied=applied)
 
 
 async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:

@@ -37,7 +37,7 @@ def test_batches_with_canary() -> None:
 def run_with(outcomes: dict[str, Status], monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
     seen: list[str] = []
 
-    async def fake_apply(spec: HostSpec, task: Any, label: str) -> HostResult:
+    async def fake_apply(spec: HostSpec, task: Any, label: str, **_: Any) -> HostResult:
         seen.append(spec.name)
         return HostResult(spec.name, outcomes.get(spec.name, Status.CONFIRMED), "")
 
@@ -53,6 +53,21 @@ def test_failed_canary_stops_the_rollout(monkeypatch: pytest.MonkeyPatch) -> Non
     assert seen == ["h00"]
     assert [r.status for r in result.values()] == [Status.ROLLED_BACK] + [Status.SKIPPED] * 5
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("status", [Status.REFUSED, Status.FAILED, Status.UNREACHABLE])
+def test_canary_that_is_not_confirmed_stops_the_rollout(
+    status: Status, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, seen = run_with({"h00": status}, monkeypatch, canary=1, max_failures=0)
+    assert seen == ["h00"]
+    assert result.counts() == {status.value: 1, "skipped": 5}
+    assert "canary h00 did not end confirmed" in result["h01"].message
+
+
+def test_unchanged_canary_lets_the_rollout_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, seen = run_with({"h00": Status.UNCHANGED}, monkeypatch, canary=1)
+    assert len(seen) == 6 and result.exit_code == 0
 
 
 def test_max_failures_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
