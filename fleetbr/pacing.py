@@ -28,8 +28,9 @@ TICK = 0.1
 class WindowPacer:
     """Admission control for hosts of one apply rollout (see the module docstring)."""
 
-    def __init__(self, forks: int, start: int = START) -> None:
+    def __init__(self, forks: int, start: int = START, lag_limit: float = LAG_LIMIT) -> None:
         self.ceiling = max(1, forks)
+        self.lag_limit = lag_limit
         self.capacity = min(self.ceiling, max(1, start))
         self.active = 0
         self.lag = 0.0
@@ -41,7 +42,7 @@ class WindowPacer:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of ``capacity`` places while a host's transaction runs."""
-        while self.active >= self.capacity or self.lag > LAG_LIMIT:
+        while self.active >= self.capacity or self.lag > self.lag_limit:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), TICK)
