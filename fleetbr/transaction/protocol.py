@@ -22,10 +22,11 @@ from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
-from fleetbr.plan import Plan, plan_host, verify_applied, verify_restored
+from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
+from fleetbr.transaction.change import BridgeChange, Change
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
@@ -47,8 +48,7 @@ class Transaction:
     """Everything one host's transaction needs and learns along the way."""
 
     spec: HostSpec
-    task: BridgeTask
-    task_label: str
+    change: Change
     before: HostFacts | None = None
     plan: Plan | None = None
     txid: str = ""
@@ -85,7 +85,14 @@ async def apply_host(
     on_armed: Hook | None = None,
 ) -> HostResult:
     """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    tx = Transaction(spec, task, task_label, on_armed=on_armed)
+    return await run_transaction(spec, BridgeChange(task, task_label), on_armed=on_armed)
+
+
+async def run_transaction(
+    spec: HostSpec, change: Change, *, on_armed: Hook | None = None
+) -> HostResult:
+    """The dead-man transaction for any :class:`Change` on one host."""
+    tx = Transaction(spec, change, on_armed=on_armed)
     async with open_connection(spec) as conn:
         early = await _prepare(tx, conn)
         if early is not None:
@@ -98,16 +105,16 @@ async def apply_host(
 async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     """Facts, plan, stage. Returns a final result when there is nothing to apply."""
     tx.before = await gather(conn)
-    tx.plan = plan = plan_host(tx.task, tx.before, min_timeout=min_timeout(tx.spec.ssh))
+    tx.plan = plan = tx.change.plan(tx.before, min_timeout(tx.spec.ssh))
     if plan.refusal:
         return tx.result(Status.REFUSED, plan.refusal)
     if plan.unchanged:
         return tx.result(Status.UNCHANGED, "already matches the task")
     tx.txid = scripts.new_txid()
-    staged = scripts.staged_scripts(tx.txid, plan)
+    staged = scripts.staged_scripts(tx.txid, plan, tx.change.staged_files())
     try:
         out = await conn.run_script(
-            scripts.stage_script(tx.txid, plan, staged, tx.task_label), label="stage", check=False
+            scripts.stage_script(tx.txid, plan, staged, tx.change.label), label="stage", check=False
         )
     except TransportError as exc:  # the stage only writes fleetbr's own folder: nothing armed
         return tx.result(Status.FAILED, f"staging did not complete ({exc}); nothing changed")
@@ -139,12 +146,13 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     again over a new connection before anything is decided, so this only notes what it saw.
     """
     assert tx.before is not None
-    wait = max(1.0, min(10.0, tx.task.deadman_timeout / 4))
+    timeout = tx.change.timeout
+    wait = max(1.0, min(10.0, timeout / 4))
     script = scripts.arm_apply_script(
-        tx.txid, tx.task.deadman_timeout, use_systemd=tx.before.pid1_systemd, wait=wait
+        tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait
     )
     tx.armed_at = time.monotonic()
-    tx.deadline = tx.armed_at + tx.task.deadman_timeout  # until the host tells us better
+    tx.deadline = tx.armed_at + timeout  # until the host tells us better
     if tx.on_armed is not None:
         tx.on_armed(tx.spec.name)
     try:
@@ -219,7 +227,7 @@ class _Resolver:
                 tx.note(f"no fresh connection before the deadline: {exc}")
                 self.reason = f"no fresh SSH connection before the deadline ({exc})"
             await asyncio.sleep(max(0.0, tx.deadline - time.monotonic()) + ROLLBACK_GRACE)
-        budget = max(30.0, float(tx.task.deadman_timeout), 2.0 * tx.spec.ssh.connect_timeout)
+        budget = max(30.0, float(tx.change.timeout), 2.0 * tx.spec.ssh.connect_timeout)
         try:
             self.conn = await connect(tx.spec, attempts=1000, give_up_after=budget)
             return None
@@ -304,7 +312,7 @@ class _Resolver:
         tx = self.tx
         assert tx.plan is not None
         after = await gather(conn, tx.probes)
-        problems = verify_applied(tx.plan, after)
+        problems = await tx.change.confirm_problems(conn, tx.txid, tx.plan, after)
         problems += [f"gateway {t} no longer answers" for t in tx.probes if not after.probes.get(t)]
         if problems:
             tx.note("confirm found problems; rolling back now: " + "; ".join(problems))
@@ -325,14 +333,19 @@ class _Resolver:
         assert tx.before is not None and tx.plan is not None
         reason = self.reason or _reason(state)
         after = await gather(conn)
-        problems = verify_restored(tx.before, after, tx.plan)
-        if problems:
+        check = tx.change.rollback_check(tx.plan, tx.before, after)
+        if check.problems:
             return tx.result(
-                Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(problems)
+                Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(check.problems)
             )
         tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
+        extra = {"differences": check.notes} if check.notes else {}
         return tx.result(
-            Status.ROLLED_BACK, f"rolled back: {reason}", decision=state.decision, reason=reason
+            Status.ROLLED_BACK,
+            f"rolled back: {reason}",
+            decision=state.decision,
+            reason=reason,
+            **extra,
         )
 
 

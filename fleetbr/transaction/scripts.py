@@ -16,6 +16,7 @@ from fleetbr.plan import Plan, Step, step_command
 from fleetbr.render import render
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+_STAGED_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}\.sh$")
 
 
 def new_txid() -> str:
@@ -47,17 +48,20 @@ def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
     return [{"description": s.description, "command": step_command(s)} for s in steps]
 
 
-def staged_scripts(txid: str, plan: Plan) -> StagedScripts:
-    """apply.sh, rollback.sh, timer.sh (its deadline is an argument) and facts.sh for ``plan``."""
+def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -> StagedScripts:
+    """apply.sh, rollback.sh, timer.sh (its deadline is an argument), facts.sh for ``plan``, and
+    ``extra`` files a change needs (e.g. an operator's command and its undo)."""
     base = {"state_dir": STATE_DIR, "txid": check_txid(txid)}
-    return StagedScripts(
-        {
-            "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
-            "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
-            "timer.sh": render("tx_timer.sh.j2", **base),
-            "facts.sh": facts_script(),
-        }
-    )
+    files = {
+        "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
+        "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
+        "timer.sh": render("tx_timer.sh.j2", **base),
+        "facts.sh": facts_script(),
+    }
+    for name in extra or {}:
+        if not _STAGED_NAME_RE.match(name) or name in files:
+            raise ValidationError(f"staged file name {name!r} is not allowed")
+    return StagedScripts({**files, **(extra or {})})
 
 
 def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str:
