@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
@@ -14,7 +15,8 @@ from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
-from fleetbr.transaction.protocol import apply_host
+from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.protocol import run_transaction
 from fleetbr.transaction.recover import rollback_job
 from fleetbr.transaction.status import plan_job, status_job
 
@@ -49,6 +51,16 @@ async def rollout(
     hosts: Sequence[HostSpec],
     tasks: dict[str, BridgeTask],
     label: str,
+    **options: Any,
+) -> AggregatedResult:
+    """Apply the bridge task (rendered per host) as :func:`rollout_changes` does."""
+    changes: dict[str, Change] = {name: BridgeChange(task, label) for name, task in tasks.items()}
+    return await rollout_changes(hosts, changes, **options)
+
+
+async def rollout_changes(
+    hosts: Sequence[HostSpec],
+    changes: Mapping[str, Change],
     *,
     forks: int,
     canary: int = 0,
@@ -61,12 +73,11 @@ async def rollout(
     pacer = pacer or WindowPacer(forks)
 
     async def job(spec: HostSpec) -> HostResult:
-        task = tasks[spec.name]
+        change = changes[spec.name]
         async with pacer.slot():
-            result = await apply_host(
-                spec, task, label,
-                on_armed=lambda host: pacer.armed(host, task.deadman_timeout),
-            )  # fmt: skip
+            result = await run_transaction(
+                spec, change, on_armed=lambda host: pacer.armed(host, change.timeout)
+            )
             pacer.decided(spec.name, confirmed=result.status == Status.CONFIRMED)
             return result
 

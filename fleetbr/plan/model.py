@@ -26,6 +26,7 @@ STEP_KINDS: frozenset[str] = frozenset(
         "file_write",
         "file_restore",
         "modprobe",
+        "run_staged",
     }
 )
 

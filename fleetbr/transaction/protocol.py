@@ -19,7 +19,7 @@ from typing import Any
 
 from fleetbr.errors import TransportError
 from fleetbr.facts.gather import gather
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan
@@ -334,6 +334,10 @@ class _Resolver:
         reason = self.reason or _reason(state)
         after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
+        failed_steps = state.rollback.removeprefix("done failed=")
+        if failed_steps.isdigit() and int(failed_steps):
+            check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
+                                  f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
         if check.problems:
             return tx.result(
                 Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(check.problems)

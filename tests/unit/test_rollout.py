@@ -37,11 +37,11 @@ def test_batches_with_canary() -> None:
 def run_with(outcomes: dict[str, Status], monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
     seen: list[str] = []
 
-    async def fake_apply(spec: HostSpec, task: Any, label: str, **_: Any) -> HostResult:
+    async def fake_apply(spec: HostSpec, change: Any, **_: Any) -> HostResult:
         seen.append(spec.name)
         return HostResult(spec.name, outcomes.get(spec.name, Status.CONFIRMED), "")
 
-    monkeypatch.setattr("fleetbr.rollout.apply_host", fake_apply)
+    monkeypatch.setattr("fleetbr.rollout.run_transaction", fake_apply)
     group = hosts(6)
     result = asyncio.run(rollout(group, dict.fromkeys((h.name for h in group), None),  # type: ignore[arg-type]
                                  "t", forks=2, **kw))  # fmt: skip

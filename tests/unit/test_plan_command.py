@@ -1,0 +1,56 @@
+"""Planning ``fleetbr run --deadman`` and running its staged command step (no SSH)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+from fleetbr.facts.model import ArmedTransaction
+from fleetbr.plan import step_command
+from fleetbr.plan.command import plan_command
+from fleetbr.transaction.command import CommandChange
+from tests.unit.test_plan_support import facts
+
+# the operator's own shell line: it runs exactly as written, with its own quoting
+HOSTILE = "printf '%s\\n' '$(reboot)' '`id`' \"it's\"; echo 'a;b' | tr ';' '|'"
+
+
+def test_one_step_with_the_undo_as_its_inverse_and_gateways_as_probes() -> None:
+    plan = plan_command("hv01", facts(), "ip link set eth0 mtu 9000", "ip link set eth0 mtu 1500",
+                        timeout=60, min_timeout=13)  # fmt: skip
+    assert plan.refusal is None and len(plan.steps) == 1
+    assert plan.steps[0].inverse == plan.rollback[0]
+    assert plan.steps[0].description == "run: ip link set eth0 mtu 9000"
+    assert plan.rollback[0].description == "undo: ip link set eth0 mtu 1500"
+    assert plan.probes and all(":" in p or "." in p for p in plan.probes)
+    assert step_command(plan.steps[0]).startswith('/bin/sh "${TX:?}"/command.sh')
+
+
+def test_refused_while_armed_or_with_a_too_short_timer() -> None:
+    armed = dataclasses.replace(facts(), armed=ArmedTransaction("20261127T181500-3fa9c2", 10,
+                                                                True, True, 5))  # fmt: skip
+    assert "armed on the host" in str(plan_command("h", armed, "true", "true", timeout=60,
+                                                   min_timeout=13).refusal)  # fmt: skip
+    assert "too short" in str(plan_command("h", facts(), "true", "true", timeout=5,
+                                           min_timeout=13).refusal)  # fmt: skip
+
+
+def test_staged_command_runs_literally(tmp_path: Path) -> None:
+    change = CommandChange(HOSTILE, "true", 60, confirm_check="test -e /")
+    files = change.staged_files()
+    assert set(files) == {"command.sh", "undo.sh", "check.sh"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    plan = change.plan(facts(), 13)
+    line = step_command(plan.steps[0])
+    subprocess.run(["sh", "-c", line], env={"TX": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                   check=True)  # fmt: skip
+    out = (tmp_path / "command.sh.out").read_text()
+    assert out.splitlines() == ["$(reboot)", "`id`", "it's", "a|b"]
+
+
+def test_long_commands_get_a_short_one_line_description() -> None:
+    plan = plan_command("h", facts(), "echo x\n" * 40, "true", timeout=60, min_timeout=13)
+    description = plan.steps[0].description
+    assert "\n" not in description and len(description) <= 65
