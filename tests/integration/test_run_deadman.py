@@ -1,0 +1,69 @@
+"""``fleetbr run --deadman``: an operator's command under the same dead-man transaction as the
+bridge, on real lab hosts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fleetbr.lab import Lab, host_state
+from fleetbr.report import HostResult, Status
+from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.protocol import run_transaction
+from tests.integration.helpers import specs
+from tests.integration.test_transaction import assert_at_snapshot
+from tests.integration.txhelpers import TIMEOUT, events, sh
+
+
+def run(lab: Lab, host: str, change: CommandChange) -> HostResult:
+    return asyncio.run(run_transaction(specs(lab.inventory_dir)[host], change))
+
+
+def test_harmless_command_is_confirmed(lab: Lab, fresh_host: Any) -> None:
+    fresh_host("hv07")
+    nic = lab.host("hv07").nic
+    change = CommandChange(f"ip link set dev {nic} mtu 1400", f"ip link set dev {nic} mtu 1500",
+                           TIMEOUT)  # fmt: skip
+    result = run(lab, "hv07", change)
+    assert result.status == Status.CONFIRMED, result.message
+    assert "mtu 1400" in sh(lab, "hv07", f"ip -o link show dev {nic}")
+    assert events(lab, "hv07") == ["staged", "armed", "applied", "confirmed"]
+
+
+def test_command_that_cuts_the_host_off_is_undone(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    fresh_host("hv08")
+    controller = lab.controller4.split("/")[0]
+    change = CommandChange(f"ip route add blackhole {controller}/32",
+                           f"ip route del blackhole {controller}/32", TIMEOUT)  # fmt: skip
+    result = run(lab, "hv08", change)
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert "no fresh SSH connection before the deadline" in result.message
+    assert_at_snapshot(lab, "hv08", pristine)
+
+
+def test_failing_confirm_check_rolls_back_at_once(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    fresh_host("hv09")
+    nic = lab.host("hv09").nic
+    change = CommandChange(f"ip link set dev {nic} mtu 1400", f"ip link set dev {nic} mtu 1500",
+                           60, confirm_check="echo 'no VLAN 42' >&2; exit 3")  # fmt: skip
+    result = run(lab, "hv09", change)
+    assert result.status == Status.ROLLED_BACK, result.message
+    assert "confirm check exited 3: no VLAN 42" in result.message
+    assert result.data["window"] < 30, "a failed check must not wait for the timer"
+    assert host_state(lab, "hv09") == pristine["hv09"]
+
+
+def test_hostile_characters_reach_the_host_literally(lab: Lab, fresh_host: Any) -> None:
+    fresh_host("hv10")
+    text = "$(touch /tmp/pwned) `reboot` ; | & \" ' \\ {{ x }} %s"
+    quoted = "'" + text.replace("'", "'\\''") + "'"
+    change = CommandChange(f"printf '%s\\n' {quoted} > /var/lib/fleetbr/hostile.txt",
+                           "rm -f /var/lib/fleetbr/hostile.txt", TIMEOUT)  # fmt: skip
+    result = run(lab, "hv10", change)
+    assert result.status == Status.CONFIRMED, result.message
+    assert sh(lab, "hv10", "cat /var/lib/fleetbr/hostile.txt") == text + "\n"
+    assert sh(lab, "hv10", "[ -e /tmp/pwned ] && echo yes || echo no").strip() == "no"
