@@ -32,9 +32,9 @@ async def run_job(host: HostSpec, run: RunSpec, on_output: OutputSink | None = N
 def host_result(name: str, output: CommandOutput, timeout: float) -> HostResult:
     """Status and message of one host's command; its output and exit as ``data``."""
     status, message = _outcome(output, timeout)
-    data = output_fields(output.stdout, output.stderr)
-    data["exit_status"] = output.exit_status
-    data["signal"] = output.exit_signal if output.exit_signal != TIMEOUT_SIGNAL else None
+    signal = output.exit_signal if output.exit_signal != TIMEOUT_SIGNAL else None
+    data = {"exit_status": output.exit_status, "signal": signal}
+    data.update(output_fields(output.stdout, output.stderr))
     return HostResult(name, status, message, data=data)
 
 

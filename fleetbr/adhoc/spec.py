@@ -12,6 +12,7 @@ import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -99,12 +100,15 @@ class RunSpec:
 
     def exec_line(self, host: HostSpec) -> str:
         """The exec request for ``host`` (fleetbr's wrapper; see ``run_exec.sh.j2``)."""
-        return render(
-            "run_exec.sh.j2",
-            sudo=self.sudo or host.ssh.sudo,
-            timeout=_seconds(self.timeout_for(host)),
-            kill_after=_seconds(KILL_AFTER),
-        ).strip()
+        return exec_line(self.sudo or host.ssh.sudo, self.timeout_for(host), KILL_AFTER)
+
+
+@cache  # one rendering per (sudo, timeout) for the whole fleet, not one per host
+def exec_line(sudo: bool, timeout: float, kill_after: float) -> str:
+    """The wrapper of ``run_exec.sh.j2`` as one exec request."""
+    return render(
+        "run_exec.sh.j2", sudo=sudo, timeout=_seconds(timeout), kill_after=_seconds(kill_after)
+    ).strip()
 
 
 def _seconds(value: float) -> str:
