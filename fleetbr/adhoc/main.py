@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,7 +60,11 @@ def report(aggregated: AggregatedResult, *, as_json: bool, with_output: bool) ->
 def write(text: str, stream: str) -> None:
     """Write ``text`` now, whatever the terminal's encoding (unencodable characters escaped)."""
     out = sys.stdout if stream == "stdout" else sys.stderr
-    out.flush()
-    encoding = out.encoding or "utf-8"
-    out.buffer.write(text.encode(encoding, "backslashreplace"))
-    out.buffer.flush()
+    try:
+        out.flush()
+        out.buffer.write(text.encode(out.encoding or "utf-8", "backslashreplace"))
+        out.buffer.flush()
+    except BrokenPipeError:  # `fleetbr run ... | head`: the reader left; the run goes on quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
