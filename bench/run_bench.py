@@ -2,7 +2,9 @@
 round by round on one lab.
 
 Usage (repository root): ``scripts/in-netns .venv/bin/python -m bench.run_bench [--hosts N]
-[--rounds R] [--profile]``. parallel-ssh is Debian's ``pssh`` package: installed with apt-get if
+[--rounds R] [--profile]``. A fourth side, ``bare+wr``, is the bare script sending fleetbr's own
+wrapper (``run_exec.sh.j2``) with ``true`` on stdin: the hosts' extra work without fleetbr on the
+controller. parallel-ssh is Debian's ``pssh`` package: installed with apt-get if
 missing (install it beforehand: scripts/in-netns has no network); without it that side is skipped
 with a line saying why.
 """
@@ -31,8 +33,10 @@ from bench.common import (
     timed,
     write_targets,
 )
+from fleetbr.adhoc.spec import KILL_AFTER, exec_line
 
 TARGET = 1.3  # as for facts: the same connections, one trivial command
+DEFAULT_TIMEOUT = 120.0  # SSHOptions.command_timeout, what `fleetbr run` uses on the lab hosts
 STARTUP_RUNS = 3
 
 
@@ -118,9 +122,11 @@ def main() -> int:
     pssh, why = find_pssh()
     with lab_up(args.hosts, args.prefix) as built, tempfile.TemporaryDirectory() as tmp:
         targets = write_targets(built, Path(tmp) / "targets.json")
+        wrapper = exec_line(sudo=False, timeout=DEFAULT_TIMEOUT, kill_after=KILL_AFTER)
         sides: dict[str, tuple[list[str], Check]] = {
             "fleetbr": (fleetbr_cmd(built.inventory_dir, "run", "--", "true"), check_fleetbr),
             "bare": (bare_cmd(targets), check_bare),
+            "bare+wr": (bare_cmd(targets, "--exec", wrapper), check_bare),
         }
         if pssh is not None:
             sides["pssh"] = (pssh_cmd(pssh, targets, Path(tmp)), check_pssh)
@@ -138,6 +144,12 @@ def main() -> int:
             wall, cpu = median_run(results["fleetbr"])
             pwall, pcpu = median_run(results["pssh"])
             print(f"  ratio fleetbr/parallel-ssh: wall {wall / pwall:.2f}, CPU {cpu / pcpu:.2f}")
+        wall, cpu = median_run(results["fleetbr"])
+        wwall, wcpu = median_run(results["bare+wr"])
+        print(
+            f"  ratio fleetbr/bare+wrapper (same host-side work): wall {wall / wwall:.2f}, "
+            f"CPU {cpu / wcpu:.2f}"
+        )
         if args.profile:
             profile_top(fleetbr_cmd(built.inventory_dir, "run", "--", "true")[1:])
     return 0
