@@ -22,6 +22,9 @@ from fleetbr.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+WARM_IMPORTS = (
+    "import fleetbr.cli, fleetbr.adhoc.main, bench.bare_facts, bench.bare_cutover, bench.bare_run"
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def lab_up(hosts: int, prefix: str) -> Iterator[lab.Lab]:
         built = lab.up(lab_dir, hosts=hosts, prefix=prefix)
         try:
             print(f"lab: {hosts} hosts up in {time.monotonic() - started:.2f}s", file=sys.stderr)
-            timed([PYTHON, "-c", "import fleetbr.cli, bench.bare_facts, bench.bare_cutover"])
+            timed([PYTHON, "-c", WARM_IMPORTS])
             yield built
         finally:
             lab.down(lab_dir)

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("facts", help="gather network facts from the selected hosts")
     _add_lab_parser(commands)
     _add_change_parsers(commands)
+    _add_run_parser(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
@@ -93,6 +94,31 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "rollback",
         help="roll back the armed (live or stale) transaction on the selected hosts now",
     )
+
+
+def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run", help="run a command (or a local script) on the selected hosts",
+        description="One CMD argument is a shell command line, used as is "
+        "(run -- 'ip -br link | head'); several are words, each quoted: "
+        "run -- printf '%s\\n' '$(x)' prints $(x). See docs/run.md.",
+    )  # fmt: skip
+    run.add_argument("--script", type=Path, help="send this local file to `sh -s` on stdin")
+    run.add_argument(
+        "--timeout", type=float, metavar="S",
+        help="seconds (default: the inventory's command_timeout); then the host sends TERM, "
+        "and KILL 5 s later, to everything the command started",
+    )  # fmt: skip
+    run.add_argument("--sudo", action="store_true", help="run through `sudo -n` (as root)")
+    run.add_argument(
+        "--stream", action="store_true",
+        help="print lines as they arrive, prefixed with the host name (no grouping)",
+    )  # fmt: skip
+    run.add_argument(
+        "--max-output", type=int, default=1024 * 1024, metavar="BYTES",
+        help="bytes of stdout and of stderr kept per host (default 1 MiB; the rest is counted)",
+    )  # fmt: skip
+    run.add_argument("argv", nargs="*", metavar="CMD", help="-- CMD [ARG...]")
 
 
 def _positive_int(text: str) -> int:
@@ -172,6 +198,15 @@ def cmd_change(args: argparse.Namespace) -> int:
     return aggregated.exit_code
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """``fleetbr run``."""
+    from fleetbr.adhoc.main import run_adhoc, spec_from_args
+
+    spec = spec_from_args(args)
+    hosts = selected_hosts(args)
+    return run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fleetbr demo``."""
     from fleetbr.demo import run_demo
@@ -191,6 +226,7 @@ HANDLERS: dict[str, Handler] = {
     "apply": cmd_change,
     "status": cmd_change,
     "rollback": cmd_change,
+    "run": cmd_run,
 }
 
 

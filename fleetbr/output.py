@@ -22,6 +22,7 @@ STATUS_STYLE = {
     Status.REFUSED: "magenta",
     Status.FAILED: "bold red",
     Status.UNREACHABLE: "bold red reverse",
+    Status.TIMED_OUT: "bold red",
     Status.SKIPPED: "dim",
 }
 

@@ -21,6 +21,7 @@ class Status(enum.StrEnum):
     REFUSED = "refused"  # the plan refused the host; nothing was changed
     FAILED = "failed"  # an error that is not a connectivity problem
     UNREACHABLE = "unreachable"  # the host could not be reached (before, or even after rollback)
+    TIMED_OUT = "timed_out"  # `fleetbr run`: the command did not end within its time limit
     SKIPPED = "skipped"  # not attempted: the rollout stopped before this host's batch
 
 

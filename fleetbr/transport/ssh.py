@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncssh
@@ -45,6 +45,48 @@ class CommandResult:
     exit_status: int | None
 
 
+OutputSink = Callable[[str, bytes], None]
+"""Called with ``("stdout" | "stderr", chunk)`` for every chunk of output as it arrives."""
+
+READ_CHUNK = 64 * 1024
+
+
+@dataclass
+class Captured:
+    """One output stream of a command: its first ``limit`` bytes, and how many it wrote in all."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    size: int = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Keep ``chunk`` up to the limit; count it in any case."""
+        self.size += len(chunk)
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        """More was written than kept."""
+        return self.size > len(self.data)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What a command printed (as bytes, capped) and how it ended.
+
+    ``error`` is set when the command's end was not seen: :class:`CommandTimeout` (no end within
+    the time limit) or :class:`SessionLost`; the output that arrived before it is kept.
+    """
+
+    stdout: Captured
+    stderr: Captured
+    exit_status: int | None
+    exit_signal: str | None
+    error: TransportError | None = None
+
+
 class Connection:
     """An open, host-key-verified SSH connection to one inventory host."""
 
@@ -74,6 +116,45 @@ class Connection:
         if check and result.exit_status != 0:
             raise RemoteCommandFailed(label, result.exit_status, result.stderr)
         return result
+
+    async def run_command(
+        self,
+        command: str,
+        *,
+        stdin: bytes,
+        timeout: float,
+        limit: int,
+        on_output: OutputSink | None = None,
+    ) -> CommandOutput:
+        """Run ``command`` (an exec request, as given) with ``stdin``; keep ``limit`` bytes per
+        stream, pass every chunk to ``on_output`` as it arrives.
+
+        Never raises once the command started: a timeout or a lost session is returned in
+        :attr:`CommandOutput.error` with the output received so far. Output beyond ``limit`` is
+        still read (and counted), so the remote side is never blocked by a full window.
+        """
+        stdout, stderr = Captured(limit), Captured(limit)
+        process: asyncssh.SSHClientProcess[bytes] | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                process = await self._conn.create_process(command, input=stdin, encoding=None)
+                await asyncio.gather(
+                    _drain(process.stdout, "stdout", stdout, on_output),
+                    _drain(process.stderr, "stderr", stderr, on_output),
+                )
+                done = await process.wait(check=False)
+        except TimeoutError:
+            error: TransportError = CommandTimeout(f"no end of the command within {timeout:g}s")
+            return CommandOutput(stdout, stderr, None, None, _closed(process, error))
+        except (asyncssh.Error, OSError) as exc:
+            error = SessionLost(f"connection lost while the command ran: {_describe(exc)}")
+            return CommandOutput(stdout, stderr, None, None, _closed(process, error))
+        if done.exit_signal:  # asyncssh then reports exit_status -1
+            return CommandOutput(stdout, stderr, None, done.exit_signal[0])
+        lost = None
+        if done.exit_status is None:  # the channel closed with no exit status: the session died
+            lost = SessionLost("the session ended without an exit status")
+        return CommandOutput(stdout, stderr, done.exit_status, None, lost)
 
     async def close(self) -> None:
         """Close the connection and wait for it to be gone."""
@@ -208,6 +289,23 @@ def _jump_target(value: str) -> tuple[str, str | None, int]:
         host, _, port_text = rest.partition(":")
         port = int(port_text)
     return host, user or None, port
+
+
+async def _drain(
+    reader: asyncssh.SSHReader[bytes], name: str, into: Captured, sink: OutputSink | None
+) -> None:
+    while chunk := await reader.read(READ_CHUNK):
+        into.add(chunk)
+        if sink is not None:
+            sink(name, chunk)
+
+
+def _closed(
+    process: asyncssh.SSHClientProcess[bytes] | None, error: TransportError
+) -> TransportError:
+    if process is not None:
+        process.close()
+    return error
 
 
 def _describe(exc: BaseException) -> str:

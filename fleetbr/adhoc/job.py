@@ -1,0 +1,81 @@
+"""The ``fleetbr run`` job for one host, and how its outcome becomes a :class:`HostResult`."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fleetbr.adhoc.spec import KILL_AFTER, RunSpec
+from fleetbr.errors import CommandTimeout
+from fleetbr.inventory import HostSpec
+from fleetbr.report import HostResult, Status
+from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import Captured, CommandOutput, OutputSink
+
+TIMEOUT_SIGNAL = "ALRM"  # how run_exec.sh.j2 says "timeout ended the command"
+STREAMS = ("stdout", "stderr")
+
+
+async def run_job(host: HostSpec, run: RunSpec, on_output: OutputSink | None = None) -> HostResult:
+    """Connect, run ``run`` through its wrapper, and report what happened."""
+    async with open_connection(host) as conn:
+        output = await conn.run_command(
+            run.exec_line(host),
+            stdin=run.payload,
+            timeout=run.deadline_for(host),
+            limit=run.max_output,
+            on_output=on_output,
+        )
+    return host_result(host.name, output, run.timeout_for(host))
+
+
+def host_result(name: str, output: CommandOutput, timeout: float) -> HostResult:
+    """Status and message of one host's command; its output and exit as ``data``."""
+    status, message = _outcome(output, timeout)
+    signal = output.exit_signal if output.exit_signal != TIMEOUT_SIGNAL else None
+    data = {"exit_status": output.exit_status, "signal": signal}
+    data.update(output_fields(output.stdout, output.stderr))
+    return HostResult(name, status, message, data=data)
+
+
+def _outcome(output: CommandOutput, timeout: float) -> tuple[Status, str]:
+    if isinstance(output.error, CommandTimeout):
+        return Status.TIMED_OUT, (
+            f"{output.error}: the host stopped answering; the command may still run there"
+        )
+    if output.error is not None:
+        return Status.UNREACHABLE, str(output.error)
+    if output.exit_signal == TIMEOUT_SIGNAL:
+        return Status.TIMED_OUT, (
+            f"timed out after {timeout:g}s: the host sent TERM to the command's process group "
+            f"(KILL {KILL_AFTER:g}s later)"
+        )
+    if output.exit_signal is not None:
+        return Status.FAILED, f"the command's shell was killed by signal {output.exit_signal}"
+    if output.exit_status == 0:
+        return Status.OK, "exit 0"
+    return Status.FAILED, f"exit {output.exit_status}"
+
+
+def output_fields(stdout: Captured, stderr: Captured) -> dict[str, Any]:
+    """The JSON fields of both streams: text, exact bytes when they are not UTF-8, sizes."""
+    fields: dict[str, Any] = {}
+    for name, captured in zip(STREAMS, (stdout, stderr), strict=True):
+        data = bytes(captured.data)
+        try:
+            fields[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            fields[name] = data.decode("utf-8", "replace")
+            fields[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
+        fields[f"{name}_bytes"] = captured.size
+        fields[f"{name}_truncated"] = captured.truncated
+    return fields
+
+
+def captured_bytes(data: dict[str, Any], name: str) -> bytes:
+    """The exact bytes of stream ``name`` kept in a result's ``data`` (empty if none)."""
+    encoded = data.get(f"{name}_base64")
+    if encoded is not None:
+        return base64.b64decode(encoded)
+    text = data.get(name)
+    return text.encode("utf-8") if isinstance(text, str) else b""

@@ -1,0 +1,229 @@
+"""``fleetbr run`` against real sshd lab hosts: grouping, exit statuses, timeouts that leave
+nothing behind, unreachable hosts, any output (binary, huge, one long line), --stream, --script,
+--sudo, and hostile characters that must arrive literally."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import select
+import shutil
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbr.adhoc.job import run_job
+from fleetbr.adhoc.spec import RunOptions, RunSpec
+from fleetbr.lab import Lab, host_exec, kill_sshd, set_switch_port, start_sshd
+from fleetbr.report import HostResult, Status
+from tests.integration.helpers import fleetbr, specs
+from tests.integration.txhelpers import host_processes, wait_for
+
+
+def human(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real CLI without --json (what an operator reads)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetbr", *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def run_json(lab: Lab, limit: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", limit, "run", *args)
+    assert isinstance(doc, dict), f"no JSON report (exit {code}): {doc!r} {err}"
+    assert "Traceback" not in err and "internal error" not in str(doc), err
+    return code, doc, err
+
+
+def no_process_runs(lab: Lab, host: str, marker: str) -> bool:
+    """No process in the host's netns has ``marker`` in its command line."""
+    return not any(marker in " ".join(argv) for argv in host_processes(lab, host).values())
+
+
+def test_identical_outputs_are_grouped(lab: Lab) -> None:
+    line = 'if [ "$(hostname)" = hv04 ]; then echo other; else echo same; fi'
+    done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03,hv04,hv05", "run", "--", line)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "==== hv[01-03,05] (4 hosts): exit 0\nsame\n==== hv04: exit 0\nother\n5 hosts: 5 ok\n"
+    )
+
+
+def test_each_kind_of_failure_is_counted_and_exits_1(lab: Lab) -> None:
+    line = 'case "$(hostname)" in hv02) echo bad >&2; exit 3 ;; hv03) sleep 300 ;; esac; echo ok'
+    kill_sshd(lab, "hv04")
+    try:
+        done = human(
+            "-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03,hv04",
+            "run", "--timeout", "2", "--", line,
+        )  # fmt: skip
+    finally:
+        start_sshd(lab, "hv04")
+    assert done.returncode == 1, done.stderr
+    out = done.stdout
+    assert "==== hv01: exit 0\nok\n" in out
+    assert "==== hv02: exit 3\n---- stderr\nbad\n" in out
+    assert "==== hv03: timed out after 2s" in out
+    assert "==== hv04: connect to " in out
+    assert out.endswith("4 hosts: 1 ok, 1 exited non-zero, 1 timed out, 1 unreachable\n")
+
+
+def test_nonzero_exit_and_exit_124_are_exits_not_timeouts(lab: Lab) -> None:
+    code, doc, _ = run_json(lab, "hv01", "--timeout", "30", "--", "sh", "-c", "echo x; exit 124")
+    assert code == 1
+    assert doc["hv01"]["status"] == "failed" and doc["hv01"]["exit_status"] == 124
+    assert doc["hv01"]["stdout"] == "x\n" and doc["hv01"]["message"] == "exit 124"
+
+
+def test_timeout_ends_everything_the_command_started(lab: Lab) -> None:
+    # one sleep in the background, one in the foreground that ignores TERM: KILL must come
+    line = "sleep 310 & trap '' TERM; sleep 311"
+    started = time.monotonic()
+    code, doc, _ = run_json(lab, "hv01,hv02", "--timeout", "1", "--", line)
+    elapsed = time.monotonic() - started
+    assert code == 1
+    for host in ("hv01", "hv02"):
+        assert doc[host]["status"] == "timed_out", doc[host]
+        assert doc[host]["exit_status"] is None and "timed out after 1s" in doc[host]["message"]
+        for marker in ("sleep 310", "sleep 311"):
+            wait_for(partial(no_process_runs, lab, host, marker), 10, f"{marker} gone on {host}")
+    assert elapsed < 60, f"took {elapsed:.0f}s"
+
+
+def test_unreachable_host_while_others_run(lab: Lab) -> None:
+    set_switch_port(lab, "hv06", up=False)
+    try:
+        code, doc, _ = run_json(lab, "hv05,hv06", "--", "echo", "hi")
+    finally:
+        set_switch_port(lab, "hv06", up=True)
+    assert code == 1
+    assert doc["hv05"]["status"] == "ok" and doc["hv05"]["stdout"] == "hi\n"
+    assert doc["hv06"]["status"] == "unreachable" and doc["hv06"]["exit_status"] is None
+
+
+def test_session_lost_mid_command_keeps_the_output_so_far(lab: Lab) -> None:
+    spec = specs(lab.inventory_dir)["hv06"]
+    run = RunSpec.from_argv(["echo started; sleep 312"], RunOptions(timeout=120))
+
+    async def scenario() -> HostResult:
+        seen = asyncio.Event()
+        job = asyncio.create_task(run_job(spec, run, lambda _s, chunk: seen.set()))
+        await asyncio.wait_for(seen.wait(), 30)
+        await asyncio.to_thread(set_switch_port, lab, "hv06", False)
+        return await asyncio.wait_for(job, 60)
+
+    try:
+        result = asyncio.run(scenario())
+    finally:
+        set_switch_port(lab, "hv06", up=True)
+    assert result.status is Status.UNREACHABLE, result
+    assert "connection lost" in result.message
+    assert result.data["stdout"] == "started\n"
+    host_exec(lab, "hv06", ["pkill", "-f", "sleep 312"], check=False)
+
+
+def test_binary_and_invalid_utf8_output(lab: Lab) -> None:
+    raw = b"\xff\xfe\x00\x1b[2J\x1b]0;title\x07caf\xc3\xa9\r\n"
+    octal = "".join(f"\\{byte:03o}" for byte in raw)
+    code, doc, _ = run_json(lab, "hv01", "--", "printf", octal)
+    assert code == 0
+    assert base64.b64decode(doc["hv01"]["stdout_base64"]) == raw
+    assert doc["hv01"]["stdout_bytes"] == len(raw)
+    done = human("-i", str(lab.inventory_dir), "-l", "hv01", "run", "--", "printf", octal)
+    assert done.returncode == 0
+    assert "\\xff\\xfe\\x00\\x1b[2J\\x1b]0;title\\x07café\\r\n" in done.stdout
+    assert not any(ch in done.stdout for ch in "\x00\x1b\x07\r")
+
+
+def test_one_very_long_line_and_huge_output(lab: Lab) -> None:
+    line = "head -c 3000000 /dev/zero | tr '\\0' a; head -c 20000000 /dev/urandom >&2"
+    code, doc, _ = run_json(lab, "hv01", "--", line)
+    assert code == 0
+    out = doc["hv01"]
+    assert out["stdout_bytes"] == 3_000_000 and out["stdout_truncated"] is True
+    assert out["stdout"] == "a" * 1024 * 1024  # the documented default cap
+    assert out["stderr_bytes"] == 20_000_000 and out["stderr_truncated"] is True
+    assert len(base64.b64decode(out["stderr_base64"])) == 1024 * 1024
+    code, doc, _ = run_json(lab, "hv01", "--max-output", "4000000", "--", line.split(";")[0])
+    assert doc["hv01"]["stdout"] == "a" * 3_000_000 and not doc["hv01"]["stdout_truncated"]
+
+
+def test_hostile_words_arrive_literally(lab: Lab) -> None:
+    words = ["$(reboot)", "`reboot`", "a; reboot", "it's", 'say "hi"', "l1\nl2", "*", "\\x", ""]
+    code, doc, _ = run_json(lab, "hv01", "--", "printf", "%s\\0", *words)
+    assert code == 0
+    assert doc["hv01"]["stdout"].split("\0")[:-1] == words
+    code, doc, _ = run_json(lab, "hv01", "--", "echo a | tr a b; echo $((1 + 2))")
+    assert doc["hv01"]["stdout"] == "b\n3\n", "one argument is a shell command line"
+
+
+def test_stream_prints_lines_as_they_arrive(lab: Lab) -> None:
+    go = "/tmp/fleetbr-run-go"
+    host_exec(lab, "hv02", ["rm", "-f", go])
+    line = f"echo first; echo warn >&2; while [ ! -e {go} ]; do sleep 0.1; done; printf last"
+    argv = [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv02",
+            "run", "--stream", "--timeout", "60", "--", line]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        first = proc.stdout.readline() if ready else b""
+        # the command is still waiting for us: the line came while it ran
+        assert first == b"hv02: first\n" and proc.poll() is None
+        host_exec(lab, "hv02", ["touch", go])
+        rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert rest == b"hv02: last\n==== hv02: exit 0\n1 host: 1 ok\n"
+    assert err == b"hv02: warn\n"
+
+
+def test_stream_cuts_a_long_line_in_pieces(lab: Lab) -> None:
+    done = human(
+        "-i", str(lab.inventory_dir), "-l", "hv01", "run", "--stream", "--",
+        "head -c 200000 /dev/zero | tr '\\0' a",
+    )  # fmt: skip
+    assert done.returncode == 0
+    pieces = done.stdout.splitlines()[:-2]
+    assert [len(p) for p in pieces] == [len("hv01: ") + n for n in (65536, 65536, 65536, 3392)]
+
+
+def test_script_is_sent_on_stdin(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "check.sh"
+    script.write_text(
+        "#!/bin/sh\nset -u\nname=$(hostname)\nprintf 'on %s\\n' \"$name\"\n"
+        "printf '%s\\n' '$(reboot)' \"it's\"\nexit 7\n"
+    )
+    code, doc, _ = run_json(lab, "hv01,hv02", "--script", str(script))
+    assert code == 1
+    for host in ("hv01", "hv02"):
+        assert doc[host]["exit_status"] == 7
+        assert doc[host]["stdout"] == f"on {host}\n$(reboot)\nit's\n"
+
+
+@pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo (run scripts/setup)")
+def test_sudo_runs_as_root_and_times_out_cleanly(lab: Lab) -> None:
+    code, doc, _ = run_json(lab, "hv03", "--sudo", "--", "sh", "-c", "id -u; echo $SUDO_USER")
+    assert code == 0 and doc["hv03"]["stdout"] == "0\nroot\n", doc["hv03"]
+    code, doc, _ = run_json(lab, "hv03", "--sudo", "--timeout", "1", "--", "sleep", "313")
+    assert doc["hv03"]["status"] == "timed_out", doc["hv03"]
+    wait_for(lambda: no_process_runs(lab, "hv03", "sleep 313"), 10, "sleep 313 gone")
+
+
+def test_bad_usage_contacts_nothing(lab: Lab, tmp_path: Path) -> None:
+    inv = str(lab.inventory_dir)
+    for args in (
+        ["run"],
+        ["run", "--", ""],
+        ["run", "--timeout", "0", "--", "true"],
+        ["run", "--script", str(tmp_path / "missing.sh")],
+        ["run", "--script", str(tmp_path), "--", "true"],
+    ):
+        done = human("-i", inv, "-l", "hv01", *args)
+        assert done.returncode == 2 and done.stdout == "", (args, done)
+        assert done.stderr.startswith("error: run: "), done.stderr
+    done = human("-i", inv, "--json", "run", "--stream", "--", "true")
+    assert done.returncode == 2 and "exclude" in done.stderr
