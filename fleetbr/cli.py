@@ -82,18 +82,22 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     plan.add_argument("task", type=Path, help="task file (YAML)")
     apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
     apply.add_argument("task", type=Path, help="task file (YAML)")
-    apply.add_argument("--canary", type=int, default=0, help="hosts in a first, lone batch")
-    apply.add_argument("--batch-size", type=_positive_int, help="hosts per batch (default: all)")
-    apply.add_argument(
-        "--max-failures", type=int, default=None,
-        help="stop starting new batches once more than this many hosts failed (default: no limit; "
-        "a failed canary always stops the rollout)",
-    )  # fmt: skip
+    _add_rollout_options(apply)
     commands.add_parser("status", help="fleetbr transactions recorded on the hosts")
     commands.add_parser(
         "rollback",
         help="roll back the armed (live or stale) transaction on the selected hosts now",
     )
+
+
+def _add_rollout_options(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--canary", type=int, default=0, help="hosts in a first, lone batch")
+    parser.add_argument("--batch-size", type=_positive_int, help="hosts per batch (default: all)")
+    parser.add_argument(
+        "--max-failures", type=int, default=None,
+        help="stop starting new batches once more than this many hosts failed (default: no limit; "
+        "a canary that is not confirmed always stops the rollout)",
+    )  # fmt: skip
 
 
 def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,6 +122,18 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--max-output", type=int, default=1024 * 1024, metavar="BYTES",
         help="bytes of stdout and of stderr kept per host (default 1 MiB; the rest is counted)",
     )  # fmt: skip
+    deadman = run.add_argument_group(
+        "under the dead-man timer (docs/run.md): CMD runs detached on the host; unless fleetbr "
+        "confirms it over a fresh connection in time, the host runs UNDO by itself"
+    )
+    deadman.add_argument("--deadman", type=_positive_int, metavar="N",
+                         help="dead-man timeout in seconds")  # fmt: skip
+    deadman.add_argument("--undo", metavar="UNDO", help="shell command line that reverts CMD")
+    deadman.add_argument(
+        "--confirm-check", metavar="CMD2",
+        help="shell command line on the host that must exit 0 to confirm",
+    )  # fmt: skip
+    _add_rollout_options(deadman)
     run.add_argument("argv", nargs="*", metavar="CMD", help="-- CMD [ARG...]")
 
 
@@ -203,6 +219,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fleetbr.adhoc.main import run_adhoc, spec_from_args
 
     spec = spec_from_args(args)
+    if args.deadman is not None or args.undo is not None or args.confirm_check is not None:
+        from fleetbr.adhoc.deadman import run_deadman
+
+        return run_deadman(args, spec, selected_hosts(args))
     hosts = selected_hosts(args)
     return run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream)
 

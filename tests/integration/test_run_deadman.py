@@ -10,7 +10,7 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import run_transaction
-from tests.integration.helpers import specs
+from tests.integration.helpers import fleetbr, specs
 from tests.integration.test_transaction import assert_at_snapshot
 from tests.integration.txhelpers import TIMEOUT, events, sh
 
@@ -67,3 +67,38 @@ def test_hostile_characters_reach_the_host_literally(lab: Lab, fresh_host: Any) 
     assert result.status == Status.CONFIRMED, result.message
     assert sh(lab, "hv10", "cat /var/lib/fleetbr/hostile.txt") == text + "\n"
     assert sh(lab, "hv10", "[ -e /tmp/pwned ] && echo yes || echo no").strip() == "no"
+
+
+def test_cli_run_deadman_with_canary_and_batches(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    names = ["hv11", "hv12", "hv13"]
+    for name in names:
+        fresh_host(name)
+    inventory = str(lab.inventory_dir)
+    code, doc, err = fleetbr(
+        "-i", inventory, "-l", ",".join(names), "run", "--deadman", str(TIMEOUT),
+        "--undo", "ip link set dev eth0 mtu 1500", "--canary", "1", "--batch-size", "1",
+        "--", "ip", "link", "set", "dev", "eth0", "mtu", "1400",
+    )  # fmt: skip
+    assert code == 0, (doc, err)
+    assert {n: doc[n]["status"] for n in names} == dict.fromkeys(names, "confirmed")
+    assert all("mtu 1400" in sh(lab, n, "ip -o link show dev eth0") for n in names)
+
+
+def test_cli_cutting_canary_stops_the_run(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    names = ["hv14", "hv15"]
+    for name in names:
+        fresh_host(name)
+    controller = lab.controller4.split("/")[0]
+    code, doc, err = fleetbr(
+        "-i", str(lab.inventory_dir), "-l", ",".join(names), "run", "--deadman", str(TIMEOUT),
+        "--undo", f"ip route del blackhole {controller}/32", "--canary", "1",
+        "--", f"ip route add blackhole {controller}/32",
+    )  # fmt: skip
+    assert code == 1, (doc, err)
+    assert doc["hv14"]["status"] == "rolled_back" and doc["hv15"]["status"] == "skipped"
+    assert_at_snapshot(lab, "hv14", pristine)
+    assert events(lab, "hv15") == []
