@@ -27,7 +27,7 @@ from fleetbr.transport import Connection, connect, open_connection
 
 MARGIN = 3.0  # confirm must be done this long before the host's deadline
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
-EXIT_ARMED_ELSEWHERE, EXIT_CHECKSUMS = 10, 11
+EXIT_ARMED_ELSEWHERE = 10
 
 
 def min_timeout(ssh: SSHOptions) -> int:
