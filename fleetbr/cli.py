@@ -1,7 +1,7 @@
 """Command line: ``fleetbr [-i INV] [-l LIMIT] [-f N] [--key K] [--known-hosts F] [--json] CMD``.
 
 Exit codes: 0 every host succeeded; 1 some host failed; 2 usage, inventory or task error (nothing
-was contacted).
+was contacted); 141 stdout was closed early (``fleetbr --json facts | head``).
 """
 
 from __future__ import annotations
@@ -12,17 +12,26 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from fleetbr import __version__
 from fleetbr.errors import FleetbrError, UsageError
-from fleetbr.inventory import HostSpec, apply_overrides, load_inventory, select_hosts
-from fleetbr.output import console, print_json, render_results
+from fleetbr.inventory import (
+    HostSpec,
+    apply_overrides,
+    check_client_keys,
+    load_inventory,
+    select_hosts,
+)
+from fleetbr.output import Human, error, plain, print_json, render_results
+from fleetbr.validate import clip
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
 DEFAULT_FORKS = 50
 
 Handler = Callable[[argparse.Namespace], int]
@@ -144,25 +153,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def selected_hosts(args: argparse.Namespace) -> list[HostSpec]:
-    """Load the inventory, apply -l and the CLI overrides."""
+def selected_hosts(args: argparse.Namespace, *, connecting: bool = True) -> list[HostSpec]:
+    """Load the inventory, apply -l and the CLI overrides; check the keys of hosts to contact."""
     hosts = select_hosts(load_inventory(args.inventory), args.limit)
+    if connecting:
+        check_client_keys(args.inventory, hosts, args.key)
     return apply_overrides(hosts, key=args.key, known_hosts=args.known_hosts)
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     """``fleetbr inventory``."""
-    hosts = selected_hosts(args)
+    hosts = selected_hosts(args, connecting=False)
     if args.json:
         print_json({spec.name: spec.public_view() for spec in hosts})
         return EXIT_OK
-    out = console()
+    out = Human()
     for spec in hosts:
-        view = spec.public_view()
-        out.print(f"[bold]{spec.name}[/bold]")
-        for key, value in view.items():
-            out.print(f"  {key}: {value}")
-    out.print(f"{len(hosts)} host(s)")
+        out.line(spec.name, style="bold")
+        for key, value in spec.public_view().items():
+            out.line(f"  {key}: {value}")
+    out.line(f"{len(hosts)} host(s)")
     return EXIT_OK
 
 
@@ -181,18 +191,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
     """``fleetbr lab up|status|down``."""
     from fleetbr import lab
 
-    out = console()
+    out = Human()
     if args.lab_command == "up":
         built = lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
         if args.json:
             print_json({h.name: {"address": h.addr4, "address6": h.addr6} for h in built.hosts})
         else:
-            out.print(f"lab up: {len(built.hosts)} hosts in {built.dir}")
-            out.print(f"  fleetbr -i {built.inventory_dir} facts")
+            out.line(f"lab up: {len(built.hosts)} hosts in {built.dir}")
+            out.line(f"  fleetbr -i {built.inventory_dir} facts")
         return EXIT_OK
     if args.lab_command == "down":
         lab.down(args.dir.resolve())
-        out.print(f"lab down: {args.dir}")
+        out.line(f"lab down: {args.dir}")
         return EXIT_OK
     rows = lab.status(args.dir.resolve())
     healthy = all(row.sshd_alive and row.ssh_port_open for row in rows)
@@ -200,7 +210,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print_json({row.name: vars(row) for row in rows})
     else:
         for row in rows:
-            out.print(f"{row.name}: {vars(row)}")
+            out.line(f"{row.name}: {vars(row)}")
     return EXIT_OK if healthy else EXIT_FAILED
 
 
@@ -250,24 +260,55 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log records as single plain lines; tracebacks only with ``-v`` (the report has the error)."""
+
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s")
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line, control characters escaped; with ``-v``, the traceback follows as is."""
+        line = plain(record.getMessage())
+        head = f"{self.formatTime(record)} {record.name} {record.levelname} {line}"
+        if record.exc_info and record.exc_info[1] is not None:
+            if self.tracebacks:
+                return head + "\n" + self.formatException(record.exc_info)
+            exc = record.exc_info[1]
+            head += plain(f": {type(exc).__name__}: {clip(str(exc))} (-v shows the traceback)")
+        return head
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(tracebacks=args.verbose))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        handlers=[handler])  # fmt: skip
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Python docs recommend; point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return HANDLERS[args.command](args)
     except UsageError as exc:
-        console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        error(exc)
         return EXIT_USAGE
     except FleetbrError as exc:
-        console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
+        error(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        console(stderr=True).print(
+        error(
             "interrupted: hosts already armed roll back by themselves when their timers fire; "
             "`fleetbr status` shows where each host stands"
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 from fleetbr import lab
 from fleetbr.facts.gather import facts_job
 from fleetbr.inventory import load_inventory, select_hosts
-from fleetbr.output import console, render_results
+from fleetbr.output import Human, render_results
 from fleetbr.report import AggregatedResult
 from fleetbr.rollout import rollout
 from fleetbr.runner import run_hosts
@@ -21,8 +21,8 @@ def run_demo(
     lab_dir: Path, *, hosts: int, task: Path, cut_task: Path, timeout: int, keep: bool
 ) -> int:
     """Run the demo; 0 when every host ended as expected (all confirmed, one rolled back)."""
-    out = console()
-    out.print(f"[bold]1/4[/bold] bringing up a lab of {hosts} SSH hosts in network namespaces")
+    out = Human()
+    out.line(f"1/4 bringing up a lab of {hosts} SSH hosts in network namespaces", style="bold")
     built = lab.up(lab_dir, hosts=hosts)
     try:
         specs = select_hosts(load_inventory(built.inventory_dir), None)
@@ -35,22 +35,23 @@ def run_demo(
             )
             for spec in specs
         }
-        out.print(f"[bold]2/4[/bold] facts before the change ({built.inventory_dir})")
+        out.line(f"2/4 facts before the change ({built.inventory_dir})", style="bold")
         render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
-        out.print(
-            f"[bold]3/4[/bold] applying {task} to {len(specs) - 1} hosts and {cut_task} to {cut} "
+        out.line(
+            f"3/4 applying {task} to {len(specs) - 1} hosts and {cut_task} to {cut} "
             f"(a wrong address: it will lose its connection and must revert by itself within "
-            f"{timeout}s)"
+            f"{timeout}s)",
+            style="bold",
         )
         result = asyncio.run(rollout(specs, tasks, task.name, forks=50))
         render_results(result, as_json=False)
-        out.print("[bold]4/4[/bold] facts after the change (fresh connections)")
+        out.line("4/4 facts after the change (fresh connections)", style="bold")
         render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
         return 0 if _as_expected(result, cut) else 1
     finally:
         if keep:
-            out.print(f"lab kept: fleetbr -i {built.inventory_dir} status; fleetbr lab down "
-                      f"--dir {lab_dir}")  # fmt: skip
+            out.line(f"lab kept: fleetbr -i {built.inventory_dir} status; fleetbr lab down "
+                     f"--dir {lab_dir}")  # fmt: skip
         else:
             lab.down(lab_dir)
 

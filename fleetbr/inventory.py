@@ -8,6 +8,8 @@ and Ansible-style ``-l`` selection.
 from __future__ import annotations
 
 import fnmatch
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +29,12 @@ from nornir.core.inventory import (
 from ruamel.yaml.error import YAMLError
 
 from fleetbr import validate
-from fleetbr.errors import InventoryError, ValidationError
+from fleetbr.errors import InventoryError, UsageError, ValidationError
+from fleetbr.validate import clip, label, show
 
 HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
+MAX_FILE_BYTES = 64 << 20  # per inventory file
+MAX_FILE_VALUES = 1_000_000  # per inventory file, YAML aliases expanded (20 000 hosts x 50)
 _ELEMENT_KEYS = {
     "hostname", "port", "username", "password", "platform", "groups", "data", "connection_options"
 }  # fmt: skip
@@ -119,21 +124,38 @@ def _read_raw(directory: Path) -> dict[str, dict[str, Any]]:
                 raise InventoryError(f"{path}: file not found (an inventory needs {HOSTS_FILE})")
             raw[name] = {}
             continue
-        try:
-            loaded = ruamel.yaml.YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-        except YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InventoryError(f"{path}: invalid YAML{where}: {problem}") from None
-        except OSError as exc:
-            raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
+        loaded = _load_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise InventoryError(f"{path}: expected a mapping at the top level")
         raw[name] = loaded
     return raw
+
+
+def _load_yaml(path: Path) -> Any:
+    """One inventory file, bounded in bytes and in values (aliases expanded)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise InventoryError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+        loaded = ruamel.yaml.YAML(typ="safe").load(data.decode("utf-8"))
+        validate.bounded(loaded, MAX_FILE_VALUES, str(path))
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError(f"{path}: invalid YAML{where}: {clip(problem)}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, int digit limit, nesting
+        raise InventoryError(
+            f"{path}: invalid YAML: {clip(str(exc) or type(exc).__name__)}"
+        ) from None
+    except ValidationError as exc:
+        raise InventoryError(str(exc)) from None
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
+    return loaded
 
 
 def _check_structure(directory: Path, raw: dict[str, dict[str, Any]]) -> None:
@@ -158,13 +180,13 @@ def _check_element(
     allowed = _ELEMENT_KEYS - {"groups"} if defaults else _ELEMENT_KEYS
     unknown = set(element) - allowed
     if unknown:
-        raise InventoryError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        raise InventoryError(f"{where}: unknown key(s) {', '.join(sorted(map(label, unknown)))}")
     member_of = element.get("groups") or []
     if not isinstance(member_of, list):
         raise InventoryError(f"{where}: groups must be a list")
     for group in member_of:
         if group not in groups:
-            raise InventoryError(f"{where}: unknown group {group!r}")
+            raise InventoryError(f"{where}: unknown group {show(group)}")
     if element.get("data") is not None and not isinstance(element["data"], dict):
         raise InventoryError(f"{where}: data must be a mapping")
     extras = ((element.get("connection_options") or {}).get("fleetbr") or {}).get("extras")
@@ -174,7 +196,7 @@ def _check_element(
         unknown = set(extras) - _EXTRAS_KEYS
         if unknown:
             raise InventoryError(
-                f"{where}: unknown fleetbr option(s) {', '.join(sorted(unknown))} "
+                f"{where}: unknown fleetbr option(s) {', '.join(sorted(map(label, unknown)))} "
                 f"(known: {', '.join(sorted(_EXTRAS_KEYS))})"
             )
 
@@ -233,32 +255,81 @@ def _host_spec(directory: Path, host: Host) -> HostSpec:
     try:
         ssh = _ssh_options(params.extras or {})
         port = validate.integer(params.port if params.port is not None else 22, "port", 1, 65535)
+        hostname = _hostname(params.hostname, "hostname")
+        username = None if params.username is None else validate.username(params.username)
+        password = _password(params.password)
     except ValidationError as exc:
         raise InventoryError(f"{where}: {exc}") from None
-    hostname = str(params.hostname)
-    if any(c.isspace() for c in hostname) or hostname.startswith("-"):
-        raise InventoryError(f"{where}: hostname {hostname!r} is not a host name or address")
     return HostSpec(
         name=host.name,
         hostname=hostname,
         port=port,
-        username=params.username,
-        password=params.password,
+        username=username,
+        password=password,
         groups=tuple(g.name for g in host.extended_groups()),
         data=host.extended_data(),
         ssh=ssh,
     )
 
 
+def _hostname(value: object, field: str) -> str:
+    """A host name or address: no whitespace or control characters, no leading '-'."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if not text or text.startswith("-") or any(not c.isprintable() or c.isspace() for c in text):
+        raise ValidationError(f"{field}: {show(value)} is not a host name or address")
+    return text
+
+
+def _password(value: object) -> str | None:
+    """A password: a string without control characters (never quoted back in a message)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("password: expected a string (quote it in YAML)")
+    if any(not c.isprintable() and c != " " for c in value):
+        raise ValidationError("password: contains control characters")
+    return value
+
+
+def jump_target(value: str) -> tuple[str, str | None, int]:
+    """Split a ``jump_host`` of the form ``[user@]host[:port]`` into (host, user, port)."""
+    user, _, rest = value.rpartition("@")
+    host, port = rest, 22
+    if rest.count(":") == 1:
+        host, _, text = rest.partition(":")
+        port = validate.integer(int(text) if text.isdigit() else text, "jump_host port", 1, 65535)
+    return host, user or None, port
+
+
+def _jump_host(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"jump_host: expected [user@]host[:port], got {show(value)}")
+    host, user, _ = jump_target(value)
+    _hostname(host, "jump_host")
+    if user is not None:
+        validate.username(user, "jump_host user")
+    return value
+
+
+def _path(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValidationError(f"{field}: expected a file path, got {show(value)}")
+    return str(Path(value).expanduser())
+
+
 def _ssh_options(extras: Mapping[str, Any]) -> SSHOptions:
     keys = extras.get("client_keys") or ()
     if isinstance(keys, str):
         keys = (keys,)
+    if not isinstance(keys, list | tuple):
+        raise ValidationError(f"client_keys: expected a list of paths, got {show(keys)}")
     known_hosts = extras.get("known_hosts")
     return SSHOptions(
-        client_keys=tuple(str(Path(k).expanduser()) for k in keys),
-        known_hosts=str(Path(known_hosts).expanduser()) if known_hosts else None,
-        jump_host=extras.get("jump_host"),
+        client_keys=tuple(_path(k, "client_keys") for k in keys),
+        known_hosts=_path(known_hosts, "known_hosts") if known_hosts else None,
+        jump_host=_jump_host(extras.get("jump_host")),
         sudo=validate.boolean(extras.get("sudo", False), "sudo"),
         connect_timeout=_seconds(extras, "connect_timeout", 10.0),
         keepalive_interval=_seconds(extras, "keepalive_interval", 2.0),
@@ -273,7 +344,7 @@ def _ssh_options(extras: Mapping[str, Any]) -> SSHOptions:
 def _seconds(extras: Mapping[str, Any], key: str, default: float) -> float:
     value = extras.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise ValidationError(f"{key}: expected seconds between 0 and 3600, got {value!r}")
+        raise ValidationError(f"{key}: expected seconds between 0 and 3600, got {show(value)}")
     return float(value)
 
 
@@ -292,17 +363,24 @@ def _check_unique_endpoints(directory: Path, hosts: Mapping[str, HostSpec]) -> N
 def select_hosts(hosts: Mapping[str, HostSpec], limit: str | None) -> list[HostSpec]:
     """Hosts matching ``limit``: comma list of host names, group names or globs (on host names).
 
-    ``None`` or ``all`` selects every host. A term that matches nothing is an error.
+    ``None`` (no ``-l``) or ``all`` selects every host. A term that matches nothing is an error,
+    and so is an empty or blank term: ``-l "$UNSET"`` must never mean the whole fleet.
     """
-    if limit is None or limit.strip() in ("", "all"):
+    if limit is None:
+        return list(hosts.values())
+    terms = [t.strip() for t in limit.split(",")]
+    if not all(terms):
+        raise UsageError(
+            f"--limit: {show(limit)} is empty or has an empty term; name hosts, groups or globs "
+            "(use -l all, or no -l, for every host)"
+        )
+    if terms == ["all"]:
         return list(hosts.values())
     chosen: set[str] = set()
-    for term in (t.strip() for t in limit.split(",")):
-        if not term:
-            continue
+    for term in terms:
         matched = _match_term(hosts, term)
         if not matched:
-            raise InventoryError(f"--limit: {term!r} matches no host or group in the inventory")
+            raise InventoryError(f"--limit: {show(term)} matches no host or group in the inventory")
         chosen.update(matched)
     return [spec for name, spec in hosts.items() if name in chosen]
 
@@ -316,6 +394,39 @@ def _match_term(hosts: Mapping[str, HostSpec], term: str) -> set[str]:
     if any(ch in term for ch in "*?["):
         return {name for name in hosts if fnmatch.fnmatchcase(name, term)}
     return set()
+
+
+def check_client_keys(directory: Path, hosts: Sequence[HostSpec], key: str | None) -> None:
+    """Every private key the selected hosts will use is a readable file (``--key`` first).
+
+    Checked once, before any host is contacted: a missing key is the operator's error (exit 2),
+    not something for every host to retry and report as unreachable.
+    """
+    if key:
+        problem = _unreadable(str(Path(key).expanduser()))
+        if problem:
+            raise UsageError(f"--key {key}: {problem}")
+    seen: dict[str, str] = {}
+    for spec in hosts:
+        for path in spec.ssh.client_keys:
+            problem = seen.setdefault(path, _unreadable(path))
+            if problem:
+                raise InventoryError(
+                    f"{directory / HOSTS_FILE}: host {spec.name}: client_keys: {path}: {problem}"
+                )
+
+
+def _unreadable(path: str) -> str:
+    """Why ``path`` cannot be read as a key file, or "" when it can."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return "not a regular file"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return ""
 
 
 def apply_overrides(

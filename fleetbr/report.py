@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +94,3 @@ class AggregatedResult(Mapping[str, HostResult]):
     def to_dict(self) -> dict[str, Any]:
         """One JSON document keyed by host name."""
         return {name: result.to_dict() for name, result in self.results.items()}
-
-
-def ordered(results: Iterable[HostResult], order: Iterable[str]) -> list[HostResult]:
-    """``results`` sorted to follow ``order`` (inventory order)."""
-    by_host = {r.host: r for r in results}
-    return [by_host[name] for name in order if name in by_host]

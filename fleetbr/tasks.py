@@ -20,12 +20,15 @@ from jinja2.sandbox import SandboxedEnvironment
 from fleetbr import validate
 from fleetbr.errors import TaskError, ValidationError
 from fleetbr.facts.model import Family, Route
+from fleetbr.validate import clip, label, show
 
 State = Literal["present", "absent"]
 Netfilter = Literal["off", "on", "keep"]
 DockerConflict = Literal["refuse", "accept"]
 
 DEADMAN_MAX = 3600
+MAX_TASK_BYTES = 1 << 20  # a task file, and a task rendered for one host
+MAX_TASK_VALUES = 100_000  # values in a rendered task, YAML aliases expanded
 FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
@@ -87,11 +90,17 @@ class BridgeTask:
 
 
 def load_task(path: Path) -> TaskTemplate:
-    """Read a task file; a missing or unreadable file is a TaskError naming it."""
+    """Read a task file; a missing, unreadable, oversized or empty file is a TaskError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_TASK_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError(f"{path}: cannot read task file: {exc}") from None
+        raise TaskError(f"{path}: cannot read task file: {clip(str(exc))}") from None
+    if len(raw) > MAX_TASK_BYTES:
+        raise TaskError(f"{path}: task file is larger than {MAX_TASK_BYTES} bytes")
+    if not text.strip():
+        raise TaskError(f"{path}: task file is empty (write at least bridge: {{}} to use defaults)")
     return TaskTemplate(source=str(path), text=text)
 
 
@@ -99,28 +108,47 @@ def render_task(template: TaskTemplate, host: Mapping[str, Any]) -> BridgeTask:
     """Render ``template`` for ``host`` and validate it into a :class:`BridgeTask`."""
     host_name = str(host.get("name", "?"))
     prefix = f"{template.source}: host {host_name}"
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-    try:
-        text = env.from_string(template.text).render(host=host)
-    except jinja2.TemplateError as exc:
-        raise TaskError(f"{prefix}: template error: {exc}") from None
+    text = _render(template, host, prefix)
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        detail = clip(" ".join(str(exc).split()), 300)
         raise TaskError(f"{prefix}: rendered task is not valid YAML: {detail}") from None
+    if doc is None or doc == {}:
+        raise TaskError(
+            f"{prefix}: the task is empty (write at least bridge: {{}} to use defaults)"
+        )
     try:
-        return _build(doc if doc is not None else {}, template.source, host_name, host)
+        validate.bounded(doc, MAX_TASK_VALUES, "task")
+        return _build(doc, template.source, host_name, host)
     except ValidationError as exc:
         raise TaskError(f"{prefix}: {exc}") from None
+
+
+def _render(template: TaskTemplate, host: Mapping[str, Any], prefix: str) -> str:
+    """The jinja2 rendering of ``template`` for ``host``, at most MAX_TASK_BYTES characters."""
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    parts: list[str] = []
+    size = 0
+    try:
+        for part in env.from_string(template.text).generate(host=host):
+            size += len(part)
+            if size > MAX_TASK_BYTES:
+                raise TaskError(
+                    f"{prefix}: the rendered task is larger than {MAX_TASK_BYTES} bytes"
+                )
+            parts.append(part)
+    except jinja2.TemplateError as exc:
+        raise TaskError(f"{prefix}: template error: {clip(str(exc), 300)}") from None
+    return "".join(parts)
 
 
 def _section(value: object, field: str, allowed: frozenset[str]) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValidationError(f"{field}: expected a mapping, got {value!r}")
-    unknown = sorted(str(k) for k in value if k not in allowed)
+        raise ValidationError(f"{field}: expected a mapping, got {show(value)}")
+    unknown = sorted(label(k) for k in value if k not in allowed)
     if unknown:
         where = f"{field}: " if field else ""
         raise ValidationError(
@@ -135,7 +163,7 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
     persist = top.get("persist", "none")
     if persist != "none":
-        raise ValidationError(f"persist: {persist!r} is not supported yet (only none)")
+        raise ValidationError(f"persist: {show(persist)} is not supported yet (only none)")
     return BridgeTask(
         source=source,
         host=host_name,
@@ -182,16 +210,16 @@ def _routes(value: object) -> tuple[Route, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ValidationError(f"bridge.routes: expected a list, got {value!r}")
+        raise ValidationError(f"bridge.routes: expected a list, got {show(value)}")
     return tuple(_route(item, f"bridge.routes[{i}]") for i, item in enumerate(value))
 
 
 def _route(item: object, field: str) -> Route:
     if not isinstance(item, dict) or "to" not in item:
-        raise ValidationError(f"{field}: expected a mapping with at least 'to', got {item!r}")
+        raise ValidationError(f"{field}: expected a mapping with at least 'to', got {show(item)}")
     unknown = set(item) - _ROUTE_KEYS
     if unknown:
-        raise ValidationError(f"{field}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        raise ValidationError(f"{field}: unknown key(s) {', '.join(sorted(map(label, unknown)))}")
     kind = validate.choice(item.get("type", "unicast"), f"{field}.type", _ROUTE_TYPES)
     to = item["to"]
     dst = "default" if to == "default" else validate.cidr(to, f"{field}.to")
@@ -214,7 +242,9 @@ def _addresses(value: object) -> tuple[str, ...] | None:
     if value == "move":
         return None
     if not isinstance(value, list) or not value:
-        raise ValidationError(f"bridge.addresses: expected move or a list of CIDRs, got {value!r}")
+        raise ValidationError(
+            f"bridge.addresses: expected move or a list of CIDRs, got {show(value)}"
+        )
     out: list[str] = []
     for i, item in enumerate(value):
         addr = validate.cidr(item, f"bridge.addresses[{i}]")
@@ -240,7 +270,7 @@ def _netfilter(value: object) -> Netfilter:
         return "on"
     if value == "keep":
         return "keep"
-    raise ValidationError(f"netfilter: {value!r} is not one of off, on, keep")
+    raise ValidationError(f"netfilter: {show(value)} is not one of off, on, keep")
 
 
 def _docker(value: object) -> DockerConflict:

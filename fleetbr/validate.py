@@ -9,26 +9,83 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 
 from fleetbr.errors import ValidationError
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+USERNAME_MAX = 256
+SHOW_MAX = 100  # characters of a value quoted in an error message
+
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel = 2
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 60
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxdict = _SHOW.maxset = _SHOW.maxfrozenset = 4
+
+
+def show(value: object) -> str:
+    """``repr(value)`` bounded to SHOW_MAX characters, for error messages.
+
+    Never the whole repr: a value may be a YAML alias bomb whose repr takes gigabytes.
+    """
+    try:
+        text = _SHOW.repr(value)
+    except ValueError:  # an int beyond Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return clip(text)
+
+
+def clip(text: str, limit: int = SHOW_MAX) -> str:
+    """``text`` cut to ``limit`` characters (``...`` marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def label(value: object) -> str:
+    """A mapping key for an error message: a string as it is (cut), anything else via show()."""
+    return clip(value) if isinstance(value, str) else show(value)
+
+
+def bounded(document: object, limit: int, field: str) -> None:
+    """Refuse a loaded YAML document with more than ``limit`` values once aliases are expanded.
+
+    YAML aliases share objects, so a few lines can stand for billions of values (the "billion
+    laughs"); anything that walks, copies, prints or serialises the document expands them. The walk
+    stops as soon as the budget is spent, so checking costs at most ``limit`` steps (a recursive
+    alias counts as too large).
+    """
+    budget = limit
+    stack: list[object] = [document]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValidationError(
+                f"{field}: more than {limit} values once YAML aliases (*name) are expanded"
+            )
+        if isinstance(item, dict):
+            stack.extend(list(item.keys())[: budget + 1])
+            stack.extend(list(item.values())[: budget + 1])
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(list(item)[: budget + 1])
 
 
 def interface_name(value: object, field: str = "interface") -> str:
     """Return ``value`` if it is a valid Linux interface name (kernel rules, no shell chars)."""
     if not isinstance(value, str) or not value:
-        raise ValidationError(f"{field}: interface name must be a non-empty string, got {value!r}")
+        raise ValidationError(
+            f"{field}: interface name must be a non-empty string, got {show(value)}"
+        )
     if len(value) > IFNAME_MAX:
         raise ValidationError(
-            f"{field}: interface name {value!r} is {len(value)} characters, the kernel allows "
+            f"{field}: interface name {show(value)} is {len(value)} characters, the kernel allows "
             f"at most {IFNAME_MAX}"
         )
     if value in (".", "..") or not _IFNAME_RE.match(value):
         raise ValidationError(
-            f"{field}: interface name {value!r} may only contain letters, digits, '_', '-' and '.'"
+            f"{field}: interface name {show(value)} may only contain letters, digits, '_', '-' "
+            "and '.'"
         )
     return value
 
@@ -36,28 +93,50 @@ def interface_name(value: object, field: str = "interface") -> str:
 def cidr(value: object, field: str = "address") -> str:
     """Return a canonical ``addr/prefix`` (host bits kept) for an IPv4 or IPv6 interface address."""
     if not isinstance(value, str) or "/" not in value:
-        raise ValidationError(f"{field}: {value!r} is not an address with a prefix (a.b.c.d/nn)")
+        raise ValidationError(
+            f"{field}: {show(value)} is not an address with a prefix (a.b.c.d/nn)"
+        )
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:
-        raise ValidationError(f"{field}: {value!r} is not a valid CIDR address: {exc}") from None
+        raise ValidationError(
+            f"{field}: {show(value)} is not a valid CIDR address: {clip(str(exc))}"
+        ) from None
+    _check_scope(iface, value, field)
     return iface.with_prefixlen
 
 
 def ip_address(value: object, field: str = "gateway") -> str:
     """Return a canonical IPv4 or IPv6 address (no prefix)."""
     if not isinstance(value, str):
-        raise ValidationError(f"{field}: {value!r} is not an IP address")
+        raise ValidationError(f"{field}: {show(value)} is not an IP address")
     try:
-        return str(ipaddress.ip_address(value))
+        addr = ipaddress.ip_address(value)
     except ValueError:
-        raise ValidationError(f"{field}: {value!r} is not a valid IP address") from None
+        raise ValidationError(f"{field}: {show(value)} is not a valid IP address") from None
+    _check_scope(addr, value, field)
+    return str(addr)
+
+
+def _check_scope(addr: object, value: str, field: str) -> None:
+    """An IPv6 scope id (``fe80::1%eth0``) must be an interface name or a zone number.
+
+    Python accepts any characters after ``%``; they would reach ``ip`` and the probe's ``ping``.
+    """
+    scope = getattr(addr, "scope_id", None)
+    if scope is None:
+        return
+    if not (scope.isdigit() or (len(scope) <= IFNAME_MAX and _IFNAME_RE.match(scope))):
+        raise ValidationError(
+            f"{field}: {show(value)}: the scope id after % must be an interface name or a "
+            "number (letters, digits, '_', '-', '.')"
+        )
 
 
 def mac_address(value: object, field: str = "mac") -> str:
     """Return a lower-case unicast MAC address ``aa:bb:cc:dd:ee:ff``."""
     if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
-        raise ValidationError(f"{field}: {value!r} is not a MAC address like 52:54:00:12:34:56")
+        raise ValidationError(f"{field}: {show(value)} is not a MAC address like 52:54:00:12:34:56")
     mac = value.lower()
     if int(mac[:2], 16) & 1:
         raise ValidationError(f"{field}: {mac} is multicast; a bridge needs a unicast MAC")
@@ -69,7 +148,7 @@ def mac_address(value: object, field: str = "mac") -> str:
 def integer(value: object, field: str, minimum: int, maximum: int) -> int:
     """Return ``value`` as an int within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{field}: expected a whole number, got {value!r}")
+        raise ValidationError(f"{field}: expected a whole number, got {show(value)}")
     if not minimum <= value <= maximum:
         raise ValidationError(f"{field}: {value} is outside {minimum}..{maximum}")
     return value
@@ -78,13 +157,31 @@ def integer(value: object, field: str, minimum: int, maximum: int) -> int:
 def boolean(value: object, field: str) -> bool:
     """Return ``value`` if it is a YAML boolean."""
     if not isinstance(value, bool):
-        raise ValidationError(f"{field}: expected true or false, got {value!r}")
+        raise ValidationError(f"{field}: expected true or false, got {show(value)}")
     return value
 
 
 def choice(value: object, field: str, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``."""
     if value not in allowed:
-        raise ValidationError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+        raise ValidationError(f"{field}: {show(value)} is not one of {', '.join(allowed)}")
     assert isinstance(value, str)
+    return value
+
+
+def username(value: object, field: str = "username") -> str:
+    """Return ``value`` if it is usable as an SSH user name (no whitespace or control characters).
+
+    asyncssh runs user names through SASLprep, which rejects control characters with an error no
+    operator should meet at connect time; checking here makes it a load-time error instead.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{field}: expected a non-empty string, got {show(value)}")
+    if len(value) > USERNAME_MAX:
+        raise ValidationError(f"{field}: longer than {USERNAME_MAX} characters")
+    if value.startswith("-") or any(not c.isprintable() or c.isspace() for c in value):
+        raise ValidationError(
+            f"{field}: {show(value)} is not a user name (no whitespace, control characters "
+            "or leading '-')"
+        )
     return value

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -33,7 +34,10 @@ from fleetbr.errors import (
     SessionLost,
     TransportError,
 )
-from fleetbr.inventory import HostSpec, SSHOptions
+from fleetbr.inventory import HostSpec, SSHOptions, jump_target
+from fleetbr.validate import clip
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ async def _connect_once(spec: HostSpec) -> Connection:
     started = time.monotonic()
     try:
         if ssh.jump_host:
-            jump_host, jump_user, jump_port = _jump_target(ssh.jump_host)
+            jump_host, jump_user, jump_port = jump_target(ssh.jump_host)
             tunnel = await _open(ssh, jump_host, jump_port, jump_user)
         conn = await _open(
             ssh, spec.hostname, spec.port, spec.username, password=spec.password, tunnel=tunnel
@@ -210,7 +214,7 @@ async def _connect_once(spec: HostSpec) -> Connection:
     except asyncssh.HostKeyNotVerifiable as exc:
         raise HostKeyRejected(
             f"host key of {spec.hostname}:{spec.port} is not trusted ({exc.reason}): it is unknown "
-            f"to or differs from {ssh.known_hosts or '~/.ssh/known_hosts'}; check the key out of "
+            f"to or differs from {ssh.known_hosts or DEFAULT_KNOWN_HOSTS}; check the key out of "
             "band and add it there (fleetbr never accepts keys on its own)"
         ) from None
     except asyncssh.PermissionDenied as exc:
@@ -240,7 +244,9 @@ async def _open(
 ) -> asyncssh.SSHClientConnection:
     options: dict[str, Any] = {
         "port": port,
-        "known_hosts": known_hosts(ssh.known_hosts) if ssh.known_hosts else (),
+        # Always an explicit, parsed file: given nothing, asyncssh takes UserKnownHostsFile from
+        # ~/.ssh/config, and "none" there would switch host key checking off without a word.
+        "known_hosts": known_hosts(ssh.known_hosts or str(Path(DEFAULT_KNOWN_HOSTS).expanduser())),
         "connect_timeout": ssh.connect_timeout,
         "login_timeout": ssh.connect_timeout * 2,
         "keepalive_interval": ssh.keepalive_interval,
@@ -276,19 +282,15 @@ def known_hosts(path: str) -> asyncssh.SSHKnownHosts:
         ) from None
     cached = _KNOWN_HOSTS.get(path)
     if cached is None or cached[0] != text:
-        cached = (text, asyncssh.import_known_hosts(text))
+        try:
+            cached = (text, asyncssh.import_known_hosts(text))
+        except ValueError as exc:
+            raise HostKeyRejected(
+                f"known_hosts file {path} cannot be parsed ({clip(str(exc))}): no host key can "
+                "be checked"
+            ) from None
         _KNOWN_HOSTS[path] = cached
     return cached[1]
-
-
-def _jump_target(value: str) -> tuple[str, str | None, int]:
-    """Split ``[user@]host[:port]``."""
-    user, _, rest = value.rpartition("@")
-    host, port = rest, 22
-    if rest.count(":") == 1:
-        host, _, port_text = rest.partition(":")
-        port = int(port_text)
-    return host, user or None, port
 
 
 async def _drain(

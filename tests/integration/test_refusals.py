@@ -153,3 +153,37 @@ def test_live_armed_transaction_blocks_a_second_one(
     finally:
         assert first.wait(timeout=60) == 0, "the first transaction must still confirm"
     assert events(lab, "hv04") == ["staged", "armed", "applied", "confirmed"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "shown"),
+    [
+        ("--key", "/nonexistent/id_ed25519", "error: --key /nonexistent/id_ed25519: No such file"),
+        ("client_keys", "/nonexistent/id_rack", "host hv01: client_keys: /nonexistent/id_rack: No"),
+        ("username", "root\nadmin", r"host hv01: username: 'root\nadmin' is not a user name"),
+        ("jump_host", "root@bastion:2x", "host hv01: jump_host port: expected a whole number"),
+    ],
+)
+@pytest.mark.parametrize("command", ["facts", "apply"])
+def test_bad_credentials_refused_before_contact(
+    tarpit_inventory: tuple[Path, Tarpit], tmp_path: Path, command: str,
+    where: str, value: str, shown: str,
+) -> None:  # fmt: skip
+    """Before: a missing key meant retries and `unreachable ... FileNotFoundError` per host; a
+    user name with a newline meant `internal error: SASLPrepError` and a traceback."""
+    inv, pit = tarpit_inventory
+    args = ["--key", value] if where == "--key" else []
+    if where != "--key":
+        defaults = yaml.safe_load((inv / "defaults.yaml").read_text())
+        if where == "username":
+            defaults["username"] = value
+        else:
+            defaults["connection_options"]["fleetbr"]["extras"][where] = value
+        (inv / "defaults.yaml").write_text(yaml.safe_dump(defaults))
+    task = [str(task_file(tmp_path))] if command == "apply" else []
+    code, out, err = fleetbr("-i", str(inv), *args, command, *task, timeout=60)
+    assert code == 2, err
+    assert out is None
+    assert err.count("\n") == 1 and shown in err, err
+    time.sleep(0.2)
+    assert pit.accepted == [], "a host was contacted despite the bad credentials"

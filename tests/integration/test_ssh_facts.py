@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,11 @@ import pytest
 
 from fleetbr.errors import ConnectFailed, HostKeyRejected
 from fleetbr.facts.gather import facts_job, gather
-from fleetbr.lab import Lab, kill_sshd, set_switch_port, start_sshd
+from fleetbr.lab import Lab, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
 from fleetbr.transport import connect, open_connection
 from tests.integration.helpers import derived_inventory, fleetbr, specs
+from tests.integration.txhelpers import sh, task_file
 
 
 def test_facts_over_ssh_match_the_host(lab: Lab, fresh_host: Any) -> None:
@@ -162,3 +166,80 @@ def test_jump_host(lab: Lab, tmp_path: Path) -> None:
     assert code == 0, err
     assert doc["hv03"]["facts"]["hostname"] == "hv03"
     assert blocked == 1, "without the jump host hv03 must be unreachable here"
+
+
+def _run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (no --json), optionally with another HOME."""
+    env = {**os.environ, **({"HOME": str(home)} if home else {})}
+    return subprocess.run([sys.executable, "-m", "fleetbr", *args], capture_output=True,
+                          text=True, timeout=300, env=env, check=False)  # fmt: skip
+
+
+def _sessions(lab: Lab, host: str) -> int:
+    """How many SSH sessions the host's sshd started since the marker was planted (~/.ssh/rc)."""
+    return len(sh(lab, host, "cat /root/fleetbr-test-sessions 2>/dev/null || :").splitlines())
+
+
+@pytest.mark.parametrize(
+    "ssh_config",
+    ["UserKnownHostsFile none\n", "StrictHostKeyChecking no\nUserKnownHostsFile /dev/null\n",
+     "StrictHostKeyChecking no\nUserKnownHostsFile none\nGlobalKnownHostsFile none\n"],
+)  # fmt: skip
+def test_ssh_config_cannot_switch_host_key_checking_off(
+    lab: Lab, fresh_host: Any, tmp_path: Path, ssh_config: str
+) -> None:
+    """Before: `UserKnownHostsFile none` in ~/.ssh/config made asyncssh accept any host key."""
+    fresh_host("hv09")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n" + "".join(
+        f"    {line}\n" for line in ssh_config.splitlines()))  # fmt: skip
+    hv09 = lab.host("hv09")
+    known = [line for line in lab.known_hosts_path.read_text().splitlines()
+             if line.split()[0] not in (hv09.ip4, hv09.ip6)]  # fmt: skip
+    (home / ".ssh" / "known_hosts").write_text("\n".join(known) + "\n")
+
+    def default_known_hosts(_: dict[str, Any], defaults: dict[str, Any]) -> None:
+        del defaults["connection_options"]["fleetbr"]["extras"]["known_hosts"]
+
+    inventory = derived_inventory(lab, tmp_path / "inv", default_known_hosts)
+    sh(lab, "hv09", "mkdir -p /root/.ssh && "
+       "echo 'echo session >> /root/fleetbr-test-sessions' > /root/.ssh/rc")  # fmt: skip
+    try:
+        control = _run_cli("-i", str(lab.inventory_dir), "-l", "hv09", "facts")
+        assert control.returncode == 0 and _sessions(lab, "hv09") == 1, control.stderr
+        done = _run_cli("--json", "-i", str(inventory), "-l", "hv09,hv10", "facts", home=home)
+        assert _sessions(lab, "hv09") == 1, "a session was opened on a host with an unknown key"
+    finally:
+        sh(lab, "hv09", "rm -f /root/.ssh/rc /root/fleetbr-test-sessions")
+    assert done.returncode == 1, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["hv09"]["status"] == "failed"
+    assert "not trusted" in doc["hv09"]["message"]
+    assert doc["hv10"]["status"] == "ok", "the HOME known_hosts is the one used, and it works"
+
+
+def test_hostile_host_names_never_lose_an_apply_report(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Before: the apply changed both hosts, then rendering their names as markup crashed."""
+    names = {"hv11": "rack[/]4", "hv12": "[fe80::1]"}
+    for host in names:
+        fresh_host(host)
+
+    def rename(hosts: dict[str, Any], _: dict[str, Any]) -> None:
+        for old, new in names.items():
+            hosts[new] = hosts.pop(old)
+
+    inventory = derived_inventory(lab, tmp_path / "inv", rename)
+    try:
+        done = _run_cli("-i", str(inventory), "-l", ",".join(names.values()), "apply",
+                        str(task_file(tmp_path)))  # fmt: skip
+    finally:
+        for host in names:
+            reset_host(lab, host)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == ""
+    rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
+    assert rows == dict.fromkeys(names.values(), "confirmed")
+    assert done.stdout.splitlines()[-1] == "2 hosts: 2 confirmed"

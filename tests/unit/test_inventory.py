@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetbr.cli import main
-from fleetbr.errors import InventoryError
-from fleetbr.inventory import apply_overrides, load_inventory, select_hosts
+from fleetbr.errors import InventoryError, UsageError
+from fleetbr.inventory import apply_overrides, check_client_keys, load_inventory, select_hosts
 
 HOSTS = """
 hv01:
@@ -159,3 +162,135 @@ def test_cli_inventory_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     doc = json.loads(capsys.readouterr().out)
     assert list(doc) == ["hv01", "hv02"]
     assert doc["hv01"]["password"] == "********"
+
+
+@pytest.mark.parametrize("limit", ["", " ", "\t", ",", " , ", "hv01,", ",hv01", "hv01,,hv02"])
+def test_empty_or_blank_limit_is_a_usage_error_not_every_host(tmp_path: Path, limit: str) -> None:
+    hosts = load_inventory(write_inventory(tmp_path))
+    with pytest.raises(UsageError, match="--limit: .* empty"):
+        select_hosts(hosts, limit)
+
+
+@pytest.mark.parametrize("limit", ["", " ", ","])
+def test_cli_empty_limit_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str
+) -> None:
+    assert main(["-i", str(write_inventory(tmp_path)), "-l", limit, "inventory"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--limit" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("username", "shown"),
+    [("root\nx", r"'root\nx'"), ("ro ot", "'ro ot'"), ("-oProxyCommand", "'-oProxyCommand'"),
+     ("", "''"), (0, "0")],
+)  # fmt: skip
+def test_bad_username_is_a_load_error(tmp_path: Path, username: object, shown: str) -> None:
+    hosts = yaml.safe_dump({"hv01": {"hostname": "198.51.100.10", "username": username}})
+    with pytest.raises(InventoryError, match="host hv01: username: ") as info:
+        load_inventory(write_inventory(tmp_path, hosts, None, None))
+    assert shown in str(info.value)
+
+
+def test_cli_username_with_newline_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `internal error: SASLPrepError` and a traceback, from every host at connect time."""
+    hosts = yaml.safe_dump({"hv01": {"hostname": "198.51.100.10", "username": "root\nadmin"}})
+    assert main(["-i", str(write_inventory(tmp_path, hosts, None, None)), "facts"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "host hv01: username" in err
+
+
+@pytest.mark.parametrize(
+    ("extras", "message"),
+    [
+        ({"jump_host": "root@bastion:22x"}, "jump_host port"),
+        ({"jump_host": "ro ot@bastion"}, "jump_host user"),
+        ({"jump_host": "-oProxyCommand=x"}, "jump_host: '-oProxyCommand=x' is not a host"),
+        ({"client_keys": [7]}, "client_keys: expected a file path"),
+        ({"known_hosts": ["a"]}, "known_hosts: expected a file path"),
+    ],
+)
+def test_bad_connection_options_are_load_errors(
+    tmp_path: Path, extras: dict[str, object], message: str
+) -> None:
+    element = {"hostname": "a", "connection_options": {"fleetbr": {"extras": extras}}}
+    with pytest.raises(InventoryError, match=f"host hv01: {message}"):
+        load_inventory(write_inventory(tmp_path, yaml.safe_dump({"hv01": element}), None, None))
+
+
+def test_password_problems_never_show_the_password(tmp_path: Path) -> None:
+    hosts = yaml.safe_dump({"hv01": {"hostname": "a", "password": "s3cret\nx"}})
+    with pytest.raises(InventoryError, match="host hv01: password: contains control") as info:
+        load_inventory(write_inventory(tmp_path, hosts, None, None))
+    assert "s3cret" not in str(info.value)
+
+
+def test_missing_client_key_is_named_before_contact(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path)
+    hosts = list(load_inventory(inventory).values())
+    with pytest.raises(InventoryError, match="hosts.yaml: host hv01: client_keys: /keys/rack: No"):
+        check_client_keys(inventory, hosts, None)
+    key = tmp_path / "id_test"
+    key.write_text("not checked for format here")
+    check_client_keys(inventory, apply_overrides(hosts, key=str(key), known_hosts=None), str(key))
+    with pytest.raises(UsageError, match=f"--key {tmp_path}/absent: No such file"):
+        check_client_keys(inventory, hosts, str(tmp_path / "absent"))
+
+
+def test_cli_missing_key_exits_2_naming_the_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: each host retried and ended `unreachable ... FileNotFoundError` (exit 1)."""
+    inventory = write_inventory(tmp_path)
+    missing = tmp_path / "no-such-key"
+    assert main(["-i", str(inventory), "--key", str(missing), "facts"]) == 2
+    assert capsys.readouterr().err == f"error: --key {missing}: No such file or directory\n"
+
+
+def _bomb_inventory(directory: Path, levels: int = 9) -> Path:
+    """hosts.yaml whose data is a "billion laughs": 10 lines, 9**levels strings expanded."""
+    lines = ['[&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f", &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    data = "\n      ".join(lines) + "]"
+    hosts = f"hv01:\n  hostname: 198.51.100.10\n  data:\n    x: {data}\n"
+    return write_inventory(directory, hosts, None, None)
+
+
+BOMB_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from fleetbr.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", [["--json", "inventory"], ["inventory"], ["facts"]])
+def test_inventory_alias_bomb_is_refused_within_bounded_memory(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Before: `--json inventory` expanded the aliases until memory ran out."""
+    inventory = _bomb_inventory(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB_SCRIPT, "-i", str(inventory), *command],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"error: {inventory}/hosts.yaml: more than 1000000 values once YAML aliases (*name) are "
+        "expanded\n"
+    )
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    hosts = "hv01:\n  hostname: a\n  data: {loop: &l [*l]}\n"
+    with pytest.raises(InventoryError, match="hosts.yaml: more than"):
+        load_inventory(write_inventory(tmp_path, hosts, None, None))
+
+
+@pytest.mark.parametrize("hosts", ["hv01: {hostname: a, port: " + "9" * 5000 + "}\n", "[" * 5000])
+def test_yaml_that_python_cannot_build_is_an_inventory_error(tmp_path: Path, hosts: str) -> None:
+    with pytest.raises(InventoryError, match="hosts.yaml: invalid YAML"):
+        load_inventory(write_inventory(tmp_path, hosts, None, None))

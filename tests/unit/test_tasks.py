@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,23 @@ def test_bridge_yaml_renders_with_documented_defaults() -> None:
     assert (task.host, task.source) == ("hv01", str(REPO / "tasks/bridge.yaml"))
 
 
-def test_empty_task_takes_nic_from_host_data() -> None:
-    task = render("", nic="eno1")
+def test_bridge_defaults_take_nic_from_host_data() -> None:
+    task = render("bridge: {}", nic="eno1")
     assert task.bridge.nic == "eno1"
     assert task.bridge.name == "br0"
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "# only a comment\n", "{}", "---\n...\n"])
+def test_an_empty_task_is_refused_not_all_defaults(text: str) -> None:
+    assert "the task is empty" in refused(text)
+
+
+@pytest.mark.parametrize("text", ["", " \n\t\n"])
+def test_an_empty_task_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(TaskError, match=r"empty.yaml: task file is empty"):
+        load_task(path)
 
 
 def test_unbridge_and_cut_off_files_render() -> None:
@@ -99,7 +114,11 @@ deadman: {timeout: 120}
 @pytest.mark.parametrize(
     ("text", "data", "needle"),
     [
-        ("", {"nic": "eth0;reboot"}, "bridge.nic: interface name 'eth0;reboot' may only contain"),
+        (
+            "bridge: {}",
+            {"nic": "eth0;reboot"},
+            "bridge.nic: interface name 'eth0;reboot' may only contain",
+        ),
         ('bridge: {nic: "$(reboot)"}', {}, "bridge.nic: interface name '$(reboot)'"),
         (
             "bridge: {name: br0123456789abcd}",
@@ -157,10 +176,84 @@ def test_sandbox_blocks_attribute_escapes() -> None:
 
 def test_missing_nic_everywhere_is_an_error() -> None:
     with pytest.raises(TaskError, match=r"bridge.nic: required"):
-        render_task(TaskTemplate("t.yaml", ""), {"name": "hv01", "data": {}})
+        render_task(TaskTemplate("t.yaml", "bridge: {}"), {"name": "hv01", "data": {}})
 
 
 def test_load_task_names_a_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(TaskError, match=r"nope.yaml: cannot read task file"):
         load_task(missing)
+
+
+@pytest.mark.parametrize(
+    "value", ["fe80::1%;reboot", "fe80::1%$(reboot)", "fe80::1%eth0 x", "fe80::1%a'b"]
+)
+def test_ipv6_scope_id_must_be_an_interface_name(value: str) -> None:
+    message = refused(f'bridge: {{gateway6: "{value}"}}')
+    assert "bridge.gateway6" in message and "scope id" in message
+
+
+def test_ipv6_scope_id_in_an_address_must_be_an_interface_name() -> None:
+    message = refused('bridge: {addresses: ["fe80::1%;reboot/64"]}')
+    assert "bridge.addresses[0]" in message and "scope id" in message
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%br-lan.10", "fe80::1%3"])
+def test_ipv6_scope_id_that_names_an_interface_is_accepted(value: str) -> None:
+    assert render(f'bridge: {{gateway6: "{value}"}}').bridge.gateway6 == value
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" list: 10 lines that stand for 9**levels strings once expanded."""
+    lines = ['[&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f", &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n    ".join(lines) + "]"
+
+
+BOMB_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from fleetbr.errors import TaskError
+from fleetbr.tasks import TaskTemplate, render_task
+try:
+    render_task(TaskTemplate("bomb.yaml", sys.stdin.read()), {"name": "hv01", "data": {}})
+except TaskError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("field", ["nic", "addresses", "routes", "mac"])
+def test_yaml_alias_bomb_is_refused_within_bounded_memory(field: str) -> None:
+    """Before: the repr of the expanded value in the error took gigabytes (killed at 60 s)."""
+    text = f"bridge:\n  {field}: {_alias_bomb()}\n"
+    assert len(text.splitlines()) <= 12
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB_SCRIPT], input=text, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bomb.yaml: host hv01: task: more than 100000 values" in done.stdout
+    assert len(done.stdout) < 500, "no value may be shown whole"
+
+
+def test_values_in_errors_are_truncated() -> None:
+    long_nic = "x" * 5000
+    message = refused(f"bridge: {{nic: {long_nic}}}")
+    assert "bridge.nic" in message and len(message) < 300
+
+
+def test_an_oversized_task_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("bridge: {}\n" + "#" * (2 << 20))
+    with pytest.raises(TaskError, match=r"big.yaml: task file is larger than"):
+        load_task(path)
+
+
+def test_a_task_rendering_to_an_oversized_document_is_refused() -> None:
+    message = refused("bridge: {}\n{% for i in range(100000) %}# {{ 'x' * 50 }}\n{% endfor %}")
+    assert "rendered task is larger than" in message
+
+
+@pytest.mark.parametrize("text", ["bridge: {forward_delay: " + "9" * 5000 + "}", "[" * 5000])
+def test_yaml_that_python_cannot_build_is_a_task_error(text: str) -> None:
+    assert "not valid YAML" in refused(text)
