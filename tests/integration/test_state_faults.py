@@ -341,28 +341,31 @@ def test_state_dir_read_only_after_a_cutting_apply(
 # --- item 5: a login that cannot read fleetbr's state -----------------------------------------
 
 
-def plant_live_transaction(lab: Lab, host: str, timer_pid: int) -> str:
-    """An armed transaction whose timer (``timer_pid``, recorded as fleetbr records it) runs."""
+def plant_live_transaction(lab: Lab, host: str, timer_pid: int, plain_file: bool) -> str:
+    """An armed transaction whose timer (``timer_pid``, recorded as fleetbr records it) runs; the
+    marker is a symlink, or a plain file as fleetbr 0.1 wrote it."""
     txid = "20261127T181500-3fa9c2"
     tx = f"{STATE}/tx/{txid}"
     boot = sh(lab, host, "cat /proc/sys/kernel/random/boot_id").strip()
+    mark = f"echo {txid} > {STATE}/armed" if plain_file else f"ln -s {txid} {STATE}/armed"
     sh(lab, host, (
         f"umask 077; mkdir -p {tx} && echo $(( $(date +%s) + 600 )) > {tx}/deadline && "
         f"echo {boot} > {tx}/boot_id && echo '{timer_pid} {start_time(timer_pid)} {boot}' "
-        f"> {tx}/timer.proc && echo {timer_pid} > {tx}/timer.pid && ln -s {txid} {STATE}/armed"
+        f"> {tx}/timer.proc && echo {timer_pid} > {tx}/timer.pid && {mark}"
     ))  # fmt: skip
     return txid
 
 
 @pytest.mark.skipif(shutil.which("sudo") is None, reason="needs the sudo package (scripts/setup)")
 @pytest.mark.usefixtures("users")
+@pytest.mark.parametrize("plain_file", [False, True], ids=["symlink", "file-0.1"])
 def test_login_that_cannot_read_the_state_fails_instead_of_seeing_nothing(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, plain_file: bool
 ) -> None:
     """A non-root user without sudo cannot read /var/lib/fleetbr: status must not say "no fleetbr
     transaction recorded" (exit 0), plan must not plan over an armed transaction."""
     with bystander(lab, SUDO_HOST) as timer:
-        txid = plant_live_transaction(lab, SUDO_HOST, timer.pid)
+        txid = plant_live_transaction(lab, SUDO_HOST, timer.pid, plain_file)
         code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", SUDO_HOST, "status")
         assert code == 0 and f"armed {txid}" in doc[SUDO_HOST]["message"], (doc, err)  # root
 
