@@ -76,20 +76,60 @@ class Backend:
     active: bool
 
 
+# Why fleetbr cannot trust the host's armed marker: "damaged" (it names no transaction fleetbr can
+# act on) or "unreadable" (this login cannot read fleetbr's state directory).
+MarkerProblem = Literal["", "damaged", "unreadable"]
+
+
 @dataclass(frozen=True)
 class ArmedTransaction:
-    """A fleetbr transaction armed on the host and not yet decided (confirmed or rolled back)."""
+    """A fleetbr transaction armed on the host and not yet decided (confirmed or rolled back).
 
-    txid: str
+    With a ``problem`` it stands for an armed marker fleetbr cannot trust, or cannot see: the host
+    is then treated as armed (stale), never as free, so nothing is planned or applied over it.
+    """
+
+    txid: str  # "" when the marker names no valid transaction id
     deadline: int  # epoch seconds on the host's clock
     timer_alive: bool  # the dead-man timer is still pending
     same_boot: bool  # the host has not rebooted since the timer was armed
     now: int  # the host's clock when the facts were taken
+    problem: MarkerProblem = ""
+    detail: str = ""  # what exactly is wrong, for a problem
+
+    @classmethod
+    def untrusted(
+        cls, problem: MarkerProblem, detail: str, now: int, txid: str = ""
+    ) -> ArmedTransaction:
+        """A marker that is damaged or cannot be read."""
+        return cls(txid, 0, timer_alive=False, same_boot=False, now=now, problem=problem,
+                   detail=detail)  # fmt: skip
 
     @property
     def stale(self) -> bool:
-        """Armed but nobody will decide it: timer gone, host rebooted, or deadline long past."""
-        return not self.timer_alive or not self.same_boot or self.now > self.deadline + 30
+        """Armed but nobody will decide it: timer gone, host rebooted, deadline long past, or a
+        marker fleetbr cannot trust."""
+        return (
+            bool(self.problem)
+            or not self.timer_alive
+            or not self.same_boot
+            or self.now > self.deadline + 30
+        )
+
+    def describe(self) -> str:
+        """One line for reports: what is armed, or what is wrong and how to resolve it."""
+        if self.problem == "damaged":
+            return (
+                f"DAMAGED armed marker {STATE_DIR}/armed ({self.detail}): no transaction can be "
+                "armed on this host until it is cleared; `fleetbr rollback` clears it"
+            )
+        if self.problem == "unreadable":
+            return (
+                f"cannot read fleetbr's state in {STATE_DIR} ({self.detail}), so whether a "
+                "transaction is armed is unknown; connect as root or set sudo: true"
+            )
+        kind = "stale" if self.stale else "live"
+        return f"a {kind} fleetbr transaction {self.txid} is armed on the host"
 
 
 # Files fleetbr may write; the facts script reports their sha256 so plans can say "unchanged".

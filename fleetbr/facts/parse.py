@@ -176,14 +176,36 @@ def parse_probes(lines: Sequence[str]) -> tuple[dict[str, bool], list[str]]:
     return results, unprobed
 
 
+# What the facts script says is wrong with a damaged armed marker (fixed words, never its content).
+_DAMAGED = {
+    "empty": "it is empty",
+    "bad-name": "it does not name a valid transaction id",
+    "not-a-file": "it is neither a symlink nor a file",
+    "no-transaction": "the transaction it names has no folder",
+}
+_UNREADABLE = "this login may not read it"
+_TXID_CHARS_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
 def parse_armed(lines: Sequence[str], now: int, boot_id: str) -> ArmedTransaction | None:
-    """The armed transaction, if any. Missing deadline/boot_id make it stale, never valid."""
-    if not lines:
-        return None
+    """The armed transaction, if any. Missing deadline/boot_id make it stale, never valid.
+
+    A marker that names no usable transaction is reported ``damaged`` and a state directory this
+    login cannot read ``unreadable`` (both stale): never a parse error, never "nothing armed".
+    """
     state = _key_values("armed", lines)
+    access = state.get("state", "readable")  # scripts without the line could read the state
+    if access == "unreadable":
+        return ArmedTransaction.untrusted("unreadable", _UNREADABLE, now)
+    if access not in ("readable", "absent"):
+        raise FactsError(f"section armed: unexpected state {access!r}")
+    if "txid_valid" not in state:
+        return None
     txid = state.get("txid", "")
-    if state.get("txid_valid") != "yes":
-        raise FactsError(f"section armed: the armed file names an invalid transaction id {txid!r}")
+    if state["txid_valid"] != "yes" or not _TXID_CHARS_RE.match(txid):
+        detail = _DAMAGED.get(state.get("damaged", ""), _DAMAGED["bad-name"])
+        named = txid if _TXID_CHARS_RE.match(txid) and txid not in (".", "..") else ""
+        return ArmedTransaction.untrusted("damaged", detail, now, txid=named)
     deadline = state.get("deadline", "0")
     return ArmedTransaction(
         txid=txid,

@@ -49,6 +49,8 @@ def plan_host(
 
 def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
     spec = task.bridge
+    if facts.armed is not None and facts.armed.problem:
+        return facts.armed.describe()
     if facts.armed is not None:
         kind = "a stale" if facts.armed.stale else "a live"
         return (

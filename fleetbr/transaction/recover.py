@@ -4,13 +4,15 @@ rollback now, then verify the host against the facts snapshot taken when it was 
 from __future__ import annotations
 
 from fleetbr.facts.gather import gather
+from fleetbr.facts.model import STATE_DIR, ArmedTransaction
 from fleetbr.facts.parse import parse_facts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import diff_facts
+from fleetbr.render import render
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import rollback_finished, wait_settled
-from fleetbr.transport import open_connection
+from fleetbr.transport import Connection, open_connection
 
 
 async def rollback_job(spec: HostSpec) -> HostResult:
@@ -19,6 +21,8 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         facts = await gather(conn)
         if facts.armed is None:
             return HostResult(spec.name, Status.OK, "no armed transaction: nothing to roll back")
+        if facts.armed.problem:
+            return await _untrusted_marker(conn, spec.name, facts.armed)
         txid = facts.armed.txid
         data: dict[str, object] = {"txid": txid, "was_stale": facts.armed.stale}
         await conn.run_script(scripts.trigger_rollback_script(txid, "operator"), label="rollback")
@@ -46,3 +50,36 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         f"{txid} rolled back ({decision}); matches its snapshot",
         data,
     )
+
+
+async def _untrusted_marker(conn: Connection, name: str, armed: ArmedTransaction) -> HostResult:
+    """A damaged marker is removed once nothing fleetbr started runs on the host; a state this
+    login cannot read fails (there is nothing it could safely do)."""
+    data: dict[str, object] = {"armed_problem": armed.problem, "detail": armed.detail}
+    if armed.problem != "damaged":
+        return HostResult(name, Status.FAILED, armed.describe(), data)
+    script = render("tx_clear_marker.sh.j2", state_dir=STATE_DIR)
+    verdict, _, rest = (
+        scripts.markers((await conn.run_script(script, label="clear marker")).stdout)
+        .get("clear", "")
+        .partition(" ")
+    )
+    data["cleared"] = verdict in ("done", "gone")
+    if verdict == "done":
+        message = (
+            f"removed the damaged armed marker ({armed.detail}); no fleetbr process was running"
+        )
+        return HostResult(name, Status.OK, message, data)
+    if verdict == "gone":
+        return HostResult(name, Status.OK, "no armed transaction: nothing to roll back", data)
+    if verdict == "busy":
+        txid, _, what = rest.partition(" ")
+        message = (
+            f"damaged armed marker ({armed.detail}) left in place: {what} of transaction {txid} "
+            "is still running; run `fleetbr rollback` again once it has finished"
+        )
+    elif verdict == "usable":
+        message = "the armed marker changed while it was examined; run `fleetbr rollback` again"
+    else:
+        message = f"cannot remove the damaged armed marker: {rest or 'no answer from the host'}"
+    return HostResult(name, Status.FAILED, message, data)

@@ -69,6 +69,9 @@ async def status_job(spec: HostSpec) -> HostResult:
         },
         "armed": facts.armed.txid if facts.armed else None,
     }
+    if facts.armed is not None and facts.armed.problem:
+        data["armed_problem"] = facts.armed.problem
+        return HostResult(spec.name, Status.FAILED, facts.armed.describe(), data=data)
     if facts.armed is not None and facts.armed.stale:
         data["stale"] = True
         return HostResult(
