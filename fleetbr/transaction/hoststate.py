@@ -30,6 +30,7 @@ class HostTxState:
     rollback_alive: bool
     timer_alive: bool
     remaining: int | None  # seconds until the host's timer fires (negative: it is past)
+    writable: bool  # a lock can be created in the transaction folder
     armed_marker: str  # /var/lib/fleetbr/armed names "this" transaction, an "other" one, or "none"
 
     @property
@@ -72,6 +73,7 @@ def parse_state(marks: dict[str, str]) -> HostTxState:
         rollback_alive=marks.get("rollback_alive") == "yes",
         timer_alive=marks.get("timer_alive") == "yes",
         remaining=int(remaining) if remaining.lstrip("-").isdigit() else None,
+        writable=marks.get("writable", "yes") != "no",
         armed_marker=marks.get("armed_marker", "none") or "none",
     )
 
@@ -102,7 +104,8 @@ def next_action(state: HostTxState, margin: float) -> Action:
             return Action.VERIFY_ROLLBACK
         return Action.WAIT if state.busy else Action.STUCK
     if state.claim == "none":
-        return Action.CANCEL
+        # no arm script can claim a folder that takes no lock: nothing can have changed
+        return Action.CANCEL if state.writable else Action.NOTHING_CHANGED
     if state.claim != "arm":
         return Action.NOTHING_CHANGED
     if not state.armed:

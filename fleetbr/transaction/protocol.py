@@ -259,8 +259,7 @@ class _Resolver:
         if action is Action.REFUSED:
             return tx.result(Status.REFUSED, state.arm_error or "another transaction is armed")
         if action is Action.CANCEL:
-            await self._cancel(conn)
-            return None
+            return await self._cancel(conn)
         if action is Action.TRIGGER_ROLLBACK:
             await self._trigger(conn, "unfinished")
             return None
@@ -290,9 +289,12 @@ class _Resolver:
         await asyncio.sleep(POLL)
         return None
 
-    async def _cancel(self, conn: Connection) -> None:
+    async def _cancel(self, conn: Connection) -> HostResult | None:
         state = await self._look(conn, cancel=True)
-        self.tx.note(f"arm script had not started; claim taken: {state.claim}")
+        self.tx.note(f"arm script had not started; claim now: {state.claim}")
+        if state.claim == "none":  # neither the arm script nor we could take it
+            return self._nothing_changed(state)
+        return None
 
     async def _trigger(self, conn: Connection, reason: str) -> None:
         self.tx.note(f"starting the rollback now ({reason})")
@@ -303,6 +305,11 @@ class _Resolver:
         tx = self.tx
         if state.claim == "cancel":
             why = "the arm script had not started when the controller looked; it was cancelled"
+        elif state.claim == "none":
+            why = (
+                f"the host's {STATE_DIR} takes no lock (read-only or full?): the arm could not "
+                "start"
+            )
         else:
             why = f"arming failed: {state.arm_error or state.arm}"
         return tx.result(Status.FAILED, f"{why}; nothing changed", host_state=state.summary())

@@ -284,12 +284,6 @@ def test_old_transaction_folders_are_pruned_on_a_real_host(
     assert left == [*old[5:], doc[host]["txid"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol bug, reported to the lead: the arm script cannot take its claim on a "
-    "read-only state dir (exit 12, 'cancelled'); the controller then tries to take the claim "
-    "itself, cannot either, and loops on CANCEL forever (hoststate.next_action: claim none)",
-)
 def test_state_dir_read_only_before_the_arm_starts(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -313,12 +307,6 @@ def test_state_dir_read_only_before_the_arm_starts(
         assert_unchanged_and_resolvable(lab, host, pristine, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rollback bug, reported to the lead: on a read-only state dir rollback.sh cannot "
-    "create its decision symlink and exits as if the transaction were already decided, so a "
-    "change that cut the host off stays in place for good",
-)
 def test_state_dir_read_only_after_a_cutting_apply(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ from fleetbr.transaction.hoststate import Action, HostTxState, next_action, pars
 ARMED = HostTxState(
     staged=True, claim="arm", arm="done", arm_alive=False, arm_error="", apply="applied",
     apply_alive=False, decision="none", rollback="none", rollback_alive=False, timer_alive=True,
-    remaining=30, armed_marker="this",
+    remaining=30, writable=True, armed_marker="this",
 )  # fmt: skip
 
 
@@ -29,6 +29,11 @@ def state(**changes: object) -> HostTxState:
         # the arm script has not started: cancel it, never guess
         ({"claim": "none", "arm": "none", "apply": "none"}, Action.CANCEL),
         ({"claim": "cancel", "arm": "none", "apply": "none"}, Action.NOTHING_CHANGED),
+        # a read-only or full state dir: no arm script can claim, cancelling is impossible too
+        (
+            {"claim": "none", "arm": "none", "apply": "none", "writable": False},
+            Action.NOTHING_CHANGED,
+        ),
         # slow arm script: wait for it, whatever the controller's own timeout was
         ({"arm": "claimed", "arm_alive": True, "apply": "none"}, Action.WAIT),
         ({"arm": "failed 11", "apply": "none", "armed_marker": "none"}, Action.NOTHING_CHANGED),
