@@ -42,10 +42,13 @@ def plan_host(
         return refused(task, reason)
     try:
         if task.bridge.state == "present":
-            return _present(task, facts, backup_dir)
-        return plan_absent(task, facts)
+            plan = _present(task, facts, backup_dir)
+        else:
+            plan = plan_absent(task, facts)
     except ValidationError as exc:
         return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
+    rule = _rule_refusal(task, facts) if plan.steps else None
+    return plan if rule is None else refused(task, rule)
 
 
 def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
@@ -72,7 +75,7 @@ def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str
     taken = facts.link(spec.name)
     if taken is not None and (taken.kind != "bridge" or facts.bridge(spec.name) is None):
         return f"the bridge name {spec.name} is taken by a {taken.kind} link"
-    return _rule_refusal(task, facts)
+    return None
 
 
 def _rule_refusal(task: BridgeTask, facts: HostFacts) -> str | None:

@@ -192,3 +192,9 @@ def test_an_existing_bridge_address_keeps_its_label() -> None:
     p = plan_host(task(f"bridge: {{addresses: {addresses}}}"), done, min_timeout=20)
     assert p.refusal is None, p.refusal
     assert p.expected.labels.get("203.0.113.9/24") == "br0:x"
+
+
+def test_a_host_already_bridged_is_unchanged_whatever_its_rules() -> None:
+    f = routed(keep_rules=True)
+    done = bridged(f, plan(routed()))
+    assert plan(done).unchanged
