@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,11 @@ def _bridge_links(ns: str) -> list[dict[str, Any]]:
 
 
 def kernel_state(lab: Lab) -> dict[str, Any]:
-    """Routes of every table, rules and addresses, raw from iproute2 (volatile fields dropped)."""
+    """Routes of every table, rules and addresses, raw from iproute2 (volatile fields dropped),
+    once IPv6 DAD is over (a link-local address gets its local route only then)."""
+    deadline = time.monotonic() + 10
+    while _ip_json(lab.host, "-6", "addr", "show", "tentative") and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         drop = ("valid_life_time", "preferred_life_time", "ifindex", "link_index", "tentative")
