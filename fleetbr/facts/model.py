@@ -37,11 +37,17 @@ class Address:
     scope: str  # global, link, host
     dynamic: bool = False
     broadcast: str | None = None  # IPv4 broadcast, kept so a moved address is restored exactly
+    label: str | None = None  # IPv4 label when it is not the device name (``eth0:1``)
+    secondary: bool = False  # IPv4: not the first address of its subnet on the device
 
 
 @dataclass(frozen=True)
 class Route:
-    """A route in the main table. ``dst`` is ``default`` or a CIDR."""
+    """A route of any table. ``dst`` is ``default`` or a CIDR.
+
+    The attributes after ``type`` are what a moved route must keep to be restored exactly;
+    ``unsupported`` names what iproute2 reported that fleetbr cannot recreate (``nhid``...).
+    """
 
     family: Family
     dst: str
@@ -50,11 +56,29 @@ class Route:
     metric: int | None = None
     protocol: str = "boot"
     type: str = "unicast"  # or blackhole, unreachable, prohibit (these have no dev: "")
+    table: str = "main"
+    src: str | None = None  # preferred source address (iproute2 ``prefsrc``)
+    scope: str | None = None  # IPv4: global, link, host...; None: not recorded (IPv6, tasks)
+    onlink: bool = False
+    pref: str | None = None  # IPv6 router preference when not medium: low, high
+    metrics: str = ""  # ``ip route`` metric options, e.g. "mtu 1400 advmss 1360"
+    unsupported: tuple[str, ...] = ()
 
     @property
     def is_default(self) -> bool:
-        """True for a unicast default route."""
-        return self.dst == "default" and self.type == "unicast"
+        """True for a unicast default route of the main table."""
+        return self.dst == "default" and self.type == "unicast" and self.table == "main"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A policy routing rule (``ip rule``). ``text`` is every field but the priority, sorted."""
+
+    family: Family
+    priority: int
+    text: str
+    iif: str | None = None
+    oif: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +187,10 @@ class HostFacts:
     probes: dict[str, bool] = field(default_factory=dict)  # gateway -> answered a ping
     armed: ArmedTransaction | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Older facts scripts reported only the main table and no rules or module state.
+    route_tables: Literal["all", "main"] = "all"
+    rules: tuple[Rule, ...] | None = None  # None: not reported
+    br_netfilter: str | None = None  # loaded (as a module), builtin, absent; None: not reported
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""
@@ -177,11 +205,11 @@ class HostFacts:
         return tuple(a for a in self.addresses if a.dev == dev and a.scope == scope)
 
     def routes_of(self, dev: str) -> tuple[Route, ...]:
-        """Main-table routes through ``dev``."""
+        """Routes through ``dev``, of every table."""
         return tuple(r for r in self.routes if r.dev == dev)
 
     def default_routes(self, family: Family | None = None) -> tuple[Route, ...]:
-        """Default routes, optionally of one family."""
+        """Main-table unicast default routes, optionally of one family."""
         return tuple(
             r for r in self.routes if r.is_default and (family is None or r.family == family)
         )

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from fleetbr.errors import FactsError
-from fleetbr.facts.model import ArmedTransaction, Backend, HostFacts
-from fleetbr.facts.parse_ip import (
-    load_json,
-    parse_addresses,
-    parse_bridges,
-    parse_links,
-    parse_routes,
-)
+from fleetbr.facts.model import ArmedTransaction, Backend, Family, HostFacts
+from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
+from fleetbr.facts.parse_routes import parse_routes, parse_rules
 
 SECTION_MARK = "@@fleetbr-section "
 END_MARK = "@@fleetbr-end"
@@ -26,8 +22,8 @@ SECTIONS = (
     "meta",
     "links",
     "addr",
-    "route4",
-    "route6",
+    "routes4",
+    "routes6",
     "bridge_links",
     "bridges",
     "bridge_nf",
@@ -38,8 +34,13 @@ SECTIONS = (
     "probes",
     "armed",
 )
+# Sections of older facts scripts: main-table routes only (instead of routes4/routes6 of every
+# table), no rules4/rules6/modules. Their output (a staged snapshot) still parses.
+LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
+OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules"})
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
-OPTIONAL_COMMANDS = frozenset({"route6", "bridge_links"})
+OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
+MODULE_STATES = ("loaded", "builtin", "absent")
 BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
 BACKENDS = ("networkmanager", "netplan", "systemd-networkd", "ifupdown", "brctl")
 META_KEYS = ("hostname", "kernel", "pid1_systemd", "has_modules", "has_sysctl", "has_virsh", "now")
@@ -70,7 +71,11 @@ def split_sections(output: str) -> Sections:
             current.append(line)
     else:
         raise FactsError("facts output is truncated: no end marker (@@fleetbr-end)")
-    missing = [name for name in SECTIONS if name not in sections]
+    missing = [
+        name
+        for name in SECTIONS
+        if name not in sections and LEGACY_SECTIONS.get(name) not in sections
+    ]
     if missing:
         raise FactsError(f"section {missing[0]}: missing from the facts output")
     return sections
@@ -228,6 +233,43 @@ def docker_evidence(lines: Sequence[str], link_names: Sequence[str]) -> tuple[st
     return tuple(evidence)
 
 
+def parse_module(lines: Sequence[str], name: str) -> str | None:
+    """``module NAME loaded|builtin|absent`` lines -> the state of ``name`` (None: no line)."""
+    states = dict(_words("modules", lines, "module", 3))
+    for module, state in states.items():
+        if state not in MODULE_STATES:
+            raise FactsError(f"section modules: unexpected state {state!r} for {module}")
+    return states.get(name)
+
+
+_BY_FAMILY: tuple[tuple[Family, str, str], ...] = (
+    (4, "routes4", "rules4"),
+    (6, "routes6", "rules6"),
+)
+
+
+def _routing(sections: Sections, warnings: list[str]) -> dict[str, Any]:
+    """routes (every table, or main only from an older script), rules and br_netfilter."""
+    out: dict[str, Any] = {"route_tables": "all", "routes": ()}
+    for family, wanted, _ in _BY_FAMILY:
+        name = wanted if wanted in sections else LEGACY_SECTIONS[wanted]
+        if name != wanted:
+            out["route_tables"] = "main"
+        data = load_json(name, _json_text(name, sections[name], warnings))
+        out["routes"] += parse_routes(name, data, family)
+    if "rules4" in sections and "rules6" in sections:
+        out["rules"] = tuple(
+            rule
+            for family, _, name in _BY_FAMILY
+            for rule in parse_rules(
+                name, load_json(name, _json_text(name, sections[name], warnings)), family
+            )
+        )
+    if "modules" in sections:
+        out["br_netfilter"] = parse_module(sections["modules"], "br_netfilter")
+    return out
+
+
 def parse_facts(output: str) -> HostFacts:
     """Parse the whole facts output; raises FactsError naming the section on malformed input."""
     sections = split_sections(output)
@@ -239,9 +281,10 @@ def parse_facts(output: str) -> HostFacts:
     )
     json = {
         name: load_json(name, _json_text(name, sections[name], warnings))
-        for name in ("links", "addr", "route4", "route6", "bridge_links")
+        for name in ("links", "addr", "bridge_links")
     }
     links = parse_links(json["links"], wireless)
+    routing = _routing(sections, warnings)
     probes, unprobed = parse_probes(sections["probes"])
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
@@ -254,8 +297,7 @@ def parse_facts(output: str) -> HostFacts:
         pid1_systemd=_yesno("meta", meta["pid1_systemd"]),
         links=links,
         addresses=parse_addresses(json["addr"]),
-        routes=parse_routes("route4", json["route4"], 4)
-        + parse_routes("route6", json["route6"], 6),
+        **routing,
         bridges=parse_bridges(json["links"], json["bridge_links"], sections["bridges"]),
         bridge_nf=parse_bridge_nf(sections["bridge_nf"]),
         docker=docker_evidence(sections["docker"], [link.name for link in links]),

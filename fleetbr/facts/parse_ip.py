@@ -1,4 +1,7 @@
-"""Pure parsers for the iproute2 JSON sections of the facts output: links, addr, routes, bridges."""
+"""Pure parsers for the iproute2 JSON sections of the facts output: links, addr, bridges.
+
+Routes and rules: :mod:`fleetbr.facts.parse_routes`.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ from typing import Any
 
 from fleetbr import validate
 from fleetbr.errors import FactsError, ValidationError
-from fleetbr.facts.model import Address, Bridge, Family, Link, Route
+from fleetbr.facts.model import Address, Bridge, Family, Link
 
 JsonObj = dict[str, Any]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _FAMILIES: dict[str, Family] = {"inet": 4, "inet6": 6}
-_ROUTE_DEFAULTS = ("default", "0.0.0.0/0", "::/0")
 
 
 def load_json(section: str, text: str) -> list[JsonObj]:
@@ -102,33 +104,20 @@ def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:
                     scope=str(info.get("scope", "global")),
                     dynamic=bool(info.get("dynamic", False)),
                     broadcast=_broadcast(info.get("broadcast")),
+                    label=_label(dev, family, info.get("label")),
+                    secondary=bool(info.get("secondary", False)),
                 )
             )
     return tuple(addresses)
 
 
-def _canonical_dst(section: str, dst: object) -> str:
-    if not isinstance(dst, str):
-        raise FactsError(f"section {section}: route without a destination")
-    if dst in _ROUTE_DEFAULTS:
-        return "default"
-    try:
-        return ipaddress.ip_network(dst, strict=False).with_prefixlen
-    except ValueError:
-        raise FactsError(f"section {section}: bad route destination {dst!r}") from None
-
-
-def _gateway(section: str, hop: Mapping[str, Any]) -> str | None:
-    gateway = hop.get("gateway")
-    via = hop.get("via")
-    if gateway is None and isinstance(via, dict):  # RFC 5549: v4 route via a v6 next hop
-        gateway = via.get("host")
-    if gateway is None:
+def _label(dev: str, family: Family, value: object) -> str | None:
+    """An IPv4 address label, or None when it is the device name (the kernel's default)."""
+    if family != 4 or value is None or value == dev:
         return None
-    try:
-        return str(ipaddress.ip_address(gateway))
-    except ValueError:
-        raise FactsError(f"section {section}: bad gateway {gateway!r}") from None
+    if not isinstance(value, str):
+        raise FactsError(f"section addr: bad label {value!r} on {dev}")
+    return value
 
 
 def _broadcast(value: object) -> str | None:
@@ -139,39 +128,6 @@ def _broadcast(value: object) -> str | None:
         return validate.ip_address(value, "broadcast")
     except ValidationError as exc:
         raise FactsError(f"section addr: {exc}") from None
-
-
-ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
-
-
-def parse_routes(section: str, data: Iterable[JsonObj], family: Family) -> tuple[Route, ...]:
-    """Main-table unicast and blackhole/unreachable/prohibit routes; one Route per next hop."""
-    routes = []
-    for obj in data:
-        kind = obj.get("type", "unicast")
-        if kind not in ROUTE_TYPES or obj.get("table", "main") != "main":
-            continue  # multicast, local, broadcast, anycast...
-        dst = _canonical_dst(section, obj.get("dst"))
-        metric = obj.get("metric")
-        if kind != "unicast":
-            routes.append(Route(family, dst, "", None, metric if isinstance(metric, int) else None,
-                                str(obj.get("protocol", "boot")), kind))  # fmt: skip
-            continue
-        nexthops = obj.get("nexthops")
-        hops: list[JsonObj] = nexthops if isinstance(nexthops, list) else [obj]
-        for hop in hops:
-            dev = _get(section, hop, "dev", str)
-            routes.append(
-                Route(
-                    family=family,
-                    dst=dst,
-                    dev=dev,
-                    gateway=_gateway(section, hop),
-                    metric=metric if isinstance(metric, int) else None,
-                    protocol=str(obj.get("protocol", "boot")),
-                )
-            )
-    return tuple(routes)
 
 
 def _sysfs_bridges(lines: Iterable[str]) -> dict[str, tuple[int, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from fleetbr import validate
@@ -10,6 +11,7 @@ from fleetbr.facts.model import MANAGED_FILES, STATE_DIR
 from fleetbr.render import render
 
 TEMPLATE = "facts.sh.j2"
+_TOUCHED_RE = re.compile(r"^[a-z]+( [A-Za-z0-9_.:/%@-]+)+$")
 
 
 def facts_script(
@@ -17,18 +19,25 @@ def facts_script(
     *,
     state_dir: str = STATE_DIR,
     managed_files: Sequence[str] = MANAGED_FILES,
+    touched: Sequence[str] = (),
 ) -> str:
     """The facts script; ``probe_targets`` are IPs to ping once each (in parallel) from the host.
 
     ``state_dir`` and ``managed_files`` exist so tests can point the script at temporary paths.
+    ``touched`` (from :func:`fleetbr.plan.scope.touched_lines`) is printed as a ``touched``
+    section: the copy staged with a transaction makes its snapshot name what it may change.
     """
     targets = [validate.ip_address(t, "probe target") for t in probe_targets]
     for path in (state_dir, *managed_files):
         if not path.startswith("/"):
             raise ValidationError(f"facts script: {path!r} is not an absolute path")
+    for line in touched:
+        if not _TOUCHED_RE.match(line):
+            raise ValidationError(f"facts script: touched line {line!r} is malformed")
     return render(
         TEMPLATE,
         probe_targets=targets,
         state_dir=state_dir,
         managed_files=list(managed_files),
+        touched=list(touched),
     )

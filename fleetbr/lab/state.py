@@ -113,7 +113,8 @@ def _files(lab: Lab, host: LabHost) -> dict[str, str]:
 
 
 def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
-    """A comparable snapshot: links, addresses, routes, bridge ports, sysctls, watched files."""
+    """A comparable snapshot: links, addresses, routes of every table (the kernel's local and
+    broadcast ones included), policy rules, bridge ports, sysctls, watched files."""
     member = lab.host(host) if isinstance(host, str) else host
     addrs = _addresses(lab, member)
     for link in addrs:
@@ -124,8 +125,13 @@ def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
     return {
         "links": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-d", "link"])), key=key),
         "addresses": sorted(_normalise(addrs), key=key),
-        "routes4": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-4", "route"])), key=key),
-        "routes6": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-6", "route"])), key=key),
+        **{
+            f"{what}{family}": sorted(
+                _normalise(_ip_json(lab, member, ["ip", "-j", f"-{family}", *argv])), key=key
+            )
+            for family in (4, 6)
+            for what, argv in (("routes", ["route", "show", "table", "all"]), ("rules", ["rule"]))
+        },
         "bridge_ports": sorted(
             _normalise(_ip_json(lab, member, ["bridge", "-j", "link"])), key=key
         ),
@@ -142,7 +148,7 @@ def _route_del(route: dict[str, Any], family: str) -> str:
     words = ["route", "del"]
     if route.get("type", "unicast") != "unicast":
         words.append(route["type"])
-    words += [dst, "table", "main"]
+    words += [dst, "table", str(route.get("table", "main"))]
     for field in ("dev", "metric"):
         if field in route:
             words += [field, str(route[field])]
@@ -155,9 +161,18 @@ def _reset_network(lab: Lab, host: LabHost) -> None:
     routes = [
         _route_del(r, family)
         for family in ("-4", "-6")
-        for r in _ip_json(lab, host, ["ip", "-j", family, "route", "show", "table", "main"])
-        if r.get("protocol") != "kernel"
+        for r in _ip_json(lab, host, ["ip", "-j", family, "route", "show", "table", "all"])
+        if r.get("protocol") != "kernel" and r.get("table") != "local"
     ]
+    # the rules a fresh namespace has: local (0), main (32766), default (32767, IPv4)
+    rules = [
+        f"{family} rule del priority {r['priority']}"
+        for family in ("-4", "-6")
+        for r in _ip_json(lab, host, ["ip", "-j", family, "rule"])
+        if r.get("priority") not in (0, 32766, 32767)
+    ]
+    for rule in rules:  # ip -batch cannot switch family per line
+        host_exec(lab, host, ["ip", *rule.split()], check=False)
     ip_batch(
         [
             *(f"link del dev {name}" for name in extra),

@@ -27,6 +27,7 @@ STEP_KINDS: frozenset[str] = frozenset(
         "file_restore",
         "modprobe",
         "run_staged",
+        "module_unload",
     }
 )
 
@@ -53,8 +54,9 @@ class Step:
 class ExpectedState:
     """What the host must look like after apply; ``confirm`` checks it with ``verify_applied``.
 
-    ``address_dev`` carries ``addresses`` (exactly these global ones) and ``routes`` (at least
-    these non-kernel main-table routes): the bridge for state present, the NIC for absent.
+    ``address_dev`` carries ``addresses`` (exactly these global ones, IPv4 ones with ``labels``)
+    and ``routes`` (at least these non-kernel routes, of any table, with their attributes): the
+    bridge for state present, the NIC for absent.
     """
 
     bridge: str
@@ -62,6 +64,7 @@ class ExpectedState:
     bridge_present: bool
     address_dev: str
     addresses: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # address -> label, if not the dev's
     routes: tuple[Route, ...] = ()
     stp: bool | None = None
     forward_delay: int | None = None

@@ -6,9 +6,10 @@ import dataclasses
 import ipaddress
 
 from fleetbr import validate
-from fleetbr.facts.model import Family, HostFacts, Route
+from fleetbr.facts.model import Address, Family, HostFacts, Route
 from fleetbr.plan import steps
 from fleetbr.plan.model import ExpectedState, Plan, Step, rollback_of
+from fleetbr.plan.steps import describe_route
 from fleetbr.plan.verify import route_matches
 from fleetbr.tasks import BridgeTask
 
@@ -33,8 +34,21 @@ def wanted_addresses(task: BridgeTask, target: list[str], source: list[str]) -> 
 
 
 def movable_routes(facts: HostFacts, dev: str) -> list[Route]:
-    """Main-table routes through ``dev`` that the kernel does not recreate from addresses."""
+    """Routes through ``dev`` (every table) that the kernel does not recreate from addresses."""
     return [r for r in facts.routes_of(dev) if r.protocol != "kernel"]
+
+
+def lost_source(facts: HostFacts, src: str, wanted: list[str]) -> str | None:
+    """Why moving ``src``'s routes would fail: a route's ``src`` address that the task drops."""
+    kept = {ipaddress.ip_interface(a).ip for a in wanted}
+    kept |= {ipaddress.ip_interface(a.cidr).ip for a in facts.addresses if a.dev != src}
+    for route in movable_routes(facts, src):
+        if route.src is not None and ipaddress.ip_address(route.src) not in kept:
+            return (
+                f"route {describe_route(route)} uses source address {route.src}, which the "
+                "task does not keep on the host"
+            )
+    return None
 
 
 FAMILIES: tuple[Family, ...] = (4, 6)
@@ -45,9 +59,10 @@ def _gateway_for(task: BridgeTask, family: Family) -> str | None:
 
 
 def _same_route(a: Route, b: Route) -> bool:
-    return (a.family, a.type, a.dst, a.dev, a.gateway, a.metric) == (
+    return (a.family, a.type, a.table, a.dst, a.dev, a.gateway, a.metric) == (
         b.family,
         b.type,
+        b.table,
         b.dst,
         b.dev,
         b.gateway,
@@ -115,26 +130,52 @@ def _mark(seq: list[Step]) -> list[Step]:
     return out
 
 
+def creation_order(cidrs: list[str]) -> list[str]:
+    """The order to add ``cidrs`` in so the kernel lists them in their given order: IPv4 in
+    order (the first of a subnet is its primary), IPv6 reversed (the kernel lists the newest of
+    a scope first)."""
+    v4 = [c for c in cidrs if ":" not in c]
+    return v4 + [c for c in reversed(cidrs) if ":" in c]
+
+
+def _moved_label(address: Address | None, src: str, dst: str) -> str | None:
+    """The label an address of ``src`` gets on ``dst``: ``eth0:web`` becomes ``br0:web``."""
+    if address is None or address.label is None:
+        return None
+    if address.label.startswith(src):
+        return dst + address.label[len(src) :]
+    return address.label  # not a label of src: steps.address_label refuses it
+
+
 def address_steps(
     facts: HostFacts, src: str, dst: str, dst_addrs: list[str], wanted: list[str]
-) -> list[Step]:
-    """Move addresses from src to dst: add on dst then delete from src, pairwise.
+) -> tuple[list[Step], dict[str, str]]:
+    """Move addresses from src to dst; also returns dst's expected labels (address -> label).
 
-    A moved IPv4 address keeps its broadcast, so a rollback puts it back exactly as it was.
+    Every address is added to dst first, in the order that makes the kernel list them as src
+    did; then src's are deleted in the reverse of that order, so the rollback (the reverse) puts
+    them back in their order: the primary IPv4 address stays primary and a secondary is never
+    deleted together with its primary. A moved IPv4 address keeps its broadcast and its label
+    (renamed for dst), so the rollback restores it exactly.
     """
-    found = facts.addresses_of(src) + facts.addresses_of(dst)
-    brd = {validate.cidr(a.cidr): a.broadcast for a in found}
+    info = {dev: {validate.cidr(a.cidr): a for a in facts.addresses_of(dev)} for dev in (src, dst)}
     src_addrs = global_addresses(facts, src)
+    labels = {c: a.label for c, a in info[dst].items() if a.label and c in wanted}
     out: list[Step] = []
-    for cidr in wanted:
+    for cidr in creation_order(wanted):
         if cidr not in dst_addrs:
             note = f" (from {src})" if cidr in src_addrs else ""
-            out.append(steps.addr_add(dst, cidr, note, broadcast=brd.get(cidr)))
-        if cidr in src_addrs:
-            out.append(steps.addr_del(src, cidr, broadcast=brd.get(cidr)))
-    out += [steps.addr_del(src, c, broadcast=brd.get(c)) for c in src_addrs if c not in wanted]
-    out += [steps.addr_del(dst, c, broadcast=brd.get(c)) for c in dst_addrs if c not in wanted]
-    return out
+            old = info[src].get(cidr)
+            label = _moved_label(old, src, dst)
+            brd = old.broadcast if old else None
+            out.append(steps.addr_add(dst, cidr, note, broadcast=brd, label=label))
+            if label:
+                labels[cidr] = label
+    for dev, gone in ((src, src_addrs), (dst, [c for c in dst_addrs if c not in wanted])):
+        for cidr in reversed(creation_order(gone)):
+            address = info[dev][cidr]
+            out.append(steps.addr_del(dev, cidr, address.broadcast, address.label))
+    return out, labels
 
 
 def _probes(routes: list[Route]) -> tuple[str, ...]:

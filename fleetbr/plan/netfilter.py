@@ -52,7 +52,11 @@ def desired_files(value: int, kernel: str) -> dict[str, str]:
 def netfilter_steps(
     facts: HostFacts, value: int, backup_dir: str | None
 ) -> tuple[list[Step], dict[str, int], dict[str, str]]:
-    """Steps to reach netfilter ``value``, plus the expected sysctls and file hashes."""
+    """Steps to reach netfilter ``value``, plus the expected sysctls and file hashes.
+
+    Keys the host does not have yet (br_netfilter not loaded) are expected once the steps load
+    the module and apply the file; the module's inverse unloads it again (see steps.modprobe).
+    """
     out: list[Step] = []
     expected_nf: dict[str, int] = {}
     for key in NF_KEYS:
@@ -71,7 +75,9 @@ def netfilter_steps(
     if any(s.kind == "file_write" for s in out):
         # Load the module before sysctl -p so the keys exist when the file is applied.
         if facts.has_modules:
-            out.append(steps.modprobe("br_netfilter"))
+            out.append(steps.modprobe("br_netfilter", backup_dir))
         if facts.has_sysctl:
             out.append(steps.sysctl_load(SYSCTL_FILE))
+        if facts.has_modules and facts.has_sysctl and facts.br_netfilter == "absent":
+            expected_nf = dict.fromkeys(NF_KEYS, value)
     return out, expected_nf, hashes

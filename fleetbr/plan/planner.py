@@ -16,6 +16,7 @@ from fleetbr.plan.moves import (
     address_steps,
     finish,
     global_addresses,
+    lost_source,
     refused,
     route_steps,
     task_route_steps,
@@ -41,10 +42,13 @@ def plan_host(
         return refused(task, reason)
     try:
         if task.bridge.state == "present":
-            return _present(task, facts, backup_dir)
-        return plan_absent(task, facts)
+            plan = _present(task, facts, backup_dir)
+        else:
+            plan = plan_absent(task, facts)
     except ValidationError as exc:
         return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
+    rule = _rule_refusal(task, facts) if plan.steps else None
+    return plan if rule is None else refused(task, rule)
 
 
 def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
@@ -73,6 +77,20 @@ def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str
     taken = facts.link(spec.name)
     if taken is not None and (taken.kind != "bridge" or facts.bridge(spec.name) is None):
         return f"the bridge name {spec.name} is taken by a {taken.kind} link"
+    return None
+
+
+def _rule_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
+    """Policy rules that name the device the traffic leaves (``iif``/``oif``) would silently stop
+    matching: fleetbr does not rewrite rules, so it refuses."""
+    spec = task.bridge
+    leaving = spec.nic if spec.state == "present" else spec.name
+    for rule in facts.rules or ():
+        if leaving in (rule.iif, rule.oif):
+            return (
+                f"policy rule {rule.priority} (ipv{rule.family}: {rule.text}) names {leaving}, "
+                "whose traffic the task moves; fleetbr does not rewrite rules: change it first"
+            )
     return None
 
 
@@ -108,9 +126,13 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     br_link = facts.link(spec.name)
     if br_link is None or not br_link.admin_up:
         cutting.append(steps.link_up(spec.name, undo=True))
+    lost = lost_source(facts, spec.nic, wanted)
+    if lost is not None:
+        return refused(task, lost)
     dels, adds, routes = route_steps(task, facts, spec.nic, spec.name, wanted)
     extra, extra_routes = task_route_steps(task, facts)
-    cutting += dels + address_steps(facts, spec.nic, spec.name, br_addrs, wanted) + adds + extra
+    moves, labels = address_steps(facts, spec.nic, spec.name, br_addrs, wanted)
+    cutting += dels + moves + adds + extra
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
@@ -118,6 +140,7 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         bridge_present=True,
         address_dev=spec.name,
         addresses=tuple(wanted),
+        labels=labels,
         routes=tuple(routes),
         stp=spec.stp,
         forward_delay=spec.forward_delay,

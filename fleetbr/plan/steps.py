@@ -12,6 +12,11 @@ from fleetbr.plan.model import Step
 _SYSCTL_KEY_RE = re.compile(r"^net\.bridge\.bridge-nf-call-(iptables|ip6tables|arptables)$")
 _PROTO_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 _MODULE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+_TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_METRICS_RE = re.compile(r"^[a-z_]+ [A-Za-z0-9_]+( [a-z_]+ [A-Za-z0-9_]+)*$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
+ROUTE_SCOPES = ("global", "site", "link", "host")
+ROUTE_PREFS = ("low", "medium", "high")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9_./%-]+$")
 
 
@@ -105,7 +110,21 @@ def link_down(dev: str) -> Step:
     )
 
 
-def _addr_args(dev: str, cidr: str, broadcast: str | None = None) -> dict[str, object]:
+def address_label(label: str | None, dev: str) -> str | None:
+    """``label`` checked for ``dev``: iproute2 wants it to start with the device name."""
+    if label is None or label == dev:
+        return None
+    if len(label) > validate.IFNAME_MAX or not label.startswith(dev) or not _LABEL_RE.match(label):
+        raise ValidationError(
+            f"address label: {label!r} is not a label of {dev} (the device name, then at most "
+            f"{validate.IFNAME_MAX} characters in all)"
+        )
+    return label
+
+
+def _addr_args(
+    dev: str, cidr: str, broadcast: str | None = None, label: str | None = None
+) -> dict[str, object]:
     value = validate.cidr(cidr, "address")
     family = 6 if ":" in value else 4
     return {
@@ -113,36 +132,68 @@ def _addr_args(dev: str, cidr: str, broadcast: str | None = None) -> dict[str, o
         "cidr": value,
         "family": family,
         "broadcast": validate.ip_address(broadcast, "broadcast") if broadcast else None,
+        "label": address_label(label, dev) if family == 4 else None,
     }
 
 
-def addr_add(dev: str, cidr: str, note: str = "", broadcast: str | None = None) -> Step:
-    """Add (replace) an address on ``dev`` (with its IPv4 broadcast); the inverse deletes it."""
-    args = _addr_args(dev, cidr, broadcast)
+def _labelled(args: dict[str, object]) -> str:
+    return f" (label {args['label']})" if args["label"] else ""
+
+
+def addr_add(
+    dev: str, cidr: str, note: str = "", broadcast: str | None = None, label: str | None = None
+) -> Step:
+    """Add (replace) an address on ``dev`` (with its IPv4 broadcast and label); the inverse
+    deletes it."""
+    args = _addr_args(dev, cidr, broadcast, label)
     return Step(
         "addr_add",
         args,
-        f"add {args['cidr']} to {dev}{note}",
+        f"add {args['cidr']}{_labelled(args)} to {dev}{note}",
         inverse=Step("addr_del", args, f"remove {args['cidr']} from {dev}"),
     )
 
 
-def addr_del(dev: str, cidr: str, broadcast: str | None = None) -> Step:
-    """Delete an address from ``dev``; the inverse adds it back, with its broadcast."""
-    args = _addr_args(dev, cidr, broadcast)
+def addr_del(dev: str, cidr: str, broadcast: str | None = None, label: str | None = None) -> Step:
+    """Delete an address from ``dev``; the inverse adds it back, with its broadcast and label."""
+    args = _addr_args(dev, cidr, broadcast, label)
     return Step(
         "addr_del",
         args,
         f"remove {args['cidr']} from {dev}",
-        inverse=Step("addr_add", args, f"put {args['cidr']} back on {dev}"),
+        inverse=Step("addr_add", args, f"put {args['cidr']}{_labelled(args)} back on {dev}"),
     )
 
 
 ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
 
 
+def _pattern(value: str, pattern: re.Pattern[str], field: str) -> str:
+    if not pattern.match(value):
+        raise ValidationError(f"{field}: {value!r} is not something fleetbr will pass to ip")
+    return value
+
+
+def _route_attrs(route: Route) -> dict[str, object]:
+    """The attributes a moved route keeps (validated); None/"" where the kernel's default."""
+    if route.unsupported:
+        raise ValidationError(
+            f"route {describe_route(route)} has what fleetbr cannot recreate "
+            f"({', '.join(route.unsupported)}); move it by hand or remove it first"
+        )
+    return {
+        "table": None if route.table == "main" else _pattern(route.table, _TABLE_RE, "table"),
+        "src": None if route.src is None else validate.ip_address(route.src, "route src"),
+        "scope": None
+        if route.scope is None
+        else validate.choice(route.scope, "scope", ROUTE_SCOPES),
+        "pref": None if route.pref is None else validate.choice(route.pref, "pref", ROUTE_PREFS),
+        "metrics": _pattern(route.metrics, _METRICS_RE, "route metrics") if route.metrics else None,
+    }
+
+
 def route_args(route: Route) -> dict[str, object]:
-    """Validated step arguments for a main-table route."""
+    """Validated step arguments for a route of any table, with its attributes."""
     dst = route.dst if route.dst == "default" else validate.cidr(route.dst, "route destination")
     if route.family not in (4, 6):
         raise ValidationError(f"route family: {route.family!r} is not 4 or 6")
@@ -160,19 +211,26 @@ def route_args(route: Route) -> dict[str, object]:
         if route.metric is None
         else validate.integer(route.metric, "route metric", 0, 2**32 - 1),
         "protocol": route.protocol or None,
-        "onlink": False,
+        "onlink": route.onlink,
+        **_route_attrs(route),
     }
 
 
 def describe_route(route: Route) -> str:
-    """``default via 198.51.100.1 dev br0 metric 100`` style text."""
+    """``default via 198.51.100.1 dev br0 table 100 src 198.51.100.10 metric 100`` style text."""
     text = route.dst if route.type == "unicast" else f"{route.type} {route.dst}"
     if route.gateway:
         text += f" via {route.gateway}"
     if route.dev:
         text += f" dev {route.dev}"
+    if route.table != "main":
+        text += f" table {route.table}"
+    if route.src:
+        text += f" src {route.src}"
     if route.metric is not None:
         text += f" metric {route.metric}"
+    if route.onlink:
+        text += " onlink"
     return text
 
 
@@ -182,8 +240,9 @@ def route_add(route: Route, *, onlink: bool = False) -> Step:
     ``onlink`` makes the kernel accept a gateway outside the device's subnets (a task that puts a
     wrong address on the bridge then cuts the host off, and the dead-man timer rolls it back).
     """
-    args = route_args(route) | {"onlink": onlink}
-    text = describe_route(route) + (" onlink (gateway outside the new subnets)" if onlink else "")
+    args = route_args(route) | {"onlink": onlink or route.onlink}
+    added = onlink and not route.onlink
+    text = describe_route(route) + (" onlink (gateway outside the new subnets)" if added else "")
     return Step(
         "route_add",
         args,
@@ -229,11 +288,22 @@ def sysctl_load(path: str) -> Step:
     return Step("sysctl_load", {"path": _path(path)}, f"load {path} with sysctl -p")
 
 
-def modprobe(module: str) -> Step:
-    """Load a kernel module (no inverse: unloading could break running firewalls)."""
+def modprobe(module: str, backup_dir: str | None) -> Step:
+    """Load a kernel module; the inverse unloads it only if this step loaded it (it leaves a
+    mark in the backup dir) and nothing uses it by then."""
     if not _MODULE_RE.match(module):
         raise ValidationError(f"module: {module!r} is not a module name")
-    return Step("modprobe", {"module": module}, f"load kernel module {module}")
+    args = {"module": module, "backup_dir": None if backup_dir is None else _path(backup_dir)}
+    return Step(
+        "modprobe",
+        args,
+        f"load kernel module {module}",
+        inverse=Step(
+            "module_unload",
+            args,
+            f"unload kernel module {module} if fleetbr loaded it and it is unused",
+        ),
+    )
 
 
 def file_write(path: str, content: str, *, existed: bool, backup_dir: str | None) -> Step:

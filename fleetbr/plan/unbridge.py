@@ -11,6 +11,7 @@ from fleetbr.plan.moves import (
     address_steps,
     finish,
     global_addresses,
+    lost_source,
     movable_routes,
     refused,
     route_steps,
@@ -50,8 +51,12 @@ def plan_absent(task: BridgeTask, facts: HostFacts) -> Plan:
             f"neither {spec.name} nor {spec.nic} has a global address and the task lists none: "
             "nothing would keep the host reachable",
         )
+    lost = lost_source(facts, spec.name, wanted)
+    if lost is not None:
+        return refused(task, lost)
     dels, adds, routes = route_steps(task, facts, spec.name, spec.nic, wanted)
-    cutting = dels + address_steps(facts, spec.name, spec.nic, nic_addrs, wanted) + adds
+    moves, labels = address_steps(facts, spec.name, spec.nic, nic_addrs, wanted)
+    cutting = dels + moves + adds
     nic = facts.link(spec.nic)
     if nic is not None and nic.master == spec.name:
         cutting.append(steps.link_nomaster(spec.nic, spec.name))
@@ -60,7 +65,9 @@ def plan_absent(task: BridgeTask, facts: HostFacts) -> Plan:
         cutting.append(steps.link_down(spec.name))
     mac = br_link.mac if br_link else None
     cutting.append(steps.bridge_del(spec.name, mac, bridge.stp, bridge.forward_delay))
-    expected = dataclasses.replace(_absent_expected(task, wanted, facts), routes=tuple(routes))
+    expected = dataclasses.replace(
+        _absent_expected(task, wanted, facts), routes=tuple(routes), labels=labels
+    )
     return finish(task, [], cutting, expected)
 
 

@@ -1,9 +1,11 @@
-"""Pure checks of a host's facts against a plan: applied as expected, or restored as before."""
+"""Pure checks of a host's facts against a plan's expected state (``verify_applied``).
+
+The restore check (a host back at its snapshot) lives in :mod:`fleetbr.plan.restore`.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.plan.model import ExpectedState, Plan
@@ -22,15 +24,31 @@ def _addr_set(facts: HostFacts, dev: str) -> set[str]:
 
 
 def route_matches(want: Route, have: Route) -> bool:
-    """``have`` is the route ``want`` asks for (a metric of None matches any)."""
-    same = (want.family, want.type, want.dst, want.dev, want.gateway) == (
+    """``have`` is the route ``want`` asks for, with every attribute ``want`` sets (a metric,
+    source, scope or preference of None and empty metrics match any; onlink must be there if
+    asked for)."""
+    same = (want.family, want.type, want.table, want.dst, want.dev, want.gateway) == (
         have.family,
         have.type,
+        have.table,
         have.dst,
         have.dev,
         have.gateway,
     )
-    return same and (want.metric is None or want.metric == have.metric)
+    optional = (
+        (want.metric, have.metric),
+        (want.src, have.src),
+        (want.scope, have.scope),
+        (want.pref, have.pref),
+        (want.metrics or None, have.metrics),
+    )
+    return (
+        same and all(w is None or w == h for w, h in optional) and (have.onlink or not want.onlink)
+    )
+
+
+def _labels(facts: HostFacts, dev: str) -> dict[str, str | None]:
+    return {_canon(a.cidr): a.label for a in facts.addresses_of(dev)}
 
 
 def verify_applied(plan: Plan, facts: HostFacts) -> list[str]:
@@ -41,6 +59,12 @@ def verify_applied(plan: Plan, facts: HostFacts) -> list[str]:
     out += [f"address {a} missing on {exp.address_dev}" for a in exp.addresses if a not in have]
     out += [
         f"unexpected address {a} on {exp.address_dev}" for a in sorted(have - set(exp.addresses))
+    ]
+    labels = _labels(facts, exp.address_dev)
+    out += [
+        f"address {a} on {exp.address_dev} has label {labels[a]}, expected {label}"
+        for a, label in exp.labels.items()
+        if a in labels and labels[a] != label
     ]
     if exp.bridge_present:
         out += [f"address {a} still on {exp.nic}" for a in sorted(_addr_set(facts, exp.nic))]
@@ -89,61 +113,4 @@ def _check_bridge(exp: ExpectedState, facts: HostFacts) -> list[str]:
         )
     if exp.mac is not None and (link.mac or "").lower() != exp.mac:
         out.append(f"bridge {exp.bridge} MAC is {link.mac}, expected {exp.mac}")
-    return out
-
-
-def _snapshot(facts: HostFacts, devs: tuple[str, ...]) -> dict[str, set[str]]:
-    """The parts of ``facts`` a plan on ``devs`` can change, as comparable sets of text items."""
-    links = set()
-    for dev in devs:
-        link = facts.link(dev)
-        if link is None:
-            links.add(f"{dev}: absent")
-        else:
-            state = "up" if link.admin_up else "down"
-            links.add(f"{dev}: {link.kind} master {link.master} {state} mac {link.mac}")
-    return {
-        "link": links,
-        "address": {
-            f"{_canon(a.cidr)} on {a.dev}"
-            for a in facts.addresses
-            if a.dev in devs and a.scope == "global"
-        },
-        "route": {
-            describe_route(r) + f" (ipv{r.family})"
-            for r in facts.routes
-            if r.dev in devs or r.is_default or r.type != "unicast"
-        },
-        "bridge": {
-            f"{b.name} stp {b.stp} forward delay {b.forward_delay} ports {sorted(b.ports)}"
-            for b in facts.bridges
-        },
-        "bridge-nf": {f"{k}={v}" for k, v in facts.bridge_nf.items()},
-        "file": {f"{p} sha256 {d}" for p, d in facts.managed_files.items()},
-    }
-
-
-def _diff(kind: str, before: set[str], after: set[str]) -> Iterable[str]:
-    for item in sorted(before - after):
-        yield f"{kind} {item} was there before, missing now"
-    for item in sorted(after - before):
-        yield f"{kind} {item} is new"
-
-
-def verify_restored(before: HostFacts, after: HostFacts, plan: Plan) -> list[str]:
-    """Differences, in what ``plan`` could have touched, between ``before`` and ``after``."""
-    return diff_facts(before, after, (plan.expected.nic, plan.expected.bridge))
-
-
-def diff_facts(
-    before: HostFacts, after: HostFacts, devs: tuple[str, ...] | None = None
-) -> list[str]:
-    """Differences between two facts of one host, limited to ``devs`` (None: every link)."""
-    if devs is None:
-        devs = tuple(sorted({link.name for link in before.links + after.links} - {"lo"}))
-    old = _snapshot(before, devs)
-    new = _snapshot(after, devs)
-    out: list[str] = []
-    for kind, items in old.items():
-        out += _diff(kind, items, new[kind])
     return out

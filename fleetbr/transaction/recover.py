@@ -1,13 +1,19 @@
 """``fleetbr rollback``: resolve an armed transaction (live or stale) by running its staged
-rollback now, then verify the host against the facts snapshot taken when it was staged."""
+rollback now, then verify the host against the facts snapshot taken when it was staged.
+
+The snapshot may be days old, so only what the transaction touched is compared: the staged facts
+script carries the plan's objects as its ``touched`` section (fleetbr.plan.scope). Differences
+elsewhere (a guest's tap device that came or went) are listed as ``unrelated``, never a failure.
+A snapshot without that section (staged by an older fleetbr) is compared in full."""
 
 from __future__ import annotations
 
 from fleetbr.facts.gather import gather
-from fleetbr.facts.model import STATE_DIR, ArmedTransaction
-from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.model import STATE_DIR, ArmedTransaction, HostFacts
+from fleetbr.facts.parse import parse_facts, split_sections
 from fleetbr.inventory import HostSpec
-from fleetbr.plan import diff_facts
+from fleetbr.plan import RestoreCheck, restore_check
+from fleetbr.plan.scope import parse_touched
 from fleetbr.render import render
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
@@ -36,18 +42,20 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         if not rollback_finished(state):
             summary = f"{txid} still undecided: {state.summary()}"
             return HostResult(spec.name, Status.FAILED, summary, data)
-        snapshot = parse_facts((await conn.run_script(scripts.snapshot_script(txid),
-                                                      label="snapshot")).stdout)  # fmt: skip
+        snapshot = (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
         after = await gather(conn)
-    problems = diff_facts(snapshot, after)
-    if problems:
-        data["differences"] = problems
+    check = compare_with_snapshot(snapshot, after)
+    if check.unrelated:
+        data["unrelated"] = check.unrelated
+    if check.problems:
+        data["differences"] = check.problems
         summary = f"{txid} rolled back ({decision}) but differs from its snapshot: "
-        return HostResult(spec.name, Status.FAILED, summary + "; ".join(problems), data)
+        return HostResult(spec.name, Status.FAILED, summary + "; ".join(check.problems), data)
     return HostResult(
         spec.name,
         Status.ROLLED_BACK,
-        f"{txid} rolled back ({decision}); matches its snapshot",
+        f"{txid} rolled back ({decision}); matches its snapshot in what it touched"
+        + _unrelated_note(check.unrelated),
         data,
     )
 
@@ -83,3 +91,23 @@ async def _untrusted_marker(conn: Connection, name: str, armed: ArmedTransaction
     else:
         message = f"cannot remove the damaged armed marker: {rest or 'no answer from the host'}"
     return HostResult(name, Status.FAILED, message, data)
+
+
+def _unrelated_note(unrelated: list[str], shown: int = 5) -> str:
+    if not unrelated:
+        return ""
+    more = (
+        f"; and {len(unrelated) - shown} more (--json lists them)" if len(unrelated) > shown else ""
+    )
+    return (
+        "; info, changed since the snapshot but not by fleetbr: "
+        + "; ".join(unrelated[:shown])
+        + more
+    )
+
+
+def compare_with_snapshot(snapshot: str, after: HostFacts) -> RestoreCheck:
+    """The host against the staged snapshot output, within the transaction's ``touched`` scope."""
+    lines = split_sections(snapshot).get("touched")
+    touched = None if lines is None else parse_touched(lines)
+    return restore_check(parse_facts(snapshot), after, touched)

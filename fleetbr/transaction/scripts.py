@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import STATE_DIR
 from fleetbr.facts.script import facts_script
-from fleetbr.plan import Plan, Step, step_command
+from fleetbr.plan import Plan, Step, step_command, touched_by, touched_lines
 from fleetbr.render import render
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
@@ -56,7 +56,8 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "apply.sh": render("tx_apply.sh.j2", steps=_commands(plan.steps), **base),
         "rollback.sh": render("tx_rollback.sh.j2", steps=_commands(plan.rollback), **base),
         "timer.sh": render("tx_timer.sh.j2", **base),
-        "facts.sh": facts_script(),
+        # the snapshot it takes names what the transaction may change (fleetbr.plan.scope)
+        "facts.sh": facts_script(touched=touched_lines(touched_by(plan))),
     }
     for name in extra or {}:
         if not _STAGED_NAME_RE.match(name) or name in files:

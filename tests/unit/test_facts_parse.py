@@ -142,7 +142,79 @@ def test_several_addresses_and_routes() -> None:
     blackhole = [r for r in f.routes if r.dst == "198.51.100.200/32"]
     assert [(r.type, r.dev, r.gateway) for r in blackhole] == [("blackhole", "", None)]
     assert not any(r.is_default for r in blackhole)
-    assert "blackhole" in "".join(section_lines(raw("multi"), "route4"))
+    assert "blackhole" in "".join(section_lines(raw("multi"), "routes4"))
+
+
+def test_routes_of_every_table_with_their_attributes() -> None:
+    f = facts("routed")
+    assert f.route_tables == "all"
+    by_table = {(r.family, r.table, r.dst, r.type) for r in f.routes}
+    assert (4, "100", "default", "unicast") in by_table
+    assert (4, "100", "203.0.113.128/25", "unreachable") in by_table
+    assert (6, "100", "2001:db8:300::/48", "unicast") in by_table
+    assert not any(r.table == "local" for r in f.routes)  # the kernel's local/broadcast routes
+    (v4,) = f.default_routes(4)  # the main table's only
+    assert v4.table == "main"
+    (src,) = [r for r in f.routes if r.dst == "203.0.113.0/24"]
+    assert (src.src, src.metric, src.protocol, src.scope, src.metrics) == (
+        "198.51.100.81",
+        20,
+        "static",
+        "global",
+        "mtu 1400",
+    )
+    (connected,) = [r for r in f.routes if r.dst == "198.51.100.0/24"]
+    assert (connected.scope, connected.src, connected.protocol) == (
+        "link",
+        "198.51.100.80",
+        "kernel",
+    )
+    (pref,) = [r for r in f.routes if r.dst == "2001:db8:300::/48"]
+    assert (pref.pref, pref.scope, pref.metric) == ("high", None, 1024)
+    assert all(r.unsupported == () for r in f.routes)
+
+
+def test_address_labels_rules_and_module() -> None:
+    f = facts("routed")
+    labels = [(a.cidr, a.label, a.secondary) for a in f.addresses_of("eth0") if a.family == 4]
+    assert labels == [("198.51.100.80/24", None, False), ("198.51.100.81/24", "eth0:svc", True)]
+    rules = {(r.family, r.priority): r for r in f.rules or ()}
+    assert rules[(4, 100)].text == "src 198.51.100.81 table 100"
+    assert (rules[(4, 200)].iif, rules[(4, 200)].oif) == ("eth0", None)
+    assert rules[(6, 100)].text == "src 2001:db8:1:: srclen 64 table 100"
+    assert {r.priority for r in f.rules or () if r.family == 4} == {0, 100, 200, 32766, 32767}
+    assert f.br_netfilter == "builtin"  # this lab kernel has bridge netfilter built in
+
+
+def test_route_attributes_fleetbr_cannot_recreate_are_named() -> None:
+    output = replace_section(
+        raw("plain"),
+        "routes4",
+        [
+            '[{"dst": "10.4.0.0/16", "nhid": 5, "gateway": "198.51.100.1", "dev": "eth0",'
+            ' "flags": ["onlink", "pervasive"], "metrics": [{"mtu": 1400, "weird": 1}]}]'
+        ],
+    )
+    (route,) = [r for r in parse_facts(output).routes if r.family == 4]
+    assert route.onlink and route.metrics == "mtu 1400"
+    assert route.unsupported == ("nhid", "metric weird", "flag pervasive")
+
+
+def test_facts_of_an_older_script_still_parse() -> None:
+    """A transaction staged by an older fleetbr has such a snapshot: main table, no rules."""
+    f = facts("legacy_plain")
+    assert f.route_tables == "main" and f.rules is None and f.br_netfilter is None
+    assert {(r.family, r.gateway) for r in f.default_routes()} == {
+        (4, "198.51.100.1"),
+        (6, "2001:db8:1::1"),
+    }
+
+
+def test_a_staged_scripts_touched_section_is_not_a_fact() -> None:
+    output = raw("plain").replace(
+        "@@fleetbr-end", "@@fleetbr-section touched\ndev eth0\n@@fleetbr-end"
+    )
+    assert parse_facts(output) == facts("plain")
 
 
 def test_docker_evidence_from_bridge_names() -> None:
@@ -226,11 +298,11 @@ def test_failed_command_names_the_section() -> None:
 
 
 def test_failed_route6_is_a_warning() -> None:
-    output = replace_section(raw("plain"), "route6", ["", "@@fleetbr-failed 2"])
+    output = replace_section(raw("plain"), "routes6", ["", "@@fleetbr-failed 2"])
     f = parse_facts(output)
     assert f.default_routes(6) == () and len(f.default_routes(4)) == 1
     assert f.extra["warnings"] == [
-        "section route6: the command failed on the host (@@fleetbr-failed 2)"
+        "section routes6: the command failed on the host (@@fleetbr-failed 2)"
     ]
 
 
@@ -249,8 +321,19 @@ def test_noise_before_first_section_and_unknown_sections_are_ignored() -> None:
         ("links", ['{"ifname": "eth0"}'], "section links: expected a JSON list"),
         ("links", ['[{"ifname": "eth0"}]'], "section links: 'mtu' missing"),
         ("addr", ['[{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "x"}]}]'], "addr"),
-        ("route4", ['[{"dst": "nowhere", "dev": "eth0"}]'], "section route4: bad route dest"),
-        ("route4", ['[{"dst": "default", "gateway": "198.51.100.1"}]'], "route4: 'dev' missing"),
+        ("routes4", ['[{"dst": "nowhere", "dev": "eth0"}]'], "section routes4: bad route dest"),
+        (
+            "routes4",
+            ['[{"dst": "default", "gateway": "198.51.100.1"}]'],
+            "routes4: route to default without a device",
+        ),
+        (
+            "routes4",
+            ['[{"dst": "default", "dev": "eth0", "prefsrc": "x;y"}]'],
+            "routes4: bad prefsrc",
+        ),
+        ("rules4", ['[{"priority": "high"}]'], "section rules4: rule without a numeric priority"),
+        ("modules", ["module br_netfilter maybe"], "section modules: unexpected state"),
         ("backends", ["backend netplan maybe no"], "section backends: expected yes or no"),
         ("backends", ["backend netplan no no"], "section backends: no line for networkmanager"),
         ("bridge_nf", ["call-iptables on"], "section bridge_nf: unexpected line"),

@@ -23,8 +23,8 @@ CLASSIC = [
     "route_del",
     "route_del",
     "addr_add",
-    "addr_del",
     "addr_add",
+    "addr_del",
     "addr_del",
     "route_add",
     "route_add",
@@ -47,11 +47,12 @@ def test_classic_v4_v6_order_and_arguments() -> None:
     first = p.steps[0]
     assert dict(first.args) == {"name": "br0", "mac": NIC_MAC, "stp": False, "forward_delay": 4}
     moves = [(s.kind, s.args["dev"], s.args["cidr"]) for s in p.steps if s.kind.startswith("addr")]
+    # all added first; the NIC's deleted in reverse, so the rollback restores them in order
     assert moves == [
         ("addr_add", "br0", V4),
-        ("addr_del", "eth0", V4),
         ("addr_add", "br0", V6),
         ("addr_del", "eth0", V6),
+        ("addr_del", "eth0", V4),
     ]
     adds = [(s.args["dev"], s.args["gateway"], s.args["metric"]) for s in p.steps[-2:]]
     assert adds == [("br0", GW4, None), ("br0", GW6, 1024)]
@@ -76,6 +77,7 @@ def test_rollback_is_the_reversed_inverses() -> None:
     assert rb[-1] == "bridge_del"
     assert rb.index("addr_add") < rb.index("route_add") < rb.index("link_nomaster")
     assert "modprobe" not in rb and "sysctl_load" not in rb
+    assert rb[rb.index("module_unload") + 1 :][:2] == ["file_restore", "file_restore"]
     restores = [s for s in p.rollback if s.kind == "file_restore"]
     assert [s.args["existed"] for s in restores] == [False, False]
 
@@ -105,11 +107,14 @@ def test_v6_only() -> None:
     assert p.probes == (GW6,)
 
 
-def test_several_addresses_move_pairwise_in_kernel_order() -> None:
+def test_several_addresses_move_in_kernel_order() -> None:
     p = plan(v4=(V4, "198.51.100.11/24"), v6=(V6, "2001:db8:100::11/64"))
+    assert p.expected.addresses == (V4, "198.51.100.11/24", V6, "2001:db8:100::11/64")
+    # the kernel lists IPv6 addresses newest first: add them in reverse to keep their order
     moved = [s.args["cidr"] for s in p.steps if s.kind == "addr_add"]
-    assert moved == [V4, "198.51.100.11/24", V6, "2001:db8:100::11/64"]
-    assert p.expected.addresses == tuple(moved)
+    assert moved == [V4, "198.51.100.11/24", "2001:db8:100::11/64", V6]
+    back = [s.args["cidr"] for s in p.rollback if s.kind == "addr_add"]
+    assert back == moved
 
 
 def test_already_bridged_is_unchanged() -> None:
@@ -214,8 +219,8 @@ def test_unbridge_mirrors_the_cutover() -> None:
         "route_del",
         "route_del",
         "addr_add",
-        "addr_del",
         "addr_add",
+        "addr_del",
         "addr_del",
         "route_add",
         "route_add",

@@ -30,9 +30,10 @@ ALL_STEPS: list[Step] = [
     mk.file_write(
         "/etc/x.conf", "a 'quoted' $(reboot) `x`\n\nlast\n", existed=True, backup_dir=None
     ),
-    mk.modprobe("br_netfilter"),
+    mk.modprobe("br_netfilter", None),
 ]
-ALL_STEPS.append(ALL_STEPS[-2].inverse)  # type: ignore[arg-type]
+ALL_STEPS.append(ALL_STEPS[-1].inverse)  # type: ignore[arg-type]  # module_unload
+ALL_STEPS.append(ALL_STEPS[-3].inverse)  # type: ignore[arg-type]  # file_restore, kept last
 
 
 def test_every_kind_is_covered() -> None:

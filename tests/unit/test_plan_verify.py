@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 
-from fleetbr.facts.model import Address, HostFacts, Link, Route
-from fleetbr.plan import plan_host, verify_applied, verify_restored
-from fleetbr.plan.netfilter import SYSCTL_FILE
-from tests.unit.test_plan_support import GW4, V4, bridged, facts, task
+import pytest
+
+from fleetbr.errors import FactsError
+from fleetbr.facts.model import Address, Bridge, HostFacts, Link, Route
+from fleetbr.facts.script import facts_script
+from fleetbr.plan import (
+    plan_host,
+    restore_check,
+    touched_by,
+    touched_lines,
+    verify_applied,
+    verify_restored,
+)
+from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE
+from fleetbr.plan.scope import parse_touched
+from tests.unit.test_plan_support import GW4, NIC_MAC, V4, bridged, facts, task
 
 PLAN = plan_host(task(), facts(), min_timeout=20)
 GOOD = bridged(facts())
@@ -93,7 +105,8 @@ def test_restore_differences_are_named() -> None:
     assert "link br0: absent was there before, missing now" in text
     assert "link eth0: ether master br0" in text
     assert f"route default via {GW4} dev eth0 (ipv4) was there before" in text
-    assert "bridge br0 stp False forward delay 4 ports ['eth0'] is new" in text
+    assert "bridge br0 stp False forward delay 4 is new" in text
+    assert "bridge port eth0 of br0 is new" in text
     assert "bridge-nf call-iptables=0 is new" in text
     assert f"file {SYSCTL_FILE} sha256" in text
 
@@ -114,3 +127,74 @@ def test_unbridge_expectations() -> None:
     problems = verify_applied(un, GOOD)
     assert "bridge br0 still exists" in problems
     assert "eth0 is still a port of br0" in problems
+
+
+# --- the scope of a restore check: what the transaction touched --------------------------------
+
+
+def test_the_scope_is_the_plans_objects_and_survives_staging() -> None:
+    touched = touched_by(PLAN)
+    assert touched.devs == {"eth0", "br0"}
+    assert (4, "main", "default") in touched.routes and (6, "main", "default") in touched.routes
+    assert touched.sysctls == {"call-iptables", "call-ip6tables", "call-arptables"}
+    assert touched.files == {SYSCTL_FILE, UDEV_FILE}
+    lines = touched_lines(touched)
+    assert lines[:2] == ["dev br0", "dev eth0"] and "route 4 main default" in lines
+    assert parse_touched(lines) == touched
+    script = facts_script(touched=lines)
+    assert "section touched\necho 'dev br0'\n" in script.replace("@@fleetbr-section ", "section ")
+    with pytest.raises(FactsError, match="section touched"):
+        parse_touched(["dev eth0;reboot"])
+
+
+def test_unrelated_changes_are_reported_apart_and_never_fail() -> None:
+    before = facts()
+    tap = Link("vnet0", "tun", "fe:54:00:00:00:01", 1500, "UP", True, "br0")
+    after = dataclasses.replace(
+        before,
+        links=(*before.links, tap, Link("virbr0", "bridge", None, 1500, "UP", True, None)),
+        bridges=(Bridge("virbr0", False, 2, ("vnet1",)),),
+        addresses=(*before.addresses, Address("virbr0", 4, "203.0.113.1/24", "global")),
+        routes=(*before.routes, Route(4, "203.0.113.0/24", "virbr0", None, None, "kernel")),
+    )
+    check = restore_check(before, after, touched_by(PLAN))
+    assert check.problems == []
+    assert "link vnet0: tun master br0 up mac fe:54:00:00:00:01 is new" in check.unrelated
+    assert "bridge port vnet1 of virbr0 is new" in check.unrelated
+    assert "address 203.0.113.1/24 on virbr0 is new" in check.unrelated
+    # with no scope known (a snapshot staged by an older fleetbr) everything counts
+    assert set(check.unrelated) <= set(restore_check(before, after, None).problems)
+
+
+def test_a_touched_device_that_changed_is_a_problem_even_among_unrelated_ones() -> None:
+    before = facts()
+    down = tuple(
+        dataclasses.replace(x, admin_up=False) if x.name == "eth0" else x for x in before.links
+    )
+    after = dataclasses.replace(
+        before, links=(*down, Link("vnet0", "tun", None, 1500, "UP", True, None))
+    )
+    check = restore_check(before, after, touched_by(PLAN))
+    assert check.problems == [
+        f"link eth0: ether master None up mac {NIC_MAC} was there before, missing now",
+        f"link eth0: ether master None down mac {NIC_MAC} is new",
+    ]
+    assert check.unrelated == ["link vnet0: tun master None up mac None is new"]
+
+
+def test_a_route_in_another_table_through_the_nic_is_in_scope() -> None:
+    before = dataclasses.replace(
+        facts(), routes=(*facts().routes, Route(4, "default", "eth0", GW4, table="100"))
+    )
+    after = facts()
+    assert verify_restored(before, after, PLAN) == [
+        f"route default via {GW4} dev eth0 table 100 (ipv4) was there before, missing now"
+    ]
+
+
+def test_facts_of_an_older_script_compare_only_the_main_table() -> None:
+    before = dataclasses.replace(facts(), route_tables="main")
+    after = dataclasses.replace(
+        facts(), routes=(*facts().routes, Route(4, "default", "eth0", GW4, table="100"))
+    )
+    assert verify_restored(before, after, PLAN) == []

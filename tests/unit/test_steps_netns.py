@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,19 @@ from typing import Any
 
 import pytest
 
-from fleetbr.facts.model import Address, Bridge, HostFacts, Link, Route
+from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.parse_ip import parse_addresses, parse_bridges, parse_links
+from fleetbr.facts.parse_routes import parse_routes, parse_rules
 from fleetbr.plan import (
     Plan,
     plan_host,
     rollback_script,
+    step_command,
     steps_script,
     verify_applied,
     verify_restored,
 )
+from fleetbr.plan import steps as mk
 from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE, sha256
 from fleetbr.tasks import load_task, render_task
 
@@ -104,66 +109,10 @@ def _ip_json(ns: str, *args: str) -> list[dict[str, Any]]:
     return data
 
 
-def _links(ns: str) -> tuple[tuple[Link, ...], tuple[Bridge, ...]]:
-    raw = _ip_json(ns, "-d", "link", "show")
-    links = tuple(
-        Link(
-            name=d["ifname"],
-            kind=d.get("linkinfo", {}).get("info_kind", d.get("link_type", "ether")),
-            mac=d.get("address"),
-            mtu=d["mtu"],
-            state=d["operstate"],
-            admin_up="UP" in d["flags"],
-            master=d.get("master"),
-        )
-        for d in raw
-    )
-    bridges = tuple(
-        Bridge(
-            name=d["ifname"],
-            stp=d["linkinfo"]["info_data"]["stp_state"] != 0,
-            forward_delay=d["linkinfo"]["info_data"]["forward_delay"] // 100,
-            ports=tuple(link.name for link in links if link.master == d["ifname"]),
-        )
-        for d in raw
-        if d.get("linkinfo", {}).get("info_kind") == "bridge"
-    )
-    return links, bridges
-
-
-def _addresses(ns: str) -> tuple[Address, ...]:
-    return tuple(
-        Address(
-            d["ifname"],
-            4 if a["family"] == "inet" else 6,
-            f"{a['local']}/{a['prefixlen']}",
-            a["scope"],
-        )
-        for d in _ip_json(ns, "addr", "show")
-        for a in d.get("addr_info", [])
-    )
-
-
-def _routes(ns: str) -> tuple[Route, ...]:
-    out: list[Route] = []
-    for family in (4, 6):
-        for r in _ip_json(ns, f"-{family}", "route", "show", "table", "main"):
-            out.append(
-                Route(
-                    family,
-                    r["dst"],
-                    r["dev"],
-                    r.get("gateway"),
-                    r.get("metric"),
-                    r.get("protocol", "boot"),
-                )
-            )
-    return tuple(out)
-
-
 def read_facts(lab: Lab) -> HostFacts:
-    """A minimal facts reader for the lab host (the real one lives in fleetbr.facts)."""
-    links, bridges = _links(lab.host)
+    """The host's facts through fleetbr's own parsers, from ``ip -j`` run here (faster than the
+    whole facts script, whose process scan is slow on a busy machine)."""
+    links = _ip_json(lab.host, "-d", "link", "show")
     probe = (
         "for k in iptables ip6tables arptables; do cat /proc/sys/net/bridge/bridge-nf-call-$k; "
         f"done; for f in {SYSCTL_FILE} {UDEV_FILE}; do "
@@ -176,23 +125,68 @@ def read_facts(lab: Lab) -> HostFacts:
         for k, v in zip(("iptables", "ip6tables", "arptables"), lines[:3], strict=True)
     }
     pairs = zip((SYSCTL_FILE, UDEV_FILE), lines[3:], strict=True)
-    files = {p: (None if h == "none" else h) for p, h in pairs}
     return HostFacts(
         hostname=lab.host,
         kernel=os.uname().release,
         pid1_systemd=False,
-        links=links,
-        addresses=_addresses(lab.host),
-        routes=_routes(lab.host),
-        bridges=bridges,
+        links=parse_links(links),
+        addresses=parse_addresses(_ip_json(lab.host, "addr", "show")),
+        routes=tuple(
+            route
+            for family in (4, 6)
+            for route in parse_routes(
+                "routes", _ip_json(lab.host, f"-{family}", "route", "show", "table", "all"), family
+            )
+        ),
+        bridges=parse_bridges(links, _bridge_links(lab.host), ()),
         bridge_nf=nf,
         docker=(),
         backends=(),
         libvirt=False,
-        has_modules=False,
+        has_modules=False,  # a plan must never load a module into this machine's kernel
         has_sysctl=shutil.which("sysctl") is not None,
-        managed_files=files,
+        managed_files={p: (None if h == "none" else h) for p, h in pairs},
+        rules=tuple(
+            rule
+            for family in (4, 6)
+            for rule in parse_rules("rules", _ip_json(lab.host, f"-{family}", "rule"), family)
+        ),
+        br_netfilter="builtin",
     )
+
+
+def _bridge_links(ns: str) -> list[dict[str, Any]]:
+    out = sh("ip", "netns", "exec", ns, "bridge", "-j", "link", "show").stdout
+    data: list[dict[str, Any]] = json.loads(out or "[]")
+    return data
+
+
+def kernel_state(lab: Lab) -> dict[str, Any]:
+    """Routes of every table, rules and addresses, raw from iproute2 (volatile fields dropped),
+    once IPv6 DAD is over (a link-local address gets its local route only then)."""
+    deadline = time.monotonic() + 10
+    while _ip_json(lab.host, "-6", "addr", "show", "tentative") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        drop = ("valid_life_time", "preferred_life_time", "ifindex", "link_index", "tentative")
+        for item in items:
+            for info in item.get("addr_info", []):
+                for key in drop:
+                    info.pop(key, None)
+            for key in drop:
+                item.pop(key, None)
+        return sorted(items, key=lambda d: json.dumps(d, sort_keys=True))
+
+    return {
+        f"{what}{family}": clean(_ip_json(lab.host, f"-{family}", *args))
+        for family in (4, 6)
+        for what, args in (
+            ("routes", ("route", "show", "table", "all")),
+            ("rules", ("rule", "show")),
+            ("addr", ("addr", "show")),
+        )
+    }
 
 
 @pytest.fixture
@@ -350,3 +344,145 @@ def test_bridge_settings_change_in_place(lab: Lab, tmp_path: Path) -> None:
     assert_ok(lab.run(rollback_script(plan.rollback)))
     assert verify_restored(bridged, read_facts(lab), plan) == []
     assert read_facts(lab).bridges == bridged.bridges
+
+
+# --- routes of every table, sources and labels (issue 6 item 12) --------------------------------
+
+ROUTED = [
+    "addr add 198.51.100.12/24 dev eth0 label eth0:svc",
+    "route add default via 198.51.100.1 dev eth0 table 100",
+    "route add 203.0.113.128/25 via 198.51.100.1 dev eth0 src 198.51.100.12 proto static mtu 1400",
+    "route add 198.51.100.64/26 dev eth0 scope link table 100 src 198.51.100.12",
+    "route add blackhole 203.0.113.7/32 table 100",
+    "route add unreachable 203.0.113.8/32 metric 7",
+    "-6 route add 2001:db8:300::/48 via 2001:db8:100::1 dev eth0 table 100 pref high",
+    "-6 route add prohibit 2001:db8:301::/48",
+    "rule add from 198.51.100.12 lookup 100 priority 100",
+]
+
+
+def routed(lab: Lab) -> None:
+    """Give the host routes in table 100, routes with a source, a labelled address, a rule."""
+    for line in ROUTED:
+        sh("ip", "-n", lab.host, *line.split())
+
+
+def test_routes_of_every_table_move_and_come_back_exactly(lab: Lab) -> None:
+    routed(lab)
+    before, raw = read_facts(lab), kernel_state(lab)
+    plan = make_plan(lab, before)
+    assert_ok(lab.run(steps_script(plan.steps)))
+    after = read_facts(lab)
+    assert verify_applied(plan, after) == []
+    moved = {(r.table, r.dst, r.dev, r.src) for r in after.routes}
+    assert ("100", "default", "br0", None) in moved
+    assert ("main", "203.0.113.128/25", "br0", "198.51.100.12") in moved
+    assert ("100", "198.51.100.64/26", "br0", "198.51.100.12") in moved
+    assert ("100", "2001:db8:300::/48", "br0", None) in moved
+    assert [a.label for a in after.addresses_of("br0") if a.family == 4] == [None, "br0:svc"]
+    assert lab.ping("198.51.100.1")
+    assert_ok(lab.run(rollback_script(plan.rollback)))
+    assert verify_restored(before, read_facts(lab), plan) == []
+    assert kernel_state(lab) == raw
+
+
+@pytest.mark.parametrize("k", range(1, 26))
+def test_routed_host_rollback_after_partial_apply_restores_exactly(lab: Lab, k: int) -> None:
+    routed(lab)
+    before, raw = read_facts(lab), kernel_state(lab)
+    plan = make_plan(lab, before)
+    if k >= len(plan.steps):
+        pytest.skip(f"the plan has only {len(plan.steps)} steps")
+    assert_ok(lab.run(steps_script(plan.steps[:k])))
+    assert_ok(lab.run(rollback_script(plan.rollback)))
+    assert kernel_state(lab) == raw
+
+
+# --- route_del: "already gone" must mean gone (issue 6 item 7) ----------------------------------
+
+# Make every `ip ... route del` fail, as when the kernel refuses a delete: the step may then only
+# succeed if the route is really gone.
+NO_DELETE = 'ip() { if [ "$2" = route ] && [ "$3" = del ]; then return 2; fi; command ip "$@"; }\n'
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        Route(4, "203.0.113.7/32", "", type="blackhole"),
+        Route(4, "203.0.113.8/32", "", metric=7, type="unreachable"),
+        Route(4, "203.0.113.9/32", "", type="prohibit", table="100"),
+        Route(6, "2001:db8:301::/48", "", metric=1024, type="prohibit"),
+        Route(6, "2001:db8:302::/48", "", metric=1024, type="blackhole", table="100"),
+        Route(4, "203.0.113.128/25", "eth0", "198.51.100.1", table="100"),
+    ],
+    ids=lambda r: f"{r.type}-{r.dst}-{r.table}",
+)
+def test_route_del_reports_gone_only_when_it_is(lab: Lab, route: Route) -> None:
+    add = mk.route_add(route)
+    delete = add.inverse
+    assert delete is not None
+    assert_ok(lab.run(step_command(add)))
+    assert lab.run(NO_DELETE + step_command(delete)).returncode != 0  # still there: a failure
+    assert_ok(lab.run(step_command(delete)))
+    assert not any(r.dst == route.dst and r.table == route.table for r in read_facts(lab).routes), (
+        "route still there"
+    )
+    assert_ok(lab.run(NO_DELETE + step_command(delete)))  # gone: a rollback may run twice
+    assert_ok(lab.run(step_command(add)))  # and put back
+    assert any(r.dst == route.dst and r.type == route.type for r in read_facts(lab).routes)
+
+
+# --- br_netfilter: unload only what the apply loaded, when nothing uses it (item 2) -------------
+
+# A private /sys/module and stand-ins for modprobe/rmmod: the machine's kernel is never touched.
+FAKE_MODULES = """
+mount -t tmpfs fleetbr-test /sys/module
+m=/sys/module/br_netfilter
+load() { mkdir -p "$m/holders"; echo live > "$m/initstate"; echo 0 > "$m/refcnt"; }
+modprobe() { echo "modprobe $*" >> "$LOG"; load; }
+rmmod() { echo "rmmod $*" >> "$LOG"; rm -rf "$m"; }
+"""
+
+
+def run_modules(lab: Lab, setup: str, *steps: str) -> tuple[list[str], bool]:
+    """Run ``steps`` with the fake modules after ``setup``; (calls made, module loaded after)."""
+    log = lab.root / "modules.log"
+    log.write_text("")
+    script = (
+        f"LOG={log}\n{FAKE_MODULES}{setup}\n"
+        + "\n".join(f"{s} || exit 9" for s in steps)
+        + '\n[ -e "$m/initstate" ] && echo LOADED || :\n'
+    )
+    out = lab.run(script)
+    assert out.returncode == 0, out.stderr
+    return log.read_text().splitlines(), "LOADED" in out.stdout
+
+
+def test_module_loaded_by_the_apply_is_unloaded_by_the_rollback(lab: Lab) -> None:
+    load = mk.modprobe("br_netfilter", str(lab.backups))
+    assert load.inverse is not None
+    unload = step_command(load.inverse)
+    calls, loaded = run_modules(lab, "", step_command(load), unload, unload)
+    assert calls == ["modprobe br_netfilter", "rmmod br_netfilter"] and not loaded
+    assert not (lab.backups / "module-br_netfilter.loaded").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "why"),
+    [
+        ("load", "loaded before the apply"),
+        ("", "in use (refcount 1)"),
+        ("", "a dependent module holds it"),
+    ],
+)
+def test_module_that_is_not_ours_alone_stays_loaded(lab: Lab, setup: str, why: str) -> None:
+    load = mk.modprobe("br_netfilter", str(lab.backups))
+    assert load.inverse is not None
+    use = {
+        "in use (refcount 1)": 'echo 1 > "$m/refcnt"',
+        "a dependent module holds it": 'mkdir "$m/holders/xt_physdev"',
+    }.get(why, ":")
+    calls, loaded = run_modules(lab, setup, step_command(load), use, step_command(load.inverse))
+    assert loaded, why
+    assert "rmmod br_netfilter" not in calls
+    assert calls == ([] if setup else ["modprobe br_netfilter"])

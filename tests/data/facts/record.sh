@@ -1,5 +1,8 @@
 #!/bin/sh
 # Re-record the facts fixtures in this folder from real iproute2 output.
+# (legacy_plain.txt is not re-recorded: it is the plain host as the facts script of fleetbr 11389df
+# reported it, main-table routes only and no rules/modules sections, kept to test that snapshots
+# staged by older versions still parse.)
 # Run from the repository root as root: sh tests/data/facts/record.sh
 # Everything happens inside a fresh network + mount namespace with a private /run, so nothing
 # touches this machine's network, /etc or /var. Lab addresses only (198.51.100.0/24, 203.0.113.0/24,
@@ -93,6 +96,23 @@ ip -n multi route add 198.51.100.250/32 nexthop via 198.51.100.1 dev eth0 nextho
 ip -n multi -6 route add default via 2001:db8:1::1 metric 1024
 capture multi "$work/default.sh" multi
 
+# routed: routes in another table (100) and with a source address, a labelled secondary address,
+# a typed route in table 100, policy rules (one names eth0), an IPv6 route with a preference.
+host routed
+ip -n routed addr add 198.51.100.80/24 dev eth0
+ip -n routed addr add 198.51.100.81/24 dev eth0 label eth0:svc
+ip -n routed -6 addr add 2001:db8:1::80/64 dev eth0 nodad
+ip -n routed route add default via 198.51.100.1
+ip -n routed route add default via 198.51.100.1 table 100
+ip -n routed route add 203.0.113.0/24 via 198.51.100.1 src 198.51.100.81 metric 20 proto static mtu 1400
+ip -n routed route add unreachable 203.0.113.128/25 table 100
+ip -n routed -6 route add default via 2001:db8:1::1
+ip -n routed -6 route add 2001:db8:300::/48 via 2001:db8:1::1 table 100 pref high
+ip -n routed rule add from 198.51.100.81 lookup 100 priority 100
+ip -n routed rule add iif eth0 fwmark 0x5 lookup 100 priority 200
+ip -n routed -6 rule add from 2001:db8:1::/64 lookup 100 priority 100
+capture routed "$work/default.sh" routed
+
 # docker: a docker0 bridge and a docker user network bridge next to eth0.
 host docker
 ip -n docker addr add 198.51.100.50/24 dev eth0
@@ -161,6 +181,14 @@ ip netns exec backends unshare -u -m --propagation private sh -c '
     PATH="$1/bin:$PATH" exec sh -s' - "$work" <"$work/default.sh" >"$out/backends.txt"
 kill "$nm" "$nd"
 sed -i "s#$work#/tmp/fleetbr-rec#g" "$out/backends.txt"
+
+# nf_absent: the lab kernel has bridge netfilter built in, so a host without br_netfilter loaded
+# is the plain host's output edited to what such a host reports: no bridge-nf keys, the module
+# absent, /lib/modules present (modprobe can load it).
+sed -e '/^call-\(iptables\|ip6tables\|arptables\) [0-9]*$/d' \
+    -e 's/^has_modules=no$/has_modules=yes/' \
+    -e 's/^module br_netfilter .*$/module br_netfilter absent/' \
+    -e 's/^hostname=plain$/hostname=nf_absent/' "$out/plain.txt" >"$out/nf_absent.txt"
 
 rm -rf "$work"
 echo "recorded into $out"
