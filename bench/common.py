@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from fleetbr import lab
 from fleetbr.inventory import load_inventory
 
@@ -207,3 +209,12 @@ def profile_top(argv: Sequence[str], limit: int = 25) -> None:
         print(f"\ncProfile of {' '.join(argv[:2])} (top {limit} by own time):")
         stats = pstats.Stats(str(out), stream=sys.stdout)
         stats.sort_stats("tottime").print_stats(limit)
+
+
+def task_copy(directory: Path, timeout: int) -> Path:
+    """tasks/bridge.yaml with the dead-man timeout set to ``timeout`` seconds, in ``directory``."""
+    doc = yaml.safe_load((REPO / "tasks" / "bridge.yaml").read_text(encoding="utf-8"))
+    doc["deadman"]["timeout"] = timeout
+    path = directory / "bridge.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path

@@ -13,11 +13,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
 from bench.common import (
     PYTHON,
-    REPO,
     Check,
     Run,
     alternate,
@@ -25,21 +22,13 @@ from bench.common import (
     parser,
     profile_top,
     report,
+    task_copy,
     write_targets,
 )
 from fleetbr import lab
 
 TARGET = 1.5
 DEADMAN = 30
-
-
-def task_copy(directory: Path) -> Path:
-    """tasks/bridge.yaml with the dead-man timeout set to DEADMAN seconds."""
-    doc = yaml.safe_load((REPO / "tasks" / "bridge.yaml").read_text(encoding="utf-8"))
-    doc["deadman"]["timeout"] = DEADMAN
-    path = directory / "bridge.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def check_fleetbr(run: Run, hosts: int) -> None:
@@ -77,7 +66,7 @@ def main() -> int:
     args = parser("fleetbr apply vs bare asyncssh cutover").parse_args()
     with lab_up(args.hosts, args.prefix) as built, tempfile.TemporaryDirectory() as tmp:
         targets = write_targets(built, Path(tmp) / "targets.json")
-        task = task_copy(Path(tmp))
+        task = task_copy(Path(tmp), DEADMAN)
         fleetbr = [PYTHON, "-m", "fleetbr", "-i", str(built.inventory_dir), "--json", "apply",
                    str(task)]  # fmt: skip
         sides: dict[str, tuple[list[str], Check]] = {

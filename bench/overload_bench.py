@@ -19,9 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
-from bench.common import PYTHON, REPO, lab_up, parser, timed
+from bench.common import PYTHON, lab_up, parser, task_copy, timed
 from fleetbr import lab
 
 DEADMAN = 60
@@ -53,15 +51,6 @@ def reset_all(built: lab.Lab) -> None:
         list(pool.map(lambda h: lab.reset_host(built, h), built.hosts))
 
 
-def task_copy(directory: Path) -> Path:
-    """tasks/bridge.yaml with a DEADMAN-second timer."""
-    doc = yaml.safe_load((REPO / "tasks" / "bridge.yaml").read_text(encoding="utf-8"))
-    doc["deadman"]["timeout"] = DEADMAN
-    path = directory / "bridge.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def main() -> None:
     """Run the three sides and print the table."""
     args = parser("apply under overload: slow login shells, -f = hosts", rounds=1)
@@ -72,7 +61,7 @@ def main() -> None:
     sides = {"clean": ("", False), "slow": (slow_rc, False), "slow, no pacing": (slow_rc, True)}
     rows: dict[str, list[tuple[float, float, dict[str, object]]]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as tmp, lab_up(opts.hosts, opts.prefix) as built:
-        task = task_copy(Path(tmp))
+        task = task_copy(Path(tmp), DEADMAN)
         for index in range(opts.rounds):
             order = list(sides) if index % 2 == 0 else list(reversed(list(sides)))
             for name in order:

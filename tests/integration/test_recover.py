@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
 from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import (
-    armed,
-    armed_txid,
-    enslaved,
-    events,
-    sh,
-    task_file,
-    wait_for,
-)
+from tests.integration.txhelpers import armed, sh, stale_bridged_transaction
 
 
 def test_stale_transaction_is_rolled_back_on_request(
@@ -27,20 +15,9 @@ def test_stale_transaction_is_rolled_back_on_request(
 ) -> None:
     fresh_host("hv02")
     inventory = str(lab.inventory_dir)
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", inventory, "-l", "hv02", "apply",
-         str(task_file(tmp_path, timeout=120))],
-        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: enslaved(lab, "hv02") and "applied" in events(lab, "hv02"), 20, "apply")
-    finally:
-        controller.send_signal(signal.SIGKILL)
-        controller.wait()
-    # the dead-man timer dies too (OOM killer, an operator's pkill): nobody will ever decide
-    txid = armed_txid(lab, "hv02")
-    sh(lab, "hv02", f'kill -s KILL -- "-$(cut -d " " -f 1 /var/lib/fleetbr/tx/{txid}/timer.proc)"')
+    # the controller dies, and so does the dead-man timer (OOM killer, an operator's pkill):
+    # nobody will ever decide
+    txid = stale_bridged_transaction(lab, "hv02", tmp_path)
 
     code, doc, _ = fleetbr("-i", inventory, "-l", "hv02", "status")
     assert code == 1 and "STALE" in doc["hv02"]["message"]

@@ -4,33 +4,17 @@ item 9)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
 from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, enslaved, events, sh, task_file, wait_for
+from tests.integration.txhelpers import armed, sh, stale_bridged_transaction, wait_for
 
 
 def leave_stale(lab: Lab, host: str, tmp_path: Path) -> str:
     """Apply the bridge task and kill the controller and the timer: a stale transaction."""
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", host, "apply",
-         str(task_file(tmp_path, timeout=120))],
-        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 20, "apply")
-    finally:
-        controller.send_signal(signal.SIGKILL)
-        controller.wait()
-    txid = sh(lab, host, "cat /var/lib/fleetbr/armed").strip()
-    sh(lab, host, f'kill -s KILL -- "-$(cat /var/lib/fleetbr/tx/{txid}/timer.pid)"')
+    txid = stale_bridged_transaction(lab, host, tmp_path)
 
     def stale() -> bool:
         _, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", host, "status")

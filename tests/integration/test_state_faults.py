@@ -5,10 +5,8 @@ armed marker, a user who cannot read the state, two controllers racing for the a
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,10 +26,10 @@ from tests.integration.test_sudo import _inventory as sudo_inventory
 from tests.integration.test_transaction import assert_bridged
 from tests.integration.txhelpers import (
     armed,
-    enslaved,
     events,
     fleetbr_processes,
     sh,
+    stale_bridged_transaction,
     task_file,
     wait_for,
 )
@@ -43,26 +41,6 @@ OTHER_BOOT = "00000000-0000-4000-8000-000000000000"
 def marker(lab: Lab, host: str) -> str:
     """What the armed marker names: a symlink's target, or a plain file's first line (0.1)."""
     return sh(lab, host, f"readlink {STATE}/armed || head -n 1 {STATE}/armed").strip()
-
-
-def stale_bridged_transaction(lab: Lab, host: str, tmp_path: Path) -> str:
-    """Apply the bridge task, then SIGKILL the controller and every process fleetbr left on the
-    host (the timer too): the host stays bridged under an armed transaction nobody will decide."""
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", host, "apply",
-         str(task_file(tmp_path, timeout=120))],
-        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 30, "apply")
-    finally:
-        controller.send_signal(signal.SIGKILL)
-        controller.wait()
-    for line in fleetbr_processes(lab, host):
-        os.kill(int(line.split(" ", 1)[0]), signal.SIGKILL)
-    wait_for(lambda: not fleetbr_processes(lab, host), 5, "fleetbr's processes to die")
-    return marker(lab, host)
 
 
 @contextmanager

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,3 +100,24 @@ def fleetbr_processes(lab: Lab, host: str) -> list[str]:
         for pid, argv in host_processes(lab, host).items()
         if pid != holder and not (argv and argv[0].startswith("sshd"))
     ]
+
+
+def stale_bridged_transaction(lab: Lab, host: str, tmp_path: Path) -> str:
+    """Apply the bridge task, then SIGKILL the controller and every process fleetbr left on the
+    host (the timer too): the host stays bridged under an armed transaction nobody will decide.
+    Returns its txid."""
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", host, "apply",
+         str(task_file(tmp_path, timeout=120))],
+        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 30, "apply")
+    finally:
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+    for line in fleetbr_processes(lab, host):
+        os.kill(int(line.split(" ", 1)[0]), signal.SIGKILL)
+    wait_for(lambda: not fleetbr_processes(lab, host), 5, "fleetbr's processes to die")
+    return armed_txid(lab, host)
