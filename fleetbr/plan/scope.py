@@ -34,8 +34,9 @@ class Touched:
 
 
 def touched_by(plan: Plan) -> Touched:
-    """The scope of ``plan``: its NIC and bridge plus every object its steps name."""
-    devs = {plan.expected.nic, plan.expected.bridge}
+    """The scope of ``plan``: its NIC and bridge plus every object its steps name (a plan of
+    ``run --deadman`` names none: what an arbitrary command touches is unknown)."""
+    devs = {dev for dev in (plan.expected.nic, plan.expected.bridge) if dev}
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
     for step in plan.steps:

@@ -9,6 +9,7 @@ from pathlib import Path
 from fleetbr.facts.model import ArmedTransaction
 from fleetbr.plan import step_command
 from fleetbr.plan.command import plan_command
+from fleetbr.transaction import scripts
 from fleetbr.transaction.command import CommandChange
 from tests.unit.test_plan_support import facts
 
@@ -54,3 +55,11 @@ def test_long_commands_get_a_short_one_line_description() -> None:
     plan = plan_command("h", facts(), "echo x\n" * 40, "true", timeout=60, min_timeout=13)
     description = plan.steps[0].description
     assert "\n" not in description and len(description) <= 65
+
+
+def test_a_command_plan_can_be_staged() -> None:
+    """Its snapshot names no touched object (fleetbr cannot know what a command changes)."""
+    change = CommandChange("true", "true", 60)
+    plan = change.plan(facts(), 13)
+    staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan, change.staged_files())
+    assert {"command.sh", "undo.sh", "facts.sh"} <= set(staged.files)
