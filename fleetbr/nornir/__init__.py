@@ -13,7 +13,13 @@ The connection plugin is registered through the ``nornir.plugins.connections`` e
 """
 
 from fleetbr.nornir.connection import CONNECTION_NAME, FleetbrConnection
-from fleetbr.nornir.tasks import fleetbr_apply, fleetbr_facts, fleetbr_plan
+from fleetbr.nornir.tasks import (
+    FleetbrResult,
+    fleetbr_apply,
+    fleetbr_facts,
+    fleetbr_plan,
+    host_result,
+)
 
 # Short names: nr.run(task=fleetbr.nornir.apply, ...).
 facts = fleetbr_facts
@@ -25,10 +31,12 @@ apply = fleetbr_apply
 __all__ = [
     "CONNECTION_NAME",
     "FleetbrConnection",
+    "FleetbrResult",
     "apply",
     "facts",
     "fleetbr_apply",
     "fleetbr_facts",
     "fleetbr_plan",
+    "host_result",
     "plan",
 ]

@@ -37,6 +37,20 @@ from fleetbr.transport import Connection
 ConnectedJob = Callable[[Connection, HostSpec], Awaitable[HostResult]]
 
 
+class FleetbrResult(Result):
+    """A nornir Result carrying fleetbr's :class:`HostResult` (and, from facts, HostFacts)."""
+
+    host_result: HostResult
+    facts: HostFacts | None
+
+
+def host_result(result: Result) -> HostResult:
+    """fleetbr's HostResult of a Result returned by a fleetbr task (typed access)."""
+    if not isinstance(result, FleetbrResult):
+        raise TypeError(f"not the Result of a fleetbr task: {result!r:.80}")
+    return result.host_result
+
+
 def fleetbr_facts(task: Task) -> Result:
     """Gather the host's network facts (read-only). ``Result.facts`` is the typed HostFacts."""
     gathered: list[HostFacts] = []
@@ -145,16 +159,16 @@ def _rendered(task_file: TaskSource, spec: HostSpec) -> BridgeTask:
     return render_task(task_template(task_file), spec.context())
 
 
-def _nornir_result(task: Task, host_result: HostResult, **attributes: Any) -> Result:
+def _nornir_result(task: Task, done: HostResult, facts: HostFacts | None = None) -> Result:
     """fleetbr's HostResult as a nornir Result (see the module docstring)."""
-    changed = host_result.status in (Status.CONFIRMED, Status.PLANNED)
-    steps: Any = host_result.data.get("steps") or []
-    return Result(
+    changed = done.status in (Status.CONFIRMED, Status.PLANNED)
+    steps: Any = done.data.get("steps") or []
+    return FleetbrResult(
         host=task.host,
-        result=host_result.to_dict(),
+        result=done.to_dict(),
         changed=changed,
         diff="\n".join(steps) if changed else "",
-        failed=not host_result.ok,
-        host_result=host_result,
-        **attributes,
+        failed=not done.ok,
+        host_result=done,
+        facts=facts,
     )
