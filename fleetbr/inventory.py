@@ -449,6 +449,16 @@ def check_client_keys(directory: Path, hosts: Sequence[HostSpec], key: str | Non
                 )
 
 
+def key_problem(spec: HostSpec) -> str:
+    """``client_keys: PATH: why`` for the first private key of ``spec`` that cannot be read, or
+    "" when every one can (for callers that check one host at a time, as the Nornir tasks do)."""
+    for path in spec.ssh.client_keys:
+        problem = _unreadable(path)
+        if problem:
+            return f"client_keys: {path}: {problem}"
+    return ""
+
+
 def _unreadable(path: str) -> str:
     """Why ``path`` cannot be read as a key file, or "" when it can."""
     try:

@@ -13,6 +13,7 @@ The connection plugin is registered through the ``nornir.plugins.connections`` e
 """
 
 from fleetbr.nornir.connection import CONNECTION_NAME, FleetbrConnection
+from fleetbr.nornir.loop import run_coroutine
 from fleetbr.nornir.tasks import (
     FleetbrResult,
     fleetbr_apply,
@@ -39,4 +40,5 @@ __all__ = [
     "fleetbr_plan",
     "host_result",
     "plan",
+    "run_coroutine",
 ]

@@ -4,8 +4,9 @@ Registered through the ``nornir.plugins.connections`` entry point, so
 ``task.host.get_connection("fleetbr", task.nornir.config)`` returns a
 :class:`fleetbr.transport.Connection` (``await conn.run_script(...)`` on the shared loop). Its
 settings are the host's ``connection_options.fleetbr`` (``extras`` as in fleetbr's inventory),
-checked by the same code, and host keys are checked exactly as the CLI checks them: always,
-against ``known_hosts`` (default ``~/.ssh/known_hosts``), never accepted on their own.
+checked by the same code (and every private key must be readable), and host keys are checked
+exactly as the CLI checks them: always, against ``known_hosts`` (default
+``~/.ssh/known_hosts``), never accepted on their own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from nornir.core.configuration import Config
 from nornir.core.inventory import ConnectionOptions
 
 from fleetbr.errors import InventoryError, ValidationError
-from fleetbr.inventory import HostSpec, spec_from_connection
+from fleetbr.inventory import HostSpec, key_problem, spec_from_connection
 from fleetbr.nornir.loop import SHARED, LoopThread
 from fleetbr.transport import Connection, connect
 
@@ -75,6 +76,10 @@ def connection_spec(
         hostname=hostname, port=port, username=username, password=password, extras=extras
     )
     try:
-        return spec_from_connection(str(hostname), params)
+        spec = spec_from_connection(str(hostname), params)
     except ValidationError as exc:
         raise InventoryError(f"{CONNECTION_NAME} connection to {hostname}: {exc}") from None
+    problem = key_problem(spec)
+    if problem:
+        raise InventoryError(f"{CONNECTION_NAME} connection to {hostname}: {problem}")
+    return spec

@@ -140,4 +140,12 @@ class SharedLoop:
 SHARED = SharedLoop()
 """The loop of the ``fleetbr`` connection plugin and the fleetbr Nornir tasks."""
 
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the shared loop and wait for it: how a Nornir task of your own uses the
+    ``fleetbr`` connection (``run_coroutine(conn.run_script("...", label="..."))``)."""
+    with SHARED.use() as loop:
+        return loop.run(coro)
+
+
 atexit.register(SHARED.shutdown)

@@ -20,10 +20,10 @@ from typing import Any
 from nornir.core.task import Result, Task
 
 from fleetbr.api import TaskSource, task_label, task_template
-from fleetbr.errors import FleetbrError, ValidationError
+from fleetbr.errors import FleetbrError, TransportError, ValidationError
 from fleetbr.facts.gather import gather, summarize
 from fleetbr.facts.model import HostFacts
-from fleetbr.inventory import HostSpec, nornir_host_spec
+from fleetbr.inventory import HostSpec, key_problem, nornir_host_spec
 from fleetbr.nornir.connection import CONNECTION_NAME
 from fleetbr.nornir.loop import SHARED
 from fleetbr.plan import plan_host
@@ -141,7 +141,19 @@ def _run_connected(task: Task, prepare: Callable[[HostSpec], ConnectedJob]) -> H
         except FleetbrError as exc:
             error = exc
             return loop.run(run_one(spec, lambda _: _raise(error)))
-        return loop.run(run_one(spec, lambda spec: job(conn, spec)))
+        broken: list[TransportError] = []
+
+        async def connected(spec: HostSpec) -> HostResult:
+            try:
+                return await job(conn, spec)
+            except TransportError as exc:
+                broken.append(exc)
+                raise
+
+        done = loop.run(run_one(spec, connected))
+    if broken:  # a lost or stuck session: the next task opens a new connection
+        task.host.close_connection(CONNECTION_NAME)
+    return done
 
 
 async def _raise(exc: FleetbrError) -> HostResult:
@@ -149,10 +161,15 @@ async def _raise(exc: FleetbrError) -> HostResult:
 
 
 def _spec(task: Task) -> HostSpec:
+    """The host's settings, checked as the CLI checks them before contacting any host."""
     try:
-        return nornir_host_spec(task.host)
+        spec = nornir_host_spec(task.host)
     except ValidationError as exc:
         raise ValidationError(f"host {task.host.name}: {exc}") from None
+    problem = key_problem(spec)
+    if problem:
+        raise ValidationError(f"host {task.host.name}: {problem}")
+    return spec
 
 
 def _rendered(task_file: TaskSource, spec: HostSpec) -> BridgeTask:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from nornir.core.filter import F
 from fleetbr.api import load_task
 from fleetbr.errors import HostKeyRejected
 from fleetbr.lab import Lab, host_state
+from fleetbr.lab.system import kill
 from fleetbr.nornir import (
     CONNECTION_NAME,
     FleetbrConnection,
@@ -36,9 +38,19 @@ from tests.integration.txhelpers import (
     armed,
     enslaved,
     events,
+    host_processes,
     rendered,
     task_file,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_leak_between_tests() -> Iterator[None]:
+    """A test that leaks the shared loop fails on its own assertions; this only keeps the
+    leak from failing the tests after it too."""
+    yield
+    if SHARED.users:
+        SHARED.shutdown()
 
 
 def nornir(inventory: Path, *names: str, dry_run: bool = False) -> Nornir:
@@ -155,6 +167,45 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
         assert not result.changed and not result.failed and result.diff == ""
         # ... which apply closes: the change may have cut them
         assert nr.inventory.hosts[name].connections == {}
+    assert_no_loop_left()
+
+
+def test_a_lost_session_is_closed_and_the_next_task_reconnects(lab: Lab, fresh_host: Any) -> None:
+    fresh_host("hv07")
+    nr = nornir(lab.inventory_dir, "hv07")
+    assert not nr.run(task=fleetbr_facts).failed
+    first = nr.inventory.hosts["hv07"].connections[CONNECTION_NAME].connection
+    listener = lab.host("hv07").sshd_pid
+    sessions = [pid for pid, argv in host_processes(lab, "hv07").items()
+                if argv and "sshd" in argv[0] and pid != listener]  # fmt: skip
+    assert sessions
+    kill(sessions)  # the plugin's session dies under it
+
+    lost = nr.run(task=fleetbr_facts)["hv07"][0]
+    assert lost.failed and host_result(lost).status is Status.UNREACHABLE
+    assert "connection lost" in host_result(lost).message
+    assert nr.inventory.hosts["hv07"].connections == {}  # closed: no dead connection kept
+
+    again = nr.run(task=fleetbr_facts, on_failed=True)["hv07"][0]
+    assert not again.failed
+    assert nr.inventory.hosts["hv07"].connections[CONNECTION_NAME].connection is not first
+    nr.close_connections(on_failed=True)  # hv07 failed once: nornir's failed_hosts keeps it
+    assert_no_loop_left()
+
+
+def test_close_connections_on_failed_hosts_leaves_no_thread(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Nornir's close_connections() skips failed hosts unless on_failed=True (docs/api.md)."""
+    fresh_host("hv08")
+    nr = nornir(lab.inventory_dir, "hv08")
+    assert not nr.run(task=fleetbr_facts).failed  # opens the connection
+    refused = nr.run(task=fleetbr_plan, task_file=task_file(tmp_path, nic="nope0"))["hv08"][0]
+    assert refused.failed and host_result(refused).status is Status.REFUSED
+    nr.close_connections()
+    assert SHARED.users == 1  # the failed host's connection is still open
+    nr.close_connections(on_failed=True)
+    assert nr.inventory.hosts["hv08"].connections == {}
     assert_no_loop_left()
 
 

@@ -58,6 +58,7 @@ def test_the_connection_plugin_is_registered_through_the_entry_point() -> None:
         ({"connect_timeout": 0}, 22, "connect_timeout: expected seconds"),
         ({}, 70000, "port: "),
         ("not a mapping", 22, "extras must be a mapping"),
+        ({"client_keys": ["/nonexistent/id_x"]}, 22, "client_keys: /nonexistent/id_x: No such"),
     ],
 )
 def test_bad_settings_fail_the_host_before_any_connection(
@@ -103,6 +104,8 @@ def test_connection_spec_checks_what_nornir_hands_the_plugin() -> None:
     assert (spec.hostname, spec.port, spec.ssh.known_hosts) == ("198.51.100.10", 22, "/kh")
     with pytest.raises(InventoryError, match="fleetbr connection to -oProxy: hostname"):
         connection_spec("-oProxy", None, None, 22, None)
+    with pytest.raises(InventoryError, match="client_keys: /nonexistent/k: No such file"):
+        connection_spec("198.51.100.10", None, None, 22, {"client_keys": "/nonexistent/k"})
     with pytest.raises(InventoryError, match="unknown fleetbr option"):
         connection_spec("198.51.100.10", None, None, 22, {"StrictHostKeyChecking": "no"})
 
@@ -111,3 +114,10 @@ def test_closing_a_plugin_that_never_opened_is_harmless() -> None:
     plugin = FleetbrConnection()
     plugin.close()
     assert plugin.connection is None and SHARED.users == 0
+
+
+def test_host_result_refuses_a_result_of_another_task() -> None:
+    from nornir.core.task import Result
+
+    with pytest.raises(TypeError, match="not the Result of a fleetbr task"):
+        host_result(Result(host=None, result="x"))
