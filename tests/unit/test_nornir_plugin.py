@@ -12,6 +12,7 @@ import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
 from nornir.core.plugins.connections import ConnectionPluginRegister
+from nornir.core.task import Result
 
 from fleetbr.errors import InventoryError
 from fleetbr.nornir import (
@@ -117,7 +118,5 @@ def test_closing_a_plugin_that_never_opened_is_harmless() -> None:
 
 
 def test_host_result_refuses_a_result_of_another_task() -> None:
-    from nornir.core.task import Result
-
     with pytest.raises(TypeError, match="not the Result of a fleetbr task"):
         host_result(Result(host=None, result="x"))
