@@ -51,25 +51,26 @@ def host_result(result: Result) -> HostResult:
     return result.host_result
 
 
-def fleetbr_facts(task: Task) -> Result:
+def fleetbr_facts(task: Task) -> FleetbrResult:
     """Gather the host's network facts (read-only). ``Result.facts`` is the typed HostFacts."""
     gathered: list[HostFacts] = []
 
     async def job(conn: Connection, spec: HostSpec) -> HostResult:
         facts = await gather(conn)
         gathered.append(facts)
+        # as fleetbr.facts.gather.facts_job reports it (that one opens its own connection)
         return HostResult(spec.name, Status.OK, summarize(facts), data={"facts": facts.to_dict()})
 
-    host_result = _run_connected(task, lambda spec: job)
-    return _nornir_result(task, host_result, facts=gathered[0] if gathered else None)
+    done = _run_connected(task, lambda spec: job)
+    return _nornir_result(task, done, facts=gathered[0] if gathered else None)
 
 
-def fleetbr_plan(task: Task, task_file: TaskSource) -> Result:
+def fleetbr_plan(task: Task, task_file: TaskSource) -> FleetbrResult:
     """Plan the task on the host: what ``apply`` would do. Never changes anything."""
     return _nornir_result(task, _plan(task, task_file))
 
 
-def fleetbr_apply(task: Task, task_file: TaskSource, dry_run: bool | None = None) -> Result:
+def fleetbr_apply(task: Task, task_file: TaskSource, dry_run: bool | None = None) -> FleetbrResult:
     """Apply the task under fleetbr's dead-man transaction; a dry run (nornir's ``dry_run``,
     globally or per call) plans instead, exactly as :func:`fleetbr_plan`."""
     if task.is_dry_run(dry_run):
@@ -176,7 +177,7 @@ def _rendered(task_file: TaskSource, spec: HostSpec) -> BridgeTask:
     return render_task(task_template(task_file), spec.context())
 
 
-def _nornir_result(task: Task, done: HostResult, facts: HostFacts | None = None) -> Result:
+def _nornir_result(task: Task, done: HostResult, facts: HostFacts | None = None) -> FleetbrResult:
     """fleetbr's HostResult as a nornir Result (see the module docstring)."""
     changed = done.status in (Status.CONFIRMED, Status.PLANNED)
     steps: Any = done.data.get("steps") or []
