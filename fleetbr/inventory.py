@@ -193,12 +193,20 @@ def _check_element(
     if extras is not None:
         if not isinstance(extras, dict):
             raise InventoryError(f"{where}: connection_options.fleetbr.extras must be a mapping")
-        unknown = set(extras) - _EXTRAS_KEYS
-        if unknown:
-            raise InventoryError(
-                f"{where}: unknown fleetbr option(s) {', '.join(sorted(map(label, unknown)))} "
-                f"(known: {', '.join(sorted(_EXTRAS_KEYS))})"
-            )
+        problem = _unknown_extras(extras)
+        if problem:
+            raise InventoryError(f"{where}: {problem}")
+
+
+def _unknown_extras(extras: Mapping[str, Any]) -> str:
+    """Why ``extras`` is refused (keys fleetbr does not know), or "" when it is not."""
+    unknown = set(extras) - _EXTRAS_KEYS
+    if not unknown:
+        return ""
+    return (
+        f"unknown fleetbr option(s) {', '.join(sorted(map(label, unknown)))} "
+        f"(known: {', '.join(sorted(_EXTRAS_KEYS))})"
+    )
 
 
 def _nornir_inventory(raw: dict[str, dict[str, Any]]) -> Inventory:
@@ -250,24 +258,49 @@ def _connection_options(spec: dict[str, Any]) -> dict[str, ConnectionOptions]:
 
 
 def _host_spec(directory: Path, host: Host) -> HostSpec:
-    where = f"{directory / HOSTS_FILE}: host {host.name}"
-    params = host.get_connection_parameters("fleetbr")
     try:
-        ssh = _ssh_options(params.extras or {})
-        port = validate.integer(params.port if params.port is not None else 22, "port", 1, 65535)
-        hostname = _hostname(params.hostname, "hostname")
-        username = None if params.username is None else validate.username(params.username)
-        password = _password(params.password)
+        return nornir_host_spec(host)
     except ValidationError as exc:
-        raise InventoryError(f"{where}: {exc}") from None
-    return HostSpec(
-        name=host.name,
-        hostname=hostname,
-        port=port,
-        username=username,
-        password=password,
+        raise InventoryError(f"{directory / HOSTS_FILE}: host {host.name}: {exc}") from None
+
+
+def nornir_host_spec(host: Host) -> HostSpec:
+    """The :class:`HostSpec` of a nornir ``Host`` (from any nornir inventory plugin): its
+    ``connection_options.fleetbr`` settings, groups and data, checked as fleetbr's own loader
+    checks them. Raises :class:`ValidationError` naming the bad field."""
+    return spec_from_connection(
+        host.name,
+        host.get_connection_parameters("fleetbr"),
         groups=tuple(g.name for g in host.extended_groups()),
         data=host.extended_data(),
+    )
+
+
+def spec_from_connection(
+    name: str,
+    params: ConnectionOptions,
+    *,
+    groups: tuple[str, ...] = (),
+    data: Mapping[str, Any] | None = None,
+) -> HostSpec:
+    """A :class:`HostSpec` from nornir connection parameters (what nornir hands a connection
+    plugin); every value checked, unknown fleetbr options refused (:class:`ValidationError`)."""
+    extras = params.extras or {}
+    if not isinstance(extras, Mapping):
+        raise ValidationError("connection_options.fleetbr.extras must be a mapping")
+    unknown = _unknown_extras(extras)
+    if unknown:
+        raise ValidationError(f"connection_options.fleetbr.extras: {unknown}")
+    ssh = _ssh_options(extras)
+    port = validate.integer(params.port if params.port is not None else 22, "port", 1, 65535)
+    return HostSpec(
+        name=name,
+        hostname=_hostname(params.hostname, "hostname"),
+        port=port,
+        username=None if params.username is None else validate.username(params.username),
+        password=_password(params.password),
+        groups=groups,
+        data=data if data is not None else {},
         ssh=ssh,
     )
 
@@ -414,6 +447,16 @@ def check_client_keys(directory: Path, hosts: Sequence[HostSpec], key: str | Non
                 raise InventoryError(
                     f"{directory / HOSTS_FILE}: host {spec.name}: client_keys: {path}: {problem}"
                 )
+
+
+def key_problem(spec: HostSpec) -> str:
+    """``client_keys: PATH: why`` for the first private key of ``spec`` that cannot be read, or
+    "" when every one can (for callers that check one host at a time, as the Nornir tasks do)."""
+    for path in spec.ssh.client_keys:
+        problem = _unreadable(path)
+        if problem:
+            return f"client_keys: {path}: {problem}"
+    return ""
 
 
 def _unreadable(path: str) -> str:
