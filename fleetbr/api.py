@@ -33,13 +33,12 @@ from fleetbr.facts.gather import facts_job, gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import Plan, plan_host
-from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
-from fleetbr.rollout import rollout
+from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.rollout import rollback_hosts, rollout
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
 from fleetbr.tasks import load_task as _load_task
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transaction.recover import rollback_job
 from fleetbr.transaction.status import plan_job, status_job
 from fleetbr.transport import open_connection
 
@@ -176,9 +175,7 @@ async def rollback_async(
 ) -> AggregatedResult:
     """``fleetbr rollback``: roll back each host's armed transaction and verify it against its
     snapshot; ``rolled_back`` counts as success here, as in the CLI."""
-    done = await run_hosts("rollback", _checked(hosts), rollback_job, forks=_forks(forks))
-    done.success = SUCCESS | {Status.ROLLED_BACK}
-    return done
+    return await rollback_hosts(_checked(hosts), forks=_forks(forks))
 
 
 def facts(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> AggregatedResult:

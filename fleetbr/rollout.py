@@ -121,14 +121,19 @@ def _stop_reason(
     return ""
 
 
+async def rollback_hosts(hosts: Sequence[HostSpec], *, forks: int) -> AggregatedResult:
+    """``fleetbr rollback`` on ``hosts``: here, rolled back is what was asked for (a success)."""
+    done = await run_hosts("rollback", hosts, rollback_job, forks=forks)
+    done.success = SUCCESS | {Status.ROLLED_BACK}
+    return done
+
+
 def run_change_command(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> AggregatedResult:
     """``plan``, ``apply``, ``status`` and ``rollback`` from the CLI."""
     if args.command == "status":
         return asyncio.run(run_hosts("status", hosts, status_job, forks=args.forks))
     if args.command == "rollback":
-        done = asyncio.run(run_hosts("rollback", hosts, rollback_job, forks=args.forks))
-        done.success = SUCCESS | {Status.ROLLED_BACK}  # here, rolled back is what was asked for
-        return done
+        return asyncio.run(rollback_hosts(hosts, forks=args.forks))
     tasks = render_all(args.task, hosts)
     label = args.task.name
     if args.command == "plan":
