@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab import files
+from fleetbr.lab.distro import supervisor
 from fleetbr.lab.model import Lab, LabHost, save
 from fleetbr.lab.system import SSHD, alive, is_sshd, kill, run, spawn, wait_port
 
@@ -35,6 +36,8 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 def enter_argv(host: LabHost) -> list[str]:
     """The nsenter prefix that joins ``host``'s network, mount and UTS namespaces."""
+    if host.backend:  # a distro host: its container's namespaces
+        return supervisor.enter_argv(host)
     if not alive(host.holder_pid):
         raise LabError(f"{host.name}: its namespace holder is not running; rebuild the lab")
     return ["nsenter", "-t", str(host.holder_pid), "-n", "-m", "-u", "--"]
