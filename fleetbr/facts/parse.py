@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from fleetbr.errors import FactsError
 from fleetbr.facts.model import ArmedTransaction, Backend, HostFacts
+from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import (
     load_json,
     parse_addresses,
@@ -37,7 +38,10 @@ SECTIONS = (
     "managed_files",
     "probes",
     "armed",
+    "daemons",
 )
+# Sections a script may leave out (older scripts and recorded outputs have no "daemons").
+OPTIONAL_SECTIONS = frozenset({"daemons"})
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
 OPTIONAL_COMMANDS = frozenset({"route6", "bridge_links"})
 BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
@@ -70,7 +74,7 @@ def split_sections(output: str) -> Sections:
             current.append(line)
     else:
         raise FactsError("facts output is truncated: no end marker (@@fleetbr-end)")
-    missing = [name for name in SECTIONS if name not in sections]
+    missing = [name for name in SECTIONS if name not in sections and name not in OPTIONAL_SECTIONS]
     if missing:
         raise FactsError(f"section {missing[0]}: missing from the facts output")
     return sections
@@ -221,6 +225,7 @@ def parse_facts(output: str) -> HostFacts:
     }
     links = parse_links(json["links"], wireless)
     probes, unprobed = parse_probes(sections["probes"])
+    daemons = parse_daemons(sections.get("daemons", []), links, warnings)
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
         extra["unprobed"] = unprobed
@@ -244,5 +249,6 @@ def parse_facts(output: str) -> HostFacts:
         managed_files=parse_managed_files(sections["managed_files"]),
         probes=probes,
         armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),
+        daemons=daemons,
         extra=extra,
     )
