@@ -183,6 +183,8 @@ def down(lab_dir: Path) -> None:
     namespaces = [ns for h in lab.hosts for ns in h.namespaces()] + [lab.switch_netns]
     inits = [pid for h in lab.hosts if h.backend for pid in [supervisor.init_pid(h)] if pid]
     kill([pid for ns in namespaces for pid in netns_pids(ns)] + inits)
+    for host in (h for h in lab.hosts if h.backend):
+        supervisor.remove_cgroups(lab, host)
     if link_exists(lab.controller_link):
         run(["ip", "link", "del", "dev", lab.controller_link])
     existing = [ns for ns in namespaces if netns_exists(ns)]

@@ -133,7 +133,7 @@ def _member(lab: Lab, host: LabHost | str) -> LabHost:
 def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     """Power ``host`` off, give it a fresh layer (as right after `up`) and boot it again."""
     member = _member(lab, host)
-    supervisor.stop(member)
+    supervisor.stop(lab, member)
     provision.provision(lab, member)
     supervisor.start(lab, member)
     save(lab)

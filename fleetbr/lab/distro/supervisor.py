@@ -4,6 +4,7 @@ container's init, entering the host without SSH, reboots and power cuts."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -24,6 +25,10 @@ HOST_ENV = (
 )
 SOFT_REBOOT_TIMEOUT = 60.0
 BOOT_TIMEOUT = 90.0
+# Where a host's own cgroups go, in every writable hierarchy (lab_distro_supervisor.sh.j2).
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
+CGROUP_PARENT = "fleetbr-lab"
+CGROUP_REMOVE_TIMEOUT = 5.0
 
 
 def _read_pid(path: Path) -> int | None:
@@ -76,6 +81,31 @@ def enter_argv(host: LabHost) -> list[str]:
     return ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *HOST_ENV]
 
 
+def cgroup(lab: Lab, host: LabHost) -> str:
+    """The host's cgroup path below each hierarchy's root, unique per lab dir and host."""
+    lab_key = hashlib.sha256(str(lab.dir).encode()).hexdigest()[:12]
+    return f"{CGROUP_PARENT}/{lab_key}-{host.name}"
+
+
+def remove_cgroups(lab: Lab, host: LabHost) -> None:
+    """Remove the host's cgroups (deepest first) once its processes are gone; LabError if a
+    cgroup stays busy."""
+    for root in (Path(r) for r in CGROUP_ROOTS if Path(r, "cgroup.procs").is_file()):
+        top = root / cgroup(lab, host)
+        deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT
+        while top.is_dir():
+            dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for path in [*dirs, top]:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            if top.is_dir() and time.monotonic() > deadline:
+                raise LabError(f"{host.name}: cgroup {top} is still busy")
+            if top.is_dir():
+                time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            (root / CGROUP_PARENT).rmdir()  # only when no other lab host has a cgroup there
+
+
 def start(lab: Lab, host: LabHost) -> int:
     """Start the host's supervisor, which boots it; returns the supervisor's pid."""
     script = render(
@@ -90,18 +120,20 @@ def start(lab: Lab, host: LabHost) -> int:
         rootfs=lab.rootfs,
         name=host.name,
         machine_id=host.machine_id,
+        cgroup=cgroup(lab, host),
     )
     argv = ["nsenter", f"--net=/run/netns/{host.netns}", "sh", "-c", script]
     host.supervisor_pid = spawn(argv, host.dir / "supervisor.log").pid
     return host.supervisor_pid
 
 
-def stop(host: LabHost) -> None:
+def stop(lab: Lab, host: LabHost) -> None:
     """Power the host off hard: SIGKILL its supervisor, nspawn and every process of the host."""
     pids = [pid for ns in host.namespaces() for pid in netns_pids(ns)]
     init = init_pid(host)
     kill([*pids, *([init] if init else [])])
     run(["ip", "netns", "del", host.container_netns], check=False)
+    remove_cgroups(lab, host)
 
 
 def wait_up(host: LabHost, deadline: float, after: int | None = None) -> int:
@@ -132,7 +164,7 @@ def reboot(lab: Lab, host: LabHost, *, hard: bool = False, wait: bool = True) ->
     """
     old = init_pid(host)
     if not running(host):
-        stop(host)
+        stop(lab, host)
         start(lab, host)
     elif hard or old is None:
         _power_cut(host, old)
