@@ -89,6 +89,7 @@ def up(
     )
     lab.rootfs = str(rootfs.ensure(lab.distro))
     build.check_free(lab)
+    supervisor.prune_stale_cgroups()
     lab.dir.mkdir(parents=True, exist_ok=True)
     save(lab)  # first, so that `down` can clean up a half-built lab
     try:

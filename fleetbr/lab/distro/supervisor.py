@@ -87,6 +87,12 @@ def cgroup(lab: Lab, host: LabHost) -> str:
     return f"{CGROUP_PARENT}/{lab_key}-{host.name}"
 
 
+def _deepest_first(top: Path) -> list[Path]:
+    """``top`` and every directory below it, children before their parents (rmdir order)."""
+    dirs = [p for p in top.rglob("*") if p.is_dir()]
+    return [*sorted(dirs, key=lambda p: -len(p.parts)), top]
+
+
 def remove_cgroups(lab: Lab, host: LabHost) -> None:
     """Remove the host's cgroups (deepest first) once its processes are gone; LabError if a
     cgroup stays busy."""
@@ -94,8 +100,7 @@ def remove_cgroups(lab: Lab, host: LabHost) -> None:
         top = root / cgroup(lab, host)
         deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT
         while top.is_dir():
-            dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-            for path in [*dirs, top]:
+            for path in _deepest_first(top):
                 with contextlib.suppress(OSError):
                     path.rmdir()
             if top.is_dir() and time.monotonic() > deadline:
@@ -104,6 +109,30 @@ def remove_cgroups(lab: Lab, host: LabHost) -> None:
                 time.sleep(0.05)
         with contextlib.suppress(OSError):
             (root / CGROUP_PARENT).rmdir()  # only when no other lab host has a cgroup there
+
+
+def _procs(top: Path) -> int:
+    """Processes in the cgroup tree ``top`` (0 if it vanished meanwhile)."""
+    count = 0
+    for procs in top.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError):
+            count += len(procs.read_text().split())
+    return count
+
+
+def prune_stale_cgroups(min_age: float = 60.0) -> None:
+    """Remove host cgroups a crashed lab left behind (scripts/in-netns killed its processes):
+    trees with no process in them, not touched for ``min_age`` seconds."""
+    for root in (Path(r) for r in CGROUP_ROOTS if Path(r, "cgroup.procs").is_file()):
+        parent = root / CGROUP_PARENT
+        if not parent.is_dir():
+            continue
+        for top in (p for p in parent.iterdir() if p.is_dir()):
+            with contextlib.suppress(OSError):
+                if time.time() - top.stat().st_mtime < min_age or _procs(top):
+                    continue
+                for path in _deepest_first(top):
+                    path.rmdir()
 
 
 def start(lab: Lab, host: LabHost) -> int:

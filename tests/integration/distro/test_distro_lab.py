@@ -17,7 +17,15 @@ import pytest
 from fleetbr.errors import LabError
 from fleetbr.lab import Lab, LabHost, down, host_exec, load, status
 from fleetbr.lab.distro import backends_for, reboot, up
-from fleetbr.lab.distro.supervisor import CGROUP_ROOTS, cgroup, init_pid, running, wait_up
+from fleetbr.lab.distro.supervisor import (
+    CGROUP_ROOTS,
+    cgroup,
+    init_pid,
+    prune_stale_cgroups,
+    running,
+    wait_up,
+)
+from fleetbr.lab.system import kill, netns_pids
 from tests.integration.distro.conftest import BACKENDS
 from tests.integration.helpers import fleetbr
 from tests.integration.txhelpers import sh
@@ -201,20 +209,44 @@ def scenario_cycle(lab_dir: Path) -> list[str]:
     return _leftovers(lab_dir, fingerprint)
 
 
-def test_down_leaves_no_process_mount_namespace_or_link(tmp_path: Path) -> None:
-    nspawn_run = sorted(os.listdir("/run/systemd/nspawn")) if os.path.isdir(
-        "/run/systemd/nspawn") else None  # fmt: skip
+def scenario_crash(lab_dir: Path) -> list[str]:
+    """A lab whose processes were killed as scripts/in-netns does after a crashed run: its
+    cgroups stay until the next `up` prunes them."""
+    lab = up(lab_dir, 1, ["none"], prefix="fbrdk")
+    groups = [Path(r, cgroup(lab, h)) for r in CGROUP_ROOTS for h in lab.hosts]
+    kill([pid for h in lab.hosts for ns in h.namespaces() for pid in netns_pids(ns)])
+    left = [g for g in groups if g.is_dir()]
+    prune_stale_cgroups(min_age=0)
+    down(lab_dir)
+    problems = [f"{g} survived the prune" for g in groups if g.is_dir()]
+    return problems if left else ["the crash left no cgroup to prune"]
+
+
+def run_scenario(name: str, lab_dir: Path) -> list[str]:
+    """Run scenario ``name`` of this file in a network namespace of its own; what it reports."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [str(REPO / "scripts/in-netns"), sys.executable, __file__, str(tmp_path / "small")],
+        [str(REPO / "scripts/in-netns"), sys.executable, __file__, name, str(lab_dir)],
         capture_output=True, text=True, env=env, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == []
+    result: list[str] = json.loads(proc.stdout)
+    return result
+
+
+def test_up_prunes_the_cgroups_of_a_crashed_lab(tmp_path: Path) -> None:
+    assert run_scenario("crash", tmp_path / "crashed") == []
+
+
+def test_down_leaves_no_process_mount_namespace_or_link(tmp_path: Path) -> None:
+    nspawn_run = sorted(os.listdir("/run/systemd/nspawn")) if os.path.isdir(
+        "/run/systemd/nspawn") else None  # fmt: skip
+    assert run_scenario("cycle", tmp_path / "small") == []
     now = sorted(os.listdir("/run/systemd/nspawn")) if os.path.isdir(
         "/run/systemd/nspawn") else None  # fmt: skip
     assert now == nspawn_run, "nspawn wrote into this machine's /run"
 
 
 if __name__ == "__main__":
-    print(json.dumps(scenario_cycle(Path(sys.argv[1]))))
+    SCENARIOS = {"cycle": scenario_cycle, "crash": scenario_crash}
+    print(json.dumps(SCENARIOS[sys.argv[1]](Path(sys.argv[2]))))
