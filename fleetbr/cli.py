@@ -204,7 +204,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    """``fleetbr lab up|status|down``."""
+    """``fleetbr lab up|status|down|reboot``."""
     from fleetbr import lab
 
     out = Human()
