@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleetbr import __version__
 from fleetbr.errors import FleetbrError, UsageError
@@ -26,6 +27,9 @@ from fleetbr.inventory import (
 )
 from fleetbr.output import Human, error, plain, print_json, render_results
 from fleetbr.validate import clip
+
+if TYPE_CHECKING:
+    from fleetbr.lab import Lab
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
@@ -81,8 +85,20 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     up = lab_cmds.add_parser("up", help="bring up a lab")
     up.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
     up.add_argument("--nic", default="eth0", help="NIC name inside each host (default eth0)")
-    for name in ("up", "status", "down"):
-        sub = up if name == "up" else lab_cmds.add_parser(name, help=f"lab {name}")
+    up.add_argument(
+        "--distro", help="boot real systemd hosts of this distro (debian12) instead of namespaces"
+    )
+    up.add_argument(
+        "--backend",
+        choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "mixed"),
+        help="with --distro: what configures each host's NIC (default networkd; mixed: the four "
+        "daemons in turn)",
+    )  # fmt: skip
+    reboot = lab_cmds.add_parser("reboot", help="reboot a distro lab host from outside")
+    reboot.add_argument("host", help="the host's name (hv01)")
+    reboot.add_argument("--hard", action="store_true", help="a power cut: no clean shutdown")
+    status, down = (lab_cmds.add_parser(name, help=f"lab {name}") for name in ("status", "down"))
+    for sub in (up, status, down, reboot):
         sub.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
 
 
@@ -188,14 +204,26 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    """``fleetbr lab up|status|down``."""
+    """``fleetbr lab up|status|down|reboot``."""
     from fleetbr import lab
 
     out = Human()
+    if args.lab_command == "reboot":
+        from fleetbr.lab import distro
+
+        distro.reboot(lab.load(args.dir.resolve()), args.host, hard=args.hard)
+        out.line(f"lab reboot: {args.host} is back")
+        return EXIT_OK
     if args.lab_command == "up":
-        built = lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
+        built = _lab_up(args)
         if args.json:
-            print_json({h.name: {"address": h.addr4, "address6": h.addr6} for h in built.hosts})
+            print_json(
+                {
+                    h.name: {"address": h.addr4, "address6": h.addr6}
+                    | ({"backend": h.backend} if h.backend else {})
+                    for h in built.hosts
+                }
+            )
         else:
             out.line(f"lab up: {len(built.hosts)} hosts in {built.dir}")
             out.line(f"  fleetbr -i {built.inventory_dir} facts")
@@ -212,6 +240,21 @@ def cmd_lab(args: argparse.Namespace) -> int:
         for row in rows:
             out.line(f"{row.name}: {vars(row)}")
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _lab_up(args: argparse.Namespace) -> Lab:
+    from fleetbr import lab
+
+    if args.distro is None:
+        if args.backend is not None:
+            raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
+        return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
+    from fleetbr.lab import distro
+
+    backend = args.backend or "networkd"
+    return distro.up(
+        args.dir.resolve(), hosts=args.hosts, backend=backend, distro=args.distro, nic=args.nic
+    )
 
 
 def cmd_change(args: argparse.Namespace) -> int:

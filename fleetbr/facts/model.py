@@ -156,6 +156,66 @@ class ArmedTransaction:
         return f"a {kind} fleetbr transaction {self.txid} is armed on the host"
 
 
+@dataclass(frozen=True)
+class ConfigFile:
+    """A network configuration file on the host and its sha256 (None: it could not be read)."""
+
+    path: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    """What one network backend says about one interface, in its own words.
+
+    ``state``: networkd's setup state (``configured``, ``configuring``, ``unmanaged``, ``failed``,
+    ``pending``...); NetworkManager's device state (``connected``, ``disconnected``,
+    ``unavailable``, ``unmanaged``, ``connected (externally)``...); ifupdown ``up`` (in
+    ``ifquery --state``) or ``down`` (a stanza, not up); netplan ``defined`` (in a YAML file but
+    no renderer runs it). A netplan-generated networkd or NetworkManager file makes the view
+    netplan's, with the renderer's state.
+    """
+
+    backend: str  # networkd, networkmanager, netplan, ifupdown
+    state: str
+    files: tuple[ConfigFile, ...] = ()
+    claims: bool = False  # the backend configures this interface (it is its manager)
+
+
+@dataclass(frozen=True)
+class InterfaceManager:
+    """Which backend manages one interface (a NIC, a bridge), from the daemons' own view."""
+
+    interface: str
+    manager: str | None  # ifupdown, networkd, netplan, networkmanager; None: no daemon does
+    # the manager's own state word; with no manager, what a daemon that sees it says
+    # (NetworkManager: "connected (externally)", networkd: "unmanaged"), else "unmanaged"
+    state: str
+    files: tuple[ConfigFile, ...]  # the files that hold the manager's configuration of it
+    views: tuple[DaemonView, ...] = ()  # every backend that has something to say about it
+
+    @property
+    def claimed_by(self) -> tuple[str, ...]:
+        """Every backend that configures the interface (more than one: they fight)."""
+        return tuple(view.backend for view in self.views if view.claims)
+
+
+@dataclass(frozen=True)
+class Daemons:
+    """The network daemons' view of the host (the facts script's ``daemons`` section)."""
+
+    running: tuple[str, ...] = ()  # networkd, networkmanager
+    interfaces: dict[str, InterfaceManager] = field(default_factory=dict)
+    files: dict[str, str | None] = field(default_factory=dict)  # every config file -> sha256
+    netplan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # YAML file -> interfaces
+    ifupdown: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> iface stanzas
+
+    def manager(self, interface: str) -> InterfaceManager:
+        """Who manages ``interface``; ``manager`` None (``unmanaged``) when nobody does."""
+        found = self.interfaces.get(interface)
+        return found or InterfaceManager(interface, None, "unmanaged", ())
+
+
 # Files fleetbr may write; the facts script reports their sha256 so plans can say "unchanged".
 MANAGED_FILES: tuple[str, ...] = (
     "/etc/sysctl.d/bridge.conf",
@@ -186,6 +246,7 @@ class HostFacts:
     managed_files: dict[str, str | None] = field(default_factory=dict)  # path -> sha256 or None
     probes: dict[str, bool] = field(default_factory=dict)  # gateway -> answered a ping
     armed: ArmedTransaction | None = None
+    daemons: Daemons = field(default_factory=Daemons)
     extra: dict[str, Any] = field(default_factory=dict)
     # Older facts scripts reported only the main table and no rules or module state.
     route_tables: Literal["all", "main"] = "all"
@@ -195,6 +256,10 @@ class HostFacts:
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""
         return next((link for link in self.links if link.name == name), None)
+
+    def manager(self, interface: str) -> InterfaceManager:
+        """Which backend manages ``interface`` (the NIC, the bridge), from the daemons' view."""
+        return self.daemons.manager(interface)
 
     def bridge(self, name: str) -> Bridge | None:
         """The bridge called ``name``, or None."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetbr.errors import FactsError
 from fleetbr.facts.model import ArmedTransaction, Backend, Family, HostFacts
+from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
 
@@ -33,11 +34,12 @@ SECTIONS = (
     "managed_files",
     "probes",
     "armed",
+    "daemons",
 )
 # Sections of older facts scripts: main-table routes only (instead of routes4/routes6 of every
-# table), no rules4/rules6/modules. Their output (a staged snapshot) still parses.
+# table), no rules4/rules6/modules/daemons. Their output (a staged snapshot) still parses.
 LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
-OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules"})
+OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules", "daemons"})
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
 OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
 MODULE_STATES = ("loaded", "builtin", "absent")
@@ -74,7 +76,9 @@ def split_sections(output: str) -> Sections:
     missing = [
         name
         for name in SECTIONS
-        if name not in sections and LEGACY_SECTIONS.get(name) not in sections
+        if name not in sections
+        and LEGACY_SECTIONS.get(name) not in sections
+        and name not in OPTIONAL_SECTIONS
     ]
     if missing:
         raise FactsError(f"section {missing[0]}: missing from the facts output")
@@ -286,6 +290,7 @@ def parse_facts(output: str) -> HostFacts:
     links = parse_links(json["links"], wireless)
     routing = _routing(sections, warnings)
     probes, unprobed = parse_probes(sections["probes"])
+    daemons = parse_daemons(sections.get("daemons", []), links, warnings)
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
         extra["unprobed"] = unprobed
@@ -308,5 +313,6 @@ def parse_facts(output: str) -> HostFacts:
         managed_files=parse_managed_files(sections["managed_files"]),
         probes=probes,
         armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),
+        daemons=daemons,
         extra=extra,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab import faults, files
+from fleetbr.lab.distro import supervisor
 from fleetbr.lab.model import MAX_HOSTS, STATE_FILE, Lab, LabHost, check_prefix, load, plan, save
 from fleetbr.lab.state import nic_commands, read_sysctls
 from fleetbr.lab.system import (
@@ -51,7 +52,7 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
     nic = interface_name(nic, "nic")
     hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
     lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix))
-    _check_free(lab)
+    check_free(lab)
     lab.dir.mkdir(parents=True, exist_ok=True)
     save(lab)  # first, so that `down` can clean up a half-built lab
     try:
@@ -63,7 +64,8 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
     return lab
 
 
-def _check_free(lab: Lab) -> None:
+def check_free(lab: Lab) -> None:
+    """Raise LabError if ``lab``'s dir, namespaces, links or address plan are already in use."""
     if (lab.dir / STATE_FILE).exists():
         raise LabError(f"a lab is already up in {lab.dir}; run fleetbr lab down first")
     for parent in _FORBIDDEN_PARENTS:
@@ -76,7 +78,7 @@ def _check_free(lab: Lab) -> None:
             "address in 198.51.100.0/24); labs share one address plan: take it down or run this "
             "under scripts/in-netns"
         )
-    taken = [h.netns for h in lab.hosts if netns_exists(h.netns)]
+    taken = [ns for h in lab.hosts for ns in h.namespaces() if netns_exists(ns)]
     if netns_exists(lab.switch_netns):
         taken.append(lab.switch_netns)
     if taken or link_exists(lab.controller_link):
@@ -99,7 +101,7 @@ def _build(lab: Lab) -> None:
         (lab.dir / "authorized_keys").write_text(client.result() + "\n")
         files.write_known_hosts(lab, host_keys)
         files.write_inventory(lab)
-        _build_switch(lab)
+        build_switch(lab)
         list(pool.map(lambda h: _start_host(lab, h), lab.hosts))
     deadline = time.monotonic() + 20 + 0.2 * len(lab.hosts)
     for host in lab.hosts:
@@ -107,7 +109,7 @@ def _build(lab: Lab) -> None:
     save(lab)
 
 
-def _build_switch(lab: Lab) -> None:
+def build_switch(lab: Lab) -> None:
     """Namespaces, veth pairs, the switch bridge with the gateway, and the controller link."""
     sw, ctl, ctl_peer = lab.switch_netns, lab.controller_link, f"{lab.prefix}-pc"
     ip_batch(
@@ -116,7 +118,8 @@ def _build_switch(lab: Lab) -> None:
             *(f"netns add {h.netns}" for h in lab.hosts),
             f"link add {ctl} type veth peer name {ctl_peer} netns {sw}",
             *(
-                f"link add {h.nic} netns {h.netns} type veth peer name {h.switch_port} netns {sw}"
+                f"link add {h.nic} netns {h.netns}{_address(h)} type veth"
+                f" peer name {h.switch_port} netns {sw}"
                 for h in lab.hosts
             ),
         ]
@@ -146,6 +149,11 @@ def _build_switch(lab: Lab) -> None:
     )
 
 
+def _address(host: LabHost) -> str:
+    """`` address MAC`` for hosts with a fixed NIC MAC (distro hosts keep it across reboots)."""
+    return f" address {host.mac}" if host.mac else ""
+
+
 def _start_host(lab: Lab, host: LabHost) -> None:
     ip_batch(nic_commands(lab, host), netns=host.netns)
     faults.start_holder(lab, host)
@@ -161,7 +169,7 @@ def status(lab_dir: Path) -> list[HostStatus]:
             name=h.name,
             address=h.ip4,
             netns_exists=netns_exists(h.netns),
-            sshd_alive=is_sshd(h.sshd_pid),
+            sshd_alive=supervisor.sshd_alive(h) if h.backend else is_sshd(h.sshd_pid),
             ssh_port_open=port_open(h.ip4, timeout=0.3),
         )
         for h in lab.hosts
@@ -172,8 +180,11 @@ def down(lab_dir: Path) -> None:
     """Kill every lab process, delete all lab namespaces and links, remove the files `up` wrote."""
     require_tools()
     lab = load(lab_dir)
-    namespaces = [h.netns for h in lab.hosts] + [lab.switch_netns]
-    kill([pid for ns in namespaces for pid in netns_pids(ns)])
+    namespaces = [ns for h in lab.hosts for ns in h.namespaces()] + [lab.switch_netns]
+    inits = [pid for h in lab.hosts if h.backend for pid in [supervisor.init_pid(h)] if pid]
+    kill([pid for ns in namespaces for pid in netns_pids(ns)] + inits)
+    for host in (h for h in lab.hosts if h.backend):
+        supervisor.remove_cgroups(lab, host)
     if link_exists(lab.controller_link):
         run(["ip", "link", "del", "dev", lab.controller_link])
     existing = [ns for ns in namespaces if netns_exists(ns)]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab import files
+from fleetbr.lab.distro import supervisor
 from fleetbr.lab.model import Lab, LabHost, save
 from fleetbr.lab.system import SSHD, alive, is_sshd, kill, run, spawn, wait_port
 
@@ -26,6 +27,16 @@ def _host(lab: Lab, host: LabHost | str) -> LabHost:
     return lab.host(host) if isinstance(host, str) else host
 
 
+def _netns_host(lab: Lab, host: LabHost | str, what: str) -> LabHost:
+    member = _host(lab, host)
+    if member.backend:
+        raise LabError(
+            f"{member.name} is a distro host: its sshd is ssh.service (use systemctl in the "
+            f"host), not {what}"
+        )
+    return member
+
+
 def _log_tail(path: Path, lines: int = 5) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -35,6 +46,8 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 def enter_argv(host: LabHost) -> list[str]:
     """The nsenter prefix that joins ``host``'s network, mount and UTS namespaces."""
+    if host.backend:  # a distro host: its container's namespaces
+        return supervisor.enter_argv(host)
     if not alive(host.holder_pid):
         raise LabError(f"{host.name}: its namespace holder is not running; rebuild the lab")
     return ["nsenter", "-t", str(host.holder_pid), "-n", "-m", "-u", "--"]
@@ -110,7 +123,7 @@ def wait_sshd(host: LabHost, deadline: float) -> None:
 
 def start_sshd(lab: Lab, host: LabHost | str) -> int:
     """(Re)start the host's sshd in the same namespaces, wait for port 22, return its pid."""
-    member = _host(lab, host)
+    member = _netns_host(lab, host, "start_sshd")
     if not is_sshd(member.sshd_pid):
         spawn_sshd(member)
         save(lab)
@@ -120,7 +133,7 @@ def start_sshd(lab: Lab, host: LabHost | str) -> int:
 
 def kill_sshd(lab: Lab, host: LabHost | str) -> None:
     """SIGKILL the host's listening sshd only; established sessions (its children) survive."""
-    member = _host(lab, host)
+    member = _netns_host(lab, host, "kill_sshd")
     pid = member.sshd_pid
     if pid is not None and is_sshd(pid):
         kill([pid])

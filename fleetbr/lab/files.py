@@ -74,12 +74,18 @@ def write_inventory(lab: Lab) -> None:
         h.name: {
             "hostname": h.ip4,
             "port": 22,
-            "groups": ["lab"],
-            "data": {"nic": h.nic, "addr6": h.addr6},
+            # a distro host is also in a group named after its backend (-l networkd)
+            "groups": ["lab", *([h.backend] if h.backend else [])],
+            "data": {
+                "nic": h.nic,
+                "addr6": h.addr6,
+                **({"backend": h.backend} if h.backend else {}),
+            },
         }
         for h in lab.hosts
     }
     groups: dict[str, Any] = {"lab": {"data": {"lab_dir": str(lab.dir)}}}
+    groups.update({h.backend: {} for h in lab.hosts if h.backend})
     extras = {
         "client_keys": [str(lab.key_path)],
         "known_hosts": str(lab.known_hosts_path),

@@ -62,6 +62,11 @@ class LabHost:
     sshd_pid: int | None = None
     holder_pid: int | None = None
     sysctls: dict[str, str] = field(default_factory=dict)
+    # Distro tier (fleetbr.lab.distro): the network backend; "" for a network-namespace host.
+    backend: str = ""
+    mac: str = ""
+    machine_id: str = ""
+    supervisor_pid: int | None = None
 
     @property
     def ip4(self) -> str:
@@ -72,6 +77,15 @@ class LabHost:
     def ip6(self) -> str:
         """The IPv6 address without prefix length."""
         return self.addr6.split("/", 1)[0]
+
+    @property
+    def container_netns(self) -> str:
+        """The named network namespace of a distro host's container ("" for netns hosts)."""
+        return f"{self.netns}c" if self.backend else ""
+
+    def namespaces(self) -> list[str]:
+        """Every network namespace of this host (a distro host's container has its own)."""
+        return [self.netns, self.container_netns] if self.backend else [self.netns]
 
     def inside(self, name: str) -> str:
         """Path of ``name`` in this host's dir, as the host itself sees it."""
@@ -94,6 +108,8 @@ class Lab:
     gateway4: str = GATEWAY4
     gateway6: str = GATEWAY6
     controller_link: str = ""
+    distro: str = ""  # the distro tier's distro (debian12); "" for a network-namespace lab
+    rootfs: str = ""  # the distro tier's shared base rootfs
 
     def host(self, name: str) -> LabHost:
         """The host called ``name``; LabError if there is none."""

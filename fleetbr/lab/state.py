@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleetbr.errors import LabError
 from fleetbr.lab.faults import host_exec, start_sshd
 from fleetbr.lab.model import Lab, LabHost
 from fleetbr.lab.system import ip_batch, is_sshd, kill, netns_pids
@@ -209,6 +210,8 @@ def _reset_files_and_sysctls(lab: Lab, host: LabHost) -> None:
 def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     """Restore a host to its state right after ``up`` so tests can share lab hosts; returns it."""
     member = lab.host(host) if isinstance(host, str) else host
+    if member.backend:
+        raise LabError(f"{member.name} is a distro host: use fleetbr.lab.distro.reset_host")
     keep = {member.holder_pid, member.sshd_pid if is_sshd(member.sshd_pid) else None}
     kill([pid for pid in netns_pids(member.netns) if pid not in keep])
     _reset_network(lab, member)

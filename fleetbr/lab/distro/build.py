@@ -1,0 +1,150 @@
+"""Bring up a lab of real systemd hosts (systemd-nspawn), reset and reboot them.
+
+The topology, address plan, switch, keys, known_hosts and inventory are the network-namespace
+tier's (fleetbr.lab.build, model, files); each host is a booted Debian container on its own
+overlay of the shared rootfs, with its NIC configured by the chosen network backend. `lab down`
+and `lab status` are the netns tier's functions, which know about distro hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fleetbr.errors import LabError
+from fleetbr.lab import build, files
+from fleetbr.lab.distro import provision, rootfs, supervisor
+from fleetbr.lab.model import MAX_HOSTS, Lab, LabHost, check_prefix, plan, save
+from fleetbr.lab.system import require_tools, run
+from fleetbr.validate import integer, interface_name
+
+WORKERS = 8
+# Booting is CPU-bound (2 cores boot ~3 hosts a second); allow for a loaded machine.
+BOOT_TIMEOUT_BASE = 60.0
+BOOT_TIMEOUT_PER_HOST = 4.0
+
+
+def host_mac(index: int) -> str:
+    """The fixed MAC of host ``index``'s NIC (locally administered), stable across reboots."""
+    return f"02:fb:00:00:{index // 256:02x}:{index % 256:02x}"
+
+
+def backends_for(backend: str | Sequence[str], hosts: int) -> list[str]:
+    """Per-host backends: one name for all, ``mixed`` (round robin), or one name per host."""
+    if isinstance(backend, str):
+        names = [provision.MIXED[i % 4] for i in range(hosts)] if backend == "mixed" else []
+        names = names or [backend] * hosts
+    else:
+        names = list(backend)
+        if len(names) != hosts:
+            raise LabError(f"{len(names)} backends given for {hosts} hosts")
+    for name in names:
+        if name not in provision.BACKENDS:
+            known = ", ".join((*provision.BACKENDS, "mixed"))
+            raise LabError(f"unknown backend {name!r}; known: {known}")
+    return names
+
+
+def _require_nspawn() -> None:
+    require_tools()
+    if shutil.which("systemd-nspawn") is None:
+        raise LabError("the distro lab needs systemd-nspawn: apt-get install systemd-container")
+
+
+def distro_plan(
+    lab_dir: Path, hosts: int, backend: str | Sequence[str], *, distro: str, nic: str, prefix: str
+) -> Lab:
+    """The netns tier's plan plus, per host, its backend, MAC and machine id."""
+    lab = plan(lab_dir, hosts, nic, prefix)
+    lab.distro = rootfs.distro(distro).name
+    for index, (host, name) in enumerate(
+        zip(lab.hosts, backends_for(backend, hosts), strict=True), start=1
+    ):
+        host.backend = name
+        host.mac = host_mac(index)
+        host.machine_id = run(["systemd-id128", "new"]).stdout.strip()
+    return lab
+
+
+def up(
+    lab_dir: Path,
+    hosts: int = 3,
+    backend: str | Sequence[str] = "networkd",
+    *,
+    distro: str = "debian12",
+    nic: str = "eth0",
+    prefix: str = "fbr",
+) -> Lab:
+    """Boot ``hosts`` Debian hosts whose NIC ``backend`` configures; return the lab when every
+    host accepts SSH. Builds the rootfs first if it is not cached. Cleans up if anything fails."""
+    _require_nspawn()
+    nic = interface_name(nic, "nic")
+    hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
+    lab = distro_plan(
+        Path(lab_dir), hosts, backend, distro=distro, nic=nic, prefix=check_prefix(prefix)
+    )
+    lab.rootfs = str(rootfs.ensure(lab.distro))
+    build.check_free(lab)
+    supervisor.prune_stale_cgroups()
+    lab.dir.mkdir(parents=True, exist_ok=True)
+    save(lab)  # first, so that `down` can clean up a half-built lab
+    try:
+        _build(lab)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            build.down(lab.dir)
+        raise
+    return lab
+
+
+def _prepare(lab: Lab, host: LabHost) -> str:
+    host.dir.mkdir(parents=True, exist_ok=True)
+    pub = files.keygen(host.dir / files.HOST_KEY, f"root@{host.name}")
+    provision.provision(lab, host)
+    return pub
+
+
+def _build(lab: Lab) -> None:
+    pub = files.keygen(lab.key_path, f"fleetbr-lab@{lab.prefix}")
+    (lab.dir / "authorized_keys").write_text(pub + "\n")
+    with ThreadPoolExecutor(WORKERS) as pool:
+        keys = list(pool.map(lambda h: _prepare(lab, h), lab.hosts))
+        files.write_known_hosts(lab, {h.name: k for h, k in zip(lab.hosts, keys, strict=True)})
+        files.write_inventory(lab)
+        build.build_switch(lab)
+        for host in lab.hosts:
+            supervisor.start(lab, host)
+        save(lab)
+        deadline = time.monotonic() + BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_HOST * len(lab.hosts)
+        list(pool.map(lambda h: supervisor.wait_up(h, deadline), lab.hosts))
+    save(lab)
+
+
+def _member(lab: Lab, host: LabHost | str) -> LabHost:
+    member = lab.host(host) if isinstance(host, str) else host
+    if not member.backend:
+        raise LabError(f"{member.name} is not a distro lab host")
+    return member
+
+
+def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
+    """Power ``host`` off, give it a fresh layer (as right after `up`) and boot it again."""
+    member = _member(lab, host)
+    supervisor.stop(lab, member)
+    provision.provision(lab, member)
+    supervisor.start(lab, member)
+    save(lab)
+    supervisor.wait_up(member, time.monotonic() + supervisor.BOOT_TIMEOUT)
+    return member
+
+
+def reboot(lab: Lab, host: LabHost | str, *, hard: bool = False, wait: bool = True) -> LabHost:
+    """Reboot ``host`` from outside (``hard``: a power cut) and wait until it accepts SSH."""
+    member = _member(lab, host)
+    supervisor.reboot(lab, member, hard=hard, wait=wait)
+    save(lab)
+    return member
