@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetbr.errors import UsageError
-from fleetbr.history.store import HostRow, RunRecord, Store
+from fleetbr.history.store import HistoryError, HostRow, RunRecord, Store
 from fleetbr.output import Human, console, is_terminal, plain, print_json
 
 _RELATIVE = re.compile(r"([0-9]+)([smhdw])")
@@ -188,7 +188,10 @@ def run_number(text: str, store: Store) -> int:
 
 def show_run(store: Store, run_id: int, *, as_json: bool) -> None:
     """``fleetbr show RUN``."""
-    run = store.run(run_id)
+    try:
+        run = store.run(run_id)
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
     rows = store.hosts_of(run.id)
     order = {host: i for i, host in enumerate(run.hosts)}
     rows.sort(key=lambda row: order.get(row.host, len(order)))

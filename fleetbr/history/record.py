@@ -42,6 +42,7 @@ from fleetbr.report import AggregatedResult, HostResult
 
 Op = Callable[[Store], None]
 ENV = "FLEETBR_HISTORY"
+TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another process's write
 CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
 
 
@@ -54,6 +55,16 @@ def history_path(option: Path | None, disabled: bool) -> Path | None:
         return option
     from_env = os.environ.get(ENV, "")
     return Path(from_env) if from_env.strip() else default_path()
+
+
+def history_timeout() -> float:
+    """``$FLEETBR_HISTORY_TIMEOUT`` (seconds, 0.1 to 3600), else the default busy timeout."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(text)
+    except ValueError:
+        return BUSY_TIMEOUT
+    return value if 0.1 <= value <= 3600 else BUSY_TIMEOUT
 
 
 def file_sha256(path: Path) -> str:
@@ -257,7 +268,7 @@ def start_recording(
         task_path=None if task is None else str(task.absolute()),
         task_sha256=sha, selection=selection, resumed_from=resumed_from,
     )  # fmt: skip
-    return Recorder(path, run)
+    return Recorder(path, run, timeout=history_timeout())
 
 
 class Tally:
