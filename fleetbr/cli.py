@@ -393,6 +393,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             )  # fmt: skip
         elif args.json:
             print_json({"runs": []})
+        else:
+            Human().line(f"no runs recorded yet in {_history_path(args)}")
     return EXIT_OK
 
 

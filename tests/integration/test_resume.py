@@ -211,3 +211,21 @@ def test_resume_refuses_another_task_other_hosts_or_other_thresholds(
     code, _, err = fleetbr("--no-history", "-i", str(lab.inventory_dir), "apply", "--resume")
     assert code == 2 and "--no-history" in err
     assert events(lab, "hv17") == [] and events(lab, "hv18") == []
+
+
+def test_an_unwritable_history_does_not_change_an_apply(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """The history is a directory (SQLite cannot open it): the host is confirmed all the same,
+    exit 0, the report as usual, one warning line on stderr."""
+    fresh_host("hv19")
+    broken = tmp_path / "history-is-a-directory"
+    broken.mkdir()
+    code, doc, err = fleetbr("--history", str(broken), "-i", str(lab.inventory_dir), "-l", "hv19",
+                             "apply", str(task_file(tmp_path)))  # fmt: skip
+    assert code == 0, err
+    assert doc["hv19"]["status"] == "confirmed"
+    [line] = err.splitlines()
+    assert line.startswith("warning: run history not recorded (") and str(broken) in line
+    assert settled(lab, "hv19")
+    fresh_host("hv19")
