@@ -359,8 +359,9 @@ def _run_context(args: argparse.Namespace, hosts: Sequence[HostSpec], *,
         options=run_options(args, len(hosts)), selection=args.limit, task=task,
         resumed_from=resumed_from,
     )  # fmt: skip
+    quiet = args.json or getattr(args, "stream", False)  # --stream prints lines as they come
     return RunContext(args.command, [h.name for h in hosts], recorder=recorder,
-                      as_json=args.json, metrics_file=args.metrics_file)  # fmt: skip
+                      as_json=quiet, metrics_file=args.metrics_file)  # fmt: skip
 
 
 def _prepare_resume(args: argparse.Namespace) -> tuple[Prior, list[HostSpec]]:

@@ -86,3 +86,5 @@ class LiveProgress:
         status = result.status.value
         self.counts[status] = self.counts.get(status, 0) + 1
         self._refresh()
+        if sum(self.counts.values()) >= self.total:
+            self.stop()  # every host is in: the report comes next, on a clean terminal

@@ -130,6 +130,16 @@ def test_progress_shows_done_total_counts_and_batch() -> None:
     assert "2/5" in shown and "batch 2/3" in shown
 
 
+def test_progress_goes_away_once_every_host_is_in() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    live = LiveProgress("run", 2, console=console)
+    live.start()
+    live.finished(HostResult("a", Status.OK))
+    assert live.progress.live.is_started
+    live.finished(HostResult("b", Status.FAILED))
+    assert not live.progress.live.is_started, "stopped before the report is printed"
+
+
 def test_nothing_extra_on_stderr_off_a_terminal(tmp_path: Path) -> None:
     """stderr is a pipe here: the run prints its report and nothing else."""
     inv = tmp_path / "inv"
