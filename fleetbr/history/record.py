@@ -13,6 +13,7 @@ the run itself, its report and its exit code are unchanged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -144,7 +145,8 @@ class Recorder:
             try:
                 if self._store is None:
                     self._store = Store(self.path, timeout=self.timeout)
-                op(self._store)
+                store = self._store
+                store.retrying(functools.partial(op, store))
             except (sqlite3.Error, OSError, HistoryError) as exc:
                 self.failed = True
                 detail = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"

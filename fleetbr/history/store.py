@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fleetbr.errors import FleetbrError
 
+T = TypeVar("T")
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another fleetbr process's write
 DATA_LIMIT = 64 * 1024  # bytes of a host's result data kept (a `run` can carry megabytes)
 DONE = frozenset({"confirmed", "unchanged"})  # an apply host that needs nothing more
@@ -149,15 +151,34 @@ class Store:
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"{path}: {exc}") from None
+        self.timeout = timeout
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL, much faster
-            migrate(self.db)
+            self.retrying(self._set_up)
         except (sqlite3.Error, HistoryError) as exc:
             self.db.close()
             raise HistoryError(f"{path}: {exc}") from None
+
+    def _set_up(self) -> None:
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL, much faster
+        migrate(self.db)
+
+    def retrying(self, action: Callable[[], T]) -> T:
+        """``action``, tried again while SQLite says the database is locked or busy, until the
+        busy timeout. SQLite does not wait by itself in every case (switching to WAL, a WAL
+        recovery by another process), and each action is one transaction, rolled back when it
+        fails, so trying again is safe."""
+        give_up = time.monotonic() + self.timeout
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                text = str(exc)
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > give_up:
+                    raise
+            time.sleep(random.uniform(0.005, 0.05))
 
     def close(self) -> None:
         """Close the connection."""
