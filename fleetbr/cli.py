@@ -11,10 +11,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetbr import __version__
 from fleetbr.errors import FleetbrError, UsageError
@@ -25,11 +25,14 @@ from fleetbr.inventory import (
     load_inventory,
     select_hosts,
 )
-from fleetbr.output import Human, error, plain, print_json, render_results
+from fleetbr.output import Human, error, plain, print_json, render_results, warning
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
+    from fleetbr.history.record import RunContext
+    from fleetbr.history.store import Store
     from fleetbr.lab import Lab
+    from fleetbr.resume import Prior
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
@@ -63,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--known-hosts", help="known_hosts file (overrides the inventory)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    _add_history_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("inventory", help="list selected hosts and their connection settings")
     commands.add_parser("facts", help="gather network facts from the selected hosts")
     _add_lab_parser(commands)
     _add_change_parsers(commands)
     _add_run_parser(commands)
+    _add_history_parsers(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
@@ -106,8 +111,13 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     plan = commands.add_parser("plan", help="dry run: show what TASK would change")
     plan.add_argument("task", type=Path, help="task file (YAML)")
     apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
-    apply.add_argument("task", type=Path, help="task file (YAML)")
-    _add_rollout_options(apply)
+    apply.add_argument("task", type=Path, nargs="?", help="task file (YAML)")
+    _add_rollout_options(apply, canary_default=None)
+    apply.add_argument(
+        "--resume", nargs="?", const=0, type=_run_number, metavar="RUN",
+        help="continue apply run RUN (default: the latest that left hosts unfinished) with its "
+        "own task content, hosts, batches and thresholds (docs/history.md)",
+    )  # fmt: skip
     commands.add_parser("status", help="fleetbr transactions recorded on the hosts")
     commands.add_parser(
         "rollback",
@@ -115,13 +125,22 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
 
 
-def _add_rollout_options(parser: argparse._ActionsContainer) -> None:
-    parser.add_argument("--canary", type=int, default=0, help="hosts in a first, lone batch")
-    parser.add_argument("--batch-size", type=_positive_int, help="hosts per batch (default: all)")
+def _add_rollout_options(
+    parser: argparse._ActionsContainer, canary_default: int | None = 0
+) -> None:
+    from fleetbr.counts import batch_size_arg, max_failures_arg
+
+    parser.add_argument("--canary", type=int, default=canary_default,
+                        help="hosts in a first, lone batch")  # fmt: skip
     parser.add_argument(
-        "--max-failures", type=int, default=None,
-        help="stop starting new batches once more than this many hosts failed (default: no limit; "
-        "a canary that is not confirmed always stops the rollout)",
+        "--batch-size", type=batch_size_arg, metavar="N|P%",
+        help="hosts per batch, or a percentage of the selected hosts, rounded up (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-failures", type=max_failures_arg, default=None, metavar="N|P%",
+        help="stop starting new batches once more than this many hosts (or this percentage of the "
+        "selected hosts, rounded up) failed (default: no limit; a canary that is not confirmed "
+        "always stops the rollout)",
     )  # fmt: skip
 
 
@@ -259,12 +278,26 @@ def _lab_up(args: argparse.Namespace) -> Lab:
 
 def cmd_change(args: argparse.Namespace) -> int:
     """``fleetbr plan|apply|status|rollback``."""
-    from fleetbr.rollout import run_change_command
+    from fleetbr.rollout import Interruption, render_all, run_change_command
 
-    hosts = selected_hosts(args)
-    aggregated = run_change_command(args, hosts)
-    render_results(aggregated, as_json=args.json)
-    return aggregated.exit_code
+    prior = None
+    if args.command == "apply" and args.resume is not None:
+        prior, hosts = _prepare_resume(args)
+    else:
+        if args.command == "apply" and args.task is None:
+            raise UsageError("apply: TASK is required (or --resume [RUN])")
+        hosts = selected_hosts(args)
+    tasks = render_all(args.task, hosts) if args.command in ("plan", "apply") else None
+    interrupt = Interruption()
+    with _run_context(args, hosts, resumed_from=prior.run_id if prior else None) as context:
+        aggregated = run_change_command(args, hosts, tasks=tasks, observer=context.observer,
+                                        interrupt=interrupt, prior=prior)  # fmt: skip
+        code = EXIT_INTERRUPTED if interrupt.requested else aggregated.exit_code
+        context.done(code, interrupted=interrupt.requested)
+        context.stop_display()
+        render_results(aggregated, as_json=args.json)
+    _resume_hint(args, context, aggregated)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -273,11 +306,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     if args.deadman is not None or args.undo is not None or args.confirm_check is not None:
-        from fleetbr.adhoc.deadman import run_deadman
+        from fleetbr.adhoc.deadman import command_change, run_deadman
 
-        return run_deadman(args, spec, selected_hosts(args))
+        command_change(args, spec)  # a usage error before anything is recorded
+        hosts = selected_hosts(args)
+        with _run_context(args, hosts) as context:
+            code = run_deadman(args, spec, hosts, observer=context.observer)
+            context.done(code, interrupted=code == EXIT_INTERRUPTED)
+        return code
     hosts = selected_hosts(args)
-    return run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream)
+    with _run_context(args, hosts) as context:
+        code = run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream,
+                         observer=context.observer)  # fmt: skip
+        context.done(code)
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -290,6 +332,146 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+# -- run history, resume, progress and metrics (docs/history.md) ---------------------------------
+
+EXIT_INTERRUPTED = 130  # a first Ctrl-C: every host reported, some never started
+
+
+def _add_history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history", type=Path, metavar="PATH",
+        help="run history database (default $FLEETBR_HISTORY, else "
+        "$XDG_STATE_HOME/fleetbr/history.sqlite3 or ~/.local/state/fleetbr/history.sqlite3)",
+    )  # fmt: skip
+    parser.add_argument("--no-history", action="store_true", help="record nothing in the history")
+    parser.add_argument(
+        "--metrics-file", type=Path, metavar="PATH",
+        help="write Prometheus text-format metrics of the run to PATH (atomic rename; for "
+        "node_exporter's textfile collector)",
+    )  # fmt: skip
+
+
+def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser("history", help="runs recorded in the run history")
+    history.add_argument(
+        "-l", "--host", dest="history_hosts", metavar="HOST",
+        help="only these hosts' rows (names or globs, comma separated)",
+    )  # fmt: skip
+    history.add_argument(
+        "--since", metavar="WHEN",
+        help="only runs since WHEN: 30m, 2h, 7d, 2024-05-01, 2024-05-01T12:00",
+    )  # fmt: skip
+    history.add_argument(
+        "--command", dest="history_command", metavar="C",
+        help="only runs of this command (apply, plan, status, rollback, run)",
+    )  # fmt: skip
+    history.add_argument(
+        "--last", type=_positive_int, default=50, metavar="N",
+        help="at most N runs or rows, newest first (default 50)",
+    )  # fmt: skip
+    show = commands.add_parser("show", help="one run of the history, host by host")
+    show.add_argument("run", metavar="RUN", help="run number (see `fleetbr history`) or 'last'")
+    for sub in (history, show):  # --json after the command too; SUPPRESS keeps a global --json
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="one JSON document on stdout")  # fmt: skip
+
+
+def _run_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run number (see `fleetbr history`)")
+    return int(text)
+
+
+def _history_path(args: argparse.Namespace) -> Path | None:
+    from fleetbr.history.record import history_path
+
+    return history_path(args.history, args.no_history)
+
+
+def _run_context(args: argparse.Namespace, hosts: Sequence[HostSpec], *,
+                 resumed_from: int | None = None) -> RunContext:  # fmt: skip
+    """History, live progress and metrics around one run (see fleetbr.history.record)."""
+    from fleetbr.history.record import RunContext, run_options, start_recording
+
+    task = getattr(args, "task", None) or getattr(args, "script", None)
+    recorder = start_recording(
+        _history_path(args), command=args.command, hosts=[h.name for h in hosts],
+        options=run_options(args, len(hosts)), selection=args.limit, task=task,
+        resumed_from=resumed_from,
+    )  # fmt: skip
+    quiet = args.json or getattr(args, "stream", False)  # --stream prints lines as they come
+    return RunContext(args.command, [h.name for h in hosts], recorder=recorder,
+                      as_json=quiet, metrics_file=args.metrics_file)  # fmt: skip
+
+
+def _prepare_resume(args: argparse.Namespace) -> tuple[Prior, list[HostSpec]]:
+    from fleetbr.resume import prepare_resume
+
+    return prepare_resume(args, _history_path(args), lambda: selected_hosts(args))
+
+
+def _resume_hint(
+    args: argparse.Namespace, context: RunContext, aggregated: Mapping[str, Any]
+) -> None:
+    """After an apply that left hosts unfinished, say how to continue it (stderr)."""
+    recorder = context.recorder
+    if args.command != "apply" or recorder is None or recorder.failed or not recorder.run_id:
+        return
+    if any(result.status.value == "skipped" for result in aggregated.values()):
+        warning(f"run {recorder.run_id} left hosts not attempted; continue it with "
+                f"`fleetbr apply --resume {recorder.run_id}` (docs/history.md)")  # fmt: skip
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``fleetbr history``."""
+    from fleetbr.history.present import show_history
+
+    with _open_history(args) as store:
+        if store is not None:
+            show_history(
+                store, hosts=args.history_hosts or args.limit, since=args.since,
+                command=args.history_command, last=args.last, as_json=args.json,
+            )  # fmt: skip
+        elif args.json:
+            print_json({"runs": []})
+        else:
+            Human().line(f"no runs recorded yet in {_history_path(args)}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``fleetbr show RUN``."""
+    from fleetbr.history.present import run_number, show_run
+
+    with _open_history(args) as store:
+        if store is None:
+            raise UsageError("no run history yet")
+        show_run(store, run_number(args.run, store), as_json=args.json)
+    return EXIT_OK
+
+
+@contextmanager
+def _open_history(args: argparse.Namespace) -> Iterator[Store | None]:
+    """The history for reading (None: none recorded yet); unreadable: HistoryError (exit 1)."""
+    import sqlite3
+
+    from fleetbr.history.store import HistoryError, Store
+
+    path = _history_path(args)
+    if path is None:
+        raise UsageError("--no-history: there is no history to read")
+    if not path.exists():
+        yield None
+        return
+    store = Store(path, create=False)
+    try:
+        yield store
+    except sqlite3.Error as exc:
+        raise HistoryError(f"{path}: {exc}") from None
+    finally:
+        store.close()
+
+
 HANDLERS: dict[str, Handler] = {
     "demo": cmd_demo,
     "inventory": cmd_inventory,
@@ -300,6 +482,8 @@ HANDLERS: dict[str, Handler] = {
     "status": cmd_change,
     "rollback": cmd_change,
     "run": cmd_run,
+    "history": cmd_history,
+    "show": cmd_show,
 }
 
 
@@ -353,6 +537,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         error(
             "interrupted: hosts already armed roll back by themselves when their timers fire; "
-            "`fleetbr status` shows where each host stands"
+            "`fleetbr status` shows where each host stands; `fleetbr apply --resume` continues "
+            "an interrupted apply"
         )
-        return 130
+        return EXIT_INTERRUPTED

@@ -1,18 +1,32 @@
 """Rollout: render the task for every host up front, then plan or apply in canary and batches,
-with bounded concurrency and a failure threshold."""
+with bounded concurrency and a failure threshold; resumable, and stoppable with Ctrl-C.
+
+Ctrl-C during an apply: no host starts any more (hosts not started yet, and hosts that staged but
+have not armed, are reported ``skipped``), every armed host finishes its transaction (confirm or
+rollback), then every host is reported. A second Ctrl-C exits at once: hosts armed then are
+confirmed by nobody and roll back by themselves when their timers fire.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import signal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetbr.counts import Share, hosts_of
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
+from fleetbr.observe import Observers, RunObserver, observed
+from fleetbr.output import warning
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
+from fleetbr.resume import Prior, resolve_host
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
 from fleetbr.transaction.change import BridgeChange, Change
@@ -25,6 +39,59 @@ FAILURES = frozenset({Status.ROLLED_BACK, Status.FAILED, Status.UNREACHABLE})
 # A canary passes only confirmed, or unchanged (it already carries the change, proven earlier);
 # refused, failed, unreachable or rolled back canaries stop the rollout.
 CANARY_PASSED = frozenset({Status.CONFIRMED, Status.UNCHANGED})
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+INTERRUPTED = "not attempted: interrupted (Ctrl-C)"
+NOT_ARMED = "interrupted (Ctrl-C) before arming: staged only, nothing changed"
+FIRST_CTRL_C = (
+    "interrupted: starting no more hosts; hosts already armed finish their transaction (confirm "
+    "or rollback), then every host is reported. Ctrl-C again exits at once: hosts armed then "
+    "roll back by themselves when their timers fire"
+)
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------
+
+
+class Interruption:
+    """Ctrl-C during a rollout: the first stops new hosts, the second exits at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @property
+    def requested(self) -> bool:
+        """Ctrl-C was pressed: no new host may start or arm."""
+        return self.count > 0
+
+    def __call__(self) -> None:
+        """The SIGINT handler (called on the event loop)."""
+        self.count += 1
+        if self.count == 1:
+            warning(FIRST_CTRL_C)
+            return
+        raise KeyboardInterrupt  # the CLI says what it means for armed hosts
+
+
+@contextlib.contextmanager
+def sigint_handled(interrupt: Interruption) -> Iterator[None]:
+    """Route SIGINT to ``interrupt`` while the rollout runs (main thread only)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+class _NotArmed(Exception):
+    """Raised from the arm hook after Ctrl-C: the transaction stops before its arm is sent."""
+
+
+# -- the rollout ------------------------------------------------------------------------------
 
 
 def render_all(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, BridgeTask]:
@@ -58,62 +125,143 @@ async def rollout(
     return await rollout_changes(hosts, changes, **options)
 
 
+@dataclass
+class _Run:
+    """The state of one rollout while it runs."""
+
+    changes: Mapping[str, Change]
+    pacer: WindowPacer
+    observer: RunObserver
+    interrupt: Interruption
+    results: dict[str, HostResult]
+    notes: dict[str, str]  # host -> how a transaction left by an earlier run was resolved
+
+    async def job(self, spec: HostSpec) -> HostResult:
+        """One host's transaction, within the pacer's bound; stops before arming after Ctrl-C."""
+        change = self.changes[spec.name]
+        async with self.pacer.slot():
+            if self.interrupt.requested:
+                return HostResult(spec.name, Status.SKIPPED, INTERRUPTED)
+            self.observer.started(spec.name)
+            began, armed_at = time.monotonic(), 0.0
+
+            def on_armed(host: str) -> None:
+                nonlocal armed_at
+                if self.interrupt.requested:
+                    raise _NotArmed
+                armed_at = time.monotonic()
+                self.pacer.armed(host, change.timeout)
+
+            def on_staged(txid: str) -> None:
+                self.observer.staged(spec.name, txid)
+
+            try:
+                result = await run_transaction(spec, change, on_armed=on_armed,
+                                               on_staged=on_staged)  # fmt: skip
+            except _NotArmed:
+                return HostResult(spec.name, Status.SKIPPED, NOT_ARMED)
+            self.pacer.decided(spec.name, confirmed=result.status == Status.CONFIRMED)
+            ended = time.monotonic()
+            phases = {"prepare": (armed_at or ended) - began}  # connect, facts, plan, stage
+            if armed_at:
+                phases["window"] = ended - armed_at  # arm, apply, reconnect, confirm/rollback
+            result.data["phases"] = {k: round(v, 3) for k, v in phases.items()}
+            if spec.name in self.notes:
+                result.data["resolved"] = self.notes[spec.name]
+            return result
+
+    def settle(self, result: HostResult) -> None:
+        """A host's final result."""
+        self.results[result.host] = result
+        self.observer.finished(result)
+
+    async def resolve(self, hosts: Sequence[HostSpec], prior: Prior, forks: int) -> None:
+        """Resolve the transactions an earlier run left (confirmed meanwhile: done; armed:
+        rolled back and verified, then applied again in its batch)."""
+        todo = [spec for spec in hosts if spec.name in prior.resolve]
+
+        async def one(spec: HostSpec) -> HostResult:
+            txid = prior.resolve[spec.name]
+            self.observer.started(spec.name)
+            self.observer.staged(spec.name, txid)
+            resolution = await resolve_host(spec, txid, prior.run_id)
+            if resolution.final is not None:
+                return resolution.final
+            return HostResult(spec.name, Status.OK, resolution.note)
+
+        for result in (await run_hosts("resolve", todo, one, forks=forks)).values():
+            if result.status == Status.OK:
+                self.notes[result.host] = result.message
+            else:
+                self.settle(result)
+
+
 async def rollout_changes(
     hosts: Sequence[HostSpec],
     changes: Mapping[str, Change],
     *,
     forks: int,
     canary: int = 0,
-    batch_size: int | None = None,
-    max_failures: int | None = None,
+    batch_size: int | Share | None = None,
+    max_failures: int | Share | None = None,
     pacer: WindowPacer | None = None,
+    observer: RunObserver | None = None,
+    prior: Prior | None = None,
+    interrupt: Interruption | None = None,
 ) -> AggregatedResult:
-    """Apply batch after batch; stop when the canary is not confirmed or failures exceed
-    ``max_failures``. Within a batch, a :class:`WindowPacer` bounds the hosts in flight."""
-    pacer = pacer or WindowPacer(forks)
-
-    async def job(spec: HostSpec) -> HostResult:
-        change = changes[spec.name]
-        async with pacer.slot():
-            result = await run_transaction(
-                spec, change, on_armed=lambda host: pacer.armed(host, change.timeout)
-            )
-            pacer.decided(spec.name, confirmed=result.status == Status.CONFIRMED)
-            return result
-
-    aggregated = AggregatedResult("apply")
-    planned = batches(hosts, canary, batch_size)
+    """Apply batch after batch; stop when the canary is not confirmed, failures exceed
+    ``max_failures`` or Ctrl-C is pressed. Within a batch, a :class:`WindowPacer` bounds the
+    hosts in flight. With ``prior`` (``--resume``), hosts it carries are reported, not touched;
+    hosts it left armed are resolved first; a canary batch that passed is not repeated."""
+    run = _Run(changes, pacer or WindowPacer(forks), observer or Observers(),
+               interrupt or Interruption(), {}, {})  # fmt: skip
+    limit = hosts_of(max_failures, len(hosts))
+    planned = batches(hosts, canary, hosts_of(batch_size, len(hosts)))
     stop_reason = ""
-    lag_watch = asyncio.create_task(pacer.watch_lag())
+    lag_watch = asyncio.create_task(run.pacer.watch_lag())
     try:
-        for index, batch in enumerate(planned):
-            if stop_reason:
-                for spec in batch:
-                    aggregated.add(HostResult(spec.name, Status.SKIPPED, stop_reason))
-                continue
-            done = await run_hosts("apply", batch, job, forks=len(batch))
-            for result in done.values():
-                aggregated.add(result)
-            is_canary = canary > 0 and index == 0
-            stop_reason = _stop_reason(aggregated, done, is_canary=is_canary,
-                                       max_failures=max_failures)  # fmt: skip
+        with sigint_handled(run.interrupt):
+            if prior is not None:
+                for result in prior.carried.values():
+                    run.settle(result)
+                await run.resolve(hosts, prior, forks)
+            job = observed(run.job, run.observer, announce=False)
+            for index, batch in enumerate(planned):
+                todo = [spec for spec in batch if spec.name not in run.results]
+                if run.interrupt.requested and not stop_reason:
+                    stop_reason = INTERRUPTED
+                if stop_reason:
+                    for spec in todo:
+                        run.settle(HostResult(spec.name, Status.SKIPPED, stop_reason))
+                    continue
+                if todo:
+                    run.observer.batch(index, len(planned), [spec.name for spec in todo])
+                    done = await run_hosts("apply", todo, job, forks=len(todo))
+                    run.results.update(done.results)
+                stop_reason = _stop_reason(
+                    run.results, [run.results[spec.name] for spec in batch],
+                    is_canary=canary > 0 and index == 0, max_failures=limit,
+                )  # fmt: skip
     finally:
         lag_watch.cancel()
+    aggregated = AggregatedResult("apply")
+    for spec in hosts:
+        aggregated.add(run.results[spec.name])
     return aggregated
 
 
 def _stop_reason(
-    aggregated: AggregatedResult,
-    batch: AggregatedResult,
+    results: Mapping[str, HostResult],
+    batch: Sequence[HostResult],
     *,
     is_canary: bool,
     max_failures: int | None,
 ) -> str:
     if is_canary:
-        failed = [r.host for r in batch.values() if r.status not in CANARY_PASSED]
+        failed = [r.host for r in batch if r.status not in CANARY_PASSED]
         if failed:
             return f"not attempted: canary {', '.join(failed)} did not end confirmed"
-    failed_count = sum(1 for r in aggregated.values() if r.status in FAILURES)
+    failed_count = sum(1 for r in results.values() if r.status in FAILURES)
     if max_failures is not None and failed_count > max_failures:
         return (
             f"not attempted: {failed_count} hosts failed, more than --max-failures {max_failures}"
@@ -121,35 +269,43 @@ def _stop_reason(
     return ""
 
 
-async def rollback_hosts(hosts: Sequence[HostSpec], *, forks: int) -> AggregatedResult:
+async def rollback_hosts(
+    hosts: Sequence[HostSpec], *, forks: int, observer: RunObserver | None = None
+) -> AggregatedResult:
     """``fleetbr rollback`` on ``hosts``: here, rolled back is what was asked for (a success)."""
-    done = await run_hosts("rollback", hosts, rollback_job, forks=forks)
+    job = observed(rollback_job, observer)
+    done = await run_hosts("rollback", hosts, job, forks=forks)
     done.success = SUCCESS | {Status.ROLLED_BACK}
     return done
 
 
-def run_change_command(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> AggregatedResult:
+def run_change_command(
+    args: argparse.Namespace,
+    hosts: Sequence[HostSpec],
+    *,
+    tasks: dict[str, BridgeTask] | None = None,
+    observer: RunObserver | None = None,
+    interrupt: Interruption | None = None,
+    prior: Prior | None = None,
+) -> AggregatedResult:
     """``plan``, ``apply``, ``status`` and ``rollback`` from the CLI."""
     if args.command == "status":
-        return asyncio.run(run_hosts("status", hosts, status_job, forks=args.forks))
+        job = observed(status_job, observer)
+        return asyncio.run(run_hosts("status", hosts, job, forks=args.forks))
     if args.command == "rollback":
-        return asyncio.run(rollback_hosts(hosts, forks=args.forks))
-    tasks = render_all(args.task, hosts)
+        return asyncio.run(rollback_hosts(hosts, forks=args.forks, observer=observer))
+    tasks = tasks if tasks is not None else render_all(args.task, hosts)
     label = args.task.name
     if args.command == "plan":
 
-        async def job(spec: HostSpec) -> HostResult:
+        async def plan(spec: HostSpec) -> HostResult:
             return await plan_job(spec, tasks[spec.name])
 
-        return asyncio.run(run_hosts("plan", hosts, job, forks=args.forks))
+        return asyncio.run(run_hosts("plan", hosts, observed(plan, observer), forks=args.forks))
     return asyncio.run(
         rollout(
-            hosts,
-            tasks,
-            label,
-            forks=args.forks,
-            canary=args.canary,
-            batch_size=args.batch_size,
-            max_failures=args.max_failures,
+            hosts, tasks, label, forks=args.forks, canary=args.canary or 0,
+            batch_size=args.batch_size, max_failures=args.max_failures, observer=observer,
+            prior=prior, interrupt=interrupt,
         )
-    )
+    )  # fmt: skip

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from fleetbr.adhoc.spec import RunSpec
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
+from fleetbr.observe import RunObserver
 from fleetbr.output import render_results
-from fleetbr.rollout import rollout_changes
+from fleetbr.rollout import EXIT_INTERRUPTED, Interruption, rollout_changes
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.command import CommandChange
 
@@ -39,17 +40,25 @@ def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
     return CommandChange(command, args.undo, args.deadman, args.confirm_check, label="run")
 
 
-def run_deadman(args: argparse.Namespace, run: RunSpec, hosts: Sequence[HostSpec]) -> int:
-    """Roll the command out under the timer; print the per-host results; the exit code."""
+def run_deadman(
+    args: argparse.Namespace,
+    run: RunSpec,
+    hosts: Sequence[HostSpec],
+    observer: RunObserver | None = None,
+) -> int:
+    """Roll the command out under the timer; print the per-host results; the exit code (130
+    after a Ctrl-C, which stops new hosts and lets armed ones finish)."""
     change = command_change(args, run)
     if run.sudo:
         hosts = [dataclasses.replace(h, ssh=dataclasses.replace(h.ssh, sudo=True)) for h in hosts]
     changes: dict[str, Change] = {host.name: change for host in hosts}
+    interrupt = Interruption()
     aggregated = asyncio.run(
         rollout_changes(
             hosts, changes, forks=args.forks, canary=args.canary,
-            batch_size=args.batch_size, max_failures=args.max_failures,
+            batch_size=args.batch_size, max_failures=args.max_failures, observer=observer,
+            interrupt=interrupt,
         )
     )  # fmt: skip
     render_results(aggregated, as_json=args.json)
-    return aggregated.exit_code
+    return EXIT_INTERRUPTED if interrupt.requested else aggregated.exit_code

@@ -14,6 +14,7 @@ from fleetbr.adhoc.present import StreamPrinter, json_document, render_grouped
 from fleetbr.adhoc.spec import RunOptions, RunSpec
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
+from fleetbr.observe import RunObserver, observed
 from fleetbr.report import AggregatedResult, HostResult
 from fleetbr.runner import run_hosts
 
@@ -32,9 +33,16 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 def run_adhoc(
-    run: RunSpec, hosts: Sequence[HostSpec], *, forks: int, as_json: bool, stream: bool
+    run: RunSpec,
+    hosts: Sequence[HostSpec],
+    *,
+    forks: int,
+    as_json: bool,
+    stream: bool,
+    observer: RunObserver | None = None,
 ) -> int:
-    """Run ``run`` on ``hosts`` (at most ``forks`` at once), print the report; the exit code."""
+    """Run ``run`` on ``hosts`` (at most ``forks`` at once), print the report; the exit code.
+    ``observer`` (the run history, progress) hears of every host."""
     printer = StreamPrinter(write) if stream else None
 
     async def job(host: HostSpec) -> HostResult:
@@ -44,7 +52,7 @@ def run_adhoc(
             if printer is not None:
                 printer.finish(host.name)
 
-    aggregated = asyncio.run(run_hosts("run", hosts, job, forks=forks))
+    aggregated = asyncio.run(run_hosts("run", hosts, observed(job, observer), forks=forks))
     report(aggregated, as_json=as_json, with_output=not stream)
     return aggregated.exit_code
 

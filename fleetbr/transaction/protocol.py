@@ -57,6 +57,7 @@ class Transaction:
     deadline: float = 0.0  # controller monotonic estimate of when the host's timer fires
     log: list[str] = field(default_factory=list)
     on_armed: Hook | None = None  # rollout pacing: a dead-man window opened on this host
+    on_staged: Hook | None = None  # run history: called with the txid before it is armed
 
     def result(self, status: Status, message: str, **data: Any) -> HostResult:
         """A result carrying the transaction's data."""
@@ -89,10 +90,10 @@ async def apply_host(
 
 
 async def run_transaction(
-    spec: HostSpec, change: Change, *, on_armed: Hook | None = None
+    spec: HostSpec, change: Change, *, on_armed: Hook | None = None, on_staged: Hook | None = None
 ) -> HostResult:
     """The dead-man transaction for any :class:`Change` on one host."""
-    tx = Transaction(spec, change, on_armed=on_armed)
+    tx = Transaction(spec, change, on_armed=on_armed, on_staged=on_staged)
     async with open_connection(spec) as conn:
         early = await _prepare(tx, conn)
         if early is not None:
@@ -136,6 +137,8 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     answered, _ = parse_probes(found.get("probes", []))
     tx.probes = [target for target in plan.probes if answered.get(target)]
     tx.note(f"staged {tx.txid}; probes that pass before the change: {tx.probes or 'none'}")
+    if tx.on_staged is not None:
+        tx.on_staged(tx.txid)
     return None
 
 

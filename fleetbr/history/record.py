@@ -1,0 +1,354 @@
+"""Recording a run as it happens, without ever putting the run at risk.
+
+Every write goes through one writer thread, so the event loop that confirms armed hosts never
+waits for the database (another fleetbr process may hold it for a while). Rows are written as
+things happen: the run when it starts, a host's row (``started``) when the host starts, its txid
+when it stages a transaction, its result when it arrives, the run's end last. A controller that is
+SIGKILLed therefore leaves a record ``fleetbr apply --resume`` can continue from.
+
+If the database cannot be written (read-only, locked for longer than the busy timeout, disk full,
+a newer schema), fleetbr prints one warning line on stderr and records nothing more for this run;
+the run itself, its report and its exit code are unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetbr import __version__, progress
+from fleetbr.counts import Share
+from fleetbr.history.store import (
+    BUSY_TIMEOUT,
+    STARTED,
+    HistoryError,
+    HostRow,
+    RunRecord,
+    Store,
+    default_path,
+)
+from fleetbr.metrics import RunSummary, render, write_atomically
+from fleetbr.observe import Observers
+from fleetbr.output import warning
+from fleetbr.report import AggregatedResult, HostResult
+
+Op = Callable[[Store], None]
+ENV = "FLEETBR_HISTORY"
+TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another process's write
+CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
+
+
+def history_path(option: Path | None, disabled: bool) -> Path | None:
+    """Where the history lives: ``--no-history`` (None), ``--history``, ``$FLEETBR_HISTORY``, or
+    the user's state directory."""
+    if disabled:
+        return None
+    if option is not None:
+        return option
+    from_env = os.environ.get(ENV, "")
+    return Path(from_env) if from_env.strip() else default_path()
+
+
+def history_timeout() -> float:
+    """``$FLEETBR_HISTORY_TIMEOUT`` (seconds, 0.1 to 3600), else the default busy timeout."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(text)
+    except ValueError:
+        return BUSY_TIMEOUT
+    return value if 0.1 <= value <= 3600 else BUSY_TIMEOUT
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (the task a run applied)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def process_start(pid: int) -> str:
+    """The start time of process ``pid`` (field 22 of /proc/PID/stat), "" if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def controller_identity() -> dict[str, Any]:
+    """This process, so a later ``--resume`` can tell whether the run is still alive."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": process_start(pid),
+            "version": __version__}  # fmt: skip
+
+
+def controller_alive(identity: dict[str, Any]) -> bool:
+    """The recorded controller process still runs (same machine, pid and start time)."""
+    pid = identity.get("pid")
+    if identity.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    start = identity.get("start")
+    return bool(start) and process_start(pid) == start
+
+
+def phases_of(result: HostResult) -> dict[str, float]:
+    """Phase timings of a host's result (the rollout puts them in its data), else its total."""
+    found = result.data.get("phases")
+    phases = dict(found) if isinstance(found, dict) else {}
+    if "window" not in phases and isinstance(result.data.get("window"), int | float):
+        phases["window"] = float(result.data["window"])
+    if result.elapsed:
+        phases["total"] = round(result.elapsed, 3)
+    return phases
+
+
+class Recorder:
+    """Records one run (a :class:`fleetbr.observe.RunObserver`); see the module docstring."""
+
+    def __init__(self, path: Path, run: RunRecord, *, timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = path
+        self.run = run
+        self.timeout = timeout
+        self.batch_index: int | None = None
+        self.started_at: dict[str, float] = {}
+        self.txids: dict[str, str] = {}  # host -> the transaction it staged (kept if it fails)
+        self.failed = False
+        self._queue: queue.Queue[Op | None] = queue.Queue()
+        self._store: Store | None = None
+        self._thread = threading.Thread(target=self._write_all, name="fleetbr-history",
+                                         daemon=True)  # fmt: skip
+        self._thread.start()
+        self._queue.put(self._create)
+
+    @property
+    def run_id(self) -> int:
+        """The run's id in the history (0 until written, or if it could not be)."""
+        return self.run.id
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _write_all(self) -> None:
+        while True:
+            op = self._queue.get()
+            if op is None:
+                break
+            if self.failed:
+                continue
+            try:
+                if self._store is None:
+                    self._store = Store(self.path, timeout=self.timeout)
+                store = self._store
+                store.retrying(functools.partial(op, store))
+            except (sqlite3.Error, OSError, HistoryError) as exc:
+                self.failed = True
+                detail = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"
+                warning(f"run history not recorded ({detail}); the run goes on")
+        if self._store is not None:
+            self._store.close()
+
+    def _create(self, store: Store) -> None:
+        store.create_run(self.run)
+
+    def _put(self, row: HostRow) -> None:
+        self._queue.put(lambda store: store.put_host(self.run.id, row))
+
+    # -- RunObserver --------------------------------------------------------------------------
+
+    def batch(self, index: int, count: int, hosts: Sequence[str]) -> None:
+        """Hosts that start from now on belong to batch ``index``."""
+        self.batch_index = index
+
+    def started(self, host: str) -> None:
+        """A ``started`` row: a controller killed from now on leaves this host to resolve."""
+        self.started_at[host] = time.time()
+        self.txids.pop(host, None)
+        self._put(HostRow(host, STARTED, batch=self.batch_index, started=self.started_at[host]))
+
+    def staged(self, host: str, txid: str) -> None:
+        """The host's transaction id, written before it is armed."""
+        self.txids[host] = txid
+        self._queue.put(lambda store: store.set_txid(self.run.id, host, txid))
+
+    def finished(self, result: HostResult) -> None:
+        """The host's final row."""
+        ended = time.time()
+        data = result.data
+        txid = data.get("txid") or self.txids.get(result.host)
+        from_run = data.get("from_run")
+        self._put(
+            HostRow(
+                result.host, result.status.value, result.message,
+                txid=txid if isinstance(txid, str) and txid else None,
+                batch=self.batch_index if from_run is None else data.get("batch"),
+                started=self.started_at.get(result.host),
+                ended=ended, elapsed=round(result.elapsed, 3), phases=phases_of(result),
+                diff=data.get("diff"), data=data,
+                from_run=from_run if isinstance(from_run, int) else None,
+            )
+        )  # fmt: skip
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int, state: str) -> None:
+        """Record the end of the run and wait (bounded) for every row to be written."""
+        ended = time.time()
+
+        def op(store: Store) -> None:
+            store.finish_run(self.run.id, ended=ended, exit_code=exit_code, state=state)
+
+        self._queue.put(op)
+        self._queue.put(None)
+        self._thread.join(self.timeout + CLOSE_GRACE)
+        if self._thread.is_alive() and not self.failed:
+            self.failed = True
+            warning(f"run history: {self.path} did not take the last rows in time; the run "
+                    "is recorded only in part")  # fmt: skip
+
+    def record_all(self, aggregated: AggregatedResult) -> None:
+        """Rows for every host of a run that had no observer (fallback; not incremental)."""
+        for result in aggregated.values():
+            self.finished(result)
+
+
+RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
+
+
+def run_options(args: Any, total: int) -> dict[str, Any]:
+    """The options of a run worth keeping: forks, the inventory, the rollout's canary, batch
+    size and failure threshold (as given, and in hosts), and what ``fleetbr run`` ran."""
+    resumed = getattr(args, "resumed_options", None)
+    if isinstance(resumed, dict):
+        return dict(resumed) | {"forks": args.forks}
+    options: dict[str, Any] = {"forks": args.forks, "inventory": str(args.inventory)}
+    for name in ("canary", "batch_size", "max_failures"):
+        value = getattr(args, name, None)
+        if isinstance(value, Share):
+            options[name] = value.text
+            options[f"{name}_hosts"] = value.of(total)
+        elif value is not None:
+            options[name] = value
+            if name != "canary":
+                options[f"{name}_hosts"] = value
+    for name in RUN_OPTIONS:
+        value = getattr(args, name, None)
+        if value not in (None, False, []):
+            options[name] = value
+    return options
+
+
+def start_recording(
+    path: Path | None,
+    *,
+    command: str,
+    hosts: Sequence[str],
+    options: dict[str, Any],
+    selection: str | None,
+    task: Path | None = None,
+    task_sha256: str | None = None,
+    resumed_from: int | None = None,
+) -> Recorder | None:
+    """A recorder for a new run, or None when the history is off."""
+    if path is None:
+        return None
+    sha = task_sha256
+    if task is not None and sha is None:
+        try:
+            sha = file_sha256(task)
+        except OSError:
+            sha = None
+    run = RunRecord(
+        command=command, hosts=list(hosts), options=options, started=time.time(),
+        controller=controller_identity(),
+        task_path=None if task is None else str(task.absolute()),
+        task_sha256=sha, selection=selection, resumed_from=resumed_from,
+    )  # fmt: skip
+    return Recorder(path, run, timeout=history_timeout())
+
+
+class Tally:
+    """How many hosts ended in each status (for the metrics file)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def batch(self, index: int, count: int, hosts: Sequence[str]) -> None:
+        """Not counted."""
+
+    def started(self, host: str) -> None:
+        """Not counted."""
+
+    def staged(self, host: str, txid: str) -> None:
+        """Not counted."""
+
+    def finished(self, result: HostResult) -> None:
+        """One more host in its status."""
+        self.counts[result.status.value] = self.counts.get(result.status.value, 0) + 1
+
+
+class RunContext:
+    """Everything that watches one CLI run: the history, the live progress, the metrics file.
+
+    Use as a context manager around the run and call :meth:`done` with its exit code; a run that
+    raises (a second Ctrl-C) is recorded ``aborted``. Nothing here can change the run's outcome.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        hosts: Sequence[str],
+        *,
+        recorder: Recorder | None,
+        as_json: bool,
+        metrics_file: Path | None,
+    ) -> None:
+        self.command = command
+        self.recorder = recorder
+        self.metrics_file = metrics_file
+        self.tally = Tally()
+        self.live = (
+            progress.LiveProgress(command, len(hosts))
+            if hosts and progress.wanted(as_json=as_json)
+            else None
+        )
+        self.observer = Observers(recorder, self.live, self.tally)
+        self.started = time.time()
+        self.outcome: tuple[int, str] | None = None
+
+    def __enter__(self) -> RunContext:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def done(self, exit_code: int, *, interrupted: bool = False) -> None:
+        """The run ended with ``exit_code`` (after a first Ctrl-C: ``interrupted``)."""
+        self.outcome = (exit_code, "interrupted" if interrupted else "finished")
+
+    def stop_display(self) -> None:
+        """Remove the live display (before the report is printed)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.stop_display()
+        aborted = 130 if kind is KeyboardInterrupt else 1
+        exit_code, state = self.outcome or (aborted, "aborted")
+        if self.recorder is not None:
+            self.recorder.finish(exit_code, state)
+        if self.metrics_file is not None:
+            self._write_metrics(exit_code)
+
+    def _write_metrics(self, exit_code: int) -> None:
+        summary = RunSummary(self.command, self.tally.counts, self.started, time.time(), exit_code)
+        try:
+            write_atomically(self.metrics_file or Path(), render(summary))
+        except OSError as exc:
+            warning(f"metrics not written ({self.metrics_file}: {exc.strerror or exc})")

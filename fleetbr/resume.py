@@ -1,0 +1,232 @@
+"""``fleetbr apply --resume [RUN]``: continue a rollout that stopped, from its run history.
+
+Which run (the newest apply run that left a host unfinished and was not resumed yet), the checks
+that it is the same rollout (the task's sha256 and the selected hosts), what it left (hosts done,
+hosts whose transaction may still be armed, hosts to apply), and how a host left armed is resolved
+before anything else: read the host's own state of that transaction; confirmed meanwhile is
+recorded as confirmed; still armed is rolled back now (the controller that armed it is gone) and
+verified against its snapshot, then applied again in its batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetbr.errors import UsageError
+from fleetbr.facts.gather import gather
+from fleetbr.facts.parse import parse_facts
+from fleetbr.history.record import controller_alive, file_sha256
+from fleetbr.history.store import DONE, HistoryError, HostRow, RunRecord, Store
+from fleetbr.inventory import HostSpec
+from fleetbr.plan import diff_facts
+from fleetbr.report import HostResult, Status
+from fleetbr.transaction import scripts
+from fleetbr.transaction.hoststate import HostTxState
+from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
+from fleetbr.transport import Connection, open_connection
+
+SCAN = 500  # newest apply runs looked at for the default RUN
+ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
+
+
+@dataclass
+class Prior:
+    """What earlier runs of this rollout left (see the module docstring)."""
+
+    run_id: int
+    carried: dict[str, HostResult] = field(default_factory=dict)  # done: never touched again
+    resolve: dict[str, str] = field(default_factory=dict)  # host -> txid that may be armed
+
+
+def unfinished(run: RunRecord, rows: Sequence[HostRow]) -> list[str]:
+    """Hosts of ``run`` that did not end confirmed or unchanged."""
+    done = {row.host for row in rows if row.status in DONE}
+    return [host for host in run.hosts if host not in done]
+
+
+def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
+    """Split ``run``'s hosts into done (carried over) and to resolve first (a recorded txid not
+    known to be decided); every other host is applied in its batch."""
+    prior = Prior(run.id)
+    by_host = {row.host: row for row in rows}
+    for host in run.hosts:
+        row = by_host.get(host)
+        if row is None:
+            continue
+        if row.status in DONE:
+            origin = row.from_run or run.id
+            prior.carried[host] = HostResult(
+                host, Status(row.status), f"{row.status} in run {origin}; not touched again",
+                data={"from_run": origin, "txid": row.txid, "batch": row.batch},
+            )  # fmt: skip
+        elif row.txid and row.status != Status.ROLLED_BACK.value:
+            prior.resolve[host] = row.txid  # started, failed, unreachable...: ask the host
+    return prior
+
+
+def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
+    """The run to resume: ``wanted``, or the newest apply run with unfinished hosts that no
+    later run resumed. UsageError (exit 2, nothing contacted) when there is none or it is live."""
+    if wanted is not None:
+        try:
+            run = store.run(wanted)
+        except HistoryError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        if run.command != "apply":
+            raise UsageError(f"--resume: run {wanted} is a `{run.command}` run, not an apply")
+        rows = store.hosts_of(run.id)
+        _check_resumable(store, run, rows)
+        return run, rows
+    for run in store.runs(command="apply", limit=SCAN):
+        rows = store.hosts_of(run.id)
+        if store.resumed_by(run.id) is None and unfinished(run, rows):
+            _check_resumable(store, run, rows)
+            return run, rows
+    raise UsageError(f"--resume: no apply run with unfinished hosts in {store.path}")
+
+
+def _check_resumable(store: Store, run: RunRecord, rows: Sequence[HostRow]) -> None:
+    later = store.resumed_by(run.id)
+    if later is not None:
+        raise UsageError(f"--resume: run {run.id} was resumed by run {later}; resume that one")
+    if run.state == "running" and controller_alive(run.controller):
+        raise UsageError(
+            f"--resume: run {run.id} is still running (pid {run.controller.get('pid')}); "
+            "wait for it or stop it first"
+        )
+    if not unfinished(run, rows):
+        raise UsageError(f"--resume: run {run.id} finished every host; nothing to resume")
+
+
+def check_same_task(run: RunRecord, task: Path) -> None:
+    """The task file must have the content the run applied (else exit 2)."""
+    try:
+        sha = file_sha256(task)
+    except OSError as exc:
+        raise UsageError(f"{task}: cannot read the task file ({exc.strerror})") from None
+    if sha != run.task_sha256:
+        raise UsageError(
+            f"--resume: {task} is not the task run {run.id} applied (sha256 {sha[:12]}, the run "
+            f"recorded {(run.task_sha256 or 'none')[:12]}); start a new apply instead"
+        )
+
+
+def check_same_hosts(run: RunRecord, hosts: Sequence[HostSpec]) -> None:
+    """The selection must resolve to the run's hosts, in the same order (else exit 2)."""
+    names = [spec.name for spec in hosts]
+    if names != run.hosts:
+        extra = sorted(set(names) - set(run.hosts))
+        missing = sorted(set(run.hosts) - set(names))
+        detail = "; ".join(
+            part for part in (
+                f"not in the run: {', '.join(extra)}" if extra else "",
+                f"missing now: {', '.join(missing)}" if missing else "",
+            ) if part
+        ) or "the order differs"  # fmt: skip
+        raise UsageError(
+            f"--resume: the selected hosts differ from run {run.id}'s "
+            f"(-l {run.selection or 'all'}): {detail}"
+        )
+
+
+def prepare_resume(
+    args: argparse.Namespace, path: Path | None, select: Callable[[], list[HostSpec]]
+) -> tuple[Prior, list[HostSpec]]:
+    """Check ``apply [TASK] --resume [RUN]`` against the history and set ``args`` to the run's
+    task (when TASK is left out), selection (when -l is), canary, batches and thresholds.
+    ``select`` loads the selected hosts. UsageError (exit 2, nothing contacted) on a mismatch."""
+    if path is None:
+        raise UsageError("--resume needs the run history; it cannot be used with --no-history")
+    flags = (("--canary", args.canary), ("--batch-size", args.batch_size),
+               ("--max-failures", args.max_failures))  # fmt: skip
+    given = [flag for flag, value in flags if value is not None]
+    if given:
+        raise UsageError(f"--resume continues with the run's own canary, batches and thresholds: "
+                         f"leave out {', '.join(given)}")  # fmt: skip
+    if not path.exists():
+        raise UsageError(f"--resume: no run history at {path}")
+    try:
+        store = Store(path, create=False)
+        try:
+            run, rows = choose_run(store, args.resume or None)
+        finally:
+            store.close()
+    except (HistoryError, sqlite3.Error) as exc:
+        raise UsageError(f"--resume: {exc}") from None
+    if args.task is None:
+        if not run.task_path:
+            raise UsageError(f"--resume: run {run.id} recorded no task file; give TASK")
+        args.task = Path(run.task_path)
+    check_same_task(run, args.task)
+    if args.limit is None:
+        args.limit = run.selection
+    hosts = select()
+    check_same_hosts(run, hosts)
+    options = run.options
+    args.canary = _count(options.get("canary"), 0)
+    args.batch_size = _count(options.get("batch_size_hosts"), None)
+    args.max_failures = _count(options.get("max_failures_hosts"), None)
+    args.resumed_options = options
+    return prior_of(run, rows), hosts
+
+
+def _count(value: object, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise UsageError(f"--resume: the run recorded an unusable rollout option {value!r}")
+
+
+@dataclass
+class Resolution:
+    """How a host left with a transaction was resolved: a final result, or None when the host is
+    free and is applied again in its batch; ``note`` says what was done."""
+
+    final: HostResult | None
+    note: str
+
+
+async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
+    """Resolve transaction ``txid`` that run ``run_id`` left on ``spec`` (see the module doc)."""
+    async with open_connection(spec) as conn:
+        state = await read_state(conn, txid)
+        if not state.staged:
+            return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
+        if state.decision == "none" and state.armed_marker == "this":
+            await conn.run_script(scripts.trigger_rollback_script(txid, "resume"),
+                                  label="rollback")  # fmt: skip
+        if state.decision != "none" or state.busy or state.armed_marker == "this":
+            state = await wait_settled(conn, txid)
+        return await _settled(conn, spec.name, txid, run_id, state)
+
+
+async def _settled(
+    conn: Connection, host: str, txid: str, run_id: int, state: HostTxState
+) -> Resolution:
+    data: dict[str, object] = {"txid": txid, "decision": state.decision, "from_run": run_id}
+    if state.decision == "confirmed":
+        message = f"confirmed {txid} (decided on the host after run {run_id} stopped)"
+        return Resolution(HostResult(host, Status.CONFIRMED, message, data), message)
+    if state.decision == "none" and not state.busy and state.armed_marker != "this":
+        return Resolution(None, f"{txid} of run {run_id} was never armed; nothing changed")
+    if not rollback_finished(state):
+        message = f"{txid} of run {run_id} still undecided: {state.summary()}"
+        return Resolution(HostResult(host, Status.FAILED, message, data), message)
+    snapshot = parse_facts(
+        (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
+    )
+    problems = diff_facts(snapshot, await gather(conn))
+    if problems:
+        data["differences"] = problems
+        message = (
+            f"{txid} of run {run_id} rolled back ({state.decision}) but differs from its "
+            "snapshot: " + "; ".join(problems)
+        )
+        return Resolution(HostResult(host, Status.FAILED, message, data), message)
+    return Resolution(None, f"{txid} of run {run_id} rolled back ({state.decision}); "
+                            "matches its snapshot")  # fmt: skip

@@ -1,0 +1,231 @@
+"""Resumable rollouts on real lab hosts: a SIGKILLed controller, a Ctrl-C (one, then two), and
+``fleetbr apply --resume`` finishing the rollout from the run history."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fleetbr.history.store import Store
+from fleetbr.lab import Lab
+from fleetbr.transaction import scripts
+from tests.integration.helpers import fleetbr
+from tests.integration.txhelpers import (
+    armed,
+    armed_txid,
+    enslaved,
+    events,
+    sh,
+    task_file,
+    wait_for,
+)
+
+
+def controller(lab: Lab, history: Path, *args: str, pause: float) -> subprocess.Popen[str]:
+    """``fleetbr --json apply ...`` in the background, pausing ``pause`` s before each confirm."""
+    env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": str(pause)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "--history", str(history), "-i",
+         str(lab.inventory_dir), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def applied(lab: Lab, *names: str) -> Callable[[], bool]:
+    return lambda: all("applied" in events(lab, name) for name in names)
+
+
+def resume(lab: Lab, history: Path, *args: str, limit: str = "") -> tuple[int, Any, str]:
+    """``fleetbr --json --history H -i INV [-l LIMIT] apply ARGS``."""
+    selection = ["-l", limit] if limit else []
+    return fleetbr("--history", str(history), "-i", str(lab.inventory_dir), *selection, "apply",
+                   *args)  # fmt: skip
+
+
+def settled(lab: Lab, name: str) -> bool:
+    return enslaved(lab, name) and not armed(lab, name)
+
+
+def test_sigkilled_controller_then_resume_finishes_the_rollout(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    names = ["hv07", "hv08", "hv09"]
+    for name in names:
+        fresh_host(name)
+    history, task = tmp_path / "h.sqlite3", task_file(tmp_path)
+    proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), "--canary", "1",
+                      "--batch-size", "1", pause=60)  # fmt: skip
+    try:
+        wait_for(applied(lab, "hv07"), 30, "the canary to be applied")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.communicate()
+    txid = armed_txid(lab, "hv07")
+    store = Store(history)
+    [run] = store.runs()
+    rows = {row.host: row for row in store.hosts_of(run.id)}
+    assert run.state == "running" and run.hosts == names
+    assert (rows["hv07"].status, rows["hv07"].txid) == ("started", txid), "recorded before arming"
+    assert set(rows) == {"hv07"}, "later batches never started"
+    store.close()
+
+    code, doc, err = resume(lab, history, "--resume")  # no TASK, no -l: the run's own
+    assert code == 0, (err, doc)
+    assert {n: doc[n]["status"] for n in names} == dict.fromkeys(names, "confirmed"), doc
+    assert "rolled back" in doc["hv07"]["resolved"] and txid in doc["hv07"]["resolved"]
+    journal = events(lab, "hv07")
+    assert journal[:4] == ["staged", "armed", "applied", "rolling_back"], journal
+    assert journal[-4:] == ["staged", "armed", "applied", "confirmed"], journal
+    assert "reason=resume" in sh(lab, "hv07", "grep rolled_back /var/lib/fleetbr/journal")
+    assert all(settled(lab, n) for n in names)
+
+    store = Store(history)
+    latest = store.runs()[0]
+    assert (latest.resumed_from, latest.state, latest.exit_code) == (run.id, "finished", 0)
+    store.close()
+    again, _, err = resume(lab, history, "--resume")
+    assert again == 2 and "no apply run with unfinished hosts" in err
+    for name in names:
+        fresh_host(name)
+
+
+def test_ctrl_c_lets_armed_hosts_finish_then_resume_leaves_done_hosts_alone(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    names = ["hv10", "hv11", "hv12", "hv13", "hv14"]
+    for name in names:
+        fresh_host(name)
+    history, task = tmp_path / "h.sqlite3", task_file(tmp_path)
+    selection = ",".join(names)
+    proc = controller(lab, history, "-l", selection, "apply", str(task), "--canary", "1",
+                      "--batch-size", "40%", pause=6)  # fmt: skip
+    try:
+        wait_for(applied(lab, "hv11", "hv12"), 60, "the second batch to be applied")
+        proc.send_signal(signal.SIGINT)  # both armed, each pausing 6 s before its confirm
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: starting no more hosts" in err
+    doc = json.loads(out)
+    assert {n: doc[n]["status"] for n in names} == {
+        "hv10": "confirmed", "hv11": "confirmed", "hv12": "confirmed",
+        "hv13": "skipped", "hv14": "skipped",
+    }, doc  # fmt: skip
+    assert "interrupted" in doc["hv13"]["message"]
+    assert events(lab, "hv13") == [] and events(lab, "hv14") == []
+    before = {name: events(lab, name) for name in names[:3]}
+
+    code, doc, err = resume(lab, history, str(task), "--resume", limit=selection)
+    assert code == 0, (err, doc)
+    assert all(doc[n]["status"] == "confirmed" for n in names), doc
+    for name in names[:3]:
+        assert "not touched again" in doc[name]["message"]
+        assert events(lab, name) == before[name], f"{name} was touched again"
+    assert all(settled(lab, n) for n in names)
+    store = Store(history)
+    first, second = sorted(store.runs(), key=lambda r: r.id)
+    assert (first.state, first.exit_code) == ("interrupted", 130)
+    assert second.resumed_from == first.id
+    assert second.options["batch_size"] == "40%" and second.options["batch_size_hosts"] == 2
+    store.close()
+    for name in names:
+        fresh_host(name)
+
+
+def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Two Ctrl-C: the controller leaves both hosts armed. hv16's transaction is then confirmed
+    on the host (as a controller killed after its disarm would leave it): resume records it as
+    confirmed, untouched; hv15's is still armed: resume rolls it back now, verifies it, applies
+    it again."""
+    names = ["hv15", "hv16"]
+    for name in names:
+        fresh_host(name)
+    history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=40)
+    proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), pause=120)
+    try:
+        wait_for(applied(lab, *names), 30, "both hosts to be applied")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 15, "a second Ctrl-C exits at once, it does not wait for the armed hosts"
+    assert "roll back by themselves when their timers fire" in err
+    assert armed(lab, "hv15") and armed(lab, "hv16")
+    txid16 = armed_txid(lab, "hv16")
+    sh(lab, "hv16", scripts.disarm_script(txid16))
+    assert events(lab, "hv16")[-1] == "confirmed"
+
+    code, doc, err = resume(lab, history, "--resume")
+    assert code == 0, (err, doc)
+    assert doc["hv16"]["status"] == "confirmed" and "after run 1 stopped" in doc["hv16"]["message"]
+    assert events(lab, "hv16").count("staged") == 1, "a host confirmed meanwhile is not redone"
+    assert doc["hv15"]["status"] == "confirmed" and "rolled back" in doc["hv15"]["resolved"]
+    assert events(lab, "hv15").count("rolled_back") == 1
+    assert all(settled(lab, n) for n in names)
+    for name in names:
+        fresh_host(name)
+
+
+def test_resume_refuses_another_task_other_hosts_or_other_thresholds(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Exit 2 and nothing contacted: the hosts' journals stay as the first run left them."""
+    fresh_host("hv17")
+    fresh_host("hv18")
+    history = tmp_path / "h.sqlite3"
+    task = task_file(tmp_path, nic="nosuchnic0")  # the canary is refused: the rollout stops
+    code, doc, err = resume(lab, history, str(task), "--canary", "1", limit="hv17,hv18")
+    assert code == 1, err
+    assert (doc["hv17"]["status"], doc["hv18"]["status"]) == ("refused", "skipped")
+    other = task_file(tmp_path)
+    refusals = [
+        ((str(other), "--resume"), "", "is not the task run 1 applied"),
+        (("--resume", "1"), "hv17", "the selected hosts differ from run 1's (-l hv17,hv18)"),
+        (("--resume",), "hv1[789]", "not in the run: hv19"),
+        (("--resume", "--batch-size", "50%"), "", "leave out --batch-size"),
+        (("--resume", "2"), "", "no run 2"),
+    ]
+    for args, limit, message in refusals:
+        code, _, err = resume(lab, history, *args, limit=limit)
+        assert code == 2 and message in err, (args, err)
+    task.write_text(task.read_text() + "# edited\n")
+    code, _, err = resume(lab, history, "--resume")
+    assert code == 2 and "is not the task run 1 applied" in err
+    code, _, err = fleetbr("--no-history", "-i", str(lab.inventory_dir), "apply", "--resume")
+    assert code == 2 and "--no-history" in err
+    assert events(lab, "hv17") == [] and events(lab, "hv18") == []
+
+
+def test_an_unwritable_history_does_not_change_an_apply(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """The history is a directory (SQLite cannot open it): the host is confirmed all the same,
+    exit 0, the report as usual, one warning line on stderr."""
+    fresh_host("hv19")
+    broken = tmp_path / "history-is-a-directory"
+    broken.mkdir()
+    code, doc, err = fleetbr("--history", str(broken), "-i", str(lab.inventory_dir), "-l", "hv19",
+                             "apply", str(task_file(tmp_path)))  # fmt: skip
+    assert code == 0, err
+    assert doc["hv19"]["status"] == "confirmed"
+    [line] = err.splitlines()
+    assert line.startswith("warning: run history not recorded (") and str(broken) in line
+    assert settled(lab, "hv19")
+    fresh_host("hv19")

@@ -1,0 +1,277 @@
+"""Percentages, Ctrl-C and --resume in the rollout, with fake transactions (no SSH); choosing and
+checking the run to resume from a real history file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbr.counts import Share, parse_share
+from fleetbr.errors import UsageError
+from fleetbr.history.record import controller_identity, start_recording
+from fleetbr.history.store import HostRow, RunRecord, Store
+from fleetbr.inventory import HostSpec, SSHOptions
+from fleetbr.report import HostResult, Status
+from fleetbr.resume import Prior, Resolution, check_same_hosts, choose_run, prior_of
+from fleetbr.rollout import INTERRUPTED, NOT_ARMED, Interruption, batches, rollout_changes
+
+
+def hosts(n: int) -> list[HostSpec]:
+    return [HostSpec(f"h{i:02d}", f"198.51.100.{10 + i}", 22, "root", None, (), {}, SSHOptions())
+            for i in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "total", "hosts_count"),
+    [("10%", 30, 3), ("10%", 31, 4), ("0.5%", 1, 1), ("100%", 7, 7), ("33.3%", 3, 1),
+     ("5", 100, 5), ("1%", 250, 3)],
+)  # fmt: skip
+def test_percentages_round_up_exactly(text: str, total: int, hosts_count: int) -> None:
+    assert parse_share(text, minimum=1).of(total) == hosts_count
+
+
+@pytest.mark.parametrize("text", ["0", "0%", "101%", "-1", "-5%", "abc", "10%%", "1e2", "nan%",
+                                  "inf%", "", "%", "5 %", "0x10", "½"])  # fmt: skip
+def test_nonsense_batch_sizes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_share(text, minimum=1)
+
+
+def test_max_failures_may_be_zero() -> None:
+    assert parse_share("0", minimum=0).of(10) == 0
+    assert parse_share("0%", minimum=0).of(10) == 0
+    assert parse_share("5%", minimum=0) == Share("5%", Decimal(5), percent=True)
+    with pytest.raises(ValueError):
+        parse_share("100.5%", minimum=0)
+
+
+NONSENSE = [("--batch-size", "0%"), ("--batch-size", "x"), ("--max-failures", "-1"),
+            ("--max-failures", "200%")]  # fmt: skip
+
+
+@pytest.mark.parametrize("option", NONSENSE)
+def test_cli_refuses_nonsense_with_exit_2(option: tuple[str, str], tmp_path: Path) -> None:
+    from fleetbr.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--no-history", "apply", str(tmp_path / "t.yaml"), *option])
+    assert stop.value.code == 2
+
+
+class Seen:
+    """Fake transactions: what ran, what the observer heard."""
+
+    def __init__(self, outcomes: dict[str, Status] | None = None) -> None:
+        self.outcomes = outcomes or {}
+        self.ran: list[str] = []
+        self.events: list[tuple[str, str]] = []
+        self.on_arm: dict[str, Any] = {}
+
+    async def transaction(self, spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
+        self.ran.append(spec.name)
+        await asyncio.sleep(0.05 if spec.name in self.on_arm else 0.01)  # others arm first
+        hooks["on_staged"](f"tx-{spec.name}")
+        if spec.name in self.on_arm:
+            self.on_arm[spec.name]()
+        hooks["on_armed"](spec.name)
+        await asyncio.sleep(0.01)
+        status = self.outcomes.get(spec.name, Status.CONFIRMED)
+        return HostResult(spec.name, status, "", data={"txid": f"tx-{spec.name}", "window": 0.01})
+
+    def batch(self, index: int, count: int, hosts: Any) -> None:
+        self.events.append(("batch", f"{index}/{count}"))
+
+    def started(self, host: str) -> None:
+        self.events.append(("started", host))
+
+    def staged(self, host: str, txid: str) -> None:
+        self.events.append(("staged", host))
+
+    def finished(self, result: HostResult) -> None:
+        self.events.append(("finished", f"{result.host} {result.status.value}"))
+
+
+def roll(seen: Seen, monkeypatch: pytest.MonkeyPatch, n: int = 6, **kw: Any) -> Any:
+    monkeypatch.setattr("fleetbr.rollout.run_transaction", seen.transaction)
+    group = hosts(n)
+    changes: Any = dict.fromkeys((h.name for h in group), type("C", (), {"timeout": 60})())
+    return asyncio.run(rollout_changes(group, changes, forks=4, observer=seen, **kw))
+
+
+def test_percent_batches_and_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = Seen({"h00": Status.FAILED, "h01": Status.FAILED})
+    result = roll(seen, monkeypatch, n=10, batch_size=parse_share("20%", minimum=1),
+                  max_failures=parse_share("10%", minimum=0))  # fmt: skip
+    assert seen.ran == ["h00", "h01"], "batches of 2; 2 failures > 10% of 10 hosts"
+    assert result.counts() == {"failed": 2, "skipped": 8}
+    assert "more than --max-failures 1" in result["h02"].message
+
+
+def test_observer_hears_every_host_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = Seen()
+    roll(seen, monkeypatch, n=3, canary=1)
+    assert seen.events[:4] == [("batch", "0/2"), ("started", "h00"), ("staged", "h00"),
+                               ("finished", "h00 confirmed")]  # fmt: skip
+    assert seen.events[4] == ("batch", "1/2")
+    assert sorted(e for e in seen.events if e[0] == "finished") == [
+        ("finished", "h00 confirmed"), ("finished", "h01 confirmed"),
+        ("finished", "h02 confirmed"),
+    ]  # fmt: skip
+
+
+def test_first_ctrl_c_stops_new_hosts_and_lets_armed_ones_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """h01 is hit by Ctrl-C just before arming; h00 was armed already and confirms; nothing of
+    the next batch starts. Every host is reported."""
+    interrupt = Interruption()
+    seen = Seen()
+    seen.on_arm["h01"] = interrupt
+    result = roll(seen, monkeypatch, n=6, batch_size=2, interrupt=interrupt)
+    assert interrupt.requested
+    assert result["h00"].status == Status.CONFIRMED
+    assert (result["h01"].status, result["h01"].message) == (Status.SKIPPED, NOT_ARMED)
+    assert seen.ran == ["h00", "h01"]
+    for name in ("h02", "h03", "h04", "h05"):
+        assert (result[name].status, result[name].message) == (Status.SKIPPED, INTERRUPTED)
+    assert len(result) == 6
+
+
+def test_second_ctrl_c_raises_keyboard_interrupt() -> None:
+    interrupt = Interruption()
+    interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        interrupt()
+
+
+def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def resolve(spec: HostSpec, txid: str, run_id: int) -> Resolution:
+        if spec.name == "h02":
+            done = HostResult(spec.name, Status.CONFIRMED, "confirmed meanwhile", {"txid": txid})
+            return Resolution(done, "confirmed meanwhile")
+        return Resolution(None, f"{txid} rolled back")
+
+    monkeypatch.setattr("fleetbr.rollout.resolve_host", resolve)
+    prior = Prior(7, carried={"h00": HostResult("h00", Status.CONFIRMED, "in run 7"),
+                              "h01": HostResult("h01", Status.UNCHANGED, "in run 7")},
+                  resolve={"h02": "tx-old2", "h03": "tx-old3"})  # fmt: skip
+    seen = Seen()
+    result = roll(seen, monkeypatch, n=6, canary=1, batch_size=2, prior=prior)
+    assert sorted(seen.ran) == ["h03", "h04", "h05"], "done hosts and the canary not touched"
+    assert result.counts() == {"confirmed": 5, "unchanged": 1}
+    assert result["h03"].data["resolved"] == "tx-old3 rolled back"
+    assert list(result) == [f"h{i:02d}" for i in range(6)]
+
+
+def test_resume_repeats_a_canary_that_did_not_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = Seen({"h00": Status.ROLLED_BACK})
+    result = roll(seen, monkeypatch, n=4, canary=1, prior=Prior(3))
+    assert seen.ran == ["h00"]
+    assert result.counts() == {"rolled_back": 1, "skipped": 3}
+
+
+def record(store: Store, statuses: dict[str, str], **changes: Any) -> int:
+    run = RunRecord(command="apply", hosts=["h00", "h01", "h02", "h03"],
+                    options={"canary": 1}, started=1.0,
+                    controller={"host": "elsewhere", "pid": 1}, task_sha256="abc")  # fmt: skip
+    for key, value in changes.items():
+        setattr(run, key, value)
+    run_id = store.create_run(run)
+    for host, status in statuses.items():
+        txid = None if status == "skipped" else f"tx-{host}"
+        store.put_host(run_id, HostRow(host, status, txid=txid))
+    return run_id
+
+
+def test_prior_of_sorts_hosts_into_done_to_resolve_and_to_apply(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.sqlite3")
+    run_id = record(store, {"h00": "confirmed", "h01": "started", "h02": "rolled_back",
+                            "h03": "skipped"})  # fmt: skip
+    prior = prior_of(store.run(run_id), store.hosts_of(run_id))
+    assert list(prior.carried) == ["h00"] and prior.carried["h00"].data["from_run"] == run_id
+    assert prior.resolve == {"h01": "tx-h01"}
+
+
+def test_choose_run_takes_the_newest_unfinished_apply_not_resumed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.sqlite3")
+    first = record(store, {"h00": "confirmed", "h01": "skipped"})
+    record(store, dict.fromkeys(("h00", "h01", "h02", "h03"), "confirmed"))
+    record(store, {"h00": "failed"}, command="status")
+    run, _ = choose_run(store, None)
+    assert run.id == first
+    record(store, {"h00": "confirmed"}, resumed_from=first)
+    assert choose_run(store, None)[0].id == 4
+    with pytest.raises(UsageError, match="resumed by run 4"):
+        choose_run(store, first)
+    with pytest.raises(UsageError, match="finished every host"):
+        choose_run(store, 2)
+    with pytest.raises(UsageError, match="a `status` run"):
+        choose_run(store, 3)
+    with pytest.raises(UsageError, match="no run 9"):
+        choose_run(store, 9)
+
+
+def test_a_run_whose_controller_still_runs_is_not_resumed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.sqlite3")
+    live = record(store, {"h00": "started"}, controller=controller_identity(), state="running")
+    with pytest.raises(UsageError, match=f"still running \\(pid {os.getpid()}\\)"):
+        choose_run(store, live)
+
+
+def test_resume_refuses_other_hosts(tmp_path: Path) -> None:
+    run = RunRecord(command="apply", hosts=["h00", "h01"], options={}, started=1.0,
+                    controller={}, selection="rack-a")  # fmt: skip
+    check_same_hosts(run, hosts(2))
+    with pytest.raises(UsageError, match="not in the run: h02"):
+        check_same_hosts(run, hosts(3))
+    with pytest.raises(UsageError, match="order differs"):
+        check_same_hosts(run, list(reversed(hosts(2))))
+
+
+def test_recorder_writes_rows_as_they_happen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every host's row (started, its txid, its result) is in the database before the run ends:
+    what a SIGKILLed controller leaves for --resume."""
+    path = tmp_path / "h.sqlite3"
+    recorder = start_recording(path, command="apply", hosts=["h00", "h01"], options={},
+                               selection=None)  # fmt: skip
+    assert recorder is not None
+    recorder.started("h00")
+    recorder.staged("h00", "tx-h00")
+    recorder.started("h01")
+    recorder.finished(HostResult("h01", Status.CONFIRMED, "ok", {"txid": "tx-h01"}))
+
+    def rows() -> dict[str, tuple[str, str | None]]:
+        reader = Store(path)
+        try:
+            return {r.host: (r.status, r.txid) for r in reader.hosts_of(1)}
+        finally:
+            reader.close()
+
+    deadline = asyncio.run(_wait_for(lambda: len(rows()) == 2 and rows()["h00"][1] is not None))
+    assert deadline, rows()
+    assert rows() == {"h00": ("started", "tx-h00"), "h01": ("confirmed", "tx-h01")}
+    recorder.finish(1, "finished")
+    assert Store(path).run(1).state == "finished"
+
+
+async def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def test_batches_unchanged_for_plain_numbers() -> None:
+    assert [len(b) for b in batches(hosts(7), 1, 3)] == [1, 3, 3]
