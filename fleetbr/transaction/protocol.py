@@ -264,6 +264,7 @@ class _Resolver:
         if action is Action.CANCEL:
             return await self._cancel(conn)
         if action is Action.TRIGGER_ROLLBACK:
+            tx.note(f"nothing on the host will finish the change: {state.summary()}")
             await self._trigger(conn, "unfinished")
             return None
         return await self._wait(state, action)

@@ -39,6 +39,9 @@ CASES: dict[str, tuple[str, str, str, float, bool]] = {
     "hv06": ("arm", "ln", "fleetbr/armed", SLOW, True),
     "hv07": ("apply", "ip", " master ", SLOW, False),
     "hv08": ("apply", "ip", " master ", SLOW, True),
+    # the detached apply takes longer to start than the arm script waits for it
+    "hv10": ("apply start", "setsid", "apply.sh", SLOW, False),
+    "hv11": ("apply start", "setsid", "apply.sh", SLOW, True),
 }
 
 
@@ -83,7 +86,10 @@ def test_slow_step_at_every_phase_ends_decided_and_true(
             wait_for(_idle(lab, name), SLOW + 10, f"{name} idle")
     for name, (step, _, _, _, cuts) in CASES.items():
         got = result[name]
-        where = f"{name} (slow {step}, {'cutting' if cuts else 'bridge'} task): {got.message}"
+        where = (
+            f"{name} (slow {step}, {'cutting' if cuts else 'bridge'} task): {got.message}; "
+            f"events: {got.data.get('events')}"
+        )
         if cuts:
             assert got.status == Status.ROLLED_BACK, where
             assert_at_snapshot(lab, name, pristine)
