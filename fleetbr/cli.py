@@ -287,9 +287,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """``fleetbr schedule install|list|remove``."""
-    from fleetbr.schedule import schedule_command
+    from fleetbr.schedule import Cli, schedule_command
 
-    return schedule_command(args)
+    return schedule_command(args, Cli(selected_hosts, build_parser, DEFAULT_FORKS))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -28,9 +28,7 @@ class Status(enum.StrEnum):
     DRIFTED = "drifted"  # `fleetbr check`: the host differs from the task; the differences say how
 
 
-SUCCESS = frozenset(
-    {Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED, Status.IN_SYNC}
-)
+SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED, Status.IN_SYNC})
 EXIT_OK, EXIT_FAILED, EXIT_DRIFT = 0, 1, 3
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable
-from typing import cast
+from typing import Any
 
 import pytest
 
@@ -29,11 +29,11 @@ def stp_bridged() -> HostFacts:
     return _bridge(BRIDGED, stp=True)
 
 
-def _bridge(f: HostFacts, **changes: object) -> HostFacts:
+def _bridge(f: HostFacts, **changes: Any) -> HostFacts:
     return dataclasses.replace(f, bridges=(dataclasses.replace(f.bridges[0], **changes),))
 
 
-def _link(f: HostFacts, name: str, **changes: object) -> HostFacts:
+def _link(f: HostFacts, name: str, **changes: Any) -> HostFacts:
     links = tuple(dataclasses.replace(x, **changes) if x.name == name else x for x in f.links)
     return dataclasses.replace(f, links=links)
 
@@ -215,4 +215,3 @@ def test_check_exit_codes(statuses: list[Status], code: int) -> None:
     for i, status in enumerate(statuses):
         aggregated.add(HostResult(f"hv{i}", status))
     assert aggregated.exit_code == code
-    assert cast(int, code) in (0, 1, 3)
