@@ -35,7 +35,7 @@ class Touched:
 
 def touched_by(plan: Plan) -> Touched:
     """The scope of ``plan``: its NIC and bridge plus every object its steps name."""
-    devs = {plan.expected.nic, plan.expected.bridge}
+    devs = {name for name in (plan.expected.nic, plan.expected.bridge) if name}
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
     for step in plan.steps:

@@ -54,3 +54,15 @@ def test_long_commands_get_a_short_one_line_description() -> None:
     plan = plan_command("h", facts(), "echo x\n" * 40, "true", timeout=60, min_timeout=13)
     description = plan.steps[0].description
     assert "\n" not in description and len(description) <= 65
+
+
+def test_the_command_plan_stages_a_valid_snapshot_script() -> None:
+    """A command plan names no bridge and no NIC: its scope must not hold empty device names
+    (the staged facts script refused ``dev `` and every ``run --deadman`` failed)."""
+    from fleetbr.plan.scope import touched_by
+    from fleetbr.transaction import scripts
+
+    plan = plan_command("hv01", facts(), "true", "true", timeout=60, min_timeout=13)
+    assert "" not in touched_by(plan).devs
+    staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan)
+    assert "section touched" not in staged.files["facts.sh"].replace("@@fleetbr-section ", "")

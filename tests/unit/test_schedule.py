@@ -93,8 +93,9 @@ def exec_start(service: Path) -> str:
 
 
 def install(inventory: Path, root: Path, *extra: str) -> int:
-    return main(["-i", str(inventory), "-l", "hv01", "schedule", "install",
-                 str(task_of(inventory)), "--every", "15m", "--root", str(root), *extra])  # fmt: skip
+    task = str(task_of(inventory))
+    argv = ["-i", str(inventory), "-l", "hv01", "schedule", "install", task, "--every", "15m"]
+    return main([*argv, "--root", str(root), *extra])
 
 
 @pytest.mark.parametrize(
@@ -169,6 +170,7 @@ def test_systemd_itself_finds_an_executable_with_spaces_percent_and_dollar(
     monkeypatch.setattr(sys, "executable", str(odd))
     assert install(inventory, root, "--name", "odd") == 0
     service, timer = units(root / "etc/systemd/system", "odd")
+    assert SYSTEMD_ANALYZE is not None
     done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(service), str(timer)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr  # systemd checks that this very path is executable
