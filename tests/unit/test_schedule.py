@@ -188,9 +188,7 @@ def test_an_executable_systemd_cannot_run_is_refused(
         exec_line(["relative/python"])
 
 
-def test_list_and_remove(
-    inventory: Path, root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_list_and_remove(inventory: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert install(inventory, root, "--name", "a") == 0
     assert install(inventory, root, "--name", "b", "--repair") == 0
     capsys.readouterr()
