@@ -1,7 +1,8 @@
 """Command line: ``fleetbr [-i INV] [-l LIMIT] [-f N] [--key K] [--known-hosts F] [--json] CMD``.
 
 Exit codes: 0 every host succeeded; 1 some host failed; 2 usage, inventory or task error (nothing
-was contacted); 141 stdout was closed early (``fleetbr --json facts | head``).
+was contacted); 3 ``check``: drift found (every host checked, none failed); 141 stdout was closed
+early (``fleetbr --json facts | head``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 3: drift found (fleetbr.report.EXIT_DRIFT)
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
 DEFAULT_FORKS = 50
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_change_parsers(commands)
     _add_run_parser(commands)
     _add_history_parsers(commands)
+    _add_drift_parsers(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
@@ -179,6 +181,47 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )  # fmt: skip
     _add_rollout_options(deadman)
     run.add_argument("argv", nargs="*", metavar="CMD", help="-- CMD [ARG...]")
+
+
+def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``check``, ``watch`` and ``schedule`` (docs/drift.md)."""
+    check = commands.add_parser(
+        "check", help="read-only: is every host still what TASK made it? (exit 0 in sync, "
+        "3 drift found, 1 could not check)",
+    )  # fmt: skip
+    check.add_argument("task", type=Path, help="task file (YAML)")
+    watch = commands.add_parser(
+        "watch", help="check (or repair) every --every, in the foreground, until SIGTERM",
+    )  # fmt: skip
+    watch.add_argument("task", type=Path, help="task file (YAML)")
+    _add_schedule_options(watch)
+    schedule = commands.add_parser("schedule", help="a systemd timer that checks or repairs")
+    sched = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
+    install = sched.add_parser("install", help="write and enable a timer + service")
+    install.add_argument("task", type=Path, help="task file (YAML)")
+    _add_schedule_options(install)
+    install.add_argument("--name", help="schedule name (default: TASK's name and check/repair)")
+    install.add_argument("--metrics-file", type=Path, help="passed on to the scheduled command")
+    remove = sched.add_parser("remove", help="stop, disable and delete a schedule's units")
+    remove.add_argument("name", help="schedule name (see schedule list)")
+    listing = sched.add_parser("list", help="the schedules fleetbr installed")
+    for sub in (install, remove, listing):
+        sub.add_argument(
+            "--user",
+            action="store_true",
+            help="user units (~/.config/systemd/user); the default when not root",
+        )
+        sub.add_argument("--root", type=Path,
+                         help="operate on the system units under this root directory (offline, "
+                         "like systemctl --root)")  # fmt: skip
+
+
+def _add_schedule_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--every", required=True, metavar="DURATION",
+                        help="period: Ns, Nm, Nh or 1d (e.g. 15m)")  # fmt: skip
+    parser.add_argument("--repair", action="store_true",
+                        help="apply instead of check: drifted hosts are repaired under the "
+                        "dead-man timer")  # fmt: skip
 
 
 def _positive_int(text: str) -> int:
@@ -298,6 +341,31 @@ def cmd_change(args: argparse.Namespace) -> int:
         render_results(aggregated, as_json=args.json)
     _resume_hint(args, context, aggregated)
     return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``fleetbr check``."""
+    from fleetbr.drift import render_tasks, run_check
+
+    hosts = selected_hosts(args)
+    tasks = render_tasks(args.task, hosts)
+    aggregated = asyncio.run(run_check(hosts, tasks, forks=args.forks))
+    render_results(aggregated, as_json=args.json)
+    return aggregated.exit_code
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """``fleetbr watch``."""
+    from fleetbr.watch import watch_from_args
+
+    return watch_from_args(args, selected_hosts(args))
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """``fleetbr schedule install|list|remove``."""
+    from fleetbr.schedule import Cli, schedule_command
+
+    return schedule_command(args, Cli(selected_hosts, build_parser, DEFAULT_FORKS))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -484,6 +552,9 @@ HANDLERS: dict[str, Handler] = {
     "run": cmd_run,
     "history": cmd_history,
     "show": cmd_show,
+    "check": cmd_check,
+    "watch": cmd_watch,
+    "schedule": cmd_schedule,
 }
 
 

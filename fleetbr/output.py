@@ -40,6 +40,8 @@ STATUS_STYLE = {
     Status.UNREACHABLE: "bold red reverse",
     Status.TIMED_OUT: "bold red",
     Status.SKIPPED: "dim",
+    Status.IN_SYNC: "green",
+    Status.DRIFTED: "bold yellow",
 }
 COLUMNS = ("host", "status", "time", "detail")
 

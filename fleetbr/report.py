@@ -9,7 +9,8 @@ from typing import Any
 
 
 class Status(enum.StrEnum):
-    """Where a host ended. Only OK, PLANNED, UNCHANGED and CONFIRMED count as success."""
+    """Where a host ended. Only OK, PLANNED, UNCHANGED, CONFIRMED and IN_SYNC count as success;
+    DRIFTED is not a success, but not a failure either (see ``exit_code``)."""
 
     OK = "ok"  # a read-only command succeeded (facts, status)
     PLANNED = "planned"  # dry run: the host would change
@@ -23,9 +24,12 @@ class Status(enum.StrEnum):
     UNREACHABLE = "unreachable"  # the host could not be reached (before, or even after rollback)
     TIMED_OUT = "timed_out"  # `fleetbr run`: the command did not end within its time limit
     SKIPPED = "skipped"  # not attempted: the rollout stopped before this host's batch
+    IN_SYNC = "in_sync"  # `fleetbr check`: the host matches the task (what `plan` calls unchanged)
+    DRIFTED = "drifted"  # `fleetbr check`: the host differs from the task; the differences say how
 
 
-SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED})
+SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED, Status.IN_SYNC})
+EXIT_OK, EXIT_FAILED, EXIT_DRIFT = 0, 1, 3
 
 
 @dataclass
@@ -88,8 +92,14 @@ class AggregatedResult(Mapping[str, HostResult]):
 
     @property
     def exit_code(self) -> int:
-        """0 when every host succeeded, else 1."""
-        return 0 if not self.failed else 1
+        """0 when every host succeeded; 3 when the others only drifted (``check``: drift found,
+        every host checked); else 1 (some host could not be checked, failed, was refused...)."""
+        failed = self.failed
+        if not failed:
+            return EXIT_OK
+        if all(r.status == Status.DRIFTED for r in failed):
+            return EXIT_DRIFT
+        return EXIT_FAILED
 
     def to_dict(self) -> dict[str, Any]:
         """One JSON document keyed by host name."""

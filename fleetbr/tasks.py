@@ -7,6 +7,7 @@ whose message names the file, the host and the field.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -125,13 +126,19 @@ def render_task(template: TaskTemplate, host: Mapping[str, Any]) -> BridgeTask:
         raise TaskError(f"{prefix}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(text: str) -> jinja2.Template:
+    """The sandboxed template for ``text``, compiled once per run (not once per host)."""
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.from_string(text)
+
+
 def _render(template: TaskTemplate, host: Mapping[str, Any], prefix: str) -> str:
     """The jinja2 rendering of ``template`` for ``host``, at most MAX_TASK_BYTES characters."""
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
     parts: list[str] = []
     size = 0
     try:
-        for part in env.from_string(template.text).generate(host=host):
+        for part in _compiled(template.text).generate(host=host):
             size += len(part)
             if size > MAX_TASK_BYTES:
                 raise TaskError(

@@ -225,6 +225,12 @@ MANAGED_FILES: tuple[str, ...] = (
 # Where fleetbr keeps its per-host transaction state (journal, staged scripts, backups).
 STATE_DIR = "/var/lib/fleetbr"
 
+# fleetbr's records of what a bridge was made with (``BRIDGE.json``: what ``addresses: move`` and
+# null gateways resolved to). Under /run like the runtime-only bridge itself (persist: none): gone
+# after a reboot, together with the bridge. The facts script reports each one's content.
+PIN_DIR = "/run/fleetbr/pins"
+PIN_MAX_BYTES = 65536
+
 
 @dataclass(frozen=True)
 class HostFacts:
@@ -244,6 +250,7 @@ class HostFacts:
     has_modules: bool  # /lib/modules/$(uname -r) exists, so modprobe can work
     has_sysctl: bool  # sysctl(8) present
     managed_files: dict[str, str | None] = field(default_factory=dict)  # path -> sha256 or None
+    pins: dict[str, str] = field(default_factory=dict)  # path in PIN_DIR -> its text (see above)
     probes: dict[str, bool] = field(default_factory=dict)  # gateway -> answered a ping
     armed: ArmedTransaction | None = None
     daemons: Daemons = field(default_factory=Daemons)

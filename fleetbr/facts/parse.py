@@ -6,12 +6,14 @@ docs/facts.md for every section and field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from fleetbr.errors import FactsError
-from fleetbr.facts.model import ArmedTransaction, Backend, Family, HostFacts
+from fleetbr.facts.model import PIN_DIR, ArmedTransaction, Backend, Family, HostFacts
 from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
@@ -39,7 +41,7 @@ SECTIONS = (
 # Sections of older facts scripts: main-table routes only (instead of routes4/routes6 of every
 # table), no rules4/rules6/modules/daemons. Their output (a staged snapshot) still parses.
 LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
-OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules", "daemons"})
+OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules", "daemons", "pins"})
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
 OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
 MODULE_STATES = ("loaded", "builtin", "absent")
@@ -47,6 +49,7 @@ BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
 BACKENDS = ("networkmanager", "netplan", "systemd-networkd", "ifupdown", "brctl")
 META_KEYS = ("hostname", "kernel", "pid1_systemd", "has_modules", "has_sysctl", "has_virsh", "now")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_PIN_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+\.json$")
 _DOCKER_NET_RE = re.compile(r"^br-[0-9a-f]{12}$")
 _YESNO = {"yes": True, "no": False}
 
@@ -171,6 +174,28 @@ def parse_managed_files(lines: Sequence[str]) -> dict[str, str | None]:
     return files
 
 
+def parse_pins(lines: Sequence[str]) -> tuple[dict[str, str], dict[str, str | None]]:
+    """``pin SHA256|unreadable NAME BASE64`` lines -> (path -> text, path -> sha256).
+
+    A record whose content is not text (or was cut at the size limit) keeps its checksum, so it
+    still differs from what fleetbr would write, but has no text: it is never used.
+    """
+    texts: dict[str, str] = {}
+    hashes: dict[str, str | None] = {}
+    for digest, name, data in _words("pins", lines, "pin", 4):
+        if not _PIN_NAME_RE.match(name) or name.startswith("."):
+            raise FactsError(f"section pins: unexpected name {name!r}")
+        if digest != "unreadable" and not _SHA256_RE.match(digest):
+            raise FactsError(f"section pins: bad checksum {digest!r} for {name}")
+        path = f"{PIN_DIR}/{name}"
+        hashes[path] = digest
+        try:
+            texts[path] = base64.b64decode(data.encode("ascii"), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeError, ValueError):
+            continue
+    return texts, hashes
+
+
 def parse_probes(lines: Sequence[str]) -> tuple[dict[str, bool], list[str]]:
     """``probe ADDR ok|fail|noping`` lines -> (address -> answered, addresses not probed)."""
     results: dict[str, bool] = {}
@@ -291,6 +316,7 @@ def parse_facts(output: str) -> HostFacts:
     routing = _routing(sections, warnings)
     probes, unprobed = parse_probes(sections["probes"])
     daemons = parse_daemons(sections.get("daemons", []), links, warnings)
+    pins, pin_hashes = parse_pins(sections.get("pins", []))
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
         extra["unprobed"] = unprobed
@@ -310,7 +336,8 @@ def parse_facts(output: str) -> HostFacts:
         libvirt=_yesno("meta", meta["has_virsh"]),
         has_modules=_yesno("meta", meta["has_modules"]),
         has_sysctl=_yesno("meta", meta["has_sysctl"]),
-        managed_files=parse_managed_files(sections["managed_files"]),
+        managed_files=parse_managed_files(sections["managed_files"]) | pin_hashes,
+        pins=pins,
         probes=probes,
         armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),
         daemons=daemons,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fleetbr import validate
 from fleetbr.errors import ValidationError
-from fleetbr.facts.model import MANAGED_FILES, STATE_DIR
+from fleetbr.facts.model import MANAGED_FILES, PIN_DIR, PIN_MAX_BYTES, STATE_DIR
 from fleetbr.render import render
 
 TEMPLATE = "facts.sh.j2"
@@ -20,15 +20,17 @@ def facts_script(
     state_dir: str = STATE_DIR,
     managed_files: Sequence[str] = MANAGED_FILES,
     touched: Sequence[str] = (),
+    pin_dir: str = PIN_DIR,
 ) -> str:
     """The facts script; ``probe_targets`` are IPs to ping once each (in parallel) from the host.
 
-    ``state_dir`` and ``managed_files`` exist so tests can point the script at temporary paths.
+    ``state_dir``, ``managed_files`` and ``pin_dir`` exist so tests can point the script at
+    temporary paths.
     ``touched`` (from :func:`fleetbr.plan.scope.touched_lines`) is printed as a ``touched``
     section: the copy staged with a transaction makes its snapshot name what it may change.
     """
     targets = [validate.ip_address(t, "probe target") for t in probe_targets]
-    for path in (state_dir, *managed_files):
+    for path in (state_dir, pin_dir, *managed_files):
         if not path.startswith("/"):
             raise ValidationError(f"facts script: {path!r} is not an absolute path")
     for line in touched:
@@ -40,4 +42,6 @@ def facts_script(
         state_dir=state_dir,
         managed_files=list(managed_files),
         touched=list(touched),
+        pin_dir=pin_dir,
+        pin_max=PIN_MAX_BYTES,
     )

@@ -21,6 +21,7 @@ WATCHED_DIRS = ("/etc/sysctl.d", "/etc/udev/rules.d")
 # What fleetbr writes on a host; reset_host removes them from the host's private /etc and /var.
 FLEETBR_PATHS = (
     "/var/lib/fleetbr",
+    "/run/fleetbr",
     "/etc/sysctl.d/bridge.conf",
     "/etc/udev/rules.d/99-bridge.rules",
 )

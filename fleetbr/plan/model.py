@@ -50,6 +50,25 @@ class Step:
                 raise TypeError(f"step {self.kind}: argument {key} has type {type(value).__name__}")
 
 
+Value = str | int | bool | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way a host differs from what it should be: ``field`` (``bridge.stp``,
+    ``addresses.br0``, ``routes``, ``file./etc/sysctl.d/bridge.conf``...), what is wanted and what
+    the host has (None: absent), and the same as one line of text."""
+
+    field: str
+    want: Value
+    have: Value
+    text: str
+
+    def to_dict(self) -> dict[str, Value]:
+        """A JSON-ready dict."""
+        return {"field": self.field, "want": self.want, "have": self.have, "text": self.text}
+
+
 @dataclass(frozen=True)
 class ExpectedState:
     """What the host must look like after apply; ``confirm`` checks it with ``verify_applied``.
@@ -85,6 +104,8 @@ class Plan:
     files: tuple[str, ...]
     probes: tuple[str, ...]
     expected: ExpectedState
+    # How the host differs from ``expected`` now (fleetbr.plan.diff): the drift the steps repair.
+    differences: tuple[Difference, ...] = ()
 
     @property
     def unchanged(self) -> bool:

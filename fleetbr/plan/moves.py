@@ -8,9 +8,9 @@ import ipaddress
 from fleetbr import validate
 from fleetbr.facts.model import Address, Family, HostFacts, Route
 from fleetbr.plan import steps
+from fleetbr.plan.diff import route_matches
 from fleetbr.plan.model import ExpectedState, Plan, Step, rollback_of
 from fleetbr.plan.steps import describe_route
-from fleetbr.plan.verify import route_matches
 from fleetbr.tasks import BridgeTask
 
 
@@ -26,10 +26,15 @@ def global_addresses(facts: HostFacts, dev: str) -> list[str]:
     return [validate.cidr(a.cidr, f"address of {dev}") for a in facts.addresses_of(dev)]
 
 
-def wanted_addresses(task: BridgeTask, target: list[str], source: list[str]) -> list[str]:
-    """The task's address list, or for ``move``: what the target has, then the source's others."""
+def wanted_addresses(
+    task: BridgeTask, target: list[str], source: list[str], recorded: list[str] | None = None
+) -> list[str]:
+    """The task's address list; for ``move`` the bridge's record (fleetbr.plan.desired) if there
+    is one, else what the target has, then the source's others."""
     if task.bridge.addresses is not None:
         return list(task.bridge.addresses)
+    if recorded is not None:
+        return list(recorded)
     return target + [a for a in source if a not in target]
 
 
@@ -80,18 +85,49 @@ def _onlink(route: Route, addrs: list[str]) -> bool:
     return not any(gateway in ipaddress.ip_interface(a).network for a in addrs)
 
 
+def _recorded_routes(
+    task: BridgeTask, recorded: tuple[Route, ...], kept: list[Route], targets: list[Route]
+) -> tuple[list[Route], list[Route]]:
+    """(targets, routes of dst to drop) once the bridge's record is applied: its routes that the
+    host lacks are added; a default route it does not list (in a family without a task gateway)
+    is dropped."""
+    targets = targets + [
+        r for r in recorded if not any(route_matches(r, h) for h in kept + targets)
+    ]
+    drop: list[Route] = []
+    for family in FAMILIES:
+        if _gateway_for(task, family) is not None:
+            continue
+        wanted = [r for r in recorded if r.family == family and r.is_default]
+
+        def stray(route: Route, family: Family = family, wanted: list[Route] = wanted) -> bool:
+            return (
+                route.family == family
+                and route.is_default
+                and not any(route_matches(w, route) for w in wanted)
+            )
+
+        targets = [t for t in targets if not stray(t)]
+        drop += [k for k in kept if stray(k)]
+    return targets, drop
+
+
 def route_steps(
-    task: BridgeTask, facts: HostFacts, src: str, dst: str, addrs: list[str]
-) -> tuple[list[Step], list[Step], list[Route]]:
+    task: BridgeTask, facts: HostFacts, src: str, dst: str, addrs: list[str], *,
+    recorded: tuple[Route, ...] | None = None,
+) -> tuple[list[Step], list[Step], list[Route]]:  # fmt: skip
     """(route_del steps, route_add steps, expected routes on dst) for moving src's routes to dst.
 
     A task gateway replaces the moved default route of its family (keeping its metric) and any
-    default route of that family already on dst with another gateway.
+    default route of that family already on dst with another gateway. With the bridge's record
+    (``recorded``), its routes are restored and default routes it does not list are dropped.
     """
     moving = movable_routes(facts, src)
     kept = movable_routes(facts, dst)
     targets = [dataclasses.replace(r, dev=dst) for r in moving]
     drop: list[Route] = []
+    if recorded is not None:
+        targets, drop = _recorded_routes(task, recorded, kept, targets)
     for family in FAMILIES:
         gateway = _gateway_for(task, family)
         if gateway is None:
@@ -148,17 +184,20 @@ def _moved_label(address: Address | None, src: str, dst: str) -> str | None:
 
 
 def address_steps(
-    facts: HostFacts, src: str, dst: str, dst_addrs: list[str], wanted: list[str]
-) -> tuple[list[Step], dict[str, str]]:
+    facts: HostFacts, src: str, dst: str, dst_addrs: list[str], wanted: list[str], *,
+    recorded: tuple[Address, ...] = (),
+) -> tuple[list[Step], dict[str, str]]:  # fmt: skip
     """Move addresses from src to dst; also returns dst's expected labels (address -> label).
 
     Every address is added to dst first, in the order that makes the kernel list them as src
     did; then src's are deleted in the reverse of that order, so the rollback (the reverse) puts
     them back in their order: the primary IPv4 address stays primary and a secondary is never
     deleted together with its primary. A moved IPv4 address keeps its broadcast and its label
-    (renamed for dst), so the rollback restores it exactly.
+    (renamed for dst), so the rollback restores it exactly; one that is only in the bridge's
+    record (``recorded``, lost since) comes back with the broadcast and label recorded.
     """
     info = {dev: {validate.cidr(a.cidr): a for a in facts.addresses_of(dev)} for dev in (src, dst)}
+    known = {a.cidr: a for a in recorded}
     src_addrs = global_addresses(facts, src)
     labels = {c: a.label for c, a in info[dst].items() if a.label and c in wanted}
     out: list[Step] = []
@@ -168,6 +207,8 @@ def address_steps(
             old = info[src].get(cidr)
             label = _moved_label(old, src, dst)
             brd = old.broadcast if old else None
+            if old is None and cidr in known:
+                label, brd = known[cidr].label, known[cidr].broadcast
             out.append(steps.addr_add(dst, cidr, note, broadcast=brd, label=label))
             if label:
                 labels[cidr] = label

@@ -49,6 +49,13 @@ def desired_files(value: int, kernel: str) -> dict[str, str]:
     return {SYSCTL_FILE: sysctl_content(value), UDEV_FILE: udev_content(kernel)}
 
 
+def _keys_missing(facts: HostFacts) -> bool:
+    """Some bridge-nf key is missing, or the facts cannot tell (an older facts script)."""
+    return facts.br_netfilter in (None, "absent") or any(
+        facts.bridge_nf.get(key) is None for key in NF_KEYS
+    )
+
+
 def netfilter_steps(
     facts: HostFacts, value: int, backup_dir: str | None
 ) -> tuple[list[Step], dict[str, int], dict[str, str]]:
@@ -72,8 +79,10 @@ def netfilter_steps(
         old = facts.managed_files.get(path)
         if old != hashes[path]:
             out.append(steps.file_write(path, text, existed=old is not None, backup_dir=backup_dir))
-    if any(s.kind == "file_write" for s in out):
-        # Load the module before sysctl -p so the keys exist when the file is applied.
+    if any(s.kind == "file_write" for s in out) and _keys_missing(facts):
+        # Load the module before sysctl -p so the keys exist when the file is applied. When they
+        # exist already, the sysctl_set steps above did the runtime part: a rewritten file needs
+        # no reload (a repair changes only what drifted).
         if facts.has_modules:
             out.append(steps.modprobe("br_netfilter", backup_dir))
         if facts.has_sysctl:

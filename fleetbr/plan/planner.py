@@ -7,10 +7,14 @@ address goes, so routes come off before addresses move and go back on after.
 
 from __future__ import annotations
 
+import dataclasses
+
 from fleetbr import validate
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
+from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
+from fleetbr.plan.diff import compare, route_matches
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.plan.moves import (
     address_steps,
@@ -22,9 +26,8 @@ from fleetbr.plan.moves import (
     task_route_steps,
     wanted_addresses,
 )
-from fleetbr.plan.netfilter import netfilter_steps
+from fleetbr.plan.netfilter import netfilter_steps, sha256
 from fleetbr.plan.unbridge import plan_absent
-from fleetbr.plan.verify import route_matches
 from fleetbr.tasks import BridgeTask
 
 
@@ -48,7 +51,25 @@ def plan_host(
     except ValidationError as exc:
         return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
     rule = _rule_refusal(task, facts) if plan.steps else None
-    return plan if rule is None else refused(task, rule)
+    return _with_differences(plan, task, facts) if rule is None else refused(task, rule)
+
+
+def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
+    """Record how the host differs from the plan's expected state now (its drift).
+
+    A difference the steps would not repair is refused rather than planned as "unchanged", so
+    a plan is unchanged exactly when the host matches (``fleetbr check``: in sync).
+    """
+    if plan.refusal is not None:
+        return plan
+    differences = tuple(compare(plan.expected, facts))
+    if differences and not plan.steps:
+        return refused(
+            task,
+            "fleetbr cannot repair what differs from the task: "
+            + "; ".join(d.text for d in differences),
+        )
+    return dataclasses.replace(plan, differences=differences)
 
 
 def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
@@ -106,7 +127,8 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     assert nic is not None
     nic_addrs = global_addresses(facts, spec.nic)
     br_addrs = global_addresses(facts, spec.name)
-    wanted = wanted_addresses(task, br_addrs, nic_addrs)
+    pin = read_pin(facts, spec.name, spec.nic)
+    wanted = wanted_addresses(task, br_addrs, nic_addrs, pin.cidrs if pin else None)
     if not wanted:
         return refused(
             task,
@@ -129,10 +151,16 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     lost = lost_source(facts, spec.nic, wanted)
     if lost is not None:
         return refused(task, lost)
-    dels, adds, routes = route_steps(task, facts, spec.nic, spec.name, wanted)
+    dels, adds, routes = route_steps(
+        task, facts, spec.nic, spec.name, wanted, recorded=pin.routes if pin else None
+    )
     extra, extra_routes = task_route_steps(task, facts)
-    moves, labels = address_steps(facts, spec.nic, spec.name, br_addrs, wanted)
+    moves, labels = address_steps(
+        facts, spec.nic, spec.name, br_addrs, wanted, recorded=pin.addresses if pin else ()
+    )
     cutting += dels + moves + adds + extra
+    record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
+    before += _record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
@@ -152,6 +180,19 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     return finish(task, before, cutting, expected)
 
 
+def _record_steps(
+    facts: HostFacts, pin: Pin, files: dict[str, str], backup_dir: str | None
+) -> list[Step]:
+    """Write the bridge's record (fleetbr.plan.desired) unless the host has it already; its hash
+    joins the expected files either way."""
+    path, text = pin_path(pin.bridge), pin_text(pin)
+    files[path] = sha256(text)
+    old = facts.managed_files.get(path)
+    if old == files[path]:
+        return []
+    return [steps.file_write(path, text, existed=old is not None, backup_dir=backup_dir)]
+
+
 def _bridge_steps(task: BridgeTask, facts: HostFacts, mac: str | None) -> list[Step]:
     spec = task.bridge
     current = facts.bridge(spec.name)
@@ -161,7 +202,10 @@ def _bridge_steps(task: BridgeTask, facts: HostFacts, mac: str | None) -> list[S
     link = facts.link(spec.name)
     old_mac = link.mac if link else None
     old = (old_mac, current.stp, current.forward_delay)
-    # With no MAC to enforce (the NIC reports none), only STP and forward delay matter.
-    if (old_mac if mac else None, current.stp, current.forward_delay) == new:
+    # With no MAC to enforce (the NIC reports none), only STP and forward delay matter; the
+    # forward delay only while STP is wanted on (the kernel ignores it otherwise: docs/drift.md).
+    delay = spec.forward_delay if spec.stp else None
+    have = (old_mac if mac else None, current.stp, current.forward_delay if spec.stp else None)
+    if have == (mac, spec.stp, delay):
         return []
     return [steps.bridge_set(spec.name, new, old)]

@@ -6,9 +6,11 @@ import dataclasses
 
 from fleetbr.facts.model import Address, Bridge, Link, Route
 from fleetbr.plan import Plan, plan_host
+from fleetbr.plan.desired import pin_path
 from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE
 from tests.unit.test_plan_support import GW4, GW6, NIC_MAC, V4, V6, bridged, facts, task
 
+PIN = pin_path("br0")
 CLASSIC = [
     "bridge_add",
     "sysctl_set",
@@ -18,6 +20,7 @@ CLASSIC = [
     "file_write",
     "modprobe",
     "sysctl_load",
+    "file_write",  # the bridge's record (fleetbr.plan.desired)
     "link_master",
     "link_up",
     "route_del",
@@ -57,7 +60,7 @@ def test_classic_v4_v6_order_and_arguments() -> None:
     adds = [(s.args["dev"], s.args["gateway"], s.args["metric"]) for s in p.steps[-2:]]
     assert adds == [("br0", GW4, None), ("br0", GW6, 1024)]
     assert p.probes == (GW4, GW6)
-    assert p.files == (SYSCTL_FILE, UDEV_FILE)
+    assert p.files == (SYSCTL_FILE, UDEV_FILE, PIN)
     assert not p.unchanged
 
 
@@ -78,8 +81,9 @@ def test_rollback_is_the_reversed_inverses() -> None:
     assert rb.index("addr_add") < rb.index("route_add") < rb.index("link_nomaster")
     assert "modprobe" not in rb and "sysctl_load" not in rb
     assert rb[rb.index("module_unload") + 1 :][:2] == ["file_restore", "file_restore"]
+    assert rb[rb.index("module_unload") - 1] == "file_restore"  # the record, written last
     restores = [s for s in p.rollback if s.kind == "file_restore"]
-    assert [s.args["existed"] for s in restores] == [False, False]
+    assert [s.args["existed"] for s in restores] == [False, False, False]
 
 
 def test_descriptions_are_human_lines() -> None:
@@ -131,7 +135,7 @@ def test_partially_bridged_only_does_the_rest() -> None:
         addresses=tuple(dataclasses.replace(a, dev="eth0") for a in done.addresses),
         routes=tuple(dataclasses.replace(r, dev="eth0") for r in done.routes),
     )
-    assert kinds(plan_host(task(), half, min_timeout=20)) == CLASSIC[10:]
+    assert kinds(plan_host(task(), half, min_timeout=20)) == CLASSIC[11:]
 
 
 def test_explicit_mac_and_stp_on() -> None:
@@ -177,7 +181,7 @@ def test_wrong_address_gets_onlink_routes_so_apply_succeeds_and_cuts() -> None:
 def test_netfilter_keep_touches_no_files() -> None:
     p = plan("netfilter: keep")
     assert kinds(p) == CLASSIC[:1] + CLASSIC[8:]
-    assert p.files == () and dict(p.expected.bridge_nf) == {}
+    assert p.files == (PIN,) and dict(p.expected.bridge_nf) == {}
 
 
 def test_netfilter_on_with_values_already_on_only_writes_files() -> None:

@@ -63,3 +63,15 @@ def test_a_command_plan_can_be_staged() -> None:
     plan = change.plan(facts(), 13)
     staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan, change.staged_files())
     assert {"command.sh", "undo.sh", "facts.sh"} <= set(staged.files)
+
+
+def test_the_command_plan_stages_a_valid_snapshot_script() -> None:
+    """A command plan names no bridge and no NIC: its scope must not hold empty device names
+    (the staged facts script refused ``dev `` and every ``run --deadman`` failed)."""
+    from fleetbr.plan.scope import touched_by
+    from fleetbr.transaction import scripts
+
+    plan = plan_command("hv01", facts(), "true", "true", timeout=60, min_timeout=13)
+    assert "" not in touched_by(plan).devs
+    staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan)
+    assert "section touched" not in staged.files["facts.sh"].replace("@@fleetbr-section ", "")

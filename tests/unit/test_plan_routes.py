@@ -10,7 +10,7 @@ from fleetbr.facts.model import Address, HostFacts, Route
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import Plan, plan_host, step_command, verify_applied, verify_restored
 from tests.unit.test_plan_support import bridged as support_bridged
-from tests.unit.test_plan_support import task
+from tests.unit.test_plan_support import recorded_by, task
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 SVC = "198.51.100.81"
@@ -44,7 +44,8 @@ def bridged(f: HostFacts, p: Plan) -> HostFacts:
     nic = f.link("eth0")
     assert nic is not None
     links = tuple(dataclasses.replace(x, mac=nic.mac) if x.name == "br0" else x for x in done.links)
-    return dataclasses.replace(done, links=links, addresses=labelled, routes=on("br0", f.routes))
+    done = dataclasses.replace(done, links=links, addresses=labelled, routes=on("br0", f.routes))
+    return recorded_by(done, p)
 
 
 def commands(steps: tuple[object, ...] | list[object]) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, cast
 
-from fleetbr.facts.model import Address, Bridge, HostFacts, Link, Route
+from fleetbr.facts.model import PIN_DIR, Address, Bridge, HostFacts, Link, Route
+from fleetbr.plan import Plan
+from fleetbr.plan.desired import make_pin, pin_path, pin_text
 from fleetbr.plan.netfilter import desired_files, sha256
 from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
 
@@ -75,7 +77,7 @@ def bridged(before: HostFacts, *, bridge: str = "br0", nic: str = "eth0") -> Hos
     files: dict[str, str | None] = {
         p: sha256(t) for p, t in desired_files(0, before.kernel).items()
     }
-    return dataclasses.replace(
+    after = dataclasses.replace(
         before,
         links=links,
         addresses=addresses,
@@ -83,6 +85,36 @@ def bridged(before: HostFacts, *, bridge: str = "br0", nic: str = "eth0") -> Hos
         bridges=(Bridge(bridge, False, 4, (nic,)),),
         bridge_nf=dict.fromkeys(NF_ON, cast(int | None, 0)),
         managed_files=files,
+    )
+    return with_record(after, bridge, nic)
+
+
+def recorded_by(after: HostFacts, plan: Plan) -> HostFacts:
+    """``after`` with the bridge's record exactly as ``plan`` writes it."""
+    for step in plan.steps:
+        path = str(step.args.get("path", ""))
+        if step.kind == "file_write" and path.startswith(PIN_DIR):
+            text = str(step.args["content"])
+            return dataclasses.replace(
+                after,
+                managed_files={**after.managed_files, path: sha256(text)},
+                pins={**after.pins, path: text},
+            )
+    return after
+
+
+def with_record(after: HostFacts, bridge: str = "br0", nic: str = "eth0") -> HostFacts:
+    """``after`` with the bridge's record (fleetbr.plan.desired) of what it carries now, as the
+    apply that made it would have written it."""
+    cidrs = [a.cidr for a in after.addresses_of(bridge)]
+    labels = {a.cidr: a.label for a in after.addresses_of(bridge) if a.label}
+    routes = [r for r in after.routes_of(bridge) if r.protocol != "kernel"]
+    text = pin_text(make_pin(bridge, nic, after, cidrs=cidrs, labels=labels, routes=routes))
+    path = pin_path(bridge)
+    return dataclasses.replace(
+        after,
+        managed_files={**after.managed_files, path: sha256(text)},
+        pins={**after.pins, path: text},
     )
 
 

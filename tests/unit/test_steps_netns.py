@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.model import PIN_DIR, HostFacts, Route
+from fleetbr.facts.parse import parse_pins
 from fleetbr.facts.parse_ip import parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
 from fleetbr.plan import (
@@ -76,9 +77,13 @@ class Lab:
         """Run ``script`` with sh inside the host namespace, /etc overlaid by the lab's layer."""
         path = self.root / "script.sh"
         path.write_text(script)
+        # /run is the lab's own dir too (fleetbr's bridge records); the netns file is opened
+        # before /run is covered, then entered through that descriptor.
         wrapper = (
-            'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc'
-            ' && exec ip netns exec "$3" sh "$4"'
+            'exec 3<"/run/netns/$3"'
+            ' && mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc'
+            ' && mount --bind "$5" /run'
+            ' && exec nsenter --net=/proc/self/fd/3 sh "$4"'
         )
         upper, work = self.root / "upper", self.root / "work"
         return sh(
@@ -94,6 +99,7 @@ class Lab:
             str(work),
             self.host,
             str(path),
+            str(self.root / "run"),
             check=False,
         )
 
@@ -117,8 +123,13 @@ def read_facts(lab: Lab) -> HostFacts:
         "for k in iptables ip6tables arptables; do cat /proc/sys/net/bridge/bridge-nf-call-$k; "
         f"done; for f in {SYSCTL_FILE} {UDEV_FILE}; do "
         'if [ -e "$f" ]; then sha256sum "$f" | cut -d" " -f1; else echo none; fi; done\n'
+        f'for f in {PIN_DIR}/*.json; do [ -f "$f" ] || continue; '
+        'echo "pin $(sha256sum <"$f" | cut -d" " -f1) ${f##*/} '
+        '$(base64 "$f" | tr -d "\\n")"; done\n'
     )
-    lines = lab.run(probe).stdout.split()
+    out = lab.run(probe).stdout.splitlines()
+    pins, pin_hashes = parse_pins([line for line in out if line.startswith("pin ")])
+    lines = [line for line in out if not line.startswith("pin ")]
     assert len(lines) == 5, lines
     nf: dict[str, int | None] = {
         f"call-{k}": int(v)
@@ -145,7 +156,8 @@ def read_facts(lab: Lab) -> HostFacts:
         libvirt=False,
         has_modules=False,  # a plan must never load a module into this machine's kernel
         has_sysctl=shutil.which("sysctl") is not None,
-        managed_files={p: (None if h == "none" else h) for p, h in pairs},
+        managed_files={p: (None if h == "none" else h) for p, h in pairs} | pin_hashes,
+        pins=pins,
         rules=tuple(
             rule
             for family in (4, 6)
@@ -194,7 +206,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     """eth0 in a host namespace, its veth peer in a gateway namespace; v4+v6 default routes."""
     tag = f"{os.getpid()}-{tmp_path.name}"[-20:]
     this = Lab(f"fbr-h-{tag}", f"fbr-g-{tag}", tmp_path)
-    for sub in ("upper/sysctl.d", "work", "backups"):
+    for sub in ("upper/sysctl.d", "work", "backups", "run"):
         (tmp_path / sub).mkdir(parents=True)
     # sysctl.d/bridge.conf exists before (restore path); the udev rule does not (remove path).
     (tmp_path / "upper/sysctl.d/bridge.conf").write_text(OLD_SYSCTL)

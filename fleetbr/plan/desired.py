@@ -1,0 +1,158 @@
+"""What a bridged host should carry when the task leaves it to the host: the bridge's record.
+
+``addresses: move`` and null gateways mean "what the NIC has", which is only knowable before the
+move: once bridged, a lost address or an added default route cannot be told from the host's facts
+alone. So the apply that makes the bridge also writes a record of what they resolved to,
+``PIN_DIR/BRIDGE.json`` (a managed file, written and rolled back with the transaction), and from
+then on the record stands in for them exactly as an explicit ``addresses`` list would (default
+routes included: one that is not in the record is drift). It lives under /run, like the bridge
+itself without persistence: a reboot takes both. It is honoured only while its bridge exists and
+for the same NIC; anything else about it (unreadable, damaged, another NIC) makes it a stale file
+that the next apply rewrites.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleetbr import validate
+from fleetbr.errors import ValidationError
+from fleetbr.facts.model import PIN_DIR, Address, HostFacts, Route
+from fleetbr.plan.steps import route_args
+
+VERSION = 1
+_NONE = type(None)
+# Every field of a recorded route and the types it may have ("unsupported" is never recorded).
+_ROUTE_TYPES: dict[str, tuple[type, ...]] = {
+    "family": (int,), "dst": (str,), "dev": (str,), "gateway": (str, _NONE),
+    "metric": (int, _NONE), "protocol": (str,), "type": (str,), "table": (str,),
+    "src": (str, _NONE), "scope": (str, _NONE), "onlink": (bool,), "pref": (str, _NONE),
+    "metrics": (str,),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The record of one bridge: its NIC, its global addresses (in order, with IPv4 label and
+    broadcast) and its routes (every table), as fleetbr made them."""
+
+    bridge: str
+    nic: str
+    addresses: tuple[Address, ...]
+    routes: tuple[Route, ...]
+
+    @property
+    def cidrs(self) -> list[str]:
+        """The addresses as CIDRs, in order."""
+        return [a.cidr for a in self.addresses]
+
+
+def pin_path(bridge: str) -> str:
+    """Where the record of ``bridge`` lives on the host."""
+    return f"{PIN_DIR}/{validate.interface_name(bridge, 'bridge')}.json"
+
+
+def pin_text(pin: Pin) -> str:
+    """The record as the file's content: canonical JSON on one line (same pin, same sha256)."""
+    doc = {
+        "version": VERSION,
+        "bridge": pin.bridge,
+        "nic": pin.nic,
+        "addresses": [
+            {"cidr": a.cidr, "label": a.label, "broadcast": a.broadcast} for a in pin.addresses
+        ],
+        "routes": [_route_doc(r) for r in pin.routes],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _route_doc(route: Route) -> dict[str, Any]:
+    doc = dataclasses.asdict(route)
+    doc.pop("unsupported")
+    return doc
+
+
+def make_pin(
+    bridge: str, nic: str, facts: HostFacts, *,
+    cidrs: Sequence[str], labels: Mapping[str, str], routes: Sequence[Route],
+) -> Pin:  # fmt: skip
+    """A new record: ``cidrs`` (with their labels and the broadcast they have now) and
+    ``routes`` on ``bridge``."""
+    brd = {validate.cidr(a.cidr): a.broadcast for a in facts.addresses if a.scope == "global"}
+    addresses = tuple(
+        Address(bridge, 6 if ":" in c else 4, c, "global", broadcast=brd.get(c),
+                label=labels.get(c))
+        for c in cidrs
+    )  # fmt: skip
+    return Pin(bridge, nic, addresses, tuple(routes))
+
+
+def read_pin(facts: HostFacts, bridge: str, nic: str) -> Pin | None:
+    """The record of ``bridge`` when it can stand in for ``move``: it parses, names this NIC,
+    and the bridge exists. None otherwise."""
+    text = facts.pins.get(pin_path(bridge))
+    if text is None or facts.bridge(bridge) is None:
+        return None
+    try:
+        pin = parse_pin(text)
+    except ValidationError:
+        return None
+    return pin if (pin.bridge, pin.nic) == (bridge, nic) else None
+
+
+def parse_pin(text: str) -> Pin:
+    """A record from its text; ValidationError when it is not one fleetbr wrote."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValidationError("bridge record: not JSON") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        raise ValidationError("bridge record: not a version 1 record")
+    bridge = validate.interface_name(doc.get("bridge"), "bridge record bridge")
+    nic = validate.interface_name(doc.get("nic"), "bridge record nic")
+    addresses, routes = doc.get("addresses"), doc.get("routes")
+    if not isinstance(addresses, list) or not isinstance(routes, list):
+        raise ValidationError("bridge record: addresses and routes must be lists")
+    return Pin(
+        bridge,
+        nic,
+        tuple(_address(item, bridge) for item in addresses),
+        tuple(_route(item, bridge) for item in routes),
+    )
+
+
+def _optional_text(value: object, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"bridge record: {field} is not text")
+    return value
+
+
+def _address(item: object, bridge: str) -> Address:
+    if not isinstance(item, dict):
+        raise ValidationError("bridge record: an address is not a mapping")
+    cidr = validate.cidr(item.get("cidr"), "bridge record address")
+    brd = _optional_text(item.get("broadcast"), "broadcast")
+    label = _optional_text(item.get("label"), "label")
+    return Address(
+        bridge, 6 if ":" in cidr else 4, cidr, "global",
+        broadcast=None if brd is None else validate.ip_address(brd, "bridge record broadcast"),
+        label=label,
+    )  # fmt: skip
+
+
+def _route(item: object, bridge: str) -> Route:
+    if not isinstance(item, dict) or set(item) != set(_ROUTE_TYPES):
+        raise ValidationError("bridge record: a route does not have the fields of a route")
+    for name, value in item.items():
+        kinds = _ROUTE_TYPES[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ValidationError(f"bridge record: route {name} has the wrong type")
+    route = Route(**item)
+    route_args(route)  # every value fleetbr would pass to ip, checked as for any route
+    if route.type == "unicast" and route.dev != bridge:
+        raise ValidationError("bridge record: a route is not through the bridge")
+    return route

@@ -1,0 +1,122 @@
+"""``fleetbr watch`` on real lab hosts (issue 9 item 3): a seconds-level period, drift injected
+between runs is repaired by the next run, and SIGTERM ends the loop with exit 0, after the hosts
+of a repair run in flight have finished their transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fleetbr.lab import Lab
+from fleetbr.report import Status
+from tests.integration.test_drift import bridged_host
+from tests.integration.txhelpers import armed, events, fleetbr_processes, sh, task_file, wait_for
+
+RUN_PATIENCE = 60.0  # seconds to wait for a run report (a repair run on a loaded machine)
+
+
+class Watch:
+    """A ``fleetbr --json watch`` child; its JSON lines arrive on a queue."""
+
+    def __init__(self, lab: Lab, host: str, task: Path, *extra: str, pause: str = "0") -> None:
+        env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": pause}
+        argv = [sys.executable, "-m", "fleetbr", "--json", "-i", str(lab.inventory_dir), "-l",
+                host, "watch", str(task), "--every", "3s", *extra]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)  # fmt: skip
+        self.runs: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.runs.put(json.loads(line))
+
+    def next_run(self) -> dict[str, Any]:
+        return self.runs.get(timeout=RUN_PATIENCE)
+
+    def first_run_after(self, moment: float) -> dict[str, Any]:
+        """The first run that started after ``moment`` (runs start on a 3 s grid)."""
+        while True:
+            run = self.next_run()
+            if run["started"] > moment:
+                return run
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=RUN_PATIENCE)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    task = task_file(tmp_path)
+    bridged_host(lab, fresh_host, "hv19", task)
+    # every repair waits 2 s between apply and confirm: a window to send SIGTERM in
+    watch = Watch(lab, "hv19", task, "--repair", pause="2")
+    try:
+        first = watch.next_run()
+        assert first["hosts"]["hv19"]["status"] == Status.UNCHANGED
+        assert first["command"] == "apply"
+        injected = time.time()
+        sh(lab, "hv19", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")
+        repair = watch.first_run_after(injected)
+        result = repair["hosts"]["hv19"]
+        assert result["status"] == Status.CONFIRMED, result
+        assert result["steps"] == ["set net.bridge.bridge-nf-call-iptables = 0 (was 1)"]
+        grid = repair["started"] - first["started"]
+        assert abs(grid / 3 - round(grid / 3)) < 0.2  # on the grid: never a queued catch-up
+
+        sh(lab, "hv19", "rm /etc/udev/rules.d/99-bridge.rules")
+        wait_for(lambda: armed(lab, "hv19"), RUN_PATIENCE, "the next repair to arm")
+        code, stderr = watch.stop()
+        assert code == 0, stderr
+        assert "stopping once the current repair run has decided every host" in stderr
+        assert not armed(lab, "hv19") and not fleetbr_processes(lab, "hv19")
+        assert events(lab, "hv19")[-1] == "confirmed"
+        last = watch.next_run()  # reported before the loop ended
+        assert last["hosts"]["hv19"]["status"] == Status.CONFIRMED
+        assert sh(lab, "hv19", "ls /etc/udev/rules.d/99-bridge.rules").strip()
+    finally:
+        watch.kill()
+
+
+def test_watch_checks_reports_drift_and_stops_at_once(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    task = task_file(tmp_path)
+    bridged_host(lab, fresh_host, "hv19", task)
+    journal = events(lab, "hv19")
+    watch = Watch(lab, "hv19", task)
+    try:
+        first = watch.next_run()
+        assert first["command"] == "check" and first["exit_code"] == 0
+        assert first["hosts"]["hv19"]["status"] == Status.IN_SYNC
+        injected = time.time()
+        sh(lab, "hv19", "ip link set dev br0 type bridge stp_state 1")
+        seen = watch.first_run_after(injected)
+        assert seen["exit_code"] == 3
+        assert [d["field"] for d in seen["hosts"]["hv19"]["differences"]] == ["bridge.stp"]
+        started = time.monotonic()
+        code, stderr = watch.stop()
+        assert code == 0, stderr
+        assert time.monotonic() - started < 10  # nothing to finish: a check is abandoned
+        assert events(lab, "hv19") == journal  # a check stages nothing
+    finally:
+        watch.kill()

@@ -1,0 +1,245 @@
+"""``fleetbr schedule``: units written under a temporary root (never this machine's /etc),
+enabled offline, accepted by ``systemd-analyze verify``, and quoted so that hostile paths come
+back exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetbr.cli import main
+from fleetbr.errors import UsageError
+from fleetbr.schedule import calendar, exec_line, systemd_word
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTILE = "we ird %n %% $HOME ${X} 'q' \"dq\" back\\slash ; tab\t"
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+SYSTEMCTL = shutil.which("systemctl")
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+            "\\": "\\", '"': '"', "'": "'", "s": " "}  # fmt: skip
+
+
+def unquote(line: str) -> list[str]:
+    """Split an ExecStart value as systemd.syntax(7) says (written here, apart from fleetbr):
+    whitespace-separated words, double- or single-quoted, C escapes, then ``%%`` -> ``%``."""
+    words: list[str] = []
+    i = 0
+    while i < len(line):
+        if line[i].isspace():
+            i += 1
+            continue
+        word, quote = [], None
+        while i < len(line) and (quote or not line[i].isspace()):
+            char = line[i]
+            if char in "\"'" and quote in (None, char):
+                quote = None if quote else char
+            elif char == "\\":
+                nxt = line[i + 1]
+                if nxt == "x":
+                    word.append(chr(int(line[i + 2 : i + 4], 16)))
+                    i += 2
+                else:
+                    word.append(_ESCAPES[nxt])
+                i += 1
+            else:
+                word.append(char)
+            i += 1
+        assert quote is None, f"unbalanced quotes in {line!r}"
+        words.append("".join(word).replace("%%", "\0").replace("\0", "%"))
+    return words
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    """A one-host inventory and the bridge task, both in a directory with a hostile name."""
+    directory = tmp_path / HOSTILE / "inv\nline"
+    directory.mkdir(parents=True)
+    (directory / "hosts.yaml").write_text("hv01:\n  hostname: 198.51.100.10\n  data: {nic: eth0}\n")
+    shutil.copy(REPO / "tasks" / "bridge.yaml", directory.parent / "bridge %i $t.yaml")
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def _no_live_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test may reach a systemd manager or the real ~/.config."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    yield
+
+
+def task_of(inventory: Path) -> Path:
+    return inventory.parent / "bridge %i $t.yaml"
+
+
+def units(directory: Path, name: str) -> tuple[Path, Path]:
+    return directory / f"fleetbr-{name}.service", directory / f"fleetbr-{name}.timer"
+
+
+def exec_start(service: Path) -> str:
+    line = next(x for x in service.read_text().splitlines() if x.startswith("ExecStart="))
+    return line.removeprefix("ExecStart=")
+
+
+def install(inventory: Path, root: Path, *extra: str) -> int:
+    task = str(task_of(inventory))
+    argv = ["-i", str(inventory), "-l", "hv01", "schedule", "install", task, "--every", "15m"]
+    return main([*argv, "--root", str(root), *extra])
+
+
+@pytest.mark.parametrize(
+    ("every", "expected"),
+    [
+        ("3s", "*-*-* *:*:00/3"),
+        ("30s", "*-*-* *:*:00/30"),
+        ("60s", "*-*-* *:00/1:00"),
+        ("15m", "*-*-* *:00/15:00"),
+        ("1h", "*-*-* 00/1:00:00"),
+        ("120m", "*-*-* 00/2:00:00"),
+        ("1d", "*-*-* 00:00:00"),
+    ],
+)
+def test_periods_become_calendar_expressions(every: str, expected: str) -> None:
+    from fleetbr.watch import parse_every
+
+    assert calendar(parse_every(every)) == expected
+    if SYSTEMD_ANALYZE:
+        done = subprocess.run([SYSTEMD_ANALYZE, "calendar", expected], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("every", ["7m", "90s", "5h", "2d", "0s", "15", "1.5m", "-1m", "15 m"])
+def test_periods_a_calendar_cannot_repeat_evenly_are_refused(every: str) -> None:
+    from fleetbr.watch import parse_every
+
+    with pytest.raises(UsageError):
+        calendar(parse_every(every))
+
+
+@pytest.mark.parametrize("word", [HOSTILE, "", "%", "$$", "\\", '"', "a\nb", "\x1b[31m", ";"])
+def test_every_word_comes_back_exactly(word: str) -> None:
+    assert unquote(systemd_word(word)) == [word]
+
+
+def test_the_unit_files_are_valid_enabled_and_name_every_path_exactly(
+    inventory: Path, root: Path
+) -> None:
+    assert install(inventory, root) == 0
+    directory = root / "etc/systemd/system"
+    service, timer = units(directory, "bridge-i-t-check")
+    link = directory / "timers.target.wants" / timer.name
+    assert link.is_symlink() and os.readlink(link) == f"../{timer.name}"
+    argv = unquote(exec_start(service))
+    assert argv[0] == ":" + os.path.abspath(sys.executable)
+    assert argv[1:] == ["-m", "fleetbr", "-i", str(inventory), "-l", "hv01", "check",
+                        str(task_of(inventory))]  # fmt: skip
+    timer_text = timer.read_text()
+    for line in ("Persistent=true", "OnCalendar=*-*-* *:00/15:00", "RandomizedDelaySec=180",
+                 "WantedBy=timers.target", f"Unit={service.name}"):  # fmt: skip
+        assert line in timer_text.splitlines()
+    assert all(c.isprintable() for c in timer_text.replace("\n", ""))
+    if SYSTEMD_ANALYZE:
+        done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(service), str(timer)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    if SYSTEMCTL:
+        done = subprocess.run([SYSTEMCTL, f"--root={root}", "is-enabled", timer.name],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.stdout.strip() == "enabled", done.stderr
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+def test_systemd_itself_finds_an_executable_with_spaces_percent_and_dollar(
+    inventory: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd = tmp_path / "py th %n %% $HOME ${X}" / "python"
+    odd.parent.mkdir()
+    odd.symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(odd))
+    assert install(inventory, root, "--name", "odd") == 0
+    service, timer = units(root / "etc/systemd/system", "odd")
+    assert SYSTEMD_ANALYZE is not None
+    done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(service), str(timer)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr  # systemd checks that this very path is executable
+
+
+def test_an_executable_systemd_cannot_run_is_refused(
+    inventory: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "it's" / "python"))
+    assert install(inventory, root) == 2
+    assert "not a path systemd can run" in capsys.readouterr().err
+    assert not root.exists()
+    with pytest.raises(UsageError):
+        exec_line(["relative/python"])
+
+
+def test_list_and_remove(inventory: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert install(inventory, root, "--name", "a") == 0
+    assert install(inventory, root, "--name", "b", "--repair") == 0
+    capsys.readouterr()
+    assert main(["--json", "schedule", "list", "--root", str(root)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {name: s["mode"] for name, s in listed.items()} == {"a": "check", "b": "repair"}
+    assert listed["b"]["command"][-2] == "apply" and listed["a"]["enabled"]
+    assert main(["schedule", "remove", "a", "--root", str(root)]) == 0
+    directory = root / "etc/systemd/system"
+    assert sorted(p.name for p in directory.rglob("*")) == [
+        "fleetbr-b.service", "fleetbr-b.timer", "fleetbr-b.timer", "timers.target.wants",
+    ]  # fmt: skip
+    assert main(["schedule", "remove", "a", "--root", str(root)]) == 2
+    assert main(["schedule", "remove", "../x", "--root", str(root)]) == 2
+
+
+def test_bad_input_writes_nothing(inventory: Path, root: Path) -> None:
+    assert install(inventory, root, "--every", "7m") == 2
+    assert install(inventory, root, "--name", "a/b") == 2
+    assert main(["-i", str(inventory), "-l", "nohost", "schedule", "install",
+                 str(task_of(inventory)), "--every", "15m", "--root", str(root)]) == 2  # fmt: skip
+    assert main(["-i", str(inventory), "schedule", "install", str(inventory / "missing.yaml"),
+                 "--every", "15m", "--root", str(root)]) == 2  # fmt: skip
+    assert not root.exists()
+
+
+def test_a_unit_fleetbr_did_not_write_is_never_replaced(inventory: Path, root: Path) -> None:
+    directory = root / "etc/systemd/system"
+    directory.mkdir(parents=True)
+    (directory / "fleetbr-mine.service").write_text("[Service]\nExecStart=/bin/true\n")
+    assert install(inventory, root, "--name", "mine") == 2
+    assert (directory / "fleetbr-mine.service").read_text() == "[Service]\nExecStart=/bin/true\n"
+
+
+def test_metrics_file_is_passed_on_only_if_this_fleetbr_takes_it(
+    inventory: Path, root: Path, tmp_path: Path
+) -> None:
+    code = install(inventory, root, "--metrics-file", str(tmp_path / "m.prom"))
+    service = units(root / "etc/systemd/system", "bridge-i-t-check")[0]
+    if code == 0:
+        assert unquote(exec_start(service))[-2:] == ["--metrics-file", str(tmp_path / "m.prom")]
+    else:
+        assert code == 2 and not service.exists()
+
+
+def test_user_units_go_to_the_users_config(inventory: Path, tmp_path: Path) -> None:
+    code = main(["-i", str(inventory), "schedule", "install", str(task_of(inventory)),
+                 "--every", "1h", "--user"])  # fmt: skip
+    assert code == 0
+    directory = tmp_path / "config" / "systemd" / "user"
+    service, timer = units(directory, "bridge-i-t-check")
+    assert "network-online" not in service.read_text()  # no system units for a user manager
+    assert (directory / "timers.target.wants" / timer.name).is_symlink()
+    assert main(["schedule", "install", "x", "--every", "1h", "--user", "--root", "/x"]) == 2
