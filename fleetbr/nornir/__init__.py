@@ -17,6 +17,7 @@ from fleetbr.nornir.loop import run_coroutine
 from fleetbr.nornir.tasks import (
     FleetbrResult,
     fleetbr_apply,
+    fleetbr_check,
     fleetbr_facts,
     fleetbr_plan,
     host_result,
@@ -26,16 +27,17 @@ from fleetbr.nornir.tasks import (
 facts = fleetbr_facts
 plan = fleetbr_plan
 apply = fleetbr_apply
-# check / fleetbr_check: the read-only drift check arrives with `fleetbr check` (issue 9 part 1);
-# see the note in fleetbr/nornir/tasks.py.
+check = fleetbr_check
 
 __all__ = [
     "CONNECTION_NAME",
     "FleetbrConnection",
     "FleetbrResult",
     "apply",
+    "check",
     "facts",
     "fleetbr_apply",
+    "fleetbr_check",
     "fleetbr_facts",
     "fleetbr_plan",
     "host_result",

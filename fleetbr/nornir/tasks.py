@@ -20,6 +20,7 @@ from typing import Any
 from nornir.core.task import Result, Task
 
 from fleetbr.api import TaskSource, task_label, task_template
+from fleetbr.drift import check_facts, outcome_result
 from fleetbr.errors import FleetbrError, TransportError, ValidationError
 from fleetbr.facts.gather import gather, summarize
 from fleetbr.facts.model import HostFacts
@@ -82,9 +83,31 @@ def fleetbr_apply(task: Task, task_file: TaskSource, dry_run: bool | None = None
             task.host.close_connection(CONNECTION_NAME)
 
 
-# fleetbr_check (read-only drift check, issue 9 part 1) belongs here once `fleetbr check` exists:
-# the shape of fleetbr_plan (changed = drift found, diff = the drift), calling the function that
-# command calls. Export it from fleetbr/nornir/__init__.py beside the others.
+def fleetbr_check(task: Task, task_file: TaskSource) -> FleetbrResult:
+    """Check the host against the task, read-only, as ``fleetbr check`` does: ``changed`` means
+    drift was found and ``diff`` lists it (one difference a line); a host that could not be
+    checked is ``failed``. Never changes anything, dry run or not."""
+
+    def prepare(spec: HostSpec) -> ConnectedJob:
+        bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
+
+        async def job(conn: Connection, spec: HostSpec) -> HostResult:
+            facts = await gather(conn)
+            outcome = check_facts(bridge_task, facts, min_timeout=min_timeout(spec.ssh))
+            return outcome_result(spec.name, outcome)
+
+        return job
+
+    done = _run_connected(task, prepare)
+    drift = [str(d.get("text", d)) for d in done.data.get("differences", [])]
+    return FleetbrResult(
+        host=task.host,
+        result=done.to_dict(),
+        changed=done.status == Status.DRIFTED,
+        diff="\n".join(drift),
+        failed=done.status not in (Status.IN_SYNC, Status.DRIFTED),
+        host_result=done,
+    )
 
 
 def _plan(task: Task, task_file: TaskSource) -> HostResult:

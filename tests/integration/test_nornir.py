@@ -24,6 +24,7 @@ from fleetbr.nornir import (
     FleetbrConnection,
     FleetbrResult,
     fleetbr_apply,
+    fleetbr_check,
     fleetbr_facts,
     fleetbr_plan,
     host_result,
@@ -40,6 +41,7 @@ from tests.integration.txhelpers import (
     events,
     host_processes,
     rendered,
+    sh,
     task_file,
 )
 
@@ -301,4 +303,25 @@ def test_nornir_filters_and_groups_reach_the_task_template(
     result = nr.run(task=fleetbr_plan, task_file=task)["hv07"][0]
     nr.close_connections()
     assert host_result(result).status is Status.PLANNED, host_result(result).message
+    assert_no_loop_left()
+
+
+def test_check_is_read_only_and_reports_drift(lab: Lab, fresh_host: Any, tmp_path: Path) -> None:
+    fresh_host("hv10")
+    task = task_file(tmp_path)
+    nr = nornir(lab.inventory_dir, "hv10")
+    assert not nr.run(task=fleetbr_apply, task_file=task).failed
+    clean = nr.run(task=fleetbr_check, task_file=task)["hv10"][0]
+    assert host_result(clean).status is Status.IN_SYNC
+    assert not clean.changed and not clean.failed and clean.diff == ""
+    # drift: STP turned on behind fleetbr's back
+    sh(lab, "hv10", "ip link set dev br0 type bridge stp_state 1")
+    before = host_state(lab, "hv10")
+    journal = events(lab, "hv10")
+    drifted = nr.run(task=fleetbr_check, task_file=task)["hv10"][0]
+    assert host_result(drifted).status is Status.DRIFTED
+    assert drifted.changed and not drifted.failed
+    assert "stp" in drifted.diff.lower()
+    assert host_state(lab, "hv10") == before and events(lab, "hv10") == journal
+    nr.close_connections(on_failed=True)
     assert_no_loop_left()
