@@ -27,12 +27,12 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, key_problem, nornir_host_spec
 from fleetbr.nornir.connection import CONNECTION_NAME
 from fleetbr.nornir.loop import SHARED
-from fleetbr.plan import plan_host
 from fleetbr.report import HostResult, Status
 from fleetbr.runner import run_one
 from fleetbr.tasks import BridgeTask, render_task
 from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import min_timeout, run_transaction
+from fleetbr.transaction.status import plan_result
 from fleetbr.transport import Connection
 
 ConnectedJob = Callable[[Connection, HostSpec], Awaitable[HostResult]]
@@ -115,25 +115,11 @@ def _plan(task: Task, task_file: TaskSource) -> HostResult:
         bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
 
         async def job(conn: Connection, spec: HostSpec) -> HostResult:
-            return _plan_result(spec, bridge_task, await gather(conn))
+            return plan_result(spec, bridge_task, await gather(conn))
 
         return job
 
     return _run_connected(task, prepare)
-
-
-def _plan_result(spec: HostSpec, bridge_task: BridgeTask, facts: HostFacts) -> HostResult:
-    """The ``fleetbr plan`` result for one host, as ``transaction.status.plan_job`` builds it
-    (it opens its own connection; this plans over the plugin's). Kept equal by
-    tests/integration/test_nornir.py::test_dry_run_changes_nothing_and_matches_fleetbr_plan."""
-    plan = plan_host(bridge_task, facts, min_timeout=min_timeout(spec.ssh))
-    steps = [step.description for step in plan.steps]
-    data = {"steps": steps, "rollback": [step.description for step in plan.rollback]}
-    if plan.refusal:
-        return HostResult(spec.name, Status.REFUSED, plan.refusal, data=data)
-    if plan.unchanged:
-        return HostResult(spec.name, Status.UNCHANGED, "already matches the task", data=data)
-    return HostResult(spec.name, Status.PLANNED, "\n".join(steps), data=data)
 
 
 def _apply(task: Task, task_file: TaskSource) -> HostResult:

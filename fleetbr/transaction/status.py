@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetbr.facts.gather import gather
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import plan_host
 from fleetbr.report import HostResult, Status
@@ -18,6 +19,11 @@ async def plan_job(spec: HostSpec, task: BridgeTask) -> HostResult:
     """Gather facts and plan; change nothing."""
     async with open_connection(spec) as conn:
         facts = await gather(conn)
+    return plan_result(spec, task, facts)
+
+
+def plan_result(spec: HostSpec, task: BridgeTask, facts: HostFacts) -> HostResult:
+    """The ``plan`` result for one host's facts (shared with the Nornir plan task)."""
     plan = plan_host(task, facts, min_timeout=min_timeout(spec.ssh))
     steps = [step.description for step in plan.steps]
     data = {"steps": steps, "rollback": [step.description for step in plan.rollback]}
