@@ -182,6 +182,18 @@ def report(
     return wall_ratio, cpu_ratio
 
 
+STARTUP_RUNS = 3
+
+
+def startup(fleetbr_argv: Sequence[str], bare_argv: Sequence[str]) -> dict[str, list[Run]]:
+    """Start-up cost without connecting (``fleetbr --json inventory`` against the bare script's
+    ``--no-connect``), STARTUP_RUNS times each, for :func:`overhead`."""
+    return {
+        "fleetbr": [timed(fleetbr_argv) for _ in range(STARTUP_RUNS)],
+        "bare": [timed(bare_argv) for _ in range(STARTUP_RUNS)],
+    }
+
+
 def overhead(hosts: int, results: dict[str, list[Run]], startup: dict[str, list[Run]]) -> None:
     """Split fleetbr's extra CPU into a fixed start-up part and a per-host part."""
     cpu = {name: median_run(runs)[1] for name, runs in results.items()}

@@ -20,12 +20,11 @@ from bench.common import (
     parser,
     profile_top,
     report,
-    timed,
+    startup,
     write_targets,
 )
 
 TARGET = 1.3
-STARTUP_RUNS = 3
 
 
 def fleetbr_cmd(inventory: Path, command: str = "facts") -> list[str]:
@@ -64,13 +63,10 @@ def main() -> int:
             "bare": (bare_cmd(targets), check_bare),
         }
         results = alternate(sides, args.rounds, args.hosts)
-        startup = {
-            "fleetbr": [timed(fleetbr_cmd(built.inventory_dir, "inventory"))
-                        for _ in range(STARTUP_RUNS)],
-            "bare": [timed(bare_cmd(targets, "--no-connect")) for _ in range(STARTUP_RUNS)],
-        }  # fmt: skip
+        costs = startup(fleetbr_cmd(built.inventory_dir, "inventory"),
+                        bare_cmd(targets, "--no-connect"))  # fmt: skip
         report("facts", args.hosts, results, TARGET)
-        overhead(args.hosts, results, startup)
+        overhead(args.hosts, results, costs)
         if args.profile:
             profile_top(fleetbr_cmd(built.inventory_dir)[1:])
     return 0

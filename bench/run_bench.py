@@ -30,14 +30,13 @@ from bench.common import (
     parser,
     profile_top,
     report,
-    timed,
+    startup,
     write_targets,
 )
 from fleetbr.adhoc.spec import KILL_AFTER, exec_line
 
 TARGET = 1.3  # as for facts: the same connections, one trivial command
 DEFAULT_TIMEOUT = 120.0  # SSHOptions.command_timeout, what `fleetbr run` uses on the lab hosts
-STARTUP_RUNS = 3
 
 
 def fleetbr_cmd(inventory: Path, *command: str) -> list[str]:
@@ -131,13 +130,10 @@ def main() -> int:
         if pssh is not None:
             sides["pssh"] = (pssh_cmd(pssh, targets, Path(tmp)), check_pssh)
         results = alternate(sides, args.rounds, args.hosts)
-        startup = {
-            "fleetbr": [timed(fleetbr_cmd(built.inventory_dir, "inventory"))
-                        for _ in range(STARTUP_RUNS)],
-            "bare": [timed(bare_cmd(targets, "--no-connect")) for _ in range(STARTUP_RUNS)],
-        }  # fmt: skip
+        costs = startup(fleetbr_cmd(built.inventory_dir, "inventory"),
+                        bare_cmd(targets, "--no-connect"))  # fmt: skip
         report("run -- true", args.hosts, results, TARGET)
-        overhead(args.hosts, results, startup)
+        overhead(args.hosts, results, costs)
         if pssh is None:
             print(f"  parallel-ssh: SKIPPED: {why}")
         else:
