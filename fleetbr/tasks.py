@@ -26,6 +26,15 @@ from fleetbr.validate import clip, label, show
 State = Literal["present", "absent"]
 Netfilter = Literal["off", "on", "keep"]
 DockerConflict = Literal["refuse", "accept"]
+Persist = Literal["auto", "none", "ifupdown", "networkd", "netplan", "networkmanager"]
+PERSIST_CHOICES: tuple[Persist, ...] = (
+    "auto",
+    "none",
+    "ifupdown",
+    "networkd",
+    "netplan",
+    "networkmanager",
+)
 
 DEADMAN_MAX = 3600
 MAX_TASK_BYTES = 1 << 20  # a task file, and a task rendered for one host
@@ -33,7 +42,9 @@ MAX_TASK_VALUES = 100_000  # values in a rendered task, YAML aliases expanded
 FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
-_TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman"})
+_TOP_KEYS = frozenset(
+    {"bridge", "netfilter", "docker_conflict", "daemon_conflict", "persist", "deadman"}
+)
 _BRIDGE_KEYS = frozenset(
     {
         "name",
@@ -86,8 +97,11 @@ class BridgeTask:
     bridge: BridgeSpec
     netfilter: Netfilter
     docker_conflict: DockerConflict
-    persist: str
+    persist: Persist
     deadman_timeout: int
+    # persist: none on a NIC a network daemon manages (the daemon may undo the runtime change
+    # at its next reload or at boot): refused unless "accept"
+    daemon_conflict: DockerConflict = "refuse"
 
 
 def load_task(path: Path) -> TaskTemplate:
@@ -168,17 +182,16 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     top = _section(doc, "task", _TOP_KEYS)
     deadman = _section(top.get("deadman"), "deadman", _DEADMAN_KEYS)
     timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
-    persist = top.get("persist", "none")
-    if persist != "none":
-        raise ValidationError(f"persist: {show(persist)} is not supported yet (only none)")
+    persist = _persist(top.get("persist", "none"))
     return BridgeTask(
         source=source,
         host=host_name,
         bridge=_bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host),
         netfilter=_netfilter(top.get("netfilter", "off")),
         docker_conflict=_docker(top.get("docker_conflict", "refuse")),
-        persist="none",
+        persist=persist,
         deadman_timeout=timeout,
+        daemon_conflict=_conflict(top.get("daemon_conflict", "refuse"), "daemon_conflict"),
     )
 
 
@@ -281,5 +294,16 @@ def _netfilter(value: object) -> Netfilter:
 
 
 def _docker(value: object) -> DockerConflict:
-    choice = validate.choice(value, "docker_conflict", ("refuse", "accept"))
+    return _conflict(value, "docker_conflict")
+
+
+def _conflict(value: object, field: str) -> DockerConflict:
+    choice = validate.choice(value, field, ("refuse", "accept"))
     return "refuse" if choice == "refuse" else "accept"
+
+
+def _persist(value: object) -> Persist:
+    if value is None:  # "persist:" with no value: the default
+        return "none"
+    choice = validate.choice(value, "persist", PERSIST_CHOICES)
+    return next(p for p in PERSIST_CHOICES if p == choice)

@@ -27,6 +27,7 @@ from fleetbr.plan.moves import (
     wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
+from fleetbr.plan.persist import BackendRefusal, persist_steps
 from fleetbr.plan.unbridge import plan_absent
 from fleetbr.tasks import BridgeTask
 
@@ -177,7 +178,12 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         bridge_nf=expected_nf,
         files=files,
     )
-    return finish(task, before, cutting, expected)
+    try:
+        persist = persist_steps(task, facts, expected, backup_dir)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
+    expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
+    return finish(task, persist.head + before, cutting + persist.tail, expected)
 
 
 def _record_steps(
