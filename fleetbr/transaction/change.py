@@ -97,3 +97,17 @@ def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str
                 f"{now.manager or 'no daemon'} {now.state} after the rollback"
             )
     return out
+
+
+# Words of a daemon that is still bringing an interface up or down (networkd's setup states,
+# NetworkManager's device states): its final word is yet to come.
+_SETTLING = ("pending", "initialized", "configuring", "connecting", "deactivating")
+
+
+def daemons_settling(facts: HostFacts) -> bool:
+    """A network daemon is still configuring an interface (after a boot, a reload)."""
+    return any(
+        word.startswith(_SETTLING)
+        for found in facts.daemons.interfaces.values()
+        for word in (found.state, *(view.state for view in found.views))
+    )

@@ -26,13 +26,14 @@ from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.change import BridgeChange, Change, daemons_settling
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
 POLL = 0.5  # seconds between looks at a host that is still working
+DAEMON_SETTLE = 30.0  # how long a rollback check waits for network daemons still configuring
 EXIT_ARMED_ELSEWHERE = 10
 
 Hook = Callable[[str], None]
@@ -344,6 +345,12 @@ class _Resolver:
         assert tx.before is not None and tx.plan is not None
         reason = self.reason or _reason(state)
         after = await gather(conn)
+        # after a reboot in the window (the boot guard's rollback) the daemons bring the old
+        # configuration up in their own time: judge their final word, not "configuring"
+        settle = time.monotonic() + DAEMON_SETTLE
+        while daemons_settling(after) and time.monotonic() < settle:
+            await asyncio.sleep(POLL)
+            after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
         failed_steps = state.rollback.removeprefix("done failed=")
         if failed_steps.isdigit() and int(failed_steps):

@@ -5,6 +5,8 @@ reads."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,19 +17,27 @@ import yaml
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
-from fleetbr.lab import Lab
+from fleetbr.lab import Lab, host_state
 from fleetbr.plan.diff import SETTLED
 from fleetbr.report import AggregatedResult
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
+from fleetbr.transaction.change import daemons_settling
 from fleetbr.transport import open_connection
 from tests.integration.helpers import specs
 from tests.integration.txhelpers import REPO, sh
 
 # backend -> the distro_lab host whose NIC it manages (tests/integration/distro/conftest.py)
-HOSTS = {"ifupdown": "hv03", "networkd": "hv04", "netplan": "hv05", "networkmanager": "hv06"}
-import os
-if os.environ.get("ONLY"): HOSTS = {k: v for k, v in HOSTS.items() if k in os.environ["ONLY"].split(",")}
+# (FLEETBR_TEST_BACKENDS=netplan,networkmanager limits the tests to those, while developing)
+HOSTS = {
+    backend: host
+    for backend, host in {
+        "ifupdown": "hv03", "networkd": "hv04", "netplan": "hv05", "networkmanager": "hv06"
+    }.items()
+    if backend in os.environ.get("FLEETBR_TEST_BACKENDS", backend).split(",")
+}  # fmt: skip
+# Files a daemon writes anew at every boot: NetworkManager's in-memory loopback profile.
+BOOT_GENERATED = frozenset({"/run/NetworkManager/system-connections/lo.nmconnection"})
 TIMEOUT = 30  # dead-man window: room for the slowest backend apply (NetworkManager, ~5 s)
 T = TypeVar("T")
 
@@ -70,6 +80,23 @@ def host_facts(lab: Lab, host: str) -> HostFacts:
             return await gather(conn)
 
     return asyncio.run(run())
+
+
+def settled_facts(lab: Lab, host: str, timeout: float = 30) -> HostFacts:
+    """The host's facts once no network daemon is still configuring an interface (after a
+    boot the daemons bring the network up in their own time)."""
+    deadline = time.monotonic() + timeout
+    facts = host_facts(lab, host)
+    while daemons_settling(facts) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        facts = host_facts(lab, host)
+    return facts
+
+
+def settled_state(lab: Lab, host: str) -> tuple[dict[str, Any], HostFacts]:
+    """host_state and facts once the daemons have settled."""
+    facts = settled_facts(lab, host)
+    return host_state(lab, host), facts
 
 
 def snapshot_facts(lab: Lab, host: str, txid: str) -> HostFacts:

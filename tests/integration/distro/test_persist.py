@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from fleetbr.facts.model import HostFacts
 from fleetbr.lab import Lab, LabHost, host_state
 from fleetbr.lab.distro import reboot
-from fleetbr.facts.model import HostFacts
 from fleetbr.report import HostResult, Status
 from tests.integration.distro.persisthelpers import (
     HOSTS,
@@ -25,10 +25,11 @@ from tests.integration.distro.persisthelpers import (
     bridge_view,
     daemon_view,
     file_sha256,
-    host_facts,
     on_each,
     owns,
     persist_task,
+    settled_facts,
+    settled_state,
     snapshot_facts,
     state_diff,
 )
@@ -74,7 +75,7 @@ def assert_persisted(lab: Lab, backend: str) -> None:
     """The daemon owns br0 (and the NIC as its port where it reports ports), from its own
     facts, and its files hold the bridge."""
     host = HOSTS[backend]
-    facts = host_facts(lab, host)
+    facts = settled_facts(lab, host)
     assert owns(facts, "br0", backend), (backend, daemon_view(facts, "br0"))
     if backend != "ifupdown":  # ifupdown has no state for a port
         assert owns(facts, "eth0", backend), (backend, daemon_view(facts, "eth0"))
@@ -108,7 +109,7 @@ def test_confirmed_each_backend_owns_the_bridge_and_it_survives_a_reboot(
         assert events(distro_lab, host) == ["staged", "armed", "applied", "confirmed"]
         assert not armed(distro_lab, host)
         assert_persisted(distro_lab, backend)
-    confirmed = on_each(HOSTS.values(), lambda h: bridge_view(host_facts(distro_lab, h)))
+    confirmed = on_each(HOSTS.values(), lambda h: bridge_view(settled_facts(distro_lab, h)))
     for backend, host in HOSTS.items():
         view = confirmed[host]
         assert view["links"]["br0"][0] == view["links"]["eth0"][0] == distro_lab.host(host).mac
@@ -116,7 +117,7 @@ def test_confirmed_each_backend_owns_the_bridge_and_it_survives_a_reboot(
         assert (view["links"]["eth0"][3], view["daemon"]["br0"]) == ("br0", backend)
 
     on_each(HOSTS.values(), lambda h: reboot(distro_lab, h))
-    after = on_each(HOSTS.values(), lambda h: bridge_view(host_facts(distro_lab, h)))
+    after = on_each(HOSTS.values(), lambda h: bridge_view(settled_facts(distro_lab, h)))
     for backend, host in HOSTS.items():
         assert after[host] == confirmed[host], f"{backend}: the bridge came back different"
         assert_persisted(distro_lab, backend)
@@ -127,10 +128,12 @@ def test_cutting_task_is_rolled_back_files_daemon_and_kernel_as_before(
     distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path
 ) -> None:
     _fresh(fresh_distro_host)
-    before = on_each(HOSTS.values(), lambda h: (host_state(distro_lab, h), host_facts(distro_lab, h)))
+    before = on_each(HOSTS.values(), lambda h: settled_state(distro_lab, h))
     task = persist_task(tmp_path, timeout=20, addresses=[CUT])
     result = apply_all(distro_lab, HOSTS.values(), task)
-    problems = {b: rollback_problems(distro_lab, b, result[h], *before[h]) for b, h in HOSTS.items()}
+    problems = {
+        b: rollback_problems(distro_lab, b, result[h], *before[h]) for b, h in HOSTS.items()
+    }
     assert not any(problems.values()), problems
 
 
@@ -148,7 +151,7 @@ def rollback_problems(
     if "reason=timer " not in last and "reason=apply-failed-step-" not in last:
         out.append(f"not rolled back by the host: {last}")
     snap = snapshot_facts(lab, host, got.data["txid"])
-    now = host_facts(lab, host)
+    now = settled_facts(lab, host)
     # every backend file byte for byte (and those the change created are gone again)
     if not now.daemons.files == snap.daemons.files == facts.daemons.files:
         out.append(f"files {facts.daemons.files} -> {now.daemons.files}")
