@@ -176,3 +176,44 @@ def bridge_view(facts: HostFacts, bridge: str = "br0", nic: str = "eth0") -> dic
         ),
         "daemon": {name: facts.manager(name).manager for name in (bridge, nic)},
     }
+
+
+def restored_problems(
+    lab: Lab,
+    backend: str,
+    txid: str,
+    state: dict[str, Any],
+    facts: HostFacts,
+    *,
+    created: Iterable[str] = (),
+    reasons: tuple[str, ...] = ("reason=timer ", "reason=apply-failed-step-"),
+) -> list[str]:
+    """Why the host is not exactly as before transaction ``txid`` (empty: it is): rolled back
+    by the host itself (``reasons``), every backend file byte for byte as in the transaction's
+    snapshot (``created`` files gone again), the daemon's view of the NIC as before and no
+    bridge left, the kernel state (host_state) as before, nothing armed."""
+    host = HOSTS[backend]
+    out = []
+    last = sh(lab, host, "tail -n 1 /var/lib/fleetbr/journal")
+    if not any(reason in last for reason in reasons):
+        out.append(f"not rolled back by the host ({' or '.join(reasons)}): {last}")
+    snap = snapshot_facts(lab, host, txid)
+    now = settled_facts(lab, host)
+    if not now.daemons.files == snap.daemons.files == facts.daemons.files:
+        out.append(f"files {facts.daemons.files} -> {now.daemons.files}")
+    for path, digest in snap.daemons.files.items():
+        if file_sha256(lab, host, path) != digest:
+            out.append(f"{path} differs from the snapshot")
+    out += [
+        f"{path} was created and is still there"
+        for path in created
+        if path not in snap.daemons.files and file_sha256(lab, host, path) is not None
+    ]
+    if daemon_view(now, "eth0") != daemon_view(facts, "eth0"):
+        out.append(f"eth0: {daemon_view(facts, 'eth0')} -> {daemon_view(now, 'eth0')}")
+    if "br0" in now.daemons.interfaces or now.bridge("br0") is not None:
+        out.append(f"br0 still there: {now.daemons.interfaces.get('br0')}")
+    out += state_diff(state, host_state(lab, host))
+    if sh(lab, host, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip():
+        out.append("still armed")
+    return out
