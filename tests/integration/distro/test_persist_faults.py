@@ -29,6 +29,7 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     restored_problems,
     settled_state,
+    xfail_on_nodad,
 )
 from tests.integration.helpers import fleetbr, specs
 from tests.integration.txhelpers import enslaved, events, rendered, sh, wait_for
@@ -68,17 +69,20 @@ def txid_of(lab: Lab, host: str) -> str:
 
 
 def fault_in_window(
-    inject: Callable[[Lab, str], object], heal: Callable[[Lab, str], object]
+    inject: Callable[[Lab, str], object],
+    heal: Callable[[Lab, str], object],
+    heal_after: str = "rolled_back",
 ) -> Callable[[Lab, str, Path], str]:
     """Apply in-process; once the change is applied ``inject`` the fault, ``heal`` it once the
-    host rolled itself back (while the controller still waits to verify). Returns the txid."""
+    host's journal shows ``heal_after`` (while the controller still waits to verify). Returns
+    the txid."""
 
     def run(lab: Lab, host: str, task: Path) -> str:
         def fault() -> None:
             wait_for(lambda: _applied(lab, host), 60, f"{host}: the change applied")
             inject(lab, host)
             try:
-                wait_for(lambda: "rolled_back" in events(lab, host), WINDOW + 40, "the rollback")
+                wait_for(lambda: heal_after in events(lab, host), WINDOW + 40, heal_after)
             finally:
                 heal(lab, host)
 
@@ -109,14 +113,22 @@ def _port(up: bool) -> Callable[[Lab, str], object]:
 FAULTS: dict[str, Callable[[Lab, str, Path], str]] = {
     "controller-sigkill": sigkill_controller,
     "sshd-killed": fault_in_window(_ssh("stop"), _ssh("start")),
-    "link-down": fault_in_window(_port(False), _port(True)),
+    # Healed once the timer fired: the rollback's hand-back to the daemon waits for it to call
+    # the NIC configured/connected, which it does not without a carrier (see docs/safety.md)
+    "link-down": fault_in_window(_port(False), _port(True), heal_after="rolling_back"),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_in_the_window_rolls_back_files_daemon_and_kernel(
-    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path, fault: str
+    distro_lab: Lab,
+    fresh_distro_host: Callable[[str], LabHost],
+    tmp_path: Path,
+    fault: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the in-process controller waits before confirming, so the fault lands inside the window
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "5")
     on_each(FAULT_HOSTS.values(), fresh_distro_host)
     before: dict[str, Any] = on_each(FAULT_HOSTS.values(), lambda h: settled_state(distro_lab, h))
     task = persist_task(tmp_path, timeout=max(WINDOW, TIMEOUT))
@@ -128,3 +140,4 @@ def test_fault_in_the_window_rolls_back_files_daemon_and_kernel(
     assert not any(problems.values()), "\n".join(
         f"{b}: {line}" for b, lines in problems.items() for line in lines
     )
+    xfail_on_nodad(distro_lab, before)

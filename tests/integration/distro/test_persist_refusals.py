@@ -30,7 +30,7 @@ def test_persist_none_on_a_daemon_managed_nic_is_refused_unless_accepted(
     host = HOSTS["networkd"]
     before = host_state(distro_lab, host)
     code, status, message = plan(distro_lab, host, persist_task(tmp_path, persist="none"), "apply")
-    assert (code, status) == (10, "refused"), message
+    assert (code, status) == (1, "refused"), message
     assert "eth0 is managed by networkd" in message and "daemon_conflict: accept" in message
     assert "\n" not in message
     accepted = persist_task(tmp_path, persist="none", top={"daemon_conflict": "accept"})
@@ -42,7 +42,7 @@ def test_persist_none_on_a_daemon_managed_nic_is_refused_unless_accepted(
 def test_a_backend_that_does_not_run_is_refused(distro_lab: Lab, tmp_path: Path) -> None:
     host = HOSTS["networkd"]
     code, status, message = plan(distro_lab, host, persist_task(tmp_path, persist="networkmanager"))
-    assert (code, status) == (10, "refused"), message
+    assert (code, status) == (1, "refused"), message
     assert message.endswith("persist: networkmanager needs networkmanager, which is not running")
 
 
@@ -60,7 +60,7 @@ def test_a_backend_that_is_not_installed_is_refused(distro_lab: Lab, tmp_path: P
     host = "hv01"  # no network daemon
     with hidden(distro_lab, host, "/usr/sbin/netplan"):
         code, status, message = plan(distro_lab, host, persist_task(tmp_path, persist="netplan"))
-    assert (code, status) == (10, "refused"), message
+    assert (code, status) == (1, "refused"), message
     assert message.endswith("persist: netplan is not installed on the host")
 
 
@@ -77,7 +77,7 @@ def test_a_netplan_nic_defined_in_two_files_is_refused(distro_lab: Lab, tmp_path
         code, status, message = plan(distro_lab, host, persist_task(tmp_path), "apply")
     finally:
         sh(distro_lab, host, f"rm -f {extra}")
-    assert (code, status) == (10, "refused"), message
+    assert (code, status) == (1, "refused"), message
     assert "eth0 is defined in /etc/netplan/01-netcfg.yaml, /etc/netplan/02-extra.yaml" in message
     assert host_state(distro_lab, host) == before
     assert "staged" not in events(distro_lab, host)
