@@ -78,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drift_parsers(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
+    demo.add_argument(
+        "--distro", action="store_true",
+        help="one real systemd host per network backend, persist: auto, one rebooted after confirm",
+    )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
     demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
     demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))
-    demo.add_argument("--timeout", type=_positive_int, default=20, help="dead-man timeout (20s)")
+    demo.add_argument("--timeout", type=_positive_int, help="dead-man timeout (20s; --distro 60s)")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     return parser
 
@@ -392,11 +396,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fleetbr demo``."""
+    if args.distro:
+        from fleetbr.demo_distro import run_distro_demo
+
+        return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
+                               keep=args.keep, as_json=args.json)  # fmt: skip
     from fleetbr.demo import run_demo
 
     return run_demo(
         args.dir.resolve(), hosts=args.hosts, task=args.task, cut_task=args.cut_task,
-        timeout=args.timeout, keep=args.keep,
+        timeout=args.timeout or 20, keep=args.keep,
     )  # fmt: skip
 
 
