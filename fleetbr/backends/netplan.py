@@ -120,8 +120,18 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
             f"persist: netplan: {config.nic} uses DHCP; fleetbr persists static addresses only"
         )
     bridges = network.setdefault("bridges", CommentedMap())
-    if not isinstance(bridges, CommentedMap) or config.name in bridges:
-        raise BackendRefusal(f"persist: netplan: {path} already defines bridge {config.name}")
+    if not isinstance(bridges, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has a bridges: that is not a mapping")
+    old = bridges.get(config.name)
+    if old is not None:
+        # persisted before (the NIC its only interface): rewritten from the task again
+        if not isinstance(old, CommentedMap) or list(old.get("interfaces") or []) != [ident]:
+            raise BackendRefusal(
+                f"persist: netplan: {path} already defines bridge {config.name} with other "
+                "interfaces"
+            )
+        if "nameservers" in old and "nameservers" not in nic:
+            nic["nameservers"] = old["nameservers"]
     bridges[config.name] = _bridge(config, ident, nic)
     for key in _MOVED:
         nic.pop(key, None)

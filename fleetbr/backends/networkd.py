@@ -20,6 +20,12 @@ HEADER = "# Managed by fleetbr: {what} (a fleetbr rollback restores the previous
 # [Network] keys of the NIC's file that do not carry over to the bridge.
 _NOT_CARRIED = frozenset({"Address", "Gateway", "DHCP", "Bridge", "Bond", "VLAN", "MACVLAN"})
 _GLOB = frozenset("*?[!")
+_OURS = frozenset({"ConfigureWithoutCarrier"})
+
+
+def _is_port_of(parts: list[tuple[str, list[str]]], bridge: str) -> bool:
+    keys = [kv for name, lines in parts if name == "Network" for kv in ini.values(lines)]
+    return ("Bridge", bridge) in keys
 
 
 def nic_network_file(facts: HostFacts, nic: str, backend: str = "networkd") -> str:
@@ -118,9 +124,12 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
     parts = ini.sections(text)
     _check_match(path, parts, config.nic)
     carried = _network_keys(parts, path)
-    netdev, network = bridge_files(config, carried)
     port_path = posixpath.join(ETC, posixpath.basename(path))
     stem = posixpath.join(ETC, f"10-{config.name}")
+    if _is_port_of(parts, config.name):  # persisted before: the bridge's file has the keys
+        old = facts.daemons.contents.get(f"{stem}.network", "")
+        carried = [kv for kv in _network_keys(ini.sections(old), path) if kv[0] not in _OURS]
+    netdev, network = bridge_files(config, carried)
     if port_path in (f"{stem}.network", f"{stem}.netdev"):
         raise BackendRefusal(f"persist: networkd: {port_path} would hold both the NIC and bridge")
     files = (

@@ -119,13 +119,21 @@ def port_profile(config: BridgeConfig, conn_uuid: str, bridge_uuid: str) -> str:
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Keyfiles for the bridge and its port; the old profile is set to autoconnect no."""
-    old_uuid, old_path = _old_profile(facts, config.nic)
     bridge_uuid = profile_uuid(facts.hostname, "bridge", config)
     port_uuid = profile_uuid(facts.hostname, "port", config)
+    active = facts.daemons.nm_active.get(config.nic)
+    if active is not None and active[0] == port_uuid:  # persisted before: nothing to retire
+        old_uuid: str | None = None
+        guarded: tuple[str, ...] = ()
+    else:
+        old_uuid, old_path = _old_profile(facts, config.nic)
+        guarded = (old_path,)
     bridge_path = posixpath.join(ETC, f"{config.name}.nmconnection")
     port_path = posixpath.join(ETC, f"{config.name}-port-{config.nic}.nmconnection")
-    if old_path in (bridge_path, port_path):
-        raise BackendRefusal(f"persist: networkmanager: {old_path} is the NIC's own profile")
+    if set(guarded) & {bridge_path, port_path}:
+        raise BackendRefusal(
+            f"persist: networkmanager: the NIC's profile is {guarded[0]}, a name fleetbr uses"
+        )
     files = (
         FileChange(bridge_path, bridge_profile(config, bridge_uuid), PRIVATE_MODE),
         FileChange(port_path, port_profile(config, port_uuid, bridge_uuid), PRIVATE_MODE),
@@ -139,5 +147,5 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         "old_uuid": old_uuid,
     }
     return BackendPlan(
-        "networkmanager", files, args, managers=(config.name, config.nic), guarded=(old_path,)
+        "networkmanager", files, args, managers=(config.name, config.nic), guarded=guarded
     )

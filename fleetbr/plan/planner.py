@@ -27,7 +27,7 @@ from fleetbr.plan.moves import (
     wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
-from fleetbr.plan.persist import BackendRefusal, persist_steps
+from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps
 from fleetbr.plan.unbridge import plan_absent
 from fleetbr.tasks import BridgeTask
 
@@ -124,6 +124,10 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
             f"Docker found ({', '.join(facts.docker)}) but netfilter off would break its "
             "bridge-nf-call-iptables=1; set docker_conflict: accept or netfilter: on",
         )
+    try:
+        backend = choose_backend(task, facts)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
     nic = facts.link(spec.nic)
     assert nic is not None
     nic_addrs = global_addresses(facts, spec.nic)
@@ -161,7 +165,8 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
     )
     cutting += dels + moves + adds + extra
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
-    before += _record_steps(facts, record, files, backup_dir)
+    if backend == "none":  # persisted, the backend's files are the record (and survive a reboot)
+        before += _record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,

@@ -345,6 +345,13 @@ class _Resolver:
         reason = self.reason or _reason(state)
         after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
+        settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
+        while check.problems and daemons_settling(tx.plan, after):
+            if asyncio.get_running_loop().time() > settle_until:
+                break
+            await asyncio.sleep(1)  # read-only: looking again is always safe
+            after = await gather(conn)
+            check = tx.change.rollback_check(tx.plan, tx.before, after)
         failed_steps = state.rollback.removeprefix("done failed=")
         if failed_steps.isdigit() and int(failed_steps):
             check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
@@ -364,6 +371,18 @@ class _Resolver:
         )
 
 
+# How long a rolled-back host's network daemon may take to settle (after a reboot it is still
+# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
+DAEMON_SETTLE = 30.0
+_TRANSIENT = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
+
+
+def daemons_settling(plan: Plan, facts: HostFacts) -> bool:
+    """A daemon is still working on the NIC or the bridge (its state word is transient)."""
+    names = (plan.expected.nic, plan.expected.bridge)
+    return any(facts.manager(name).state.startswith(_TRANSIENT) for name in names)
+
+
 def _progress(state: HostTxState) -> tuple[str, ...]:
     """The parts of a state that show the host moving on."""
     return (state.claim, state.arm, state.apply, state.decision, state.rollback)
@@ -374,6 +393,8 @@ def _reason(state: HostTxState) -> str:
     return {
         "timer": "the host's timer fired before a confirmation (no fresh SSH connection in time)",
         "unfinished": "the change never completed on the host",
+        "reboot": "reboot: the host restarted before a confirmation; its boot guard put the "
+        "old configuration back",
     }.get(why, why)
 
 
