@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetbr.drift import check_facts
 from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
@@ -82,9 +83,11 @@ class HostOutcome:
     status: str = "not run"
     message: str = ""
     after_confirm: BridgeView | None = None
+    check_after_confirm: str = ""  # what `fleetbr check` says of the task: in_sync
     rebooted: bool = False
     boot_ids: tuple[str, str] | None = None
     after_reboot: BridgeView | None = None
+    check_after_reboot: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -197,7 +200,8 @@ def _after_confirm(
     for name, outcome in demo.hosts.items():
         bridge = tasks[name].bridge.name
         view = outcome.after_confirm = bridge_view(facts[name], bridge, outcome.nic)
-        say(f"  {name}  {_describe(view)}")
+        outcome.check_after_confirm = _check(tasks[name], facts[name], outcome)
+        say(f"  {name}  {_describe(view)}; check: {outcome.check_after_confirm}")
         if outcome.status != "confirmed":
             outcome.problems.append(f"ended {outcome.status}: {outcome.message}")
         if outcome.nic_manager_before != outcome.backend:
@@ -224,26 +228,39 @@ def _reboot_one(
     outcome.boot_ids = (before, _boot_id(lab, host.name))
     if outcome.boot_ids[0] == outcome.boot_ids[1]:
         outcome.problems.append("the boot id did not change: the host did not reboot")
-    view = _settled_view(spec, bridge, outcome)
+    view, facts = _settled_view(spec, bridge, outcome)
     outcome.after_reboot = view
-    say(f"  {host.name}  boot id {before[:8]} -> {outcome.boot_ids[1][:8]}; {_describe(view)}")
+    outcome.check_after_reboot = _check(tasks[host.name], facts, outcome) if facts else "no facts"
+    say(f"  {host.name}  boot id {before[:8]} -> {outcome.boot_ids[1][:8]}; {_describe(view)}; "
+        f"check: {outcome.check_after_reboot}")  # fmt: skip
     if view != outcome.after_confirm:
         was = _describe(outcome.after_confirm)
         outcome.problems.append(f"after the reboot the bridge is {_describe(view)}, was {was}")
 
 
-def _settled_view(spec: HostSpec, bridge: str, outcome: HostOutcome) -> BridgeView | None:
-    """The bridge's view once it matches the confirmed one (the daemon may still be bringing it
-    up when SSH answers), or the last one seen after SETTLE_SECONDS."""
+def _settled_view(
+    spec: HostSpec, bridge: str, outcome: HostOutcome
+) -> tuple[BridgeView | None, HostFacts | None]:
+    """The bridge's view (and the facts) once it matches the confirmed one (the daemon may still
+    be bringing it up when SSH answers), or the last one seen after SETTLE_SECONDS."""
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         try:
-            view = bridge_view(_facts([spec])[spec.name], bridge, outcome.nic)
+            facts: HostFacts | None = _facts([spec])[spec.name]
         except FleetbrError:
-            view = None
+            facts = None
+        view = bridge_view(facts, bridge, outcome.nic) if facts else None
         if view == outcome.after_confirm or time.monotonic() > deadline:
-            return view
+            return view, facts
         time.sleep(1)
+
+
+def _check(task: BridgeTask, facts: HostFacts, outcome: HostOutcome) -> str:
+    """What ``fleetbr check`` says of the host against the task; a problem unless in sync."""
+    found = check_facts(task, facts)
+    if found.status.value != "in_sync":
+        outcome.problems.append(f"check: {found.status.value}: {found.message}")
+    return found.status.value
 
 
 def _boot_id(lab: Lab, host: str) -> str:

@@ -37,11 +37,13 @@ def test_distro_demo_persists_every_backend_and_survives_a_reboot(tmp_path: Path
         assert view["mac"] == f"02:fb:00:00:00:{int(name[2:]):02x}", (name, view)
         assert len(view["addresses"]) == 2 and view["files"], (name, view)
         assert all(digest for _, digest in view["files"]), (name, view)
+        assert host["check_after_confirm"] == "in_sync", (name, host)
         assert host["problems"] == [], (name, host)
     rebooted = hosts[doc["rebooted"]]
     assert rebooted["rebooted"] is True
     first, second = rebooted["boot_ids"]
     assert first and second and first != second
     assert rebooted["after_reboot"] == rebooted["after_confirm"]
+    assert rebooted["check_after_reboot"] == "in_sync"
     assert sum(h["rebooted"] for h in hosts.values()) == 1
     assert not (tmp_path / "lab" / "lab.json").exists(), "the demo takes its lab down"
