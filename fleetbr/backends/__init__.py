@@ -21,6 +21,7 @@ __all__ = [
     "FileChange",
     "choose",
     "plan_backend",
+    "unplan_backend",
 ]
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
@@ -99,3 +100,17 @@ def plan_backend(backend: str, config: BridgeConfig, facts: HostFacts) -> Backen
     if backend == "ifupdown":
         return ifupdown.plan(config, facts)
     raise BackendRefusal(f"persist: {backend} is not a backend fleetbr knows")
+
+
+def unplan_backend(backend: str, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the files that give the NIC its addresses back in ``backend``'s format and
+    remove the bridge (``config`` describes the NIC's addresses and routes to be)."""
+    modules = {
+        "networkd": networkd.unplan,
+        "netplan": netplan.unplan,
+        "networkmanager": networkmanager.unplan,
+        "ifupdown": ifupdown.unplan,
+    }
+    if backend not in modules:
+        raise BackendRefusal(f"persist: {backend} is not a backend fleetbr knows")
+    return modules[backend](config, facts)

@@ -4,6 +4,8 @@ stanzas other than its addresses (dns-*, mtu...) move to the bridge's stanza of 
 
 from __future__ import annotations
 
+import dataclasses
+
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -158,3 +160,30 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
     new = rewrite(text, config, holder)
     return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.name,))
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the bridge's stanzas become the NIC's again."""
+    path, holder = source_file(facts, config.nic, config.name)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    kept, options = split(text, holder)
+    header = HEADER.format(bridge=config.name)
+    kept = [line for line in kept if line.strip() != header]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    plain = dataclasses.replace(config, name=config.nic)
+    out = [*kept, "", f"auto {config.nic}"]
+    for family in (f for f in (4, 6) if config.family_addresses(f)):
+        name = "inet" if family == 4 else "inet6"
+        carried = [o for o in options.get(name, []) if not _ours(o)]
+        out += [*_stanza(plain, family, carried, first=False), ""]
+    args = {
+        "backend": "ifupdown",
+        "bridge": config.name,
+        "nic": config.nic,
+        "direction": "unbridge",
+    }
+    new = "\n".join(out).rstrip("\n") + "\n"
+    return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.nic,))

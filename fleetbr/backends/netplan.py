@@ -158,3 +158,52 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         args,
         managers=(config.name, config.nic),
     )
+
+
+def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
+    """``text`` with the bridge entry removed and its addresses and routes back on the NIC."""
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        raise BackendRefusal(
+            f"persist: netplan: {path} is not YAML fleetbr can read: {exc}"
+        ) from None
+    network = doc.get("network") if isinstance(doc, CommentedMap) else None
+    if not isinstance(network, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has no network: mapping")
+    _, nic = _nic_entry(network.get("ethernets"), config.nic, path)
+    bridges = network.get("bridges")
+    old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
+    if isinstance(old, CommentedMap) and "nameservers" in old:
+        nic["nameservers"] = old["nameservers"]
+    if isinstance(bridges, CommentedMap):
+        bridges.pop(config.name, None)
+        if not bridges:
+            network.pop("bridges")
+    nic["addresses"] = CommentedSeq(config.addresses)
+    if config.routes:
+        nic["routes"] = CommentedSeq([_route(r) for r in config.routes])
+    if nic.get("link-local") == []:
+        nic.pop("link-local")
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue(), str(network.get("renderer", "networkd"))
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
+    path = source_file(facts, config.nic)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: netplan: the facts do not hold the content of {path}")
+    new, renderer = unrewrite(text, path, config)
+    args = {
+        "backend": "netplan",
+        "bridge": config.name,
+        "nic": config.nic,
+        "renderer": renderer,
+        "direction": "unbridge",
+    }
+    return BackendPlan(
+        "netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers=(config.nic,)
+    )

@@ -4,6 +4,7 @@ boot and take the NIC out of the bridge). A rollback restores that file byte for
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import uuid
 
@@ -149,3 +150,42 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     return BackendPlan(
         "networkmanager", files, args, managers=(config.name, config.nic), guarded=guarded
     )
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: fleetbr's bridge and port profiles go; a profile of fleetbr's own gives the NIC
+    its addresses (the NIC's old profile, set to autoconnect no by the cutover, stays as is)."""
+    nic_uuid = profile_uuid(facts.hostname, "nic", config)
+    plain = dataclasses.replace(config, name=config.nic)
+    lines = [
+        HEADER.format(what=f"{config.nic} with its addresses (bridge {config.name} removed)"),
+        "[connection]",
+        f"id={config.nic}",
+        f"uuid={nic_uuid}",
+        "type=ethernet",
+        f"interface-name={config.nic}",
+        "autoconnect=true",
+        "",
+        *_family(plain, 4),
+        "",
+        *_family(plain, 6),
+    ]
+    files = (
+        FileChange(posixpath.join(ETC, f"{config.name}.nmconnection"), None),
+        FileChange(posixpath.join(ETC, f"{config.name}-port-{config.nic}.nmconnection"), None),
+        FileChange(
+            posixpath.join(ETC, f"fleetbr-{config.nic}.nmconnection"),
+            "\n".join(lines) + "\n",
+            PRIVATE_MODE,
+        ),
+    )
+    args = {
+        "backend": "networkmanager",
+        "bridge": config.name,
+        "nic": config.nic,
+        "direction": "unbridge",
+        "nic_uuid": nic_uuid,
+        "bridge_uuid": profile_uuid(facts.hostname, "bridge", config),
+        "port_uuid": profile_uuid(facts.hostname, "port", config),
+    }
+    return BackendPlan("networkmanager", files, args, managers=(config.nic,))

@@ -27,7 +27,7 @@ from fleetbr.plan.moves import (
     wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
-from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps
+from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
 from fleetbr.plan.unbridge import plan_absent
 from fleetbr.tasks import BridgeTask
 
@@ -48,11 +48,27 @@ def plan_host(
         if task.bridge.state == "present":
             plan = _present(task, facts, backup_dir)
         else:
-            plan = plan_absent(task, facts)
+            plan = _unbridge_persisted(task, facts, plan_absent(task, facts), backup_dir)
     except ValidationError as exc:
         return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
     rule = _rule_refusal(task, facts) if plan.steps else None
     return _with_differences(plan, task, facts) if rule is None else refused(task, rule)
+
+
+def _unbridge_persisted(
+    task: BridgeTask, facts: HostFacts, plan: Plan, backup_dir: str | None
+) -> Plan:
+    """Wrap the runtime unbridge with the backend's own (see fleetbr.plan.persist)."""
+    if plan.refusal is not None:
+        return plan
+    try:
+        persist = unbridge_steps(task, facts, plan.expected, backup_dir)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
+    expected = dataclasses.replace(
+        plan.expected, config_files=persist.files, managers=persist.managers
+    )
+    return finish(task, persist.head, list(plan.steps) + persist.tail, expected)
 
 
 def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
