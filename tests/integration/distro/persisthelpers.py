@@ -1,0 +1,178 @@
+"""Helpers for the persistence tests on the distro lab: tasks with ``persist:``, facts gathered
+in-process over real SSH, and comparisons of what a backend's daemon says and which files it
+reads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from fleetbr.facts.gather import gather
+from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_facts
+from fleetbr.lab import Lab, host_state
+from fleetbr.plan.diff import SETTLED
+from fleetbr.report import AggregatedResult
+from fleetbr.rollout import rollout
+from fleetbr.tasks import load_task, render_task
+from fleetbr.transaction.change import daemons_settling
+from fleetbr.transport import open_connection
+from tests.integration.helpers import specs
+from tests.integration.txhelpers import REPO, sh
+
+# backend -> the distro_lab host whose NIC it manages (tests/integration/distro/conftest.py)
+# (FLEETBR_TEST_BACKENDS=netplan,networkmanager limits the tests to those, while developing)
+HOSTS = {
+    backend: host
+    for backend, host in {
+        "ifupdown": "hv03", "networkd": "hv04", "netplan": "hv05", "networkmanager": "hv06"
+    }.items()
+    if backend in os.environ.get("FLEETBR_TEST_BACKENDS", backend).split(",")
+}  # fmt: skip
+# Files a daemon writes anew at every boot: NetworkManager's in-memory loopback profile.
+BOOT_GENERATED = frozenset({"/run/NetworkManager/system-connections/lo.nmconnection"})
+TIMEOUT = 30  # dead-man window: room for the slowest backend apply (NetworkManager, ~5 s)
+T = TypeVar("T")
+
+
+def persist_task(
+    tmp_path: Path,
+    base: str = "bridge.yaml",
+    *,
+    persist: str = "auto",
+    timeout: int = TIMEOUT,
+    top: dict[str, Any] | None = None,
+    **bridge: Any,
+) -> Path:
+    """tasks/<base> with ``persist``, a dead-man ``timeout``, ``top`` merged into the task and
+    ``bridge`` into its bridge section."""
+    doc = yaml.safe_load((REPO / "tasks" / base).read_text())
+    doc["persist"] = persist
+    doc["deadman"]["timeout"] = timeout
+    doc.update(top or {})
+    doc["bridge"].update(bridge)
+    path = tmp_path / f"persist-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def apply_all(lab: Lab, hosts: Iterable[str], task: Path) -> AggregatedResult:
+    """Apply ``task`` to ``hosts`` at once, in-process (real SSH, real hosts)."""
+    names = list(hosts)
+    inventory = specs(lab.inventory_dir)
+    template = load_task(task)
+    tasks = {n: render_task(template, inventory[n].context()) for n in names}
+    return asyncio.run(rollout([inventory[n] for n in names], tasks, task.name, forks=len(names)))
+
+
+def host_facts(lab: Lab, host: str) -> HostFacts:
+    """The host's facts, gathered over SSH as the controller does."""
+
+    async def run() -> HostFacts:
+        async with open_connection(specs(lab.inventory_dir)[host]) as conn:
+            return await gather(conn)
+
+    return asyncio.run(run())
+
+
+def settled_facts(lab: Lab, host: str, timeout: float = 30) -> HostFacts:
+    """The host's facts once no network daemon is still configuring an interface (after a
+    boot the daemons bring the network up in their own time)."""
+    deadline = time.monotonic() + timeout
+    facts = host_facts(lab, host)
+    while daemons_settling(facts) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        facts = host_facts(lab, host)
+    return facts
+
+
+def settled_state(lab: Lab, host: str) -> tuple[dict[str, Any], HostFacts]:
+    """host_state and facts once the daemons have settled."""
+    facts = settled_facts(lab, host)
+    return host_state(lab, host), facts
+
+
+def snapshot_facts(lab: Lab, host: str, txid: str) -> HostFacts:
+    """The facts the transaction's stage took on the host (its snapshot)."""
+    return parse_facts(sh(lab, host, f"cat /var/lib/fleetbr/tx/{txid}/snapshot/facts.txt"))
+
+
+def daemon_view(facts: HostFacts, name: str) -> tuple[str | None, str, tuple[Any, ...]]:
+    """(manager, state, files with sha256) of one interface, in the daemon's own words."""
+    found = facts.manager(name)
+    return found.manager, found.state, found.files
+
+
+def owns(facts: HostFacts, name: str, backend: str) -> bool:
+    """``backend`` manages ``name`` and calls it settled (configured, connected, up)."""
+    found = facts.manager(name)
+    return found.manager == backend and found.state in SETTLED[backend]
+
+
+def file_sha256(lab: Lab, host: str, path: str) -> str | None:
+    """sha256 of a file on the host (None: absent)."""
+    out = sh(lab, host, f"[ -e {path} ] && sha256sum {path} || :").split()
+    return out[0] if out else None
+
+
+def on_each(hosts: Iterable[str], work: Callable[[str], T]) -> dict[str, T]:
+    """``work(host)`` for every host at once, in threads started now (they inherit this thread's
+    network namespace, the distro lab's)."""
+    names = list(hosts)
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(work, names), strict=True))
+
+
+async def gather_each(names: Iterable[str], work: Callable[[str], Awaitable[T]]) -> dict[str, T]:
+    """``await work(host)`` for every host concurrently."""
+    names = list(names)
+    done = await asyncio.gather(*(work(n) for n in names))
+    return dict(zip(names, done, strict=True))
+
+
+def state_diff(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+    """What differs between two host_state snapshots, one line per item (empty: equal)."""
+    out = []
+    for key in sorted(set(want) | set(have)):
+        a, b = want.get(key), have.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            out += [f"{key} only before: {item}" for item in a if item not in b]
+            out += [f"{key} only after: {item}" for item in b if item not in a]
+        else:
+            out.append(f"{key}: {a} != {b}")
+    return out
+
+
+def bridge_view(facts: HostFacts, bridge: str = "br0", nic: str = "eth0") -> dict[str, Any]:
+    """What a persisted bridge must bring back after a reboot, from the facts: the bridge and
+    its ports, STP and forward delay, MACs, global addresses, non-kernel routes of every table,
+    and the daemon's view of both."""
+    found = facts.bridge(bridge)
+    links = {name: facts.link(name) for name in (bridge, nic)}
+    return {
+        "bridge": found,
+        "links": {
+            name: (link.mac, link.mtu, link.admin_up, link.master) if link else None
+            for name, link in links.items()
+        },
+        "addresses": sorted(
+            (a.dev, a.cidr, a.broadcast, a.label)
+            for a in facts.addresses
+            if a.dev in (bridge, nic) and a.scope == "global"
+        ),
+        "routes": sorted(
+            (r.family, r.dst, r.dev, r.gateway or "", r.metric or 0, r.table, r.type, r.onlink)
+            for r in facts.routes
+            if r.dev in (bridge, nic) and r.protocol != "kernel"
+        ),
+        "daemon": {name: facts.manager(name).manager for name in (bridge, nic)},
+    }
