@@ -97,3 +97,20 @@ def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str
                 f"{now.manager or 'no daemon'} {now.state} after the rollback"
             )
     return out
+
+
+# Words of a daemon that is still bringing an interface up or down (networkd's setup states,
+# NetworkManager's device states): its final word is yet to come.
+SETTLING = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
+
+
+def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> bool:
+    """A network daemon is still configuring an interface (after a boot, a reload): one of
+    ``names``, or any when None."""
+    found = facts.daemons.interfaces
+    managers = found.values() if names is None else [facts.manager(n) for n in names]
+    return any(
+        word.startswith(SETTLING)
+        for manager in managers
+        for word in (manager.state, *(view.state for view in manager.views))
+    )

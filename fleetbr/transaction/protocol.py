@@ -26,7 +26,7 @@ from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.change import BridgeChange, Change, daemons_settling
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
@@ -346,7 +346,8 @@ class _Resolver:
         after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
         settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
-        while check.problems and daemons_settling(tx.plan, after):
+        names = (tx.plan.expected.nic, tx.plan.expected.bridge)
+        while check.problems and daemons_settling(after, names):
             if asyncio.get_running_loop().time() > settle_until:
                 break
             await asyncio.sleep(1)  # read-only: looking again is always safe
@@ -374,13 +375,6 @@ class _Resolver:
 # How long a rolled-back host's network daemon may take to settle (after a reboot it is still
 # configuring the NIC when SSH already answers) before its view is compared with the snapshot.
 DAEMON_SETTLE = 30.0
-_TRANSIENT = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
-
-
-def daemons_settling(plan: Plan, facts: HostFacts) -> bool:
-    """A daemon is still working on the NIC or the bridge (its state word is transient)."""
-    names = (plan.expected.nic, plan.expected.bridge)
-    return any(facts.manager(name).state.startswith(_TRANSIENT) for name in names)
 
 
 def _progress(state: HostTxState) -> tuple[str, ...]:
