@@ -103,7 +103,7 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )  # fmt: skip
     up.add_argument(
         "--guests", type=int, default=0,
-        help="with --distro: N tiny libvirt guests per host (plus one defined only; docs/guests.md)",
+        help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
     )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")

@@ -129,7 +129,7 @@ def _build(lab: Lab) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_HOST * len(lab.hosts)
         list(pool.map(lambda h: supervisor.wait_up(h, deadline), lab.hosts))
         if lab.guests:
-            list(pool.map(lambda h: guest_lab.wait_ready(h), lab.hosts))
+            list(pool.map(guest_lab.wait_ready, lab.hosts))
     save(lab)
 
 

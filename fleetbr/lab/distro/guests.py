@@ -33,7 +33,7 @@ _NETWORK_XML = f"""<network>
 </network>
 """
 
-_UNIT = f"""# fleetbr lab host: the lab's libvirt network and guests (fleetbr.lab.distro.guests).
+_UNIT = """# fleetbr lab host: the lab's libvirt network and guests (fleetbr.lab.distro.guests).
 [Unit]
 Description=fleetbr lab guests
 Requires=libvirtd.service

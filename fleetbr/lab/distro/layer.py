@@ -93,7 +93,7 @@ def _build(base: Path, final: Path) -> None:
 
 
 def ensure(name: str = "debian12") -> Path:
-    """The libvirt layer's overlay directory for distro ``name``, built (with its base) if needed."""
+    """The libvirt layer's overlay directory for ``name``, built (with its base) if needed."""
     spec = rootfs.distro(name)
     base = rootfs.ensure(name)
     final = path(spec)

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ensure(args.distro)
             if args.guests:
-                from fleetbr.lab.distro import layer
+                from fleetbr.lab.distro import layer  # noqa: PLC0415 - layer imports rootfs
 
                 layer.ensure(args.distro)
     except LabError as exc:
