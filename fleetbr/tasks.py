@@ -33,7 +33,7 @@ MAX_TASK_VALUES = 100_000  # values in a rendered task, YAML aliases expanded
 FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
-_TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman"})
+_TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman", "guests"})
 _BRIDGE_KEYS = frozenset(
     {
         "name",
@@ -78,6 +78,17 @@ class BridgeSpec:
 
 
 @dataclass(frozen=True)
+class GuestsSpec:
+    """The ``guests:`` section: which libvirt domains' interfaces on ``source`` (a libvirt network
+    or bridge name) move onto the task's bridge; ``move`` None means all. Names are any text:
+    they are only compared with the host's facts, never put into a command."""
+
+    move: tuple[str, ...] | None
+    source: str
+    link_flap: bool = False
+
+
+@dataclass(frozen=True)
 class BridgeTask:
     """A task rendered and validated for one host."""
 
@@ -88,6 +99,7 @@ class BridgeTask:
     docker_conflict: DockerConflict
     persist: str
     deadman_timeout: int
+    guests: GuestsSpec | None = None
 
 
 def load_task(path: Path) -> TaskTemplate:
@@ -171,14 +183,22 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     persist = top.get("persist", "none")
     if persist != "none":
         raise ValidationError(f"persist: {show(persist)} is not supported yet (only none)")
+    bridge = _bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host)
+    guests = guests_spec(top.get("guests"))
+    if guests is not None and bridge.state != "present":
+        raise ValidationError(
+            "guests: only with bridge.state present (an unbridge is refused while guests use "
+            "the bridge; move them off first)"
+        )
     return BridgeTask(
         source=source,
         host=host_name,
-        bridge=_bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host),
+        bridge=bridge,
         netfilter=_netfilter(top.get("netfilter", "off")),
         docker_conflict=_docker(top.get("docker_conflict", "refuse")),
         persist="none",
         deadman_timeout=timeout,
+        guests=guests,
     )
 
 
@@ -283,3 +303,40 @@ def _netfilter(value: object) -> Netfilter:
 def _docker(value: object) -> DockerConflict:
     choice = validate.choice(value, "docker_conflict", ("refuse", "accept"))
     return "refuse" if choice == "refuse" else "accept"
+
+
+_GUESTS_KEYS = frozenset({"move", "from", "link_flap"})
+GUEST_NAME_MAX = 1024  # libvirt has no limit; a longer "name" is a mistake
+
+
+def _guest_name(value: object, field: str) -> str:
+    """A domain, network or bridge name: any text without control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field}: expected a non-empty name, got {show(value)}")
+    if len(value) > GUEST_NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(f"{field}: {show(value)} is too long or has control characters")
+    return value
+
+
+def guests_spec(value: object) -> GuestsSpec | None:
+    """``guests: {move: all | [NAME, ...], from: NETWORK_OR_BRIDGE, link_flap: BOOL}``."""
+    if value is None:
+        return None
+    raw = _section(value, "guests", _GUESTS_KEYS)
+    if "from" not in raw or "move" not in raw:
+        raise ValidationError("guests: move and from are required (move: all, from: default)")
+    move = raw["move"]
+    names: tuple[str, ...] | None = None
+    if move != "all":
+        if not isinstance(move, list) or not move:
+            raise ValidationError(
+                f"guests.move: expected all or a list of domain names, got {show(move)}"
+            )
+        names = tuple(
+            dict.fromkeys(_guest_name(n, f"guests.move[{i}]") for i, n in enumerate(move))
+        )
+    return GuestsSpec(
+        move=names,
+        source=_guest_name(raw["from"], "guests.from"),
+        link_flap=validate.boolean(raw.get("link_flap", False), "guests.link_flap"),
+    )

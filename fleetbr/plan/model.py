@@ -28,6 +28,7 @@ STEP_KINDS: frozenset[str] = frozenset(
         "modprobe",
         "run_staged",
         "module_unload",
+        "guest_update",
     }
 )
 
@@ -70,6 +71,18 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class GuestExpect:
+    """A moved guest interface: in domain ``uuid`` (called ``name``), the interface with ``mac``
+    of the ``live`` or ``config`` definition must be on ``bridge`` (live: its tap a port of it)."""
+
+    uuid: str
+    name: str
+    mac: str
+    scope: str
+    bridge: str
+
+
+@dataclass(frozen=True)
 class ExpectedState:
     """What the host must look like after apply; ``confirm`` checks it with ``verify_applied``.
 
@@ -91,6 +104,7 @@ class ExpectedState:
     ports: tuple[str, ...] = ()
     bridge_nf: Mapping[str, int] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)  # path -> sha256 of the content
+    guests: tuple[GuestExpect, ...] = ()  # libvirt guest interfaces moved onto the bridge
 
 
 @dataclass(frozen=True)

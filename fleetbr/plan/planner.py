@@ -15,6 +15,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
 from fleetbr.plan.diff import compare, route_matches
+from fleetbr.plan.guests import GuestRefusal, plan_guests
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.plan.moves import (
     address_steps,
@@ -159,6 +160,11 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         facts, spec.nic, spec.name, br_addrs, wanted, recorded=pin.addresses if pin else ()
     )
     cutting += dels + moves + adds + extra
+    try:
+        guest_steps, guest_expect = plan_guests(task, facts)
+    except GuestRefusal as exc:
+        return refused(task, str(exc))
+    cutting += guest_steps
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
     before += _record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
@@ -176,6 +182,7 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         ports=(spec.nic,),
         bridge_nf=expected_nf,
         files=files,
+        guests=tuple(guest_expect),
     )
     return finish(task, before, cutting, expected)
 

@@ -38,7 +38,8 @@ ALL_STEPS.append(ALL_STEPS[-3].inverse)  # type: ignore[arg-type]  # file_restor
 
 def test_every_kind_is_covered() -> None:
     # run_staged (fleetbr run --deadman) is covered in tests/unit/test_plan_command.py
-    assert {s.kind for s in ALL_STEPS} | {"run_staged"} == STEP_KINDS
+    # guest_update (libvirt guests) is covered in tests/unit/test_guests.py
+    assert {s.kind for s in ALL_STEPS} | {"run_staged", "guest_update"} == STEP_KINDS
 
 
 @pytest.mark.parametrize("step", ALL_STEPS, ids=lambda s: s.kind)
