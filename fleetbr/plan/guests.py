@@ -119,6 +119,8 @@ def plan_guests(task: BridgeTask, facts: HostFacts) -> tuple[list[Step], list[Gu
                 if not _matches(iface, spec.source):
                     continue
                 found = True
+                if iface.type == "bridge" and iface.source == task.bridge.name:
+                    continue  # already there
                 if iface.unmovable:
                     raise GuestRefusal(
                         f"guests: interface {iface.mac} of {shown(domain)} has a "

@@ -147,7 +147,8 @@ def _items(facts: HostFacts, other: HostFacts, scope: _Scope) -> dict[str, bool]
     items: dict[str, bool] = {}
     for gen in (_links, _addresses, _routes, _bridges):
         items.update(gen(facts, scope))
-    items.update(guest_items(facts, scope.touched.domains))
+    if facts.guests is not None and other.guests is not None:  # both scripts read libvirt
+        items.update(guest_items(facts, scope.touched.domains))
     items.update(_settings(facts, other, scope))
     return items
 

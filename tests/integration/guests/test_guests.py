@@ -1,0 +1,172 @@
+"""Libvirt guests moved onto the bridge in the dead-man transaction, on real Debian 12 hosts
+running libvirtd 9.0 and diskless TCG guests, through real sshd (docs/guests.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetbr.facts.libvirt import Domain
+from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.script import facts_script
+from fleetbr.lab import Lab, LabHost, host_exec
+from fleetbr.lab.distro.guests import domain_xml
+from tests.integration.helpers import fleetbr
+from tests.integration.txhelpers import REPO, TIMEOUT, enslaved, sh
+
+pytestmark = pytest.mark.lab
+
+
+def task(tmp_path: Path, guests: dict[str, object], base: str = "bridge.yaml") -> Path:
+    """tasks/<base> with a short timer and a guests: section."""
+    doc = yaml.safe_load((REPO / "tasks" / base).read_text())
+    doc["deadman"]["timeout"] = TIMEOUT
+    doc["guests"] = guests
+    if base == "cut-off.yaml":  # its jinja default would not survive a YAML round trip
+        doc["bridge"]["addresses"] = ["203.0.113.250/32"]
+    path = tmp_path / f"guests-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, width=10_000))
+    return path
+
+
+def host_facts(lab: Lab, host: str) -> HostFacts:
+    """The host's facts, read without SSH (the facts script run inside the host)."""
+    return parse_facts(host_exec(lab, host, ["sh", "-s"], input=facts_script()).stdout)
+
+
+def domains(facts: HostFacts) -> dict[str, Domain]:
+    assert facts.guests is not None
+    return {d.name: d for d in facts.guests.domains}
+
+
+def interfaces(facts: HostFacts) -> dict[str, list[str]]:
+    """name -> every interface of both definitions, as compared after a rollback."""
+    return {
+        name: [
+            f"{scope} {i.canonical}" for scope in ("live", "config") for i in d.interfaces(scope)
+        ]
+        for name, d in domains(facts).items()
+    }
+
+
+def master(facts: HostFacts, tap: str) -> str | None:
+    link = facts.link(tap)
+    return link.master if link is not None else None
+
+
+def qemu_pids(lab: Lab, host: str) -> set[str]:
+    return set(
+        sh(lab, host, "pgrep -x qemu-system-x86 || pgrep -f qemu-system-x86_64 || :").split()
+    )
+
+
+def apply(lab: Lab, host: str, path: Path) -> dict[str, object]:
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, "apply", str(path))
+    assert isinstance(doc, dict), (code, doc, err)
+    return dict(doc[host])
+
+
+def test_two_running_and_one_defined_only_guest_move_and_confirm(
+    guest_lab: Lab, fresh_guest_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    fresh_guest_host("hv01")
+    before = host_facts(guest_lab, "hv01")
+    pids = qemu_pids(guest_lab, "hv01")
+    assert len(pids) == 2
+    path = task(tmp_path, {"move": "all", "from": "lab", "link_flap": True})
+    result = apply(guest_lab, "hv01", path)
+    assert result["status"] == "confirmed", result
+    after = host_facts(guest_lab, "hv01")
+    for name in ("g1", "g2", "off1"):
+        old, new = domains(before)[name], domains(after)[name]
+        assert new.active == old.active
+        config = new.interfaces("config")
+        assert [(i.type, i.source, i.mac) for i in config] == [
+            ("bridge", "br0", i.mac) for i in old.interfaces("config")
+        ]
+        if new.active:
+            (live,) = new.live
+            (was,) = old.live
+            assert (live.type, live.source, live.tap, live.mac) == (
+                "bridge",
+                "br0",
+                was.tap,
+                was.mac,
+            )
+            assert "<link" not in live.xml  # the flap left it up
+            assert master(after, live.tap) == "br0"
+    assert qemu_pids(guest_lab, "hv01") == pids  # no guest was restarted
+    assert enslaved(guest_lab, "hv01")
+    # unbridging now is refused: the guests use br0
+    code, doc, _ = fleetbr("-i", str(guest_lab.inventory_dir), "-l", "hv01", "plan",
+                           str(REPO / "tasks" / "unbridge.yaml"))  # fmt: skip
+    assert code == 1 and doc["hv01"]["status"] == "refused"
+    assert "libvirt guests use bridge br0" in doc["hv01"]["message"], doc
+
+
+def test_a_cut_off_host_with_guests_rolls_every_guest_back(
+    guest_lab: Lab, fresh_guest_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    fresh_guest_host("hv02")
+    before = host_facts(guest_lab, "hv02")
+    result = apply(
+        guest_lab, "hv02", task(tmp_path, {"move": "all", "from": "lab"}, "cut-off.yaml")
+    )
+    assert result["status"] == "rolled_back", result
+    after = host_facts(guest_lab, "hv02")
+    assert interfaces(after) == interfaces(before)
+    for name in ("g1", "g2"):
+        (live,) = domains(after)[name].live
+        assert (live.type, live.source) == ("network", "lab")
+        assert master(after, live.tap) == "virbr-lab"
+    assert not enslaved(guest_lab, "hv02")
+
+
+def test_named_guests_move_others_and_another_network_are_left_alone(
+    guest_lab: Lab, fresh_guest_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    fresh_guest_host("hv03")
+    marker = "/root/pwned"  # libvirt refuses a '/' in a name: the commands cd home first
+    hostile = "vm 'x\" $(cd; touch pwned) `cd; touch pwned` ; é\u202e"
+    other = (
+        domain_xml("other", "52:54:00:ee:00:01", network="unused")
+        .replace("<interface type='network'>", "<interface type='bridge'>")
+        .replace("<source network='unused'/>", "<source bridge='virbr-other'/>")
+    )
+    sh(guest_lab, "hv03", "ip link add virbr-other type bridge && ip link set virbr-other up")
+    for xml in (other, domain_xml(hostile, "52:54:00:ee:00:02")):
+        define = "f=$(mktemp) && cat > $f && virsh -q define $f >/dev/null"
+        host_exec(guest_lab, "hv03", ["sh", "-c", define], input=xml)
+    sh(guest_lab, "hv03", "virsh -q start other >/dev/null")
+    before = host_facts(guest_lab, "hv03")
+    assert hostile in domains(before)
+    try:
+        path = task(tmp_path, {"move": [hostile, "g2"], "from": "lab"})
+        result = apply(guest_lab, "hv03", path)
+        assert result["status"] == "confirmed", result
+        after = host_facts(guest_lab, "hv03")
+        for name in ("other", "g1", "off1"):
+            assert interfaces(after)[name] == interfaces(before)[name], name
+        (live,) = domains(after)["other"].live
+        assert master(after, live.tap) == "virbr-other"
+        (live,) = domains(after)["g1"].live
+        assert master(after, live.tap) == "virbr-lab"
+        (moved,) = domains(after)[hostile].interfaces("config")
+        assert (moved.type, moved.source) == ("bridge", "br0")
+        (live,) = domains(after)["g2"].live
+        assert master(after, live.tap) == "br0"
+        # a name that is not there is refused, shown as text
+        absent = task(tmp_path, {"move": [f"$(touch {marker})"], "from": "lab"})
+        code, doc, err = fleetbr(
+            "-i", str(guest_lab.inventory_dir), "-l", "hv03", "plan", str(absent)
+        )
+        assert code == 1, err
+        assert doc["hv03"]["status"] == "refused"
+        assert f"no domain named '$(touch {marker})'" in doc["hv03"]["message"]
+    finally:
+        sh(guest_lab, "hv03", "virsh -q destroy other >/dev/null || :")
+    assert sh(guest_lab, "hv03", f"test -e {marker} && echo yes || :").strip() == ""
