@@ -326,3 +326,15 @@ def test_guest_update_passes_the_xml_through_a_file_and_only_the_uuid(tmp_path: 
     assert argv[7] == str(hostile.args["xml"])
     fake.write_text("#!/bin/sh\nexit 1\n")
     assert subprocess.run(["sh", "-c", step_command(step)], env=env, check=False).returncode == 1
+
+
+def test_demo_lines_show_where_each_guest_is() -> None:
+    from fleetbr.lab.distro.guest_demo import guest_lines
+
+    assert guest_lines(lab_facts()) == [
+        "g1 (live): network lab, tap vnet0 on virbr-lab",
+        "g1 (config): network lab",
+        "g2 (live): network lab, tap vnet1 on virbr-lab",
+        "g2 (config): network lab",
+        "off1 (config): network lab",
+    ]
