@@ -3,6 +3,10 @@ running libvirtd 9.0 and diskless TCG guests, through real sshd (docs/guests.md)
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from fleetbr.facts.script import facts_script
 from fleetbr.lab import Lab, LabHost, host_exec
 from fleetbr.lab.distro.guests import domain_xml
 from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import REPO, TIMEOUT, enslaved, sh
+from tests.integration.txhelpers import REPO, TIMEOUT, enslaved, events, sh, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -170,3 +174,39 @@ def test_named_guests_move_others_and_another_network_are_left_alone(
     finally:
         sh(guest_lab, "hv03", "virsh -q destroy other >/dev/null || :")
     assert sh(guest_lab, "hv03", f"test -e {marker} && echo yes || :").strip() == ""
+
+
+def test_confirm_fails_when_a_guest_left_the_bridge_and_the_rollback_restores_all(
+    guest_lab: Lab, fresh_guest_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    fresh_guest_host("hv01")
+    before = host_facts(guest_lab, "hv01")
+    path = task(tmp_path, {"move": "all", "from": "lab"})
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(guest_lab.inventory_dir),
+         "-l", "hv01", "apply", str(path)],
+        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "4"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "applied" in events(guest_lab, "hv01"), 30, "the apply")
+        (g1,) = domains(before)["g1"].live
+        back = g1.xml.replace(f' portid="{_portid(g1.xml)}"', "")
+        undo = "f=$(mktemp) && cat > $f && virsh -q update-device g1 $f --live >/dev/null"
+        host_exec(guest_lab, "hv01", ["sh", "-c", undo], input=back)
+        out, err = controller.communicate(timeout=120)
+    finally:
+        controller.kill()
+    result = json.loads(out)["hv01"]
+    assert result["status"] == "rolled_back", (result, err)
+    assert "of guest g1 " in result["message"] and "not on br0" in result["message"], result
+    after = host_facts(guest_lab, "hv01")
+    assert interfaces(after) == interfaces(before)
+    for name in ("g1", "g2"):
+        (live,) = domains(after)[name].live
+        assert master(after, live.tap) == "virbr-lab"
+
+
+def _portid(xml: str) -> str:
+    start = xml.index('portid="') + len('portid="')
+    return xml[start : xml.index('"', start)]
