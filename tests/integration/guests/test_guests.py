@@ -117,10 +117,27 @@ def test_a_cut_off_host_with_guests_rolls_every_guest_back(
 ) -> None:
     fresh_guest_host("hv02")
     before = host_facts(guest_lab, "hv02")
-    result = apply(
-        guest_lab, "hv02", task(tmp_path, {"move": "all", "from": "lab"}, "cut-off.yaml")
-    )
-    assert result["status"] == "rolled_back", result
+    path = task(tmp_path, {"move": "all", "from": "lab"}, "cut-off.yaml")
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(guest_lab.inventory_dir),
+         "-l", "hv02", "apply", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # during the window every guest is on br0 (the host is cut off, not the lab's view)
+        def all_moved() -> bool:
+            now = host_facts(guest_lab, "hv02")
+            return all(
+                i.source == "br0" for s in ("live", "config") for d in domains(now).values()
+                for i in d.interfaces(s)
+            )  # fmt: skip
+
+        wait_for(all_moved, 30, "every guest on br0", every=0.2)
+        out, err = controller.communicate(timeout=180)
+    finally:
+        controller.kill()
+    result = json.loads(out)["hv02"]
+    assert result["status"] == "rolled_back", (result, err)
     after = host_facts(guest_lab, "hv02")
     assert interfaces(after) == interfaces(before)
     for name in ("g1", "g2"):
