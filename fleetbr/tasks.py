@@ -26,6 +26,15 @@ from fleetbr.validate import clip, label, show
 State = Literal["present", "absent"]
 Netfilter = Literal["off", "on", "keep"]
 DockerConflict = Literal["refuse", "accept"]
+Persist = Literal["auto", "none", "ifupdown", "networkd", "netplan", "networkmanager"]
+PERSIST_CHOICES: tuple[Persist, ...] = (
+    "auto",
+    "none",
+    "ifupdown",
+    "networkd",
+    "netplan",
+    "networkmanager",
+)
 
 DEADMAN_MAX = 3600
 MAX_TASK_BYTES = 1 << 20  # a task file, and a task rendered for one host
@@ -33,7 +42,9 @@ MAX_TASK_VALUES = 100_000  # values in a rendered task, YAML aliases expanded
 FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
-_TOP_KEYS = frozenset({"bridge", "netfilter", "docker_conflict", "persist", "deadman", "guests"})
+_TOP_KEYS = frozenset(
+    {"bridge", "netfilter", "docker_conflict", "daemon_conflict", "persist", "deadman", "guests"}
+)
 _BRIDGE_KEYS = frozenset(
     {
         "name",
@@ -97,8 +108,11 @@ class BridgeTask:
     bridge: BridgeSpec
     netfilter: Netfilter
     docker_conflict: DockerConflict
-    persist: str
+    persist: Persist
     deadman_timeout: int
+    # persist: none on a NIC a network daemon manages (the daemon may undo the runtime change
+    # at its next reload or at boot): refused unless "accept"
+    daemon_conflict: DockerConflict = "refuse"
     guests: GuestsSpec | None = None
 
 
@@ -180,9 +194,7 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     top = _section(doc, "task", _TOP_KEYS)
     deadman = _section(top.get("deadman"), "deadman", _DEADMAN_KEYS)
     timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
-    persist = top.get("persist", "none")
-    if persist != "none":
-        raise ValidationError(f"persist: {show(persist)} is not supported yet (only none)")
+    persist = _persist(top.get("persist", "none"))
     bridge = _bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host)
     guests = guests_spec(top.get("guests"))
     if guests is not None and bridge.state != "present":
@@ -196,8 +208,9 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
         bridge=bridge,
         netfilter=_netfilter(top.get("netfilter", "off")),
         docker_conflict=_docker(top.get("docker_conflict", "refuse")),
-        persist="none",
+        persist=persist,
         deadman_timeout=timeout,
+        daemon_conflict=_conflict(top.get("daemon_conflict", "refuse"), "daemon_conflict"),
         guests=guests,
     )
 
@@ -301,7 +314,11 @@ def _netfilter(value: object) -> Netfilter:
 
 
 def _docker(value: object) -> DockerConflict:
-    choice = validate.choice(value, "docker_conflict", ("refuse", "accept"))
+    return _conflict(value, "docker_conflict")
+
+
+def _conflict(value: object, field: str) -> DockerConflict:
+    choice = validate.choice(value, field, ("refuse", "accept"))
     return "refuse" if choice == "refuse" else "accept"
 
 
@@ -340,3 +357,10 @@ def guests_spec(value: object) -> GuestsSpec | None:
         source=_guest_name(raw["from"], "guests.from"),
         link_flap=validate.boolean(raw.get("link_flap", False), "guests.link_flap"),
     )
+
+
+def _persist(value: object) -> Persist:
+    if value is None:  # "persist:" with no value: the default
+        return "none"
+    choice = validate.choice(value, "persist", PERSIST_CHOICES)
+    return next(p for p in PERSIST_CHOICES if p == choice)

@@ -133,6 +133,16 @@ def _check_scope(addr: object, value: str, field: str) -> None:
         )
 
 
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def uuid(value: object, field: str = "uuid") -> str:
+    """Return ``value`` if it is a lower-case UUID (as NetworkManager prints them)."""
+    if not isinstance(value, str) or not _UUID_RE.match(value):
+        raise ValidationError(f"{field}: {show(value)} is not a UUID")
+    return value
+
+
 def mac_address(value: object, field: str = "mac") -> str:
     """Return a lower-case unicast MAC address ``aa:bb:cc:dd:ee:ff``."""
     if not isinstance(value, str) or not _MAC_RE.match(value.lower()):

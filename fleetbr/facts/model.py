@@ -211,11 +211,19 @@ class Daemons:
     files: dict[str, str | None] = field(default_factory=dict)  # every config file -> sha256
     netplan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # YAML file -> interfaces
     ifupdown: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> iface stanzas
+    # the text of each file the script sent (networkd, netplan, ifupdown; never NetworkManager's)
+    contents: dict[str, str] = field(default_factory=dict)
+    # NetworkManager: device -> uuid and name of its active connection profile
+    nm_active: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def manager(self, interface: str) -> InterfaceManager:
         """Who manages ``interface``; ``manager`` None (``unmanaged``) when nobody does."""
         found = self.interfaces.get(interface)
         return found or InterfaceManager(interface, None, "unmanaged", ())
+
+    def file_digest(self, path: str) -> str | None:
+        """The sha256 of a network configuration file (None: absent or unreadable)."""
+        return self.files.get(path)
 
 
 # Files fleetbr may write; the facts script reports their sha256 so plans can say "unchanged".

@@ -376,4 +376,6 @@ def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[st
         files=dict(raw.files),
         netplan=ctx.netplan,
         ifupdown=ctx.ifupdown,
+        contents=dict(raw.contents),
+        nm_active={f[0]: (f[4], f[3]) for f in raw.nm_devices if f[0] and f[4]},
     )

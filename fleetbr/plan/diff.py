@@ -63,6 +63,7 @@ def compare(exp: ExpectedState, facts: HostFacts) -> list[Difference]:
     out += _addresses(exp, facts)
     out += _routes(exp, facts)
     out += _settings(exp, facts)
+    out += _persisted(exp, facts)
     out += compare_guests(exp.guests, facts)
     return out
 
@@ -153,3 +154,32 @@ def _settings(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
             if have_digest is None:
                 text = f"{path} is missing"
             yield Difference(f"file.{path}", digest, have_digest, text)
+
+
+# What each backend says of an interface it has taken over (DaemonView.state).
+SETTLED = {
+    "networkd": ("configured",),
+    "netplan": ("configured", "connected"),
+    "networkmanager": ("connected",),
+    "ifupdown": ("up",),
+}
+
+
+def _persisted(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
+    """The backend's files hold what fleetbr wrote, and its daemon calls the bridge its own."""
+    for path, digest in exp.config_files.items():
+        have = facts.daemons.file_digest(path)
+        if have != digest:
+            if digest is None:
+                text = f"{path} should not exist"
+            elif have is None:
+                text = f"{path} is missing"
+            else:
+                text = f"{path} does not have the expected content"
+            yield Difference(f"file.{path}", digest, have, text)
+    for name, backend in exp.managers.items():
+        found = facts.manager(name)
+        if found.manager != backend or found.state not in SETTLED[backend]:
+            have = f"{found.manager or 'no daemon'} {found.state}"
+            text = f"{name} is not taken over by {backend} ({have})"
+            yield Difference(f"daemon.{name}", backend, have, text)

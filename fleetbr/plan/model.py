@@ -28,6 +28,12 @@ STEP_KINDS: frozenset[str] = frozenset(
         "modprobe",
         "run_staged",
         "module_unload",
+        "file_remove",
+        "file_guard",
+        "backend_mark",
+        "backend_apply",
+        "backend_release",
+        "backend_reapply",
         "guest_update",
     }
 )
@@ -104,6 +110,10 @@ class ExpectedState:
     ports: tuple[str, ...] = ()
     bridge_nf: Mapping[str, int] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)  # path -> sha256 of the content
+    # persistence (fleetbr.backends): backend configuration files -> sha256 (None: absent),
+    # and interface -> the backend that must call it its own
+    config_files: Mapping[str, str | None] = field(default_factory=dict)
+    managers: Mapping[str, str] = field(default_factory=dict)
     guests: tuple[GuestExpect, ...] = ()  # libvirt guest interfaces moved onto the bridge
 
 

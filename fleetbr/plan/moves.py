@@ -224,12 +224,16 @@ def _probes(routes: list[Route]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(g for g in gateways if g))
 
 
+# Steps whose file the stage backs up (their inverse restores it byte for byte).
+BACKED_UP = frozenset({"file_write", "file_remove", "file_guard"})
+
+
 def finish(
     task: BridgeTask, before: list[Step], cutting: list[Step], expected: ExpectedState
 ) -> Plan:
     """Assemble a plan: ``cutting`` steps (and all after) are marked as touching the NIC."""
     all_steps = tuple(before + _mark(cutting))
-    files = tuple(str(s.args["path"]) for s in all_steps if s.kind == "file_write")
+    files = tuple(str(s.args["path"]) for s in all_steps if s.kind in BACKED_UP)
     return Plan(
         host=task.host,
         refusal=None,

@@ -28,6 +28,7 @@ from fleetbr.plan.moves import (
     wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
+from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps
 from fleetbr.plan.unbridge import plan_absent
 from fleetbr.tasks import BridgeTask
 
@@ -124,6 +125,10 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
             f"Docker found ({', '.join(facts.docker)}) but netfilter off would break its "
             "bridge-nf-call-iptables=1; set docker_conflict: accept or netfilter: on",
         )
+    try:
+        backend = choose_backend(task, facts)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
     nic = facts.link(spec.nic)
     assert nic is not None
     nic_addrs = global_addresses(facts, spec.nic)
@@ -164,9 +169,9 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         guest_steps, guest_expect = plan_guests(task, facts)
     except GuestRefusal as exc:
         return refused(task, str(exc))
-    cutting += guest_steps
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
-    before += _record_steps(facts, record, files, backup_dir)
+    if backend == "none":  # persisted, the backend's files are the record (and survive a reboot)
+        before += _record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
@@ -184,7 +189,13 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         files=files,
         guests=tuple(guest_expect),
     )
-    return finish(task, before, cutting, expected)
+    try:
+        persist = persist_steps(task, facts, expected, backup_dir)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
+    expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
+    # guests last: onto the bridge as its daemon left it, and back first in a rollback
+    return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
 
 
 def _record_steps(

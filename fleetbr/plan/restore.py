@@ -136,6 +136,9 @@ def _settings(facts: HostFacts, other: HostFacts, scope: _Scope) -> Iterator[tup
         yield f"kernel module br_netfilter {facts.br_netfilter}", False
     for path, digest in facts.managed_files.items():
         yield f"file {path} sha256 {digest}", path in scope.touched.files
+    for path in sorted(scope.touched.files - set(facts.managed_files)):
+        if path in facts.daemons.files:  # a backend's file (fleetbr.backends)
+            yield f"file {path} sha256 {facts.daemons.files[path]}", True
     if facts.rules is not None and other.rules is not None:
         for rule in facts.rules:
             mine = bool({rule.iif, rule.oif} & scope.touched.devs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from fleetbr import validate
 from fleetbr.errors import ValidationError
@@ -12,6 +13,8 @@ from fleetbr.plan.model import Step
 _SYSCTL_KEY_RE = re.compile(r"^net\.bridge\.bridge-nf-call-(iptables|ip6tables|arptables)$")
 _PROTO_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 _MODULE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+_MODE_RE = re.compile(r"^0[0-7]{3}$")
+_BACKEND_WORDS = ("ifupdown", "networkd", "netplan", "networkmanager", "NetworkManager")
 _TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _METRICS_RE = re.compile(r"^[a-z_]+ [A-Za-z0-9_]+( [a-z_]+ [A-Za-z0-9_]+)*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
@@ -306,8 +309,12 @@ def modprobe(module: str, backup_dir: str | None) -> Step:
     )
 
 
-def file_write(path: str, content: str, *, existed: bool, backup_dir: str | None) -> Step:
+def file_write(
+    path: str, content: str, *, existed: bool, backup_dir: str | None, mode: str = "0644"
+) -> Step:
     """Write a managed file atomically; the inverse restores the backup or removes the file."""
+    if not _MODE_RE.match(mode):
+        raise ValidationError(f"{path}: file mode {mode!r} is not an octal mode like 0644")
     restore_args = {
         "path": _path(path),
         "existed": existed,
@@ -318,7 +325,79 @@ def file_write(path: str, content: str, *, existed: bool, backup_dir: str | None
     undo = "restore the previous" if existed else "remove the new"
     return Step(
         "file_write",
-        {"path": restore_args["path"], "content": content},
+        {"path": restore_args["path"], "content": content, "mode": mode},
         f"write {path}",
         inverse=Step("file_restore", restore_args, f"{undo} {path}"),
+    )
+
+
+def file_remove(path: str, backup_dir: str | None) -> Step:
+    """Remove a configuration file; the inverse restores it from the stage's backup."""
+    args = {"path": _path(path), "existed": True, "backup_dir": _backup(backup_dir)}
+    return Step(
+        "file_remove",
+        {"path": args["path"]},
+        f"remove {path}",
+        inverse=Step("file_restore", args, f"restore {path}"),
+    )
+
+
+def file_guard(path: str, backup_dir: str | None) -> Step:
+    """Nothing now; a file a backend's own tool rewrites later in the apply is restored from
+    the stage's backup by the inverse."""
+    args = {"path": _path(path), "existed": True, "backup_dir": _backup(backup_dir)}
+    return Step(
+        "file_guard",
+        {"path": args["path"]},
+        f"keep a backup of {path}",
+        inverse=Step("file_restore", args, f"restore {path}"),
+    )
+
+
+def _backup(backup_dir: str | None) -> str | None:
+    return None if backup_dir is None else _path(backup_dir)
+
+
+def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key, value in args.items():
+        if key in ("bridge", "nic"):
+            out[key] = validate.interface_name(value, f"backend {key}")
+        elif key.endswith("uuid") and value is not None:
+            out[key] = validate.uuid(value, f"backend {key}")
+        elif key in ("backend", "renderer"):
+            if value not in _BACKEND_WORDS:
+                raise ValidationError(f"backend {key}: {value!r} is not known")
+            out[key] = value
+        else:
+            raise ValidationError(f"backend: unknown argument {key}")
+    return out
+
+
+def backend_apply(args: Mapping[str, str | None]) -> Step:
+    """Let the backend's own tool take over the bridge from the written files."""
+    checked = _backend_args(args)
+    return Step("backend_apply", checked, f"apply the {checked['backend']} configuration")
+
+
+def backend_marks(args: Mapping[str, str | None]) -> tuple[Step, Step]:
+    """Two steps that do nothing forward. The rollback runs their inverses: the first one's
+    (``backend_reapply``) last, so the daemon takes the NIC back with its restored files once
+    the runtime state is back; the second one's (``backend_release``) right after the files
+    are restored, so the daemon forgets the bridge before the runtime inverse removes it."""
+    checked = _backend_args(args)
+    name = checked["backend"]
+    return (
+        Step(
+            "backend_mark",
+            checked,
+            f"(rollback: {name} takes the NIC back)",
+            inverse=Step("backend_reapply", checked, f"re-apply the previous {name} configuration"),
+        ),
+        Step(
+            "backend_mark",
+            checked,
+            f"(rollback: {name} forgets the bridge)",
+            inverse=Step("backend_release", checked, f"reload the restored {name} files"),
+        ),
     )

@@ -78,4 +78,22 @@ class BridgeChange:
         """Everything the plan touched must be back at the snapshot; other differences (a guest's
         tap device that came meanwhile) are only reported."""
         check = restore_check(before, after, touched_by(plan))
-        return RollbackCheck(problems=list(check.problems), notes=list(check.unrelated))
+        return RollbackCheck(
+            problems=list(check.problems) + daemon_problems(plan, before, after),
+            notes=list(check.unrelated),
+        )
+
+
+def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str]:
+    """A persisted change: the daemon must see the NIC and the bridge as it did before."""
+    out = []
+    for name in dict.fromkeys([*plan.expected.managers, plan.expected.nic]):
+        if not plan.expected.managers:
+            break
+        was, now = before.manager(name), after.manager(name)
+        if (was.manager, was.state) != (now.manager, now.state):
+            out.append(
+                f"{name}: {was.manager or 'no daemon'} {was.state} before, "
+                f"{now.manager or 'no daemon'} {now.state} after the rollback"
+            )
+    return out

@@ -58,6 +58,12 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "timer.sh": render("tx_timer.sh.j2", **base),
         # the snapshot it takes names what the transaction may change (fleetbr.plan.scope)
         "facts.sh": facts_script(touched=touched_lines(touched_by(plan))),
+        "boot.sh": render(
+            "tx_boot.sh.j2",
+            restores=_commands([s for s in plan.rollback if s.kind == "file_restore"]),
+            netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
+            **base,
+        ),
     }
     for name in extra or {}:
         if not _STAGED_NAME_RE.match(name) or name in files:
@@ -75,6 +81,9 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str
         files=list(plan.files),
         probes=list(plan.probes),
         task=task,
+        guard_unit=render("boot_guard.service.j2", state_dir=STATE_DIR),
+        guard_script=render("boot_guard.sh.j2", state_dir=STATE_DIR),
+        guard_required=bool(plan.expected.managers),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetbr.errors import ValidationError
 from fleetbr.facts.model import Route
 from fleetbr.plan import Step, plan_host, rollback_script, step_command, steps_script
 from fleetbr.plan import steps as mk
@@ -36,10 +37,54 @@ ALL_STEPS.append(ALL_STEPS[-1].inverse)  # type: ignore[arg-type]  # module_unlo
 ALL_STEPS.append(ALL_STEPS[-3].inverse)  # type: ignore[arg-type]  # file_restore, kept last
 
 
+def _backend_steps(backend: str, renderer: str | None = None) -> list[Step]:
+    args: dict[str, str | None] = {"backend": backend, "bridge": "br0", "nic": "eth0.10"}
+    if backend == "networkmanager":
+        args |= {
+            "bridge_uuid": "11111111-2222-4333-8444-555555555555",
+            "port_uuid": "11111111-2222-4333-8444-666666666666",
+            "old_uuid": "11111111-2222-4333-8444-777777777777",
+        }
+    if renderer:
+        args["renderer"] = renderer
+    reapply, release = mk.backend_marks(args)
+    return [reapply, release, mk.backend_apply(args), reapply.inverse, release.inverse]  # type: ignore[list-item]
+
+
+BACKEND_STEPS: list[Step] = [
+    mk.file_remove("/etc/systemd/network/10-eth0.network", None),
+    mk.file_guard("/etc/NetworkManager/system-connections/eth0.nmconnection", None),
+    *_backend_steps("networkd"),
+    *_backend_steps("netplan", "networkd"),
+    *_backend_steps("netplan", "NetworkManager"),
+    *_backend_steps("networkmanager"),
+    *_backend_steps("ifupdown"),
+]
+
+
 def test_every_kind_is_covered() -> None:
     # run_staged (fleetbr run --deadman) is covered in tests/unit/test_plan_command.py
     # guest_update (libvirt guests) is covered in tests/unit/test_guests.py
-    assert {s.kind for s in ALL_STEPS} | {"run_staged", "guest_update"} == STEP_KINDS
+    kinds = {s.kind for s in ALL_STEPS + BACKEND_STEPS}
+    assert kinds | {"run_staged", "guest_update"} == STEP_KINDS
+
+
+@pytest.mark.parametrize("step", BACKEND_STEPS, ids=lambda s: f"{s.kind}-{s.args.get('backend')}")
+def test_backend_steps_are_one_valid_sh_line(step: Step) -> None:
+    command = step_command(step)
+    assert "\n" not in command
+    check = subprocess.run(["sh", "-n", "-c", f"if ! {command}; then exit 1; fi"], check=False)
+    assert check.returncode == 0
+
+
+def test_backend_arguments_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        mk.backend_apply({"backend": "networkd", "bridge": "br0;reboot", "nic": "eth0"})
+    with pytest.raises(ValidationError):
+        mk.backend_apply({"backend": "systemd", "bridge": "br0", "nic": "eth0"})
+    with pytest.raises(ValidationError):
+        mk.backend_apply({"backend": "networkmanager", "bridge": "br0", "nic": "eth0",
+                          "old_uuid": "$(reboot)"})  # fmt: skip
 
 
 @pytest.mark.parametrize("step", ALL_STEPS, ids=lambda s: s.kind)

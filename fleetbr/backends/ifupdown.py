@@ -1,0 +1,160 @@
+"""ifupdown (with bridge-utils): the file that holds the NIC's stanzas loses them (``auto``,
+``allow-*`` and ``iface`` lines of the NIC) and gains the bridge's stanzas. Options of the NIC's
+stanzas other than its addresses (dns-*, mtu...) move to the bridge's stanza of that family."""
+
+from __future__ import annotations
+
+from fleetbr.backends.model import (
+    BackendPlan,
+    BackendRefusal,
+    BridgeConfig,
+    FileChange,
+    check_route,
+)
+from fleetbr.facts.model import HostFacts, Route
+
+_TOP = ("iface", "auto", "allow-", "mapping", "source", "source-directory", "rename", "no-")
+_ADDRESSING = frozenset(
+    {"address", "netmask", "gateway", "broadcast", "network", "pointopoint", "accept_ra", "metric"}
+)
+HEADER = "# {bridge}: managed by fleetbr (a fleetbr rollback restores the previous file)."
+
+
+def source_file(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str]:
+    """The one ifupdown file with stanzas for ``nic`` (or, persisted before, for the bridge),
+    and which of the two it holds."""
+    for name in (nic, bridge):
+        files = [path for path, names in facts.daemons.ifupdown.items() if name in names]
+        if len(files) == 1:
+            return files[0], name
+        if files:
+            raise BackendRefusal(
+                f"persist: ifupdown: {name} has stanzas in {', '.join(files)}; "
+                "fleetbr rewrites exactly one file"
+            )
+    raise BackendRefusal(f"persist: ifupdown: no file has stanzas for {nic} or {bridge}")
+
+
+def _is_top(line: str) -> bool:
+    word = line.split(maxsplit=1)[0] if line.split() else ""
+    return any(word == t or (t.endswith("-") and word.startswith(t)) for t in _TOP)
+
+
+def split(text: str, nic: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The file's lines without the stanzas of ``nic`` (an interface name), and their options
+    per family."""
+    kept: list[str] = []
+    options: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if words and _is_top(line) and not line[0].isspace():
+            current = None
+            if words[0] == "iface" and len(words) > 1 and words[1] == nic:
+                if len(words) < 4 or words[3] not in ("static", "manual"):
+                    raise BackendRefusal(
+                        f"persist: ifupdown: {nic} uses method {' '.join(words[2:]) or '?'}; "
+                        "fleetbr persists static addresses only"
+                    )
+                current = words[2]
+                options.setdefault(current, [])
+                continue
+            if words[0] == "auto" or words[0].startswith("allow-"):
+                names = [w for w in words[1:] if w != nic]
+                if len(names) != len(words) - 1:
+                    if names:
+                        kept.append(" ".join([words[0], *names]))
+                    continue
+        elif current is not None and words and not words[0].startswith("#"):
+            options[current].append(" ".join(words))
+            continue
+        if current is None:
+            kept.append(line)
+    return kept, options
+
+
+def _route_line(route: Route, bridge: str) -> str:
+    check_route(route, "ifupdown")
+    family = "-6" if route.family == 6 else "-4"
+    parts = ["up", "ip", family, "route", "replace", route.dst]
+    if route.gateway:
+        parts += ["via", route.gateway]
+    parts += ["dev", bridge]
+    if route.metric is not None:
+        parts += ["metric", str(route.metric)]
+    if route.table != "main":
+        parts += ["table", route.table]
+    if route.onlink:
+        parts.append("onlink")
+    return " ".join(parts)
+
+
+def _stanza(config: BridgeConfig, family: int, carried: list[str], first: bool) -> list[str]:
+    name = "inet" if family == 4 else "inet6"
+    lines = [f"iface {config.name} {name} static"]
+    if first:
+        lines += [
+            f"    bridge_ports {config.nic}",
+            f"    bridge_stp {'on' if config.stp else 'off'}",
+            f"    bridge_fd {config.forward_delay}",
+        ]
+        if config.mac:
+            lines.append(f"    bridge_hw {config.mac}")
+    lines += [f"    address {a}" for a in config.family_addresses(family)]
+    defaults = config.defaults(family)
+    if len(defaults) > 1:
+        raise BackendRefusal(f"persist: ifupdown: more than one IPv{family} default route")
+    if defaults:
+        check_route(defaults[0], "ifupdown", tables=False)
+        lines.append(f"    gateway {defaults[0].gateway}")
+        if defaults[0].metric is not None:
+            lines.append(f"    metric {defaults[0].metric}")
+    if family == 6:
+        lines.append("    accept_ra 0")
+    lines += [f"    {option}" for option in carried if option.split()[0] not in _ADDRESSING]
+    others = [r for r in config.routes if r.family == family and r not in defaults]
+    lines += [f"    {_route_line(r, config.name)}" for r in others]
+    return lines
+
+
+def _ours(option: str) -> bool:
+    """An option fleetbr writes in the bridge's stanzas (rewritten from the task each time)."""
+    words = option.split()
+    return words[0].startswith("bridge_") or words[:5] in (
+        ["up", "ip", "-4", "route", "replace"],
+        ["up", "ip", "-6", "route", "replace"],
+    )
+
+
+def rewrite(text: str, config: BridgeConfig, holder: str | None = None) -> str:
+    """``text`` with the stanzas of ``holder`` (the NIC, or the bridge when persisted before)
+    replaced by the bridge's."""
+    kept, options = split(text, holder or config.nic)
+    if holder == config.name:
+        header = HEADER.format(bridge=config.name)
+        kept = [line for line in kept if line.strip() != header]
+        options = {fam: [o for o in opts if not _ours(o)] for fam, opts in options.items()}
+    while kept and not kept[-1].strip():
+        kept.pop()
+    out = [*kept, "", HEADER.format(bridge=config.name), f"auto {config.name}"]
+    families = [f for f in (4, 6) if config.family_addresses(f)]
+    for i, family in enumerate(families):
+        name = "inet" if family == 4 else "inet6"
+        out += [*_stanza(config, family, options.get(name, []), first=i == 0), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """The rewritten interfaces file; ``ifup`` records the bridge as up."""
+    if not any(b.name == "brctl" and b.present for b in facts.backends):
+        raise BackendRefusal(
+            "persist: ifupdown: bridge-utils is not installed, so ifupdown cannot build the "
+            "bridge at boot (apt-get install bridge-utils)"
+        )
+    path, holder = source_file(facts, config.nic, config.name)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
+    new = rewrite(text, config, holder)
+    return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.name,))

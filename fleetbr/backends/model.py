@@ -1,0 +1,98 @@
+"""What a persistence backend is given (the bridge as confirmed) and what it returns (files to
+write or remove, files its own tool rewrites, and the interfaces it must then call its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fleetbr.facts.model import Route
+
+CONFIG_MODE = "0644"
+PRIVATE_MODE = "0600"  # NetworkManager ignores keyfiles readable by others; netplan warns
+
+
+class BackendRefusal(Exception):
+    """The backend cannot persist this bridge safely; the message says why (one line)."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The bridge the runtime steps build, as the backend must describe it."""
+
+    name: str
+    nic: str
+    mac: str | None
+    stp: bool
+    forward_delay: int
+    addresses: tuple[str, ...]
+    routes: tuple[Route, ...]  # every non-kernel route through the bridge, any table
+
+    def defaults(self, family: int) -> tuple[Route, ...]:
+        """The main-table default routes of ``family``."""
+        return tuple(r for r in self.routes if r.is_default and r.family == family)
+
+    def family_addresses(self, family: int) -> tuple[str, ...]:
+        """The addresses of ``family`` (4: no colon)."""
+        return tuple(a for a in self.addresses if (":" in a) == (family == 6))
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One configuration file: new ``content`` (None: remove it) and its mode."""
+
+    path: str
+    content: str | None
+    mode: str = CONFIG_MODE
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    """How one backend persists the bridge.
+
+    ``files`` are written (or removed) by fleetbr; ``guarded`` are files the backend's own tool
+    rewrites during the apply (backed up and restored like the others); ``args`` feed the
+    backend's shell macros (templates/steps.sh.j2, ``backend_*``); ``managers`` are the
+    interfaces the daemon must report as its own (configured, connected, up) after the apply.
+    """
+
+    backend: str
+    files: tuple[FileChange, ...]
+    args: Mapping[str, str | None]
+    managers: tuple[str, ...]
+    guarded: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_route(route: Route, backend: str, *, tables: bool = True) -> None:
+    """Refuse a route the backend's format cannot express exactly."""
+    extras = [
+        name
+        for name, value in (
+            ("type", route.type != "unicast"),
+            ("src", route.src is not None),
+            ("pref", route.pref is not None),
+            ("metrics", bool(route.metrics)),
+            ("table", not tables and route.table != "main"),
+            ("scope", route.scope not in (None, "global", "link")),
+            ("unsupported", bool(route.unsupported)),
+        )
+        if value
+    ]
+    if extras:
+        raise BackendRefusal(
+            f"persist: {backend}: route {route_text(route)} has {', '.join(extras)}, "
+            "which fleetbr does not write in that format; persist: none keeps it runtime-only"
+        )
+
+
+def route_text(route: Route) -> str:
+    """``default via 198.51.100.1 table 100 metric 10`` style text (for messages)."""
+    text = route.dst if route.type == "unicast" else f"{route.type} {route.dst}"
+    if route.gateway:
+        text += f" via {route.gateway}"
+    if route.table != "main":
+        text += f" table {route.table}"
+    if route.metric is not None:
+        text += f" metric {route.metric}"
+    return text

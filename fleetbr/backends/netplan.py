@@ -1,0 +1,160 @@
+"""netplan: the one YAML file in /etc/netplan that defines the NIC is rewritten (comments and
+other devices kept): the NIC loses its addresses and routes, a ``bridges:`` entry takes them.
+``netplan apply`` renders it for networkd or NetworkManager."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from typing import Any
+
+import ruamel.yaml
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from fleetbr.backends.model import (
+    PRIVATE_MODE,
+    BackendPlan,
+    BackendRefusal,
+    BridgeConfig,
+    FileChange,
+    check_route,
+)
+from fleetbr.facts.model import HostFacts, Route
+
+ETC = "/etc/netplan"
+# Keys of the NIC's definition that move to the bridge (addresses, routes, name servers...).
+_MOVED = ("addresses", "routes", "gateway4", "gateway6", "nameservers", "routing-policy")
+_DHCP = ("dhcp4", "dhcp6")
+
+
+def _yaml() -> ruamel.yaml.YAML:
+    yaml = ruamel.yaml.YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    return yaml
+
+
+def source_file(facts: HostFacts, nic: str) -> str:
+    """The one /etc/netplan file that defines ``nic`` (refused otherwise)."""
+    files = [path for path, names in facts.daemons.netplan.items() if nic in names]
+    if len(files) != 1:
+        where = ", ".join(files) or "no file"
+        raise BackendRefusal(
+            f"persist: netplan: {nic} is defined in {where}; fleetbr rewrites exactly one "
+            "netplan file (merge them first)"
+        )
+    if posixpath.dirname(files[0]) != ETC:
+        raise BackendRefusal(
+            f"persist: netplan: {files[0]} is not in {ETC}; fleetbr writes only there"
+        )
+    return files[0]
+
+
+def _nic_entry(ethernets: Any, nic: str, path: str) -> tuple[str, CommentedMap]:
+    for ident, raw in list((ethernets or {}).items()):
+        value = raw
+        if raw is None:  # "eth0:" with nothing under it
+            ethernets[ident] = value = CommentedMap()
+        if not isinstance(value, CommentedMap):
+            continue
+        match, set_name = value.get("match"), value.get("set-name")
+        if (str(ident) == nic and not match and set_name in (None, nic)) or set_name == nic:
+            return str(ident), value
+    raise BackendRefusal(
+        f"persist: netplan: {path} defines {nic} other than as an ethernets entry named for it "
+        "(by a match that may cover other NICs); fleetbr will not rewrite it"
+    )
+
+
+def _route(route: Route) -> CommentedMap:
+    check_route(route, "netplan")
+    entry = CommentedMap()
+    entry["to"] = route.dst
+    if route.gateway:
+        entry["via"] = route.gateway
+    if route.metric is not None:
+        entry["metric"] = route.metric
+    if route.table != "main":
+        if not route.table.isdigit():
+            raise BackendRefusal(f"persist: netplan: table {route.table} is not a number")
+        entry["table"] = int(route.table)
+    if route.onlink:
+        entry["on-link"] = True
+    if route.scope == "link" and not route.gateway:
+        entry["scope"] = "link"
+    return entry
+
+
+def _bridge(config: BridgeConfig, ident: str, nic: CommentedMap) -> CommentedMap:
+    bridge = CommentedMap()
+    bridge["interfaces"] = CommentedSeq([ident])
+    if config.mac:
+        bridge["macaddress"] = config.mac
+    bridge["addresses"] = CommentedSeq(config.addresses)
+    if config.routes:
+        bridge["routes"] = CommentedSeq([_route(r) for r in config.routes])
+    if "nameservers" in nic:
+        bridge["nameservers"] = nic["nameservers"]
+    bridge["accept-ra"] = False
+    bridge["parameters"] = CommentedMap(
+        [("stp", config.stp), ("forward-delay", config.forward_delay)]
+    )
+    return bridge
+
+
+def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
+    """``text`` with the NIC made a port of a new bridge entry, and the renderer it names."""
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        raise BackendRefusal(
+            f"persist: netplan: {path} is not YAML fleetbr can read: {exc}"
+        ) from None
+    network = doc.get("network") if isinstance(doc, CommentedMap) else None
+    if not isinstance(network, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has no network: mapping")
+    ident, nic = _nic_entry(network.get("ethernets"), config.nic, path)
+    if any(nic.get(key) for key in _DHCP):
+        raise BackendRefusal(
+            f"persist: netplan: {config.nic} uses DHCP; fleetbr persists static addresses only"
+        )
+    bridges = network.setdefault("bridges", CommentedMap())
+    if not isinstance(bridges, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has a bridges: that is not a mapping")
+    old = bridges.get(config.name)
+    if old is not None:
+        # persisted before (the NIC its only interface): rewritten from the task again
+        if not isinstance(old, CommentedMap) or list(old.get("interfaces") or []) != [ident]:
+            raise BackendRefusal(
+                f"persist: netplan: {path} already defines bridge {config.name} with other "
+                "interfaces"
+            )
+        if "nameservers" in old and "nameservers" not in nic:
+            nic["nameservers"] = old["nameservers"]
+    bridges[config.name] = _bridge(config, ident, nic)
+    for key in _MOVED:
+        nic.pop(key, None)
+    for key in _DHCP:
+        nic[key] = False
+    nic["accept-ra"] = False
+    nic["link-local"] = CommentedSeq()
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue(), str(network.get("renderer", "networkd"))
+
+
+def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """The rewritten netplan file; ``netplan apply`` renders it."""
+    path = source_file(facts, config.nic)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: netplan: the facts do not hold the content of {path}")
+    new, renderer = rewrite(text, path, config)
+    args = {"backend": "netplan", "bridge": config.name, "nic": config.nic, "renderer": renderer}
+    return BackendPlan(
+        "netplan",
+        (FileChange(path, new, PRIVATE_MODE),),
+        args,
+        managers=(config.name, config.nic),
+    )

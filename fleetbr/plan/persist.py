@@ -1,0 +1,105 @@
+"""The ``persist:`` part of a plan: the backend's files and its own apply, as steps with
+inverses around the runtime steps (see :func:`backend_marks` for the rollback's order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleetbr.backends import BackendPlan, BackendRefusal, BridgeConfig, choose, plan_backend
+from fleetbr.facts.model import HostFacts
+from fleetbr.plan import steps
+from fleetbr.plan.diff import SETTLED
+from fleetbr.plan.model import ExpectedState, Step
+from fleetbr.plan.netfilter import sha256
+from fleetbr.tasks import BridgeTask
+
+
+@dataclass(frozen=True)
+class PersistSteps:
+    """Steps before the runtime ones (``head``), after them (``tail``), and what the host must
+    then show: file digests (None: absent) and the interfaces' managing backend."""
+
+    backend: str
+    head: list[Step] = field(default_factory=list)
+    tail: list[Step] = field(default_factory=list)
+    files: dict[str, str | None] = field(default_factory=dict)
+    managers: dict[str, str] = field(default_factory=dict)
+    backups: tuple[str, ...] = ()
+
+
+def bridge_config(task: BridgeTask, expected: ExpectedState) -> BridgeConfig:
+    """The bridge as the runtime steps build it, for the backend to describe."""
+    bridge = task.bridge.name
+    routes = tuple(r for r in expected.routes if r.dev in (bridge, "") and r.protocol != "kernel")
+    return BridgeConfig(
+        name=bridge,
+        nic=task.bridge.nic,
+        mac=expected.mac,
+        stp=task.bridge.stp,
+        forward_delay=task.bridge.forward_delay,
+        addresses=expected.addresses,
+        routes=routes,
+    )
+
+
+def choose_backend(task: BridgeTask, facts: HostFacts) -> str:
+    """The backend for this host (``none``: runtime only); BackendRefusal says why not."""
+    spec = task.bridge
+    return choose(task.persist, task.daemon_conflict, facts, spec.nic, spec.name)
+
+
+def persist_steps(
+    task: BridgeTask, facts: HostFacts, expected: ExpectedState, backup_dir: str | None
+) -> PersistSteps:
+    """The steps that persist the bridge (none for ``persist: none``); BackendRefusal if
+    the backend cannot do it safely."""
+    backend = choose_backend(task, facts)
+    if backend == "none":
+        return PersistSteps("none")
+    plan = plan_backend(backend, bridge_config(task, expected), facts)
+    return _steps(plan, facts, backup_dir)
+
+
+def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> PersistSteps:
+    files: dict[str, str | None] = {}
+    writes: list[Step] = []
+    for change in plan.files:
+        have = facts.daemons.file_digest(change.path)
+        exists = change.path in facts.daemons.files
+        if change.content is None:
+            files[change.path] = None
+            if exists:
+                writes.append(steps.file_remove(change.path, backup_dir))
+            continue
+        files[change.path] = sha256(change.content)
+        if have != files[change.path]:
+            writes.append(
+                steps.file_write(
+                    change.path,
+                    change.content,
+                    existed=exists,
+                    backup_dir=backup_dir,
+                    mode=change.mode,
+                )
+            )
+    managers = {name: plan.backend for name in plan.managers}
+    settled = all(
+        facts.manager(name).manager == plan.backend
+        and facts.manager(name).state in SETTLED[plan.backend]
+        for name in plan.managers
+    )
+    if not writes and settled:
+        return PersistSteps(plan.backend, files=files, managers=managers)
+    guards = [steps.file_guard(path, backup_dir) for path in plan.guarded]
+    reapply, release = steps.backend_marks(plan.args)
+    return PersistSteps(
+        plan.backend,
+        head=[reapply],
+        tail=[release, *guards, *writes, steps.backend_apply(plan.args)],
+        files=files,
+        managers=managers,
+        backups=tuple(plan.guarded),
+    )
+
+
+__all__ = ["SETTLED", "BackendRefusal", "PersistSteps", "bridge_config", "persist_steps"]
