@@ -105,6 +105,10 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="with --distro: what configures each host's NIC (default networkd; mixed: the four "
         "daemons in turn)",
     )  # fmt: skip
+    up.add_argument(
+        "--guests", type=int, default=0,
+        help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
+    )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")
     reboot.add_argument("--hard", action="store_true", help="a power cut: no clean shutdown")
@@ -314,12 +318,19 @@ def _lab_up(args: argparse.Namespace) -> Lab:
     if args.distro is None:
         if args.backend is not None:
             raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
+        if args.guests:
+            raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
         return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
     from fleetbr.lab import distro
 
     backend = args.backend or "networkd"
     return distro.up(
-        args.dir.resolve(), hosts=args.hosts, backend=backend, distro=args.distro, nic=args.nic
+        args.dir.resolve(),
+        hosts=args.hosts,
+        backend=backend,
+        distro=args.distro,
+        nic=args.nic,
+        guests=args.guests,
     )
 
 

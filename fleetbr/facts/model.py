@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fleetbr.facts.libvirt import Libvirt
+
 Family = Literal[4, 6]
 
 
@@ -267,6 +269,7 @@ class HostFacts:
     route_tables: Literal["all", "main"] = "all"
     rules: tuple[Rule, ...] | None = None  # None: not reported
     br_netfilter: str | None = None  # loaded (as a module), builtin, absent; None: not reported
+    guests: Libvirt | None = None  # libvirt's domains (fleetbr.facts.libvirt); None: no virsh
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""

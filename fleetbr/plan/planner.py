@@ -15,6 +15,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
 from fleetbr.plan.diff import compare, route_matches
+from fleetbr.plan.guests import GuestRefusal, plan_guests
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.plan.moves import (
     address_steps,
@@ -180,6 +181,10 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         facts, spec.nic, spec.name, br_addrs, wanted, recorded=pin.addresses if pin else ()
     )
     cutting += dels + moves + adds + extra
+    try:
+        guest_steps, guest_expect = plan_guests(task, facts)
+    except GuestRefusal as exc:
+        return refused(task, str(exc))
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
     if backend == "none":  # persisted, the backend's files are the record (and survive a reboot)
         before += _record_steps(facts, record, files, backup_dir)
@@ -198,13 +203,15 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         ports=(spec.nic,),
         bridge_nf=expected_nf,
         files=files,
+        guests=tuple(guest_expect),
     )
     try:
         persist = persist_steps(task, facts, expected, backup_dir)
     except BackendRefusal as exc:
         return refused(task, str(exc))
     expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
-    return finish(task, persist.head + before, cutting + persist.tail, expected)
+    # guests last: onto the bridge as its daemon left it, and back first in a rollback
+    return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
 
 
 def _record_steps(
