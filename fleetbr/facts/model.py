@@ -230,6 +230,7 @@ class Daemons:
 MANAGED_FILES: tuple[str, ...] = (
     "/etc/sysctl.d/bridge.conf",
     "/etc/udev/rules.d/99-bridge.rules",
+    "/etc/modules-load.d/br_netfilter.conf",
 )
 
 # Where fleetbr keeps its per-host transaction state (journal, staged scripts, backups).
