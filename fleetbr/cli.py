@@ -78,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drift_parsers(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
+    demo.add_argument(
+        "--distro", action="store_true",
+        help="one real systemd host per network backend, persist: auto, one rebooted after confirm",
+    )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
     demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
     demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))
-    demo.add_argument("--timeout", type=_positive_int, default=20, help="dead-man timeout (20s)")
+    demo.add_argument("--timeout", type=_positive_int, help="dead-man timeout (20s; --distro 60s)")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     return parser
 
@@ -100,6 +104,10 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "mixed"),
         help="with --distro: what configures each host's NIC (default networkd; mixed: the four "
         "daemons in turn)",
+    )  # fmt: skip
+    up.add_argument(
+        "--guests", type=int, default=0,
+        help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
     )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")
@@ -310,12 +318,19 @@ def _lab_up(args: argparse.Namespace) -> Lab:
     if args.distro is None:
         if args.backend is not None:
             raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
+        if args.guests:
+            raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
         return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
     from fleetbr.lab import distro
 
     backend = args.backend or "networkd"
     return distro.up(
-        args.dir.resolve(), hosts=args.hosts, backend=backend, distro=args.distro, nic=args.nic
+        args.dir.resolve(),
+        hosts=args.hosts,
+        backend=backend,
+        distro=args.distro,
+        nic=args.nic,
+        guests=args.guests,
     )
 
 
@@ -392,11 +407,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fleetbr demo``."""
+    if args.distro:
+        from fleetbr.demo_distro import run_distro_demo
+
+        return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
+                               keep=args.keep, as_json=args.json)  # fmt: skip
     from fleetbr.demo import run_demo
 
     return run_demo(
         args.dir.resolve(), hosts=args.hosts, task=args.task, cut_task=args.cut_task,
-        timeout=args.timeout, keep=args.keep,
+        timeout=args.timeout or 20, keep=args.keep,
     )  # fmt: skip
 
 

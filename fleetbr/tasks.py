@@ -43,7 +43,7 @@ FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
 _TOP_KEYS = frozenset(
-    {"bridge", "netfilter", "docker_conflict", "daemon_conflict", "persist", "deadman"}
+    {"bridge", "netfilter", "docker_conflict", "daemon_conflict", "persist", "deadman", "guests"}
 )
 _BRIDGE_KEYS = frozenset(
     {
@@ -89,6 +89,17 @@ class BridgeSpec:
 
 
 @dataclass(frozen=True)
+class GuestsSpec:
+    """The ``guests:`` section: which libvirt domains' interfaces on ``source`` (a libvirt network
+    or bridge name) move onto the task's bridge; ``move`` None means all. Names are any text:
+    they are only compared with the host's facts, never put into a command."""
+
+    move: tuple[str, ...] | None
+    source: str
+    link_flap: bool = False
+
+
+@dataclass(frozen=True)
 class BridgeTask:
     """A task rendered and validated for one host."""
 
@@ -102,6 +113,7 @@ class BridgeTask:
     # persist: none on a NIC a network daemon manages (the daemon may undo the runtime change
     # at its next reload or at boot): refused unless "accept"
     daemon_conflict: DockerConflict = "refuse"
+    guests: GuestsSpec | None = None
 
 
 def load_task(path: Path) -> TaskTemplate:
@@ -183,15 +195,23 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     deadman = _section(top.get("deadman"), "deadman", _DEADMAN_KEYS)
     timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
     persist = _persist(top.get("persist", "none"))
+    bridge = _bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host)
+    guests = guests_spec(top.get("guests"))
+    if guests is not None and bridge.state != "present":
+        raise ValidationError(
+            "guests: only with bridge.state present (an unbridge is refused while guests use "
+            "the bridge; move them off first)"
+        )
     return BridgeTask(
         source=source,
         host=host_name,
-        bridge=_bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host),
+        bridge=bridge,
         netfilter=_netfilter(top.get("netfilter", "off")),
         docker_conflict=_docker(top.get("docker_conflict", "refuse")),
         persist=persist,
         deadman_timeout=timeout,
         daemon_conflict=_conflict(top.get("daemon_conflict", "refuse"), "daemon_conflict"),
+        guests=guests,
     )
 
 
@@ -300,6 +320,43 @@ def _docker(value: object) -> DockerConflict:
 def _conflict(value: object, field: str) -> DockerConflict:
     choice = validate.choice(value, field, ("refuse", "accept"))
     return "refuse" if choice == "refuse" else "accept"
+
+
+_GUESTS_KEYS = frozenset({"move", "from", "link_flap"})
+GUEST_NAME_MAX = 1024  # libvirt has no limit; a longer "name" is a mistake
+
+
+def _guest_name(value: object, field: str) -> str:
+    """A domain, network or bridge name: any text without control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field}: expected a non-empty name, got {show(value)}")
+    if len(value) > GUEST_NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(f"{field}: {show(value)} is too long or has control characters")
+    return value
+
+
+def guests_spec(value: object) -> GuestsSpec | None:
+    """``guests: {move: all | [NAME, ...], from: NETWORK_OR_BRIDGE, link_flap: BOOL}``."""
+    if value is None:
+        return None
+    raw = _section(value, "guests", _GUESTS_KEYS)
+    if "from" not in raw or "move" not in raw:
+        raise ValidationError("guests: move and from are required (move: all, from: default)")
+    move = raw["move"]
+    names: tuple[str, ...] | None = None
+    if move != "all":
+        if not isinstance(move, list) or not move:
+            raise ValidationError(
+                f"guests.move: expected all or a list of domain names, got {show(move)}"
+            )
+        names = tuple(
+            dict.fromkeys(_guest_name(n, f"guests.move[{i}]") for i, n in enumerate(move))
+        )
+    return GuestsSpec(
+        move=names,
+        source=_guest_name(raw["from"], "guests.from"),
+        link_flap=validate.boolean(raw.get("link_flap", False), "guests.link_flap"),
+    )
 
 
 def _persist(value: object) -> Persist:

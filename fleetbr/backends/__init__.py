@@ -21,6 +21,7 @@ __all__ = [
     "FileChange",
     "choose",
     "plan_backend",
+    "unplan_backend",
 ]
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
@@ -52,13 +53,16 @@ def choose(persist: str, daemon_conflict: str, facts: HostFacts, nic: str, bridg
             f"{nic} is configured by {' and '.join(manager.claimed_by)} at once; they fight "
             "over it: leave it to one of them first"
         )
-    backend = (manager.manager or "none") if persist == "auto" else persist
+    # a NIC that is already a port may be left to the daemon that manages its bridge (ifupdown)
+    owner = manager.manager or facts.manager(bridge).manager
+    backend = (owner or "none") if persist == "auto" else persist
     if backend == "none":
-        if manager.manager is not None and daemon_conflict != "accept":
+        if owner is not None and daemon_conflict != "accept":
+            name = nic if manager.manager else bridge
             raise BackendRefusal(
-                f"{nic} is managed by {manager.manager} ({manager.state}), which can undo a "
+                f"{name} is managed by {owner} ({facts.manager(name).state}), which can undo a "
                 "runtime-only change at its next reload and will at boot: set persist: auto "
-                f"(or {manager.manager}), or daemon_conflict: accept to change it anyway"
+                f"(or {owner}), or daemon_conflict: accept to change it anyway"
             )
         return "none"
     _check_backend(backend, facts, nic, bridge)
@@ -96,3 +100,17 @@ def plan_backend(backend: str, config: BridgeConfig, facts: HostFacts) -> Backen
     if backend == "ifupdown":
         return ifupdown.plan(config, facts)
     raise BackendRefusal(f"persist: {backend} is not a backend fleetbr knows")
+
+
+def unplan_backend(backend: str, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the files that give the NIC its addresses back in ``backend``'s format and
+    remove the bridge (``config`` describes the NIC's addresses and routes to be)."""
+    modules = {
+        "networkd": networkd.unplan,
+        "netplan": netplan.unplan,
+        "networkmanager": networkmanager.unplan,
+        "ifupdown": ifupdown.unplan,
+    }
+    if backend not in modules:
+        raise BackendRefusal(f"persist: {backend} is not a backend fleetbr knows")
+    return modules[backend](config, facts)

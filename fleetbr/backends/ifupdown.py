@@ -4,6 +4,8 @@ stanzas other than its addresses (dns-*, mtu...) move to the bridge's stanza of 
 
 from __future__ import annotations
 
+import dataclasses
+
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -20,15 +22,19 @@ _ADDRESSING = frozenset(
 HEADER = "# {bridge}: managed by fleetbr (a fleetbr rollback restores the previous file)."
 
 
-def source_file(facts: HostFacts, nic: str) -> str:
-    """The one ifupdown file with stanzas for ``nic``."""
-    files = [path for path, names in facts.daemons.ifupdown.items() if nic in names]
-    if len(files) != 1:
-        raise BackendRefusal(
-            f"persist: ifupdown: {nic} has stanzas in {', '.join(files) or 'no file'}; "
-            "fleetbr rewrites exactly one file"
-        )
-    return files[0]
+def source_file(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str]:
+    """The one ifupdown file with stanzas for ``nic`` (or, persisted before, for the bridge),
+    and which of the two it holds."""
+    for name in (nic, bridge):
+        files = [path for path, names in facts.daemons.ifupdown.items() if name in names]
+        if len(files) == 1:
+            return files[0], name
+        if files:
+            raise BackendRefusal(
+                f"persist: ifupdown: {name} has stanzas in {', '.join(files)}; "
+                "fleetbr rewrites exactly one file"
+            )
+    raise BackendRefusal(f"persist: ifupdown: no file has stanzas for {nic} or {bridge}")
 
 
 def _is_top(line: str) -> bool:
@@ -37,7 +43,8 @@ def _is_top(line: str) -> bool:
 
 
 def split(text: str, nic: str) -> tuple[list[str], dict[str, list[str]]]:
-    """The file's lines without the NIC's stanzas, and the NIC's options per family."""
+    """The file's lines without the stanzas of ``nic`` (an interface name), and their options
+    per family."""
     kept: list[str] = []
     options: dict[str, list[str]] = {}
     current: str | None = None
@@ -112,9 +119,23 @@ def _stanza(config: BridgeConfig, family: int, carried: list[str], first: bool) 
     return lines
 
 
-def rewrite(text: str, config: BridgeConfig) -> str:
-    """``text`` with the NIC's stanzas replaced by the bridge's."""
-    kept, options = split(text, config.nic)
+def _ours(option: str) -> bool:
+    """An option fleetbr writes in the bridge's stanzas (rewritten from the task each time)."""
+    words = option.split()
+    return words[0].startswith("bridge_") or words[:5] in (
+        ["up", "ip", "-4", "route", "replace"],
+        ["up", "ip", "-6", "route", "replace"],
+    )
+
+
+def rewrite(text: str, config: BridgeConfig, holder: str | None = None) -> str:
+    """``text`` with the stanzas of ``holder`` (the NIC, or the bridge when persisted before)
+    replaced by the bridge's."""
+    kept, options = split(text, holder or config.nic)
+    if holder == config.name:
+        header = HEADER.format(bridge=config.name)
+        kept = [line for line in kept if line.strip() != header]
+        options = {fam: [o for o in opts if not _ours(o)] for fam, opts in options.items()}
     while kept and not kept[-1].strip():
         kept.pop()
     out = [*kept, "", HEADER.format(bridge=config.name), f"auto {config.name}"]
@@ -132,11 +153,37 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
             "persist: ifupdown: bridge-utils is not installed, so ifupdown cannot build the "
             "bridge at boot (apt-get install bridge-utils)"
         )
-    path = source_file(facts, config.nic)
+    path, holder = source_file(facts, config.nic, config.name)
     text = facts.daemons.contents.get(path)
     if text is None:
         raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
-    return BackendPlan(
-        "ifupdown", (FileChange(path, rewrite(text, config)),), args, managers=(config.name,)
-    )
+    new = rewrite(text, config, holder)
+    return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.name,))
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the bridge's stanzas become the NIC's again."""
+    path, holder = source_file(facts, config.nic, config.name)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    kept, options = split(text, holder)
+    header = HEADER.format(bridge=config.name)
+    kept = [line for line in kept if line.strip() != header]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    plain = dataclasses.replace(config, name=config.nic)
+    out = [*kept, "", f"auto {config.nic}"]
+    for family in (f for f in (4, 6) if config.family_addresses(f)):
+        name = "inet" if family == 4 else "inet6"
+        carried = [o for o in options.get(name, []) if not _ours(o)]
+        out += [*_stanza(plain, family, carried, first=False), ""]
+    args = {
+        "backend": "ifupdown",
+        "bridge": config.name,
+        "nic": config.nic,
+        "direction": "unbridge",
+    }
+    new = "\n".join(out).rstrip("\n") + "\n"
+    return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.nic,))

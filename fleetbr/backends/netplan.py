@@ -120,8 +120,18 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
             f"persist: netplan: {config.nic} uses DHCP; fleetbr persists static addresses only"
         )
     bridges = network.setdefault("bridges", CommentedMap())
-    if not isinstance(bridges, CommentedMap) or config.name in bridges:
-        raise BackendRefusal(f"persist: netplan: {path} already defines bridge {config.name}")
+    if not isinstance(bridges, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has a bridges: that is not a mapping")
+    old = bridges.get(config.name)
+    if old is not None:
+        # persisted before (the NIC its only interface): rewritten from the task again
+        if not isinstance(old, CommentedMap) or list(old.get("interfaces") or []) != [ident]:
+            raise BackendRefusal(
+                f"persist: netplan: {path} already defines bridge {config.name} with other "
+                "interfaces"
+            )
+        if "nameservers" in old and "nameservers" not in nic:
+            nic["nameservers"] = old["nameservers"]
     bridges[config.name] = _bridge(config, ident, nic)
     for key in _MOVED:
         nic.pop(key, None)
@@ -147,4 +157,53 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         (FileChange(path, new, PRIVATE_MODE),),
         args,
         managers=(config.name, config.nic),
+    )
+
+
+def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
+    """``text`` with the bridge entry removed and its addresses and routes back on the NIC."""
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        raise BackendRefusal(
+            f"persist: netplan: {path} is not YAML fleetbr can read: {exc}"
+        ) from None
+    network = doc.get("network") if isinstance(doc, CommentedMap) else None
+    if not isinstance(network, CommentedMap):
+        raise BackendRefusal(f"persist: netplan: {path} has no network: mapping")
+    _, nic = _nic_entry(network.get("ethernets"), config.nic, path)
+    bridges = network.get("bridges")
+    old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
+    if isinstance(old, CommentedMap) and "nameservers" in old:
+        nic["nameservers"] = old["nameservers"]
+    if isinstance(bridges, CommentedMap):
+        bridges.pop(config.name, None)
+        if not bridges:
+            network.pop("bridges")
+    nic["addresses"] = CommentedSeq(config.addresses)
+    if config.routes:
+        nic["routes"] = CommentedSeq([_route(r) for r in config.routes])
+    if nic.get("link-local") == []:
+        nic.pop("link-local")
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue(), str(network.get("renderer", "networkd"))
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
+    path = source_file(facts, config.nic)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: netplan: the facts do not hold the content of {path}")
+    new, renderer = unrewrite(text, path, config)
+    args = {
+        "backend": "netplan",
+        "bridge": config.name,
+        "nic": config.nic,
+        "renderer": renderer,
+        "direction": "unbridge",
+    }
+    return BackendPlan(
+        "netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers=(config.nic,)
     )

@@ -20,6 +20,12 @@ HEADER = "# Managed by fleetbr: {what} (a fleetbr rollback restores the previous
 # [Network] keys of the NIC's file that do not carry over to the bridge.
 _NOT_CARRIED = frozenset({"Address", "Gateway", "DHCP", "Bridge", "Bond", "VLAN", "MACVLAN"})
 _GLOB = frozenset("*?[!")
+_OURS = frozenset({"ConfigureWithoutCarrier"})
+
+
+def _is_port_of(parts: list[tuple[str, list[str]]], bridge: str) -> bool:
+    keys = [kv for name, lines in parts if name == "Network" for kv in ini.values(lines)]
+    return ("Bridge", bridge) in keys
 
 
 def nic_network_file(facts: HostFacts, nic: str, backend: str = "networkd") -> str:
@@ -118,9 +124,12 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
     parts = ini.sections(text)
     _check_match(path, parts, config.nic)
     carried = _network_keys(parts, path)
-    netdev, network = bridge_files(config, carried)
     port_path = posixpath.join(ETC, posixpath.basename(path))
     stem = posixpath.join(ETC, f"10-{config.name}")
+    if _is_port_of(parts, config.name):  # persisted before: the bridge's file has the keys
+        old = facts.daemons.contents.get(f"{stem}.network", "")
+        carried = [kv for kv in _network_keys(ini.sections(old), path) if kv[0] not in _OURS]
+    netdev, network = bridge_files(config, carried)
     if port_path in (f"{stem}.network", f"{stem}.netdev"):
         raise BackendRefusal(f"persist: networkd: {port_path} would hold both the NIC and bridge")
     files = (
@@ -130,3 +139,43 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
     )
     args = {"backend": "networkd", "bridge": config.name, "nic": config.nic}
     return BackendPlan("networkd", files, args, managers=(config.name, config.nic))
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: the NIC's file gets the addresses and routes back, the bridge's files go."""
+    path = nic_network_file(facts, config.nic)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
+    parts = ini.sections(text)
+    _check_match(path, parts, config.nic)
+    stem = posixpath.join(ETC, f"10-{config.name}")
+    source = (
+        facts.daemons.contents.get(f"{stem}.network", "")
+        if _is_port_of(parts, config.name)
+        else text
+    )
+    carried = [kv for kv in _network_keys(ini.sections(source), path) if kv[0] not in _OURS]
+    carried = [kv for kv in carried if kv[0] != "LinkLocalAddressing" or kv[1] != "no"]
+    out = [
+        (
+            "",
+            [HEADER.format(what=f"{config.nic} with its addresses (bridge {config.name} removed)")],
+        )
+    ]
+    out += [(name, lines) for name, lines in parts if name in ("Match", "Link")]
+    lines = [f"Address={a}" for a in config.addresses] + [f"{k}={v}" for k, v in carried]
+    out.append(("Network", lines))
+    out += [("Route", _route_section(r)) for r in config.routes]
+    files = (
+        FileChange(posixpath.join(ETC, posixpath.basename(path)), ini.render(out)),
+        FileChange(f"{stem}.netdev", None),
+        FileChange(f"{stem}.network", None),
+    )
+    args = {
+        "backend": "networkd",
+        "bridge": config.name,
+        "nic": config.nic,
+        "direction": "unbridge",
+    }
+    return BackendPlan("networkd", files, args, managers=(config.nic,))

@@ -4,9 +4,12 @@ boot and take the NIC out of the bridge). A rollback restores that file byte for
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
+import re
 import uuid
 
+from fleetbr import validate
 from fleetbr.backends.model import (
     PRIVATE_MODE,
     BackendPlan,
@@ -15,6 +18,7 @@ from fleetbr.backends.model import (
     FileChange,
     check_route,
 )
+from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts, Route
 
 ETC = "/etc/NetworkManager/system-connections"
@@ -42,13 +46,38 @@ def _old_profile(facts: HostFacts, nic: str) -> tuple[str, str]:
     return active[0], path
 
 
-def _family(config: BridgeConfig, family: int) -> list[str]:
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,252}$")
+
+
+def name_servers(facts: HostFacts, device: str) -> dict[str, str]:
+    """The DNS settings of the profile active on ``device``, validated, as keyfile lines'
+    values (``dns``/``dns-search`` per family: ``"ipv4.dns" -> "198.51.100.53;"``)."""
+    active = facts.daemons.nm_active.get(device)
+    found = facts.daemons.nm_dns.get(active[0], {}) if active else {}
+    out: dict[str, str] = {}
+    for key, value in found.items():
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            if key.endswith(".dns"):
+                items = [validate.ip_address(v, key) for v in items]
+            elif not all(_DOMAIN_RE.match(v) for v in items):
+                raise ValidationError(f"{key}: {value!r} is not a list of domain names")
+        except ValidationError as exc:
+            raise BackendRefusal(f"persist: networkmanager: {device}'s profile: {exc}") from None
+        out[key] = "".join(f"{v};" for v in items)
+    return out
+
+
+def _family(config: BridgeConfig, family: int, dns: dict[str, str] | None = None) -> list[str]:
     section = "ipv4" if family == 4 else "ipv6"
     addresses = config.family_addresses(family)
     if not addresses:
         return [f"[{section}]", "method=disabled" if family == 4 else "method=ignore"]
     lines = [f"[{section}]", "method=manual"]
     lines += [f"address{i}={a}" for i, a in enumerate(addresses, 1)]
+    for key in ("dns", "dns-search"):
+        if (dns or {}).get(f"{section}.{key}"):
+            lines.append(f"{key}={(dns or {})[f'{section}.{key}']}")
     defaults = config.defaults(family)
     if len(defaults) > 1:
         raise BackendRefusal(
@@ -80,8 +109,8 @@ def _family(config: BridgeConfig, family: int) -> list[str]:
     return lines
 
 
-def bridge_profile(config: BridgeConfig, conn_uuid: str) -> str:
-    """The bridge's keyfile."""
+def bridge_profile(config: BridgeConfig, conn_uuid: str, dns: dict[str, str] | None = None) -> str:
+    """The bridge's keyfile (``dns``: see :func:`name_servers`)."""
     lines = [
         HEADER.format(what=f"bridge {config.name}"),
         "[connection]",
@@ -96,7 +125,7 @@ def bridge_profile(config: BridgeConfig, conn_uuid: str) -> str:
         lines += ["[ethernet]", f"cloned-mac-address={config.mac.upper()}", ""]
     stp = "true" if config.stp else "false"
     lines += ["[bridge]", f"stp={stp}", f"forward-delay={config.forward_delay}", ""]
-    lines += [*_family(config, 4), "", *_family(config, 6)]
+    lines += [*_family(config, 4, dns), "", *_family(config, 6, dns)]
     return "\n".join(lines) + "\n"
 
 
@@ -119,15 +148,25 @@ def port_profile(config: BridgeConfig, conn_uuid: str, bridge_uuid: str) -> str:
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Keyfiles for the bridge and its port; the old profile is set to autoconnect no."""
-    old_uuid, old_path = _old_profile(facts, config.nic)
     bridge_uuid = profile_uuid(facts.hostname, "bridge", config)
     port_uuid = profile_uuid(facts.hostname, "port", config)
+    active = facts.daemons.nm_active.get(config.nic)
+    if active is not None and active[0] == port_uuid:  # persisted before: nothing to retire
+        old_uuid: str | None = None
+        guarded: tuple[str, ...] = ()
+        dns = name_servers(facts, config.name)
+    else:
+        old_uuid, old_path = _old_profile(facts, config.nic)
+        guarded = (old_path,)
+        dns = name_servers(facts, config.nic)
     bridge_path = posixpath.join(ETC, f"{config.name}.nmconnection")
     port_path = posixpath.join(ETC, f"{config.name}-port-{config.nic}.nmconnection")
-    if old_path in (bridge_path, port_path):
-        raise BackendRefusal(f"persist: networkmanager: {old_path} is the NIC's own profile")
+    if set(guarded) & {bridge_path, port_path}:
+        raise BackendRefusal(
+            f"persist: networkmanager: the NIC's profile is {guarded[0]}, a name fleetbr uses"
+        )
     files = (
-        FileChange(bridge_path, bridge_profile(config, bridge_uuid), PRIVATE_MODE),
+        FileChange(bridge_path, bridge_profile(config, bridge_uuid, dns), PRIVATE_MODE),
         FileChange(port_path, port_profile(config, port_uuid, bridge_uuid), PRIVATE_MODE),
     )
     args = {
@@ -139,5 +178,44 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         "old_uuid": old_uuid,
     }
     return BackendPlan(
-        "networkmanager", files, args, managers=(config.name, config.nic), guarded=(old_path,)
+        "networkmanager", files, args, managers=(config.name, config.nic), guarded=guarded
     )
+
+
+def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """Unbridge: fleetbr's bridge and port profiles go; a profile of fleetbr's own gives the NIC
+    its addresses (the NIC's old profile, set to autoconnect no by the cutover, stays as is)."""
+    nic_uuid = profile_uuid(facts.hostname, "nic", config)
+    plain = dataclasses.replace(config, name=config.nic)
+    lines = [
+        HEADER.format(what=f"{config.nic} with its addresses (bridge {config.name} removed)"),
+        "[connection]",
+        f"id=fleetbr-{config.nic}",
+        f"uuid={nic_uuid}",
+        "type=ethernet",
+        f"interface-name={config.nic}",
+        "autoconnect=true",
+        "",
+        *_family(plain, 4, name_servers(facts, config.name)),
+        "",
+        *_family(plain, 6, name_servers(facts, config.name)),
+    ]
+    files = (
+        FileChange(posixpath.join(ETC, f"{config.name}.nmconnection"), None),
+        FileChange(posixpath.join(ETC, f"{config.name}-port-{config.nic}.nmconnection"), None),
+        FileChange(
+            posixpath.join(ETC, f"fleetbr-{config.nic}.nmconnection"),
+            "\n".join(lines) + "\n",
+            PRIVATE_MODE,
+        ),
+    )
+    args = {
+        "backend": "networkmanager",
+        "bridge": config.name,
+        "nic": config.nic,
+        "direction": "unbridge",
+        "nic_uuid": nic_uuid,
+        "bridge_uuid": profile_uuid(facts.hostname, "bridge", config),
+        "port_uuid": profile_uuid(facts.hostname, "port", config),
+    }
+    return BackendPlan("networkmanager", files, args, managers=(config.nic,))

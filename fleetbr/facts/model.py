@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fleetbr.facts.libvirt import Libvirt
+
 Family = Literal[4, 6]
 
 
@@ -213,6 +215,8 @@ class Daemons:
     contents: dict[str, str] = field(default_factory=dict)
     # NetworkManager: device -> uuid and name of its active connection profile
     nm_active: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns... (as nmcli -t)
+    nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def manager(self, interface: str) -> InterfaceManager:
         """Who manages ``interface``; ``manager`` None (``unmanaged``) when nobody does."""
@@ -228,6 +232,7 @@ class Daemons:
 MANAGED_FILES: tuple[str, ...] = (
     "/etc/sysctl.d/bridge.conf",
     "/etc/udev/rules.d/99-bridge.rules",
+    "/etc/modules-load.d/br_netfilter.conf",
 )
 
 # Where fleetbr keeps its per-host transaction state (journal, staged scripts, backups).
@@ -267,6 +272,7 @@ class HostFacts:
     route_tables: Literal["all", "main"] = "all"
     rules: tuple[Rule, ...] | None = None  # None: not reported
     br_netfilter: str | None = None  # loaded (as a module), builtin, absent; None: not reported
+    guests: Libvirt | None = None  # libvirt's domains (fleetbr.facts.libvirt); None: no virsh
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""

@@ -38,6 +38,7 @@ NETWORKD_DIRS = ("/etc/systemd/network", "/run/systemd/network")
 INTERFACES = "/etc/network/interfaces"
 # Which claimant is named the manager when several configure one interface (they then fight).
 PRECEDENCE = ("networkmanager", "netplan", "networkd", "ifupdown")
+NM_DNS_KEYS = ("ipv4.dns", "ipv4.dns-search", "ipv6.dns", "ipv6.dns-search")
 NETWORKD_CLAIMS = frozenset({"configuring", "configured", "failed"})
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _RUN_PARTS_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -65,6 +66,7 @@ class _Raw:
     nm_devices: list[list[str]] = field(default_factory=list)
     nm_files: dict[str, str] = field(default_factory=dict)  # connection uuid -> file
     ifstate: list[str] = field(default_factory=list)
+    nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)  # uuid -> setting -> value
     files: dict[str, str | None] = field(default_factory=dict)
     contents: dict[str, str] = field(default_factory=dict)
 
@@ -138,6 +140,13 @@ def _nm_connection(raw: _Raw, rest: str, _warnings: list[str]) -> None:
         raw.nm_files[uuid] = filename
 
 
+def _nm_dns(raw: _Raw, rest: str, _warnings: list[str]) -> None:
+    uuid, _, setting = rest.partition(" ")
+    key, _, value = setting.partition(":")
+    if key in NM_DNS_KEYS and value:
+        raw.nm_dns.setdefault(uuid, {})[key] = value
+
+
 def _ifstate(raw: _Raw, rest: str, _warnings: list[str]) -> None:
     raw.ifstate.append(rest.partition("=")[0])
 
@@ -149,6 +158,7 @@ _HANDLERS = {
     "nm-device": _nm_device,
     "nm-connection": _nm_connection,
     "ifstate": _ifstate,
+    "nm-dns": _nm_dns,
     "file": _file,
     "content": _content,
 }
@@ -378,4 +388,5 @@ def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[st
         ifupdown=ctx.ifupdown,
         contents=dict(raw.contents),
         nm_active={f[0]: (f[4], f[3]) for f in raw.nm_devices if f[0] and f[4]},
+        nm_dns=raw.nm_dns,
     )

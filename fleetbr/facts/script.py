@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from fleetbr import validate
 from fleetbr.errors import ValidationError
+from fleetbr.facts.libvirt import LIBVIRT_MAX_BYTES
 from fleetbr.facts.model import MANAGED_FILES, PIN_DIR, PIN_MAX_BYTES, STATE_DIR
 from fleetbr.render import render
 
@@ -44,4 +45,5 @@ def facts_script(
         touched=list(touched),
         pin_dir=pin_dir,
         pin_max=PIN_MAX_BYTES,
+        libvirt_max=LIBVIRT_MAX_BYTES,
     )

@@ -110,6 +110,13 @@ class Lab:
     controller_link: str = ""
     distro: str = ""  # the distro tier's distro (debian12); "" for a network-namespace lab
     rootfs: str = ""  # the distro tier's shared base rootfs
+    guests: int = 0  # distro tier: libvirt guests per host (fleetbr.lab.distro.guests)
+    guest_layer: str = ""  # their libvirt layer, between each host's layer and the rootfs
+
+    @property
+    def lower(self) -> str:
+        """A distro host's overlay lowerdir: the libvirt layer (if any) over the base rootfs."""
+        return ":".join(p for p in (self.guest_layer, self.rootfs) if p)
 
     def host(self, name: str) -> LabHost:
         """The host called ``name``; LabError if there is none."""

@@ -24,6 +24,7 @@ FLEETBR_PATHS = (
     "/run/fleetbr",
     "/etc/sysctl.d/bridge.conf",
     "/etc/udev/rules.d/99-bridge.rules",
+    "/etc/modules-load.d/br_netfilter.conf",
 )
 _VOLATILE = frozenset(
     {

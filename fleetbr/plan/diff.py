@@ -10,7 +10,9 @@ while STP is wanted on: the kernel ignores it otherwise), the NIC as its port, g
 (exactly these on the address device, with their IPv4 labels; none left on the NIC), routes of
 every table (at least the expected ones; no non-kernel route left on the NIC; no main-table
 default route on the address device that is not expected), the bridge-nf sysctls and the managed
-files (by sha256). Ports of other devices (a guest's tap), other routes and link state are not.
+files (by sha256), and guest interfaces a task moved (on the bridge in both definitions, the
+live tap a port of it: fleetbr.plan.guest_check). Ports of other devices (a guest's tap fleetbr
+did not move), other routes and link state are not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.plan.guest_check import compare_guests
 from fleetbr.plan.model import Difference, ExpectedState
 from fleetbr.plan.steps import describe_route
 
@@ -61,6 +64,7 @@ def compare(exp: ExpectedState, facts: HostFacts) -> list[Difference]:
     out += _routes(exp, facts)
     out += _settings(exp, facts)
     out += _persisted(exp, facts)
+    out += compare_guests(exp.guests, facts)
     return out
 
 

@@ -34,6 +34,7 @@ STEP_KINDS: frozenset[str] = frozenset(
         "backend_apply",
         "backend_release",
         "backend_reapply",
+        "guest_update",
     }
 )
 
@@ -76,6 +77,18 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class GuestExpect:
+    """A moved guest interface: in domain ``uuid`` (called ``name``), the interface with ``mac``
+    of the ``live`` or ``config`` definition must be on ``bridge`` (live: its tap a port of it)."""
+
+    uuid: str
+    name: str
+    mac: str
+    scope: str
+    bridge: str
+
+
+@dataclass(frozen=True)
 class ExpectedState:
     """What the host must look like after apply; ``confirm`` checks it with ``verify_applied``.
 
@@ -101,6 +114,7 @@ class ExpectedState:
     # and interface -> the backend that must call it its own
     config_files: Mapping[str, str | None] = field(default_factory=dict)
     managers: Mapping[str, str] = field(default_factory=dict)
+    guests: tuple[GuestExpect, ...] = ()  # libvirt guest interfaces moved onto the bridge
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fleetbr.plan.model import Step
 
 SYSCTL_FILE = "/etc/sysctl.d/bridge.conf"
 UDEV_FILE = "/etc/udev/rules.d/99-bridge.rules"
+MODULES_FILE = "/etc/modules-load.d/br_netfilter.conf"
 NF_KEYS: tuple[str, ...] = ("call-iptables", "call-ip6tables", "call-arptables")
 
 
@@ -44,9 +45,17 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def desired_files(value: int, kernel: str) -> dict[str, str]:
-    """Managed path -> content for netfilter ``value``."""
-    return {SYSCTL_FILE: sysctl_content(value), UDEV_FILE: udev_content(kernel)}
+def desired_files(value: int, kernel: str, has_modules: bool = False) -> dict[str, str]:
+    """Managed path -> content for netfilter ``value``. With ``on`` and a modular kernel,
+    br_netfilter is also loaded at boot (modules-load.d), so bridged traffic meets the firewall
+    from the first packet; with ``off`` a module nobody loads filters nothing, and the udev rule
+    sets 0 if something loads it later."""
+    files = {SYSCTL_FILE: sysctl_content(value), UDEV_FILE: udev_content(kernel)}
+    if value and has_modules and not _kernel_before_3_18(kernel):
+        files[MODULES_FILE] = (
+            "# Managed by fleetbr: load bridge netfilter at boot (netfilter: on).\nbr_netfilter\n"
+        )
+    return files
 
 
 def _keys_missing(facts: HostFacts) -> bool:
@@ -73,7 +82,7 @@ def netfilter_steps(
         expected_nf[key] = value
         if current != value:
             out.append(steps.sysctl_set(f"net.bridge.bridge-nf-{key}", value, current))
-    files = desired_files(value, facts.kernel)
+    files = desired_files(value, facts.kernel, facts.has_modules)
     hashes = {path: sha256(text) for path, text in files.items()}
     for path, text in files.items():
         old = facts.managed_files.get(path)

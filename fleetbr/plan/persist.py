@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleetbr.backends import BackendPlan, BackendRefusal, BridgeConfig, choose, plan_backend
+from fleetbr.backends import (
+    BackendPlan,
+    BackendRefusal,
+    BridgeConfig,
+    choose,
+    plan_backend,
+    unplan_backend,
+)
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.diff import SETTLED
@@ -60,6 +67,26 @@ def persist_steps(
     return _steps(plan, facts, backup_dir)
 
 
+def unbridge_steps(
+    task: BridgeTask, facts: HostFacts, expected: ExpectedState, backup_dir: str | None
+) -> PersistSteps:
+    """Unbridge: the backend gives the NIC its addresses back and forgets the bridge."""
+    backend = choose_backend(task, facts)
+    if backend == "none":
+        return PersistSteps("none")
+    nic = task.bridge.nic
+    config = BridgeConfig(
+        name=task.bridge.name,
+        nic=nic,
+        mac=None,
+        stp=task.bridge.stp,
+        forward_delay=task.bridge.forward_delay,
+        addresses=expected.addresses,
+        routes=tuple(r for r in expected.routes if r.dev in (nic, "") and r.protocol != "kernel"),
+    )
+    return _steps(unplan_backend(backend, config, facts), facts, backup_dir)
+
+
 def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> PersistSteps:
     files: dict[str, str | None] = {}
     writes: list[Step] = []
@@ -102,4 +129,11 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
     )
 
 
-__all__ = ["SETTLED", "BackendRefusal", "PersistSteps", "bridge_config", "persist_steps"]
+__all__ = [
+    "SETTLED",
+    "BackendRefusal",
+    "PersistSteps",
+    "bridge_config",
+    "persist_steps",
+    "unbridge_steps",
+]

@@ -15,6 +15,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
 from fleetbr.plan.diff import compare, route_matches
+from fleetbr.plan.guests import GuestRefusal, plan_guests
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.plan.moves import (
     address_steps,
@@ -27,7 +28,7 @@ from fleetbr.plan.moves import (
     wanted_addresses,
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
-from fleetbr.plan.persist import BackendRefusal, persist_steps
+from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
 from fleetbr.plan.unbridge import plan_absent
 from fleetbr.tasks import BridgeTask
 
@@ -48,11 +49,27 @@ def plan_host(
         if task.bridge.state == "present":
             plan = _present(task, facts, backup_dir)
         else:
-            plan = plan_absent(task, facts)
+            plan = _unbridge_persisted(task, facts, plan_absent(task, facts), backup_dir)
     except ValidationError as exc:
         return refused(task, f"the host's facts hold a value fleetbr will not use: {exc}")
     rule = _rule_refusal(task, facts) if plan.steps else None
     return _with_differences(plan, task, facts) if rule is None else refused(task, rule)
+
+
+def _unbridge_persisted(
+    task: BridgeTask, facts: HostFacts, plan: Plan, backup_dir: str | None
+) -> Plan:
+    """Wrap the runtime unbridge with the backend's own (see fleetbr.plan.persist)."""
+    if plan.refusal is not None:
+        return plan
+    try:
+        persist = unbridge_steps(task, facts, plan.expected, backup_dir)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
+    expected = dataclasses.replace(
+        plan.expected, config_files=persist.files, managers=persist.managers
+    )
+    return finish(task, persist.head, list(plan.steps) + persist.tail, expected)
 
 
 def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
@@ -124,6 +141,10 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
             f"Docker found ({', '.join(facts.docker)}) but netfilter off would break its "
             "bridge-nf-call-iptables=1; set docker_conflict: accept or netfilter: on",
         )
+    try:
+        backend = choose_backend(task, facts)
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
     nic = facts.link(spec.nic)
     assert nic is not None
     nic_addrs = global_addresses(facts, spec.nic)
@@ -160,8 +181,13 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         facts, spec.nic, spec.name, br_addrs, wanted, recorded=pin.addresses if pin else ()
     )
     cutting += dels + moves + adds + extra
+    try:
+        guest_steps, guest_expect = plan_guests(task, facts)
+    except GuestRefusal as exc:
+        return refused(task, str(exc))
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
-    before += _record_steps(facts, record, files, backup_dir)
+    if backend == "none":  # persisted, the backend's files are the record (and survive a reboot)
+        before += _record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
@@ -177,13 +203,15 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         ports=(spec.nic,),
         bridge_nf=expected_nf,
         files=files,
+        guests=tuple(guest_expect),
     )
     try:
         persist = persist_steps(task, facts, expected, backup_dir)
     except BackendRefusal as exc:
         return refused(task, str(exc))
     expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
-    return finish(task, persist.head + before, cutting + persist.tail, expected)
+    # guests last: onto the bridge as its daemon left it, and back first in a rollback
+    return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
 
 
 def _record_steps(

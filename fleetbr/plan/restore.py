@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.plan.guest_check import guest_items
 from fleetbr.plan.model import Plan
 from fleetbr.plan.scope import Touched, touched_by
 from fleetbr.plan.steps import describe_route
@@ -56,8 +57,13 @@ def _scope(before: HostFacts, after: HostFacts, touched: Touched | None) -> _Sco
         links |= {port for b in before.bridges + after.bridges for port in b.ports}
         routes = {(r.family, r.table, r.dst) for r in before.routes + after.routes}
         files = set(before.managed_files) | set(after.managed_files)
+        domains = {d.uuid for f in (before, after) if f.guests for d in f.guests.domains}
         touched = Touched(
-            frozenset(links), frozenset(routes), frozenset(before.bridge_nf), frozenset(files)
+            frozenset(links),
+            frozenset(routes),
+            frozenset(before.bridge_nf),
+            frozenset(files),
+            frozenset(domains),
         )
     ips = {_ip(a.cidr) for a in before.addresses + after.addresses if a.dev in touched.devs}
     present = {key for key, value in before.bridge_nf.items() if value is not None}
@@ -144,6 +150,8 @@ def _items(facts: HostFacts, other: HostFacts, scope: _Scope) -> dict[str, bool]
     items: dict[str, bool] = {}
     for gen in (_links, _addresses, _routes, _bridges):
         items.update(gen(facts, scope))
+    if facts.guests is not None and other.guests is not None:  # both scripts read libvirt
+        items.update(guest_items(facts, scope.touched.domains))
     items.update(_settings(facts, other, scope))
     return items
 

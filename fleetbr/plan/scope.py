@@ -8,6 +8,7 @@ snapshot (see :func:`touched_lines`), so ``fleetbr rollback`` knows it days late
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from fleetbr.plan.model import Plan
 
 NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
 _SYSCTL_PREFIX = "net.bridge.bridge-nf-"
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Touched:
     routes: frozenset[tuple[int, str, str]] = frozenset()
     sysctls: frozenset[str] = frozenset()
     files: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()  # libvirt domains (UUIDs) whose interfaces move
 
 
 def touched_by(plan: Plan) -> Touched:
@@ -39,16 +42,26 @@ def touched_by(plan: Plan) -> Touched:
     devs = {dev for dev in (plan.expected.nic, plan.expected.bridge) if dev}
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
+    domains: set[str] = set()
     for step in plan.steps:
         args = step.args
         devs |= {str(args[k]) for k in ("dev", "name", "master") if args.get(k)}
-        if step.kind in ("route_add", "route_del"):
+        if step.kind == "guest_update":
+            domains.add(str(args["domain"]))
+            devs |= {str(args["tap"])} if args.get("tap") else set()
+        elif step.kind in ("route_add", "route_del"):
             routes.add((int(args["family"]), str(args.get("table") or "main"), str(args["dst"])))
         elif step.kind == "sysctl_set":
             sysctls.add(str(args["key"]).removeprefix(_SYSCTL_PREFIX))
         elif step.kind in ("modprobe", "sysctl_load"):
             sysctls |= set(NF_KEYS)
-    return Touched(frozenset(devs), frozenset(routes), frozenset(sysctls), frozenset(plan.files))
+    return Touched(
+        frozenset(devs),
+        frozenset(routes),
+        frozenset(sysctls),
+        frozenset(plan.files),
+        frozenset(domains),
+    )
 
 
 def touched_lines(touched: Touched) -> list[str]:
@@ -57,6 +70,7 @@ def touched_lines(touched: Touched) -> list[str]:
     lines += [f"route {fam} {table} {dst}" for fam, table, dst in sorted(touched.routes)]
     lines += [f"sysctl {key}" for key in sorted(touched.sysctls)]
     lines += [f"file {path}" for path in sorted(touched.files)]
+    lines += [f"domain {uuid}" for uuid in sorted(touched.domains)]
     return lines
 
 
@@ -66,6 +80,7 @@ def parse_touched(lines: Iterable[str]) -> Touched:
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
     files: set[str] = set()
+    domains: set[str] = set()
     for line in lines:
         words = line.split()
         try:
@@ -77,8 +92,12 @@ def parse_touched(lines: Iterable[str]) -> Touched:
                 sysctls.add(words[1])
             elif len(words) == 2 and words[0] == "file" and words[1].startswith("/"):
                 files.add(words[1])
+            elif len(words) == 2 and words[0] == "domain" and _UUID_RE.match(words[1]):
+                domains.add(words[1])
             else:
                 raise ValidationError(f"unexpected line {line!r}")
         except ValidationError as exc:
             raise FactsError(f"section touched: {exc}") from None
-    return Touched(frozenset(devs), frozenset(routes), frozenset(sysctls), frozenset(files))
+    return Touched(
+        frozenset(devs), frozenset(routes), frozenset(sysctls), frozenset(files), frozenset(domains)
+    )

@@ -358,13 +358,27 @@ def _backup(backup_dir: str | None) -> str | None:
     return None if backup_dir is None else _path(backup_dir)
 
 
+_BACKEND_DEFAULTS: dict[str, str | None] = {
+    "direction": "bridge",
+    "renderer": None,
+    "bridge_uuid": None,
+    "port_uuid": None,
+    "old_uuid": None,
+    "nic_uuid": None,
+}
+
+
 def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
+    out: dict[str, str | None] = dict(_BACKEND_DEFAULTS)
     for key, value in args.items():
         if key in ("bridge", "nic"):
             out[key] = validate.interface_name(value, f"backend {key}")
         elif key.endswith("uuid") and value is not None:
             out[key] = validate.uuid(value, f"backend {key}")
+        elif key == "direction":
+            out[key] = validate.choice(value, "backend direction", ("bridge", "unbridge"))
+        elif key == "renderer" and value is None:
+            continue
         elif key in ("backend", "renderer"):
             if value not in _BACKEND_WORDS:
                 raise ValidationError(f"backend {key}: {value!r} is not known")

@@ -6,6 +6,7 @@ import dataclasses
 
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
+from fleetbr.plan.guests import using_bridge
 from fleetbr.plan.model import ExpectedState, Plan
 from fleetbr.plan.moves import (
     address_steps,
@@ -35,6 +36,13 @@ def plan_absent(task: BridgeTask, facts: HostFacts) -> Plan:
         return refused(
             task,
             f"bridge {spec.name} does not exist and NIC {spec.nic} does not carry the addresses",
+        )
+    guests = using_bridge(facts, spec.name)
+    if guests:
+        return refused(
+            task,
+            f"libvirt guests use bridge {spec.name} ({', '.join(guests)}); move them to another "
+            "network first (docs/guests.md)",
         )
     others = [p for p in bridge.ports if p != spec.nic]
     if others:

@@ -101,13 +101,16 @@ def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str
 
 # Words of a daemon that is still bringing an interface up or down (networkd's setup states,
 # NetworkManager's device states): its final word is yet to come.
-_SETTLING = ("pending", "initialized", "configuring", "connecting", "deactivating")
+SETTLING = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
 
 
-def daemons_settling(facts: HostFacts) -> bool:
-    """A network daemon is still configuring an interface (after a boot, a reload)."""
+def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> bool:
+    """A network daemon is still configuring an interface (after a boot, a reload): one of
+    ``names``, or any when None."""
+    found = facts.daemons.interfaces
+    managers = found.values() if names is None else [facts.manager(n) for n in names]
     return any(
-        word.startswith(_SETTLING)
-        for found in facts.daemons.interfaces.values()
-        for word in (found.state, *(view.state for view in found.views))
+        word.startswith(SETTLING)
+        for manager in managers
+        for word in (manager.state, *(view.state for view in manager.views))
     )

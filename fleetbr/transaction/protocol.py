@@ -33,7 +33,6 @@ from fleetbr.transport import Connection, connect, open_connection
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
 POLL = 0.5  # seconds between looks at a host that is still working
-DAEMON_SETTLE = 30.0  # how long a rollback check waits for network daemons still configuring
 EXIT_ARMED_ELSEWHERE = 10
 
 Hook = Callable[[str], None]
@@ -345,13 +344,15 @@ class _Resolver:
         assert tx.before is not None and tx.plan is not None
         reason = self.reason or _reason(state)
         after = await gather(conn)
-        # after a reboot in the window (the boot guard's rollback) the daemons bring the old
-        # configuration up in their own time: judge their final word, not "configuring"
-        settle = time.monotonic() + DAEMON_SETTLE
-        while daemons_settling(after) and time.monotonic() < settle:
-            await asyncio.sleep(POLL)
-            after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
+        settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
+        names = (tx.plan.expected.nic, tx.plan.expected.bridge)
+        while check.problems and daemons_settling(after, names):
+            if asyncio.get_running_loop().time() > settle_until:
+                break
+            await asyncio.sleep(1)  # read-only: looking again is always safe
+            after = await gather(conn)
+            check = tx.change.rollback_check(tx.plan, tx.before, after)
         failed_steps = state.rollback.removeprefix("done failed=")
         if failed_steps.isdigit() and int(failed_steps):
             check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
@@ -371,6 +372,11 @@ class _Resolver:
         )
 
 
+# How long a rolled-back host's network daemon may take to settle (after a reboot it is still
+# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
+DAEMON_SETTLE = 30.0
+
+
 def _progress(state: HostTxState) -> tuple[str, ...]:
     """The parts of a state that show the host moving on."""
     return (state.claim, state.arm, state.apply, state.decision, state.rollback)
@@ -381,6 +387,8 @@ def _reason(state: HostTxState) -> str:
     return {
         "timer": "the host's timer fired before a confirmation (no fresh SSH connection in time)",
         "unfinished": "the change never completed on the host",
+        "reboot": "reboot: the host restarted before a confirmation; its boot guard put the "
+        "old configuration back",
     }.get(why, why)
 
 

@@ -11,7 +11,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host, restore_check, step_command, touched_by, verify_restored
 from fleetbr.plan.netfilter import NF_KEYS, SYSCTL_FILE, UDEV_FILE
-from tests.unit.test_plan_support import task
+from tests.unit.test_plan_support import BASE_TASK, task
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 
@@ -90,3 +90,15 @@ def test_only_what_the_transaction_changed_is_compared() -> None:
         f"file {SYSCTL_FILE} sha256 None was there before, missing now",
         f"file {SYSCTL_FILE} sha256 {'0' * 64} is new",
     ]
+
+
+def test_netfilter_on_loads_the_module_at_boot_where_the_kernel_has_modules() -> None:
+    from fleetbr.plan.netfilter import MODULES_FILE, desired_files
+
+    on = plan_host(task(BASE_TASK + "netfilter: on\n"), nf_absent(), min_timeout=20)
+    written = {str(s.args["path"]) for s in on.steps if s.kind == "file_write"}
+    assert MODULES_FILE in written and MODULES_FILE in on.files  # backed up, restored on rollback
+    off = plan_host(task(BASE_TASK + "netfilter: off\n"), nf_absent(), min_timeout=20)
+    assert MODULES_FILE not in {str(s.args["path"]) for s in off.steps if "path" in s.args}
+    assert MODULES_FILE not in desired_files(1, "6.1.0", has_modules=False)
+    assert MODULES_FILE not in desired_files(1, "3.10.0", has_modules=True)  # bridge module then

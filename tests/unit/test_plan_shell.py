@@ -64,8 +64,9 @@ BACKEND_STEPS: list[Step] = [
 
 def test_every_kind_is_covered() -> None:
     # run_staged (fleetbr run --deadman) is covered in tests/unit/test_plan_command.py
+    # guest_update (libvirt guests) is covered in tests/unit/test_guests.py
     kinds = {s.kind for s in ALL_STEPS + BACKEND_STEPS}
-    assert kinds | {"run_staged"} == STEP_KINDS
+    assert kinds | {"run_staged", "guest_update"} == STEP_KINDS
 
 
 @pytest.mark.parametrize("step", BACKEND_STEPS, ids=lambda s: f"{s.kind}-{s.args.get('backend')}")

@@ -42,7 +42,7 @@ def test_bridge_yaml_renders_with_documented_defaults() -> None:
     b = task.bridge
     assert (b.name, b.state, b.nic, b.addresses, b.mac) == ("br0", "present", "enp0s25", None, None)
     assert (b.gateway4, b.gateway6, b.stp, b.forward_delay) == (None, None, False, 4)
-    assert (task.netfilter, task.docker_conflict, task.persist) == ("off", "refuse", "none")
+    assert (task.netfilter, task.docker_conflict, task.persist) == ("off", "refuse", "auto")
     assert task.deadman_timeout == 60
     assert (task.host, task.source) == ("hv01", str(REPO / "tasks/bridge.yaml"))
 

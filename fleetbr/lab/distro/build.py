@@ -17,7 +17,8 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab import build, files
-from fleetbr.lab.distro import provision, rootfs, supervisor
+from fleetbr.lab.distro import guests as guest_lab
+from fleetbr.lab.distro import layer, provision, rootfs, supervisor
 from fleetbr.lab.model import MAX_HOSTS, Lab, LabHost, check_prefix, plan, save
 from fleetbr.lab.system import require_tools, run
 from fleetbr.validate import integer, interface_name
@@ -78,9 +79,12 @@ def up(
     distro: str = "debian12",
     nic: str = "eth0",
     prefix: str = "fbr",
+    guests: int = 0,
 ) -> Lab:
     """Boot ``hosts`` Debian hosts whose NIC ``backend`` configures; return the lab when every
-    host accepts SSH. Builds the rootfs first if it is not cached. Cleans up if anything fails."""
+    host accepts SSH (and, with ``guests``, runs that many libvirt guests plus one defined only:
+    fleetbr.lab.distro.guests). Builds the rootfs (and the libvirt layer) first if they are not
+    cached. Cleans up if anything fails."""
     _require_nspawn()
     nic = interface_name(nic, "nic")
     hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
@@ -88,6 +92,9 @@ def up(
         Path(lab_dir), hosts, backend, distro=distro, nic=nic, prefix=check_prefix(prefix)
     )
     lab.rootfs = str(rootfs.ensure(lab.distro))
+    lab.guests = integer(guests, "guests", 0, guest_lab.MAX_GUESTS)
+    if lab.guests:
+        lab.guest_layer = str(layer.ensure(lab.distro))
     build.check_free(lab)
     supervisor.prune_stale_cgroups()
     lab.dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,8 @@ def _build(lab: Lab) -> None:
         save(lab)
         deadline = time.monotonic() + BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_HOST * len(lab.hosts)
         list(pool.map(lambda h: supervisor.wait_up(h, deadline), lab.hosts))
+        if lab.guests:
+            list(pool.map(guest_lab.wait_ready, lab.hosts))
     save(lab)
 
 
@@ -139,6 +148,8 @@ def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     supervisor.start(lab, member)
     save(lab)
     supervisor.wait_up(member, time.monotonic() + supervisor.BOOT_TIMEOUT)
+    if lab.guests:
+        guest_lab.wait_ready(member)
     return member
 
 

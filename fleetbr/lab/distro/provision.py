@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetbr.lab.distro import guests
 from fleetbr.lab.files import HOST_KEY
 from fleetbr.lab.model import Lab, LabHost
 from fleetbr.lab.system import run
@@ -120,21 +121,29 @@ def write_layer(upper: Path, rootfs: Path, files: list[HostFile]) -> None:
         target.chmod(item.mode)
 
 
+def guest_files(lab: Lab, host: LabHost) -> list[HostFile]:
+    """The lab's libvirt network and guests of ``host`` (none unless the lab has guests)."""
+    if not lab.guests:
+        return []
+    index = lab.hosts.index(host) + 1
+    return [HostFile(*item) for item in guests.files(index, lab.guests)]
+
+
 def provision(lab: Lab, host: LabHost) -> None:
-    """Give ``host`` a fresh layer: identity, keys, backend files, its daemon enabled."""
+    """Give ``host`` a fresh layer: identity, keys, backend files, its daemon enabled (and its
+    guests' unit, in a lab with guests)."""
     rootfs = Path(lab.rootfs)
     for layer in LAYERS:
         path = host.dir / layer
         if layer != "root":
             shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, exist_ok=True)
-    write_layer(
-        host.dir / "upper", rootfs, identity_files(lab, host, rootfs) + config_files(lab, host)
-    )
+    files = identity_files(lab, host, rootfs) + config_files(lab, host) + guest_files(lab, host)
+    write_layer(host.dir / "upper", rootfs, files)
     script = render(
         "lab_distro_provision.sh.j2",
-        rootfs=lab.rootfs,
+        rootfs=lab.lower,
         dir=str(host.dir),
-        units=units(host.backend),
+        units=units(host.backend) + ([guests.UNIT] if lab.guests else []),
     )
     run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])

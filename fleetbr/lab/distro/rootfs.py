@@ -127,7 +127,8 @@ def mirror() -> str:
 
 
 @contextlib.contextmanager
-def _locked(cache: Path) -> Iterator[None]:
+def locked(cache: Path) -> Iterator[None]:
+    """Hold the cache's build lock (builds of the rootfs and of its layers wait for each other)."""
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / ".rootfs.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -207,7 +208,7 @@ def ensure(name: str = "debian12") -> Path:
         return final
     if os.geteuid() != 0:
         raise LabError("building the lab rootfs needs root (debootstrap, chroot)")
-    with _locked(final.parent):
+    with locked(final.parent):
         if not is_built(final):
             _build(spec, final)
     return final
@@ -218,12 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="distro-rootfs", description=__doc__)
     parser.add_argument("--distro", default="debian12", choices=sorted(DISTROS))
     parser.add_argument("--path", action="store_true", help="print the cache path, build nothing")
+    parser.add_argument(
+        "--guests", action="store_true", help="also the libvirt layer of hosts with guests"
+    )
     args = parser.parse_args(argv)
     try:
         if args.path:
             print(path(distro(args.distro)))
         else:
             ensure(args.distro)
+            if args.guests:
+                from fleetbr.lab.distro import layer  # noqa: PLC0415 - layer imports rootfs
+
+                layer.ensure(args.distro)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

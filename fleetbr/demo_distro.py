@@ -1,0 +1,268 @@
+"""``fleetbr demo --distro``: one real systemd host per network backend, each cut over to br0 with
+``persist: auto`` under the dead-man timer, then one of them rebooted: the facts show the bridge
+back, owned by the same daemon, from the same files."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetbr.drift import check_facts
+from fleetbr.errors import FleetbrError
+from fleetbr.facts.gather import gather
+from fleetbr.facts.model import HostFacts
+from fleetbr.inventory import HostSpec, load_inventory, select_hosts
+from fleetbr.lab import Lab, down, host_exec
+from fleetbr.lab.distro import reboot, up
+from fleetbr.output import Human, print_json, render_results
+from fleetbr.plan.diff import SETTLED
+from fleetbr.rollout import rollout
+from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
+from fleetbr.transport import open_connection
+
+BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
+SETTLE_SECONDS = 60.0  # after a reboot, how long the daemon may take to bring the bridge up
+
+
+@dataclass(frozen=True)
+class BridgeView:
+    """The bridge as one host's facts show it: kernel state and the daemon's own view."""
+
+    ports: tuple[str, ...]
+    stp: bool
+    mac: str | None
+    addresses: tuple[str, ...]
+    routes: tuple[str, ...]  # "v4 default via 198.51.100.1 metric 100 table main"
+    manager: str | None  # the backend that manages the bridge, in its own words
+    state: str
+    nic_manager: str | None
+    files: tuple[tuple[str, str | None], ...]  # the manager's files of the bridge and sha256
+
+    def owned_by(self, backend: str, nic: str) -> bool:
+        """The NIC is the bridge's port and ``backend`` calls the bridge its own, settled."""
+        return nic in self.ports and self.manager == backend and self.state in SETTLED[backend]
+
+
+def bridge_view(facts: HostFacts, bridge: str, nic: str) -> BridgeView | None:
+    """What the facts say about ``bridge`` (None: there is no such bridge)."""
+    found = facts.bridge(bridge)
+    link = facts.link(bridge)
+    if found is None or link is None:
+        return None
+    manager = facts.manager(bridge)
+    routes = sorted(
+        f"v{r.family} {r.dst}" + (f" via {r.gateway}" if r.gateway else "")
+        + f" metric {r.metric} table {r.table}"
+        for r in facts.routes_of(bridge) if r.protocol != "kernel"
+    )  # fmt: skip
+    return BridgeView(
+        ports=found.ports,
+        stp=found.stp,
+        mac=link.mac,
+        addresses=tuple(sorted(a.cidr for a in facts.addresses_of(bridge))),
+        routes=tuple(routes),
+        manager=manager.manager,
+        state=manager.state,
+        nic_manager=facts.manager(nic).manager,
+        files=tuple(sorted((f.path, f.sha256) for f in manager.files)),
+    )
+
+
+@dataclass
+class HostOutcome:
+    """One host of the demo, as data (``fleetbr --json demo --distro``)."""
+
+    backend: str
+    nic: str
+    nic_manager_before: str | None = None
+    status: str = "not run"
+    message: str = ""
+    after_confirm: BridgeView | None = None
+    check_after_confirm: str = ""  # what `fleetbr check` says of the task: in_sync
+    rebooted: bool = False
+    boot_ids: tuple[str, str] | None = None
+    after_reboot: BridgeView | None = None
+    check_after_reboot: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DistroDemo:
+    """Everything the demo saw; ``ok`` when every expectation held."""
+
+    hosts: dict[str, HostOutcome] = field(default_factory=dict)
+    rebooted: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every host confirmed and owned by its backend; the rebooted one came back the same."""
+        return (
+            bool(self.hosts)
+            and self.rebooted is not None
+            and not any(h.problems for h in self.hosts.values())
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"ok": self.ok, "rebooted": self.rebooted,
+                "hosts": {n: dataclasses.asdict(h) for n, h in self.hosts.items()}}  # fmt: skip
+
+
+def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_json: bool) -> int:
+    """Run the demo; 0 when every host was confirmed with its daemon owning the bridge, and the
+    rebooted host came back with the bridge exactly as confirmed."""
+    say = _narrator(as_json)
+    say(f"1/5 booting {len(BACKENDS)} Debian 12 hosts (systemd-nspawn), one per network backend: "
+        f"{', '.join(BACKENDS)}")  # fmt: skip
+    lab = up(lab_dir, hosts=len(BACKENDS), backend=list(BACKENDS))
+    demo = DistroDemo()
+    try:
+        _run(lab, demo, load_task(task), timeout=timeout, say=say, as_json=as_json)
+    finally:
+        if keep:
+            say(f"lab kept: fleetbr -i {lab.inventory_dir} facts; fleetbr lab down --dir {lab_dir}")
+        else:
+            down(lab_dir)
+    if as_json:
+        print_json(demo.to_dict())
+    say("demo: every expectation held" if demo.ok else "demo: FAILED (see the problems above)")
+    return 0 if demo.ok else 1
+
+
+Say = Callable[[str], None]
+
+
+def _narrator(as_json: bool) -> Say:
+    if as_json:  # stdout carries one JSON document: the story goes nowhere
+        return lambda text: None
+    out = Human()
+    return lambda text: out.line(text, style="bold" if text[:2].rstrip("/").isdigit() else "")
+
+
+def _run(
+    lab: Lab, demo: DistroDemo, template: TaskTemplate, *, timeout: int, say: Say, as_json: bool
+) -> None:
+    specs = select_hosts(load_inventory(lab.inventory_dir), None)
+    tasks = {
+        s.name: dataclasses.replace(
+            render_task(template, s.context()), persist="auto", deadman_timeout=timeout
+        )
+        for s in specs
+    }
+    for host, spec in zip(lab.hosts, specs, strict=True):
+        demo.hosts[spec.name] = HostOutcome(backend=host.backend or "", nic=host.nic)
+    say("2/5 facts: which daemon manages each NIC (the daemon's own view)")
+    for name, facts in _facts(specs).items():
+        outcome = demo.hosts[name]
+        manager = facts.manager(outcome.nic)
+        outcome.nic_manager_before = manager.manager
+        files = ", ".join(f.path for f in manager.files) or "no file"
+        say(f"  {name}  {outcome.nic} managed by {manager.manager} ({manager.state}) from {files}")
+    say("3/5 cutting every host over to br0 with persist: auto: the bridge written in the "
+        "daemon's own files, applied with its own tool inside the dead-man window")  # fmt: skip
+    result = asyncio.run(rollout(specs, tasks, "demo-distro", forks=len(specs)))
+    if not as_json:
+        render_results(result, as_json=False)
+    for name, host_result in result.items():
+        demo.hosts[name].status = host_result.status.value
+        demo.hosts[name].message = host_result.message
+    say("4/5 facts after confirm (fresh connections): the bridge and who owns it")
+    _after_confirm(demo, tasks, _facts(specs), say)
+    _reboot_one(lab, demo, specs, tasks, say)
+
+
+def _facts(specs: Sequence[HostSpec]) -> dict[str, HostFacts]:
+    async def one(spec: HostSpec) -> HostFacts:
+        async with open_connection(spec) as conn:
+            return await gather(conn)
+
+    async def every() -> list[HostFacts]:
+        return await asyncio.gather(*(one(s) for s in specs))
+
+    return dict(zip((s.name for s in specs), asyncio.run(every()), strict=True))
+
+
+def _describe(view: BridgeView | None) -> str:
+    if view is None:
+        return "no bridge"
+    return (f"br0[{' '.join(view.ports)}] {' '.join(view.addresses)}; {view.manager} says "
+            f"{view.state}; files {', '.join(p for p, _ in view.files) or 'none'}")  # fmt: skip
+
+
+def _after_confirm(
+    demo: DistroDemo, tasks: dict[str, BridgeTask], facts: dict[str, HostFacts], say: Say
+) -> None:
+    for name, outcome in demo.hosts.items():
+        bridge = tasks[name].bridge.name
+        view = outcome.after_confirm = bridge_view(facts[name], bridge, outcome.nic)
+        outcome.check_after_confirm = _check(tasks[name], facts[name], outcome)
+        say(f"  {name}  {_describe(view)}; check: {outcome.check_after_confirm}")
+        if outcome.status != "confirmed":
+            outcome.problems.append(f"ended {outcome.status}: {outcome.message}")
+        if outcome.nic_manager_before != outcome.backend:
+            outcome.problems.append(
+                f"{outcome.nic} was managed by {outcome.nic_manager_before}, not {outcome.backend}"
+            )
+        if view is None or not view.owned_by(outcome.backend, outcome.nic):
+            outcome.problems.append(f"after confirm {outcome.backend} does not own {bridge}")
+
+
+def _reboot_one(
+    lab: Lab, demo: DistroDemo, specs: Sequence[HostSpec], tasks: dict[str, BridgeTask], say: Say
+) -> None:
+    host = lab.hosts[-1]
+    spec = next(s for s in specs if s.name == host.name)
+    outcome = demo.hosts[host.name]
+    bridge = tasks[host.name].bridge.name
+    say(f"5/5 rebooting {host.name} ({outcome.backend}) after confirm: the bridge must come back "
+        "exactly as confirmed, from the daemon's own files")  # fmt: skip
+    before = _boot_id(lab, host.name)
+    reboot(lab, host)
+    demo.rebooted = host.name
+    outcome.rebooted = True
+    outcome.boot_ids = (before, _boot_id(lab, host.name))
+    if outcome.boot_ids[0] == outcome.boot_ids[1]:
+        outcome.problems.append("the boot id did not change: the host did not reboot")
+    view, facts = _settled_view(spec, bridge, outcome)
+    outcome.after_reboot = view
+    outcome.check_after_reboot = _check(tasks[host.name], facts, outcome) if facts else "no facts"
+    say(f"  {host.name}  boot id {before[:8]} -> {outcome.boot_ids[1][:8]}; {_describe(view)}; "
+        f"check: {outcome.check_after_reboot}")  # fmt: skip
+    if view != outcome.after_confirm:
+        was = _describe(outcome.after_confirm)
+        outcome.problems.append(f"after the reboot the bridge is {_describe(view)}, was {was}")
+
+
+def _settled_view(
+    spec: HostSpec, bridge: str, outcome: HostOutcome
+) -> tuple[BridgeView | None, HostFacts | None]:
+    """The bridge's view (and the facts) once it matches the confirmed one (the daemon may still
+    be bringing it up when SSH answers), or the last one seen after SETTLE_SECONDS."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        try:
+            facts: HostFacts | None = _facts([spec])[spec.name]
+        except FleetbrError:
+            facts = None
+        view = bridge_view(facts, bridge, outcome.nic) if facts else None
+        if view == outcome.after_confirm or time.monotonic() > deadline:
+            return view, facts
+        time.sleep(1)
+
+
+def _check(task: BridgeTask, facts: HostFacts, outcome: HostOutcome) -> str:
+    """What ``fleetbr check`` says of the host against the task; a problem unless in sync."""
+    found = check_facts(task, facts)
+    if found.status.value != "in_sync":
+        outcome.problems.append(f"check: {found.status.value}: {found.message}")
+    return found.status.value
+
+
+def _boot_id(lab: Lab, host: str) -> str:
+    done = host_exec(lab, lab.host(host), ["cat", "/proc/sys/kernel/random/boot_id"])
+    return done.stdout.strip()
