@@ -41,6 +41,7 @@ class Address:
     broadcast: str | None = None  # IPv4 broadcast, kept so a moved address is restored exactly
     label: str | None = None  # IPv4 label when it is not the device name (``eth0:1``)
     secondary: bool = False  # IPv4: not the first address of its subnet on the device
+    nodad: bool = False  # IPv6: added without duplicate address detection
 
 
 @dataclass(frozen=True)

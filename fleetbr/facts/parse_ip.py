@@ -106,6 +106,7 @@ def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:
                     broadcast=_broadcast(info.get("broadcast")),
                     label=_label(dev, family, info.get("label")),
                     secondary=bool(info.get("secondary", False)),
+                    nodad=bool(info.get("nodad", False)),
                 )
             )
     return tuple(addresses)

@@ -215,7 +215,7 @@ def address_steps(
     for dev, gone in ((src, src_addrs), (dst, [c for c in dst_addrs if c not in wanted])):
         for cidr in reversed(creation_order(gone)):
             address = info[dev][cidr]
-            out.append(steps.addr_del(dev, cidr, address.broadcast, address.label))
+            out.append(steps.addr_del(dev, cidr, address.broadcast, address.label, address.nodad))
     return out, labels
 
 

@@ -126,7 +126,11 @@ def address_label(label: str | None, dev: str) -> str | None:
 
 
 def _addr_args(
-    dev: str, cidr: str, broadcast: str | None = None, label: str | None = None
+    dev: str,
+    cidr: str,
+    broadcast: str | None = None,
+    label: str | None = None,
+    nodad: bool = True,
 ) -> dict[str, object]:
     value = validate.cidr(cidr, "address")
     family = 6 if ":" in value else 4
@@ -136,6 +140,8 @@ def _addr_args(
         "family": family,
         "broadcast": validate.ip_address(broadcast, "broadcast") if broadcast else None,
         "label": address_label(label, dev) if family == 4 else None,
+        # IPv6: a moved address is usable at once (nodad); one put back gets the flag it had
+        "nodad": bool(nodad) if family == 6 else None,
     }
 
 
@@ -157,9 +163,16 @@ def addr_add(
     )
 
 
-def addr_del(dev: str, cidr: str, broadcast: str | None = None, label: str | None = None) -> Step:
-    """Delete an address from ``dev``; the inverse adds it back, with its broadcast and label."""
-    args = _addr_args(dev, cidr, broadcast, label)
+def addr_del(
+    dev: str,
+    cidr: str,
+    broadcast: str | None = None,
+    label: str | None = None,
+    nodad: bool = True,
+) -> Step:
+    """Delete an address from ``dev``; the inverse adds it back, with its broadcast, label and
+    (IPv6) whether it had duplicate address detection."""
+    args = _addr_args(dev, cidr, broadcast, label, nodad)
     return Step(
         "addr_del",
         args,

@@ -187,3 +187,15 @@ def test_a_real_plan_renders_completely() -> None:
     ):
         script = steps_script(p.steps) + rollback_script(p.rollback)
         assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+
+
+def test_an_ipv6_address_goes_back_with_the_duplicate_detection_it_had() -> None:
+    """A moved address is usable at once on the bridge (nodad); put back on the NIC it gets the
+    flag it had: a daemon's address (no nodad) is detected again, as at boot."""
+    daemon = mk.addr_del("eth0", "2001:db8:100::a/64", nodad=False)
+    lab = mk.addr_del("eth0", "2001:db8:100::a/64", nodad=True)
+    assert daemon.inverse is not None and lab.inverse is not None
+    assert step_command(daemon.inverse) == "ip -6 addr replace 2001:db8:100::a/64 dev eth0"
+    assert step_command(lab.inverse).endswith(" dev eth0 nodad")
+    moved = mk.addr_add("br0", "2001:db8:100::a/64")
+    assert step_command(moved).endswith(" dev br0 nodad")

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 
 from fleetbr.facts.gather import gather
@@ -138,18 +137,6 @@ async def gather_each(names: Iterable[str], work: Callable[[str], Awaitable[T]])
     return dict(zip(names, done, strict=True))
 
 
-def without_nodad(state: dict[str, Any]) -> dict[str, Any]:
-    """host_state with the IPv6 ``nodad`` flag dropped from every address."""
-    links = [
-        {
-            **link,
-            "addr_info": [{k: v for k, v in a.items() if k != "nodad"} for a in link["addr_info"]],
-        }
-        for link in state["addresses"]
-    ]
-    return {**state, "addresses": links}
-
-
 def state_diff(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
     """What differs between two host_state snapshots, one line per item (empty: equal)."""
     out = []
@@ -227,27 +214,9 @@ def restored_problems(
     if "br0" in now.daemons.interfaces or now.bridge("br0") is not None:
         out.append(f"br0 still there: {now.daemons.interfaces.get('br0')}")
     now_state = host_state(lab, host)
-    # The runtime restore re-adds the NIC's IPv6 addresses with nodad (facts do not record the
-    # flag); networkd usually replaces them with its own, not always: a known defect, reported
-    # by nodad_problems, kept apart so that everything else stays strictly compared.
-    out += state_diff(without_nodad(state), without_nodad(now_state))
+    # every flag compared, IPv6 nodad included (the rollback puts an address back with the
+    # flag it had: a daemon's addresses get duplicate address detection again)
+    out += state_diff(state, now_state)
     if sh(lab, host, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip():
         out.append("still armed")
     return out
-
-
-def nodad_problems(lab: Lab, host: str, state: dict[str, Any]) -> list[str]:
-    """Addresses whose ``nodad`` flag differs from ``state`` (see restored_problems)."""
-    return [f"{host}: {line}" for line in state_diff(state, host_state(lab, host))]
-
-
-def xfail_on_nodad(lab: Lab, before: dict[str, tuple[dict[str, Any], HostFacts]]) -> None:
-    """Mark the test xfail if (only) the known nodad defect showed on a host."""
-    found = [
-        line for host, (state, _) in before.items() for line in nodad_problems(lab, host, state)
-    ]
-    if found:
-        pytest.xfail(
-            "known defect: the rollback re-adds the NIC's IPv6 address with nodad: "
-            + found[0][:300]
-        )

@@ -29,7 +29,6 @@ from tests.integration.distro.persisthelpers import (
     restored_problems,
     settled_facts,
     settled_state,
-    xfail_on_nodad,
 )
 from tests.integration.txhelpers import armed, events, sh
 
@@ -137,7 +136,6 @@ def test_cutting_task_is_rolled_back_files_daemon_and_kernel_as_before(
     assert not any(problems.values()), "\n".join(
         f"{b}: {line}" for b, lines in problems.items() for line in lines
     )
-    xfail_on_nodad(distro_lab, before)
 
 
 def result_problems(got: HostResult) -> list[str]:

@@ -29,7 +29,6 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     restored_problems,
     settled_state,
-    xfail_on_nodad,
 )
 from tests.integration.helpers import fleetbr, specs
 from tests.integration.txhelpers import enslaved, events, rendered, sh, wait_for
@@ -140,4 +139,3 @@ def test_fault_in_the_window_rolls_back_files_daemon_and_kernel(
     assert not any(problems.values()), "\n".join(
         f"{b}: {line}" for b, lines in problems.items() for line in lines
     )
-    xfail_on_nodad(distro_lab, before)
