@@ -103,8 +103,8 @@ def _bridge(config: BridgeConfig, ident: str, nic: CommentedMap) -> CommentedMap
     return bridge
 
 
-def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
-    """``text`` with the NIC made a port of a new bridge entry, and the renderer it names."""
+def _load(text: str, path: str) -> tuple[CommentedMap, CommentedMap]:
+    """The file's document and its ``network:`` mapping (comments kept)."""
     try:
         doc = _yaml().load(text)
     except YAMLError as exc:
@@ -114,6 +114,18 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     network = doc.get("network") if isinstance(doc, CommentedMap) else None
     if not isinstance(network, CommentedMap):
         raise BackendRefusal(f"persist: netplan: {path} has no network: mapping")
+    return doc, network
+
+
+def _dump(doc: CommentedMap, network: CommentedMap) -> tuple[str, str]:
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue(), str(network.get("renderer", "networkd"))
+
+
+def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
+    """``text`` with the NIC made a port of a new bridge entry, and the renderer it names."""
+    doc, network = _load(text, path)
     ident, nic = _nic_entry(network.get("ethernets"), config.nic, path)
     if any(nic.get(key) for key in _DHCP):
         raise BackendRefusal(
@@ -139,9 +151,7 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
         nic[key] = False
     nic["accept-ra"] = False
     nic["link-local"] = CommentedSeq()
-    out = io.StringIO()
-    _yaml().dump(doc, out)
-    return out.getvalue(), str(network.get("renderer", "networkd"))
+    return _dump(doc, network)
 
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
@@ -162,15 +172,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 
 def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     """``text`` with the bridge entry removed and its addresses and routes back on the NIC."""
-    try:
-        doc = _yaml().load(text)
-    except YAMLError as exc:
-        raise BackendRefusal(
-            f"persist: netplan: {path} is not YAML fleetbr can read: {exc}"
-        ) from None
-    network = doc.get("network") if isinstance(doc, CommentedMap) else None
-    if not isinstance(network, CommentedMap):
-        raise BackendRefusal(f"persist: netplan: {path} has no network: mapping")
+    doc, network = _load(text, path)
     _, nic = _nic_entry(network.get("ethernets"), config.nic, path)
     bridges = network.get("bridges")
     old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
@@ -185,9 +187,7 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
         nic["routes"] = CommentedSeq([_route(r) for r in config.routes])
     if nic.get("link-local") == []:
         nic.pop("link-local")
-    out = io.StringIO()
-    _yaml().dump(doc, out)
-    return out.getvalue(), str(network.get("renderer", "networkd"))
+    return _dump(doc, network)
 
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
