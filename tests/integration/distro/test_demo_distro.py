@@ -45,7 +45,7 @@ def assert_guest_moved(host: dict[str, Any]) -> None:
     assert host["after_confirm"]["ports"] == ["eth0", tap]
 
 
-def test_distro_demo_persists_every_backend_moves_a_guest_and_survives_a_reboot(tmp_path: Path) -> None:
+def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "fleetbr", "--json", "demo",
          "--distro", "--dir", str(tmp_path / "lab")],
