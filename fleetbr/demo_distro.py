@@ -1,6 +1,7 @@
 """``fleetbr demo --distro``: one real systemd host per network backend, each cut over to br0 with
-``persist: auto`` under the dead-man timer, then one of them rebooted: the facts show the bridge
-back, owned by the same daemon, from the same files."""
+``persist: auto`` under the dead-man timer, one of them with a libvirt guest moved onto br0 in the
+same transaction, then another one rebooted: the facts show the bridge back, owned by the same
+daemon, from the same files."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetbr import demo_distro_guests as guest_demo
+from fleetbr.demo_distro_guests import GuestIface
 from fleetbr.drift import check_facts
 from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
@@ -19,6 +22,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, load_inventory, select_hosts
 from fleetbr.lab import Lab, down, host_exec
 from fleetbr.lab.distro import reboot, up
+from fleetbr.lab.distro.guest_demo import guest_lines
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.plan.diff import SETTLED
 from fleetbr.rollout import rollout
@@ -88,6 +92,9 @@ class HostOutcome:
     boot_ids: tuple[str, str] | None = None
     after_reboot: BridgeView | None = None
     check_after_reboot: str = ""
+    # The host with a libvirt guest (None elsewhere): its interfaces before and after confirm.
+    guests_before: tuple[GuestIface, ...] | None = None
+    guests_after_confirm: tuple[GuestIface, ...] | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -97,19 +104,22 @@ class DistroDemo:
 
     hosts: dict[str, HostOutcome] = field(default_factory=dict)
     rebooted: str | None = None
+    guest_host: str | None = None  # the host whose guest moved onto the bridge
 
     @property
     def ok(self) -> bool:
-        """Every host confirmed and owned by its backend; the rebooted one came back the same."""
+        """Every host confirmed and owned by its backend; the guest host's guest on the bridge;
+        the rebooted one came back the same."""
         return (
             bool(self.hosts)
             and self.rebooted is not None
+            and self.guest_host is not None
             and not any(h.problems for h in self.hosts.values())
         )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"ok": self.ok, "rebooted": self.rebooted,
+        return {"ok": self.ok, "rebooted": self.rebooted, "guest_host": self.guest_host,
                 "hosts": {n: dataclasses.asdict(h) for n, h in self.hosts.items()}}  # fmt: skip
 
 
@@ -118,8 +128,10 @@ def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_j
     rebooted host came back with the bridge exactly as confirmed."""
     say = _narrator(as_json)
     say(f"1/5 booting {len(BACKENDS)} Debian 12 hosts (systemd-nspawn), one per network backend: "
-        f"{', '.join(BACKENDS)}")  # fmt: skip
-    lab = up(lab_dir, hosts=len(BACKENDS), backend=list(BACKENDS))
+        f"{', '.join(BACKENDS)}; the {guest_demo.GUEST_BACKEND} host with libvirtd and a tiny "
+        "TCG guest on the libvirt network lab")  # fmt: skip
+    counts = guest_demo.guest_counts(BACKENDS)
+    lab = up(lab_dir, hosts=len(BACKENDS), backend=list(BACKENDS), guests=counts)
     demo = DistroDemo()
     try:
         _run(lab, demo, load_task(task), timeout=timeout, say=say, as_json=as_json)
@@ -156,6 +168,9 @@ def _run(
     }
     for host, spec in zip(lab.hosts, specs, strict=True):
         demo.hosts[spec.name] = HostOutcome(backend=host.backend or "", nic=host.nic)
+        if host.guests:
+            demo.guest_host = spec.name
+            tasks[spec.name] = guest_demo.with_guests(tasks[spec.name])
     say("2/5 facts: which daemon manages each NIC (the daemon's own view)")
     for name, facts in _facts(specs).items():
         outcome = demo.hosts[name]
@@ -163,8 +178,13 @@ def _run(
         outcome.nic_manager_before = manager.manager
         files = ", ".join(f.path for f in manager.files) or "no file"
         say(f"  {name}  {outcome.nic} managed by {manager.manager} ({manager.state}) from {files}")
+        if name == demo.guest_host:
+            outcome.guests_before = guest_demo.guest_view(facts)
+            outcome.problems += guest_demo.before_problems(facts)
+            _say_guests(name, facts, say)
     say("3/5 cutting every host over to br0 with persist: auto: the bridge written in the "
-        "daemon's own files, applied with its own tool inside the dead-man window")  # fmt: skip
+        "daemon's own files, applied with its own tool inside the dead-man window (and on "
+        f"{demo.guest_host}, its guests moved onto br0 in the same window)")  # fmt: skip
     result = asyncio.run(rollout(specs, tasks, "demo-distro", forks=len(specs)))
     if not as_json:
         render_results(result, as_json=False)
@@ -185,6 +205,11 @@ def _facts(specs: Sequence[HostSpec]) -> dict[str, HostFacts]:
         return await asyncio.gather(*(one(s) for s in specs))
 
     return dict(zip((s.name for s in specs), asyncio.run(every()), strict=True))
+
+
+def _say_guests(name: str, facts: HostFacts, say: Say) -> None:
+    for line in guest_lines(facts):
+        say(f"  {name}  guest {line}")
 
 
 def _describe(view: BridgeView | None) -> str:
@@ -210,6 +235,12 @@ def _after_confirm(
             )
         if view is None or not view.owned_by(outcome.backend, outcome.nic):
             outcome.problems.append(f"after confirm {outcome.backend} does not own {bridge}")
+        if outcome.guests_before is not None:
+            outcome.guests_after_confirm = guest_demo.guest_view(facts[name])
+            _say_guests(name, facts[name], say)
+            outcome.problems += guest_demo.after_problems(
+                outcome.guests_before, facts[name], bridge
+            )
 
 
 def _reboot_one(

@@ -67,6 +67,7 @@ class LabHost:
     mac: str = ""
     machine_id: str = ""
     supervisor_pid: int | None = None
+    guests: int = 0  # distro tier: libvirt guests running on this host (fleetbr.lab.distro.guests)
 
     @property
     def ip4(self) -> str:
@@ -110,13 +111,14 @@ class Lab:
     controller_link: str = ""
     distro: str = ""  # the distro tier's distro (debian12); "" for a network-namespace lab
     rootfs: str = ""  # the distro tier's shared base rootfs
-    guests: int = 0  # distro tier: libvirt guests per host (fleetbr.lab.distro.guests)
-    guest_layer: str = ""  # their libvirt layer, between each host's layer and the rootfs
+    guests: int = 0  # distro tier: the most libvirt guests of any host (each: LabHost.guests)
+    guest_layer: str = ""  # their libvirt layer, between a host's own layer and the rootfs
 
-    @property
-    def lower(self) -> str:
-        """A distro host's overlay lowerdir: the libvirt layer (if any) over the base rootfs."""
-        return ":".join(p for p in (self.guest_layer, self.rootfs) if p)
+    def lower(self, host: LabHost) -> str:
+        """A distro host's overlay lowerdir: the libvirt layer (a host with guests) over the base
+        rootfs."""
+        layers = (self.guest_layer if host.guests else "", self.rootfs)
+        return ":".join(p for p in layers if p)
 
     def host(self, name: str) -> LabHost:
         """The host called ``name``; LabError if there is none."""
@@ -183,7 +185,8 @@ def load(lab_dir: Path) -> Lab:
     except (OSError, ValueError) as exc:
         raise LabError(f"cannot read {path}: {exc}") from None
     try:
-        hosts = [LabHost(**{**h, "dir": Path(h["dir"])}) for h in raw.pop("hosts")]
+        every = raw.get("guests", 0)  # a lab.json from before per-host counts: every host
+        hosts = [LabHost(**{"guests": every, **h, "dir": Path(h["dir"])}) for h in raw.pop("hosts")]
         for key in ("dir", "key_path", "known_hosts_path", "inventory_dir"):
             raw[key] = Path(raw[key])
         return Lab(hosts=hosts, **raw)

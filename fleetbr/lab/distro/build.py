@@ -50,6 +50,14 @@ def backends_for(backend: str | Sequence[str], hosts: int) -> list[str]:
     return names
 
 
+def guests_for(guests: int | Sequence[int], hosts: int) -> list[int]:
+    """Per-host guest counts: one count for all, or one count per host."""
+    counts = [guests] * hosts if isinstance(guests, int) else list(guests)
+    if len(counts) != hosts:
+        raise LabError(f"{len(counts)} guest counts given for {hosts} hosts")
+    return [integer(n, "guests", 0, guest_lab.MAX_GUESTS) for n in counts]
+
+
 def _require_nspawn() -> None:
     require_tools()
     if shutil.which("systemd-nspawn") is None:
@@ -79,12 +87,13 @@ def up(
     distro: str = "debian12",
     nic: str = "eth0",
     prefix: str = "fbr",
-    guests: int = 0,
+    guests: int | Sequence[int] = 0,
 ) -> Lab:
     """Boot ``hosts`` Debian hosts whose NIC ``backend`` configures; return the lab when every
-    host accepts SSH (and, with ``guests``, runs that many libvirt guests plus one defined only:
-    fleetbr.lab.distro.guests). Builds the rootfs (and the libvirt layer) first if they are not
-    cached. Cleans up if anything fails."""
+    host accepts SSH (and, with ``guests``, one count for all or one per host, each host with
+    guests runs that many libvirt guests plus one defined only: fleetbr.lab.distro.guests).
+    Builds the rootfs (and the libvirt layer) first if they are not cached. Cleans up if anything
+    fails."""
     _require_nspawn()
     nic = interface_name(nic, "nic")
     hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
@@ -92,7 +101,10 @@ def up(
         Path(lab_dir), hosts, backend, distro=distro, nic=nic, prefix=check_prefix(prefix)
     )
     lab.rootfs = str(rootfs.ensure(lab.distro))
-    lab.guests = integer(guests, "guests", 0, guest_lab.MAX_GUESTS)
+    counts = guests_for(guests, hosts)
+    for host, count in zip(lab.hosts, counts, strict=True):
+        host.guests = count
+    lab.guests = max(counts)
     if lab.guests:
         lab.guest_layer = str(layer.ensure(lab.distro))
     build.check_free(lab)
@@ -128,8 +140,7 @@ def _build(lab: Lab) -> None:
         save(lab)
         deadline = time.monotonic() + BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_HOST * len(lab.hosts)
         list(pool.map(lambda h: supervisor.wait_up(h, deadline), lab.hosts))
-        if lab.guests:
-            list(pool.map(guest_lab.wait_ready, lab.hosts))
+        list(pool.map(guest_lab.wait_ready, [h for h in lab.hosts if h.guests]))
     save(lab)
 
 
@@ -148,7 +159,7 @@ def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     supervisor.start(lab, member)
     save(lab)
     supervisor.wait_up(member, time.monotonic() + supervisor.BOOT_TIMEOUT)
-    if lab.guests:
+    if member.guests:
         guest_lab.wait_ready(member)
     return member
 

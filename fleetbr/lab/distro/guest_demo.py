@@ -1,8 +1,9 @@
 """For demos: what a lab host's guests are attached to, and the task section that moves them.
 
-The distro demo can boot its hosts with ``guests=1`` (fleetbr.lab.distro.up), add
-:data:`TASK_SECTION` to its task, and print :func:`guest_lines` before and after the cut-over:
-the guest's interface goes from the libvirt network ``lab`` (tap on ``virbr-lab``) to ``br0``.
+The distro demo (fleetbr.demo_distro_guests) boots one host with a guest (fleetbr.lab.distro.up
+with one guest count per host), adds :data:`TASK_SECTION` to its task, and prints
+:func:`guest_lines` before and after the cut-over: the guest's interface goes from the libvirt
+network ``lab`` (tap on ``virbr-lab``) to ``br0``.
 """
 
 from __future__ import annotations

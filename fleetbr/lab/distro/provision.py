@@ -122,16 +122,16 @@ def write_layer(upper: Path, rootfs: Path, files: list[HostFile]) -> None:
 
 
 def guest_files(lab: Lab, host: LabHost) -> list[HostFile]:
-    """The lab's libvirt network and guests of ``host`` (none unless the lab has guests)."""
-    if not lab.guests:
+    """The lab's libvirt network and guests of ``host`` (none unless the host has guests)."""
+    if not host.guests:
         return []
     index = lab.hosts.index(host) + 1
-    return [HostFile(*item) for item in guests.files(index, lab.guests)]
+    return [HostFile(*item) for item in guests.files(index, host.guests)]
 
 
 def provision(lab: Lab, host: LabHost) -> None:
     """Give ``host`` a fresh layer: identity, keys, backend files, its daemon enabled (and its
-    guests' unit, in a lab with guests)."""
+    guests' unit, on a host with guests)."""
     rootfs = Path(lab.rootfs)
     for layer in LAYERS:
         path = host.dir / layer
@@ -142,8 +142,8 @@ def provision(lab: Lab, host: LabHost) -> None:
     write_layer(host.dir / "upper", rootfs, files)
     script = render(
         "lab_distro_provision.sh.j2",
-        rootfs=lab.lower,
+        rootfs=lab.lower(host),
         dir=str(host.dir),
-        units=units(host.backend) + ([guests.UNIT] if lab.guests else []),
+        units=units(host.backend) + ([guests.UNIT] if host.guests else []),
     )
     run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])

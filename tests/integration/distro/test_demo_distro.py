@@ -1,6 +1,7 @@
 """``fleetbr demo --distro`` (README): one real systemd host per backend cut over with persist:
-auto, one rebooted after confirm. Run as the CLI, in a nested namespace of its own, and judged on
-its JSON document (never on text layout)."""
+auto, the ifupdown host's libvirt guest moved onto br0 in the same transaction, another host
+rebooted after confirm. Run as the CLI, in a nested namespace of its own, and judged on its JSON
+document (never on text layout)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,43 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.integration.txhelpers import REPO
 
 BACKENDS = {"hv01": "ifupdown", "hv02": "networkd", "hv03": "netplan", "hv04": "networkmanager"}
 SETTLED = {"ifupdown": "up", "networkd": "configured", "netplan": "configured",
            "networkmanager": "connected"}  # fmt: skip
+GUEST_HOST = "hv01"
 
 
-def test_distro_demo_persists_every_backend_and_survives_a_reboot(tmp_path: Path) -> None:
+def guest_interfaces(host: dict[str, Any], when: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(domain, scope) -> the interface, from the demo's JSON (``when``: before, after_confirm)."""
+    found = host[f"guests_{when}"]
+    assert found is not None, host
+    out = {(i["domain"], i["scope"]): i for i in found}
+    assert len(out) == len(found), found  # one NIC per lab guest
+    return out
+
+
+def assert_guest_moved(host: dict[str, Any]) -> None:
+    """The running guest g1 and the defined-only off1 were on the libvirt network lab (g1's tap on
+    virbr-lab) and, after confirm, name br0 in every definition, g1's tap a port of br0."""
+    before, after = guest_interfaces(host, "before"), guest_interfaces(host, "after_confirm")
+    assert set(before) == set(after) == {("g1", "live"), ("g1", "config"), ("off1", "config")}
+    for key, was in before.items():
+        now = after[key]
+        assert (was["type"], was["source"]) == ("network", "lab"), (key, was)
+        assert (now["type"], now["source"]) == ("bridge", "br0"), (key, now)
+        assert now["mac"] == was["mac"], (key, was, now)
+    tap = before[("g1", "live")]["tap"]
+    assert tap and before[("g1", "live")]["tap_bridge"] == "virbr-lab"
+    assert after[("g1", "live")]["tap"] == tap, "the same tap: the guest was not restarted"
+    assert after[("g1", "live")]["tap_bridge"] == "br0"
+    assert host["after_confirm"]["ports"] == ["eth0", tap]
+
+
+def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "fleetbr", "--json", "demo",
          "--distro", "--dir", str(tmp_path / "lab")],
@@ -27,12 +56,16 @@ def test_distro_demo_persists_every_backend_and_survives_a_reboot(tmp_path: Path
     assert doc["ok"] is True
     hosts = doc["hosts"]
     assert {name: h["backend"] for name, h in hosts.items()} == BACKENDS
+    assert doc["guest_host"] == GUEST_HOST
+    assert_guest_moved(hosts[GUEST_HOST])
     for name, host in hosts.items():
         backend = host["backend"]
         assert host["status"] == "confirmed", (name, host)
         assert host["nic_manager_before"] == backend, (name, host)
         view = host["after_confirm"]
-        assert view["ports"] == ["eth0"], (name, view)
+        if name != GUEST_HOST:
+            assert view["ports"] == ["eth0"], (name, view)
+            assert host["guests_before"] is host["guests_after_confirm"] is None, (name, host)
         assert (view["manager"], view["state"]) == (backend, SETTLED[backend]), (name, view)
         assert view["mac"] == f"02:fb:00:00:00:{int(name[2:]):02x}", (name, view)
         assert len(view["addresses"]) == 2 and view["files"], (name, view)
@@ -46,4 +79,5 @@ def test_distro_demo_persists_every_backend_and_survives_a_reboot(tmp_path: Path
     assert rebooted["after_reboot"] == rebooted["after_confirm"]
     assert rebooted["check_after_reboot"] == "in_sync"
     assert sum(h["rebooted"] for h in hosts.values()) == 1
+    assert doc["rebooted"] != GUEST_HOST
     assert not (tmp_path / "lab" / "lab.json").exists(), "the demo takes its lab down"
