@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,12 +170,25 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+_SAVING = threading.Lock()
+
+
 def save(lab: Lab) -> None:
-    """Write ``lab.json`` atomically."""
+    """Write ``lab.json`` atomically. Threads may save one lab at once (hosts reset or rebooted
+    in parallel): each writes its own temporary file, and the lock orders the renames, so the
+    last save wins whole."""
     path = lab.dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_to_json(asdict(lab)), indent=2) + "\n")
-    tmp.replace(path)
+    with _SAVING:
+        text = json.dumps(_to_json(asdict(lab)), indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".lab.", suffix=".tmp", dir=lab.dir)
+        os.fchmod(fd, 0o644)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def load(lab_dir: Path) -> Lab:
