@@ -154,20 +154,26 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     return _dump(doc, network)
 
 
-def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
-    """The rewritten netplan file; ``netplan apply`` renders it."""
-    path = source_file(facts, config.nic)
+def _source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
+    path = source_file(facts, nic)
     text = facts.daemons.contents.get(path)
     if text is None:
         raise BackendRefusal(f"persist: netplan: the facts do not hold the content of {path}")
-    new, renderer = rewrite(text, path, config)
+    return path, text
+
+
+def _plan(path: str, new: str, renderer: str, config: BridgeConfig, unbridge: bool) -> BackendPlan:
     args = {"backend": "netplan", "bridge": config.name, "nic": config.nic, "renderer": renderer}
-    return BackendPlan(
-        "netplan",
-        (FileChange(path, new, PRIVATE_MODE),),
-        args,
-        managers=(config.name, config.nic),
-    )
+    if unbridge:
+        args["direction"] = "unbridge"
+    managers = (config.nic,) if unbridge else (config.name, config.nic)
+    return BackendPlan("netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers=managers)
+
+
+def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """The rewritten netplan file; ``netplan apply`` renders it."""
+    path, text = _source_text(facts, config.nic)
+    return _plan(path, *rewrite(text, path, config), config, unbridge=False)
 
 
 def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
@@ -192,18 +198,5 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
-    path = source_file(facts, config.nic)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: netplan: the facts do not hold the content of {path}")
-    new, renderer = unrewrite(text, path, config)
-    args = {
-        "backend": "netplan",
-        "bridge": config.name,
-        "nic": config.nic,
-        "renderer": renderer,
-        "direction": "unbridge",
-    }
-    return BackendPlan(
-        "netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers=(config.nic,)
-    )
+    path, text = _source_text(facts, config.nic)
+    return _plan(path, *unrewrite(text, path, config), config, unbridge=True)
