@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ from tests.integration.distro.persisthelpers import (
     settled_facts,
     settled_state,
 )
-from tests.integration.txhelpers import armed, events, sh
+from tests.integration.txhelpers import REPO, armed, events, sh
 
 pytestmark = pytest.mark.lab
 
@@ -119,6 +120,32 @@ def test_confirmed_each_backend_owns_the_bridge_and_it_survives_a_reboot(
         assert after[host] == confirmed[host], f"{backend}: the bridge came back different"
         assert_persisted(distro_lab, backend)
         assert events(distro_lab, host) == ["staged", "armed", "applied", "confirmed"]
+
+    # tasks/unbridge.yaml (persist: auto) reverses it in the daemon's files too, for good
+    undone = apply_all(distro_lab, HOSTS.values(), REPO / "tasks" / "unbridge.yaml")
+    for backend, host in HOSTS.items():
+        assert undone[host].status == Status.CONFIRMED, (backend, undone[host].message)
+    on_each(HOSTS.values(), lambda h: reboot(distro_lab, h))
+    for backend, host in HOSTS.items():
+        assert_unbridged(distro_lab, backend, confirmed[host])
+
+
+def assert_unbridged(lab: Lab, backend: str, bridged: dict[str, Any]) -> None:
+    """No bridge, in the kernel or the daemon's files; the NIC has the bridge's addresses and
+    the daemon manages it."""
+    host = HOSTS[backend]
+    facts = settled_facts(lab, host)
+    assert facts.bridge("br0") is None and facts.link("br0") is None, backend
+    assert owns(facts, "eth0", backend), (backend, daemon_view(facts, "eth0"))
+    have = sorted(a.cidr for a in facts.addresses_of("eth0"))
+    assert have == sorted(address[1] for address in bridged["addresses"]), (backend, have)
+    for path in FILES[backend]:
+        if path.endswith((".netdev", ".nmconnection")) or "10-br0" in path:
+            assert file_sha256(lab, host, path) is None, f"{backend}: {path} is still there"
+        else:
+            text = sh(lab, host, f"cat {path}")
+            lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+            assert not [line for line in lines if "br0" in line], f"{backend}: {path}:\n{text}"
 
 
 def test_cutting_task_is_rolled_back_files_daemon_and_kernel_as_before(
