@@ -78,3 +78,17 @@ def test_parse_state_reads_the_markers() -> None:
     assert parsed.arm_error.startswith("refused")
     assert parse_state({"remaining": "none"}).remaining is None
     assert parse_state({}).claim == "none"
+
+
+def test_the_state_script_samples_liveness_before_it_reads_the_status_files() -> None:
+    """A process seen gone has written its last status, so a status read after the liveness
+    check is final. The other order let an apply that wrote "applied" and exited between the
+    two reads look like one that died half-way (seen in CI: a confirmed change rolled back as
+    "never completed")."""
+    from fleetbr.transaction.scripts import state_script
+
+    text = state_script("20261129T000000-abcdef")
+    for name, status in (("arm", "arm.status"), ("apply", "apply.status"),
+                         ("rollback", "rollback.status")):  # fmt: skip
+        sampled = text.index(f"{name}_alive=$(alive {name})")
+        assert sampled < text.index(f'cat "$TX/{status}"'), name
