@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from fleetbr._quiet import show_dependency_warnings
 from fleetbr.cli_args import DEFAULT_FORKS, build_parser
 from fleetbr.cli_history import cmd_history, cmd_show, prepare_resume, resume_hint, run_context
 from fleetbr.errors import FleetbrError, UsageError
@@ -265,6 +266,8 @@ class OneLineFormatter(logging.Formatter):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        show_dependency_warnings()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(tracebacks=args.verbose))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
