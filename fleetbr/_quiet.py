@@ -29,7 +29,7 @@ def quiet_dependency_warnings() -> None:
 
 def show_dependency_warnings() -> None:
     """Undo :func:`quiet_dependency_warnings` (for ``-v``); call before asyncssh is imported."""
-    warnings.filters[:] = [f for f in warnings.filters if not _is_ours(f)]
+    warnings.filters[:] = [f for f in warnings.filters if not _is_ours(f)]  # type: ignore[index]
 
 
 def _is_ours(entry: tuple[object, ...]) -> bool:
