@@ -92,7 +92,7 @@ def load_inventory(
     error. Every private key the hosts use must be readable. Raises UsageError/InventoryError."""
     directory = Path(path)
     hosts = inventory.select_hosts(inventory.load_inventory(directory), limit)
-    inventory.check_client_keys(directory, hosts, key)
+    inventory.check_client_keys(directory, hosts, key, known_hosts)
     return inventory.apply_overrides(hosts, key=key, known_hosts=known_hosts)
 
 

@@ -46,7 +46,7 @@ def selected_hosts(args: argparse.Namespace, *, connecting: bool = True) -> list
     """Load the inventory, apply -l and the CLI overrides; check the keys of hosts to contact."""
     hosts = select_hosts(load_inventory(args.inventory), args.limit)
     if connecting:
-        check_client_keys(args.inventory, hosts, args.key)
+        check_client_keys(args.inventory, hosts, args.key, args.known_hosts)
     return apply_overrides(hosts, key=args.key, known_hosts=args.known_hosts)
 
 

@@ -8,8 +8,6 @@ and Ansible-style ``-l`` selection.
 from __future__ import annotations
 
 import fnmatch
-import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from ruamel.yaml.error import YAMLError
 
 from fleetbr import validate
 from fleetbr.errors import InventoryError, UsageError, ValidationError
+from fleetbr.keyfiles import key_file_problem, unopenable
 from fleetbr.validate import clip, label, show
 
 HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
@@ -429,20 +428,28 @@ def _match_term(hosts: Mapping[str, HostSpec], term: str) -> set[str]:
     return set()
 
 
-def check_client_keys(directory: Path, hosts: Sequence[HostSpec], key: str | None) -> None:
-    """Every private key the selected hosts will use is a readable file (``--key`` first).
+def check_client_keys(
+    directory: Path, hosts: Sequence[HostSpec], key: str | None, known_hosts: str | None = None
+) -> None:
+    """Every private key the selected hosts will use is a readable private key file (``--key``
+    first), and a ``--known-hosts`` file given is readable.
 
     Checked once, before any host is contacted: a missing key is the operator's error (exit 2),
     not something for every host to retry and report as unreachable.
     """
+    if known_hosts:
+        problem = unopenable(str(Path(known_hosts).expanduser()))
+        if problem:
+            raise UsageError(f"--known-hosts {known_hosts}: {problem}")
     if key:
-        problem = _unreadable(str(Path(key).expanduser()))
+        problem = key_file_problem(str(Path(key).expanduser()))
         if problem:
             raise UsageError(f"--key {key}: {problem}")
+        return  # --key replaces every host's client_keys
     seen: dict[str, str] = {}
     for spec in hosts:
         for path in spec.ssh.client_keys:
-            problem = seen.setdefault(path, _unreadable(path))
+            problem = seen.setdefault(path, key_file_problem(path))
             if problem:
                 raise InventoryError(
                     f"{directory / HOSTS_FILE}: host {spec.name}: client_keys: {path}: {problem}"
@@ -453,22 +460,9 @@ def key_problem(spec: HostSpec) -> str:
     """``client_keys: PATH: why`` for the first private key of ``spec`` that cannot be read, or
     "" when every one can (for callers that check one host at a time, as the Nornir tasks do)."""
     for path in spec.ssh.client_keys:
-        problem = _unreadable(path)
+        problem = key_file_problem(path)
         if problem:
             return f"client_keys: {path}: {problem}"
-    return ""
-
-
-def _unreadable(path: str) -> str:
-    """Why ``path`` cannot be read as a key file, or "" when it can."""
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            return "not a regular file"
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
     return ""
 
 

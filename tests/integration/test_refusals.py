@@ -159,7 +159,11 @@ def test_live_armed_transaction_blocks_a_second_one(
     ("where", "value", "shown"),
     [
         ("--key", "/nonexistent/id_ed25519", "error: --key /nonexistent/id_ed25519: No such file"),
+        ("--key", "TMP/not-a-key", "error: --key TMP/not-a-key: not an SSH private key ("),
+        ("--known-hosts", "/nonexistent/kh", "error: --known-hosts /nonexistent/kh: No such file"),
+        ("--known-hosts", "TMP", "error: --known-hosts TMP: Is a directory"),
         ("client_keys", "/nonexistent/id_rack", "host hv01: client_keys: /nonexistent/id_rack: No"),
+        ("client_keys", "TMP/not-a-key", "host hv01: client_keys: TMP/not-a-key: not an SSH priv"),
         ("username", "root\nadmin", r"host hv01: username: 'root\nadmin' is not a user name"),
         ("jump_host", "root@bastion:2x", "host hv01: jump_host port: expected a whole number"),
     ],
@@ -170,10 +174,14 @@ def test_bad_credentials_refused_before_contact(
     where: str, value: str, shown: str,
 ) -> None:  # fmt: skip
     """Before: a missing key meant retries and `unreachable ... FileNotFoundError` per host; a
-    user name with a newline meant `internal error: SASLPrepError` and a traceback."""
+    user name with a newline meant `internal error: SASLPrepError` and a traceback; a missing
+    --known-hosts a `failed` per host (exit 1); a file that is no key `internal error:
+    KeyImportError`."""
     inv, pit = tarpit_inventory
-    args = ["--key", value] if where == "--key" else []
-    if where != "--key":
+    (tmp_path / "not-a-key").write_text("ssh-ed25519 AAAA this is a public key line\n")
+    value, shown = value.replace("TMP", str(tmp_path)), shown.replace("TMP", str(tmp_path))
+    args = [where, value] if where.startswith("--") else []
+    if not where.startswith("--"):
         defaults = yaml.safe_load((inv / "defaults.yaml").read_text())
         if where == "username":
             defaults["username"] = value

@@ -11,6 +11,7 @@ import yaml
 
 import fleetbr.api as api
 from fleetbr.errors import InventoryError, TaskError, UsageError
+from tests.sshfiles import write_key
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks" / "bridge.yaml"
@@ -41,12 +42,15 @@ def test_load_inventory_selects_as_the_cli_does(inventory: Path) -> None:
 
 def test_load_inventory_overrides_and_checks_keys(inventory: Path, tmp_path: Path) -> None:
     key = tmp_path / "id_test"
-    key.write_text("not really a key, but readable")
-    hosts = api.load_inventory(inventory, key=str(key), known_hosts="/etc/fleetbr-kh")
+    write_key(key)
+    (tmp_path / "kh").write_text("")
+    hosts = api.load_inventory(inventory, key=str(key), known_hosts=str(tmp_path / "kh"))
     assert {h.ssh.client_keys for h in hosts} == {(str(key),)}
-    assert {h.ssh.known_hosts for h in hosts} == {"/etc/fleetbr-kh"}
+    assert {h.ssh.known_hosts for h in hosts} == {str(tmp_path / "kh")}
     with pytest.raises(UsageError, match="--key"):
         api.load_inventory(inventory, key=str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="--known-hosts .*/absent: No such file"):
+        api.load_inventory(inventory, known_hosts=str(tmp_path / "absent"))
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.history.store import Store
+from tests.sshfiles import write_key, write_unparsable_known_hosts
 
 HOSTS = 'h1: {hostname: 127.0.0.1, port: 1}\n"we[ird]\\nname": {hostname: 127.0.0.1, port: 2}\n'
 
@@ -25,20 +26,20 @@ def inventory(tmp_path: Path) -> Path:
     inv = tmp_path / "inv"
     inv.mkdir(exist_ok=True)
     (inv / "hosts.yaml").write_text(HOSTS)
-    key = tmp_path / "key"
-    key.write_text("not a key\n")
+    write_key(tmp_path / "key")
+    write_unparsable_known_hosts(tmp_path / "known_hosts")
     return inv
 
 
 def fleetbr(tmp_path: Path, *args: str, history: str | None = None, prefix: tuple[str, ...] = (),
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """``fleetbr -i INV --key K --known-hosts (missing) ARGS``: every host fails at once, on the
-    controller (an unreadable known_hosts), so the run is real but needs no network."""
+    controller (a known_hosts that cannot be parsed), so the run is real but needs no network."""
     inv = inventory(tmp_path)
     where = ["--no-history"] if history is None else ["--history", history]
     return subprocess.run(
         [*prefix, sys.executable, "-m", "fleetbr", "-i", str(inv), "--key", str(tmp_path / "key"),
-         "--known-hosts", str(tmp_path / "absent" / "known_hosts"), *where, *args],
+         "--known-hosts", str(tmp_path / "known_hosts"), *where, *args],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, **(env or {})},
     )  # fmt: skip

@@ -12,6 +12,7 @@ import yaml
 from fleetbr.cli import main
 from fleetbr.errors import InventoryError, UsageError
 from fleetbr.inventory import apply_overrides, check_client_keys, load_inventory, select_hosts
+from tests.sshfiles import write_key
 
 HOSTS = """
 hv01:
@@ -233,7 +234,7 @@ def test_missing_client_key_is_named_before_contact(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="hosts.yaml: host hv01: client_keys: /keys/rack: No"):
         check_client_keys(inventory, hosts, None)
     key = tmp_path / "id_test"
-    key.write_text("not checked for format here")
+    write_key(key)
     check_client_keys(inventory, apply_overrides(hosts, key=str(key), known_hosts=None), str(key))
     with pytest.raises(UsageError, match=f"--key {tmp_path}/absent: No such file"):
         check_client_keys(inventory, hosts, str(tmp_path / "absent"))
@@ -247,6 +248,46 @@ def test_cli_missing_key_exits_2_naming_the_path(
     missing = tmp_path / "no-such-key"
     assert main(["-i", str(inventory), "--key", str(missing), "facts"]) == 2
     assert capsys.readouterr().err == f"error: --key {missing}: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "shown"),
+    [
+        ("--key", b"not a key\n", "not an SSH private key (Invalid private key)"),
+        ("--key", b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 pub\n", "not an SSH private key ("),
+        ("--key", b"\0" * (2 << 20), "not an SSH private key (larger than"),
+        ("--known-hosts", None, "No such file or directory"),
+        ("--known-hosts", "dir", "Is a directory"),
+    ],
+)
+def test_cli_bad_key_or_known_hosts_file_exits_2_naming_the_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, content: bytes | str | None,
+    shown: str,
+) -> None:  # fmt: skip
+    """Before: a file that is no key printed `internal error: KeyImportError` (and a log line)
+    once a host was contacted; a missing --known-hosts failed every host (exit 1)."""
+    (tmp_path / "inv").mkdir()
+    inventory = write_inventory(tmp_path / "inv")
+    path = tmp_path / "file"
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    assert main(["-i", str(inventory), "-l", "hv01", flag, str(path), "facts"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} {path}: {shown}") and err.count("\n") == 1, err
+
+
+def test_an_encrypted_key_passes_the_up_front_check(tmp_path: Path) -> None:
+    """Its passphrase (the inventory's) is for the connection to check, not the CLI."""
+    import asyncssh
+
+    key = tmp_path / "id_enc"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(
+        str(key), format_name="pkcs8-pem", passphrase="pw"
+    )
+    inventory = write_inventory(tmp_path)
+    check_client_keys(inventory, list(load_inventory(inventory).values()), str(key))
 
 
 def _bomb_inventory(directory: Path, levels: int = 9) -> Path:

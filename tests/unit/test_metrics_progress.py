@@ -18,6 +18,7 @@ from fleetbr.history.record import RunContext
 from fleetbr.metrics import RunSummary, render, write_atomically
 from fleetbr.progress import LiveProgress, wanted
 from fleetbr.report import HostResult, Status
+from tests.sshfiles import write_key, write_unparsable_known_hosts
 
 SUMMARY = RunSummary("apply", {"confirmed": 5, "rolled_back": 1, "drifted": 2}, 1000.0, 1012.5, 1)
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -92,7 +93,8 @@ def test_cli_writes_the_metrics_file(tmp_path: Path) -> None:
     inv = tmp_path / "inv"
     inv.mkdir()
     (inv / "hosts.yaml").write_text("h1: {hostname: 127.0.0.1, port: 1}\n")
-    (tmp_path / "key").write_text("x\n")
+    write_key(tmp_path / "key")
+    write_unparsable_known_hosts(tmp_path / "none")
     prom = tmp_path / "fleetbr.prom"
     done = subprocess.run(
         [sys.executable, "-m", "fleetbr", "-i", str(inv), "--key", str(tmp_path / "key"),
@@ -145,7 +147,8 @@ def test_nothing_extra_on_stderr_off_a_terminal(tmp_path: Path) -> None:
     inv = tmp_path / "inv"
     inv.mkdir()
     (inv / "hosts.yaml").write_text("h1: {hostname: 127.0.0.1, port: 1}\n")
-    (tmp_path / "key").write_text("x\n")
+    write_key(tmp_path / "key")
+    write_unparsable_known_hosts(tmp_path / "none")
     done = subprocess.run(
         [sys.executable, "-m", "fleetbr", "-i", str(inv), "--key", str(tmp_path / "key"),
          "--known-hosts", str(tmp_path / "none"), "status"],
