@@ -17,7 +17,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from fleetbr._quiet import show_dependency_warnings
-from fleetbr.cli_args import DEFAULT_FORKS, build_parser
+from fleetbr.cli_args import DEFAULT_FORKS, build_parser, parse_command_line
 from fleetbr.cli_history import cmd_history, cmd_show, prepare_resume, resume_hint, run_context
 from fleetbr.errors import FleetbrError, UsageError
 from fleetbr.inventory import (
@@ -265,7 +265,11 @@ class OneLineFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_command_line(argv)
+    except UsageError as exc:
+        error(exc)
+        return EXIT_USAGE
     if args.verbose:
         show_dependency_warnings()
     handler = logging.StreamHandler(sys.stderr)

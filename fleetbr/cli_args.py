@@ -4,38 +4,36 @@ behaviour. The handlers live in :mod:`fleetbr.cli` (and :mod:`fleetbr.cli_histor
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fleetbr import __version__
+from fleetbr.errors import UsageError
+from fleetbr.validate import show
 
 DEFAULT_FORKS = 50
 
 
+AFTER = "after_"  # dest prefix of a global option given after the command
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (global options first, Ansible style)."""
+    """The argument parser. Global options go before or after the command (Ansible style):
+    :func:`parse_command_line` merges the two positions."""
     parser = argparse.ArgumentParser(
         prog="fleetbr",
         description="Convert hypervisors to bridged networking over SSH, with a dead-man timer.",
+        epilog="Global options may also follow the command (fleetbr apply TASK -l rack-a); one "
+        "given in both places must have the same value there.",
     )
     parser.add_argument("--version", action="version", version=f"fleetbr {__version__}")
-    parser.add_argument(
-        "-i", "--inventory", type=Path,
-        default=Path(os.environ.get("FLEETBR_INVENTORY", "inventory")),
-        help="inventory directory (hosts.yaml, groups.yaml, defaults.yaml); default ./inventory "
-        "or $FLEETBR_INVENTORY",
-    )  # fmt: skip
-    parser.add_argument("-l", "--limit", help="hosts: names, groups or globs, comma separated")
-    parser.add_argument(
-        "-f", "--forks", type=_positive_int, default=DEFAULT_FORKS,
-        help=f"at most this many hosts at once (default {DEFAULT_FORKS})",
-    )  # fmt: skip
-    parser.add_argument("--key", help="SSH private key for every host (overrides the inventory)")
-    parser.add_argument("--known-hosts", help="known_hosts file (overrides the inventory)")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    _add_history_options(parser)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_global_options(parser, prefix="")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", action=_Subparsers
+    )
     commands.add_parser("inventory", help="list selected hosts and their connection settings")
     commands.add_parser("facts", help="gather network facts from the selected hosts")
     _add_lab_parser(commands)
@@ -57,9 +55,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_global_options(parser: argparse._ActionsContainer, *, prefix: str) -> None:
+    """The global options, every default SUPPRESS: absent means not given (defaults come in
+    :func:`parse_command_line`), so a subcommand never overwrites a value given before it."""
+
+    def add(*flags: str, dest: str, **kwargs: Any) -> None:
+        if kwargs.get("action") != "store_true":
+            kwargs.setdefault("metavar", dest.upper())
+        parser.add_argument(*flags, dest=prefix + dest, default=argparse.SUPPRESS, **kwargs)
+
+    add("-i", "--inventory", dest="inventory", type=Path,
+        help="inventory directory (hosts.yaml, groups.yaml, defaults.yaml); default ./inventory "
+        "or $FLEETBR_INVENTORY")  # fmt: skip
+    add("-l", "--limit", dest="limit", help="hosts: names, groups or globs, comma separated")
+    add("-f", "--forks", dest="forks", type=_positive_int,
+        help=f"at most this many hosts at once (default {DEFAULT_FORKS})")  # fmt: skip
+    add("--key", dest="key", help="SSH private key for every host (overrides the inventory)")
+    add("--known-hosts", dest="known_hosts", help="known_hosts file (overrides the inventory)")
+    add("--json", dest="json", action="store_true", help="one JSON document on stdout")
+    add("-v", "--verbose", dest="verbose", action="store_true", help="debug logging on stderr")
+    add("--history", dest="history", type=Path, metavar="PATH",
+        help="run history database (default $FLEETBR_HISTORY, else $XDG_STATE_HOME/fleetbr/"
+        "history.sqlite3 or ~/.local/state/fleetbr/history.sqlite3)")  # fmt: skip
+    add("--no-history", dest="no_history", action="store_true",
+        help="record nothing in the history")  # fmt: skip
+    add("--metrics-file", dest="metrics_file", type=Path, metavar="PATH",
+        help="write Prometheus text-format metrics of the run to PATH (atomic rename; for "
+        "node_exporter's textfile collector)")  # fmt: skip
+
+
+GLOBAL_FLAGS = {
+    "inventory": "-i/--inventory", "limit": "-l/--limit", "forks": "-f/--forks", "key": "--key",
+    "known_hosts": "--known-hosts", "json": "--json", "verbose": "-v/--verbose",
+    "history": "--history", "no_history": "--no-history", "metrics_file": "--metrics-file",
+}  # fmt: skip
+
+
+def global_defaults() -> dict[str, object]:
+    """Each global option's value when it is given nowhere."""
+    defaults: dict[str, object] = dict.fromkeys(GLOBAL_FLAGS)
+    defaults |= {"json": False, "verbose": False, "no_history": False, "forks": DEFAULT_FORKS}
+    defaults["inventory"] = Path(os.environ.get("FLEETBR_INVENTORY", "inventory"))
+    return defaults
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; a global option may come before or after the command.
+
+    Given in both places with different values it is a UsageError (``-l canary apply T -l all``
+    must not quietly pick one); otherwise the value given, wherever it was, else the default.
+    """
+    args = build_parser().parse_args(argv)
+    found = vars(args)
+    for dest, default in global_defaults().items():
+        before, after = found.pop(dest, None), found.pop(AFTER + dest, None)
+        if before is not None and after is not None and before != after:
+            raise UsageError(
+                f"{GLOBAL_FLAGS[dest]} is given before and after the command with different "
+                f"values ({show(str(before))}, {show(str(after))}): give it once"
+            )
+        given = after if after is not None else before
+        found[dest] = default if given is None else given
+    return args
+
+
+@functools.cache  # argparse copies a parent's actions into each child: one is enough
+def _after_command() -> argparse.ArgumentParser:
+    """A parent parser with the global options as a command takes them (dests ``after_*``)."""
+    after = argparse.ArgumentParser(add_help=False)
+    _add_global_options(after.add_argument_group("global options"), prefix=AFTER)
+    return after
+
+
+class _Subparsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Every command's parser also takes the global options, after the command."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A command's parser; one with subcommands of its own passes ``parents=[]`` and its
+        subcommands take the global options instead (one place each, so none is overwritten)."""
+        kwargs.setdefault("parents", [_after_command()])
+        parser: argparse.ArgumentParser = super().add_parser(name, **kwargs)
+        return parser
+
+
 def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lab = commands.add_parser("lab", help="the built-in network-namespace lab of SSH hosts")
-    lab_cmds = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    lab = commands.add_parser(
+        "lab", help="the built-in network-namespace lab of SSH hosts", parents=[]
+    )
+    lab_cmds = lab.add_subparsers(
+        dest="lab_command", required=True, metavar="LAB_COMMAND", action=_Subparsers
+    )
     up = lab_cmds.add_parser("up", help="bring up a lab")
     up.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
     up.add_argument("--nic", default="eth0", help="NIC name inside each host (default eth0)")
@@ -170,13 +255,16 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )  # fmt: skip
     watch.add_argument("task", type=Path, help="task file (YAML)")
     _add_schedule_options(watch)
-    schedule = commands.add_parser("schedule", help="a systemd timer that checks or repairs")
-    sched = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
+    schedule = commands.add_parser(
+        "schedule", help="a systemd timer that checks or repairs", parents=[]
+    )
+    sched = schedule.add_subparsers(
+        dest="schedule_command", required=True, metavar="SUBCOMMAND", action=_Subparsers
+    )
     install = sched.add_parser("install", help="write and enable a timer + service")
     install.add_argument("task", type=Path, help="task file (YAML)")
     _add_schedule_options(install)
     install.add_argument("--name", help="schedule name (default: TASK's name and check/repair)")
-    install.add_argument("--metrics-file", type=Path, help="passed on to the scheduled command")
     remove = sched.add_parser("remove", help="stop, disable and delete a schedule's units")
     remove.add_argument("name", help="schedule name (see schedule list)")
     listing = sched.add_parser("list", help="the schedules fleetbr installed")
@@ -206,25 +294,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_history_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--history", type=Path, metavar="PATH",
-        help="run history database (default $FLEETBR_HISTORY, else "
-        "$XDG_STATE_HOME/fleetbr/history.sqlite3 or ~/.local/state/fleetbr/history.sqlite3)",
-    )  # fmt: skip
-    parser.add_argument("--no-history", action="store_true", help="record nothing in the history")
-    parser.add_argument(
-        "--metrics-file", type=Path, metavar="PATH",
-        help="write Prometheus text-format metrics of the run to PATH (atomic rename; for "
-        "node_exporter's textfile collector)",
-    )  # fmt: skip
-
-
 def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history = commands.add_parser("history", help="runs recorded in the run history")
     history.add_argument(
-        "-l", "--host", dest="history_hosts", metavar="HOST",
-        help="only these hosts' rows (names or globs, comma separated)",
+        "--host", dest="history_hosts", metavar="HOST",
+        help="only these hosts' rows (names or globs, comma separated; as -l)",
     )  # fmt: skip
     history.add_argument(
         "--since", metavar="WHEN",
@@ -240,9 +314,6 @@ def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     )  # fmt: skip
     show = commands.add_parser("show", help="one run of the history, host by host")
     show.add_argument("run", metavar="RUN", help="run number (see `fleetbr history`) or 'last'")
-    for sub in (history, show):  # --json after the command too; SUPPRESS keeps a global --json
-        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                         help="one JSON document on stdout")  # fmt: skip
 
 
 def _run_number(text: str) -> int:
