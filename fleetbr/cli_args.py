@@ -67,7 +67,9 @@ def _add_global_options(parser: argparse._ActionsContainer, *, prefix: str) -> N
     add("-i", "--inventory", dest="inventory", type=Path,
         help="inventory directory (hosts.yaml, groups.yaml, defaults.yaml); default ./inventory "
         "or $FLEETBR_INVENTORY")  # fmt: skip
-    add("-l", "--limit", dest="limit", help="hosts: names, groups or globs, comma separated")
+    add("-l", "--limit", dest="limit",
+        help="hosts: names, groups or globs (on either), comma separated; !TERM excludes, "
+        "&TERM intersects (Ansible style)")  # fmt: skip
     add("-f", "--forks", dest="forks", type=_positive_int,
         help=f"at most this many hosts at once (default {DEFAULT_FORKS})")  # fmt: skip
     add("--key", dest="key", help="SSH private key for every host (overrides the inventory)")
@@ -298,7 +300,7 @@ def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     history = commands.add_parser("history", help="runs recorded in the run history")
     history.add_argument(
         "--host", dest="history_hosts", metavar="HOST",
-        help="only these hosts' rows (names or globs, comma separated; as -l)",
+        help="only these hosts' rows (as -l: names, globs, groups of the inventory, ! and &)",
     )  # fmt: skip
     history.add_argument(
         "--since", metavar="WHEN",
@@ -306,7 +308,8 @@ def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     )  # fmt: skip
     history.add_argument(
         "--command", dest="history_command", metavar="C",
-        help="only runs of this command (apply, plan, status, rollback, run)",
+        help="only runs of this command (apply, check, facts, plan, rollback, run, status, "
+        "watch)",
     )  # fmt: skip
     history.add_argument(
         "--last", type=_positive_int, default=50, metavar="N",

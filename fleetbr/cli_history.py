@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
-from fleetbr.output import Human, print_json, warning
+from fleetbr.output import Human, plain, print_json, warning
 
 if TYPE_CHECKING:
     from fleetbr.history.record import RunContext
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from fleetbr.resume import Prior
 
 EXIT_OK = 0
+# Commands whose runs contact hosts: those the history records, or may record.
+RECORDED_COMMANDS = frozenset(
+    {"facts", "plan", "apply", "status", "rollback", "run", "check", "watch"}
+)
 
 
 def history_path(args: argparse.Namespace) -> Path | None:
@@ -68,17 +72,42 @@ def cmd_history(args: argparse.Namespace) -> int:
     """``fleetbr history``."""
     from fleetbr.history.present import show_history
 
+    if args.history_command is not None and args.history_command not in RECORDED_COMMANDS:
+        raise UsageError(
+            f"history --command {plain(args.history_command)!r}: not a command fleetbr records "
+            f"(one of {', '.join(sorted(RECORDED_COMMANDS))})"
+        )
+    limit = args.history_hosts or args.limit
     with open_history(args) as store:
         if store is not None:
             show_history(
-                store, hosts=args.history_hosts or args.limit, since=args.since,
-                command=args.history_command, last=args.last, as_json=args.json,
+                store, hosts=None if limit is None else recorded_selection(args, limit),
+                since=args.since, command=args.history_command, last=args.last,
+                as_json=args.json,
             )  # fmt: skip
         elif args.json:
             print_json({"runs": []})
         else:
             Human().line(f"no runs recorded yet in {history_path(args)}")
     return EXIT_OK
+
+
+def recorded_selection(
+    args: argparse.Namespace, limit: str
+) -> Callable[[Sequence[str]], list[str]]:
+    """Which recorded host names ``limit`` selects: names and globs as ``-l`` takes them, groups
+    from the inventory (``-i``) when there is one. A host gone from the inventory is still
+    selected by name or glob; a term that matches no recorded host selects none (no error)."""
+    from fleetbr.inventory import HOSTS_FILE, load_inventory
+    from fleetbr.selection import select_names
+
+    inventory = load_inventory(args.inventory) if (args.inventory / HOSTS_FILE).exists() else {}
+
+    def select(names: Sequence[str]) -> list[str]:
+        groups = {name: inventory[name].groups if name in inventory else () for name in names}
+        return select_names(groups, limit)
+
+    return select
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ and Ansible-style ``-l`` selection.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from ruamel.yaml.error import YAMLError
 from fleetbr import validate
 from fleetbr.errors import InventoryError, UsageError, ValidationError
 from fleetbr.keyfiles import key_file_problem, unopenable
+from fleetbr.selection import no_match, require_some, select_names
 from fleetbr.validate import clip, label, show
 
 HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
@@ -393,39 +393,18 @@ def _check_unique_endpoints(directory: Path, hosts: Mapping[str, HostSpec]) -> N
 
 
 def select_hosts(hosts: Mapping[str, HostSpec], limit: str | None) -> list[HostSpec]:
-    """Hosts matching ``limit``: comma list of host names, group names or globs (on host names).
+    """Hosts matching ``limit`` (:mod:`fleetbr.selection`: names, groups, globs on either,
+    ``!`` exclusion, ``&`` intersection, comma separated).
 
     ``None`` (no ``-l``) or ``all`` selects every host. A term that matches nothing is an error,
-    and so is an empty or blank term: ``-l "$UNSET"`` must never mean the whole fleet.
+    and so is an empty or blank term or a selection that leaves no host: ``-l "$UNSET"`` must
+    never mean the whole fleet, nor a typo in an exclusion exclude nothing.
     """
     if limit is None:
         return list(hosts.values())
-    terms = [t.strip() for t in limit.split(",")]
-    if not all(terms):
-        raise UsageError(
-            f"--limit: {show(limit)} is empty or has an empty term; name hosts, groups or globs "
-            "(use -l all, or no -l, for every host)"
-        )
-    if terms == ["all"]:
-        return list(hosts.values())
-    chosen: set[str] = set()
-    for term in terms:
-        matched = _match_term(hosts, term)
-        if not matched:
-            raise InventoryError(f"--limit: {show(term)} matches no host or group in the inventory")
-        chosen.update(matched)
-    return [spec for name, spec in hosts.items() if name in chosen]
-
-
-def _match_term(hosts: Mapping[str, HostSpec], term: str) -> set[str]:
-    if term in hosts:
-        return {term}
-    by_group = {name for name, spec in hosts.items() if term in spec.groups}
-    if by_group:
-        return by_group
-    if any(ch in term for ch in "*?["):
-        return {name for name in hosts if fnmatch.fnmatchcase(name, term)}
-    return set()
+    groups = {name: spec.groups for name, spec in hosts.items()}
+    names = require_some(select_names(groups, limit, unmatched=no_match), limit)
+    return [hosts[name] for name in names]
 
 
 def check_client_keys(

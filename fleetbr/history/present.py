@@ -4,11 +4,10 @@ lines (anywhere else) or JSON. Every value is escaped as ``fleetbr.output`` does
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fleetbr.errors import UsageError
@@ -120,29 +119,20 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     sys.stdout.flush()
 
 
-def host_matcher(text: str) -> list[str]:
-    """``-l`` of ``history``: names or globs, comma separated (not the inventory: a host may be
-    gone from it and still be in the history)."""
-    terms = [term.strip() for term in text.split(",")]
-    if not text.strip() or any(not term for term in terms):
-        raise UsageError(f"history -l {plain(text)!r}: empty host name")
-    return terms
-
-
 def show_history(
     store: Store,
     *,
-    hosts: str | None,
+    hosts: Callable[[Sequence[str]], list[str]] | None,
     since: str | None,
     command: str | None,
     last: int,
     as_json: bool,
 ) -> None:
-    """``fleetbr history``: runs, newest first, or with ``hosts`` those hosts' rows."""
+    """``fleetbr history``: runs, newest first, or with ``hosts`` (which of the recorded host
+    names to show) those hosts' rows."""
     since_at = None if since is None else parse_since(since)
     if hosts is not None:
-        terms = host_matcher(hosts)
-        names = [n for n in store.host_names() if any(fnmatch.fnmatchcase(n, t) for t in terms)]
+        names = hosts(store.host_names())
         found = store.host_history(names, since=since_at, command=command)[:last]
         if as_json:
             print_json({"hosts": [{"run": run.id, "command": run.command, "host": row.host,

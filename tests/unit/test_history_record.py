@@ -19,13 +19,17 @@ import pytest
 from fleetbr.history.store import Store
 from tests.sshfiles import write_key, write_unparsable_known_hosts
 
-HOSTS = 'h1: {hostname: 127.0.0.1, port: 1}\n"we[ird]\\nname": {hostname: 127.0.0.1, port: 2}\n'
+HOSTS = (
+    "h1: {hostname: 127.0.0.1, port: 1, groups: [rack-a]}\n"
+    '"we[ird]\\nname": {hostname: 127.0.0.1, port: 2}\n'
+)
 
 
 def inventory(tmp_path: Path) -> Path:
     inv = tmp_path / "inv"
     inv.mkdir(exist_ok=True)
     (inv / "hosts.yaml").write_text(HOSTS)
+    (inv / "groups.yaml").write_text("rack-a: {}\n")
     write_key(tmp_path / "key")
     write_unparsable_known_hosts(tmp_path / "known_hosts")
     return inv
@@ -86,12 +90,36 @@ def test_history_and_show_escape_values_and_speak_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("limit", "rows"),
+    [
+        ("rack-a", ["h1", "h1"]),
+        ("rack-*", ["h1", "h1"]),
+        ("all,!rack-a", ["we[ird]\\nname"]),
+        ("we*,h1,&rack-a", ["h1", "h1"]),
+        ("rack-a,!h1", []),
+    ],
+)
+def test_history_selects_hosts_as_l_does_with_the_inventorys_groups(
+    tmp_path: Path, limit: str, rows: list[str]
+) -> None:
+    """Before: `history -l GROUP` matched only host names and so showed nothing."""
+    db = str(tmp_path / "h.sqlite3")
+    fleetbr(tmp_path, "status", history=db)
+    fleetbr(tmp_path, "-l", "h1", "status", history=db)
+    for where in (["-l", limit, "history"], ["history", "--host", limit]):
+        done = fleetbr(tmp_path, *where, history=db)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert [line.split()[4] for line in done.stdout.splitlines()[1:]] == rows, where
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (("show", "7"), "no run 7"),
         (("show", "x;y"), "a run number"),
         (("history", "--since", "yesterday-ish"), "--since"),
-        (("history", "-l", ","), "empty host name"),
+        (("history", "-l", ","), "empty term"),
+        (("history", "--command", "bogus"), "--command 'bogus': not a command fleetbr records"),
     ],
 )
 def test_history_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -95,6 +95,16 @@ def test_public_view_masks_secrets(tmp_path: Path) -> None:
         ("hypervisors", ["hv01", "hv02", "hv03"]),
         ("hv0[13]", ["hv01", "hv03"]),
         ("canary,hv03", ["hv02", "hv03"]),
+        # issue 15, defect 9: globs match group names; Ansible's ! and &
+        ("rack*", ["hv01", "hv02", "hv03"]),
+        ("canar?", ["hv02"]),
+        ("hv0[12],rack[2]", ["hv01", "hv02", "hv03"]),
+        ("all,!rack1", ["hv03"]),
+        ("!rack2", ["hv01", "hv02"]),
+        ("rack1,&canary", ["hv02"]),
+        ("rack*, !canary, &hypervisors", ["hv01", "hv03"]),
+        ("hypervisors,!hv0[12]", ["hv03"]),
+        ("&rack1", ["hv01", "hv02"]),
     ],
 )
 def test_select(tmp_path: Path, limit: str | None, expected: list[str]) -> None:
@@ -106,6 +116,26 @@ def test_select_unknown_is_error(tmp_path: Path) -> None:
     hosts = load_inventory(write_inventory(tmp_path))
     with pytest.raises(InventoryError, match="'nosuch' matches no host"):
         select_hosts(hosts, "hv01,nosuch")
+
+
+@pytest.mark.parametrize(
+    ("limit", "error", "message"),
+    [
+        ("all,!nosuch", InventoryError, "'!nosuch' matches no host or group"),
+        ("rack1,&rack?x", InventoryError, r"'&rack\?x' matches no host or group"),
+        ("rack1,&rack2", InventoryError, "'rack1,&rack2' leaves no host"),
+        ("all,!all", InventoryError, "leaves no host"),
+        ("rack1,!", UsageError, "empty"),
+        ("& ,rack1", UsageError, "empty"),
+    ],
+)
+def test_select_exclusion_and_intersection_errors(
+    tmp_path: Path, limit: str, error: type[Exception], message: str
+) -> None:
+    """A typo in an exclusion must not exclude nothing; an empty result is never "no -l"."""
+    hosts = load_inventory(write_inventory(tmp_path))
+    with pytest.raises(error, match=message):
+        select_hosts(hosts, limit)
 
 
 def test_cli_overrides(tmp_path: Path) -> None:
