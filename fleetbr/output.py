@@ -132,19 +132,22 @@ def results_table(aggregated: AggregatedResult, title: str | None = None) -> Tab
             Text(plain(result.host)),
             Text(result.status.value, style=STATUS_STYLE[result.status]),
             Text(_elapsed(result)),
-            Text(plain(result.message)),
+            Text("\n".join(plain(line) for line in result.detail_lines)),
         )
     return table
 
 
 def plain_lines(aggregated: AggregatedResult) -> list[str]:
-    """The results as plain lines: a header, then ``host  status  time  detail`` per host.
+    """The results as plain lines: a header, then ``host  status  time  detail`` per host (a
+    detail of several lines, plan's steps, goes on under the first, in the detail column).
 
     Columns are padded to the longest value, not to a terminal width, so nothing is ever folded.
     """
-    rows = [COLUMNS] + [
-        (plain(r.host), r.status.value, _elapsed(r), plain(r.message)) for r in aggregated.values()
-    ]
+    rows = [COLUMNS]
+    for r in aggregated.values():
+        first, *more = (plain(line) for line in r.detail_lines)
+        rows.append((plain(r.host), r.status.value, _elapsed(r), first))
+        rows += [("", "", "", line) for line in more]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return [
         "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]),

@@ -41,6 +41,14 @@ class HostResult:
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
+    # The detail as separate lines for human output (plan's steps), each escaped on its own;
+    # empty: the message, on one line. --json keeps the message (and data) as they are.
+    lines: tuple[str, ...] = ()
+
+    @property
+    def detail_lines(self) -> tuple[str, ...]:
+        """What the detail column shows, one entry per printed line (not yet escaped)."""
+        return self.lines or (self.message,)
 
     @property
     def ok(self) -> bool:

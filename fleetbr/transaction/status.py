@@ -31,7 +31,7 @@ def plan_result(spec: HostSpec, task: BridgeTask, facts: HostFacts) -> HostResul
         return HostResult(spec.name, Status.REFUSED, plan.refusal, data=data)
     if plan.unchanged:
         return HostResult(spec.name, Status.UNCHANGED, "already matches the task", data=data)
-    return HostResult(spec.name, Status.PLANNED, "\n".join(steps), data=data)
+    return HostResult(spec.name, Status.PLANNED, "\n".join(steps), data=data, lines=tuple(steps))
 
 
 @dataclass(frozen=True)

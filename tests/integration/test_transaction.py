@@ -111,6 +111,25 @@ def test_plan_changes_nothing(lab: Lab, fresh_host: Any, tmp_path: Path) -> None
     assert events(lab, "hv02") == []
 
 
+def test_plan_prints_one_step_per_line(lab: Lab, fresh_host: Any, tmp_path: Path) -> None:
+    """Before: all steps of a host on one line, joined by a literal `\\n` (issue 15, defect 6)."""
+    fresh_host("hv02")
+    task = str(task_file(tmp_path))
+    _, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", "hv02", "plan", task)
+    steps = doc["hv02"]["steps"]
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv02", "plan", task],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header, first, *more, summary = done.stdout.splitlines()
+    column = header.index("detail")
+    assert first.split()[:2] == ["hv02", "planned"] and first[column:] == steps[0]
+    assert more == [" " * column + step for step in steps[1:]] and len(steps) > 2
+    assert summary == "1 host: 1 planned" or summary == "1 hosts: 1 planned"
+    assert "\\n" not in done.stdout
+
+
 def test_cutting_address_rolls_back(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:

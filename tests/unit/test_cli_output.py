@@ -133,6 +133,42 @@ def test_a_failing_table_falls_back_to_plain_lines(
     assert captured.err.count("\n") == 1
 
 
+STEPS = ("create bridge br0", "make eth0 a port of br0", "move 198.51.100.10/24 to br0")
+
+
+def planned() -> AggregatedResult:
+    aggregated = AggregatedResult("plan")
+    aggregated.add(HostResult("hv01", Status.PLANNED, "\n".join(STEPS), lines=STEPS))
+    aggregated.add(HostResult("hv02-long", Status.UNCHANGED, "already matches the task"))
+    return aggregated
+
+
+def test_plan_steps_are_one_per_line_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `create bridge br0\\nmake eth0 ...` on one line (issue 15, defect 6)."""
+    render_results(planned(), as_json=False)
+    header, first, second, third, other, _ = capsys.readouterr().out.splitlines()
+    column = header.index("detail")
+    assert first.startswith("hv01 ") and first[column:] == STEPS[0]
+    assert [second, third] == [" " * column + step for step in STEPS[1:]]
+    assert other.startswith("hv02-long ") and other[column:] == "already matches the task"
+
+
+def test_plan_steps_are_one_per_line_in_the_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(output, "is_terminal", lambda stream: stream is sys.stdout)
+    monkeypatch.setenv("COLUMNS", "200")
+    render_results(planned(), as_json=False)
+    out = capsys.readouterr().out
+    assert "\\n" not in out
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in out.splitlines()
+        if any(step in line for step in STEPS)
+    ]
+    assert cells == [["hv01", "planned", "0.0s", STEPS[0]], *(["", "", "", s] for s in STEPS[1:])]
+
+
 def test_json_keeps_hostile_names(capsys: pytest.CaptureFixture[str]) -> None:
     render_results(results(dict.fromkeys(HOSTILE_NAMES, "[/]")), as_json=True)
     assert list(json.loads(capsys.readouterr().out)) == HOSTILE_NAMES
