@@ -27,7 +27,14 @@ from fleetbr.inventory import (
     load_inventory,
     select_hosts,
 )
-from fleetbr.output import Human, error, plain, print_json, render_results
+from fleetbr.output import (
+    Human,
+    error,
+    plain,
+    print_json,
+    render_results,
+    whole_stdout_writes,
+)
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
@@ -265,6 +272,7 @@ class OneLineFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    whole_stdout_writes()
     try:
         args = parse_command_line(argv)
     except UsageError as exc:

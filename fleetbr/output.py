@@ -13,6 +13,7 @@ fails to render, the same results are printed as plain lines: a report is never 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -80,6 +81,22 @@ def _diagnostic(kind: str, message: object) -> None:
         prefix = f"\x1b[1;{31 if kind == 'error' else 33}m{prefix}\x1b[0m"
     sys.stderr.write(f"{prefix} {plain(message)}\n")
     sys.stderr.flush()
+
+
+def whole_stdout_writes() -> None:
+    """Make every write to stdout all or an error, so a reader that goes away always shows.
+
+    With PYTHONUNBUFFERED (or ``-u``) sys.stdout writes straight to the raw file; a write that a
+    closing reader cuts short returns a short count, which the text layer ignores: the rest was
+    dropped without an error (exit 0 after ``| head``). A BufferedWriter writes on to the end or
+    an error (EPIPE: exit 141); line buffering keeps what unbuffered was for, lines go out at once.
+    """
+    stdout = sys.stdout
+    if isinstance(stdout, io.TextIOWrapper) and isinstance(stdout.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(stdout.buffer), encoding=stdout.encoding, errors=stdout.errors,
+            line_buffering=True,
+        )  # fmt: skip
 
 
 def console(*, soft_wrap: bool = False) -> Console:

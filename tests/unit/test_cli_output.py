@@ -189,6 +189,33 @@ def test_closed_stdout_exits_quietly(tmp_path: Path) -> None:
     assert err == b""
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("command", [["--json", "inventory"], ["inventory"]])
+def test_a_reader_that_stops_early_gives_141_whatever_the_last_write(
+    tmp_path: Path, unbuffered: str, command: list[str]
+) -> None:
+    """`fleetbr -i BIG --json inventory | head` (issue 15, defect 12): the document (~1 MB) is
+    far more than a pipe holds, so the write is under way when the reader closes its end. Before:
+    with PYTHONUNBUFFERED the write returned short, the rest was dropped and the exit was 0."""
+    hosts = "".join(
+        f"hv{i:04d}: {{hostname: 198.18.{i // 250}.{i % 250 + 1}}}\n" for i in range(3000)
+    )
+    inventory = long_inventory(tmp_path, hosts)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "-i", str(inventory), *command],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env | ({"PYTHONUNBUFFERED": unbuffered} if unbuffered else {}),
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.read(100)  # blocks until the child writes: its output is under way
+    child.stdout.close()  # the reader goes away, like `head`
+    err = child.stderr.read()
+    assert len(first) == 100
+    assert child.wait(timeout=60) == 141, err
+    assert err == b""
+
+
 def test_a_logged_exception_is_one_line_without_v() -> None:
     """The runner logs a bug in a host job; without -v that is one line, not a traceback."""
     record = logging.LogRecord("fleetbr.runner", logging.ERROR, __file__, 1,
