@@ -93,8 +93,10 @@ def whole_stdout_writes() -> None:
     """
     stdout = sys.stdout
     if isinstance(stdout, io.TextIOWrapper) and isinstance(stdout.buffer, io.RawIOBase):
+        # A raw file of our own that never closes the descriptor: the original stays usable.
+        raw = io.FileIO(stdout.fileno(), "w", closefd=False)
         sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(stdout.buffer), encoding=stdout.encoding, errors=stdout.errors,
+            io.BufferedWriter(raw), encoding=stdout.encoding, errors=stdout.errors,
             line_buffering=True,
         )  # fmt: skip
 
