@@ -35,10 +35,12 @@ from fleetbr.output import (
     render_results,
     whole_stdout_writes,
 )
+from fleetbr.report import hosts_text
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
     from fleetbr.lab import Lab
+    from fleetbr.lab.build import HostStatus
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
@@ -68,7 +70,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         out.line(spec.name, style="bold")
         for key, value in spec.public_view().items():
             out.line(f"  {key}: {value}")
-    out.line(f"{len(hosts)} host(s)")
+    out.line(hosts_text(len(hosts)))
     return EXIT_OK
 
 
@@ -105,7 +107,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            out.line(f"lab up: {len(built.hosts)} hosts in {built.dir}")
+            out.line(f"lab up: {hosts_text(len(built.hosts))} in {built.dir}")
             out.line(f"  fleetbr -i {built.inventory_dir} facts")
         return EXIT_OK
     if args.lab_command == "down":
@@ -113,13 +115,30 @@ def cmd_lab(args: argparse.Namespace) -> int:
         out.line(f"lab down: {args.dir}")
         return EXIT_OK
     rows = lab.status(args.dir.resolve())
-    healthy = all(row.sshd_alive and row.ssh_port_open for row in rows)
     if args.json:
         print_json({row.name: vars(row) for row in rows})
     else:
-        for row in rows:
-            out.line(f"{row.name}: {vars(row)}")
-    return EXIT_OK if healthy else EXIT_FAILED
+        _print_lab_status(rows)
+    return EXIT_OK if all(_lab_host_up(row) for row in rows) else EXIT_FAILED
+
+
+def _lab_host_up(row: HostStatus) -> bool:
+    return row.sshd_alive and row.ssh_port_open
+
+
+def _print_lab_status(rows: Sequence[HostStatus]) -> None:
+    """``lab status`` for people: one row per host, then ``6 hosts: 6 up``."""
+    from fleetbr.history.present import print_table
+
+    yes_no = {True: "yes", False: "no"}
+    print_table("lab", ("host", "address", "netns", "sshd", "port 22", "state"), [
+        (row.name, row.address, yes_no[row.netns_exists], "alive" if row.sshd_alive else "dead",
+         "open" if row.ssh_port_open else "closed", "up" if _lab_host_up(row) else "down")
+        for row in rows
+    ])  # fmt: skip
+    up = sum(_lab_host_up(row) for row in rows)
+    counts = ", ".join(f"{n} {what}" for n, what in ((up, "up"), (len(rows) - up, "down")) if n)
+    Human().line(f"{hosts_text(len(rows))}: {counts or 'none'}")
 
 
 def _lab_up(args: argparse.Namespace) -> Lab:

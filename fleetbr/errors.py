@@ -32,6 +32,10 @@ class LabError(FleetbrError):
     """The network-namespace lab cannot be built, inspected or torn down."""
 
 
+class LabUsageError(LabError, UsageError):
+    """A lab command the operator got wrong (no lab there, already up, a bad name): exit 2."""
+
+
 class TransportError(FleetbrError):
     """Talking to a host over SSH failed. ``retryable`` says whether a new attempt is safe."""
 

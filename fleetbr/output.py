@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.report import AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:  # rich is imported only when something is printed on a terminal (start-up time)
@@ -182,7 +182,7 @@ def _elapsed(result: HostResult) -> str:
 def summary_line(aggregated: AggregatedResult) -> str:
     """``6 hosts: 5 confirmed, 1 rolled_back``."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(aggregated.counts().items()))
-    return f"{len(aggregated)} hosts: {counts}" if aggregated else "no hosts"
+    return f"{hosts_text(len(aggregated))}: {counts}" if aggregated else "no hosts"
 
 
 def render_results(aggregated: AggregatedResult, *, as_json: bool) -> None:

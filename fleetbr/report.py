@@ -32,6 +32,11 @@ SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRM
 EXIT_OK, EXIT_FAILED, EXIT_DRIFT = 0, 1, 3
 
 
+def hosts_text(count: int) -> str:
+    """``1 host``, ``6 hosts``: every count of hosts fleetbr prints."""
+    return f"{count} host" if count == 1 else f"{count} hosts"
+
+
 @dataclass
 class HostResult:
     """The outcome for one host: status, one-line message, and structured data for ``--json``."""

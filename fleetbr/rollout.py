@@ -25,7 +25,7 @@ from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver, observed
 from fleetbr.output import warning
 from fleetbr.pacing import WindowPacer
-from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status
+from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.resume import Prior, resolve_host
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
@@ -264,7 +264,8 @@ def _stop_reason(
     failed_count = sum(1 for r in results.values() if r.status in FAILURES)
     if max_failures is not None and failed_count > max_failures:
         return (
-            f"not attempted: {failed_count} hosts failed, more than --max-failures {max_failures}"
+            f"not attempted: {hosts_text(failed_count)} failed, more than --max-failures "
+            f"{max_failures}"
         )
     return ""
 

@@ -35,7 +35,7 @@ from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, plain, print_json, warning
 from fleetbr.render import render
-from fleetbr.watch import parse_every
+from fleetbr.watch import duration_text, parse_every
 
 PREFIX = "fleetbr-"
 MARKER = "# fleetbr-schedule "
@@ -110,8 +110,9 @@ def calendar(every: int) -> str:
     if every < 60 and 60 % every == 0:
         return f"*-*-* *:*:00/{every}"
     raise UsageError(
-        f"--every {every}s cannot be a systemd calendar timer (needed for Persistent=): use a "
-        "number of seconds or minutes that divides 60, of hours that divides 24, or 1d"
+        f"--every {duration_text(every)} cannot be a systemd calendar timer (needed for "
+        "Persistent=): use a number of seconds or minutes that divides 60, of hours that divides "
+        "24, or 1d"
     )
 
 
@@ -337,8 +338,9 @@ def schedule_command(args: argparse.Namespace, cli: Cli) -> int:
         if args.json:
             print_json({schedule.name: _show(schedule, True)})
         else:
-            out.line(f"installed schedule {schedule.name}: {schedule.mode} every "
-                     f"{schedule.every}s (OnCalendar={schedule.calendar}), enabled")  # fmt: skip
+            every = duration_text(schedule.every)
+            out.line(f"installed schedule {schedule.name}: {schedule.mode} every {every} "
+                     f"(OnCalendar={schedule.calendar}), enabled")  # fmt: skip
             out.line(f"  runs: {shlex.join(schedule.command)}")
         return 0
     user = _user_mode(args)
@@ -354,8 +356,8 @@ def schedule_command(args: argparse.Namespace, cli: Cli) -> int:
         print_json({s.name: _show(s, enabled) for s, enabled in found})
         return 0
     for schedule, enabled in found:
-        state = "enabled" if enabled else "disabled"
-        out.line(f"{schedule.name}  {schedule.mode}  every {schedule.every}s  {state}  "
+        state, every = "enabled" if enabled else "disabled", duration_text(schedule.every)
+        out.line(f"{schedule.name}  {schedule.mode}  every {every}  {state}  "
                  f"{schedule.task}  (-i {schedule.inventory}"
                  f"{'' if schedule.limit is None else ' -l ' + schedule.limit})")  # fmt: skip
     if not found:

@@ -29,7 +29,7 @@ from fleetbr.drift import render_tasks, run_check
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, error, plain, warning
-from fleetbr.report import SUCCESS, AggregatedResult
+from fleetbr.report import SUCCESS, AggregatedResult, hosts_text
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask
 
@@ -47,6 +47,14 @@ def parse_every(text: str) -> int:
     if not match:
         raise UsageError(f"--every: {plain(text)!r} is not a duration like 30s, 15m, 2h or 1d")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def duration_text(seconds: int) -> str:
+    """``seconds`` as ``--every`` takes it, in the largest unit that divides it: 420 -> ``7m``."""
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,7 @@ class Watcher:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
-        self.out.line(f"{stamp} run {number} {result.command}: {len(result)} hosts: {counts}")
+        self.out.line(f"{stamp} run {number} {result.command}: {hosts_text(len(result))}: {counts}")
         for host in result.values():
             if host.status not in SUCCESS or host.status.value == "confirmed":
                 self.out.line(f"  {host.host}  {host.status.value}  {host.message}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from fleetbr.adhoc.job import STREAMS, captured_bytes
 from fleetbr.adhoc.text import LineSplitter, escape, fold_hosts
-from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.report import AggregatedResult, HostResult, Status, hosts_text
 
 Write = Callable[[str, str], None]  # (text, "stdout" | "stderr")
 
@@ -57,7 +57,7 @@ def summary(aggregated: AggregatedResult) -> str:
     for result in aggregated.values():
         counts[kind(result)] += 1
     parts = [f"{n} {name}" for name, n in counts.items() if n or name == "ok"]
-    hosts = "1 host" if len(aggregated) == 1 else f"{len(aggregated)} hosts"
+    hosts = hosts_text(len(aggregated))
     return f"{hosts}: {', '.join(parts)}"
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fleetbr.errors import UsageError
 from fleetbr.history.store import HistoryError, HostRow, RunRecord, Store
 from fleetbr.output import Human, console, is_terminal, plain, print_json
+from fleetbr.report import hosts_text
 
 _RELATIVE = re.compile(r"([0-9]+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -176,6 +178,21 @@ def run_number(text: str, store: Store) -> int:
     return int(text)
 
 
+def readable_lines(key: str, value: object, indent: str = "") -> list[str]:
+    """``key: value`` for people: a mapping as indented ``key: value`` lines, a list as its
+    items shell-quoted (an argv reads as typed), never a Python repr."""
+    if isinstance(value, Mapping):
+        lines = [f"{indent}{key}:"]
+        for name, item in value.items():
+            lines += readable_lines(str(name), item, indent + "  ")
+        return lines
+    if isinstance(value, list | tuple):
+        return [f"{indent}{key}: {shlex.join(str(item) for item in value)}"]
+    if isinstance(value, bool):
+        return [f"{indent}{key}: {'yes' if value else 'no'}"]
+    return [f"{indent}{key}: {'-' if value is None else value}"]
+
+
 def show_run(store: Store, run_id: int, *, as_json: bool) -> None:
     """``fleetbr show RUN``."""
     try:
@@ -193,7 +210,8 @@ def show_run(store: Store, run_id: int, *, as_json: bool) -> None:
     for key in ("run", "command", "state", "exit_code", "task", "task_sha256", "selection",
                 "options", "resumed_from", "controller"):  # fmt: skip
         if doc[key] not in (None, "", {}):
-            out.line(f"{key}: {doc[key]}")
+            for line in readable_lines(key, doc[key]):
+                out.line(line)
     out.line(f"started: {local_time(run.started)}  ended: {local_time(run.ended)}  "
              f"duration: {doc['duration'] if doc['duration'] is not None else '-'}s")  # fmt: skip
     print_table(
@@ -203,4 +221,4 @@ def show_run(store: Store, run_id: int, *, as_json: bool) -> None:
           phases_text(row.phases), row.message)
          for row in rows],
     )  # fmt: skip
-    out.line(f"{len(run.hosts)} hosts: {counts_text(rows) or 'no results'}")
+    out.line(f"{hosts_text(len(run.hosts))}: {counts_text(rows) or 'no results'}")

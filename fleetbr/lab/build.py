@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetbr.errors import LabError
+from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import faults, files
 from fleetbr.lab.distro import supervisor
 from fleetbr.lab.model import MAX_HOSTS, STATE_FILE, Lab, LabHost, check_prefix, load, plan, save
@@ -67,13 +67,15 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
 def check_free(lab: Lab) -> None:
     """Raise LabError if ``lab``'s dir, namespaces, links or address plan are already in use."""
     if (lab.dir / STATE_FILE).exists():
-        raise LabError(f"a lab is already up in {lab.dir}; run fleetbr lab down first")
+        raise LabUsageError(f"a lab is already up in {lab.dir}; run fleetbr lab down first")
     for parent in _FORBIDDEN_PARENTS:
         if lab.dir.is_relative_to(parent):
-            raise LabError(f"the lab dir {lab.dir} must not be under {parent} (hosts remount it)")
+            raise LabUsageError(
+                f"the lab dir {lab.dir} must not be under {parent} (hosts remount it)"
+            )
     assigned = run(["ip", "-o", "addr", "show", "to", lab.controller4]).stdout
     if assigned.strip():
-        raise LabError(
+        raise LabUsageError(
             f"another lab is already up in this network namespace ({assigned.split()[1]} has an "
             "address in 198.51.100.0/24); labs share one address plan: take it down or run this "
             "under scripts/in-netns"
@@ -82,7 +84,7 @@ def check_free(lab: Lab) -> None:
     if netns_exists(lab.switch_netns):
         taken.append(lab.switch_netns)
     if taken or link_exists(lab.controller_link):
-        raise LabError(
+        raise LabUsageError(
             f"namespaces or links with prefix {lab.prefix!r} already exist ({', '.join(taken)}): "
             "another lab uses it; pick another prefix or take that lab down"
         )

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbr.errors import LabError
+from fleetbr.errors import LabError, LabUsageError
 
 STATE_FILE = "lab.json"
 MAX_HOSTS = 200
@@ -30,7 +30,7 @@ HOST_MOUNT = "/run/fleetbr-lab"
 def check_prefix(prefix: str) -> str:
     """Return ``prefix`` if it keeps every lab link name within 15 characters."""
     if not _PREFIX_RE.match(prefix):
-        raise LabError(
+        raise LabUsageError(
             f"lab prefix {prefix!r} must be 1-10 lower-case letters/digits starting with a letter"
         )
     return prefix
@@ -128,7 +128,7 @@ class Lab:
         for host in self.hosts:
             if host.name == name:
                 return host
-        raise LabError(f"no host {name!r} in the lab at {self.dir}")
+        raise LabUsageError(f"no host {name!r} in the lab at {self.dir}")
 
 
 def plan(lab_dir: Path, hosts: int, nic: str, prefix: str) -> Lab:
@@ -197,7 +197,9 @@ def load(lab_dir: Path) -> Lab:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise LabError(f"no lab in {path.parent} (no {STATE_FILE}); run fleetbr lab up") from None
+        raise LabUsageError(
+            f"no lab in {path.parent} (no {STATE_FILE}); run fleetbr lab up"
+        ) from None
     except (OSError, ValueError) as exc:
         raise LabError(f"cannot read {path}: {exc}") from None
     try:

@@ -229,6 +229,31 @@ def test_up_refuses_a_second_lab_and_bad_input(lab: Lab, tmp_path: Path) -> None
     assert not (tmp_path / "bad").exists()
 
 
+def test_lab_usage_errors_exit_2_and_status_is_readable(lab: Lab, tmp_path: Path) -> None:
+    """Before: "no lab in DIR" and "already up" exited 1; status printed Python dict reprs
+    (issue 15, defect 11)."""
+    for args, message in (
+        (["status", "--dir", str(tmp_path)], f"error: no lab in {tmp_path} "),
+        (["up", "--hosts", "1", "--dir", str(lab.dir)], f"error: a lab is already up in {lab.dir}"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "fleetbr", "lab", *args],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    done = subprocess.run([sys.executable, "-m", "fleetbr", "lab", "status", "--dir", str(lab.dir)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    header, *rows, summary = done.stdout.splitlines()
+    assert header.split() == ["host", "address", "netns", "sshd", "port", "22", "state"]
+    assert [row.split()[:2] for row in rows] == [[h.name, h.ip4] for h in lab.hosts]
+    for row in rows:
+        netns, sshd, port, state = row.split()[2:]
+        assert netns in ("yes", "no") and sshd in ("alive", "dead"), row
+        assert port in ("open", "closed") and state == ("up" if (sshd, port) == ("alive", "open")
+                                                        else "down"), row  # fmt: skip
+    assert summary.startswith(f"{len(rows)} hosts: ") and "{" not in done.stdout
+    assert done.returncode == (0 if summary == f"{len(rows)} hosts: {len(rows)} up" else 1)
+
+
 def _ancestors() -> set[int]:
     """This process and its ancestors (their command lines name the lab dir too)."""
     pids, pid = set(), os.getpid()

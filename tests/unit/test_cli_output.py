@@ -66,7 +66,7 @@ def test_inventory_listing_shows_hostile_names_verbatim(tmp_path: Path) -> None:
     done = fleetbr("-i", str(long_inventory(tmp_path, hosts)), "inventory", env=NARROW)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert [line for line in lines if not line.startswith(" ")] == [*HOSTILE_NAMES, "4 host(s)"]
+    assert [line for line in lines if not line.startswith(" ")] == [*HOSTILE_NAMES, "4 hosts"]
     assert "\x1b" not in done.stdout
 
 

@@ -86,7 +86,11 @@ def test_history_and_show_escape_values_and_speak_json(tmp_path: Path) -> None:
     assert list(shown["hosts"]) == ["h1", "we[ird]\nname"]
     assert shown["hosts"]["h1"]["status"] == "failed" and shown["command"] == "status"
     text = fleetbr(tmp_path, "show", "last", history=db).stdout
-    assert "run: 2" in text and "h1" in text and "1 hosts: 1 failed" in text
+    assert "run: 2" in text and "h1" in text and "1 host: 1 failed" in text
+    # readable text, not Python dict reprs (issue 15, defect 11)
+    lines = text.splitlines()
+    assert "options:" in lines and "  forks: 50" in lines and "controller:" in lines, text
+    assert not any("{" in line for line in lines), text
 
 
 @pytest.mark.parametrize(
@@ -110,6 +114,13 @@ def test_history_selects_hosts_as_l_does_with_the_inventorys_groups(
         done = fleetbr(tmp_path, *where, history=db)
         assert done.returncode == 0 and done.stderr == "", done.stderr
         assert [line.split()[4] for line in done.stdout.splitlines()[1:]] == rows, where
+
+
+def test_show_prints_an_argv_as_typed_and_nested_values_as_lines(tmp_path: Path) -> None:
+    db = str(tmp_path / "h.sqlite3")
+    fleetbr(tmp_path, "-f", "3", "run", "--", "printf", "%s", "a b", history=db)
+    lines = fleetbr(tmp_path, "show", "last", history=db).stdout.splitlines()
+    assert "  argv: printf %s 'a b'" in lines and "  forks: 3" in lines, lines
 
 
 @pytest.mark.parametrize(

@@ -156,4 +156,4 @@ def test_nothing_extra_on_stderr_off_a_terminal(tmp_path: Path) -> None:
         env={**os.environ, "FORCE_COLOR": "1", "TERM": "xterm-256color"},
     )  # fmt: skip
     assert done.stderr == ""
-    assert done.stdout.splitlines()[-1] == "1 hosts: 1 failed"
+    assert done.stdout.splitlines()[-1] == "1 host: 1 failed"

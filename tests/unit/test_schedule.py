@@ -215,6 +215,18 @@ def test_bad_input_writes_nothing(inventory: Path, root: Path) -> None:
     assert not root.exists()
 
 
+def test_periods_are_echoed_as_given(
+    inventory: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `--every 7m` was echoed as `420s` (issue 15, defect 11)."""
+    assert install(inventory, root, "--every", "7m") == 2
+    assert capsys.readouterr().err.startswith("error: --every 7m cannot be a systemd calendar")
+    assert install(inventory, root, "--every", "2h", "--name", "two") == 0
+    assert "two: check every 2h (OnCalendar=" in capsys.readouterr().out
+    assert main(["schedule", "list", "--root", str(root)]) == 0
+    assert "  every 2h  " in capsys.readouterr().out
+
+
 def test_a_unit_fleetbr_did_not_write_is_never_replaced(inventory: Path, root: Path) -> None:
     directory = root / "etc/systemd/system"
     directory.mkdir(parents=True)

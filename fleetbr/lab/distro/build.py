@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fleetbr.errors import LabError
+from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import build, files
 from fleetbr.lab.distro import guests as guest_lab
 from fleetbr.lab.distro import layer, provision, rootfs, supervisor
@@ -42,11 +42,11 @@ def backends_for(backend: str | Sequence[str], hosts: int) -> list[str]:
     else:
         names = list(backend)
         if len(names) != hosts:
-            raise LabError(f"{len(names)} backends given for {hosts} hosts")
+            raise LabUsageError(f"{len(names)} backends given for {hosts} hosts")
     for name in names:
         if name not in provision.BACKENDS:
             known = ", ".join((*provision.BACKENDS, "mixed"))
-            raise LabError(f"unknown backend {name!r}; known: {known}")
+            raise LabUsageError(f"unknown backend {name!r}; known: {known}")
     return names
 
 
@@ -54,7 +54,7 @@ def guests_for(guests: int | Sequence[int], hosts: int) -> list[int]:
     """Per-host guest counts: one count for all, or one count per host."""
     counts = [guests] * hosts if isinstance(guests, int) else list(guests)
     if len(counts) != hosts:
-        raise LabError(f"{len(counts)} guest counts given for {hosts} hosts")
+        raise LabUsageError(f"{len(counts)} guest counts given for {hosts} hosts")
     return [integer(n, "guests", 0, guest_lab.MAX_GUESTS) for n in counts]
 
 
@@ -147,7 +147,7 @@ def _build(lab: Lab) -> None:
 def _member(lab: Lab, host: LabHost | str) -> LabHost:
     member = lab.host(host) if isinstance(host, str) else host
     if not member.backend:
-        raise LabError(f"{member.name} is not a distro lab host")
+        raise LabUsageError(f"{member.name} is not a distro lab host")
     return member
 
 

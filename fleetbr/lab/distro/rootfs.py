@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetbr.errors import LabError
+from fleetbr.errors import LabError, LabUsageError
 from fleetbr.render import render
 
 CACHE_ENV = "FLEETBR_CACHE"
@@ -76,7 +76,7 @@ def distro(name: str) -> Distro:
         return DISTROS[name]
     except KeyError:
         known = ", ".join(sorted(DISTROS))
-        raise LabError(f"unknown distro {name!r}; known: {known}") from None
+        raise LabUsageError(f"unknown distro {name!r}; known: {known}") from None
 
 
 def cache_dir() -> Path:
