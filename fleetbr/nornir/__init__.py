@@ -16,6 +16,7 @@ from fleetbr.nornir.connection import CONNECTION_NAME, FleetbrConnection
 from fleetbr.nornir.loop import run_coroutine
 from fleetbr.nornir.tasks import (
     FleetbrResult,
+    HostFailed,
     fleetbr_apply,
     fleetbr_check,
     fleetbr_facts,
@@ -33,6 +34,7 @@ __all__ = [
     "CONNECTION_NAME",
     "FleetbrConnection",
     "FleetbrResult",
+    "HostFailed",
     "apply",
     "check",
     "facts",

@@ -5,7 +5,9 @@ Each task returns a nornir ``Result``: ``result`` is fleetbr's per-host report (
 itself, ``failed`` is true unless the host ended ``ok``, ``planned``, ``unchanged`` or
 ``confirmed``, ``changed`` is true when the host was (dry run: would be) changed, and ``diff`` lists
 the plan's steps. Errors never escape as exceptions: a host that cannot be reached is a failed
-Result with status ``unreachable``, as in the CLI.
+Result with status ``unreachable``, as in the CLI; a failed Result's ``exception`` is a
+:class:`HostFailed` saying ``STATUS: message``, so nornir's ``print_result`` and
+``raise_on_error`` show the cause.
 
 Facts and the dry run use the host's ``fleetbr`` connection (the connection plugin); ``apply``
 runs fleetbr's dead-man transaction, which opens its own connections (it must confirm over a
@@ -36,6 +38,19 @@ from fleetbr.transaction.status import plan_result
 from fleetbr.transport import Connection
 
 ConnectedJob = Callable[[Connection, HostSpec], Awaitable[HostResult]]
+
+
+class HostFailed(FleetbrError):
+    """A failed fleetbr task's ``Result.exception``: ``STATUS: message``, and the HostResult."""
+
+    def __init__(self, done: HostResult) -> None:
+        status = done.status.value
+        super().__init__(f"{status}: {done.message}" if done.message else status)
+        self.host_result = done
+
+
+def _exception(done: HostResult, failed: bool) -> HostFailed | None:
+    return HostFailed(done) if failed else None
 
 
 class FleetbrResult(Result):
@@ -105,7 +120,8 @@ def fleetbr_check(task: Task, task_file: TaskSource) -> FleetbrResult:
         result=done.to_dict(),
         changed=done.status == Status.DRIFTED,
         diff="\n".join(drift),
-        failed=done.status not in (Status.IN_SYNC, Status.DRIFTED),
+        failed=(failed := done.status not in (Status.IN_SYNC, Status.DRIFTED)),
+        exception=_exception(done, failed),
         host_result=done,
     )
 
@@ -196,6 +212,7 @@ def _nornir_result(task: Task, done: HostResult, facts: HostFacts | None = None)
         changed=changed,
         diff="\n".join(steps) if changed else "",
         failed=not done.ok,
+        exception=_exception(done, not done.ok),
         host_result=done,
         facts=facts,
     )

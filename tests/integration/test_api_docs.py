@@ -1,5 +1,6 @@
-"""Every ```python example of docs/api.md runs as written, in order, against lab hosts: from a
-directory holding ``inventory/`` (three lab hosts, also in group ``rack-a``) and ``tasks/``."""
+"""Every ```python example of docs/api.md and of README.md runs as written, in order, against lab
+hosts: from a directory holding ``inventory/`` (three lab hosts, also in group ``rack-a``) and
+``tasks/``."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from tests.integration.helpers import derived_inventory
 from tests.integration.txhelpers import REPO, enslaved
 
 DOC = REPO / "docs" / "api.md"
+README = REPO / "README.md"
 HOSTS = ("hv14", "hv15", "hv16")
 
 
-def examples() -> list[str]:
+def examples(doc: Path = DOC) -> list[str]:
     """The doc's python blocks, in order."""
-    return re.findall(r"^```python\n(.*?)^```$", DOC.read_text(), flags=re.DOTALL | re.MULTILINE)
+    return re.findall(r"^```python\n(.*?)^```$", doc.read_text(), flags=re.DOTALL | re.MULTILINE)
 
 
 def workdir(lab: Lab, root: Path) -> Path:
@@ -74,3 +76,19 @@ def test_every_python_example_runs_against_the_lab(
         assert enslaved(lab, name)
         assert f"{name} ['{lab.host(name).nic}" in text  # the custom task over the plugin
     assert text.count("error: ") == 2  # the two errors of the errors example
+
+
+def test_the_readme_python_example_runs_against_the_lab(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Before: its `"options": {...}` raised TypeError as written (issue 15, defect 11)."""
+    for name in HOSTS:
+        fresh_host(name)
+    [code] = examples(README)
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir(lab, tmp_path),
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    counts, nornir = done.stdout.splitlines()
+    assert counts == "{'confirmed': 3}"
+    assert nornir.startswith("False {") and nornir.count("unchanged") == len(HOSTS), nornir
+    assert all(enslaved(lab, name) for name in HOSTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -11,12 +12,14 @@ import pytest
 import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
+from nornir.core.exceptions import NornirExecutionError
 from nornir.core.plugins.connections import ConnectionPluginRegister
 from nornir.core.task import Result
 
 from fleetbr.errors import InventoryError
 from fleetbr.nornir import (
     FleetbrConnection,
+    HostFailed,
     fleetbr_apply,
     fleetbr_facts,
     fleetbr_plan,
@@ -81,6 +84,12 @@ def test_bad_settings_fail_the_host_before_any_connection(
         assert message in host_result(result).message
         assert host_result(result).message.startswith("host hv01: ")
         assert result.result["status"] == "failed"
+        # the cause for print_result / raise_on_error (issue 15, defect 11)
+        assert isinstance(result.exception, HostFailed), result.exception
+        assert str(result) == str(result.exception) == f"failed: {host_result(result).message}"
+        assert result.exception.host_result is host_result(result)
+    with pytest.raises(NornirExecutionError, match=f"failed: host hv01: .*{re.escape(message)}"):
+        nr.run(task=fleetbr_facts, on_failed=True).raise_on_error()
     assert nr.inventory.hosts["hv01"].connections == {}
     assert SHARED.users == 0
     assert not [t for t in threading.enumerate() if t.name == THREAD_NAME]
@@ -91,7 +100,8 @@ def test_a_task_that_does_not_render_fails_the_host_before_any_connection(
 ) -> None:
     nr = init(tmp_path, {"hv01": {"hostname": "198.51.100.10"}})  # no data.nic for the task
     result = nr.run(task=fleetbr_apply, task_file=str(TASK), dry_run=True)["hv01"][0]
-    assert result.failed
+    assert result.failed and str(result.exception).startswith("failed: ")
+    assert "host hv01: template error" in str(result.exception)
     assert "host hv01: template error" in host_result(result).message
     assert "'nic'" in host_result(result).message
     done = nr.run(task=fleetbr_apply, task_file=tmp_path / "nope.yaml", on_failed=True)
