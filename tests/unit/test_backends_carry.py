@@ -1,0 +1,108 @@
+"""Issue 14 item 6: every setting of the NIC's configuration fleetbr does not own is carried to
+where it belongs (the port, the bridge) or the host is refused with the setting named; the
+backend reports the MTU, name servers and policy rules the bridge must then show."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fleetbr.backends import BackendRefusal, plan_backend
+from fleetbr.backends.carry import Carried, PolicyRule
+from fleetbr.facts.model import HostFacts
+from tests.unit.test_backends_plan import config, facts
+
+NETWORKD = "/etc/systemd/network/10-eth0.network"
+NETPLAN = "/etc/netplan/01-netcfg.yaml"
+
+
+def with_content(f: HostFacts, path: str, text: str) -> HostFacts:
+    contents = {**f.daemons.contents, path: text}
+    return dataclasses.replace(f, daemons=dataclasses.replace(f.daemons, contents=contents))
+
+
+def rendered(backend: str, f: HostFacts) -> dict[str, str]:
+    return {c.path: c.content or "" for c in plan_backend(backend, config(f), f).files}
+
+
+# --- networkd --------------------------------------------------------------------------------
+
+NIC_NETWORK = """[Match]
+Name=eth0
+
+[Link]
+MTUBytes=9000
+
+[Network]
+Address=198.51.100.11/24
+Gateway=198.51.100.1
+DNS=198.51.100.53
+DNS=198.51.100.54
+Domains=lab.example
+IPv6AcceptRA=no
+
+[RoutingPolicyRule]
+From=198.51.100.11/32
+Table=100
+Priority=100
+"""
+
+
+def networkd_facts(text: str = NIC_NETWORK) -> HostFacts:
+    return with_content(facts("networkd"), NETWORKD, text)
+
+
+def test_networkd_keeps_repeated_dns_lines_in_order() -> None:
+    network = rendered("networkd", networkd_facts())["/etc/systemd/network/10-br0.network"]
+    assert "DNS=198.51.100.53\nDNS=198.51.100.54\nDomains=lab.example\n" in network
+
+
+def test_networkd_carries_policy_rules_and_mtu_to_the_bridge() -> None:
+    files = rendered("networkd", networkd_facts())
+    network = files["/etc/systemd/network/10-br0.network"]
+    assert "[RoutingPolicyRule]\nFrom=198.51.100.11/32\nTable=100\nPriority=100\n" in network
+    assert "[Link]\nMTUBytes=9000\n" in network
+    assert "[Link]\nMTUBytes=9000\n" in files[NETWORKD]  # the port keeps it
+    assert "RoutingPolicyRule" not in files[NETWORKD]
+
+
+def test_networkd_reports_what_the_bridge_carries() -> None:
+    plan = plan_backend("networkd", config(networkd_facts()), networkd_facts())
+    rule = PolicyRule(4, "100", src="198.51.100.11/32", priority=100)
+    assert plan.carried == Carried(9000, (rule,), ("198.51.100.53", "198.51.100.54"))
+    assert rule.text() == "src 198.51.100.11 table 100"
+
+
+def test_networkd_a_rerun_renders_the_same_bridge_file() -> None:
+    first = rendered("networkd", networkd_facts())
+    bridge_network = "/etc/systemd/network/10-br0.network"
+    again = with_content(networkd_facts(first[NETWORKD]), bridge_network, first[bridge_network])
+    plan = plan_backend("networkd", config(again), again)
+    assert {c.path: c.content for c in plan.files} == first
+    assert plan.carried is not None and plan.carried.rules and plan.carried.mtu == 9000
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("VLAN=vlan10", "VLAN=vlan10"),
+        ("MACVLAN=mv0", "MACVLAN=mv0"),
+    ],
+)
+def test_networkd_a_device_stacked_on_the_nic_is_refused_by_name(line: str, named: str) -> None:
+    text = NIC_NETWORK.replace("IPv6AcceptRA=no", f"IPv6AcceptRA=no\n{line}")
+    with pytest.raises(BackendRefusal, match=f"stacks {named} on the NIC"):
+        plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
+
+
+def test_networkd_a_section_it_cannot_carry_is_refused_by_name() -> None:
+    text = NIC_NETWORK + "\n[Neighbor]\nAddress=198.51.100.9\nLinkLayerAddress=02:00:00:00:00:09\n"
+    with pytest.raises(BackendRefusal, match=r"\[Neighbor\] in .*10-eth0.network"):
+        plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
+
+
+def test_networkd_a_rule_selector_it_cannot_compare_is_refused_by_name() -> None:
+    text = NIC_NETWORK.replace("Priority=100", "Priority=100\nFirewallMark=7")
+    with pytest.raises(BackendRefusal, match="RoutingPolicyRule.*uses FirewallMark"):
+        plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
