@@ -61,7 +61,9 @@ class Carried:
 
 def refuse(backend: str, setting: str, why: str) -> BackendRefusal:
     """A refusal that names the setting fleetbr would otherwise lose."""
-    return BackendRefusal(f"persist: {backend}: {setting} {why}; fleetbr would lose it")
+    return BackendRefusal(
+        f"persist: {backend}: {setting} {why}; fleetbr will not lose it silently: change it first"
+    )
 
 
 def mtu(value: object, backend: str, setting: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from fleetbr.backends import BackendRefusal, plan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
@@ -106,3 +107,52 @@ def test_networkd_a_rule_selector_it_cannot_compare_is_refused_by_name() -> None
     text = NIC_NETWORK.replace("Priority=100", "Priority=100\nFirewallMark=7")
     with pytest.raises(BackendRefusal, match="RoutingPolicyRule.*uses FirewallMark"):
         plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
+
+
+# --- netplan ---------------------------------------------------------------------------------
+
+NETPLAN_YAML = """network:
+  version: 2
+  renderer: networkd
+  ethernets:
+    eth0:
+      mtu: 9000
+      addresses: ["198.51.100.12/24"]
+      routes:
+        - to: default
+          via: 198.51.100.1
+      nameservers:
+        addresses: [198.51.100.53, 198.51.100.54]
+      routing-policy:
+        - from: 198.51.100.12/32
+          table: 100
+          priority: 100
+"""
+
+
+def netplan_facts(text: str = NETPLAN_YAML) -> HostFacts:
+    return with_content(facts("netplan"), NETPLAN, text)
+
+
+def test_netplan_carries_routing_policy_and_mtu_to_the_bridge() -> None:
+    doc = yaml.safe_load(rendered("netplan", netplan_facts())[NETPLAN])["network"]
+    br0, eth0 = doc["bridges"]["br0"], doc["ethernets"]["eth0"]
+    assert br0["routing-policy"] == [{"from": "198.51.100.12/32", "table": 100, "priority": 100}]
+    assert br0["nameservers"] == {"addresses": ["198.51.100.53", "198.51.100.54"]}
+    assert br0["mtu"] == eth0["mtu"] == 9000  # the port keeps it
+    assert "routing-policy" not in eth0
+
+
+def test_netplan_reports_what_the_bridge_carries_and_a_rerun_is_stable() -> None:
+    plan = plan_backend("netplan", config(netplan_facts()), netplan_facts())
+    rule = PolicyRule(4, "100", src="198.51.100.12/32", priority=100)
+    assert plan.carried == Carried(9000, (rule,), ("198.51.100.53", "198.51.100.54"))
+    written = plan.files[0].content or ""
+    again = plan_backend("netplan", config(netplan_facts(written)), netplan_facts(written))
+    assert again.files[0].content == written and again.carried == plan.carried
+
+
+def test_netplan_a_rule_it_cannot_compare_is_refused_by_name() -> None:
+    text = NETPLAN_YAML.replace("priority: 100", "priority: 100\n          mark: 7")
+    with pytest.raises(BackendRefusal, match="routing-policy.*uses mark"):
+        plan_backend("netplan", config(netplan_facts(text)), netplan_facts(text))
