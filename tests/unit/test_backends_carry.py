@@ -12,6 +12,7 @@ import yaml
 from fleetbr.backends import BackendRefusal, plan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse_daemons import parse_daemons
 from tests.unit.test_backends_plan import config, facts
 
 NETWORKD = "/etc/systemd/network/10-eth0.network"
@@ -156,3 +157,62 @@ def test_netplan_a_rule_it_cannot_compare_is_refused_by_name() -> None:
     text = NETPLAN_YAML.replace("priority: 100", "priority: 100\n          mark: 7")
     with pytest.raises(BackendRefusal, match="routing-policy.*uses mark"):
         plan_backend("netplan", config(netplan_facts(text)), netplan_facts(text))
+
+
+# --- NetworkManager --------------------------------------------------------------------------
+
+ETC_NM = "/etc/NetworkManager/system-connections"
+NM_SETTINGS = {  # as the facts script reports them (nmcli -t), recorded on NM 1.42
+    "802-3-ethernet.mtu": "9000",
+    "ipv4.dns": "198.51.100.53,198.51.100.54",
+    "ipv4.routing-rules": "priority 100 from 198.51.100.13 table 100, "
+    "priority 101 to 203.0.113.0/24 table 101",
+    "ipv6.routing-rules": "priority 100 from 2001:db8:100::d table 100",
+}
+
+
+def nm_facts(settings: dict[str, str] = NM_SETTINGS) -> HostFacts:
+    f = facts("networkmanager")
+    uuid = f.daemons.nm_active["eth0"][0]
+    daemons = dataclasses.replace(f.daemons, nm_dns={uuid: settings})
+    return dataclasses.replace(f, daemons=daemons)
+
+
+def test_nm_facts_lines_keep_the_mtu_and_routing_rules() -> None:
+    uuid = "5e7d0be0-333a-52c4-a634-696a36e68dd6"
+    lines = [f"nm-dns {uuid} {key}:{value}" for key, value in NM_SETTINGS.items()]
+    assert parse_daemons(lines, (), []).nm_dns == {uuid: NM_SETTINGS}
+
+
+def test_nm_carries_the_mtu_to_the_port_and_the_bridge() -> None:
+    files = rendered("networkmanager", nm_facts())
+    assert "[ethernet]\nmtu=9000\n" in files[f"{ETC_NM}/br0-port-eth0.nmconnection"]
+    bridge = files[f"{ETC_NM}/br0.nmconnection"]
+    assert "\nmtu=9000\n" in bridge.split("[bridge]")[0]  # in [ethernet]
+
+
+def test_nm_carries_routing_rules_to_the_bridge_profile() -> None:
+    bridge = rendered("networkmanager", nm_facts())[f"{ETC_NM}/br0.nmconnection"]
+    ipv4, ipv6 = bridge.split("[ipv6]")
+    assert "routing-rule1=priority 100 from 198.51.100.13 table 100\n" in ipv4
+    assert "routing-rule2=priority 101 to 203.0.113.0/24 table 101\n" in ipv4
+    assert "routing-rule1=priority 100 from 2001:db8:100::d table 100\n" in ipv6
+
+
+def test_nm_reports_what_the_bridge_carries() -> None:
+    plan = plan_backend("networkmanager", config(nm_facts()), nm_facts())
+    assert plan.carried == Carried(
+        9000,
+        (
+            PolicyRule(4, "100", src="198.51.100.13", priority=100),
+            PolicyRule(4, "101", dst="203.0.113.0/24", priority=101),
+            PolicyRule(6, "100", src="2001:db8:100::d", priority=100),
+        ),
+        ("198.51.100.53", "198.51.100.54"),
+    )
+
+
+def test_nm_a_rule_it_cannot_compare_is_refused_by_name() -> None:
+    odd = {**NM_SETTINGS, "ipv4.routing-rules": "priority 100 fwmark 0x7 table 100"}
+    with pytest.raises(BackendRefusal, match="ipv4.routing-rules .*uses fwmark"):
+        plan_backend("networkmanager", config(nm_facts(odd)), nm_facts(odd))
