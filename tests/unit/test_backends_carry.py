@@ -216,3 +216,52 @@ def test_nm_a_rule_it_cannot_compare_is_refused_by_name() -> None:
     odd = {**NM_SETTINGS, "ipv4.routing-rules": "priority 100 fwmark 0x7 table 100"}
     with pytest.raises(BackendRefusal, match="ipv4.routing-rules .*uses fwmark"):
         plan_backend("networkmanager", config(nm_facts(odd)), nm_facts(odd))
+
+
+# --- ifupdown --------------------------------------------------------------------------------
+
+INTERFACES = "/etc/network/interfaces"
+STANZAS = """# interfaces(5) file used by ifup(8) and ifdown(8)
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+auto eth0
+iface eth0 inet static
+    # uplink to the rack switch, jumbo frames (ticket 4711)
+    address 198.51.100.10/24
+    gateway 198.51.100.1
+    mtu 9000
+    dns-nameservers 198.51.100.53 198.51.100.54
+    up ip rule add from 198.51.100.10 table 100 priority 100
+# storage network below
+iface eth0 inet6 static
+    address 2001:db8:100::a/64
+    gateway 2001:db8:100::1
+    accept_ra 0
+"""
+
+
+def ifupdown_facts(text: str = STANZAS) -> HostFacts:
+    return with_content(facts("ifupdown"), INTERFACES, text)
+
+
+def test_ifupdown_keeps_the_comments_of_the_nic_stanza() -> None:
+    new = rendered("ifupdown", ifupdown_facts())[INTERFACES]
+    inet = new.split("iface br0 inet static")[1].split("iface br0 inet6")[0]
+    assert "    # uplink to the rack switch, jumbo frames (ticket 4711)\n" in inet
+    assert "# storage network below\n" in new.split("auto br0")[0]  # at the margin: in place
+    assert "    mtu 9000\n" in inet and "up ip rule add from 198.51.100.10" in inet
+
+
+def test_ifupdown_reports_what_the_bridge_carries_and_a_rerun_is_stable() -> None:
+    plan = plan_backend("ifupdown", config(ifupdown_facts()), ifupdown_facts())
+    rule = PolicyRule(4, "100", src="198.51.100.10", priority=100)
+    assert plan.carried == Carried(9000, (rule,), ("198.51.100.53", "198.51.100.54"))
+    written = plan.files[0].content or ""
+    f = ifupdown_facts(written)
+    daemons = dataclasses.replace(f.daemons, ifupdown={INTERFACES: ("lo", "br0")})
+    f = dataclasses.replace(f, daemons=daemons)
+    again = plan_backend("ifupdown", config(f), f)
+    assert again.files[0].content == written and again.carried == plan.carried
