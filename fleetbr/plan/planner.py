@@ -209,7 +209,14 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         persist = persist_steps(task, facts, expected, backup_dir)
     except BackendRefusal as exc:
         return refused(task, str(exc))
-    expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
+    expected = dataclasses.replace(
+        expected,
+        config_files=persist.files,
+        managers=persist.managers,
+        mtu=persist.carried.mtu,
+        rules=persist.carried.rules,
+        dns=persist.carried.dns,
+    )
     # guests last: onto the bridge as its daemon left it, and back first in a rollback
     return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
 

@@ -11,9 +11,13 @@ import yaml
 
 from fleetbr.backends import BackendRefusal, plan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import HostFacts, Rule
 from fleetbr.facts.parse_daemons import parse_daemons
-from tests.unit.test_backends_plan import config, facts
+from fleetbr.plan import plan_host
+from fleetbr.plan.diff import compare
+from fleetbr.plan.model import ExpectedState
+from tests.unit.test_backends_plan import config, facts, persist
+from tests.unit.test_plan_support import task
 
 NETWORKD = "/etc/systemd/network/10-eth0.network"
 NETPLAN = "/etc/netplan/01-netcfg.yaml"
@@ -265,3 +269,63 @@ def test_ifupdown_reports_what_the_bridge_carries_and_a_rerun_is_stable() -> Non
     f = dataclasses.replace(f, daemons=daemons)
     again = plan_backend("ifupdown", config(f), f)
     assert again.files[0].content == written and again.carried == plan.carried
+
+
+# --- confirm and check compare what was carried ------------------------------------------------
+
+RULE = PolicyRule(4, "100", src="198.51.100.11/32", priority=100)
+
+
+def bridged(mtu: int = 9000, rules: tuple[Rule, ...] | None = None) -> HostFacts:
+    """networkd's host after the cutover, with ``mtu`` on br0 and eth0 and ``rules``."""
+    f = facts("networkd_bridged")
+    links = tuple(
+        dataclasses.replace(link, mtu=mtu) if link.name in ("br0", "eth0") else link
+        for link in f.links
+    )
+    if rules is None:
+        rules = (Rule(4, 100, "protocol static src 198.51.100.11 table 100"),)
+    return dataclasses.replace(f, links=links, rules=rules)
+
+
+def carried_differences(exp: ExpectedState, f: HostFacts) -> list[str]:
+    return [d.text for d in compare(exp, f) if d.field.split(".")[0] in ("mtu", "rules", "dns")]
+
+
+def test_the_plan_expects_what_the_backend_carried() -> None:
+    p = plan_host(task(persist("auto")), networkd_facts(), min_timeout=10)
+    assert p.refusal is None, p.refusal
+    assert (p.expected.mtu, p.expected.rules) == (9000, (RULE,))
+
+
+def test_confirm_and_check_compare_mtu_and_policy_rules() -> None:
+    exp = ExpectedState("br0", "eth0", True, "br0", mtu=9000, rules=(RULE,))
+    assert carried_differences(exp, bridged()) == []
+    assert carried_differences(exp, bridged(mtu=1500)) == [
+        "br0 MTU is 1500, expected 9000",
+        "eth0 MTU is 1500, expected 9000",
+    ]
+    assert carried_differences(exp, bridged(rules=())) == [
+        "policy rule ipv4 from 198.51.100.11/32 table 100 priority 100 missing"
+    ]
+    other = (Rule(4, 101, "src 198.51.100.11 table 100"),)  # another priority
+    assert carried_differences(exp, bridged(rules=other)) != []
+
+
+def test_check_compares_networkmanagers_name_servers_of_the_bridge() -> None:
+    f = bridged()
+    uuid = "620240e4-255a-52c1-9907-65d88c2b952c"
+    servers = {"ipv4.dns": "198.51.100.53,198.51.100.54"}
+    daemons = dataclasses.replace(
+        f.daemons, nm_active={"br0": (uuid, "br0")}, nm_dns={uuid: servers}
+    )
+    f = dataclasses.replace(f, daemons=daemons)
+    exp = ExpectedState(
+        "br0", "eth0", True, "br0", managers={"br0": "networkmanager"},
+        dns=("198.51.100.53", "198.51.100.54"),
+    )  # fmt: skip
+    assert carried_differences(exp, f) == []
+    lost = dataclasses.replace(f.daemons, nm_dns={uuid: {"ipv4.dns": "198.51.100.53"}})
+    assert carried_differences(exp, dataclasses.replace(f, daemons=lost)) == [
+        "br0's name servers are 198.51.100.53, expected 198.51.100.53 198.51.100.54"
+    ]
