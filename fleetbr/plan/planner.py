@@ -82,11 +82,11 @@ def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
         return plan
     differences = tuple(compare(plan.expected, facts))
     if differences and not plan.steps:
-        return refused(
-            task,
-            "fleetbr cannot repair what differs from the task: "
-            + "; ".join(d.text for d in differences),
+        # the refused plan keeps them: ``check`` reports them as drift nothing repairs
+        reason = "fleetbr cannot repair what differs from the task: " + "; ".join(
+            d.text for d in differences
         )
+        return dataclasses.replace(refused(task, reason), differences=differences)
     return dataclasses.replace(plan, differences=differences)
 
 

@@ -11,11 +11,14 @@ import yaml
 
 from fleetbr.backends import BackendRefusal, plan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
+from fleetbr.drift import check_facts
 from fleetbr.facts.model import HostFacts, Rule
 from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.plan import plan_host
 from fleetbr.plan.diff import compare
 from fleetbr.plan.model import ExpectedState
+from fleetbr.plan.netfilter import sha256
+from fleetbr.report import Status
 from tests.unit.test_backends_plan import config, facts, persist
 from tests.unit.test_plan_support import task
 
@@ -329,3 +332,27 @@ def test_check_compares_networkmanagers_name_servers_of_the_bridge() -> None:
     assert carried_differences(exp, dataclasses.replace(f, daemons=lost)) == [
         "br0's name servers are 198.51.100.53, expected 198.51.100.53 198.51.100.54"
     ]
+
+
+def confirmed_networkd(rules: tuple[Rule, ...] | None = None, mtu: int = 9000) -> HostFacts:
+    """networkd's host as the confirm finds it: the files fleetbr wrote from networkd_facts(),
+    br0 and eth0 with ``mtu``, the kernel with ``rules``."""
+    f = bridged(mtu, rules)
+    written = plan_backend("networkd", config(networkd_facts()), networkd_facts()).files
+    contents = {**f.daemons.contents, **{c.path: c.content or "" for c in written}}
+    digests = {**f.daemons.files, **{c.path: sha256(c.content or "") for c in written}}
+    daemons = dataclasses.replace(f.daemons, contents=contents, files=digests)
+    return dataclasses.replace(f, daemons=daemons)
+
+
+def test_check_is_in_sync_after_confirm_and_reports_a_removed_rule_as_drift() -> None:
+    t = task(persist("auto") + "netfilter: keep\n")
+    assert check_facts(t, confirmed_networkd()).status == Status.IN_SYNC
+    outcome = check_facts(t, confirmed_networkd(rules=()))
+    assert outcome.status == Status.DRIFTED, outcome.message
+    assert [d.field for d in outcome.differences] == ["rules"]
+    assert outcome.repair == ()  # apply refuses it: the daemon's files are as written
+    assert plan_host(t, confirmed_networkd(rules=()), min_timeout=10).refusal is not None
+    lowered = check_facts(t, confirmed_networkd(mtu=1500))
+    assert lowered.status == Status.DRIFTED
+    assert [d.field for d in lowered.differences] == ["mtu.br0", "mtu.eth0"]
