@@ -194,8 +194,8 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
         raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
     parts = ini.sections(text)
     _check_match(path, parts, config.nic)
+    carried = _network_keys(parts, path)  # DHCP first: the clearer reason
     _check_sections(parts, path)
-    carried = _network_keys(parts, path)
     rules = _rules(parts, path)
     port_path = posixpath.join(ETC, posixpath.basename(path))
     stem = posixpath.join(ETC, f"10-{config.name}")

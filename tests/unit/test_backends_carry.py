@@ -111,6 +111,12 @@ def test_networkd_a_section_it_cannot_carry_is_refused_by_name() -> None:
         plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
 
 
+def test_networkd_a_dhcp_section_is_refused_as_dhcp() -> None:
+    text = NIC_NETWORK + "\n[DHCPv4]\nUseDNS=no\n"
+    with pytest.raises(BackendRefusal, match="uses DHCP"):
+        plan_backend("networkd", config(networkd_facts(text)), networkd_facts(text))
+
+
 def test_networkd_a_rule_selector_it_cannot_compare_is_refused_by_name() -> None:
     text = NIC_NETWORK.replace("Priority=100", "Priority=100\nFirewallMark=7")
     with pytest.raises(BackendRefusal, match="RoutingPolicyRule.*uses FirewallMark"):
