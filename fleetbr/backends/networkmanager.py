@@ -129,6 +129,11 @@ def _family(
             f"{section}.routing-rules ({_rule_line(mine[0])})",
             f"has no IPv{family} address on the bridge to go with",
         )
+    servers = [f"{section}.{k}={(dns or {})[f'{section}.{k}']}" for k in ("dns", "dns-search")
+               if (dns or {}).get(f"{section}.{k}")]  # fmt: skip
+    if not addresses and servers:
+        why = f"has no IPv{family} address on the bridge to go with (a profile drops it)"
+        raise carry.refuse("networkmanager", servers[0], why)
     if not addresses:
         return [f"[{section}]", "method=disabled" if family == 4 else "method=ignore"]
     lines = [f"[{section}]", "method=manual"]

@@ -362,3 +362,12 @@ def test_check_is_in_sync_after_confirm_and_reports_a_removed_rule_as_drift() ->
     lowered = check_facts(t, confirmed_networkd(mtu=1500))
     assert lowered.status == Status.DRIFTED
     assert [d.field for d in lowered.differences] == ["mtu.br0", "mtu.eth0"]
+
+
+def test_nm_name_servers_of_a_family_the_bridge_has_no_address_of_are_refused() -> None:
+    v4_only = {**NM_SETTINGS, "ipv6.dns": "2001:db8:100::53"}
+    v4_only.pop("ipv6.routing-rules")
+    f = nm_facts(v4_only)
+    cfg = dataclasses.replace(config(f), addresses=config(f).family_addresses(4))
+    with pytest.raises(BackendRefusal, match="ipv6.dns=2001:db8:100::53; has no IPv6 address"):
+        plan_backend("networkmanager", cfg, f)
