@@ -4,6 +4,7 @@ rewritten in place to make it a port (its [Match] and [Link] sections kept verba
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
 from fleetbr.backends import carry, ini
 from fleetbr.backends.carry import Carried
@@ -148,7 +149,7 @@ def _route_section(route: Route) -> list[str]:
 def bridge_files(
     config: BridgeConfig,
     carried: list[tuple[str, str]],
-    rules: list[list[str]] = [],  # noqa: B006 -- never mutated
+    rules: Sequence[list[str]] = (),
     mtu: int | None = None,
 ) -> tuple[str, str]:
     """The bridge's .netdev and .network texts: the NIC's other [Network] keys in their order
