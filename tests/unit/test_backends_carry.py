@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import yaml
 
-from fleetbr.backends import BackendRefusal, plan_backend
+from fleetbr.backends import BackendRefusal, BridgeConfig, plan_backend, unplan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.drift import check_facts
 from fleetbr.facts.model import HostFacts, Rule
@@ -371,3 +371,44 @@ def test_nm_name_servers_of_a_family_the_bridge_has_no_address_of_are_refused() 
     cfg = dataclasses.replace(config(f), addresses=config(f).family_addresses(4))
     with pytest.raises(BackendRefusal, match="ipv6.dns=2001:db8:100::53; has no IPv6 address"):
         plan_backend("networkmanager", cfg, f)
+
+
+# --- unbridge carries them back to the NIC -----------------------------------------------------
+
+
+def nic_config(f: HostFacts) -> BridgeConfig:
+    return dataclasses.replace(config(f), mac=None)
+
+
+def test_netplan_unbridge_moves_the_routing_policy_back_to_the_nic() -> None:
+    bridged = rendered("netplan", netplan_facts())[NETPLAN]
+    plan = unplan_backend("netplan", nic_config(netplan_facts()), netplan_facts(bridged))
+    eth0 = yaml.safe_load(plan.files[0].content or "")["network"]["ethernets"]["eth0"]
+    assert eth0["routing-policy"] == [{"from": "198.51.100.12/32", "table": 100, "priority": 100}]
+    assert eth0["mtu"] == 9000
+
+
+def test_networkd_unbridge_moves_the_rules_back_to_the_nic() -> None:
+    first = rendered("networkd", networkd_facts())
+    bridge_network = "/etc/systemd/network/10-br0.network"
+    bridged = with_content(networkd_facts(first[NETWORKD]), bridge_network, first[bridge_network])
+    plan = unplan_backend("networkd", nic_config(bridged), bridged)
+    nic = next(c.content or "" for c in plan.files if c.path == NETWORKD)
+    assert "[RoutingPolicyRule]\nFrom=198.51.100.11/32\nTable=100\nPriority=100\n" in nic
+    assert "[Link]\nMTUBytes=9000\n" in nic and "DNS=198.51.100.53\nDNS=198.51.100.54\n" in nic
+
+
+def test_nm_unbridge_gives_fleetbrs_nic_profile_the_mtu_and_rules() -> None:
+    f = nm_facts()
+    eth0_uuid = f.daemons.nm_active["eth0"][0]
+    bridge_uuid = "620240e4-255a-52c1-9907-65d88c2b952c"
+    active = {"eth0": (eth0_uuid, "br0-port-eth0"), "br0": (bridge_uuid, "br0")}
+    settings = {eth0_uuid: {"802-3-ethernet.mtu": "9000"}, bridge_uuid: NM_SETTINGS}
+    daemons = dataclasses.replace(f.daemons, nm_active=active, nm_dns=settings)
+    f = dataclasses.replace(f, daemons=daemons)
+    plan = unplan_backend("networkmanager", nic_config(f), f)
+    profile = next(
+        c.content or "" for c in plan.files if c.path.endswith("fleetbr-eth0.nmconnection")
+    )
+    assert "[ethernet]\nmtu=9000\n" in profile
+    assert "routing-rule1=priority 100 from 198.51.100.13 table 100\n" in profile
