@@ -69,8 +69,10 @@ def check_facts(task: BridgeTask, facts: HostFacts, *, min_timeout: int = 0) -> 
     if armed is not None and armed.problem == "unreadable":
         return CheckOutcome(Status.REFUSED, armed.describe())
     plan = _plan(task, facts, min_timeout)
-    if plan.refusal is not None:
+    if plan.refusal is not None and not plan.differences:
         return CheckOutcome(Status.REFUSED, plan.refusal)
+    if plan.refusal is not None:  # drift the planner has no step for: apply refuses it
+        return CheckOutcome(Status.DRIFTED, plan.refusal, plan.differences)
     tx = transaction_difference(facts)
     differences = ((tx,) if tx else ()) + plan.differences
     repair = tuple(step.description for step in plan.steps)

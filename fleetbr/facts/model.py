@@ -216,7 +216,8 @@ class Daemons:
     contents: dict[str, str] = field(default_factory=dict)
     # NetworkManager: device -> uuid and name of its active connection profile
     nm_active: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns... (as nmcli -t)
+    # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns..., and
+    # 802-3-ethernet.mtu, ipv4.routing-rules, ipv6.routing-rules (as nmcli -t)
     nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def manager(self, interface: str) -> InterfaceManager:

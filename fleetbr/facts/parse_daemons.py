@@ -39,6 +39,8 @@ INTERFACES = "/etc/network/interfaces"
 # Which claimant is named the manager when several configure one interface (they then fight).
 PRECEDENCE = ("networkmanager", "netplan", "networkd", "ifupdown")
 NM_DNS_KEYS = ("ipv4.dns", "ipv4.dns-search", "ipv6.dns", "ipv6.dns-search")
+# the other settings of an active profile persist carries to the bridge (backends.networkmanager)
+NM_CARRIED_KEYS = ("802-3-ethernet.mtu", "ipv4.routing-rules", "ipv6.routing-rules")
 NETWORKD_CLAIMS = frozenset({"configuring", "configured", "failed"})
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _RUN_PARTS_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -143,7 +145,7 @@ def _nm_connection(raw: _Raw, rest: str, _warnings: list[str]) -> None:
 def _nm_dns(raw: _Raw, rest: str, _warnings: list[str]) -> None:
     uuid, _, setting = rest.partition(" ")
     key, _, value = setting.partition(":")
-    if key in NM_DNS_KEYS and value:
+    if key in NM_DNS_KEYS + NM_CARRIED_KEYS and value:
         raw.nm_dns.setdefault(uuid, {})[key] = value
 
 
