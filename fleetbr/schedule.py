@@ -167,19 +167,18 @@ class Cli:
 
 
 def command_argv(args: argparse.Namespace, cli: Cli) -> list[str]:
-    """``fleetbr -i ABS_INV [-l ...] check|apply ABS_TASK`` as the service runs it."""
+    """``fleetbr -i ABS_INV [-l ...] [--metrics-file ABS] check|apply ABS_TASK`` as the service
+    runs it (``--metrics-file`` given before or after ``schedule install``)."""
     argv = [_absolute(sys.executable), "-m", "fleetbr", "-i", _absolute(args.inventory)]
     if args.limit is not None:
         argv += ["-l", args.limit]
     if args.forks != cli.default_forks:
         argv += ["-f", str(args.forks)]
-    for flag, value in (("--key", args.key), ("--known-hosts", args.known_hosts)):
+    for flag, value in (("--key", args.key), ("--known-hosts", args.known_hosts),
+                        ("--metrics-file", args.metrics_file)):  # fmt: skip
         if value:
             argv += [flag, _absolute(value)]
     argv += ["apply" if args.repair else "check", _absolute(args.task)]
-    if args.metrics_file is not None:
-        # The hook for run metrics: passed on as an option of check/apply.
-        argv += ["--metrics-file", _absolute(args.metrics_file)]
     _parses(argv[3:], cli)
     return argv
 

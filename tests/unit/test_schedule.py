@@ -223,15 +223,28 @@ def test_a_unit_fleetbr_did_not_write_is_never_replaced(inventory: Path, root: P
     assert (directory / "fleetbr-mine.service").read_text() == "[Service]\nExecStart=/bin/true\n"
 
 
-def test_metrics_file_is_passed_on_only_if_this_fleetbr_takes_it(
-    inventory: Path, root: Path, tmp_path: Path
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_metrics_file_is_passed_on_and_the_schedule_names_its_metrics(
+    inventory: Path, root: Path, tmp_path: Path, where: str
 ) -> None:
-    code = install(inventory, root, "--metrics-file", str(tmp_path / "m.prom"))
-    service = units(root / "etc/systemd/system", "bridge-i-t-check")[0]
-    if code == 0:
-        assert unquote(exec_start(service))[-2:] == ["--metrics-file", str(tmp_path / "m.prom")]
-    else:
-        assert code == 2 and not service.exists()
+    """``schedule install ... --metrics-file F`` and ``fleetbr --metrics-file F schedule
+    install ...`` both reach the scheduled command, as a global option it takes."""
+    prom = str(tmp_path / "m.prom")
+    task = str(task_of(inventory))
+    argv = ["-i", str(inventory), "-l", "hv01", "schedule", "install", task, "--every", "15m",
+            "--root", str(root), "--name", "rack-a"]  # fmt: skip
+    argv = [*argv, "--metrics-file", prom] if where == "after" else ["--metrics-file", prom, *argv]
+    assert main(argv) == 0
+    service = units(root / "etc/systemd/system", "rack-a")[0]
+    words = unquote(exec_start(service))
+    assert words[words.index("--metrics-file") + 1] == prom
+    assert words.index("--metrics-file") < words.index("check")
+    assert "Environment=FLEETBR_SCHEDULE=rack-a\n" in service.read_text()
+    # the scheduled command parses with this fleetbr, the metrics file as the run's option
+    from fleetbr.cli_args import build_parser
+
+    args = build_parser().parse_args([words[0].removeprefix(":"), *words[1:]][3:])
+    assert (args.command, str(args.metrics_file)) == ("check", prom)
 
 
 def test_user_units_go_to_the_users_config(inventory: Path, tmp_path: Path) -> None:
