@@ -73,7 +73,8 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
     task = task_file(tmp_path)
     bridged_host(lab, fresh_host, "hv19", task)
     # every repair waits 2 s between apply and confirm: a window to send SIGTERM in
-    watch = Watch(lab, "hv19", task, "--repair", pause="2")
+    history = tmp_path / "h.sqlite3"
+    watch = Watch(lab, "hv19", task, "--repair", pause="2", options=("--history", str(history)))
     try:
         first = watch.next_run()
         assert first["hosts"]["hv19"]["status"] == Status.UNCHANGED
@@ -99,6 +100,11 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
         assert sh(lab, "hv19", "ls /etc/udev/rules.d/99-bridge.rules").strip()
     finally:
         watch.kill()
+    code, found, err = fleetbr("--history", str(history), "history", "-l", "hv19")
+    assert code == 0, err
+    rows = [(row["command"], row["status"]) for row in found["hosts"]]  # newest first
+    assert rows[0] == ("apply", "confirmed") and rows[-1] == ("apply", "unchanged"), rows
+    assert rows.count(("apply", "confirmed")) == 2, "both repairs are in the history"
 
 
 def test_watch_checks_reports_drift_and_stops_at_once(
