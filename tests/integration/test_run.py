@@ -98,7 +98,12 @@ def test_timeout_ends_everything_the_command_started(lab: Lab) -> None:
 IGNORES_TERM = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(25)"
 
 
-@pytest.mark.parametrize("form", ["words", "line", "script"])
+NEEDS_SUDO = pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo (scripts/setup)")
+
+
+@pytest.mark.parametrize(
+    "form", ["words", "line", "script", pytest.param("sudo", marks=NEEDS_SUDO)]
+)
 def test_timeout_kills_a_command_that_ignores_term_in_every_form(
     lab: Lab, tmp_path: Path, form: str
 ) -> None:
@@ -110,6 +115,7 @@ def test_timeout_kills_a_command_that_ignores_term_in_every_form(
         "words": ["--", "python3", "-c", IGNORES_TERM],
         "line": ["--", f"python3 -c '{IGNORES_TERM}'"],
         "script": ["--script", str(script)],
+        "sudo": ["--sudo", "--", "python3", "-c", IGNORES_TERM],
     }[form]
     code, doc, _ = run_json(lab, "hv01", "--timeout", "2", *command)
     elapsed = doc["hv01"]["elapsed"]  # from connect to the command's end
