@@ -175,8 +175,12 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     install = sched.add_parser("install", help="write and enable a timer + service")
     install.add_argument("task", type=Path, help="task file (YAML)")
     _add_schedule_options(install)
-    install.add_argument("--name", help="schedule name (default: TASK's name and check/repair)")
-    install.add_argument("--metrics-file", type=Path, help="passed on to the scheduled command")
+    install.add_argument("--name", help="schedule name (default: TASK's name, the selection "
+                         "and check/repair)")  # fmt: skip
+    install.add_argument("--force", action="store_true",
+                         help="replace another schedule of the same name")  # fmt: skip
+    install.add_argument("--metrics-file", type=Path, default=argparse.SUPPRESS,
+                         help="passed on to the scheduled command")  # fmt: skip
     remove = sched.add_parser("remove", help="stop, disable and delete a schedule's units")
     remove.add_argument("name", help="schedule name (see schedule list)")
     listing = sched.add_parser("list", help="the schedules fleetbr installed")

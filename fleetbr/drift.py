@@ -20,6 +20,7 @@ from typing import Any
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
+from fleetbr.observe import RunObserver, observed
 from fleetbr.plan import Plan, plan_host
 from fleetbr.plan.model import Difference
 from fleetbr.report import AggregatedResult, HostResult, Status
@@ -110,11 +111,16 @@ def render_tasks(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, Bridge
 
 
 async def run_check(
-    hosts: Sequence[HostSpec], tasks: Mapping[str, BridgeTask], *, forks: int
+    hosts: Sequence[HostSpec],
+    tasks: Mapping[str, BridgeTask],
+    *,
+    forks: int,
+    observer: RunObserver | None = None,
 ) -> AggregatedResult:
-    """``check`` on every host, at most ``forks`` at once."""
+    """``check`` on every host, at most ``forks`` at once; ``observer`` (the run history, the
+    metrics) hears of every host."""
 
     async def job(spec: HostSpec) -> HostResult:
         return await check_job(spec, tasks[spec.name])
 
-    return await run_hosts("check", hosts, job, forks=forks)
+    return await run_hosts("check", hosts, observed(job, observer), forks=forks)

@@ -11,15 +11,22 @@ promise; fleetbr cannot know what an arbitrary command changes).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
+from typing import Any
 
 from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.plan import Plan, diff_facts
 from fleetbr.plan.command import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_command
 from fleetbr.render import render
-from fleetbr.transaction.change import RollbackCheck
+from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.scripts import check_txid, markers
 from fleetbr.transport import Connection
+
+TAIL_BYTES = 2048  # bytes of the end of each staged script's stderr carried in the result
+MESSAGE_TAIL = 200  # characters of it, on one line, in the message
+REPORTED = (("command", COMMAND_FILE), ("undo", UNDO_FILE))
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,38 @@ class CommandChange:
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """Reachable (we are connected): only report how the host differs from its snapshot."""
         return RollbackCheck(notes=diff_facts(before, after))
+
+    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+        """The exit status and the end of the stderr of the command, and of the undo if it ran."""
+        script = render("tx_command_result.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid),
+                        files=[name for _, name in REPORTED], tail_bytes=TAIL_BYTES)  # fmt: skip
+        return script_outcome(markers((await conn.run_script(script, label="results")).stdout))
+
+
+def script_outcome(found: dict[str, str]) -> ScriptOutcome:
+    """The :class:`ScriptOutcome` of ``tx_command_result.sh.j2``'s markers."""
+    data: dict[str, Any] = {}
+    said = []
+    for index, (what, _) in enumerate(REPORTED):
+        status = found.get(f"{index}_rc", "")
+        if not status.isdigit():
+            continue  # it never ran (the undo of a confirmed command)
+        tail = _decoded(found.get(f"{index}_err_tail", ""))
+        size = int(found.get(f"{index}_err_bytes", "") or 0)
+        data[what] = {"exit_status": int(status), "stderr_tail": tail, "stderr_bytes": size,
+                      "stderr_truncated": size > TAIL_BYTES}  # fmt: skip
+        line = " ".join(tail.split())
+        if len(line) > MESSAGE_TAIL:
+            line = "..." + line[-MESSAGE_TAIL:]
+        said.append(f"the {what} exited {status}" + (f": {line}" if line else ""))
+    return ScriptOutcome(data, "; ".join(said))
+
+
+def _decoded(encoded: str) -> str:
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def _script(line: str) -> str:

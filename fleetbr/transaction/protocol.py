@@ -357,18 +357,23 @@ class _Resolver:
         if failed_steps.isdigit() and int(failed_steps):
             check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
                                   f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
+        outcome = await tx.change.script_outcome(conn, tx.txid)
+        said = f" ({outcome.summary})" if outcome.summary else ""
         if check.problems:
             return tx.result(
-                Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(check.problems)
+                Status.FAILED,
+                "rolled back but not at its snapshot: " + "; ".join(check.problems) + said,
+                **outcome.data,
             )
         tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
         extra = {"differences": check.notes} if check.notes else {}
         return tx.result(
             Status.ROLLED_BACK,
-            f"rolled back: {reason}",
+            f"rolled back: {reason}{said}",
             decision=state.decision,
             reason=reason,
             **extra,
+            **outcome.data,
         )
 
 

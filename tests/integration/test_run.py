@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fleetbr.adhoc.job import run_job
-from fleetbr.adhoc.spec import RunOptions, RunSpec
+from fleetbr.adhoc.spec import BACKSTOP, KILL_AFTER, RunOptions, RunSpec
 from fleetbr.lab import Lab, host_exec, kill_sshd, set_switch_port, start_sshd
 from fleetbr.report import HostResult, Status
 from tests.integration.helpers import fleetbr, specs
@@ -93,6 +93,37 @@ def test_timeout_ends_everything_the_command_started(lab: Lab) -> None:
         for marker in ("sleep 310", "sleep 311"):
             wait_for(partial(no_process_runs, lab, host, marker), 10, f"{marker} gone on {host}")
     assert elapsed < 60, f"took {elapsed:.0f}s"
+
+
+IGNORES_TERM = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(25)"
+
+
+NEEDS_SUDO = pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo (scripts/setup)")
+
+
+@pytest.mark.parametrize(
+    "form", ["words", "line", "script", pytest.param("sudo", marks=NEEDS_SUDO)]
+)
+def test_timeout_kills_a_command_that_ignores_term_in_every_form(
+    lab: Lab, tmp_path: Path, form: str
+) -> None:
+    # sh -s dies of the TERM, the python under it ignores it: the KILL must still come, after
+    # the grace, and the host (not the controller's backstop) must say the command timed out
+    script = tmp_path / "ignore.sh"
+    script.write_text(f"python3 -c '{IGNORES_TERM}'\n")
+    command = {
+        "words": ["--", "python3", "-c", IGNORES_TERM],
+        "line": ["--", f"python3 -c '{IGNORES_TERM}'"],
+        "script": ["--script", str(script)],
+        "sudo": ["--sudo", "--", "python3", "-c", IGNORES_TERM],
+    }[form]
+    code, doc, _ = run_json(lab, "hv01", "--timeout", "2", *command)
+    elapsed = doc["hv01"]["elapsed"]  # from connect to the command's end
+    assert code == 1
+    assert doc["hv01"]["status"] == "timed_out", doc["hv01"]
+    assert doc["hv01"]["message"].startswith("timed out after 2s"), doc["hv01"]["message"]
+    assert no_process_runs(lab, "hv01", "time.sleep(25)"), "the python that ignored TERM runs on"
+    assert 2 + KILL_AFTER <= elapsed < 2 + KILL_AFTER + BACKSTOP, f"took {elapsed:.1f}s"
 
 
 def test_unreachable_host_while_others_run(lab: Lab) -> None:

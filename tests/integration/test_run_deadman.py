@@ -4,11 +4,13 @@ bridge, on real lab hosts."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.command import TAIL_BYTES, CommandChange
 from fleetbr.transaction.protocol import run_transaction
 from tests.integration.helpers import fleetbr, specs
 from tests.integration.test_transaction import assert_at_snapshot
@@ -102,3 +104,39 @@ def test_cli_cutting_canary_stops_the_run(
     assert doc["hv14"]["status"] == "rolled_back" and doc["hv15"]["status"] == "skipped"
     assert_at_snapshot(lab, "hv14", pristine)
     assert events(lab, "hv15") == []
+
+
+def test_a_failed_command_reports_its_exit_status_and_stderr_and_the_undos(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    """Not only "rolled back: apply-failed-step-1": the command's exit status and the end of its
+    stderr (bounded, escaped on a terminal or pipe, exact in JSON), and the undo's."""
+    fresh_host("hv12")
+    noise = "x" * 5000
+    command = f"echo {noise} >&2; printf 'no VLAN 42 \\033[31mhere\\n' >&2; echo out; exit 3"
+    args = ["-i", str(lab.inventory_dir), "-l", "hv12", "run", "--deadman", str(TIMEOUT),
+            "--undo", "echo undone >&2", "--", command]  # fmt: skip
+    code, doc, err = fleetbr(*args)
+    assert code == 1, (doc, err)
+    result = doc["hv12"]
+    assert result["status"] == "rolled_back", result
+    said = result["command"]
+    stderr = noise + "\n" + "no VLAN 42 \x1b[31mhere\n"
+    assert said["exit_status"] == 3 and said["stderr_bytes"] == len(stderr), said
+    assert said["stderr_tail"] == stderr[-TAIL_BYTES:]
+    assert said["stderr_truncated"] is True
+    assert result["undo"] == {"exit_status": 0, "stderr_tail": "undone\n", "stderr_bytes": 7,
+                              "stderr_truncated": False}  # fmt: skip
+    assert result["message"].startswith("rolled back: apply-failed-step-1 (the command exited 3: ")
+    assert result["message"].endswith("no VLAN 42 \x1b[31mhere; the undo exited 0: undone)")
+    assert_at_snapshot(lab, "hv12", pristine)
+
+    fresh_host("hv12")
+    human = subprocess.run([sys.executable, "-m", "fleetbr", *args], capture_output=True,
+                           text=True, timeout=300, check=False)  # fmt: skip
+    assert human.returncode == 1, human
+    assert "\x1b" not in human.stdout, "a host's stderr must not reach the terminal raw"
+    [line] = [line for line in human.stdout.splitlines() if line.startswith("hv12")]
+    assert "rolled_back" in line and "(the command exited 3: ..." in line, line
+    assert line.endswith("no VLAN 42 \\x1b[31mhere; the undo exited 0: undone)"), line
+    fresh_host("hv12")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from fleetbr.facts.model import ArmedTransaction
 from fleetbr.plan import step_command
 from fleetbr.plan.command import plan_command
 from fleetbr.transaction import scripts
-from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.command import CommandChange, script_outcome
 from tests.unit.test_plan_support import facts
 
 # the operator's own shell line: it runs exactly as written, with its own quoting
@@ -25,7 +26,7 @@ def test_one_step_with_the_undo_as_its_inverse_and_gateways_as_probes() -> None:
     assert plan.steps[0].description == "run: ip link set eth0 mtu 9000"
     assert plan.rollback[0].description == "undo: ip link set eth0 mtu 1500"
     assert plan.probes and all(":" in p or "." in p for p in plan.probes)
-    assert step_command(plan.steps[0]).startswith('/bin/sh "${TX:?}"/command.sh')
+    assert step_command(plan.steps[0]).startswith('{ /bin/sh "${TX:?}"/command.sh')
 
 
 def test_refused_while_armed_or_with_a_too_short_timer() -> None:
@@ -49,6 +50,38 @@ def test_staged_command_runs_literally(tmp_path: Path) -> None:
                    check=True)  # fmt: skip
     out = (tmp_path / "command.sh.out").read_text()
     assert out.splitlines() == ["$(reboot)", "`id`", "it's", "a|b"]
+    assert (tmp_path / "command.sh.rc").read_text() == "0\n"
+
+
+def test_staged_command_keeps_its_stderr_and_exit_status_apart(tmp_path: Path) -> None:
+    change = CommandChange("echo out; echo err >&2; exit 3", "true", 60)
+    for name, text in change.staged_files().items():
+        (tmp_path / name).write_text(text)
+    line = step_command(change.plan(facts(), 13).steps[0])
+    done = subprocess.run(["sh", "-c", line], env={"TX": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          check=False)  # fmt: skip
+    assert done.returncode != 0, "a failing command fails its step"
+    read = {ext: (tmp_path / f"command.sh.{ext}").read_text() for ext in ("out", "err", "rc")}
+    assert read == {"out": "out\n", "err": "err\n", "rc": "3\n"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def test_script_outcome_bounds_the_tail_in_the_message_and_skips_what_never_ran() -> None:
+    tail = b"x" * 300 + b"\n\xff bad\x1b[2J\n"
+    outcome = script_outcome({"0_rc": "3", "0_err_bytes": "9000", "0_err_tail": _b64(tail)})
+    assert list(outcome.data) == ["command"], "the undo never ran: no entry"
+    said = outcome.data["command"]
+    assert said == {"exit_status": 3, "stderr_tail": tail.decode("utf-8", "replace"),
+                    "stderr_bytes": 9000, "stderr_truncated": True}  # fmt: skip
+    assert outcome.summary.startswith("the command exited 3: ...xxx")
+    assert outcome.summary.endswith("x \ufffd bad\x1b[2J") and len(outcome.summary) < 240
+    undo = {"1_rc": "1", "1_err_bytes": "4", "1_err_tail": _b64(b"no\n")}
+    both = script_outcome({"0_rc": "0", "0_err_bytes": "0", "0_err_tail": "", **undo})
+    assert both.summary == "the command exited 0; the undo exited 1: no"
+    assert script_outcome({"0_rc": "", "1_err_tail": "!!"}).data == {}
 
 
 def test_long_commands_get_a_short_one_line_description() -> None:
