@@ -24,7 +24,7 @@ import yaml
 
 from fleetbr.errors import FactsError, ValidationError
 from fleetbr.facts.model import ConfigFile, Daemons, DaemonView, InterfaceManager, Link
-from fleetbr.validate import bounded
+from fleetbr.validate import bounded, split_lines
 
 CONTENT_LIMIT = 65536  # the script sends at most this many bytes of a file
 YAML_VALUES = 10_000
@@ -191,7 +191,7 @@ def _by_precedence(paths: Iterable[str], dirs: Sequence[str]) -> list[str]:
 
 def _ini_values(text: str, section: str, key: str) -> list[str]:
     values, current = [], ""
-    for raw_line in text.splitlines():
+    for raw_line in split_lines(text):
         line = raw_line.strip()
         if line.startswith("[") and line.endswith("]"):
             current = line[1:-1].strip()
@@ -254,7 +254,7 @@ def netplan_interfaces(
 
 def _logical_lines(text: str) -> list[list[str]]:
     lines, pending = [], ""
-    for line in text.splitlines():
+    for line in split_lines(text):
         if line.lstrip().startswith("#"):
             continue
         if line.endswith("\\"):
