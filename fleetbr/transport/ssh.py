@@ -251,6 +251,9 @@ async def _open(
         "login_timeout": ssh.connect_timeout * 2,
         "keepalive_interval": ssh.keepalive_interval,
         "keepalive_count_max": ssh.keepalive_count_max,
+        # Always explicit: given nothing, asyncssh takes ForwardAgent from ~/.ssh/config, and a
+        # hostile host could then use the operator's agent to log into every other host.
+        "agent_forwarding": ssh.agent_forwarding,
     }
     if username:
         options["username"] = username

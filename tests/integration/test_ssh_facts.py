@@ -243,3 +243,39 @@ def test_hostile_host_names_never_lose_an_apply_report(
     rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
     assert rows == dict.fromkeys(names.values(), "confirmed")
     assert done.stdout.splitlines()[-1] == "2 hosts: 2 confirmed"
+
+
+@pytest.mark.parametrize("inventory_says", [None, False, True])
+def test_forward_agent_in_ssh_config_is_pinned_off(
+    lab: Lab, tmp_path: Path, inventory_says: bool | None
+) -> None:
+    """Issue 20: `ForwardAgent yes` in ~/.ssh/config forwarded the operator's agent to every host.
+    Only the inventory's ``agent_forwarding: true`` forwards it (the control that the remote side
+    would see a forwarded agent)."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n    ForwardAgent yes\n")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    inventory = lab.inventory_dir
+    if inventory_says is not None:
+
+        def edit(_: dict[str, Any], defaults: dict[str, Any]) -> None:
+            defaults["connection_options"]["fleetbr"]["extras"]["agent_forwarding"] = inventory_says
+
+        inventory = derived_inventory(lab, tmp_path / "inv", edit)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": str(sock)}
+        probe = 'if [ -S "${SSH_AUTH_SOCK:-}" ]; then echo forwarded; else echo none; fi'
+        done = subprocess.run([sys.executable, "-m", "fleetbr", "--json", "-i", str(inventory),
+                               "-l", "hv11", "run", "--", probe], capture_output=True, text=True,
+                              timeout=120, env=env, check=False)  # fmt: skip
+    finally:
+        agent.terminate()
+        agent.wait()
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout)["hv11"]["stdout"].strip()
+    assert seen == ("forwarded" if inventory_says else "none")
