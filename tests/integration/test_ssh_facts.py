@@ -279,3 +279,39 @@ def test_forward_agent_in_ssh_config_is_pinned_off(
     assert done.returncode == 0, done.stdout + done.stderr
     seen = json.loads(done.stdout)["hv11"]["stdout"].strip()
     assert seen == ("forwarded" if inventory_says else "none")
+
+
+def test_untrusted_jump_host_is_named_in_the_error(lab: Lab, tmp_path: Path) -> None:
+    """Issue 20: a jump host whose key is unknown failed with an error naming the target."""
+    hv01 = lab.host("hv01")
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(line + "\n" for line in lab.known_hosts_path.read_text().splitlines()
+                             if line.split()[0] not in (hv01.ip4, hv01.ip6)))  # fmt: skip
+
+    def via_hv01(hosts: dict[str, Any], _: dict[str, Any]) -> None:
+        hosts["hv03"]["connection_options"] = {"fleetbr": {"extras": {
+            "client_keys": [str(lab.key_path)], "known_hosts": str(known),
+            "jump_host": f"root@{hv01.ip4}:22", "connect_timeout": 3}}}  # fmt: skip
+
+    inventory = derived_inventory(lab, tmp_path / "inv", via_hv01)
+    code, doc, err = fleetbr("-i", str(inventory), "-l", "hv03", "facts")
+    assert code == 1, err
+    message = doc["hv03"]["message"]
+    assert f"host key of jump host {hv01.ip4}:22 is not trusted" in message, message
+    assert lab.host("hv03").ip4 not in message
+
+
+def test_proxy_jump_in_ssh_config_is_ignored(lab: Lab, tmp_path: Path) -> None:
+    """Issue 20: asyncssh opened the ssh config's ProxyJump with the config's own known_hosts
+    (here none at all). fleetbr ignores it: the jump (to a port nothing listens on) is never
+    tried, and the host is reached directly with fleetbr's known_hosts."""
+    hv03 = lab.host("hv03")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host {hv03.ip4}\n    ProxyJump root@{lab.host('hv01').ip4}:2\n"
+        "    UserKnownHostsFile none\n    StrictHostKeyChecking no\n"
+    )
+    done = _run_cli("--json", "-i", str(lab.inventory_dir), "-l", "hv03", "facts", home=home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["hv03"]["facts"]["hostname"] == "hv03"
