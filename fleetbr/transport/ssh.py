@@ -35,7 +35,6 @@ from fleetbr.errors import (
     TransportError,
 )
 from fleetbr.inventory import HostSpec, SSHOptions, jump_target
-from fleetbr.validate import clip
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -299,13 +298,24 @@ def known_hosts(path: str) -> asyncssh.SSHKnownHosts:
     if cached is None or cached[0] != text:
         try:
             cached = (text, asyncssh.import_known_hosts(text))
-        except ValueError as exc:
+        except ValueError:
+            # asyncssh's message quotes the line: never echo a file's content (it may be any file)
             raise HostKeyRejected(
-                f"known_hosts file {path} cannot be parsed ({clip(str(exc))}): no host key can "
-                "be checked"
+                f"known_hosts file {path} cannot be parsed (line {_bad_line(text)} is not a "
+                "known_hosts entry): no host key can be checked"
             ) from None
         _KNOWN_HOSTS[path] = cached
     return cached[1]
+
+
+def _bad_line(text: str) -> int | str:
+    """The number of the first line asyncssh refuses (split as asyncssh splits the file)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            asyncssh.import_known_hosts(line)
+        except ValueError:
+            return number
+    return "?"
 
 
 async def _drain(
