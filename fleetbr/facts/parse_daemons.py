@@ -229,6 +229,13 @@ def _netplan_names(ident: str, definition: object, links: Sequence[Link]) -> set
     return names
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, never the snippet of the file PyYAML quotes (it may be a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        return f"{exc.problem or 'not YAML'} (line {exc.problem_mark.line + 1})"[:100]
+    return str(exc)[:100]  # fleetbr's own ValidationError: no content
+
+
 def netplan_interfaces(
     contents: dict[str, str], links: Sequence[Link], warnings: list[str]
 ) -> dict[str, tuple[str, ...]]:
@@ -240,7 +247,7 @@ def netplan_interfaces(
             doc = yaml.safe_load(contents[path])
             bounded(doc, YAML_VALUES, path)
         except (yaml.YAMLError, ValidationError) as exc:
-            warnings.append(f"section daemons: {path} is not usable YAML: {str(exc)[:100]}")
+            warnings.append(f"section daemons: {path} is not usable YAML: {_yaml_problem(exc)}")
             continue
         network = doc.get("network") if isinstance(doc, dict) else None
         names: set[str] = set()

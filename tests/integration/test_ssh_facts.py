@@ -15,7 +15,7 @@ import pytest
 
 from fleetbr.errors import ConnectFailed, HostKeyRejected
 from fleetbr.facts.gather import facts_job, gather
-from fleetbr.lab import Lab, kill_sshd, reset_host, set_switch_port, start_sshd
+from fleetbr.lab import Lab, host_exec, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
 from fleetbr.transport import connect, open_connection
 from tests.integration.helpers import derived_inventory, fleetbr, specs
@@ -315,3 +315,21 @@ def test_proxy_jump_in_ssh_config_is_ignored(lab: Lab, tmp_path: Path) -> None:
     done = _run_cli("--json", "-i", str(lab.inventory_dir), "-l", "hv03", "facts", home=home)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["hv03"]["facts"]["hostname"] == "hv03"
+
+
+def test_json_facts_redact_secrets_in_config_files(lab: Lab) -> None:
+    """Issue 20: `--json facts` carried a `wpa-psk` line of an ifupdown file."""
+    path = "/etc/network/interfaces.d/fleetbr-test-wlan0"
+    stanza = "iface wlan0 inet dhcp\n    wpa-ssid lab\n    wpa-psk s3cr3t-psk\n"
+    host_exec(lab, "hv05", ["sh", "-c", 'mkdir -p "${1%/*}" && cat > "$1"', "sh", path],
+              input=stanza)  # fmt: skip
+    try:
+        code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", "hv05", "facts")
+    finally:
+        # the directories too, if this test made them (rmdir leaves non-empty ones alone)
+        clean = 'rm -f "$1"; rmdir "${1%/*}" "${1%/*/*}" 2>/dev/null; :'
+        host_exec(lab, "hv05", ["sh", "-c", clean, "sh", path])
+    assert code == 0, err
+    contents = doc["hv05"]["facts"]["daemons"]["contents"]
+    assert contents[path] == "iface wlan0 inet dhcp\n    wpa-ssid lab\n    wpa-psk <redacted>\n"
+    assert "s3cr3t" not in json.dumps(doc)
