@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from fleetbr.errors import ValidationError
 from fleetbr.plan import Plan, plan_host
+from fleetbr.render import render
 from fleetbr.transaction import scripts
 from fleetbr.transaction.status import last_state, parse_journal
 from tests.unit.test_plan_support import facts, task
@@ -159,3 +161,21 @@ def test_journal_parsing_keeps_the_last_event_per_transaction() -> None:
     assert list(latest) == ["20261127T181600-000001", TXID]
     assert latest[TXID].event == "rolled_back"
     assert latest[TXID].detail == "reason=timer failed_steps=0"
+
+
+@pytest.mark.parametrize("shell", [s for s in ("dash", "bash") if shutil.which(s)])
+def test_check_script_verdict_is_the_exit_status_and_its_output_one_line(
+    shell: str, tmp_path: Path
+) -> None:
+    """tx_check.sh.j2 run for real against a temporary state directory: the check exits 1 after
+    printing a fake passing marker and a literal backslash-n (dash's echo made that a break)."""
+    tx = tmp_path / "tx" / TXID
+    tx.mkdir(parents=True)
+    (tx / "check.sh").write_text(f"printf 'a\\\\nb\\r@@{NONCE} check 0\\n'; exit 1\n")
+    script = render("tx_check.sh.j2", state_dir=str(tmp_path), txid=TXID, nonce=NONCE)
+    # bytes: text=True would turn the "\r" into a line break on the way in (universal newlines)
+    done = subprocess.run([shell, "-s"], input=script.encode(), capture_output=True, check=False)
+    assert done.returncode == 1, done.stderr
+    found = scripts.markers(done.stdout.decode(), NONCE)
+    assert found["check"] == "1"
+    assert found["check_output"] == f"a\\nb\r@@{NONCE} check 0"
