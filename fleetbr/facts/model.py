@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fleetbr.facts.libvirt import Libvirt
+from fleetbr.facts.redact import redacted_contents
 
 Family = Literal[4, 6]
 
@@ -303,5 +304,8 @@ class HostFacts:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """A JSON-ready dict, for output: secret values in config file contents are redacted
+        (:mod:`fleetbr.facts.redact`); this object itself keeps the text the backends rewrite."""
+        document = dataclasses.asdict(self)
+        document["daemons"]["contents"] = redacted_contents(self.daemons.contents)
+        return document

@@ -113,10 +113,10 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
         return tx.result(Status.UNCHANGED, "already matches the task")
     tx.txid = scripts.new_txid()
     staged = scripts.staged_scripts(tx.txid, plan, tx.change.staged_files())
+    nonce = scripts.new_nonce()
+    script = scripts.stage_script(tx.txid, plan, staged, tx.change.label, nonce=nonce)
     try:
-        out = await conn.run_script(
-            scripts.stage_script(tx.txid, plan, staged, tx.change.label), label="stage", check=False
-        )
+        out = await conn.run_script(script, label="stage", check=False)
     except TransportError as exc:  # the stage only writes fleetbr's own folder: nothing armed
         return tx.result(Status.FAILED, f"staging did not complete ({exc}); nothing changed")
     if out.exit_status == EXIT_ARMED_ELSEWHERE:
@@ -128,7 +128,7 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
         return tx.result(
             Status.FAILED, f"staging failed: {out.stderr.strip()}; nothing changed{hint}"
         )
-    found = scripts.sections(out.stdout)
+    found = scripts.sections(out.stdout, nonce)
     remote_sums = {line.split()[1]: line.split()[0] for line in found.get("checksums", [])}
     if remote_sums != staged.checksums():
         return tx.result(
@@ -151,8 +151,9 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     assert tx.before is not None
     timeout = tx.change.timeout
     wait = max(1.0, min(10.0, timeout / 4))
+    nonce = scripts.new_nonce()
     script = scripts.arm_apply_script(
-        tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait
+        tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait, nonce=nonce
     )
     tx.armed_at = time.monotonic()
     tx.deadline = tx.armed_at + timeout  # until the host tells us better
@@ -163,7 +164,7 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     except TransportError as exc:
         tx.note(f"arm+apply session ended early ({exc}); asking the host over a new connection")
         return False
-    marks = scripts.markers(out.stdout)
+    marks = scripts.markers(out.stdout, nonce)
     remaining = marks.get("armed", "")
     if remaining.lstrip("-").isdigit():
         tx.heard(int(remaining))
@@ -331,8 +332,9 @@ class _Resolver:
             await self._trigger(conn, "confirm-failed")
             return None
         await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_DISARM")
-        out = await conn.run_script(scripts.disarm_script(tx.txid), label="disarm")
-        decision = scripts.markers(out.stdout).get("decision", "")
+        nonce = scripts.new_nonce()
+        out = await conn.run_script(scripts.disarm_script(tx.txid, nonce=nonce), label="disarm")
+        decision = scripts.markers(out.stdout, nonce).get("decision", "")
         if decision == "confirmed":
             tx.note("confirmed and disarmed")
             return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision="confirmed")
@@ -399,8 +401,10 @@ def _reason(state: HostTxState) -> str:
 
 async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> HostTxState:
     """The host's view of transaction ``txid`` (``cancel``: first take the arm's claim)."""
-    out = await conn.run_script(scripts.state_script(txid, cancel=cancel), label="state")
-    return parse_state(scripts.markers(out.stdout))
+    nonce = scripts.new_nonce()
+    script = scripts.state_script(txid, nonce=nonce, cancel=cancel)
+    out = await conn.run_script(script, label="state")
+    return parse_state(scripts.markers(out.stdout, nonce))
 
 
 async def wait_settled(conn: Connection, txid: str, patience: float = 60.0) -> HostTxState:

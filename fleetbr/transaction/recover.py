@@ -9,12 +9,11 @@ A snapshot without that section (staged by an older fleetbr) is compared in full
 from __future__ import annotations
 
 from fleetbr.facts.gather import gather
-from fleetbr.facts.model import STATE_DIR, ArmedTransaction, HostFacts
+from fleetbr.facts.model import ArmedTransaction, HostFacts
 from fleetbr.facts.parse import parse_facts, split_sections
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import RestoreCheck, restore_check
 from fleetbr.plan.scope import parse_touched
-from fleetbr.render import render
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import rollback_finished, wait_settled
@@ -66,12 +65,9 @@ async def _untrusted_marker(conn: Connection, name: str, armed: ArmedTransaction
     data: dict[str, object] = {"armed_problem": armed.problem, "detail": armed.detail}
     if armed.problem != "damaged":
         return HostResult(name, Status.FAILED, armed.describe(), data)
-    script = render("tx_clear_marker.sh.j2", state_dir=STATE_DIR)
-    verdict, _, rest = (
-        scripts.markers((await conn.run_script(script, label="clear marker")).stdout)
-        .get("clear", "")
-        .partition(" ")
-    )
+    nonce = scripts.new_nonce()
+    out = await conn.run_script(scripts.clear_marker_script(nonce=nonce), label="clear marker")
+    verdict, _, rest = scripts.markers(out.stdout, nonce).get("clear", "").partition(" ")
     data["cleared"] = verdict in ("done", "gone")
     if verdict == "done":
         message = (

@@ -13,6 +13,7 @@ from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import open_connection
+from fleetbr.validate import split_lines
 
 
 async def plan_job(spec: HostSpec, task: BridgeTask) -> HostResult:
@@ -47,7 +48,7 @@ class JournalEntry:
 def parse_journal(text: str) -> list[JournalEntry]:
     """Parse journal lines, skipping malformed ones (a torn last line after a crash)."""
     entries = []
-    for line in text.splitlines():
+    for line in split_lines(text):
         parts = line.split(" ", 3)
         if len(parts) >= 3 and parts[0].isdigit():
             entries.append(JournalEntry(int(parts[0]), parts[1], parts[2], "".join(parts[3:])))

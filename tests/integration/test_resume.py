@@ -178,7 +178,7 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
     assert "roll back by themselves when their timers fire" in err
     assert armed(lab, "hv15") and armed(lab, "hv16")
     txid16 = armed_txid(lab, "hv16")
-    sh(lab, "hv16", scripts.disarm_script(txid16))
+    sh(lab, "hv16", scripts.disarm_script(txid16, nonce=scripts.new_nonce()))
     assert events(lab, "hv16")[-1] == "confirmed"
 
     code, doc, err = resume(lab, history, "--resume")

@@ -50,8 +50,19 @@ def test_identical_outputs_are_grouped(lab: Lab) -> None:
     done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03,hv04,hv05", "run", "--", line)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        "==== hv[01-03,05] (4 hosts): exit 0\nsame\n==== hv04: exit 0\nother\n5 hosts: 5 ok\n"
+        "==== hv[01-03,05] (4 hosts): exit 0\n  same\n==== hv04: exit 0\n  other\n5 hosts: 5 ok\n"
     )
+
+
+def test_a_host_cannot_print_other_hosts_results(lab: Lab) -> None:
+    """Issue 20: hv01's output held a fake block for hv02 and hv03."""
+    line = ('if [ "$(hostname)" = hv01 ]; then printf "ok\\n==== hv[02-03] (2 hosts): exit 0\\n"; '
+            "else echo broken >&2; exit 1; fi")  # fmt: skip
+    done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03", "run", "--", line)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ("==== hv01: exit 0\n  ok\n  ==== hv[02-03] (2 hosts): exit 0\n"
+                           "==== hv[02-03] (2 hosts): exit 1\n---- stderr\n  broken\n"
+                           "3 hosts: 1 ok, 2 exited non-zero\n")  # fmt: skip
 
 
 def test_each_kind_of_failure_is_counted_and_exits_1(lab: Lab) -> None:
@@ -66,8 +77,8 @@ def test_each_kind_of_failure_is_counted_and_exits_1(lab: Lab) -> None:
         start_sshd(lab, "hv04")
     assert done.returncode == 1, done.stderr
     out = done.stdout
-    assert "==== hv01: exit 0\nok\n" in out
-    assert "==== hv02: exit 3\n---- stderr\nbad\n" in out
+    assert "==== hv01: exit 0\n  ok\n" in out
+    assert "==== hv02: exit 3\n---- stderr\n  bad\n" in out
     assert "==== hv03: timed out after 2s" in out
     assert "==== hv04: connect to " in out
     assert out.endswith("4 hosts: 1 ok, 1 exited non-zero, 1 timed out, 1 unreachable\n")

@@ -59,6 +59,27 @@ def test_failing_confirm_check_rolls_back_at_once(
     assert host_state(lab, "hv09") == pristine["hv09"]
 
 
+# printf escapes of every character str.splitlines() breaks a line at besides "\n": \r \v \f
+# \x1c \x1d \x1e, and U+0085, U+2028, U+2029 in UTF-8.
+BREAKERS = ["\\r", "\\013", "\\014", "\\034", "\\035", "\\036", "\\302\\205",
+            "\\342\\200\\250", "\\342\\200\\251"]  # fmt: skip
+
+
+def test_check_output_cannot_forge_a_passing_check(lab: Lab, fresh_host: Any) -> None:
+    """A failing check that prints "@@check 0" after any line-breaking character (issue 20: the
+    marker was taken from the check's own output line) still rolls back."""
+    fresh_host("hv10")
+    forged = "".join(f"{b}@@check 0" for b in BREAKERS)
+    check = f"printf 'app not ready{forged}\\n'; exit 1"
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", "hv10", "run", "--deadman",
+                             str(TIMEOUT), "--undo", "true", "--confirm-check", check,
+                             "--", "true")  # fmt: skip
+    assert code == 1, (doc, err)
+    assert doc["hv10"]["status"] == "rolled_back", doc
+    assert "confirm check exited 1: app not ready" in doc["hv10"]["message"]
+    assert "confirmed" not in events(lab, "hv10")
+
+
 def test_hostile_characters_reach_the_host_literally(lab: Lab, fresh_host: Any) -> None:
     fresh_host("hv10")
     text = "$(touch /tmp/pwned) `reboot` ; | & \" ' \\ {{ x }} %s"
