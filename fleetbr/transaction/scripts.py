@@ -48,6 +48,18 @@ def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
     return [{"description": s.description, "command": step_command(s)} for s in steps]
 
 
+# Rollback steps the boot guard runs after a reboot inside the window: what outlives a reboot.
+# The files a transaction wrote go back; an operator's undo (``run --deadman``) runs, once: what
+# its command changed is unknown, so it may be on disk. The runtime steps' work (bridge, links,
+# addresses, routes, sysctls, the daemons' runtime view) is gone with the reboot.
+BOOT_STEP_KINDS = frozenset({"file_restore", "run_staged"})
+
+
+def boot_steps(plan: Plan) -> list[Step]:
+    """The rollback steps of ``plan`` that ``boot.sh`` runs, in rollback order."""
+    return [s for s in plan.rollback if s.kind in BOOT_STEP_KINDS]
+
+
 def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -> StagedScripts:
     """apply.sh, rollback.sh, timer.sh (its deadline is an argument), facts.sh for ``plan``, and
     ``extra`` files a change needs (e.g. an operator's command and its undo)."""
@@ -60,7 +72,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "facts.sh": facts_script(touched=touched_lines(touched_by(plan))),
         "boot.sh": render(
             "tx_boot.sh.j2",
-            restores=_commands([s for s in plan.rollback if s.kind == "file_restore"]),
+            steps=_commands(boot_steps(plan)),
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),

@@ -111,3 +111,19 @@ def test_journal_parsing_keeps_the_last_event_per_transaction() -> None:
     assert list(latest) == ["20261127T181600-000001", TXID]
     assert latest[TXID].event == "rolled_back"
     assert latest[TXID].detail == "reason=timer failed_steps=0"
+
+
+@pytest.mark.parametrize(
+    ("line", "failed"),
+    [
+        ("rolled_back reason=reboot failed_steps=0", False),
+        ("rollback_failed reason=reboot failed_steps=1", True),
+        ("rolled_back reason=timer failed_steps=2", True),
+        ("confirmed", False),
+    ],
+)
+def test_status_calls_a_rollback_with_failed_steps_failed(line: str, failed: bool) -> None:
+    from fleetbr.transaction.status import rollback_failed
+
+    (entry,) = parse_journal(f"1700000003 {TXID} {line}\n")
+    assert rollback_failed(entry) is failed
