@@ -16,6 +16,8 @@ from fleetbr.plan import Plan, Step, step_command, touched_by, touched_lines
 from fleetbr.render import render
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+# Where libvirtd (qemu:///system) keeps the domains' persistent definitions, one XML file each.
+LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
 _STAGED_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}\.sh$")
 
 
@@ -60,6 +62,17 @@ def boot_steps(plan: Plan) -> list[Step]:
     return [s for s in plan.rollback if s.kind in BOOT_STEP_KINDS]
 
 
+def persistent_domains(plan: Plan) -> list[str]:
+    """UUIDs of the libvirt domains whose persistent definition ``plan`` changes: the stage backs
+    up their XML files, the boot guard puts them back before libvirtd reads them."""
+    found = (
+        str(s.args["domain"])
+        for s in plan.steps
+        if s.kind == "guest_update" and s.args.get("scope") == "config"
+    )
+    return sorted(dict.fromkeys(found))
+
+
 def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -> StagedScripts:
     """apply.sh, rollback.sh, timer.sh (its deadline is an argument), facts.sh for ``plan``, and
     ``extra`` files a change needs (e.g. an operator's command and its undo)."""
@@ -73,6 +86,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "boot.sh": render(
             "tx_boot.sh.j2",
             steps=_commands(boot_steps(plan)),
+            domains=persistent_domains(plan),
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),
@@ -91,6 +105,8 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str
         txid=check_txid(txid),
         scripts=staged.files,
         files=list(plan.files),
+        domains=persistent_domains(plan),
+        libvirt_dir=LIBVIRT_QEMU_DIR,
         probes=list(plan.probes),
         task=task,
         guard_unit=render("boot_guard.service.j2", state_dir=STATE_DIR),
