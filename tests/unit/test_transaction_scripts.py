@@ -127,3 +127,14 @@ def test_status_calls_a_rollback_with_failed_steps_failed(line: str, failed: boo
 
     (entry,) = parse_journal(f"1700000003 {TXID} {line}\n")
     assert rollback_failed(entry) is failed
+
+
+def test_the_boot_guard_runs_before_libvirt_reads_the_guests_definitions() -> None:
+    from fleetbr.facts.model import STATE_DIR
+    from fleetbr.render import render
+
+    unit = render("boot_guard.service.j2", state_dir=STATE_DIR)
+    before = {
+        w for line in unit.splitlines() if line.startswith("Before=") for w in line[7:].split()
+    }
+    assert {"libvirtd.service", "virtqemud.service", "network-pre.target"} <= before
