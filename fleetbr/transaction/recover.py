@@ -47,6 +47,14 @@ async def rollback_job(spec: HostSpec) -> HostResult:
     check = compare_with_snapshot(snapshot, after)
     if check.unrelated:
         data["unrelated"] = check.unrelated
+    failed = state.rollback.removeprefix("done failed=")
+    if failed.isdigit() and int(failed):  # an operator's undo that exited non-zero, too
+        data["failed_steps"] = int(failed)
+        summary = (
+            f"{txid} rollback ({decision}) did not complete: {failed} rollback step(s) failed "
+            f"on the host (see {STATE_DIR}/tx/{txid}/apply.log)"
+        )
+        return HostResult(spec.name, Status.FAILED, summary, data)
     if check.problems:
         data["differences"] = check.problems
         summary = f"{txid} rolled back ({decision}) but differs from its snapshot: "
