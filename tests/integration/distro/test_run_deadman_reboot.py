@@ -68,9 +68,12 @@ async def to_window(lab: Lab, host: str, command: str, undo: str) -> Transaction
     return tx
 
 
-def after_reboot(lab: Lab, host: str, undo: str, *, hold: bool = False) -> HostResult:
+def after_reboot(
+    lab: Lab, host: str, undo: str, *, hold: bool = False, hard: bool = True
+) -> HostResult:
     """The command in the window, then (``hold``: with the controller's rollback holding the
-    undo) a power cut; the controller resuming reports the host."""
+    undo) a power cut (or, not ``hard``, a clean reboot); the controller resuming reports the
+    host."""
 
     async def run() -> HostResult:
         tx = await to_window(lab, host, QUICK if hold else COMMAND, undo)
@@ -82,7 +85,7 @@ def after_reboot(lab: Lab, host: str, undo: str, *, hold: bool = False) -> HostR
             await asyncio.to_thread(
                 wait_for, lambda: undo_runs(lab, host) == 1, 30, "the undo started"
             )
-        await asyncio.to_thread(reboot, lab, host, hard=True)
+        await asyncio.to_thread(reboot, lab, host, hard=hard)
         return await resolve(tx)
 
     return asyncio.run(run())
@@ -100,11 +103,12 @@ def host_status(lab: Lab, host: str) -> tuple[int, dict[str, Any]]:
     return code, dict(doc[host])
 
 
+@pytest.mark.parametrize("hard", [True, False], ids=["hard", "soft"])
 def test_a_reboot_in_the_window_runs_the_undo_once_at_boot(
-    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost]
+    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], hard: bool
 ) -> None:
     fresh_distro_host("hv01")
-    result = after_reboot(distro_lab, "hv01", UNDOS["ok"])
+    result = after_reboot(distro_lab, "hv01", UNDOS["ok"], hard=hard)
     assert result.status == Status.ROLLED_BACK, result.message
     assert sh(distro_lab, "hv01", "[ -e /etc/x ] && echo there || :").strip() == ""
     assert undo_runs(distro_lab, "hv01") == 1
