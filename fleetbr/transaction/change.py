@@ -130,3 +130,23 @@ def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> 
         for manager in managers
         for word in (manager.state, *(view.state for view in manager.views))
     )
+
+
+def guests_settling(plan: Plan, before: HostFacts, after: HostFacts) -> bool:
+    """libvirt is still bringing back a guest ``plan`` moved that ran before (after a boot:
+    libvirtd does not answer yet, the autostarted guest does not run yet, or its tap is not
+    there yet): its final state is yet to come."""
+    moved = {want.uuid for want in plan.expected.guests}
+    if not moved or before.guests is None:
+        return False
+    if after.guests is None or after.guests.error:
+        return True
+    for domain in before.guests.domains:
+        if domain.uuid not in moved or not domain.active:
+            continue
+        now = after.guests.by_uuid(domain.uuid)
+        if now is None or not now.active:
+            return True
+        if any(iface.tap and after.link(iface.tap) is None for iface in now.live):
+            return True
+    return False

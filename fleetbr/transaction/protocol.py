@@ -26,7 +26,12 @@ from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import BridgeChange, Change, daemons_settling
+from fleetbr.transaction.change import (
+    BridgeChange,
+    Change,
+    daemons_settling,
+    guests_settling,
+)
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
@@ -349,7 +354,9 @@ class _Resolver:
         check = tx.change.rollback_check(tx.plan, tx.before, after)
         settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
         names = (tx.plan.expected.nic, tx.plan.expected.bridge)
-        while check.problems and daemons_settling(after, names):
+        while check.problems and (
+            daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
+        ):
             if asyncio.get_running_loop().time() > settle_until:
                 break
             await asyncio.sleep(1)  # read-only: looking again is always safe
@@ -379,8 +386,9 @@ class _Resolver:
         )
 
 
-# How long a rolled-back host's network daemon may take to settle (after a reboot it is still
-# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
+# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back)
+# may take to settle (after a reboot it is still configuring the NIC when SSH already answers)
+# before its view is compared with the snapshot.
 DAEMON_SETTLE = 30.0
 
 

@@ -9,7 +9,7 @@ A snapshot without that section (staged by an older fleetbr) is compared in full
 from __future__ import annotations
 
 from fleetbr.facts.gather import gather
-from fleetbr.facts.model import ArmedTransaction, HostFacts
+from fleetbr.facts.model import STATE_DIR, ArmedTransaction, HostFacts
 from fleetbr.facts.parse import parse_facts, split_sections
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import RestoreCheck, restore_check
@@ -46,6 +46,14 @@ async def rollback_job(spec: HostSpec) -> HostResult:
     check = compare_with_snapshot(snapshot, after)
     if check.unrelated:
         data["unrelated"] = check.unrelated
+    failed = state.rollback.removeprefix("done failed=")
+    if failed.isdigit() and int(failed):  # an operator's undo that exited non-zero, too
+        data["failed_steps"] = int(failed)
+        summary = (
+            f"{txid} rollback ({decision}) did not complete: {failed} rollback step(s) failed "
+            f"on the host (see {STATE_DIR}/tx/{txid}/apply.log)"
+        )
+        return HostResult(spec.name, Status.FAILED, summary, data)
     if check.problems:
         data["differences"] = check.problems
         summary = f"{txid} rolled back ({decision}) but differs from its snapshot: "

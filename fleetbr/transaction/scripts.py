@@ -17,6 +17,8 @@ from fleetbr.render import render
 from fleetbr.validate import split_lines
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+# Where libvirtd (qemu:///system) keeps the domains' persistent definitions, one XML file each.
+LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
 _STAGED_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}\.sh$")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -65,6 +67,29 @@ def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
     return [{"description": s.description, "command": step_command(s)} for s in steps]
 
 
+# Rollback steps the boot guard runs after a reboot inside the window: what outlives a reboot.
+# The files a transaction wrote go back; an operator's undo (``run --deadman``) runs, once: what
+# its command changed is unknown, so it may be on disk. The runtime steps' work (bridge, links,
+# addresses, routes, sysctls, the daemons' runtime view) is gone with the reboot.
+BOOT_STEP_KINDS = frozenset({"file_restore", "run_staged"})
+
+
+def boot_steps(plan: Plan) -> list[Step]:
+    """The rollback steps of ``plan`` that ``boot.sh`` runs, in rollback order."""
+    return [s for s in plan.rollback if s.kind in BOOT_STEP_KINDS]
+
+
+def persistent_domains(plan: Plan) -> list[str]:
+    """UUIDs of the libvirt domains whose persistent definition ``plan`` changes: the stage backs
+    up their XML files, the boot guard puts them back before libvirtd reads them."""
+    found = (
+        str(s.args["domain"])
+        for s in plan.steps
+        if s.kind == "guest_update" and s.args.get("scope") == "config"
+    )
+    return sorted(dict.fromkeys(found))
+
+
 def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -> StagedScripts:
     """apply.sh, rollback.sh, timer.sh (its deadline is an argument), facts.sh for ``plan``, and
     ``extra`` files a change needs (e.g. an operator's command and its undo)."""
@@ -77,7 +102,8 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "facts.sh": facts_script(touched=touched_lines(touched_by(plan))),
         "boot.sh": render(
             "tx_boot.sh.j2",
-            restores=_commands([s for s in plan.rollback if s.kind == "file_restore"]),
+            steps=_commands(boot_steps(plan)),
+            domains=persistent_domains(plan),
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),
@@ -96,6 +122,8 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str, *, non
         txid=check_txid(txid),
         scripts=staged.files,
         files=list(plan.files),
+        domains=persistent_domains(plan),
+        libvirt_dir=LIBVIRT_QEMU_DIR,
         probes=list(plan.probes),
         task=task,
         guard_unit=render("boot_guard.service.j2", state_dir=STATE_DIR),

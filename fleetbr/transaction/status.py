@@ -95,4 +95,16 @@ async def status_job(spec: HostSpec) -> HostResult:
     if not history:
         return HostResult(spec.name, Status.OK, "no fleetbr transaction recorded", data=data)
     txid, entry = next(reversed(history.items()))
-    return HostResult(spec.name, Status.OK, f"last {txid}: {entry.event} {entry.detail}", data=data)
+    text = f"last {txid}: {entry.event} {entry.detail}"
+    if rollback_failed(entry):
+        return HostResult(spec.name, Status.FAILED, f"{text}: the host is NOT back", data=data)
+    return HostResult(spec.name, Status.OK, text, data=data)
+
+
+def rollback_failed(entry: JournalEntry) -> bool:
+    """The entry records a rollback that did not complete: ``rollback_failed`` (the boot guard),
+    or ``rolled_back`` with failed steps (a runtime rollback)."""
+    if entry.event == "rollback_failed":
+        return True
+    failed = entry.detail.partition("failed_steps=")[2].split(" ")[0]
+    return entry.event == "rolled_back" and failed.isdigit() and int(failed) > 0

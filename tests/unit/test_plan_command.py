@@ -7,6 +7,8 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from fleetbr.facts.model import ArmedTransaction
 from fleetbr.plan import step_command
 from fleetbr.plan.command import plan_command
@@ -108,3 +110,38 @@ def test_the_command_plan_stages_a_valid_snapshot_script() -> None:
     assert "" not in touched_by(plan).devs
     staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan)
     assert "section touched" not in staged.files["facts.sh"].replace("@@fleetbr-section ", "")
+
+
+def run_undo(tmp_path: Path) -> int:
+    """Run the plan's undo step (the rollback's, or the boot guard's) as the host would."""
+    plan = plan_command("h", facts(), "true", "true", timeout=60, min_timeout=13)
+    line = step_command(plan.rollback[0])
+    done = subprocess.run(["sh", "-c", line], env={"TX": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          check=False)  # fmt: skip
+    return done.returncode
+
+
+@pytest.mark.parametrize("exit_status", [0, 3])
+def test_the_undo_runs_once_and_a_second_rollback_only_reports_it(
+    tmp_path: Path, exit_status: int
+) -> None:
+    """The timer's rollback, then the boot guard after a power cut: the undo runs once."""
+    (tmp_path / "undo.sh").write_text(f"echo ran >> {tmp_path}/count\nexit {exit_status}\n")
+    expected = 0 if exit_status == 0 else 1
+    assert [run_undo(tmp_path), run_undo(tmp_path)] == [expected, expected]
+    assert (tmp_path / "count").read_text() == "ran\n"
+
+
+def test_an_undo_that_started_and_never_finished_is_not_run_again(tmp_path: Path) -> None:
+    (tmp_path / "undo.sh").write_text(f"echo ran >> {tmp_path}/count\n")
+    (tmp_path / "undo.sh.ran").symlink_to("started")  # the power went inside it
+    assert run_undo(tmp_path) != 0
+    assert not (tmp_path / "count").exists()
+    assert "did not finish" in (tmp_path / "undo.sh.err").read_text()
+
+
+def test_the_boot_guard_runs_the_undo() -> None:
+    plan = plan_command("h", facts(), "true", "true", timeout=60, min_timeout=13)
+    assert scripts.boot_steps(plan) == list(plan.rollback)
+    boot = scripts.staged_scripts("20261127T181500-3fa9c2", plan).files["boot.sh"]
+    assert step_command(plan.rollback[0]) in boot

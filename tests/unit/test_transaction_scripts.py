@@ -179,3 +179,30 @@ def test_check_script_verdict_is_the_exit_status_and_its_output_one_line(
     found = scripts.markers(done.stdout.decode(), NONCE)
     assert found["check"] == "1"
     assert found["check_output"] == f"a\\nb\r@@{NONCE} check 0"
+
+
+@pytest.mark.parametrize(
+    ("line", "failed"),
+    [
+        ("rolled_back reason=reboot failed_steps=0", False),
+        ("rollback_failed reason=reboot failed_steps=1", True),
+        ("rolled_back reason=timer failed_steps=2", True),
+        ("confirmed", False),
+    ],
+)
+def test_status_calls_a_rollback_with_failed_steps_failed(line: str, failed: bool) -> None:
+    from fleetbr.transaction.status import rollback_failed
+
+    (entry,) = parse_journal(f"1700000003 {TXID} {line}\n")
+    assert rollback_failed(entry) is failed
+
+
+def test_the_boot_guard_runs_before_libvirt_reads_the_guests_definitions() -> None:
+    from fleetbr.facts.model import STATE_DIR
+    from fleetbr.render import render
+
+    unit = render("boot_guard.service.j2", state_dir=STATE_DIR)
+    before = {
+        w for line in unit.splitlines() if line.startswith("Before=") for w in line[7:].split()
+    }
+    assert {"libvirtd.service", "virtqemud.service", "network-pre.target"} <= before
