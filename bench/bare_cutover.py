@@ -24,6 +24,7 @@ from fleetbr.transaction.scripts import (
     arm_apply_script,
     disarm_script,
     markers,
+    new_nonce,
     new_txid,
     stage_script,
     staged_scripts,
@@ -41,14 +42,17 @@ async def one(target: Target, task: BridgeTask, label: str) -> str:
             return f"not applied: {plan.refusal or 'unchanged'}"
         txid = new_txid()
         staged = staged_scripts(txid, plan)
-        await run_sh(conn, stage_script(txid, plan, staged, label))
+        await run_sh(conn, stage_script(txid, plan, staged, label, nonce=new_nonce()))
         wait = max(1.0, min(10.0, timeout / 4))
-        script = arm_apply_script(txid, timeout, use_systemd=facts.pid1_systemd, wait=wait)
+        script = arm_apply_script(
+            txid, timeout, use_systemd=facts.pid1_systemd, wait=wait, nonce=new_nonce()
+        )
         await run_sh(conn, script)
     async with session(target) as conn:
         await run_sh(conn, facts_script(plan.probes))
-        out = await run_sh(conn, disarm_script(txid))
-    return markers(out).get("decision", "none")
+        nonce = new_nonce()
+        out = await run_sh(conn, disarm_script(txid, nonce=nonce))
+    return markers(out, nonce).get("decision", "none")
 
 
 async def main(targets: list[Target], template: TaskTemplate, label: str) -> dict[str, str]:

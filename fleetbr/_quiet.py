@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import cast
 
 # Attributed to the line in asyncssh that touched a deprecated name (the warning's stacklevel).
 _MODULE = r"asyncssh(\..*)?$"
@@ -29,7 +30,9 @@ def quiet_dependency_warnings() -> None:
 
 def show_dependency_warnings() -> None:
     """Undo :func:`quiet_dependency_warnings` (for ``-v``); call before asyncssh is imported."""
-    warnings.filters[:] = [f for f in warnings.filters if not _is_ours(f)]  # type: ignore[index]
+    # typeshed declares ``filters`` a Sequence; the warnings module itself mutates it in place.
+    filters = cast("list[tuple[object, ...]]", warnings.filters)
+    filters[:] = [f for f in filters if not _is_ours(f)]
 
 
 def _is_ours(entry: tuple[object, ...]) -> bool:

@@ -39,6 +39,7 @@ from fleetbr.report import hosts_text
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
+    from fleetbr.history.record import RunContext
     from fleetbr.lab import Lab
     from fleetbr.lab.build import HostStatus
 
@@ -193,8 +194,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     hosts = selected_hosts(args)
     tasks = render_tasks(args.task, hosts)
-    aggregated = asyncio.run(run_check(hosts, tasks, forks=args.forks))
-    render_results(aggregated, as_json=args.json)
+    with run_context(args, hosts) as context:
+        aggregated = asyncio.run(
+            run_check(hosts, tasks, forks=args.forks, observer=context.observer)
+        )
+        context.done(aggregated.exit_code)
+        context.stop_display()
+        render_results(aggregated, as_json=args.json)
     return aggregated.exit_code
 
 
@@ -202,7 +208,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """``fleetbr watch``."""
     from fleetbr.watch import watch_from_args
 
-    return watch_from_args(args, selected_hosts(args))
+    hosts = selected_hosts(args)
+
+    def contexts(command: str, number: int) -> RunContext:
+        return run_context(args, hosts, command=command,
+                           options={"watch": args.every, "watch_run": number})  # fmt: skip
+
+    return watch_from_args(args, hosts, contexts)
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:

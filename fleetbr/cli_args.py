@@ -266,7 +266,10 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     install = sched.add_parser("install", help="write and enable a timer + service")
     install.add_argument("task", type=Path, help="task file (YAML)")
     _add_schedule_options(install)
-    install.add_argument("--name", help="schedule name (default: TASK's name and check/repair)")
+    install.add_argument("--name", help="schedule name (default: TASK's name, the selection "
+                         "and check/repair)")  # fmt: skip
+    install.add_argument("--force", action="store_true",
+                         help="replace another schedule of the same name")  # fmt: skip
     remove = sched.add_parser("remove", help="stop, disable and delete a schedule's units")
     remove.add_argument("name", help="schedule name (see schedule list)")
     listing = sched.add_parser("list", help="the schedules fleetbr installed")

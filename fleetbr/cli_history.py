@@ -4,6 +4,7 @@ and the ``history`` and ``show`` commands (docs/history.md)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,19 +33,30 @@ def history_path(args: argparse.Namespace) -> Path | None:
 
 
 def run_context(args: argparse.Namespace, hosts: Sequence[HostSpec], *,
-                 resumed_from: int | None = None) -> RunContext:  # fmt: skip
-    """History, live progress and metrics around one run (see fleetbr.history.record)."""
+                resumed_from: int | None = None, command: str | None = None,
+                options: Mapping[str, Any] | None = None) -> RunContext:  # fmt: skip
+    """History, live progress and metrics around one run (see fleetbr.history.record);
+    ``command`` and ``options`` for a run of ``watch`` (``check`` or ``apply``, its period)."""
     from fleetbr.history.record import RunContext, run_options, start_recording
 
     task = getattr(args, "task", None) or getattr(args, "script", None)
     recorder = start_recording(
-        history_path(args), command=args.command, hosts=[h.name for h in hosts],
-        options=run_options(args, len(hosts)), selection=args.limit, task=task,
-        resumed_from=resumed_from,
+        history_path(args), command=command or args.command, hosts=[h.name for h in hosts],
+        options=run_options(args, len(hosts)) | dict(options or {}), selection=args.limit,
+        task=task, resumed_from=resumed_from,
     )  # fmt: skip
     quiet = args.json or getattr(args, "stream", False)  # --stream prints lines as they come
-    return RunContext(args.command, [h.name for h in hosts], recorder=recorder,
-                      as_json=quiet, metrics_file=args.metrics_file)  # fmt: skip
+    return RunContext(command or args.command, [h.name for h in hosts], recorder=recorder,
+                      as_json=quiet, metrics_file=args.metrics_file,
+                      labels=metric_labels(args))  # fmt: skip
+
+
+SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
+
+
+def metric_labels(args: argparse.Namespace) -> dict[str, str]:
+    """The labels that tell one job's metrics from another's: the selection and the schedule."""
+    return {"selection": args.limit or "all", "schedule": os.environ.get(SCHEDULE_ENV, "")}
 
 
 def prepare_resume(

@@ -20,6 +20,7 @@ from typing import Any
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
+from fleetbr.observe import RunObserver, observed
 from fleetbr.plan import Plan, plan_host
 from fleetbr.plan.model import Difference
 from fleetbr.report import AggregatedResult, HostResult, Status
@@ -69,8 +70,10 @@ def check_facts(task: BridgeTask, facts: HostFacts, *, min_timeout: int = 0) -> 
     if armed is not None and armed.problem == "unreadable":
         return CheckOutcome(Status.REFUSED, armed.describe())
     plan = _plan(task, facts, min_timeout)
-    if plan.refusal is not None:
+    if plan.refusal is not None and not plan.differences:
         return CheckOutcome(Status.REFUSED, plan.refusal)
+    if plan.refusal is not None:  # drift the planner has no step for: apply refuses it
+        return CheckOutcome(Status.DRIFTED, plan.refusal, plan.differences)
     tx = transaction_difference(facts)
     differences = ((tx,) if tx else ()) + plan.differences
     repair = tuple(step.description for step in plan.steps)
@@ -108,11 +111,16 @@ def render_tasks(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, Bridge
 
 
 async def run_check(
-    hosts: Sequence[HostSpec], tasks: Mapping[str, BridgeTask], *, forks: int
+    hosts: Sequence[HostSpec],
+    tasks: Mapping[str, BridgeTask],
+    *,
+    forks: int,
+    observer: RunObserver | None = None,
 ) -> AggregatedResult:
-    """``check`` on every host, at most ``forks`` at once."""
+    """``check`` on every host, at most ``forks`` at once; ``observer`` (the run history, the
+    metrics) hears of every host."""
 
     async def job(spec: HostSpec) -> HostResult:
         return await check_job(spec, tasks[spec.name])
 
-    return await run_hosts("check", hosts, job, forks=forks)
+    return await run_hosts("check", hosts, observed(job, observer), forks=forks)

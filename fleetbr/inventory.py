@@ -39,7 +39,7 @@ _ELEMENT_KEYS = {
 }  # fmt: skip
 _EXTRAS_KEYS = {
     "client_keys", "known_hosts", "jump_host", "sudo", "connect_timeout", "keepalive_interval",
-    "keepalive_count_max", "command_timeout", "passphrase",
+    "keepalive_count_max", "command_timeout", "passphrase", "agent_forwarding",
 }  # fmt: skip
 
 
@@ -51,6 +51,8 @@ class SSHOptions:
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts. Never disables checking.
     jump_host: str | None = None  # [user@]host[:port], checked against the same known_hosts
     sudo: bool = False  # run remote scripts through ``sudo -n`` (non-root users)
+    # Hosts are untrusted: ForwardAgent in ~/.ssh/config never applies, only this option.
+    agent_forwarding: bool = False
     connect_timeout: float = 10.0
     keepalive_interval: float = 2.0
     keepalive_count_max: int = 3
@@ -95,6 +97,7 @@ class HostSpec:
             "known_hosts": ssh.known_hosts or "~/.ssh/known_hosts",
             "jump_host": ssh.jump_host,
             "sudo": ssh.sudo,
+            "agent_forwarding": ssh.agent_forwarding,
             "connect_timeout": ssh.connect_timeout,
             "keepalive": f"{ssh.keepalive_interval:g}s x {ssh.keepalive_count_max}",
             "passphrase": "********" if ssh.passphrase else None,
@@ -363,6 +366,9 @@ def _ssh_options(extras: Mapping[str, Any]) -> SSHOptions:
         known_hosts=_path(known_hosts, "known_hosts") if known_hosts else None,
         jump_host=_jump_host(extras.get("jump_host")),
         sudo=validate.boolean(extras.get("sudo", False), "sudo"),
+        agent_forwarding=validate.boolean(
+            extras.get("agent_forwarding", False), "agent_forwarding"
+        ),
         connect_timeout=_seconds(extras, "connect_timeout", 10.0),
         keepalive_interval=_seconds(extras, "keepalive_interval", 2.0),
         keepalive_count_max=validate.integer(

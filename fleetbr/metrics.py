@@ -6,15 +6,19 @@ file).
 
     # HELP fleetbr_hosts Hosts of the last fleetbr run, by the status they ended in.
     # TYPE fleetbr_hosts gauge
-    fleetbr_hosts{command="apply",status="confirmed"} 5
+    fleetbr_hosts{command="apply",selection="rack-a",schedule="",status="confirmed"} 5
     ...
+
+``selection`` (the ``-l`` text, ``all`` without one) and ``schedule`` (the schedule's name when
+a ``fleetbr schedule`` timer runs the command, else empty) tell apart the series of runs that
+write different files, so they do not collide once collected.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetbr.report import Status
@@ -31,6 +35,7 @@ class RunSummary:
     started: float  # epoch seconds
     ended: float
     exit_code: int
+    labels: Mapping[str, str] = field(default_factory=dict)  # selection, schedule
 
 
 def escape_label(value: str) -> str:
@@ -52,7 +57,7 @@ def _family(name: str, help_text: str, samples: Iterable[tuple[dict[str, str], f
 
 def render(summary: RunSummary) -> str:
     """The metrics of ``summary`` in the Prometheus text format (version 0.0.4)."""
-    command = {"command": summary.command}
+    command = {"command": summary.command} | dict(summary.labels)
     statuses = [s.value for s in Status] + sorted(set(summary.counts) - {s.value for s in Status})
     drifted = summary.counts.get(DRIFTED, 0)
     return "".join(

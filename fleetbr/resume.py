@@ -1,6 +1,7 @@
 """``fleetbr apply --resume [RUN]``: continue a rollout that stopped, from its run history.
 
-Which run (the newest apply run that left a host unfinished and was not resumed yet), the checks
+Which run (bare ``--resume``: the newest apply run, only if it stopped before it reached every
+host; ``--resume RUN``: that one, if it left a host unfinished), the checks
 that it is the same rollout (the task's sha256 and the selected hosts), what it left (hosts done,
 hosts whose transaction may still be armed, hosts to apply), and how a host left armed is resolved
 before anything else: read the host's own state of that transaction; confirmed meanwhile is
@@ -12,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleetbr.adhoc.text import fold_hosts
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.parse import parse_facts
 from fleetbr.history.record import controller_alive, file_sha256
-from fleetbr.history.store import DONE, HistoryError, HostRow, RunRecord, Store
+from fleetbr.history.store import DONE, STARTED, HistoryError, HostRow, RunRecord, Store
 from fleetbr.inventory import HostSpec
+from fleetbr.output import plain
 from fleetbr.plan import diff_facts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
@@ -29,7 +34,6 @@ from fleetbr.transaction.hoststate import HostTxState
 from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
 from fleetbr.transport import Connection, open_connection
 
-SCAN = 500  # newest apply runs looked at for the default RUN
 ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
 
 
@@ -69,8 +73,9 @@ def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
 
 
 def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
-    """The run to resume: ``wanted``, or the newest apply run with unfinished hosts that no
-    later run resumed. UsageError (exit 2, nothing contacted) when there is none or it is live."""
+    """The run to resume: ``wanted``, or (bare ``--resume``) the newest apply run, only when it
+    stopped before it reached every host. UsageError (exit 2, nothing contacted) when there is
+    none, it finished, or it is live."""
     if wanted is not None:
         try:
             run = store.run(wanted)
@@ -81,12 +86,49 @@ def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRo
         rows = store.hosts_of(run.id)
         _check_resumable(store, run, rows)
         return run, rows
-    for run in store.runs(command="apply", limit=SCAN):
-        rows = store.hosts_of(run.id)
-        if store.resumed_by(run.id) is None and unfinished(run, rows):
-            _check_resumable(store, run, rows)
-            return run, rows
-    raise UsageError(f"--resume: no apply run with unfinished hosts in {store.path}")
+    newest = store.runs(command="apply", limit=1)
+    if not newest:
+        raise UsageError(f"--resume: no apply run in {store.path}")
+    run = newest[0]
+    rows = store.hosts_of(run.id)
+    if stop_reason(run, rows) is None:
+        retry = (
+            f" (`--resume {run.id}` retries its hosts that did not end confirmed or unchanged)"
+            if unfinished(run, rows)
+            else ""
+        )
+        raise UsageError(
+            f"--resume: the newest apply, run {run.id}, finished (every host was attempted); "
+            f"nothing to resume{retry}"
+        )
+    _check_resumable(store, run, rows)
+    return run, rows
+
+
+def stop_reason(run: RunRecord, rows: Sequence[HostRow]) -> str | None:
+    """Why ``run`` stopped before it reached every host, or None when it finished: its
+    controller died or was stopped, or a canary or ``--max-failures`` left hosts skipped."""
+    if run.state == "running":
+        return "its controller is gone"
+    if run.state != "finished":
+        return str(run.state)
+    status = {row.host: row.status for row in rows}
+    if any(status.get(host, STARTED) in (STARTED, Status.SKIPPED.value) for host in run.hosts):
+        return "stopped with hosts not attempted"
+    return None
+
+
+def announcement(run: RunRecord, rows: Sequence[HostRow]) -> str:
+    """The line that names the run being resumed, before any host is contacted."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started))
+    why = stop_reason(run, rows) or "finished"
+    left = len(unfinished(run, rows))
+    return (
+        f"resuming run {run.id} (apply started {started}, {why}): task {run.task_path or '?'} "
+        f"(sha256 {(run.task_sha256 or 'none')[:12]}), {len(run.hosts)} host"
+        f"{'' if len(run.hosts) == 1 else 's'} {fold_hosts(run.hosts)} "
+        f"(-l {run.selection or 'all'}), {left} not done"
+    )
 
 
 def _check_resumable(store: Store, run: RunRecord, rows: Sequence[HostRow]) -> None:
@@ -166,6 +208,8 @@ def prepare_resume(
         args.limit = run.selection
     hosts = select()
     check_same_hosts(run, hosts)
+    sys.stderr.write(plain(announcement(run, rows)) + "\n")
+    sys.stderr.flush()
     options = run.options
     args.canary = _count(options.get("canary"), 0)
     args.batch_size = _count(options.get("batch_size_hosts"), None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -142,9 +143,21 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _default_name(task: Path, repair: bool) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", task.stem).strip("-._") or "task"
-    return f"{stem[:50]}-{'repair' if repair else 'check'}"
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")
+
+
+def default_name(task: Path, limit: str | None, repair: bool) -> str:
+    """``TASK-SELECTION-check`` (or ``-repair``): one schedule per task, selection and mode. A
+    selection a unit name cannot spell as it is (``rack-*``, ``a,b``) or a long one gets a short
+    hash of its exact text, so two selections never share a name."""
+    stem = _slug(task.stem) or "task"
+    selection = limit if limit is not None else "all"
+    slug = _slug(selection)
+    if slug != selection or len(slug) > 30:
+        digest = hashlib.sha256(selection.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        slug = f"{slug[:20]}-{digest}".lstrip("-")
+    return f"{stem[:24]}-{slug}-{'repair' if repair else 'check'}"
 
 
 def _units(name: str) -> tuple[str, str]:
@@ -168,19 +181,18 @@ class Cli:
 
 
 def command_argv(args: argparse.Namespace, cli: Cli) -> list[str]:
-    """``fleetbr -i ABS_INV [-l ...] check|apply ABS_TASK`` as the service runs it."""
+    """``fleetbr -i ABS_INV [-l ...] [--metrics-file ABS] check|apply ABS_TASK`` as the service
+    runs it (``--metrics-file`` given before or after ``schedule install``)."""
     argv = [_absolute(sys.executable), "-m", "fleetbr", "-i", _absolute(args.inventory)]
     if args.limit is not None:
         argv += ["-l", args.limit]
     if args.forks != cli.default_forks:
         argv += ["-f", str(args.forks)]
-    for flag, value in (("--key", args.key), ("--known-hosts", args.known_hosts)):
+    for flag, value in (("--key", args.key), ("--known-hosts", args.known_hosts),
+                        ("--metrics-file", args.metrics_file)):  # fmt: skip
         if value:
             argv += [flag, _absolute(value)]
     argv += ["apply" if args.repair else "check", _absolute(args.task)]
-    if args.metrics_file is not None:
-        # The hook for run metrics: passed on as an option of check/apply.
-        argv += ["--metrics-file", _absolute(args.metrics_file)]
     _parses(argv[3:], cli)
     return argv
 
@@ -226,7 +238,7 @@ def install(args: argparse.Namespace, cli: Cli) -> Schedule:
     """Write, enable and (with a running systemd) start the schedule's timer."""
     user = _user_mode(args)
     directory = unit_dir(user=user, root=args.root)
-    name = _check_name(args.name or _default_name(args.task, args.repair))
+    name = _check_name(args.name or default_name(args.task, args.limit, args.repair))
     every = parse_every(args.every)
     render_tasks(args.task, cli.hosts(args))  # it must render for every selected host: exit 2
     argv = command_argv(args, cli)
@@ -239,6 +251,7 @@ def install(args: argparse.Namespace, cli: Cli) -> Schedule:
     for unit in (service, timer):
         if (directory / unit).exists() and _marker_of(directory / timer) is None:
             raise UsageError(f"{directory / unit} exists and is not a fleetbr schedule")
+    _check_replace(directory / timer, schedule, force=args.force)
     texts = {
         service: render("schedule_service.j2", name=name, mode=schedule.mode,
                         system=not user, exec_line=exec_line(argv)),
@@ -260,6 +273,28 @@ def install(args: argparse.Namespace, cli: Cli) -> Schedule:
         _systemctl(user, "daemon-reload")
         _systemctl(user, "restart", timer)
     return schedule
+
+
+def _check_replace(timer: Path, schedule: Schedule, *, force: bool) -> None:
+    """Installing the same schedule again is fine; over a different one needs ``--force``."""
+    doc = _marker_of(timer)
+    if doc is None or force:
+        return
+    try:
+        existing: Schedule | None = Schedule(**doc)
+    except TypeError:
+        existing = None
+    if existing == schedule:
+        return
+    what = (
+        "an unreadable schedule" if existing is None else
+        f"{existing.mode} of {existing.task} every {existing.every}s "
+        f"(-l {existing.limit if existing.limit is not None else 'all'})"
+    )  # fmt: skip
+    raise UsageError(
+        f"schedule {schedule.name} exists and is another one ({plain(what)}); --force replaces "
+        "it, --name installs this one beside it"
+    )
 
 
 def schedules(directory: Path) -> list[tuple[Schedule, bool]]:

@@ -42,6 +42,13 @@ def clip(text: str, limit: int = SHOW_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def split_lines(text: str) -> list[str]:
+    """``text`` split on ``\\n`` only: the host's shell ends lines with it, and nothing else
+    (``str.splitlines`` also splits on ``\\r``, ``\\v``, ``\\f``, ``\\x1c``-``\\x1e``, U+0085,
+    U+2028 and U+2029, which any output can contain in the middle of a line)."""
+    return text.split("\n")
+
+
 def label(value: object) -> str:
     """A mapping key for an error message: a string as it is (cut), anything else via show()."""
     return clip(value) if isinstance(value, str) else show(value)

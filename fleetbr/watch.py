@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleetbr.drift import render_tasks, run_check
 from fleetbr.errors import UsageError
@@ -33,12 +34,19 @@ from fleetbr.report import SUCCESS, AggregatedResult, hosts_text
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask
 
+if TYPE_CHECKING:
+    from fleetbr.history.record import RunContext
+    from fleetbr.observe import RunObserver
+
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Called after every run with (run number, the results, start and end, epoch seconds): a hook
 # for metrics (node_exporter textfile) or a run history.
 RunHook = Callable[[int, AggregatedResult, float, float], None]
+# Called before every run with its command (check, or apply for --repair) and number: the run
+# history, live progress and metrics file around it (fleetbr.history.record.RunContext).
+ContextFactory = Callable[[str, int], "RunContext"]
 
 
 def parse_every(text: str) -> int:
@@ -77,8 +85,11 @@ class Watcher:
         tasks: dict[str, BridgeTask],
         spec: WatchSpec,
         on_run: RunHook | None = None,
+        contexts: ContextFactory | None = None,
     ) -> None:
         self.hosts, self.tasks, self.spec, self.on_run = hosts, tasks, spec, on_run
+        self.contexts = contexts
+        self.number = 0  # of the current run
         self.stopping: asyncio.Event | None = None
         self.current: asyncio.Task[AggregatedResult] | None = None
         self.out = Human()
@@ -98,11 +109,19 @@ class Watcher:
             self.current.cancel()  # a check changes nothing: abandon it
 
     async def _one_run(self) -> AggregatedResult:
+        if self.contexts is None:
+            return await self._run(None)
+        with self.contexts("apply" if self.spec.repair else "check", self.number) as context:
+            result = await self._run(context.observer)
+            context.done(result.exit_code)
+            context.stop_display()
+        return result
+
+    async def _run(self, observer: RunObserver | None) -> AggregatedResult:
         if self.spec.repair:
-            return await rollout(
-                self.hosts, self.tasks, self.spec.task_path.name, forks=self.spec.forks
-            )
-        return await run_check(self.hosts, self.tasks, forks=self.spec.forks)
+            return await rollout(self.hosts, self.tasks, self.spec.task_path.name,
+                                 forks=self.spec.forks, observer=observer)  # fmt: skip
+        return await run_check(self.hosts, self.tasks, forks=self.spec.forks, observer=observer)
 
     async def run(self) -> int:
         """Run until a signal; 0 once stopped."""
@@ -123,6 +142,7 @@ class Watcher:
         while not self.stopping.is_set():
             number += 1
             wall = time.time()
+            self.number = number
             self.current = asyncio.create_task(self._one_run())
             try:
                 result = await self.current  # only a check run is ever cancelled (_signal)
@@ -166,9 +186,12 @@ class Watcher:
                 self.out.line(f"  {host.host}  {host.status.value}  {host.message}")
 
 
-def watch_from_args(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
-    """``fleetbr watch`` from the CLI: validate everything, then loop."""
+def watch_from_args(
+    args: argparse.Namespace, hosts: Sequence[HostSpec], contexts: ContextFactory | None = None
+) -> int:
+    """``fleetbr watch`` from the CLI: validate everything, then loop (``contexts``: the run
+    history and the metrics file of every run)."""
     every = parse_every(args.every)
     tasks = render_tasks(args.task, hosts)
     spec = WatchSpec(args.task, float(every), args.repair, args.forks, args.json)
-    return asyncio.run(Watcher(hosts, tasks, spec).run())
+    return asyncio.run(Watcher(hosts, tasks, spec, contexts=contexts).run())

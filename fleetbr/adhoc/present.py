@@ -23,6 +23,9 @@ EMPTY_FIELDS: dict[str, Any] = {
     "stderr": "", "stderr_bytes": 0, "stderr_truncated": False,
 }  # fmt: skip
 KINDS = ("ok", "exited non-zero", "timed out", "unreachable", "failed to run")
+# Every line of a host's output is indented by this: fleetbr's own lines (headers, "---- stderr",
+# the summary) start at the margin, so no output can pass for them.
+INDENT = "  "
 
 
 def json_document(aggregated: AggregatedResult) -> dict[str, Any]:
@@ -71,7 +74,8 @@ class Group:
     def header(self) -> str:
         """``==== hv[01-03] (3 hosts): exit 0``."""
         count = f" ({len(self.hosts)} hosts)" if len(self.hosts) > 1 else ""
-        return escape(f"==== {fold_hosts(self.hosts)}{count}: {self.sample.message}")
+        text = escape(f"==== {fold_hosts(self.hosts)}{count}: {self.sample.message}")
+        return text.replace("\n", "\\n")  # one line, whatever a message from the host holds
 
 
 def group(results: Iterable[HostResult], *, by_output: bool = True) -> list[Group]:
@@ -108,13 +112,19 @@ def _output_lines(data: dict[str, Any]) -> list[str]:
         if name == "stderr" and raw:
             lines.append("---- stderr")
         if raw:
-            lines.append(escape(raw.removesuffix(b"\n")))
+            lines.extend(indent(escape(raw.removesuffix(b"\n"))))
         if data.get(f"{name}_truncated"):
             lines.append(
                 f"[{name} truncated: {len(raw)} of {data[f'{name}_bytes']} bytes kept "
                 "(--max-output)]"
             )
     return lines
+
+
+def indent(text: str) -> list[str]:
+    """The lines of ``text`` (split at newlines only), each indented by :data:`INDENT`; an empty
+    line stays empty."""
+    return [INDENT + line if line else "" for line in text.split("\n")]
 
 
 class StreamPrinter:

@@ -107,7 +107,11 @@ class RunSpec:
 def exec_line(sudo: bool, timeout: float, kill_after: float) -> str:
     """The wrapper of ``run_exec.sh.j2`` as one exec request."""
     return render(
-        "run_exec.sh.j2", sudo=sudo, timeout=_seconds(timeout), kill_after=_seconds(kill_after)
+        "run_exec.sh.j2",
+        sudo=sudo,
+        timeout=_seconds(timeout),
+        kill_after=_seconds(kill_after),
+        grace=max(1, math.ceil(kill_after * 100)),
     ).strip()
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from fleetbr.backends import carry
+from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -70,8 +72,11 @@ def split(text: str, nic: str) -> tuple[list[str], dict[str, list[str]]]:
         elif current is not None and words and not words[0].startswith("#"):
             options[current].append(" ".join(words))
             continue
-        if current is None:
-            kept.append(line)
+        elif current is not None and words and line[0].isspace():
+            options[current].append(line.strip())  # an indented comment moves with the stanza
+            continue
+        if current is None or (words and words[0].startswith("#")):
+            kept.append(line)  # a comment at the margin stays where it is
     return kept, options
 
 
@@ -146,6 +151,39 @@ def rewrite(text: str, config: BridgeConfig, holder: str | None = None) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+_RULE_WORDS = {"from": "from", "to": "to", "table": "table", "lookup": "table"}
+_RULE_WORDS |= dict.fromkeys(("priority", "pref", "preference", "prio"), "priority")
+
+
+def _rule(option: str) -> PolicyRule | None:
+    """The rule an ``up ip rule add ...`` option adds, when fleetbr can compare it (other
+    commands are carried as they are, unchecked)."""
+    words = option.split()
+    if words[:1] not in (["up"], ["post-up"]) or words[1:2] != ["ip"]:
+        return None
+    family = {"-4": 4, "-6": 6}.get(words[2]) if len(words) > 2 else None
+    rest = words[3:] if family else words[2:]
+    if rest[:2] != ["rule", "add"] or len(rest) % 2:
+        return None
+    pairs = list(zip(rest[2::2], rest[3::2], strict=True))
+    if not all(key in _RULE_WORDS for key, _ in pairs):
+        return None
+    selectors: dict[str, object] = {_RULE_WORDS[key]: value for key, value in pairs}
+    return carry.rule(selectors, "ifupdown", f"option '{option}'", family)
+
+
+def carried(text: str, bridge: str) -> Carried:
+    """The MTU, name servers and policy rules (``up ip rule add``) the bridge's stanzas give it."""
+    options = [o for opts in split(text, bridge)[1].values() for o in opts]
+    mtus = [o.split()[1] for o in options if o.split()[0] == "mtu" and len(o.split()) > 1]
+    dns = [w for o in options if o.split()[0] == "dns-nameservers" for w in o.split()[1:]]
+    return Carried(
+        mtu=carry.mtu(mtus[-1], "ifupdown", "mtu") if mtus else None,
+        rules=tuple(r for r in map(_rule, options) if r is not None),
+        dns=tuple(dns),
+    )
+
+
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """The rewritten interfaces file; ``ifup`` records the bridge as up."""
     if not any(b.name == "brctl" and b.present for b in facts.backends):
@@ -159,7 +197,13 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
     new = rewrite(text, config, holder)
-    return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.name,))
+    return BackendPlan(
+        "ifupdown",
+        (FileChange(path, new),),
+        args,
+        managers=(config.name,),
+        carried=carried(new, config.name),
+    )
 
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetbr.facts.model import Route
+
+if TYPE_CHECKING:
+    from fleetbr.backends.carry import Carried
 
 CONFIG_MODE = "0644"
 PRIVATE_MODE = "0600"  # NetworkManager ignores keyfiles readable by others; netplan warns
@@ -62,6 +66,8 @@ class BackendPlan:
     managers: tuple[str, ...]
     guarded: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the NIC's MTU, name servers and policy rules as the bridge must show them (backends.carry)
+    carried: Carried | None = None
 
 
 def check_route(route: Route, backend: str, *, tables: bool = True) -> None:

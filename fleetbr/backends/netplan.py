@@ -12,6 +12,8 @@ import ruamel.yaml
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from fleetbr.backends import carry
+from fleetbr.backends.carry import Carried
 from fleetbr.backends.model import (
     PRIVATE_MODE,
     BackendPlan,
@@ -25,6 +27,8 @@ from fleetbr.facts.model import HostFacts, Route
 ETC = "/etc/netplan"
 # Keys of the NIC's definition that move to the bridge (addresses, routes, name servers...).
 _MOVED = ("addresses", "routes", "gateway4", "gateway6", "nameservers", "routing-policy")
+# Of those, what the bridge's entry takes over as it is (addresses and routes come from the task).
+_CARRIED = ("nameservers", "routing-policy")
 _DHCP = ("dhcp4", "dhcp6")
 
 
@@ -94,8 +98,11 @@ def _bridge(config: BridgeConfig, ident: str, nic: CommentedMap) -> CommentedMap
     bridge["addresses"] = CommentedSeq(config.addresses)
     if config.routes:
         bridge["routes"] = CommentedSeq([_route(r) for r in config.routes])
-    if "nameservers" in nic:
-        bridge["nameservers"] = nic["nameservers"]
+    for key in _CARRIED:
+        if key in nic:
+            bridge[key] = nic[key]
+    if "mtu" in nic:  # the port keeps it too
+        bridge["mtu"] = nic["mtu"]
     bridge["accept-ra"] = False
     bridge["parameters"] = CommentedMap(
         [("stp", config.stp), ("forward-delay", config.forward_delay)]
@@ -142,8 +149,9 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
                 f"persist: netplan: {path} already defines bridge {config.name} with other "
                 "interfaces"
             )
-        if "nameservers" in old and "nameservers" not in nic:
-            nic["nameservers"] = old["nameservers"]
+        for key in _CARRIED:
+            if key in old and key not in nic:
+                nic[key] = old[key]
     bridges[config.name] = _bridge(config, ident, nic)
     for key in _MOVED:
         nic.pop(key, None)
@@ -162,12 +170,50 @@ def _source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
     return path, text
 
 
+def carried(text: str, path: str, device: str) -> Carried:
+    """The MTU, name servers and policy rules ``device``'s entry (ethernets or bridges) of the
+    rewritten ``text`` gives it (BackendRefusal for a rule fleetbr cannot compare)."""
+    _, network = _load(text, path)
+    entry: Any = None
+    for kind in ("bridges", "ethernets"):
+        group = network.get(kind)
+        if isinstance(group, CommentedMap) and isinstance(group.get(device), CommentedMap):
+            entry = group[device]
+            break
+    if entry is None:
+        return Carried()
+    mtu = entry.get("mtu")
+    rules = tuple(
+        carry.rule(_rule_selectors(item), "netplan", f"routing-policy of {device} in {path}")
+        for item in entry.get("routing-policy") or ()
+    )
+    dns = (entry.get("nameservers") or {}).get("addresses") or ()
+    return Carried(
+        mtu=None if mtu is None else carry.mtu(mtu, "netplan", "mtu"),
+        rules=rules,
+        dns=tuple(str(d) for d in dns),
+    )
+
+
+def _rule_selectors(item: object) -> dict[str, object]:
+    if not isinstance(item, CommentedMap):
+        raise carry.refuse("netplan", f"routing-policy entry {item!r}", "is not a mapping")
+    return {str(k): v for k, v in item.items()}
+
+
 def _plan(path: str, new: str, renderer: str, config: BridgeConfig, unbridge: bool) -> BackendPlan:
     args = {"backend": "netplan", "bridge": config.name, "nic": config.nic, "renderer": renderer}
     if unbridge:
         args["direction"] = "unbridge"
     managers = (config.nic,) if unbridge else (config.name, config.nic)
-    return BackendPlan("netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers=managers)
+    found = carried(new, path, config.nic if unbridge else config.name)
+    return BackendPlan(
+        "netplan",
+        (FileChange(path, new, PRIVATE_MODE),),
+        args,
+        managers=managers,
+        carried=found,
+    )
 
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
@@ -182,8 +228,9 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     _, nic = _nic_entry(network.get("ethernets"), config.nic, path)
     bridges = network.get("bridges")
     old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
-    if isinstance(old, CommentedMap) and "nameservers" in old:
-        nic["nameservers"] = old["nameservers"]
+    for key in _CARRIED:
+        if isinstance(old, CommentedMap) and key in old:
+            nic[key] = old[key]
     if isinstance(bridges, CommentedMap):
         bridges.pop(config.name, None)
         if not bridges:

@@ -4,8 +4,10 @@ rewritten in place to make it a port (its [Match] and [Link] sections kept verba
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
-from fleetbr.backends import ini
+from fleetbr.backends import carry, ini
+from fleetbr.backends.carry import Carried
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -17,8 +19,17 @@ from fleetbr.facts.model import HostFacts, Route
 
 ETC = "/etc/systemd/network"
 HEADER = "# Managed by fleetbr: {what} (a fleetbr rollback restores the previous file)."
-# [Network] keys of the NIC's file that do not carry over to the bridge.
-_NOT_CARRIED = frozenset({"Address", "Gateway", "DHCP", "Bridge", "Bond", "VLAN", "MACVLAN"})
+# [Network] keys of the NIC's file that do not carry over to the bridge (fleetbr's own).
+_NOT_CARRIED = frozenset({"Address", "Gateway", "DHCP", "Bridge", "Bond"})
+# [Network] keys that stack a device on the NIC: refused (on a bridge port it stops working,
+# and moving it to the bridge is the operator's decision, not fleetbr's).
+_STACKED = frozenset(
+    {"VLAN", "MACVLAN", "MACVTAP", "IPVLAN", "IPVTAP", "VXLAN", "Tunnel", "VRF", "Xfrm"}
+)
+# Sections of the NIC's file fleetbr keeps (Match, Link), rebuilds from the kernel (Address,
+# Route) or carries to the bridge (Network keys, RoutingPolicyRule); any other is refused.
+_KNOWN = frozenset({"", "Match", "Link", "Network", "Address", "Route", "RoutingPolicyRule"})
+_RULE_KEYS = {"From": "from", "To": "to", "Table": "table", "Priority": "priority"}
 _GLOB = frozenset("*?[!")
 _OURS = frozenset({"ConfigureWithoutCarrier"})
 
@@ -63,7 +74,58 @@ def _network_keys(parts: list[tuple[str, list[str]]], path: str) -> list[tuple[s
         raise BackendRefusal(
             f"persist: networkd: {path} uses DHCP; fleetbr persists static addresses only"
         )
+    stacked = [f"{k}={v}" for k, v in keys if k in _STACKED]
+    if stacked:
+        raise BackendRefusal(
+            f"persist: networkd: {path} stacks {', '.join(stacked)} on the NIC; a device on a "
+            "bridge port does not keep working and fleetbr does not move it: remove it first "
+            "(and put it on the bridge after the cutover)"
+        )
     return [(k, v) for k, v in keys if k not in _NOT_CARRIED]
+
+
+def _check_sections(parts: list[tuple[str, list[str]]], path: str) -> None:
+    unknown = sorted({name for name, _ in parts} - _KNOWN)
+    if unknown:
+        raise carry.refuse(
+            "networkd", f"[{'], ['.join(unknown)}] in {path}", "is not carried to the bridge"
+        )
+
+
+def _rules(parts: list[tuple[str, list[str]]], path: str) -> list[list[str]]:
+    """The [RoutingPolicyRule] sections (checked: fleetbr can compare them)."""
+    found = [lines for name, lines in parts if name == "RoutingPolicyRule"]
+    for lines in found:
+        _rule(lines, path)
+    return found
+
+
+def _rule(lines: list[str], path: str) -> carry.PolicyRule:
+    pairs = ini.values(lines)
+    prefixed = any(k in ("From", "To") for k, _ in pairs)
+    family = dict(pairs).get("Family", None if prefixed else "ipv4")
+    if family not in (None, "ipv4", "ipv6"):
+        raise carry.refuse(
+            "networkd", f"[RoutingPolicyRule] Family={family} in {path}", "is not one family"
+        )
+    selectors = {_RULE_KEYS.get(k, k): v for k, v in pairs if k != "Family"}
+    return carry.rule(
+        selectors,
+        "networkd",
+        f"[RoutingPolicyRule] in {path}",
+        family=None if family is None else (6 if family == "ipv6" else 4),
+    )
+
+
+def _link_mtu(parts: list[tuple[str, list[str]]]) -> int | None:
+    found = [
+        v
+        for name, lines in parts
+        if name == "Link"
+        for k, v in ini.values(lines)
+        if k == "MTUBytes"
+    ]
+    return carry.mtu(found[-1], "networkd", "MTUBytes") if found else None
 
 
 def _route_section(route: Route) -> list[str]:
@@ -84,8 +146,14 @@ def _route_section(route: Route) -> list[str]:
     return lines
 
 
-def bridge_files(config: BridgeConfig, carried: list[tuple[str, str]]) -> tuple[str, str]:
-    """The bridge's .netdev and .network texts."""
+def bridge_files(
+    config: BridgeConfig,
+    carried: list[tuple[str, str]],
+    rules: Sequence[list[str]] = (),
+    mtu: int | None = None,
+) -> tuple[str, str]:
+    """The bridge's .netdev and .network texts: the NIC's other [Network] keys in their order
+    (repeated ones, e.g. two DNS=, kept), its MTU and its [RoutingPolicyRule] sections."""
     netdev = [("", [HEADER.format(what=f"bridge {config.name}")])]
     netdev.append(
         (
@@ -96,14 +164,18 @@ def bridge_files(config: BridgeConfig, carried: list[tuple[str, str]]) -> tuple[
     )
     stp = "yes" if config.stp else "no"
     netdev.append(("Bridge", [f"STP={stp}", f"ForwardDelaySec={config.forward_delay}"]))
-    keys = dict(carried)
-    keys.setdefault("IPv6AcceptRA", "no")
-    keys["ConfigureWithoutCarrier"] = "yes"
+    keys = [(k, v) for k, v in carried if k != "ConfigureWithoutCarrier"]
+    if not any(k == "IPv6AcceptRA" for k, _ in keys):
+        keys.append(("IPv6AcceptRA", "no"))
+    keys.append(("ConfigureWithoutCarrier", "yes"))
     network = [("", [HEADER.format(what=f"addresses and routes of bridge {config.name}")])]
     network.append(("Match", [f"Name={config.name}"]))
-    lines = [f"Address={a}" for a in config.addresses] + [f"{k}={v}" for k, v in keys.items()]
+    if mtu is not None:
+        network.append(("Link", [f"MTUBytes={mtu}"]))
+    lines = [f"Address={a}" for a in config.addresses] + [f"{k}={v}" for k, v in keys]
     network.append(("Network", lines))
     network += [("Route", _route_section(r)) for r in config.routes]
+    network += [("RoutingPolicyRule", list(r)) for r in rules]
     return ini.render(netdev), ini.render(network)
 
 
@@ -123,13 +195,17 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
         raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
     parts = ini.sections(text)
     _check_match(path, parts, config.nic)
-    carried = _network_keys(parts, path)
+    carried = _network_keys(parts, path)  # DHCP first: the clearer reason
+    _check_sections(parts, path)
+    rules = _rules(parts, path)
     port_path = posixpath.join(ETC, posixpath.basename(path))
     stem = posixpath.join(ETC, f"10-{config.name}")
     if _is_port_of(parts, config.name):  # persisted before: the bridge's file has the keys
-        old = facts.daemons.contents.get(f"{stem}.network", "")
-        carried = [kv for kv in _network_keys(ini.sections(old), path) if kv[0] not in _OURS]
-    netdev, network = bridge_files(config, carried)
+        old = ini.sections(facts.daemons.contents.get(f"{stem}.network", ""))
+        carried = [kv for kv in _network_keys(old, path) if kv[0] not in _OURS]
+        rules = _rules(old, f"{stem}.network")
+    mtu = _link_mtu(parts)
+    netdev, network = bridge_files(config, carried, rules, mtu)
     if port_path in (f"{stem}.network", f"{stem}.netdev"):
         raise BackendRefusal(f"persist: networkd: {port_path} would hold both the NIC and bridge")
     files = (
@@ -138,7 +214,12 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
         FileChange(port_path, port_file(config, parts)),
     )
     args = {"backend": "networkd", "bridge": config.name, "nic": config.nic}
-    return BackendPlan("networkd", files, args, managers=(config.name, config.nic))
+    found = Carried(
+        mtu=mtu,
+        rules=tuple(_rule(r, path) for r in rules),
+        dns=tuple(w for k, v in carried if k == "DNS" for w in v.split()),
+    )
+    return BackendPlan("networkd", files, args, managers=(config.name, config.nic), carried=found)
 
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
@@ -167,6 +248,7 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     lines = [f"Address={a}" for a in config.addresses] + [f"{k}={v}" for k, v in carried]
     out.append(("Network", lines))
     out += [("Route", _route_section(r)) for r in config.routes]
+    out += [("RoutingPolicyRule", r) for r in _rules(ini.sections(source), path)]
     files = (
         FileChange(posixpath.join(ETC, posixpath.basename(path)), ini.render(out)),
         FileChange(f"{stem}.netdev", None),

@@ -10,6 +10,8 @@ import re
 import uuid
 
 from fleetbr import validate
+from fleetbr.backends import carry
+from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.backends.model import (
     PRIVATE_MODE,
     BackendPlan,
@@ -56,6 +58,8 @@ def name_servers(facts: HostFacts, device: str) -> dict[str, str]:
     found = facts.daemons.nm_dns.get(active[0], {}) if active else {}
     out: dict[str, str] = {}
     for key, value in found.items():
+        if not key.endswith((".dns", ".dns-search")):
+            continue
         items = [v.strip() for v in value.split(",") if v.strip()]
         try:
             if key.endswith(".dns"):
@@ -68,9 +72,68 @@ def name_servers(facts: HostFacts, device: str) -> dict[str, str]:
     return out
 
 
-def _family(config: BridgeConfig, family: int, dns: dict[str, str] | None = None) -> list[str]:
+def _settings(facts: HostFacts, device: str) -> dict[str, str]:
+    active = facts.daemons.nm_active.get(device)
+    return facts.daemons.nm_dns.get(active[0], {}) if active else {}
+
+
+def profile_mtu(facts: HostFacts, device: str) -> int | None:
+    """The ``ethernet.mtu`` of the profile active on ``device`` (None: auto)."""
+    value = _settings(facts, device).get("802-3-ethernet.mtu", "auto")
+    if value in ("auto", "0"):
+        return None
+    return carry.mtu(value, "networkmanager", f"{device}'s profile 802-3-ethernet.mtu")
+
+
+def routing_rules(facts: HostFacts, device: str) -> tuple[PolicyRule, ...]:
+    """The ``ipv4.routing-rules`` and ``ipv6.routing-rules`` of the profile active on
+    ``device`` (BackendRefusal for a rule fleetbr cannot carry and compare)."""
+    out: list[PolicyRule] = []
+    for family in (4, 6):
+        key = f"ipv{family}.routing-rules"
+        for text in _settings(facts, device).get(key, "").split(","):
+            if text.strip():
+                out.append(
+                    _rule(text.strip(), family, f"{device}'s profile {key} ({text.strip()})")
+                )
+    return tuple(out)
+
+
+def _rule(text: str, family: int, setting: str) -> PolicyRule:
+    words = text.split()
+    if len(words) % 2:
+        raise carry.refuse("networkmanager", setting, "is not selector/value pairs")
+    return carry.rule(
+        dict(zip(words[::2], words[1::2], strict=True)), "networkmanager", setting, family
+    )
+
+
+def _rule_line(rule: PolicyRule) -> str:
+    words = [f"priority {rule.priority}"] * (rule.priority is not None)
+    words += [f"from {rule.src}"] * bool(rule.src) + [f"to {rule.dst}"] * bool(rule.dst)
+    return " ".join([*words, f"table {rule.table}"])
+
+
+def _family(
+    config: BridgeConfig,
+    family: int,
+    dns: dict[str, str] | None = None,
+    rules: tuple[PolicyRule, ...] = (),
+) -> list[str]:
     section = "ipv4" if family == 4 else "ipv6"
     addresses = config.family_addresses(family)
+    mine = [r for r in rules if r.family == family]
+    if not addresses and mine:
+        raise carry.refuse(
+            "networkmanager",
+            f"{section}.routing-rules ({_rule_line(mine[0])})",
+            f"has no IPv{family} address on the bridge to go with",
+        )
+    servers = [f"{section}.{k}={(dns or {})[f'{section}.{k}']}" for k in ("dns", "dns-search")
+               if (dns or {}).get(f"{section}.{k}")]  # fmt: skip
+    if not addresses and servers:
+        why = f"has no IPv{family} address on the bridge to go with (a profile drops it)"
+        raise carry.refuse("networkmanager", servers[0], why)
     if not addresses:
         return [f"[{section}]", "method=disabled" if family == 4 else "method=ignore"]
     lines = [f"[{section}]", "method=manual"]
@@ -104,13 +167,20 @@ def _family(config: BridgeConfig, family: int, dns: dict[str, str] | None = None
                     f"persist: networkmanager: table {route.table} is not a number"
                 )
             lines.append(f"route{i}_options=table={route.table}")
+    lines += [f"routing-rule{i}={_rule_line(r)}" for i, r in enumerate(mine, 1)]
     if family == 6:
         lines.append("addr-gen-mode=eui64")
     return lines
 
 
-def bridge_profile(config: BridgeConfig, conn_uuid: str, dns: dict[str, str] | None = None) -> str:
-    """The bridge's keyfile (``dns``: see :func:`name_servers`)."""
+def bridge_profile(
+    config: BridgeConfig,
+    conn_uuid: str,
+    dns: dict[str, str] | None = None,
+    carried: Carried | None = None,
+) -> str:
+    """The bridge's keyfile (``dns``: see :func:`name_servers`; ``carried``: the NIC profile's
+    MTU and routing rules)."""
     lines = [
         HEADER.format(what=f"bridge {config.name}"),
         "[connection]",
@@ -121,16 +191,25 @@ def bridge_profile(config: BridgeConfig, conn_uuid: str, dns: dict[str, str] | N
         "autoconnect=true",
         "",
     ]
-    if config.mac:
-        lines += ["[ethernet]", f"cloned-mac-address={config.mac.upper()}", ""]
+    ethernet = [f"cloned-mac-address={config.mac.upper()}"] if config.mac else []
+    ethernet += _mtu_lines(carried)
+    if ethernet:
+        lines += ["[ethernet]", *ethernet, ""]
     stp = "true" if config.stp else "false"
     lines += ["[bridge]", f"stp={stp}", f"forward-delay={config.forward_delay}", ""]
-    lines += [*_family(config, 4, dns), "", *_family(config, 6, dns)]
+    rules = carried.rules if carried else ()
+    lines += [*_family(config, 4, dns, rules), "", *_family(config, 6, dns, rules)]
     return "\n".join(lines) + "\n"
 
 
-def port_profile(config: BridgeConfig, conn_uuid: str, bridge_uuid: str) -> str:
-    """The NIC's keyfile as a port of the bridge."""
+def _mtu_lines(carried: Carried | None) -> list[str]:
+    return [f"mtu={carried.mtu}"] if carried and carried.mtu is not None else []
+
+
+def port_profile(
+    config: BridgeConfig, conn_uuid: str, bridge_uuid: str, carried: Carried | None = None
+) -> str:
+    """The NIC's keyfile as a port of the bridge (with the NIC profile's MTU)."""
     lines = [
         HEADER.format(what=f"{config.nic} as a port of {config.name}"),
         "[connection]",
@@ -143,6 +222,8 @@ def port_profile(config: BridgeConfig, conn_uuid: str, bridge_uuid: str) -> str:
         "autoconnect=true",
         "autoconnect-priority=10",
     ]
+    if _mtu_lines(carried):
+        lines += ["", "[ethernet]", *_mtu_lines(carried)]
     return "\n".join(lines) + "\n"
 
 
@@ -155,10 +236,14 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         old_uuid: str | None = None
         guarded: tuple[str, ...] = ()
         dns = name_servers(facts, config.name)
+        rules = routing_rules(facts, config.name)
     else:
         old_uuid, old_path = _old_profile(facts, config.nic)
         guarded = (old_path,)
         dns = name_servers(facts, config.nic)
+        rules = routing_rules(facts, config.nic)
+    servers = [v for k in ("ipv4.dns", "ipv6.dns") for v in dns.get(k, "").split(";") if v]
+    carried = Carried(profile_mtu(facts, config.nic), rules, tuple(servers))
     bridge_path = posixpath.join(ETC, f"{config.name}.nmconnection")
     port_path = posixpath.join(ETC, f"{config.name}-port-{config.nic}.nmconnection")
     if set(guarded) & {bridge_path, port_path}:
@@ -166,8 +251,8 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
             f"persist: networkmanager: the NIC's profile is {guarded[0]}, a name fleetbr uses"
         )
     files = (
-        FileChange(bridge_path, bridge_profile(config, bridge_uuid, dns), PRIVATE_MODE),
-        FileChange(port_path, port_profile(config, port_uuid, bridge_uuid), PRIVATE_MODE),
+        FileChange(bridge_path, bridge_profile(config, bridge_uuid, dns, carried), PRIVATE_MODE),
+        FileChange(port_path, port_profile(config, port_uuid, bridge_uuid, carried), PRIVATE_MODE),
     )
     args = {
         "backend": "networkmanager",
@@ -178,7 +263,12 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         "old_uuid": old_uuid,
     }
     return BackendPlan(
-        "networkmanager", files, args, managers=(config.name, config.nic), guarded=guarded
+        "networkmanager",
+        files,
+        args,
+        managers=(config.name, config.nic),
+        guarded=guarded,
+        carried=carried,
     )
 
 
@@ -187,6 +277,8 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     its addresses (the NIC's old profile, set to autoconnect no by the cutover, stays as is)."""
     nic_uuid = profile_uuid(facts.hostname, "nic", config)
     plain = dataclasses.replace(config, name=config.nic)
+    rules = routing_rules(facts, config.name)
+    mtu = [f"mtu={m}"] if (m := profile_mtu(facts, config.nic)) is not None else []
     lines = [
         HEADER.format(what=f"{config.nic} with its addresses (bridge {config.name} removed)"),
         "[connection]",
@@ -196,9 +288,10 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         f"interface-name={config.nic}",
         "autoconnect=true",
         "",
-        *_family(plain, 4, name_servers(facts, config.name)),
+        *(["[ethernet]", *mtu, ""] if mtu else []),
+        *_family(plain, 4, name_servers(facts, config.name), rules),
         "",
-        *_family(plain, 6, name_servers(facts, config.name)),
+        *_family(plain, 6, name_servers(facts, config.name), rules),
     ]
     files = (
         FileChange(posixpath.join(ETC, f"{config.name}.nmconnection"), None),

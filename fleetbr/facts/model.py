@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fleetbr.facts.libvirt import Libvirt
+from fleetbr.facts.redact import redacted_contents
 
 Family = Literal[4, 6]
 
@@ -216,7 +217,8 @@ class Daemons:
     contents: dict[str, str] = field(default_factory=dict)
     # NetworkManager: device -> uuid and name of its active connection profile
     nm_active: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns... (as nmcli -t)
+    # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns..., and
+    # 802-3-ethernet.mtu, ipv4.routing-rules, ipv6.routing-rules (as nmcli -t)
     nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def manager(self, interface: str) -> InterfaceManager:
@@ -302,5 +304,8 @@ class HostFacts:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """A JSON-ready dict, for output: secret values in config file contents are redacted
+        (:mod:`fleetbr.facts.redact`); this object itself keeps the text the backends rewrite."""
+        document = dataclasses.asdict(self)
+        document["daemons"]["contents"] = redacted_contents(self.daemons.contents)
+        return document

@@ -18,6 +18,7 @@ from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_libvirt import parse_libvirt
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
+from fleetbr.validate import split_lines
 
 SECTION_MARK = "@@fleetbr-section "
 END_MARK = "@@fleetbr-end"
@@ -65,7 +66,7 @@ def split_sections(output: str) -> Sections:
     """
     sections: Sections = {}
     current: list[str] | None = None
-    for line in output.splitlines():
+    for line in split_lines(output):
         if line.startswith(SECTION_MARK):
             name = line[len(SECTION_MARK) :].strip()
             if name in sections:

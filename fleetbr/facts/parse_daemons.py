@@ -24,7 +24,7 @@ import yaml
 
 from fleetbr.errors import FactsError, ValidationError
 from fleetbr.facts.model import ConfigFile, Daemons, DaemonView, InterfaceManager, Link
-from fleetbr.validate import bounded
+from fleetbr.validate import bounded, split_lines
 
 CONTENT_LIMIT = 65536  # the script sends at most this many bytes of a file
 YAML_VALUES = 10_000
@@ -39,6 +39,8 @@ INTERFACES = "/etc/network/interfaces"
 # Which claimant is named the manager when several configure one interface (they then fight).
 PRECEDENCE = ("networkmanager", "netplan", "networkd", "ifupdown")
 NM_DNS_KEYS = ("ipv4.dns", "ipv4.dns-search", "ipv6.dns", "ipv6.dns-search")
+# the other settings of an active profile persist carries to the bridge (backends.networkmanager)
+NM_CARRIED_KEYS = ("802-3-ethernet.mtu", "ipv4.routing-rules", "ipv6.routing-rules")
 NETWORKD_CLAIMS = frozenset({"configuring", "configured", "failed"})
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _RUN_PARTS_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -143,7 +145,7 @@ def _nm_connection(raw: _Raw, rest: str, _warnings: list[str]) -> None:
 def _nm_dns(raw: _Raw, rest: str, _warnings: list[str]) -> None:
     uuid, _, setting = rest.partition(" ")
     key, _, value = setting.partition(":")
-    if key in NM_DNS_KEYS and value:
+    if key in NM_DNS_KEYS + NM_CARRIED_KEYS and value:
         raw.nm_dns.setdefault(uuid, {})[key] = value
 
 
@@ -191,7 +193,7 @@ def _by_precedence(paths: Iterable[str], dirs: Sequence[str]) -> list[str]:
 
 def _ini_values(text: str, section: str, key: str) -> list[str]:
     values, current = [], ""
-    for raw_line in text.splitlines():
+    for raw_line in split_lines(text):
         line = raw_line.strip()
         if line.startswith("[") and line.endswith("]"):
             current = line[1:-1].strip()
@@ -229,6 +231,13 @@ def _netplan_names(ident: str, definition: object, links: Sequence[Link]) -> set
     return names
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, never the snippet of the file PyYAML quotes (it may be a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        return f"{exc.problem or 'not YAML'} (line {exc.problem_mark.line + 1})"[:100]
+    return str(exc)[:100]  # fleetbr's own ValidationError: no content
+
+
 def netplan_interfaces(
     contents: dict[str, str], links: Sequence[Link], warnings: list[str]
 ) -> dict[str, tuple[str, ...]]:
@@ -240,7 +249,7 @@ def netplan_interfaces(
             doc = yaml.safe_load(contents[path])
             bounded(doc, YAML_VALUES, path)
         except (yaml.YAMLError, ValidationError) as exc:
-            warnings.append(f"section daemons: {path} is not usable YAML: {str(exc)[:100]}")
+            warnings.append(f"section daemons: {path} is not usable YAML: {_yaml_problem(exc)}")
             continue
         network = doc.get("network") if isinstance(doc, dict) else None
         names: set[str] = set()
@@ -254,7 +263,7 @@ def netplan_interfaces(
 
 def _logical_lines(text: str) -> list[list[str]]:
     lines, pending = [], ""
-    for line in text.splitlines():
+    for line in split_lines(text):
         if line.lstrip().startswith("#"):
             continue
         if line.endswith("\\"):

@@ -13,6 +13,7 @@ the run itself, its report and its exit code are unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import os
@@ -21,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,9 @@ class Recorder:
         data = result.data
         txid = data.get("txid") or self.txids.get(result.host)
         from_run = data.get("from_run")
+        diff = data.get("diff")
+        if diff is None and self.run.command == "check":
+            diff = data.get("differences")  # the drift: field, want, have
         self._put(
             HostRow(
                 result.host, result.status.value, result.message,
@@ -190,7 +194,7 @@ class Recorder:
                 batch=self.batch_index if from_run is None else data.get("batch"),
                 started=self.started_at.get(result.host),
                 ended=ended, elapsed=round(result.elapsed, 3), phases=phases_of(result),
-                diff=data.get("diff"), data=data,
+                diff=diff, data=data,
                 from_run=from_run if isinstance(from_run, int) else None,
             )
         )  # fmt: skip
@@ -308,8 +312,10 @@ class RunContext:
         recorder: Recorder | None,
         as_json: bool,
         metrics_file: Path | None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.command = command
+        self.labels = dict(labels or {})
         self.recorder = recorder
         self.metrics_file = metrics_file
         self.tally = Tally()
@@ -343,11 +349,14 @@ class RunContext:
         exit_code, state = self.outcome or (aborted, "aborted")
         if self.recorder is not None:
             self.recorder.finish(exit_code, state)
-        if self.metrics_file is not None:
+        # a watch check run abandoned at SIGTERM has no result: the last run's metrics stay
+        abandoned = kind is not None and issubclass(kind, asyncio.CancelledError)
+        if self.metrics_file is not None and not abandoned:
             self._write_metrics(exit_code)
 
     def _write_metrics(self, exit_code: int) -> None:
-        summary = RunSummary(self.command, self.tally.counts, self.started, time.time(), exit_code)
+        summary = RunSummary(self.command, self.tally.counts, self.started, time.time(), exit_code,
+                             self.labels)  # fmt: skip
         try:
             write_atomically(self.metrics_file or Path(), render(summary))
         except OSError as exc:

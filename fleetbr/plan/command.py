@@ -18,7 +18,9 @@ def plan_command(
     refusal = _refusal(facts, timeout, min_timeout)
     if refusal is not None:
         return Plan(host, refusal, (), (), (), (), expected)
-    undo_step = Step("run_staged", {"file": UNDO_FILE}, f"undo: {_short(undo)}", touches_nic=True)
+    # once: the timer's rollback and, after a power cut inside it, the boot guard both run it
+    undo_step = Step("run_staged", {"file": UNDO_FILE, "once": True}, f"undo: {_short(undo)}",
+                     touches_nic=True)  # fmt: skip
     step = Step("run_staged", {"file": COMMAND_FILE}, f"run: {_short(command)}",
                 touches_nic=True, inverse=undo_step)  # fmt: skip
     gateways = [r.gateway for r in sorted(facts.default_routes(), key=lambda r: r.family)]

@@ -10,14 +10,17 @@ while STP is wanted on: the kernel ignores it otherwise), the NIC as its port, g
 (exactly these on the address device, with their IPv4 labels; none left on the NIC), routes of
 every table (at least the expected ones; no non-kernel route left on the NIC; no main-table
 default route on the address device that is not expected), the bridge-nf sysctls and the managed
-files (by sha256), and guest interfaces a task moved (on the bridge in both definitions, the
-live tap a port of it: fleetbr.plan.guest_check). Ports of other devices (a guest's tap fleetbr
-did not move), other routes and link state are not.
+files (by sha256), guest interfaces a task moved (on the bridge in both definitions, the
+live tap a port of it: fleetbr.plan.guest_check), and with a persistence backend what it
+carried from the NIC's configuration: the MTU of the bridge and its port, the policy rules in
+the kernel (any protocol), the name servers in NetworkManager's view of the bridge. Ports of
+other devices (a guest's tap fleetbr did not move), other routes and link state are not.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 
 from fleetbr.facts.model import HostFacts, Route
@@ -64,6 +67,7 @@ def compare(exp: ExpectedState, facts: HostFacts) -> list[Difference]:
     out += _routes(exp, facts)
     out += _settings(exp, facts)
     out += _persisted(exp, facts)
+    out += _carried(exp, facts)
     out += compare_guests(exp.guests, facts)
     return out
 
@@ -183,3 +187,43 @@ def _persisted(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
             have = f"{found.manager or 'no daemon'} {found.state}"
             text = f"{name} is not taken over by {backend} ({have})"
             yield Difference(f"daemon.{name}", backend, have, text)
+
+
+def _carried(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
+    """What the backend carried from the NIC's configuration: the MTU of the bridge and its
+    port, the policy rules in the kernel, the name servers in the daemon's view."""
+    if not exp.bridge_present:
+        return
+    for name in (exp.bridge, exp.nic):
+        link = facts.link(name)
+        if exp.mtu is not None and link is not None and link.mtu != exp.mtu:
+            text = f"{name} MTU is {link.mtu}, expected {exp.mtu}"
+            yield Difference(f"mtu.{name}", exp.mtu, link.mtu, text)
+    have = {(r.family, r.priority, _rule_key(r.text)) for r in facts.rules or ()}
+    for rule in exp.rules if facts.rules is not None else ():
+        key = _rule_key(rule.text())
+        if not any((f, k) == (rule.family, key) and rule.priority in (None, p) for f, p, k in have):
+            text = f"policy rule {rule.describe()} missing"
+            yield Difference("rules", rule.describe(), None, text)
+    servers = nm_servers(facts, exp.bridge)
+    if exp.dns and exp.managers.get(exp.bridge) == "networkmanager" and servers != exp.dns:
+        want, got = " ".join(exp.dns), " ".join(servers) or None
+        text = f"{exp.bridge}'s name servers are {got or 'none'}, expected {want}"
+        yield Difference(f"dns.{exp.bridge}", want, got, text)
+
+
+def _rule_key(text: str) -> str:
+    """A rule's ``ip -j rule`` text without who added it (``protocol static``: the daemon)."""
+    return re.sub(r"(^| )protocol \S+", "", text).strip()
+
+
+def nm_servers(facts: HostFacts, device: str) -> tuple[str, ...]:
+    """The name servers of the NetworkManager profile active on ``device`` (ipv4, then ipv6)."""
+    active = facts.daemons.nm_active.get(device)
+    found = facts.daemons.nm_dns.get(active[0], {}) if active else {}
+    return tuple(
+        v.strip()
+        for key in ("ipv4.dns", "ipv6.dns")
+        for v in found.get(key, "").split(",")
+        if v.strip()
+    )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbr.backends.carry import PolicyRule
 from fleetbr.facts.model import Route
 
 STEP_KINDS: frozenset[str] = frozenset(
@@ -115,6 +116,13 @@ class ExpectedState:
     config_files: Mapping[str, str | None] = field(default_factory=dict)
     managers: Mapping[str, str] = field(default_factory=dict)
     guests: tuple[GuestExpect, ...] = ()  # libvirt guest interfaces moved onto the bridge
+    # what the backend carried from the NIC's configuration (fleetbr.backends.carry): the MTU
+    # of the bridge and its port (None: not configured), policy rules that must be in the
+    # kernel, and the name servers the daemon must give the bridge (compared where the facts
+    # hold the daemon's view: NetworkManager; elsewhere the files' sha256 cover them)
+    mtu: int | None = None
+    rules: tuple[PolicyRule, ...] = ()
+    dns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fleetbr.backends import (
     plan_backend,
     unplan_backend,
 )
+from fleetbr.backends.carry import Carried
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.diff import SETTLED
@@ -32,6 +33,7 @@ class PersistSteps:
     files: dict[str, str | None] = field(default_factory=dict)
     managers: dict[str, str] = field(default_factory=dict)
     backups: tuple[str, ...] = ()
+    carried: Carried = field(default_factory=Carried)
 
 
 def bridge_config(task: BridgeTask, expected: ExpectedState) -> BridgeConfig:
@@ -115,8 +117,9 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
         and facts.manager(name).state in SETTLED[plan.backend]
         for name in plan.managers
     )
+    carried = plan.carried or Carried()
     if not writes and settled:
-        return PersistSteps(plan.backend, files=files, managers=managers)
+        return PersistSteps(plan.backend, files=files, managers=managers, carried=carried)
     guards = [steps.file_guard(path, backup_dir) for path in plan.guarded]
     reapply, release = steps.backend_marks(plan.args)
     return PersistSteps(
@@ -126,6 +129,7 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
         files=files,
         managers=managers,
         backups=tuple(plan.guarded),
+        carried=carried,
     )
 
 

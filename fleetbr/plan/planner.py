@@ -82,11 +82,11 @@ def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
         return plan
     differences = tuple(compare(plan.expected, facts))
     if differences and not plan.steps:
-        return refused(
-            task,
-            "fleetbr cannot repair what differs from the task: "
-            + "; ".join(d.text for d in differences),
+        # the refused plan keeps them: ``check`` reports them as drift nothing repairs
+        reason = "fleetbr cannot repair what differs from the task: " + "; ".join(
+            d.text for d in differences
         )
+        return dataclasses.replace(refused(task, reason), differences=differences)
     return dataclasses.replace(plan, differences=differences)
 
 
@@ -209,7 +209,14 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         persist = persist_steps(task, facts, expected, backup_dir)
     except BackendRefusal as exc:
         return refused(task, str(exc))
-    expected = dataclasses.replace(expected, config_files=persist.files, managers=persist.managers)
+    expected = dataclasses.replace(
+        expected,
+        config_files=persist.files,
+        managers=persist.managers,
+        mtu=persist.carried.mtu,
+        rules=persist.carried.rules,
+        dns=persist.carried.dns,
+    )
     # guests last: onto the bridge as its daemon left it, and back first in a rollback
     return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
 

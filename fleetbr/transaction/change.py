@@ -6,7 +6,7 @@ applied and how to judge the rollback."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan, plan_host, restore_check, verify_applied
@@ -21,6 +21,15 @@ class RollbackCheck:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    """What a change's own scripts left on the host (``run --deadman``: the command's and the
+    undo's exit status and stderr): ``data`` for the result, ``summary`` for its message."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
 
 
 class Change(Protocol):
@@ -46,6 +55,9 @@ class Change(Protocol):
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """How the host compares with its snapshot after the rollback."""
+
+    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+        """What the change's own scripts left, for the report of a rolled-back host."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,10 @@ class BridgeChange:
     ) -> list[str]:
         """Differences between the host and the plan's expected state."""
         return verify_applied(plan, after)
+
+    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+        """Nothing: the bridge's steps are fleetbr's own (apply.log names a failed one)."""
+        return ScriptOutcome()
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """Everything the plan touched must be back at the snapshot; other differences (a guest's
@@ -114,3 +130,23 @@ def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> 
         for manager in managers
         for word in (manager.state, *(view.state for view in manager.views))
     )
+
+
+def guests_settling(plan: Plan, before: HostFacts, after: HostFacts) -> bool:
+    """libvirt is still bringing back a guest ``plan`` moved that ran before (after a boot:
+    libvirtd does not answer yet, the autostarted guest does not run yet, or its tap is not
+    there yet): its final state is yet to come."""
+    moved = {want.uuid for want in plan.expected.guests}
+    if not moved or before.guests is None:
+        return False
+    if after.guests is None or after.guests.error:
+        return True
+    for domain in before.guests.domains:
+        if domain.uuid not in moved or not domain.active:
+            continue
+        now = after.guests.by_uuid(domain.uuid)
+        if now is None or not now.active:
+            return True
+        if any(iface.tap and after.link(iface.tap) is None for iface in now.live):
+            return True
+    return False

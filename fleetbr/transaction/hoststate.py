@@ -58,7 +58,8 @@ class HostTxState:
 
 
 def parse_state(marks: dict[str, str]) -> HostTxState:
-    """Build the state from the ``@@name value`` markers of ``tx_state.sh.j2``."""
+    """Build the state from the markers of ``tx_state.sh.j2`` (``@@NONCE name value`` lines, as
+    :func:`fleetbr.transaction.scripts.markers` returns them: name -> value)."""
     remaining = marks.get("remaining", "none")
     return HostTxState(
         staged=marks.get("staged") == "yes",

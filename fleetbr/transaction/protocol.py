@@ -26,7 +26,12 @@ from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import BridgeChange, Change, daemons_settling
+from fleetbr.transaction.change import (
+    BridgeChange,
+    Change,
+    daemons_settling,
+    guests_settling,
+)
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Connection, connect, open_connection
 
@@ -113,10 +118,10 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
         return tx.result(Status.UNCHANGED, "already matches the task")
     tx.txid = scripts.new_txid()
     staged = scripts.staged_scripts(tx.txid, plan, tx.change.staged_files())
+    nonce = scripts.new_nonce()
+    script = scripts.stage_script(tx.txid, plan, staged, tx.change.label, nonce=nonce)
     try:
-        out = await conn.run_script(
-            scripts.stage_script(tx.txid, plan, staged, tx.change.label), label="stage", check=False
-        )
+        out = await conn.run_script(script, label="stage", check=False)
     except TransportError as exc:  # the stage only writes fleetbr's own folder: nothing armed
         return tx.result(Status.FAILED, f"staging did not complete ({exc}); nothing changed")
     if out.exit_status == EXIT_ARMED_ELSEWHERE:
@@ -128,7 +133,7 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
         return tx.result(
             Status.FAILED, f"staging failed: {out.stderr.strip()}; nothing changed{hint}"
         )
-    found = scripts.sections(out.stdout)
+    found = scripts.sections(out.stdout, nonce)
     remote_sums = {line.split()[1]: line.split()[0] for line in found.get("checksums", [])}
     if remote_sums != staged.checksums():
         return tx.result(
@@ -151,8 +156,9 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     assert tx.before is not None
     timeout = tx.change.timeout
     wait = max(1.0, min(10.0, timeout / 4))
+    nonce = scripts.new_nonce()
     script = scripts.arm_apply_script(
-        tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait
+        tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait, nonce=nonce
     )
     tx.armed_at = time.monotonic()
     tx.deadline = tx.armed_at + timeout  # until the host tells us better
@@ -163,7 +169,7 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     except TransportError as exc:
         tx.note(f"arm+apply session ended early ({exc}); asking the host over a new connection")
         return False
-    marks = scripts.markers(out.stdout)
+    marks = scripts.markers(out.stdout, nonce)
     remaining = marks.get("armed", "")
     if remaining.lstrip("-").isdigit():
         tx.heard(int(remaining))
@@ -331,8 +337,9 @@ class _Resolver:
             await self._trigger(conn, "confirm-failed")
             return None
         await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_DISARM")
-        out = await conn.run_script(scripts.disarm_script(tx.txid), label="disarm")
-        decision = scripts.markers(out.stdout).get("decision", "")
+        nonce = scripts.new_nonce()
+        out = await conn.run_script(scripts.disarm_script(tx.txid, nonce=nonce), label="disarm")
+        decision = scripts.markers(out.stdout, nonce).get("decision", "")
         if decision == "confirmed":
             tx.note("confirmed and disarmed")
             return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision="confirmed")
@@ -347,7 +354,9 @@ class _Resolver:
         check = tx.change.rollback_check(tx.plan, tx.before, after)
         settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
         names = (tx.plan.expected.nic, tx.plan.expected.bridge)
-        while check.problems and daemons_settling(after, names):
+        while check.problems and (
+            daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
+        ):
             if asyncio.get_running_loop().time() > settle_until:
                 break
             await asyncio.sleep(1)  # read-only: looking again is always safe
@@ -357,23 +366,29 @@ class _Resolver:
         if failed_steps.isdigit() and int(failed_steps):
             check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
                                   f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
+        outcome = await tx.change.script_outcome(conn, tx.txid)
+        said = f" ({outcome.summary})" if outcome.summary else ""
         if check.problems:
             return tx.result(
-                Status.FAILED, "rolled back but not at its snapshot: " + "; ".join(check.problems)
+                Status.FAILED,
+                "rolled back but not at its snapshot: " + "; ".join(check.problems) + said,
+                **outcome.data,
             )
         tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
         extra = {"differences": check.notes} if check.notes else {}
         return tx.result(
             Status.ROLLED_BACK,
-            f"rolled back: {reason}",
+            f"rolled back: {reason}{said}",
             decision=state.decision,
             reason=reason,
             **extra,
+            **outcome.data,
         )
 
 
-# How long a rolled-back host's network daemon may take to settle (after a reboot it is still
-# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
+# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back)
+# may take to settle (after a reboot it is still configuring the NIC when SSH already answers)
+# before its view is compared with the snapshot.
 DAEMON_SETTLE = 30.0
 
 
@@ -394,8 +409,10 @@ def _reason(state: HostTxState) -> str:
 
 async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> HostTxState:
     """The host's view of transaction ``txid`` (``cancel``: first take the arm's claim)."""
-    out = await conn.run_script(scripts.state_script(txid, cancel=cancel), label="state")
-    return parse_state(scripts.markers(out.stdout))
+    nonce = scripts.new_nonce()
+    script = scripts.state_script(txid, nonce=nonce, cancel=cancel)
+    out = await conn.run_script(script, label="state")
+    return parse_state(scripts.markers(out.stdout, nonce))
 
 
 async def wait_settled(conn: Connection, txid: str, patience: float = 60.0) -> HostTxState:

@@ -14,7 +14,6 @@ from fleetbr.facts.parse import parse_facts, split_sections
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import RestoreCheck, restore_check
 from fleetbr.plan.scope import parse_touched
-from fleetbr.render import render
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import rollback_finished, wait_settled
@@ -47,6 +46,14 @@ async def rollback_job(spec: HostSpec) -> HostResult:
     check = compare_with_snapshot(snapshot, after)
     if check.unrelated:
         data["unrelated"] = check.unrelated
+    failed = state.rollback.removeprefix("done failed=")
+    if failed.isdigit() and int(failed):  # an operator's undo that exited non-zero, too
+        data["failed_steps"] = int(failed)
+        summary = (
+            f"{txid} rollback ({decision}) did not complete: {failed} rollback step(s) failed "
+            f"on the host (see {STATE_DIR}/tx/{txid}/apply.log)"
+        )
+        return HostResult(spec.name, Status.FAILED, summary, data)
     if check.problems:
         data["differences"] = check.problems
         summary = f"{txid} rolled back ({decision}) but differs from its snapshot: "
@@ -66,12 +73,9 @@ async def _untrusted_marker(conn: Connection, name: str, armed: ArmedTransaction
     data: dict[str, object] = {"armed_problem": armed.problem, "detail": armed.detail}
     if armed.problem != "damaged":
         return HostResult(name, Status.FAILED, armed.describe(), data)
-    script = render("tx_clear_marker.sh.j2", state_dir=STATE_DIR)
-    verdict, _, rest = (
-        scripts.markers((await conn.run_script(script, label="clear marker")).stdout)
-        .get("clear", "")
-        .partition(" ")
-    )
+    nonce = scripts.new_nonce()
+    out = await conn.run_script(scripts.clear_marker_script(nonce=nonce), label="clear marker")
+    verdict, _, rest = scripts.markers(out.stdout, nonce).get("clear", "").partition(" ")
     data["cleared"] = verdict in ("done", "gone")
     if verdict == "done":
         message = (

@@ -14,14 +14,33 @@ from fleetbr.facts.model import STATE_DIR
 from fleetbr.facts.script import facts_script
 from fleetbr.plan import Plan, Step, step_command, touched_by, touched_lines
 from fleetbr.render import render
+from fleetbr.validate import split_lines
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+# Where libvirtd (qemu:///system) keeps the domains' persistent definitions, one XML file each.
+LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
 _STAGED_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}\.sh$")
+_NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def new_txid() -> str:
     """A sortable, unique transaction id like ``20261127T181500-3fa9c2``."""
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def new_nonce() -> str:
+    """A random token for the markers of one script run (``@@NONCE name value``).
+
+    Nothing on the host learns it before the script prints its markers, so no output of an
+    operator's command, no file and no name on the host can forge one.
+    """
+    return secrets.token_hex(16)
+
+
+def _nonce(nonce: str) -> str:
+    if not _NONCE_RE.match(nonce):
+        raise ValidationError("marker nonce is malformed")
+    return nonce
 
 
 def check_txid(txid: str) -> str:
@@ -48,6 +67,29 @@ def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
     return [{"description": s.description, "command": step_command(s)} for s in steps]
 
 
+# Rollback steps the boot guard runs after a reboot inside the window: what outlives a reboot.
+# The files a transaction wrote go back; an operator's undo (``run --deadman``) runs, once: what
+# its command changed is unknown, so it may be on disk. The runtime steps' work (bridge, links,
+# addresses, routes, sysctls, the daemons' runtime view) is gone with the reboot.
+BOOT_STEP_KINDS = frozenset({"file_restore", "run_staged"})
+
+
+def boot_steps(plan: Plan) -> list[Step]:
+    """The rollback steps of ``plan`` that ``boot.sh`` runs, in rollback order."""
+    return [s for s in plan.rollback if s.kind in BOOT_STEP_KINDS]
+
+
+def persistent_domains(plan: Plan) -> list[str]:
+    """UUIDs of the libvirt domains whose persistent definition ``plan`` changes: the stage backs
+    up their XML files, the boot guard puts them back before libvirtd reads them."""
+    found = (
+        str(s.args["domain"])
+        for s in plan.steps
+        if s.kind == "guest_update" and s.args.get("scope") == "config"
+    )
+    return sorted(dict.fromkeys(found))
+
+
 def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -> StagedScripts:
     """apply.sh, rollback.sh, timer.sh (its deadline is an argument), facts.sh for ``plan``, and
     ``extra`` files a change needs (e.g. an operator's command and its undo)."""
@@ -60,7 +102,8 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "facts.sh": facts_script(touched=touched_lines(touched_by(plan))),
         "boot.sh": render(
             "tx_boot.sh.j2",
-            restores=_commands([s for s in plan.rollback if s.kind == "file_restore"]),
+            steps=_commands(boot_steps(plan)),
+            domains=persistent_domains(plan),
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),
@@ -71,7 +114,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
     return StagedScripts({**files, **(extra or {})})
 
 
-def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str:
+def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str, *, nonce: str) -> str:
     """The script that writes the scripts, snapshot and backups, and runs pre-change probes."""
     return render(
         "tx_stage.sh.j2",
@@ -79,15 +122,18 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str) -> str
         txid=check_txid(txid),
         scripts=staged.files,
         files=list(plan.files),
+        domains=persistent_domains(plan),
+        libvirt_dir=LIBVIRT_QEMU_DIR,
         probes=list(plan.probes),
         task=task,
         guard_unit=render("boot_guard.service.j2", state_dir=STATE_DIR),
         guard_script=render("boot_guard.sh.j2", state_dir=STATE_DIR),
         guard_required=bool(plan.expected.managers),
+        nonce=_nonce(nonce),
     )
 
 
-def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float) -> str:
+def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float, nonce: str) -> str:
     """Claim, verify checksums, arm the timer, start the apply detached, wait up to ``wait``
     seconds for it. Exits 12 when the controller cancelled it first, 10 when another
     transaction is armed, 11 when the staged scripts changed."""
@@ -98,17 +144,36 @@ def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float)
         timeout=timeout,
         use_systemd=use_systemd,
         wait=wait,
+        nonce=_nonce(nonce),
     )
 
 
-def disarm_script(txid: str) -> str:
+def disarm_script(txid: str, *, nonce: str) -> str:
     """Take the decision lock for "confirmed" and stop the timer."""
-    return render("tx_disarm.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid))
+    return render(
+        "tx_disarm.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), nonce=_nonce(nonce)
+    )
 
 
-def state_script(txid: str, *, cancel: bool = False) -> str:
+def state_script(txid: str, *, nonce: str, cancel: bool = False) -> str:
     """Print the transaction's state on the host; ``cancel`` first takes the arm's claim."""
-    return render("tx_state.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), cancel=cancel)
+    return render(
+        "tx_state.sh.j2",
+        state_dir=STATE_DIR,
+        txid=check_txid(txid),
+        cancel=cancel,
+        nonce=_nonce(nonce),
+    )
+
+
+def check_script(txid: str, *, nonce: str) -> str:
+    """Run the staged confirm check; the script exits with the check's exit status."""
+    return render("tx_check.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid), nonce=_nonce(nonce))
+
+
+def clear_marker_script(*, nonce: str) -> str:
+    """Remove a damaged armed marker once nothing fleetbr started runs on the host."""
+    return render("tx_clear_marker.sh.j2", state_dir=STATE_DIR, nonce=_nonce(nonce))
 
 
 def trigger_rollback_script(txid: str, reason: str) -> str:
@@ -128,23 +193,25 @@ def journal_script(lines: int = 200) -> str:
     return render("tx_journal.sh.j2", state_dir=STATE_DIR, lines=lines)
 
 
-def markers(stdout: str) -> dict[str, str]:
-    """``@@name value`` lines of a script's output, as a dict."""
+def markers(stdout: str, nonce: str) -> dict[str, str]:
+    """``@@NONCE name value`` lines of a script's output, as a dict; other lines are content."""
+    prefix = f"@@{_nonce(nonce)} "
     found: dict[str, str] = {}
-    for line in stdout.splitlines():
-        if line.startswith("@@"):
-            name, _, value = line[2:].partition(" ")
+    for line in split_lines(stdout):
+        if line.startswith(prefix):
+            name, _, value = line[len(prefix) :].partition(" ")
             found[name] = value.strip()
     return found
 
 
-def sections(stdout: str) -> dict[str, list[str]]:
-    """Lines following each ``@@name`` line, grouped by name."""
+def sections(stdout: str, nonce: str) -> dict[str, list[str]]:
+    """Lines following each ``@@NONCE name`` line, grouped by name."""
+    prefix = f"@@{_nonce(nonce)} "
     grouped: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in stdout.splitlines():
-        if line.startswith("@@"):
-            current = grouped.setdefault(line[2:].split(" ", 1)[0], [])
+    for line in split_lines(stdout):
+        if line.startswith(prefix):
+            current = grouped.setdefault(line[len(prefix) :].split(" ", 1)[0], [])
         elif current is not None and line.strip():
             current.append(line.strip())
     return grouped

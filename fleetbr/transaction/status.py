@@ -13,6 +13,7 @@ from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import open_connection
+from fleetbr.validate import split_lines
 
 
 async def plan_job(spec: HostSpec, task: BridgeTask) -> HostResult:
@@ -47,7 +48,7 @@ class JournalEntry:
 def parse_journal(text: str) -> list[JournalEntry]:
     """Parse journal lines, skipping malformed ones (a torn last line after a crash)."""
     entries = []
-    for line in text.splitlines():
+    for line in split_lines(text):
         parts = line.split(" ", 3)
         if len(parts) >= 3 and parts[0].isdigit():
             entries.append(JournalEntry(int(parts[0]), parts[1], parts[2], "".join(parts[3:])))
@@ -94,4 +95,16 @@ async def status_job(spec: HostSpec) -> HostResult:
     if not history:
         return HostResult(spec.name, Status.OK, "no fleetbr transaction recorded", data=data)
     txid, entry = next(reversed(history.items()))
-    return HostResult(spec.name, Status.OK, f"last {txid}: {entry.event} {entry.detail}", data=data)
+    text = f"last {txid}: {entry.event} {entry.detail}"
+    if rollback_failed(entry):
+        return HostResult(spec.name, Status.FAILED, f"{text}: the host is NOT back", data=data)
+    return HostResult(spec.name, Status.OK, text, data=data)
+
+
+def rollback_failed(entry: JournalEntry) -> bool:
+    """The entry records a rollback that did not complete: ``rollback_failed`` (the boot guard),
+    or ``rolled_back`` with failed steps (a runtime rollback)."""
+    if entry.event == "rollback_failed":
+        return True
+    failed = entry.detail.partition("failed_steps=")[2].split(" ")[0]
+    return entry.event == "rolled_back" and failed.isdigit() and int(failed) > 0

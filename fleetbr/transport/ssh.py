@@ -35,7 +35,6 @@ from fleetbr.errors import (
     TransportError,
 )
 from fleetbr.inventory import HostSpec, SSHOptions, jump_target
-from fleetbr.validate import clip
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -203,34 +202,44 @@ async def open_connection(spec: HostSpec, **kwargs: Any) -> AsyncIterator[Connec
 async def _connect_once(spec: HostSpec) -> Connection:
     ssh = spec.ssh
     tunnel = None
+    if ssh.jump_host:
+        jump_host, jump_user, jump_port = jump_target(ssh.jump_host)
+        async with _failures(ssh, f"jump host {jump_host}:{jump_port}", jump_user):
+            tunnel = await _open(ssh, jump_host, jump_port, jump_user)
+    try:
+        async with _failures(ssh, f"{spec.hostname}:{spec.port}", spec.username):
+            conn = await _open(
+                ssh, spec.hostname, spec.port, spec.username, password=spec.password, tunnel=tunnel
+            )
+    except BaseException:
+        if tunnel is not None:
+            tunnel.close()
+        raise
+    return Connection(spec, conn)
+
+
+@asynccontextmanager
+async def _failures(ssh: SSHOptions, where: str, username: str | None) -> AsyncIterator[None]:
+    """Turn asyncssh's exceptions while connecting to ``where`` into fleetbr's, naming it."""
     started = time.monotonic()
     try:
-        if ssh.jump_host:
-            jump_host, jump_user, jump_port = jump_target(ssh.jump_host)
-            tunnel = await _open(ssh, jump_host, jump_port, jump_user)
-        conn = await _open(
-            ssh, spec.hostname, spec.port, spec.username, password=spec.password, tunnel=tunnel
-        )
+        yield
     except asyncssh.HostKeyNotVerifiable as exc:
         raise HostKeyRejected(
-            f"host key of {spec.hostname}:{spec.port} is not trusted ({exc.reason}): it is unknown "
+            f"host key of {where} is not trusted ({exc.reason}): it is unknown "
             f"to or differs from {ssh.known_hosts or DEFAULT_KNOWN_HOSTS}; check the key out of "
             "band and add it there (fleetbr never accepts keys on its own)"
         ) from None
     except asyncssh.PermissionDenied as exc:
+        on = f" on {where}" if where.startswith("jump host") else ""
         raise AuthFailed(
-            f"authentication refused for {spec.username or 'default user'}: {exc.reason}"
+            f"authentication refused for {username or 'default user'}{on}: {exc.reason}"
         ) from None
     except TimeoutError:
         waited = time.monotonic() - started
-        raise ConnectFailed(
-            f"connect to {spec.hostname}:{spec.port} timed out after {waited:.1f}s"
-        ) from None
+        raise ConnectFailed(f"connect to {where} timed out after {waited:.1f}s") from None
     except (asyncssh.Error, OSError) as exc:
-        raise ConnectFailed(
-            f"connect to {spec.hostname}:{spec.port} failed: {_describe(exc)}"
-        ) from None
-    return Connection(spec, conn)
+        raise ConnectFailed(f"connect to {where} failed: {_describe(exc)}") from None
 
 
 async def _open(
@@ -251,6 +260,9 @@ async def _open(
         "login_timeout": ssh.connect_timeout * 2,
         "keepalive_interval": ssh.keepalive_interval,
         "keepalive_count_max": ssh.keepalive_count_max,
+        # Always explicit: given nothing, asyncssh takes ForwardAgent from ~/.ssh/config, and a
+        # hostile host could then use the operator's agent to log into every other host.
+        "agent_forwarding": ssh.agent_forwarding,
     }
     if username:
         options["username"] = username
@@ -259,8 +271,10 @@ async def _open(
     if ssh.client_keys:
         options["client_keys"] = list(ssh.client_keys)
         options["passphrase"] = ssh.passphrase
-    if tunnel is not None:
-        options["tunnel"] = tunnel
+    # Never the ssh config's ProxyJump: asyncssh would open that jump with the config's own
+    # known_hosts (`UserKnownHostsFile none` included). The inventory's jump_host is opened by
+    # _connect_once like any host, against fleetbr's known_hosts.
+    options["tunnel"] = tunnel
     return await asyncssh.connect(host, **options)
 
 
@@ -284,13 +298,24 @@ def known_hosts(path: str) -> asyncssh.SSHKnownHosts:
     if cached is None or cached[0] != text:
         try:
             cached = (text, asyncssh.import_known_hosts(text))
-        except ValueError as exc:
+        except ValueError:
+            # asyncssh's message quotes the line: never echo a file's content (it may be any file)
             raise HostKeyRejected(
-                f"known_hosts file {path} cannot be parsed ({clip(str(exc))}): no host key can "
-                "be checked"
+                f"known_hosts file {path} cannot be parsed (line {_bad_line(text)} is not a "
+                "known_hosts entry): no host key can be checked"
             ) from None
         _KNOWN_HOSTS[path] = cached
     return cached[1]
+
+
+def _bad_line(text: str) -> int | str:
+    """The number of the first line asyncssh refuses (split as asyncssh splits the file)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            asyncssh.import_known_hosts(line)
+        except ValueError:
+            return number
+    return "?"
 
 
 async def _drain(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetbr.drift import check_job
 from fleetbr.inventory import HostSpec
@@ -80,6 +81,36 @@ def test_check_reads_only_and_reports_every_difference(
     assert host_state(lab, "hv12") == before  # not one link, address, route, sysctl or file
     assert events(lab, "hv12") == journal == []  # nothing staged
     assert sh(lab, "hv12", "ls /var/lib/fleetbr/tx /run/fleetbr 2>/dev/null || :").strip() == ""
+
+
+def test_check_writes_its_metrics_and_records_its_drift_in_the_history(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """`--metrics-file` is honoured (fleetbr_drifted_hosts 1), and `history --command check -l
+    HOST` answers since when the host has drifted: every check is a run with its diff."""
+    task = task_file(tmp_path)
+    bridged_host(lab, fresh_host, "hv13", task)
+    history, prom = tmp_path / "h.sqlite3", tmp_path / "fleetbr.prom"
+    options = ["--history", str(history), "--metrics-file", str(prom), "-i",
+               str(lab.inventory_dir), "-l", "hv13"]  # fmt: skip
+    code, _, err = fleetbr(*options, "check", str(task))
+    assert code == 0, err
+    sh(lab, "hv13", "ip link set dev br0 type bridge stp_state 1")
+    code, doc, err = fleetbr(*options, "check", str(task))
+    assert (code, doc["hv13"]["status"]) == (3, "drifted"), err
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    [drifted] = families["fleetbr_drifted_hosts"].samples
+    assert drifted.value == 1
+    assert drifted.labels == {"command": "check", "selection": "hv13", "schedule": ""}
+    code, found, err = fleetbr("--history", str(history), "history", "--command", "check",
+                               "-l", "hv13")  # fmt: skip
+    assert code == 0, err
+    rows = found["hosts"]  # newest first
+    assert [(r["command"], r["status"]) for r in rows] == [("check", "drifted"),
+                                                          ("check", "in_sync")]  # fmt: skip
+    assert [d["field"] for d in rows[0]["diff"]] == ["bridge.stp"], rows[0]
+    assert rows[1]["diff"] == [] and rows[0]["started"] > rows[1]["ended"]
+    fresh_host("hv13")
 
 
 def test_an_in_sync_host_is_in_sync_and_apply_stages_nothing(

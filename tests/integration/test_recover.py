@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, sh, stale_bridged_transaction
+from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare
+from fleetbr.transport import open_connection
+from tests.integration.helpers import fleetbr, specs
+from tests.integration.txhelpers import (
+    armed,
+    events,
+    fleetbr_processes,
+    sh,
+    stale_bridged_transaction,
+    wait_for,
+)
 
 
 def test_stale_transaction_is_rolled_back_on_request(
@@ -41,3 +54,30 @@ def test_rollback_with_nothing_armed_changes_nothing(lab: Lab, fresh_host: Any) 
     assert code == 0 and doc["hv03"]["status"] == "ok"
     assert "nothing to roll back" in doc["hv03"]["message"]
     assert host_state(lab, "hv03") == before
+
+
+def test_a_stale_command_whose_undo_fails_is_not_reported_rolled_back(
+    lab: Lab, fresh_host: Any
+) -> None:
+    """``run --deadman`` left armed (controller and timer gone); ``fleetbr rollback`` runs the
+    undo, which exits 3: the host is not back, so neither rollback nor status may say it is."""
+    fresh_host("hv04")
+    spec = specs(lab.inventory_dir)["hv04"]
+
+    async def arm() -> None:
+        tx = Transaction(spec, CommandChange("true", "exit 3", 120))
+        async with open_connection(spec) as conn:
+            assert await _prepare(tx, conn) is None
+            await _arm_and_apply(tx, conn)
+
+    asyncio.run(arm())
+    wait_for(lambda: "applied" in events(lab, "hv04"), 30, "the command")
+    for line in fleetbr_processes(lab, "hv04"):  # the timer: nobody will ever decide
+        os.kill(int(line.split(" ", 1)[0]), signal.SIGKILL)
+    wait_for(lambda: not fleetbr_processes(lab, "hv04"), 5, "fleetbr's processes to die")
+    inventory = str(lab.inventory_dir)
+    code, doc, err = fleetbr("-i", inventory, "-l", "hv04", "rollback")
+    assert code == 1 and doc["hv04"]["status"] == "failed", (doc, err)
+    assert "1 rollback step(s) failed" in doc["hv04"]["message"]
+    code, doc, _ = fleetbr("-i", inventory, "-l", "hv04", "status")
+    assert code == 1 and "rolled_back reason=operator failed_steps=1" in doc["hv04"]["message"]

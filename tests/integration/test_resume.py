@@ -80,6 +80,12 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
 
     code, doc, err = resume(lab, history, "--resume")  # no TASK, no -l: the run's own
     assert code == 0, (err, doc)
+    assert err.splitlines()[0] == (
+        f"resuming run {run.id} (apply started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(run.started))}, its controller is "
+        f"gone): task {task.absolute()} (sha256 {str(run.task_sha256)[:12]}), 3 hosts "
+        "hv[07-09] (-l hv07,hv08,hv09), 3 not done"
+    ), err
     assert {n: doc[n]["status"] for n in names} == dict.fromkeys(names, "confirmed"), doc
     assert "rolled back" in doc["hv07"]["resolved"] and txid in doc["hv07"]["resolved"]
     journal = events(lab, "hv07")
@@ -93,7 +99,10 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
     assert (latest.resumed_from, latest.state, latest.exit_code) == (run.id, "finished", 0)
     store.close()
     again, _, err = resume(lab, history, "--resume")
-    assert again == 2 and "no apply run with unfinished hosts" in err
+    assert again == 2 and err == (
+        f"error: --resume: the newest apply, run {latest.id}, finished (every host was "
+        "attempted); nothing to resume\n"
+    ), err
     for name in names:
         fresh_host(name)
 
@@ -169,7 +178,7 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
     assert "roll back by themselves when their timers fire" in err
     assert armed(lab, "hv15") and armed(lab, "hv16")
     txid16 = armed_txid(lab, "hv16")
-    sh(lab, "hv16", scripts.disarm_script(txid16))
+    sh(lab, "hv16", scripts.disarm_script(txid16, nonce=scripts.new_nonce()))
     assert events(lab, "hv16")[-1] == "confirmed"
 
     code, doc, err = resume(lab, history, "--resume")
@@ -211,6 +220,35 @@ def test_resume_refuses_another_task_other_hosts_or_other_thresholds(
     code, _, err = fleetbr("--no-history", "-i", str(lab.inventory_dir), "apply", "--resume")
     assert code == 2 and "--no-history" in err
     assert events(lab, "hv17") == [] and events(lab, "hv18") == []
+
+
+def test_bare_resume_never_takes_an_older_run_behind_a_finished_one(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Run 1 left hv17 refused (every host attempted: finished); run 2, another task, confirmed
+    hv18. A bare --resume must refuse (exit 2, one line, nothing contacted) instead of applying
+    run 1's task to hv17 again; --resume 1 still does, after naming the run."""
+    fresh_host("hv17")
+    fresh_host("hv18")
+    history = tmp_path / "h.sqlite3"
+    refused = task_file(tmp_path, nic="nosuchnic0")
+    code, doc, err = resume(lab, history, str(refused), limit="hv17")
+    assert (code, doc["hv17"]["status"]) == (1, "refused"), err
+    code, doc, err = resume(lab, history, str(task_file(tmp_path)), limit="hv18")
+    assert (code, doc["hv18"]["status"]) == (0, "confirmed"), err
+    code, doc, err = resume(lab, history, "--resume")
+    refusal = "the newest apply, run 2, finished (every host was attempted); nothing to resume"
+    assert (code, doc, err) == (2, None, f"error: --resume: {refusal}\n")
+    store = Store(history)
+    assert [run.id for run in store.runs()] == [2, 1], "the refusal recorded no run"
+    store.close()
+    code, doc, err = resume(lab, history, "--resume", "1")
+    assert (code, doc["hv17"]["status"]) == (1, "refused"), err
+    assert err.startswith("resuming run 1 (apply started "), err
+    assert f"finished): task {refused.absolute()} (sha256 " in err.splitlines()[0]
+    assert err.splitlines()[0].endswith(" 1 host hv17 (-l hv17), 1 not done"), err
+    for name in ("hv17", "hv18"):
+        fresh_host(name)
 
 
 def test_an_unwritable_history_does_not_change_an_apply(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fleetbr.adhoc.job import run_job
-from fleetbr.adhoc.spec import RunOptions, RunSpec
+from fleetbr.adhoc.spec import BACKSTOP, KILL_AFTER, RunOptions, RunSpec
 from fleetbr.lab import Lab, host_exec, kill_sshd, set_switch_port, start_sshd
 from fleetbr.report import HostResult, Status
 from tests.integration.helpers import fleetbr, specs
@@ -50,8 +50,19 @@ def test_identical_outputs_are_grouped(lab: Lab) -> None:
     done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03,hv04,hv05", "run", "--", line)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        "==== hv[01-03,05] (4 hosts): exit 0\nsame\n==== hv04: exit 0\nother\n5 hosts: 5 ok\n"
+        "==== hv[01-03,05] (4 hosts): exit 0\n  same\n==== hv04: exit 0\n  other\n5 hosts: 5 ok\n"
     )
+
+
+def test_a_host_cannot_print_other_hosts_results(lab: Lab) -> None:
+    """Issue 20: hv01's output held a fake block for hv02 and hv03."""
+    line = ('if [ "$(hostname)" = hv01 ]; then printf "ok\\n==== hv[02-03] (2 hosts): exit 0\\n"; '
+            "else echo broken >&2; exit 1; fi")  # fmt: skip
+    done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv03", "run", "--", line)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ("==== hv01: exit 0\n  ok\n  ==== hv[02-03] (2 hosts): exit 0\n"
+                           "==== hv[02-03] (2 hosts): exit 1\n---- stderr\n  broken\n"
+                           "3 hosts: 1 ok, 2 exited non-zero\n")  # fmt: skip
 
 
 def test_each_kind_of_failure_is_counted_and_exits_1(lab: Lab) -> None:
@@ -66,8 +77,8 @@ def test_each_kind_of_failure_is_counted_and_exits_1(lab: Lab) -> None:
         start_sshd(lab, "hv04")
     assert done.returncode == 1, done.stderr
     out = done.stdout
-    assert "==== hv01: exit 0\nok\n" in out
-    assert "==== hv02: exit 3\n---- stderr\nbad\n" in out
+    assert "==== hv01: exit 0\n  ok\n" in out
+    assert "==== hv02: exit 3\n---- stderr\n  bad\n" in out
     assert "==== hv03: timed out after 2s" in out
     assert "==== hv04: connect to " in out
     assert out.endswith("4 hosts: 1 ok, 1 exited non-zero, 1 timed out, 1 unreachable\n")
@@ -93,6 +104,37 @@ def test_timeout_ends_everything_the_command_started(lab: Lab) -> None:
         for marker in ("sleep 310", "sleep 311"):
             wait_for(partial(no_process_runs, lab, host, marker), 10, f"{marker} gone on {host}")
     assert elapsed < 60, f"took {elapsed:.0f}s"
+
+
+IGNORES_TERM = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(25)"
+
+
+NEEDS_SUDO = pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo (scripts/setup)")
+
+
+@pytest.mark.parametrize(
+    "form", ["words", "line", "script", pytest.param("sudo", marks=NEEDS_SUDO)]
+)
+def test_timeout_kills_a_command_that_ignores_term_in_every_form(
+    lab: Lab, tmp_path: Path, form: str
+) -> None:
+    # sh -s dies of the TERM, the python under it ignores it: the KILL must still come, after
+    # the grace, and the host (not the controller's backstop) must say the command timed out
+    script = tmp_path / "ignore.sh"
+    script.write_text(f"python3 -c '{IGNORES_TERM}'\n")
+    command = {
+        "words": ["--", "python3", "-c", IGNORES_TERM],
+        "line": ["--", f"python3 -c '{IGNORES_TERM}'"],
+        "script": ["--script", str(script)],
+        "sudo": ["--sudo", "--", "python3", "-c", IGNORES_TERM],
+    }[form]
+    code, doc, _ = run_json(lab, "hv01", "--timeout", "2", *command)
+    elapsed = doc["hv01"]["elapsed"]  # from connect to the command's end
+    assert code == 1
+    assert doc["hv01"]["status"] == "timed_out", doc["hv01"]
+    assert doc["hv01"]["message"].startswith("timed out after 2s"), doc["hv01"]["message"]
+    assert no_process_runs(lab, "hv01", "time.sleep(25)"), "the python that ignored TERM runs on"
+    assert 2 + KILL_AFTER <= elapsed < 2 + KILL_AFTER + BACKSTOP, f"took {elapsed:.1f}s"
 
 
 def test_unreachable_host_while_others_run(lab: Lab) -> None:

@@ -4,11 +4,13 @@ bridge, on real lab hosts."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.command import TAIL_BYTES, CommandChange
 from fleetbr.transaction.protocol import run_transaction
 from tests.integration.helpers import fleetbr, specs
 from tests.integration.test_transaction import assert_at_snapshot
@@ -57,6 +59,27 @@ def test_failing_confirm_check_rolls_back_at_once(
     assert host_state(lab, "hv09") == pristine["hv09"]
 
 
+# printf escapes of every character str.splitlines() breaks a line at besides "\n": \r \v \f
+# \x1c \x1d \x1e, and U+0085, U+2028, U+2029 in UTF-8.
+BREAKERS = ["\\r", "\\013", "\\014", "\\034", "\\035", "\\036", "\\302\\205",
+            "\\342\\200\\250", "\\342\\200\\251"]  # fmt: skip
+
+
+def test_check_output_cannot_forge_a_passing_check(lab: Lab, fresh_host: Any) -> None:
+    """A failing check that prints "@@check 0" after any line-breaking character (issue 20: the
+    marker was taken from the check's own output line) still rolls back."""
+    fresh_host("hv10")
+    forged = "".join(f"{b}@@check 0" for b in BREAKERS)
+    check = f"printf 'app not ready{forged}\\n'; exit 1"
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", "hv10", "run", "--deadman",
+                             str(TIMEOUT), "--undo", "true", "--confirm-check", check,
+                             "--", "true")  # fmt: skip
+    assert code == 1, (doc, err)
+    assert doc["hv10"]["status"] == "rolled_back", doc
+    assert "confirm check exited 1: app not ready" in doc["hv10"]["message"]
+    assert "confirmed" not in events(lab, "hv10")
+
+
 def test_hostile_characters_reach_the_host_literally(lab: Lab, fresh_host: Any) -> None:
     fresh_host("hv10")
     text = "$(touch /tmp/pwned) `reboot` ; | & \" ' \\ {{ x }} %s"
@@ -102,3 +125,39 @@ def test_cli_cutting_canary_stops_the_run(
     assert doc["hv14"]["status"] == "rolled_back" and doc["hv15"]["status"] == "skipped"
     assert_at_snapshot(lab, "hv14", pristine)
     assert events(lab, "hv15") == []
+
+
+def test_a_failed_command_reports_its_exit_status_and_stderr_and_the_undos(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any]
+) -> None:
+    """Not only "rolled back: apply-failed-step-1": the command's exit status and the end of its
+    stderr (bounded, escaped on a terminal or pipe, exact in JSON), and the undo's."""
+    fresh_host("hv12")
+    noise = "x" * 5000
+    command = f"echo {noise} >&2; printf 'no VLAN 42 \\033[31mhere\\n' >&2; echo out; exit 3"
+    args = ["-i", str(lab.inventory_dir), "-l", "hv12", "run", "--deadman", str(TIMEOUT),
+            "--undo", "echo undone >&2", "--", command]  # fmt: skip
+    code, doc, err = fleetbr(*args)
+    assert code == 1, (doc, err)
+    result = doc["hv12"]
+    assert result["status"] == "rolled_back", result
+    said = result["command"]
+    stderr = noise + "\n" + "no VLAN 42 \x1b[31mhere\n"
+    assert said["exit_status"] == 3 and said["stderr_bytes"] == len(stderr), said
+    assert said["stderr_tail"] == stderr[-TAIL_BYTES:]
+    assert said["stderr_truncated"] is True
+    assert result["undo"] == {"exit_status": 0, "stderr_tail": "undone\n", "stderr_bytes": 7,
+                              "stderr_truncated": False}  # fmt: skip
+    assert result["message"].startswith("rolled back: apply-failed-step-1 (the command exited 3: ")
+    assert result["message"].endswith("no VLAN 42 \x1b[31mhere; the undo exited 0: undone)")
+    assert_at_snapshot(lab, "hv12", pristine)
+
+    fresh_host("hv12")
+    human = subprocess.run([sys.executable, "-m", "fleetbr", *args], capture_output=True,
+                           text=True, timeout=300, check=False)  # fmt: skip
+    assert human.returncode == 1, human
+    assert "\x1b" not in human.stdout, "a host's stderr must not reach the terminal raw"
+    [line] = [line for line in human.stdout.splitlines() if line.startswith("hv12")]
+    assert "rolled_back" in line and "(the command exited 3: ..." in line, line
+    assert line.endswith("no VLAN 42 \\x1b[31mhere; the undo exited 0: undone)"), line
+    fresh_host("hv12")

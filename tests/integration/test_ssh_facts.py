@@ -15,7 +15,7 @@ import pytest
 
 from fleetbr.errors import ConnectFailed, HostKeyRejected
 from fleetbr.facts.gather import facts_job, gather
-from fleetbr.lab import Lab, kill_sshd, reset_host, set_switch_port, start_sshd
+from fleetbr.lab import Lab, host_exec, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
 from fleetbr.transport import connect, open_connection
 from tests.integration.helpers import derived_inventory, fleetbr, specs
@@ -243,3 +243,93 @@ def test_hostile_host_names_never_lose_an_apply_report(
     rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
     assert rows == dict.fromkeys(names.values(), "confirmed")
     assert done.stdout.splitlines()[-1] == "2 hosts: 2 confirmed"
+
+
+@pytest.mark.parametrize("inventory_says", [None, False, True])
+def test_forward_agent_in_ssh_config_is_pinned_off(
+    lab: Lab, tmp_path: Path, inventory_says: bool | None
+) -> None:
+    """Issue 20: `ForwardAgent yes` in ~/.ssh/config forwarded the operator's agent to every host.
+    Only the inventory's ``agent_forwarding: true`` forwards it (the control that the remote side
+    would see a forwarded agent)."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n    ForwardAgent yes\n")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    inventory = lab.inventory_dir
+    if inventory_says is not None:
+
+        def edit(_: dict[str, Any], defaults: dict[str, Any]) -> None:
+            defaults["connection_options"]["fleetbr"]["extras"]["agent_forwarding"] = inventory_says
+
+        inventory = derived_inventory(lab, tmp_path / "inv", edit)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": str(sock)}
+        probe = 'if [ -S "${SSH_AUTH_SOCK:-}" ]; then echo forwarded; else echo none; fi'
+        done = subprocess.run([sys.executable, "-m", "fleetbr", "--json", "-i", str(inventory),
+                               "-l", "hv11", "run", "--", probe], capture_output=True, text=True,
+                              timeout=120, env=env, check=False)  # fmt: skip
+    finally:
+        agent.terminate()
+        agent.wait()
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout)["hv11"]["stdout"].strip()
+    assert seen == ("forwarded" if inventory_says else "none")
+
+
+def test_untrusted_jump_host_is_named_in_the_error(lab: Lab, tmp_path: Path) -> None:
+    """Issue 20: a jump host whose key is unknown failed with an error naming the target."""
+    hv01 = lab.host("hv01")
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(line + "\n" for line in lab.known_hosts_path.read_text().splitlines()
+                             if line.split()[0] not in (hv01.ip4, hv01.ip6)))  # fmt: skip
+
+    def via_hv01(hosts: dict[str, Any], _: dict[str, Any]) -> None:
+        hosts["hv03"]["connection_options"] = {"fleetbr": {"extras": {
+            "client_keys": [str(lab.key_path)], "known_hosts": str(known),
+            "jump_host": f"root@{hv01.ip4}:22", "connect_timeout": 3}}}  # fmt: skip
+
+    inventory = derived_inventory(lab, tmp_path / "inv", via_hv01)
+    code, doc, err = fleetbr("-i", str(inventory), "-l", "hv03", "facts")
+    assert code == 1, err
+    message = doc["hv03"]["message"]
+    assert f"host key of jump host {hv01.ip4}:22 is not trusted" in message, message
+    assert lab.host("hv03").ip4 not in message
+
+
+def test_proxy_jump_in_ssh_config_is_ignored(lab: Lab, tmp_path: Path) -> None:
+    """Issue 20: asyncssh opened the ssh config's ProxyJump with the config's own known_hosts
+    (here none at all). fleetbr ignores it: the jump (to a port nothing listens on) is never
+    tried, and the host is reached directly with fleetbr's known_hosts."""
+    hv03 = lab.host("hv03")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host {hv03.ip4}\n    ProxyJump root@{lab.host('hv01').ip4}:2\n"
+        "    UserKnownHostsFile none\n    StrictHostKeyChecking no\n"
+    )
+    done = _run_cli("--json", "-i", str(lab.inventory_dir), "-l", "hv03", "facts", home=home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["hv03"]["facts"]["hostname"] == "hv03"
+
+
+def test_json_facts_redact_secrets_in_config_files(lab: Lab) -> None:
+    """Issue 20: `--json facts` carried a `wpa-psk` line of an ifupdown file."""
+    path = "/etc/network/interfaces.d/fleetbr-test-wlan0"
+    stanza = "iface wlan0 inet dhcp\n    wpa-ssid lab\n    wpa-psk s3cr3t-psk\n"
+    host_exec(lab, "hv05", ["sh", "-c", 'mkdir -p "${1%/*}" && cat > "$1"', "sh", path],
+              input=stanza)  # fmt: skip
+    try:
+        code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", "hv05", "facts")
+    finally:
+        # the directories too, if this test made them (rmdir leaves non-empty ones alone)
+        clean = 'rm -f "$1"; rmdir "${1%/*}" "${1%/*/*}" 2>/dev/null; :'
+        host_exec(lab, "hv05", ["sh", "-c", clean, "sh", path])
+    assert code == 0, err
+    contents = doc["hv05"]["facts"]["daemons"]["contents"]
+    assert contents[path] == "iface wlan0 inet dhcp\n    wpa-ssid lab\n    wpa-psk <redacted>\n"
+    assert "s3cr3t" not in json.dumps(doc)

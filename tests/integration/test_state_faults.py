@@ -195,6 +195,34 @@ def test_state_dir_full_or_read_only_between_stage_and_arm(
         assert_unchanged_and_resolvable(lab, host, pristine, tmp_path)
 
 
+def test_a_staged_script_changed_before_the_arm_is_never_run(
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
+) -> None:
+    """docs/security.md: the arm script re-checks the staged scripts' sha256. apply.sh changed
+    after the stage (here while the arm script waits on its `sha256sum -c`) is refused before
+    anything is armed: the added line never runs and the host is unchanged."""
+    host = "hv13"
+    fresh_host(host)
+    planted = "/root/fleetbr-test-tampered"
+    tamper = (f'for d in {STATE}/tx/*; do [ "$(readlink "$d/claim")" = arm ] && '
+              f"echo 'touch {planted}' >> \"$d/apply.sh\"; done; :")  # fmt: skip
+    with slow_command(lab, host, "sha256sum", " -c ", 5):
+        proc = start_cli(
+            "-i", str(lab.inventory_dir), "-l", host, "apply", str(task_file(tmp_path))
+        )
+        try:
+            wait_for(lambda: claimed(lab, host), 60, "the arm script's claim")
+            sh(lab, host, tamper)
+        finally:
+            code, doc, err = finish(proc)
+    assert code == 1, (doc, err)
+    assert doc[host]["status"] == "failed", doc
+    assert "staged scripts changed" in doc[host]["message"], doc
+    assert not armed(lab, host)
+    assert sh(lab, host, f"[ -e {planted} ] && echo yes || echo no").strip() == "no"
+    assert host_state(lab, host) == pristine[host]
+
+
 def plant_0_1_leftover(lab: Lab, host: str) -> None:
     """What fleetbr 0.1 left on a full disk: an empty plain `armed` file (created, never
     written), next to the transaction it staged."""

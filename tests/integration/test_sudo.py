@@ -150,3 +150,23 @@ def test_user_without_sudoers_entry_gets_a_sudo_error(
         assert "sudo: a password is required" in result["message"], result["message"]
     assert host_state(lab, HOST) == pristine[HOST]
     assert not armed(lab, HOST) and events(lab, HOST) == []
+
+
+def test_a_status_file_an_unprivileged_user_wrote_cannot_confirm_a_failing_check(
+    lab: Lab, users: None, pristine: dict[str, Any]
+) -> None:
+    """Issue 20: the check ``cat``s a file a local user without sudo owns; the user wrote a fake
+    marker after a carriage return into it. The check fails, so the host rolls back."""
+    status = f"/var/lib/{NO_SUDOER}-home/app.status"
+    host_exec(lab, HOST, ["setpriv", f"--reuid={NO_SUDOER}", f"--regid={NO_SUDOER}",
+                          "--init-groups", "sh", "-c",
+                          "printf 'starting\\r@@check 0\\n' > \"$1\"", "sh", status])  # fmt: skip
+    assert sh(lab, HOST, f"stat -c %U {status}").strip() == NO_SUDOER
+    check = f"cat {status}; exit 1"
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", HOST, "run", "--deadman", "14",
+                             "--undo", "true", "--confirm-check", check, "--", "true")  # fmt: skip
+    assert code == 1, (doc, err)
+    assert doc[HOST]["status"] == "rolled_back", doc
+    assert "confirm check exited 1: starting" in doc[HOST]["message"]
+    assert "confirmed" not in events(lab, HOST)
+    assert host_state(lab, HOST) == pristine[HOST]

@@ -299,7 +299,8 @@ def test_confirm_and_rollback_racing_on_the_host(
         proc.kill()
         proc.wait()
     txid = armed_txid(lab, "hv02")
-    disarm = scripts.disarm_script(txid)
+    nonce = scripts.new_nonce()
+    disarm = scripts.disarm_script(txid, nonce=nonce)
     race = (
         f"cat > /tmp/disarm.sh <<'EOF_DISARM'\n{disarm}EOF_DISARM\n"
         f"sh /var/lib/fleetbr/tx/{txid}/rollback.sh race > /dev/null & "
@@ -307,7 +308,7 @@ def test_confirm_and_rollback_racing_on_the_host(
     )
     out = sh(lab, "hv02", race)
     decision = sh(lab, "hv02", f"readlink /var/lib/fleetbr/tx/{txid}/decision").strip()
-    said = scripts.markers(out).get("decision", "")
+    said = scripts.markers(out, nonce).get("decision", "")
     assert said == decision, "what confirm reports must be what the host did"
     tail = events(lab, "hv02")
     assert tail.count("confirmed") + tail.count("rolled_back") == 1

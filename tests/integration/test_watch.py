@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from fleetbr.lab import Lab
 from fleetbr.report import Status
+from tests.integration.helpers import fleetbr
 from tests.integration.test_drift import bridged_host
 from tests.integration.txhelpers import armed, events, fleetbr_processes, sh, task_file, wait_for
 
@@ -26,10 +29,11 @@ RUN_PATIENCE = 60.0  # seconds to wait for a run report (a repair run on a loade
 class Watch:
     """A ``fleetbr --json watch`` child; its JSON lines arrive on a queue."""
 
-    def __init__(self, lab: Lab, host: str, task: Path, *extra: str, pause: str = "0") -> None:
+    def __init__(self, lab: Lab, host: str, task: Path, *extra: str, pause: str = "0",
+                 options: tuple[str, ...] = ()) -> None:  # fmt: skip
         env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": pause}
-        argv = [sys.executable, "-m", "fleetbr", "--json", "-i", str(lab.inventory_dir), "-l",
-                host, "watch", str(task), "--every", "3s", *extra]  # fmt: skip
+        argv = [sys.executable, "-m", "fleetbr", "--json", *options, "-i", str(lab.inventory_dir),
+                "-l", host, "watch", str(task), "--every", "3s", *extra]  # fmt: skip
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)  # fmt: skip
         self.runs: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -69,7 +73,8 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
     task = task_file(tmp_path)
     bridged_host(lab, fresh_host, "hv19", task)
     # every repair waits 2 s between apply and confirm: a window to send SIGTERM in
-    watch = Watch(lab, "hv19", task, "--repair", pause="2")
+    history = tmp_path / "h.sqlite3"
+    watch = Watch(lab, "hv19", task, "--repair", pause="2", options=("--history", str(history)))
     try:
         first = watch.next_run()
         assert first["hosts"]["hv19"]["status"] == Status.UNCHANGED
@@ -95,6 +100,11 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
         assert sh(lab, "hv19", "ls /etc/udev/rules.d/99-bridge.rules").strip()
     finally:
         watch.kill()
+    code, found, err = fleetbr("--history", str(history), "history", "-l", "hv19")
+    assert code == 0, err
+    rows = [(row["command"], row["status"]) for row in found["hosts"]]  # newest first
+    assert rows[0] == ("apply", "confirmed") and rows[-1] == ("apply", "unchanged"), rows
+    assert rows.count(("apply", "confirmed")) == 2, "both repairs are in the history"
 
 
 def test_watch_checks_reports_drift_and_stops_at_once(
@@ -103,16 +113,20 @@ def test_watch_checks_reports_drift_and_stops_at_once(
     task = task_file(tmp_path)
     bridged_host(lab, fresh_host, "hv19", task)
     journal = events(lab, "hv19")
-    watch = Watch(lab, "hv19", task)
+    history, prom = tmp_path / "h.sqlite3", tmp_path / "fleetbr.prom"
+    watch = Watch(lab, "hv19", task,
+                  options=("--history", str(history), "--metrics-file", str(prom)))  # fmt: skip
     try:
         first = watch.next_run()
         assert first["command"] == "check" and first["exit_code"] == 0
         assert first["hosts"]["hv19"]["status"] == Status.IN_SYNC
+        assert drifted_hosts(prom) == 0  # written before the run is reported
         injected = time.time()
         sh(lab, "hv19", "ip link set dev br0 type bridge stp_state 1")
         seen = watch.first_run_after(injected)
         assert seen["exit_code"] == 3
         assert [d["field"] for d in seen["hosts"]["hv19"]["differences"]] == ["bridge.stp"]
+        assert drifted_hosts(prom) == 1
         started = time.monotonic()
         code, stderr = watch.stop()
         assert code == 0, stderr
@@ -120,3 +134,21 @@ def test_watch_checks_reports_drift_and_stops_at_once(
         assert events(lab, "hv19") == journal  # a check stages nothing
     finally:
         watch.kill()
+    assert drifted_hosts(prom) == 1, "an abandoned run leaves the last run's metrics"
+    code, found, err = fleetbr("--history", str(history), "history", "--command", "check",
+                               "-l", "hv19")  # fmt: skip
+    assert code == 0, err
+    rows = [row for row in found["hosts"] if row["status"] != "started"]  # newest first
+    statuses = [row["status"] for row in rows]
+    assert statuses[-1] == "in_sync" and "drifted" in statuses, statuses
+    drift = next(row for row in rows if row["status"] == "drifted")
+    assert [d["field"] for d in drift["diff"]] == ["bridge.stp"]
+    assert drift["started"] > injected
+
+
+def drifted_hosts(prom: Path) -> float:
+    """``fleetbr_drifted_hosts`` of the metrics file ``watch`` wrote for its last run."""
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    [sample] = families["fleetbr_drifted_hosts"].samples
+    assert sample.labels == {"command": "check", "selection": "hv19", "schedule": ""}
+    return sample.value

@@ -6,7 +6,13 @@ import base64
 import json
 
 from fleetbr.adhoc.job import captured_bytes, host_result
-from fleetbr.adhoc.present import StreamPrinter, json_document, render_grouped, summary
+from fleetbr.adhoc.present import (
+    INDENT,
+    StreamPrinter,
+    json_document,
+    render_grouped,
+    summary,
+)
 from fleetbr.errors import CommandTimeout, SessionLost, TransportError
 from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.transport.ssh import Captured, CommandOutput
@@ -96,13 +102,13 @@ def test_identical_outputs_are_grouped_and_folded() -> None:
     text = render_grouped(aggregate(*same[:3], other, same[3], failed))
     assert text == (
         "==== hv[01-03,05] (4 hosts): exit 0\n"
-        "same\n"
+        "  same\n"
         "==== hv04: exit 0\n"
-        "other\n"
+        "  other\n"
         "---- stderr\n"
-        "warn\n"
+        "  warn\n"
         "==== hv06: exit 2\n"
-        "same\n"
+        "  same\n"
         "6 hosts: 5 ok, 1 exited non-zero\n"
     )
 
@@ -111,7 +117,24 @@ def test_human_output_is_escaped() -> None:
     hostile = host_result("hv\x1b01", output(b"\x1b]0;pwned\x07[red]x[/red]\r\n"), 5)
     text = render_grouped(aggregate(hostile))
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
-    assert "==== hv\\x1b01: exit 0\n\\x1b]0;pwned\\x07[red]x[/red]\\r\n" in text
+    assert "==== hv\\x1b01: exit 0\n  \\x1b]0;pwned\\x07[red]x[/red]\\r\n" in text
+
+
+def test_host_output_cannot_look_like_fleetbrs_framing() -> None:
+    """Issue 20: hv01 printed a fake block saying hv02 and hv03 succeeded."""
+    fake = b"fine\n==== hv[02-03] (2 hosts): exit 0\n---- stderr\n\n3 hosts: 3 ok\n"
+    liar = host_result("hv01", output(fake), 5)
+    failed = [host_result(f"hv0{i}", output(b"", b"disk full\n", status=1), 5) for i in (2, 3)]
+    lines = render_grouped(aggregate(liar, *failed)).split("\n")
+    framing = [line for line in lines if line and not line.startswith(INDENT)]
+    assert framing == ["==== hv01: exit 0", "==== hv[02-03] (2 hosts): exit 1", "---- stderr",
+                       "3 hosts: 1 ok, 2 exited non-zero"]  # fmt: skip
+    assert "  ==== hv[02-03] (2 hosts): exit 0" in lines
+
+
+def test_a_header_is_one_line_whatever_the_message() -> None:
+    odd = HostResult("hv01", Status.UNREACHABLE, "refused\n==== hv02: exit 0")
+    assert render_grouped(aggregate(odd)).split("\n")[0] == "==== hv01: refused\\n==== hv02: exit 0"
 
 
 def test_summary_counts_each_kind() -> None:

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -76,14 +77,15 @@ def test_option_combinations() -> None:
 def test_exec_line_is_fleetbr_text_only() -> None:
     run = RunSpec.from_argv(["echo", "$(reboot)", "'"], RunOptions(timeout=1.5))
     line = run.exec_line(HOST)
-    assert line.startswith("exec sh -c '") and line.endswith(" fleetbr-run 1.500 5.000")
+    assert line.startswith("exec sh -c '") and line.endswith(" fleetbr-run 1.500 5.000 500")
     assert "reboot" not in line  # the command travels on stdin, never in the exec request
     sudo_host = replace(HOST, ssh=SSHOptions(sudo=True, command_timeout=30))
     assert run.exec_line(sudo_host).startswith("exec sudo -n sh -c '")
     assert (
         RunSpec.from_argv(["id"], RunOptions(sudo=True)).exec_line(HOST).startswith("exec sudo -n ")
     )
-    assert RunSpec.from_argv(["id"], RunOptions()).exec_line(sudo_host).endswith(" 30.000 5.000")
+    default = RunSpec.from_argv(["id"], RunOptions()).exec_line(sudo_host)
+    assert default.endswith(" 30.000 5.000 500")
 
 
 def _run_wrapper(run: RunSpec) -> subprocess.CompletedProcess[bytes]:
@@ -128,3 +130,21 @@ def test_wrapper_timeout_kills_everything_and_dies_of_sigalrm(
     assert time.monotonic() - started < 30
     left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
     assert left.stdout == "", "the timed-out command's processes must be gone"
+
+
+def test_wrapper_kills_a_command_that_ignores_term_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the command's own shell dies of the TERM, the python under it ignores it: timeout's child
+    # is gone at once, so the KILL must come from the wrapper, after the grace
+    monkeypatch.setattr(spec_module, "KILL_AFTER", 0.5)
+    marker = f"{40 + secrets.randbelow(10**6) / 10**6:.6f}"  # ends by itself if not killed
+    code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(%s)"
+    code %= marker
+    started = time.monotonic()
+    done = _run_wrapper(RunSpec.from_argv([sys.executable, "-c", code], RunOptions(timeout=0.5)))
+    elapsed = time.monotonic() - started
+    assert done.returncode == -signal.SIGALRM, done
+    assert 0.5 + 0.5 <= elapsed < 20, f"took {elapsed:.2f}s (TERM at 0.5s, KILL 0.5s later)"
+    left = subprocess.run(["pgrep", "-f", f"time.sleep.{marker}"], capture_output=True, text=True)
+    assert left.stdout == "", "the python that ignored TERM must be gone"

@@ -42,6 +42,14 @@ def sha(name: str, path: str) -> str:
 # --- recorded on real hosts ------------------------------------------------------------------
 
 
+def test_a_yaml_warning_never_quotes_the_file() -> None:
+    """PyYAML's message quotes the lines around the problem (issue 20: they may hold a secret)."""
+    broken = "network:\n  wifis:\n    w:\n      password: s3cr3t-pw\n  - oops: [\n"
+    _, warnings = daemons(["running networkd yes", *content("/etc/netplan/w.yaml", broken)])
+    assert len(warnings) == 1 and "w.yaml is not usable YAML" in warnings[0], warnings
+    assert "s3cr3t" not in warnings[0] and "(line " in warnings[0]
+
+
 @pytest.mark.parametrize(
     ("name", "manager", "state", "files"),
     [

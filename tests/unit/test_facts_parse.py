@@ -428,3 +428,16 @@ def test_script_runs_in_a_fresh_namespace() -> None:
     if shutil.which("ping"):
         assert f.probes == {"127.0.0.1": True, "::1": True, "198.51.100.1": False}
     assert f.routes == ()
+
+
+LINE_BREAKERS = ["\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKERS, ids=repr)
+def test_a_value_cannot_end_the_output_or_open_a_section(brk: str) -> None:
+    """Lines end at "\\n" only: a value holding another line break stays one line."""
+    output = raw("plain").replace("kernel=", f"kernel={brk}@@fleetbr-section armed{brk}", 1)
+    output = output.replace("has_sysctl=yes", f"has_sysctl=yes{brk}@@fleetbr-end", 1)
+    sections = split_sections(output)
+    assert sections["meta"][1].startswith(f"kernel={brk}@@fleetbr-section armed{brk}")
+    assert sections["armed"] == split_sections(raw("plain"))["armed"]

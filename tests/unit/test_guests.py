@@ -338,3 +338,91 @@ def test_demo_lines_show_where_each_guest_is() -> None:
         "g2 (config): network lab",
         "off1 (config): network lab",
     ]
+
+
+# --- a reboot inside the window (issue 14, item 5) -------------------------------------------
+
+TXID = "20261127T181500-3fa9c2"
+G1 = "1d1c5b8e-55d8-4bd6-9b4e-4b6fd7d1e0a1"
+G1_XML = (
+    f"<domain type='qemu'>\n  <name>g1</name>\n  <uuid>{G1}</uuid>\n  <source network='lab'/>\n"
+)
+
+
+def stage_then_boot(tmp_path: Path, *, lose_backup: bool = False) -> tuple[Path, str]:
+    """Stage g1's persistent definition, let the change rewrite it, then run the boot guard's
+    boot.sh (as after a power cut): g1's file and the journal afterwards."""
+    from fleetbr.render import render
+
+    qemu, state = tmp_path / "qemu", tmp_path / "state"
+    tx = state / "tx" / TXID
+    (tx / "backups").mkdir(parents=True)
+    qemu.mkdir()
+    (qemu / "g1.xml").write_text(G1_XML)
+    (qemu / "other.xml").write_text("<domain><uuid>2d1c5b8e-55d8-4bd6-9b4e-4b6fd7d1e0a1</uuid>")
+    stage = render("tx_stage_domains.sh.j2", domains=[G1], libvirt_dir=str(qemu))
+    env = {"PATH": "/usr/bin:/bin", "FLEETBR_BACKUP_DIR": str(tx / "backups")}
+    subprocess.run(["sh", "-c", stage], env=env, check=True)
+    (qemu / "g1.xml").write_text(G1_XML.replace("network='lab'", "bridge='br0'"))
+    if lose_backup:
+        (tx / "backups" / f"domain-{G1}.xml").unlink()
+    (state / "armed").symlink_to(TXID)
+    boot = render("tx_boot.sh.j2", state_dir=str(state), txid=TXID, steps=[], domains=[G1],
+                  netplan=False)  # fmt: skip
+    subprocess.run(["sh", "-c", boot], env={"PATH": "/usr/bin:/bin"}, check=True)
+    return qemu / "g1.xml", (state / "journal").read_text()
+
+
+def test_the_boot_guard_puts_a_guests_persistent_definition_back(tmp_path: Path) -> None:
+    g1, journal = stage_then_boot(tmp_path)
+    assert g1.read_text() == G1_XML
+    assert journal.splitlines()[-1].endswith("rolled_back reason=reboot failed_steps=0")
+
+
+def test_a_definition_the_boot_guard_cannot_put_back_is_a_failed_rollback(tmp_path: Path) -> None:
+    g1, journal = stage_then_boot(tmp_path, lose_backup=True)
+    assert "bridge='br0'" in g1.read_text()
+    assert journal.splitlines()[-1].endswith("rollback_failed reason=reboot failed_steps=1")
+
+
+def test_the_stage_fails_when_no_file_holds_a_moved_guests_definition(tmp_path: Path) -> None:
+    from fleetbr.render import render
+
+    (tmp_path / "backups").mkdir()
+    stage = render("tx_stage_domains.sh.j2", domains=[G1], libvirt_dir=str(tmp_path))
+    env = {"PATH": "/usr/bin:/bin", "FLEETBR_BACKUP_DIR": str(tmp_path / "backups")}
+    done = subprocess.run(["sh", "-c", stage], env=env, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot back up the persistent definition of libvirt domain {G1}" in done.stderr
+
+
+def test_staging_backs_up_every_persistent_definition_the_plan_changes() -> None:
+    from fleetbr.transaction import scripts
+
+    facts = lab_facts()
+    plan = plan_host(task(MOVE_ALL), facts, min_timeout=20)
+    uuids = sorted(d.uuid for d in libvirt_of(facts).domains)  # g1, g2 and off1: all persistent
+    assert scripts.persistent_domains(plan) == uuids
+    staged = scripts.staged_scripts(TXID, plan)
+    stage = scripts.stage_script(TXID, plan, staged, "t.yaml", nonce=scripts.new_nonce())
+    for uuid in uuids:
+        assert f"stage_domain {uuid} || exit 1" in stage
+        assert f"if ! restore_domain {uuid};" in staged.files["boot.sh"]
+
+
+def test_the_verdict_waits_while_libvirt_brings_a_moved_guest_back() -> None:
+    from fleetbr.transaction.change import guests_settling
+
+    before = lab_facts()
+    plan = plan_host(task(MOVE_ALL), before, min_timeout=20)
+    assert not guests_settling(plan, before, before)
+    down = dataclasses.replace(before, guests=Libvirt(error="failed to connect"))
+    assert guests_settling(plan, before, down)
+    found = libvirt_of(before)
+    stopped = tuple(dataclasses.replace(d, active=False) for d in found.domains)
+    assert guests_settling(plan, before, dataclasses.replace(before, guests=Libvirt(
+        found.version, stopped)))  # fmt: skip
+    no_taps = dataclasses.replace(before, links=tuple(
+        link for link in before.links if not link.name.startswith("vnet")))  # fmt: skip
+    assert guests_settling(plan, before, no_taps)

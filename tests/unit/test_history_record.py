@@ -37,7 +37,7 @@ def inventory(tmp_path: Path) -> Path:
 
 def fleetbr(tmp_path: Path, *args: str, history: str | None = None, prefix: tuple[str, ...] = (),
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """``fleetbr -i INV --key K --known-hosts (missing) ARGS``: every host fails at once, on the
+    """``fleetbr -i INV --key K --known-hosts (unparsable) ARGS``: every host fails at once, on the
     controller (a known_hosts that cannot be parsed), so the run is real but needs no network."""
     inv = inventory(tmp_path)
     where = ["--no-history"] if history is None else ["--history", history]

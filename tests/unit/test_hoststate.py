@@ -87,7 +87,7 @@ def test_the_state_script_samples_liveness_before_it_reads_the_status_files() ->
     "never completed")."""
     from fleetbr.transaction.scripts import state_script
 
-    text = state_script("20261129T000000-abcdef")
+    text = state_script("20261129T000000-abcdef", nonce="ab" * 16)
     for name, status in (("arm", "arm.status"), ("apply", "apply.status"),
                          ("rollback", "rollback.status")):  # fmt: skip
         sampled = text.index(f"{name}_alive=$(alive {name})")

@@ -365,3 +365,14 @@ def test_recursive_alias_is_refused(tmp_path: Path) -> None:
 def test_yaml_that_python_cannot_build_is_an_inventory_error(tmp_path: Path, hosts: str) -> None:
     with pytest.raises(InventoryError, match="hosts.yaml: invalid YAML"):
         load_inventory(write_inventory(tmp_path, hosts, None, None))
+
+
+def test_agent_forwarding_is_off_unless_the_inventory_says_true(tmp_path: Path) -> None:
+    hosts = load_inventory(write_inventory(tmp_path))
+    assert not any(spec.ssh.agent_forwarding for spec in hosts.values())
+    assert hosts["hv01"].public_view()["agent_forwarding"] is False
+    on = HOSTS.replace("extras: {sudo: true,", "extras: {agent_forwarding: true, sudo: true,")
+    assert load_inventory(write_inventory(tmp_path, hosts=on))["hv03"].ssh.agent_forwarding
+    odd = HOSTS.replace("extras: {sudo: true,", 'extras: {agent_forwarding: "yes", sudo: true,')
+    with pytest.raises(InventoryError, match="agent_forwarding: expected true or false"):
+        load_inventory(write_inventory(tmp_path, hosts=odd))

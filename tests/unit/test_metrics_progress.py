@@ -59,6 +59,51 @@ def test_prometheus_client_reads_the_values_back() -> None:
     assert all(s.labels["command"] == "apply" for f in families.values() for s in f.samples)
 
 
+def test_selection_and_schedule_labels_keep_two_jobs_apart() -> None:
+    rack_a = RunSummary("check", {"drifted": 1}, 0.0, 1.0, 3, {"selection": "rack-a",
+                                                             "schedule": "a"})  # fmt: skip
+    rack_b = RunSummary("check", {"in_sync": 4}, 0.0, 1.0, 0, {"selection": "rack-b",
+                                                             "schedule": "b"})  # fmt: skip
+    series: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for text in (render(rack_a), render(rack_b)):  # two files, one collector
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                assert key not in series, f"colliding series {key}"
+                series[key] = sample.value
+    drifted = {k[1]: v for k, v in series.items() if k[0] == "fleetbr_drifted_hosts"}
+    assert drifted == {
+        (("command", "check"), ("schedule", "a"), ("selection", "rack-a")): 1,
+        (("command", "check"), ("schedule", "b"), ("selection", "rack-b")): 0,
+    }
+
+
+def test_check_writes_the_metrics_file_with_its_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check`` honours --metrics-file (it ignored it); the host cannot be reached here, so
+    the run exits 1, and the file says so, labelled with the selection and the schedule."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("h1: {hostname: 127.0.0.1, port: 1, data: {nic: eth0}}\n")
+    write_key(tmp_path / "key")
+    write_unparsable_known_hosts(tmp_path / "none")
+    prom = tmp_path / "fleetbr.prom"
+    task = Path(__file__).resolve().parents[2] / "tasks" / "bridge.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetbr", "-i", str(inv), "-l", "h1", "--key",
+         str(tmp_path / "key"), "--known-hosts", str(tmp_path / "none"), "--no-history",
+         "--metrics-file", str(prom), "check", str(task)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "FLEETBR_SCHEDULE": "nightly"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    [code] = families["fleetbr_last_run_exit_code"].samples
+    assert code.value == 1
+    assert code.labels == {"command": "check", "selection": "h1", "schedule": "nightly"}
+
+
 def test_label_values_are_escaped() -> None:
     text = render(RunSummary('a"b\\c\nd', {}, 0.0, 0.0, 0))
     assert 'command="a\\"b\\\\c\\nd"' in text

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from fleetbr.facts.model import ArmedTransaction
 from fleetbr.plan import step_command
 from fleetbr.plan.command import plan_command
 from fleetbr.transaction import scripts
-from fleetbr.transaction.command import CommandChange
+from fleetbr.transaction.command import CommandChange, script_outcome
 from tests.unit.test_plan_support import facts
 
 # the operator's own shell line: it runs exactly as written, with its own quoting
@@ -25,7 +28,7 @@ def test_one_step_with_the_undo_as_its_inverse_and_gateways_as_probes() -> None:
     assert plan.steps[0].description == "run: ip link set eth0 mtu 9000"
     assert plan.rollback[0].description == "undo: ip link set eth0 mtu 1500"
     assert plan.probes and all(":" in p or "." in p for p in plan.probes)
-    assert step_command(plan.steps[0]).startswith('/bin/sh "${TX:?}"/command.sh')
+    assert step_command(plan.steps[0]).startswith('{ /bin/sh "${TX:?}"/command.sh')
 
 
 def test_refused_while_armed_or_with_a_too_short_timer() -> None:
@@ -49,6 +52,38 @@ def test_staged_command_runs_literally(tmp_path: Path) -> None:
                    check=True)  # fmt: skip
     out = (tmp_path / "command.sh.out").read_text()
     assert out.splitlines() == ["$(reboot)", "`id`", "it's", "a|b"]
+    assert (tmp_path / "command.sh.rc").read_text() == "0\n"
+
+
+def test_staged_command_keeps_its_stderr_and_exit_status_apart(tmp_path: Path) -> None:
+    change = CommandChange("echo out; echo err >&2; exit 3", "true", 60)
+    for name, text in change.staged_files().items():
+        (tmp_path / name).write_text(text)
+    line = step_command(change.plan(facts(), 13).steps[0])
+    done = subprocess.run(["sh", "-c", line], env={"TX": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          check=False)  # fmt: skip
+    assert done.returncode != 0, "a failing command fails its step"
+    read = {ext: (tmp_path / f"command.sh.{ext}").read_text() for ext in ("out", "err", "rc")}
+    assert read == {"out": "out\n", "err": "err\n", "rc": "3\n"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def test_script_outcome_bounds_the_tail_in_the_message_and_skips_what_never_ran() -> None:
+    tail = b"x" * 300 + b"\n\xff bad\x1b[2J\n"
+    outcome = script_outcome({"0_rc": "3", "0_err_bytes": "9000", "0_err_tail": _b64(tail)})
+    assert list(outcome.data) == ["command"], "the undo never ran: no entry"
+    said = outcome.data["command"]
+    assert said == {"exit_status": 3, "stderr_tail": tail.decode("utf-8", "replace"),
+                    "stderr_bytes": 9000, "stderr_truncated": True}  # fmt: skip
+    assert outcome.summary.startswith("the command exited 3: ...xxx")
+    assert outcome.summary.endswith("x \ufffd bad\x1b[2J") and len(outcome.summary) < 240
+    undo = {"1_rc": "1", "1_err_bytes": "4", "1_err_tail": _b64(b"no\n")}
+    both = script_outcome({"0_rc": "0", "0_err_bytes": "0", "0_err_tail": "", **undo})
+    assert both.summary == "the command exited 0; the undo exited 1: no"
+    assert script_outcome({"0_rc": "", "1_err_tail": "!!"}).data == {}
 
 
 def test_long_commands_get_a_short_one_line_description() -> None:
@@ -75,3 +110,38 @@ def test_the_command_plan_stages_a_valid_snapshot_script() -> None:
     assert "" not in touched_by(plan).devs
     staged = scripts.staged_scripts("20261127T181500-3fa9c2", plan)
     assert "section touched" not in staged.files["facts.sh"].replace("@@fleetbr-section ", "")
+
+
+def run_undo(tmp_path: Path) -> int:
+    """Run the plan's undo step (the rollback's, or the boot guard's) as the host would."""
+    plan = plan_command("h", facts(), "true", "true", timeout=60, min_timeout=13)
+    line = step_command(plan.rollback[0])
+    done = subprocess.run(["sh", "-c", line], env={"TX": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          check=False)  # fmt: skip
+    return done.returncode
+
+
+@pytest.mark.parametrize("exit_status", [0, 3])
+def test_the_undo_runs_once_and_a_second_rollback_only_reports_it(
+    tmp_path: Path, exit_status: int
+) -> None:
+    """The timer's rollback, then the boot guard after a power cut: the undo runs once."""
+    (tmp_path / "undo.sh").write_text(f"echo ran >> {tmp_path}/count\nexit {exit_status}\n")
+    expected = 0 if exit_status == 0 else 1
+    assert [run_undo(tmp_path), run_undo(tmp_path)] == [expected, expected]
+    assert (tmp_path / "count").read_text() == "ran\n"
+
+
+def test_an_undo_that_started_and_never_finished_is_not_run_again(tmp_path: Path) -> None:
+    (tmp_path / "undo.sh").write_text(f"echo ran >> {tmp_path}/count\n")
+    (tmp_path / "undo.sh.ran").symlink_to("started")  # the power went inside it
+    assert run_undo(tmp_path) != 0
+    assert not (tmp_path / "count").exists()
+    assert "did not finish" in (tmp_path / "undo.sh.err").read_text()
+
+
+def test_the_boot_guard_runs_the_undo() -> None:
+    plan = plan_command("h", facts(), "true", "true", timeout=60, min_timeout=13)
+    assert scripts.boot_steps(plan) == list(plan.rollback)
+    boot = scripts.staged_scripts("20261127T181500-3fa9c2", plan).files["boot.sh"]
+    assert step_command(plan.rollback[0]) in boot

@@ -3,6 +3,7 @@ checking the run to resume from a real history file."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 from decimal import Decimal
@@ -13,11 +14,18 @@ import pytest
 
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
-from fleetbr.history.record import controller_identity, start_recording
+from fleetbr.history.record import controller_identity, file_sha256, start_recording
 from fleetbr.history.store import HostRow, RunRecord, Store
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import HostResult, Status
-from fleetbr.resume import Prior, Resolution, check_same_hosts, choose_run, prior_of
+from fleetbr.resume import (
+    Prior,
+    Resolution,
+    check_same_hosts,
+    choose_run,
+    prepare_resume,
+    prior_of,
+)
 from fleetbr.rollout import INTERRUPTED, NOT_ARMED, Interruption, batches, rollout_changes
 
 
@@ -199,23 +207,74 @@ def test_prior_of_sorts_hosts_into_done_to_resolve_and_to_apply(tmp_path: Path) 
     assert prior.resolve == {"h01": "tx-h01"}
 
 
-def test_choose_run_takes_the_newest_unfinished_apply_not_resumed(tmp_path: Path) -> None:
+def test_bare_resume_takes_only_the_newest_apply_and_only_if_it_stopped(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.sqlite3")
-    first = record(store, {"h00": "confirmed", "h01": "skipped"})
-    record(store, dict.fromkeys(("h00", "h01", "h02", "h03"), "confirmed"))
+    first = record(store, {"h00": "confirmed", "h01": "skipped"}, state="finished")
+    assert choose_run(store, None)[0].id == first  # stopped by its canary: hosts not attempted
+    record(store, dict.fromkeys(("h00", "h01", "h02", "h03"), "confirmed"), state="finished")
+    with pytest.raises(UsageError, match="the newest apply, run 2, finished"):
+        choose_run(store, None)  # never the older, stopped run 1 behind a finished one
+    assert choose_run(store, first)[0].id == first  # named explicitly, it still resumes
     record(store, {"h00": "failed"}, command="status")
-    run, _ = choose_run(store, None)
-    assert run.id == first
-    record(store, {"h00": "confirmed"}, resumed_from=first)
-    assert choose_run(store, None)[0].id == 4
-    with pytest.raises(UsageError, match="resumed by run 4"):
-        choose_run(store, first)
+    attempted = {"h00": "confirmed", "h01": "rolled_back", "h02": "refused", "h03": "failed"}
+    tried = record(store, attempted, state="finished")
+    with pytest.raises(UsageError, match=f"run {tried}, finished .every host was attempted"):
+        choose_run(store, None)
+    assert choose_run(store, tried)[0].id == tried
+    for state in ("interrupted", "aborted", "running"):  # Ctrl-C, a crash, a killed controller
+        stopped = record(store, {"h00": "confirmed", "h01": "started"}, state=state)
+        assert choose_run(store, None)[0].id == stopped
+    resumer = record(store, {"h00": "confirmed"}, resumed_from=stopped, state="interrupted")
+    assert choose_run(store, None)[0].id == resumer
+    with pytest.raises(UsageError, match=f"resumed by run {resumer}"):
+        choose_run(store, stopped)
     with pytest.raises(UsageError, match="finished every host"):
         choose_run(store, 2)
     with pytest.raises(UsageError, match="a `status` run"):
         choose_run(store, 3)
-    with pytest.raises(UsageError, match="no run 9"):
-        choose_run(store, 9)
+    with pytest.raises(UsageError, match="no run 99"):
+        choose_run(store, 99)
+
+
+def test_bare_resume_with_no_apply_run_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.sqlite3")
+    record(store, {"h00": "failed"}, command="status")
+    with pytest.raises(UsageError, match="no apply run in"):
+        choose_run(store, None)
+
+
+def test_resume_names_the_run_its_task_and_hosts_before_any_host_is_contacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = tmp_path / "h.sqlite3"
+    task = tmp_path / "bridge.yaml"
+    task.write_text("bridge: {}\n")
+    store = Store(history)
+    run_id = record(
+        store,
+        {"h00": "confirmed", "h01": "skipped"},
+        state="finished",
+        task_path=str(task),
+        task_sha256=file_sha256(task),
+        selection="rack-a",
+    )
+    store.close()
+    args = argparse.Namespace(canary=None, batch_size=None, max_failures=None, resume=0,
+                              task=None, limit=None)  # fmt: skip
+    contacted: list[str] = []
+
+    def select() -> list[HostSpec]:
+        contacted.append(capsys.readouterr().err)  # what was printed when the hosts were loaded
+        return hosts(4)
+
+    prepare_resume(args, history, select)
+    assert contacted == [""]
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"resuming run {run_id} (apply started 1970-01-01 00:00:01 UTC, "
+                           "stopped with hosts not attempted): task ")  # fmt: skip
+    assert line.endswith(f"{task} (sha256 {file_sha256(task)[:12]}), 4 hosts h[00-03] "
+                         "(-l rack-a), 3 not done")  # fmt: skip
+    assert args.task == task and args.limit == "rack-a" and args.canary == 1
 
 
 def test_a_run_whose_controller_still_runs_is_not_resumed(tmp_path: Path) -> None:

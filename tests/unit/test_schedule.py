@@ -16,7 +16,7 @@ import pytest
 
 from fleetbr.cli import main
 from fleetbr.errors import UsageError
-from fleetbr.schedule import calendar, exec_line, systemd_word
+from fleetbr.schedule import calendar, default_name, exec_line, systemd_word
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "we ird %n %% $HOME ${X} 'q' \"dq\" back\\slash ; tab\t"
@@ -138,7 +138,7 @@ def test_the_unit_files_are_valid_enabled_and_name_every_path_exactly(
 ) -> None:
     assert install(inventory, root) == 0
     directory = root / "etc/systemd/system"
-    service, timer = units(directory, "bridge-i-t-check")
+    service, timer = units(directory, "bridge-i-t-hv01-check")
     link = directory / "timers.target.wants" / timer.name
     assert link.is_symlink() and os.readlink(link) == f"../{timer.name}"
     argv = unquote(exec_start(service))
@@ -235,15 +235,28 @@ def test_a_unit_fleetbr_did_not_write_is_never_replaced(inventory: Path, root: P
     assert (directory / "fleetbr-mine.service").read_text() == "[Service]\nExecStart=/bin/true\n"
 
 
-def test_metrics_file_is_passed_on_only_if_this_fleetbr_takes_it(
-    inventory: Path, root: Path, tmp_path: Path
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_metrics_file_is_passed_on_and_the_schedule_names_its_metrics(
+    inventory: Path, root: Path, tmp_path: Path, where: str
 ) -> None:
-    code = install(inventory, root, "--metrics-file", str(tmp_path / "m.prom"))
-    service = units(root / "etc/systemd/system", "bridge-i-t-check")[0]
-    if code == 0:
-        assert unquote(exec_start(service))[-2:] == ["--metrics-file", str(tmp_path / "m.prom")]
-    else:
-        assert code == 2 and not service.exists()
+    """``schedule install ... --metrics-file F`` and ``fleetbr --metrics-file F schedule
+    install ...`` both reach the scheduled command, as a global option it takes."""
+    prom = str(tmp_path / "m.prom")
+    task = str(task_of(inventory))
+    argv = ["-i", str(inventory), "-l", "hv01", "schedule", "install", task, "--every", "15m",
+            "--root", str(root), "--name", "rack-a"]  # fmt: skip
+    argv = [*argv, "--metrics-file", prom] if where == "after" else ["--metrics-file", prom, *argv]
+    assert main(argv) == 0
+    service = units(root / "etc/systemd/system", "rack-a")[0]
+    words = unquote(exec_start(service))
+    assert words[words.index("--metrics-file") + 1] == prom
+    assert words.index("--metrics-file") < words.index("check")
+    assert "Environment=FLEETBR_SCHEDULE=rack-a\n" in service.read_text()
+    # the scheduled command parses with this fleetbr, the metrics file as the run's option
+    from fleetbr.cli_args import build_parser
+
+    args = build_parser().parse_args([words[0].removeprefix(":"), *words[1:]][3:])
+    assert (args.command, str(args.metrics_file)) == ("check", prom)
 
 
 def test_user_units_go_to_the_users_config(inventory: Path, tmp_path: Path) -> None:
@@ -251,7 +264,47 @@ def test_user_units_go_to_the_users_config(inventory: Path, tmp_path: Path) -> N
                  "--every", "1h", "--user"])  # fmt: skip
     assert code == 0
     directory = tmp_path / "config" / "systemd" / "user"
-    service, timer = units(directory, "bridge-i-t-check")
+    service, timer = units(directory, "bridge-i-t-all-check")
     assert "network-online" not in service.read_text()  # no system units for a user manager
     assert (directory / "timers.target.wants" / timer.name).is_symlink()
     assert main(["schedule", "install", "x", "--every", "1h", "--user", "--root", "/x"]) == 2
+
+
+def test_one_schedule_per_selection_and_another_one_is_replaced_only_with_force(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text(
+        "a1: {hostname: 198.51.100.10, groups: [rack-a], data: {nic: eth0}}\n"
+        "b1: {hostname: 198.51.100.11, groups: [rack-b], data: {nic: eth0}}\n"
+    )
+    (inventory / "groups.yaml").write_text("rack-a: {}\nrack-b: {}\n")
+    task = str(REPO / "tasks" / "bridge.yaml")
+    directory = root / "etc/systemd/system"
+
+    def schedule(limit: str, *extra: str) -> int:
+        return main(["-i", str(inventory), "-l", limit, "schedule", "install", task, "--every",
+                     "15m", "--root", str(root), *extra])  # fmt: skip
+
+    assert schedule("rack-a") == 0 and schedule("rack-b") == 0
+    found = sorted(p.name for p in directory.glob("fleetbr-*.timer"))
+    assert found == ["fleetbr-bridge-rack-a-check.timer", "fleetbr-bridge-rack-b-check.timer"]
+    assert schedule("rack-a") == 0, "the same schedule again is fine"
+    capsys.readouterr()
+    rack_a = units(directory, "bridge-rack-a-check")[0].read_text()
+    assert schedule("rack-b", "--name", "bridge-rack-a-check") == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: schedule bridge-rack-a-check exists and is another one (check")
+    assert line.endswith("(-l rack-a)); --force replaces it, --name installs this one beside it")
+    assert units(directory, "bridge-rack-a-check")[0].read_text() == rack_a, "left as it was"
+    assert schedule("rack-b", "--name", "bridge-rack-a-check", "--force") == 0
+    assert '"-l" "rack-b"' in units(directory, "bridge-rack-a-check")[0].read_text()
+
+
+def test_default_names_of_selections_a_unit_cannot_spell_stay_apart() -> None:
+    task = Path("tasks/bridge.yaml")
+    names = {default_name(task, limit, False) for limit in ("rack-*", "rack-", "a,b", "a b")}
+    assert len(names) == 4 and all(len(n) <= 64 for n in names)
+    assert default_name(task, None, True) == "bridge-all-repair"
+    assert len(default_name(task, "x" * 500, False)) <= 64

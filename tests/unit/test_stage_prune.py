@@ -34,6 +34,7 @@ def stage(shell: str, state: Path) -> subprocess.CompletedProcess[str]:
         files=[],
         probes=[],
         task="bridge.yaml",
+        nonce="0" * 32,
     )
     return subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=60)
 

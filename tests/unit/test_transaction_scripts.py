@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from fleetbr.errors import ValidationError
 from fleetbr.plan import Plan, plan_host
+from fleetbr.render import render
 from fleetbr.transaction import scripts
 from fleetbr.transaction.status import last_state, parse_journal
 from tests.unit.test_plan_support import facts, task
 
 TXID = "20261127T181500-3fa9c2"
+NONCE = "0123456789abcdef" * 2
 
 
 def classic_plan() -> Plan:
@@ -25,11 +28,13 @@ def rendered_scripts() -> dict[str, str]:
     staged = scripts.staged_scripts(TXID, plan)
     return {
         **staged.files,
-        "stage": scripts.stage_script(TXID, plan, staged, "bridge.yaml"),
-        "arm_apply": scripts.arm_apply_script(TXID, 60, use_systemd=False, wait=5),
-        "arm_apply_systemd": scripts.arm_apply_script(TXID, 60, use_systemd=True, wait=5),
-        "disarm": scripts.disarm_script(TXID),
-        "state": scripts.state_script(TXID),
+        "stage": scripts.stage_script(TXID, plan, staged, "bridge.yaml", nonce=NONCE),
+        "arm_apply": scripts.arm_apply_script(TXID, 60, use_systemd=False, wait=5, nonce=NONCE),
+        "arm_apply_systemd": scripts.arm_apply_script(
+            TXID, 60, use_systemd=True, wait=5, nonce=NONCE
+        ),
+        "disarm": scripts.disarm_script(TXID, nonce=NONCE),
+        "state": scripts.state_script(TXID, nonce=NONCE),
         "trigger": scripts.trigger_rollback_script(TXID, "confirm-failed"),
         "journal": scripts.journal_script(),
     }
@@ -66,10 +71,12 @@ def test_timer_polls_the_decision_then_rolls_back() -> None:
 
 
 def test_systemd_hosts_get_a_transient_timer() -> None:
-    text = scripts.arm_apply_script(TXID, 60, use_systemd=True, wait=5)
+    text = scripts.arm_apply_script(TXID, 60, use_systemd=True, wait=5, nonce=NONCE)
     assert "systemd-run" in text and "--on-active=60s" in text
     # without systemd as PID 1 the timer is the sh loop (detach() looks for systemd at run time)
-    assert "--on-active" not in scripts.arm_apply_script(TXID, 60, use_systemd=False, wait=5)
+    assert "--on-active" not in scripts.arm_apply_script(
+        TXID, 60, use_systemd=False, wait=5, nonce=NONCE
+    )
 
 
 def test_checksums_match_sha256sum() -> None:
@@ -83,14 +90,57 @@ def test_checksums_match_sha256sum() -> None:
 @pytest.mark.parametrize("txid", ["x; reboot", "../../etc", "20261127T181500-3FA9C2", ""])
 def test_malformed_txid_never_reaches_a_script(txid: str) -> None:
     with pytest.raises(ValidationError):
-        scripts.disarm_script(txid)
+        scripts.disarm_script(txid, nonce=NONCE)
 
 
 def test_markers_and_sections() -> None:
-    out = "noise\n@@armed 1700000060 1700000000\n@@apply applied\n@@checksums\nabc  apply.sh\n"
-    assert scripts.markers(out) == {"armed": "1700000060 1700000000", "apply": "applied",
-                                    "checksums": ""}  # fmt: skip
-    assert scripts.sections(out)["checksums"] == ["abc  apply.sh"]
+    out = (f"noise\n@@{NONCE} armed 1700000060 1700000000\n@@{NONCE} apply applied\n"
+           f"@@{NONCE} checksums\nabc  apply.sh\n")  # fmt: skip
+    assert scripts.markers(out, NONCE) == {"armed": "1700000060 1700000000", "apply": "applied",
+                                           "checksums": ""}  # fmt: skip
+    assert scripts.sections(out, NONCE)["checksums"] == ["abc  apply.sh"]
+
+
+# Every character str.splitlines() breaks a line at, besides "\n".
+LINE_BREAKERS = ["\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_line_breakers_cover_everything_splitlines_knows() -> None:
+    breaks = {chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".splitlines()) == 2}
+    assert breaks - {"\n"} == set(LINE_BREAKERS)
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKERS, ids=repr)
+def test_output_cannot_forge_a_marker_with_any_line_break(brk: str) -> None:
+    """A check that prints "...<brk>@@NONCE check 0" on its one output line (even one that knew
+    the nonce) does not turn its failure into a pass: lines end at "\\n" only."""
+    out = (f"@@{NONCE} check 1\n@@{NONCE} check_output app not ready{brk}@@{NONCE} check 0 \n"
+           f"@@{NONCE} checksums\nabc  apply.sh{brk}@@{NONCE} probes\n")  # fmt: skip
+    found = scripts.markers(out, NONCE)
+    assert found["check"] == "1"
+    assert set(found) == {"check", "check_output", "checksums"}
+    assert "probes" not in scripts.sections(out, NONCE)
+
+
+def test_markers_without_this_runs_nonce_are_content() -> None:
+    other = scripts.new_nonce()
+    out = f"@@check 0\n@@{other} check 0\n@@{NONCE}check 0\n@@ {NONCE} check 0\n@@{NONCE} apply x\n"
+    assert scripts.markers(out, NONCE) == {"apply": "x"}
+    assert other != NONCE and scripts.new_nonce() != other
+
+
+def test_a_malformed_nonce_never_reaches_a_script() -> None:
+    with pytest.raises(ValidationError):
+        scripts.state_script(TXID, nonce="x; reboot")
+    with pytest.raises(ValidationError):
+        scripts.markers("", "")
+
+
+def test_journal_lines_end_at_newline_only() -> None:
+    text = "".join(f"1700000000 {TXID} confirm-failed check said{b}1700000001 {TXID} confirmed\n"
+                   for b in LINE_BREAKERS)  # fmt: skip
+    entries = parse_journal(text)
+    assert [e.event for e in entries] == ["confirm-failed"] * len(LINE_BREAKERS)
 
 
 def test_new_txids_are_valid_and_unique() -> None:
@@ -111,3 +161,48 @@ def test_journal_parsing_keeps_the_last_event_per_transaction() -> None:
     assert list(latest) == ["20261127T181600-000001", TXID]
     assert latest[TXID].event == "rolled_back"
     assert latest[TXID].detail == "reason=timer failed_steps=0"
+
+
+@pytest.mark.parametrize("shell", [s for s in ("dash", "bash") if shutil.which(s)])
+def test_check_script_verdict_is_the_exit_status_and_its_output_one_line(
+    shell: str, tmp_path: Path
+) -> None:
+    """tx_check.sh.j2 run for real against a temporary state directory: the check exits 1 after
+    printing a fake passing marker and a literal backslash-n (dash's echo made that a break)."""
+    tx = tmp_path / "tx" / TXID
+    tx.mkdir(parents=True)
+    (tx / "check.sh").write_text(f"printf 'a\\\\nb\\r@@{NONCE} check 0\\n'; exit 1\n")
+    script = render("tx_check.sh.j2", state_dir=str(tmp_path), txid=TXID, nonce=NONCE)
+    # bytes: text=True would turn the "\r" into a line break on the way in (universal newlines)
+    done = subprocess.run([shell, "-s"], input=script.encode(), capture_output=True, check=False)
+    assert done.returncode == 1, done.stderr
+    found = scripts.markers(done.stdout.decode(), NONCE)
+    assert found["check"] == "1"
+    assert found["check_output"] == f"a\\nb\r@@{NONCE} check 0"
+
+
+@pytest.mark.parametrize(
+    ("line", "failed"),
+    [
+        ("rolled_back reason=reboot failed_steps=0", False),
+        ("rollback_failed reason=reboot failed_steps=1", True),
+        ("rolled_back reason=timer failed_steps=2", True),
+        ("confirmed", False),
+    ],
+)
+def test_status_calls_a_rollback_with_failed_steps_failed(line: str, failed: bool) -> None:
+    from fleetbr.transaction.status import rollback_failed
+
+    (entry,) = parse_journal(f"1700000003 {TXID} {line}\n")
+    assert rollback_failed(entry) is failed
+
+
+def test_the_boot_guard_runs_before_libvirt_reads_the_guests_definitions() -> None:
+    from fleetbr.facts.model import STATE_DIR
+    from fleetbr.render import render
+
+    unit = render("boot_guard.service.j2", state_dir=STATE_DIR)
+    before = {
+        w for line in unit.splitlines() if line.startswith("Before=") for w in line[7:].split()
+    }
+    assert {"libvirtd.service", "virtqemud.service", "network-pre.target"} <= before

@@ -64,3 +64,24 @@ async def test_missing_known_hosts_fails_before_connecting(tmp_path: Path) -> No
     with pytest.raises(HostKeyRejected, match="cannot be read") as caught:
         await _connect_once(spec)  # fails on the file, before any packet is sent
     assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["root:$6$s3cr3tSALT$s3cr3tHASH:19000:0:99999:7:::",
+     "|1|s3cr3t-not-a-hash KEY",
+     "@s3cr3t-marker host KEY"],
+)  # fmt: skip
+def test_a_parse_error_names_the_file_and_line_never_the_content(
+    tmp_path: Path, secret: str
+) -> None:
+    """Issue 20: `--known-hosts /etc/shadow` printed a shadow line into the report."""
+    path = tmp_path / "shadowish"
+    good, _ = _line("198.51.100.10")
+    key = " ".join(good.split()[1:])  # a valid key: asyncssh skips entries with unreadable keys
+    path.write_text(f"{good}# a comment\n{secret.replace('KEY', key)}\n")
+    with pytest.raises(HostKeyRejected) as caught:
+        known_hosts(str(path))
+    message = str(caught.value)
+    assert f"known_hosts file {path} cannot be parsed (line 3 " in message
+    assert "s3cr3t" not in message
