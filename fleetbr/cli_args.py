@@ -311,8 +311,8 @@ def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     )  # fmt: skip
     history.add_argument(
         "--command", dest="history_command", metavar="C",
-        help="only runs of this command (apply, check, facts, plan, rollback, run, status, "
-        "watch)",
+        help="only runs of this command (apply, check, plan, rollback, run, status; a watch "
+        "period is a check or apply run)",
     )  # fmt: skip
     history.add_argument(
         "--last", type=_positive_int, default=50, metavar="N",

@@ -20,10 +20,8 @@ if TYPE_CHECKING:
     from fleetbr.resume import Prior
 
 EXIT_OK = 0
-# Commands whose runs contact hosts: those the history records, or may record.
-RECORDED_COMMANDS = frozenset(
-    {"facts", "plan", "apply", "status", "rollback", "run", "check", "watch"}
-)
+# The command names runs are recorded under (a watch period is a `check` or `apply` run).
+RECORDED_COMMANDS = frozenset({"plan", "apply", "status", "rollback", "run", "check"})
 
 
 def history_path(args: argparse.Namespace) -> Path | None:

@@ -131,6 +131,7 @@ def test_show_prints_an_argv_as_typed_and_nested_values_as_lines(tmp_path: Path)
         (("history", "--since", "yesterday-ish"), "--since"),
         (("history", "-l", ","), "empty term"),
         (("history", "--command", "bogus"), "--command 'bogus': not a command fleetbr records"),
+        (("history", "--command", "watch"), "(one of apply, check, plan, rollback, run, status)"),
     ],
 )
 def test_history_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
