@@ -323,9 +323,19 @@ def modprobe(module: str, backup_dir: str | None) -> Step:
 
 
 def file_write(
-    path: str, content: str, *, existed: bool, backup_dir: str | None, mode: str = "0644"
+    path: str,
+    content: str,
+    *,
+    existed: bool,
+    backup_dir: str | None,
+    mode: str = "0644",
+    force_mode: bool = False,
 ) -> Step:
-    """Write a managed file atomically; the inverse restores the backup or removes the file."""
+    """Write a managed file atomically; the inverse restores the backup or removes the file.
+
+    A file that exists keeps its owner, group, mode, ACL and SELinux label; ``mode`` is a new
+    file's (``force_mode``: every file's, for a daemon that demands it). A symlink is written
+    through (templates/steps.sh.j2)."""
     if not _MODE_RE.match(mode):
         raise ValidationError(f"{path}: file mode {mode!r} is not an octal mode like 0644")
     restore_args = {
@@ -338,7 +348,7 @@ def file_write(
     undo = "restore the previous" if existed else "remove the new"
     return Step(
         "file_write",
-        {"path": restore_args["path"], "content": content, "mode": mode},
+        {"path": restore_args["path"], "content": content, "mode": mode, "force": force_mode},
         f"write {path}",
         inverse=Step("file_restore", restore_args, f"{undo} {path}"),
     )

@@ -1,0 +1,108 @@
+"""The rendered file_write / file_restore steps (templates/steps.sh.j2), run for real with sh on
+files in a temp dir: owner, group and mode kept, symlinks written through, and the temporary
+file never readable by others, not even before its content is written (issue 20, item 2; issue
+14, item 8).
+
+"Before its content": the step runs with ``ulimit -f 0``, so the first byte of content written
+kills the shell (SIGXFSZ) and leaves the temporary file exactly as it was before any content:
+its mode then is what anyone could have read it with. Deterministic, no timing, no inotify.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleetbr.plan import step_command
+from fleetbr.plan import steps as mk
+from fleetbr.plan.model import Step
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+
+GROUP = 4242  # a group nobody else uses: kept only if the step copies it
+OLD = "# old\niface eth0 inet static\n    wpa-psk 0123456789abcdef\n"
+NEW = "# new\nauto br0\niface br0 inet static\n"
+
+
+def run(step: Step, *, limit_size: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the step's command with sh under umask 022 (``limit_size``: ulimit -f 0)."""
+    prefix = "umask 022; " + ("ulimit -f 0; " if limit_size else "")
+    return subprocess.run(
+        ["sh", "-c", prefix + step_command(step)], capture_output=True, text=True, check=False
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def existing(tmp_path: Path, perm: int, gid: int = 0) -> tuple[Path, Path]:
+    """An existing config file with ``perm`` and group ``gid``, backed up as the stage does."""
+    conf, backups = tmp_path / "etc" / "interfaces", tmp_path / "backups"
+    conf.parent.mkdir()
+    backups.mkdir()
+    conf.write_text(OLD)
+    os.chown(conf, 0, gid)
+    conf.chmod(perm)
+    backup = backups / str(conf).replace("/", "%")
+    subprocess.run(["cp", "-p", "--preserve=all", "--", conf, backup], check=True)
+    return conf, backups
+
+
+def write(conf: Path, backups: Path, *, existed: bool = True, **kw: str | bool) -> Step:
+    return mk.file_write(str(conf), NEW, existed=existed, backup_dir=str(backups), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("perm", "gid"), [(0o600, 0), (0o640, GROUP)])
+def test_temp_file_has_the_old_files_owner_and_mode_before_any_content(
+    tmp_path: Path, perm: int, gid: int
+) -> None:
+    conf, backups = existing(tmp_path, perm, gid)
+    got = run(write(conf, backups), limit_size=True)
+    assert got.returncode != 0  # killed at the first byte of content
+    temp = conf.with_name("interfaces.fleetbr-new")
+    info = temp.stat()
+    assert (info.st_size, stat.S_IMODE(info.st_mode), info.st_gid) == (0, perm, gid)
+    assert conf.read_text() == OLD
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_new_private_file_is_never_readable_by_others(tmp_path: Path, force: bool) -> None:
+    keyfile = tmp_path / "system-connections" / "br0.nmconnection"
+    step = mk.file_write(
+        str(keyfile), NEW, existed=False, backup_dir=str(tmp_path), mode="0600", force_mode=force
+    )
+    assert run(step, limit_size=True).returncode != 0
+    temp = keyfile.with_name("br0.nmconnection.fleetbr-new")
+    assert (temp.stat().st_size, mode(temp)) == (0, 0o600)
+    assert run(step).returncode == 0
+    assert (keyfile.read_text(), mode(keyfile), temp.exists()) == (NEW, 0o600, False)
+
+
+def test_rewrite_keeps_owner_group_and_mode(tmp_path: Path) -> None:
+    conf, backups = existing(tmp_path, 0o640, GROUP)
+    got = run(write(conf, backups, mode="0644"))
+    assert got.returncode == 0, got.stderr
+    assert (conf.read_text(), mode(conf), conf.stat().st_gid) == (NEW, 0o640, GROUP)
+
+
+def test_private_mode_is_forced_on_a_file_others_could_read(tmp_path: Path) -> None:
+    conf, backups = existing(tmp_path, 0o644, GROUP)
+    assert run(write(conf, backups, mode="0600", force_mode=True)).returncode == 0
+    assert (conf.read_text(), mode(conf), conf.stat().st_gid) == (NEW, 0o600, GROUP)
+
+
+def test_restore_puts_back_owner_group_and_mode(tmp_path: Path) -> None:
+    conf, backups = existing(tmp_path, 0o600, GROUP)
+    step = write(conf, backups)
+    assert run(step).returncode == 0
+    os.chown(conf, 0, 0)
+    conf.chmod(0o644)  # whatever happened to it meanwhile
+    assert step.inverse is not None
+    got = run(step.inverse)
+    assert got.returncode == 0, got.stderr
+    assert (conf.read_text(), mode(conf), conf.stat().st_gid) == (OLD, 0o600, GROUP)
