@@ -106,3 +106,19 @@ def test_restore_puts_back_owner_group_and_mode(tmp_path: Path) -> None:
     got = run(step.inverse)
     assert got.returncode == 0, got.stderr
     assert (conf.read_text(), mode(conf), conf.stat().st_gid) == (OLD, 0o600, GROUP)
+
+
+def test_a_symlink_is_written_and_restored_through(tmp_path: Path) -> None:
+    real, backups = existing(tmp_path, 0o600, GROUP)
+    link = tmp_path / "etc" / "interfaces.link"
+    link.symlink_to("interfaces")
+    step = write(link, backups)
+    backup = backups / str(link).replace("/", "%")
+    subprocess.run(["cp", "-p", "--preserve=all", "--", link, backup], check=True)  # as staged
+    assert run(step).returncode == 0
+    assert os.readlink(link) == "interfaces"
+    assert (real.read_text(), mode(real), real.stat().st_gid) == (NEW, 0o600, GROUP)
+    assert step.inverse is not None and run(step.inverse).returncode == 0
+    assert os.readlink(link) == "interfaces"
+    assert (real.read_text(), mode(real), real.stat().st_gid) == (OLD, 0o600, GROUP)
+    assert sorted(p.name for p in link.parent.iterdir()) == ["interfaces", "interfaces.link"]

@@ -89,3 +89,59 @@ def test_rolled_back_files_keep_owner_group_and_mode(
         got = result[HOSTS[backend]]
         assert got.status == Status.ROLLED_BACK, (backend, got.message, got.data.get("events"))
         _assert_kept(distro_lab, backend)
+
+
+# backend -> (the config file's path, where the link leads, the target's real path): ifupdown
+# through a relative link, netplan through an absolute one (issue 14, item 8)
+LINKED = {
+    "ifupdown": ("/etc/network/interfaces", "site/interfaces", "/etc/network/site/interfaces"),
+    "netplan": ("/etc/netplan/01-netcfg.yaml", "/srv/netplan/01.yaml", "/srv/netplan/01.yaml"),
+}
+
+
+def _fresh_linked(lab: Lab, fresh: Callable[[str], LabHost]) -> dict[str, str]:
+    """Each LINKED file moved to its target and replaced by a link; backend -> its old text."""
+    backends = [b for b in LINKED if b in HOSTS]
+    on_each([HOSTS[b] for b in backends], fresh)
+    texts = {}
+    for backend in backends:
+        path, link, real = LINKED[backend]
+        host = HOSTS[backend]
+        texts[backend] = sh(lab, host, f"cat {path}")
+        move = f"mkdir -p {real.rsplit('/', 1)[0]} && mv {path} {real} && ln -s {link} {path}"
+        sh(lab, host, move)
+        settled_facts(lab, host)
+    return texts
+
+
+def _link_kept(lab: Lab, backend: str) -> str:
+    """The text behind the link, once checked that the path is still the same link."""
+    path, link, real = LINKED[backend]
+    host = HOSTS[backend]
+    assert sh(lab, host, f"readlink {path}").strip() == link, (backend, "no longer the link")
+    assert sh(lab, host, f"stat -c %F {real}").strip() == "regular file", backend
+    assert sh(lab, host, f"ls {real.rsplit('/', 1)[0]}").split() == [real.rsplit("/", 1)[1]]
+    return sh(lab, host, f"cat {real}")
+
+
+def test_a_symlinked_config_file_is_written_through_its_link(
+    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    texts = _fresh_linked(distro_lab, fresh_distro_host)
+    result = apply_all(distro_lab, [HOSTS[b] for b in texts], persist_task(tmp_path))
+    for backend in texts:
+        got = result[HOSTS[backend]]
+        assert got.status == Status.CONFIRMED, (backend, got.message, got.data.get("events"))
+        assert "br0" in _link_kept(distro_lab, backend)
+
+
+def test_a_symlinked_config_file_is_restored_through_its_link(
+    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    texts = _fresh_linked(distro_lab, fresh_distro_host)
+    task = persist_task(tmp_path, timeout=20, addresses=[CUT])
+    result = apply_all(distro_lab, [HOSTS[b] for b in texts], task)
+    for backend, text in texts.items():
+        got = result[HOSTS[backend]]
+        assert got.status == Status.ROLLED_BACK, (backend, got.message, got.data.get("events"))
+        assert _link_kept(distro_lab, backend) == text
