@@ -68,3 +68,26 @@ def _target(encoded: str) -> str:
         return base64.b64decode(encoded, validate=True).decode("utf-8", errors="replace")
     except (binascii.Error, ValueError) as exc:
         raise FactsError(f"section file_meta: bad symlink target {encoded!r}") from exc
+
+
+def parse_kept(lines: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``kept TXID NAME`` lines -> txid -> the paths whose edits its rollback kept (NAME is the
+    path with ``/`` written ``%``, as the backups are named)."""
+    kept: dict[str, list[str]] = {}
+    for line in lines:
+        words = line.split(" ")
+        if len(words) != 3 or words[0] != "kept" or not words[2].startswith("%"):
+            raise FactsError(f"section kept: unexpected line {line!r}")
+        kept.setdefault(words[1], []).append(words[2].replace("%", "/"))
+    return {txid: tuple(paths) for txid, paths in kept.items()}
+
+
+def kept_note(kept: dict[str, tuple[str, ...]], txid: str, state_dir: str) -> str:
+    """``; kept ...`` for a report line when ``txid``'s rollback kept edits, else ``""``."""
+    paths = kept.get(txid)
+    if not paths:
+        return ""
+    return (
+        f"; kept what someone else wrote to {', '.join(paths)} during the window "
+        f"(in {state_dir}/kept/{txid}/) before restoring"
+    )

@@ -278,6 +278,8 @@ class HostFacts:
     # config and managed files: owner, group, mode, symlink (fleetbr.facts.filemeta); None: not
     # reported (a snapshot staged by an older fleetbr)
     file_meta: dict[str, FileMeta] | None = None
+    # txid -> managed files someone edited during its window, kept by its rollback (steps.sh.j2)
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""

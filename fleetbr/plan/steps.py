@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 
@@ -342,6 +343,8 @@ def file_write(
         "path": _path(path),
         "existed": existed,
         "backup_dir": None if backup_dir is None else _path(backup_dir),
+        # what the rollback finds unless someone else wrote the file meanwhile (then it keeps it)
+        "expect": hashlib.sha256(content.encode()).hexdigest(),
     }
     if not content.endswith("\n"):
         raise ValidationError(f"{path}: managed file content must end with a newline")
@@ -356,7 +359,12 @@ def file_write(
 
 def file_remove(path: str, backup_dir: str | None) -> Step:
     """Remove a configuration file; the inverse restores it from the stage's backup."""
-    args = {"path": _path(path), "existed": True, "backup_dir": _backup(backup_dir)}
+    args = {
+        "path": _path(path),
+        "existed": True,
+        "backup_dir": _backup(backup_dir),
+        "expect": "absent",
+    }
     return Step(
         "file_remove",
         {"path": args["path"]},

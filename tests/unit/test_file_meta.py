@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from fleetbr.errors import FactsError
-from fleetbr.facts.filemeta import FileMeta, parse_file_meta
+from fleetbr.facts.filemeta import FileMeta, kept_note, parse_file_meta, parse_kept
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host, restore_check, touched_by, verify_applied
@@ -99,3 +99,16 @@ def test_restore_check_skips_metadata_a_snapshot_does_not_have() -> None:
     plan = plan_host(task(persist("ifupdown")), base, min_timeout=10)
     after = with_meta(base, interfaces=FileMeta(0o644, 0, 0))
     assert restore_check(base, after, touched_by(plan)).problems == []
+
+
+def test_kept_edits_are_parsed_and_named_in_a_note() -> None:
+    kept = parse_kept(["kept 20260101T000000-ab %etc%network%interfaces", "kept T2 %etc%x.yaml"])
+    assert kept == {"20260101T000000-ab": ("/etc/network/interfaces",), "T2": ("/etc/x.yaml",)}
+    note = kept_note(kept, "T2", "/var/lib/fleetbr")
+    assert note == (
+        "; kept what someone else wrote to /etc/x.yaml during the window "
+        "(in /var/lib/fleetbr/kept/T2/) before restoring"
+    )
+    assert kept_note(kept, "T3", "/var/lib/fleetbr") == ""
+    with pytest.raises(FactsError, match="section kept"):
+        parse_kept(["kept T2 etc-x"])

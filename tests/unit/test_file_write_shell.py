@@ -28,11 +28,19 @@ OLD = "# old\niface eth0 inet static\n    wpa-psk 0123456789abcdef\n"
 NEW = "# new\nauto br0\niface br0 inet static\n"
 
 
-def run(step: Step, *, limit_size: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the step's command with sh under umask 022 (``limit_size``: ulimit -f 0)."""
+def run(
+    step: Step, *, limit_size: bool = False, kept: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the step's command with sh under umask 022 (``limit_size``: ulimit -f 0; ``kept``:
+    the FLEETBR_KEPT_DIR a transaction script sets)."""
     prefix = "umask 022; " + ("ulimit -f 0; " if limit_size else "")
+    env = {**os.environ, "FLEETBR_KEPT_DIR": str(kept)} if kept else None
     return subprocess.run(
-        ["sh", "-c", prefix + step_command(step)], capture_output=True, text=True, check=False
+        ["sh", "-c", prefix + step_command(step)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
 
 
@@ -122,3 +130,60 @@ def test_a_symlink_is_written_and_restored_through(tmp_path: Path) -> None:
     assert os.readlink(link) == "interfaces"
     assert (real.read_text(), mode(real), real.stat().st_gid) == (OLD, 0o600, GROUP)
     assert sorted(p.name for p in link.parent.iterdir()) == ["interfaces", "interfaces.link"]
+
+
+EDIT = "\n# added by an operator during the window\niface dummy9 inet manual\n"
+
+
+def test_an_edit_made_during_the_window_is_kept_before_the_restore(tmp_path: Path) -> None:
+    conf, backups = existing(tmp_path, 0o640, GROUP)
+    step = write(conf, backups)
+    assert run(step).returncode == 0 and step.inverse is not None
+    with conf.open("a") as out:
+        out.write(EDIT)
+    kept = tmp_path / "state" / "kept" / "TXID"
+    got = run(step.inverse, kept=kept)
+    assert got.returncode == 0, got.stderr
+    assert conf.read_text() == OLD  # the old network comes back all the same
+    copy = kept / str(conf).replace("/", "%")
+    assert copy.read_text() == NEW + EDIT
+    assert (mode(copy), copy.stat().st_gid, mode(kept)) == (0o640, GROUP, 0o700)
+
+
+@pytest.mark.parametrize("wrote", [True, False])
+def test_nothing_is_kept_when_nobody_else_wrote_the_file(tmp_path: Path, wrote: bool) -> None:
+    conf, backups = existing(tmp_path, 0o600)
+    step = write(conf, backups)
+    if wrote:  # else: the apply stopped before this step, the file is still the old one
+        assert run(step).returncode == 0
+    assert step.inverse is not None
+    kept = tmp_path / "kept"
+    assert run(step.inverse, kept=kept).returncode == 0
+    assert (conf.read_text(), kept.exists()) == (OLD, False)
+
+
+def test_a_file_created_during_the_window_where_fleetbr_removed_one_is_kept(
+    tmp_path: Path,
+) -> None:
+    conf, backups = existing(tmp_path, 0o600)
+    step = mk.file_remove(str(conf), str(backups))
+    assert run(step).returncode == 0 and not conf.exists()
+    conf.write_text(EDIT)
+    assert step.inverse is not None
+    kept = tmp_path / "kept"
+    assert run(step.inverse, kept=kept).returncode == 0
+    assert conf.read_text() == OLD
+    assert (kept / str(conf).replace("/", "%")).read_text() == EDIT
+
+
+def test_a_copy_that_fails_still_restores_and_fails_the_step(tmp_path: Path) -> None:
+    conf, backups = existing(tmp_path, 0o600)
+    step = write(conf, backups)
+    assert run(step).returncode == 0 and step.inverse is not None
+    with conf.open("a") as out:
+        out.write(EDIT)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    got = run(step.inverse, kept=blocker / "kept")
+    assert got.returncode != 0
+    assert conf.read_text() == OLD
