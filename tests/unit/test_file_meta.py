@@ -14,6 +14,7 @@ from fleetbr.facts.filemeta import FileMeta, kept_note, parse_file_meta, parse_k
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host, restore_check, touched_by, verify_applied
+from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_backends_plan import facts as distro_facts
 from tests.unit.test_backends_plan import persist
 from tests.unit.test_facts_parse import raw
@@ -112,3 +113,11 @@ def test_kept_edits_are_parsed_and_named_in_a_note() -> None:
     assert kept_note(kept, "T3", "/var/lib/fleetbr") == ""
     with pytest.raises(FactsError, match="section kept"):
         parse_kept(["kept T2 etc-x"])
+
+
+@pytest.mark.parametrize("backend", ["ifupdown", "networkd", "netplan", "networkmanager"])
+def test_every_backends_staged_scripts_render(backend: str) -> None:
+    """Every restore renders, a guarded file's (no ``expect``: its tool rewrites it) too."""
+    plan = plan_host(task(persist(backend)), distro_facts(backend), min_timeout=10)
+    files = staged_scripts("20260101T000000-abcdef", plan).files
+    assert "FLEETBR_KEPT_DIR" in files["rollback.sh"] and "FLEETBR_KEPT_DIR" in files["boot.sh"]

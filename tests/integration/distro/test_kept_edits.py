@@ -19,7 +19,13 @@ import pytest
 from fleetbr.lab import Lab, LabHost
 from fleetbr.report import Status
 from fleetbr.transaction.status import status_job
-from tests.integration.distro.persisthelpers import HOSTS, apply_all, persist_task, settled_facts
+from tests.integration.distro.persisthelpers import (
+    HOSTS,
+    apply_all,
+    on_each,
+    persist_task,
+    settled_facts,
+)
 from tests.integration.helpers import specs
 from tests.integration.txhelpers import events, sh, wait_for
 
@@ -59,3 +65,18 @@ def test_an_edit_made_during_the_window_is_kept_and_reported(
     status = asyncio.run(status_job(specs(distro_lab.inventory_dir)[host]))
     assert status.data["kept"] == {txid: [PATH]}
     assert f"kept what someone else wrote to {PATH}" in status.message
+
+
+def test_a_rollback_keeps_nothing_when_nobody_else_wrote(
+    distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path
+) -> None:
+    """What a backend's own tool does to the files (NetworkManager, netplan) is no edit."""
+    on_each(HOSTS.values(), fresh_distro_host)
+    on_each(HOSTS.values(), lambda h: settled_facts(distro_lab, h))
+    task = persist_task(tmp_path, timeout=20, addresses=[CUT])
+    result = apply_all(distro_lab, HOSTS.values(), task)
+    for backend, host in HOSTS.items():
+        got = result[host]
+        assert got.status == Status.ROLLED_BACK, (backend, got.message, got.data.get("events"))
+        assert "kept" not in got.data and "kept" not in got.message, backend
+        assert sh(distro_lab, host, "ls -A /var/lib/fleetbr/kept 2>/dev/null || :") == ""
