@@ -1,6 +1,6 @@
 """Files fleetbr writes on the controller, often as root (``schedule install --metrics-file``):
 neither a link planted by another user nor a directory another user can write makes root write
-where it should not (issue 20, item 3; docs/security-files.md).
+where it should not (issue 20, item 3; docs/security.md).
 
 The planted links belong to ``nobody`` (uid 65534), as if that user had made them; fleetbr runs
 as root here, which is exactly the case that matters.
