@@ -17,6 +17,7 @@ write different files, so they do not collide once collected.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,17 +79,29 @@ def render(summary: RunSummary) -> str:
     )  # fmt: skip
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``PATH.tmp.PID``, then rename it to ``path`` (OSError if impossible;
-    the temporary file never stays behind)."""
-    temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to a new temporary file beside ``path``, then rename it to ``path``
+    (OSError if impossible; the temporary file never stays behind).
+
+    The directory may be writable by other users (a textfile collector's): the temporary name is
+    random, the file is created new (``O_EXCL``, never through a link: ``O_NOFOLLOW``) and
+    given ``mode`` through its descriptor, and the rename replaces a link at ``path`` rather
+    than following it. ``mode`` 0644 by default: the collector runs as another user."""
+    temporary = path.with_name(_temp_name(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, 0o600)
     try:
-        with open(temporary, "w", encoding="utf-8") as out:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), mode)
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)  # the collector runs as another user
         os.replace(temporary, path)
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _temp_name(path: Path) -> str:
+    """A name nobody can guess in advance, in the same directory (and not ``*.prom``)."""
+    return f".{path.name}.{secrets.token_hex(8)}.tmp"

@@ -43,11 +43,18 @@ class BridgeConfig:
 
 @dataclass(frozen=True)
 class FileChange:
-    """One configuration file: new ``content`` (None: remove it) and its mode."""
+    """One configuration file: new ``content`` (None: remove it) and the mode of a new file (a
+    file that exists keeps its owner, group and mode, unless the mode is private)."""
 
     path: str
     content: str | None
     mode: str = CONFIG_MODE
+
+    @property
+    def private(self) -> bool:
+        """The daemon demands this mode (only the owner may read the file): even a file that
+        exists gets it."""
+        return self.mode == PRIVATE_MODE
 
 
 @dataclass(frozen=True)

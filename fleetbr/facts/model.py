@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.libvirt import Libvirt
 from fleetbr.facts.redact import redacted_contents
 
@@ -276,6 +277,11 @@ class HostFacts:
     rules: tuple[Rule, ...] | None = None  # None: not reported
     br_netfilter: str | None = None  # loaded (as a module), builtin, absent; None: not reported
     guests: Libvirt | None = None  # libvirt's domains (fleetbr.facts.libvirt); None: no virsh
+    # config and managed files: owner, group, mode, symlink (fleetbr.facts.filemeta); None: not
+    # reported (a snapshot staged by an older fleetbr)
+    file_meta: dict[str, FileMeta] | None = None
+    # txid -> managed files someone edited during its window, kept by its rollback (steps.sh.j2)
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""

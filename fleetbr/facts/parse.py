@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetbr.errors import FactsError
+from fleetbr.facts.filemeta import parse_file_meta, parse_kept
 from fleetbr.facts.model import PIN_DIR, ArmedTransaction, Backend, Family, HostFacts
 from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
@@ -43,7 +44,9 @@ SECTIONS = (
 # Sections of older facts scripts: main-table routes only (instead of routes4/routes6 of every
 # table), no rules4/rules6/modules/daemons. Their output (a staged snapshot) still parses.
 LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
-OPTIONAL_SECTIONS = frozenset({"rules4", "rules6", "modules", "daemons", "pins", "libvirt"})
+OPTIONAL_SECTIONS = frozenset(
+    {"rules4", "rules6", "modules", "daemons", "pins", "libvirt", "file_meta", "kept"}
+)
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
 OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
 MODULE_STATES = ("loaded", "builtin", "absent")
@@ -344,5 +347,7 @@ def parse_facts(output: str) -> HostFacts:
         armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),
         daemons=daemons,
         guests=parse_libvirt(sections.get("libvirt", [])),
+        file_meta=parse_file_meta(sections["file_meta"]) if "file_meta" in sections else None,
+        kept=parse_kept(sections.get("kept", [])),
         extra=extra,
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fleetbr.errors import FleetbrError
+from fleetbr.history.safepath import UnsafeHistoryPath, check_history_path, create_history_file
 
 T = TypeVar("T")
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another fleetbr process's write
@@ -146,9 +147,12 @@ class Store:
         try:
             if create:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                if not path.exists():  # the history names hosts and errors: this user's only
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            check_history_path(path)
+            if create:  # the history names hosts and errors: this user's only
+                create_history_file(path)
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        except UnsafeHistoryPath as exc:
+            raise HistoryError(f"{path}: refused: {exc} (docs/history.md)") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"{path}: {exc}") from None
         self.timeout = timeout

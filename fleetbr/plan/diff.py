@@ -23,6 +23,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.plan.guest_check import compare_guests
 from fleetbr.plan.model import Difference, ExpectedState
@@ -169,6 +170,17 @@ SETTLED = {
 }
 
 
+def _file_meta(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
+    """The files fleetbr wrote have the owner, group, mode and symlink they must have."""
+    if facts.file_meta is None:
+        return
+    for path, want in exp.file_meta.items():
+        have = facts.file_meta.get(path, FileMeta(None))
+        if not have.satisfies(want):
+            text = f"{path}: {have.describe()}, expected {want.describe()}"
+            yield Difference(f"file_meta.{path}", want.describe(), have.describe(), text)
+
+
 def _persisted(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     """The backend's files hold what fleetbr wrote, and its daemon calls the bridge its own."""
     for path, digest in exp.config_files.items():
@@ -181,6 +193,7 @@ def _persisted(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
             else:
                 text = f"{path} does not have the expected content"
             yield Difference(f"file.{path}", digest, have, text)
+    yield from _file_meta(exp, facts)
     for name, backend in exp.managers.items():
         found = facts.manager(name)
         if found.manager != backend or found.state not in SETTLED[backend]:

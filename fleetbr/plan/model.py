@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbr.backends.carry import PolicyRule
+from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import Route
 
 STEP_KINDS: frozenset[str] = frozenset(
@@ -115,6 +116,8 @@ class ExpectedState:
     # and interface -> the backend that must call it its own
     config_files: Mapping[str, str | None] = field(default_factory=dict)
     managers: Mapping[str, str] = field(default_factory=dict)
+    # the backend files fleetbr writes: owner, group, mode and symlink each must then have
+    file_meta: Mapping[str, FileMeta] = field(default_factory=dict)
     guests: tuple[GuestExpect, ...] = ()  # libvirt guest interfaces moved onto the bridge
     # what the backend carried from the NIC's configuration (fleetbr.backends.carry): the MTU
     # of the bridge and its port (None: not configured), policy rules that must be in the

@@ -9,11 +9,13 @@ from fleetbr.backends import (
     BackendPlan,
     BackendRefusal,
     BridgeConfig,
+    FileChange,
     choose,
     plan_backend,
     unplan_backend,
 )
 from fleetbr.backends.carry import Carried
+from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.diff import SETTLED
@@ -34,6 +36,7 @@ class PersistSteps:
     managers: dict[str, str] = field(default_factory=dict)
     backups: tuple[str, ...] = ()
     carried: Carried = field(default_factory=Carried)
+    meta: dict[str, FileMeta] = field(default_factory=dict)  # of the files written
 
 
 def bridge_config(task: BridgeTask, expected: ExpectedState) -> BridgeConfig:
@@ -91,6 +94,7 @@ def unbridge_steps(
 
 def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> PersistSteps:
     files: dict[str, str | None] = {}
+    meta: dict[str, FileMeta] = {}
     writes: list[Step] = []
     for change in plan.files:
         have = facts.daemons.file_digest(change.path)
@@ -102,6 +106,8 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
             continue
         files[change.path] = sha256(change.content)
         if have != files[change.path]:
+            if (want := _written_meta(change, facts, exists)) is not None:
+                meta[change.path] = want
             writes.append(
                 steps.file_write(
                     change.path,
@@ -109,6 +115,7 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
                     existed=exists,
                     backup_dir=backup_dir,
                     mode=change.mode,
+                    force_mode=change.private,
                 )
             )
     managers = {name: plan.backend for name in plan.managers}
@@ -130,7 +137,21 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
         managers=managers,
         backups=tuple(plan.guarded),
         carried=carried,
+        meta=meta,
     )
+
+
+def _written_meta(change: FileChange, facts: HostFacts, exists: bool) -> FileMeta | None:
+    """What the path is once written: a file that exists keeps its owner, group, mode and
+    symlink (a private mode replaces its mode); a new file has ``change.mode``, any owner.
+    None: not known (the facts do not report it)."""
+    mode = int(change.mode, 8)
+    if not exists:
+        return FileMeta(mode)
+    old = None if facts.file_meta is None else facts.file_meta.get(change.path)
+    if old is None or old.mode is None:
+        return None
+    return old.with_mode(mode) if change.private else old
 
 
 __all__ = [

@@ -67,7 +67,10 @@ def _unbridge_persisted(
     except BackendRefusal as exc:
         return refused(task, str(exc))
     expected = dataclasses.replace(
-        plan.expected, config_files=persist.files, managers=persist.managers
+        plan.expected,
+        config_files=persist.files,
+        managers=persist.managers,
+        file_meta=persist.meta,
     )
     return finish(task, persist.head, list(plan.steps) + persist.tail, expected)
 
@@ -216,6 +219,7 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan
         mtu=persist.carried.mtu,
         rules=persist.carried.rules,
         dns=persist.carried.dns,
+        file_meta=persist.meta,
     )
     # guests last: onto the bridge as its daemon left it, and back first in a rollback
     return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)

@@ -139,6 +139,9 @@ def _settings(facts: HostFacts, other: HostFacts, scope: _Scope) -> Iterator[tup
     for path in sorted(scope.touched.files - set(facts.managed_files)):
         if path in facts.daemons.files:  # a backend's file (fleetbr.backends)
             yield f"file {path} sha256 {facts.daemons.files[path]}", True
+    if facts.file_meta is not None and other.file_meta is not None:  # both scripts report it
+        for path, meta in facts.file_meta.items():
+            yield f"file {path} {meta.describe()}", path in scope.touched.files
     if facts.rules is not None and other.rules is not None:
         for rule in facts.rules:
             mine = bool({rule.iif, rule.oif} & scope.touched.devs)

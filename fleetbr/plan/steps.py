@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 
@@ -323,22 +324,34 @@ def modprobe(module: str, backup_dir: str | None) -> Step:
 
 
 def file_write(
-    path: str, content: str, *, existed: bool, backup_dir: str | None, mode: str = "0644"
+    path: str,
+    content: str,
+    *,
+    existed: bool,
+    backup_dir: str | None,
+    mode: str = "0644",
+    force_mode: bool = False,
 ) -> Step:
-    """Write a managed file atomically; the inverse restores the backup or removes the file."""
+    """Write a managed file atomically; the inverse restores the backup or removes the file.
+
+    A file that exists keeps its owner, group, mode, ACL and SELinux label; ``mode`` is a new
+    file's (``force_mode``: every file's, for a daemon that demands it). A symlink is written
+    through (templates/steps.sh.j2)."""
     if not _MODE_RE.match(mode):
         raise ValidationError(f"{path}: file mode {mode!r} is not an octal mode like 0644")
     restore_args = {
         "path": _path(path),
         "existed": existed,
         "backup_dir": None if backup_dir is None else _path(backup_dir),
+        # what the rollback finds unless someone else wrote the file meanwhile (then it keeps it)
+        "expect": hashlib.sha256(content.encode()).hexdigest(),
     }
     if not content.endswith("\n"):
         raise ValidationError(f"{path}: managed file content must end with a newline")
     undo = "restore the previous" if existed else "remove the new"
     return Step(
         "file_write",
-        {"path": restore_args["path"], "content": content, "mode": mode},
+        {"path": restore_args["path"], "content": content, "mode": mode, "force": force_mode},
         f"write {path}",
         inverse=Step("file_restore", restore_args, f"{undo} {path}"),
     )
@@ -346,7 +359,12 @@ def file_write(
 
 def file_remove(path: str, backup_dir: str | None) -> Step:
     """Remove a configuration file; the inverse restores it from the stage's backup."""
-    args = {"path": _path(path), "existed": True, "backup_dir": _backup(backup_dir)}
+    args = {
+        "path": _path(path),
+        "existed": True,
+        "backup_dir": _backup(backup_dir),
+        "expect": "absent",
+    }
     return Step(
         "file_remove",
         {"path": args["path"]},

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbr.errors import TransportError
+from fleetbr.facts.filemeta import kept_note
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.facts.parse import parse_probes
@@ -368,17 +369,18 @@ class _Resolver:
                                   f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
         outcome = await tx.change.script_outcome(conn, tx.txid)
         said = f" ({outcome.summary})" if outcome.summary else ""
+        kept = kept_note(after.kept, tx.txid, STATE_DIR)
+        extra: dict[str, object] = {"kept": list(after.kept[tx.txid])} if kept else {}
+        extra.update(outcome.data)
         if check.problems:
-            return tx.result(
-                Status.FAILED,
-                "rolled back but not at its snapshot: " + "; ".join(check.problems) + said,
-                **outcome.data,
-            )
+            text = "rolled back but not at its snapshot: " + "; ".join(check.problems)
+            return tx.result(Status.FAILED, text + said + kept, **extra)
         tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
-        extra = {"differences": check.notes} if check.notes else {}
+        if check.notes:
+            extra["differences"] = check.notes
         return tx.result(
             Status.ROLLED_BACK,
-            f"rolled back: {reason}{said}",
+            f"rolled back: {reason}{said}{kept}",
             decision=state.decision,
             reason=reason,
             **extra,

@@ -8,6 +8,7 @@ A snapshot without that section (staged by an older fleetbr) is compared in full
 
 from __future__ import annotations
 
+from fleetbr.facts.filemeta import kept_note
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import STATE_DIR, ArmedTransaction, HostFacts
 from fleetbr.facts.parse import parse_facts, split_sections
@@ -44,6 +45,9 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         snapshot = (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
         after = await gather(conn)
     check = compare_with_snapshot(snapshot, after)
+    kept = kept_note(after.kept, txid, STATE_DIR)
+    if kept:
+        data["kept"] = list(after.kept[txid])
     if check.unrelated:
         data["unrelated"] = check.unrelated
     failed = state.rollback.removeprefix("done failed=")
@@ -57,12 +61,14 @@ async def rollback_job(spec: HostSpec) -> HostResult:
     if check.problems:
         data["differences"] = check.problems
         summary = f"{txid} rolled back ({decision}) but differs from its snapshot: "
-        return HostResult(spec.name, Status.FAILED, summary + "; ".join(check.problems), data)
+        text = summary + "; ".join(check.problems) + kept
+        return HostResult(spec.name, Status.FAILED, text, data)
     return HostResult(
         spec.name,
         Status.ROLLED_BACK,
         f"{txid} rolled back ({decision}); matches its snapshot in what it touched"
-        + _unrelated_note(check.unrelated),
+        + _unrelated_note(check.unrelated)
+        + kept,
         data,
     )
 

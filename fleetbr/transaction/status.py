@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetbr.facts.filemeta import kept_note
 from fleetbr.facts.gather import gather
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import plan_host
 from fleetbr.report import HostResult, Status
@@ -94,8 +95,10 @@ async def status_job(spec: HostSpec) -> HostResult:
         )
     if not history:
         return HostResult(spec.name, Status.OK, "no fleetbr transaction recorded", data=data)
+    if facts.kept:
+        data["kept"] = {txid: list(paths) for txid, paths in facts.kept.items()}
     txid, entry = next(reversed(history.items()))
-    text = f"last {txid}: {entry.event} {entry.detail}"
+    text = f"last {txid}: {entry.event} {entry.detail}{kept_note(facts.kept, txid, STATE_DIR)}"
     if rollback_failed(entry):
         return HostResult(spec.name, Status.FAILED, f"{text}: the host is NOT back", data=data)
     return HostResult(spec.name, Status.OK, text, data=data)

@@ -173,7 +173,7 @@ def _in_tmpfs(path: Path, size: str, then: str) -> tuple[str, ...]:
     _needs_mounts()
     path.parent.mkdir(exist_ok=True)
     script = (
-        f'mount -t tmpfs -o size={size} fbr-test "$1" && shift && '
+        f'mount -t tmpfs -o size={size},mode=0700 fbr-test "$1" && shift && '
         f'{sys.executable} -c "import sys; {CREATE}" "$1" && shift && {then} && exec "$@"'
     )
     return ("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",

@@ -28,7 +28,19 @@ def test_one_step_with_the_undo_as_its_inverse_and_gateways_as_probes() -> None:
     assert plan.steps[0].description == "run: ip link set eth0 mtu 9000"
     assert plan.rollback[0].description == "undo: ip link set eth0 mtu 1500"
     assert plan.probes and all(":" in p or "." in p for p in plan.probes)
-    assert step_command(plan.steps[0]).startswith('{ /bin/sh "${TX:?}"/command.sh')
+    assert step_command(plan.steps[0]).startswith(
+        '{ (umask 022 && exec /bin/sh "${TX:?}"/command.sh'
+    )
+
+
+def test_the_operators_command_runs_with_umask_022_not_fleetbrs_077(tmp_path: Path) -> None:
+    """Transaction scripts run with umask 077; what the operator's command creates does not."""
+    plan = plan_command("hv01", facts(), "x", "y", timeout=60, min_timeout=13)
+    (tmp_path / "command.sh").write_text(f"echo made > {tmp_path}/made\n")
+    script = f"umask 077; TX={tmp_path}; {step_command(plan.steps[0])}"
+    subprocess.run(["sh", "-c", script], check=True)
+    assert (tmp_path / "made").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "command.sh.out").stat().st_mode & 0o777 == 0o600
 
 
 def test_refused_while_armed_or_with_a_too_short_timer() -> None:

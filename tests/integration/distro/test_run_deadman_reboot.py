@@ -144,5 +144,5 @@ def test_an_undo_cut_by_the_power_is_not_run_again_at_boot(
     assert not armed(distro_lab, "hv01")
     code, status = host_status(distro_lab, "hv01")
     assert code == 1 and "rollback_failed reason=reboot" in status["message"], status
-    out = sh(distro_lab, "hv01", "cat /var/lib/fleetbr/tx/*/undo.sh.out")
+    out = sh(distro_lab, "hv01", "cat /var/lib/fleetbr/tx/*/undo.sh.err")
     assert "did not finish" in out, out
