@@ -96,3 +96,10 @@ def test_options_after_the_command_reach_the_command(
     )
     assert main(["inventory", "--json", "-i", str(tmp_path), "-l", "hv02"]) == 0
     assert list(json.loads(capsys.readouterr().out)) == ["hv02"]
+
+
+def test_after_double_dash_the_words_are_the_commands_not_fleetbrs() -> None:
+    """`run -- ls -l --json`: the global options after the command stop at `--`."""
+    args = parse_command_line(["-l", "x", "run", "-f", "2", "--", "ls", "-l", "--json"])
+    assert args.argv == ["ls", "-l", "--json"]
+    assert (args.limit, args.forks, args.json) == ("x", 2, False)
