@@ -384,7 +384,6 @@ class _Resolver:
             decision=state.decision,
             reason=reason,
             **extra,
-            **outcome.data,
         )
 
 
