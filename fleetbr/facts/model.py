@@ -123,6 +123,8 @@ class ArmedTransaction:
     now: int  # the host's clock when the facts were taken
     problem: MarkerProblem = ""
     detail: str = ""  # what exactly is wrong, for a problem
+    # files the boot guard could not put back at this boot (their old content is bind-mounted)
+    boot_guard_failed: int = 0
 
     @classmethod
     def untrusted(
@@ -154,6 +156,13 @@ class ArmedTransaction:
             return (
                 f"cannot read fleetbr's state in {STATE_DIR} ({self.detail}), so whether a "
                 "transaction is armed is unknown; connect as root or set sudo: true"
+            )
+        if self.boot_guard_failed:
+            return (
+                f"the boot guard could not put back {self.boot_guard_failed} file(s) of "
+                f"transaction {self.txid} at this boot (read-only file system?): their old content "
+                "is bind-mounted for this boot only and the transaction stays armed; make the "
+                "file system writable and reboot, and the guard puts them back"
             )
         kind = "stale" if self.stale else "live"
         return f"a {kind} fleetbr transaction {self.txid} is armed on the host"

@@ -61,6 +61,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
         "boot.sh": render(
             "tx_boot.sh.j2",
             restores=_commands([s for s in plan.rollback if s.kind == "file_restore"]),
+            files=[s.args for s in plan.rollback if s.kind == "file_restore"],
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),

@@ -90,3 +90,37 @@ def release_root_after(
             raise LabError(f"{host.name}: {unit} neither ran nor waits for {REMOUNT_UNIT}")
         time.sleep(0.1)
     host_exec(lab, host, ["touch", BARRIER])
+
+
+ETC_RO_UNIT = "lab-etc-ro.service"
+_ETC_RO_TEXT = """\
+# fleetbr lab: /etc stays read-only for the whole boot, from before the boot guard on (a fault:
+# a guard that cannot put files back).
+[Unit]
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=fleetbr-boot-guard.service sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount --bind -o ro /etc /etc
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
+def read_only_etc(lab: Lab, host: LabHost, on: bool = True) -> None:
+    """From the next boot on, ``/etc`` of the running ``host`` is a read-only bind mount from
+    before the boot guard runs until the host goes down (``on=False``: no longer; this boot's
+    read-only ``/etc`` is unmounted first)."""
+    unit = f"/etc/systemd/system/{ETC_RO_UNIT}"
+    wants = f"/etc/systemd/system/sysinit.target.wants/{ETC_RO_UNIT}"
+    if on:
+        script = f"cat > {unit} && mkdir -p {wants.rsplit('/', 1)[0]} && ln -sf {unit} {wants}"
+        host_exec(lab, host, ["sh", "-c", script + " && sync"], input=_ETC_RO_TEXT)
+    else:
+        # -R: the read-only /etc and what was mounted on it since (the guard's bind mounts)
+        script = f"{{ ! findmnt -n /etc >/dev/null || umount -R /etc; }} && rm -f {unit} {wants}"
+        host_exec(lab, host, ["sh", "-c", script + " && sync"])
