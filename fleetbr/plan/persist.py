@@ -13,7 +13,7 @@ from fleetbr.backends import (
     plan_backend,
     unplan_backend,
 )
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.diff import SETTLED
 from fleetbr.plan.model import ExpectedState, Step
@@ -91,6 +91,11 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
     files: dict[str, str | None] = {}
     writes: list[Step] = []
     for change in plan.files:
+        if change.path in facts.daemons.oversized:
+            raise BackendRefusal(
+                f"persist: {plan.backend}: {change.path} is larger than "
+                f"{CONTENT_MAX_BYTES // 1024} KiB: fleetbr rewrites a file only from a whole copy"
+            )
         have = facts.daemons.file_digest(change.path)
         exists = change.path in facts.daemons.files
         if change.content is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 
@@ -338,10 +339,22 @@ def file_write(
     undo = "restore the previous" if existed else "remove the new"
     return Step(
         "file_write",
-        {"path": restore_args["path"], "content": content, "mode": mode},
+        {"path": restore_args["path"], "mode": mode, **_content_args(content)},
         f"write {path}",
         inverse=Step("file_restore", restore_args, f"{undo} {path}"),
     )
+
+
+def _content_args(content: str) -> dict[str, str]:
+    """``content`` for the file_write macro: its lines, or (bytes that are not UTF-8, kept as
+    surrogates from the facts) its exact bytes in base64, with a readable ``content`` beside."""
+    try:
+        content.encode()
+    except UnicodeEncodeError:
+        data = content.encode("utf-8", "surrogateescape")
+        readable = data.decode("utf-8", "replace")
+        return {"content": readable, "content_b64": base64.b64encode(data).decode()}
+    return {"content": content}
 
 
 def file_remove(path: str, backup_dir: str | None) -> Step:
