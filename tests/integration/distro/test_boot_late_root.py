@@ -88,8 +88,12 @@ def _power_cut_late_root(lab: Lab, host: LabHost) -> str | None:
     return None
 
 
-DAEMON = {"ifupdown": "networking.service", "networkd": "systemd-networkd.service",
-          "netplan": "systemd-networkd.service"}  # fmt: skip
+DAEMON = {
+    "ifupdown": "networking.service",
+    "networkd": "systemd-networkd.service",
+    "netplan": "systemd-networkd.service",
+    "networkmanager": "NetworkManager.service",
+}
 
 
 def _stamps(lab: Lab, host: str, unit: str) -> tuple[int, int]:
