@@ -31,9 +31,11 @@ REMOUNT_UNIT = "systemd-remount-fs.service"
 WAIT_LIMIT = 300  # seconds: the host boots on (read-write) even if no test ever releases it
 _DROPIN_TEXT = f"""\
 # fleetbr lab: the root stays read-only until {BARRIER} exists (a slow root fsck).
+# A boot with a writable root (normal_root) does not wait. ($$: systemd expands $NAME itself.)
 [Service]
-ExecStartPre=/bin/sh -c 'n=0; until [ -e {BARRIER} ] || [ "$n" -ge {WAIT_LIMIT * 10} ]; \
-do sleep 0.1; n=$((n + 1)); done; mount -o remount,rw /'
+ExecStartPre=/bin/sh -c '[ -w / ] && exit 0; n=0; \
+until [ -e {BARRIER} ] || [ "$$n" -ge {WAIT_LIMIT * 10} ]; do sleep 0.1; n=$$((n + 1)); done; \
+mount -o remount,rw /'
 TimeoutStartSec={WAIT_LIMIT + 60}
 """
 
@@ -47,7 +49,8 @@ def late_writable_root(lab: Lab, host: LabHost) -> None:
 
 
 def normal_root(host: LabHost) -> None:
-    """Boot ``host`` with a writable root again (its layer keeps the drop-in until a reset)."""
+    """Boot ``host`` with a writable root again, from its next boot (the drop-in in its layer,
+    kept until a reset, then does not wait)."""
     (host.dir / ROOT_RO_FLAG).unlink(missing_ok=True)
 
 
@@ -65,10 +68,13 @@ def _unit_done_or_waiting(lab: Lab, host: LabHost, unit: str) -> bool:
     a condition), or its start job is one the remount's job blocks."""
     show = host_exec(
         lab, host,
-        ["systemctl", "show", "-P", "ActiveState", "-P", "ConditionTimestampMonotonic", unit],
+        ["systemctl", "show", "-p", "ActiveState", "-p", "ConditionTimestampMonotonic", unit],
         check=False,
-    ).stdout.split()  # fmt: skip
-    if len(show) == 2 and show[0] != "activating" and show[1] != "0":
+    ).stdout  # fmt: skip
+    # key=value lines, in systemd's order (not the order asked for)
+    got = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+    started = got.get("ConditionTimestampMonotonic", "0") not in ("", "0")
+    if started and got.get("ActiveState") != "activating":
         return True
     blocked = host_exec(
         lab, host,

@@ -35,7 +35,7 @@ from tests.integration.distro.persisthelpers import (
     settled_state,
     state_diff,
 )
-from tests.integration.distro.test_boot_late_root import (
+from tests.integration.distro.test_persist_boot_late_root import (
     BACKENDS,
     CUT_OFF,
     GUARD,

@@ -30,7 +30,7 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     settled_state,
 )
-from tests.integration.distro.test_boot_late_root import GUARD, boot_order_problems
+from tests.integration.distro.test_persist_boot_late_root import GUARD, boot_order_problems
 from tests.integration.distro.test_persist_reboot import (
     PHASES,
     WINDOW,
