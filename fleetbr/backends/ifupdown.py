@@ -22,6 +22,8 @@ _ADDRESSING = frozenset(
     {"address", "netmask", "gateway", "broadcast", "network", "pointopoint", "accept_ra", "metric"}
 )
 HEADER = "# {bridge}: managed by fleetbr (a fleetbr rollback restores the previous file)."
+_HOOKS = frozenset({"pre-up", "up", "post-up"})
+_IP_ADDRESS = frozenset({"a", "ad", "add", "addr", "addre", "addres", "address"})
 
 
 def source_file(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str]:
@@ -78,6 +80,33 @@ def split(text: str, nic: str) -> tuple[list[str], dict[str, list[str]]]:
         if current is None or (words and words[0].startswith("#")):
             kept.append(line)  # a comment at the margin stays where it is
     return kept, options
+
+
+def _adds_address(option: str) -> bool:
+    """A hook that adds an address with iproute2: ``up ip [-4|-6...] addr add|replace ...``."""
+    words = option.split()
+    if not words or words[0] not in _HOOKS:
+        return False
+    for i, word in enumerate(words[1:-2], start=1):
+        if word.rsplit("/", 1)[-1] != "ip":
+            continue
+        rest = [w for w in words[i + 1 :] if not w.startswith("-")]
+        if len(rest) >= 2 and rest[0] in _IP_ADDRESS and rest[1] in ("add", "replace"):
+            return True
+    return False
+
+
+def check_hooks(text: str, nic: str) -> None:
+    """Refuse a NIC whose stanzas add addresses in hook commands: moved to the bridge's stanza,
+    they would put the addresses back on the port (the apply was confirmed wrong, then rolled
+    back), and fleetbr cannot tell which of them it moved."""
+    for family, opts in split(text, nic)[1].items():
+        hooks = [o for o in opts if _adds_address(o)]
+        if hooks:
+            raise BackendRefusal(
+                f"persist: ifupdown: {nic} ({family}) gets addresses from hook commands "
+                f"({hooks[0]!r}); fleetbr persists addresses written as 'address' lines only"
+            )
 
 
 def _route_line(route: Route, bridge: str) -> str:
@@ -196,6 +225,8 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     if text is None:
         raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
+    if holder == config.nic:
+        check_hooks(text, config.nic)
     new = rewrite(text, config, holder)
     return BackendPlan(
         "ifupdown",

@@ -125,6 +125,8 @@ class ArmedTransaction:
     now: int  # the host's clock when the facts were taken
     problem: MarkerProblem = ""
     detail: str = ""  # what exactly is wrong, for a problem
+    # files the boot guard could not put back at this boot (their old content is bind-mounted)
+    boot_guard_failed: int = 0
 
     @classmethod
     def untrusted(
@@ -156,6 +158,13 @@ class ArmedTransaction:
             return (
                 f"cannot read fleetbr's state in {STATE_DIR} ({self.detail}), so whether a "
                 "transaction is armed is unknown; connect as root or set sudo: true"
+            )
+        if self.boot_guard_failed:
+            return (
+                f"the boot guard could not put back {self.boot_guard_failed} file(s) of "
+                f"transaction {self.txid} at this boot (read-only file system?): their old content "
+                "is bind-mounted for this boot only and the transaction stays armed; make the "
+                "file system writable and reboot, and the guard puts them back"
             )
         kind = "stale" if self.stale else "live"
         return f"a {kind} fleetbr transaction {self.txid} is armed on the host"
@@ -205,6 +214,10 @@ class InterfaceManager:
         return tuple(view.backend for view in self.views if view.claims)
 
 
+# The largest network configuration file fleetbr reads whole and may rewrite (docs/facts.md).
+CONTENT_MAX_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Daemons:
     """The network daemons' view of the host (the facts script's ``daemons`` section)."""
@@ -214,8 +227,13 @@ class Daemons:
     files: dict[str, str | None] = field(default_factory=dict)  # every config file -> sha256
     netplan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # YAML file -> interfaces
     ifupdown: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> iface stanzas
-    # the text of each file the script sent (networkd, netplan, ifupdown; never NetworkManager's)
+    # the text of each file the script sent (networkd, netplan, ifupdown; never NetworkManager's),
+    # whole: bytes that are not UTF-8 are kept as surrogates ("surrogateescape"), so encoding it
+    # the same way gives the file's bytes back exactly
     contents: dict[str, str] = field(default_factory=dict)
+    # files larger than CONTENT_MAX_BYTES: their content above is only their start, and fleetbr
+    # never rewrites them (fleetbr.plan.persist refuses)
+    oversized: tuple[str, ...] = ()
     # NetworkManager: device -> uuid and name of its active connection profile
     nm_active: dict[str, tuple[str, str]] = field(default_factory=dict)
     # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns..., and

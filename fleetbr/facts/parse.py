@@ -252,6 +252,7 @@ def parse_armed(lines: Sequence[str], now: int, boot_id: str) -> ArmedTransactio
         timer_alive=_yesno("armed", state.get("timer_alive", "no")),
         same_boot=bool(boot_id) and state.get("boot_id") == boot_id,
         now=now,
+        boot_guard_failed=_int("armed", "boot_guard_failed", state.get("boot_guard_failed", "0")),
     )
 
 

@@ -23,10 +23,17 @@ from typing import Any
 import yaml
 
 from fleetbr.errors import FactsError, ValidationError
-from fleetbr.facts.model import ConfigFile, Daemons, DaemonView, InterfaceManager, Link
+from fleetbr.facts.model import (
+    CONTENT_MAX_BYTES,
+    ConfigFile,
+    Daemons,
+    DaemonView,
+    InterfaceManager,
+    Link,
+)
 from fleetbr.validate import bounded, split_lines
 
-CONTENT_LIMIT = 65536  # the script sends at most this many bytes of a file
+CONTENT_LIMIT = CONTENT_MAX_BYTES  # the script sends at most one byte more of a file
 YAML_VALUES = 10_000
 NETPLAN_GENERATED = (
     "/run/systemd/network/10-netplan-",
@@ -71,6 +78,7 @@ class _Raw:
     nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)  # uuid -> setting -> value
     files: dict[str, str | None] = field(default_factory=dict)
     contents: dict[str, str] = field(default_factory=dict)
+    oversized: set[str] = field(default_factory=set)
 
 
 def split_terse(line: str) -> list[str]:
@@ -108,9 +116,14 @@ def _content(raw: _Raw, rest: str, warnings: list[str]) -> None:
     except (binascii.Error, ValueError):
         warnings.append(f"section daemons: the content of {path} is not base64; skipped")
         return
-    if len(data) >= CONTENT_LIMIT:
-        warnings.append(f"section daemons: {path} is longer than 64 KiB; only its start was read")
-    raw.contents[path] = data.decode("utf-8", errors="replace")
+    if len(data) > CONTENT_LIMIT:
+        raw.oversized.add(path)
+        warnings.append(
+            f"section daemons: {path} is longer than {CONTENT_LIMIT // 1024} KiB; only its start "
+            "was read (fleetbr will not rewrite it)"
+        )
+    # bytes that are not UTF-8 become surrogates, and come back exactly when encoded the same way
+    raw.contents[path] = data.decode("utf-8", errors="surrogateescape")
 
 
 def _file(raw: _Raw, rest: str, _warnings: list[str]) -> None:
@@ -396,6 +409,7 @@ def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[st
         netplan=ctx.netplan,
         ifupdown=ctx.ifupdown,
         contents=dict(raw.contents),
+        oversized=tuple(sorted(raw.oversized)),
         nm_active={f[0]: (f[4], f[3]) for f in raw.nm_devices if f[0] and f[4]},
         nm_dns=raw.nm_dns,
     )

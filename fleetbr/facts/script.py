@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from fleetbr import validate
 from fleetbr.errors import ValidationError
 from fleetbr.facts.libvirt import LIBVIRT_MAX_BYTES
-from fleetbr.facts.model import MANAGED_FILES, PIN_DIR, PIN_MAX_BYTES, STATE_DIR
+from fleetbr.facts.model import (
+    CONTENT_MAX_BYTES,
+    MANAGED_FILES,
+    PIN_DIR,
+    PIN_MAX_BYTES,
+    STATE_DIR,
+)
 from fleetbr.render import render
 
 TEMPLATE = "facts.sh.j2"
@@ -46,4 +52,5 @@ def facts_script(
         pin_dir=pin_dir,
         pin_max=PIN_MAX_BYTES,
         libvirt_max=LIBVIRT_MAX_BYTES,
+        content_max=CONTENT_MAX_BYTES,
     )

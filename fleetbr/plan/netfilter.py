@@ -41,8 +41,9 @@ def udev_content(kernel: str) -> str:
 
 
 def sha256(text: str) -> str:
-    """Hex sha256 of ``text`` encoded as UTF-8 (what the facts script reports)."""
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Hex sha256 of ``text`` encoded as UTF-8 (what the facts script reports); surrogates stand
+    for the bytes that are not UTF-8 (a file's text as the facts decode it)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def desired_files(value: int, kernel: str, has_modules: bool = False) -> dict[str, str]:

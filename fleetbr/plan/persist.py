@@ -16,7 +16,7 @@ from fleetbr.backends import (
 )
 from fleetbr.backends.carry import Carried
 from fleetbr.facts.filemeta import FileMeta
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.diff import SETTLED
 from fleetbr.plan.model import ExpectedState, Step
@@ -97,6 +97,11 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
     meta: dict[str, FileMeta] = {}
     writes: list[Step] = []
     for change in plan.files:
+        if change.path in facts.daemons.oversized:
+            raise BackendRefusal(
+                f"persist: {plan.backend}: {change.path} is larger than "
+                f"{CONTENT_MAX_BYTES // 1024} KiB: fleetbr rewrites a file only from a whole copy"
+            )
         have = facts.daemons.file_digest(change.path)
         exists = change.path in facts.daemons.files
         if change.content is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Mapping
@@ -344,17 +345,29 @@ def file_write(
         "existed": existed,
         "backup_dir": None if backup_dir is None else _path(backup_dir),
         # what the rollback finds unless someone else wrote the file meanwhile (then it keeps it)
-        "expect": hashlib.sha256(content.encode()).hexdigest(),
+        "expect": hashlib.sha256(content.encode("utf-8", "surrogateescape")).hexdigest(),
     }
     if not content.endswith("\n"):
         raise ValidationError(f"{path}: managed file content must end with a newline")
     undo = "restore the previous" if existed else "remove the new"
     return Step(
         "file_write",
-        {"path": restore_args["path"], "content": content, "mode": mode, "force": force_mode},
+        {"path": restore_args["path"], "mode": mode, "force": force_mode, **_content_args(content)},
         f"write {path}",
         inverse=Step("file_restore", restore_args, f"{undo} {path}"),
     )
+
+
+def _content_args(content: str) -> dict[str, str]:
+    """``content`` for the file_write macro: its lines, or (bytes that are not UTF-8, kept as
+    surrogates from the facts) its exact bytes in base64, with a readable ``content`` beside."""
+    try:
+        content.encode()
+    except UnicodeEncodeError:
+        data = content.encode("utf-8", "surrogateescape")
+        readable = data.decode("utf-8", "replace")
+        return {"content": readable, "content_b64": base64.b64encode(data).decode()}
+    return {"content": content}
 
 
 def file_remove(path: str, backup_dir: str | None) -> Step:

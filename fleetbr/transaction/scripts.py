@@ -104,6 +104,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
             "tx_boot.sh.j2",
             steps=_commands(boot_steps(plan)),
             domains=persistent_domains(plan),
+            files=[s.args for s in plan.rollback if s.kind == "file_restore"],
             netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
             **base,
         ),

@@ -77,6 +77,9 @@ async def status_job(spec: HostSpec) -> HostResult:
         },
         "armed": facts.armed.txid if facts.armed else None,
     }
+    if facts.armed is not None and facts.armed.boot_guard_failed:
+        data["boot_guard_failed"] = facts.armed.boot_guard_failed
+        return HostResult(spec.name, Status.FAILED, facts.armed.describe(), data=data)
     if facts.armed is not None and facts.armed.problem:
         data["armed_problem"] = facts.armed.problem
         return HostResult(spec.name, Status.FAILED, facts.armed.describe(), data=data)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.facts.model import ArmedTransaction, HostFacts
-from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.parse import parse_armed, parse_facts
 from fleetbr.facts.script import facts_script
 from fleetbr.plan import plan_host
 from tests.unit.test_facts_parse import raw, replace_section
@@ -215,3 +215,16 @@ def test_plan_refuses_over_a_damaged_or_unreadable_marker() -> None:
         assert armed is not None
         plan = plan_host(task(), planner_facts(armed=armed), min_timeout=20)
         assert plan.refusal is not None and words in plan.refusal, plan.refusal
+
+
+def test_a_boot_guard_that_could_not_restore_is_reported() -> None:
+    """tx_boot.sh.j2 counts the files it could not put back in /run; the facts carry the count
+    and the armed transaction describes it (issue 14, item 1)."""
+    lines = [f"txid={TXID}", "txid_valid=yes", "deadline=100", "boot_id=old", "timer=none",
+             "timer_alive=no"]  # fmt: skip
+    armed = parse_armed([*lines, "boot_guard_failed=2"], 50, "new")
+    assert armed is not None and armed.boot_guard_failed == 2 and armed.stale
+    assert "boot guard could not put back 2 file(s)" in armed.describe()
+    plain = parse_armed(lines, 50, "new")
+    assert plain is not None and plain.boot_guard_failed == 0
+    assert "boot guard" not in plain.describe()

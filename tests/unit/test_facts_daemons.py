@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from fleetbr.errors import FactsError
-from fleetbr.facts.model import ConfigFile, Daemons, HostFacts, Link
+from fleetbr.facts.model import CONTENT_MAX_BYTES, ConfigFile, Daemons, HostFacts, Link
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.parse_daemons import parse_daemons, split_terse
 from tests.unit.test_facts_parse import DATA, raw, replace_section, section_lines
@@ -286,10 +286,23 @@ def test_malformed_lines_are_errors(line: str) -> None:
         parse_facts(output)
 
 
-def test_long_content_is_a_warning() -> None:
-    data = base64.b64encode(b"#" * 65536).decode()
-    _, warnings = daemons([f"content {data} /etc/systemd/network/big.network"])
+def test_content_is_kept_whole_and_byte_for_byte_up_to_the_bound() -> None:
+    """82 KiB with bytes that are not UTF-8 (issue 14, item 3): before, the parser kept 64 KiB
+    and turned the Latin-1 byte into U+FFFD."""
+    data = b"# caf\xe9 \xff\xfe\n" + b"#" * 82_000 + b"\niface vz1 inet manual\n"
+    encoded = base64.b64encode(data).decode()
+    found, warnings = daemons([f"content {encoded} /etc/network/interfaces"])
+    assert warnings == []
+    text = found.contents["/etc/network/interfaces"]
+    assert text.encode("utf-8", "surrogateescape") == data
+    assert text.endswith("iface vz1 inet manual\n") and not found.oversized
+
+
+def test_content_beyond_the_bound_is_oversized() -> None:
+    data = base64.b64encode(b"#" * (CONTENT_MAX_BYTES + 1)).decode()
+    found, warnings = daemons([f"content {data} /etc/systemd/network/big.network"])
+    assert found.oversized == ("/etc/systemd/network/big.network",)
     assert warnings == [
-        "section daemons: /etc/systemd/network/big.network is longer than 64 KiB; "
-        "only its start was read"
+        "section daemons: /etc/systemd/network/big.network is longer than 1024 KiB; "
+        "only its start was read (fleetbr will not rewrite it)"
     ]

@@ -152,9 +152,11 @@ def _member(lab: Lab, host: LabHost | str) -> LabHost:
 
 
 def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
-    """Power ``host`` off, give it a fresh layer (as right after `up`) and boot it again."""
+    """Power ``host`` off, give it a fresh layer (as right after `up`) and boot it again (with a
+    writable root)."""
     member = _member(lab, host)
     supervisor.stop(lab, member)
+    (member.dir / supervisor.ROOT_RO_FLAG).unlink(missing_ok=True)
     provision.provision(lab, member)
     supervisor.start(lab, member)
     save(lab)

@@ -29,6 +29,8 @@ BOOT_TIMEOUT = 90.0
 CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
 CGROUP_PARENT = "fleetbr-lab"
 CGROUP_REMOVE_TIMEOUT = 5.0
+# In the host's lab dir: boot it with a read-only root (fleetbr.lab.distro.lateroot).
+ROOT_RO_FLAG = "root-ro"
 
 
 def _read_pid(path: Path) -> int | None:
