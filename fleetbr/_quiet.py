@@ -29,7 +29,8 @@ def quiet_dependency_warnings() -> None:
 
 def show_dependency_warnings() -> None:
     """Undo :func:`quiet_dependency_warnings` (for ``-v``); call before asyncssh is imported."""
-    warnings.filters[:] = [f for f in warnings.filters if not _is_ours(f)]
+    # typeshed (mypy 2.4) types it as a Sequence; it is the module's list, changed in place
+    warnings.filters[:] = [f for f in warnings.filters if not _is_ours(f)]  # type: ignore[index]
 
 
 def _is_ours(entry: tuple[object, ...]) -> bool:
