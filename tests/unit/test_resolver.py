@@ -1,0 +1,454 @@
+"""The resolver loop (``fleetbr.transaction.protocol``) against scripted host states and failures.
+
+No SSH: a :class:`~tests.unit.fakehost.FakeHost` answers the state, facts, disarm and rollback
+scripts with the markers the real scripts print, on a virtual clock, and fails the test on any
+script it was not told to expect. Each test pins one row of docs/safety.md's "the host says / the
+controller does" table or one failure of the protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+from fleetbr.errors import SessionLost
+from fleetbr.facts.model import HostFacts
+from fleetbr.plan import Plan, plan_host
+from fleetbr.report import HostResult, Status
+from fleetbr.transaction import scripts
+from fleetbr.transaction.change import RollbackCheck
+from fleetbr.transaction.protocol import (
+    MARGIN,
+    POLL,
+    ROLLBACK_GRACE,
+    Transaction,
+    _prepare,
+    resolve,
+)
+from fleetbr.transport import Connection
+from tests.unit.fakehost import (
+    PLAIN_FACTS,
+    ROLLED_BACK,
+    FakeConnection,
+    FakeHost,
+    Reply,
+    marks,
+    spec,
+    state,
+)
+from tests.unit.test_plan_support import facts, task
+
+PLAN = plan_host(task(), facts(), min_timeout=20)
+TXID = "20261206T014500-abcdef"
+TIMEOUT = 40
+GATEWAY_UP, GATEWAY_DOWN = "198.51.100.1", "198.51.100.254"  # as plain.txt's probes say
+
+
+@dataclass
+class ScriptedChange:
+    """A :class:`~fleetbr.transaction.change.Change` whose verdicts the test sets."""
+
+    problems: list[str] = field(default_factory=list)  # what confirm finds wrong
+    restore: RollbackCheck = field(default_factory=RollbackCheck)  # how the rollback compares
+    label: str = "test"
+    timeout: int = TIMEOUT
+    confirm_calls: int = 0
+
+    def plan(self, facts: HostFacts, min_timeout: int) -> Plan:
+        return PLAN
+
+    def staged_files(self) -> dict[str, str]:
+        return {}
+
+    async def confirm_problems(
+        self, conn: Connection, txid: str, plan: Plan, after: HostFacts
+    ) -> list[str]:
+        self.confirm_calls += 1
+        return list(self.problems)
+
+    def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
+        return self.restore
+
+
+def transaction(
+    host: FakeHost, change: ScriptedChange | None = None, *, probes: tuple[str, ...] = ()
+) -> Transaction:
+    """A transaction just armed on ``host`` (its timer fires in TIMEOUT seconds)."""
+    return Transaction(
+        spec(), change or ScriptedChange(), before=facts(), plan=PLAN, txid=TXID,
+        probes=list(probes), deadline=host.clock.now() + TIMEOUT, clock=host.clock,
+    )  # fmt: skip
+
+
+async def run(host: FakeHost, tx: Transaction, *, applied: bool = False) -> HostResult:
+    result = await resolve(tx, applied=applied, connector=host.connect)
+    assert host.left() == {}, "the controller skipped scripts the test expected"
+    assert all(conn.closed for conn in host.opened), "a connection was left open"
+    return result
+
+
+def rolled_back(**changes: str) -> str:
+    return state(**{**ROLLED_BACK, **changes})
+
+
+def triggered(host: FakeHost) -> list[str]:
+    """The reasons of the rollbacks the controller started."""
+    found = []
+    for call in host.calls:
+        if call.label == "rollback":
+            match = re.search(r"confirm-failed|unfinished", call.script)
+            found.append(match.group(0) if match else "?")
+    return found
+
+
+# --- confirm ------------------------------------------------------------------------------
+
+
+async def test_an_applied_host_is_confirmed_over_a_fresh_connection() -> None:
+    host = FakeHost().on("state", state()).on("facts", PLAIN_FACTS)
+    host.on("disarm", marks({"decision": "confirmed"}))
+    tx = transaction(host, probes=(GATEWAY_UP,))
+    result = await run(host, tx)
+    assert result.status is Status.CONFIRMED
+    assert host.labels() == ["state", "facts", "disarm"]
+    assert GATEWAY_UP in host.calls[1].script  # the gateway is probed again after the change
+
+
+async def test_applied_at_arm_time_goes_straight_to_confirm() -> None:
+    host = FakeHost().on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
+    result = await run(host, transaction(host), applied=True)
+    assert result.status is Status.CONFIRMED
+    assert host.labels() == ["facts", "disarm"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "rolled_back timer",  # the timer took the decision lock first
+        "not-applied running",  # the disarm script found the apply not finished
+        "",  # no answer at all
+    ],
+)
+async def test_only_a_confirmed_disarm_confirms(answer: str) -> None:
+    """A disarm that did not take the decision is never reported confirmed: the next look at
+    the host says what happened instead (here: the timer's rollback, then verified)."""
+    host = FakeHost().on("state", state(), rolled_back()).on("facts", PLAIN_FACTS, PLAIN_FACTS)
+    host.on("disarm", marks({"decision": answer}) if answer else "")
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK, result.message
+    assert host.labels() == ["state", "facts", "disarm", "state", "facts"]
+
+
+async def test_a_gateway_that_stops_answering_rolls_the_host_back_at_once() -> None:
+    host = FakeHost().on("state", state(), rolled_back(decision="rolled_back confirm-failed"))
+    host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("rollback", "")
+    result = await run(host, transaction(host, probes=(GATEWAY_UP, GATEWAY_DOWN)))
+    assert result.status is Status.ROLLED_BACK
+    assert triggered(host) == ["confirm-failed"]
+    assert f"gateway {GATEWAY_DOWN} no longer answers" in result.message
+    assert "disarm" not in host.labels()
+
+
+async def test_a_change_that_does_not_verify_is_rolled_back_with_its_problems() -> None:
+    host = FakeHost().on("state", state(), rolled_back(decision="rolled_back confirm-failed"))
+    host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("rollback", "")
+    change = ScriptedChange(problems=["bridge br0 does not exist"])
+    result = await run(host, transaction(host, change))
+    assert result.status is Status.ROLLED_BACK
+    assert triggered(host) == ["confirm-failed"]
+    assert result.message == "rolled back: bridge br0 does not exist"
+
+
+# --- verifying a rollback -----------------------------------------------------------------
+
+
+async def test_a_rollback_whose_steps_failed_is_not_rolled_back() -> None:
+    """The host matches its snapshot as far as the facts show, but two rollback steps failed:
+    that is a failure, never "rolled back"."""
+    host = FakeHost().on("state", rolled_back(rollback="done failed=2")).on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED
+    assert "2 rollback step(s) failed on the host" in result.message
+    assert result.message.startswith("rolled back but not at its snapshot")
+
+
+async def test_a_rollback_with_no_failed_step_that_matches_its_snapshot_is_rolled_back() -> None:
+    host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK
+    assert result.data["reason"].startswith("the host's timer fired before a confirmation")
+    assert result.data["decision"] == "rolled_back timer"
+
+
+async def test_a_host_not_at_its_snapshot_fails_with_the_differences() -> None:
+    host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    change = ScriptedChange(restore=RollbackCheck(problems=["address 198.51.100.10/24 missing"]))
+    result = await run(host, transaction(host, change))
+    assert result.status is Status.FAILED
+    assert result.message == (
+        "rolled back but not at its snapshot: address 198.51.100.10/24 missing"
+    )
+
+
+async def test_differences_outside_the_change_are_reported_not_judged() -> None:
+    host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    change = ScriptedChange(restore=RollbackCheck(notes=["link vnet0 appeared"]))
+    result = await run(host, transaction(host, change))
+    assert result.status is Status.ROLLED_BACK
+    assert result.data["differences"] == ["link vnet0 appeared"]
+
+
+async def test_a_rollback_still_running_is_waited_for_before_it_is_verified() -> None:
+    host = FakeHost().on(
+        "state",
+        rolled_back(rollback="none", rollback_alive="yes"),
+        rolled_back(rollback="none", rollback_alive="yes"),
+        rolled_back(),
+    )
+    host.on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK
+    assert host.labels() == ["state", "state", "state", "facts"]
+    assert host.clock.slept == [POLL, POLL]
+
+
+# --- the host cannot finish the change ----------------------------------------------------
+
+
+async def test_an_apply_that_died_is_rolled_back_by_the_controller() -> None:
+    host = FakeHost().on(
+        "state",
+        state(apply="running", apply_alive="no"),
+        rolled_back(decision="rolled_back unfinished"),
+    )
+    host.on("rollback", "").on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert triggered(host) == ["unfinished"]
+    assert result.status is Status.ROLLED_BACK
+    assert result.data["reason"] == "the change never completed on the host"
+
+
+async def test_applied_too_late_to_confirm_waits_for_the_timer() -> None:
+    host = FakeHost().on("state", state(remaining="2"), rolled_back()).on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK
+    assert host.clock.slept == [3.0]  # the timer's 2 s and one more: never a confirm
+    assert host.labels() == ["state", "state", "facts"]
+
+
+async def test_arming_failed_reports_nothing_changed() -> None:
+    host = FakeHost().on(
+        "state",
+        state(arm="failed 11", arm_error="staged scripts changed", apply="none",
+              timer_alive="no", remaining="none", armed_marker="none"),
+    )  # fmt: skip
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED
+    assert result.message == "arming failed: staged scripts changed; nothing changed"
+
+
+async def test_another_transaction_armed_is_a_refusal() -> None:
+    error = "refused: transaction 20261206T000000-123456 is already armed"
+    host = FakeHost().on(
+        "state",
+        state(arm="failed 10", arm_error=error, apply="none", timer_alive="no",
+              remaining="none", armed_marker="other"),
+    )  # fmt: skip
+    result = await run(host, transaction(host))
+    assert result.status is Status.REFUSED
+    assert result.message == error
+
+
+async def test_an_arm_script_that_never_started_is_cancelled() -> None:
+    never = {"claim": "none", "arm": "none", "apply": "none", "timer_alive": "no",
+             "remaining": "none", "armed_marker": "none"}  # fmt: skip
+    host = FakeHost().on("state", state(**never), state(**{**never, "claim": "cancel"}))
+    host.on("state", state(**{**never, "claim": "cancel"}))
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED
+    assert "it was cancelled; nothing changed" in result.message
+    assert "ln -s cancel" in host.calls[1].script and "ln -s cancel" not in host.calls[0].script
+
+
+# --- stalls -------------------------------------------------------------------------------
+
+ARMING_FOREVER = {"arm": "claimed", "arm_alive": "yes", "apply": "none", "timer_alive": "no",
+                  "remaining": "none", "armed_marker": "none"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("command_timeout", "stall"), [(20.0, 30.0), (45.0, 45.0)])
+async def test_a_host_that_stops_progressing_is_failed_without_deciding(
+    command_timeout: float, stall: float
+) -> None:
+    """A hung arm script: nothing moves on the host and no timer runs. After max(30 s,
+    command_timeout) without progress the controller gives up, undecided: no rollback, no
+    disarm, only looks."""
+    host = FakeHost().on("state", Reply(state(**ARMING_FOREVER), until=10_000.0))
+    tx = transaction(host)
+    tx.spec = spec(command_timeout=command_timeout)
+    start = host.clock.now()
+    result = await resolve(tx, connector=host.connect)
+    assert result.status is Status.FAILED
+    assert f"not progressing for {stall:.0f}s" in result.message
+    assert "fleetbr rollback" in result.message
+    assert set(host.labels()) == {"state"}
+    waited = host.clock.now() - start
+    assert stall < waited <= stall + POLL  # gives up on the first look past the stall
+
+
+async def test_progress_restarts_the_stall_clock() -> None:
+    """The arm script moves on at t+25 (claimed -> armed, apply started): the stall counts from
+    there, so a host that keeps moving is never given up on."""
+    host = FakeHost()
+    start = host.clock.now()
+    host.on("state", Reply(state(**ARMING_FOREVER), until=start + 25))
+    moved = {**ARMING_FOREVER, "arm": "started", "armed_marker": "this"}
+    host.on("state", Reply(state(**moved), until=start + 10_000))
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED and "not progressing" in result.message
+    assert 55 < host.clock.now() - start <= 55 + 2 * POLL
+
+
+async def test_a_slow_apply_under_a_running_timer_is_not_a_stall() -> None:
+    """The apply runs for 50 s without any visible progress, but the host's timer is running
+    with time left: the controller keeps waiting (the timer bounds it), then confirms."""
+    host = FakeHost()
+    start = host.clock.now()
+
+    def running(_: str) -> str:
+        left = int(start + 60 - host.clock.now())
+        return state(apply="running", apply_alive="yes", remaining=str(left))
+
+    host.on("state", Reply(running, until=start + 50), state(remaining="10"))
+    host.on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
+    result = await run(host, transaction(host))
+    assert result.status is Status.CONFIRMED, result.message
+
+
+async def test_a_timer_past_its_deadline_does_not_hold_off_the_stall() -> None:
+    """Alive but with no time left (remaining 0 and below): it is not coming, so the stall
+    check applies."""
+    host = FakeHost().on(
+        "state",
+        Reply(state(apply="failed:2", remaining="0", rollback="none"), until=10_000.0),
+    )
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED and "not progressing" in result.message
+
+
+async def test_stuck_is_reported_not_decided() -> None:
+    """Decided rolled back, but the rollback never finished and nothing runs (STUCK): the
+    controller neither verifies nor starts anything; it reports the host undecided."""
+    host = FakeHost().on("state", Reply(rolled_back(rollback="none"), until=10_000.0))
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED
+    assert "undecided on the host and not progressing" in result.message
+    assert set(host.labels()) == {"state"}
+
+
+async def test_a_transaction_folder_that_is_gone_is_stuck() -> None:
+    host = FakeHost().on("state", Reply(marks({"staged": "no"}), until=10_000.0))
+    result = await run(host, transaction(host))
+    assert result.status is Status.FAILED and "not progressing" in result.message
+    assert set(host.labels()) == {"state"}
+
+
+# --- connections --------------------------------------------------------------------------
+
+
+async def test_a_connection_lost_mid_step_is_replaced_and_the_host_asked_again() -> None:
+    host = FakeHost().on("state", state(), state())
+    host.on("facts", Reply(error=SessionLost("connection lost during facts")), PLAIN_FACTS)
+    host.on("disarm", marks({"decision": "confirmed"}))
+    tx = transaction(host)
+    result = await run(host, tx)
+    assert result.status is Status.CONFIRMED
+    assert host.labels() == ["state", "facts", "state", "facts", "disarm"]
+    assert len(host.opened) == 2
+    assert [c.script for c in host.calls if c.label == "disarm"]
+    assert any("connection lost while resolving" in line for line in tx.log)
+
+
+async def test_a_connection_lost_during_the_disarm_never_disarms_twice() -> None:
+    """The disarm may have taken the decision before the session died: the next look says so."""
+    host = FakeHost().on("state", state(), state(decision="confirmed", timer_alive="no"))
+    host.on("facts", PLAIN_FACTS)
+    host.on("disarm", Reply(error=SessionLost("connection lost during disarm")))
+    result = await run(host, transaction(host))
+    assert result.status is Status.CONFIRMED
+    assert host.labels().count("disarm") == 1
+
+
+async def test_unreachable_after_the_rollback_budget() -> None:
+    """No connection before the deadline, none for the rollback budget after the timer fired:
+    the host is unreachable, and the controller tried for as long as it promises."""
+    host = FakeHost().refuse(10_000, 10_000)
+    tx = transaction(host)
+    deadline = tx.deadline
+    result = await run(host, tx, applied=True)
+    assert result.status is Status.UNREACHABLE
+    assert result.message.startswith("UNREACHABLE: no connection since the change")
+    (t1, _, budget1), (t2, _, budget2) = host.connects
+    assert budget1 == pytest.approx(deadline - MARGIN - t1)  # until shortly before the deadline
+    assert t2 >= deadline + ROLLBACK_GRACE  # then only once the timer's rollback had its time
+    assert budget2 == max(30.0, TIMEOUT, 2 * tx.spec.ssh.connect_timeout)
+    assert host.calls == []
+
+
+async def test_a_connection_before_the_deadline_gets_the_time_left() -> None:
+    """The host said its timer fires in 12 s: the next connect may try until 3 s before."""
+    host = FakeHost().on("state", state(remaining="12"))
+    host.on("facts", Reply(error=SessionLost("cut")))
+    host.refuse(1.0, first=1).on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    start = host.clock.now()  # the look that says 12 s
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK
+    t, _, budget = host.connects[1]
+    assert budget == pytest.approx(start + 12 - MARGIN - t)  # not the 40 s of the task
+    assert host.connects[2][0] >= start + 12 + ROLLBACK_GRACE
+
+
+# --- stage --------------------------------------------------------------------------------
+
+TXID_RE = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
+
+
+def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
+    """The stage script's answer: the sha256 of each file the host wrote (``spoil``: that one
+    differs, as if the disk or something in the way changed it)."""
+
+    def answer(script: str) -> str:
+        match = TXID_RE.search(script)
+        assert match and tx.plan is not None
+        sums = scripts.staged_scripts(match.group(0), tx.plan).checksums()
+        if spoil is not None:
+            sums[spoil] = "0" * 64
+        lines = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
+        return f"@@checksums\n{lines}@@probes\nprobe {GATEWAY_UP} ok\n"
+
+    return Reply(answer)
+
+
+async def prepare(spoil: str | None) -> tuple[HostResult | None, Transaction, FakeHost]:
+    host = FakeHost()
+    tx = Transaction(spec(), ScriptedChange(), clock=host.clock)
+    host.on("facts", PLAIN_FACTS).on("stage", stage_reply(tx, spoil=spoil))
+    conn = FakeConnection(tx.spec, host)
+    return await _prepare(tx, conn), tx, host
+
+
+async def test_a_stage_whose_checksums_match_goes_on_to_arm() -> None:
+    result, tx, host = await prepare(None)
+    assert result is None
+    assert host.labels() == ["facts", "stage"]
+    assert tx.probes == [GATEWAY_UP] if GATEWAY_UP in PLAN.probes else tx.probes == []
+
+
+@pytest.mark.parametrize("spoiled", ["apply.sh", "rollback.sh", "timer.sh"])
+async def test_a_checksum_mismatch_at_stage_stops_before_arming(spoiled: str) -> None:
+    result, _, host = await prepare(spoiled)
+    assert result is not None and result.status is Status.FAILED
+    assert result.message == "staged scripts do not match their checksums; nothing changed"
+    assert host.labels() == ["facts", "stage"]
