@@ -266,6 +266,7 @@ class _Resolver:
                 tx.note(f"no fresh connection before the deadline: {exc}")
                 self.reason = f"no fresh SSH connection before the deadline ({exc})"
             await tx.clock.sleep(max(0.0, tx.deadline - tx.clock.now()) + ROLLBACK_GRACE)
+        self.skip_first_look = False  # past the deadline the arm's "applied" is stale: ask
         budget = max(30.0, float(tx.change.timeout), 2.0 * tx.spec.ssh.connect_timeout)
         try:
             self.conn = await self.connect(tx.spec, attempts=1000, give_up_after=budget)

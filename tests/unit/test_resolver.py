@@ -397,6 +397,18 @@ async def test_unreachable_after_the_rollback_budget() -> None:
     assert host.calls == []
 
 
+async def test_unreachable_until_the_timer_fired_then_the_rollback_is_verified() -> None:
+    """The arm said "applied", but no connection came before the deadline: once one does, the
+    controller asks the host (it never goes straight to confirm past the deadline, where only
+    the decision lock would stand between a late confirm and the timer's rollback)."""
+    host = FakeHost().refuse(10_000).on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    tx = transaction(host)
+    result = await run(host, tx, applied=True)
+    assert result.status is Status.ROLLED_BACK
+    assert result.data["reason"].startswith("no fresh SSH connection before the deadline")
+    assert host.connects[1][0] >= tx.deadline + ROLLBACK_GRACE
+
+
 async def test_a_connection_before_the_deadline_gets_the_time_left() -> None:
     """The host said its timer fires in 12 s: the next connect may try until 3 s before."""
     host = FakeHost().on("state", state(remaining="12"))
