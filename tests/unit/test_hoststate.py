@@ -60,6 +60,24 @@ def state(**changes: object) -> HostTxState:
         ({"decision": "rolled_back timer", "rollback": "done failed=0"}, Action.VERIFY_ROLLBACK),
         ({"decision": "rolled_back timer"}, Action.STUCK),  # rollback died half-way
         ({"staged": False}, Action.STUCK),
+        # the host's uptime could not be read: no remaining time known; the decision lock still
+        # stands between the disarm and the timer, so confirm
+        ({"remaining": None}, Action.CONFIRM),
+        ({"remaining": 4}, Action.CONFIRM),  # more than the 3 s margin
+        ({"remaining": 3}, Action.WAIT_TIMER),  # exactly the margin is not more than it
+        ({"remaining": 3, "timer_alive": False}, Action.TRIGGER_ROLLBACK),
+        ({"apply": "stopped:4"}, Action.WAIT),  # stopped by a decision: the rollback is at work
+        # armed marker created, then the arm script failed (not "another one armed"): revert
+        ({"arm": "failed 11", "apply": "none", "armed_marker": "this"}, Action.TRIGGER_ROLLBACK),
+        # claimed, then died before creating the armed marker: nothing was armed
+        ({"arm": "claimed", "apply": "none", "armed_marker": "none"}, Action.NOTHING_CHANGED),
+        ({"arm": "claimed", "apply": "none", "armed_marker": "other"}, Action.NOTHING_CHANGED),
+        # applied while another process of the transaction still runs (the arm script waiting
+        # on the apply's status, the apply exiting): the change is complete, confirm; a rollback
+        # starting meanwhile loses or wins the decision lock against the disarm, never both
+        ({"arm_alive": True}, Action.CONFIRM),
+        ({"apply_alive": True}, Action.CONFIRM),
+        ({"rollback_alive": True}, Action.CONFIRM),
     ],
 )
 def test_next_action(changes: dict[str, object], action: Action) -> None:
