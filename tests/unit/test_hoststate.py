@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -110,3 +111,63 @@ def test_the_state_script_samples_liveness_before_it_reads_the_status_files() ->
                          ("rollback", "rollback.status")):  # fmt: skip
         sampled = text.index(f"{name}_alive=$(alive {name})")
         assert sampled < text.index(f'cat "$TX/{status}"'), name
+
+
+EVERY_MARKER = {
+    "staged": "yes", "claim": "arm", "arm": "done", "arm_alive": "yes", "arm_error": "x",
+    "apply": "applied", "apply_alive": "yes", "decision": "confirmed",
+    "rollback": "done failed=1", "rollback_alive": "yes", "timer_alive": "yes",
+    "remaining": "12", "writable": "no", "armed_marker": "this",
+}  # fmt: skip
+
+
+def test_parse_state_reads_every_marker_the_state_script_prints() -> None:
+    from fleetbr.transaction.scripts import state_script
+
+    printed = set(re.findall(r'echo "@@([a-z_]+) ', state_script("20261129T000000-abcdef")))
+    assert printed - {"cancel"} == EVERY_MARKER.keys()
+    assert parse_state(EVERY_MARKER) == HostTxState(
+        staged=True, claim="arm", arm="done", arm_alive=True, arm_error="x", apply="applied",
+        apply_alive=True, decision="confirmed", rollback="done failed=1", rollback_alive=True,
+        timer_alive=True, remaining=12, writable=False, armed_marker="this",
+    )  # fmt: skip
+
+
+NOTHING = HostTxState(
+    staged=False, claim="none", arm="none", arm_alive=False, arm_error="", apply="none",
+    apply_alive=False, decision="none", rollback="none", rollback_alive=False,
+    timer_alive=False, remaining=None, writable=True, armed_marker="none",
+)  # fmt: skip
+
+
+def test_parse_state_of_missing_or_empty_markers_is_nothing_known() -> None:
+    """A marker the script did not print, or printed empty: never read as yes, a claim, a
+    decision or a time; the folder counts as writable unless the script said it is not."""
+    assert parse_state({}) == NOTHING
+    assert parse_state(dict.fromkeys(EVERY_MARKER, "")) == NOTHING
+
+
+@pytest.mark.parametrize(
+    ("marks", "changes"),
+    [
+        ({"staged": "no", "arm_alive": "no", "writable": "yes"}, {}),
+        ({"staged": "YES", "timer_alive": "1", "apply_alive": "true"}, {}),  # only "yes" is yes
+        ({"remaining": "-4"}, {"remaining": -4}),
+        ({"remaining": "0"}, {"remaining": 0}),
+        ({"remaining": "none"}, {}),
+        ({"remaining": "-"}, {}),
+        ({"remaining": "12s"}, {}),
+    ],
+)
+def test_parse_state_values(marks: dict[str, str], changes: dict[str, object]) -> None:
+    assert parse_state(marks) == dataclasses.replace(NOTHING, **changes)  # type: ignore[arg-type]
+
+
+def test_summary_names_every_part_of_the_state() -> None:
+    assert state(remaining=None, timer_alive=False).summary() == (
+        "claim=arm arm=done apply=applied decision=none rollback=none timer=off left=?"
+    )
+    assert state(decision="rolled_back timer", rollback="done failed=0").summary() == (
+        "claim=arm arm=done apply=applied decision=rolled_back timer rollback=done failed=0 "
+        "timer=on left=30s"
+    )

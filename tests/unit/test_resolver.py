@@ -19,14 +19,20 @@ from fleetbr.plan import Plan, plan_host
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.change import RollbackCheck
+from fleetbr.transaction.hoststate import parse_state
 from fleetbr.transaction.protocol import (
     MARGIN,
     POLL,
     ROLLBACK_GRACE,
     Transaction,
+    _arm_and_apply,
     _prepare,
+    min_timeout,
     resolve,
+    rollback_finished,
+    wait_settled,
 )
+from fleetbr.transaction.scripts import markers
 from fleetbr.transport import Connection
 from tests.unit.fakehost import (
     PLAIN_FACTS,
@@ -464,3 +470,100 @@ async def test_a_checksum_mismatch_at_stage_stops_before_arming(spoiled: str) ->
     assert result is not None and result.status is Status.FAILED
     assert result.message == "staged scripts do not match their checksums; nothing changed"
     assert host.labels() == ["facts", "stage"]
+
+
+# --- arm, the report, the settled state ---------------------------------------------------
+
+
+async def test_the_arm_hears_the_hosts_timer_and_reports_applied() -> None:
+    host = FakeHost().on("arm+apply", marks({"armed": "37", "apply": "applied"}))
+    tx = transaction(host)
+    tx.before = facts()
+    armed: list[str] = []
+    tx.on_armed = armed.append
+    conn = FakeConnection(tx.spec, host)
+    assert await _arm_and_apply(tx, conn) is True
+    assert armed == ["hv01"]
+    assert tx.armed_at == host.clock.now()
+    assert tx.deadline == host.clock.now() + 37  # the host's word, not the task's 40 s
+    assert "armed, timer fires in 37s; apply applied" in tx.log[-1]
+    script = host.calls[0].script
+    assert f"TXID={TXID}" in script and "systemd-run" in script  # facts(): PID 1 is systemd
+
+
+@pytest.mark.parametrize(
+    ("reply", "note"),
+    [
+        (Reply(marks({"armed": "40", "apply": "running"})), "apply running"),
+        (Reply(marks({"armed": "-2", "apply": "failed:3"})), "timer fires in -2s"),
+        (Reply("", exit_status=10, stderr="refused: another transaction"), "arm script: refused"),
+        (Reply(error=SessionLost("cut")), "arm+apply session ended early (cut)"),
+    ],
+)
+async def test_the_arm_says_not_applied_and_the_resolver_will_ask(reply: Reply, note: str) -> None:
+    host = FakeHost().on("arm+apply", reply)
+    tx = transaction(host)
+    assert await _arm_and_apply(tx, FakeConnection(tx.spec, host)) is False
+    assert note in tx.log[-1]
+    assert tx.deadline == host.clock.now() + (-2 if "-2s" in note else TIMEOUT)
+
+
+async def test_the_result_carries_the_transaction() -> None:
+    host = FakeHost()
+    tx = transaction(host)
+    tx.armed_at = host.clock.now()
+    tx.note("something happened")
+    await host.clock.sleep(2.5)
+    result = tx.result(Status.FAILED, "why", extra=1)
+    assert (result.host, result.status, result.message) == ("hv01", Status.FAILED, "why")
+    assert result.data["txid"] == TXID and result.data["extra"] == 1
+    assert result.data["events"][0].endswith(" something happened")
+    assert result.data["steps"] == [s.description for s in PLAN.steps]
+    assert result.data["window"] == 2.5
+    bare = Transaction(spec(), ScriptedChange()).result(Status.REFUSED, "no")
+    assert bare.data == {"txid": None, "events": []}
+
+
+def test_min_timeout_leaves_room_to_reconnect_twice_probe_and_disarm() -> None:
+    assert min_timeout(spec(connect_timeout=5.0).ssh) == 17  # 2 * 5 + 4 + 3
+    assert min_timeout(spec(connect_timeout=2.2).ssh) == 12  # rounded up: 11.4
+
+
+@pytest.mark.parametrize(
+    ("changes", "finished"),
+    [
+        (ROLLED_BACK, True),
+        ({**ROLLED_BACK, "rollback": "none"}, False),  # decided, rollback not done
+        ({**ROLLED_BACK, "rollback_alive": "yes"}, False),
+        ({**ROLLED_BACK, "apply_alive": "yes"}, False),
+        ({**ROLLED_BACK, "arm_alive": "yes"}, False),
+        ({"decision": "confirmed", "rollback": "done failed=0"}, False),
+    ],
+)
+def test_rollback_finished(changes: dict[str, str], finished: bool) -> None:
+    assert rollback_finished(parse_state(markers(state(**changes)))) is finished
+
+
+async def test_wait_settled_waits_for_the_decision_and_the_rollback() -> None:
+    host = FakeHost().on(
+        "state",
+        state(apply="running", apply_alive="yes"),
+        rolled_back(rollback="none", rollback_alive="yes"),
+        rolled_back(),
+    )
+    conn = FakeConnection(spec(), host)
+    settled = await wait_settled(conn, TXID, patience=60.0)
+    assert rollback_finished(settled)
+    assert host.left() == {}
+
+
+async def test_wait_settled_returns_a_confirmed_transaction_at_once() -> None:
+    host = FakeHost().on("state", state(decision="confirmed"))
+    settled = await wait_settled(FakeConnection(spec(), host), TXID, patience=60.0)
+    assert settled.decision == "confirmed"
+
+
+async def test_wait_settled_gives_up_after_its_patience() -> None:
+    host = FakeHost().on("state", state(apply="running", apply_alive="yes"))
+    settled = await wait_settled(FakeConnection(spec(), host), TXID, patience=0.0)
+    assert settled.apply == "running" and host.labels() == ["state"]
