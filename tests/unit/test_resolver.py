@@ -8,8 +8,12 @@ controller does" table or one failure of the protocol.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +30,9 @@ from fleetbr.transaction.protocol import (
     ROLLBACK_GRACE,
     Transaction,
     _arm_and_apply,
+    _fault_pause,
     _prepare,
+    _reason,
     min_timeout,
     resolve,
     rollback_finished,
@@ -58,15 +64,20 @@ class ScriptedChange:
 
     problems: list[str] = field(default_factory=list)  # what confirm finds wrong
     restore: RollbackCheck = field(default_factory=RollbackCheck)  # how the rollback compares
+    restores: list[RollbackCheck] = field(default_factory=list)  # per look, before ``restore``
     label: str = "test"
     timeout: int = TIMEOUT
     confirm_calls: int = 0
+    planned: Plan = PLAN
+    files: dict[str, str] = field(default_factory=dict)
+    seen: list[tuple[object, ...]] = field(default_factory=list)  # the arguments it was given
 
     def plan(self, facts: HostFacts, min_timeout: int) -> Plan:
-        return PLAN
+        self.seen.append(("plan", facts, min_timeout))
+        return self.planned
 
     def staged_files(self) -> dict[str, str]:
-        return {}
+        return dict(self.files)
 
     async def confirm_problems(
         self, conn: Connection, txid: str, plan: Plan, after: HostFacts
@@ -75,7 +86,8 @@ class ScriptedChange:
         return list(self.problems)
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
-        return self.restore
+        self.seen.append(("rollback_check", plan, before, after))
+        return self.restores.pop(0) if self.restores else self.restore
 
 
 def transaction(
@@ -440,7 +452,8 @@ def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
     def answer(script: str) -> str:
         match = TXID_RE.search(script)
         assert match and tx.plan is not None
-        sums = scripts.staged_scripts(match.group(0), tx.plan).checksums()
+        staged = scripts.staged_scripts(match.group(0), tx.plan, tx.change.staged_files())
+        sums = staged.checksums()
         if spoil is not None:
             sums[spoil] = "0" * 64
         lines = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
@@ -449,10 +462,17 @@ def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
     return Reply(answer)
 
 
-async def prepare(spoil: str | None) -> tuple[HostResult | None, Transaction, FakeHost]:
+async def prepare(
+    spoil: str | None,
+    change: ScriptedChange | None = None,
+    stage: Reply | None = None,
+    *,
+    sudo: bool = False,
+) -> tuple[HostResult | None, Transaction, FakeHost]:
     host = FakeHost()
-    tx = Transaction(spec(), ScriptedChange(), clock=host.clock)
-    host.on("facts", PLAIN_FACTS).on("stage", stage_reply(tx, spoil=spoil))
+    tx = Transaction(spec(), change or ScriptedChange(), clock=host.clock)
+    tx.spec = dataclasses.replace(tx.spec, ssh=dataclasses.replace(tx.spec.ssh, sudo=sudo))
+    host.on("facts", PLAIN_FACTS).on("stage", stage or stage_reply(tx, spoil=spoil))
     conn = FakeConnection(tx.spec, host)
     return await _prepare(tx, conn), tx, host
 
@@ -567,3 +587,171 @@ async def test_wait_settled_gives_up_after_its_patience() -> None:
     host = FakeHost().on("state", state(apply="running", apply_alive="yes"))
     settled = await wait_settled(FakeConnection(spec(), host), TXID, patience=0.0)
     assert settled.apply == "running" and host.labels() == ["state"]
+
+
+async def test_a_stage_reports_what_it_staged_and_the_probes_that_answered() -> None:
+    staged: list[str] = []
+    change = ScriptedChange(label="tasks/label-in-the-journal.yaml",
+                            files={"command.sh": "#!/bin/sh\ntrue\n"})  # fmt: skip
+    host = FakeHost()
+    tx = Transaction(spec(), change, clock=host.clock, on_staged=staged.append)
+    host.on("facts", PLAIN_FACTS).on("stage", stage_reply(tx))
+    assert await _prepare(tx, FakeConnection(tx.spec, host)) is None
+    assert staged == [tx.txid] and TXID_RE.fullmatch(tx.txid)
+    assert change.seen[0][1:] == (tx.before, min_timeout(tx.spec.ssh))
+    stage = host.calls[1].script
+    assert "tasks/label-in-the-journal.yaml" in stage and "command.sh" in stage
+    assert tx.log[-1].endswith(f"staged {tx.txid}; probes that pass before the change: "
+                               f"{[GATEWAY_UP]}")  # fmt: skip
+
+
+async def test_a_stage_without_probe_results_keeps_no_probe() -> None:
+    host = FakeHost()
+    tx = Transaction(spec(), ScriptedChange(), clock=host.clock)
+    good = stage_reply(tx).stdout
+    assert callable(good)
+    host.on("facts", PLAIN_FACTS).on("stage", Reply(lambda s: good(s).split("@@probes")[0]))
+    assert await _prepare(tx, FakeConnection(tx.spec, host)) is None
+    assert tx.probes == [] and tx.log[-1].endswith("probes that pass before the change: none")
+
+
+async def test_a_stage_that_prints_no_checksums_stops_before_arming() -> None:
+    result, _, _ = await prepare(None, stage=Reply("@@probes\n"))
+    assert result is not None and result.status is Status.FAILED
+    assert result.message == "staged scripts do not match their checksums; nothing changed"
+
+
+async def test_a_refused_or_unchanged_plan_stages_nothing() -> None:
+    refused = ScriptedChange(planned=dataclasses.replace(PLAN, refusal="eth0 is a wireless NIC"))
+    result, tx, host = await prepare(None, refused)
+    assert result is not None and (result.status, result.message) == (
+        Status.REFUSED, "eth0 is a wireless NIC")  # fmt: skip
+    assert host.labels() == ["facts"] and tx.txid == ""
+    unchanged = ScriptedChange(planned=dataclasses.replace(PLAN, steps=(), rollback=()))
+    result, _, host = await prepare(None, unchanged)
+    assert result is not None and (result.status, result.message) == (
+        Status.UNCHANGED, "already matches the task")  # fmt: skip
+    assert host.labels() == ["facts"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "sudo", "status", "message"),
+    [
+        (Reply(error=SessionLost("cut")), False, Status.FAILED,
+         "staging did not complete (cut); nothing changed"),
+        (Reply("", exit_status=10, stderr=" another transaction is armed \n"), False,
+         Status.REFUSED, "another transaction is armed"),
+        (Reply("", exit_status=1, stderr="mkdir: Permission denied\n"), False, Status.FAILED,
+         "staging failed: mkdir: Permission denied; nothing changed (not root? set sudo: true "
+         "in connection_options.fleetbr.extras)"),
+        (Reply("", exit_status=1, stderr="mkdir: Permission denied\n"), True, Status.FAILED,
+         "staging failed: mkdir: Permission denied; nothing changed"),
+        (Reply("", exit_status=1, stderr="No space left on device\n"), False, Status.FAILED,
+         "staging failed: No space left on device; nothing changed"),
+    ],
+)  # fmt: skip
+async def test_a_stage_that_failed_changed_nothing(
+    stage: Reply, sudo: bool, status: Status, message: str
+) -> None:
+    result, _, host = await prepare(None, stage=stage, sudo=sudo)
+    assert result is not None and (result.status, result.message) == (status, message)
+    assert host.labels() == ["facts", "stage"]
+
+
+async def test_a_state_dir_that_takes_no_lock_cannot_be_cancelled_either() -> None:
+    never = {"claim": "none", "arm": "none", "apply": "none", "timer_alive": "no",
+             "remaining": "none", "armed_marker": "none"}  # fmt: skip
+    host = FakeHost().on("state", state(**never), state(**never))
+    tx = transaction(host)
+    result = await run(host, tx)
+    assert result.status is Status.FAILED
+    assert result.message == ("the host's /var/lib/fleetbr takes no lock (read-only or full?): "
+                              "the arm could not start; nothing changed")  # fmt: skip
+    assert result.data["host_state"] == parse_state(markers(state(**never))).summary()
+    assert tx.log[-1].endswith("arm script had not started; claim now: none")
+
+
+async def test_a_started_rollback_is_noted() -> None:
+    host = FakeHost().on(
+        "state", state(apply="none", arm="armed"), rolled_back(decision="rolled_back unfinished")
+    )
+    host.on("rollback", "").on("facts", PLAIN_FACTS)
+    tx = transaction(host)
+    await run(host, tx)
+    assert any(line.endswith("starting the rollback now (unfinished)") for line in tx.log)
+
+
+SETTLED_TEXT = (Path(__file__).parent.parent / "data/facts/distro_networkd.txt").read_text()
+_CONFIGURED = '"AdministrativeState":"configured","OperationalState":"routable"'
+SETTLING_TEXT = SETTLED_TEXT.replace(_CONFIGURED, _CONFIGURED.replace("configured", "configuring"))
+
+
+async def test_a_rollback_is_judged_once_the_daemon_has_settled() -> None:
+    """After a reboot the NIC's daemon may still be configuring it when SSH answers: the
+    differences it would show are looked at again (every second, up to 30 s), not judged."""
+    problem = RollbackCheck(problems=["address 198.51.100.11/24 missing"])
+    change = ScriptedChange(restores=[problem, problem])
+    host = FakeHost().on("state", rolled_back(decision="rolled_back reboot"))
+    host.on("facts", SETTLING_TEXT, SETTLING_TEXT, SETTLED_TEXT)
+    tx = transaction(host, change)
+    result = await run(host, tx)
+    assert result.status is Status.ROLLED_BACK, result.message
+    assert host.clock.slept == [1, 1]
+    checks = [args for args in change.seen if args[0] == "rollback_check"]
+    assert [args[1:3] for args in checks] == [(PLAN, tx.before)] * 3
+    assert [args[3].manager("eth0").state for args in checks] == [  # type: ignore[attr-defined]
+        "configuring", "configuring", "configured"]  # fmt: skip
+
+
+async def test_a_daemon_that_never_settles_is_judged_after_30_s() -> None:
+    problem = RollbackCheck(problems=["address 198.51.100.11/24 missing"])
+    host = FakeHost().on("state", rolled_back())
+    host.on("facts", Reply(SETTLING_TEXT, until=10_000.0))
+    start = host.clock.now()
+    result = await run(host, transaction(host, ScriptedChange(restore=problem)))
+    assert result.status is Status.FAILED
+    assert result.message == "rolled back but not at its snapshot: address 198.51.100.11/24 missing"
+    assert 30 < host.clock.now() - start <= 32
+
+
+async def test_only_the_nic_and_the_bridge_settling_are_waited_for() -> None:
+    problem = RollbackCheck(problems=["x"])
+    other = SETTLED_TEXT.replace('"Name":"eth0"', '"Name":"eth9"')
+    other = other.replace(_CONFIGURED, _CONFIGURED.replace("configured", "configuring"))
+    host = FakeHost().on("state", rolled_back()).on("facts", other)
+    result = await run(host, transaction(host, ScriptedChange(restore=problem)))
+    assert result.status is Status.FAILED and host.clock.slept == []
+
+
+async def test_a_clean_rollback_is_not_looked_at_again_while_a_daemon_settles() -> None:
+    host = FakeHost().on("state", rolled_back()).on("facts", SETTLING_TEXT)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK and host.clock.slept == []
+
+
+@pytest.mark.parametrize(
+    ("decision", "reason"),
+    [
+        ("rolled_back timer",
+         "the host's timer fired before a confirmation (no fresh SSH connection in time)"),
+        ("rolled_back unfinished", "the change never completed on the host"),
+        ("rolled_back reboot", "reboot: the host restarted before a confirmation; its boot "
+         "guard put the old configuration back"),
+        ("rolled_back confirm-failed", "confirm-failed"),
+        ("rolled_back", "unknown"),
+    ],
+)  # fmt: skip
+def test_the_reason_of_a_rollback(decision: str, reason: str) -> None:
+    assert _reason(parse_state(markers(rolled_back(decision=decision)))) == reason
+
+
+async def test_the_fault_pause_sleeps_as_long_as_the_variable_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Test-only hook (docs/safety.md): at least the seconds it is given."""
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_UNIT", "0.05")
+    start = time.monotonic()
+    await _fault_pause("FLEETBR_TEST_PAUSE_UNIT")
+    assert time.monotonic() - start >= 0.05
+    assert os.environ.get("FLEETBR_TEST_PAUSE_NOT_SET") is None
+    await _fault_pause("FLEETBR_TEST_PAUSE_NOT_SET")  # unset: returns
