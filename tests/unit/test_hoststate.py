@@ -157,6 +157,7 @@ def test_parse_state_of_missing_or_empty_markers_is_nothing_known() -> None:
         ({"remaining": "none"}, {}),
         ({"remaining": "-"}, {}),
         ({"remaining": "12s"}, {}),
+        ({"remaining": "X5"}, {}),
     ],
 )
 def test_parse_state_values(marks: dict[str, str], changes: dict[str, object]) -> None:

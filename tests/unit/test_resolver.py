@@ -83,6 +83,7 @@ class ScriptedChange:
         self, conn: Connection, txid: str, plan: Plan, after: HostFacts
     ) -> list[str]:
         self.confirm_calls += 1
+        self.seen.append(("confirm_problems", conn, txid, plan, after))
         return list(self.problems)
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
@@ -116,8 +117,8 @@ def triggered(host: FakeHost) -> list[str]:
     found = []
     for call in host.calls:
         if call.label == "rollback":
-            match = re.search(r"confirm-failed|unfinished", call.script)
-            found.append(match.group(0) if match else "?")
+            match = re.search(r'rollback\.sh" \'?([A-Za-z-]+)', call.script)
+            found.append(match.group(1) if match else "?")
     return found
 
 
@@ -127,11 +128,18 @@ def triggered(host: FakeHost) -> list[str]:
 async def test_an_applied_host_is_confirmed_over_a_fresh_connection() -> None:
     host = FakeHost().on("state", state()).on("facts", PLAIN_FACTS)
     host.on("disarm", marks({"decision": "confirmed"}))
-    tx = transaction(host, probes=(GATEWAY_UP,))
+    change = ScriptedChange()
+    tx = transaction(host, change, probes=(GATEWAY_UP,))
     result = await run(host, tx)
-    assert result.status is Status.CONFIRMED
+    assert (result.status, result.message) == (Status.CONFIRMED, f"confirmed {TXID}")
+    assert result.data["decision"] == "confirmed"
     assert host.labels() == ["state", "facts", "disarm"]
     assert GATEWAY_UP in host.calls[1].script  # the gateway is probed again after the change
+    assert f"TXID={TXID}" in host.calls[2].script
+    ((_, conn, txid, plan, after),) = [a for a in change.seen if a[0] == "confirm_problems"]
+    assert (conn, txid, plan) == (host.opened[0], TXID, PLAN)
+    assert isinstance(after, HostFacts) and after.hostname == "plain"  # the facts just read
+    assert re.fullmatch(r"\d\d:\d\d:\d\d confirmed and disarmed", tx.log[-1])
 
 
 async def test_applied_at_arm_time_goes_straight_to_confirm() -> None:
@@ -139,6 +147,25 @@ async def test_applied_at_arm_time_goes_straight_to_confirm() -> None:
     result = await run(host, transaction(host), applied=True)
     assert result.status is Status.CONFIRMED
     assert host.labels() == ["facts", "disarm"]
+
+
+async def test_straight_to_confirm_only_once() -> None:
+    """The disarm lost (the timer decided first): the next step looks at the host."""
+    host = FakeHost().on("facts", PLAIN_FACTS, PLAIN_FACTS)
+    host.on("disarm", marks({"decision": "rolled_back timer"})).on("state", rolled_back())
+    result = await run(host, transaction(host), applied=True)
+    assert result.status is Status.ROLLED_BACK
+    assert host.labels() == ["facts", "disarm", "state", "facts"]
+
+
+async def test_the_disarm_pause_hook_waits_before_the_disarm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_DISARM", "0.05")
+    host = FakeHost().on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
+    start = time.monotonic()
+    assert (await run(host, transaction(host), applied=True)).status is Status.CONFIRMED
+    assert time.monotonic() - start >= 0.05
 
 
 @pytest.mark.parametrize(
@@ -154,9 +181,11 @@ async def test_only_a_confirmed_disarm_confirms(answer: str) -> None:
     the host says what happened instead (here: the timer's rollback, then verified)."""
     host = FakeHost().on("state", state(), rolled_back()).on("facts", PLAIN_FACTS, PLAIN_FACTS)
     host.on("disarm", marks({"decision": answer}) if answer else "")
-    result = await run(host, transaction(host))
+    tx = transaction(host)
+    result = await run(host, tx)
     assert result.status is Status.ROLLED_BACK, result.message
     assert host.labels() == ["state", "facts", "disarm", "state", "facts"]
+    assert any(line.endswith(f" not confirmed: {answer}") for line in tx.log)
 
 
 async def test_a_gateway_that_stops_answering_rolls_the_host_back_at_once() -> None:
@@ -172,11 +201,14 @@ async def test_a_gateway_that_stops_answering_rolls_the_host_back_at_once() -> N
 async def test_a_change_that_does_not_verify_is_rolled_back_with_its_problems() -> None:
     host = FakeHost().on("state", state(), rolled_back(decision="rolled_back confirm-failed"))
     host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("rollback", "")
-    change = ScriptedChange(problems=["bridge br0 does not exist"])
-    result = await run(host, transaction(host, change))
+    change = ScriptedChange(problems=["bridge br0 does not exist", "route x missing"])
+    tx = transaction(host, change)
+    result = await run(host, tx)
     assert result.status is Status.ROLLED_BACK
     assert triggered(host) == ["confirm-failed"]
-    assert result.message == "rolled back: bridge br0 does not exist"
+    assert result.message == "rolled back: bridge br0 does not exist; route x missing"
+    assert any(line.endswith(" confirm found problems; rolling back now: bridge br0 does not "
+                             "exist; route x missing") for line in tx.log)  # fmt: skip
 
 
 # --- verifying a rollback -----------------------------------------------------------------
@@ -242,10 +274,14 @@ async def test_an_apply_that_died_is_rolled_back_by_the_controller() -> None:
         rolled_back(decision="rolled_back unfinished"),
     )
     host.on("rollback", "").on("facts", PLAIN_FACTS)
-    result = await run(host, transaction(host))
+    tx = transaction(host)
+    result = await run(host, tx)
     assert triggered(host) == ["unfinished"]
     assert result.status is Status.ROLLED_BACK
     assert result.data["reason"] == "the change never completed on the host"
+    dead = parse_state(markers(state(apply="running", apply_alive="no"))).summary()
+    assert any(line.endswith(f" nothing on the host will finish the change: {dead}")
+               for line in tx.log)  # fmt: skip
 
 
 async def test_applied_too_late_to_confirm_waits_for_the_timer() -> None:
@@ -279,6 +315,12 @@ async def test_another_transaction_armed_is_a_refusal() -> None:
     assert result.message == error
 
 
+async def test_a_refusal_without_a_reason_says_another_transaction_is_armed() -> None:
+    host = FakeHost().on("state", state(arm="failed 10", apply="none", armed_marker="other"))
+    result = await run(host, transaction(host))
+    assert (result.status, result.message) == (Status.REFUSED, "another transaction is armed")
+
+
 async def test_an_arm_script_that_never_started_is_cancelled() -> None:
     never = {"claim": "none", "arm": "none", "apply": "none", "timer_alive": "no",
              "remaining": "none", "armed_marker": "none"}  # fmt: skip
@@ -310,6 +352,7 @@ async def test_a_host_that_stops_progressing_is_failed_without_deciding(
     result = await resolve(tx, connector=host.connect)
     assert result.status is Status.FAILED
     assert f"not progressing for {stall:.0f}s" in result.message
+    assert result.data["host_state"] == parse_state(markers(state(**ARMING_FOREVER))).summary()
     assert "fleetbr rollback" in result.message
     assert set(host.labels()) == {"state"}
     waited = host.clock.now() - start
@@ -343,6 +386,19 @@ async def test_a_slow_apply_under_a_running_timer_is_not_a_stall() -> None:
     host.on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
     result = await run(host, transaction(host))
     assert result.status is Status.CONFIRMED, result.message
+
+
+async def test_a_timer_with_one_second_left_still_holds_off_the_stall() -> None:
+    host = FakeHost()
+    start = host.clock.now()
+
+    def running(_: str) -> str:  # the timer fires at start + 31.5
+        return state(apply="running", apply_alive="yes",
+                     remaining=str(int(start + 31.5 - host.clock.now())))  # fmt: skip
+
+    host.on("state", Reply(running, until=start + 31), rolled_back()).on("facts", PLAIN_FACTS)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK, result.message
 
 
 async def test_a_timer_past_its_deadline_does_not_hold_off_the_stall() -> None:
@@ -395,7 +451,8 @@ async def test_a_connection_lost_during_the_disarm_never_disarms_twice() -> None
     host.on("facts", PLAIN_FACTS)
     host.on("disarm", Reply(error=SessionLost("connection lost during disarm")))
     result = await run(host, transaction(host))
-    assert result.status is Status.CONFIRMED
+    assert (result.status, result.message) == (Status.CONFIRMED, f"confirmed {TXID}")
+    assert result.data["decision"] == "confirmed"
     assert host.labels().count("disarm") == 1
 
 
@@ -575,6 +632,7 @@ async def test_wait_settled_waits_for_the_decision_and_the_rollback() -> None:
     settled = await wait_settled(conn, TXID, patience=60.0)
     assert rollback_finished(settled)
     assert host.left() == {}
+    assert not any("ln -s cancel" in call.script for call in host.calls)  # only looks
 
 
 async def test_wait_settled_returns_a_confirmed_transaction_at_once() -> None:
