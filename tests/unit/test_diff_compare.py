@@ -8,10 +8,10 @@ import dataclasses
 
 import pytest
 
-from fleetbr.facts.model import Daemons, HostFacts, InterfaceManager, Route
+from fleetbr.facts.model import Address, Daemons, HostFacts, InterfaceManager, Route
 from fleetbr.plan.diff import SETTLED, compare, route_matches
-from fleetbr.plan.model import ExpectedState
-from tests.unit.test_plan_support import GW4, bridged, facts
+from fleetbr.plan.model import Difference, ExpectedState
+from tests.unit.test_plan_support import GW4, GW6, bridged, facts
 
 WANT = Route(4, "203.0.113.0/24", "br0", "198.51.100.7", 50, "static", metrics="mtu 1400")
 
@@ -106,3 +106,91 @@ def test_every_backend_settled_word_is_accepted(backend: str, words: tuple[str, 
     exp = expected(managers={"br0": backend})
     for word in words:
         assert daemon_differences(exp, managed(word, backend)) == [], word
+
+
+# --- every difference as the drift report shows it (field, want, have, text) -----------------
+
+GOOD = bridged(facts())
+ROUTES = (
+    Route(4, "default", "br0", GW4, None, "boot"),
+    Route(6, "default", "br0", GW6, 1024, "boot"),
+)
+BRIDGED = expected(stp=False, mac="52:54:00:12:34:56", routes=ROUTES)
+
+
+def diffs(exp: ExpectedState, host: HostFacts) -> list[Difference]:
+    return [d for d in compare(exp, host) if not d.field.startswith("file.")]
+
+
+def link(host: HostFacts, name: str, **changes: object) -> HostFacts:
+    links = tuple(dataclasses.replace(x, **changes) if x.name == name else x  # type: ignore[arg-type]
+                  for x in host.links)  # fmt: skip
+    return dataclasses.replace(host, links=links)
+
+
+def test_a_bridged_host_has_no_difference() -> None:
+    assert diffs(BRIDGED, GOOD) == []
+    # the NIC keeps its kernel routes (IPv6 link-local): not a route left on it
+    kernel = Route(6, "fe80::/64", "eth0", None, 256, "kernel")
+    assert diffs(BRIDGED, dataclasses.replace(GOOD, routes=(*GOOD.routes, kernel))) == []
+
+
+def test_each_difference_names_its_field_the_wanted_and_the_found_value() -> None:
+    no_nic = dataclasses.replace(GOOD, links=tuple(x for x in GOOD.links if x.name != "eth0"))
+    assert diffs(BRIDGED, no_nic) == [Difference("nic", "eth0", None, "NIC eth0 is gone")]
+    unbridge = dataclasses.replace(BRIDGED, bridge_present=False, address_dev="eth0",
+                                   routes=(), addresses=())  # fmt: skip
+    found = compare(unbridge, GOOD)
+    assert Difference("bridge", "absent", "present", "bridge br0 still exists") in found
+    assert Difference("ports.br0", None, "eth0", "eth0 is still a port of br0") in found
+    unbridged = link(dataclasses.replace(facts(), bridges=()), "eth0", master=None)
+    no_bridge = diffs(BRIDGED, unbridged)
+    assert no_bridge[0] == Difference("bridge", "present", "absent", "bridge br0 does not exist")
+    linkless = dataclasses.replace(GOOD, links=tuple(x for x in GOOD.links if x.name != "br0"))
+    assert diffs(BRIDGED, linkless)[0] == no_bridge[0]  # a bridge entry without its link
+    loose = link(GOOD, "eth0", master=None)
+    assert diffs(BRIDGED, loose) == [
+        Difference("ports.br0", "eth0", None, "eth0 is not a port of br0 (master None)")
+    ]
+    assert diffs(BRIDGED, link(GOOD, "br0", admin_up=False)) == [
+        Difference("bridge.up", True, False, "bridge br0 is down")
+    ]
+    assert diffs(BRIDGED, link(GOOD, "br0", mac="52:54:00:00:00:99")) == [
+        Difference("bridge.mac", "52:54:00:12:34:56", "52:54:00:00:00:99",
+                   "bridge br0 MAC is 52:54:00:00:00:99, expected 52:54:00:12:34:56")
+    ]  # fmt: skip
+    stp = dataclasses.replace(BRIDGED, stp=True, forward_delay=15)
+    assert diffs(stp, GOOD) == [
+        Difference("bridge.stp", True, False, "bridge br0 stp is False, expected True"),
+        Difference("bridge.forward_delay", 15, 4,
+                   "bridge br0 forward delay is 4s, expected 15s"),
+    ]  # fmt: skip
+
+
+def test_address_and_route_differences() -> None:
+    extra = Address("br0", 4, "203.0.113.5/24", "global", label="br0:x")
+    left = Address("eth0", 4, "198.51.100.99/24", "global")
+    host = dataclasses.replace(
+        GOOD,
+        addresses=(*(a for a in GOOD.addresses if a.cidr != "2001:db8:100::10/64"), extra, left),
+        routes=(*GOOD.routes, Route(4, "203.0.113.0/24", "eth0", GW4, None, "static")),
+    )
+    exp = dataclasses.replace(BRIDGED, addresses=(*BRIDGED.addresses, "203.0.113.5/24"),
+                              labels={"203.0.113.5/24": "br0:y"})  # fmt: skip
+    assert diffs(exp, host) == [
+        Difference("addresses.br0", "2001:db8:100::10/64", None,
+                   "address 2001:db8:100::10/64 missing on br0"),
+        Difference("labels.br0", "203.0.113.5/24 br0:y", "203.0.113.5/24 br0:x",
+                   "address 203.0.113.5/24 on br0 has label br0:x, expected br0:y"),
+        Difference("addresses.eth0", None, "198.51.100.99/24",
+                   "address 198.51.100.99/24 still on eth0"),
+        Difference("routes", None, "203.0.113.0/24 via 198.51.100.1 dev eth0",
+                   "route 203.0.113.0/24 via 198.51.100.1 dev eth0 still through eth0"),
+    ]  # fmt: skip
+    assert diffs(dataclasses.replace(exp, addresses=BRIDGED.addresses, labels={}), host)[0] == (
+        Difference("addresses.br0", "2001:db8:100::10/64", None,
+                   "address 2001:db8:100::10/64 missing on br0")
+    )  # fmt: skip
+    unexpected = [d for d in diffs(BRIDGED, host) if d.text.startswith("unexpected address")]
+    assert unexpected == [Difference("addresses.br0", None, "203.0.113.5/24",
+                                     "unexpected address 203.0.113.5/24 on br0")]  # fmt: skip
