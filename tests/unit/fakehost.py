@@ -13,6 +13,7 @@ did not expect, e.g. started a rollback) fails the test, and every call is recor
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -112,7 +113,8 @@ class FakeHost:
 
     def refuse(self, *seconds: float, first: int = 0) -> FakeHost:
         """Connects number ``first``, ``first + 1``... (0: the resolver's first) fail, each after
-        trying for its ``seconds`` (at most its budget); the others succeed."""
+        trying for its ``seconds`` (``math.inf``: for its whole budget; a finite time may overrun
+        the budget, as a slow TCP timeout does); the others succeed."""
         self.refusals.update({first + i: s for i, s in enumerate(seconds)})
         return self
 
@@ -132,7 +134,7 @@ class FakeHost:
         self.connects.append((self.clock.now(), attempts, give_up_after))
         tried = self.refusals.get(len(self.connects) - 1)
         if tried is not None:
-            await self.clock.sleep(min(tried, give_up_after or tried))
+            await self.clock.sleep(give_up_after or 0.0 if math.isinf(tried) else tried)
             raise ConnectFailed(f"{spec.hostname}: connection refused")
         conn = FakeConnection(spec, self)
         self.opened.append(conn)

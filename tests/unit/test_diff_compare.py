@@ -194,3 +194,53 @@ def test_address_and_route_differences() -> None:
     unexpected = [d for d in diffs(BRIDGED, host) if d.text.startswith("unexpected address")]
     assert unexpected == [Difference("addresses.br0", None, "203.0.113.5/24",
                                      "unexpected address 203.0.113.5/24 on br0")]  # fmt: skip
+
+
+def test_the_backends_files_must_hold_what_fleetbr_wrote() -> None:
+    net, old, gone = "/etc/systemd/network/br0.network", "/etc/network/interfaces", "/etc/x"
+    exp = dataclasses.replace(BRIDGED, config_files={net: "aa" * 32, old: "bb" * 32, gone: None})
+    right = dataclasses.replace(GOOD, daemons=Daemons(files={net: "aa" * 32, old: "bb" * 32}))
+    assert diffs(exp, right) == []
+    wrong = dataclasses.replace(GOOD, daemons=Daemons(files={old: "cc" * 32, gone: "dd" * 32}))
+    assert [d for d in compare(exp, wrong) if d.field.startswith("file.")] == [
+        Difference(f"file.{net}", "aa" * 32, None, f"{net} is missing"),
+        Difference(
+            f"file.{old}", "bb" * 32, "cc" * 32, f"{old} does not have the expected content"
+        ),
+        Difference(f"file.{gone}", None, "dd" * 32, f"{gone} should not exist"),
+    ]
+
+
+def test_sysctl_managed_file_and_daemon_differences() -> None:
+    exp = dataclasses.replace(BRIDGED, bridge_nf={"call-iptables": 0},
+                              files={"/etc/sysctl.d/bridge.conf": "aa" * 32},
+                              managers={"br0": "networkd"})  # fmt: skip
+    host = dataclasses.replace(GOOD, bridge_nf={"call-iptables": 1},
+                               managed_files={"/etc/sysctl.d/bridge.conf": "bb" * 32})  # fmt: skip
+    assert compare(exp, host) == [
+        Difference("sysctl.net.bridge.bridge-nf-call-iptables", 0, 1,
+                   "bridge-nf-call-iptables is 1, expected 0"),
+        Difference("file./etc/sysctl.d/bridge.conf", "aa" * 32, "bb" * 32,
+                   "/etc/sysctl.d/bridge.conf does not have the expected content"),
+        Difference("daemon.br0", "networkd", "no daemon unmanaged",
+                   "br0 is not taken over by networkd (no daemon unmanaged)"),
+    ]  # fmt: skip
+    missing = dataclasses.replace(host, managed_files={"/etc/sysctl.d/bridge.conf": None})
+    assert Difference("file./etc/sysctl.d/bridge.conf", "aa" * 32, None,
+                      "/etc/sysctl.d/bridge.conf is missing") in compare(exp, missing)  # fmt: skip
+
+
+def test_a_missing_route_and_an_unexpected_default_route() -> None:
+    extra = Route(4, "default", "br0", "198.51.100.254", 50, "static")
+    host = dataclasses.replace(
+        GOOD, routes=(*(r for r in GOOD.routes if r.family != 6 or not r.is_default), extra)
+    )
+    assert diffs(BRIDGED, host) == [
+        Difference("routes", "default via 2001:db8:100::1 dev br0 metric 1024", None,
+                   "route default via 2001:db8:100::1 dev br0 metric 1024 missing"),
+        Difference("routes", None, "default via 198.51.100.254 dev br0 metric 50",
+                   "unexpected default route default via 198.51.100.254 dev br0 metric 50"),
+    ]  # fmt: skip
+    kernel = dataclasses.replace(extra, protocol="kernel")  # the kernel's own: not drift
+    host = dataclasses.replace(GOOD, routes=(*GOOD.routes, kernel))
+    assert diffs(BRIDGED, host) == []

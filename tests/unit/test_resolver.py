@@ -9,6 +9,7 @@ controller does" table or one failure of the protocol.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import time
@@ -459,7 +460,7 @@ async def test_a_connection_lost_during_the_disarm_never_disarms_twice() -> None
 async def test_unreachable_after_the_rollback_budget() -> None:
     """No connection before the deadline, none for the rollback budget after the timer fired:
     the host is unreachable, and the controller tried for as long as it promises."""
-    host = FakeHost().refuse(10_000, 10_000)
+    host = FakeHost().refuse(math.inf, math.inf)
     tx = transaction(host)
     deadline = tx.deadline
     result = await run(host, tx, applied=True)
@@ -476,7 +477,7 @@ async def test_unreachable_until_the_timer_fired_then_the_rollback_is_verified()
     """The arm said "applied", but no connection came before the deadline: once one does, the
     controller asks the host (it never goes straight to confirm past the deadline, where only
     the decision lock would stand between a late confirm and the timer's rollback)."""
-    host = FakeHost().refuse(10_000).on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    host = FakeHost().refuse(math.inf).on("state", rolled_back()).on("facts", PLAIN_FACTS)
     tx = transaction(host)
     result = await run(host, tx, applied=True)
     assert result.status is Status.ROLLED_BACK
@@ -813,3 +814,47 @@ async def test_the_fault_pause_sleeps_as_long_as_the_variable_says(
     assert time.monotonic() - start >= 0.05
     assert os.environ.get("FLEETBR_TEST_PAUSE_NOT_SET") is None
     await _fault_pause("FLEETBR_TEST_PAUSE_NOT_SET")  # unset: returns
+
+
+# --- reconnecting -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "connect_timeout", "budget"),
+    [(40, 5.0, 40.0), (20, 5.0, 30.0), (20, 25.0, 50.0)],
+)
+async def test_the_rollback_budget_is_the_longest_of_30_s_the_timeout_and_two_connects(
+    timeout: int, connect_timeout: float, budget: float
+) -> None:
+    host = FakeHost().refuse(math.inf, math.inf)
+    tx = transaction(host, ScriptedChange(timeout=timeout))
+    tx.spec = spec(connect_timeout=connect_timeout)
+    tx.deadline = host.clock.now() + timeout
+    result = await run(host, tx, applied=True)
+    assert result.status is Status.UNREACHABLE
+    assert host.connects[1][2] == budget
+    assert all(attempts >= 100 for _, attempts, _ in host.connects)  # the time bounds it
+    assert any("no fresh connection before the deadline: " in line for line in tx.log)
+
+
+@pytest.mark.parametrize(("left", "tries_before"), [(MARGIN + 0.5, True), (MARGIN, False)])
+async def test_a_connect_before_the_deadline_only_while_more_than_the_margin_is_left(
+    left: float, tries_before: bool
+) -> None:
+    host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    if tries_before:
+        host.refuse(math.inf)
+    tx = transaction(host)
+    tx.deadline = host.clock.now() + left
+    result = await run(host, tx, applied=True)
+    assert result.status is Status.ROLLED_BACK
+    budgets = [budget for _, _, budget in host.connects]
+    assert budgets == ([0.5, 40.0] if tries_before else [40.0])
+
+
+async def test_after_a_connect_that_overran_the_deadline_only_the_grace_is_waited() -> None:
+    host = FakeHost().refuse(45.0).on("state", rolled_back()).on("facts", PLAIN_FACTS)
+    tx = transaction(host)  # deadline in 40 s; the failed connect takes 45 s
+    start = host.clock.now()
+    assert (await run(host, tx, applied=True)).status is Status.ROLLED_BACK
+    assert host.connects[1][0] == start + 45 + ROLLBACK_GRACE
