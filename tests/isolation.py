@@ -19,8 +19,6 @@ from typing import NoReturn
 
 import pytest
 
-from fleetbr.lab.distro import layer, rootfs
-
 EXPECT_ENV = "FLEETBR_EXPECT_ISOLATION"
 # The machine's uplink: never visible inside an isolated namespace.
 UPLINKS = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("fd00::/64"))
@@ -64,6 +62,10 @@ def require_distro_cache(*, guests: bool = False, distro: str = "debian12") -> N
     """The distro tier's rootfs (and, for ``guests``, its libvirt layer) must be in the cache:
     the tests run in an isolated namespace, where debootstrap and apt cannot reach a mirror, so
     building them there only fails, with apt's errors. Check first and say what to run."""
+    # imported here: tests/conftest.py imports this module, and importing fleetbr (which filters
+    # asyncssh's import-time warnings) during conftest loading loses that filter for the tests
+    from fleetbr.lab.distro import layer, rootfs
+
     if shutil.which("systemd-nspawn") is None:
         unavailable("the distro lab needs systemd-nspawn: run scripts/setup")
     spec = rootfs.distro(distro)

@@ -85,3 +85,15 @@ def test_a_parametrize_over_nothing_fails_at_collection(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout + done.stderr
     assert "Empty parameter set in 'test_k'" in done.stdout
+
+
+def test_a_test_run_shows_no_dependency_import_warnings(tmp_path: Path) -> None:
+    """tests/conftest.py must not import fleetbr (it does so lazily): fleetbr filters asyncssh's
+    import-time deprecation warnings, and a filter set while conftest loads is reset before the
+    test modules import asyncssh, so every run printed them."""
+    test = "tests/unit/test_resolver.py::test_min_timeout_leaves_room_to_reconnect_twice_probe_"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--basetemp", str(tmp_path / "t"), test + "and_disarm"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stdout, done.stdout
