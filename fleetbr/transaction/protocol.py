@@ -28,7 +28,7 @@ from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
 from fleetbr.transaction.change import BridgeChange, Change, daemons_settling
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
-from fleetbr.transport import Connection, connect, open_connection
+from fleetbr.transport import Connection, connect
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
@@ -119,17 +119,29 @@ async def apply_host(
 
 
 async def run_transaction(
-    spec: HostSpec, change: Change, *, on_armed: Hook | None = None, on_staged: Hook | None = None
+    spec: HostSpec,
+    change: Change,
+    *,
+    on_armed: Hook | None = None,
+    on_staged: Hook | None = None,
+    connector: Connector = connect,
+    clock: Clock | None = None,
 ) -> HostResult:
-    """The dead-man transaction for any :class:`Change` on one host."""
+    """The dead-man transaction for any :class:`Change` on one host (``connector``, ``clock``:
+    the unit tests' seams)."""
     tx = Transaction(spec, change, on_armed=on_armed, on_staged=on_staged)
-    async with open_connection(spec) as conn:
+    if clock is not None:
+        tx.clock = clock
+    conn = await connector(spec)
+    try:
         early = await _prepare(tx, conn)
         if early is not None:
             return early
         applied = await _arm_and_apply(tx, conn)
+    finally:
+        await conn.close()
     await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM")
-    return await resolve(tx, applied=applied)
+    return await resolve(tx, applied=applied, connector=connector)
 
 
 async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:

@@ -87,11 +87,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class Call:
-    """A script the controller ran: when (virtual), its label and its text."""
+    """A script the controller ran: when (virtual), its label, its text and on which
+    connection."""
 
     at: float
     label: str
     script: str
+    conn: int  # which connection: its index in FakeHost.opened (-1: one the test opened)
 
 
 @dataclass
@@ -143,7 +145,8 @@ class FakeHost:
     async def answer(self, conn: FakeConnection, script: str, label: str) -> CommandResult:
         """The reply to ``script``: the head of ``label``'s queue (see :class:`Reply`)."""
         assert not conn.closed, f"{label} run on a closed connection"
-        self.calls.append(Call(self.clock.now(), label, script))
+        which = next((i for i, c in enumerate(self.opened) if c is conn), -1)
+        self.calls.append(Call(self.clock.now(), label, script, which))
         queue = self.replies.get(label, deque())
         while queue and queue[0].until is not None and self.clock.now() >= (queue[0].until or 0):
             queue.popleft()

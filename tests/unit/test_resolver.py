@@ -37,6 +37,7 @@ from fleetbr.transaction.protocol import (
     min_timeout,
     resolve,
     rollback_finished,
+    run_transaction,
     wait_settled,
 )
 from fleetbr.transaction.scripts import markers
@@ -858,3 +859,48 @@ async def test_after_a_connect_that_overran_the_deadline_only_the_grace_is_waite
     start = host.clock.now()
     assert (await run(host, tx, applied=True)).status is Status.ROLLED_BACK
     assert host.connects[1][0] == start + 45 + ROLLBACK_GRACE
+
+
+# --- the whole transaction ----------------------------------------------------------------
+
+
+async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_connection() -> None:
+    host = FakeHost()
+    change = ScriptedChange()
+    armed: list[str] = []
+    staged: list[str] = []
+    probe = Transaction(spec(), change, clock=host.clock)  # for the stage's checksums
+    probe.plan = PLAN
+    host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("stage", stage_reply(probe))
+    host.on("arm+apply", marks({"armed": "38", "apply": "applied"}))
+    host.on("disarm", marks({"decision": "confirmed"}))
+    result = await run_transaction(spec(), change, on_armed=armed.append,
+                                   on_staged=staged.append, connector=host.connect,
+                                   clock=host.clock)  # fmt: skip
+    assert (result.status, result.message) == (Status.CONFIRMED, f"confirmed {staged[0]}")
+    assert armed == ["hv01"] and result.data["txid"] == staged[0]
+    assert host.labels() == ["facts", "stage", "arm+apply", "facts", "disarm"]
+    # the change is made over the first connection, closed; confirmed over a new one
+    assert [c.conn for c in host.calls] == [0, 0, 0, 1, 1]
+    assert all(conn.closed for conn in host.opened) and host.left() == {}
+
+
+async def test_a_whole_transaction_that_is_refused_at_stage_closes_its_connection() -> None:
+    host = FakeHost().on("facts", PLAIN_FACTS)
+    change = ScriptedChange(planned=dataclasses.replace(PLAN, refusal="no"))
+    result = await run_transaction(spec(), change, connector=host.connect, clock=host.clock)
+    assert (result.status, result.message) == (Status.REFUSED, "no")
+    assert len(host.opened) == 1 and host.opened[0].closed
+
+
+async def test_a_whole_transaction_whose_arm_did_not_report_applied_asks_the_host() -> None:
+    host = FakeHost()
+    probe = Transaction(spec(), ScriptedChange(), clock=host.clock)
+    probe.plan = PLAN
+    host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("stage", stage_reply(probe))
+    host.on("arm+apply", marks({"armed": "38", "apply": "running"}))
+    host.on("state", state()).on("disarm", marks({"decision": "confirmed"}))
+    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
+                                   clock=host.clock)  # fmt: skip
+    assert result.status is Status.CONFIRMED
+    assert host.labels() == ["facts", "stage", "arm+apply", "state", "facts", "disarm"]
