@@ -30,7 +30,9 @@ def managed(base: HostFacts, **states: str) -> HostFacts:
 
 
 def test_a_bridge_change_plans_with_the_planner_and_knows_its_timeout() -> None:
-    assert plan_host(task(), BEFORE, min_timeout=20) == PLAN
+    assert CHANGE.plan(BEFORE, 20) == plan_host(task(), BEFORE, min_timeout=20)
+    bigger = CHANGE.plan(BEFORE, 10_000)  # the task's timeout is below this minimum
+    assert bigger.refusal and "10000" in bigger.refusal
     assert CHANGE.timeout == task().deadman_timeout and CHANGE.staged_files() == {}
 
 
@@ -82,6 +84,13 @@ def test_the_daemon_must_see_the_nic_and_the_bridge_as_before() -> None:
     assert CHANGE.rollback_check(PERSISTED, before, after).problems == daemon_problems(
         PERSISTED, before, after
     )
+
+
+def test_a_daemon_that_no_longer_manages_the_nic_is_named() -> None:
+    before = managed(BEFORE, eth0="configured")
+    assert daemon_problems(PERSISTED, before, BEFORE) == [
+        "eth0: networkd configured before, no daemon unmanaged after the rollback"
+    ]
 
 
 def test_a_runtime_change_does_not_judge_the_daemons() -> None:

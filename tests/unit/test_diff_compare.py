@@ -244,3 +244,9 @@ def test_a_missing_route_and_an_unexpected_default_route() -> None:
     kernel = dataclasses.replace(extra, protocol="kernel")  # the kernel's own: not drift
     host = dataclasses.replace(GOOD, routes=(*GOOD.routes, kernel))
     assert diffs(BRIDGED, host) == []
+
+
+def test_addresses_are_compared_in_canonical_form() -> None:
+    odd = tuple(dataclasses.replace(a, cidr="2001:db8:100:0:0::10/64")
+                if a.cidr == "2001:db8:100::10/64" else a for a in GOOD.addresses)  # fmt: skip
+    assert diffs(BRIDGED, dataclasses.replace(GOOD, addresses=odd)) == []

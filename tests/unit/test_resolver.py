@@ -228,20 +228,21 @@ async def test_a_rollback_whose_steps_failed_is_not_rolled_back() -> None:
 
 async def test_a_rollback_with_no_failed_step_that_matches_its_snapshot_is_rolled_back() -> None:
     host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
-    result = await run(host, transaction(host))
+    tx = transaction(host)
+    result = await run(host, tx)
     assert result.status is Status.ROLLED_BACK
     assert result.data["reason"].startswith("the host's timer fired before a confirmation")
     assert result.data["decision"] == "rolled_back timer"
+    assert "differences" not in result.data  # none to list
+    assert tx.log[-1].endswith(" host rolled back (rolled_back timer) and matches its snapshot")
 
 
 async def test_a_host_not_at_its_snapshot_fails_with_the_differences() -> None:
     host = FakeHost().on("state", rolled_back()).on("facts", PLAIN_FACTS)
-    change = ScriptedChange(restore=RollbackCheck(problems=["address 198.51.100.10/24 missing"]))
+    change = ScriptedChange(restore=RollbackCheck(problems=["address x missing", "route y new"]))
     result = await run(host, transaction(host, change))
     assert result.status is Status.FAILED
-    assert result.message == (
-        "rolled back but not at its snapshot: address 198.51.100.10/24 missing"
-    )
+    assert result.message == "rolled back but not at its snapshot: address x missing; route y new"
 
 
 async def test_differences_outside_the_change_are_reported_not_judged() -> None:
@@ -466,7 +467,10 @@ async def test_unreachable_after_the_rollback_budget() -> None:
     deadline = tx.deadline
     result = await run(host, tx, applied=True)
     assert result.status is Status.UNREACHABLE
-    assert result.message.startswith("UNREACHABLE: no connection since the change")
+    assert result.message == (
+        "UNREACHABLE: no connection since the change, even after its rollback should have run; "
+        "last error: 198.51.100.10: connection refused"
+    )
     (t1, _, budget1), (t2, _, budget2) = host.connects
     assert budget1 == pytest.approx(deadline - MARGIN - t1)  # until shortly before the deadline
     assert t2 >= deadline + ROLLBACK_GRACE  # then only once the timer's rollback had its time
@@ -566,8 +570,21 @@ async def test_the_arm_hears_the_hosts_timer_and_reports_applied() -> None:
     assert tx.armed_at == host.clock.now()
     assert tx.deadline == host.clock.now() + 37  # the host's word, not the task's 40 s
     assert "armed, timer fires in 37s; apply applied" in tx.log[-1]
-    script = host.calls[0].script
-    assert f"TXID={TXID}" in script and "systemd-run" in script  # facts(): PID 1 is systemd
+    # facts(): PID 1 is systemd; the arm waits a quarter of the timeout for the apply's status
+    expected = scripts.arm_apply_script(TXID, TIMEOUT, use_systemd=True, wait=10.0)
+    assert host.calls[0].script == expected
+
+
+@pytest.mark.parametrize(("timeout", "wait"), [(2, 1.0), (20, 5.0), (60, 10.0)])
+async def test_the_arm_waits_a_quarter_of_the_timeout_between_1_and_10_s(
+    timeout: int, wait: float
+) -> None:
+    host = FakeHost().on("arm+apply", marks({"armed": str(timeout), "apply": "applied"}))
+    tx = transaction(host, ScriptedChange(timeout=timeout))
+    tx.before = dataclasses.replace(facts(), pid1_systemd=False)
+    assert await _arm_and_apply(tx, FakeConnection(tx.spec, host)) is True
+    expected = scripts.arm_apply_script(TXID, timeout, use_systemd=False, wait=wait)
+    assert host.calls[0].script == expected
 
 
 @pytest.mark.parametrize(
@@ -577,12 +594,17 @@ async def test_the_arm_hears_the_hosts_timer_and_reports_applied() -> None:
         (Reply(marks({"armed": "-2", "apply": "failed:3"})), "timer fires in -2s"),
         (Reply("", exit_status=10, stderr="refused: another transaction"), "arm script: refused"),
         (Reply(error=SessionLost("cut")), "arm+apply session ended early (cut)"),
+        (Reply(marks({"armed": "40"})), "armed, timer fires in 40s; apply unknown"),
+        (Reply(marks({"armed": "X5", "apply": "applied"}), stderr="odd"), "arm script: odd"),
     ],
 )
-async def test_the_arm_says_not_applied_and_the_resolver_will_ask(reply: Reply, note: str) -> None:
+async def test_what_the_arm_said_is_noted_and_the_resolver_will_ask(
+    reply: Reply, note: str
+) -> None:
     host = FakeHost().on("arm+apply", reply)
     tx = transaction(host)
-    assert await _arm_and_apply(tx, FakeConnection(tx.spec, host)) is False
+    applied = await _arm_and_apply(tx, FakeConnection(tx.spec, host))
+    assert applied is (reply.stderr == "odd")  # an unreadable timer: the apply's word still heard
     assert note in tx.log[-1]
     assert tx.deadline == host.clock.now() + (-2 if "-2s" in note else TIMEOUT)
 
@@ -592,13 +614,13 @@ async def test_the_result_carries_the_transaction() -> None:
     tx = transaction(host)
     tx.armed_at = host.clock.now()
     tx.note("something happened")
-    await host.clock.sleep(2.5)
+    await host.clock.sleep(2.12345)
     result = tx.result(Status.FAILED, "why", extra=1)
     assert (result.host, result.status, result.message) == ("hv01", Status.FAILED, "why")
     assert result.data["txid"] == TXID and result.data["extra"] == 1
     assert result.data["events"][0].endswith(" something happened")
     assert result.data["steps"] == [s.description for s in PLAN.steps]
-    assert result.data["window"] == 2.5
+    assert result.data["window"] == 2.123  # milliseconds
     bare = Transaction(spec(), ScriptedChange()).result(Status.REFUSED, "no")
     assert bare.data == {"txid": None, "events": []}
 
@@ -627,7 +649,8 @@ async def test_wait_settled_waits_for_the_decision_and_the_rollback() -> None:
     host = FakeHost().on(
         "state",
         state(apply="running", apply_alive="yes"),
-        rolled_back(rollback="none", rollback_alive="yes"),
+        state(),  # undecided, nothing running: not settled
+        rolled_back(rollback="none"),  # decided, the rollback's status not written yet
         rolled_back(),
     )
     conn = FakeConnection(spec(), host)

@@ -59,6 +59,7 @@ def test_lo_is_never_compared() -> None:
     lo_down = tuple(dataclasses.replace(x, admin_up=False) if x.name == "lo" else x
                     for x in BEFORE.links)  # fmt: skip
     assert diff_facts(BEFORE, change(links=lo_down)) == []
+    assert check(change(links=lo_down), touched=None) == ([], [])  # not even listed
 
 
 def test_with_no_scope_every_difference_counts() -> None:
