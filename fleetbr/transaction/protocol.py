@@ -447,17 +447,20 @@ async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> Ho
     return parse_state(scripts.markers(out.stdout))
 
 
-async def wait_settled(conn: Connection, txid: str, patience: float = 60.0) -> HostTxState:
+async def wait_settled(
+    conn: Connection, txid: str, patience: float = 60.0, *, clock: Clock | None = None
+) -> HostTxState:
     """Poll until the transaction is decided and none of its processes run (or ``patience``)."""
-    give_up = time.monotonic() + patience
+    clock = clock or MonotonicClock()
+    give_up = clock.now() + patience
     while True:
         state = await read_state(conn, txid)
         settled = state.decision != "none" and not state.busy
         if state.rolled_back:
             settled = settled and state.rollback != "none"
-        if settled or time.monotonic() > give_up:
+        if settled or clock.now() > give_up:
             return state
-        await asyncio.sleep(POLL)
+        await clock.sleep(POLL)
 
 
 def rollback_finished(state: HostTxState) -> bool:

@@ -672,6 +672,14 @@ async def test_wait_settled_gives_up_after_its_patience() -> None:
     assert settled.apply == "running" and host.labels() == ["state"]
 
 
+async def test_wait_settled_looks_for_a_minute_by_default() -> None:
+    host = FakeHost().on("state", Reply(state(apply="running", apply_alive="yes"), until=1e9))
+    start = host.clock.now()
+    settled = await wait_settled(FakeConnection(spec(), host), TXID, clock=host.clock)
+    assert settled.apply == "running"
+    assert host.clock.now() - start == 60 + POLL  # the first look past 60 s returns
+
+
 async def test_a_stage_reports_what_it_staged_and_the_probes_that_answered() -> None:
     staged: list[str] = []
     change = ScriptedChange(label="tasks/label-in-the-journal.yaml",
@@ -905,6 +913,7 @@ async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_co
     assert host.labels() == ["facts", "stage", "arm+apply", "facts", "disarm"]
     # the change is made over the first connection, closed; confirmed over a new one
     assert [c.conn for c in host.calls] == [0, 0, 0, 1, 1]
+    assert all(conn.spec == spec() for conn in host.opened)
     assert all(conn.closed for conn in host.opened) and host.left() == {}
 
 
@@ -922,8 +931,28 @@ async def test_a_whole_transaction_whose_arm_did_not_report_applied_asks_the_hos
     probe.plan = PLAN
     host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("stage", stage_reply(probe))
     host.on("arm+apply", marks({"armed": "38", "apply": "running"}))
-    host.on("state", state()).on("disarm", marks({"decision": "confirmed"}))
+    host.on("state", state(apply="running", apply_alive="yes"), state())
+    host.on("disarm", marks({"decision": "confirmed"}))
     result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
                                    clock=host.clock)  # fmt: skip
     assert result.status is Status.CONFIRMED
-    assert host.labels() == ["facts", "stage", "arm+apply", "state", "facts", "disarm"]
+    assert host.labels() == ["facts", "stage", "arm+apply", "state", "state", "facts", "disarm"]
+    assert host.clock.slept == [POLL]  # the transaction's clock is the one given
+
+
+async def test_the_confirm_pause_hook_waits_before_the_new_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "0.05")
+    host = FakeHost().on("facts", PLAIN_FACTS)
+    probe = Transaction(spec(), ScriptedChange(), clock=host.clock)
+    probe.plan = PLAN
+    host.on("stage", stage_reply(probe)).on("arm+apply", Reply(error=SessionLost("cut")))
+    host.on("state", state()).on("facts", PLAIN_FACTS).on(
+        "disarm", marks({"decision": "confirmed"})
+    )
+    start = time.monotonic()
+    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
+                                   clock=host.clock)  # fmt: skip
+    assert result.status is Status.CONFIRMED
+    assert time.monotonic() - start >= 0.05
