@@ -13,9 +13,9 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fleetbr.errors import TransportError
 from fleetbr.facts.filemeta import kept_note
@@ -34,7 +34,7 @@ from fleetbr.transaction.change import (
     guests_settling,
 )
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
-from fleetbr.transport import Connection, connect, open_connection
+from fleetbr.transport import Connection, connect
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
@@ -42,6 +42,34 @@ POLL = 0.5  # seconds between looks at a host that is still working
 EXIT_ARMED_ELSEWHERE = 10
 
 Hook = Callable[[str], None]
+
+
+class Clock(Protocol):
+    """Where the controller's side of a transaction reads the time and waits (a seam for the
+    unit tests, which run the resolver on a virtual clock)."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+
+
+class MonotonicClock:
+    """The real clock: :func:`time.monotonic` and :func:`asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        await asyncio.sleep(seconds)
+
+
+Connector = Callable[..., Awaitable[Connection]]
+"""Opens a connection like :func:`fleetbr.transport.connect` (``spec, attempts=,
+give_up_after=``); the resolver's seam for the unit tests."""
 
 
 def min_timeout(ssh: SSHOptions) -> int:
@@ -64,6 +92,7 @@ class Transaction:
     log: list[str] = field(default_factory=list)
     on_armed: Hook | None = None  # rollout pacing: a dead-man window opened on this host
     on_staged: Hook | None = None  # run history: called with the txid before it is armed
+    clock: Clock = field(default_factory=MonotonicClock)
 
     def result(self, status: Status, message: str, **data: Any) -> HostResult:
         """A result carrying the transaction's data."""
@@ -71,7 +100,7 @@ class Transaction:
         if self.plan is not None:
             payload["steps"] = [step.description for step in self.plan.steps]
         if self.armed_at:
-            payload["window"] = round(time.monotonic() - self.armed_at, 3)
+            payload["window"] = round(self.clock.now() - self.armed_at, 3)
         return HostResult(self.spec.name, status, message, data=payload)
 
     def note(self, event: str) -> None:
@@ -81,7 +110,7 @@ class Transaction:
     def heard(self, remaining: int | None) -> None:
         """The host says its timer fires in ``remaining`` seconds: trust it over any estimate."""
         if remaining is not None:
-            self.deadline = time.monotonic() + remaining
+            self.deadline = self.clock.now() + remaining
 
 
 async def apply_host(
@@ -96,17 +125,29 @@ async def apply_host(
 
 
 async def run_transaction(
-    spec: HostSpec, change: Change, *, on_armed: Hook | None = None, on_staged: Hook | None = None
+    spec: HostSpec,
+    change: Change,
+    *,
+    on_armed: Hook | None = None,
+    on_staged: Hook | None = None,
+    connector: Connector = connect,
+    clock: Clock | None = None,
 ) -> HostResult:
-    """The dead-man transaction for any :class:`Change` on one host."""
+    """The dead-man transaction for any :class:`Change` on one host (``connector``, ``clock``:
+    the unit tests' seams)."""
     tx = Transaction(spec, change, on_armed=on_armed, on_staged=on_staged)
-    async with open_connection(spec) as conn:
+    if clock is not None:
+        tx.clock = clock
+    conn = await connector(spec)
+    try:
         early = await _prepare(tx, conn)
         if early is not None:
             return early
         applied = await _arm_and_apply(tx, conn)
+    finally:
+        await conn.close()
     await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM")
-    return await resolve(tx, applied=applied)
+    return await resolve(tx, applied=applied, connector=connector)
 
 
 async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
@@ -161,7 +202,7 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     script = scripts.arm_apply_script(
         tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait, nonce=nonce
     )
-    tx.armed_at = time.monotonic()
+    tx.armed_at = tx.clock.now()
     tx.deadline = tx.armed_at + timeout  # until the host tells us better
     if tx.on_armed is not None:
         tx.on_armed(tx.spec.name)
@@ -180,9 +221,11 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
     return marks.get("apply") == "applied"
 
 
-async def resolve(tx: Transaction, *, applied: bool = False) -> HostResult:
+async def resolve(
+    tx: Transaction, *, applied: bool = False, connector: Connector = connect
+) -> HostResult:
     """Drive the host to a decision over fresh connections and report it truthfully."""
-    resolver = _Resolver(tx, skip_first_look=applied)
+    resolver = _Resolver(tx, skip_first_look=applied, connector=connector)
     try:
         return await resolver.run()
     finally:
@@ -192,12 +235,15 @@ async def resolve(tx: Transaction, *, applied: bool = False) -> HostResult:
 class _Resolver:
     """The loop behind :func:`resolve`: look at the host, act, repeat."""
 
-    def __init__(self, tx: Transaction, *, skip_first_look: bool) -> None:
+    def __init__(
+        self, tx: Transaction, *, skip_first_look: bool, connector: Connector = connect
+    ) -> None:
         self.tx = tx
+        self.connect = connector
         self.conn: Connection | None = None
         self.skip_first_look = skip_first_look  # the arm said "applied": go straight to confirm
         self.last: HostTxState | None = None
-        self.last_change = time.monotonic()
+        self.last_change = tx.clock.now()
         self.stall = max(30.0, float(tx.spec.ssh.command_timeout))
         self.reason = ""  # why confirm itself started the rollback, if it did
 
@@ -228,18 +274,21 @@ class _Resolver:
         """A new connection: tried until shortly before the host's timer fires; failing that,
         wait for the timer and its rollback, then try again for a while (max(30 s, timeout))."""
         tx = self.tx
-        before_deadline = tx.deadline - MARGIN - time.monotonic()
+        before_deadline = tx.deadline - MARGIN - tx.clock.now()
         if before_deadline > 0:
             try:
-                self.conn = await connect(tx.spec, attempts=1000, give_up_after=before_deadline)
+                self.conn = await self.connect(
+                    tx.spec, attempts=1000, give_up_after=before_deadline
+                )
                 return None
             except TransportError as exc:
                 tx.note(f"no fresh connection before the deadline: {exc}")
                 self.reason = f"no fresh SSH connection before the deadline ({exc})"
-            await asyncio.sleep(max(0.0, tx.deadline - time.monotonic()) + ROLLBACK_GRACE)
+            await tx.clock.sleep(max(0.0, tx.deadline - tx.clock.now()) + ROLLBACK_GRACE)
+        self.skip_first_look = False  # past the deadline the arm's "applied" is stale: ask
         budget = max(30.0, float(tx.change.timeout), 2.0 * tx.spec.ssh.connect_timeout)
         try:
-            self.conn = await connect(tx.spec, attempts=1000, give_up_after=budget)
+            self.conn = await self.connect(tx.spec, attempts=1000, give_up_after=budget)
             return None
         except TransportError as exc:
             return self._unreachable(exc)
@@ -280,24 +329,24 @@ class _Resolver:
         state = await read_state(conn, self.tx.txid, cancel=cancel)
         self.tx.heard(state.remaining)
         if self.last is None or _progress(self.last) != _progress(state):
-            self.last_change = time.monotonic()
+            self.last_change = self.tx.clock.now()
         self.last = state
         return state
 
     async def _wait(self, state: HostTxState, action: Action) -> HostResult | None:
         tx = self.tx
         if action is Action.WAIT_TIMER and state.remaining is not None:
-            await asyncio.sleep(max(POLL, state.remaining + 1.0))
+            await tx.clock.sleep(max(POLL, state.remaining + 1.0))
             return None
         waiting_on_timer = state.timer_alive and (state.remaining or 0) > 0
-        if time.monotonic() - self.last_change > self.stall and not waiting_on_timer:
+        if tx.clock.now() - self.last_change > self.stall and not waiting_on_timer:
             return tx.result(
                 Status.FAILED,
                 f"transaction {tx.txid} undecided on the host and not progressing for "
                 f"{self.stall:.0f}s ({state.summary()}); resolve it with `fleetbr rollback`",
                 host_state=state.summary(),
             )
-        await asyncio.sleep(POLL)
+        await tx.clock.sleep(POLL)
         return None
 
     async def _cancel(self, conn: Connection) -> HostResult | None:
@@ -353,14 +402,14 @@ class _Resolver:
         reason = self.reason or _reason(state)
         after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
-        settle_until = asyncio.get_running_loop().time() + DAEMON_SETTLE
+        settle_until = tx.clock.now() + DAEMON_SETTLE
         names = (tx.plan.expected.nic, tx.plan.expected.bridge)
         while check.problems and (
             daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
         ):
-            if asyncio.get_running_loop().time() > settle_until:
+            if tx.clock.now() > settle_until:
                 break
-            await asyncio.sleep(1)  # read-only: looking again is always safe
+            await tx.clock.sleep(1)  # read-only: looking again is always safe
             after = await gather(conn)
             check = tx.change.rollback_check(tx.plan, tx.before, after)
         failed_steps = state.rollback.removeprefix("done failed=")
@@ -416,17 +465,20 @@ async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> Ho
     return parse_state(scripts.markers(out.stdout, nonce))
 
 
-async def wait_settled(conn: Connection, txid: str, patience: float = 60.0) -> HostTxState:
+async def wait_settled(
+    conn: Connection, txid: str, patience: float = 60.0, *, clock: Clock | None = None
+) -> HostTxState:
     """Poll until the transaction is decided and none of its processes run (or ``patience``)."""
-    give_up = time.monotonic() + patience
+    clock = clock or MonotonicClock()
+    give_up = clock.now() + patience
     while True:
         state = await read_state(conn, txid)
         settled = state.decision != "none" and not state.busy
         if state.rolled_back:
             settled = settled and state.rollback != "none"
-        if settled or time.monotonic() > give_up:
+        if settled or clock.now() > give_up:
             return state
-        await asyncio.sleep(POLL)
+        await clock.sleep(POLL)
 
 
 def rollback_finished(state: HostTxState) -> bool:

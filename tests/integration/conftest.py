@@ -1,19 +1,15 @@
 """Integration fixtures: one shared network-namespace lab per test session.
 
-Everything here builds real namespaces, links and sshds, so the whole directory is skipped unless
-it runs as root inside an isolated network namespace (``scripts/in-netns``): no interface but lo
-and lab links may be visible, and never the machine's uplink (192.0.2.0/24).
+Everything here builds real namespaces, links and sshds, so the whole directory runs only as root
+inside an isolated network namespace (``scripts/in-netns``): no interface but lo and lab links may
+be visible, and never the machine's uplink. Elsewhere it is skipped, and under scripts/in-netns
+it fails instead (tests/conftest.py, tests/isolation.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,38 +18,6 @@ from fleetbr.lab import Lab, LabHost, down, host_state, reset_host, up
 
 LAB_HOSTS = 20  # the 20-host rollout test uses them all; the others share hv01..hv06
 LAB_PREFIX = "fbrit"
-UPLINK = ipaddress.ip_network("192.0.2.0/24")
-HERE = Path(__file__).parent
-
-
-def _isolation_problem() -> str | None:
-    """Why this process must not build a lab here, or None if it may."""
-    if os.geteuid() != 0:
-        return "integration tests need root"
-    if not Path("/usr/sbin/sshd").exists():
-        return "integration tests need openssh-server (run scripts/setup)"
-    out = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout
-    for link in json.loads(out):
-        name = link["ifname"]
-        if name != "lo" and not name.endswith("-ctl"):  # a lab's controller link
-            return f"not in an isolated network namespace (found {name}); use scripts/in-netns"
-        for addr in link.get("addr_info", []):
-            if ipaddress.ip_address(addr["local"]) in UPLINK:
-                return "the machine's uplink 192.0.2.0/24 is visible; use scripts/in-netns"
-    return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip every test in this directory unless we are root in an isolated network namespace."""
-    problem = _isolation_problem()
-    if problem is None:
-        return
-    marker = pytest.mark.skip(
-        reason=f"{problem}: scripts/in-netns .venv/bin/pytest tests/integration"
-    )
-    for item in items:
-        if HERE in Path(str(item.path)).parents:
-            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

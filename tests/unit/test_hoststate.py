@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -60,6 +61,24 @@ def state(**changes: object) -> HostTxState:
         ({"decision": "rolled_back timer", "rollback": "done failed=0"}, Action.VERIFY_ROLLBACK),
         ({"decision": "rolled_back timer"}, Action.STUCK),  # rollback died half-way
         ({"staged": False}, Action.STUCK),
+        # the host's uptime could not be read: no remaining time known; the decision lock still
+        # stands between the disarm and the timer, so confirm
+        ({"remaining": None}, Action.CONFIRM),
+        ({"remaining": 4}, Action.CONFIRM),  # more than the 3 s margin
+        ({"remaining": 3}, Action.WAIT_TIMER),  # exactly the margin is not more than it
+        ({"remaining": 3, "timer_alive": False}, Action.TRIGGER_ROLLBACK),
+        ({"apply": "stopped:4"}, Action.WAIT),  # stopped by a decision: the rollback is at work
+        # armed marker created, then the arm script failed (not "another one armed"): revert
+        ({"arm": "failed 11", "apply": "none", "armed_marker": "this"}, Action.TRIGGER_ROLLBACK),
+        # claimed, then died before creating the armed marker: nothing was armed
+        ({"arm": "claimed", "apply": "none", "armed_marker": "none"}, Action.NOTHING_CHANGED),
+        ({"arm": "claimed", "apply": "none", "armed_marker": "other"}, Action.NOTHING_CHANGED),
+        # applied while another process of the transaction still runs (the arm script waiting
+        # on the apply's status, the apply exiting): the change is complete, confirm; a rollback
+        # starting meanwhile loses or wins the decision lock against the disarm, never both
+        ({"arm_alive": True}, Action.CONFIRM),
+        ({"apply_alive": True}, Action.CONFIRM),
+        ({"rollback_alive": True}, Action.CONFIRM),
     ],
 )
 def test_next_action(changes: dict[str, object], action: Action) -> None:
@@ -92,3 +111,66 @@ def test_the_state_script_samples_liveness_before_it_reads_the_status_files() ->
                          ("rollback", "rollback.status")):  # fmt: skip
         sampled = text.index(f"{name}_alive=$(alive {name})")
         assert sampled < text.index(f'cat "$TX/{status}"'), name
+
+
+EVERY_MARKER = {
+    "staged": "yes", "claim": "arm", "arm": "done", "arm_alive": "yes", "arm_error": "x",
+    "apply": "applied", "apply_alive": "yes", "decision": "confirmed",
+    "rollback": "done failed=1", "rollback_alive": "yes", "timer_alive": "yes",
+    "remaining": "12", "writable": "no", "armed_marker": "this",
+}  # fmt: skip
+
+
+def test_parse_state_reads_every_marker_the_state_script_prints() -> None:
+    from fleetbr.transaction.scripts import state_script
+
+    nonce = "ab" * 16
+    script = state_script("20261129T000000-abcdef", nonce=nonce)
+    printed = set(re.findall(rf'echo "@@{nonce} ([a-z_]+) ', script))
+    assert printed - {"cancel"} == EVERY_MARKER.keys()
+    assert parse_state(EVERY_MARKER) == HostTxState(
+        staged=True, claim="arm", arm="done", arm_alive=True, arm_error="x", apply="applied",
+        apply_alive=True, decision="confirmed", rollback="done failed=1", rollback_alive=True,
+        timer_alive=True, remaining=12, writable=False, armed_marker="this",
+    )  # fmt: skip
+
+
+NOTHING = HostTxState(
+    staged=False, claim="none", arm="none", arm_alive=False, arm_error="", apply="none",
+    apply_alive=False, decision="none", rollback="none", rollback_alive=False,
+    timer_alive=False, remaining=None, writable=True, armed_marker="none",
+)  # fmt: skip
+
+
+def test_parse_state_of_missing_or_empty_markers_is_nothing_known() -> None:
+    """A marker the script did not print, or printed empty: never read as yes, a claim, a
+    decision or a time; the folder counts as writable unless the script said it is not."""
+    assert parse_state({}) == NOTHING
+    assert parse_state(dict.fromkeys(EVERY_MARKER, "")) == NOTHING
+
+
+@pytest.mark.parametrize(
+    ("marks", "changes"),
+    [
+        ({"staged": "no", "arm_alive": "no", "writable": "yes"}, {}),
+        ({"staged": "YES", "timer_alive": "1", "apply_alive": "true"}, {}),  # only "yes" is yes
+        ({"remaining": "-4"}, {"remaining": -4}),
+        ({"remaining": "0"}, {"remaining": 0}),
+        ({"remaining": "none"}, {}),
+        ({"remaining": "-"}, {}),
+        ({"remaining": "12s"}, {}),
+        ({"remaining": "X5"}, {}),
+    ],
+)
+def test_parse_state_values(marks: dict[str, str], changes: dict[str, object]) -> None:
+    assert parse_state(marks) == dataclasses.replace(NOTHING, **changes)  # type: ignore[arg-type]
+
+
+def test_summary_names_every_part_of_the_state() -> None:
+    assert state(remaining=None, timer_alive=False).summary() == (
+        "claim=arm arm=done apply=applied decision=none rollback=none timer=off left=?"
+    )
+    assert state(decision="rolled_back timer", rollback="done failed=0").summary() == (
+        "claim=arm arm=done apply=applied decision=rolled_back timer rollback=done failed=0 "
+        "timer=on left=30s"
+    )

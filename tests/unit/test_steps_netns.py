@@ -40,17 +40,9 @@ REPO = Path(__file__).resolve().parents[2]
 OLD_SYSCTL = "# an older bridge.conf that fleetbr must put back\n"
 
 
-def _isolated() -> bool:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        return False
-    out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=False)
-    return out.returncode == 0 and "192.0.2." not in out.stdout and "fd00::" not in out.stdout
-
-
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not _isolated(), reason="needs root inside an isolated network namespace"),
-]
+# Root in an isolated network namespace: skipped elsewhere, a failed run under scripts/in-netns
+# (tests/conftest.py decides for every ``lab`` test, tests/isolation.py checks).
+pytestmark = [pytest.mark.lab]
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -293,15 +285,17 @@ def test_apply_reaches_expected_state_and_rollback_restores(lab: Lab) -> None:
     assert lab.ping("2001:db8:100::1")
 
 
-@pytest.mark.parametrize("k", range(1, 20))
-def test_rollback_after_partial_apply_restores_exactly(lab: Lab, k: int) -> None:
+def test_rollback_after_partial_apply_restores_exactly(lab: Lab) -> None:
+    """Every prefix of the real plan (1 .. all but the last step), rolled back, is the host it
+    was: a failed step anywhere leaves nothing behind."""
     before = read_facts(lab)
     plan = make_plan(lab, before)
-    if k >= len(plan.steps):
-        pytest.skip(f"the plan has only {len(plan.steps)} steps")
-    assert_ok(lab.run(steps_script(plan.steps[:k])))
-    assert_ok(lab.run(rollback_script(plan.rollback)))
-    assert verify_restored(before, read_facts(lab), plan) == []
+    assert len(plan.steps) > 10, plan.steps  # the bridge task's plan, not a trivial one
+    for k in range(1, len(plan.steps)):
+        assert_ok(lab.run(steps_script(plan.steps[:k])))
+        assert_ok(lab.run(rollback_script(plan.rollback)))
+        left = verify_restored(before, read_facts(lab), plan)
+        assert left == [], f"after {k} of {len(plan.steps)} steps ({plan.steps[k - 1].description})"
 
 
 def test_rollback_twice_is_idempotent(lab: Lab) -> None:
@@ -398,16 +392,18 @@ def test_routes_of_every_table_move_and_come_back_exactly(lab: Lab) -> None:
     assert kernel_state(lab) == raw
 
 
-@pytest.mark.parametrize("k", range(1, 26))
-def test_routed_host_rollback_after_partial_apply_restores_exactly(lab: Lab, k: int) -> None:
+def test_routed_host_rollback_after_partial_apply_restores_exactly(lab: Lab) -> None:
+    """As above for a host with routes in other tables, sources, labels and a rule: after every
+    prefix of the real plan, the rollback puts the kernel's state back byte for byte."""
     routed(lab)
     before, raw = read_facts(lab), kernel_state(lab)
     plan = make_plan(lab, before)
-    if k >= len(plan.steps):
-        pytest.skip(f"the plan has only {len(plan.steps)} steps")
-    assert_ok(lab.run(steps_script(plan.steps[:k])))
-    assert_ok(lab.run(rollback_script(plan.rollback)))
-    assert kernel_state(lab) == raw
+    assert len(plan.steps) > 10, plan.steps
+    for k in range(1, len(plan.steps)):
+        assert_ok(lab.run(steps_script(plan.steps[:k])))
+        assert_ok(lab.run(rollback_script(plan.rollback)))
+        done = plan.steps[k - 1].description
+        assert kernel_state(lab) == raw, f"after {k} of {len(plan.steps)} steps ({done})"
 
 
 # --- route_del: "already gone" must mean gone (issue 6 item 7) ----------------------------------

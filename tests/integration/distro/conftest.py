@@ -7,8 +7,9 @@ connection and starts every subprocess) lives in a network namespace of its own,
 between tests where a test needs them pristine (``fresh_distro_host``).
 
 Like the whole integration directory this is skipped unless running as root in an isolated
-namespace (tests/integration/conftest.py); it also needs systemd-nspawn (scripts/setup). The base
-rootfs is built here if scripts/setup has not built it yet (about two minutes, once).
+namespace (tests/conftest.py); it also needs systemd-nspawn and the base rootfs that
+scripts/setup builds (it cannot be built inside the isolated namespace: no mirror there). Without
+them these tests fail under scripts/in-netns, naming what to run (tests/isolation.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -24,6 +24,7 @@ import pytest
 
 from fleetbr.lab import Lab, LabHost, down
 from fleetbr.lab.distro import reset_host, up
+from tests.isolation import require_distro_cache
 
 # hv01, hv02: no daemon (the dead-man timer tests); then one host per daemon.
 BACKENDS = ["none", "none", "ifupdown", "networkd", "netplan", "networkmanager"]
@@ -51,8 +52,7 @@ def own_network_namespace() -> Iterator[None]:
 @pytest.fixture(scope="package")
 def distro_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The distro lab (BACKENDS), in its own network namespace for as long as this package runs."""
-    if shutil.which("systemd-nspawn") is None:
-        pytest.skip("the distro lab needs systemd-nspawn: run scripts/setup")
+    require_distro_cache()
     with own_network_namespace():
         lab = up(tmp_path_factory.mktemp("distro") / "lab", len(BACKENDS), BACKENDS, prefix=PREFIX)
         try:

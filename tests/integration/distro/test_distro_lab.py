@@ -29,6 +29,7 @@ from fleetbr.lab.system import kill, netns_pids
 from tests.integration.distro.conftest import BACKENDS
 from tests.integration.helpers import fleetbr
 from tests.integration.txhelpers import sh
+from tests.isolation import require_distro_cache
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[3]
@@ -224,6 +225,7 @@ def scenario_crash(lab_dir: Path) -> list[str]:
 
 def run_scenario(name: str, lab_dir: Path) -> list[str]:
     """Run scenario ``name`` of this file in a network namespace of its own; what it reports."""
+    require_distro_cache()  # the scenario's own `up` would try to build it: no mirror here
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [str(REPO / "scripts/in-netns"), sys.executable, __file__, name, str(lab_dir)],

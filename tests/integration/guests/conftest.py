@@ -8,7 +8,6 @@ in a network namespace of its own, like the distro package's (the address plans 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from fleetbr.lab import Lab, LabHost, down
 from fleetbr.lab.distro import reset_host, up
 from tests.integration.distro.conftest import own_network_namespace
+from tests.isolation import require_distro_cache
 
 HOSTS = 3
 GUESTS = 2
@@ -25,8 +25,7 @@ PREFIX = "fbrgt"
 @pytest.fixture(scope="package")
 def guest_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Three hosts (no network daemon) with two running guests and one defined only each."""
-    if shutil.which("systemd-nspawn") is None:
-        pytest.skip("the distro lab needs systemd-nspawn: run scripts/setup")
+    require_distro_cache(guests=True)
     with own_network_namespace():
         lab = up(
             tmp_path_factory.mktemp("guests") / "lab",
