@@ -145,7 +145,7 @@ def test_usage_errors(distro_lab: Lab) -> None:
     code, _, err = fleetbr("lab", "up", "--backend", "networkd", "--dir", "/nonexistent")
     assert code == 2 and "--backend needs --distro" in err
     code, _, err = fleetbr("lab", "reboot", "hv99", "--dir", str(distro_lab.dir))
-    assert code == 1 and "no host 'hv99'" in err
+    assert code == 2 and "no host 'hv99'" in err  # a usage error (issue 15, defect 11)
     with pytest.raises(LabError, match="unknown backend 'systemd'"):
         backends_for("systemd", 2)
     with pytest.raises(LabError, match="3 backends given for 2 hosts"):
