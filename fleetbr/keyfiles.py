@@ -16,19 +16,21 @@ def unreadable(path: str) -> str:
     """Why ``path`` cannot be read as a regular file, or "" when it can."""
     try:
         mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            return "not a regular file"
-        with open(path, "rb"):
-            pass
     except OSError as exc:
         return exc.strerror or type(exc).__name__
-    return ""
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return _open_problem(path)
 
 
 def unopenable(path: str) -> str:
     """Why ``path`` cannot be opened for reading, or "" when it can (a FIFO would block)."""
     if stat.S_ISFIFO(_mode(path)):
         return "a FIFO, not a file"
+    return _open_problem(path)
+
+
+def _open_problem(path: str) -> str:
     try:
         with open(path, "rb"):
             pass
