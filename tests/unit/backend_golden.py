@@ -1,0 +1,64 @@
+"""Golden output of the four persistence backends: what a plan writes and the host shell it runs
+(plan_host -> steps -> staged scripts), for the distro lab facts (tests/data/facts/distro_*.txt),
+bridging (``present``) and unbridging (``absent``). The goldens in tests/data/backends/ were
+captured from the code before the backends moved behind the Backend interface; regenerate them
+only for a change meant to alter the host's shell: ``python -m tests.unit.backend_golden``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.script import facts_script
+from fleetbr.plan import plan_host
+from fleetbr.plan.shell import step_command
+from fleetbr.transaction.scripts import staged_scripts
+from tests.unit.test_facts_parse import raw
+from tests.unit.test_plan_support import task
+
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
+BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
+CASES = tuple(f"{b}-{s}" for b in BACKENDS for s in ("present", "absent"))
+TXID = "20260101T000000-abcdef"
+TASK = """
+bridge:
+  name: br0
+  state: STATE
+  nic: "{{ host.data.nic }}"
+  mac: nic
+persist: auto
+"""
+
+
+def render_case(case: str) -> str:
+    """Every file, step command and staged script of one case, as one text."""
+    backend, state = case.split("-")
+    facts = parse_facts(raw(f"distro_{backend}" + ("_bridged" if state == "absent" else "")))
+    plan = plan_host(task(TASK.replace("STATE", state)), facts, min_timeout=10)
+    assert plan.refusal is None, plan.refusal
+    out = [f"== files {json.dumps(list(plan.files))}", f"== expected {plan.expected!r}"]
+    for label, steps in (("step", plan.steps), ("rollback", plan.rollback)):
+        for step in steps:
+            out.append(f"== {label} {step.kind} {json.dumps(dict(step.args), sort_keys=False)}")
+            out.append(step_command(step))
+    for name, text in sorted(staged_scripts(TXID, plan).files.items()):
+        out += [f"== staged {name}", text]
+    return "\n".join(out) + "\n"
+
+
+def render_facts_script() -> str:
+    """The facts script as the transaction and ``facts`` run it."""
+    return facts_script()
+
+
+def write_goldens() -> None:
+    """Capture the goldens from the code as it is."""
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    for case in CASES:
+        (GOLDEN_DIR / f"{case}.txt").write_text(render_case(case), encoding="utf-8")
+    (GOLDEN_DIR / "facts-script.txt").write_text(render_facts_script(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_goldens()
