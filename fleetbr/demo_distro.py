@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr import demo_distro_guests as guest_demo
+from fleetbr.backends import registry
 from fleetbr.demo_distro_guests import GuestIface
 from fleetbr.drift import check_facts
 from fleetbr.errors import FleetbrError
@@ -24,7 +25,6 @@ from fleetbr.lab import Lab, down, host_exec
 from fleetbr.lab.distro import reboot, up
 from fleetbr.lab.distro.guest_demo import guest_lines
 from fleetbr.output import Human, print_json, render_results
-from fleetbr.plan.diff import SETTLED
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transport import open_connection
@@ -49,7 +49,11 @@ class BridgeView:
 
     def owned_by(self, backend: str, nic: str) -> bool:
         """The NIC is the bridge's port and ``backend`` calls the bridge its own, settled."""
-        return nic in self.ports and self.manager == backend and self.state in SETTLED[backend]
+        return (
+            nic in self.ports
+            and self.manager == backend
+            and registry.is_settled(backend, self.state)
+        )
 
 
 def bridge_view(facts: HostFacts, bridge: str, nic: str) -> BridgeView | None:

@@ -19,6 +19,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from fleetbr import validate
+from fleetbr.backends import registry
 from fleetbr.errors import TaskError, ValidationError
 from fleetbr.facts.model import Family, Route
 from fleetbr.validate import clip, label, show
@@ -26,15 +27,16 @@ from fleetbr.validate import clip, label, show
 State = Literal["present", "absent"]
 Netfilter = Literal["off", "on", "keep"]
 DockerConflict = Literal["refuse", "accept"]
-Persist = Literal["auto", "none", "ifupdown", "networkd", "netplan", "networkmanager"]
-PERSIST_CHOICES: tuple[Persist, ...] = (
-    "auto",
-    "none",
-    "ifupdown",
-    "networkd",
-    "netplan",
-    "networkmanager",
-)
+# ``persist:``: "auto", "none" or the name of a registered backend (checked at load time
+# against fleetbr.backends.registry, so a new backend needs no change here).
+Persist = str
+PERSIST_WORDS = ("auto", "none")
+
+
+def persist_choices() -> tuple[str, ...]:
+    """The values ``persist:`` accepts: auto, none, then every registered backend."""
+    return (*PERSIST_WORDS, *registry.names())
+
 
 DEADMAN_MAX = 3600
 MAX_TASK_BYTES = 1 << 20  # a task file, and a task rendered for one host
@@ -362,5 +364,4 @@ def guests_spec(value: object) -> GuestsSpec | None:
 def _persist(value: object) -> Persist:
     if value is None:  # "persist:" with no value: the default
         return "none"
-    choice = validate.choice(value, "persist", PERSIST_CHOICES)
-    return next(p for p in PERSIST_CHOICES if p == choice)
+    return validate.choice(value, "persist", persist_choices())

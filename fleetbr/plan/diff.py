@@ -23,6 +23,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from fleetbr.backends import registry
 from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.plan.guest_check import compare_guests
@@ -161,15 +162,6 @@ def _settings(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
             yield Difference(f"file.{path}", digest, have_digest, text)
 
 
-# What each backend says of an interface it has taken over (DaemonView.state).
-SETTLED = {
-    "networkd": ("configured",),
-    "netplan": ("configured", "connected"),
-    "networkmanager": ("connected",),
-    "ifupdown": ("up",),
-}
-
-
 def _file_meta(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     """The files fleetbr wrote have the owner, group, mode and symlink they must have."""
     if facts.file_meta is None:
@@ -196,7 +188,7 @@ def _persisted(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     yield from _file_meta(exp, facts)
     for name, backend in exp.managers.items():
         found = facts.manager(name)
-        if found.manager != backend or found.state not in SETTLED[backend]:
+        if found.manager != backend or not registry.is_settled(backend, found.state):
             have = f"{found.manager or 'no daemon'} {found.state}"
             text = f"{name} is not taken over by {backend} ({have})"
             yield Difference(f"daemon.{name}", backend, have, text)

@@ -12,13 +12,13 @@ from fleetbr.backends import (
     FileChange,
     choose,
     plan_backend,
+    registry,
     unplan_backend,
 )
 from fleetbr.backends.carry import Carried
 from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
 from fleetbr.plan import steps
-from fleetbr.plan.diff import SETTLED
 from fleetbr.plan.model import ExpectedState, Step
 from fleetbr.plan.netfilter import sha256
 from fleetbr.tasks import BridgeTask
@@ -126,7 +126,7 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
     managers = {name: plan.backend for name in plan.managers}
     settled = all(
         facts.manager(name).manager == plan.backend
-        and facts.manager(name).state in SETTLED[plan.backend]
+        and registry.is_settled(plan.backend, facts.manager(name).state)
         for name in plan.managers
     )
     carried = plan.carried or Carried()
@@ -160,7 +160,6 @@ def _written_meta(change: FileChange, facts: HostFacts, exists: bool) -> FileMet
 
 
 __all__ = [
-    "SETTLED",
     "BackendRefusal",
     "PersistSteps",
     "bridge_config",

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 
 from fleetbr import validate
+from fleetbr.backends import registry
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import Route
 from fleetbr.plan.model import Step
@@ -16,7 +17,6 @@ _SYSCTL_KEY_RE = re.compile(r"^net\.bridge\.bridge-nf-call-(iptables|ip6tables|a
 _PROTO_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 _MODULE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _MODE_RE = re.compile(r"^0[0-7]{3}$")
-_BACKEND_WORDS = ("ifupdown", "networkd", "netplan", "networkmanager", "NetworkManager")
 _TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _METRICS_RE = re.compile(r"^[a-z_]+ [A-Za-z0-9_]+( [a-z_]+ [A-Za-z0-9_]+)*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
@@ -402,33 +402,26 @@ def _backup(backup_dir: str | None) -> str | None:
     return None if backup_dir is None else _path(backup_dir)
 
 
-_BACKEND_DEFAULTS: dict[str, str | None] = {
-    "direction": "bridge",
-    "renderer": None,
-    "bridge_uuid": None,
-    "port_uuid": None,
-    "old_uuid": None,
-    "nic_uuid": None,
-}
-
-
 def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
-    out: dict[str, str | None] = dict(_BACKEND_DEFAULTS)
+    """The arguments of a backend step: backend, bridge, nic, direction, and each registered
+    backend's own (``Backend.step_args``; None when another backend's)."""
+    out: dict[str, str | None] = {"direction": "bridge"}
+    out |= dict.fromkeys(registry.step_arg_keys())
     for key, value in args.items():
         if key in ("bridge", "nic"):
             out[key] = validate.interface_name(value, f"backend {key}")
-        elif key.endswith("uuid") and value is not None:
-            out[key] = validate.uuid(value, f"backend {key}")
         elif key == "direction":
             out[key] = validate.choice(value, "backend direction", ("bridge", "unbridge"))
-        elif key == "renderer" and value is None:
-            continue
-        elif key in ("backend", "renderer"):
-            if value not in _BACKEND_WORDS:
-                raise ValidationError(f"backend {key}: {value!r} is not known")
-            out[key] = value
-        else:
+        elif key != "backend" and key not in out:
             raise ValidationError(f"backend: unknown argument {key}")
+        elif value is None and key != "backend":
+            continue
+        elif key.endswith("uuid"):
+            out[key] = validate.uuid(value, f"backend {key}")
+        elif value not in registry.words():
+            raise ValidationError(f"backend {key}: {value!r} is not known")
+        else:
+            out[key] = value
     return out
 
 

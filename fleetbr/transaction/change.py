@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fleetbr.backends import registry
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan, plan_host, restore_check, verify_applied
 from fleetbr.plan.scope import touched_by
@@ -115,18 +116,16 @@ def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str
     return out
 
 
-# Words of a daemon that is still bringing an interface up or down (networkd's setup states,
-# NetworkManager's device states): its final word is yet to come.
-SETTLING = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
-
-
 def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> bool:
     """A network daemon is still configuring an interface (after a boot, a reload): one of
     ``names``, or any when None."""
     found = facts.daemons.interfaces
     managers = found.values() if names is None else [facts.manager(n) for n in names]
+    # words of a daemon still bringing an interface up or down (Backend.settling): networkd's
+    # setup states, NetworkManager's device states; its final word is yet to come
+    settling = registry.settling_words()
     return any(
-        word.startswith(SETTLING)
+        word.startswith(settling)
         for manager in managers
         for word in (manager.state, *(view.state for view in manager.views))
     )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fleetbr.backends import registry
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import STATE_DIR
 from fleetbr.facts.script import facts_script
@@ -79,6 +80,13 @@ def boot_steps(plan: Plan) -> list[Step]:
     return [s for s in plan.rollback if s.kind in BOOT_STEP_KINDS]
 
 
+def boot_backends(plan: Plan) -> list[str]:
+    """The backends of ``plan`` whose shell has lines for the boot guard (Backend.boot_shell:
+    netplan renders /etc/netplan into /run again), each once."""
+    used = (str(s.args["backend"]) for s in plan.steps if s.args.get("backend"))
+    return [n for n in dict.fromkeys(used) if (b := registry.find(n)) and b.boot_shell]
+
+
 def persistent_domains(plan: Plan) -> list[str]:
     """UUIDs of the libvirt domains whose persistent definition ``plan`` changes: the stage backs
     up their XML files, the boot guard puts them back before libvirtd reads them."""
@@ -105,7 +113,7 @@ def staged_scripts(txid: str, plan: Plan, extra: dict[str, str] | None = None) -
             steps=_commands(boot_steps(plan)),
             domains=persistent_domains(plan),
             files=[s.args for s in plan.rollback if s.kind == "file_restore"],
-            netplan=any(s.args.get("backend") == "netplan" for s in plan.steps),
+            boot_backends=boot_backends(plan),
             **base,
         ),
     }

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from fleetbr.backends.model import BackendRefusal, BridgeConfig
-from fleetbr.backends.networkmanager import bridge_profile, name_servers
+from fleetbr.backends.networkmanager.backend import bridge_profile, name_servers
 from fleetbr.facts.model import Daemons, HostFacts
 from fleetbr.facts.parse_daemons import parse_daemons
 from tests.unit.test_plan_support import facts

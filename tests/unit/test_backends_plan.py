@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from fleetbr.backends import BackendRefusal, BridgeConfig, choose, plan_backend
-from fleetbr.backends import networkmanager as nm
+from fleetbr.backends.networkmanager import backend as nm
 from fleetbr.facts.model import Backend, DaemonView, HostFacts, InterfaceManager, Route
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import yaml
 
-from fleetbr.backends import ifupdown, netplan
+from fleetbr.backends.ifupdown import backend as ifupdown
 from fleetbr.backends.model import BridgeConfig
+from fleetbr.backends.netplan import backend as netplan
 from fleetbr.facts.model import Route
 
 ROUTES = (Route(4, "default", "br0", "198.51.100.1"), Route(6, "default", "br0", "2001:db8::1"))

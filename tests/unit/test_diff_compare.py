@@ -8,8 +8,9 @@ import dataclasses
 
 import pytest
 
+from fleetbr.backends import registry
 from fleetbr.facts.model import Address, Daemons, HostFacts, InterfaceManager, Route
-from fleetbr.plan.diff import SETTLED, compare, route_matches
+from fleetbr.plan.diff import compare, route_matches
 from fleetbr.plan.model import Difference, ExpectedState
 from tests.unit.test_plan_support import GW4, GW6, bridged, facts
 
@@ -101,7 +102,9 @@ def test_a_bridge_another_daemon_settled_on_is_a_difference() -> None:
     ]
 
 
-@pytest.mark.parametrize(("backend", "words"), sorted(SETTLED.items()))
+@pytest.mark.parametrize(
+    ("backend", "words"), sorted((b.name, b.settled) for b in registry.backends())
+)
 def test_every_backend_settled_word_is_accepted(backend: str, words: tuple[str, ...]) -> None:
     exp = expected(managers={"br0": backend})
     for word in words:

@@ -368,7 +368,7 @@ def stage_then_boot(tmp_path: Path, *, lose_backup: bool = False) -> tuple[Path,
         (tx / "backups" / f"domain-{G1}.xml").unlink()
     (state / "armed").symlink_to(TXID)
     boot = render("tx_boot.sh.j2", state_dir=str(state), txid=TXID, steps=[], domains=[G1],
-                  netplan=False)  # fmt: skip
+                  boot_backends=[])  # fmt: skip
     done = subprocess.run(["sh", "-c", boot], env={"PATH": "/usr/bin:/bin"}, check=False)
     assert done.returncode == (1 if lose_backup else 0)  # a failed step fails the unit
     return qemu / "g1.xml", (state / "journal").read_text()

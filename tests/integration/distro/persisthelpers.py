@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import yaml
 
+from fleetbr.backends import registry
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.lab import Lab, host_state
-from fleetbr.plan.diff import SETTLED
 from fleetbr.report import AggregatedResult
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
@@ -113,7 +113,7 @@ def daemon_view(facts: HostFacts, name: str) -> tuple[str | None, str, tuple[Any
 def owns(facts: HostFacts, name: str, backend: str) -> bool:
     """``backend`` manages ``name`` and calls it settled (configured, connected, up)."""
     found = facts.manager(name)
-    return found.manager == backend and found.state in SETTLED[backend]
+    return found.manager == backend and registry.is_settled(backend, found.state)
 
 
 def file_sha256(lab: Lab, host: str, path: str) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from pathlib import Path
 
 from fleetbr.backends import carry, ini
+from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried
 from fleetbr.backends.model import (
     BackendPlan,
@@ -261,3 +263,22 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         "direction": "unbridge",
     }
     return BackendPlan("networkd", files, args, managers=(config.nic,))
+
+
+class NetworkdBackend(Backend):
+    """systemd-networkd: the bridge's .netdev and .network, the NIC's .network made a port."""
+
+    name = "networkd"
+    tool = "systemd-networkd"
+    daemon = "networkd"
+    settled = ("configured",)
+    settling = ("pending", "initialized", "configuring")
+    templates = Path(__file__).resolve().parent / "templates"
+
+    def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan`."""
+        return plan(config, facts)
+
+    def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.unplan`."""
+        return unplan(config, facts)

@@ -5,8 +5,10 @@ stanzas other than its addresses (dns-*, mtu...) move to the bridge's stanza of 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from fleetbr.backends import carry
+from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.backends.model import (
     BackendPlan,
@@ -262,3 +264,20 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     }
     new = "\n".join(out).rstrip("\n") + "\n"
     return BackendPlan("ifupdown", (FileChange(path, new),), args, managers=(config.nic,))
+
+
+class IfupdownBackend(Backend):
+    """ifupdown (with bridge-utils): the NIC's stanzas become the bridge's."""
+
+    name = "ifupdown"
+    tool = "ifupdown"
+    settled = ("up",)
+    templates = Path(__file__).resolve().parent / "templates"
+
+    def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan`."""
+        return plan(config, facts)
+
+    def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.unplan`."""
+        return unplan(config, facts)

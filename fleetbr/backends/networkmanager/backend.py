@@ -8,9 +8,11 @@ import dataclasses
 import posixpath
 import re
 import uuid
+from pathlib import Path
 
 from fleetbr import validate
 from fleetbr.backends import carry
+from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
 from fleetbr.backends.model import (
     PRIVATE_MODE,
@@ -312,3 +314,24 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         "port_uuid": profile_uuid(facts.hostname, "port", config),
     }
     return BackendPlan("networkmanager", files, args, managers=(config.nic,))
+
+
+class NetworkManagerBackend(Backend):
+    """NetworkManager: keyfiles for the bridge and its port; the old profile retired."""
+
+    name = "networkmanager"
+    tool = "networkmanager"
+    daemon = "networkmanager"
+    settled = ("connected",)
+    settling = ("connecting", "deactivating", "prepare")
+    aliases = ("NetworkManager",)
+    step_args = ("bridge_uuid", "port_uuid", "old_uuid", "nic_uuid")
+    templates = Path(__file__).resolve().parent / "templates"
+
+    def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan`."""
+        return plan(config, facts)
+
+    def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.unplan`."""
+        return unplan(config, facts)

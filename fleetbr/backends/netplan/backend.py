@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+from pathlib import Path
 from typing import Any
 
 import ruamel.yaml
@@ -13,6 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from fleetbr.backends import carry
+from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried
 from fleetbr.backends.model import (
     PRIVATE_MODE,
@@ -247,3 +249,28 @@ def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
     path, text = _source_text(facts, config.nic)
     return _plan(path, *unrewrite(text, path, config), config, unbridge=True)
+
+
+class NetplanBackend(Backend):
+    """netplan: the one /etc/netplan file that defines the NIC, rewritten."""
+
+    name = "netplan"
+    tool = "netplan"
+    # its views carry the words of the daemon it renders for (networkd, NetworkManager)
+    settled = ("configured", "connected")
+    settling = ("pending", "initialized", "configuring", "connecting", "deactivating", "prepare")
+    step_args = ("renderer",)
+    boot_shell = True
+    templates = Path(__file__).resolve().parent / "templates"
+
+    def renderer_daemon(self, facts: HostFacts) -> str | None:
+        """networkd when it runs, else NetworkManager (what ``netplan apply`` renders for)."""
+        return "networkd" if "networkd" in facts.daemons.running else "networkmanager"
+
+    def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan`."""
+        return plan(config, facts)
+
+    def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.unplan`."""
+        return unplan(config, facts)

@@ -1,0 +1,99 @@
+"""The Backend interface: everything fleetbr knows of one persistence backend (a daemon and its
+configuration format) in one class, with its host shell in a jinja2 template beside it.
+
+A backend lives in its own folder (``fleetbr/backends/NAME/``: ``backend.py`` with the class,
+``templates/shell.sh.j2`` with its shell) and is found through :mod:`fleetbr.backends.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from fleetbr.backends.model import BackendPlan, BackendRefusal, BridgeConfig
+from fleetbr.facts.model import DaemonView, HostFacts
+
+# The macros a backend's shell template defines (each renders one POSIX sh command line that
+# exits 0 on success; ``a`` is the step's arguments: backend, bridge, nic, direction and the
+# backend's own ``step_args``):
+#   take_bridge(a)  the daemon takes over the bridge the runtime steps built (bridge, or undo an
+#                   unbridge), and waits until it has settled
+#   take_nic(a)     the daemon takes the NIC (back) as a plain interface, the bridge gone
+#   release(a)      rollback, right after the files are restored: the daemon forgets the change
+#   boot()          (only with ``boot_shell``) lines of the boot guard after it restored files
+SHELL_TEMPLATE = "shell.sh.j2"
+
+
+class Backend(ABC):
+    """One persistence backend. Subclasses set the class attributes and implement
+    :meth:`plan` and :meth:`unplan`; the other methods have defaults most backends keep."""
+
+    name: ClassVar[str]  # the task's word (``persist: NAME``) and the facts' DaemonView.backend
+    tool: ClassVar[str]  # its name in the facts' ``backends`` section (installed or not)
+    daemon: ClassVar[str | None] = None  # the daemon (facts ``daemons.running``) it needs
+    # DaemonView.state words: the daemon has taken the interface over / is still at work on it
+    settled: ClassVar[tuple[str, ...]]
+    settling: ClassVar[tuple[str, ...]] = ()
+    # other spellings of the backend in step arguments (a netplan renderer names its daemon)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    # step arguments of its own beyond backend/bridge/nic/direction (None when unused): a key
+    # ending in ``uuid`` is a UUID, any other is one of the backends' names or aliases
+    step_args: ClassVar[tuple[str, ...]] = ()
+    boot_shell: ClassVar[bool] = False  # its template has a boot() macro for the boot guard
+    templates: ClassVar[Path]  # the folder of its shell template (SHELL_TEMPLATE)
+
+    def installed(self, facts: HostFacts) -> bool:
+        """Its tool is on the host (facts section ``backends``)."""
+        return any(b.name == self.tool and b.present for b in facts.backends)
+
+    def renderer_daemon(self, facts: HostFacts) -> str | None:
+        """The daemon that must run for it to apply the files (None: no daemon)."""
+        del facts
+        return self.daemon
+
+    def detect(self, facts: HostFacts, name: str) -> bool:
+        """This backend manages interface ``name`` now (the facts' daemon view)."""
+        return facts.manager(name).manager == self.name
+
+    def view(self, facts: HostFacts, name: str) -> DaemonView | None:
+        """What its daemon says of interface ``name`` (None: nothing)."""
+        return next((v for v in facts.manager(name).views if v.backend == self.name), None)
+
+    def is_settled(self, state: str) -> bool:
+        """``state`` (its DaemonView.state) means the daemon has taken the interface over."""
+        return state in self.settled
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Raise BackendRefusal when the host cannot let this backend persist the bridge."""
+        if not facts.pid1_systemd:
+            raise BackendRefusal(
+                f"persist: {self.name} needs systemd on the host: the boot guard that undoes an "
+                "unconfirmed change at boot is a systemd unit"
+            )
+        if not self.installed(facts):
+            raise BackendRefusal(f"persist: {self.name} is not installed on the host")
+        daemon = self.renderer_daemon(facts)
+        if daemon is not None and daemon not in facts.daemons.running:
+            raise BackendRefusal(f"persist: {self.name} needs {daemon}, which is not running")
+        for name in (nic, bridge):
+            owner = facts.manager(name).manager
+            if owner not in (None, self.name):
+                raise BackendRefusal(
+                    f"{name} is managed by {owner}; persist: {self.name} would make two daemons "
+                    f"fight over it (use persist: auto or {owner})"
+                )
+
+    @abstractmethod
+    def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """The files and apply arguments that persist ``config`` (BackendRefusal if unsafe)."""
+
+    @abstractmethod
+    def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+        """Unbridge: files that give the NIC its addresses back and remove the bridge
+        (``config`` describes the NIC's addresses and routes to be)."""
+
+    @classmethod
+    def shell_template(cls) -> Path:
+        """The path of its shell template."""
+        return cls.templates / SHELL_TEMPLATE
