@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from fleetbr.validate import split_lines
+
 
 def sections(text: str) -> list[tuple[str, list[str]]]:
     """``[(section name, its lines)]`` in file order; lines before any section go under ``""``.
-    Comment and blank lines stay with the section they are in."""
+    Comment and blank lines stay with the section they are in; lines end at ``\\n`` only (as
+    systemd reads them: a ``\\f`` or U+2028 inside a comment is no line break)."""
     out: list[tuple[str, list[str]]] = [("", [])]
-    for line in text.splitlines():
+    for line in split_lines(text):
         stripped = line.strip()
         if stripped.startswith("[") and stripped.endswith("]"):
             out.append((stripped[1:-1].strip(), []))

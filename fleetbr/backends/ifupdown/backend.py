@@ -18,6 +18,7 @@ from fleetbr.backends.model import (
     check_route,
 )
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.validate import split_lines
 
 _TOP = ("iface", "auto", "allow-", "mapping", "source", "source-directory", "rename", "no-")
 _ADDRESSING = frozenset(
@@ -50,11 +51,12 @@ def _is_top(line: str) -> bool:
 
 def split(text: str, nic: str) -> tuple[list[str], dict[str, list[str]]]:
     """The file's lines without the stanzas of ``nic`` (an interface name), and their options
-    per family."""
+    per family. Lines end at ``\\n`` only (a ``\\f`` or U+2028 inside a comment is no line
+    break)."""
     kept: list[str] = []
     options: dict[str, list[str]] = {}
     current: str | None = None
-    for line in text.splitlines():
+    for line in split_lines(text):
         words = line.split()
         if words and _is_top(line) and not line[0].isspace():
             current = None
