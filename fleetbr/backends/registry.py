@@ -52,7 +52,9 @@ def register(backend: Backend | type[Backend]) -> Backend:
     _load()
     found = _as_backend(backend, repr(backend))
     if found.name in _registered or found.name in ("auto", "none"):
-        raise ValueError(f"a backend named {found.name} is already registered")
+        raise ValueError(
+            f"the backend name {found.name} is taken (auto, none, {', '.join(names())})"
+        )
     _registered[found.name] = found
     return found
 

@@ -1,0 +1,125 @@
+"""A new persistence backend is its folder plus one registration line: the toy backend
+(tests/unit/toybackend/: a class and its shell template) is accepted by task validation,
+chosen, planned, rendered into the host's shell and the boot guard, without a change anywhere
+else. Also the registry's own rules (entry points, names taken)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from fleetbr.backends import choose, registry, unplan_backend
+from fleetbr.backends.model import BridgeConfig
+from fleetbr.errors import TaskError
+from fleetbr.facts.model import Backend as Tool
+from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_facts
+from fleetbr.plan import plan_host
+from fleetbr.plan.shell import step_command
+from fleetbr.transaction.scripts import staged_scripts
+from tests.unit.test_facts_parse import raw
+from tests.unit.test_plan_support import task
+from tests.unit.toybackend import ToyBackend
+
+TOY_TASK = """
+bridge:
+  name: br0
+  nic: "{{ host.data.nic }}"
+  mac: nic
+persist: toy
+"""
+
+
+@pytest.fixture
+def toy() -> Iterator[None]:
+    registry.register(ToyBackend)  # the one line a new backend needs
+    yield
+    registry.unregister("toy")
+
+
+def toy_host() -> HostFacts:
+    """A host no daemon manages, with toyd installed."""
+    facts = parse_facts(raw("distro_none"))
+    return dataclasses.replace(facts, backends=(*facts.backends, Tool("toyd", True, True)))
+
+
+def test_task_validation_lists_the_registered_backends(toy: None) -> None:
+    assert task(TOY_TASK).persist == "toy"
+    with pytest.raises(TaskError, match="'systemd' is not one of auto, none, ifupdown, .*, toy"):
+        task(TOY_TASK.replace("persist: toy", "persist: systemd"))
+
+
+def test_without_the_registration_line_toy_is_no_backend() -> None:
+    with pytest.raises(TaskError, match="persist: 'toy' is not one of"):
+        task(TOY_TASK)
+
+
+def test_the_toy_backend_plans_and_renders_the_host_shell(toy: None) -> None:
+    plan = plan_host(task(TOY_TASK), toy_host(), min_timeout=10)
+    assert plan.refusal is None
+    assert "/etc/toy/br0.conf" in plan.files
+    commands = {s.kind: step_command(s) for s in plan.steps}
+    assert commands["backend_apply"] == "toyctl apply br0 --port eth0"
+    assert "printf '%s\\n' 'bridge br0' 'port eth0'" in commands["file_write"]
+    rollback = [step_command(s) for s in plan.rollback if s.kind.startswith("backend_")]
+    assert rollback == ["toyctl reload", "toyctl apply eth0"]
+    boot = staged_scripts("20260101T000000-abcdef", plan).files["boot.sh"]
+    assert "\ntoyctl reload --boot || failed=$((failed + 1))\n" in boot
+
+
+def test_the_toy_backend_is_refused_where_its_tool_is_missing(toy: None) -> None:
+    plan = plan_host(task(TOY_TASK), parse_facts(raw("distro_none")), min_timeout=10)
+    assert plan.refusal == "persist: toy is not installed on the host"
+
+
+def test_the_toy_backend_unbridges(toy: None) -> None:
+    config = BridgeConfig("br0", "eth0", None, False, 4, ("198.51.100.12/24",), ())
+    assert choose("toy", "refuse", toy_host(), "eth0", "br0") == "toy"
+    files = {f.path: f.content for f in unplan_backend("toy", config, toy_host()).files}
+    assert files == {
+        "/etc/toy/br0.conf": None,
+        "/etc/toy/eth0.conf": "bridge eth0\naddress 198.51.100.12/24\n",
+    }
+
+
+def test_a_backend_from_an_entry_point_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    point = EntryPoint("toy", "tests.unit.toybackend:ToyBackend", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry, "_entry_points_read", [])
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group else [])
+    assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager", "toy")
+    assert isinstance(registry.get("toy"), ToyBackend)
+
+
+def test_an_entry_point_that_takes_a_builtin_name_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Impostor(ToyBackend):
+        name = "networkd"
+
+    point = EntryPoint("networkd", "x:y", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(EntryPoint, "load", lambda self: Impostor)
+    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry, "_entry_points_read", [])
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point])
+    with pytest.raises(ValueError, match="names backend networkd, taken"):
+        registry.names()
+
+
+@pytest.mark.parametrize("name", ["networkd", "auto", "none"])
+def test_a_name_taken_cannot_be_registered(name: str) -> None:
+    class Taken(ToyBackend):
+        pass
+
+    Taken.name = name
+    with pytest.raises(ValueError, match=f"the backend name {name} is taken"):
+        registry.register(Taken)
+
+
+def test_every_builtin_backend_has_its_shell() -> None:
+    for backend in registry.backends():
+        assert backend.shell_template().is_file(), backend.name
+    assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager")
