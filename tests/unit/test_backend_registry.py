@@ -13,12 +13,13 @@ import pytest
 
 from fleetbr.backends import choose, registry, unplan_backend
 from fleetbr.backends.model import BridgeConfig
-from fleetbr.errors import TaskError
+from fleetbr.errors import TaskError, ValidationError
 from fleetbr.facts.model import Backend as Tool
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host
 from fleetbr.plan.shell import step_command
+from fleetbr.plan.steps import backend_apply
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
@@ -123,3 +124,37 @@ def test_every_builtin_backend_has_its_shell() -> None:
     for backend in registry.backends():
         assert backend.shell_template().is_file(), backend.name
     assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager")
+
+
+# --- the backend steps' arguments: every registered backend's own, checked ------------------
+
+U1, U2 = "0d9f4a52-3c1b-4e8e-9a57-6a2f1b0c7d31", "1d9f4a52-3c1b-4e8e-9a57-6a2f1b0c7d31"
+
+
+def test_step_arguments_hold_every_backends_own_keys_in_registry_order() -> None:
+    step = backend_apply({"backend": "netplan", "bridge": "br0", "nic": "eth0",
+                          "renderer": "NetworkManager"})  # fmt: skip
+    assert list(step.args) == ["direction", "renderer", "bridge_uuid", "port_uuid", "old_uuid",
+                               "nic_uuid", "backend", "bridge", "nic"]  # fmt: skip
+    assert step.args["renderer"] == "NetworkManager" and step.args["old_uuid"] is None
+
+
+def test_a_profile_uuid_left_out_is_none() -> None:
+    """NetworkManager persisted before has no old profile to retire: old_uuid None."""
+    args = {"backend": "networkmanager", "bridge": "br0", "nic": "eth0",
+            "bridge_uuid": U1, "port_uuid": U2, "old_uuid": None}  # fmt: skip
+    assert backend_apply(args).args["old_uuid"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"backend": "systemd"}, "backend backend: 'systemd' is not known"),
+        ({"backend": "netplan", "renderer": "sd"}, "backend renderer: 'sd' is not known"),
+        ({"backend": "networkmanager", "old_uuid": "x"}, "backend old_uuid: 'x' is not a UUID"),
+        ({"backend": "networkd", "colour": "red"}, "backend: unknown argument colour"),
+    ],
+)
+def test_bad_step_arguments_are_refused(args: dict[str, str | None], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        backend_apply({"bridge": "br0", "nic": "eth0", **args})
