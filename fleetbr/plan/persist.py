@@ -124,9 +124,9 @@ def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> Persi
                 )
             )
     managers = {name: plan.backend for name in plan.managers}
+    backend = registry.get(plan.backend)
     settled = all(
-        facts.manager(name).manager == plan.backend
-        and registry.is_settled(plan.backend, facts.manager(name).state)
+        backend.detect(facts, name) and backend.is_settled(facts.manager(name).state)
         for name in plan.managers
     )
     carried = plan.carried or Carried()

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 
+import jinja2
 import pytest
 
 from fleetbr.backends import choose, registry, unplan_backend
@@ -20,6 +21,7 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.plan.steps import backend_apply
+from fleetbr.render import backend_shell
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
@@ -158,3 +160,19 @@ def test_a_profile_uuid_left_out_is_none() -> None:
 def test_bad_step_arguments_are_refused(args: dict[str, str | None], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         backend_apply({"bridge": "br0", "nic": "eth0", **args})
+
+
+@pytest.mark.parametrize("name", ["ifupdown", "networkd", "netplan", "networkmanager"])
+def test_each_builtin_detects_the_nic_it_manages_and_reads_its_view(name: str) -> None:
+    facts = parse_facts(raw(f"distro_{name}"))
+    for backend in registry.backends():
+        assert backend.detect(facts, "eth0") == (backend.name == name), backend.name
+    view = registry.get(name).view(facts, "eth0")
+    assert view is not None and view.claims
+    assert registry.get(name).is_settled(view.state), view.state
+    assert registry.get(name).installed(facts)
+
+
+def test_a_backend_that_is_not_registered_has_no_shell() -> None:
+    with pytest.raises(jinja2.TemplateNotFound, match="backend/toy/shell.sh.j2"):
+        backend_shell("toy")
