@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from fleetbr.transaction.protocol import (
     ROLLBACK_GRACE,
     Transaction,
     _arm_and_apply,
-    _fault_pause,
     _prepare,
     _reason,
     min_timeout,
@@ -40,7 +37,7 @@ from fleetbr.transaction.protocol import (
     run_transaction,
     wait_settled,
 )
-from fleetbr.transport import Connection
+from fleetbr.transport import Session
 from tests.unit.fakehost import (
     PLAIN_FACTS,
     ROLLED_BACK,
@@ -83,7 +80,7 @@ class ScriptedChange:
         return dict(self.files)
 
     async def confirm_problems(
-        self, conn: Connection, txid: str, plan: Plan, after: HostFacts
+        self, conn: Session, txid: str, plan: Plan, after: HostFacts
     ) -> list[str]:
         self.confirm_calls += 1
         self.seen.append(("confirm_problems", conn, txid, plan, after))
@@ -93,7 +90,7 @@ class ScriptedChange:
         self.seen.append(("rollback_check", plan, before, after))
         return self.restores.pop(0) if self.restores else self.restore
 
-    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         return ScriptOutcome({}, "")  # a bridge change has no scripts of the operator's
 
 
@@ -108,7 +105,7 @@ def transaction(
 
 
 async def run(host: FakeHost, tx: Transaction, *, applied: bool = False) -> HostResult:
-    result = await resolve(tx, applied=applied, connector=host.connect)
+    result = await resolve(tx, applied=applied, transport=host)
     assert host.left() == {}, "the controller skipped scripts the test expected"
     assert all(conn.closed for conn in host.opened), "a connection was left open"
     return result
@@ -162,16 +159,6 @@ async def test_straight_to_confirm_only_once() -> None:
     result = await run(host, transaction(host), applied=True)
     assert result.status is Status.ROLLED_BACK
     assert host.labels() == ["facts", "disarm", "state", "facts"]
-
-
-async def test_the_disarm_pause_hook_waits_before_the_disarm(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_DISARM", "0.05")
-    host = FakeHost().on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
-    start = time.monotonic()
-    assert (await run(host, transaction(host), applied=True)).status is Status.CONFIRMED
-    assert time.monotonic() - start >= 0.05
 
 
 @pytest.mark.parametrize(
@@ -356,7 +343,7 @@ async def test_a_host_that_stops_progressing_is_failed_without_deciding(
     tx = transaction(host)
     tx.spec = spec(command_timeout=command_timeout)
     start = host.clock.now()
-    result = await resolve(tx, connector=host.connect)
+    result = await resolve(tx, transport=host)
     assert result.status is Status.FAILED
     assert f"not progressing for {stall:.0f}s" in result.message
     assert result.data["host_state"] == parse_state(parsed(state(**ARMING_FOREVER))).summary()
@@ -844,18 +831,6 @@ def test_the_reason_of_a_rollback(decision: str, reason: str) -> None:
     assert _reason(parse_state(parsed(rolled_back(decision=decision)))) == reason
 
 
-async def test_the_fault_pause_sleeps_as_long_as_the_variable_says(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Test-only hook (docs/safety.md): at least the seconds it is given."""
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_UNIT", "0.05")
-    start = time.monotonic()
-    await _fault_pause("FLEETBR_TEST_PAUSE_UNIT")
-    assert time.monotonic() - start >= 0.05
-    assert os.environ.get("FLEETBR_TEST_PAUSE_NOT_SET") is None
-    await _fault_pause("FLEETBR_TEST_PAUSE_NOT_SET")  # unset: returns
-
-
 # --- reconnecting -------------------------------------------------------------------------
 
 
@@ -914,7 +889,7 @@ async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_co
     host.on("arm+apply", marks({"armed": "38", "apply": "applied"}))
     host.on("disarm", marks({"decision": "confirmed"}))
     result = await run_transaction(spec(), change, on_armed=armed.append,
-                                   on_staged=staged.append, connector=host.connect,
+                                   on_staged=staged.append, transport=host,
                                    clock=host.clock)  # fmt: skip
     assert (result.status, result.message) == (Status.CONFIRMED, f"confirmed {staged[0]}")
     assert armed == ["hv01"] and result.data["txid"] == staged[0]
@@ -928,7 +903,7 @@ async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_co
 async def test_a_whole_transaction_that_is_refused_at_stage_closes_its_connection() -> None:
     host = FakeHost().on("facts", PLAIN_FACTS)
     change = ScriptedChange(planned=dataclasses.replace(PLAN, refusal="no"))
-    result = await run_transaction(spec(), change, connector=host.connect, clock=host.clock)
+    result = await run_transaction(spec(), change, transport=host, clock=host.clock)
     assert (result.status, result.message) == (Status.REFUSED, "no")
     assert len(host.opened) == 1 and host.opened[0].closed
 
@@ -941,26 +916,8 @@ async def test_a_whole_transaction_whose_arm_did_not_report_applied_asks_the_hos
     host.on("arm+apply", marks({"armed": "38", "apply": "running"}))
     host.on("state", state(apply="running", apply_alive="yes"), state())
     host.on("disarm", marks({"decision": "confirmed"}))
-    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
+    result = await run_transaction(spec(), ScriptedChange(), transport=host,
                                    clock=host.clock)  # fmt: skip
     assert result.status is Status.CONFIRMED
     assert host.labels() == ["facts", "stage", "arm+apply", "state", "state", "facts", "disarm"]
     assert host.clock.slept == [POLL]  # the transaction's clock is the one given
-
-
-async def test_the_confirm_pause_hook_waits_before_the_new_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "0.05")
-    host = FakeHost().on("facts", PLAIN_FACTS)
-    probe = Transaction(spec(), ScriptedChange(), clock=host.clock)
-    probe.plan = PLAN
-    host.on("stage", stage_reply(probe)).on("arm+apply", Reply(error=SessionLost("cut")))
-    host.on("state", state()).on("facts", PLAIN_FACTS).on(
-        "disarm", marks({"decision": "confirmed"})
-    )
-    start = time.monotonic()
-    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
-                                   clock=host.clock)  # fmt: skip
-    assert result.status is Status.CONFIRMED
-    assert time.monotonic() - start >= 0.05
