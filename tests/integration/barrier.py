@@ -61,7 +61,9 @@ class Barrier:
         number = self.arrivals[point] = self.arrivals.get(point, 0) + 1
         started = time.monotonic()
         reached = self.directory / f"{point}.{number}.reached"
-        reached.write_text(host)
+        partial = reached.with_suffix(".partial")
+        partial.write_text(host)
+        partial.rename(reached)  # atomic: the test never reads it half-written
         go, always = self.directory / f"{point}.{number}.go", self.directory / f"{point}.open"
         while not go.exists() and not always.exists():
             await asyncio.sleep(POLL)
