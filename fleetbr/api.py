@@ -40,7 +40,7 @@ from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
 from fleetbr.tasks import load_task as _load_task
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transaction.status import plan_job, status_job
-from fleetbr.transport import open_connection
+from fleetbr.transport import open_session
 
 __all__ = [
     "DEFAULT_FORKS",
@@ -221,7 +221,7 @@ def rollback(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> Aggreg
 
 async def host_facts_async(host: HostSpec) -> HostFacts:
     """The typed facts of one host. Raises TransportError (and subclasses) when it cannot."""
-    async with open_connection(host) as conn:
+    async with open_session(host) as conn:
         return await gather(conn)
 
 

@@ -27,7 +27,7 @@ from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, load_task, render_task
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transport import open_connection
+from fleetbr.transport import open_session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ def outcome_result(host: str, outcome: CheckOutcome) -> HostResult:
 
 async def check_job(spec: HostSpec, task: BridgeTask) -> HostResult:
     """Gather the host's facts over one connection and check them; changes nothing."""
-    async with open_connection(spec) as conn:
+    async with open_session(spec) as conn:
         facts = await gather(conn)
     outcome = check_facts(task, facts, min_timeout=min_timeout(spec.ssh))
     return outcome_result(spec.name, outcome)

@@ -32,7 +32,7 @@ from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.hoststate import HostTxState
 from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
-from fleetbr.transport import Connection, open_connection
+from fleetbr.transport import Session, open_session
 
 ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
 
@@ -237,7 +237,7 @@ class Resolution:
 
 async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
     """Resolve transaction ``txid`` that run ``run_id`` left on ``spec`` (see the module doc)."""
-    async with open_connection(spec) as conn:
+    async with open_session(spec) as conn:
         state = await read_state(conn, txid)
         if not state.staged:
             return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
@@ -250,7 +250,7 @@ async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
 
 
 async def _settled(
-    conn: Connection, host: str, txid: str, run_id: int, state: HostTxState
+    conn: Session, host: str, txid: str, run_id: int, state: HostTxState
 ) -> Resolution:
     data: dict[str, object] = {"txid": txid, "decision": state.decision, "from_run": run_id}
     if state.decision == "confirmed":

@@ -9,16 +9,22 @@ from fleetbr.adhoc.spec import KILL_AFTER, RunSpec
 from fleetbr.errors import CommandTimeout
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
-from fleetbr.transport import open_connection
-from fleetbr.transport.ssh import Captured, CommandOutput, OutputSink
+from fleetbr.transport import Captured, CommandOutput, OutputSink, Transport, open_session
 
 TIMEOUT_SIGNAL = "ALRM"  # how run_exec.sh.j2 says "timeout ended the command"
 STREAMS = ("stdout", "stderr")
 
 
-async def run_job(host: HostSpec, run: RunSpec, on_output: OutputSink | None = None) -> HostResult:
-    """Connect, run ``run`` through its wrapper, and report what happened."""
-    async with open_connection(host) as conn:
+async def run_job(
+    host: HostSpec,
+    run: RunSpec,
+    on_output: OutputSink | None = None,
+    *,
+    transport: Transport | None = None,
+) -> HostResult:
+    """Connect (over ``transport``, default: the current one), run ``run`` through its wrapper,
+    and report what happened."""
+    async with open_session(host, transport=transport) as conn:
         output = await conn.run_command(
             run.exec_line(host),
             stdin=run.payload,

@@ -9,18 +9,18 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
-from fleetbr.transport import Connection, open_connection
+from fleetbr.transport import Session, Transport, open_session
 
 
-async def gather(conn: Connection, probe_targets: Sequence[str] = ()) -> HostFacts:
+async def gather(conn: Session, probe_targets: Sequence[str] = ()) -> HostFacts:
     """Run the facts script on ``conn`` and parse its output."""
     result = await conn.run_script(facts_script(probe_targets), label="facts")
     return parse_facts(result.stdout)
 
 
-async def facts_job(spec: HostSpec) -> HostResult:
-    """The ``fleetbr facts`` job for one host."""
-    async with open_connection(spec) as conn:
+async def facts_job(spec: HostSpec, *, transport: Transport | None = None) -> HostResult:
+    """The ``fleetbr facts`` job for one host (over ``transport``, default: the current one)."""
+    async with open_session(spec, transport=transport) as conn:
         facts = await gather(conn)
     return HostResult(spec.name, Status.OK, summarize(facts), data={"facts": facts.to_dict()})
 

@@ -2,7 +2,7 @@
 
 Registered through the ``nornir.plugins.connections`` entry point, so
 ``task.host.get_connection("fleetbr", task.nornir.config)`` returns a
-:class:`fleetbr.transport.Connection` (``await conn.run_script(...)`` on the shared loop). Its
+:class:`fleetbr.transport.Session` (``await conn.run_script(...)`` on the shared loop). Its
 settings are the host's ``connection_options.fleetbr`` (``extras`` as in fleetbr's inventory),
 checked by the same code (and every private key must be readable), and host keys are checked
 exactly as the CLI checks them: always, against ``known_hosts`` (default
@@ -19,7 +19,7 @@ from nornir.core.inventory import ConnectionOptions
 from fleetbr.errors import InventoryError, ValidationError
 from fleetbr.inventory import HostSpec, key_problem, spec_from_connection
 from fleetbr.nornir.loop import SHARED, LoopThread
-from fleetbr.transport import Connection, connect
+from fleetbr.transport import Session, current_transport
 
 CONNECTION_NAME = "fleetbr"
 
@@ -28,7 +28,7 @@ class FleetbrConnection:
     """Nornir ``ConnectionPlugin``: :attr:`connection` is an open fleetbr ``Connection``."""
 
     def __init__(self) -> None:
-        self.connection: Connection | None = None
+        self.connection: Session | None = None
         self._loop: LoopThread | None = None
 
     def open(  # noqa: PLR0917 - nornir's ConnectionPlugin protocol
@@ -46,7 +46,7 @@ class FleetbrConnection:
         spec = connection_spec(hostname, username, password, port, extras)
         loop = SHARED.acquire()
         try:
-            self.connection = loop.run(connect(spec))
+            self.connection = loop.run(current_transport().connect(spec))
         except BaseException:
             SHARED.release()
             raise

@@ -35,9 +35,9 @@ from fleetbr.tasks import BridgeTask, render_task
 from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import min_timeout, run_transaction
 from fleetbr.transaction.status import plan_result
-from fleetbr.transport import Connection
+from fleetbr.transport import Session
 
-ConnectedJob = Callable[[Connection, HostSpec], Awaitable[HostResult]]
+ConnectedJob = Callable[[Session, HostSpec], Awaitable[HostResult]]
 
 
 class HostFailed(FleetbrError):
@@ -71,7 +71,7 @@ def fleetbr_facts(task: Task) -> FleetbrResult:
     """Gather the host's network facts (read-only). ``Result.facts`` is the typed HostFacts."""
     gathered: list[HostFacts] = []
 
-    async def job(conn: Connection, spec: HostSpec) -> HostResult:
+    async def job(conn: Session, spec: HostSpec) -> HostResult:
         facts = await gather(conn)
         gathered.append(facts)
         # as fleetbr.facts.gather.facts_job reports it (that one opens its own connection)
@@ -106,7 +106,7 @@ def fleetbr_check(task: Task, task_file: TaskSource) -> FleetbrResult:
     def prepare(spec: HostSpec) -> ConnectedJob:
         bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
 
-        async def job(conn: Connection, spec: HostSpec) -> HostResult:
+        async def job(conn: Session, spec: HostSpec) -> HostResult:
             facts = await gather(conn)
             outcome = check_facts(bridge_task, facts, min_timeout=min_timeout(spec.ssh))
             return outcome_result(spec.name, outcome)
@@ -130,7 +130,7 @@ def _plan(task: Task, task_file: TaskSource) -> HostResult:
     def prepare(spec: HostSpec) -> ConnectedJob:
         bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
 
-        async def job(conn: Connection, spec: HostSpec) -> HostResult:
+        async def job(conn: Session, spec: HostSpec) -> HostResult:
             return plan_result(spec, bridge_task, await gather(conn))
 
         return job
@@ -163,7 +163,7 @@ def _run_connected(task: Task, prepare: Callable[[HostSpec], ConnectedJob]) -> H
         return HostResult(task.host.name, Status.FAILED, str(exc))
     with SHARED.use() as loop:
         try:
-            conn: Connection = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
+            conn: Session = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
         except FleetbrError as exc:
             error = exc
             return loop.run(run_one(spec, lambda _: _raise(error)))

@@ -13,7 +13,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan, plan_host, restore_check, verify_applied
 from fleetbr.plan.scope import touched_by
 from fleetbr.tasks import BridgeTask
-from fleetbr.transport import Connection
+from fleetbr.transport import Session
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,14 @@ class Change(Protocol):
     def staged_files(self) -> dict[str, str]:
         """Extra files to stage beside apply.sh (name -> text), checksummed with the scripts."""
 
-    async def confirm_problems(self, conn: Connection, txid: str, plan: Plan,
+    async def confirm_problems(self, conn: Session, txid: str, plan: Plan,
                                after: HostFacts) -> list[str]:  # fmt: skip
         """Why the applied change must not be confirmed ([] = confirm)."""
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """How the host compares with its snapshot after the rollback."""
 
-    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         """What the change's own scripts left, for the report of a rolled-back host."""
 
 
@@ -82,12 +82,12 @@ class BridgeChange:
         return {}
 
     async def confirm_problems(
-        self, conn: Connection, txid: str, plan: Plan, after: HostFacts
+        self, conn: Session, txid: str, plan: Plan, after: HostFacts
     ) -> list[str]:
         """Differences between the host and the plan's expected state."""
         return verify_applied(plan, after)
 
-    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         """Nothing: the bridge's steps are fleetbr's own (apply.log names a failed one)."""
         return ScriptOutcome()
 

@@ -22,7 +22,7 @@ from fleetbr.plan.command import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_comma
 from fleetbr.render import render
 from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.scripts import check_script, check_txid, markers, new_nonce
-from fleetbr.transport import Connection
+from fleetbr.transport import Session
 
 TAIL_BYTES = 2048  # bytes of the end of each staged script's stderr carried in the result
 MESSAGE_TAIL = 200  # characters of it, on one line, in the message
@@ -52,7 +52,7 @@ class CommandChange:
         return files
 
     async def confirm_problems(
-        self, conn: Connection, txid: str, plan: Plan, after: HostFacts
+        self, conn: Session, txid: str, plan: Plan, after: HostFacts
     ) -> list[str]:
         """The confirm check must exit 0 (reachability and probes are checked by the protocol).
 
@@ -77,7 +77,7 @@ class CommandChange:
         """Reachable (we are connected): only report how the host differs from its snapshot."""
         return RollbackCheck(notes=diff_facts(before, after))
 
-    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         """The exit status and the end of the stderr of the command, and of the undo if it ran."""
         nonce = new_nonce()
         script = render("tx_command_result.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid),

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +33,7 @@ from fleetbr.transaction.change import (
     guests_settling,
 )
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
-from fleetbr.transport import Connection, connect
+from fleetbr.transport import Session, Transport, current_transport
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
@@ -65,11 +64,6 @@ class MonotonicClock:
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
         await asyncio.sleep(seconds)
-
-
-Connector = Callable[..., Awaitable[Connection]]
-"""Opens a connection like :func:`fleetbr.transport.connect` (``spec, attempts=,
-give_up_after=``); the resolver's seam for the unit tests."""
 
 
 def min_timeout(ssh: SSHOptions) -> int:
@@ -119,9 +113,11 @@ async def apply_host(
     task_label: str,
     *,
     on_armed: Hook | None = None,
+    transport: Transport | None = None,
 ) -> HostResult:
     """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    return await run_transaction(spec, BridgeChange(task, task_label), on_armed=on_armed)
+    change = BridgeChange(task, task_label)
+    return await run_transaction(spec, change, on_armed=on_armed, transport=transport)
 
 
 async def run_transaction(
@@ -130,15 +126,16 @@ async def run_transaction(
     *,
     on_armed: Hook | None = None,
     on_staged: Hook | None = None,
-    connector: Connector = connect,
+    transport: Transport | None = None,
     clock: Clock | None = None,
 ) -> HostResult:
-    """The dead-man transaction for any :class:`Change` on one host (``connector``, ``clock``:
-    the unit tests' seams)."""
+    """The dead-man transaction for any :class:`Change` on one host, over ``transport`` (default:
+    the current one, see :func:`fleetbr.transport.current_transport`)."""
+    transport = transport or current_transport()
     tx = Transaction(spec, change, on_armed=on_armed, on_staged=on_staged)
     if clock is not None:
         tx.clock = clock
-    conn = await connector(spec)
+    conn = await transport.connect(spec)
     try:
         early = await _prepare(tx, conn)
         if early is not None:
@@ -146,11 +143,10 @@ async def run_transaction(
         applied = await _arm_and_apply(tx, conn)
     finally:
         await conn.close()
-    await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM")
-    return await resolve(tx, applied=applied, connector=connector)
+    return await resolve(tx, applied=applied, transport=transport)
 
 
-async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
+async def _prepare(tx: Transaction, conn: Session) -> HostResult | None:
     """Facts, plan, stage. Returns a final result when there is nothing to apply."""
     tx.before = await gather(conn)
     tx.plan = plan = tx.change.plan(tx.before, min_timeout(tx.spec.ssh))
@@ -189,7 +185,7 @@ async def _prepare(tx: Transaction, conn: Connection) -> HostResult | None:
     return None
 
 
-async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
+async def _arm_and_apply(tx: Transaction, conn: Session) -> bool:
     """Send the arm script; True when the host reported the change applied.
 
     Whatever happens here (refusal, a slow host, a cut session), the host's own state is read
@@ -222,10 +218,11 @@ async def _arm_and_apply(tx: Transaction, conn: Connection) -> bool:
 
 
 async def resolve(
-    tx: Transaction, *, applied: bool = False, connector: Connector = connect
+    tx: Transaction, *, applied: bool = False, transport: Transport | None = None
 ) -> HostResult:
-    """Drive the host to a decision over fresh connections and report it truthfully."""
-    resolver = _Resolver(tx, skip_first_look=applied, connector=connector)
+    """Drive the host to a decision over fresh connections (over ``transport``, default: the
+    current one) and report it truthfully."""
+    resolver = _Resolver(tx, skip_first_look=applied, transport=transport or current_transport())
     try:
         return await resolver.run()
     finally:
@@ -235,12 +232,10 @@ async def resolve(
 class _Resolver:
     """The loop behind :func:`resolve`: look at the host, act, repeat."""
 
-    def __init__(
-        self, tx: Transaction, *, skip_first_look: bool, connector: Connector = connect
-    ) -> None:
+    def __init__(self, tx: Transaction, *, skip_first_look: bool, transport: Transport) -> None:
         self.tx = tx
-        self.connect = connector
-        self.conn: Connection | None = None
+        self.connect = transport.connect
+        self.conn: Session | None = None
         self.skip_first_look = skip_first_look  # the arm said "applied": go straight to confirm
         self.last: HostTxState | None = None
         self.last_change = tx.clock.now()
@@ -300,7 +295,7 @@ class _Resolver:
             f"run; last error: {exc}",
         )
 
-    async def _step(self, conn: Connection) -> HostResult | None:
+    async def _step(self, conn: Session) -> HostResult | None:
         tx = self.tx
         if self.skip_first_look:
             self.skip_first_look = False
@@ -325,7 +320,7 @@ class _Resolver:
             return None
         return await self._wait(state, action)
 
-    async def _look(self, conn: Connection, *, cancel: bool = False) -> HostTxState:
+    async def _look(self, conn: Session, *, cancel: bool = False) -> HostTxState:
         state = await read_state(conn, self.tx.txid, cancel=cancel)
         self.tx.heard(state.remaining)
         if self.last is None or _progress(self.last) != _progress(state):
@@ -349,14 +344,14 @@ class _Resolver:
         await tx.clock.sleep(POLL)
         return None
 
-    async def _cancel(self, conn: Connection) -> HostResult | None:
+    async def _cancel(self, conn: Session) -> HostResult | None:
         state = await self._look(conn, cancel=True)
         self.tx.note(f"arm script had not started; claim now: {state.claim}")
         if state.claim == "none":  # neither the arm script nor we could take it
             return self._nothing_changed(state)
         return None
 
-    async def _trigger(self, conn: Connection, reason: str) -> None:
+    async def _trigger(self, conn: Session, reason: str) -> None:
         self.tx.note(f"starting the rollback now ({reason})")
         await conn.run_script(scripts.trigger_rollback_script(self.tx.txid, reason),
                               label="rollback")  # fmt: skip
@@ -374,7 +369,7 @@ class _Resolver:
             why = f"arming failed: {state.arm_error or state.arm}"
         return tx.result(Status.FAILED, f"{why}; nothing changed", host_state=state.summary())
 
-    async def _confirm(self, conn: Connection) -> HostResult | None:
+    async def _confirm(self, conn: Session) -> HostResult | None:
         """Verify, probe and disarm over this connection (never the one that made the change)."""
         tx = self.tx
         assert tx.plan is not None
@@ -386,7 +381,6 @@ class _Resolver:
             self.reason = "; ".join(problems)
             await self._trigger(conn, "confirm-failed")
             return None
-        await _fault_pause("FLEETBR_TEST_PAUSE_BEFORE_DISARM")
         nonce = scripts.new_nonce()
         out = await conn.run_script(scripts.disarm_script(tx.txid, nonce=nonce), label="disarm")
         decision = scripts.markers(out.stdout, nonce).get("decision", "")
@@ -396,7 +390,7 @@ class _Resolver:
         tx.note(f"not confirmed: {decision}")
         return None  # the next look says what the host did instead
 
-    async def _verify_rollback(self, conn: Connection, state: HostTxState) -> HostResult:
+    async def _verify_rollback(self, conn: Session, state: HostTxState) -> HostResult:
         tx = self.tx
         assert tx.before is not None and tx.plan is not None
         reason = self.reason or _reason(state)
@@ -457,7 +451,7 @@ def _reason(state: HostTxState) -> str:
     }.get(why, why)
 
 
-async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> HostTxState:
+async def read_state(conn: Session, txid: str, *, cancel: bool = False) -> HostTxState:
     """The host's view of transaction ``txid`` (``cancel``: first take the arm's claim)."""
     nonce = scripts.new_nonce()
     script = scripts.state_script(txid, nonce=nonce, cancel=cancel)
@@ -466,7 +460,7 @@ async def read_state(conn: Connection, txid: str, *, cancel: bool = False) -> Ho
 
 
 async def wait_settled(
-    conn: Connection, txid: str, patience: float = 60.0, *, clock: Clock | None = None
+    conn: Session, txid: str, patience: float = 60.0, *, clock: Clock | None = None
 ) -> HostTxState:
     """Poll until the transaction is decided and none of its processes run (or ``patience``)."""
     clock = clock or MonotonicClock()
@@ -484,10 +478,3 @@ async def wait_settled(
 def rollback_finished(state: HostTxState) -> bool:
     """The transaction state shows a rollback decision, a finished rollback, nothing running."""
     return state.rolled_back and state.rollback != "none" and not state.busy
-
-
-async def _fault_pause(variable: str) -> None:
-    """Test-only fault injection: sleep as many seconds as the environment variable says."""
-    seconds = os.environ.get(variable)
-    if seconds:
-        await asyncio.sleep(float(seconds))

@@ -18,12 +18,12 @@ from fleetbr.plan.scope import parse_touched
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import rollback_finished, wait_settled
-from fleetbr.transport import Connection, open_connection
+from fleetbr.transport import Session, open_session
 
 
 async def rollback_job(spec: HostSpec) -> HostResult:
     """Roll back the host's armed transaction, if any, and verify it is back at its snapshot."""
-    async with open_connection(spec) as conn:
+    async with open_session(spec) as conn:
         facts = await gather(conn)
         if facts.armed is None:
             return HostResult(spec.name, Status.OK, "no armed transaction: nothing to roll back")
@@ -73,7 +73,7 @@ async def rollback_job(spec: HostSpec) -> HostResult:
     )
 
 
-async def _untrusted_marker(conn: Connection, name: str, armed: ArmedTransaction) -> HostResult:
+async def _untrusted_marker(conn: Session, name: str, armed: ArmedTransaction) -> HostResult:
     """A damaged marker is removed once nothing fleetbr started runs on the host; a state this
     login cannot read fails (there is nothing it could safely do)."""
     data: dict[str, object] = {"armed_problem": armed.problem, "detail": armed.detail}

@@ -13,13 +13,15 @@ from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transport import open_connection
+from fleetbr.transport import Transport, open_session
 from fleetbr.validate import split_lines
 
 
-async def plan_job(spec: HostSpec, task: BridgeTask) -> HostResult:
+async def plan_job(
+    spec: HostSpec, task: BridgeTask, *, transport: Transport | None = None
+) -> HostResult:
     """Gather facts and plan; change nothing."""
-    async with open_connection(spec) as conn:
+    async with open_session(spec, transport=transport) as conn:
         facts = await gather(conn)
     return plan_result(spec, task, facts)
 
@@ -65,9 +67,9 @@ def last_state(entries: list[JournalEntry]) -> dict[str, JournalEntry]:
     return latest
 
 
-async def status_job(spec: HostSpec) -> HostResult:
+async def status_job(spec: HostSpec, *, transport: Transport | None = None) -> HostResult:
     """Where this host stands: armed (live or stale) transaction and its journal's last states."""
-    async with open_connection(spec) as conn:
+    async with open_session(spec, transport=transport) as conn:
         facts = await gather(conn)
         journal = await conn.run_script(scripts.journal_script(), label="journal")
     history = last_state(parse_journal(journal.stdout))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,63 +34,17 @@ from fleetbr.errors import (
     TransportError,
 )
 from fleetbr.inventory import HostSpec, SSHOptions, jump_target
+from fleetbr.transport.base import Captured, CommandOutput, CommandResult, OutputSink
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What a remote script printed and how it exited."""
-
-    stdout: str
-    stderr: str
-    exit_status: int | None
-
-
-OutputSink = Callable[[str, bytes], None]
-"""Called with ``("stdout" | "stderr", chunk)`` for every chunk of output as it arrives."""
-
 READ_CHUNK = 64 * 1024
 
 
-@dataclass
-class Captured:
-    """One output stream of a command: its first ``limit`` bytes, and how many it wrote in all."""
-
-    limit: int
-    data: bytearray = field(default_factory=bytearray)
-    size: int = 0
-
-    def add(self, chunk: bytes) -> None:
-        """Keep ``chunk`` up to the limit; count it in any case."""
-        self.size += len(chunk)
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-    @property
-    def truncated(self) -> bool:
-        """More was written than kept."""
-        return self.size > len(self.data)
-
-
-@dataclass(frozen=True)
-class CommandOutput:
-    """What a command printed (as bytes, capped) and how it ended.
-
-    ``error`` is set when the command's end was not seen: :class:`CommandTimeout` (no end within
-    the time limit) or :class:`SessionLost`; the output that arrived before it is kept.
-    """
-
-    stdout: Captured
-    stderr: Captured
-    exit_status: int | None
-    exit_signal: str | None
-    error: TransportError | None = None
-
-
 class Connection:
-    """An open, host-key-verified SSH connection to one inventory host."""
+    """An open, host-key-verified SSH connection to one inventory host (a
+    :class:`~fleetbr.transport.base.Session`)."""
 
     def __init__(self, spec: HostSpec, conn: asyncssh.SSHClientConnection) -> None:
         self.spec = spec
@@ -164,6 +117,16 @@ class Connection:
         self._conn.close()
         with suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
+
+
+class SSHTransport:
+    """The :class:`~fleetbr.transport.base.Transport` over asyncssh: :func:`connect`."""
+
+    async def connect(
+        self, spec: HostSpec, *, attempts: int = 4, give_up_after: float | None = None
+    ) -> Connection:
+        """A verified SSH connection to ``spec`` (see :func:`connect`)."""
+        return await connect(spec, attempts=attempts, give_up_after=give_up_after)
 
 
 async def connect(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +14,9 @@ import pytest
 import yaml
 
 from fleetbr.lab import Lab, host_state
+from tests.integration.barrier import Gate
 from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, events, sh, task_file, wait_for
+from tests.integration.txhelpers import armed, events, sh, task_file
 
 STALE_TXID = "20261127T000000-abcdef"
 
@@ -139,18 +138,21 @@ def test_live_armed_transaction_blocks_a_second_one(
     lab: Lab, fresh_host: Any, tmp_path: Path
 ) -> None:
     fresh_host("hv04")
+    gate = Gate(tmp_path / "barrier")  # the first transaction is held before its confirm
     first = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv04", "apply",
-         str(task_file(tmp_path))], env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "3"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(lab.inventory_dir), "-l", "hv04", "apply",
+                  str(task_file(tmp_path, timeout=60))),  # held while the second one runs
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: armed(lab, "hv04"), 20, "the first transaction to arm")
+        gate.reached("confirm", timeout=30)
+        assert armed(lab, "hv04")
         code, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", "hv04", "apply",
                                str(task_file(tmp_path, stp=True)))  # fmt: skip
         assert code == 1 and doc["hv04"]["status"] == "refused"
         assert "live fleetbr transaction" in doc["hv04"]["message"]
     finally:
+        gate.release("confirm")
         assert first.wait(timeout=60) == 0, "the first transaction must still confirm"
     assert events(lab, "hv04") == ["staged", "armed", "applied", "confirmed"]
 

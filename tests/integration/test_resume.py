@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from fleetbr.history.store import Store
 from fleetbr.lab import Lab
 from fleetbr.transaction import scripts
+from tests.integration.barrier import Gate
 from tests.integration.helpers import fleetbr
 from tests.integration.txhelpers import (
     armed,
@@ -28,13 +27,13 @@ from tests.integration.txhelpers import (
 )
 
 
-def controller(lab: Lab, history: Path, *args: str, pause: float) -> subprocess.Popen[str]:
-    """``fleetbr --json apply ...`` in the background, pausing ``pause`` s before each confirm."""
-    env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": str(pause)}
+def controller(lab: Lab, history: Path, *args: str, gate: Gate) -> subprocess.Popen[str]:
+    """``fleetbr --json apply ...`` in the background, held before each confirm until ``gate``
+    releases it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "--json", "--history", str(history), "-i",
-         str(lab.inventory_dir), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        gate.argv("confirm", "--json", "--history", str(history), "-i", str(lab.inventory_dir),
+                  *args),
+        env=gate.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -60,9 +59,11 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
     for name in names:
         fresh_host(name)
     history, task = tmp_path / "h.sqlite3", task_file(tmp_path)
+    gate = Gate(tmp_path / "barrier")  # never released: the canary is never confirmed
     proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), "--canary", "1",
-                      "--batch-size", "1", pause=60)  # fmt: skip
+                      "--batch-size", "1", gate=gate)  # fmt: skip
     try:
+        assert gate.reached("confirm", timeout=30) == "hv07"
         wait_for(applied(lab, "hv07"), 30, "the canary to be applied")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -115,11 +116,17 @@ def test_ctrl_c_lets_armed_hosts_finish_then_resume_leaves_done_hosts_alone(
         fresh_host(name)
     history, task = tmp_path / "h.sqlite3", task_file(tmp_path)
     selection = ",".join(names)
+    gate = Gate(tmp_path / "barrier")
     proc = controller(lab, history, "-l", selection, "apply", str(task), "--canary", "1",
-                      "--batch-size", "40%", pause=6)  # fmt: skip
+                      "--batch-size", "40%", gate=gate)  # fmt: skip
     try:
+        assert gate.reached("confirm", 1, timeout=60) == "hv10"
+        gate.release("confirm", 1)  # the canary confirms
+        held = {gate.reached("confirm", 2, timeout=60), gate.reached("confirm", 3, timeout=60)}
+        assert held == {"hv11", "hv12"}
         wait_for(applied(lab, "hv11", "hv12"), 60, "the second batch to be applied")
-        proc.send_signal(signal.SIGINT)  # both armed, each pausing 6 s before its confirm
+        proc.send_signal(signal.SIGINT)  # both armed, each held before its confirm
+        gate.open("confirm")
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -162,8 +169,11 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
     for name in names:
         fresh_host(name)
     history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=40)
-    proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), pause=120)
+    gate = Gate(tmp_path / "barrier")  # never released: both stay armed
+    proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), gate=gate)
     try:
+        for number in (1, 2):
+            gate.reached("confirm", number, timeout=30)
         wait_for(applied(lab, *names), 30, "both hosts to be applied")
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)

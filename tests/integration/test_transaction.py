@@ -22,6 +22,8 @@ from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import apply_host
+from fleetbr.transport import Transport
+from tests.integration.barrier import Gate
 from tests.integration.helpers import fleetbr, specs
 from tests.integration.txhelpers import (
     TIMEOUT,
@@ -38,10 +40,11 @@ from tests.integration.txhelpers import (
 )
 
 
-def apply(lab: Lab, host: str, task: Path) -> Any:
-    """Run the transaction for one host in-process."""
+def apply(lab: Lab, host: str, task: Path, transport: Transport | None = None) -> Any:
+    """Run the transaction for one host in-process (over ``transport``, default SSH)."""
     spec = specs(lab.inventory_dir)[host]
-    return asyncio.run(apply_host(spec, rendered(lab, task, host), task.name))
+    bridge_task = rendered(lab, task, host)
+    return asyncio.run(apply_host(spec, bridge_task, task.name, transport=transport))
 
 
 def assert_bridged(lab: Lab, host: str) -> None:
@@ -148,12 +151,13 @@ def test_controller_sigkilled_host_reverts_by_itself(
 ) -> None:
     fresh_host("hv03")
     task = task_file(tmp_path)
-    env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "60"}
+    gate = Gate(tmp_path / "barrier")  # never released: the controller never confirms
     controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv03", "apply",
-         str(task)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(lab.inventory_dir), "-l", "hv03", "apply", str(task)),
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        gate.reached("confirm", timeout=30)
         wait_for(lambda: enslaved(lab, "hv03") and "applied" in events(lab, "hv03"), 20,
                  "the NIC to be enslaved")  # fmt: skip
         controller.send_signal(signal.SIGKILL)
@@ -218,12 +222,18 @@ def test_session_cut_during_apply(
 def apply_with_fault_in_window(
     lab: Lab, host: str, task: Path, inject: Callable[[], object], heal: Callable[[], object]
 ) -> Any:
-    """Apply; once the change is in place (before confirm) ``inject`` a fault, and ``heal`` it
-    after the host has rolled itself back, as an operator fixing the network would."""
+    """Apply; once the change is in place and the controller is held before its confirm
+    connection, ``inject`` a fault, then let it go on; ``heal`` the fault after the host has
+    rolled itself back, as an operator fixing the network would."""
+    gate = Gate(task.parent / f"barrier-{host}")
 
     def fault() -> None:
-        wait_for(lambda: "applied" in events(lab, host), 20, "apply")
-        inject()
+        gate.reached("confirm", timeout=30)
+        try:
+            wait_for(lambda: "applied" in events(lab, host), 20, "apply")
+            inject()
+        finally:
+            gate.release("confirm")
         try:
             wait_for(lambda: "rolled_back" in events(lab, host), TIMEOUT + 5, "the rollback")
         finally:
@@ -232,16 +242,15 @@ def apply_with_fault_in_window(
     helper = threading.Thread(target=fault)
     helper.start()
     try:
-        return apply(lab, host, task)
+        return apply(lab, host, task, gate.transport("confirm"))
     finally:
         helper.join()
 
 
 def test_sshd_killed_during_window_no_false_confirm(
-    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv05")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
     result = apply_with_fault_in_window(
         lab, "hv05", task_file(tmp_path),
         inject=lambda: kill_sshd(lab, "hv05"),  # established sessions survive, new ones are refused
@@ -253,10 +262,9 @@ def test_sshd_killed_during_window_no_false_confirm(
 
 
 def test_switch_link_down_during_window(
-    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv06")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
     result = apply_with_fault_in_window(
         lab, "hv06", task_file(tmp_path),
         inject=lambda: set_switch_port(lab, "hv06", up=False),
@@ -267,12 +275,26 @@ def test_switch_link_down_during_window(
 
 
 def test_confirm_after_timer_fired_reports_rolled_back(
-    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv01")
-    # the controller verifies and probes, then stalls past the deadline before disarming
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_DISARM", str(TIMEOUT))
-    result = apply(lab, "hv01", task_file(tmp_path))
+    # the controller verifies and probes, then is held before disarming until the host's timer
+    # has fired and rolled back
+    gate = Gate(tmp_path / "barrier")
+
+    def hold_past_the_deadline() -> None:
+        gate.reached("disarm", timeout=30)
+        try:
+            wait_for(lambda: "rolled_back" in events(lab, "hv01"), TIMEOUT + 5, "the timer")
+        finally:
+            gate.release("disarm")
+
+    helper = threading.Thread(target=hold_past_the_deadline)
+    helper.start()
+    try:
+        result = apply(lab, "hv01", task_file(tmp_path), gate.transport("disarm"))
+    finally:
+        helper.join()
     assert result.status == Status.ROLLED_BACK, result.message
     assert "timer fired before a confirmation" in result.message
     assert "confirmed" not in events(lab, "hv01")
@@ -287,13 +309,14 @@ def test_confirm_and_rollback_racing_on_the_host(
     fresh_host("hv02")
 
     task = task_file(tmp_path, timeout=30)
-    # Stage and arm through the real controller path, stopping before confirm:
+    # Stage and arm through the real controller path, held (never released) before confirm:
+    gate = Gate(tmp_path / "barrier")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", "hv02", "apply",
-         str(task)], env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "60"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(lab.inventory_dir), "-l", "hv02", "apply", str(task)),
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        gate.reached("confirm", timeout=30)
         wait_for(lambda: "applied" in events(lab, "hv02"), 20, "apply")
     finally:
         proc.kill()
@@ -355,21 +378,25 @@ def test_failing_step_reverts_at_once_without_waiting_for_the_timer(
 
 
 def test_gateway_silent_after_change_rolls_back_at_once(
-    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path, monkeypatch: Any
+    lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv05")
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "3")
     gateway = f"{lab.gateway4}/24"
+    gate = Gate(tmp_path / "barrier")
 
     def silence_gateway() -> None:
-        wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
-        switch_exec(lab, ["ip", "addr", "del", gateway, "dev", "sw0"])
+        gate.reached("confirm", timeout=30)
+        try:
+            wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
+            switch_exec(lab, ["ip", "addr", "del", gateway, "dev", "sw0"])
+        finally:
+            gate.release("confirm")
 
     helper = threading.Thread(target=silence_gateway)
     helper.start()
     try:
         started = time.monotonic()
-        result = apply(lab, "hv05", task_file(tmp_path, timeout=60))
+        result = apply(lab, "hv05", task_file(tmp_path, timeout=60), gate.transport("confirm"))
         elapsed = time.monotonic() - started
     finally:
         helper.join()

@@ -5,13 +5,13 @@ of a repair run in flight have finished their transaction."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetbr.lab import Lab
 from fleetbr.report import Status
+from tests.integration.barrier import Gate
 from tests.integration.helpers import fleetbr
 from tests.integration.test_drift import bridged_host
-from tests.integration.txhelpers import armed, events, fleetbr_processes, sh, task_file, wait_for
+from tests.integration.txhelpers import armed, events, fleetbr_processes, sh, task_file
 
 RUN_PATIENCE = 60.0  # seconds to wait for a run report (a repair run on a loaded machine)
 
@@ -29,13 +30,14 @@ RUN_PATIENCE = 60.0  # seconds to wait for a run report (a repair run on a loade
 class Watch:
     """A ``fleetbr --json watch`` child; its JSON lines arrive on a queue."""
 
-    def __init__(self, lab: Lab, host: str, task: Path, *extra: str, pause: str = "0",
+    def __init__(self, lab: Lab, host: str, task: Path, *extra: str, gate: Gate | None = None,
                  options: tuple[str, ...] = ()) -> None:  # fmt: skip
-        env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": pause}
-        argv = [sys.executable, "-m", "fleetbr", "--json", *options, "-i", str(lab.inventory_dir),
-                "-l", host, "watch", str(task), "--every", "3s", *extra]  # fmt: skip
+        """With ``gate``, every repair is held before its confirm until the gate releases it."""
+        args = ["--json", *options, "-i", str(lab.inventory_dir), "-l", host, "watch", str(task),
+                "--every", "3s", *extra]  # fmt: skip
+        argv = gate.argv("confirm", *args) if gate else [sys.executable, "-m", "fleetbr", *args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)  # fmt: skip
+                                     text=True, env=gate.env if gate else None)  # fmt: skip
         self.runs: queue.Queue[dict[str, Any]] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -55,8 +57,10 @@ class Watch:
             if run["started"] > moment:
                 return run
 
-    def stop(self) -> tuple[int, str]:
+    def stop(self, then: Callable[[], object] = lambda: None) -> tuple[int, str]:
+        """SIGTERM, then ``then()`` (e.g. release a held repair), then wait for the exit."""
         self.proc.send_signal(signal.SIGTERM)
+        then()
         code = self.proc.wait(timeout=RUN_PATIENCE)
         assert self.proc.stderr is not None
         return code, self.proc.stderr.read()
@@ -72,15 +76,18 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
 ) -> None:
     task = task_file(tmp_path)
     bridged_host(lab, fresh_host, "hv19", task)
-    # every repair waits 2 s between apply and confirm: a window to send SIGTERM in
+    # every repair is held between apply and confirm: a window to send SIGTERM in
     history = tmp_path / "h.sqlite3"
-    watch = Watch(lab, "hv19", task, "--repair", pause="2", options=("--history", str(history)))
+    gate = Gate(tmp_path / "barrier")
+    watch = Watch(lab, "hv19", task, "--repair", gate=gate, options=("--history", str(history)))
     try:
         first = watch.next_run()
         assert first["hosts"]["hv19"]["status"] == Status.UNCHANGED
         assert first["command"] == "apply"
         injected = time.time()
         sh(lab, "hv19", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")
+        assert gate.reached("confirm", 1, timeout=RUN_PATIENCE) == "hv19"
+        gate.release("confirm", 1)
         repair = watch.first_run_after(injected)
         result = repair["hosts"]["hv19"]
         assert result["status"] == Status.CONFIRMED, result
@@ -89,8 +96,9 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
         assert abs(grid / 3 - round(grid / 3)) < 0.2  # on the grid: never a queued catch-up
 
         sh(lab, "hv19", "rm /etc/udev/rules.d/99-bridge.rules")
-        wait_for(lambda: armed(lab, "hv19"), RUN_PATIENCE, "the next repair to arm")
-        code, stderr = watch.stop()
+        gate.reached("confirm", 2, timeout=RUN_PATIENCE)  # the next repair, armed and held
+        assert armed(lab, "hv19")
+        code, stderr = watch.stop(then=lambda: gate.release("confirm", 2))
         assert code == 0, stderr
         assert "stopping once the current repair run has decided every host" in stderr
         assert not armed(lab, "hv19") and not fleetbr_processes(lab, "hv19")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from fleetbr.lab import Lab, host_exec
 from fleetbr.lab.system import netns_pids
 from fleetbr.tasks import BridgeTask, load_task, render_task
+from tests.integration.barrier import Gate
 from tests.integration.helpers import specs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,13 +106,14 @@ def stale_bridged_transaction(lab: Lab, host: str, tmp_path: Path) -> str:
     """Apply the bridge task, then SIGKILL the controller and every process fleetbr left on the
     host (the timer too): the host stays bridged under an armed transaction nobody will decide.
     Returns its txid."""
+    gate = Gate(tmp_path / f"barrier-stale-{host}")  # never released: no confirm
     controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", host, "apply",
-         str(task_file(tmp_path, timeout=120))],
-        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(lab.inventory_dir), "-l", host, "apply",
+                  str(task_file(tmp_path, timeout=120))),
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        gate.reached("confirm", timeout=30)
         wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 30, "apply")
     finally:
         controller.send_signal(signal.SIGKILL)

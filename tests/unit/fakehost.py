@@ -1,74 +1,53 @@
-"""A scripted host for unit tests of the controller's side of a transaction (no SSH).
+"""Scripted hosts for unit tests of the controller's side of a transaction (no SSH).
 
-:class:`FakeHost` answers the scripts the controller runs, by their label (``state``, ``facts``,
-``disarm``, ``rollback``, ``stage``...), from per-label queues of :class:`Reply`s written by the
-test: the markers the host's scripts would print, an exit status, or a lost connection. The
-time is virtual (:class:`FakeClock`): a wait of 30 s takes no real time, so stalls, timers and
-reconnect budgets are tested exactly, never by racing the wall clock.
-
-Strict on purpose: a script whose label has no reply left (the controller did something the test
-did not expect, e.g. started a rollback) fails the test, and every call is recorded.
+The machinery is :mod:`fleetbr.transport.memory` (a :class:`FakeHost` is its
+:class:`~fleetbr.transport.memory.ScriptedHost`, a transport to one host, on a virtual clock);
+this module adds what the tests share: the host's facts, the state script's markers of an applied
+or rolled back transaction, and the inventory host the fake stands for.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
+import dataclasses
 import re
-from collections import deque
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetbr.errors import ConnectFailed, RemoteCommandFailed, TransportError
+from fleetbr.errors import SessionLost
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, SSHOptions
+from fleetbr.plan import Plan, plan_host
+from fleetbr.transaction import scripts
+from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
+from fleetbr.transaction.protocol import Transaction
 from fleetbr.transaction.scripts import markers
-from fleetbr.transport import CommandResult, Connection
+from fleetbr.transport import Session
+from fleetbr.transport.memory import (
+    Call,
+    MemorySession,
+    MemoryTransport,
+    Reply,
+    ScriptedHost,
+    VirtualClock,
+    marks,
+    script_nonce,
+    with_nonce,
+)
+from tests.unit.test_plan_support import facts, task
+
+__all__ = [
+    "APPLIED", "GATEWAY_DOWN", "GATEWAY_UP", "PLAIN_FACTS", "PLAN", "ROLLED_BACK", "TIMEOUT",
+    "TXID_RE", "Call", "FakeClock", "FakeConnection", "FakeHost", "MemoryTransport", "Reply",
+    "ScriptedChange", "ending", "marks", "parsed", "script_nonce", "spec", "stage_reply", "state",
+    "with_nonce",
+]  # fmt: skip
+
+FakeHost = ScriptedHost
+FakeClock = VirtualClock
+FakeConnection = MemorySession
 
 FACTS_DIR = Path(__file__).resolve().parent.parent / "data" / "facts"
 PLAIN_FACTS = (FACTS_DIR / "plain.txt").read_text()  # its probes: 198.51.100.1 ok, .254 fail
-
-
-class FakeClock:
-    """Virtual monotonic time: :meth:`sleep` moves it on at once."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        """The virtual time."""
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        """Advance the virtual time by ``seconds`` (and let other tasks run)."""
-        self.slept.append(seconds)
-        self.t += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-
-def marks(values: Mapping[str, str]) -> str:
-    """``@@name value`` lines; the fake host adds the nonce of the script it answers
-    (:func:`with_nonce`), as the real scripts print ``@@NONCE name value``."""
-    return "".join(f"@@{name} {value}\n" for name, value in values.items())
-
-
-# A script's marker nonce, as the templates print it: `@@NONCE ` or printf '@@%s ...' NONCE.
-_SCRIPT_NONCE = re.compile(r"@@([0-9a-f]{32}) |printf '@@%s [^']*' '?([0-9a-f]{32})")
-
-
-def script_nonce(script: str) -> str | None:
-    """The nonce the controller put into ``script`` (None: the script prints no markers)."""
-    found = _SCRIPT_NONCE.search(script)
-    return None if found is None else found.group(1) or found.group(2)
-
-
-def with_nonce(stdout: str, nonce: str) -> str:
-    """``stdout`` with every ``@@name`` marker line carrying ``nonce``, as the host prints it."""
-    return "".join(
-        f"@@{nonce} {line[2:]}" if line.startswith("@@") else line
-        for line in stdout.splitlines(keepends=True)
-    )
 
 
 def parsed(stdout: str) -> dict[str, str]:
@@ -95,130 +74,108 @@ ROLLED_BACK = {"decision": "rolled_back timer", "rollback": "done failed=0", "ti
                "remaining": "-3", "armed_marker": "none"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One answer of the host to a script.
-
-    ``stdout`` may be a function of the script's text. ``error`` is raised instead of answering
-    (the connection died during the script). With ``until`` (virtual time) the reply is given
-    again and again until then; otherwise once. ``takes`` moves the clock on (a slow script).
-    """
-
-    stdout: str | Callable[[str], str] = ""
-    exit_status: int = 0
-    stderr: str = ""
-    error: TransportError | None = None
-    until: float | None = None
-    takes: float = 0.0
-
-
-@dataclass(frozen=True)
-class Call:
-    """A script the controller ran: when (virtual), its label, its text and on which
-    connection."""
-
-    at: float
-    label: str
-    script: str
-    conn: int  # which connection: its index in FakeHost.opened (-1: one the test opened)
-
-
-@dataclass
-class FakeHost:
-    """The host side of every connection the controller opens (see the module docstring)."""
-
-    clock: FakeClock = field(default_factory=FakeClock)
-    replies: dict[str, deque[Reply]] = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-    refusals: dict[int, float] = field(default_factory=dict)  # connect number -> tried for
-    connects: list[tuple[float, int, float | None]] = field(default_factory=list)
-    opened: list[FakeConnection] = field(default_factory=list)
-
-    def on(self, label: str, *replies: Reply | str) -> FakeHost:
-        """Queue replies (a bare string: that stdout, exit 0) for scripts labelled ``label``."""
-        queue = self.replies.setdefault(label, deque())
-        queue.extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
-        return self
-
-    def refuse(self, *seconds: float, first: int = 0) -> FakeHost:
-        """Connects number ``first``, ``first + 1``... (0: the resolver's first) fail, each after
-        trying for its ``seconds`` (``math.inf``: for its whole budget; a finite time may overrun
-        the budget, as a slow TCP timeout does); the others succeed."""
-        self.refusals.update({first + i: s for i, s in enumerate(seconds)})
-        return self
-
-    def labels(self) -> list[str]:
-        """The labels of the scripts run so far, in order."""
-        return [c.label for c in self.calls]
-
-    def left(self) -> dict[str, int]:
-        """One-time replies queued but never asked for (by label)."""
-        counts = {k: sum(r.until is None for r in q) for k, q in self.replies.items()}
-        return {k: n for k, n in counts.items() if n}
-
-    async def connect(
-        self, spec: HostSpec, *, attempts: int = 4, give_up_after: float | None = None
-    ) -> Connection:
-        """The resolver's connector (same signature as :func:`fleetbr.transport.connect`)."""
-        self.connects.append((self.clock.now(), attempts, give_up_after))
-        tried = self.refusals.get(len(self.connects) - 1)
-        if tried is not None:
-            await self.clock.sleep(give_up_after or 0.0 if math.isinf(tried) else tried)
-            raise ConnectFailed(f"{spec.hostname}: connection refused")
-        conn = FakeConnection(spec, self)
-        self.opened.append(conn)
-        return conn
-
-    async def answer(self, conn: FakeConnection, script: str, label: str) -> CommandResult:
-        """The reply to ``script``: the head of ``label``'s queue (see :class:`Reply`)."""
-        assert not conn.closed, f"{label} run on a closed connection"
-        which = next((i for i, c in enumerate(self.opened) if c is conn), -1)
-        self.calls.append(Call(self.clock.now(), label, script, which))
-        queue = self.replies.get(label, deque())
-        while queue and queue[0].until is not None and self.clock.now() >= (queue[0].until or 0):
-            queue.popleft()
-        if not queue:
-            raise AssertionError(f"unexpected script {label!r} at t={self.clock.now()}")
-        reply = queue[0] if queue[0].until is not None else queue.popleft()
-        if reply.takes:
-            await self.clock.sleep(reply.takes)
-        if reply.error is not None:
-            raise reply.error
-        out = reply.stdout(script) if callable(reply.stdout) else reply.stdout
-        nonce = script_nonce(script)
-        if nonce is not None:
-            out = with_nonce(out, nonce)
-        return CommandResult(stdout=out, stderr=reply.stderr, exit_status=reply.exit_status)
-
-
-class FakeConnection(Connection):
-    """A :class:`Connection` to a :class:`FakeHost`: implements exactly what the transaction
-    calls on a connection (``run_script`` and ``close``); anything else is not set up and fails.
-    """
-
-    def __init__(self, spec: HostSpec, host: FakeHost) -> None:  # no asyncssh connection at all
-        self.spec = spec
-        self.host = host
-        self.closed = False
-
-    async def run_script(
-        self, script: str, *, label: str, timeout: float | None = None, check: bool = True
-    ) -> CommandResult:
-        """The host's scripted answer; ``check`` is honoured as the real connection does."""
-        result = await self.host.answer(self, script, label)
-        if check and result.exit_status != 0:
-            raise RemoteCommandFailed(label, result.exit_status, result.stderr)
-        return result
-
-    async def close(self) -> None:
-        """Mark closed (a closed connection refuses scripts)."""
-        self.closed = True
-
-
-def spec(*, command_timeout: float = 20.0, connect_timeout: float = 5.0) -> HostSpec:
+def spec(
+    *, command_timeout: float = 20.0, connect_timeout: float = 5.0, name: str = "hv01"
+) -> HostSpec:
     """The inventory host the fake stands for (a lab address)."""
     return HostSpec(
-        name="hv01", hostname="198.51.100.10", port=22, username="root", password=None,
+        name=name, hostname="198.51.100.10", port=22, username="root", password=None,
         groups=(), data={"nic": "eth0"},
         ssh=SSHOptions(command_timeout=command_timeout, connect_timeout=connect_timeout),
     )  # fmt: skip
+
+
+PLAN = plan_host(task(), facts(), min_timeout=20)
+TIMEOUT = 40
+GATEWAY_UP, GATEWAY_DOWN = "198.51.100.1", "198.51.100.254"  # as plain.txt's probes say
+
+
+@dataclass
+class ScriptedChange:
+    """A :class:`~fleetbr.transaction.change.Change` whose verdicts the test sets."""
+
+    problems: list[str] = field(default_factory=list)  # what confirm finds wrong
+    restore: RollbackCheck = field(default_factory=RollbackCheck)  # how the rollback compares
+    restores: list[RollbackCheck] = field(default_factory=list)  # per look, before ``restore``
+    label: str = "test"
+    timeout: int = TIMEOUT
+    confirm_calls: int = 0
+    planned: Plan = PLAN
+    files: dict[str, str] = field(default_factory=dict)
+    seen: list[tuple[object, ...]] = field(default_factory=list)  # the arguments it was given
+
+    def plan(self, facts: HostFacts, min_timeout: int) -> Plan:
+        self.seen.append(("plan", facts, min_timeout))
+        return self.planned
+
+    def staged_files(self) -> dict[str, str]:
+        return dict(self.files)
+
+    async def confirm_problems(
+        self, conn: Session, txid: str, plan: Plan, after: HostFacts
+    ) -> list[str]:
+        self.confirm_calls += 1
+        self.seen.append(("confirm_problems", conn, txid, plan, after))
+        return list(self.problems)
+
+    def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
+        self.seen.append(("rollback_check", plan, before, after))
+        return self.restores.pop(0) if self.restores else self.restore
+
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
+        return ScriptOutcome({}, "")  # a bridge change has no scripts of the operator's
+
+
+TXID_RE = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
+
+
+def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
+    """The stage script's answer: the sha256 of each file the host wrote (``spoil``: that one
+    differs, as if the disk or something in the way changed it)."""
+
+    def answer(script: str) -> str:
+        match = TXID_RE.search(script)
+        assert match and tx.plan is not None
+        staged = scripts.staged_scripts(match.group(0), tx.plan, tx.change.staged_files())
+        sums = staged.checksums()
+        if spoil is not None:
+            sums[spoil] = "0" * 64
+        lines = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
+        return f"@@checksums\n{lines}@@probes\nprobe {GATEWAY_UP} ok\n"
+
+    return Reply(answer)
+
+
+UNCHANGED_PLAN = dataclasses.replace(PLAN, steps=())
+
+
+def ending(outcome: str, change: ScriptedChange) -> FakeHost:
+    """A scripted host on which ``change``'s whole transaction ends as ``outcome`` says:
+    ``confirmed``; ``unchanged`` (the plan has no step); ``rolled_back`` (the host rolled back;
+    verified over a new connection); ``lost_mid_apply`` (the arm+apply session dies; the host,
+    asked again, rolled back); ``refused`` (another transaction armed, at stage);
+    ``arm_failed``; ``unreachable`` (no connection at all)."""
+    host = FakeHost()
+    if outcome == "unreachable":
+        return host.refuse(0.0)
+    probe = Transaction(spec(), change, clock=host.clock)  # for the stage's checksums
+    probe.plan = change.planned
+    host.on("facts", PLAIN_FACTS)
+    if outcome == "unchanged":
+        change.planned = UNCHANGED_PLAN
+        return host
+    if outcome == "refused":
+        return host.on("stage", Reply(exit_status=10, stderr="another transaction is armed"))
+    host.on("stage", stage_reply(probe))
+    running = Reply(marks({"armed": "38", "apply": "running"}))
+    if outcome == "confirmed":
+        host.on("arm+apply", marks({"armed": "38", "apply": "applied"})).on("facts", PLAIN_FACTS)
+        return host.on("disarm", marks({"decision": "confirmed"}))
+    if outcome == "arm_failed":
+        failed = state(arm="failed 11", arm_error="disk full", apply="none", timer_alive="no",
+                       remaining="none", armed_marker="none")  # fmt: skip
+        return host.on("arm+apply", running).on("state", failed)
+    lost = Reply(error=SessionLost("connection lost during arm+apply"))
+    host.on("arm+apply", lost if outcome == "lost_mid_apply" else running)
+    assert outcome in {"rolled_back", "lost_mid_apply"}, outcome
+    return host.on("state", state(**ROLLED_BACK)).on("facts", PLAIN_FACTS)

@@ -15,7 +15,7 @@ from fleetbr.adhoc.present import (
 )
 from fleetbr.errors import CommandTimeout, SessionLost, TransportError
 from fleetbr.report import AggregatedResult, HostResult, Status
-from fleetbr.transport.ssh import Captured, CommandOutput
+from fleetbr.transport import Captured, CommandOutput
 
 
 def captured(data: bytes, limit: int = 1024) -> Captured:

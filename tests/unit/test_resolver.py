@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from fleetbr.errors import SessionLost
 from fleetbr.facts.model import HostFacts
-from fleetbr.plan import Plan, plan_host
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
+from fleetbr.transaction.change import RollbackCheck
 from fleetbr.transaction.hoststate import parse_state
 from fleetbr.transaction.protocol import (
     MARGIN,
@@ -31,7 +27,6 @@ from fleetbr.transaction.protocol import (
     ROLLBACK_GRACE,
     Transaction,
     _arm_and_apply,
-    _fault_pause,
     _prepare,
     _reason,
     min_timeout,
@@ -40,61 +35,28 @@ from fleetbr.transaction.protocol import (
     run_transaction,
     wait_settled,
 )
-from fleetbr.transport import Connection
 from tests.unit.fakehost import (
+    GATEWAY_DOWN,
+    GATEWAY_UP,
     PLAIN_FACTS,
+    PLAN,
     ROLLED_BACK,
+    TIMEOUT,
+    TXID_RE,
     FakeConnection,
     FakeHost,
     Reply,
+    ScriptedChange,
     marks,
     parsed,
     script_nonce,
     spec,
+    stage_reply,
     state,
 )
-from tests.unit.test_plan_support import facts, task
+from tests.unit.test_plan_support import facts
 
-PLAN = plan_host(task(), facts(), min_timeout=20)
 TXID = "20261206T014500-abcdef"
-TIMEOUT = 40
-GATEWAY_UP, GATEWAY_DOWN = "198.51.100.1", "198.51.100.254"  # as plain.txt's probes say
-
-
-@dataclass
-class ScriptedChange:
-    """A :class:`~fleetbr.transaction.change.Change` whose verdicts the test sets."""
-
-    problems: list[str] = field(default_factory=list)  # what confirm finds wrong
-    restore: RollbackCheck = field(default_factory=RollbackCheck)  # how the rollback compares
-    restores: list[RollbackCheck] = field(default_factory=list)  # per look, before ``restore``
-    label: str = "test"
-    timeout: int = TIMEOUT
-    confirm_calls: int = 0
-    planned: Plan = PLAN
-    files: dict[str, str] = field(default_factory=dict)
-    seen: list[tuple[object, ...]] = field(default_factory=list)  # the arguments it was given
-
-    def plan(self, facts: HostFacts, min_timeout: int) -> Plan:
-        self.seen.append(("plan", facts, min_timeout))
-        return self.planned
-
-    def staged_files(self) -> dict[str, str]:
-        return dict(self.files)
-
-    async def confirm_problems(
-        self, conn: Connection, txid: str, plan: Plan, after: HostFacts
-    ) -> list[str]:
-        self.confirm_calls += 1
-        self.seen.append(("confirm_problems", conn, txid, plan, after))
-        return list(self.problems)
-
-    def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
-        self.seen.append(("rollback_check", plan, before, after))
-        return self.restores.pop(0) if self.restores else self.restore
-
-    async def script_outcome(self, conn: Connection, txid: str) -> ScriptOutcome:
-        return ScriptOutcome({}, "")  # a bridge change has no scripts of the operator's
 
 
 def transaction(
@@ -108,7 +70,7 @@ def transaction(
 
 
 async def run(host: FakeHost, tx: Transaction, *, applied: bool = False) -> HostResult:
-    result = await resolve(tx, applied=applied, connector=host.connect)
+    result = await resolve(tx, applied=applied, transport=host)
     assert host.left() == {}, "the controller skipped scripts the test expected"
     assert all(conn.closed for conn in host.opened), "a connection was left open"
     return result
@@ -162,16 +124,6 @@ async def test_straight_to_confirm_only_once() -> None:
     result = await run(host, transaction(host), applied=True)
     assert result.status is Status.ROLLED_BACK
     assert host.labels() == ["facts", "disarm", "state", "facts"]
-
-
-async def test_the_disarm_pause_hook_waits_before_the_disarm(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_DISARM", "0.05")
-    host = FakeHost().on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
-    start = time.monotonic()
-    assert (await run(host, transaction(host), applied=True)).status is Status.CONFIRMED
-    assert time.monotonic() - start >= 0.05
 
 
 @pytest.mark.parametrize(
@@ -356,7 +308,7 @@ async def test_a_host_that_stops_progressing_is_failed_without_deciding(
     tx = transaction(host)
     tx.spec = spec(command_timeout=command_timeout)
     start = host.clock.now()
-    result = await resolve(tx, connector=host.connect)
+    result = await resolve(tx, transport=host)
     assert result.status is Status.FAILED
     assert f"not progressing for {stall:.0f}s" in result.message
     assert result.data["host_state"] == parse_state(parsed(state(**ARMING_FOREVER))).summary()
@@ -508,25 +460,6 @@ async def test_a_connection_before_the_deadline_gets_the_time_left() -> None:
 
 
 # --- stage --------------------------------------------------------------------------------
-
-TXID_RE = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
-
-
-def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
-    """The stage script's answer: the sha256 of each file the host wrote (``spoil``: that one
-    differs, as if the disk or something in the way changed it)."""
-
-    def answer(script: str) -> str:
-        match = TXID_RE.search(script)
-        assert match and tx.plan is not None
-        staged = scripts.staged_scripts(match.group(0), tx.plan, tx.change.staged_files())
-        sums = staged.checksums()
-        if spoil is not None:
-            sums[spoil] = "0" * 64
-        lines = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
-        return f"@@checksums\n{lines}@@probes\nprobe {GATEWAY_UP} ok\n"
-
-    return Reply(answer)
 
 
 async def prepare(
@@ -844,18 +777,6 @@ def test_the_reason_of_a_rollback(decision: str, reason: str) -> None:
     assert _reason(parse_state(parsed(rolled_back(decision=decision)))) == reason
 
 
-async def test_the_fault_pause_sleeps_as_long_as_the_variable_says(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Test-only hook (docs/safety.md): at least the seconds it is given."""
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_UNIT", "0.05")
-    start = time.monotonic()
-    await _fault_pause("FLEETBR_TEST_PAUSE_UNIT")
-    assert time.monotonic() - start >= 0.05
-    assert os.environ.get("FLEETBR_TEST_PAUSE_NOT_SET") is None
-    await _fault_pause("FLEETBR_TEST_PAUSE_NOT_SET")  # unset: returns
-
-
 # --- reconnecting -------------------------------------------------------------------------
 
 
@@ -914,7 +835,7 @@ async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_co
     host.on("arm+apply", marks({"armed": "38", "apply": "applied"}))
     host.on("disarm", marks({"decision": "confirmed"}))
     result = await run_transaction(spec(), change, on_armed=armed.append,
-                                   on_staged=staged.append, connector=host.connect,
+                                   on_staged=staged.append, transport=host,
                                    clock=host.clock)  # fmt: skip
     assert (result.status, result.message) == (Status.CONFIRMED, f"confirmed {staged[0]}")
     assert armed == ["hv01"] and result.data["txid"] == staged[0]
@@ -928,7 +849,7 @@ async def test_a_whole_transaction_stages_arms_closes_and_confirms_over_a_new_co
 async def test_a_whole_transaction_that_is_refused_at_stage_closes_its_connection() -> None:
     host = FakeHost().on("facts", PLAIN_FACTS)
     change = ScriptedChange(planned=dataclasses.replace(PLAN, refusal="no"))
-    result = await run_transaction(spec(), change, connector=host.connect, clock=host.clock)
+    result = await run_transaction(spec(), change, transport=host, clock=host.clock)
     assert (result.status, result.message) == (Status.REFUSED, "no")
     assert len(host.opened) == 1 and host.opened[0].closed
 
@@ -941,26 +862,152 @@ async def test_a_whole_transaction_whose_arm_did_not_report_applied_asks_the_hos
     host.on("arm+apply", marks({"armed": "38", "apply": "running"}))
     host.on("state", state(apply="running", apply_alive="yes"), state())
     host.on("disarm", marks({"decision": "confirmed"}))
-    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
+    result = await run_transaction(spec(), ScriptedChange(), transport=host,
                                    clock=host.clock)  # fmt: skip
     assert result.status is Status.CONFIRMED
     assert host.labels() == ["facts", "stage", "arm+apply", "state", "state", "facts", "disarm"]
     assert host.clock.slept == [POLL]  # the transaction's clock is the one given
 
 
-async def test_the_confirm_pause_hook_waits_before_the_new_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "0.05")
-    host = FakeHost().on("facts", PLAIN_FACTS)
-    probe = Transaction(spec(), ScriptedChange(), clock=host.clock)
+# --- docs/safety.md's "the host says / the controller does", one test per row -------------
+# Each runs the whole transaction over the in-memory transport: stage and arm+apply on the first
+# connection (the arm does not report "applied", so the controller must ask), then the host
+# says the row's state over a new connection.
+
+NEVER_CLAIMED = {"claim": "none", "arm": "none", "apply": "none", "timer_alive": "no",
+                 "remaining": "none", "armed_marker": "none"}  # fmt: skip
+
+
+async def whole(host: FakeHost, *, arm: Reply | None = None) -> HostResult:
+    """A whole transaction on ``host``, whose arm+apply answers ``arm`` (default: armed, the
+    apply still running); checks the connection discipline and that every reply was used."""
+    change = ScriptedChange()
+    probe = Transaction(spec(), change, clock=host.clock)  # for the stage's checksums
     probe.plan = PLAN
-    host.on("stage", stage_reply(probe)).on("arm+apply", Reply(error=SessionLost("cut")))
-    host.on("state", state()).on("facts", PLAIN_FACTS).on(
-        "disarm", marks({"decision": "confirmed"})
+    host.on("facts", PLAIN_FACTS).on("stage", stage_reply(probe))
+    host.on("arm+apply", arm or Reply(marks({"armed": "38", "apply": "running"})))
+    result = await run_transaction(spec(), change, transport=host, clock=host.clock)
+    assert host.labels()[:3] == ["facts", "stage", "arm+apply"]
+    assert {c.conn for c in host.calls[:3]} == {0} and all(c.conn > 0 for c in host.calls[3:])
+    assert host.left() == {}, "the controller skipped scripts the test expected"
+    assert all(conn.closed for conn in host.opened), "a connection was left open"
+    return result
+
+
+async def test_row_nobody_claimed_the_transaction_takes_the_claim_nothing_changed() -> None:
+    host = FakeHost().on("state", state(**NEVER_CLAIMED))
+    host.on("state", state(**{**NEVER_CLAIMED, "claim": "cancel"}), state(**{**NEVER_CLAIMED,
+            "claim": "cancel"}))  # fmt: skip
+    result = await whole(host, arm=Reply(error=SessionLost("cut before the arm script ran")))
+    assert result.status is Status.FAILED
+    assert result.message.endswith("it was cancelled; nothing changed")
+    cancel_looks = [c for c in host.calls if c.label == "state" and "ln -s cancel" in c.script]
+    assert len(cancel_looks) == 1 and triggered(host) == []
+
+
+async def test_row_the_arm_script_still_running_is_waited_for() -> None:
+    host = FakeHost()
+    start = host.clock.now()
+    host.on("state", Reply(state(**ARMING_FOREVER), until=start + 5), state())
+    host.on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
+    result = await whole(host)
+    assert result.status is Status.CONFIRMED, result.message
+    assert 5 <= host.clock.now() - start <= 5 + 2 * POLL  # waited, polling, for the host
+    assert triggered(host) == []
+
+
+@pytest.mark.parametrize(
+    ("arm", "error", "status"),
+    [
+        ("failed 11", "staged scripts changed", Status.FAILED),
+        ("failed 10", "refused: transaction 20261206T000000-123456 is already armed",
+         Status.REFUSED),
+    ],
+)  # fmt: skip
+async def test_row_the_arm_script_failed_before_arming_is_failed_or_refused_nothing_changed(
+    arm: str, error: str, status: Status
+) -> None:
+    host = FakeHost().on(
+        "state",
+        state(arm=arm, arm_error=error, apply="none", timer_alive="no", remaining="none",
+              armed_marker="none" if status is Status.FAILED else "other"),
+    )  # fmt: skip
+    result = await whole(host)
+    assert result.status is status
+    assert error in result.message
+    assert host.labels()[3:] == ["state"], "nothing is started on a host that did not arm"
+
+
+async def test_row_armed_the_apply_still_running_is_waited_for() -> None:
+    host = FakeHost()
+    start = host.clock.now()
+    running = state(apply="running", apply_alive="yes", remaining="30")
+    host.on("state", Reply(running, until=start + 20), state(remaining="15"))
+    host.on("facts", PLAIN_FACTS).on("disarm", marks({"decision": "confirmed"}))
+    result = await whole(host)
+    assert result.status is Status.CONFIRMED, result.message
+    assert host.clock.now() - start >= 20 and triggered(host) == []
+
+
+@pytest.mark.parametrize(
+    ("remaining", "confirms"), [(str(int(MARGIN) + 1), True), (str(int(MARGIN)), False)]
+)
+async def test_row_applied_with_more_than_the_margin_left_confirms(
+    remaining: str, confirms: bool
+) -> None:
+    """More than MARGIN seconds left: confirm. Exactly MARGIN: too late, the timer decides."""
+    host = FakeHost().on("state", state(remaining=remaining)).on("facts", PLAIN_FACTS)
+    if confirms:
+        host.on("disarm", marks({"decision": "confirmed"}))
+    else:
+        host.on("state", rolled_back())
+    result = await whole(host)
+    assert result.status is (Status.CONFIRMED if confirms else Status.ROLLED_BACK)
+    assert ("disarm" in host.labels()) is confirms
+
+
+async def test_row_armed_but_nothing_will_finish_the_change_starts_the_rollback_now() -> None:
+    host = FakeHost().on("state", state(apply="running", apply_alive="no"))
+    host.on("rollback", "").on("state", rolled_back(decision="rolled_back unfinished"))
+    host.on("facts", PLAIN_FACTS)
+    start = host.clock.now()
+    result = await whole(host)
+    assert triggered(host) == ["unfinished"]
+    assert host.clock.now() - start < TIMEOUT, "the rollback is started now, not by the timer"
+    assert result.status is Status.ROLLED_BACK
+    assert result.data["reason"] == "the change never completed on the host"
+
+
+async def test_row_decided_rolled_back_waits_for_the_rollback_then_verifies() -> None:
+    host = FakeHost().on(
+        "state",
+        rolled_back(rollback="none", rollback_alive="yes"),
+        rolled_back(rollback="done failed=0", rollback_alive="yes"),
+        rolled_back(),
     )
-    start = time.monotonic()
-    result = await run_transaction(spec(), ScriptedChange(), connector=host.connect,
-                                   clock=host.clock)  # fmt: skip
-    assert result.status is Status.CONFIRMED
-    assert time.monotonic() - start >= 0.05
+    host.on("facts", PLAIN_FACTS)
+    result = await whole(host)
+    assert result.status is Status.ROLLED_BACK, result.message
+    assert host.labels()[3:] == ["state", "state", "state", "facts"]  # verified once settled
+    assert triggered(host) == []
+
+
+async def test_row_decided_confirmed_is_confirmed() -> None:
+    host = FakeHost().on(
+        "state", state(decision="confirmed", timer_alive="no", remaining="none",
+                       armed_marker="none"),
+    )  # fmt: skip
+    result = await whole(host)
+    assert (result.status, result.data["decision"]) == (Status.CONFIRMED, "confirmed")
+    assert host.labels()[3:] == ["state"], "nothing more is run on a confirmed host"
+
+
+async def test_row_undecided_and_nothing_moving_fails_without_deciding() -> None:
+    host = FakeHost().on("state", Reply(state(**ARMING_FOREVER), until=10_000.0))
+    start = host.clock.now()
+    result = await whole(host)
+    assert result.status is Status.FAILED
+    assert "undecided on the host and not progressing for 30s" in result.message
+    assert "fleetbr rollback" in result.message
+    assert set(host.labels()[3:]) == {"state"}, "no rollback, no disarm: only looks"
+    assert 30 < host.clock.now() - start <= 30 + 2 * POLL

@@ -1,4 +1,5 @@
-"""Batches, canary and the failure threshold, with a fake per-host job (no SSH)."""
+"""Batches, canary and the failure threshold: the real transaction on scripted hosts (the
+in-memory transport, no SSH)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from fleetbr.errors import ConnectFailed, UsageError
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import HostResult, Status
-from fleetbr.rollout import batches, rollout
+from fleetbr.rollout import batches, rollout_changes
 from fleetbr.runner import run_hosts
+from fleetbr.transport import use_transport
+from tests.unit.fakehost import MemoryTransport, ScriptedChange, ending
 
 
 def hosts(n: int) -> list[HostSpec]:
@@ -34,22 +37,28 @@ def test_batches_with_canary() -> None:
         batches(hosts(3), canary=-1, size=None)
 
 
-def run_with(outcomes: dict[str, Status], monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
-    seen: list[str] = []
+OUTCOMES = {
+    Status.CONFIRMED: "confirmed", Status.UNCHANGED: "unchanged", Status.ROLLED_BACK: "rolled_back",
+    Status.REFUSED: "refused", Status.FAILED: "arm_failed", Status.UNREACHABLE: "unreachable",
+}  # fmt: skip
 
-    async def fake_apply(spec: HostSpec, change: Any, **_: Any) -> HostResult:
-        seen.append(spec.name)
-        return HostResult(spec.name, outcomes.get(spec.name, Status.CONFIRMED), "")
 
-    monkeypatch.setattr("fleetbr.rollout.run_transaction", fake_apply)
+def run_with(outcomes: dict[str, Status], **kw: Any) -> Any:
+    """Roll out to six scripted hosts (the in-memory transport) whose transactions end as
+    ``outcomes`` says (default: confirmed); the result and the hosts contacted."""
     group = hosts(6)
-    result = asyncio.run(rollout(group, dict.fromkeys((h.name for h in group), None),  # type: ignore[arg-type]
-                                 "t", forks=2, **kw))  # fmt: skip
-    return result, seen
+    changes = {h.name: ScriptedChange() for h in group}
+    scripted = {
+        name: ending(OUTCOMES[outcomes.get(name, Status.CONFIRMED)], change)
+        for name, change in changes.items()
+    }
+    with use_transport(MemoryTransport(scripted)):
+        result = asyncio.run(rollout_changes(group, changes, forks=2, **kw))
+    return result, [name for name, host in sorted(scripted.items()) if host.connects]
 
 
-def test_failed_canary_stops_the_rollout(monkeypatch: pytest.MonkeyPatch) -> None:
-    result, seen = run_with({"h00": Status.ROLLED_BACK}, monkeypatch, canary=1, batch_size=2)
+def test_failed_canary_stops_the_rollout() -> None:
+    result, seen = run_with({"h00": Status.ROLLED_BACK}, canary=1, batch_size=2)
     assert seen == ["h00"]
     assert [r.status for r in result.values()] == [Status.ROLLED_BACK] + [Status.SKIPPED] * 5
     assert result.exit_code == 1
@@ -57,28 +66,28 @@ def test_failed_canary_stops_the_rollout(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("status", [Status.REFUSED, Status.FAILED, Status.UNREACHABLE])
 def test_canary_that_is_not_confirmed_stops_the_rollout(
-    status: Status, monkeypatch: pytest.MonkeyPatch
+    status: Status,
 ) -> None:
-    result, seen = run_with({"h00": status}, monkeypatch, canary=1, max_failures=0)
+    result, seen = run_with({"h00": status}, canary=1, max_failures=0)
     assert seen == ["h00"]
     assert result.counts() == {status.value: 1, "skipped": 5}
     assert "canary h00 did not end confirmed" in result["h01"].message
 
 
-def test_unchanged_canary_lets_the_rollout_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    result, seen = run_with({"h00": Status.UNCHANGED}, monkeypatch, canary=1)
+def test_unchanged_canary_lets_the_rollout_go_on() -> None:
+    result, seen = run_with({"h00": Status.UNCHANGED}, canary=1)
     assert len(seen) == 6 and result.exit_code == 0
 
 
-def test_max_failures_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_max_failures_threshold() -> None:
     bad = {"h01": Status.UNREACHABLE, "h02": Status.FAILED}
-    result, seen = run_with(bad, monkeypatch, batch_size=3, max_failures=1)
+    result, seen = run_with(bad, batch_size=3, max_failures=1)
     assert seen == ["h00", "h01", "h02"]
     assert result.counts() == {"confirmed": 1, "unreachable": 1, "failed": 1, "skipped": 3}
 
 
-def test_all_confirmed_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
-    result, seen = run_with({}, monkeypatch, canary=1, batch_size=2, max_failures=0)
+def test_all_confirmed_exit_0() -> None:
+    result, seen = run_with({}, canary=1, batch_size=2, max_failures=0)
     assert len(seen) == 6 and result.exit_code == 0
 
 

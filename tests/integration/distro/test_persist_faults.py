@@ -8,10 +8,8 @@ the host with the backend's files, the daemon's view and the kernel state all as
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from fleetbr.lab import Lab, LabHost, host_exec, set_switch_port
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.protocol import apply_host
+from tests.integration.barrier import Gate
 from tests.integration.distro.persisthelpers import (
     HOSTS,
     TIMEOUT,
@@ -46,12 +45,13 @@ def _applied(lab: Lab, host: str) -> bool:
 def sigkill_controller(lab: Lab, host: str, task: Path) -> str:
     """``fleetbr apply`` SIGKILLed once the change is applied; the host's timer rolls back.
     Returns the txid."""
+    gate = Gate(task.parent / f"barrier-{host}")  # never released: no confirm
     controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(lab.inventory_dir), "-l", host, "apply",
-         str(task)], env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "600"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(lab.inventory_dir), "-l", host, "apply", str(task)),
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        gate.reached("confirm", timeout=60)
         wait_for(lambda: _applied(lab, host), 60, f"{host}: the change applied")
     finally:
         controller.send_signal(signal.SIGKILL)
@@ -72,14 +72,21 @@ def fault_in_window(
     heal: Callable[[Lab, str], object],
     heal_after: str = "rolled_back",
 ) -> Callable[[Lab, str, Path], str]:
-    """Apply in-process; once the change is applied ``inject`` the fault, ``heal`` it once the
-    host's journal shows ``heal_after`` (while the controller still waits to verify). Returns
-    the txid."""
+    """Apply in-process; once the change is applied and the controller is held before its
+    confirm connection, ``inject`` the fault and let it go on; ``heal`` the fault once the host's
+    journal shows ``heal_after`` (while the controller still waits to verify). Returns the
+    txid."""
 
     def run(lab: Lab, host: str, task: Path) -> str:
+        gate = Gate(task.parent / f"barrier-{host}")
+
         def fault() -> None:
-            wait_for(lambda: _applied(lab, host), 60, f"{host}: the change applied")
-            inject(lab, host)
+            gate.reached("confirm", timeout=60)
+            try:
+                wait_for(lambda: _applied(lab, host), 60, f"{host}: the change applied")
+                inject(lab, host)
+            finally:
+                gate.release("confirm")
             try:
                 wait_for(lambda: heal_after in events(lab, host), WINDOW + 40, heal_after)
             finally:
@@ -89,7 +96,11 @@ def fault_in_window(
         helper.start()
         try:
             spec = specs(lab.inventory_dir)[host]
-            got: HostResult = asyncio.run(apply_host(spec, rendered(lab, task, host), task.name))
+            bridge_task = rendered(lab, task, host)
+            transport = gate.transport("confirm")
+            got: HostResult = asyncio.run(
+                apply_host(spec, bridge_task, task.name, transport=transport)
+            )
         finally:
             helper.join()
         assert got.status == Status.ROLLED_BACK, (host, got.message, got.data.get("events"))
@@ -124,10 +135,8 @@ def test_fault_in_the_window_rolls_back_files_daemon_and_kernel(
     fresh_distro_host: Callable[[str], LabHost],
     tmp_path: Path,
     fault: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the in-process controller waits before confirming, so the fault lands inside the window
-    monkeypatch.setenv("FLEETBR_TEST_PAUSE_BEFORE_CONFIRM", "5")
+    # the in-process controller is held before confirming until the fault is in place
     on_each(FAULT_HOSTS.values(), fresh_distro_host)
     before: dict[str, Any] = on_each(FAULT_HOSTS.values(), lambda h: settled_state(distro_lab, h))
     task = persist_task(tmp_path, timeout=max(WINDOW, TIMEOUT))

@@ -6,7 +6,6 @@ confirm or a rollback no fleetbr unit is left loaded."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost, host_exec, host_state
+from tests.integration.barrier import Gate
 from tests.integration.helpers import derived_inventory, fleetbr
 from tests.integration.txhelpers import TIMEOUT, enslaved, events, sh, task_file, wait_for
 
@@ -82,12 +82,13 @@ def test_confirmed_cutover_leaves_no_fleetbr_unit(
 
 def apply_and_kill_controller(lab: Lab, host: str, task: Path, inventory: Path) -> None:
     """Start ``apply``, SIGKILL the controller once the NIC is enslaved and the change applied."""
-    env = {**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "120"}
+    gate = Gate(task.parent / f"barrier-{host}")  # never released: no confirm
     controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "-i", str(inventory), "-l", host, "apply", str(task)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gate.argv("confirm", "-i", str(inventory), "-l", host, "apply", str(task)),
+        env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        gate.reached("confirm", timeout=30)
         wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 30,
                  "the NIC to be enslaved")  # fmt: skip
         controller.send_signal(signal.SIGKILL)

@@ -4,7 +4,6 @@ running libvirtd 9.0 and diskless TCG guests, through real sshd (docs/guests.md)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
 from fleetbr.lab import Lab, LabHost, host_exec
 from fleetbr.lab.distro.guests import domain_xml
+from tests.integration.barrier import Gate
 from tests.integration.helpers import fleetbr
 from tests.integration.txhelpers import REPO, TIMEOUT, enslaved, events, sh, wait_for
 
@@ -202,18 +202,22 @@ def test_confirm_fails_when_a_guest_left_the_bridge_and_the_rollback_restores_al
     fresh_guest_host("hv01")
     before = host_facts(guest_lab, "hv01")
     path = task(tmp_path, {"move": "all", "from": "lab"})
+    gate = Gate(tmp_path / "barrier")  # held before confirm while g1 is moved back
     controller = subprocess.Popen(
-        [sys.executable, "-m", "fleetbr", "--json", "-i", str(guest_lab.inventory_dir),
-         "-l", "hv01", "apply", str(path)],
-        env={**os.environ, "FLEETBR_TEST_PAUSE_BEFORE_CONFIRM": "4"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        gate.argv("confirm", "--json", "-i", str(guest_lab.inventory_dir), "-l", "hv01", "apply",
+                  str(path)),
+        env=gate.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: "applied" in events(guest_lab, "hv01"), 30, "the apply")
-        (g1,) = domains(before)["g1"].live
-        back = g1.xml.replace(f' portid="{_portid(g1.xml)}"', "")
-        undo = "f=$(mktemp) && cat > $f && virsh -q update-device g1 $f --live >/dev/null"
-        host_exec(guest_lab, "hv01", ["sh", "-c", undo], input=back)
+        gate.reached("confirm", timeout=60)
+        try:
+            wait_for(lambda: "applied" in events(guest_lab, "hv01"), 30, "the apply")
+            (g1,) = domains(before)["g1"].live
+            back = g1.xml.replace(f' portid="{_portid(g1.xml)}"', "")
+            undo = "f=$(mktemp) && cat > $f && virsh -q update-device g1 $f --live >/dev/null"
+            host_exec(guest_lab, "hv01", ["sh", "-c", undo], input=back)
+        finally:
+            gate.release("confirm")
         out, err = controller.communicate(timeout=120)
     finally:
         controller.kill()
