@@ -10,6 +10,7 @@ from pathlib import Path
 from fleetbr.backends import carry
 from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
+from fleetbr.backends.ifupdown import view
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -18,6 +19,7 @@ from fleetbr.backends.model import (
     check_route,
 )
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.views import ViewContext
 from fleetbr.validate import split_lines
 
 _TOP = ("iface", "auto", "allow-", "mapping", "source", "source-directory", "rename", "no-")
@@ -275,6 +277,17 @@ class IfupdownBackend(Backend):
     tool = "ifupdown"
     settled = ("up",)
     templates = Path(__file__).resolve().parent / "templates"
+    view_words = ("ifstate",)
+    view_rank = 30
+    precedence = 3
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """The ``iface`` stanzas of each file ifupdown reads (Daemons.ifupdown)."""
+        ctx.found["ifupdown"] = view.ifupdown_stanzas(ctx.contents)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Each interface that is up or has a stanza."""
+        view.add_views(ctx, ctx.found["ifupdown"])
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

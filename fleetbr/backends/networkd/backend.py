@@ -17,7 +17,9 @@ from fleetbr.backends.model import (
     FileChange,
     check_route,
 )
+from fleetbr.backends.networkd import view
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/systemd/network"
 HEADER = "# Managed by fleetbr: {what} (a fleetbr rollback restores the previous file)."
@@ -274,6 +276,18 @@ class NetworkdBackend(Backend):
     settled = ("configured",)
     settling = ("pending", "initialized", "configuring")
     templates = Path(__file__).resolve().parent / "templates"
+    process = "systemd-network"
+    view_words = view.WORDS
+    view_rank = 10
+    precedence = 2
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """networkctl's interfaces (read first: a warning on bad JSON comes before the others)."""
+        ctx.notes[self.name] = view.interfaces(ctx)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Each interface networkctl lists."""
+        view.add_views(ctx, ctx.notes[self.name])
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""
