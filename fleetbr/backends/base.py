@@ -78,6 +78,13 @@ class Backend(ABC):
         """What its daemon says of interface ``name`` (None: nothing)."""
         return next((v for v in facts.manager(name).views if v.backend == self.name), None)
 
+    def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
+        """The name servers its daemon reports for interface ``name`` (confirm and ``check``
+        compare them with what the plan carried); None: its view does not report them (the
+        files' sha256 cover them)."""
+        del facts, name
+        return None
+
     def is_settled(self, state: str) -> bool:
         """``state`` (its DaemonView.state) means the daemon has taken the interface over."""
         return state in self.settled

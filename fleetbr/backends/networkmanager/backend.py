@@ -334,6 +334,17 @@ class NetworkManagerBackend(Backend):
     view_rank = 20
     precedence = 0
 
+    def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
+        """The name servers of the profile active on ``name`` (ipv4, then ipv6), as nmcli
+        reports them."""
+        found = _settings(facts, name)
+        return tuple(
+            v.strip()
+            for key in ("ipv4.dns", "ipv6.dns")
+            for v in found.get(key, "").split(",")
+            if v.strip()
+        )
+
     def parse_config(self, ctx: ViewContext) -> None:
         """Each device's active profile and that profile's carried settings."""
         devices = view.devices(ctx)
