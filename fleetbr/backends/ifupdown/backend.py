@@ -46,6 +46,15 @@ def source_file(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str]:
     raise BackendRefusal(f"persist: ifupdown: no file has stanzas for {nic} or {bridge}")
 
 
+def source_text(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str, str]:
+    """:func:`source_file`, and its text (refused when the facts do not hold it)."""
+    path, holder = source_file(facts, nic, bridge)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    return path, holder, text
+
+
 def _is_top(line: str) -> bool:
     word = line.split(maxsplit=1)[0] if line.split() else ""
     return any(word == t or (t.endswith("-") and word.startswith(t)) for t in _TOP)
@@ -226,10 +235,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
             "persist: ifupdown: bridge-utils is not installed, so ifupdown cannot build the "
             "bridge at boot (apt-get install bridge-utils)"
         )
-    path, holder = source_file(facts, config.nic, config.name)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    path, holder, text = source_text(facts, config.nic, config.name)
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
     if holder == config.nic:
         check_hooks(text, config.nic)
@@ -245,10 +251,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the bridge's stanzas become the NIC's again."""
-    path, holder = source_file(facts, config.nic, config.name)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    path, holder, text = source_text(facts, config.nic, config.name)
     kept, options = split(text, holder)
     header = HEADER.format(bridge=config.name)
     kept = [line for line in kept if line.strip() != header]
@@ -288,6 +291,11 @@ class IfupdownBackend(Backend):
     def parse_view(self, ctx: ViewContext) -> None:
         """Each interface that is up or has a stanza."""
         view.add_views(ctx, ctx.found["ifupdown"])
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Also: exactly one file holds the NIC's (or the bridge's) stanzas, whole."""
+        super().refusals(facts, nic, bridge)
+        source_text(facts, nic, bridge)
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

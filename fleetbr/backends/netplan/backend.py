@@ -167,7 +167,8 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     return _dump(doc, network)
 
 
-def _source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
+def source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
+    """:func:`source_file`, and its text (refused when the facts do not hold it)."""
     path = source_file(facts, nic)
     text = facts.daemons.contents.get(path)
     if text is None:
@@ -223,7 +224,7 @@ def _plan(path: str, new: str, renderer: str, config: BridgeConfig, unbridge: bo
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """The rewritten netplan file; ``netplan apply`` renders it."""
-    path, text = _source_text(facts, config.nic)
+    path, text = source_text(facts, config.nic)
     return _plan(path, *rewrite(text, path, config), config, unbridge=False)
 
 
@@ -250,7 +251,7 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
-    path, text = _source_text(facts, config.nic)
+    path, text = source_text(facts, config.nic)
     return _plan(path, *unrewrite(text, path, config), config, unbridge=True)
 
 
@@ -290,6 +291,11 @@ class NetplanBackend(Backend):
     def renderer_daemon(self, facts: HostFacts) -> str | None:
         """networkd when it runs, else NetworkManager (what ``netplan apply`` renders for)."""
         return "networkd" if "networkd" in facts.daemons.running else "networkmanager"
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Also: exactly one file in /etc/netplan defines the NIC, whole."""
+        super().refusals(facts, nic, bridge)
+        source_text(facts, nic)
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""
