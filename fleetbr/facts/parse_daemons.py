@@ -14,6 +14,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from fleetbr.backends import registry
 from fleetbr.backends.base import Backend
@@ -25,14 +26,17 @@ CONTENT_LIMIT = CONTENT_MAX_BYTES  # the script sends at most one byte more of a
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class _Collected(ViewContext):
-    """The section's generic lines read, the backends' kept for them."""
+@dataclass
+class _Collected:
+    """The section's shared lines read; the backends' lines kept for them in ``ctx``."""
 
-    running: list[str]
-    oversized: set[str]
+    ctx: ViewContext
+    running: list[str] = field(default_factory=list)
+    oversized: set[str] = field(default_factory=set)
 
 
-def _content(ctx: _Collected, rest: str) -> None:
+def _content(found: _Collected, rest: str) -> None:
+    ctx = found.ctx
     encoded, _, path = rest.partition(" ")
     try:
         data = base64.b64decode(encoded, validate=True)
@@ -40,7 +44,7 @@ def _content(ctx: _Collected, rest: str) -> None:
         ctx.warnings.append(f"section daemons: the content of {path} is not base64; skipped")
         return
     if len(data) > CONTENT_LIMIT:
-        ctx.oversized.add(path)
+        found.oversized.add(path)
         ctx.warnings.append(
             f"section daemons: {path} is longer than {CONTENT_LIMIT // 1024} KiB; only its start "
             "was read (fleetbr will not rewrite it)"
@@ -49,17 +53,17 @@ def _content(ctx: _Collected, rest: str) -> None:
     ctx.contents[path] = data.decode("utf-8", errors="surrogateescape")
 
 
-def _file(ctx: _Collected, rest: str) -> None:
+def _file(found: _Collected, rest: str) -> None:
     digest, _, path = rest.partition(" ")
     if not path or not (_SHA256_RE.match(digest) or digest == "unreadable"):
         raise FactsError(f"section daemons: unexpected file line {rest!r}")
-    ctx.files[path] = None if digest == "unreadable" else digest
+    found.ctx.files[path] = None if digest == "unreadable" else digest
 
 
-def _running(ctx: _Collected, rest: str) -> None:
+def _running(found: _Collected, rest: str) -> None:
     name, _, value = rest.partition(" ")
     if value == "yes":
-        ctx.running.append(name)
+        found.running.append(name)
 
 
 _HANDLERS = {"running": _running, "file": _file, "content": _content}
@@ -69,18 +73,18 @@ def _collect(
     lines: Sequence[str], links: Sequence[Link], warnings: list[str], backends: Sequence[Backend]
 ) -> _Collected:
     words = {word for backend in backends for word in backend.view_words}
-    ctx = _Collected(lines=[], files={}, contents={}, links=links, warnings=warnings)
-    ctx.generators, ctx.running, ctx.oversized = backends, [], set()
+    ctx = ViewContext([], {}, {}, links, warnings, generators=backends)
+    found = _Collected(ctx)
     for line in lines:
         word, _, rest = line.partition(" ")
         handler = _HANDLERS.get(word)
         if handler is not None:
-            handler(ctx, rest)
+            handler(found, rest)
         elif word in words:
             ctx.lines.append((word, rest))
         else:
             raise FactsError(f"section daemons: unexpected line {line!r}")
-    return ctx
+    return found
 
 
 def _manager(name: str, views: list[DaemonView], precedence: dict[str, int]) -> InterfaceManager:
@@ -96,7 +100,8 @@ def _manager(name: str, views: list[DaemonView], precedence: dict[str, int]) -> 
 def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[str]) -> Daemons:
     """The ``daemons`` section as :class:`Daemons` (empty when the section is absent)."""
     backends = registry.backends()
-    ctx = _collect(lines, links, warnings, backends)
+    found = _collect(lines, links, warnings, backends)
+    ctx = found.ctx
     for backend in backends:
         backend.parse_config(ctx)
     for backend in sorted(backends, key=lambda b: b.view_rank):
@@ -105,10 +110,10 @@ def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[st
     precedence = {b.name: i for i, b in enumerate(ranks)}
     interfaces = {name: _manager(name, v, precedence) for name, v in ctx.views.items()}
     return Daemons(
-        running=tuple(ctx.running),
+        running=tuple(found.running),
         interfaces=interfaces,
         files=dict(ctx.files),
         contents=dict(ctx.contents),
-        oversized=tuple(sorted(ctx.oversized)),
+        oversized=tuple(sorted(found.oversized)),
         **ctx.found,
     )

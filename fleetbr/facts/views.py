@@ -34,7 +34,7 @@ class ViewContext:
     links: Sequence[Link]
     warnings: list[str]
     generators: Sequence[Generator] = ()
-    # Daemons fields the backends found (``netplan``, ``nm_active``...)
+    # Daemons fields the backends found, by field name (``netplan``, ``nm_active``...)
     found: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # a backend's own, between its phases
     views: dict[str, list[DaemonView]] = field(default_factory=dict)  # interface -> views
