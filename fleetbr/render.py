@@ -56,6 +56,11 @@ def backend_shell(name: str) -> Any:
     return environment().get_template(f"backend/{name}/shell.sh.j2").module
 
 
+def backend_facts(name: str) -> Any:
+    """The module of backend ``name``'s facts template (its macros: fleetbr.backends.base)."""
+    return environment().get_template(f"backend/{name}/facts.sh.j2").module
+
+
 def shell_quote(value: object) -> str:
     """Quote ``value`` for POSIX sh (the ``q`` filter)."""
     return shlex.quote(str(value))
@@ -74,6 +79,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["q"] = shell_quote
     env.globals["backend_shell"] = backend_shell
+    env.globals["backend_facts"] = backend_facts
     return env
 
 

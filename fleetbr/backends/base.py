@@ -8,11 +8,13 @@ A backend lives in its own folder (``fleetbr/backends/NAME/``: ``backend.py`` wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from fleetbr.backends.model import BackendPlan, BackendRefusal, BridgeConfig
 from fleetbr.facts.model import DaemonView, HostFacts
+from fleetbr.facts.views import ViewContext
 
 # The macros a backend's shell template defines (each renders one POSIX sh command line that
 # exits 0 on success; ``a`` is the step's arguments: backend, bridge, nic, direction and the
@@ -23,6 +25,14 @@ from fleetbr.facts.model import DaemonView, HostFacts
 #   release(a)      rollback, right after the files are restored: the daemon forgets the change
 #   boot()          (only with ``boot_shell``) lines of the boot guard after it restored files
 SHELL_TEMPLATE = "shell.sh.j2"
+# The macros of a backend's facts template (optional; each takes ``b``: name, tool, daemon and
+# process of the backend; POSIX sh run by fleetbr/templates/facts.sh.j2, which defines the helper
+# functions ``yesno CMD...``, ``has_file_glob GLOB...`` and ``fbr_running PROCESS`` -> yes|no):
+#   backends(b)  its line(s) in section ``backends``: ``backend TOOL PRESENT(yes|no) ACTIVE``
+#   daemons(b)   its lines in section ``daemons`` (each starts with one of its ``view_words``)
+#   files(b)     shell words (globs) of its config files whose sha256 and content are sent
+#   hashed(b)    shell words of its files whose sha256 only is sent (secrets, vendor files)
+FACTS_TEMPLATE = "facts.sh.j2"
 
 
 class Backend(ABC):
@@ -42,6 +52,14 @@ class Backend(ABC):
     step_args: ClassVar[tuple[str, ...]] = ()
     boot_shell: ClassVar[bool] = False  # its template has a boot() macro for the boot guard
     templates: ClassVar[Path]  # the folder of its shell template (SHELL_TEMPLATE)
+    # the facts side: the name of its daemon's process (/proc/PID/comm), which the facts report
+    # as ``running DAEMON yes|no``; the words of its lines in section ``daemons``; the order in
+    # which the backends read their views (lower first: a daemon's own view before files only);
+    # which backend is named the manager when several claim an interface (lower wins)
+    process: ClassVar[str | None] = None
+    view_words: ClassVar[tuple[str, ...]] = ()
+    view_rank: ClassVar[int] = 50
+    precedence: ClassVar[int] = 50
 
     def installed(self, facts: HostFacts) -> bool:
         """Its tool is on the host (facts section ``backends``)."""
@@ -59,6 +77,13 @@ class Backend(ABC):
     def view(self, facts: HostFacts, name: str) -> DaemonView | None:
         """What its daemon says of interface ``name`` (None: nothing)."""
         return next((v for v in facts.manager(name).views if v.backend == self.name), None)
+
+    def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
+        """The name servers its daemon reports for interface ``name`` (confirm and ``check``
+        compare them with what the plan carried); None: its view does not report them (the
+        files' sha256 cover them)."""
+        del facts, name
+        return None
 
     def is_settled(self, state: str) -> bool:
         """``state`` (its DaemonView.state) means the daemon has taken the interface over."""
@@ -92,6 +117,42 @@ class Backend(ABC):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """Unbridge: files that give the NIC its addresses back and remove the bridge
         (``config`` describes the NIC's addresses and routes to be)."""
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """Read its config files (``ctx.contents``) before any view is read: put what the
+        Daemons record of them in ``ctx.found``."""
+        del ctx
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Read its lines of section ``daemons`` (``ctx.words(WORD)``) into views
+        (``ctx.add``; ``ctx.daemon_view`` names a generated file's generator)."""
+        del ctx
+
+    def generates(self, path: str) -> bool:
+        """``path`` is a file this backend generated for another daemon to read."""
+        del path
+        return False
+
+    def generated_view(
+        self, ctx: ViewContext, name: str, state: str, paths: Sequence[str], claims: bool
+    ) -> DaemonView:
+        """The view of interface ``name`` configured by ``paths``, a file it generated first."""
+        return DaemonView(self.name, state, ctx.config(paths), claims=claims)
+
+    def facts_args(self) -> dict[str, str | None]:
+        """The ``b`` its facts template's macros get."""
+        return {
+            "name": self.name,
+            "tool": self.tool,
+            "daemon": self.daemon,
+            "process": self.process,
+        }
+
+    @classmethod
+    def facts_template(cls) -> Path | None:
+        """The path of its facts template (None: it has none)."""
+        path = cls.templates / FACTS_TEMPLATE
+        return path if path.is_file() else None
 
     @classmethod
     def shell_template(cls) -> Path:

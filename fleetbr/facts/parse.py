@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from fleetbr.backends import registry
 from fleetbr.errors import FactsError
 from fleetbr.facts.filemeta import parse_file_meta, parse_kept
 from fleetbr.facts.model import PIN_DIR, ArmedTransaction, Backend, Family, HostFacts
@@ -51,7 +52,8 @@ OPTIONAL_SECTIONS = frozenset(
 OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
 MODULE_STATES = ("loaded", "builtin", "absent")
 BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
-BACKENDS = ("networkmanager", "netplan", "systemd-networkd", "ifupdown", "brctl")
+# the tools every facts output reports (a backend registered later may be missing: not installed)
+BACKENDS = (*(b.tool for b in registry.BUILTIN), "brctl")
 META_KEYS = ("hostname", "kernel", "pid1_systemd", "has_modules", "has_sysctl", "has_virsh", "now")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _PIN_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+\.json$")
@@ -148,7 +150,8 @@ def parse_meta(lines: Sequence[str]) -> dict[str, str]:
 
 
 def parse_backends(lines: Sequence[str]) -> tuple[Backend, ...]:
-    """``backend NAME PRESENT ACTIVE`` lines, one per known backend."""
+    """``backend NAME PRESENT ACTIVE`` lines, one per backend's tool (each built-in's and
+    brctl's must be there)."""
     found = {}
     for name, present, active in _words("backends", lines, "backend", 4):
         found[name] = Backend(name, _yesno("backends", present), _yesno("backends", active))

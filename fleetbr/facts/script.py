@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from fleetbr import validate
+from fleetbr.backends import registry
 from fleetbr.errors import ValidationError
 from fleetbr.facts.libvirt import LIBVIRT_MAX_BYTES
 from fleetbr.facts.model import (
@@ -53,4 +54,5 @@ def facts_script(
         pin_max=PIN_MAX_BYTES,
         libvirt_max=LIBVIRT_MAX_BYTES,
         content_max=CONTENT_MAX_BYTES,
+        facts_backends=[b.facts_args() for b in registry.backends() if b.facts_template()],
     )

@@ -13,8 +13,9 @@ default route on the address device that is not expected), the bridge-nf sysctls
 files (by sha256), guest interfaces a task moved (on the bridge in both definitions, the
 live tap a port of it: fleetbr.plan.guest_check), and with a persistence backend what it
 carried from the NIC's configuration: the MTU of the bridge and its port, the policy rules in
-the kernel (any protocol), the name servers in NetworkManager's view of the bridge. Ports of
-other devices (a guest's tap fleetbr did not move), other routes and link state are not.
+the kernel (any protocol), the name servers its daemon reports for the bridge
+(``Backend.name_servers``: NetworkManager's view). Ports of other devices (a guest's tap fleetbr
+did not move), other routes and link state are not.
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ def _carried(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
         if not any((f, k) == (rule.family, key) and rule.priority in (None, p) for f, p, k in have):
             text = f"policy rule {rule.describe()} missing"
             yield Difference("rules", rule.describe(), None, text)
-    servers = nm_servers(facts, exp.bridge)
-    if exp.dns and exp.managers.get(exp.bridge) == "networkmanager" and servers != exp.dns:
+    manager = registry.find(exp.managers.get(exp.bridge) or "")
+    servers = manager.name_servers(facts, exp.bridge) if manager is not None else None
+    if exp.dns and servers is not None and servers != exp.dns:
         want, got = " ".join(exp.dns), " ".join(servers) or None
         text = f"{exp.bridge}'s name servers are {got or 'none'}, expected {want}"
         yield Difference(f"dns.{exp.bridge}", want, got, text)
@@ -220,15 +222,3 @@ def _carried(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
 def _rule_key(text: str) -> str:
     """A rule's ``ip -j rule`` text without who added it (``protocol static``: the daemon)."""
     return re.sub(r"(^| )protocol \S+", "", text).strip()
-
-
-def nm_servers(facts: HostFacts, device: str) -> tuple[str, ...]:
-    """The name servers of the NetworkManager profile active on ``device`` (ipv4, then ipv6)."""
-    active = facts.daemons.nm_active.get(device)
-    found = facts.daemons.nm_dns.get(active[0], {}) if active else {}
-    return tuple(
-        v.strip()
-        for key in ("ipv4.dns", "ipv6.dns")
-        for v in found.get(key, "").split(",")
-        if v.strip()
-    )

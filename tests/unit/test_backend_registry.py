@@ -1,27 +1,32 @@
 """A new persistence backend is its folder plus one registration line: the toy backend
-(tests/unit/toybackend/: a class and its shell template) is accepted by task validation,
-chosen, planned, rendered into the host's shell and the boot guard, without a change anywhere
-else. Also the registry's own rules (entry points, names taken)."""
+(tests/unit/toybackend/: a class, its shell and its facts templates) is gathered by the facts
+script, parsed into the daemons' view, accepted by task validation, chosen, planned, rendered
+into the host's shell and the boot guard, without a change anywhere else. Also the registry's
+own rules (entry points, names taken)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import subprocess
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import jinja2
 import pytest
 
 from fleetbr.backends import choose, registry, unplan_backend
 from fleetbr.backends.model import BridgeConfig
-from fleetbr.errors import TaskError, ValidationError
+from fleetbr.errors import FactsError, TaskError, ValidationError
 from fleetbr.facts.model import Backend as Tool
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.script import facts_script
 from fleetbr.plan import plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.plan.steps import backend_apply
-from fleetbr.render import backend_shell
+from fleetbr.render import backend_facts, backend_shell
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
@@ -47,6 +52,75 @@ def toy_host() -> HostFacts:
     """A host no daemon manages, with toyd installed."""
     facts = parse_facts(raw("distro_none"))
     return dataclasses.replace(facts, backends=(*facts.backends, Tool("toyd", True, True)))
+
+
+CONF = "bridge eth0\naddress 198.51.100.12/24\n"
+TOY_FACTS = {  # what the toy's facts shell prints on a host where toyd manages eth0
+    "backends": ["backend toyd yes yes"],
+    "daemons": [
+        "toy-state eth0 up",
+        f"file {hashlib.sha256(CONF.encode()).hexdigest()} /etc/toy/eth0.conf",
+    ],
+}
+
+
+def toy_output() -> str:
+    """The facts of a host no daemon but toyd manages (distro_none plus the toy's lines)."""
+    text = raw("distro_none")
+    for section, lines in TOY_FACTS.items():
+        marker = f"@@fleetbr-section {section}\n"
+        assert marker in text
+        text = text.replace(marker, marker + "".join(f"{line}\n" for line in lines))
+    return text
+
+
+def test_the_facts_script_gathers_the_toys_view(toy: None) -> None:
+    script = facts_script()
+    assert 'toyctl status 2>/dev/null | while read -r name state; do echo "toy-state' in script
+    assert '"backend toyd $(yesno command -v toyctl)' in script
+    assert " /etc/toy/*.conf" in script.split("fbr_sent=")[0].rsplit("for f in", 1)[1]
+    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+
+
+def test_without_the_registration_line_the_facts_know_no_toy() -> None:
+    assert "toy" not in facts_script()
+    with pytest.raises(FactsError, match="section daemons: unexpected line 'toy-state eth0 up'"):
+        parse_facts(toy_output())
+
+
+def test_the_toys_facts_shell_reports_its_daemons_view(toy: None, tmp_path: Path) -> None:
+    toyctl = tmp_path / "toyctl"
+    toyctl.write_text("#!/bin/sh\n[ \"$1\" = status ] && printf 'eth0 up\\nbr0 down\\n'\n")
+    toyctl.chmod(0o755)
+    shell = backend_facts("toy").daemons(ToyBackend().facts_args())
+    out = subprocess.run(
+        ["sh", "-c", f'PATH="{tmp_path}:$PATH"\n{shell}'],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout == "toy-state eth0 up\ntoy-state br0 down\n"
+
+
+def test_the_toys_view_is_parsed_and_persist_auto_chooses_it(toy: None) -> None:
+    facts = parse_facts(toy_output())
+    manager = facts.manager("eth0")
+    assert (manager.manager, manager.state) == ("toy", "up")
+    assert [(f.path, f.sha256) for f in manager.files] == [
+        ("/etc/toy/eth0.conf", hashlib.sha256(CONF.encode()).hexdigest())
+    ]
+    assert registry.get("toy").detect(facts, "eth0") and registry.get("toy").installed(facts)
+    auto = task(TOY_TASK.replace("persist: toy", "persist: auto"))
+    plan = plan_host(auto, facts, min_timeout=10)
+    assert plan.refusal is None
+    assert "/etc/toy/br0.conf" in plan.files
+
+
+def test_a_daemon_on_the_toys_nic_is_refused(toy: None) -> None:
+    facts = parse_facts(toy_output())
+    refused = plan_host(
+        task(TOY_TASK.replace("persist: toy", "persist: none")), facts, min_timeout=10
+    )
+    assert refused.refusal is not None
+    assert refused.refusal.startswith("eth0 is managed by toy (up)")
 
 
 def test_task_validation_lists_the_registered_backends(toy: None) -> None:

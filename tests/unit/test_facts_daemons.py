@@ -8,10 +8,11 @@ import hashlib
 
 import pytest
 
+from fleetbr.backends.networkmanager.view import split_terse
 from fleetbr.errors import FactsError
 from fleetbr.facts.model import CONTENT_MAX_BYTES, ConfigFile, Daemons, HostFacts, Link
 from fleetbr.facts.parse import parse_facts
-from fleetbr.facts.parse_daemons import parse_daemons, split_terse
+from fleetbr.facts.parse_daemons import parse_daemons
 from tests.unit.test_facts_parse import DATA, raw, replace_section, section_lines
 
 ETH0 = Link("eth0", "ether", "02:fb:00:00:00:01", 1500, "UP", True, None)

@@ -335,7 +335,11 @@ def test_noise_before_first_section_and_unknown_sections_are_ignored() -> None:
         ("rules4", ['[{"priority": "high"}]'], "section rules4: rule without a numeric priority"),
         ("modules", ["module br_netfilter maybe"], "section modules: unexpected state"),
         ("backends", ["backend netplan maybe no"], "section backends: expected yes or no"),
-        ("backends", ["backend netplan no no"], "section backends: no line for networkmanager"),
+        (
+            "backends",
+            ["backend netplan no no"],
+            "section backends: no line for ifupdown, systemd-networkd, networkmanager, brctl",
+        ),
         ("bridge_nf", ["call-iptables on"], "section bridge_nf: unexpected line"),
         ("managed_files", ["file 1234 /etc/x"], "section managed_files: bad checksum"),
         ("probes", ["probe 198.51.100.1 maybe"], "section probes: unexpected result"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from fleetbr.backends import carry
 from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
+from fleetbr.backends.ifupdown import view
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -18,6 +19,7 @@ from fleetbr.backends.model import (
     check_route,
 )
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.views import ViewContext
 from fleetbr.validate import split_lines
 
 _TOP = ("iface", "auto", "allow-", "mapping", "source", "source-directory", "rename", "no-")
@@ -42,6 +44,15 @@ def source_file(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str]:
                 "fleetbr rewrites exactly one file"
             )
     raise BackendRefusal(f"persist: ifupdown: no file has stanzas for {nic} or {bridge}")
+
+
+def source_text(facts: HostFacts, nic: str, bridge: str) -> tuple[str, str, str]:
+    """:func:`source_file`, and its text (refused when the facts do not hold it)."""
+    path, holder = source_file(facts, nic, bridge)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    return path, holder, text
 
 
 def _is_top(line: str) -> bool:
@@ -224,10 +235,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
             "persist: ifupdown: bridge-utils is not installed, so ifupdown cannot build the "
             "bridge at boot (apt-get install bridge-utils)"
         )
-    path, holder = source_file(facts, config.nic, config.name)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    path, holder, text = source_text(facts, config.nic, config.name)
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
     if holder == config.nic:
         check_hooks(text, config.nic)
@@ -243,10 +251,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the bridge's stanzas become the NIC's again."""
-    path, holder = source_file(facts, config.nic, config.name)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: ifupdown: the facts do not hold the content of {path}")
+    path, holder, text = source_text(facts, config.nic, config.name)
     kept, options = split(text, holder)
     header = HEADER.format(bridge=config.name)
     kept = [line for line in kept if line.strip() != header]
@@ -275,6 +280,22 @@ class IfupdownBackend(Backend):
     tool = "ifupdown"
     settled = ("up",)
     templates = Path(__file__).resolve().parent / "templates"
+    view_words = ("ifstate",)
+    view_rank = 30
+    precedence = 3
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """The ``iface`` stanzas of each file ifupdown reads (Daemons.ifupdown)."""
+        ctx.found["ifupdown"] = view.ifupdown_stanzas(ctx.contents)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Each interface that is up or has a stanza."""
+        view.add_views(ctx, ctx.found["ifupdown"])
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Also: exactly one file holds the NIC's (or the bridge's) stanzas, whole."""
+        super().refusals(facts, nic, bridge)
+        source_text(facts, nic, bridge)
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from fleetbr.backends.model import (
     FileChange,
     check_route,
 )
-from fleetbr.facts.model import HostFacts, Route
+from fleetbr.backends.netplan import view
+from fleetbr.facts.model import DaemonView, HostFacts, Route
+from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/netplan"
 # Keys of the NIC's definition that move to the bridge (addresses, routes, name servers...).
@@ -164,7 +167,8 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     return _dump(doc, network)
 
 
-def _source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
+def source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
+    """:func:`source_file`, and its text (refused when the facts do not hold it)."""
     path = source_file(facts, nic)
     text = facts.daemons.contents.get(path)
     if text is None:
@@ -220,7 +224,7 @@ def _plan(path: str, new: str, renderer: str, config: BridgeConfig, unbridge: bo
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """The rewritten netplan file; ``netplan apply`` renders it."""
-    path, text = _source_text(facts, config.nic)
+    path, text = source_text(facts, config.nic)
     return _plan(path, *rewrite(text, path, config), config, unbridge=False)
 
 
@@ -247,7 +251,7 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the netplan file gives the NIC its addresses back and loses the bridge."""
-    path, text = _source_text(facts, config.nic)
+    path, text = source_text(facts, config.nic)
     return _plan(path, *unrewrite(text, path, config), config, unbridge=True)
 
 
@@ -262,10 +266,36 @@ class NetplanBackend(Backend):
     step_args = ("renderer",)
     boot_shell = True
     templates = Path(__file__).resolve().parent / "templates"
+    view_rank = 40
+    precedence = 1
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """The interfaces each YAML file defines (Daemons.netplan)."""
+        ctx.found["netplan"] = view.netplan_interfaces(ctx.contents, ctx.links, ctx.warnings)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Interfaces only defined: no renderer's view named netplan's files."""
+        view.add_defined(ctx, ctx.found["netplan"])
+
+    def generates(self, path: str) -> bool:
+        """The networkd and NetworkManager files ``netplan generate`` writes."""
+        return path.startswith(view.NETPLAN_GENERATED)
+
+    def generated_view(
+        self, ctx: ViewContext, name: str, state: str, paths: Sequence[str], claims: bool
+    ) -> DaemonView:
+        """Its YAML files first, then the renderer's."""
+        files = [*view.files_of(ctx.found["netplan"], name), *paths]
+        return DaemonView(self.name, state, ctx.config(files), claims=claims)
 
     def renderer_daemon(self, facts: HostFacts) -> str | None:
         """networkd when it runs, else NetworkManager (what ``netplan apply`` renders for)."""
         return "networkd" if "networkd" in facts.daemons.running else "networkmanager"
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Also: exactly one file in /etc/netplan defines the NIC, whole."""
+        super().refusals(facts, nic, bridge)
+        source_text(facts, nic)
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

@@ -17,7 +17,9 @@ from fleetbr.backends.model import (
     FileChange,
     check_route,
 )
+from fleetbr.backends.networkd import view
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/systemd/network"
 HEADER = "# Managed by fleetbr: {what} (a fleetbr rollback restores the previous file)."
@@ -67,6 +69,20 @@ def _check_match(path: str, parts: list[tuple[str, list[str]]], nic: str) -> Non
             f"{' '.join(f'{k}={v}' for k, v in matches) or 'empty'}); fleetbr will not "
             "rewrite a file that configures other interfaces too"
         )
+
+
+def nic_network(
+    facts: HostFacts, nic: str, backend: str = "networkd"
+) -> tuple[str, list[tuple[str, list[str]]]]:
+    """:func:`nic_network_file` and its sections (refused when the facts do not hold its text,
+    or it matches more than the NIC)."""
+    path = nic_network_file(facts, nic, backend)
+    text = facts.daemons.contents.get(path)
+    if text is None:
+        raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
+    parts = ini.sections(text)
+    _check_match(path, parts, nic)
+    return path, parts
 
 
 def _network_keys(parts: list[tuple[str, list[str]]], path: str) -> list[tuple[str, str]]:
@@ -191,12 +207,7 @@ def port_file(config: BridgeConfig, parts: list[tuple[str, list[str]]]) -> str:
 
 def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> BackendPlan:
     """Files that make networkd build the bridge at boot and call it its own now."""
-    path = nic_network_file(facts, config.nic, backend)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
-    parts = ini.sections(text)
-    _check_match(path, parts, config.nic)
+    path, parts = nic_network(facts, config.nic, backend)
     carried = _network_keys(parts, path)  # DHCP first: the clearer reason
     _check_sections(parts, path)
     rules = _rules(parts, path)
@@ -226,17 +237,12 @@ def plan(config: BridgeConfig, facts: HostFacts, backend: str = "networkd") -> B
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """Unbridge: the NIC's file gets the addresses and routes back, the bridge's files go."""
-    path = nic_network_file(facts, config.nic)
-    text = facts.daemons.contents.get(path)
-    if text is None:
-        raise BackendRefusal(f"persist: networkd: the facts do not hold the content of {path}")
-    parts = ini.sections(text)
-    _check_match(path, parts, config.nic)
+    path, parts = nic_network(facts, config.nic)
     stem = posixpath.join(ETC, f"10-{config.name}")
     source = (
         facts.daemons.contents.get(f"{stem}.network", "")
         if _is_port_of(parts, config.name)
-        else text
+        else facts.daemons.contents[path]
     )
     carried = [kv for kv in _network_keys(ini.sections(source), path) if kv[0] not in _OURS]
     carried = [kv for kv in carried if kv[0] != "LinkLocalAddressing" or kv[1] != "no"]
@@ -274,6 +280,23 @@ class NetworkdBackend(Backend):
     settled = ("configured",)
     settling = ("pending", "initialized", "configuring")
     templates = Path(__file__).resolve().parent / "templates"
+    process = "systemd-network"
+    view_words = view.WORDS
+    view_rank = 10
+    precedence = 2
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """networkctl's interfaces (read first: a warning on bad JSON comes before the others)."""
+        ctx.notes[self.name] = view.interfaces(ctx)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Each interface networkctl lists."""
+        view.add_views(ctx, ctx.notes[self.name])
+
+    def refusals(self, facts: HostFacts, nic: str, bridge: str) -> None:
+        """Also: one .network file (no drop-ins) configures the NIC alone, whole."""
+        super().refusals(facts, nic, bridge)
+        nic_network(facts, nic)
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

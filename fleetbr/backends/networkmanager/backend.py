@@ -22,8 +22,10 @@ from fleetbr.backends.model import (
     FileChange,
     check_route,
 )
+from fleetbr.backends.networkmanager import view
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts, Route
+from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/NetworkManager/system-connections"
 _NAMESPACE = uuid.UUID("0d9f4a52-3c1b-4e8e-9a57-6a2f1b0c7d31")
@@ -327,6 +329,32 @@ class NetworkManagerBackend(Backend):
     aliases = ("NetworkManager",)
     step_args = ("bridge_uuid", "port_uuid", "old_uuid", "nic_uuid")
     templates = Path(__file__).resolve().parent / "templates"
+    process = "NetworkManager"
+    view_words = view.WORDS
+    view_rank = 20
+    precedence = 0
+
+    def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
+        """The name servers of the profile active on ``name`` (ipv4, then ipv6), as nmcli
+        reports them."""
+        found = _settings(facts, name)
+        return tuple(
+            v.strip()
+            for key in ("ipv4.dns", "ipv6.dns")
+            for v in found.get(key, "").split(",")
+            if v.strip()
+        )
+
+    def parse_config(self, ctx: ViewContext) -> None:
+        """Each device's active profile and that profile's carried settings."""
+        devices = view.devices(ctx)
+        ctx.notes[self.name] = devices
+        ctx.found["nm_active"] = {f[0]: (f[4], f[3]) for f in devices if f[0] and f[4]}
+        ctx.found["nm_dns"] = view.profile_settings(ctx)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """Each device NetworkManager lists."""
+        view.add_views(ctx, ctx.notes[self.name], view.connection_files(ctx))
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.plan`."""

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetbr.backends import registry
 from fleetbr.drift import check_facts
 from fleetbr.facts.model import HostFacts
 from fleetbr.lab import Lab, LabHost
 from fleetbr.lab.distro import reboot
 from fleetbr.lab.faults import host_exec
-from fleetbr.plan.diff import nm_servers
 from fleetbr.report import Status
 from fleetbr.tasks import load_task, render_task
 from tests.integration.distro.persisthelpers import (
@@ -158,8 +158,9 @@ def _problems(lab: Lab, backend: str, addr: str, task: Path) -> list[str]:
         out.append(f"{path} lacks {needle!r}:\n{text}")
     if backend == "ifupdown" and f"    {COMMENT}\n" not in text:
         out.append(f"the comment of eth0's stanza is gone:\n{text}")
-    if backend == "networkmanager" and nm_servers(facts, "br0") != DNS:
-        out.append(f"NetworkManager's name servers of br0: {nm_servers(facts, 'br0')}")
+    servers = registry.get(backend).name_servers(facts, "br0")
+    if backend == "networkmanager" and servers != DNS:
+        out.append(f"NetworkManager's name servers of br0: {servers}")
     status, fields = _check(lab, host, task, facts)
     if status != Status.IN_SYNC:
         out.append(f"check: {status.value} {fields}")

@@ -1,6 +1,8 @@
 """A toy persistence backend, to show that a backend is its folder plus one registration line:
-``toyd`` reads ``/etc/toy/BRIDGE.conf`` and ``toyctl`` applies it. Nothing in fleetbr names it;
-tests/unit/test_backend_registry.py registers it and plans with it."""
+``toyd`` reads ``/etc/toy/BRIDGE.conf`` and ``toyctl`` applies it; ``toyctl status`` prints
+``NAME STATE`` per interface, its view (templates/facts.sh.j2 gathers it, :meth:`parse_view`
+reads it). Nothing in fleetbr names it; tests/unit/test_backend_registry.py registers it, gathers
+and parses its facts and plans with it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import dataclasses
 from pathlib import Path
 
 from fleetbr.backends import Backend, BackendPlan, BridgeConfig, FileChange
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import DaemonView, HostFacts
+from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/toy"
 
@@ -28,6 +31,14 @@ class ToyBackend(Backend):
     settled = ("up",)
     boot_shell = True
     templates = Path(__file__).resolve().parent / "templates"
+    view_words = ("toy-state",)
+
+    def parse_view(self, ctx: ViewContext) -> None:
+        """``toy-state NAME STATE``: toyd configures NAME from its file, ``up`` or not."""
+        for _, rest in ctx.words("toy-state"):
+            name, _, state = rest.partition(" ")
+            files = ctx.config([f"{ETC}/{name}.conf"])
+            ctx.add(name, DaemonView(self.name, state, files, claims=state == "up"))
 
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """The bridge's file, the NIC its port."""
