@@ -1,0 +1,52 @@
+"""The ``bridge`` kind: a task file, rendered per host (jinja2) into a :class:`BridgeChange`;
+planned by the pure planner, checked for drift by :mod:`fleetbr.drift`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fleetbr.drift import check_job
+from fleetbr.errors import UsageError
+from fleetbr.inventory import HostSpec
+from fleetbr.report import HostResult
+from fleetbr.tasks import TaskTemplate, load_task, render_task
+from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.status import plan_job
+
+
+class BridgeKind:
+    """A task file (a path, or a :class:`TaskTemplate` already read)."""
+
+    name = "bridge"
+    commands = frozenset({"plan", "apply", "check"})
+
+    def load(self, source: Any) -> TaskTemplate:
+        """The task template (TaskError: exit 2)."""
+        if isinstance(source, TaskTemplate):
+            return source
+        if isinstance(source, str | os.PathLike):
+            return load_task(Path(source))
+        raise UsageError(f"bridge: expected a task file or a TaskTemplate, got {source!r:.80}")
+
+    def label(self, source: Any) -> str:
+        """The task file's name, as in host journals."""
+        return Path(source.source if isinstance(source, TaskTemplate) else source).name
+
+    def render(self, loaded: TaskTemplate, spec: HostSpec, label: str) -> BridgeChange:
+        """The task rendered and validated for ``spec`` (TaskError)."""
+        return BridgeChange(render_task(loaded, spec.context()), label)
+
+    async def plan(self, spec: HostSpec, change: Change) -> HostResult:
+        """Gather facts and plan the task; change nothing."""
+        return await plan_job(spec, _task(change))
+
+    async def check(self, spec: HostSpec, change: Change) -> HostResult:
+        """Gather facts and compare them with the task; change nothing."""
+        return await check_job(spec, _task(change))
+
+
+def _task(change: Change) -> Any:
+    assert isinstance(change, BridgeChange)
+    return change.task

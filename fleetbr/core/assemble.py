@@ -1,0 +1,185 @@
+"""The one place a run is assembled, whichever front door asked for it.
+
+:func:`prepare` does everything that may fail before a host is contacted: select the hosts
+(or take the ones given), check ``--resume`` against the history (a new request, never a
+mutated one), and render the change for every host once through its kind (a bad task: exit 2,
+nothing contacted, nothing recorded). :func:`run_prepared` then runs it: the history (start,
+every host's row as it happens, the end), live progress and the metrics file around the
+command's jobs, handed to the request's runner (apply: the rollout with canary, batches,
+failure threshold and Ctrl-C handling)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from fleetbr.core import kinds, runner
+from fleetbr.core.kinds import ChangeKind
+from fleetbr.core.record import run_context
+from fleetbr.core.request import ChangeRef, RunRequest
+from fleetbr.core.runner import Runner
+from fleetbr.errors import UsageError
+from fleetbr.inventory import HostSpec
+from fleetbr.observe import RunObserver, observed
+from fleetbr.report import AggregatedResult, HostResult
+from fleetbr.resume import Prior, prepare_resume
+from fleetbr.rollout import EXIT_INTERRUPTED, Interruption, rollback_hosts, rollout_changes
+from fleetbr.transaction.change import Change
+from fleetbr.transaction.status import status_job
+
+# Commands whose change each host gets rendered before any host is contacted.
+CHANGE_COMMANDS = frozenset({"plan", "apply", "check"})
+
+Report = Callable[[AggregatedResult], None]
+
+
+def select(request: RunRequest) -> list[HostSpec]:
+    """The request's hosts (:meth:`Selection.resolve`)."""
+    return request.selection.resolve()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to contact its hosts: nothing can be wrong with its input any more."""
+
+    request: RunRequest
+    hosts: list[HostSpec]
+    kind: ChangeKind | None
+    changes: Mapping[str, Change]
+    prior: Prior | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: every host's result, the exit code (130 after a first Ctrl-C), and
+    its id in the history (0 when not recorded)."""
+
+    request: RunRequest
+    result: AggregatedResult
+    exit_code: int
+    interrupted: bool
+    run_id: int
+    history_failed: bool
+
+
+def prepare(request: RunRequest) -> Prepared:
+    """Select, resume, render (see the module docstring); UsageError before any contact."""
+    prior = None
+    if request.history.resume is not None:
+        request, prior, hosts = prepare_resume(request, select)
+    else:
+        hosts = select(request)
+    if request.command not in CHANGE_COMMANDS:
+        return Prepared(request, hosts, None, {}, prior)
+    if request.change is None:
+        raise UsageError(f"{request.command}: no change given")
+    kind, changes = render(request.change, hosts, command=request.command)
+    return Prepared(request, hosts, kind, changes, prior)
+
+
+def render(
+    ref: ChangeRef, hosts: Sequence[HostSpec], *, command: str
+) -> tuple[ChangeKind, dict[str, Change]]:
+    """The change's kind, and the change rendered for every host (UsageError/TaskError)."""
+    kind = kinds.get(ref.kind)
+    if command not in kind.commands:
+        raise UsageError(f"{command}: not supported by the {kind.name} change kind")
+    loaded = kind.load(ref.source)
+    label = ref.label or kind.label(ref.source)
+    return kind, {spec.name: kind.render(loaded, spec, label) for spec in hosts}
+
+
+async def run_prepared(
+    prepared: Prepared, *, report: Report | None = None, interrupt: Interruption | None = None
+) -> RunOutcome:
+    """Run ``prepared`` under its history, progress and metrics; ``report`` prints the
+    results once the live display is gone, before the run's end is recorded."""
+    request = prepared.request
+    interrupt = interrupt or Interruption()
+    with run_context(request, prepared.hosts) as context:
+        job = COMMANDS.get(request.command)
+        if job is None:
+            raise UsageError(f"{request.command}: not a command that runs on hosts")
+        result = await job(prepared, runner.get(request.runner), context.observer, interrupt)
+        interrupted = interrupt.requested
+        code = EXIT_INTERRUPTED if interrupted else result.exit_code
+        context.done(code, interrupted=interrupted)
+        context.stop_display()
+        if report is not None:
+            report(result)
+    recorder = context.recorder
+    return RunOutcome(request, result, code, interrupted,
+                      recorder.run_id if recorder is not None else 0,
+                      recorder is not None and recorder.failed)  # fmt: skip
+
+
+async def execute_async(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
+    """:func:`prepare` and :func:`run_prepared` (for callers with a running event loop)."""
+    return await run_prepared(prepare(request), report=report)
+
+
+def execute(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
+    """:func:`execute_async` on a new event loop; the hosts are selected and the change
+    rendered before the loop starts."""
+    prepared = prepare(request)
+    return asyncio.run(run_prepared(prepared, report=report))
+
+
+# -- the commands --------------------------------------------------------------------------
+
+Job = Callable[[Prepared, Runner, RunObserver, Interruption], Awaitable[AggregatedResult]]
+
+
+def _per_host(
+    prepared: Prepared, read: Callable[[ChangeKind], Callable[..., Awaitable[HostResult]]]
+) -> Callable[[HostSpec], Awaitable[HostResult]]:
+    assert prepared.kind is not None
+    method = read(prepared.kind)
+
+    async def job(spec: HostSpec) -> HostResult:
+        result: HostResult = await method(spec, prepared.changes[spec.name])
+        return result
+
+    return job
+
+
+async def _plan(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
+    job = _per_host(p, lambda kind: kind.plan)
+    return await run.run("plan", p.hosts, observed(job, obs), forks=p.request.rollout.forks)
+
+
+async def _check(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
+    job = _per_host(p, lambda kind: kind.check)
+    return await run.run("check", p.hosts, observed(job, obs), forks=p.request.rollout.forks)
+
+
+async def _status(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
+    return await run.run("status", p.hosts, observed(status_job, obs),
+                         forks=p.request.rollout.forks)  # fmt: skip
+
+
+async def _rollback(
+    p: Prepared, run: Runner, obs: RunObserver, _: Interruption
+) -> AggregatedResult:
+    return await rollback_hosts(p.hosts, forks=p.request.rollout.forks, observer=obs, runner=run)
+
+
+async def _apply(
+    p: Prepared, run: Runner, obs: RunObserver, interrupt: Interruption
+) -> AggregatedResult:
+    options = p.request.rollout
+    return await rollout_changes(
+        p.hosts, p.changes, forks=options.forks, canary=options.canary or 0,
+        batch_size=options.batch_size, max_failures=options.max_failures, observer=obs,
+        prior=p.prior, interrupt=interrupt, runner=run,
+    )  # fmt: skip
+
+
+COMMANDS: dict[str, Job] = {
+    "plan": _plan,
+    "check": _check,
+    "status": _status,
+    "rollback": _rollback,
+    "apply": _apply,
+}
