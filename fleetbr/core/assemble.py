@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from fleetbr.core import kinds, runner
@@ -20,18 +21,24 @@ from fleetbr.core.record import run_context
 from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.core.runner import Runner
 from fleetbr.errors import UsageError
+from fleetbr.facts.gather import gather
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import RunObserver, observed
 from fleetbr.report import AggregatedResult, HostResult
 from fleetbr.resume import Prior, prepare_resume
 from fleetbr.rollout import EXIT_INTERRUPTED, Interruption, rollback_hosts, rollout_changes
+from fleetbr.runner import HostJob
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.status import status_job
+from fleetbr.transport import Connection, open_connection
 
 # Commands whose change each host gets rendered before any host is contacted.
 CHANGE_COMMANDS = frozenset({"plan", "apply", "check"})
 
 Report = Callable[[AggregatedResult], None]
+Connector = Callable[[HostSpec], AbstractAsyncContextManager[Connection]]
+Judge = Callable[[HostSpec, Change, HostFacts], HostResult]
 
 
 def select(request: RunRequest) -> list[HostSpec]:
@@ -74,11 +81,11 @@ def prepare(request: RunRequest) -> Prepared:
         return Prepared(request, hosts, None, {}, prior)
     if request.change is None:
         raise UsageError(f"{request.command}: no change given")
-    kind, changes = render(request.change, hosts, command=request.command)
+    kind, changes = render_change(request.change, hosts, command=request.command)
     return Prepared(request, hosts, kind, changes, prior)
 
 
-def render(
+def render_change(
     ref: ChangeRef, hosts: Sequence[HostSpec], *, command: str
 ) -> tuple[ChangeKind, dict[str, Change]]:
     """The change's kind, and the change rendered for every host (UsageError/TaskError)."""
@@ -91,17 +98,23 @@ def render(
 
 
 async def run_prepared(
-    prepared: Prepared, *, report: Report | None = None, interrupt: Interruption | None = None
+    prepared: Prepared,
+    *,
+    report: Report | None = None,
+    interrupt: Interruption | None = None,
+    connect: Connector = open_connection,
 ) -> RunOutcome:
     """Run ``prepared`` under its history, progress and metrics; ``report`` prints the
-    results once the live display is gone, before the run's end is recorded."""
+    results once the live display is gone, before the run's end is recorded. ``connect``
+    opens the connection the read-only commands gather facts over (Nornir: its own)."""
     request = prepared.request
+    command = COMMANDS.get(request.command)
+    if command is None:
+        raise UsageError(f"{request.command}: not a command that runs on hosts")
     interrupt = interrupt or Interruption()
     with run_context(request, prepared.hosts) as context:
-        job = COMMANDS.get(request.command)
-        if job is None:
-            raise UsageError(f"{request.command}: not a command that runs on hosts")
-        result = await job(prepared, runner.get(request.runner), context.observer, interrupt)
+        run = _Run(prepared, runner.get(request.runner), context.observer, interrupt, connect)
+        result = await command(run)
         interrupted = interrupt.requested
         code = EXIT_INTERRUPTED if interrupted else result.exit_code
         context.done(code, interrupted=interrupted)
@@ -114,9 +127,11 @@ async def run_prepared(
                       recorder is not None and recorder.failed)  # fmt: skip
 
 
-async def execute_async(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
+async def execute_async(
+    request: RunRequest, *, report: Report | None = None, connect: Connector = open_connection
+) -> RunOutcome:
     """:func:`prepare` and :func:`run_prepared` (for callers with a running event loop)."""
-    return await run_prepared(prepare(request), report=report)
+    return await run_prepared(prepare(request), report=report, connect=connect)
 
 
 def execute(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
@@ -128,55 +143,65 @@ def execute(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
 
 # -- the commands --------------------------------------------------------------------------
 
-Job = Callable[[Prepared, Runner, RunObserver, Interruption], Awaitable[AggregatedResult]]
+
+@dataclass(frozen=True)
+class _Run:
+    """What a command's jobs run with."""
+
+    prepared: Prepared
+    runner: Runner
+    observer: RunObserver
+    interrupt: Interruption
+    connect: Connector
+
+    @property
+    def forks(self) -> int:
+        return self.prepared.request.rollout.forks
+
+    def judged(self, judge: Judge) -> HostJob:
+        """A job that gathers a host's facts over ``connect`` and lets the kind judge them."""
+        changes = self.prepared.changes
+
+        async def job(spec: HostSpec) -> HostResult:
+            async with self.connect(spec) as conn:
+                facts = await gather(conn)
+            return judge(spec, changes[spec.name], facts)
+
+        return observed(job, self.observer)
 
 
-def _per_host(
-    prepared: Prepared, read: Callable[[ChangeKind], Callable[..., Awaitable[HostResult]]]
-) -> Callable[[HostSpec], Awaitable[HostResult]]:
-    assert prepared.kind is not None
-    method = read(prepared.kind)
-
-    async def job(spec: HostSpec) -> HostResult:
-        result: HostResult = await method(spec, prepared.changes[spec.name])
-        return result
-
-    return job
+async def _plan(run: _Run) -> AggregatedResult:
+    assert run.prepared.kind is not None
+    return await run.runner.run("plan", run.prepared.hosts, run.judged(run.prepared.kind.plan),
+                                forks=run.forks)  # fmt: skip
 
 
-async def _plan(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
-    job = _per_host(p, lambda kind: kind.plan)
-    return await run.run("plan", p.hosts, observed(job, obs), forks=p.request.rollout.forks)
+async def _check(run: _Run) -> AggregatedResult:
+    assert run.prepared.kind is not None
+    return await run.runner.run("check", run.prepared.hosts, run.judged(run.prepared.kind.check),
+                                forks=run.forks)  # fmt: skip
 
 
-async def _check(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
-    job = _per_host(p, lambda kind: kind.check)
-    return await run.run("check", p.hosts, observed(job, obs), forks=p.request.rollout.forks)
+async def _status(run: _Run) -> AggregatedResult:
+    job = observed(status_job, run.observer)
+    return await run.runner.run("status", run.prepared.hosts, job, forks=run.forks)
 
 
-async def _status(p: Prepared, run: Runner, obs: RunObserver, _: Interruption) -> AggregatedResult:
-    return await run.run("status", p.hosts, observed(status_job, obs),
-                         forks=p.request.rollout.forks)  # fmt: skip
+async def _rollback(run: _Run) -> AggregatedResult:
+    return await rollback_hosts(run.prepared.hosts, forks=run.forks, observer=run.observer,
+                                runner=run.runner)  # fmt: skip
 
 
-async def _rollback(
-    p: Prepared, run: Runner, obs: RunObserver, _: Interruption
-) -> AggregatedResult:
-    return await rollback_hosts(p.hosts, forks=p.request.rollout.forks, observer=obs, runner=run)
-
-
-async def _apply(
-    p: Prepared, run: Runner, obs: RunObserver, interrupt: Interruption
-) -> AggregatedResult:
-    options = p.request.rollout
+async def _apply(run: _Run) -> AggregatedResult:
+    options, prepared = run.prepared.request.rollout, run.prepared
     return await rollout_changes(
-        p.hosts, p.changes, forks=options.forks, canary=options.canary or 0,
-        batch_size=options.batch_size, max_failures=options.max_failures, observer=obs,
-        prior=p.prior, interrupt=interrupt, runner=run,
+        prepared.hosts, prepared.changes, forks=options.forks, canary=options.canary or 0,
+        batch_size=options.batch_size, max_failures=options.max_failures,
+        observer=run.observer, prior=prepared.prior, interrupt=run.interrupt, runner=run.runner,
     )  # fmt: skip
 
 
-COMMANDS: dict[str, Job] = {
+COMMANDS: dict[str, Callable[[_Run], Awaitable[AggregatedResult]]] = {
     "plan": _plan,
     "check": _check,
     "status": _status,

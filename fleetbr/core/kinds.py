@@ -1,9 +1,12 @@
 """Change kinds behind one protocol, found by name in a registry.
 
 A kind reads and validates its source once, renders a transaction :class:`Change` per host
-before any host is contacted (a bad source is exit 2, nothing contacted), and runs the
-read-only jobs (``plan``, ``check``) for one host. ``apply`` is the same dead-man transaction
-for every kind, driven by the change the kind rendered. Kinds come from the ``fleetbr.kinds``
+before any host is contacted (a bad source is exit 2, nothing contacted), and judges one host's
+facts for the read-only commands (``plan``, ``check``: pure, the engine gathers the facts over
+whichever connection the front door uses). ``apply`` (and ``--resume``) is the same dead-man
+transaction for every kind, driven by the change the kind rendered (its plan, its confirm
+checks, its rollback check); ``status`` and ``rollback`` read the host's own transaction state
+and need nothing from the kind. Kinds come from the ``fleetbr.kinds``
 entry point group (pyproject.toml) and from :data:`BUILTIN`, so a checkout that is not
 installed still finds its own; :func:`register` adds one at run time (tests, plugins).
 """
@@ -17,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from fleetbr.errors import UsageError
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult
@@ -44,11 +48,11 @@ class ChangeKind(Protocol):
     def render(self, loaded: Any, spec: HostSpec, label: str) -> Change:
         """The change for one host (UsageError/TaskError before any host is contacted)."""
 
-    async def plan(self, spec: HostSpec, change: Change) -> HostResult:
-        """Dry run on one host: ``planned``, ``unchanged`` or ``refused``; changes nothing."""
+    def plan(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """Dry run on one host's facts: ``planned``, ``unchanged`` or ``refused``."""
 
-    async def check(self, spec: HostSpec, change: Change) -> HostResult:
-        """Drift on one host: ``in_sync``, ``drifted`` or ``refused``; changes nothing."""
+    def check(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """Drift on one host's facts: ``in_sync``, ``drifted`` or ``refused``."""
 
 
 Factory = Callable[[], ChangeKind]

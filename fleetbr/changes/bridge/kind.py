@@ -7,13 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fleetbr.drift import check_job
+from fleetbr.drift import check_facts, outcome_result
 from fleetbr.errors import UsageError
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult
-from fleetbr.tasks import TaskTemplate, load_task, render_task
+from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transaction.change import BridgeChange, Change
-from fleetbr.transaction.status import plan_job
+from fleetbr.transaction.protocol import min_timeout
+from fleetbr.transaction.status import plan_result
 
 
 class BridgeKind:
@@ -38,15 +40,17 @@ class BridgeKind:
         """The task rendered and validated for ``spec`` (TaskError)."""
         return BridgeChange(render_task(loaded, spec.context()), label)
 
-    async def plan(self, spec: HostSpec, change: Change) -> HostResult:
-        """Gather facts and plan the task; change nothing."""
-        return await plan_job(spec, _task(change))
+    def plan(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """The pure planner's plan for the task on this host."""
+        return plan_result(spec, _task(change), facts)
 
-    async def check(self, spec: HostSpec, change: Change) -> HostResult:
-        """Gather facts and compare them with the task; change nothing."""
-        return await check_job(spec, _task(change))
+    def check(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """The host's facts compared with the task (:mod:`fleetbr.drift`)."""
+        outcome = check_facts(_task(change), facts, min_timeout=min_timeout(spec.ssh))
+        return outcome_result(spec.name, outcome)
 
 
-def _task(change: Change) -> Any:
-    assert isinstance(change, BridgeChange)
+def _task(change: Change) -> BridgeTask:
+    if not isinstance(change, BridgeChange):
+        raise TypeError(f"bridge: not a bridge change: {change!r:.80}")
     return change.task

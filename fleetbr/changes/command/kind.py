@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbr.errors import UsageError
-from fleetbr.facts.gather import gather
+from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transport import open_connection
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,8 @@ class CommandKind:
         """The same command on every host."""
         return loaded
 
-    async def plan(self, spec: HostSpec, change: Change) -> HostResult:
+    def plan(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
         """The one step (the command) and its inverse (the undo), or why the host refuses."""
-        async with open_connection(spec) as conn:
-            facts = await gather(conn)
         plan = change.plan(facts, min_timeout(spec.ssh))
         steps = [step.description for step in plan.steps]
         data = {"steps": steps, "rollback": [step.description for step in plan.rollback]}
@@ -77,6 +74,6 @@ class CommandKind:
         return HostResult(spec.name, Status.PLANNED, "\n".join(steps), data=data,
                           lines=tuple(steps))  # fmt: skip
 
-    async def check(self, spec: HostSpec, change: Change) -> HostResult:
+    def check(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
         """Not supported: an arbitrary command has no desired state to compare with."""
         raise UsageError("check: a command has no desired state to check")
