@@ -112,8 +112,9 @@ async def run_prepared(
     if command is None:
         raise UsageError(f"{request.command}: not a command that runs on hosts")
     interrupt = interrupt or Interruption()
+    chosen = runner.get(request.runner)  # an unknown runner: exit 2, nothing recorded
     with run_context(request, prepared.hosts) as context:
-        run = _Run(prepared, runner.get(request.runner), context.observer, interrupt, connect)
+        run = _Run(prepared, chosen, context.observer, interrupt, connect)
         result = await command(run)
         interrupted = interrupt.requested
         code = EXIT_INTERRUPTED if interrupted else result.exit_code
