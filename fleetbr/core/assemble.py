@@ -23,6 +23,7 @@ from fleetbr.core.runner import Runner
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
+from fleetbr.history.record import RunContext
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import RunObserver, observed
 from fleetbr.report import AggregatedResult, HostResult
@@ -107,25 +108,10 @@ async def run_prepared(
     """Run ``prepared`` under its history, progress and metrics; ``report`` prints the
     results once the live display is gone, before the run's end is recorded. ``connect``
     opens the connection the read-only commands gather facts over (Nornir: its own)."""
-    request = prepared.request
-    command = COMMANDS.get(request.command)
-    if command is None:
-        raise UsageError(f"{request.command}: not a command that runs on hosts")
-    interrupt = interrupt or Interruption()
-    chosen = runner.get(request.runner)  # an unknown runner: exit 2, nothing recorded
-    with run_context(request, prepared.hosts) as context:
-        run = _Run(prepared, chosen, context.observer, interrupt, connect)
-        result = await command(run)
-        interrupted = interrupt.requested
-        code = EXIT_INTERRUPTED if interrupted else result.exit_code
-        context.done(code, interrupted=interrupted)
-        context.stop_display()
-        if report is not None:
-            report(result)
-    recorder = context.recorder
-    return RunOutcome(request, result, code, interrupted,
-                      recorder.run_id if recorder is not None else 0,
-                      recorder is not None and recorder.failed)  # fmt: skip
+    run = _start(prepared, interrupt or Interruption(), connect)
+    with run_context(prepared.request, prepared.hosts) as context:
+        ended = await run.until_done(context, report)
+    return run.outcome(ended, context)
 
 
 async def execute_async(
@@ -136,10 +122,21 @@ async def execute_async(
 
 
 def execute(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
-    """:func:`execute_async` on a new event loop; the hosts are selected and the change
-    rendered before the loop starts."""
-    prepared = prepare(request)
-    return asyncio.run(run_prepared(prepared, report=report))
+    """:func:`prepare`, then the run on a new event loop. The history and the live display
+    are opened outside the loop, so a second Ctrl-C, which ends the loop at once, reaches
+    them as the KeyboardInterrupt it is (the run is recorded ``aborted``, exit 130)."""
+    run = _start(prepare(request), Interruption(), open_connection)
+    with run_context(run.prepared.request, run.prepared.hosts) as context:
+        ended = asyncio.run(run.until_done(context, report))
+    return run.outcome(ended, context)
+
+
+def _start(prepared: Prepared, interrupt: Interruption, connect: Connector) -> _Run:
+    command = COMMANDS.get(prepared.request.command)
+    if command is None:
+        raise UsageError(f"{prepared.request.command}: not a command that runs on hosts")
+    chosen = runner.get(prepared.request.runner)  # an unknown runner: exit 2, nothing recorded
+    return _Run(prepared, command, chosen, interrupt, connect)
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -147,19 +144,38 @@ def execute(request: RunRequest, *, report: Report | None = None) -> RunOutcome:
 
 @dataclass(frozen=True)
 class _Run:
-    """What a command's jobs run with."""
+    """One run of a prepared request: its command, runner, Ctrl-C state and connector."""
 
     prepared: Prepared
+    command: Command
     runner: Runner
-    observer: RunObserver
     interrupt: Interruption
     connect: Connector
 
     @property
     def forks(self) -> int:
+        """At most this many hosts at once."""
         return self.prepared.request.rollout.forks
 
-    def judged(self, judge: Judge) -> HostJob:
+    async def until_done(self, context: RunContext, report: Report | None) -> _Ended:
+        """Run the command with ``context`` observing it; the results and the exit code."""
+        result = await self.command(self, context.observer)
+        interrupted = self.interrupt.requested
+        code = EXIT_INTERRUPTED if interrupted else result.exit_code
+        context.done(code, interrupted=interrupted)
+        context.stop_display()
+        if report is not None:
+            report(result)
+        return _Ended(result, code, interrupted)
+
+    def outcome(self, ended: _Ended, context: RunContext) -> RunOutcome:
+        """The outcome, once the history has taken the run's end."""
+        recorder = context.recorder
+        return RunOutcome(self.prepared.request, ended.result, ended.code, ended.interrupted,
+                          recorder.run_id if recorder is not None else 0,
+                          recorder is not None and recorder.failed)  # fmt: skip
+
+    def judged(self, judge: Judge, observer: RunObserver) -> HostJob:
         """A job that gathers a host's facts over ``connect`` and lets the kind judge them."""
         changes = self.prepared.changes
 
@@ -168,41 +184,51 @@ class _Run:
                 facts = await gather(conn)
             return judge(spec, changes[spec.name], facts)
 
-        return observed(job, self.observer)
+        return observed(job, observer)
 
 
-async def _plan(run: _Run) -> AggregatedResult:
+@dataclass(frozen=True)
+class _Ended:
+    result: AggregatedResult
+    code: int
+    interrupted: bool
+
+
+Command = Callable[[_Run, RunObserver], Awaitable[AggregatedResult]]
+
+
+async def _plan(run: _Run, observer: RunObserver) -> AggregatedResult:
     assert run.prepared.kind is not None
-    return await run.runner.run("plan", run.prepared.hosts, run.judged(run.prepared.kind.plan),
-                                forks=run.forks)  # fmt: skip
+    job = run.judged(run.prepared.kind.plan, observer)
+    return await run.runner.run("plan", run.prepared.hosts, job, forks=run.forks)
 
 
-async def _check(run: _Run) -> AggregatedResult:
+async def _check(run: _Run, observer: RunObserver) -> AggregatedResult:
     assert run.prepared.kind is not None
-    return await run.runner.run("check", run.prepared.hosts, run.judged(run.prepared.kind.check),
-                                forks=run.forks)  # fmt: skip
+    job = run.judged(run.prepared.kind.check, observer)
+    return await run.runner.run("check", run.prepared.hosts, job, forks=run.forks)
 
 
-async def _status(run: _Run) -> AggregatedResult:
-    job = observed(status_job, run.observer)
+async def _status(run: _Run, observer: RunObserver) -> AggregatedResult:
+    job = observed(status_job, observer)
     return await run.runner.run("status", run.prepared.hosts, job, forks=run.forks)
 
 
-async def _rollback(run: _Run) -> AggregatedResult:
-    return await rollback_hosts(run.prepared.hosts, forks=run.forks, observer=run.observer,
+async def _rollback(run: _Run, observer: RunObserver) -> AggregatedResult:
+    return await rollback_hosts(run.prepared.hosts, forks=run.forks, observer=observer,
                                 runner=run.runner)  # fmt: skip
 
 
-async def _apply(run: _Run) -> AggregatedResult:
+async def _apply(run: _Run, observer: RunObserver) -> AggregatedResult:
     options, prepared = run.prepared.request.rollout, run.prepared
     return await rollout_changes(
         prepared.hosts, prepared.changes, forks=options.forks, canary=options.canary or 0,
-        batch_size=options.batch_size, max_failures=options.max_failures,
-        observer=run.observer, prior=prepared.prior, interrupt=run.interrupt, runner=run.runner,
+        batch_size=options.batch_size, max_failures=options.max_failures, observer=observer,
+        prior=prepared.prior, interrupt=run.interrupt, runner=run.runner,
     )  # fmt: skip
 
 
-COMMANDS: dict[str, Callable[[_Run], Awaitable[AggregatedResult]]] = {
+COMMANDS: dict[str, Command] = {
     "plan": _plan,
     "check": _check,
     "status": _status,

@@ -174,20 +174,20 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
     assert_no_loop_left()
     # one run per host and task, recorded by the engine with its origin
     assert sorted(recorded_runs(history)) == [
-        ("apply", "nornir", ("hv08",), {"hv08": "confirmed"}),
-        ("apply", "nornir", ("hv08",), {"hv08": "unchanged"}),
-        ("apply", "nornir", ("hv09",), {"hv09": "confirmed"}),
-        ("apply", "nornir", ("hv09",), {"hv09": "unchanged"}),
+        ("apply", "nornir", ("hv08",), "hv08=confirmed"),
+        ("apply", "nornir", ("hv08",), "hv08=unchanged"),
+        ("apply", "nornir", ("hv09",), "hv09=confirmed"),
+        ("apply", "nornir", ("hv09",), "hv09=unchanged"),
     ]
 
 
-def recorded_runs(history: Path) -> list[tuple[str, str, tuple[str, ...], dict[str, str]]]:
-    """Every recorded run: command, origin, hosts and each host's status (store API)."""
+def recorded_runs(history: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Every recorded run: command, origin, hosts and its host's status (store API)."""
     store = Store(history, create=False)
     try:
         return [
             (run.command, str(run.options["origin"]), tuple(run.hosts),
-             {row.host: row.status for row in store.hosts_of(run.id)})
+             " ".join(f"{row.host}={row.status}" for row in store.hosts_of(run.id)))
             for run in store.runs()
         ]  # fmt: skip
     finally:
@@ -349,6 +349,6 @@ def test_check_is_read_only_and_reports_drift(lab: Lab, fresh_host: Any, tmp_pat
     nr.close_connections(on_failed=True)
     assert_no_loop_left()
     assert sorted(recorded_runs(history)) == [
-        ("check", "nornir", ("hv10",), {"hv10": "drifted"}),
-        ("check", "nornir", ("hv10",), {"hv10": "in_sync"}),
+        ("check", "nornir", ("hv10",), "hv10=drifted"),
+        ("check", "nornir", ("hv10",), "hv10=in_sync"),
     ], "both checks recorded, the apply (history=False) not"
