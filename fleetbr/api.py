@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from fleetbr import inventory
 from fleetbr.core.assemble import execute_async
 from fleetbr.core.request import (
+    DEFAULT_FORKS,
     ChangeRef,
     HistoryOptions,
     MetricsOptions,
@@ -83,8 +84,6 @@ __all__ = [
     "status",
     "status_async",
 ]
-
-DEFAULT_FORKS = 50  # as the CLI's -f
 
 TaskSource = str | os.PathLike[str] | TaskTemplate
 """A task file's path, or a task already read with :func:`load_task`."""

@@ -301,7 +301,7 @@ class Tally:
 
 
 class RunContext:
-    """Everything that watches one CLI run: the history, the live progress, the metrics file.
+    """Everything that watches one run: the history, the live progress, the metrics file.
 
     Use as a context manager around the run and call :meth:`done` with its exit code; a run that
     raises (a second Ctrl-C) is recorded ``aborted``. Nothing here can change the run's outcome.

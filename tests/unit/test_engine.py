@@ -4,6 +4,7 @@ run is recorded with its origin; bad input stops before any host; an API apply r
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import fleetbr
 import fleetbr.api as api
 from fleetbr.core import kinds, runner
 from fleetbr.core.assemble import execute, prepare
@@ -173,3 +175,39 @@ def test_an_api_apply_is_recorded_and_resumed(
         assert newest.options["max_failures_hosts"] == 0 and newest.task_path == str(TASK)
     finally:
         store.close()
+
+
+ENGINE = ["core", "changes", "resume.py", "rollout.py", "history/record.py", "api.py", "watch.py",
+          "nornir", "drift.py"]  # fmt: skip
+
+
+def test_nothing_below_the_cli_imports_argparse() -> None:
+    """The CLI turns its Namespace into a RunRequest once (fleetbr/cli_request.py)."""
+    package = Path(fleetbr.__file__).parent
+    files = [package / name for name in ENGINE if name.endswith(".py")]
+    for folder in (name for name in ENGINE if not name.endswith(".py")):
+        files += sorted((package / folder).rglob("*.py"))
+    assert len(files) > len(ENGINE)
+    importers = [
+        str(path.relative_to(package)) for path in files
+        if any(isinstance(node, ast.Import | ast.ImportFrom)
+               and "argparse" in {getattr(node, "module", None), *(a.name for a in node.names)}
+               for node in ast.walk(ast.parse(path.read_text())))
+    ]  # fmt: skip
+    assert importers == []
+
+
+def test_the_cli_builds_one_request(tmp_path: Path) -> None:
+    from fleetbr.cli_args import parse_command_line
+    from fleetbr.cli_request import request_from_args
+
+    words = ["-i", str(tmp_path), "-l", "rack-a", "--history", str(tmp_path / "h"), "apply",
+             "t.yaml", "--canary", "1", "--max-failures", "10%"]  # fmt: skip
+    args = parse_command_line(words)
+    request = request_from_args(args)
+    assert (request.command, request.origin, request.selection.limit) == ("apply", "cli", "rack-a")
+    assert request.change == ChangeRef("bridge", Path("t.yaml"), recorded_file=Path("t.yaml"))
+    assert request.rollout.canary == 1 and str(request.rollout.max_failures) != "None"
+    assert request.history == HistoryOptions(path=tmp_path / "h")
+    resumed = request_from_args(parse_command_line(["apply", "--resume", "4"]))
+    assert resumed.change is None and resumed.history.resume == 4
