@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from fleetbr.adhoc.spec import RunSpec
-from fleetbr.changes.command.kind import CommandKind, CommandSource
+from fleetbr.changes.command.kind import CommandKind, CommandSource, check_paired
 from fleetbr.errors import UsageError
 from fleetbr.transaction.command import CommandChange
 
@@ -17,8 +17,7 @@ NOT_WITH_DEADMAN = (("stream", "--stream"), ("timeout", "--timeout"))
 
 def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
     """The change for ``run``'s command line and the --deadman options; UsageError if unusable."""
-    if args.deadman is None or not args.undo or not args.undo.strip():
-        raise UsageError("run: --deadman N and --undo UNDO go together (and UNDO may not be empty)")
+    check_paired(args.deadman, args.undo)  # first: the flags below only matter with both
     for name, flag in NOT_WITH_DEADMAN:
         if getattr(args, name):
             raise UsageError(f"run: {flag} does not apply with --deadman (the timer bounds it)")

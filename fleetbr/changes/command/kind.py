@@ -27,6 +27,13 @@ class CommandSource:
     confirm_check: str | None = None
 
 
+def check_paired(deadman: int | None, undo: str | None) -> tuple[int, str]:
+    """A command needs both its timeout and a non-empty undo (UsageError); both, checked."""
+    if deadman is None or not undo or not undo.strip():
+        raise UsageError("run: --deadman N and --undo UNDO go together (and UNDO may not be empty)")
+    return deadman, undo
+
+
 class CommandKind:
     """An operator's command with its undo."""
 
@@ -39,22 +46,18 @@ class CommandKind:
             return source
         if not isinstance(source, CommandSource):
             raise UsageError(f"command: expected a CommandSource, got {source!r:.80}")
-        if source.deadman is None or not source.undo or not source.undo.strip():
-            raise UsageError(
-                "run: --deadman N and --undo UNDO go together (and UNDO may not be empty)"
-            )
+        deadman, undo = check_paired(source.deadman, source.undo)
         try:
             command = source.command.decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError("run: with --deadman the command must be UTF-8 text") from None
-        texts = ((command, "CMD"), (source.undo, "--undo"), (source.confirm_check, "CMD2"))
+        texts = ((command, "CMD"), (undo, "--undo"), (source.confirm_check, "CMD2"))
         for text, what in texts:
             if text is not None and "\0" in text:
                 raise UsageError(f"run: {what} contains a NUL byte")
         if source.confirm_check is not None and not source.confirm_check.strip():
             raise UsageError("run: --confirm-check is empty")
-        return CommandChange(command, source.undo, source.deadman, source.confirm_check,
-                             label="run")  # fmt: skip
+        return CommandChange(command, undo, deadman, source.confirm_check, label="run")
 
     def label(self, source: Any) -> str:
         """``run``, as the journal names it."""
