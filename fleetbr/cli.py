@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
@@ -196,26 +195,17 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """``fleetbr run``; with ``--deadman``, an apply of the ``command`` change kind."""
     from fleetbr.adhoc.main import run_adhoc, spec_from_args
-    from fleetbr.cli_request import request_from_args
-    from fleetbr.core.request import ChangeRef
+    from fleetbr.cli_request import run_request
 
     spec = spec_from_args(args)
-    if args.deadman is not None or args.undo is not None or args.confirm_check is not None:
-        from fleetbr.adhoc.deadman import command_change, command_source
+    request = run_request(args, spec)  # a usage error here: nothing recorded, nothing contacted
+    if request.change is not None and request.change.kind == "command":
         from fleetbr.core.assemble import execute
 
-        command_change(args, spec)  # a usage error before anything is recorded
-        change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
-        request = request_from_args(args, change)
-        request = request.replace(command="apply", name="run", selection=dataclasses.replace(
-            request.selection, sudo=spec.sudo))  # fmt: skip
         return execute(request, report=_report(args)).exit_code
     from fleetbr.core.assemble import select
     from fleetbr.core.record import run_context
 
-    # no change kind: the history records only the script (its sha256) the run sent
-    script = ChangeRef("adhoc", recorded_file=args.script) if args.script is not None else None
-    request = request_from_args(args, script)
     hosts = select(request)
     with run_context(request, hosts) as context:
         code = run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream,

@@ -4,9 +4,11 @@ argparse meets the engine (nothing below the CLI reads ``args``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fleetbr.adhoc.deadman import command_change, command_source
 from fleetbr.core.request import (
     ChangeRef,
     HistoryOptions,
@@ -16,6 +18,9 @@ from fleetbr.core.request import (
     Selection,
 )
 from fleetbr.history.record import history_path
+
+if TYPE_CHECKING:
+    from fleetbr.adhoc.spec import RunSpec
 
 SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
 # What ``fleetbr run`` records of its options (beside forks and the rollout's).
@@ -45,6 +50,20 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
         metrics=MetricsOptions(args.metrics_file, metric_labels(args), quiet=quiet),
         recorded=_recorded(args),
     )
+
+
+def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
+    """``fleetbr run``: with ``--deadman`` (or its options), an ``apply`` of the ``command``
+    change kind recorded as ``run`` (its options checked here: UsageError); else the ad hoc run,
+    whose history records only the script it sent (no change kind)."""
+    if args.deadman is None and args.undo is None and args.confirm_check is None:
+        script = ChangeRef("adhoc", recorded_file=args.script) if args.script else None
+        return request_from_args(args, script)
+    command_change(args, spec)
+    change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
+    request = request_from_args(args, change)
+    selection = dataclasses.replace(request.selection, sudo=spec.sudo)
+    return request.replace(command="apply", name="run", selection=selection)
 
 
 def metric_labels(args: argparse.Namespace) -> dict[str, str]:
