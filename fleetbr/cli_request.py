@@ -49,6 +49,7 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
         history=HistoryOptions(path=history_path(args.history, args.no_history), resume=resume),
         metrics=MetricsOptions(args.metrics_file, metric_labels(args), quiet=quiet),
         recorded=_recorded(args),
+        origin="schedule" if os.environ.get(SCHEDULE_ENV) else "cli",  # a schedule's service
     )
 
 

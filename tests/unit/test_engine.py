@@ -197,9 +197,11 @@ def test_nothing_below_the_cli_imports_argparse() -> None:
     assert importers == []
 
 
-def test_the_cli_builds_one_request(tmp_path: Path) -> None:
+def test_the_cli_builds_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fleetbr.cli_args import parse_command_line
     from fleetbr.cli_request import request_from_args
+
+    monkeypatch.delenv("FLEETBR_SCHEDULE", raising=False)
 
     words = ["-i", str(tmp_path), "-l", "rack-a", "--history", str(tmp_path / "h"), "apply",
              "t.yaml", "--canary", "1", "--max-failures", "10%"]  # fmt: skip
@@ -211,3 +213,6 @@ def test_the_cli_builds_one_request(tmp_path: Path) -> None:
     assert request.history == HistoryOptions(path=tmp_path / "h")
     resumed = request_from_args(parse_command_line(["apply", "--resume", "4"]))
     assert resumed.change is None and resumed.history.resume == 4
+    monkeypatch.setenv("FLEETBR_SCHEDULE", "nightly")
+    scheduled = request_from_args(args)
+    assert scheduled.origin == "schedule" and scheduled.metrics.labels["schedule"] == "nightly"
