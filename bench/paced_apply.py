@@ -11,16 +11,17 @@ import json
 import sys
 from pathlib import Path
 
+from fleetbr.api import render_tasks
 from fleetbr.inventory import load_inventory
 from fleetbr.pacing import WindowPacer
-from fleetbr.rollout import render_all, rollout
+from fleetbr.rollout import rollout
 
 
 def main() -> None:
     """Run the rollout and print its outcome."""
     inventory, task, forks = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     hosts = list(load_inventory(inventory).values())
-    tasks = render_all(task, hosts)
+    tasks = render_tasks(task, hosts)
     if "--no-pacing" in sys.argv:  # fleetbr 0.1: every host at once, nothing held back
         pacer = WindowPacer(forks, start=forks, lag_limit=float("inf"))
     else:

@@ -10,13 +10,15 @@ for name, result in done.items():
     print(name, result.status, result.message)
 ```
 
-Every fleet function runs exactly what the matching CLI command runs (the same rollout, runner,
-facts, plan, status and rollback jobs) and returns an :class:`~fleetbr.report.AggregatedResult`:
-one :class:`~fleetbr.report.HostResult` per host, in inventory order; a host's failure is data
-(its status), never an exception. Each has an ``async`` twin (``apply_async``, ...) for callers
-that run an event loop. Bad input (inventory, task file, options) raises
-:class:`~fleetbr.errors.UsageError` before any host is contacted; fleetbr raises nothing outside
-its exception tree (:mod:`fleetbr.errors`).
+Every fleet function builds the :class:`~fleetbr.core.request.RunRequest` the matching CLI
+command builds and runs it through the same engine (:mod:`fleetbr.core.assemble`: the same
+rollout, runner, facts, plan, check, status and rollback jobs), records it in the run history
+as the CLI does (origin ``api``; ``history=False`` records nothing), and returns an
+:class:`~fleetbr.report.AggregatedResult`: one :class:`~fleetbr.report.HostResult` per host,
+in inventory order; a host's failure is data (its status), never an exception. Each has an
+``async`` twin (``apply_async``, ...) for callers that run an event loop. Bad input
+(inventory, task file, options) raises :class:`~fleetbr.errors.UsageError` before any host is
+contacted; fleetbr raises nothing outside its exception tree (:mod:`fleetbr.errors`).
 """
 
 from __future__ import annotations
@@ -28,23 +30,33 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fleetbr import inventory
+from fleetbr.core.assemble import execute_async
+from fleetbr.core.request import (
+    DEFAULT_FORKS,
+    ChangeRef,
+    HistoryOptions,
+    MetricsOptions,
+    RolloutOptions,
+    RunRequest,
+    Selection,
+)
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import facts_job, gather
 from fleetbr.facts.model import HostFacts
+from fleetbr.history.record import history_path
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import Plan, plan_host
 from fleetbr.report import AggregatedResult, HostResult, Status
-from fleetbr.rollout import rollback_hosts, rollout
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
 from fleetbr.tasks import load_task as _load_task
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transaction.status import plan_job, status_job
 from fleetbr.transport import open_session
 
 __all__ = [
     "DEFAULT_FORKS",
     "AggregatedResult",
+    "HistoryTarget",
     "HostFacts",
     "HostResult",
     "HostSpec",
@@ -54,6 +66,8 @@ __all__ = [
     "TaskTemplate",
     "apply",
     "apply_async",
+    "check",
+    "check_async",
     "facts",
     "facts_async",
     "host_facts",
@@ -71,10 +85,12 @@ __all__ = [
     "status_async",
 ]
 
-DEFAULT_FORKS = 50  # as the CLI's -f
-
 TaskSource = str | os.PathLike[str] | TaskTemplate
 """A task file's path, or a task already read with :func:`load_task`."""
+
+HistoryTarget = str | os.PathLike[str] | bool | None
+"""Where a run is recorded: True (the default) as the CLI does (``$FLEETBR_HISTORY``, else the
+user's state directory), a path, or False/None for nowhere."""
 
 T = TypeVar("T")
 
@@ -126,56 +142,118 @@ async def facts_async(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) 
 
 
 async def plan_async(
-    hosts: Sequence[HostSpec], task: TaskSource, *, forks: int = DEFAULT_FORKS
+    hosts: Sequence[HostSpec],
+    task: TaskSource,
+    *,
+    forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
 ) -> AggregatedResult:
     """``fleetbr plan``: per host ``planned`` (``data["steps"]``), ``unchanged`` or ``refused``;
     changes nothing."""
-    tasks = render_tasks(task, hosts)
+    return await _run("plan", hosts, task, forks=forks, history=history)
 
-    async def job(spec: HostSpec) -> HostResult:
-        return await plan_job(spec, tasks[spec.name])
 
-    return await run_hosts("plan", hosts, job, forks=_forks(forks))
+async def check_async(
+    hosts: Sequence[HostSpec],
+    task: TaskSource,
+    *,
+    forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
+) -> AggregatedResult:
+    """``fleetbr check``: per host ``in_sync``, ``drifted`` (``data["differences"]``) or
+    ``refused``; changes nothing."""
+    return await _run("check", hosts, task, forks=forks, history=history)
 
 
 async def apply_async(
     hosts: Sequence[HostSpec],
-    task: TaskSource,
+    task: TaskSource | None,
     *,
     canary: int = 0,
     batch_size: int | None = None,
     max_failures: int | None = None,
     forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
+    resume: int | None = None,
 ) -> AggregatedResult:
     """``fleetbr apply``: the dead-man transaction on every host, ``canary`` hosts first, then
     batches of ``batch_size``; the rollout stops (later hosts ``skipped``) when the canary does
-    not end confirmed or unchanged, or more than ``max_failures`` hosts failed."""
+    not end confirmed or unchanged, or more than ``max_failures`` hosts failed. ``resume``
+    (``fleetbr apply --resume [RUN]``): continue apply run ``resume`` (0: the newest that
+    stopped early) with its own task, canary, batches and thresholds; ``task`` may be None."""
     _check_rollout(canary, batch_size, max_failures)
-    tasks = render_tasks(task, hosts)
-    return await rollout(
-        hosts,
-        tasks,
-        task_label(task),
-        forks=_forks(forks),
-        canary=canary,
-        batch_size=batch_size,
-        max_failures=max_failures,
-    )
+    if resume is not None:
+        _whole(resume, "resume", 0)
+        if canary or batch_size is not None or max_failures is not None:
+            raise UsageError("resume: the run's own canary, batch_size and max_failures are kept; "
+                             "leave them out")  # fmt: skip
+    elif task is None:
+        raise UsageError("apply: task is required (or resume=RUN)")
+    rollout = RolloutOptions(_forks(forks), None if resume is not None else canary, batch_size,
+                             max_failures)  # fmt: skip
+    return await _run("apply", hosts, task, forks=forks, history=history, resume=resume,
+                      rollout=rollout)  # fmt: skip
 
 
 async def status_async(
-    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS
+    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS, history: HistoryTarget = True
 ) -> AggregatedResult:
     """``fleetbr status``: each host's armed transaction (live or stale) and journal."""
-    return await run_hosts("status", _checked(hosts), status_job, forks=_forks(forks))
+    return await _run("status", hosts, None, forks=forks, history=history)
 
 
 async def rollback_async(
-    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS
+    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS, history: HistoryTarget = True
 ) -> AggregatedResult:
     """``fleetbr rollback``: roll back each host's armed transaction and verify it against its
     snapshot; ``rolled_back`` counts as success here, as in the CLI."""
-    return await rollback_hosts(_checked(hosts), forks=_forks(forks))
+    return await _run("rollback", hosts, None, forks=forks, history=history)
+
+
+def request(
+    command: str,
+    hosts: Sequence[HostSpec],
+    task: TaskSource | None,
+    *,
+    forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
+    resume: int | None = None,
+    rollout: RolloutOptions | None = None,
+) -> RunRequest:
+    """The :class:`~fleetbr.core.request.RunRequest` a fleet function runs (origin ``api``)."""
+    change = None
+    if task is not None:
+        change = ChangeRef("bridge", task, label=task_label(task), recorded_file=task_file(task))
+    return RunRequest(
+        command=command,
+        selection=Selection(hosts=tuple(_checked(hosts))),
+        change=change,
+        rollout=rollout or RolloutOptions(forks=_forks(forks)),
+        history=HistoryOptions(path=_history(history), resume=resume),
+        metrics=MetricsOptions(quiet=True),
+        origin="api",
+    )
+
+
+async def _run(command: str, hosts: Sequence[HostSpec], task: TaskSource | None,
+               **options: Any) -> AggregatedResult:  # fmt: skip
+    outcome = await execute_async(request(command, hosts, task, **options))
+    return outcome.result
+
+
+def _history(history: HistoryTarget) -> Path | None:
+    if history is True:
+        return history_path(None, False)
+    if history is False or history is None:
+        return None
+    if isinstance(history, str | os.PathLike):
+        return Path(history)
+    raise UsageError(f"history: expected a path, True or False, got {history!r:.40}")
+
+
+def task_file(source: TaskSource) -> Path:
+    """The task's file, whose sha256 the history records (``resume`` checks it)."""
+    return Path(source.source if isinstance(source, TaskTemplate) else source)
 
 
 def facts(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> AggregatedResult:
@@ -184,36 +262,57 @@ def facts(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> Aggregate
 
 
 def plan(
-    hosts: Sequence[HostSpec], task: TaskSource, *, forks: int = DEFAULT_FORKS
+    hosts: Sequence[HostSpec],
+    task: TaskSource,
+    *,
+    forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
 ) -> AggregatedResult:
     """:func:`plan_async`, run to completion."""
-    return _sync(plan_async(hosts, task, forks=forks))
+    return _sync(plan_async(hosts, task, forks=forks, history=history))
+
+
+def check(
+    hosts: Sequence[HostSpec],
+    task: TaskSource,
+    *,
+    forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
+) -> AggregatedResult:
+    """:func:`check_async`, run to completion."""
+    return _sync(check_async(hosts, task, forks=forks, history=history))
 
 
 def apply(
     hosts: Sequence[HostSpec],
-    task: TaskSource,
+    task: TaskSource | None,
     *,
     canary: int = 0,
     batch_size: int | None = None,
     max_failures: int | None = None,
     forks: int = DEFAULT_FORKS,
+    history: HistoryTarget = True,
+    resume: int | None = None,
 ) -> AggregatedResult:
     """:func:`apply_async`, run to completion."""
     return _sync(
-        apply_async(hosts, task, canary=canary, batch_size=batch_size,
-                    max_failures=max_failures, forks=forks)
+        apply_async(hosts, task, canary=canary, batch_size=batch_size, resume=resume,
+                    max_failures=max_failures, forks=forks, history=history)
     )  # fmt: skip
 
 
-def status(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> AggregatedResult:
+def status(
+    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS, history: HistoryTarget = True
+) -> AggregatedResult:
     """:func:`status_async`, run to completion."""
-    return _sync(status_async(hosts, forks=forks))
+    return _sync(status_async(hosts, forks=forks, history=history))
 
 
-def rollback(hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS) -> AggregatedResult:
+def rollback(
+    hosts: Sequence[HostSpec], *, forks: int = DEFAULT_FORKS, history: HistoryTarget = True
+) -> AggregatedResult:
     """:func:`rollback_async`, run to completion."""
-    return _sync(rollback_async(hosts, forks=forks))
+    return _sync(rollback_async(hosts, forks=forks, history=history))
 
 
 # -- one host, typed: raise fleetbr's errors instead of reporting them -----------------------

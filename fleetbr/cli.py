@@ -18,15 +18,10 @@ from typing import TYPE_CHECKING
 
 from fleetbr._quiet import show_dependency_warnings
 from fleetbr.cli_args import DEFAULT_FORKS, build_parser, parse_command_line
-from fleetbr.cli_history import cmd_history, cmd_show, prepare_resume, resume_hint, run_context
+from fleetbr.cli_history import cmd_history, cmd_show, resume_hint
+from fleetbr.core.request import Selection
 from fleetbr.errors import FleetbrError, UsageError
-from fleetbr.inventory import (
-    HostSpec,
-    apply_overrides,
-    check_client_keys,
-    load_inventory,
-    select_hosts,
-)
+from fleetbr.inventory import HostSpec
 from fleetbr.output import (
     Human,
     error,
@@ -39,9 +34,9 @@ from fleetbr.report import hosts_text
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
-    from fleetbr.history.record import RunContext
     from fleetbr.lab import Lab
     from fleetbr.lab.build import HostStatus
+    from fleetbr.report import AggregatedResult
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
@@ -54,10 +49,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 def selected_hosts(args: argparse.Namespace, *, connecting: bool = True) -> list[HostSpec]:
     """Load the inventory, apply -l and the CLI overrides; check the keys of hosts to contact."""
-    hosts = select_hosts(load_inventory(args.inventory), args.limit)
-    if connecting:
-        check_client_keys(args.inventory, hosts, args.key, args.known_hosts)
-    return apply_overrides(hosts, key=args.key, known_hosts=args.known_hosts)
+    selection = Selection(args.inventory, args.limit, args.key, args.known_hosts)
+    return selection.resolve(connecting=connecting)
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -165,56 +158,31 @@ def _lab_up(args: argparse.Namespace) -> Lab:
 
 
 def cmd_change(args: argparse.Namespace) -> int:
-    """``fleetbr plan|apply|status|rollback``."""
-    from fleetbr.rollout import Interruption, render_all, run_change_command
+    """``fleetbr plan|apply|status|rollback|check``: one request, run by the engine."""
+    from fleetbr.cli_request import request_from_args
+    from fleetbr.core.assemble import execute
 
-    prior = None
-    if args.command == "apply" and args.resume is not None:
-        prior, hosts = prepare_resume(args, lambda: selected_hosts(args))
-    else:
-        if args.command == "apply" and args.task is None:
-            raise UsageError("apply: TASK is required (or --resume [RUN])")
-        hosts = selected_hosts(args)
-    tasks = render_all(args.task, hosts) if args.command in ("plan", "apply") else None
-    interrupt = Interruption()
-    with run_context(args, hosts, resumed_from=prior.run_id if prior else None) as context:
-        aggregated = run_change_command(args, hosts, tasks=tasks, observer=context.observer,
-                                        interrupt=interrupt, prior=prior)  # fmt: skip
-        code = EXIT_INTERRUPTED if interrupt.requested else aggregated.exit_code
-        context.done(code, interrupted=interrupt.requested)
-        context.stop_display()
+    if args.command == "apply" and args.resume is None and args.task is None:
+        raise UsageError("apply: TASK is required (or --resume [RUN])")
+    outcome = execute(request_from_args(args), report=_report(args))
+    resume_hint(outcome)
+    return outcome.exit_code
+
+
+def _report(args: argparse.Namespace) -> Callable[[AggregatedResult], None]:
+    def report(aggregated: AggregatedResult) -> None:
         render_results(aggregated, as_json=args.json)
-    resume_hint(args, context, aggregated)
-    return code
 
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """``fleetbr check``."""
-    from fleetbr.drift import render_tasks, run_check
-
-    hosts = selected_hosts(args)
-    tasks = render_tasks(args.task, hosts)
-    with run_context(args, hosts) as context:
-        aggregated = asyncio.run(
-            run_check(hosts, tasks, forks=args.forks, observer=context.observer)
-        )
-        context.done(aggregated.exit_code)
-        context.stop_display()
-        render_results(aggregated, as_json=args.json)
-    return aggregated.exit_code
+    return report
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """``fleetbr watch``."""
-    from fleetbr.watch import watch_from_args
+    from fleetbr.cli_request import request_from_args
+    from fleetbr.watch import watch
 
-    hosts = selected_hosts(args)
-
-    def contexts(command: str, number: int) -> RunContext:
-        return run_context(args, hosts, command=command,
-                           options={"watch": args.every, "watch_run": number})  # fmt: skip
-
-    return watch_from_args(args, hosts, contexts)
+    return watch(request_from_args(args), every=args.every, repair=args.repair,
+                 as_json=args.json)  # fmt: skip
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -225,21 +193,21 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``fleetbr run``."""
+    """``fleetbr run``; with ``--deadman``, an apply of the ``command`` change kind."""
     from fleetbr.adhoc.main import run_adhoc, spec_from_args
+    from fleetbr.cli_request import run_request
 
     spec = spec_from_args(args)
-    if args.deadman is not None or args.undo is not None or args.confirm_check is not None:
-        from fleetbr.adhoc.deadman import command_change, run_deadman
+    request = run_request(args, spec)  # a usage error here: nothing recorded, nothing contacted
+    if request.change is not None and request.change.kind == "command":
+        from fleetbr.core.assemble import execute
 
-        command_change(args, spec)  # a usage error before anything is recorded
-        hosts = selected_hosts(args)
-        with run_context(args, hosts) as context:
-            code = run_deadman(args, spec, hosts, observer=context.observer)
-            context.done(code, interrupted=code == EXIT_INTERRUPTED)
-        return code
-    hosts = selected_hosts(args)
-    with run_context(args, hosts) as context:
+        return execute(request, report=_report(args)).exit_code
+    from fleetbr.core.assemble import select
+    from fleetbr.core.record import run_context
+
+    hosts = select(request)
+    with run_context(request, hosts) as context:
         code = run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream,
                          observer=context.observer)  # fmt: skip
         context.done(code)
@@ -276,7 +244,7 @@ HANDLERS: dict[str, Handler] = {
     "run": cmd_run,
     "history": cmd_history,
     "show": cmd_show,
-    "check": cmd_check,
+    "check": cmd_change,
     "watch": cmd_watch,
     "schedule": cmd_schedule,
 }

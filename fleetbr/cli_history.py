@@ -1,23 +1,20 @@
-"""The command line's run history: recording a run (history, progress, metrics), resuming one,
-and the ``history`` and ``show`` commands (docs/history.md)."""
+"""The command line's run history: the hint to resume an apply, and the ``history`` and ``show``
+commands (docs/history.md). Recording a run is the engine's (fleetbr.core.record)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fleetbr.errors import UsageError
-from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, plain, print_json, warning
 
 if TYPE_CHECKING:
-    from fleetbr.history.record import RunContext
+    from fleetbr.core.assemble import RunOutcome
     from fleetbr.history.store import Store
-    from fleetbr.resume import Prior
 
 EXIT_OK = 0
 # The command names runs are recorded under (a watch period is a `check` or `apply` run).
@@ -30,52 +27,13 @@ def history_path(args: argparse.Namespace) -> Path | None:
     return history_path(args.history, args.no_history)
 
 
-def run_context(args: argparse.Namespace, hosts: Sequence[HostSpec], *,
-                resumed_from: int | None = None, command: str | None = None,
-                options: Mapping[str, Any] | None = None) -> RunContext:  # fmt: skip
-    """History, live progress and metrics around one run (see fleetbr.history.record);
-    ``command`` and ``options`` for a run of ``watch`` (``check`` or ``apply``, its period)."""
-    from fleetbr.history.record import RunContext, run_options, start_recording
-
-    task = getattr(args, "task", None) or getattr(args, "script", None)
-    recorder = start_recording(
-        history_path(args), command=command or args.command, hosts=[h.name for h in hosts],
-        options=run_options(args, len(hosts)) | dict(options or {}), selection=args.limit,
-        task=task, resumed_from=resumed_from,
-    )  # fmt: skip
-    quiet = args.json or getattr(args, "stream", False)  # --stream prints lines as they come
-    return RunContext(command or args.command, [h.name for h in hosts], recorder=recorder,
-                      as_json=quiet, metrics_file=args.metrics_file,
-                      labels=metric_labels(args))  # fmt: skip
-
-
-SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
-
-
-def metric_labels(args: argparse.Namespace) -> dict[str, str]:
-    """The labels that tell one job's metrics from another's: the selection and the schedule."""
-    return {"selection": args.limit or "all", "schedule": os.environ.get(SCHEDULE_ENV, "")}
-
-
-def prepare_resume(
-    args: argparse.Namespace, select: Callable[[], list[HostSpec]]
-) -> tuple[Prior, list[HostSpec]]:
-    """The run to resume and its hosts (``select``: the hosts the command line selects)."""
-    from fleetbr.resume import prepare_resume as prepare
-
-    return prepare(args, history_path(args), select)
-
-
-def resume_hint(
-    args: argparse.Namespace, context: RunContext, aggregated: Mapping[str, Any]
-) -> None:
+def resume_hint(outcome: RunOutcome) -> None:
     """After an apply that left hosts unfinished, say how to continue it (stderr)."""
-    recorder = context.recorder
-    if args.command != "apply" or recorder is None or recorder.failed or not recorder.run_id:
+    if outcome.request.recorded_name != "apply" or outcome.history_failed or not outcome.run_id:
         return
-    if any(result.status.value == "skipped" for result in aggregated.values()):
-        warning(f"run {recorder.run_id} left hosts not attempted; continue it with "
-                f"`fleetbr apply --resume {recorder.run_id}` (docs/history.md)")  # fmt: skip
+    if any(result.status.value == "skipped" for result in outcome.result.values()):
+        warning(f"run {outcome.run_id} left hosts not attempted; continue it with "
+                f"`fleetbr apply --resume {outcome.run_id}` (docs/history.md)")  # fmt: skip
 
 
 def cmd_history(args: argparse.Namespace) -> int:

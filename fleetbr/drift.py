@@ -6,26 +6,23 @@ differences (field, want, have) otherwise, ``refused`` when the task cannot be c
 NIC is missing, fleetbr's state cannot be read...). An armed transaction, live or stale, is itself
 a difference: the host is mid-change or was left unconfirmed. Nothing is written to the host.
 
-``drift`` and ``check_facts`` are pure; ``check_job`` is the async job for one host (the CLI, the
-watch loop and the Nornir task share it).
+``drift`` and ``check_facts`` are pure; ``check_job`` is the async job for one host (the bridge
+change kind's ``check``, which the CLI, the API and the watch loop run; the Nornir task checks
+the facts it gathers over its own connection).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
-from fleetbr.observe import RunObserver, observed
 from fleetbr.plan import Plan, plan_host
 from fleetbr.plan.model import Difference
-from fleetbr.report import AggregatedResult, HostResult, Status
-from fleetbr.runner import run_hosts
-from fleetbr.tasks import BridgeTask, load_task, render_task
+from fleetbr.report import HostResult, Status
+from fleetbr.tasks import BridgeTask
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import open_session
 
@@ -102,25 +99,3 @@ async def check_job(spec: HostSpec, task: BridgeTask) -> HostResult:
         facts = await gather(conn)
     outcome = check_facts(task, facts, min_timeout=min_timeout(spec.ssh))
     return outcome_result(spec.name, outcome)
-
-
-def render_tasks(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, BridgeTask]:
-    """The task rendered for every host before any is contacted (TaskError: exit 2)."""
-    template = load_task(task_path)
-    return {spec.name: render_task(template, spec.context()) for spec in hosts}
-
-
-async def run_check(
-    hosts: Sequence[HostSpec],
-    tasks: Mapping[str, BridgeTask],
-    *,
-    forks: int,
-    observer: RunObserver | None = None,
-) -> AggregatedResult:
-    """``check`` on every host, at most ``forks`` at once; ``observer`` (the run history, the
-    metrics) hears of every host."""
-
-    async def job(spec: HostSpec) -> HostResult:
-        return await check_job(spec, tasks[spec.name])
-
-    return await run_hosts("check", hosts, observed(job, observer), forks=forks)

@@ -11,7 +11,7 @@ verified against its snapshot, then applied again in its batch.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sqlite3
 import sys
 import time
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetbr.adhoc.text import fold_hosts
+from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.parse import parse_facts
@@ -176,46 +177,62 @@ def check_same_hosts(run: RunRecord, hosts: Sequence[HostSpec]) -> None:
 
 
 def prepare_resume(
-    args: argparse.Namespace, path: Path | None, select: Callable[[], list[HostSpec]]
-) -> tuple[Prior, list[HostSpec]]:
-    """Check ``apply [TASK] --resume [RUN]`` against the history and set ``args`` to the run's
-    task (when TASK is left out), selection (when -l is), canary, batches and thresholds.
-    ``select`` loads the selected hosts. UsageError (exit 2, nothing contacted) on a mismatch."""
+    request: RunRequest, select: Callable[[RunRequest], list[HostSpec]]
+) -> tuple[RunRequest, Prior, list[HostSpec]]:
+    """Check ``apply [TASK] --resume [RUN]`` against the history; the request to run (the run's
+    task when TASK is left out, its selection when -l is, its canary, batches and thresholds),
+    what the run left, and the hosts (``select`` loads a request's hosts). UsageError (exit 2,
+    nothing contacted) on a mismatch."""
+    path, rollout = request.history.path, request.rollout
     if path is None:
         raise UsageError("--resume needs the run history; it cannot be used with --no-history")
-    flags = (("--canary", args.canary), ("--batch-size", args.batch_size),
-               ("--max-failures", args.max_failures))  # fmt: skip
+    flags = (("--canary", rollout.canary), ("--batch-size", rollout.batch_size),
+             ("--max-failures", rollout.max_failures))  # fmt: skip
     given = [flag for flag, value in flags if value is not None]
     if given:
         raise UsageError(f"--resume continues with the run's own canary, batches and thresholds: "
                          f"leave out {', '.join(given)}")  # fmt: skip
+    run, rows = _chosen(path, request.history.resume or None)
+    change = request.change or ChangeRef("bridge")
+    task = change.recorded_file
+    if task is None:
+        if not run.task_path:
+            raise UsageError(f"--resume: run {run.id} recorded no task file; give TASK")
+        task = Path(run.task_path)
+        change = dataclasses.replace(change, source=task, recorded_file=task)
+    check_same_task(run, task)
+    selection = request.selection
+    if selection.limit is None and selection.hosts is None:
+        selection = dataclasses.replace(selection, limit=run.selection)
+    options = run.options
+    resumed = request.replace(
+        selection=selection, change=change,
+        rollout=dataclasses.replace(
+            rollout, canary=_count(options.get("canary"), 0),
+            batch_size=_count(options.get("batch_size_hosts"), None),
+            max_failures=_count(options.get("max_failures_hosts"), None),
+        ),
+        history=dataclasses.replace(request.history, resumed_from=run.id,
+                                    resumed_options=options),
+    )  # fmt: skip
+    hosts = select(resumed)
+    check_same_hosts(run, hosts)
+    sys.stderr.write(plain(announcement(run, rows)) + "\n")
+    sys.stderr.flush()
+    return resumed, prior_of(run, rows), hosts
+
+
+def _chosen(path: Path, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
     if not path.exists():
         raise UsageError(f"--resume: no run history at {path}")
     try:
         store = Store(path, create=False)
         try:
-            run, rows = choose_run(store, args.resume or None)
+            return choose_run(store, wanted)
         finally:
             store.close()
     except (HistoryError, sqlite3.Error) as exc:
         raise UsageError(f"--resume: {exc}") from None
-    if args.task is None:
-        if not run.task_path:
-            raise UsageError(f"--resume: run {run.id} recorded no task file; give TASK")
-        args.task = Path(run.task_path)
-    check_same_task(run, args.task)
-    if args.limit is None:
-        args.limit = run.selection
-    hosts = select()
-    check_same_hosts(run, hosts)
-    sys.stderr.write(plain(announcement(run, rows)) + "\n")
-    sys.stderr.flush()
-    options = run.options
-    args.canary = _count(options.get("canary"), 0)
-    args.batch_size = _count(options.get("batch_size_hosts"), None)
-    args.max_failures = _count(options.get("max_failures_hosts"), None)
-    args.resumed_options = options
-    return prior_of(run, rows), hosts
 
 
 def _count(value: object, default: int | None) -> int | None:

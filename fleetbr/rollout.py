@@ -1,5 +1,5 @@
-"""Rollout: render the task for every host up front, then plan or apply in canary and batches,
-with bounded concurrency and a failure threshold; resumable, and stoppable with Ctrl-C.
+"""Rollout: apply the changes rendered for every host (fleetbr.core.assemble) in canary and
+batches, with bounded concurrency and a failure threshold; resumable, and stoppable with Ctrl-C.
 
 Ctrl-C during an apply: no host starts any more (hosts not started yet, and hosts that staged but
 have not armed, are reported ``skipped``), every armed host finishes its transaction (confirm or
@@ -9,16 +9,15 @@ confirmed by nobody and roll back by themselves when their timers fire.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from fleetbr.core.runner import LocalRunner, Runner
 from fleetbr.counts import Share, hosts_of
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
@@ -27,12 +26,10 @@ from fleetbr.output import warning
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.resume import Prior, resolve_host
-from fleetbr.runner import run_hosts
-from fleetbr.tasks import BridgeTask, load_task, render_task
+from fleetbr.tasks import BridgeTask
 from fleetbr.transaction.change import BridgeChange, Change
 from fleetbr.transaction.protocol import run_transaction
 from fleetbr.transaction.recover import rollback_job
-from fleetbr.transaction.status import plan_job, status_job
 
 # Outcomes that count against --max-failures.
 FAILURES = frozenset({Status.ROLLED_BACK, Status.FAILED, Status.UNREACHABLE})
@@ -94,12 +91,6 @@ class _NotArmed(Exception):
 # -- the rollout ------------------------------------------------------------------------------
 
 
-def render_all(task_path: Path, hosts: Sequence[HostSpec]) -> dict[str, BridgeTask]:
-    """Render and validate the task for every host before contacting any (TaskError = exit 2)."""
-    template = load_task(task_path)
-    return {spec.name: render_task(template, spec.context()) for spec in hosts}
-
-
 def batches(hosts: Sequence[HostSpec], canary: int, size: int | None) -> list[list[HostSpec]]:
     """Split hosts into a canary batch (if any) followed by batches of ``size`` (default: rest)."""
     if canary < 0:
@@ -135,6 +126,7 @@ class _Run:
     interrupt: Interruption
     results: dict[str, HostResult]
     notes: dict[str, str]  # host -> how a transaction left by an earlier run was resolved
+    runner: Runner
 
     async def job(self, spec: HostSpec) -> HostResult:
         """One host's transaction, within the pacer's bound; stops before arming after Ctrl-C."""
@@ -189,7 +181,7 @@ class _Run:
                 return resolution.final
             return HostResult(spec.name, Status.OK, resolution.note)
 
-        for result in (await run_hosts("resolve", todo, one, forks=forks)).values():
+        for result in (await self.runner.run("resolve", todo, one, forks=forks)).values():
             if result.status == Status.OK:
                 self.notes[result.host] = result.message
             else:
@@ -208,13 +200,16 @@ async def rollout_changes(
     observer: RunObserver | None = None,
     prior: Prior | None = None,
     interrupt: Interruption | None = None,
+    runner: Runner | None = None,
 ) -> AggregatedResult:
     """Apply batch after batch; stop when the canary is not confirmed, failures exceed
     ``max_failures`` or Ctrl-C is pressed. Within a batch, a :class:`WindowPacer` bounds the
     hosts in flight. With ``prior`` (``--resume``), hosts it carries are reported, not touched;
-    hosts it left armed are resolved first; a canary batch that passed is not repeated."""
-    run = _Run(changes, pacer or WindowPacer(forks), observer or Observers(),
-               interrupt or Interruption(), {}, {})  # fmt: skip
+    hosts it left armed are resolved first; a canary batch that passed is not repeated.
+    ``runner`` runs each batch's jobs (default: this process's event loop)."""
+    runner = runner or LocalRunner()
+    run = _Run(changes, pacer or runner.pacer(forks), observer or Observers(),
+               interrupt or Interruption(), {}, {}, runner)  # fmt: skip
     limit = hosts_of(max_failures, len(hosts))
     planned = batches(hosts, canary, hosts_of(batch_size, len(hosts)))
     stop_reason = ""
@@ -236,7 +231,7 @@ async def rollout_changes(
                     continue
                 if todo:
                     run.observer.batch(index, len(planned), [spec.name for spec in todo])
-                    done = await run_hosts("apply", todo, job, forks=len(todo))
+                    done = await run.runner.run("apply", todo, job, forks=len(todo))
                     run.results.update(done.results)
                 stop_reason = _stop_reason(
                     run.results, [run.results[spec.name] for spec in batch],
@@ -271,42 +266,14 @@ def _stop_reason(
 
 
 async def rollback_hosts(
-    hosts: Sequence[HostSpec], *, forks: int, observer: RunObserver | None = None
+    hosts: Sequence[HostSpec],
+    *,
+    forks: int,
+    observer: RunObserver | None = None,
+    runner: Runner | None = None,
 ) -> AggregatedResult:
     """``fleetbr rollback`` on ``hosts``: here, rolled back is what was asked for (a success)."""
     job = observed(rollback_job, observer)
-    done = await run_hosts("rollback", hosts, job, forks=forks)
+    done = await (runner or LocalRunner()).run("rollback", hosts, job, forks=forks)
     done.success = SUCCESS | {Status.ROLLED_BACK}
     return done
-
-
-def run_change_command(
-    args: argparse.Namespace,
-    hosts: Sequence[HostSpec],
-    *,
-    tasks: dict[str, BridgeTask] | None = None,
-    observer: RunObserver | None = None,
-    interrupt: Interruption | None = None,
-    prior: Prior | None = None,
-) -> AggregatedResult:
-    """``plan``, ``apply``, ``status`` and ``rollback`` from the CLI."""
-    if args.command == "status":
-        job = observed(status_job, observer)
-        return asyncio.run(run_hosts("status", hosts, job, forks=args.forks))
-    if args.command == "rollback":
-        return asyncio.run(rollback_hosts(hosts, forks=args.forks, observer=observer))
-    tasks = tasks if tasks is not None else render_all(args.task, hosts)
-    label = args.task.name
-    if args.command == "plan":
-
-        async def plan(spec: HostSpec) -> HostResult:
-            return await plan_job(spec, tasks[spec.name])
-
-        return asyncio.run(run_hosts("plan", hosts, observed(plan, observer), forks=args.forks))
-    return asyncio.run(
-        rollout(
-            hosts, tasks, label, forks=args.forks, canary=args.canary or 0,
-            batch_size=args.batch_size, max_failures=args.max_failures, observer=observer,
-            prior=prior, interrupt=interrupt,
-        )
-    )  # fmt: skip

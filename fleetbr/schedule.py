@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetbr.drift import render_tasks
+from fleetbr.core.assemble import render_change
+from fleetbr.core.request import ChangeRef
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, plain, print_json, warning
@@ -240,7 +241,8 @@ def install(args: argparse.Namespace, cli: Cli) -> Schedule:
     directory = unit_dir(user=user, root=args.root)
     name = _check_name(args.name or default_name(args.task, args.limit, args.repair))
     every = parse_every(args.every)
-    render_tasks(args.task, cli.hosts(args))  # it must render for every selected host: exit 2
+    # it must render for every selected host (exit 2), as the scheduled check renders it
+    render_change(ChangeRef("bridge", args.task), cli.hosts(args), command="check")
     argv = command_argv(args, cli)
     schedule = Schedule(
         name=name, mode="repair" if args.repair else "check", every=every,

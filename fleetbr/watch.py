@@ -14,29 +14,22 @@ signal; 2 for bad input before the first run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import dataclasses
 import json
 import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from fleetbr.drift import render_tasks, run_check
+from fleetbr.core.assemble import Prepared, prepare, run_prepared
+from fleetbr.core.request import RunRequest
 from fleetbr.errors import UsageError
-from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, error, plain, warning
 from fleetbr.report import SUCCESS, AggregatedResult, hosts_text
-from fleetbr.rollout import rollout
-from fleetbr.tasks import BridgeTask
-
-if TYPE_CHECKING:
-    from fleetbr.history.record import RunContext
-    from fleetbr.observe import RunObserver
 
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,9 +37,6 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Called after every run with (run number, the results, start and end, epoch seconds): a hook
 # for metrics (node_exporter textfile) or a run history.
 RunHook = Callable[[int, AggregatedResult, float, float], None]
-# Called before every run with its command (check, or apply for --repair) and number: the run
-# history, live progress and metrics file around it (fleetbr.history.record.RunContext).
-ContextFactory = Callable[[str, int], "RunContext"]
 
 
 def parse_every(text: str) -> int:
@@ -77,18 +67,14 @@ class WatchSpec:
 
 
 class Watcher:
-    """The loop; ``run`` returns the exit code."""
+    """The loop; ``run`` returns the exit code. Every run is ``prepared`` (hosts selected, the
+    task rendered once, before the first run) run again by the engine, recorded as its own run
+    (``watch_run``: its number)."""
 
     def __init__(
-        self,
-        hosts: Sequence[HostSpec],
-        tasks: dict[str, BridgeTask],
-        spec: WatchSpec,
-        on_run: RunHook | None = None,
-        contexts: ContextFactory | None = None,
+        self, prepared: Prepared | None, spec: WatchSpec, on_run: RunHook | None = None
     ) -> None:
-        self.hosts, self.tasks, self.spec, self.on_run = hosts, tasks, spec, on_run
-        self.contexts = contexts
+        self.prepared, self.spec, self.on_run = prepared, spec, on_run
         self.number = 0  # of the current run
         self.stopping: asyncio.Event | None = None
         self.current: asyncio.Task[AggregatedResult] | None = None
@@ -109,19 +95,11 @@ class Watcher:
             self.current.cancel()  # a check changes nothing: abandon it
 
     async def _one_run(self) -> AggregatedResult:
-        if self.contexts is None:
-            return await self._run(None)
-        with self.contexts("apply" if self.spec.repair else "check", self.number) as context:
-            result = await self._run(context.observer)
-            context.done(result.exit_code)
-            context.stop_display()
-        return result
-
-    async def _run(self, observer: RunObserver | None) -> AggregatedResult:
-        if self.spec.repair:
-            return await rollout(self.hosts, self.tasks, self.spec.task_path.name,
-                                 forks=self.spec.forks, observer=observer)  # fmt: skip
-        return await run_check(self.hosts, self.tasks, forks=self.spec.forks, observer=observer)
+        assert self.prepared is not None
+        request = self.prepared.request
+        numbered = request.replace(recorded={**request.recorded, "watch_run": self.number})
+        outcome = await run_prepared(dataclasses.replace(self.prepared, request=numbered))
+        return outcome.result
 
     async def run(self) -> int:
         """Run until a signal; 0 once stopped."""
@@ -186,12 +164,14 @@ class Watcher:
                 self.out.line(f"  {host.host}  {host.status.value}  {host.message}")
 
 
-def watch_from_args(
-    args: argparse.Namespace, hosts: Sequence[HostSpec], contexts: ContextFactory | None = None
-) -> int:
-    """``fleetbr watch`` from the CLI: validate everything, then loop (``contexts``: the run
-    history and the metrics file of every run)."""
-    every = parse_every(args.every)
-    tasks = render_tasks(args.task, hosts)
-    spec = WatchSpec(args.task, float(every), args.repair, args.forks, args.json)
-    return asyncio.run(Watcher(hosts, tasks, spec, contexts=contexts).run())
+def watch(request: RunRequest, *, every: str, repair: bool, as_json: bool) -> int:
+    """``fleetbr watch``: validate everything (the period, the hosts, the task rendered for
+    every host), then loop; ``request`` is the check (``apply`` with ``repair``) to repeat."""
+    seconds = parse_every(every)
+    command = "apply" if repair else "check"
+    request = request.replace(command=command, origin="watch",
+                              recorded={**request.recorded, "watch": every})  # fmt: skip
+    prepared = prepare(request)
+    task = request.change.recorded_file if request.change is not None else None
+    spec = WatchSpec(task or Path(), float(seconds), repair, request.rollout.forks, as_json)
+    return asyncio.run(Watcher(prepared, spec).run())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr import __version__, progress
+from fleetbr.core.request import RunRequest
 from fleetbr.counts import Share
 from fleetbr.history.store import (
     BUSY_TIMEOUT,
@@ -222,18 +223,21 @@ class Recorder:
             self.finished(result)
 
 
-RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
-
-
-def run_options(args: Any, total: int) -> dict[str, Any]:
-    """The options of a run worth keeping: forks, the inventory, the rollout's canary, batch
-    size and failure threshold (as given, and in hosts), and what ``fleetbr run`` ran."""
-    resumed = getattr(args, "resumed_options", None)
-    if isinstance(resumed, dict):
-        return dict(resumed) | {"forks": args.forks}
-    options: dict[str, Any] = {"forks": args.forks, "inventory": str(args.inventory)}
-    for name in ("canary", "batch_size", "max_failures"):
-        value = getattr(args, name, None)
+def run_options(request: RunRequest, total: int) -> dict[str, Any]:
+    """The options of a run worth keeping: its origin (cli, api, nornir, watch), forks, the
+    inventory, the rollout's canary, batch size and failure threshold (as given, and in hosts),
+    and what the front door adds (``fleetbr run``'s command, watch's period)."""
+    origin = {"origin": request.origin}
+    resumed = request.history.resumed_options
+    if resumed is not None:
+        return dict(resumed) | {"forks": request.rollout.forks} | origin
+    options: dict[str, Any] = {"forks": request.rollout.forks} | origin
+    if request.selection.inventory is not None:
+        options["inventory"] = str(request.selection.inventory)
+    rollout = request.rollout
+    shares = (("canary", rollout.canary), ("batch_size", rollout.batch_size),
+              ("max_failures", rollout.max_failures))  # fmt: skip
+    for name, value in shares:
         if isinstance(value, Share):
             options[name] = value.text
             options[f"{name}_hosts"] = value.of(total)
@@ -241,8 +245,7 @@ def run_options(args: Any, total: int) -> dict[str, Any]:
             options[name] = value
             if name != "canary":
                 options[f"{name}_hosts"] = value
-    for name in RUN_OPTIONS:
-        value = getattr(args, name, None)
+    for name, value in request.recorded.items():
         if value not in (None, False, []):
             options[name] = value
     return options
@@ -298,7 +301,7 @@ class Tally:
 
 
 class RunContext:
-    """Everything that watches one CLI run: the history, the live progress, the metrics file.
+    """Everything that watches one run: the history, the live progress, the metrics file.
 
     Use as a context manager around the run and call :meth:`done` with its exit code; a run that
     raises (a second Ctrl-C) is recorded ``aborted``. Nothing here can change the run's outcome.

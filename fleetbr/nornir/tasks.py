@@ -9,20 +9,25 @@ Result with status ``unreachable``, as in the CLI; a failed Result's ``exception
 :class:`HostFailed` saying ``STATUS: message``, so nornir's ``print_result`` and
 ``raise_on_error`` show the cause.
 
-Facts and the dry run use the host's ``fleetbr`` connection (the connection plugin); ``apply``
-runs fleetbr's dead-man transaction, which opens its own connections (it must confirm over a
-fresh one) and then closes the host's ``fleetbr`` connection, which the change may have cut.
+Plan, apply and check build the same :class:`~fleetbr.core.request.RunRequest` as the API
+(origin ``nornir``, the one host) and run it through fleetbr's engine, so each is recorded in
+the run history (``history``: as in :mod:`fleetbr.api`; one run per host and task). Facts, the
+dry run and check use the host's ``fleetbr`` connection (the connection plugin); ``apply`` runs
+fleetbr's dead-man transaction, which opens its own connections (it must confirm over a fresh
+one) and then closes the host's ``fleetbr`` connection, which the change may have cut.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from nornir.core.task import Result, Task
 
-from fleetbr.api import TaskSource, task_label, task_template
-from fleetbr.drift import check_facts, outcome_result
+from fleetbr.api import HistoryTarget, TaskSource
+from fleetbr.api import request as api_request
+from fleetbr.core.assemble import prepare, run_prepared
 from fleetbr.errors import FleetbrError, TransportError, ValidationError
 from fleetbr.facts.gather import gather, summarize
 from fleetbr.facts.model import HostFacts
@@ -31,13 +36,7 @@ from fleetbr.nornir.connection import CONNECTION_NAME
 from fleetbr.nornir.loop import SHARED
 from fleetbr.report import HostResult, Status
 from fleetbr.runner import run_one
-from fleetbr.tasks import BridgeTask, render_task
-from fleetbr.transaction.change import BridgeChange
-from fleetbr.transaction.protocol import min_timeout, run_transaction
-from fleetbr.transaction.status import plan_result
 from fleetbr.transport import Session
-
-ConnectedJob = Callable[[Session, HostSpec], Awaitable[HostResult]]
 
 
 class HostFailed(FleetbrError):
@@ -68,52 +67,57 @@ def host_result(result: Result) -> HostResult:
 
 
 def fleetbr_facts(task: Task) -> FleetbrResult:
-    """Gather the host's network facts (read-only). ``Result.facts`` is the typed HostFacts."""
+    """Gather the host's network facts (read-only). ``Result.facts`` is the typed HostFacts.
+    Not recorded in the run history (``fleetbr facts`` is not either)."""
     gathered: list[HostFacts] = []
+    try:
+        spec = _spec(task)
+    except FleetbrError as exc:
+        return _nornir_result(task, HostResult(task.host.name, Status.FAILED, str(exc)))
 
-    async def job(conn: Session, spec: HostSpec) -> HostResult:
-        facts = await gather(conn)
-        gathered.append(facts)
-        # as fleetbr.facts.gather.facts_job reports it (that one opens its own connection)
-        return HostResult(spec.name, Status.OK, summarize(facts), data={"facts": facts.to_dict()})
+    with SHARED.use() as loop:
+        connection = _HostConnection(task)
 
-    done = _run_connected(task, lambda spec: job)
+        async def job(spec: HostSpec) -> HostResult:
+            async with connection.use(spec) as conn:
+                facts = await gather(conn)
+            gathered.append(facts)
+            # as fleetbr.facts.gather.facts_job reports it (that one opens its own connection)
+            return HostResult(spec.name, Status.OK, summarize(facts),
+                              data={"facts": facts.to_dict()})  # fmt: skip
+
+        done = loop.run(run_one(spec, job))
+        if connection.broken:  # a lost or stuck session: the next task opens a new one
+            task.host.close_connection(CONNECTION_NAME)
     return _nornir_result(task, done, facts=gathered[0] if gathered else None)
 
 
-def fleetbr_plan(task: Task, task_file: TaskSource) -> FleetbrResult:
+def fleetbr_plan(task: Task, task_file: TaskSource, history: HistoryTarget = True) -> FleetbrResult:
     """Plan the task on the host: what ``apply`` would do. Never changes anything."""
-    return _nornir_result(task, _plan(task, task_file))
+    return _nornir_result(task, _engine(task, "plan", task_file, history))
 
 
-def fleetbr_apply(task: Task, task_file: TaskSource, dry_run: bool | None = None) -> FleetbrResult:
+def fleetbr_apply(
+    task: Task, task_file: TaskSource, dry_run: bool | None = None, history: HistoryTarget = True
+) -> FleetbrResult:
     """Apply the task under fleetbr's dead-man transaction; a dry run (nornir's ``dry_run``,
     globally or per call) plans instead, exactly as :func:`fleetbr_plan`."""
     if task.is_dry_run(dry_run):
-        return _nornir_result(task, _plan(task, task_file))
+        return _nornir_result(task, _engine(task, "plan", task_file, history))
     try:
-        return _nornir_result(task, _apply(task, task_file))
+        return _nornir_result(task, _engine(task, "apply", task_file, history))
     finally:
         if CONNECTION_NAME in task.host.connections:  # the change may have cut it
             task.host.close_connection(CONNECTION_NAME)
 
 
-def fleetbr_check(task: Task, task_file: TaskSource) -> FleetbrResult:
+def fleetbr_check(
+    task: Task, task_file: TaskSource, history: HistoryTarget = True
+) -> FleetbrResult:
     """Check the host against the task, read-only, as ``fleetbr check`` does: ``changed`` means
     drift was found and ``diff`` lists it (one difference a line); a host that could not be
     checked is ``failed``. Never changes anything, dry run or not."""
-
-    def prepare(spec: HostSpec) -> ConnectedJob:
-        bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
-
-        async def job(conn: Session, spec: HostSpec) -> HostResult:
-            facts = await gather(conn)
-            outcome = check_facts(bridge_task, facts, min_timeout=min_timeout(spec.ssh))
-            return outcome_result(spec.name, outcome)
-
-        return job
-
-    done = _run_connected(task, prepare)
+    done = _engine(task, "check", task_file, history)
     drift = [str(d.get("text", d)) for d in done.data.get("differences", [])]
     return FleetbrResult(
         host=task.host,
@@ -126,64 +130,52 @@ def fleetbr_check(task: Task, task_file: TaskSource) -> FleetbrResult:
     )
 
 
-def _plan(task: Task, task_file: TaskSource) -> HostResult:
-    def prepare(spec: HostSpec) -> ConnectedJob:
-        bridge_task = _rendered(task_file, spec)  # before connecting: a bad task contacts nothing
-
-        async def job(conn: Session, spec: HostSpec) -> HostResult:
-            return plan_result(spec, bridge_task, await gather(conn))
-
-        return job
-
-    return _run_connected(task, prepare)
-
-
-def _apply(task: Task, task_file: TaskSource) -> HostResult:
+def _engine(task: Task, command: str, task_file: TaskSource, history: HistoryTarget) -> HostResult:
+    """The command on this host through fleetbr's engine, recorded in the run history (origin
+    ``nornir``, one run per host and task). The task is rendered before any contact; plan and
+    check gather facts over the host's ``fleetbr`` connection, apply opens its own (it must
+    confirm over a fresh one). Every fleetbr error becomes the host's result."""
     try:
         spec = _spec(task)
-        change = BridgeChange(_rendered(task_file, spec), task_label(task_file))
-    except FleetbrError as exc:
-        return HostResult(task.host.name, Status.FAILED, str(exc))
-
-    async def job(spec: HostSpec) -> HostResult:
-        return await run_transaction(spec, change)
-
-    with SHARED.use() as loop:
-        return loop.run(run_one(spec, job))
-
-
-def _run_connected(task: Task, prepare: Callable[[HostSpec], ConnectedJob]) -> HostResult:
-    """Run the job ``prepare`` returns over the host's ``fleetbr`` connection, on the shared
-    loop. Every fleetbr error (a bad setting or task, a refused host key, a lost session)
-    becomes the host's result, mapped by ``runner.run_one`` as for any host job."""
-    try:
-        spec = _spec(task)
-        job = prepare(spec)
+        request = api_request(command, [spec], task_file, forks=1, history=history)
+        prepared = prepare(request.replace(origin="nornir"))
     except FleetbrError as exc:
         return HostResult(task.host.name, Status.FAILED, str(exc))
     with SHARED.use() as loop:
+        if command == "apply":
+            outcome = loop.run(run_prepared(prepared))
+        else:
+            connection = _HostConnection(task)
+            outcome = loop.run(run_prepared(prepared, connect=connection.use))
+            if connection.broken:  # a lost or stuck session: the next task opens a new one
+                task.host.close_connection(CONNECTION_NAME)
+    return outcome.result[spec.name]
+
+
+class _HostConnection:
+    """The host's ``fleetbr`` connection, opened (outside the loop, as nornir does) before the
+    run; an error opening it is the host's result, as for any connection."""
+
+    def __init__(self, task: Task) -> None:
+        self.conn: Session | None = None
+        self.error: FleetbrError | None = None
+        self.broken = False
         try:
-            conn: Session = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
+            self.conn = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
         except FleetbrError as exc:
-            error = exc
-            return loop.run(run_one(spec, lambda _: _raise(error)))
-        broken: list[TransportError] = []
+            self.error = exc
 
-        async def connected(spec: HostSpec) -> HostResult:
-            try:
-                return await job(conn, spec)
-            except TransportError as exc:
-                broken.append(exc)
-                raise
-
-        done = loop.run(run_one(spec, connected))
-    if broken:  # a lost or stuck session: the next task opens a new connection
-        task.host.close_connection(CONNECTION_NAME)
-    return done
-
-
-async def _raise(exc: FleetbrError) -> HostResult:
-    raise exc
+    @asynccontextmanager
+    async def use(self, spec: HostSpec) -> AsyncIterator[Session]:
+        """The open connection, left open afterwards (nornir closes it)."""
+        if self.error is not None:
+            raise self.error
+        assert self.conn is not None
+        try:
+            yield self.conn
+        except TransportError:
+            self.broken = True
+            raise
 
 
 def _spec(task: Task) -> HostSpec:
@@ -196,10 +188,6 @@ def _spec(task: Task) -> HostSpec:
     if problem:
         raise ValidationError(f"host {task.host.name}: {problem}")
     return spec
-
-
-def _rendered(task_file: TaskSource, spec: HostSpec) -> BridgeTask:
-    return render_task(task_template(task_file), spec.context())
 
 
 def _nornir_result(task: Task, done: HostResult, facts: HostFacts | None = None) -> FleetbrResult:

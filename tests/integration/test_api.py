@@ -54,25 +54,42 @@ def test_apply_canary_batches_status_rollback(lab: Lab, fresh_host: Any, tmp_pat
         fresh_host(name)
     hosts = api.load_inventory(lab.inventory_dir, limit=",".join(names))
     task = task_file(tmp_path)
+    history = tmp_path / "h.sqlite3"
 
-    done = api.apply(hosts, task, canary=1, batch_size=1, max_failures=0, forks=2)
+    done = api.apply(hosts, task, canary=1, batch_size=1, max_failures=0, forks=2,
+                     history=history)  # fmt: skip
     assert done.command == "apply" and done.exit_code == 0, done.to_dict()
     assert [r.status for r in done.values()] == [Status.CONFIRMED] * 3
     for name in names:
         assert enslaved(lab, name)
         assert done[name].data["txid"] in done[name].message
 
-    again = api.apply(hosts, api.load_task(task))
+    again = api.apply(hosts, api.load_task(task), history=history)
     assert again.counts() == {"unchanged": 3}
 
-    status = api.status(hosts)
+    status = api.status(hosts, history=history)
     assert status.exit_code == 0
     for name in names:
         assert status[name].data["armed"] is None
         assert f"last {done[name].data['txid']}: confirmed" in status[name].message
 
-    rolled = api.rollback(hosts[:1])
+    rolled = api.rollback(hosts[:1], history=history)
     assert rolled["hv10"].status is Status.OK and "nothing to roll back" in rolled["hv10"].message
+    assert recorded_runs(history) == [
+        ("apply", "api", {"confirmed": 3}), ("apply", "api", {"unchanged": 3}),
+        ("status", "api", {"ok": 3}), ("rollback", "api", {"ok": 1}),
+    ]  # fmt: skip
+    checked = api.check(hosts, task, history=False)
+    assert checked.counts() == {"in_sync": 3}, checked.to_dict()
+    assert len(recorded_runs(history)) == 4, "history=False records nothing"
+
+
+def recorded_runs(history: Path) -> list[tuple[str, str, dict[str, int]]]:
+    """Every run `fleetbr history` shows, oldest first: command, origin, counts."""
+    code, found, err = fleetbr("--history", str(history), "history")
+    assert code == 0, err
+    runs = reversed(found["runs"])
+    return [(run["command"], run["options"]["origin"], run["counts"]) for run in runs]
 
 
 def test_a_cutting_canary_rolls_back_and_stops_the_rollout(

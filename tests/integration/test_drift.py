@@ -110,6 +110,9 @@ def test_check_writes_its_metrics_and_records_its_drift_in_the_history(
                                                           ("check", "in_sync")]  # fmt: skip
     assert [d["field"] for d in rows[0]["diff"]] == ["bridge.stp"], rows[0]
     assert rows[1]["diff"] == [] and rows[0]["started"] > rows[1]["ended"]
+    code, runs, err = fleetbr("--history", str(history), "history", "--command", "check")
+    assert code == 0, err
+    assert [run["options"]["origin"] for run in runs["runs"]] == ["cli", "cli"]
     fresh_host("hv13")
 
 

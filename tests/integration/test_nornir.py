@@ -17,6 +17,7 @@ from nornir.core.filter import F
 
 from fleetbr.api import load_task
 from fleetbr.errors import HostKeyRejected
+from fleetbr.history.store import Store
 from fleetbr.lab import Lab, host_state
 from fleetbr.lab.system import kill
 from fleetbr.nornir import (
@@ -148,8 +149,9 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
     for name in names:
         fresh_host(name)
     task = task_file(tmp_path)
+    history = tmp_path / "h.sqlite3"
     nr = nornir(lab.inventory_dir, *names)
-    done = nr.run(task=fleetbr_apply, task_file=task)
+    done = nr.run(task=fleetbr_apply, task_file=task, history=history)
     assert not done.failed
     for name in names:
         result = done[name][0]
@@ -162,7 +164,7 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
         assert events(lab, name) == ["staged", "armed", "applied", "confirmed"]
 
     nr.run(task=fleetbr_facts)  # opens the plugin connections ...
-    again = nr.run(task=fleetbr_apply, task_file=task)
+    again = nr.run(task=fleetbr_apply, task_file=task, history=history)
     for name in names:
         result = again[name][0]
         assert host_result(result).status is Status.UNCHANGED
@@ -170,6 +172,26 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
         # ... which apply closes: the change may have cut them
         assert nr.inventory.hosts[name].connections == {}
     assert_no_loop_left()
+    # one run per host and task, recorded by the engine with its origin
+    assert sorted(recorded_runs(history)) == [
+        ("apply", "nornir", ("hv08",), "hv08=confirmed"),
+        ("apply", "nornir", ("hv08",), "hv08=unchanged"),
+        ("apply", "nornir", ("hv09",), "hv09=confirmed"),
+        ("apply", "nornir", ("hv09",), "hv09=unchanged"),
+    ]
+
+
+def recorded_runs(history: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Every recorded run: command, origin, hosts and its host's status (store API)."""
+    store = Store(history, create=False)
+    try:
+        return [
+            (run.command, str(run.options["origin"]), tuple(run.hosts),
+             " ".join(f"{row.host}={row.status}" for row in store.hosts_of(run.id)))
+            for run in store.runs()
+        ]  # fmt: skip
+    finally:
+        store.close()
 
 
 def test_a_lost_session_is_closed_and_the_next_task_reconnects(lab: Lab, fresh_host: Any) -> None:
@@ -310,18 +332,23 @@ def test_check_is_read_only_and_reports_drift(lab: Lab, fresh_host: Any, tmp_pat
     fresh_host("hv10")
     task = task_file(tmp_path)
     nr = nornir(lab.inventory_dir, "hv10")
-    assert not nr.run(task=fleetbr_apply, task_file=task).failed
-    clean = nr.run(task=fleetbr_check, task_file=task)["hv10"][0]
+    history = tmp_path / "h.sqlite3"
+    assert not nr.run(task=fleetbr_apply, task_file=task, history=False).failed
+    clean = nr.run(task=fleetbr_check, task_file=task, history=history)["hv10"][0]
     assert host_result(clean).status is Status.IN_SYNC
     assert not clean.changed and not clean.failed and clean.diff == ""
     # drift: STP turned on behind fleetbr's back
     sh(lab, "hv10", "ip link set dev br0 type bridge stp_state 1")
     before = host_state(lab, "hv10")
     journal = events(lab, "hv10")
-    drifted = nr.run(task=fleetbr_check, task_file=task)["hv10"][0]
+    drifted = nr.run(task=fleetbr_check, task_file=task, history=history)["hv10"][0]
     assert host_result(drifted).status is Status.DRIFTED
     assert drifted.changed and not drifted.failed
     assert "stp" in drifted.diff.lower()
     assert host_state(lab, "hv10") == before and events(lab, "hv10") == journal
     nr.close_connections(on_failed=True)
     assert_no_loop_left()
+    assert sorted(recorded_runs(history)) == [
+        ("check", "nornir", ("hv10",), "hv10=drifted"),
+        ("check", "nornir", ("hv10",), "hv10=in_sync"),
+    ], "both checks recorded, the apply (history=False) not"

@@ -113,6 +113,10 @@ def test_watch_repairs_drift_by_the_next_run_and_sigterm_lets_armed_hosts_finish
     rows = [(row["command"], row["status"]) for row in found["hosts"]]  # newest first
     assert rows[0] == ("apply", "confirmed") and rows[-1] == ("apply", "unchanged"), rows
     assert rows.count(("apply", "confirmed")) == 2, "both repairs are in the history"
+    code, found, err = fleetbr("--history", str(history), "history")
+    assert code == 0, err
+    runs = [(run["options"]["origin"], run["options"]["watch_run"]) for run in found["runs"]]
+    assert runs == [("watch", len(runs) - i) for i in range(len(runs))], runs
 
 
 def test_watch_checks_reports_drift_and_stops_at_once(

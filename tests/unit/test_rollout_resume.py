@@ -3,7 +3,6 @@ checking the run to resume from a real history file."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 from decimal import Decimal
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fleetbr.core.request import HistoryOptions, RunRequest, Selection
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
@@ -259,22 +259,27 @@ def test_resume_names_the_run_its_task_and_hosts_before_any_host_is_contacted(
         selection="rack-a",
     )
     store.close()
-    args = argparse.Namespace(canary=None, batch_size=None, max_failures=None, resume=0,
-                              task=None, limit=None)  # fmt: skip
+    request = RunRequest("apply", Selection(Path("inventory")),
+                         history=HistoryOptions(path=history, resume=0))  # fmt: skip
     contacted: list[str] = []
+    selected: list[RunRequest] = []
 
-    def select() -> list[HostSpec]:
+    def select(resumed: RunRequest) -> list[HostSpec]:
         contacted.append(capsys.readouterr().err)  # what was printed when the hosts were loaded
+        selected.append(resumed)
         return hosts(4)
 
-    prepare_resume(args, history, select)
-    assert contacted == [""]
+    resumed, _, _ = prepare_resume(request, select)
+    assert contacted == [""] and selected == [resumed]
+    assert request.change is None and request.selection.limit is None, "a new request, not edited"
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"resuming run {run_id} (apply started 1970-01-01 00:00:01 UTC, "
                            "stopped with hosts not attempted): task ")  # fmt: skip
     assert line.endswith(f"{task} (sha256 {file_sha256(task)[:12]}), 4 hosts h[00-03] "
                          "(-l rack-a), 3 not done")  # fmt: skip
-    assert args.task == task and args.limit == "rack-a" and args.canary == 1
+    assert resumed.change is not None and resumed.change.source == task
+    assert resumed.selection.limit == "rack-a" and resumed.rollout.canary == 1
+    assert resumed.history.resumed_from == run_id
 
 
 def test_a_run_whose_controller_still_runs_is_not_resumed(tmp_path: Path) -> None:

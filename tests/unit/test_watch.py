@@ -19,7 +19,7 @@ class Recorder(Watcher):
     """A watcher whose runs only sleep ``run_time`` and record when they ran."""
 
     def __init__(self, every: float, run_time: float, repair: bool = False) -> None:
-        super().__init__([], {}, WatchSpec(Path("t.yaml"), every, repair, 1, True))
+        super().__init__(None, WatchSpec(Path("t.yaml"), every, repair, 1, True))
         self.run_time = run_time
         self.spans: list[tuple[float, float]] = []
         self.active = 0

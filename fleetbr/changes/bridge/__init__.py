@@ -1,0 +1,1 @@
+"""The ``bridge`` change kind: a task file (docs/tasks.md) rendered per host."""

@@ -1,0 +1,56 @@
+"""The ``bridge`` kind: a task file, rendered per host (jinja2) into a :class:`BridgeChange`;
+planned by the pure planner, checked for drift by :mod:`fleetbr.drift`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fleetbr.drift import check_facts, outcome_result
+from fleetbr.errors import UsageError
+from fleetbr.facts.model import HostFacts
+from fleetbr.inventory import HostSpec
+from fleetbr.report import HostResult
+from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
+from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.protocol import min_timeout
+from fleetbr.transaction.status import plan_result
+
+
+class BridgeKind:
+    """A task file (a path, or a :class:`TaskTemplate` already read)."""
+
+    name = "bridge"
+    commands = frozenset({"plan", "apply", "check"})
+
+    def load(self, source: Any) -> TaskTemplate:
+        """The task template (TaskError: exit 2)."""
+        if isinstance(source, TaskTemplate):
+            return source
+        if isinstance(source, str | os.PathLike):
+            return load_task(Path(source))
+        raise UsageError(f"bridge: expected a task file or a TaskTemplate, got {source!r:.80}")
+
+    def label(self, source: Any) -> str:
+        """The task file's name, as in host journals."""
+        return Path(source.source if isinstance(source, TaskTemplate) else source).name
+
+    def render(self, loaded: TaskTemplate, spec: HostSpec, label: str) -> BridgeChange:
+        """The task rendered and validated for ``spec`` (TaskError)."""
+        return BridgeChange(render_task(loaded, spec.context()), label)
+
+    def plan(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """The pure planner's plan for the task on this host."""
+        return plan_result(spec, _task(change), facts)
+
+    def check(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        """The host's facts compared with the task (:mod:`fleetbr.drift`)."""
+        outcome = check_facts(_task(change), facts, min_timeout=min_timeout(spec.ssh))
+        return outcome_result(spec.name, outcome)
+
+
+def _task(change: Change) -> BridgeTask:
+    if not isinstance(change, BridgeChange):
+        raise TypeError(f"bridge: not a bridge change: {change!r:.80}")
+    return change.task

@@ -1,0 +1,1 @@
+"""The ``command`` change kind: ``fleetbr run --deadman N --undo UNDO -- CMD``."""

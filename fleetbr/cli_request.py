@@ -1,0 +1,77 @@
+"""The command line's Namespace as a :class:`~fleetbr.core.request.RunRequest`: the one place
+argparse meets the engine (nothing below the CLI reads ``args``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+from fleetbr.adhoc.deadman import command_change, command_source
+from fleetbr.core.request import (
+    ChangeRef,
+    HistoryOptions,
+    MetricsOptions,
+    RolloutOptions,
+    RunRequest,
+    Selection,
+)
+from fleetbr.history.record import history_path
+
+if TYPE_CHECKING:
+    from fleetbr.adhoc.spec import RunSpec
+
+SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
+# What ``fleetbr run`` records of its options (beside forks and the rollout's).
+RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
+
+
+def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None) -> RunRequest:
+    """The request the command line describes (``change``: one the command built itself;
+    default: the bridge task of ``plan``, ``apply``, ``check`` and ``watch``)."""
+    task = getattr(args, "task", None)
+    if change is None and task is not None:
+        change = ChangeRef("bridge", task, recorded_file=task)
+    resume = getattr(args, "resume", None) if args.command == "apply" else None
+    rollout = RolloutOptions(
+        forks=args.forks,
+        canary=getattr(args, "canary", None),
+        batch_size=getattr(args, "batch_size", None),
+        max_failures=getattr(args, "max_failures", None),
+    )
+    quiet = args.json or getattr(args, "stream", False)  # --stream prints lines as they come
+    return RunRequest(
+        command=args.command,
+        selection=Selection(args.inventory, args.limit, args.key, args.known_hosts),
+        change=change,
+        rollout=rollout,
+        history=HistoryOptions(path=history_path(args.history, args.no_history), resume=resume),
+        metrics=MetricsOptions(args.metrics_file, metric_labels(args), quiet=quiet),
+        recorded=_recorded(args),
+        origin="schedule" if os.environ.get(SCHEDULE_ENV) else "cli",  # a schedule's service
+    )
+
+
+def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
+    """``fleetbr run``: with ``--deadman`` (or its options), an ``apply`` of the ``command``
+    change kind recorded as ``run`` (its options checked here: UsageError); else the ad hoc run,
+    whose history records only the script it sent (no change kind)."""
+    if args.deadman is None and args.undo is None and args.confirm_check is None:
+        script = ChangeRef("adhoc", recorded_file=args.script) if args.script else None
+        return request_from_args(args, script)
+    command_change(args, spec)
+    change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
+    request = request_from_args(args, change)
+    selection = dataclasses.replace(request.selection, sudo=spec.sudo)
+    return request.replace(command="apply", name="run", selection=selection)
+
+
+def metric_labels(args: argparse.Namespace) -> dict[str, str]:
+    """The labels that tell one job's metrics from another's: the selection and the schedule."""
+    return {"selection": args.limit or "all", "schedule": os.environ.get(SCHEDULE_ENV, "")}
+
+
+def _recorded(args: argparse.Namespace) -> dict[str, Any]:
+    found = {name: getattr(args, name, None) for name in RUN_OPTIONS}
+    return {name: value for name, value in found.items() if value not in (None, False, [])}

@@ -1,0 +1,218 @@
+"""The run engine without SSH: a toy change kind registered with one line runs plan, apply and
+check end to end through the assembler (fake runner, fake connection, faked transaction); every
+run is recorded with its origin; bad input stops before any host; an API apply resumes."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import fleetbr
+import fleetbr.api as api
+from fleetbr.core import kinds, runner
+from fleetbr.core.assemble import execute, prepare
+from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunRequest, Selection
+from fleetbr.errors import UsageError
+from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_facts
+from fleetbr.history.store import Store
+from fleetbr.inventory import HostSpec, SSHOptions
+from fleetbr.pacing import WindowPacer
+from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.runner import HostJob, run_hosts
+from fleetbr.transport import Session
+from tests.unit.toykind.kind import ToyChange, ToyKind
+
+FACTS = Path(__file__).resolve().parents[1] / "data" / "facts" / "armed.txt"
+TASK = Path(__file__).resolve().parents[2] / "tasks" / "bridge.yaml"
+
+
+def hosts(n: int) -> list[HostSpec]:
+    return [HostSpec(f"h{i:02d}", f"203.0.113.{10 + i}", 22, "root", None, (), {"nic": "eth0"},
+                     SSHOptions()) for i in range(n)]  # fmt: skip
+
+
+class FakeRunner:
+    """Runs jobs in this process like the local runner, and remembers what it ran."""
+
+    calls: ClassVar[list[tuple[str, list[str]]]] = []
+
+    async def run(
+        self, command: str, hosts: Sequence[HostSpec], job: HostJob, *, forks: int
+    ) -> AggregatedResult:
+        FakeRunner.calls.append((command, [spec.name for spec in hosts]))
+        return await run_hosts(command, hosts, job, forks=forks)
+
+    def pacer(self, forks: int) -> WindowPacer:
+        return WindowPacer(forks)
+
+
+@pytest.fixture
+def toy(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The toy kind and the fake runner, registered (one line each); facts and transactions
+    faked: nothing is contacted."""
+    kinds.register("toy", ToyKind)
+    runner.register("fake", FakeRunner)
+    FakeRunner.calls = []
+    facts = parse_facts(FACTS.read_text())
+
+    async def gather(conn: Session) -> HostFacts:
+        return facts
+
+    monkeypatch.setattr("fleetbr.core.assemble.gather", gather)
+    yield
+    kinds._registry.pop("toy", None)
+    runner.RUNNERS.pop("fake", None)
+
+
+@asynccontextmanager
+async def no_connection(spec: HostSpec) -> AsyncIterator[Any]:
+    yield None
+
+
+def toy_request(command: str, history: Path, source: Any = "flag", **kw: Any) -> RunRequest:
+    return RunRequest(command, Selection(hosts=tuple(hosts(3))), ChangeRef("toy", source),
+                      history=HistoryOptions(path=history), origin="api", runner="fake",
+                      **kw)  # fmt: skip
+
+
+def recorded(history: Path) -> list[tuple[str, str, dict[str, str]]]:
+    store = Store(history, create=False)
+    try:
+        runs = sorted(store.runs(), key=lambda run: run.id)
+        return [
+            (run.command, str(run.options.get("origin")),
+             {row.host: row.status for row in store.hosts_of(run.id)})
+            for run in runs
+        ]  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_toy_kind_runs_plan_apply_and_check_through_the_engine(
+    toy: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied: list[tuple[str, str]] = []
+
+    async def transaction(spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
+        assert isinstance(change, ToyChange)
+        applied.append((spec.name, change.marker))
+        hooks["on_staged"](f"tx-{spec.name}")
+        hooks["on_armed"](spec.name)
+        return HostResult(spec.name, Status.CONFIRMED, change.marker)
+
+    monkeypatch.setattr("fleetbr.rollout.run_transaction", transaction)
+    history = tmp_path / "h.sqlite3"
+    from fleetbr.core.assemble import execute_async
+
+    planned = asyncio.run(execute_async(toy_request("plan", history), connect=no_connection))
+    assert planned.exit_code == 0 and planned.result["h01"].message == "mark flag-h01"
+    done = execute(toy_request("apply", history, rollout=RolloutOptions(canary=1)))
+    assert done.exit_code == 0 and done.run_id > planned.run_id > 0
+    assert applied == [("h00", "flag-h00"), ("h01", "flag-h01"), ("h02", "flag-h02")]
+    drift = asyncio.run(execute_async(toy_request("check", history), connect=no_connection))
+    assert drift.result.counts() == {"drifted": 3} and drift.exit_code == 3
+    assert FakeRunner.calls == [
+        ("plan", ["h00", "h01", "h02"]), ("apply", ["h00"]), ("apply", ["h01", "h02"]),
+        ("check", ["h00", "h01", "h02"]),
+    ], "every job went through the request's runner, the canary alone"  # fmt: skip
+    assert recorded(history) == [
+        ("plan", "api", dict.fromkeys(["h00", "h01", "h02"], "planned")),
+        ("apply", "api", dict.fromkeys(["h00", "h01", "h02"], "confirmed")),
+        ("check", "api", dict.fromkeys(["h00", "h01", "h02"], "drifted")),
+    ]
+
+
+def test_bad_input_stops_before_any_host_and_records_nothing(toy: Any, tmp_path: Path) -> None:
+    history = tmp_path / "h.sqlite3"
+    with pytest.raises(UsageError, match="toy: the marker must be a non-empty string"):
+        execute(toy_request("apply", history, source=""))
+    with pytest.raises(UsageError, match="no change kind 'nope' \\(known: .*bridge.*command"):
+        execute(toy_request("apply", history).replace(change=ChangeRef("nope")))
+    with pytest.raises(UsageError, match="no runner 'gone'"):
+        execute(toy_request("check", history).replace(runner="gone"))
+    with pytest.raises(UsageError, match="check: not supported by the command change kind"):
+        prepare(toy_request("check", history).replace(change=ChangeRef("command")))
+    assert FakeRunner.calls == [] and not history.exists()
+
+
+def test_the_built_in_kinds_are_found_without_installing() -> None:
+    assert {"bridge", "command"} <= set(kinds.names())
+    assert kinds.get("bridge").commands == {"plan", "apply", "check"}
+
+
+def test_an_api_apply_is_recorded_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first host rolls back, --max-failures 0 stops the rest; `resume=0` continues the
+    run: the same task, the run's own threshold, only the hosts not done."""
+    ran: list[str] = []
+    outcome = {"h00": Status.ROLLED_BACK}
+
+    async def transaction(spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
+        ran.append(spec.name)
+        return HostResult(spec.name, outcome.get(spec.name, Status.CONFIRMED), "")
+
+    monkeypatch.setattr("fleetbr.rollout.run_transaction", transaction)
+    history, group = tmp_path / "h.sqlite3", hosts(3)
+    first = api.apply(group, TASK, batch_size=1, max_failures=0, history=history)
+    assert first.counts() == {"rolled_back": 1, "skipped": 2} and ran == ["h00"]
+    outcome.clear()
+    with pytest.raises(UsageError, match="leave them out"):
+        api.apply(group, None, resume=0, max_failures=1, history=history)
+    second = api.apply(group, None, resume=0, history=history)
+    assert second.counts() == {"confirmed": 3} and ran == ["h00", "h00", "h01", "h02"]
+    store = Store(history, create=False)
+    try:
+        newest = store.runs(limit=1)[0]
+        assert newest.resumed_from == 1 and newest.options["origin"] == "api"
+        assert newest.options["max_failures_hosts"] == 0 and newest.task_path == str(TASK)
+    finally:
+        store.close()
+
+
+ENGINE = ["core", "changes", "resume.py", "rollout.py", "history/record.py", "api.py", "watch.py",
+          "nornir", "drift.py"]  # fmt: skip
+
+
+def test_nothing_below_the_cli_imports_argparse() -> None:
+    """The CLI turns its Namespace into a RunRequest once (fleetbr/cli_request.py)."""
+    package = Path(fleetbr.__file__).parent
+    files = [package / name for name in ENGINE if name.endswith(".py")]
+    for folder in (name for name in ENGINE if not name.endswith(".py")):
+        files += sorted((package / folder).rglob("*.py"))
+    assert len(files) > len(ENGINE)
+    importers = [
+        str(path.relative_to(package)) for path in files
+        if any(isinstance(node, ast.Import | ast.ImportFrom)
+               and "argparse" in {getattr(node, "module", None), *(a.name for a in node.names)}
+               for node in ast.walk(ast.parse(path.read_text())))
+    ]  # fmt: skip
+    assert importers == []
+
+
+def test_the_cli_builds_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetbr.cli_args import parse_command_line
+    from fleetbr.cli_request import request_from_args
+
+    monkeypatch.delenv("FLEETBR_SCHEDULE", raising=False)
+
+    words = ["-i", str(tmp_path), "-l", "rack-a", "--history", str(tmp_path / "h"), "apply",
+             "t.yaml", "--canary", "1", "--max-failures", "10%"]  # fmt: skip
+    args = parse_command_line(words)
+    request = request_from_args(args)
+    assert (request.command, request.origin, request.selection.limit) == ("apply", "cli", "rack-a")
+    assert request.change == ChangeRef("bridge", Path("t.yaml"), recorded_file=Path("t.yaml"))
+    assert request.rollout.canary == 1 and str(request.rollout.max_failures) != "None"
+    assert request.history == HistoryOptions(path=tmp_path / "h")
+    resumed = request_from_args(parse_command_line(["apply", "--resume", "4"]))
+    assert resumed.change is None and resumed.history.resume == 4
+    monkeypatch.setenv("FLEETBR_SCHEDULE", "nightly")
+    scheduled = request_from_args(args)
+    assert scheduled.origin == "schedule" and scheduled.metrics.labels["schedule"] == "nightly"
