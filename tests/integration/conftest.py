@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost, down, host_state, reset_host, up
+from tests.integration.helpers import SUDO_HOST, sudo_users
 
 LAB_HOSTS = 20  # the 20-host rollout test uses them all; the others share hv01..hv06
 LAB_PREFIX = "fbrit"
@@ -53,3 +54,12 @@ def fresh_host(lab: Lab) -> Callable[..., LabHost]:
         return reset_host(lab, name)
 
     return make
+
+
+@pytest.fixture
+def users(lab: Lab, fresh_host: Callable[..., LabHost]) -> Iterator[None]:
+    """SUDO_HOST (hv06), reset, with user ``ops`` (passwordless sudo) and ``nosudo`` (no sudoers
+    entry); reset again afterwards."""
+    fresh_host(SUDO_HOST)
+    with sudo_users(lab):
+        yield

@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from fleetbr.lab import Lab, host_state
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, events, sh, task_file, wait_for
+from tests.integration.helpers import armed, events, fleetbr, sh, task_file, wait_for
 
 STALE_TXID = "20261127T000000-abcdef"
 

@@ -16,12 +16,12 @@ from typing import Any
 from fleetbr.history.store import Store
 from fleetbr.lab import Lab
 from fleetbr.transaction import scripts
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     armed,
     armed_txid,
     enslaved,
     events,
+    fleetbr,
     sh,
     task_file,
     wait_for,

@@ -21,8 +21,7 @@ from fleetbr.adhoc.job import run_job
 from fleetbr.adhoc.spec import BACKSTOP, KILL_AFTER, RunOptions, RunSpec
 from fleetbr.lab import Lab, host_exec, kill_sshd, set_switch_port, start_sshd
 from fleetbr.report import HostResult, Status
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.txhelpers import host_processes, wait_for
+from tests.integration.helpers import fleetbr, host_processes, specs, wait_for
 
 
 def human(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

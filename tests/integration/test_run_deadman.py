@@ -12,9 +12,7 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.command import TAIL_BYTES, CommandChange
 from fleetbr.transaction.protocol import run_transaction
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.test_transaction import assert_at_snapshot
-from tests.integration.txhelpers import TIMEOUT, events, sh
+from tests.integration.helpers import TIMEOUT, assert_at_snapshot, events, fleetbr, sh, specs
 
 
 def run(lab: Lab, host: str, change: CommandChange) -> HostResult:

@@ -20,10 +20,19 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
-from tests.integration.helpers import derived_inventory, fleetbr, specs
-from tests.integration.slowhost import slow_command
-from tests.integration.test_transaction import assert_at_snapshot, assert_bridged
-from tests.integration.txhelpers import armed, events, fleetbr_processes, task_file, wait_for
+from tests.integration.helpers import (
+    armed,
+    assert_at_snapshot,
+    assert_bridged,
+    derived_inventory,
+    events,
+    fleetbr,
+    fleetbr_processes,
+    slow_command,
+    specs,
+    task_file,
+    wait_for,
+)
 
 COMMAND_TIMEOUT = 5  # the controller gives up on one SSH command after this long...
 SLOW = 12  # ...and each slow step takes this long (more than fleetbr 0.1's arm wait, too)

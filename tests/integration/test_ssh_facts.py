@@ -18,8 +18,7 @@ from fleetbr.facts.gather import facts_job, gather
 from fleetbr.lab import Lab, host_exec, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
 from fleetbr.transport import connect, open_connection
-from tests.integration.helpers import derived_inventory, fleetbr, specs
-from tests.integration.txhelpers import sh, task_file
+from tests.integration.helpers import derived_inventory, fleetbr, sh, specs, task_file
 
 
 def test_facts_over_ssh_match_the_host(lab: Lab, fresh_host: Any) -> None:

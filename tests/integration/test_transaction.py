@@ -22,17 +22,20 @@ from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import apply_host
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     TIMEOUT,
     armed,
     armed_txid,
+    assert_at_snapshot,
+    assert_bridged,
     enslaved,
     events,
+    fleetbr,
     fleetbr_processes,
     host_processes,
     rendered,
     sh,
+    specs,
     task_file,
     wait_for,
 )
@@ -42,39 +45,6 @@ def apply(lab: Lab, host: str, task: Path) -> Any:
     """Run the transaction for one host in-process."""
     spec = specs(lab.inventory_dir)[host]
     return asyncio.run(apply_host(spec, rendered(lab, task, host), task.name))
-
-
-def assert_bridged(lab: Lab, host: str) -> None:
-    """The host carries br0 over its NIC with the NIC's MAC, addresses and default routes."""
-    h = lab.host(host)
-    state = host_state(lab, host)
-    links = {link["ifname"]: link for link in state["links"]}
-    assert links[h.nic]["master"] == "br0"
-    assert links["br0"]["address"] == links[h.nic]["address"]
-    info = links["br0"]["linkinfo"]["info_data"]
-    assert info["stp_state"] == 0 and info["forward_delay"] == 400
-    out = sh(lab, host, "ip -o addr show dev br0; ip route; ip -6 route")
-    assert h.addr4 in out and h.addr6 in out
-    assert f"default via {lab.gateway4} dev br0" in out
-    assert f"default via {lab.gateway6} dev br0" in out
-    sysctls = sh(lab, host, "cat /proc/sys/net/bridge/bridge-nf-call-iptables "
-                 "/proc/sys/net/bridge/bridge-nf-call-ip6tables "
-                 "/proc/sys/net/bridge/bridge-nf-call-arptables").split()  # fmt: skip
-    assert sysctls == ["0", "0", "0"]
-    assert "net.bridge.bridge-nf-call-iptables = 0" in sh(
-        lab, host, "cat /etc/sysctl.d/bridge.conf"
-    )
-    assert 'KERNEL=="br_netfilter"' in sh(lab, host, "cat /etc/udev/rules.d/99-bridge.rules")
-
-
-def assert_at_snapshot(lab: Lab, host: str, pristine: dict[str, Any]) -> None:
-    """The host is exactly back at its post-``up`` state, not armed, and reachable over SSH."""
-    assert host_state(lab, host) == pristine[host]
-    assert not armed(lab, host)
-    wait_for(lambda: not fleetbr_processes(lab, host), 5, "fleetbr processes to exit")
-    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, "facts")
-    assert code == 0, err
-    assert doc[host]["facts"]["hostname"] == host
 
 
 def test_confirmed_cutover_then_unchanged_then_unbridge(

@@ -30,8 +30,7 @@ from tests.integration.distro.persisthelpers import (
     restored_problems,
     settled_state,
 )
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.txhelpers import enslaved, events, rendered, sh, wait_for
+from tests.integration.helpers import enslaved, events, fleetbr, rendered, sh, specs, wait_for
 
 pytestmark = pytest.mark.lab
 
