@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost, down, host_state, reset_host, up
-from tests.integration.helpers import SUDO_HOST, sudo_users
+from tests.integration.helpers import SUDO_HOST, lab_fingerprints, pristine_hosts, sudo_users
 
 LAB_HOSTS = 20  # the 20-host rollout test uses them all; the others share hv01..hv06
 LAB_PREFIX = "fbrit"
@@ -44,6 +44,21 @@ def lab(_lab_session: tuple[Lab, dict[str, dict[str, Any]]]) -> Lab:
 def pristine(_lab_session: tuple[Lab, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """``host_state`` of every lab host taken right after ``up``, keyed by host name."""
     return _lab_session[1]
+
+
+@pytest.fixture(scope="session")
+def _pristine_prints(lab: Lab) -> dict[str, str]:
+    """``lab_fingerprints`` taken before the first test that uses the lab runs."""
+    return lab_fingerprints(lab)
+
+
+@pytest.fixture(autouse=True)
+def _pristine_lab(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the netns lab starts on pristine hosts, whatever ran before it (in
+    whatever order): a cheap fingerprint of every host, and ``reset_host`` for those that differ
+    from right after ``up``."""
+    if "lab" in request.fixturenames:
+        pristine_hosts(request.getfixturevalue("lab"), request.getfixturevalue("_pristine_prints"))
 
 
 @pytest.fixture

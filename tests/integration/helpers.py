@@ -10,6 +10,7 @@ test module.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
 import shlex
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import yaml
 
 from fleetbr.inventory import HostSpec, load_inventory
-from fleetbr.lab import Lab, host_exec, host_state, reset_host
+from fleetbr.lab import Lab, host_exec, host_state, reset_host, switch_exec
 from fleetbr.lab.system import netns_pids
 from fleetbr.report import Status
 from fleetbr.tasks import BridgeTask, load_task, render_task
@@ -317,3 +319,90 @@ def sudo_inventory(lab: Lab, dest: Path, user: str, sudo: bool) -> Path:
         hosts[SUDO_HOST]["connection_options"] = {"fleetbr": {"extras": extras}}
 
     return derived_inventory(lab, dest, edit)
+
+
+# --- pristine lab hosts: a cheap fingerprint, compared before every test (conftest) ------------
+
+# One shell per host: links, addresses, main routes, policy rules, what fleetbr writes, the
+# bridge-nf-call sysctls. Enough to see anything a test or a leftover transaction changes.
+_FINGERPRINT = (
+    "ip -br link; ip -br addr; ip route; ip -6 route; ip rule; ip -6 rule; "
+    "find /var/lib/fleetbr /run/fleetbr /etc/sysctl.d /etc/udev/rules.d /etc/modules-load.d "
+    "! -type d 2>/dev/null | sort; cat /proc/sys/net/bridge/bridge-nf-call-* 2>/dev/null"
+)
+
+
+def _netns_inode(name: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return None
+
+
+def _netns_processes() -> dict[int, list[int]]:
+    """network namespace inode -> pids in it, from one pass over /proc (no process started)."""
+    found: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                found.setdefault(os.stat(f"/proc/{entry.name}/ns/net").st_ino, []).append(
+                    int(entry.name)
+                )
+            except OSError:
+                continue
+    return found
+
+
+def _stray(lab: Lab, host: str, pids: list[int]) -> int:
+    """How many processes in the host are neither its namespace holder nor an sshd."""
+    member = lab.host(host)
+    count = 0
+    for pid in pids:
+        if pid == member.holder_pid:
+            continue
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        count += not argv0.startswith(b"sshd")
+    return count
+
+
+def host_fingerprint(lab: Lab, host: str, processes: dict[int, list[int]], switch: str) -> str:
+    """A cheap comparable summary of one netns lab host: its network and fleetbr state, its
+    switch port, whether its sshd listens, how many stray processes (a timer, an apply) run in
+    it. ``processes`` is :func:`_netns_processes`, ``switch`` the switch's ``ip -br link``."""
+    member = lab.host(host)
+    pids = processes.get(_netns_inode(member.netns) or -1, [])
+    port = [ln for ln in switch.splitlines() if ln.split()[0].split("@")[0] == member.switch_port]
+    inside = sh(lab, host, _FINGERPRINT, check=False)
+    return f"{inside}{port} sshd={member.sshd_pid in pids} stray={_stray(lab, host, pids)}"
+
+
+def lab_fingerprints(lab: Lab) -> dict[str, str]:
+    """Every netns lab host's fingerprint, by name."""
+    processes = _netns_processes()
+    switch = switch_exec(lab, ["ip", "-br", "link"]).stdout
+    with ThreadPoolExecutor(len(lab.hosts)) as pool:
+        prints = pool.map(lambda h: host_fingerprint(lab, h.name, processes, switch), lab.hosts)
+        return {h.name: p for h, p in zip(lab.hosts, prints, strict=True)}
+
+
+def pristine_hosts(lab: Lab, want: dict[str, str]) -> list[str]:
+    """Reset every lab host whose fingerprint differs from ``want`` (taken right after ``up``);
+    the names reset. Fails the test if a reset host still differs."""
+    have = lab_fingerprints(lab)
+    dirty = [name for name, print_ in want.items() if have[name] != print_]
+    if not dirty:
+        return []
+    with ThreadPoolExecutor(len(dirty)) as pool:
+        list(pool.map(lambda name: reset_host(lab, name), dirty))
+    have = lab_fingerprints(lab)
+    still = [
+        f"{name}: {line}"
+        for name in dirty
+        for line in difflib.unified_diff(want[name].splitlines(), have[name].splitlines(), n=0)
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert not still, "lab hosts not pristine even after reset_host:\n" + "\n".join(still)
+    return dirty
