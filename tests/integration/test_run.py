@@ -10,7 +10,6 @@ import select
 import shutil
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -93,16 +92,16 @@ def test_nonzero_exit_and_exit_124_are_exits_not_timeouts(lab: Lab) -> None:
 def test_timeout_ends_everything_the_command_started(lab: Lab) -> None:
     # one sleep in the background, one in the foreground that ignores TERM: KILL must come
     line = "sleep 310 & trap '' TERM; sleep 311"
-    started = time.monotonic()
     code, doc, _ = run_json(lab, "hv01,hv02", "--timeout", "1", "--", line)
-    elapsed = time.monotonic() - started
     assert code == 1
     for host in ("hv01", "hv02"):
         assert doc[host]["status"] == "timed_out", doc[host]
         assert doc[host]["exit_status"] is None and "timed out after 1s" in doc[host]["message"]
         for marker in ("sleep 310", "sleep 311"):
             wait_for(partial(no_process_runs, lab, host, marker), 10, f"{marker} gone on {host}")
-    assert elapsed < 60, f"took {elapsed:.0f}s"
+        # what --timeout promises: TERM at 1 s, KILL after the grace, the controller's backstop
+        elapsed = doc[host]["elapsed"]  # from connect to the command's end
+        assert elapsed < 1 + KILL_AFTER + BACKSTOP, f"{host} took {elapsed:.1f}s"
 
 
 IGNORES_TERM = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(25)"

@@ -21,6 +21,9 @@ from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
 from tests.integration.helpers import (
+    TIMEOUT as TX_TIMEOUT,
+)
+from tests.integration.helpers import (
     armed,
     assert_at_snapshot,
     assert_bridged,
@@ -36,7 +39,10 @@ from tests.integration.helpers import (
 
 COMMAND_TIMEOUT = 5  # the controller gives up on one SSH command after this long...
 SLOW = 12  # ...and each slow step takes this long (more than fleetbr 0.1's arm wait, too)
-TIMEOUT = 20
+# The dead-man window: one slow step inside it, plus what the product says a window needs
+# without one (protocol.min_timeout: reconnect twice, probe, disarm, the confirm margin) for
+# the lab's SSH options. Was a flat 20 s: some 5 s for 10 hosts on a loaded 2-core machine.
+TIMEOUT = SLOW + TX_TIMEOUT
 
 # host -> (step, command made slow, pattern in its arguments, seconds, task cuts the host off)
 CASES: dict[str, tuple[str, str, str, float, bool]] = {
