@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab, LabHost, host_exec
+from tests.bytesamples import FILLER, ODD, VZ1
 from tests.integration.distro.persisthelpers import HOSTS, persist_task, plan
-from tests.unit.test_backends_bytes import FILLER, ODD, VZ1
 
 pytestmark = pytest.mark.lab
 
