@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from fleetbr.facts.gather import facts_job, gather
 from fleetbr.lab import Lab, host_exec, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
 from fleetbr.transport import connect, open_connection
-from tests.integration.helpers import derived_inventory, fleetbr, sh, specs, task_file
+from tests.integration.helpers import derived_inventory, fleetbr, sh, specs, task_file, wait_for
 
 
 def test_facts_over_ssh_match_the_host(lab: Lab, fresh_host: Any) -> None:
@@ -280,9 +279,7 @@ def test_forward_agent_in_ssh_config_is_pinned_off(
 
         inventory = derived_inventory(lab, tmp_path / "inv", edit)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(sock.exists, 10, "ssh-agent's socket")
         env = {**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": str(sock)}
         probe = 'if [ -S "${SSH_AUTH_SOCK:-}" ]; then echo forwarded; else echo none; fi'
         done = subprocess.run([sys.executable, "-m", "fleetbr", "--json", "-i", str(inventory),
