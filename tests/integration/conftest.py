@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost, down, host_state, reset_host, up
+from tests.integration.helpers import SUDO_HOST, lab_fingerprints, pristine_hosts, sudo_users
 
 LAB_HOSTS = 20  # the 20-host rollout test uses them all; the others share hv01..hv06
 LAB_PREFIX = "fbrit"
@@ -45,6 +46,21 @@ def pristine(_lab_session: tuple[Lab, dict[str, dict[str, Any]]]) -> dict[str, d
     return _lab_session[1]
 
 
+@pytest.fixture(scope="session")
+def _pristine_prints(lab: Lab) -> dict[str, str]:
+    """``lab_fingerprints`` taken before the first test that uses the lab runs."""
+    return lab_fingerprints(lab)
+
+
+@pytest.fixture(autouse=True)
+def _pristine_lab(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the netns lab starts on pristine hosts, whatever ran before it (in
+    whatever order): a cheap fingerprint of every host, and ``reset_host`` for those that differ
+    from right after ``up``."""
+    if "lab" in request.fixturenames:
+        pristine_hosts(request.getfixturevalue("lab"), request.getfixturevalue("_pristine_prints"))
+
+
 @pytest.fixture
 def fresh_host(lab: Lab) -> Callable[..., LabHost]:
     """Factory: ``fresh_host("hv02")`` resets that host to its post-``up`` state and returns it."""
@@ -53,3 +69,12 @@ def fresh_host(lab: Lab) -> Callable[..., LabHost]:
         return reset_host(lab, name)
 
     return make
+
+
+@pytest.fixture
+def users(lab: Lab, fresh_host: Callable[..., LabHost]) -> Iterator[None]:
+    """SUDO_HOST (hv06), reset, with user ``ops`` (passwordless sudo) and ``nosudo`` (no sudoers
+    entry); reset again afterwards."""
+    fresh_host(SUDO_HOST)
+    with sudo_users(lab):
+        yield

@@ -9,8 +9,16 @@ import fleetbr.api as api
 from fleetbr.errors import HostKeyRejected
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import Status
-from tests.integration.helpers import derived_inventory, fleetbr
-from tests.integration.txhelpers import REPO, TIMEOUT, armed, enslaved, events, task_file
+from tests.integration.helpers import (
+    REPO,
+    TIMEOUT,
+    armed,
+    derived_inventory,
+    enslaved,
+    events,
+    fleetbr,
+    task_file,
+)
 
 
 def test_facts_plan_and_typed_results_change_nothing(

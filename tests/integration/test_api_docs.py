@@ -14,8 +14,7 @@ from typing import Any
 import yaml
 
 from fleetbr.lab import Lab
-from tests.integration.helpers import derived_inventory
-from tests.integration.txhelpers import REPO, enslaved
+from tests.integration.helpers import REPO, derived_inventory, enslaved
 
 DOC = REPO / "docs" / "api.md"
 README = REPO / "README.md"

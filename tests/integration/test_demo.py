@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.txhelpers import REPO
+from tests.integration.helpers import REPO
 
 
 def test_demo_confirms_all_but_the_cut_host(tmp_path: Path) -> None:

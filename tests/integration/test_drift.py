@@ -26,13 +26,16 @@ from fleetbr.inventory import HostSpec
 from fleetbr.lab import Lab, host_state, set_switch_port
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.protocol import apply_host
-from tests.integration.helpers import derived_inventory, fleetbr, specs
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     armed,
+    bridged_host,
+    derived_inventory,
     events,
+    fleetbr,
     fleetbr_processes,
     rendered,
     sh,
+    specs,
     task_file,
     wait_for,
 )
@@ -44,15 +47,6 @@ def _run_check(spec: HostSpec, task: Path, lab: Lab) -> HostResult:
 
 def _apply(spec: HostSpec, task: Path, lab: Lab) -> HostResult:
     return asyncio.run(apply_host(spec, rendered(lab, task, spec.name), task.name))
-
-
-def bridged_host(lab: Lab, fresh_host: Callable[[str], Any], host: str, task: Path) -> HostSpec:
-    """``host`` reset, then converted by ``task`` and confirmed."""
-    fresh_host(host)
-    spec = specs(lab.inventory_dir)[host]
-    result = _apply(spec, task, lab)
-    assert result.status == Status.CONFIRMED, result.message
-    return spec
 
 
 def forwarding(lab: Lab, host: str) -> bool:

@@ -33,16 +33,18 @@ from fleetbr.nornir import (
 from fleetbr.nornir.loop import SHARED, THREAD_NAME
 from fleetbr.report import Status
 from fleetbr.transaction.status import plan_job
-from tests.integration.helpers import derived_inventory, fleetbr, specs
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     REPO,
     TIMEOUT,
     armed,
+    derived_inventory,
     enslaved,
     events,
+    fleetbr,
     host_processes,
     rendered,
     sh,
+    specs,
     task_file,
 )
 

@@ -12,12 +12,13 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare
 from fleetbr.transport import open_connection
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     armed,
     events,
+    fleetbr,
     fleetbr_processes,
     sh,
+    specs,
     stale_bridged_transaction,
     wait_for,
 )

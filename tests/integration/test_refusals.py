@@ -15,8 +15,7 @@ import yaml
 
 from fleetbr.lab import Lab, host_state
 from tests.integration.barrier import Gate
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, events, sh, task_file
+from tests.integration.helpers import armed, events, fleetbr, sh, task_file
 
 STALE_TXID = "20261127T000000-abcdef"
 

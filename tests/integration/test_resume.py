@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,15 @@ from typing import Any
 
 from fleetbr.history.store import Store
 from fleetbr.lab import Lab
+from fleetbr.rollout import FIRST_CTRL_C
 from fleetbr.transaction import scripts
 from tests.integration.barrier import Gate
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
     armed,
     armed_txid,
     enslaved,
     events,
+    fleetbr,
     sh,
     task_file,
     wait_for,
@@ -39,6 +41,26 @@ def controller(lab: Lab, history: Path, *args: str, gate: Gate) -> subprocess.Po
 
 def applied(lab: Lab, *names: str) -> Callable[[], bool]:
     return lambda: all("applied" in events(lab, name) for name in names)
+
+
+def _stderr_through(proc: subprocess.Popen[str], line: str, timeout: float) -> str:
+    """The child's stderr up to and including the first line that contains ``line``; fails the
+    test if the child closes stderr first, or after ``timeout`` seconds."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for got in iter(proc.stderr.readline, ""):
+            seen.append(got)
+            if line in got:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert found.wait(timeout), f"no {line!r} on stderr within {timeout}s: {''.join(seen)}"
+    return "".join(seen)
 
 
 def resume(lab: Lab, history: Path, *args: str, limit: str = "") -> tuple[int, Any, str]:
@@ -168,7 +190,8 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
     names = ["hv15", "hv16"]
     for name in names:
         fresh_host(name)
-    history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=40)
+    window = 40
+    history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=window)
     gate = Gate(tmp_path / "barrier")  # never released: both stay armed
     proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), gate=gate)
     try:
@@ -176,17 +199,18 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
             gate.reached("confirm", number, timeout=30)
         wait_for(applied(lab, *names), 30, "both hosts to be applied")
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        # the second Ctrl-C only once the first one was handled: its warning is on stderr
+        err = _stderr_through(proc, FIRST_CTRL_C.split(";")[0], window)
         proc.send_signal(signal.SIGINT)
-        started = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - started
+        # "at once": before the hosts' timers fire (they are still armed below), never after
+        # a confirm (the gate never lets one start)
+        proc.wait(timeout=window)
+        err += proc.stderr.read() if proc.stderr else ""
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert took < 15, "a second Ctrl-C exits at once, it does not wait for the armed hosts"
     assert "roll back by themselves when their timers fire" in err
-    assert armed(lab, "hv15") and armed(lab, "hv16")
+    assert armed(lab, "hv15") and armed(lab, "hv16"), "the second Ctrl-C waited for the hosts"
     txid16 = armed_txid(lab, "hv16")
     sh(lab, "hv16", scripts.disarm_script(txid16, nonce=scripts.new_nonce()))
     assert events(lab, "hv16")[-1] == "confirmed"

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, sh, stale_bridged_transaction, wait_for
+from tests.integration.helpers import armed, fleetbr, sh, stale_bridged_transaction, wait_for
 
 
 def leave_stale(lab: Lab, host: str, tmp_path: Path) -> str:

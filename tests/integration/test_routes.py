@@ -10,8 +10,7 @@ from typing import Any
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.protocol import apply_host
-from tests.integration.helpers import specs
-from tests.integration.txhelpers import armed, rendered, sh, task_file
+from tests.integration.helpers import armed, rendered, sh, specs, task_file
 
 NETWORK = ("links", "addresses", "routes4", "routes6", "rules4", "rules6")
 

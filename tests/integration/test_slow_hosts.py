@@ -20,14 +20,27 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
-from tests.integration.helpers import derived_inventory, fleetbr, specs
-from tests.integration.slowhost import slow_command
-from tests.integration.test_transaction import assert_at_snapshot, assert_bridged
-from tests.integration.txhelpers import armed, events, fleetbr_processes, task_file, wait_for
+from tests.integration.helpers import (
+    TIMEOUT,
+    armed,
+    assert_at_snapshot,
+    assert_bridged,
+    derived_inventory,
+    events,
+    fleetbr,
+    fleetbr_processes,
+    slow_command,
+    specs,
+    task_file,
+    wait_for,
+)
 
 COMMAND_TIMEOUT = 5  # the controller gives up on one SSH command after this long...
 SLOW = 12  # ...and each slow step takes this long (more than fleetbr 0.1's arm wait, too)
-TIMEOUT = 20
+# The dead-man window: one slow step inside it, plus what the product says a window needs
+# without one (protocol.min_timeout: reconnect twice, probe, disarm, the confirm margin) for
+# the lab's SSH options. Was a flat 20 s: some 5 s for 10 hosts on a loaded 2-core machine.
+WINDOW = SLOW + TIMEOUT
 
 # host -> (step, command made slow, pattern in its arguments, seconds, task cuts the host off)
 CASES: dict[str, tuple[str, str, str, float, bool]] = {
@@ -72,8 +85,8 @@ def test_slow_step_at_every_phase_ends_decided_and_true(
         fresh_host(name)
     inventory = _short_command_timeout(lab, tmp_path / "inventory")
     hosts = specs(inventory)
-    good = load_task(task_file(tmp_path, timeout=TIMEOUT))
-    cut = load_task(task_file(tmp_path, timeout=TIMEOUT, addresses=["203.0.113.9/24"]))
+    good = load_task(task_file(tmp_path, timeout=WINDOW))
+    cut = load_task(task_file(tmp_path, timeout=WINDOW, addresses=["203.0.113.9/24"]))
     tasks = {
         name: render_task(cut if cuts else good, hosts[name].context())
         for name, (_, _, _, _, cuts) in CASES.items()
@@ -105,7 +118,7 @@ def test_stage_slower_than_the_command_timeout_changes_nothing(
 ) -> None:
     fresh_host("hv09")
     inventory = _short_command_timeout(lab, tmp_path / "inventory")
-    task = task_file(tmp_path, timeout=TIMEOUT)
+    task = task_file(tmp_path, timeout=WINDOW)
     with slow_command(lab, "hv09", "mkdir", "/backups", COMMAND_TIMEOUT + 4):
         code, doc, err = fleetbr("-i", str(inventory), "-l", "hv09", "apply", str(task))
         assert code == 1, err

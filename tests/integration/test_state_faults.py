@@ -18,18 +18,18 @@ import pytest
 
 from fleetbr.lab import Lab, host_state
 from fleetbr.lab.faults import enter_argv
-from tests.integration.helpers import fleetbr
-from tests.integration.slowhost import slow_command
-from tests.integration.test_sudo import HOST as SUDO_HOST
-from tests.integration.test_sudo import NO_SUDOER, users  # noqa: F401 - a fixture
-from tests.integration.test_sudo import _inventory as sudo_inventory
-from tests.integration.test_transaction import assert_bridged
-from tests.integration.txhelpers import (
+from tests.integration.helpers import (
+    NO_SUDOER,
+    SUDO_HOST,
     armed,
+    assert_bridged,
     events,
+    fleetbr,
     fleetbr_processes,
     sh,
+    slow_command,
     stale_bridged_transaction,
+    sudo_inventory,
     task_file,
     wait_for,
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, reset_host
-from tests.integration.txhelpers import task_file
+from tests.integration.helpers import task_file
 
 HOST = "hv07"
 

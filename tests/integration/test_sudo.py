@@ -12,86 +12,31 @@ for DNS and a transaction with a 14 s dead-man timer could not confirm.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleetbr.lab import Lab, host_exec, host_state, reset_host
-from tests.integration.helpers import derived_inventory, fleetbr
-from tests.integration.txhelpers import armed, enslaved, events, sh, task_file
-
-HOST = "hv06"
-SUDOER, NO_SUDOER = "ops", "nosudo"
-SUDOERS_DROP_IN = "/etc/sudoers.d/fleetbr-test-ops"
-# Every file the fixture or useradd/userdel may rewrite; restored byte for byte (or removed).
-ACCOUNTS = ("passwd", "shadow", "group", "gshadow", "subuid", "subgid")
-TOUCHED_FILES = (
-    "/etc/hosts",
-    *(f"/etc/{name}{suffix}" for name in ACCOUNTS for suffix in ("", "-")),
+from fleetbr.lab import Lab, host_exec, host_state
+from tests.integration.helpers import (
+    NO_SUDOER,
+    SUDO_HOST,
+    SUDOER,
+    armed,
+    enslaved,
+    events,
+    fleetbr,
+    sh,
+    sudo_inventory,
+    task_file,
 )
+
+HOST = SUDO_HOST
 
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sudo") is None, reason="needs the sudo package (run scripts/setup)"
 )
-
-
-def _read_files(lab: Lab, paths: tuple[str, ...]) -> dict[str, str | None]:
-    """Contents of ``paths`` inside the host (None: absent)."""
-    saved: dict[str, str | None] = {}
-    for path in paths:
-        done = host_exec(lab, HOST, ["cat", "--", path], check=False)
-        saved[path] = done.stdout if done.returncode == 0 else None
-    return saved
-
-
-def _restore_files(lab: Lab, saved: dict[str, str | None]) -> None:
-    for path, content in saved.items():
-        if content is None:
-            host_exec(lab, HOST, ["rm", "-f", "--", path])
-        else:
-            host_exec(lab, HOST, ["tee", "--", path], input=content)
-
-
-def _add_user(lab: Lab, name: str) -> None:
-    # "*" rather than useradd's locked "!": sshd without PAM refuses locked accounts, even to keys.
-    host_exec(lab, HOST, ["useradd", "-m", "-d", f"/var/lib/{name}-home", "-s", "/bin/sh",
-                          "-p", "*", "--no-log-init", name])  # fmt: skip
-
-
-@pytest.fixture
-def users(lab: Lab, fresh_host: Any) -> Iterator[None]:
-    """hv06, reset, with user ``ops`` (passwordless sudo) and ``nosudo`` (no sudoers entry)."""
-    fresh_host(HOST)
-    saved = _read_files(lab, TOUCHED_FILES)
-    try:
-        for name in (SUDOER, NO_SUDOER):
-            _add_user(lab, name)
-        host_exec(lab, HOST, ["sh", "-c", 'umask 337 && cat > "$1"', "sh", SUDOERS_DROP_IN],
-                  input=f"{SUDOER} ALL=(ALL) NOPASSWD:ALL\n")  # fmt: skip
-        host_exec(lab, HOST, ["visudo", "-c", "-q", "-f", SUDOERS_DROP_IN])
-        yield
-    finally:
-        host_exec(lab, HOST, ["rm", "-f", "--", SUDOERS_DROP_IN])
-        for name in (SUDOER, NO_SUDOER):
-            host_exec(lab, HOST, ["userdel", "-r", name], check=False)
-            host_exec(lab, HOST, ["rm", "-rf", "--", f"/var/lib/{name}-home"])
-        _restore_files(lab, saved)
-        reset_host(lab, HOST)
-
-
-def _inventory(lab: Lab, dest: Path, user: str, sudo: bool) -> Path:
-    """The lab inventory where HOST logs in as ``user``, with ``sudo``."""
-
-    def edit(hosts: dict[str, Any], defaults: dict[str, Any]) -> None:
-        # nornir replaces the extras mapping as a whole: carry over the lab's keys and known_hosts
-        extras = dict(defaults["connection_options"]["fleetbr"]["extras"], sudo=sudo)
-        hosts[HOST]["username"] = user
-        hosts[HOST]["connection_options"] = {"fleetbr": {"extras": extras}}
-
-    return derived_inventory(lab, dest, edit)
 
 
 def _run(inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -104,7 +49,7 @@ def _run(inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
 def test_sudo_user_gathers_facts_applies_and_reads_status(
     lab: Lab, users: None, tmp_path: Path
 ) -> None:
-    inventory = _inventory(lab, tmp_path / "inv", SUDOER, sudo=True)
+    inventory = sudo_inventory(lab, tmp_path / "inv", SUDOER, sudo=True)
     assert sh(lab, HOST, f"id -u {SUDOER}").strip() != "0"
     code, facts, err = _run(inventory, "facts")
     assert code == 0, err
@@ -127,7 +72,7 @@ def test_sudo_user_gathers_facts_applies_and_reads_status(
 def test_without_sudo_the_apply_fails_cleanly(
     lab: Lab, users: None, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
-    inventory = _inventory(lab, tmp_path / "inv", SUDOER, sudo=False)
+    inventory = sudo_inventory(lab, tmp_path / "inv", SUDOER, sudo=False)
     code, facts, err = _run(inventory, "facts")  # reading the network needs no root
     assert code == 0 and facts["facts"]["hostname"] == HOST, (facts, err)
     code, result, err = _run(inventory, "apply", str(task_file(tmp_path)))
@@ -142,7 +87,7 @@ def test_without_sudo_the_apply_fails_cleanly(
 def test_user_without_sudoers_entry_gets_a_sudo_error(
     lab: Lab, users: None, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
-    inventory = _inventory(lab, tmp_path / "inv", NO_SUDOER, sudo=True)
+    inventory = sudo_inventory(lab, tmp_path / "inv", NO_SUDOER, sudo=True)
     for args in (("facts",), ("apply", str(task_file(tmp_path)))):
         code, result, err = _run(inventory, *args)
         assert code == 1, err

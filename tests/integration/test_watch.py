@@ -20,9 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetbr.lab import Lab
 from fleetbr.report import Status
 from tests.integration.barrier import Gate
-from tests.integration.helpers import fleetbr
-from tests.integration.test_drift import bridged_host
-from tests.integration.txhelpers import armed, events, fleetbr_processes, sh, task_file
+from tests.integration.helpers import (
+    armed,
+    bridged_host,
+    events,
+    fleetbr,
+    fleetbr_processes,
+    sh,
+    task_file,
+)
 
 RUN_PATIENCE = 60.0  # seconds to wait for a run report (a repair run on a loaded machine)
 

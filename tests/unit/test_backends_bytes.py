@@ -18,12 +18,10 @@ import pytest
 
 from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
 from fleetbr.plan import Plan, plan_host, step_command
+from tests.bytesamples import FILLER, ODD, VZ1
 from tests.unit.test_backends_plan import facts, persist
 from tests.unit.test_plan_support import task
 
-FILLER = b"".join(b"# padding line %05d of an old, long interfaces file\n" % i for i in range(1600))
-ODD = b"# caf\xe9 \xff\xfe (Latin-1 and bytes that are no UTF-8 at all)\n"
-VZ1 = b"\niface vz1 inet manual\n    pre-up true\n"
 FILES = {
     "ifupdown": "/etc/network/interfaces",
     "networkd": "/etc/systemd/network/10-eth0.network",

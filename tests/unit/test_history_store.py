@@ -128,8 +128,7 @@ WRITER = textwrap.dedent(
     from fleetbr.report import HostResult, Status
 
     path, name, runs, hosts, start_at = Path(sys.argv[1]), sys.argv[2], *map(float, sys.argv[3:])
-    while time.time() < start_at:
-        time.sleep(0.001)
+    time.sleep(max(0.0, start_at - time.time()))  # every writer starts at the same moment
     for r in range(int(runs)):
         names = [f"{name}-{r}-{h}" for h in range(int(hosts))]
         rec = start_recording(path, command="apply", hosts=names, options={}, selection=name)

@@ -24,8 +24,7 @@ from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
 from fleetbr.transaction.change import daemons_settling
 from fleetbr.transport import open_connection
-from tests.integration.helpers import specs
-from tests.integration.txhelpers import REPO, sh
+from tests.integration.helpers import REPO, fleetbr, sh, specs
 
 # backend -> the distro_lab host whose NIC it manages (tests/integration/distro/conftest.py)
 # (FLEETBR_TEST_BACKENDS=netplan,networkmanager limits the tests to those, while developing)
@@ -61,6 +60,13 @@ def persist_task(
     path = tmp_path / f"persist-{len(list(tmp_path.iterdir()))}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def plan(lab: Lab, host: str, task: Path, command: str = "plan") -> tuple[int, str, str]:
+    """``fleetbr plan`` (or apply) of ``task`` on ``host``: exit code, status, message."""
+    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, command, str(task))
+    assert isinstance(doc, dict), (doc, err)
+    return code, doc[host]["status"], doc[host]["message"]
 
 
 def apply_all(lab: Lab, hosts: Iterable[str], task: Path) -> AggregatedResult:

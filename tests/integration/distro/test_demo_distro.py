@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.txhelpers import REPO
+from tests.integration.helpers import REPO
 
 BACKENDS = {"hv01": "ifupdown", "hv02": "networkd", "hv03": "netplan", "hv04": "networkmanager"}
 SETTLED = {"ifupdown": "up", "networkd": "configured", "netplan": "configured",

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import sh
+from tests.integration.helpers import fleetbr, sh
 
 pytestmark = pytest.mark.lab
 

@@ -27,8 +27,7 @@ from fleetbr.lab.distro.supervisor import (
 )
 from fleetbr.lab.system import kill, netns_pids
 from tests.integration.distro.conftest import BACKENDS
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import sh
+from tests.integration.helpers import fleetbr, sh
 from tests.isolation import require_distro_cache
 
 pytestmark = pytest.mark.lab

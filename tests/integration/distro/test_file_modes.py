@@ -23,7 +23,7 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     settled_facts,
 )
-from tests.integration.txhelpers import sh
+from tests.integration.helpers import sh
 
 pytestmark = pytest.mark.lab
 

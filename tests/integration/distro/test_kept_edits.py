@@ -26,8 +26,7 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     settled_facts,
 )
-from tests.integration.helpers import specs
-from tests.integration.txhelpers import events, sh, wait_for
+from tests.integration.helpers import events, sh, specs, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -31,7 +31,7 @@ from tests.integration.distro.persisthelpers import (
     settled_facts,
     settled_state,
 )
-from tests.integration.txhelpers import REPO, armed, events, sh
+from tests.integration.helpers import REPO, armed, events, sh
 
 pytestmark = pytest.mark.lab
 

@@ -28,23 +28,19 @@ from fleetbr.lab import Lab, LabHost, host_state
 from fleetbr.lab.distro import lateroot, reboot
 from fleetbr.report import Status
 from fleetbr.transaction.protocol import resolve
+from tests.integration.distro.boothelpers import (
+    CUT_OFF_BACKENDS,
+    GUARD,
+    cut_off_applied,
+    cut_off_hosts,
+    old_config_problems,
+)
 from tests.integration.distro.persisthelpers import (
     gather_each,
     on_each,
-    persist_task,
-    settled_state,
     state_diff,
 )
-from tests.integration.distro.test_persist_boot_late_root import (
-    BACKENDS,
-    CUT_OFF,
-    GUARD,
-    WINDOW,
-    _cut_off_applied,
-)
-from tests.integration.distro.test_persist_reboot import old_config_problems
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import armed, sh
+from tests.integration.helpers import armed, fleetbr, sh
 
 pytestmark = pytest.mark.lab
 EMPTY = hashlib.sha256(b"").hexdigest()
@@ -76,27 +72,25 @@ def failed_boot_problems(lab: Lab, host: str, state: dict[str, Any], resumed: st
 def test_guard_that_cannot_write_fails_loudly_and_the_host_keeps_its_old_network(
     distro_lab: Lab, fresh_distro_host: Callable[[str], LabHost], tmp_path: Path
 ) -> None:
-    hosts = on_each(BACKENDS.values(), fresh_distro_host)
-    before = on_each(BACKENDS.values(), lambda h: settled_state(distro_lab, h))
-    for host in hosts.values():
-        lateroot.read_only_etc(distro_lab, host)
-    task = persist_task(tmp_path, "cut-off.yaml", timeout=WINDOW, addresses=[CUT_OFF])
+    hosts, before, task = cut_off_hosts(
+        distro_lab, fresh_distro_host, tmp_path, lateroot.read_only_etc
+    )
 
     async def run(name: str) -> str:
-        tx = await _cut_off_applied(distro_lab, name, task)
+        tx = await cut_off_applied(distro_lab, name, task)
         await asyncio.to_thread(reboot, distro_lab, name, hard=True)
         result = await resolve(tx)
         return f"{result.status.value} {result.message}"
 
-    outcome = asyncio.run(gather_each(BACKENDS.values(), run))
+    outcome = asyncio.run(gather_each(CUT_OFF_BACKENDS.values(), run))
     problems = []
-    for backend, name in BACKENDS.items():
+    for backend, name in CUT_OFF_BACKENDS.items():
         found = failed_boot_problems(distro_lab, name, before[name][0], outcome[name])
         problems += [f"{backend} (read-only /etc): {p}" for p in found]
     for host in hosts.values():
         lateroot.read_only_etc(distro_lab, host, on=False)
-    on_each(BACKENDS.values(), lambda h: reboot(distro_lab, h))
-    for backend, name in BACKENDS.items():
+    on_each(CUT_OFF_BACKENDS.values(), lambda h: reboot(distro_lab, h))
+    for backend, name in CUT_OFF_BACKENDS.items():
         found = old_config_problems(distro_lab, backend, *before[name])
         last = sh(distro_lab, name, "tail -n 1 /var/lib/fleetbr/journal")
         if "rolled_back reason=reboot failed_steps=0" not in last:

@@ -30,8 +30,7 @@ from tests.integration.distro.persisthelpers import (
     persist_task,
     settled_facts,
 )
-from tests.integration.helpers import specs
-from tests.integration.txhelpers import sh
+from tests.integration.helpers import sh, specs
 
 pytestmark = pytest.mark.lab
 

@@ -12,9 +12,8 @@ import pytest
 
 from fleetbr.lab import Lab, LabHost, host_exec, host_state
 from fleetbr.lab.distro import reboot
-from tests.integration.distro.persisthelpers import HOSTS, persist_task, settled_state
-from tests.integration.distro.test_persist_refusals import plan
-from tests.integration.txhelpers import events
+from tests.integration.distro.persisthelpers import HOSTS, persist_task, plan, settled_state
+from tests.integration.helpers import events
 
 pytestmark = pytest.mark.lab
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab, LabHost, host_exec
-from tests.integration.distro.persisthelpers import HOSTS, persist_task
-from tests.integration.distro.test_persist_refusals import plan
-from tests.unit.test_backends_bytes import FILLER, ODD, VZ1
+from tests.bytesamples import FILLER, ODD, VZ1
+from tests.integration.distro.persisthelpers import HOSTS, persist_task, plan
 
 pytestmark = pytest.mark.lab
 

@@ -10,18 +10,10 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab, host_state
-from tests.integration.distro.persisthelpers import HOSTS, persist_task
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import events, sh
+from tests.integration.distro.persisthelpers import HOSTS, persist_task, plan
+from tests.integration.helpers import events, sh
 
 pytestmark = pytest.mark.lab
-
-
-def plan(lab: Lab, host: str, task: Path, command: str = "plan") -> tuple[int, str, str]:
-    """``fleetbr plan`` (or apply) of ``task`` on ``host``: exit code, status, message."""
-    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, command, str(task))
-    assert isinstance(doc, dict), (doc, err)
-    return code, doc[host]["status"], doc[host]["message"]
 
 
 def test_persist_none_on_a_daemon_managed_nic_is_refused_unless_accepted(

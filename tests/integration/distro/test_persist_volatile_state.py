@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab, LabHost, host_state
-from tests.integration.distro.persisthelpers import HOSTS, persist_task
-from tests.integration.distro.test_persist_refusals import plan
-from tests.integration.txhelpers import sh
+from tests.integration.distro.persisthelpers import HOSTS, persist_task, plan
+from tests.integration.helpers import sh
 
 pytestmark = pytest.mark.lab
 

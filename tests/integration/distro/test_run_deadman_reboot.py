@@ -25,8 +25,7 @@ from fleetbr.transaction import scripts
 from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
 from fleetbr.transport import open_connection
-from tests.integration.helpers import fleetbr, specs
-from tests.integration.txhelpers import armed, events, sh, wait_for
+from tests.integration.helpers import armed, events, fleetbr, sh, specs, wait_for
 
 pytestmark = pytest.mark.lab
 

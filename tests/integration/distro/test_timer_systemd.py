@@ -17,8 +17,16 @@ import pytest
 
 from fleetbr.lab import Lab, LabHost, host_exec, host_state
 from tests.integration.barrier import Gate
-from tests.integration.helpers import derived_inventory, fleetbr
-from tests.integration.txhelpers import TIMEOUT, enslaved, events, sh, task_file, wait_for
+from tests.integration.helpers import (
+    TIMEOUT,
+    derived_inventory,
+    enslaved,
+    events,
+    fleetbr,
+    sh,
+    task_file,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 USER = "ops"

@@ -10,44 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
-from fleetbr.facts.libvirt import Domain
 from fleetbr.facts.model import HostFacts
-from fleetbr.facts.parse import parse_facts
-from fleetbr.facts.script import facts_script
 from fleetbr.lab import Lab, LabHost, host_exec
 from fleetbr.lab.distro.guests import domain_xml
 from tests.integration.barrier import Gate
-from tests.integration.helpers import fleetbr
-from tests.integration.txhelpers import REPO, TIMEOUT, enslaved, events, sh, wait_for
+from tests.integration.guests.guesthelpers import domains, host_facts, master, task
+from tests.integration.helpers import REPO, enslaved, events, fleetbr, sh, wait_for
 
 pytestmark = pytest.mark.lab
-CONFIRM_TIMEOUT = 30
-
-
-def task(tmp_path: Path, guests: dict[str, object], base: str = "bridge.yaml") -> Path:
-    """tasks/<base> with a guests: section and a short timer: the shortest for a host that must
-    roll back (cut-off), a longer one where the host must confirm on a loaded machine (each
-    virsh call in the apply and the facts costs tens of milliseconds, more under load)."""
-    doc = yaml.safe_load((REPO / "tasks" / base).read_text())
-    doc["deadman"]["timeout"] = TIMEOUT if base == "cut-off.yaml" else CONFIRM_TIMEOUT
-    doc["guests"] = guests
-    if base == "cut-off.yaml":  # its jinja default would not survive a YAML round trip
-        doc["bridge"]["addresses"] = ["203.0.113.250/32"]
-    path = tmp_path / f"guests-{len(list(tmp_path.iterdir()))}.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, width=10_000))
-    return path
-
-
-def host_facts(lab: Lab, host: str) -> HostFacts:
-    """The host's facts, read without SSH (the facts script run inside the host)."""
-    return parse_facts(host_exec(lab, host, ["sh", "-s"], input=facts_script()).stdout)
-
-
-def domains(facts: HostFacts) -> dict[str, Domain]:
-    assert facts.guests is not None
-    return {d.name: d for d in facts.guests.domains}
 
 
 def interfaces(facts: HostFacts) -> dict[str, list[str]]:
@@ -58,11 +29,6 @@ def interfaces(facts: HostFacts) -> dict[str, list[str]]:
         ]
         for name, d in domains(facts).items()
     }
-
-
-def master(facts: HostFacts, tap: str) -> str | None:
-    link = facts.link(tap)
-    return link.master if link is not None else None
 
 
 def qemu_pids(lab: Lab, host: str) -> set[str]:

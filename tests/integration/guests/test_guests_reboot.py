@@ -22,9 +22,8 @@ from fleetbr.report import HostResult, Status
 from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
 from fleetbr.transport import open_connection
-from tests.integration.guests.test_guests import domains, host_facts, master, task
-from tests.integration.helpers import specs
-from tests.integration.txhelpers import armed, events, rendered, sh, wait_for
+from tests.integration.guests.guesthelpers import domains, host_facts, master, task
+from tests.integration.helpers import armed, events, rendered, sh, specs, wait_for
 
 pytestmark = pytest.mark.lab
 
