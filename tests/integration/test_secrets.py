@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shlex
 import signal
 import subprocess
@@ -169,3 +171,46 @@ def test_a_failing_password_command_is_one_line(lab: Lab, tmp_path: Path) -> Non
     code, out, err = fleetbr_off_tty(tmp_path, inventory, "-l", "hv01", "run", "true")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.endswith("the command exited 4\n") and "host hv01: secret {command: " in err
+
+
+def run_on_a_terminal(args: list[str], answer: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI on a new pseudo-terminal (its controlling terminal), type ``answer`` at each
+    passphrase prompt; returns (exit code, everything the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its stdin, stdout, stderr and /dev/tty
+        os.execve(sys.executable, [sys.executable, "-m", "fleetbr", *args], env)
+    shown, answered = b"", 0
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if shown.count(b"Passphrase for ") > answered:
+                answered += 1
+                os.write(fd, answer.encode() + b"\n")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+
+def test_on_a_terminal_the_passphrase_is_asked_once_for_all_hosts(lab: Lab, tmp_path: Path) -> None:
+    key = encrypted_copy(lab, tmp_path / "id_enc")
+    inventory = inventory_with(lab, tmp_path / "inv", key)
+    environ = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    environ |= {"FBR_IT_PASSWORD": PASSWORD}
+    args = ["--json", "-i", str(inventory), "--history", str(tmp_path / "history.sqlite3"),
+            "-l", "hv01,hv02,hv03", "run", "true"]  # fmt: skip
+    code, shown = run_on_a_terminal(args, PASSPHRASE, environ)
+    assert code == 0, shown
+    assert shown.count(f"Passphrase for {key}: ") == 1  # once for the three hosts
+    assert_no_secret_anywhere(tmp_path, shown)  # not echoed either
+    assert all(f'"{name}"' in shown for name in ("hv01", "hv02", "hv03"))
