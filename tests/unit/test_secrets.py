@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +12,13 @@ import asyncssh
 import pytest
 
 from fleetbr import keyfiles, secrets
+from fleetbr.cli import main
 from fleetbr.errors import UsageError, ValidationError
 from fleetbr.inventory import check_client_keys, load_inventory
 from fleetbr.keyfiles import unlock_keys, unlocked
 from fleetbr.secrets import MASK, Secret, SecretSource, parse_secret
+from fleetbr.sshagent import agent_holds
+from tests.sshfiles import write_key
 
 PASSWORD = "pw-Zq81-never-shown"
 PASSPHRASE = "pp-Kx42-never-shown"
@@ -113,8 +118,6 @@ def test_missing_env_is_one_line(
 
 def command(*words: str) -> str:
     """A command line running this Python with ``words`` (quoted for shlex)."""
-    import shlex
-
     return shlex.join([sys.executable, "-c", *words])
 
 
@@ -235,18 +238,30 @@ def test_terminal_prompt_is_asked_once_for_every_host_sharing_the_key(
 
 
 def test_an_unencrypted_key_needs_nothing(tmp_path: Path) -> None:
-    from tests.sshfiles import write_key
-
     key = write_key(tmp_path / "id_plain")
     unlock_keys([str(key)], None, "client_keys", ask=False)
     assert unlocked(str(key)) == str(key)
 
 
 def test_no_agent_holds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fleetbr.sshagent import agent_holds
-
     key = write_encrypted_key(tmp_path / "id_enc")
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     assert agent_holds(str(key) + ".pub") is False
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "no-such-socket"))
     assert agent_holds(str(key) + ".pub") is False
+
+
+def test_inventory_listing_masks_and_reads_no_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FBR_UNSET", raising=False)
+    (tmp_path / "hosts.yaml").write_text(
+        "hv01:\n  hostname: 198.51.100.10\n  password: {env: FBR_UNSET}\n"
+        "hv02:\n  hostname: 198.51.100.11\n"
+        f"  password: {PASSWORD}\n"
+    )
+    assert main(["--json", "-i", str(tmp_path), "inventory"]) == 0
+    out = capsys.readouterr().out
+    document = json.loads(out)
+    assert document["hv01"]["password"] == MASK and document["hv02"]["password"] == MASK
+    assert PASSWORD not in out
