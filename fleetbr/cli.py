@@ -75,7 +75,12 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
     hosts = selected_hosts(args)
     aggregated = asyncio.run(run_hosts("facts", hosts, facts_job, forks=args.forks))
-    render_results(aggregated, as_json=args.json)
+    if args.show:
+        from fleetbr.facts.show import render
+
+        render(aggregated, args.show, as_json=args.json)
+    else:
+        render_results(aggregated, as_json=args.json)
     return aggregated.exit_code
 
 

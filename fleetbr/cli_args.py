@@ -35,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", action=_Subparsers
     )
     commands.add_parser("inventory", help="list selected hosts and their connection settings")
-    commands.add_parser("facts", help="gather network facts from the selected hosts")
+    facts = commands.add_parser("facts", help="gather network facts from the selected hosts")
+    facts.add_argument(
+        "--show", type=_facts_sections, metavar="SECTIONS",
+        help="print these sections as tables per host (comma separated: links, bridges, "
+        "addresses, routes, rules, daemons, backends, guests, sysctls, files, or all); "
+        "with --json, only these sections",
+    )  # fmt: skip
     _add_lab_parser(commands)
     _add_change_parsers(commands)
     _add_run_parser(commands)
@@ -290,6 +296,15 @@ def _add_schedule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repair", action="store_true",
                         help="apply instead of check: drifted hosts are repaired under the "
                         "dead-man timer")  # fmt: skip
+
+
+def _facts_sections(text: str) -> tuple[str, ...]:
+    from fleetbr.facts.show import parse_sections
+
+    try:
+        return parse_sections(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

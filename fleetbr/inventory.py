@@ -27,7 +27,8 @@ from ruamel.yaml.error import YAMLError
 
 from fleetbr import validate
 from fleetbr.errors import InventoryError, UsageError, ValidationError
-from fleetbr.keyfiles import key_file_problem, unopenable
+from fleetbr.keyfiles import key_file_problem, unlock_keys, unopenable
+from fleetbr.secrets import MASK, Secret, parse_secret, resolve
 from fleetbr.selection import no_match, require_some, select_names
 from fleetbr.validate import clip, label, show
 
@@ -57,7 +58,7 @@ class SSHOptions:
     keepalive_interval: float = 2.0
     keepalive_count_max: int = 3
     command_timeout: float = 120.0
-    passphrase: str | None = field(default=None, repr=False)
+    passphrase: Secret | None = field(default=None, repr=False)  # for encrypted client_keys
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class HostSpec:
     hostname: str
     port: int
     username: str | None
-    password: str | None = field(repr=False)
+    password: Secret | None = field(repr=False)
     groups: tuple[str, ...]
     data: Mapping[str, Any]
     ssh: SSHOptions
@@ -90,7 +91,7 @@ class HostSpec:
             "hostname": self.hostname,
             "port": self.port,
             "username": self.username,
-            "password": "********" if self.password else None,
+            "password": MASK if self.password else None,
             "groups": list(self.groups),
             "data": dict(self.data),
             "client_keys": list(ssh.client_keys),
@@ -100,7 +101,7 @@ class HostSpec:
             "agent_forwarding": ssh.agent_forwarding,
             "connect_timeout": ssh.connect_timeout,
             "keepalive": f"{ssh.keepalive_interval:g}s x {ssh.keepalive_count_max}",
-            "passphrase": "********" if ssh.passphrase else None,
+            "passphrase": MASK if ssh.passphrase else None,
         }
 
 
@@ -300,7 +301,7 @@ def spec_from_connection(
         hostname=_hostname(params.hostname, "hostname"),
         port=port,
         username=None if params.username is None else validate.username(params.username),
-        password=_password(params.password),
+        password=parse_secret(params.password, "password"),
         groups=groups,
         data=data if data is not None else {},
         ssh=ssh,
@@ -313,17 +314,6 @@ def _hostname(value: object, field: str) -> str:
     if not text or text.startswith("-") or any(not c.isprintable() or c.isspace() for c in text):
         raise ValidationError(f"{field}: {show(value)} is not a host name or address")
     return text
-
-
-def _password(value: object) -> str | None:
-    """A password: a string without control characters (never quoted back in a message)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError("password: expected a string (quote it in YAML)")
-    if any(not c.isprintable() and c != " " for c in value):
-        raise ValidationError("password: contains control characters")
-    return value
 
 
 def jump_target(value: str) -> tuple[str, str | None, int]:
@@ -375,7 +365,7 @@ def _ssh_options(extras: Mapping[str, Any]) -> SSHOptions:
             extras.get("keepalive_count_max", 3), "keepalive_count_max", 1, 100
         ),
         command_timeout=_seconds(extras, "command_timeout", 120.0),
-        passphrase=extras.get("passphrase"),
+        passphrase=parse_secret(extras.get("passphrase"), "passphrase"),
     )
 
 
@@ -417,37 +407,58 @@ def check_client_keys(
     directory: Path, hosts: Sequence[HostSpec], key: str | None, known_hosts: str | None = None
 ) -> None:
     """Every private key the selected hosts will use is a readable private key file (``--key``
-    first), and a ``--known-hosts`` file given is readable.
+    first), and a ``--known-hosts`` file given is readable; every secret is read from its
+    source and every encrypted key decrypted (its passphrase asked once on a terminal).
 
-    Checked once, before any host is contacted: a missing key is the operator's error (exit 2),
-    not something for every host to retry and report as unreachable.
+    Checked once, before any host is contacted: a missing key or secret is the operator's error
+    (exit 2), not something for every host to retry and report as unreachable.
     """
     if known_hosts:
         problem = unopenable(str(Path(known_hosts).expanduser()))
         if problem:
             raise UsageError(f"--known-hosts {known_hosts}: {problem}")
+    _resolve_secrets(directory, hosts)
     if key:
-        problem = key_file_problem(str(Path(key).expanduser()))
+        path = str(Path(key).expanduser())
+        problem = key_file_problem(path)
         if problem:
             raise UsageError(f"--key {key}: {problem}")
+        passphrases = {spec.ssh.passphrase for spec in hosts}
+        shared = passphrases.pop() if len(passphrases) == 1 else None
+        unlock_keys([path], shared, "--key")
         return  # --key replaces every host's client_keys
     seen: dict[str, str] = {}
     for spec in hosts:
+        where = f"{directory / HOSTS_FILE}: host {spec.name}: client_keys"
         for path in spec.ssh.client_keys:
             problem = seen.setdefault(path, key_file_problem(path))
             if problem:
-                raise InventoryError(
-                    f"{directory / HOSTS_FILE}: host {spec.name}: client_keys: {path}: {problem}"
-                )
+                raise InventoryError(f"{where}: {path}: {problem}")
+        unlock_keys(spec.ssh.client_keys, spec.ssh.passphrase, where)
+
+
+def _resolve_secrets(directory: Path, hosts: Sequence[HostSpec]) -> None:
+    """Read every ``{env:}``/``{command:}`` secret of ``hosts`` now (each source once)."""
+    for spec in hosts:
+        try:
+            resolve([spec.password, spec.ssh.passphrase])
+        except UsageError as exc:
+            raise UsageError(f"{directory / HOSTS_FILE}: host {spec.name}: {exc}") from None
 
 
 def key_problem(spec: HostSpec) -> str:
     """``client_keys: PATH: why`` for the first private key of ``spec`` that cannot be read, or
-    "" when every one can (for callers that check one host at a time, as the Nornir tasks do)."""
+    "" when every one can (for callers that check one host at a time, as the Nornir tasks do).
+    Its secrets are read and its encrypted keys decrypted too, never asking on a terminal."""
     for path in spec.ssh.client_keys:
         problem = key_file_problem(path)
         if problem:
             return f"client_keys: {path}: {problem}"
+    try:
+        resolve([spec.password, spec.ssh.passphrase])
+        unlock_keys(spec.ssh.client_keys, spec.ssh.passphrase, "client_keys", ask=False)
+    except UsageError as exc:
+        return str(exc)
     return ""
 
 

@@ -34,6 +34,8 @@ from fleetbr.errors import (
     TransportError,
 )
 from fleetbr.inventory import HostSpec, SSHOptions, jump_target
+from fleetbr.keyfiles import unlocked
+from fleetbr.secrets import Secret
 from fleetbr.transport.base import Captured, CommandOutput, CommandResult, OutputSink
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -211,7 +213,7 @@ async def _open(
     port: int,
     username: str | None,
     *,
-    password: str | None = None,
+    password: Secret | None = None,
     tunnel: asyncssh.SSHClientConnection | None = None,
 ) -> asyncssh.SSHClientConnection:
     options: dict[str, Any] = {
@@ -230,10 +232,14 @@ async def _open(
     if username:
         options["username"] = username
     if password:
-        options["password"] = password
+        options["password"] = password.reveal()
     if ssh.client_keys:
-        options["client_keys"] = list(ssh.client_keys)
-        options["passphrase"] = ssh.passphrase
+        # Encrypted keys were decrypted once for the run (keyfiles.unlock_keys); one the agent
+        # holds is skipped here, and asyncssh then offers the agent's keys (SSH_AUTH_SOCK).
+        options["client_keys"] = [unlocked(path) for path in ssh.client_keys]
+        options["ignore_encrypted"] = True
+        if ssh.passphrase is not None:
+            options["passphrase"] = ssh.passphrase.reveal()
     # Never the ssh config's ProxyJump: asyncssh would open that jump with the config's own
     # known_hosts (`UserKnownHostsFile none` included). The inventory's jump_host is opened by
     # _connect_once like any host, against fleetbr's known_hosts.

@@ -69,7 +69,8 @@ def test_inheritance_follows_nornir(tmp_path: Path) -> None:
     assert hv01.data["nic"] == "eth0"  # host data wins
     assert hv02.data["nic"] == "enp1s0"  # from group hypervisors via rack1
     assert hv02.data["dns"] == "203.0.113.53"  # from defaults
-    assert hv01.username == "ops" and hv01.password == "s3cret"  # group rack1
+    assert hv01.username == "ops" and hv01.password is not None  # group rack1
+    assert hv01.password.reveal() == "s3cret"
     assert hv03.username == "admin"
     assert hv02.port == 2222 and hv01.port == 22
     assert hv01.groups == ("rack1", "hypervisors")
@@ -308,16 +309,32 @@ def test_cli_bad_key_or_known_hosts_file_exits_2_naming_the_path(
     assert err.startswith(f"error: {flag} {path}: {shown}") and err.count("\n") == 1, err
 
 
-def test_an_encrypted_key_passes_the_up_front_check(tmp_path: Path) -> None:
-    """Its passphrase (the inventory's) is for the connection to check, not the CLI."""
+def test_an_encrypted_key_is_decrypted_by_the_up_front_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the inventory's passphrase (shared by the hosts) for --key; without one and without
+    a terminal, one line before any host is contacted (tests/unit/test_secrets.py has more)."""
     import asyncssh
+
+    from fleetbr import keyfiles
 
     key = tmp_path / "id_enc"
     asyncssh.generate_private_key("ssh-ed25519").write_private_key(
         str(key), format_name="pkcs8-pem", passphrase="pw"
     )
+    monkeypatch.setattr(keyfiles, "_has_terminal", lambda: False)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setattr(keyfiles, "_UNLOCKED", {})
     inventory = write_inventory(tmp_path)
+    with pytest.raises(UsageError, match="is encrypted and there is no terminal"):
+        check_client_keys(inventory, list(load_inventory(inventory).values()), str(key))
+    hosts = "hv01:\n  hostname: 198.51.100.10\n"
+    extras = "connection_options: {fleetbr: {extras: {passphrase: {env: FBR_TEST_PP}}}}\n"
+    (tmp_path / "inv").mkdir()
+    inventory = write_inventory(tmp_path / "inv", hosts, None, extras)
+    monkeypatch.setenv("FBR_TEST_PP", "pw")
     check_client_keys(inventory, list(load_inventory(inventory).values()), str(key))
+    assert isinstance(keyfiles.unlocked(str(key)), asyncssh.SSHKey)
 
 
 def _bomb_inventory(directory: Path, levels: int = 9) -> Path:
