@@ -29,10 +29,10 @@ PASSWORD = "pw-It3z-never-shown"
 
 
 def encrypted_copy(lab: Lab, dest: Path) -> Path:
-    """The lab's client key, encrypted with PASSPHRASE (PKCS#8: OpenSSH's own format would need
-    bcrypt), with its .pub beside it: the hosts already accept it."""
+    """The lab's client key, encrypted with PASSPHRASE in OpenSSH's own format (what ssh-keygen
+    writes), with its .pub beside it: the hosts already accept it."""
     key = asyncssh.read_private_key(str(lab.key_path))
-    dest.write_bytes(key.export_private_key("pkcs8-pem", PASSPHRASE))
+    dest.write_bytes(key.export_private_key("openssh", PASSPHRASE))
     dest.chmod(0o600)
     dest.with_name(dest.name + ".pub").write_bytes(key.export_public_key())
     return dest

@@ -33,11 +33,11 @@ def _fresh_run() -> Iterator[None]:
     keyfiles._UNLOCKED.clear()
 
 
-def write_encrypted_key(path: Path, passphrase: str = PASSPHRASE) -> Path:
-    """An ed25519 key encrypted with ``passphrase`` (PKCS#8: OpenSSH's own format needs bcrypt,
-    which is not installed)."""
+def write_encrypted_key(path: Path, passphrase: str = PASSPHRASE, form: str = "openssh") -> Path:
+    """An ed25519 key encrypted with ``passphrase``, in OpenSSH's own format (``ssh-keygen``'s
+    default; bcrypt decrypts it) or ``pkcs8-pem``."""
     key = asyncssh.generate_private_key("ssh-ed25519")
-    path.write_bytes(key.export_private_key("pkcs8-pem", passphrase))
+    path.write_bytes(key.export_private_key(form, passphrase))
     path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
     return path
 
@@ -177,10 +177,11 @@ def test_check_client_keys_names_the_host_whose_source_fails(
     )
 
 
+@pytest.mark.parametrize("form", ["openssh", "pkcs8-pem"])
 def test_encrypted_key_is_decrypted_once_with_its_passphrase_source(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
-    key = write_encrypted_key(tmp_path / "id_enc")
+    key = write_encrypted_key(tmp_path / "id_enc", form=form)
     monkeypatch.setenv("FBR_PP", PASSPHRASE)
     passphrase = parse_secret({"env": "FBR_PP"}, "passphrase")
     assert unlocked(str(key)) == str(key)  # not yet: asyncssh would get the path
