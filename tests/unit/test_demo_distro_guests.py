@@ -62,3 +62,24 @@ def test_one_guest_host_in_the_demo_and_per_host_counts_in_the_lab() -> None:
         guests_for([0, 9], 2)
     with pytest.raises(FleetbrError, match="guests: expected a whole number"):
         guests_for([True], 1)
+
+
+def test_the_distro_demo_reports_what_happened_and_decides_nothing() -> None:
+    from fleetbr.lab.demos.distro import DistroDemo, HostOutcome
+
+    demo = DistroDemo(rebooted="hv02")
+    demo.hosts["hv01"] = HostOutcome("ifupdown", "eth0", status="confirmed",
+                                     check_after_confirm="in_sync")  # fmt: skip
+    demo.hosts["hv02"] = HostOutcome("networkd", "eth0", status="rolled_back",
+                                     check_after_confirm="drift: no bridge br0",
+                                     check_after_reboot="in_sync")  # fmt: skip
+    assert demo.summary() == (
+        "demo: 2 hosts: 1 confirmed, 1 rolled_back; check after confirm: 1 in_sync, "
+        "1 drift: no bridge br0; after the reboot of hv02: in_sync"
+    )
+    doc = demo.to_dict()
+    assert set(doc) == {"rebooted", "guest_host", "hosts"}
+    assert (
+        "problems" not in doc["hosts"]["hv01"] and doc["hosts"]["hv02"]["status"] == "rolled_back"
+    )
+    assert DistroDemo().summary() == "demo: 0 hosts: none; check after confirm: none"
