@@ -97,3 +97,13 @@ def test_the_walk_covers_the_product_and_leaves_out_only_the_lab_side() -> None:
     assert {"fleetbr", "fleetbr.cli", "fleetbr.transaction.protocol", "fleetbr.render"} <= names
     assert not any(n == LAB or n.startswith(LAB + ".") for n in names)
     assert not (PACKAGE / "demo.py").exists() and not list(PACKAGE.glob("demo_*.py"))
+
+
+def test_every_folder_of_modules_is_a_package() -> None:
+    """A folder without ``__init__.py`` imports as a namespace package but is left out of the
+    wheel (setuptools' find): the lab side would vanish from an installed fleetbr."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(
+        str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").exists()
+    )
+    assert not missing, missing
