@@ -34,8 +34,6 @@ from fleetbr.report import hosts_text
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
-    from fleetbr.lab import Lab
-    from fleetbr.lab.build import HostStatus
     from fleetbr.report import AggregatedResult
 
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
@@ -82,84 +80,6 @@ def cmd_facts(args: argparse.Namespace) -> int:
     else:
         render_results(aggregated, as_json=args.json)
     return aggregated.exit_code
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    """``fleetbr lab up|status|down|reboot``."""
-    from fleetbr import lab
-
-    out = Human()
-    if args.lab_command == "reboot":
-        from fleetbr.lab import distro
-
-        distro.reboot(lab.load(args.dir.resolve()), args.host, hard=args.hard)
-        out.line(f"lab reboot: {args.host} is back")
-        return EXIT_OK
-    if args.lab_command == "up":
-        built = _lab_up(args)
-        if args.json:
-            print_json(
-                {
-                    h.name: {"address": h.addr4, "address6": h.addr6}
-                    | ({"backend": h.backend} if h.backend else {})
-                    for h in built.hosts
-                }
-            )
-        else:
-            out.line(f"lab up: {hosts_text(len(built.hosts))} in {built.dir}")
-            out.line(f"  fleetbr -i {built.inventory_dir} facts")
-        return EXIT_OK
-    if args.lab_command == "down":
-        lab.down(args.dir.resolve())
-        out.line(f"lab down: {args.dir}")
-        return EXIT_OK
-    rows = lab.status(args.dir.resolve())
-    if args.json:
-        print_json({row.name: vars(row) for row in rows})
-    else:
-        _print_lab_status(rows)
-    return EXIT_OK if all(_lab_host_up(row) for row in rows) else EXIT_FAILED
-
-
-def _lab_host_up(row: HostStatus) -> bool:
-    return row.sshd_alive and row.ssh_port_open
-
-
-def _print_lab_status(rows: Sequence[HostStatus]) -> None:
-    """``lab status`` for people: one row per host, then ``6 hosts: 6 up``."""
-    from fleetbr.history.present import print_table
-
-    yes_no = {True: "yes", False: "no"}
-    print_table("lab", ("host", "address", "netns", "sshd", "port 22", "state"), [
-        (row.name, row.address, yes_no[row.netns_exists], "alive" if row.sshd_alive else "dead",
-         "open" if row.ssh_port_open else "closed", "up" if _lab_host_up(row) else "down")
-        for row in rows
-    ])  # fmt: skip
-    up = sum(_lab_host_up(row) for row in rows)
-    counts = ", ".join(f"{n} {what}" for n, what in ((up, "up"), (len(rows) - up, "down")) if n)
-    Human().line(f"{hosts_text(len(rows))}: {counts or 'none'}")
-
-
-def _lab_up(args: argparse.Namespace) -> Lab:
-    from fleetbr import lab
-
-    if args.distro is None:
-        if args.backend is not None:
-            raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
-        if args.guests:
-            raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
-        return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
-    from fleetbr.lab import distro
-
-    backend = args.backend or "networkd"
-    return distro.up(
-        args.dir.resolve(),
-        hosts=args.hosts,
-        backend=backend,
-        distro=args.distro,
-        nic=args.nic,
-        guests=args.guests,
-    )
 
 
 def cmd_change(args: argparse.Namespace) -> int:
@@ -219,29 +139,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """``fleetbr demo``."""
-    if args.distro:
-        from fleetbr.demo_distro import run_distro_demo
+def _lab_command(args: argparse.Namespace) -> int:
+    """``fleetbr lab ...`` and ``fleetbr demo ...``: the product's one door to the lab side
+    (fleetbr/lab/cli.py; docs/lab.md, "Product, lab and demos"), imported only when one of them
+    runs. No other product module imports the lab (tests/unit/test_layout.py)."""
+    from fleetbr.lab.cli import HANDLERS as LAB_HANDLERS
 
-        return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
-                               keep=args.keep, as_json=args.json)  # fmt: skip
-    from fleetbr.demo import run_demo
-
-    return run_demo(
-        args.dir.resolve(), hosts=args.hosts, task=args.task, cut_task=args.cut_task,
-        timeout=args.timeout or 20, keep=args.keep,
-    )  # fmt: skip
+    return LAB_HANDLERS[args.command](args)
 
 
 EXIT_INTERRUPTED = 130  # a first Ctrl-C: every host reported, some never started
 
 
 HANDLERS: dict[str, Handler] = {
-    "demo": cmd_demo,
+    "demo": _lab_command,
     "inventory": cmd_inventory,
     "facts": cmd_facts,
-    "lab": cmd_lab,
+    "lab": _lab_command,
     "plan": cmd_change,
     "apply": cmd_change,
     "status": cmd_change,

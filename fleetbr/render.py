@@ -1,5 +1,8 @@
 """Render the remote-side shell scripts from the jinja2 templates in ``fleetbr/templates``.
 
+The lab renders its own templates (``fleetbr/lab/templates``) through the same settings:
+``environment_of("fleetbr.lab")`` (fleetbr/lab/render.py).
+
 Every value interpolated into shell goes through the ``q`` filter (POSIX single-quote quoting).
 Undefined variables are errors, never empty strings.
 """
@@ -66,11 +69,16 @@ def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
-@cache
 def environment() -> jinja2.Environment:
     """The shared jinja2 environment for remote scripts."""
+    return environment_of("fleetbr")
+
+
+@cache
+def environment_of(package: str) -> jinja2.Environment:
+    """The jinja2 environment for the templates in ``package``'s ``templates`` folder."""
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.PackageLoader("fleetbr", "templates"), BackendLoader()]),
+        loader=jinja2.ChoiceLoader([jinja2.PackageLoader(package, "templates"), BackendLoader()]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

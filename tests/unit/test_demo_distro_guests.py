@@ -1,6 +1,6 @@
-"""The distro demo's guest verdict (fleetbr.demo_distro_guests) from recorded lab facts, and the
-distro lab's per-host guest counts. The demo itself: tests/integration/distro/test_demo_distro.py
-"""
+"""The distro demo's guest section (fleetbr.lab.demos.distro_guests) on recorded lab facts, and the
+distro lab's per-host guest counts. The demo itself, and the judgement of the guest's move:
+tests/integration/distro/test_demo_distro.py"""
 
 from __future__ import annotations
 
@@ -8,82 +8,48 @@ import dataclasses
 
 import pytest
 
-from fleetbr.demo_distro_guests import after_problems, before_problems, guest_counts, guest_view
 from fleetbr.errors import FleetbrError
-from fleetbr.facts.libvirt import Domain, GuestInterface
-from fleetbr.facts.model import Bridge, HostFacts
+from fleetbr.lab.demos.distro_guests import (
+    TASK_SECTION,
+    GuestIface,
+    guest_counts,
+    guest_view,
+    with_guests,
+)
 from fleetbr.lab.distro.build import guests_for
+from fleetbr.tasks import guests_spec
 from tests.unit.test_guests import lab_facts, libvirt_of
+from tests.unit.test_plan_support import task as lab_task
 
 
-def on_bridge(facts: HostFacts, bridge: str, ports: tuple[str, ...] | None) -> HostFacts:
-    """``facts`` with every guest interface naming ``bridge`` in both definitions, and (unless
-    ``ports`` is None) ``bridge`` existing with those ports."""
-
-    def moved(iface: GuestInterface) -> GuestInterface:
-        return dataclasses.replace(iface, type="bridge", source=bridge, bridge=bridge)
-
-    def domain(d: Domain) -> Domain:
-        config = tuple(map(moved, d.config)) if d.config is not None else None
-        return dataclasses.replace(d, live=tuple(map(moved, d.live)), config=config)
-
-    found = libvirt_of(facts)
-    guests = dataclasses.replace(found, domains=tuple(map(domain, found.domains)))
-    bridges = facts.bridges
-    if ports is not None:
-        bridges += (Bridge(name=bridge, stp=False, forward_delay=0, ports=ports),)
-    return dataclasses.replace(facts, guests=guests, bridges=bridges)
+def test_the_report_lists_every_definition_of_every_guest_with_its_taps_bridge() -> None:
+    view = guest_view(lab_facts())
+    assert [(i.domain, i.scope, i.type, i.source, i.tap, i.tap_bridge) for i in view] == [
+        ("g1", "live", "network", "lab", "vnet0", "virbr-lab"),
+        ("g1", "config", "network", "lab", "", None),
+        ("g2", "live", "network", "lab", "vnet1", "virbr-lab"),
+        ("g2", "config", "network", "lab", "", None),
+        ("off1", "config", "network", "lab", "", None),
+    ]
+    assert all(isinstance(i, GuestIface) and i.mac for i in view)
 
 
-def test_guests_on_the_lab_network_are_a_valid_start() -> None:
-    assert before_problems(lab_facts()) == []
-
-
-def test_a_host_without_libvirt_or_without_a_guest_on_lab_is_no_start() -> None:
+def test_a_stopped_guest_reports_its_persistent_definition_only() -> None:
     facts = lab_facts()
-    assert before_problems(dataclasses.replace(facts, guests=None)) == [
-        "guests: libvirt does not answer before the cut-over: no virsh"
-    ]
-    moved = on_bridge(facts, "br0", ("eth0", "vnet0", "vnet1"))
-    assert before_problems(moved) == ["guests: no running guest on network lab before the cut-over"]
-
-
-def test_every_definition_on_the_bridge_and_every_tap_a_port_holds() -> None:
-    before = guest_view(lab_facts())
-    after = on_bridge(lab_facts(), "br0", ("eth0", "vnet0", "vnet1"))
-    assert after_problems(before, after, "br0") == []
-
-
-def test_a_guest_left_on_its_network_fails_the_verdict() -> None:
-    before = guest_view(lab_facts())
-    problems = after_problems(before, lab_facts(), "br0")
-    assert len(problems) == 5  # g1, g2 live and config, off1 config
-    assert "guests: g1 (live) 52:54:00:01:00:01 is network lab after confirm, not bridge br0" in (
-        problems
+    found = libvirt_of(facts)
+    stopped = tuple(dataclasses.replace(d, active=False) for d in found.domains)
+    view = guest_view(
+        dataclasses.replace(facts, guests=dataclasses.replace(found, domains=stopped))
     )
+    assert {i.scope for i in view} == {"config"}
+    assert guest_view(dataclasses.replace(facts, guests=None)) == ()
 
 
-def test_definitions_naming_the_bridge_with_the_tap_elsewhere_fail_the_verdict() -> None:
-    before = guest_view(lab_facts())
-    after = on_bridge(lab_facts(), "br0", ("eth0", "vnet1"))
-    assert after_problems(before, after, "br0") == [
-        "guests: g1 (live) 52:54:00:01:00:01: tap vnet0 is not a port of br0"
-    ]
-
-
-def test_a_guest_gone_or_libvirt_down_after_confirm_fails_the_verdict() -> None:
-    before = guest_view(lab_facts())
-    after = on_bridge(lab_facts(), "br0", ("eth0", "vnet0", "vnet1"))
-    found = libvirt_of(after)
-    gone = dataclasses.replace(after, guests=dataclasses.replace(found, domains=found.domains[1:]))
-    assert after_problems(before, gone, "br0") == [
-        "guests: g1 (live) 52:54:00:01:00:01 is gone after confirm",
-        "guests: g1 (config) 52:54:00:01:00:01 is gone after confirm",
-    ]
-    down = dataclasses.replace(after, guests=dataclasses.replace(found, error="cannot connect"))
-    assert after_problems(before, down, "br0") == [
-        "guests: libvirt does not answer after confirm: cannot connect"
-    ]
+def test_the_guest_hosts_task_moves_every_guest_off_the_lab_network() -> None:
+    task = with_guests(lab_task())
+    assert lab_task().guests is None
+    assert task.guests == guests_spec(TASK_SECTION)
+    assert TASK_SECTION == {"move": "all", "from": "lab", "link_flap": True}
 
 
 def test_one_guest_host_in_the_demo_and_per_host_counts_in_the_lab() -> None:
@@ -96,3 +62,24 @@ def test_one_guest_host_in_the_demo_and_per_host_counts_in_the_lab() -> None:
         guests_for([0, 9], 2)
     with pytest.raises(FleetbrError, match="guests: expected a whole number"):
         guests_for([True], 1)
+
+
+def test_the_distro_demo_reports_what_happened_and_decides_nothing() -> None:
+    from fleetbr.lab.demos.distro import DistroDemo, HostOutcome
+
+    demo = DistroDemo(rebooted="hv02")
+    demo.hosts["hv01"] = HostOutcome("ifupdown", "eth0", status="confirmed",
+                                     check_after_confirm="in_sync")  # fmt: skip
+    demo.hosts["hv02"] = HostOutcome("networkd", "eth0", status="rolled_back",
+                                     check_after_confirm="drift: no bridge br0",
+                                     check_after_reboot="in_sync")  # fmt: skip
+    assert demo.summary() == (
+        "demo: 2 hosts: 1 confirmed, 1 rolled_back; check after confirm: 1 in_sync, "
+        "1 drift: no bridge br0; after the reboot of hv02: in_sync"
+    )
+    doc = demo.to_dict()
+    assert set(doc) == {"rebooted", "guest_host", "hosts"}
+    assert (
+        "problems" not in doc["hosts"]["hv01"] and doc["hosts"]["hv02"]["status"] == "rolled_back"
+    )
+    assert DistroDemo().summary() == "demo: 0 hosts: none; check after confirm: none"

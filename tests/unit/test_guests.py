@@ -329,7 +329,7 @@ def test_guest_update_passes_the_xml_through_a_file_and_only_the_uuid(tmp_path: 
 
 
 def test_demo_lines_show_where_each_guest_is() -> None:
-    from fleetbr.lab.distro.guest_demo import guest_lines
+    from fleetbr.lab.demos.distro_guests import guest_lines
 
     assert guest_lines(lab_facts()) == [
         "g1 (live): network lab, tap vnet0 on virbr-lab",

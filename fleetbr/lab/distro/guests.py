@@ -15,8 +15,8 @@ import time
 from fleetbr.errors import LabError
 from fleetbr.lab.distro.supervisor import enter_argv
 from fleetbr.lab.model import LabHost
+from fleetbr.lab.render import render
 from fleetbr.lab.system import run
-from fleetbr.render import render
 
 NETWORK = "lab"
 NETWORK_BRIDGE = "virbr-lab"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab.distro import rootfs
-from fleetbr.render import render
+from fleetbr.lab.render import render
 
 TEMPLATE = "lab_distro_guests_layer.sh.j2"
 PACKAGES = ("libvirt-daemon-system", "libvirt-daemon-driver-qemu", "qemu-system-x86")

@@ -16,8 +16,8 @@ from pathlib import Path
 from fleetbr.lab.distro import guests
 from fleetbr.lab.files import HOST_KEY
 from fleetbr.lab.model import Lab, LabHost
+from fleetbr.lab.render import render
 from fleetbr.lab.system import run
-from fleetbr.render import render
 
 # The backends a host can have; "mixed" hosts take the first four in turn.
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "none")

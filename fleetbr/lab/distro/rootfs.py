@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbr.errors import LabError, LabUsageError
-from fleetbr.render import render
+from fleetbr.lab.render import render
 
 CACHE_ENV = "FLEETBR_CACHE"
 DEFAULT_CACHE = Path("/var/cache/fleetbr")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from fleetbr.errors import LabError
 from fleetbr.lab.model import Lab, LabHost
+from fleetbr.lab.render import render
 from fleetbr.lab.system import alive, kill, netns_pids, port_open, run, spawn
-from fleetbr.render import render
 
 # A clean environment for commands run inside a host (nothing of this machine's leaks in).
 HOST_ENV = (

@@ -1,7 +1,7 @@
 """``fleetbr demo --distro`` (README): one real systemd host per backend cut over with persist:
 auto, the ifupdown host's libvirt guest moved onto br0 in the same transaction, another host
-rebooted after confirm. Run as the CLI, in a nested namespace of its own, and judged on its JSON
-document (never on text layout)."""
+rebooted after confirm. Run as the CLI, in a nested namespace of its own, and judged here, on its
+JSON document (never on text layout): the demo reports what it saw and judges nothing."""
 
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     doc = json.loads(done.stdout)
-    assert doc["ok"] is True
     hosts = doc["hosts"]
     assert {name: h["backend"] for name, h in hosts.items()} == BACKENDS
     assert doc["guest_host"] == GUEST_HOST
@@ -71,7 +70,6 @@ def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_
         assert len(view["addresses"]) == 2 and view["files"], (name, view)
         assert all(digest for _, digest in view["files"]), (name, view)
         assert host["check_after_confirm"] == "in_sync", (name, host)
-        assert host["problems"] == [], (name, host)
     rebooted = hosts[doc["rebooted"]]
     assert rebooted["rebooted"] is True
     first, second = rebooted["boot_ids"]

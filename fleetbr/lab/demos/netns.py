@@ -1,5 +1,6 @@
 """``fleetbr demo``: bring up the lab, cut every host over to br0 under the dead-man timer, with
-one host given a change that cuts it off, so it visibly rolls back by itself."""
+one host given a change that cuts it off, so it visibly rolls back by itself. It shows what the
+hosts did; tests/integration/test_demo.py judges it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from fleetbr import lab
 from fleetbr.facts.gather import facts_job
 from fleetbr.inventory import load_inventory, select_hosts
 from fleetbr.output import Human, render_results
-from fleetbr.report import AggregatedResult
 from fleetbr.rollout import rollout
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import load_task, render_task
@@ -20,7 +20,8 @@ from fleetbr.tasks import load_task, render_task
 def run_demo(
     lab_dir: Path, *, hosts: int, task: Path, cut_task: Path, timeout: int, keep: bool
 ) -> int:
-    """Run the demo; 0 when every host ended as expected (all confirmed, one rolled back)."""
+    """Run the demo and show what every host did; 0 once it ran to its end, whatever the hosts
+    did (the tables say it: all confirmed but the cut-off host, which rolled back by itself)."""
     out = Human()
     out.line(f"1/4 bringing up a lab of {hosts} SSH hosts in network namespaces", style="bold")
     built = lab.up(lab_dir, hosts=hosts)
@@ -47,17 +48,10 @@ def run_demo(
         render_results(result, as_json=False)
         out.line("4/4 facts after the change (fresh connections)", style="bold")
         render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
-        return 0 if _as_expected(result, cut) else 1
+        return 0
     finally:
         if keep:
             out.line(f"lab kept: fleetbr -i {built.inventory_dir} status; fleetbr lab down "
                      f"--dir {lab_dir}")  # fmt: skip
         else:
             lab.down(lab_dir)
-
-
-def _as_expected(result: AggregatedResult, cut: str) -> bool:
-    return all(
-        r.status.value == ("rolled_back" if name == cut else "confirmed")
-        for name, r in result.items()
-    )

@@ -1,29 +1,29 @@
 """``fleetbr demo --distro``: one real systemd host per network backend, each cut over to br0 with
 ``persist: auto`` under the dead-man timer, one of them with a libvirt guest moved onto br0 in the
 same transaction, then another one rebooted: the facts show the bridge back, owned by the same
-daemon, from the same files."""
+daemon, from the same files. It reports what it saw (``--json``: one document);
+tests/integration/distro/test_demo_distro.py judges it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbr import demo_distro_guests as guest_demo
 from fleetbr.backends import registry
-from fleetbr.demo_distro_guests import GuestIface
 from fleetbr.drift import check_facts
 from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, load_inventory, select_hosts
 from fleetbr.lab import Lab, down, host_exec
+from fleetbr.lab.demos import distro_guests as guest_demo
+from fleetbr.lab.demos.distro_guests import GuestIface, guest_lines
 from fleetbr.lab.distro import reboot, up
-from fleetbr.lab.distro.guest_demo import guest_lines
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
@@ -99,37 +99,43 @@ class HostOutcome:
     # The host with a libvirt guest (None elsewhere): its interfaces before and after confirm.
     guests_before: tuple[GuestIface, ...] | None = None
     guests_after_confirm: tuple[GuestIface, ...] | None = None
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
 class DistroDemo:
-    """Everything the demo saw; ``ok`` when every expectation held."""
+    """Everything the demo saw."""
 
     hosts: dict[str, HostOutcome] = field(default_factory=dict)
     rebooted: str | None = None
     guest_host: str | None = None  # the host whose guest moved onto the bridge
 
-    @property
-    def ok(self) -> bool:
-        """Every host confirmed and owned by its backend; the guest host's guest on the bridge;
-        the rebooted one came back the same."""
-        return (
-            bool(self.hosts)
-            and self.rebooted is not None
-            and self.guest_host is not None
-            and not any(h.problems for h in self.hosts.values())
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"ok": self.ok, "rebooted": self.rebooted, "guest_host": self.guest_host,
+        return {"rebooted": self.rebooted, "guest_host": self.guest_host,
                 "hosts": {n: dataclasses.asdict(h) for n, h in self.hosts.items()}}  # fmt: skip
+
+    def summary(self) -> str:
+        """One line of what happened: statuses, and what ``check`` said after confirm."""
+        statuses = _counted(h.status for h in self.hosts.values())
+        checks = _counted(h.check_after_confirm for h in self.hosts.values())
+        line = f"demo: {len(self.hosts)} hosts: {statuses}; check after confirm: {checks}"
+        if self.rebooted is not None:
+            after = self.hosts[self.rebooted].check_after_reboot
+            line += f"; after the reboot of {self.rebooted}: {after}"
+        return line
+
+
+def _counted(values: Iterable[str]) -> str:
+    """``3 confirmed, 1 failed``: each value with how often it occurs, in order of first sight."""
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return ", ".join(f"{n} {value or 'none'}" for value, n in counts.items()) or "none"
 
 
 def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_json: bool) -> int:
-    """Run the demo; 0 when every host was confirmed with its daemon owning the bridge, and the
-    rebooted host came back with the bridge exactly as confirmed."""
+    """Run the demo and report what every host did; 0 once it ran to its end, whatever the hosts
+    did (the report says it; tests/integration/distro/test_demo_distro.py judges it)."""
     say = _narrator(as_json)
     say(f"1/5 booting {len(BACKENDS)} Debian 12 hosts (systemd-nspawn), one per network backend: "
         f"{', '.join(BACKENDS)}; the {guest_demo.GUEST_BACKEND} host with libvirtd and a tiny "
@@ -146,8 +152,8 @@ def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_j
             down(lab_dir)
     if as_json:
         print_json(demo.to_dict())
-    say("demo: every expectation held" if demo.ok else "demo: FAILED (see the problems above)")
-    return 0 if demo.ok else 1
+    say(demo.summary())
+    return 0
 
 
 Say = Callable[[str], None]
@@ -184,7 +190,6 @@ def _run(
         say(f"  {name}  {outcome.nic} managed by {manager.manager} ({manager.state}) from {files}")
         if name == demo.guest_host:
             outcome.guests_before = guest_demo.guest_view(facts)
-            outcome.problems += guest_demo.before_problems(facts)
             _say_guests(name, facts, say)
     say("3/5 cutting every host over to br0 with persist: auto: the bridge written in the "
         "daemon's own files, applied with its own tool inside the dead-man window (and on "
@@ -229,22 +234,17 @@ def _after_confirm(
     for name, outcome in demo.hosts.items():
         bridge = tasks[name].bridge.name
         view = outcome.after_confirm = bridge_view(facts[name], bridge, outcome.nic)
-        outcome.check_after_confirm = _check(tasks[name], facts[name], outcome)
-        say(f"  {name}  {_describe(view)}; check: {outcome.check_after_confirm}")
-        if outcome.status != "confirmed":
-            outcome.problems.append(f"ended {outcome.status}: {outcome.message}")
-        if outcome.nic_manager_before != outcome.backend:
-            outcome.problems.append(
-                f"{outcome.nic} was managed by {outcome.nic_manager_before}, not {outcome.backend}"
-            )
-        if view is None or not view.owned_by(outcome.backend, outcome.nic):
-            outcome.problems.append(f"after confirm {outcome.backend} does not own {bridge}")
+        outcome.check_after_confirm = _check(tasks[name], facts[name])
+        owner = (
+            "owned by"
+            if view is not None and view.owned_by(outcome.backend, outcome.nic)
+            else "not settled under"
+        )
+        say(f"  {name}  {outcome.status}; {_describe(view)} ({owner} {outcome.backend}); "
+            f"check: {outcome.check_after_confirm}")  # fmt: skip
         if outcome.guests_before is not None:
             outcome.guests_after_confirm = guest_demo.guest_view(facts[name])
             _say_guests(name, facts[name], say)
-            outcome.problems += guest_demo.after_problems(
-                outcome.guests_before, facts[name], bridge
-            )
 
 
 def _reboot_one(
@@ -261,16 +261,12 @@ def _reboot_one(
     demo.rebooted = host.name
     outcome.rebooted = True
     outcome.boot_ids = (before, _boot_id(lab, host.name))
-    if outcome.boot_ids[0] == outcome.boot_ids[1]:
-        outcome.problems.append("the boot id did not change: the host did not reboot")
     view, facts = _settled_view(spec, bridge, outcome)
     outcome.after_reboot = view
-    outcome.check_after_reboot = _check(tasks[host.name], facts, outcome) if facts else "no facts"
-    say(f"  {host.name}  boot id {before[:8]} -> {outcome.boot_ids[1][:8]}; {_describe(view)}; "
-        f"check: {outcome.check_after_reboot}")  # fmt: skip
-    if view != outcome.after_confirm:
-        was = _describe(outcome.after_confirm)
-        outcome.problems.append(f"after the reboot the bridge is {_describe(view)}, was {was}")
+    outcome.check_after_reboot = _check(tasks[host.name], facts) if facts else "no facts"
+    same = "as confirmed" if view == outcome.after_confirm else "NOT as confirmed"
+    say(f"  {host.name}  boot id {before[:8]} -> {outcome.boot_ids[1][:8]}; {_describe(view)} "
+        f"({same}); check: {outcome.check_after_reboot}")  # fmt: skip
 
 
 def _settled_view(
@@ -290,12 +286,12 @@ def _settled_view(
         time.sleep(1)
 
 
-def _check(task: BridgeTask, facts: HostFacts, outcome: HostOutcome) -> str:
-    """What ``fleetbr check`` says of the host against the task; a problem unless in sync."""
+def _check(task: BridgeTask, facts: HostFacts) -> str:
+    """What ``fleetbr check`` says of the host against the task: its status, with the reason
+    unless in sync."""
     found = check_facts(task, facts)
-    if found.status.value != "in_sync":
-        outcome.problems.append(f"check: {found.status.value}: {found.message}")
-    return found.status.value
+    status = found.status.value
+    return status if status == "in_sync" or not found.message else f"{status}: {found.message}"
 
 
 def _boot_id(lab: Lab, host: str) -> str:

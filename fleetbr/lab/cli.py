@@ -1,0 +1,110 @@
+"""The lab side's commands: ``fleetbr lab up|status|down|reboot`` and ``fleetbr demo``.
+
+The product's CLI reaches them through one door, ``fleetbr.cli._lab_command``, which imports this
+module only when one of these commands runs (docs/lab.md, "Product, lab and demos"). Their
+arguments are parsed with the rest in ``fleetbr.cli_args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from fleetbr import lab
+from fleetbr.errors import UsageError
+from fleetbr.lab.build import HostStatus
+from fleetbr.lab.model import Lab
+from fleetbr.output import Human, print_json
+from fleetbr.report import EXIT_FAILED, EXIT_OK, hosts_text
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """``fleetbr lab up|status|down|reboot``."""
+    out = Human()
+    if args.lab_command == "reboot":
+        from fleetbr.lab import distro
+
+        distro.reboot(lab.load(args.dir.resolve()), args.host, hard=args.hard)
+        out.line(f"lab reboot: {args.host} is back")
+        return EXIT_OK
+    if args.lab_command == "up":
+        built = _lab_up(args)
+        if args.json:
+            print_json(
+                {
+                    h.name: {"address": h.addr4, "address6": h.addr6}
+                    | ({"backend": h.backend} if h.backend else {})
+                    for h in built.hosts
+                }
+            )
+        else:
+            out.line(f"lab up: {hosts_text(len(built.hosts))} in {built.dir}")
+            out.line(f"  fleetbr -i {built.inventory_dir} facts")
+        return EXIT_OK
+    if args.lab_command == "down":
+        lab.down(args.dir.resolve())
+        out.line(f"lab down: {args.dir}")
+        return EXIT_OK
+    rows = lab.status(args.dir.resolve())
+    if args.json:
+        print_json({row.name: vars(row) for row in rows})
+    else:
+        _print_lab_status(rows)
+    return EXIT_OK if all(_lab_host_up(row) for row in rows) else EXIT_FAILED
+
+
+def _lab_host_up(row: HostStatus) -> bool:
+    return row.sshd_alive and row.ssh_port_open
+
+
+def _print_lab_status(rows: Sequence[HostStatus]) -> None:
+    """``lab status`` for people: one row per host, then ``6 hosts: 6 up``."""
+    from fleetbr.history.present import print_table
+
+    yes_no = {True: "yes", False: "no"}
+    print_table("lab", ("host", "address", "netns", "sshd", "port 22", "state"), [
+        (row.name, row.address, yes_no[row.netns_exists], "alive" if row.sshd_alive else "dead",
+         "open" if row.ssh_port_open else "closed", "up" if _lab_host_up(row) else "down")
+        for row in rows
+    ])  # fmt: skip
+    up = sum(_lab_host_up(row) for row in rows)
+    counts = ", ".join(f"{n} {what}" for n, what in ((up, "up"), (len(rows) - up, "down")) if n)
+    Human().line(f"{hosts_text(len(rows))}: {counts or 'none'}")
+
+
+def _lab_up(args: argparse.Namespace) -> Lab:
+    if args.distro is None:
+        if args.backend is not None:
+            raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
+        if args.guests:
+            raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
+        return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
+    from fleetbr.lab import distro
+
+    backend = args.backend or "networkd"
+    return distro.up(
+        args.dir.resolve(),
+        hosts=args.hosts,
+        backend=backend,
+        distro=args.distro,
+        nic=args.nic,
+        guests=args.guests,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``fleetbr demo``."""
+    if args.distro:
+        from fleetbr.lab.demos.distro import run_distro_demo
+
+        return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
+                               keep=args.keep, as_json=args.json)  # fmt: skip
+    from fleetbr.lab.demos.netns import run_demo
+
+    return run_demo(
+        args.dir.resolve(), hosts=args.hosts, task=args.task, cut_task=args.cut_task,
+        timeout=args.timeout or 20, keep=args.keep,
+    )  # fmt: skip
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"lab": cmd_lab, "demo": cmd_demo}
