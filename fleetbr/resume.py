@@ -21,17 +21,15 @@ from pathlib import Path
 
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.errors import UsageError
-from fleetbr.facts.gather import gather
-from fleetbr.facts.parse import parse_facts
 from fleetbr.history.record import controller_alive, file_sha256
 from fleetbr.history.store import DONE, STARTED, HistoryError, HostRow, RunRecord, Store
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
-from fleetbr.plan import diff_facts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.hoststate import HostTxState
 from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
+from fleetbr.transaction.recover import judge_staged
 from fleetbr.transport import Connection, open_connection
 
 ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
@@ -238,15 +236,19 @@ class Resolution:
 async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
     """Resolve transaction ``txid`` that run ``run_id`` left on ``spec`` (see the module doc)."""
     async with open_connection(spec) as conn:
-        state = await read_state(conn, txid)
-        if not state.staged:
-            return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
-        if state.decision == "none" and state.armed_marker == "this":
-            await conn.run_script(scripts.trigger_rollback_script(txid, "resume"),
-                                  label="rollback")  # fmt: skip
-        if state.decision != "none" or state.busy or state.armed_marker == "this":
-            state = await wait_settled(conn, txid)
-        return await _settled(conn, spec.name, txid, run_id, state)
+        return await resolve_on(conn, spec.name, txid, run_id)
+
+
+async def resolve_on(conn: Connection, host: str, txid: str, run_id: int) -> Resolution:
+    """:func:`resolve_host` over an open connection to ``host``."""
+    state = await read_state(conn, txid)
+    if not state.staged:
+        return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
+    if state.decision == "none" and state.armed_marker == "this":
+        await conn.run_script(scripts.trigger_rollback_script(txid, "resume"), label="rollback")
+    if state.decision != "none" or state.busy or state.armed_marker == "this":
+        state = await wait_settled(conn, txid)
+    return await _settled(conn, host, txid, run_id, state)
 
 
 async def _settled(
@@ -261,15 +263,17 @@ async def _settled(
     if not rollback_finished(state):
         message = f"{txid} of run {run_id} still undecided: {state.summary()}"
         return Resolution(HostResult(host, Status.FAILED, message, data), message)
-    snapshot = parse_facts(
-        (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
-    )
-    problems = diff_facts(snapshot, await gather(conn))
-    if problems:
-        data["differences"] = problems
+    verdict = await judge_staged(conn, txid, state)
+    if not verdict.at_snapshot:
+        data["differences"] = list(verdict.problems)
+        if verdict.failed_steps:
+            data["failed_steps"] = verdict.failed_steps
+        if verdict.kept:
+            data["kept"] = list(verdict.kept)
         message = (
-            f"{txid} of run {run_id} rolled back ({state.decision}) but differs from its "
-            "snapshot: " + "; ".join(problems)
+            f"{txid} of run {run_id} rolled back ({state.decision}) but not at its snapshot: "
+            + "; ".join(verdict.failures(txid))
+            + verdict.kept_note(txid)
         )
         return Resolution(HostResult(host, Status.FAILED, message, data), message)
     return Resolution(None, f"{txid} of run {run_id} rolled back ({state.decision}); "

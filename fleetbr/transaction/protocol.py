@@ -18,22 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleetbr.errors import TransportError
-from fleetbr.facts.filemeta import kept_note
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan
+from fleetbr.plan.scope import touched_by
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import (
-    BridgeChange,
-    Change,
-    daemons_settling,
-    guests_settling,
-)
+from fleetbr.transaction.change import BridgeChange, Change
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
+from fleetbr.transaction.verdict import Judged, judge_rollback
 from fleetbr.transport import Connection, connect
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
@@ -399,34 +395,26 @@ class _Resolver:
     async def _verify_rollback(self, conn: Connection, state: HostTxState) -> HostResult:
         tx = self.tx
         assert tx.before is not None and tx.plan is not None
-        reason = self.reason or _reason(state)
-        after = await gather(conn)
-        check = tx.change.rollback_check(tx.plan, tx.before, after)
-        settle_until = tx.clock.now() + DAEMON_SETTLE
-        names = (tx.plan.expected.nic, tx.plan.expected.bridge)
-        while check.problems and (
-            daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
-        ):
-            if tx.clock.now() > settle_until:
-                break
-            await tx.clock.sleep(1)  # read-only: looking again is always safe
-            after = await gather(conn)
-            check = tx.change.rollback_check(tx.plan, tx.before, after)
-        failed_steps = state.rollback.removeprefix("done failed=")
-        if failed_steps.isdigit() and int(failed_steps):
-            check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
-                                  f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
-        outcome = await tx.change.script_outcome(conn, tx.txid)
+        plan, reason = tx.plan, self.reason or _reason(state)
+        verdict = await judge_rollback(
+            Judged(tx.txid, tx.before, touched_by(plan)),
+            state,
+            lambda: gather(conn),
+            tx.clock,
+            outcome=lambda: tx.change.script_outcome(conn, tx.txid),
+            check=lambda before, after: tx.change.rollback_check(plan, before, after),
+        )
+        outcome = verdict.outcome
         said = f" ({outcome.summary})" if outcome.summary else ""
-        kept = kept_note(after.kept, tx.txid, STATE_DIR)
-        extra: dict[str, object] = {"kept": list(after.kept[tx.txid])} if kept else {}
+        kept = verdict.kept_note(tx.txid)
+        extra: dict[str, object] = {"kept": list(verdict.kept)} if verdict.kept else {}
         extra.update(outcome.data)
-        if check.problems:
-            text = "rolled back but not at its snapshot: " + "; ".join(check.problems)
+        if not verdict.at_snapshot:
+            text = "rolled back but not at its snapshot: " + "; ".join(verdict.failures(tx.txid))
             return tx.result(Status.FAILED, text + said + kept, **extra)
         tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
-        if check.notes:
-            extra["differences"] = check.notes
+        if verdict.notes:
+            extra["differences"] = list(verdict.notes)
         return tx.result(
             Status.ROLLED_BACK,
             f"rolled back: {reason}{said}{kept}",
@@ -434,12 +422,6 @@ class _Resolver:
             reason=reason,
             **extra,
         )
-
-
-# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back)
-# may take to settle (after a reboot it is still configuring the NIC when SSH already answers)
-# before its view is compared with the snapshot.
-DAEMON_SETTLE = 30.0
 
 
 def _progress(state: HostTxState) -> tuple[str, ...]:

@@ -23,7 +23,6 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan, plan_host
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.hoststate import parse_state
 from fleetbr.transaction.protocol import (
     MARGIN,
@@ -40,6 +39,7 @@ from fleetbr.transaction.protocol import (
     run_transaction,
     wait_settled,
 )
+from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
 from fleetbr.transport import Connection
 from tests.unit.fakehost import (
     PLAIN_FACTS,
