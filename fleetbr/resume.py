@@ -28,8 +28,9 @@ from fleetbr.output import plain
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.hoststate import HostTxState
-from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
+from fleetbr.transaction.protocol import Clock, read_state, rollback_finished, wait_settled
 from fleetbr.transaction.recover import judge_staged
+from fleetbr.transaction.verdict import RollbackVerdict
 from fleetbr.transport import Connection, open_connection
 
 ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
@@ -231,6 +232,7 @@ class Resolution:
 
     final: HostResult | None
     note: str
+    verdict: RollbackVerdict | None = None  # how a rolled-back transaction was judged
 
 
 async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
@@ -239,20 +241,28 @@ async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
         return await resolve_on(conn, spec.name, txid, run_id)
 
 
-async def resolve_on(conn: Connection, host: str, txid: str, run_id: int) -> Resolution:
-    """:func:`resolve_host` over an open connection to ``host``."""
+async def resolve_on(
+    conn: Connection, host: str, txid: str, run_id: int, *, clock: Clock | None = None
+) -> Resolution:
+    """:func:`resolve_host` over an open connection to ``host`` (``clock``: a test's)."""
     state = await read_state(conn, txid)
     if not state.staged:
         return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
     if state.decision == "none" and state.armed_marker == "this":
         await conn.run_script(scripts.trigger_rollback_script(txid, "resume"), label="rollback")
     if state.decision != "none" or state.busy or state.armed_marker == "this":
-        state = await wait_settled(conn, txid)
-    return await _settled(conn, host, txid, run_id, state)
+        state = await wait_settled(conn, txid, clock=clock)
+    return await _settled(conn, host, txid, run_id, state, clock=clock)
 
 
 async def _settled(
-    conn: Connection, host: str, txid: str, run_id: int, state: HostTxState
+    conn: Connection,
+    host: str,
+    txid: str,
+    run_id: int,
+    state: HostTxState,
+    *,
+    clock: Clock | None,
 ) -> Resolution:
     data: dict[str, object] = {"txid": txid, "decision": state.decision, "from_run": run_id}
     if state.decision == "confirmed":
@@ -263,7 +273,8 @@ async def _settled(
     if not rollback_finished(state):
         message = f"{txid} of run {run_id} still undecided: {state.summary()}"
         return Resolution(HostResult(host, Status.FAILED, message, data), message)
-    verdict = await judge_staged(conn, txid, state)
+    verdict = await judge_staged(conn, txid, state, clock=clock)
+    data["verdict"] = verdict.to_dict()
     if not verdict.at_snapshot:
         data["differences"] = list(verdict.problems)
         if verdict.failed_steps:
@@ -275,6 +286,6 @@ async def _settled(
             + "; ".join(verdict.failures(txid))
             + verdict.kept_note(txid)
         )
-        return Resolution(HostResult(host, Status.FAILED, message, data), message)
-    return Resolution(None, f"{txid} of run {run_id} rolled back ({state.decision}); "
-                            "matches its snapshot")  # fmt: skip
+        return Resolution(HostResult(host, Status.FAILED, message, data), message, verdict)
+    message = f"{txid} of run {run_id} rolled back ({state.decision}); matches its snapshot"
+    return Resolution(None, message, verdict)

@@ -407,7 +407,9 @@ class _Resolver:
         outcome = verdict.outcome
         said = f" ({outcome.summary})" if outcome.summary else ""
         kept = verdict.kept_note(tx.txid)
-        extra: dict[str, object] = {"kept": list(verdict.kept)} if verdict.kept else {}
+        extra: dict[str, object] = {"verdict": verdict.to_dict()}
+        if verdict.kept:
+            extra["kept"] = list(verdict.kept)
         extra.update(outcome.data)
         if not verdict.at_snapshot:
             text = "rolled back but not at its snapshot: " + "; ".join(verdict.failures(tx.txid))

@@ -17,7 +17,7 @@ from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.command import read_outcome
 from fleetbr.transaction.hoststate import HostTxState
-from fleetbr.transaction.protocol import MonotonicClock, rollback_finished, wait_settled
+from fleetbr.transaction.protocol import Clock, MonotonicClock, rollback_finished, wait_settled
 from fleetbr.transaction.verdict import Judged, RollbackVerdict, judge_rollback
 from fleetbr.transport import Connection, open_connection
 
@@ -28,8 +28,8 @@ async def rollback_job(spec: HostSpec) -> HostResult:
         return await rollback_on(conn, spec.name)
 
 
-async def rollback_on(conn: Connection, name: str) -> HostResult:
-    """:func:`rollback_job` over an open connection to host ``name``."""
+async def rollback_on(conn: Connection, name: str, *, clock: Clock | None = None) -> HostResult:
+    """:func:`rollback_job` over an open connection to host ``name`` (``clock``: a test's)."""
     facts = await gather(conn)
     if facts.armed is None:
         return HostResult(name, Status.OK, "no armed transaction: nothing to roll back")
@@ -38,7 +38,7 @@ async def rollback_on(conn: Connection, name: str) -> HostResult:
     txid = facts.armed.txid
     data: dict[str, object] = {"txid": txid, "was_stale": facts.armed.stale}
     await conn.run_script(scripts.trigger_rollback_script(txid, "operator"), label="rollback")
-    state = await wait_settled(conn, txid)
+    state = await wait_settled(conn, txid, clock=clock)
     decision = state.decision
     data["decision"] = decision
     if decision == "confirmed":
@@ -47,11 +47,13 @@ async def rollback_on(conn: Connection, name: str) -> HostResult:
         )
     if not rollback_finished(state):
         return HostResult(name, Status.FAILED, f"{txid} still undecided: {state.summary()}", data)
-    verdict = await judge_staged(conn, txid, state)
+    verdict = await judge_staged(conn, txid, state, clock=clock)
     return _reported(name, txid, verdict, data)
 
 
-async def judge_staged(conn: Connection, txid: str, state: HostTxState) -> RollbackVerdict:
+async def judge_staged(
+    conn: Connection, txid: str, state: HostTxState, *, clock: Clock | None = None
+) -> RollbackVerdict:
     """The verdict on rolled-back ``txid`` against the snapshot staged with it, within the scope
     staged as its ``touched`` section (a snapshot without one: everything)."""
     snapshot = (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
@@ -59,7 +61,7 @@ async def judge_staged(conn: Connection, txid: str, state: HostTxState) -> Rollb
         staged_judged(txid, snapshot),
         state,
         lambda: gather(conn),
-        MonotonicClock(),
+        clock or MonotonicClock(),
         outcome=lambda: read_outcome(conn, txid),
     )
 
@@ -69,6 +71,7 @@ def _reported(
 ) -> HostResult:
     decision = verdict.decision
     kept = verdict.kept_note(txid)
+    data["verdict"] = verdict.to_dict()
     if verdict.kept:
         data["kept"] = list(verdict.kept)
     if verdict.notes:

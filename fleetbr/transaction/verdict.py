@@ -74,6 +74,17 @@ class RollbackVerdict:
         steps = f"{self.failed_steps} rollback step(s) failed on the host"
         return [f"{steps} (see {STATE_DIR}/tx/{txid}/apply.log)", *self.problems]
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``verdict`` of a result's data, the same on every path)."""
+        return {
+            "at_snapshot": self.at_snapshot,
+            "decision": self.decision,
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+            "failed_steps": self.failed_steps,
+            "kept": list(self.kept),
+        }
+
     def kept_note(self, txid: str) -> str:
         """``; kept ...`` for a report line when the rollback kept edits, else ``""``."""
         if not self.kept:
