@@ -27,7 +27,7 @@ from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.hoststate import HostTxState
+from fleetbr.transaction.hoststate import HostTxState, Marker
 from fleetbr.transaction.protocol import Clock, read_state, rollback_finished, wait_settled
 from fleetbr.transaction.recover import judge_staged
 from fleetbr.transaction.verdict import RollbackVerdict
@@ -248,9 +248,9 @@ async def resolve_on(
     state = await read_state(conn, txid)
     if not state.staged:
         return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
-    if state.decision == "none" and state.armed_marker == "this":
+    if not state.decided and state.armed_marker is Marker.THIS:
         await conn.run_script(scripts.trigger_rollback_script(txid, "resume"), label="rollback")
-    if state.decision != "none" or state.busy or state.armed_marker == "this":
+    if state.decided or state.busy or state.armed_marker is Marker.THIS:
         state = await wait_settled(conn, txid, clock=clock)
     return await _settled(conn, host, txid, run_id, state, clock=clock)
 
@@ -264,11 +264,12 @@ async def _settled(
     *,
     clock: Clock | None,
 ) -> Resolution:
-    data: dict[str, object] = {"txid": txid, "decision": state.decision, "from_run": run_id}
-    if state.decision == "confirmed":
+    decision = state.decision_text
+    data: dict[str, object] = {"txid": txid, "decision": decision, "from_run": run_id}
+    if state.confirmed:
         message = f"confirmed {txid} (decided on the host after run {run_id} stopped)"
         return Resolution(HostResult(host, Status.CONFIRMED, message, data), message)
-    if state.decision == "none" and not state.busy and state.armed_marker != "this":
+    if not state.decided and not state.busy and state.armed_marker is not Marker.THIS:
         return Resolution(None, f"{txid} of run {run_id} was never armed; nothing changed")
     if not rollback_finished(state):
         message = f"{txid} of run {run_id} still undecided: {state.summary()}"
@@ -282,10 +283,10 @@ async def _settled(
         if verdict.kept:
             data["kept"] = list(verdict.kept)
         message = (
-            f"{txid} of run {run_id} rolled back ({state.decision}) but not at its snapshot: "
+            f"{txid} of run {run_id} rolled back ({decision}) but not at its snapshot: "
             + "; ".join(verdict.failures(txid))
             + verdict.kept_note(txid)
         )
         return Resolution(HostResult(host, Status.FAILED, message, data), message, verdict)
-    message = f"{txid} of run {run_id} rolled back ({state.decision}); matches its snapshot"
+    message = f"{txid} of run {run_id} rolled back ({decision}); matches its snapshot"
     return Resolution(None, message, verdict)

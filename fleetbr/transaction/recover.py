@@ -39,9 +39,8 @@ async def rollback_on(conn: Connection, name: str, *, clock: Clock | None = None
     data: dict[str, object] = {"txid": txid, "was_stale": facts.armed.stale}
     await conn.run_script(scripts.trigger_rollback_script(txid, "operator"), label="rollback")
     state = await wait_settled(conn, txid, clock=clock)
-    decision = state.decision
-    data["decision"] = decision
-    if decision == "confirmed":
+    data["decision"] = state.decision_text
+    if state.confirmed:
         return HostResult(
             name, Status.CONFIRMED, f"{txid} was confirmed before the rollback ran", data
         )

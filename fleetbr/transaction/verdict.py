@@ -95,12 +95,6 @@ class RollbackVerdict:
         )
 
 
-def failed_steps(state: HostTxState) -> int:
-    """How many rollback steps failed, from the host's ``done failed=N`` (0 when unknown)."""
-    count = state.rollback.removeprefix("done failed=")
-    return int(count) if count.isdigit() else 0
-
-
 def compare(before: HostFacts, after: HostFacts, touched: Touched | None) -> RollbackCheck:
     """What ``touched`` covers must be back at ``before`` (None: everything); the daemons of a
     persisted change must see its interfaces as before; other differences are notes."""
@@ -211,10 +205,10 @@ async def judge_rollback(
         after = await look()
         found = judge(after)
     return RollbackVerdict(
-        decision=state.decision,
+        decision=state.decision_text,
         problems=tuple(found.problems),
         notes=tuple(found.notes),
-        failed_steps=failed_steps(state),
+        failed_steps=state.failed_steps,
         kept=tuple(after.kept.get(judged.txid, ())),
         outcome=await outcome() if outcome is not None else ScriptOutcome(),
     )

@@ -7,17 +7,37 @@ import re
 
 import pytest
 
-from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
+from fleetbr.transaction.hoststate import (
+    Action,
+    ApplyStep,
+    ArmStep,
+    Claim,
+    Decision,
+    HostTxState,
+    Marker,
+    RollbackStep,
+    next_action,
+    parse_state,
+)
 
-ARMED = HostTxState(
-    staged=True, claim="arm", arm="done", arm_alive=False, arm_error="", apply="applied",
-    apply_alive=False, decision="none", rollback="none", rollback_alive=False, timer_alive=True,
-    remaining=30, writable=True, armed_marker="this",
-)  # fmt: skip
+ARMED = {
+    "staged": "yes", "claim": "arm", "arm": "done", "arm_alive": "no", "arm_error": "",
+    "apply": "applied", "apply_alive": "no", "decision": "none", "rollback": "none",
+    "rollback_alive": "no", "timer_alive": "yes", "remaining": "30", "writable": "yes",
+    "armed_marker": "this",
+}  # fmt: skip
+
+
+def word(value: object) -> str:
+    """A value as the state script prints it."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None else str(value)
 
 
 def state(**changes: object) -> HostTxState:
-    return dataclasses.replace(ARMED, **changes)  # type: ignore[arg-type]
+    """The parsed state of :data:`ARMED` with ``changes`` (as the script would print them)."""
+    return parse_state({**ARMED, **{name: word(value) for name, value in changes.items()}})
 
 
 @pytest.mark.parametrize(
@@ -129,16 +149,20 @@ def test_parse_state_reads_every_marker_the_state_script_prints() -> None:
     printed = set(re.findall(rf'echo "@@{nonce} ([a-z_]+) ', script))
     assert printed - {"cancel"} == EVERY_MARKER.keys()
     assert parse_state(EVERY_MARKER) == HostTxState(
-        staged=True, claim="arm", arm="done", arm_alive=True, arm_error="x", apply="applied",
-        apply_alive=True, decision="confirmed", rollback="done failed=1", rollback_alive=True,
-        timer_alive=True, remaining=12, writable=False, armed_marker="this",
+        staged=True, claim=Claim.ARM, arm=ArmStep.DONE, arm_code=None, arm_alive=True,
+        arm_error="x", apply=ApplyStep.APPLIED, apply_step=None, apply_alive=True,
+        decision=Decision.CONFIRMED, reason="", rollback=RollbackStep.DONE, failed_steps=1,
+        rollback_alive=True, timer_alive=True, remaining=12, writable=False,
+        armed_marker=Marker.THIS,
     )  # fmt: skip
 
 
 NOTHING = HostTxState(
-    staged=False, claim="none", arm="none", arm_alive=False, arm_error="", apply="none",
-    apply_alive=False, decision="none", rollback="none", rollback_alive=False,
-    timer_alive=False, remaining=None, writable=True, armed_marker="none",
+    staged=False, claim=Claim.NONE, arm=ArmStep.NONE, arm_code=None, arm_alive=False,
+    arm_error="", apply=ApplyStep.NONE, apply_step=None, apply_alive=False,
+    decision=Decision.NONE, reason="", rollback=RollbackStep.NONE, failed_steps=0,
+    rollback_alive=False, timer_alive=False, remaining=None, writable=True,
+    armed_marker=Marker.NONE,
 )  # fmt: skip
 
 

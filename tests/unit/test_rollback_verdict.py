@@ -32,7 +32,6 @@ from fleetbr.transaction.verdict import (
     Judged,
     RollbackVerdict,
     ScriptOutcome,
-    failed_steps,
     judge_rollback,
     settling,
 )
@@ -291,7 +290,7 @@ def test_nothing_to_settle_without_a_scope_unless_something_settles() -> None:
     [("done failed=0", 0), ("done failed=3", 3), ("none", 0), ("done failed=x", 0)],
 )
 def test_failed_steps_are_read_from_the_hosts_rollback_status(rollback: str, count: int) -> None:
-    assert failed_steps(parse_state(parsed(state(rollback=rollback)))) == count
+    assert parse_state(parsed(state(rollback=rollback))).failed_steps == count
 
 
 def test_failures_name_the_failed_steps_first_then_the_problems() -> None:
