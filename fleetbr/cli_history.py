@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, plain, print_json, warning
+from fleetbr.report import Status
 
 if TYPE_CHECKING:
     from fleetbr.history.record import RunContext
@@ -73,7 +74,7 @@ def resume_hint(
     recorder = context.recorder
     if args.command != "apply" or recorder is None or recorder.failed or not recorder.run_id:
         return
-    if any(result.status.value == "skipped" for result in aggregated.values()):
+    if any(result.status is Status.SKIPPED for result in aggregated.values()):
         warning(f"run {recorder.run_id} left hosts not attempted; continue it with "
                 f"`fleetbr apply --resume {recorder.run_id}` (docs/history.md)")  # fmt: skip
 

@@ -11,7 +11,7 @@ from fleetbr import lab
 from fleetbr.facts.gather import facts_job
 from fleetbr.inventory import load_inventory, select_hosts
 from fleetbr.output import Human, render_results
-from fleetbr.report import AggregatedResult
+from fleetbr.report import AggregatedResult, Status
 from fleetbr.rollout import rollout
 from fleetbr.runner import run_hosts
 from fleetbr.tasks import load_task, render_task
@@ -58,6 +58,6 @@ def run_demo(
 
 def _as_expected(result: AggregatedResult, cut: str) -> bool:
     return all(
-        r.status.value == ("rolled_back" if name == cut else "confirmed")
+        r.status is (Status.ROLLED_BACK if name == cut else Status.CONFIRMED)
         for name, r in result.items()
     )

@@ -25,6 +25,7 @@ from fleetbr.lab.distro import reboot, up
 from fleetbr.lab.distro.guest_demo import guest_lines
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.plan.diff import SETTLED
+from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transport import open_connection
@@ -289,7 +290,7 @@ def _settled_view(
 def _check(task: BridgeTask, facts: HostFacts, outcome: HostOutcome) -> str:
     """What ``fleetbr check`` says of the host against the task; a problem unless in sync."""
     found = check_facts(task, facts)
-    if found.status.value != "in_sync":
+    if found.status is not Status.IN_SYNC:
         outcome.problems.append(f"check: {found.status.value}: {found.message}")
     return found.status.value
 

@@ -22,7 +22,15 @@ from pathlib import Path
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_alive, file_sha256
-from fleetbr.history.store import DONE, STARTED, HistoryError, HostRow, RunRecord, Store
+from fleetbr.history.store import (
+    DONE,
+    STARTED,
+    HistoryError,
+    HostRow,
+    RunRecord,
+    RunState,
+    Store,
+)
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult, Status
@@ -60,13 +68,13 @@ def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
         row = by_host.get(host)
         if row is None:
             continue
-        if row.status in DONE:
+        if isinstance(row.status, Status) and row.status in DONE:
             origin = row.from_run or run.id
             prior.carried[host] = HostResult(
-                host, Status(row.status), f"{row.status} in run {origin}; not touched again",
+                host, row.status, f"{row.status} in run {origin}; not touched again",
                 data={"from_run": origin, "txid": row.txid, "batch": row.batch},
             )  # fmt: skip
-        elif row.txid and row.status != Status.ROLLED_BACK.value:
+        elif row.txid and row.status is not Status.ROLLED_BACK:
             prior.resolve[host] = row.txid  # started, failed, unreachable...: ask the host
     return prior
 
@@ -107,12 +115,12 @@ def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRo
 def stop_reason(run: RunRecord, rows: Sequence[HostRow]) -> str | None:
     """Why ``run`` stopped before it reached every host, or None when it finished: its
     controller died or was stopped, or a canary or ``--max-failures`` left hosts skipped."""
-    if run.state == "running":
+    if run.state is RunState.RUNNING:
         return "its controller is gone"
-    if run.state != "finished":
+    if run.state is not RunState.FINISHED:
         return str(run.state)
     status = {row.host: row.status for row in rows}
-    if any(status.get(host, STARTED) in (STARTED, Status.SKIPPED.value) for host in run.hosts):
+    if any(status.get(host, STARTED) in (STARTED, Status.SKIPPED) for host in run.hosts):
         return "stopped with hosts not attempted"
     return None
 
@@ -134,7 +142,7 @@ def _check_resumable(store: Store, run: RunRecord, rows: Sequence[HostRow]) -> N
     later = store.resumed_by(run.id)
     if later is not None:
         raise UsageError(f"--resume: run {run.id} was resumed by run {later}; resume that one")
-    if run.state == "running" and controller_alive(run.controller):
+    if run.state is RunState.RUNNING and controller_alive(run.controller):
         raise UsageError(
             f"--resume: run {run.id} is still running (pid {run.controller.get('pid')}); "
             "wait for it or stop it first"

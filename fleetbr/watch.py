@@ -30,7 +30,7 @@ from fleetbr.drift import render_tasks, run_check
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, error, plain, warning
-from fleetbr.report import SUCCESS, AggregatedResult, hosts_text
+from fleetbr.report import SUCCESS, AggregatedResult, Status, hosts_text
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask
 
@@ -182,7 +182,7 @@ class Watcher:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
         self.out.line(f"{stamp} run {number} {result.command}: {hosts_text(len(result))}: {counts}")
         for host in result.values():
-            if host.status not in SUCCESS or host.status.value == "confirmed":
+            if host.status not in SUCCESS or host.status is Status.CONFIRMED:
                 self.out.line(f"  {host.host}  {host.status.value}  {host.message}")
 
 

@@ -20,6 +20,8 @@ from fleetbr.transaction.hoststate import (
     parse_state,
 )
 
+TXID = "20261129T000000-abcdef"
+
 ARMED = {
     "staged": "yes", "claim": "arm", "arm": "done", "arm_alive": "no", "arm_error": "",
     "apply": "applied", "apply_alive": "no", "decision": "none", "rollback": "none",
@@ -198,3 +200,55 @@ def test_summary_names_every_part_of_the_state() -> None:
         "claim=arm arm=done apply=applied decision=rolled_back timer rollback=done failed=0 "
         "timer=on left=30s"
     )
+
+
+def test_the_scripts_exit_with_the_codes_the_controller_reads() -> None:
+    """The stage and arm templates get their exit codes from ExitCode (spelt once)."""
+    from fleetbr.transaction import scripts
+    from fleetbr.transaction.hoststate import ExitCode
+
+    arm = scripts.arm_apply_script(TXID, 30, use_systemd=False, wait=1.0, nonce="ab" * 16)
+    for code in (ExitCode.ARMED_ELSEWHERE, ExitCode.SCRIPTS_CHANGED, ExitCode.CANCELLED):
+        assert f"refuse {code.value} " in arm, code
+    assert (
+        f"exit {ExitCode.CANCELLED.value}\n" in arm and f"exit {ExitCode.NO_CLAIM.value}\n" in arm
+    )
+    assert parse_state(
+        {"claim": "arm", "staged": "yes", "arm": f"failed {ExitCode.ARMED_ELSEWHERE.value}"}
+    ).refused
+    assert not parse_state({"arm": f"failed {ExitCode.SCRIPTS_CHANGED.value}"}).refused
+
+
+@pytest.mark.parametrize(
+    ("marks", "text"),
+    [
+        ({"arm": "failed 11", "apply": "stopped:4", "decision": "rolled_back timer",
+          "rollback": "done failed=2"},
+         "claim=none arm=failed 11 apply=stopped:4 decision=rolled_back timer "
+         "rollback=done failed=2 timer=off left=?"),
+        ({"claim": "sideways", "arm": "odd", "apply": "x", "decision": "maybe", "rollback": "half"},
+         "claim=other arm=other apply=other decision=other rollback=other timer=off left=?"),
+    ],
+)  # fmt: skip
+def test_the_summary_spells_the_state_as_the_host_did(marks: dict[str, str], text: str) -> None:
+    assert parse_state(marks).summary() == text
+
+
+def test_words_parse_into_types_with_their_numbers() -> None:
+    state = parse_state({"arm": "failed 10", "apply": "failed:3", "decision": "rolled_back  reboot",
+                         "rollback": "done failed=x"})  # fmt: skip
+    assert (state.arm, state.arm_code, state.arm_text) == (ArmStep.FAILED, 10, "failed 10")
+    assert (state.apply, state.apply_step) == (ApplyStep.FAILED, 3)
+    assert (state.decision, state.reason, state.decision_text) == (
+        Decision.ROLLED_BACK, "reboot", "rolled_back reboot")  # fmt: skip
+    assert (state.rollback, state.failed_steps, state.rollback_ended) == (
+        RollbackStep.DONE,
+        0,
+        True,
+    )
+    assert parse_state({"arm": "done 3"}).arm_code is None  # a number only on a failure
+    assert parse_state({"apply": "applied:3"}).apply_step is None
+    assert parse_state({"decision": "confirmed now"}).reason == ""
+    assert parse_state({"rollback": "half failed=2"}).failed_steps == 0
+    other = parse_state({"decision": "maybe"})
+    assert other.decided and not other.confirmed and not other.rolled_back
