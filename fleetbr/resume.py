@@ -6,7 +6,8 @@ that it is the same rollout (the task's sha256 and the selected hosts), what it 
 hosts whose transaction may still be armed, hosts to apply), and how a host left armed is resolved
 before anything else: read the host's own state of that transaction; confirmed meanwhile is
 recorded as confirmed; still armed is rolled back now (the controller that armed it is gone) and
-verified against its snapshot, then applied again in its batch.
+verified against its snapshot (the one verdict of :mod:`fleetbr.transaction.verdict`, as
+``fleetbr rollback`` judges it), then applied again in its batch.
 """
 
 from __future__ import annotations

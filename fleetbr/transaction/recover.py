@@ -1,10 +1,12 @@
 """``fleetbr rollback``: resolve an armed transaction (live or stale) by running its staged
-rollback now, then verify the host against the facts snapshot taken when it was staged.
+rollback now, then judge the host against the facts snapshot taken when it was staged, with the
+one verdict of every rolled-back transaction (:mod:`fleetbr.transaction.verdict`).
 
 The snapshot may be days old, so only what the transaction touched is compared: the staged facts
 script carries the plan's objects as its ``touched`` section (fleetbr.plan.scope). Differences
 elsewhere (a guest's tap device that came or went) are listed as ``unrelated``, never a failure.
-A snapshot without that section (staged by an older fleetbr) is compared in full."""
+A snapshot without that section (staged by an older fleetbr) is compared in full.
+:func:`judge_staged` is the same judgement for ``apply --resume``."""
 
 from __future__ import annotations
 
