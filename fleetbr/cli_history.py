@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.output import Human, plain, print_json, warning
-from fleetbr.report import Status
+from fleetbr.report import EXIT_OK, Status
 
 if TYPE_CHECKING:
     from fleetbr.history.record import RunContext
     from fleetbr.history.store import Store
     from fleetbr.resume import Prior
 
-EXIT_OK = 0
 # The command names runs are recorded under (a watch period is a `check` or `apply` run).
 RECORDED_COMMANDS = frozenset({"plan", "apply", "status", "rollback", "run", "check"})
 

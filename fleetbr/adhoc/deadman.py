@@ -14,7 +14,8 @@ from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import RunObserver
 from fleetbr.output import render_results
-from fleetbr.rollout import EXIT_INTERRUPTED, Interruption, rollout_changes
+from fleetbr.report import EXIT_INTERRUPTED
+from fleetbr.rollout import Interruption, rollout_changes
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.command import CommandChange
 

@@ -41,7 +41,7 @@ from fleetbr.history.store import (
 from fleetbr.metrics import RunSummary, render, write_atomically
 from fleetbr.observe import Observers
 from fleetbr.output import warning
-from fleetbr.report import AggregatedResult, HostResult
+from fleetbr.report import EXIT_FAILED, EXIT_INTERRUPTED, AggregatedResult, HostResult
 
 Op = Callable[[Store], None]
 ENV = "FLEETBR_HISTORY"
@@ -346,7 +346,7 @@ class RunContext:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self.stop_display()
-        aborted = 130 if kind is KeyboardInterrupt else 1
+        aborted = EXIT_INTERRUPTED if kind is KeyboardInterrupt else EXIT_FAILED
         exit_code, state = self.outcome or (aborted, RunState.ABORTED)
         if self.recorder is not None:
             self.recorder.finish(exit_code, state)
