@@ -20,7 +20,7 @@ import pytest
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import Plan
-from fleetbr.plan.scope import touched_by, touched_lines
+from fleetbr.plan.scope import Touched, touched_by, touched_lines
 from fleetbr.report import Status
 from fleetbr.resume import resolve_on
 from fleetbr.transaction.change import BridgeChange
@@ -32,6 +32,7 @@ from fleetbr.transaction.verdict import (
     Judged,
     RollbackVerdict,
     ScriptOutcome,
+    guests_settling,
     judge_rollback,
     settling,
 )
@@ -302,3 +303,56 @@ def test_failures_name_the_failed_steps_first_then_the_problems() -> None:
     assert "kept what someone else wrote to /etc/a" in verdict.kept_note(TXID)
     assert RollbackVerdict("rolled_back timer", (), (), 0, ()).kept_note(TXID) == ""
     assert RollbackVerdict("rolled_back timer", (), (), 0, ()).outcome == ScriptOutcome()
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["pending", "initialized", "configuring", "connecting (getting IP configuration)",
+     "deactivating", "prepare"],
+)  # fmt: skip
+def test_every_word_of_a_daemon_still_at_work_is_settling(word: str) -> None:
+    before = parse_facts(NETWORKD)
+    eth0 = dataclasses.replace(before.manager("eth0"), state=word)
+    daemons = dataclasses.replace(before.daemons, interfaces={"eth0": eth0})
+    busy = dataclasses.replace(before, daemons=daemons)
+    assert settling(before, busy, Touched(frozenset({"eth0"})))
+    assert not settling(before, busy, Touched(frozenset({"br0"})))  # not an interface it touched
+    assert not settling(before, before, Touched(frozenset({"eth0"})))
+
+
+def test_guests_settle_only_when_one_it_moved_ran_before_and_is_not_back() -> None:
+    before = parse_facts(GUESTS)
+    assert before.guests is not None
+    g1 = before.guests.domains[0].uuid
+    no_virsh = dataclasses.replace(before, guests=None)
+    assert not guests_settling([g1], no_virsh, no_virsh)  # no libvirt before: nothing to wait for
+    assert guests_settling([g1], before, no_virsh)  # libvirt not answering yet
+    assert guests_settling(None, before, no_virsh)  # no scope: any guest that ran
+    assert not guests_settling([], before, no_virsh)  # it moved no guest
+    assert not guests_settling([g1], before, before)
+    gone = parse_facts(without_link(GUESTS, "vnet0"))  # g1's tap
+    assert guests_settling([g1], before, gone) and guests_settling(None, before, gone)
+    stopped = dataclasses.replace(before.guests.domains[0], active=False)
+    down = dataclasses.replace(before, guests=dataclasses.replace(
+        before.guests, domains=(stopped, *before.guests.domains[1:])))  # fmt: skip
+    assert guests_settling([g1], before, down)
+    assert not guests_settling([g1], down, down)  # it did not run before either
+
+
+def test_the_verdict_names_what_the_rollback_kept() -> None:
+    before = parse_facts(GUESTS)
+    kept = dataclasses.replace(before, kept={TXID: ("/etc/network/interfaces",), "other": ("/x",)})
+    verdict = judge(before, plan_of(GUESTS, MOVE_ALL), [kept], FakeClock())
+    assert verdict.kept == ("/etc/network/interfaces",) and verdict.at_snapshot
+    assert verdict.kept_note(TXID) == (
+        "; kept what someone else wrote to /etc/network/interfaces during the window "
+        f"(in /var/lib/fleetbr/kept/{TXID}/) before restoring"
+    )
+
+
+def test_the_settle_time_is_30_seconds() -> None:
+    """docs/safety.md promises up to 30 s."""
+    before = parse_facts(NETWORKD)
+    clock = FakeClock()
+    judge(before, plan_of(NETWORKD, PERSISTED), [parse_facts(NETWORKD_SETTLING)], clock)
+    assert clock.slept == [1] * 31
