@@ -438,8 +438,8 @@ class _Resolver:
 
 def _progress(state: HostTxState) -> tuple[object, ...]:
     """The parts of a state that show the host moving on."""
-    return (state.claim, state.arm, state.apply, state.apply_step, state.decision,
-            state.rollback)  # fmt: skip
+    return (state.claim, state.arm, state.arm_code, state.apply, state.apply_step,
+            state.decision, state.reason, state.rollback, state.failed_steps)  # fmt: skip
 
 
 def _reason(state: HostTxState) -> str:
