@@ -171,6 +171,13 @@ def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _seconds(text: str | None) -> int | None:
+    """A signed count of seconds (``remaining``), None when the host could not tell."""
+    if text is None or not text.lstrip("-").isdigit():
+        return None
+    return int(text)
+
+
 _Word = TypeVar("_Word", bound=enum.StrEnum)
 
 
@@ -210,7 +217,6 @@ def parse_rollback(text: str) -> tuple[RollbackStep, int]:
 def parse_state(marks: dict[str, str]) -> HostTxState:
     """Build the state from the markers of ``tx_state.sh.j2`` (``@@NONCE name value`` lines, as
     :func:`fleetbr.transaction.scripts.markers` returns them: name -> value)."""
-    remaining = marks.get("remaining", "none")
     arm, arm_code = parse_arm(marks.get("arm") or "none")
     apply, apply_step = parse_apply(marks.get("apply") or "none")
     decision, reason = parse_decision(marks.get("decision") or "none")
@@ -231,8 +237,8 @@ def parse_state(marks: dict[str, str]) -> HostTxState:
         failed_steps=failed,
         rollback_alive=marks.get("rollback_alive") == "yes",
         timer_alive=marks.get("timer_alive") == "yes",
-        remaining=int(remaining) if remaining.lstrip("-").isdigit() else None,
-        writable=marks.get("writable", "yes") != "no",
+        remaining=_seconds(marks.get("remaining")),
+        writable=marks.get("writable") != "no",  # only a "no" means the lock cannot be made
         armed_marker=_choice(Marker, marks.get("armed_marker") or "none", Marker.OTHER),
     )
 

@@ -252,3 +252,7 @@ def test_words_parse_into_types_with_their_numbers() -> None:
     assert parse_state({"rollback": "half failed=2"}).failed_steps == 0
     other = parse_state({"decision": "maybe"})
     assert other.decided and not other.confirmed and not other.rolled_back
+    assert parse_state({"armed_marker": "mine"}).armed_marker is Marker.OTHER
+    assert parse_state({"armed_marker": "other"}).armed_marker is Marker.OTHER
+    assert parse_state({"remaining": "-12"}).remaining == -12
+    assert parse_state({"remaining": "1-2"}).remaining is None

@@ -19,7 +19,7 @@ import pytest
 
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
-from fleetbr.plan import Plan
+from fleetbr.plan import Plan, restore_check
 from fleetbr.plan.scope import Touched, touched_by, touched_lines
 from fleetbr.report import Status
 from fleetbr.resume import resolve_on
@@ -32,6 +32,7 @@ from fleetbr.transaction.verdict import (
     Judged,
     RollbackVerdict,
     ScriptOutcome,
+    compare,
     guests_settling,
     judge_rollback,
     settling,
@@ -341,13 +342,50 @@ def test_guests_settle_only_when_one_it_moved_ran_before_and_is_not_back() -> No
 
 def test_the_verdict_names_what_the_rollback_kept() -> None:
     before = parse_facts(GUESTS)
-    kept = dataclasses.replace(before, kept={TXID: ("/etc/network/interfaces",), "other": ("/x",)})
+    paths = ("/etc/network/interfaces", "/etc/hosts")
+    kept = dataclasses.replace(before, kept={TXID: paths, "other": ("/x",)})
     verdict = judge(before, plan_of(GUESTS, MOVE_ALL), [kept], FakeClock())
-    assert verdict.kept == ("/etc/network/interfaces",) and verdict.at_snapshot
+    assert verdict.kept == paths and verdict.at_snapshot
     assert verdict.kept_note(TXID) == (
-        "; kept what someone else wrote to /etc/network/interfaces during the window "
+        "; kept what someone else wrote to /etc/network/interfaces, /etc/hosts during the window "
         f"(in /var/lib/fleetbr/kept/{TXID}/) before restoring"
     )
+
+
+def test_the_verdict_carries_what_the_changes_own_scripts_left() -> None:
+    before = parse_facts(GUESTS)
+    said = ScriptOutcome({"undo": {"exit_status": 0}}, "the undo exited 0")
+
+    async def outcome() -> ScriptOutcome:
+        return said
+
+    async def look() -> HostFacts:
+        return before
+
+    marks = parsed(state(**ROLLED_BACK))
+    judged = Judged(TXID, before, Touched(frozenset()))
+    verdict = asyncio.run(
+        judge_rollback(judged, parse_state(marks), look, FakeClock(), outcome=outcome)
+    )
+    assert verdict.outcome == said
+
+
+def test_without_a_scope_everything_is_compared_and_no_daemon_is_judged() -> None:
+    before = parse_facts(NETWORKD)
+    after = parse_facts(with_tap(NETWORKD_SETTLING, "vnet9"))
+    found = compare(before, after, None)
+    assert found.problems == restore_check(before, after, None).problems != []
+    assert found.notes == []
+
+
+def test_only_a_guest_it_moved_is_waited_for() -> None:
+    before = parse_facts(GUESTS)
+    assert before.guests is not None
+    gone = parse_facts(without_link(GUESTS, "vnet0"))  # g1's tap
+    g1 = before.guests.domains[0].uuid
+    assert settling(before, gone, Touched(frozenset(), domains=frozenset({g1})))
+    assert not settling(before, gone, Touched(frozenset()))  # it moved no guest
+    assert settling(before, gone, None)
 
 
 def test_the_settle_time_is_30_seconds() -> None:
