@@ -82,6 +82,20 @@ class Marker(enum.StrEnum):
     NONE = "none"
 
 
+class JournalEvent(enum.StrEnum):
+    """The events of the host's journal (``journal EVENT detail`` in the templates) that the
+    controller tells apart; any other word (a note, an older script's) is OTHER."""
+
+    ROLLED_BACK = "rolled_back"  # detail: reason=... failed_steps=N
+    ROLLBACK_FAILED = "rollback_failed"  # the boot guard could not put everything back
+    OTHER = "other"
+
+
+def parse_event(word: str) -> JournalEvent:
+    """A journal line's event word as a :class:`JournalEvent`."""
+    return _choice(JournalEvent, word, JournalEvent.OTHER)
+
+
 ARMED_STEPS = frozenset({ArmStep.ARMED, ArmStep.STARTED, ArmStep.DONE})
 
 

@@ -256,3 +256,11 @@ def test_words_parse_into_types_with_their_numbers() -> None:
     assert parse_state({"armed_marker": "other"}).armed_marker is Marker.OTHER
     assert parse_state({"remaining": "-12"}).remaining == -12
     assert parse_state({"remaining": "1-2"}).remaining is None
+
+
+def test_journal_events_parse_into_types() -> None:
+    from fleetbr.transaction.hoststate import JournalEvent, parse_event
+
+    assert parse_event("rolled_back") is JournalEvent.ROLLED_BACK
+    assert parse_event("rollback_failed") is JournalEvent.ROLLBACK_FAILED
+    assert parse_event("rolling_back") is JournalEvent.OTHER
