@@ -30,7 +30,14 @@ from fleetbr.output import (
     render_results,
     whole_stdout_writes,
 )
-from fleetbr.report import hosts_text
+from fleetbr.report import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    hosts_text,
+)
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
@@ -39,8 +46,6 @@ if TYPE_CHECKING:
 # Each command imports what only it needs inside its handler: every run pays the CLI's start-up,
 # and `fleetbr facts` must stay close to a bare asyncssh script (docs/benchmarks.md).
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 3: drift found (fleetbr.report.EXIT_DRIFT)
-EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -146,9 +151,6 @@ def _lab_command(args: argparse.Namespace) -> int:
     from fleetbr.lab.cli import HANDLERS as LAB_HANDLERS
 
     return LAB_HANDLERS[args.command](args)
-
-
-EXIT_INTERRUPTED = 130  # a first Ctrl-C: every host reported, some never started
 
 
 HANDLERS: dict[str, Handler] = {

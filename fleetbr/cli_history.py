@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from fleetbr.errors import UsageError
 from fleetbr.output import Human, plain, print_json, warning
+from fleetbr.report import EXIT_OK, Status
 
 if TYPE_CHECKING:
     from fleetbr.core.assemble import RunOutcome
     from fleetbr.history.store import Store
 
-EXIT_OK = 0
 # The command names runs are recorded under (a watch period is a `check` or `apply` run).
 RECORDED_COMMANDS = frozenset({"plan", "apply", "status", "rollback", "run", "check"})
 
@@ -31,7 +31,7 @@ def resume_hint(outcome: RunOutcome) -> None:
     """After an apply that left hosts unfinished, say how to continue it (stderr)."""
     if outcome.request.recorded_name != "apply" or outcome.history_failed or not outcome.run_id:
         return
-    if any(result.status.value == "skipped" for result in outcome.result.values()):
+    if any(result.status is Status.SKIPPED for result in outcome.result.values()):
         warning(f"run {outcome.run_id} left hosts not attempted; continue it with "
                 f"`fleetbr apply --resume {outcome.run_id}` (docs/history.md)")  # fmt: skip
 

@@ -2,7 +2,11 @@
 
 Everything fleetbr raises on purpose derives from :class:`FleetbrError`. asyncssh and OS errors are
 translated into :class:`TransportError` subclasses at the transport boundary
-(``fleetbr.transport.ssh``), so no other module needs to know asyncssh's exceptions.
+(``fleetbr.transport.ssh``), so no other module needs to know asyncssh's exceptions. The errors
+of a part live beside it and derive from a class here (``BackendRefusal`` and ``GuestRefusal``
+from :class:`PlanRefused`, ``HistoryError`` and ``UnsafeHistoryPath`` from
+:class:`FleetbrError`); only private control-flow exceptions (a leading underscore, never leaving
+their module) stand outside the tree.
 """
 
 from __future__ import annotations
@@ -80,4 +84,5 @@ class FactsError(FleetbrError):
 
 
 class PlanRefused(FleetbrError):
-    """The plan for a host is refused; ``reason`` says why."""
+    """The plan for a host must be refused; the message says why (one line). The planner turns it
+    into the plan's refusal (status ``refused``, nothing changed), never into a failed command."""

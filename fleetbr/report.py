@@ -29,7 +29,10 @@ class Status(enum.StrEnum):
 
 
 SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED, Status.IN_SYNC})
-EXIT_OK, EXIT_FAILED, EXIT_DRIFT = 0, 1, 3
+# The exit codes of fleetbr's commands (README: "Per-host statuses and exit codes"), only here.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3  # usage: bad input, nothing contacted
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it: a first Ctrl-C
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
 
 
 def hosts_text(count: int) -> str:

@@ -6,7 +6,8 @@ that it is the same rollout (the task's sha256 and the selected hosts), what it 
 hosts whose transaction may still be armed, hosts to apply), and how a host left armed is resolved
 before anything else: read the host's own state of that transaction; confirmed meanwhile is
 recorded as confirmed; still armed is rolled back now (the controller that armed it is gone) and
-verified against its snapshot, then applied again in its batch.
+verified against its snapshot (the one verdict of :mod:`fleetbr.transaction.verdict`, as
+``fleetbr rollback`` judges it), then applied again in its batch.
 """
 
 from __future__ import annotations
@@ -22,17 +23,24 @@ from pathlib import Path
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.errors import UsageError
-from fleetbr.facts.gather import gather
-from fleetbr.facts.parse import parse_facts
 from fleetbr.history.record import controller_alive, file_sha256
-from fleetbr.history.store import DONE, STARTED, HistoryError, HostRow, RunRecord, Store
+from fleetbr.history.store import (
+    DONE,
+    STARTED,
+    HistoryError,
+    HostRow,
+    RunRecord,
+    RunState,
+    Store,
+)
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
-from fleetbr.plan import diff_facts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.hoststate import HostTxState
-from fleetbr.transaction.protocol import read_state, rollback_finished, wait_settled
+from fleetbr.transaction.hoststate import HostTxState, Marker
+from fleetbr.transaction.protocol import Clock, read_state, rollback_finished, wait_settled
+from fleetbr.transaction.recover import judge_staged
+from fleetbr.transaction.verdict import RollbackVerdict
 from fleetbr.transport import Session, open_session
 
 ROLLOUT_OPTIONS = ("canary", "batch_size", "max_failures")
@@ -62,13 +70,13 @@ def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
         row = by_host.get(host)
         if row is None:
             continue
-        if row.status in DONE:
+        if isinstance(row.status, Status) and row.status in DONE:
             origin = row.from_run or run.id
             prior.carried[host] = HostResult(
-                host, Status(row.status), f"{row.status} in run {origin}; not touched again",
+                host, row.status, f"{row.status} in run {origin}; not touched again",
                 data={"from_run": origin, "txid": row.txid, "batch": row.batch},
             )  # fmt: skip
-        elif row.txid and row.status != Status.ROLLED_BACK.value:
+        elif row.txid and row.status is not Status.ROLLED_BACK:
             prior.resolve[host] = row.txid  # started, failed, unreachable...: ask the host
     return prior
 
@@ -109,12 +117,12 @@ def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRo
 def stop_reason(run: RunRecord, rows: Sequence[HostRow]) -> str | None:
     """Why ``run`` stopped before it reached every host, or None when it finished: its
     controller died or was stopped, or a canary or ``--max-failures`` left hosts skipped."""
-    if run.state == "running":
+    if run.state is RunState.RUNNING:
         return "its controller is gone"
-    if run.state != "finished":
+    if run.state is not RunState.FINISHED:
         return str(run.state)
     status = {row.host: row.status for row in rows}
-    if any(status.get(host, STARTED) in (STARTED, Status.SKIPPED.value) for host in run.hosts):
+    if any(status.get(host, STARTED) in (STARTED, Status.SKIPPED) for host in run.hosts):
         return "stopped with hosts not attempted"
     return None
 
@@ -136,7 +144,7 @@ def _check_resumable(store: Store, run: RunRecord, rows: Sequence[HostRow]) -> N
     later = store.resumed_by(run.id)
     if later is not None:
         raise UsageError(f"--resume: run {run.id} was resumed by run {later}; resume that one")
-    if run.state == "running" and controller_alive(run.controller):
+    if run.state is RunState.RUNNING and controller_alive(run.controller):
         raise UsageError(
             f"--resume: run {run.id} is still running (pid {run.controller.get('pid')}); "
             "wait for it or stop it first"
@@ -250,44 +258,61 @@ class Resolution:
 
     final: HostResult | None
     note: str
+    verdict: RollbackVerdict | None = None  # how a rolled-back transaction was judged
 
 
 async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:
     """Resolve transaction ``txid`` that run ``run_id`` left on ``spec`` (see the module doc)."""
     async with open_session(spec) as conn:
-        state = await read_state(conn, txid)
-        if not state.staged:
-            return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
-        if state.decision == "none" and state.armed_marker == "this":
-            await conn.run_script(scripts.trigger_rollback_script(txid, "resume"),
-                                  label="rollback")  # fmt: skip
-        if state.decision != "none" or state.busy or state.armed_marker == "this":
-            state = await wait_settled(conn, txid)
-        return await _settled(conn, spec.name, txid, run_id, state)
+        return await resolve_on(conn, spec.name, txid, run_id)
+
+
+async def resolve_on(
+    conn: Session, host: str, txid: str, run_id: int, *, clock: Clock | None = None
+) -> Resolution:
+    """:func:`resolve_host` over an open connection to ``host`` (``clock``: a test's)."""
+    state = await read_state(conn, txid)
+    if not state.staged:
+        return Resolution(None, f"{txid} of run {run_id} is not on the host (never staged)")
+    if not state.decided and state.armed_marker is Marker.THIS:
+        await conn.run_script(scripts.trigger_rollback_script(txid, "resume"), label="rollback")
+    if state.decided or state.busy or state.armed_marker is Marker.THIS:
+        state = await wait_settled(conn, txid, clock=clock)
+    return await _settled(conn, host, txid, run_id, state, clock=clock)
 
 
 async def _settled(
-    conn: Session, host: str, txid: str, run_id: int, state: HostTxState
+    conn: Session,
+    host: str,
+    txid: str,
+    run_id: int,
+    state: HostTxState,
+    *,
+    clock: Clock | None,
 ) -> Resolution:
-    data: dict[str, object] = {"txid": txid, "decision": state.decision, "from_run": run_id}
-    if state.decision == "confirmed":
+    decision = state.decision_text
+    data: dict[str, object] = {"txid": txid, "decision": decision, "from_run": run_id}
+    if state.confirmed:
         message = f"confirmed {txid} (decided on the host after run {run_id} stopped)"
         return Resolution(HostResult(host, Status.CONFIRMED, message, data), message)
-    if state.decision == "none" and not state.busy and state.armed_marker != "this":
+    if not state.decided and not state.busy and state.armed_marker is not Marker.THIS:
         return Resolution(None, f"{txid} of run {run_id} was never armed; nothing changed")
     if not rollback_finished(state):
         message = f"{txid} of run {run_id} still undecided: {state.summary()}"
         return Resolution(HostResult(host, Status.FAILED, message, data), message)
-    snapshot = parse_facts(
-        (await conn.run_script(scripts.snapshot_script(txid), label="snapshot")).stdout
-    )
-    problems = diff_facts(snapshot, await gather(conn))
-    if problems:
-        data["differences"] = problems
+    verdict = await judge_staged(conn, txid, state, clock=clock)
+    data["verdict"] = verdict.to_dict()
+    if not verdict.at_snapshot:
+        data["differences"] = list(verdict.problems)
+        if verdict.failed_steps:
+            data["failed_steps"] = verdict.failed_steps
+        if verdict.kept:
+            data["kept"] = list(verdict.kept)
         message = (
-            f"{txid} of run {run_id} rolled back ({state.decision}) but differs from its "
-            "snapshot: " + "; ".join(problems)
+            f"{txid} of run {run_id} rolled back ({decision}) but not at its snapshot: "
+            + "; ".join(verdict.failures(txid))
+            + verdict.kept_note(txid)
         )
-        return Resolution(HostResult(host, Status.FAILED, message, data), message)
-    return Resolution(None, f"{txid} of run {run_id} rolled back ({state.decision}); "
-                            "matches its snapshot")  # fmt: skip
+        return Resolution(HostResult(host, Status.FAILED, message, data), message, verdict)
+    message = f"{txid} of run {run_id} rolled back ({decision}); matches its snapshot"
+    return Resolution(None, message, verdict)

@@ -36,7 +36,6 @@ FAILURES = frozenset({Status.ROLLED_BACK, Status.FAILED, Status.UNREACHABLE})
 # A canary passes only confirmed, or unchanged (it already carries the change, proven earlier);
 # refused, failed, unreachable or rolled back canaries stop the rollout.
 CANARY_PASSED = frozenset({Status.CONFIRMED, Status.UNCHANGED})
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 INTERRUPTED = "not attempted: interrupted (Ctrl-C)"
 NOT_ARMED = "interrupted (Ctrl-C) before arming: staged only, nothing changed"
 FIRST_CTRL_C = (

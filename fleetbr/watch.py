@@ -29,7 +29,7 @@ from fleetbr.core.assemble import Prepared, prepare, run_prepared
 from fleetbr.core.request import RunRequest
 from fleetbr.errors import UsageError
 from fleetbr.output import Human, error, plain, warning
-from fleetbr.report import SUCCESS, AggregatedResult, hosts_text
+from fleetbr.report import SUCCESS, AggregatedResult, Status, hosts_text
 
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -160,7 +160,7 @@ class Watcher:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
         self.out.line(f"{stamp} run {number} {result.command}: {hosts_text(len(result))}: {counts}")
         for host in result.values():
-            if host.status not in SUCCESS or host.status.value == "confirmed":
+            if host.status not in SUCCESS or host.status is Status.CONFIRMED:
                 self.out.line(f"  {host.host}  {host.status.value}  {host.message}")
 
 

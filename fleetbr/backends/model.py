@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fleetbr.errors import PlanRefused
 from fleetbr.facts.model import Route
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ CONFIG_MODE = "0644"
 PRIVATE_MODE = "0600"  # NetworkManager ignores keyfiles readable by others; netplan warns
 
 
-class BackendRefusal(Exception):
+class BackendRefusal(PlanRefused):
     """The backend cannot persist this bridge safely; the message says why (one line)."""
 
 

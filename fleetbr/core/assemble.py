@@ -26,9 +26,9 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.history.record import RunContext
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import RunObserver, observed
-from fleetbr.report import AggregatedResult, HostResult
+from fleetbr.report import EXIT_INTERRUPTED, AggregatedResult, HostResult
 from fleetbr.resume import Prior, prepare_resume
-from fleetbr.rollout import EXIT_INTERRUPTED, Interruption, rollback_hosts, rollout_changes
+from fleetbr.rollout import Interruption, rollback_hosts, rollout_changes
 from fleetbr.runner import HostJob
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.status import status_job

@@ -157,7 +157,7 @@ def show_history(
 
 
 def _state(store: Store, run: RunRecord) -> str:
-    state = run.state
+    state = str(run.state)
     if run.resumed_from is not None:
         state += f" (resumes {run.resumed_from})"
     later = store.resumed_by(run.id)

@@ -35,13 +35,14 @@ from fleetbr.history.store import (
     HistoryError,
     HostRow,
     RunRecord,
+    RunState,
     Store,
     default_path,
 )
 from fleetbr.metrics import RunSummary, render, write_atomically
 from fleetbr.observe import Observers
 from fleetbr.output import warning
-from fleetbr.report import AggregatedResult, HostResult
+from fleetbr.report import EXIT_FAILED, EXIT_INTERRUPTED, AggregatedResult, HostResult
 
 Op = Callable[[Store], None]
 ENV = "FLEETBR_HISTORY"
@@ -190,7 +191,7 @@ class Recorder:
             diff = data.get("differences")  # the drift: field, want, have
         self._put(
             HostRow(
-                result.host, result.status.value, result.message,
+                result.host, result.status, result.message,
                 txid=txid if isinstance(txid, str) and txid else None,
                 batch=self.batch_index if from_run is None else data.get("batch"),
                 started=self.started_at.get(result.host),
@@ -202,7 +203,7 @@ class Recorder:
 
     # -- the end ------------------------------------------------------------------------------
 
-    def finish(self, exit_code: int, state: str) -> None:
+    def finish(self, exit_code: int, state: RunState) -> None:
         """Record the end of the run and wait (bounded) for every row to be written."""
         ended = time.time()
 
@@ -329,7 +330,7 @@ class RunContext:
         )
         self.observer = Observers(recorder, self.live, self.tally)
         self.started = time.time()
-        self.outcome: tuple[int, str] | None = None
+        self.outcome: tuple[int, RunState] | None = None
 
     def __enter__(self) -> RunContext:
         if self.live is not None:
@@ -338,7 +339,7 @@ class RunContext:
 
     def done(self, exit_code: int, *, interrupted: bool = False) -> None:
         """The run ended with ``exit_code`` (after a first Ctrl-C: ``interrupted``)."""
-        self.outcome = (exit_code, "interrupted" if interrupted else "finished")
+        self.outcome = (exit_code, RunState.INTERRUPTED if interrupted else RunState.FINISHED)
 
     def stop_display(self) -> None:
         """Remove the live display (before the report is printed)."""
@@ -348,8 +349,8 @@ class RunContext:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self.stop_display()
-        aborted = 130 if kind is KeyboardInterrupt else 1
-        exit_code, state = self.outcome or (aborted, "aborted")
+        aborted = EXIT_INTERRUPTED if kind is KeyboardInterrupt else EXIT_FAILED
+        exit_code, state = self.outcome or (aborted, RunState.ABORTED)
         if self.recorder is not None:
             self.recorder.finish(exit_code, state)
         # a watch check run abandoned at SIGTERM has no result: the last run's metrics stay

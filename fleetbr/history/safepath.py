@@ -13,8 +13,10 @@ import os
 import stat
 from pathlib import Path
 
+from fleetbr.errors import FleetbrError
 
-class UnsafeHistoryPath(Exception):
+
+class UnsafeHistoryPath(FleetbrError):
     """The history path breaks the rule; the message says how (one line)."""
 
 

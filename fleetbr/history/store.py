@@ -12,6 +12,7 @@ used (no SQLite-only column types), so a server database can stand behind the sa
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import random
@@ -25,12 +26,31 @@ from typing import Any, TypeVar
 
 from fleetbr.errors import FleetbrError
 from fleetbr.history.safepath import UnsafeHistoryPath, check_history_path, create_history_file
+from fleetbr.report import Status
 
 T = TypeVar("T")
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another fleetbr process's write
 DATA_LIMIT = 64 * 1024  # bytes of a host's result data kept (a `run` can carry megabytes)
-DONE = frozenset({"confirmed", "unchanged"})  # an apply host that needs nothing more
-STARTED = "started"  # the status of a host whose result has not arrived (yet, or ever)
+
+
+class RunState(enum.StrEnum):
+    """How a run ended (``running``: it has not, or its controller died)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"  # a first Ctrl-C: the armed hosts were resolved, then it stopped
+    ABORTED = "aborted"  # an error (or a second Ctrl-C) ended it
+
+
+class Pending(enum.StrEnum):
+    """A host's status in the history before its result (a :class:`Status`) arrives."""
+
+    STARTED = "started"  # the result has not arrived (yet, or ever)
+
+
+HostStatus = Status | Pending
+STARTED = Pending.STARTED
+DONE = frozenset({Status.CONFIRMED, Status.UNCHANGED})  # an apply host that needs nothing more
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs and their per-host results
@@ -101,7 +121,7 @@ class RunRecord:
     task_sha256: str | None = None
     selection: str | None = None
     resumed_from: int | None = None
-    state: str = "running"
+    state: RunState = RunState.RUNNING
     ended: float | None = None
     exit_code: int | None = None
     id: int = 0
@@ -112,7 +132,7 @@ class HostRow:
     """One host's part of a run (``status`` is ``started`` until its result arrives)."""
 
     host: str
-    status: str
+    status: HostStatus
     message: str = ""
     txid: str | None = None
     batch: int | None = None
@@ -210,7 +230,7 @@ class Store:
                 " started, ended, exit_code, state, controller, resumed_from)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.command, run.task_path, run.task_sha256, run.selection, _dumps(run.hosts),
-                 _dumps(run.options), run.started, run.ended, run.exit_code, run.state,
+                 _dumps(run.options), run.started, run.ended, run.exit_code, run.state.value,
                  _dumps(run.controller), run.resumed_from),
             )  # fmt: skip
         run.id = int(cursor.lastrowid or 0)
@@ -228,7 +248,7 @@ class Store:
                 " started = excluded.started, ended = excluded.ended,"
                 " elapsed = excluded.elapsed, phases = excluded.phases, diff = excluded.diff,"
                 " data = excluded.data, from_run = excluded.from_run",
-                (run_id, row.host, row.status, row.message, row.txid, row.batch, row.started,
+                (run_id, row.host, row.status.value, row.message, row.txid, row.batch, row.started,
                  row.ended, row.elapsed, _dumps(row.phases) if row.phases else None,
                  None if row.diff is None else _dumps(row.diff), _data_text(row.data),
                  row.from_run),
@@ -242,12 +262,12 @@ class Store:
                 (txid, run_id, host),
             )
 
-    def finish_run(self, run_id: int, *, ended: float, exit_code: int, state: str) -> None:
+    def finish_run(self, run_id: int, *, ended: float, exit_code: int, state: RunState) -> None:
         """Record how run ``run_id`` ended."""
         with self.write() as db:
             db.execute(
                 "UPDATE runs SET ended = ?, exit_code = ?, state = ? WHERE id = ?",
-                (ended, exit_code, state, run_id),
+                (ended, exit_code, state.value, run_id),
             )
 
     # -- reads ------------------------------------------------------------------------------
@@ -344,13 +364,29 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
+_Word = TypeVar("_Word", bound=enum.StrEnum)
+
+
+def _word(kind: type[_Word], text: str) -> _Word:
+    """The member of ``kind`` spelt ``text``; HistoryError for a word fleetbr never writes."""
+    for member in kind:
+        if member.value == text:
+            return member
+    raise HistoryError(f"unknown {kind.__name__} {text!r} in the history")
+
+
+def host_status(text: str) -> HostStatus:
+    """A host row's status as stored: a :class:`Status`, or :data:`STARTED`."""
+    return STARTED if text == STARTED.value else _word(Status, text)
+
+
 def _run_record(row: Sequence[Any]) -> RunRecord:
     (run_id, command, task_path, sha, selection, hosts, options, started, ended, exit_code,
      state, controller, resumed_from) = row  # fmt: skip
     return RunRecord(
         command=command, hosts=_loads(hosts, []), options=_loads(options, {}), started=started,
         controller=_loads(controller, {}), task_path=task_path, task_sha256=sha,
-        selection=selection, resumed_from=resumed_from, state=state, ended=ended,
+        selection=selection, resumed_from=resumed_from, state=_word(RunState, state), ended=ended,
         exit_code=exit_code, id=run_id,
     )  # fmt: skip
 
@@ -359,9 +395,9 @@ def _host_row(row: Sequence[Any]) -> HostRow:
     (run_id, host, status, message, txid, batch, started, ended, elapsed, phases, diff, data,
      from_run) = row  # fmt: skip
     return HostRow(
-        host=host, status=status, message=message, txid=txid, batch=batch, started=started,
-        ended=ended, elapsed=elapsed, phases=_loads(phases, {}), diff=_loads(diff, None),
-        data=_loads(data, {}), from_run=from_run, run_id=run_id,
+        host=host, status=host_status(status), message=message, txid=txid, batch=batch,
+        started=started, ended=ended, elapsed=elapsed, phases=_loads(phases, {}),
+        diff=_loads(diff, None), data=_loads(data, {}), from_run=from_run, run_id=run_id,
     )  # fmt: skip
 
 

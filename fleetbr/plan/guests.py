@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from fleetbr.errors import ValidationError
+from fleetbr.errors import PlanRefused, ValidationError
 from fleetbr.facts.libvirt import SCOPES, Domain, GuestInterface, Libvirt, Scope
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import guest_xml
@@ -23,7 +23,7 @@ from fleetbr.validate import clip, interface_name
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-class GuestRefusal(Exception):
+class GuestRefusal(PlanRefused):
     """Why the guests of a task cannot be moved on this host (the plan is refused)."""
 
 

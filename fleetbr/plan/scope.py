@@ -34,6 +34,8 @@ class Touched:
     sysctls: frozenset[str] = frozenset()
     files: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()  # libvirt domains (UUIDs) whose interfaces move
+    # interfaces a persisting backend's daemon must see after a rollback as it did before
+    managed: frozenset[str] = frozenset()
 
 
 def touched_by(plan: Plan) -> Touched:
@@ -55,12 +57,15 @@ def touched_by(plan: Plan) -> Touched:
             sysctls.add(str(args["key"]).removeprefix(_SYSCTL_PREFIX))
         elif step.kind in ("modprobe", "sysctl_load"):
             sysctls |= set(NF_KEYS)
+    managers = plan.expected.managers
+    managed = {*managers, plan.expected.nic} - {""} if managers else set()
     return Touched(
         frozenset(devs),
         frozenset(routes),
         frozenset(sysctls),
         frozenset(plan.files),
         frozenset(domains),
+        frozenset(managed),
     )
 
 
@@ -71,6 +76,7 @@ def touched_lines(touched: Touched) -> list[str]:
     lines += [f"sysctl {key}" for key in sorted(touched.sysctls)]
     lines += [f"file {path}" for path in sorted(touched.files)]
     lines += [f"domain {uuid}" for uuid in sorted(touched.domains)]
+    lines += [f"manager {dev}" for dev in sorted(touched.managed)]
     return lines
 
 
@@ -81,6 +87,7 @@ def parse_touched(lines: Iterable[str]) -> Touched:
     sysctls: set[str] = set()
     files: set[str] = set()
     domains: set[str] = set()
+    managed: set[str] = set()
     for line in lines:
         words = line.split()
         try:
@@ -94,10 +101,17 @@ def parse_touched(lines: Iterable[str]) -> Touched:
                 files.add(words[1])
             elif len(words) == 2 and words[0] == "domain" and _UUID_RE.match(words[1]):
                 domains.add(words[1])
+            elif len(words) == 2 and words[0] == "manager":
+                managed.add(validate.interface_name(words[1]))
             else:
                 raise ValidationError(f"unexpected line {line!r}")
         except ValidationError as exc:
             raise FactsError(f"section touched: {exc}") from None
     return Touched(
-        frozenset(devs), frozenset(routes), frozenset(sysctls), frozenset(files), frozenset(domains)
+        frozenset(devs),
+        frozenset(routes),
+        frozenset(sysctls),
+        frozenset(files),
+        frozenset(domains),
+        frozenset(managed),
     )

@@ -6,7 +6,8 @@ their text is never interpreted as part of fleetbr's own scripts. What is verifi
 reachable over a fresh connection, the gateways that answered before still answer, and the
 confirm check (if any) exits 0. After a rollback: the undo ran to completion and the host is
 reachable; differences from the snapshot are reported, not judged (the undo is the operator's
-promise; fleetbr cannot know what an arbitrary command changes).
+promise; fleetbr cannot know what an arbitrary command changes: its plan touches nothing, so
+:func:`fleetbr.transaction.verdict.compare` only notes them).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbr.facts.model import STATE_DIR, HostFacts
-from fleetbr.plan import Plan, diff_facts
+from fleetbr.plan import Plan, touched_by
 from fleetbr.plan.command import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_command
 from fleetbr.render import render
-from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.scripts import check_script, check_txid, markers, new_nonce
+from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome, compare
 from fleetbr.transport import Session
 
 TAIL_BYTES = 2048  # bytes of the end of each staged script's stderr carried in the result
@@ -74,17 +75,24 @@ class CommandChange:
         return [f"confirm check exited {status}" + (f": {said}" if said else "")]
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
-        """Reachable (we are connected): only report how the host differs from its snapshot."""
-        return RollbackCheck(notes=diff_facts(before, after))
+        """Reachable (we are connected): only report how the host differs from its snapshot (the
+        plan touches nothing fleetbr could name: every difference is a note)."""
+        return compare(before, after, touched_by(plan))
 
     async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         """The exit status and the end of the stderr of the command, and of the undo if it ran."""
-        nonce = new_nonce()
-        script = render("tx_command_result.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid),
-                        files=[name for _, name in REPORTED], tail_bytes=TAIL_BYTES,
-                        nonce=nonce)  # fmt: skip
-        done = await conn.run_script(script, label="results")
-        return script_outcome(markers(done.stdout, nonce))
+        return await read_outcome(conn, txid)
+
+
+async def read_outcome(conn: Session, txid: str) -> ScriptOutcome:
+    """What the staged command and undo of transaction ``txid`` left (nothing for a transaction
+    that staged none: a bridge change's)."""
+    nonce = new_nonce()
+    script = render("tx_command_result.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid),
+                    files=[name for _, name in REPORTED], tail_bytes=TAIL_BYTES,
+                    nonce=nonce)  # fmt: skip
+    done = await conn.run_script(script, label="results")
+    return script_outcome(markers(done.stdout, nonce))
 
 
 def script_outcome(found: dict[str, str]) -> ScriptOutcome:

@@ -10,28 +10,117 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
-ARMED_STEPS = frozenset({"armed", "started", "done"})
+
+class ExitCode(enum.IntEnum):
+    """Exit statuses of the host scripts that the controller tells apart (the templates get them
+    from here: ``exits`` in their render context)."""
+
+    OK = 0
+    FAILED = 1  # anything else that went wrong
+    ARMED_ELSEWHERE = 10  # stage, arm: another transaction is armed on the host (a refusal)
+    SCRIPTS_CHANGED = 11  # arm: the staged scripts no longer match their checksums
+    CANCELLED = 12  # arm: the controller cancelled it first, or it was decided before arming
+    NO_CLAIM = 13  # arm: the transaction folder takes no claim (read-only or full)
+
+
+class Claim(enum.StrEnum):
+    """Who took the transaction's claim: the arm script, the controller's cancel, or nobody."""
+
+    ARM = "arm"
+    CANCEL = "cancel"
+    NONE = "none"
+    OTHER = "other"  # a word no fleetbr script writes
+
+
+class ArmStep(enum.StrEnum):
+    """How far the arm script got (``arm.status``; ``failed N``: it exited N)."""
+
+    NONE = "none"
+    CLAIMED = "claimed"
+    ARMED = "armed"
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    OTHER = "other"
+
+
+class ApplyStep(enum.StrEnum):
+    """How far the apply got (``apply.status``; ``failed:N``, ``stopped:N``: at step N)."""
+
+    NONE = "none"
+    RUNNING = "running"
+    APPLIED = "applied"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    OTHER = "other"
+
+
+class Decision(enum.StrEnum):
+    """Who decided the transaction (``rolled_back REASON``: the rollback, and why)."""
+
+    NONE = "none"
+    CONFIRMED = "confirmed"
+    ROLLED_BACK = "rolled_back"
+    OTHER = "other"
+
+
+class RollbackStep(enum.StrEnum):
+    """The rollback's end (``done failed=N``: finished, N of its steps failed)."""
+
+    NONE = "none"
+    DONE = "done"
+    OTHER = "other"
+
+
+class Marker(enum.StrEnum):
+    """Which transaction the host's armed marker names, from this one's point of view."""
+
+    THIS = "this"
+    OTHER = "other"
+    NONE = "none"
+
+
+class JournalEvent(enum.StrEnum):
+    """The events of the host's journal (``journal EVENT detail`` in the templates) that the
+    controller tells apart; any other word (a note, an older script's) is OTHER."""
+
+    ROLLED_BACK = "rolled_back"  # detail: reason=... failed_steps=N
+    ROLLBACK_FAILED = "rollback_failed"  # the boot guard could not put everything back
+    OTHER = "other"
+
+
+def parse_event(word: str) -> JournalEvent:
+    """A journal line's event word as a :class:`JournalEvent`."""
+    return _choice(JournalEvent, word, JournalEvent.OTHER)
+
+
+ARMED_STEPS = frozenset({ArmStep.ARMED, ArmStep.STARTED, ArmStep.DONE})
 
 
 @dataclass(frozen=True)
 class HostTxState:
-    """One transaction as the host sees it (see ``tx_state.sh.j2``)."""
+    """One transaction as the host sees it (see ``tx_state.sh.j2``), parsed into types."""
 
     staged: bool
-    claim: str  # "arm", "cancel" or "none"
-    arm: str  # none, claimed, armed, started, done, "failed N"
+    claim: Claim
+    arm: ArmStep
+    arm_code: int | None  # the arm script's exit status when it failed
     arm_alive: bool
     arm_error: str
-    apply: str  # none, running, applied, "failed:N", "stopped:N"
+    apply: ApplyStep
+    apply_step: int | None  # the step the apply failed or was stopped at
     apply_alive: bool
-    decision: str  # none, confirmed, "rolled_back REASON"
-    rollback: str  # none or "done failed=N"
+    decision: Decision
+    reason: str  # why it was rolled back (timer, unfinished, reboot, operator, ...)
+    rollback: RollbackStep
+    failed_steps: int  # rollback steps that failed (0 when none or unknown)
     rollback_alive: bool
     timer_alive: bool
     remaining: int | None  # seconds until the host's timer fires (negative: it is past)
     writable: bool  # a lock can be created in the transaction folder
-    armed_marker: str  # /var/lib/fleetbr/armed names "this" transaction, an "other" one, or "none"
+    armed_marker: Marker
 
     @property
     def busy(self) -> bool:
@@ -44,38 +133,127 @@ class HostTxState:
         return self.arm in ARMED_STEPS
 
     @property
+    def decided(self) -> bool:
+        """Something took the decision (confirmed, rolled back, or a word fleetbr never writes)."""
+        return self.decision is not Decision.NONE
+
+    @property
+    def confirmed(self) -> bool:
+        """The disarm took the decision."""
+        return self.decision is Decision.CONFIRMED
+
+    @property
     def rolled_back(self) -> bool:
         """The rollback took the decision."""
-        return self.decision.startswith("rolled_back")
+        return self.decision is Decision.ROLLED_BACK
+
+    @property
+    def rollback_ended(self) -> bool:
+        """The rollback script wrote its end."""
+        return self.rollback is not RollbackStep.NONE
+
+    @property
+    def refused(self) -> bool:
+        """The arm script refused: another transaction is armed on the host."""
+        return self.arm is ArmStep.FAILED and self.arm_code == ExitCode.ARMED_ELSEWHERE
+
+    @property
+    def arm_text(self) -> str:
+        """How far the arm script got, as the host wrote it (``failed 10``)."""
+        return f"{self.arm} {self.arm_code}" if self.arm_code is not None else str(self.arm)
+
+    @property
+    def decision_text(self) -> str:
+        """The decision as the host wrote it (``rolled_back timer``)."""
+        return f"{self.decision} {self.reason}" if self.reason else str(self.decision)
 
     def summary(self) -> str:
         """A short one-line description for reports."""
         left = "?" if self.remaining is None else f"{self.remaining}s"
+        apply = f"{self.apply}:{self.apply_step}" if self.apply_step is not None else self.apply
+        rollback = (
+            f"done failed={self.failed_steps}" if self.rollback is RollbackStep.DONE
+            else str(self.rollback)
+        )  # fmt: skip
         return (
-            f"claim={self.claim} arm={self.arm} apply={self.apply} decision={self.decision} "
-            f"rollback={self.rollback} timer={'on' if self.timer_alive else 'off'} left={left}"
+            f"claim={self.claim} arm={self.arm_text} apply={apply} decision={self.decision_text} "
+            f"rollback={rollback} timer={'on' if self.timer_alive else 'off'} left={left}"
         )
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _seconds(text: str | None) -> int | None:
+    """A signed count of seconds (``remaining``), None when the host could not tell."""
+    if text is None or not text.lstrip("-").isdigit():
+        return None
+    return int(text)
+
+
+_Word = TypeVar("_Word", bound=enum.StrEnum)
+
+
+def _choice(kind: type[_Word], text: str, other: _Word) -> _Word:
+    """The member of ``kind`` spelt ``text``, else ``other``."""
+    return next((member for member in kind if member.value == text), other)
+
+
+def parse_arm(text: str) -> tuple[ArmStep, int | None]:
+    """``arm.status``: the step, and the exit status of a ``failed N``."""
+    word, _, code = text.partition(" ")
+    step = _choice(ArmStep, word, ArmStep.OTHER)
+    return step, _number(code) if step is ArmStep.FAILED else None
+
+
+def parse_apply(text: str) -> tuple[ApplyStep, int | None]:
+    """``apply.status``: the step, and the step number of a ``failed:N`` or ``stopped:N``."""
+    word, _, number = text.partition(":")
+    step = _choice(ApplyStep, word, ApplyStep.OTHER)
+    return step, _number(number) if step in (ApplyStep.FAILED, ApplyStep.STOPPED) else None
+
+
+def parse_decision(text: str) -> tuple[Decision, str]:
+    """The decision lock's value: who decided, and (``rolled_back REASON``) why."""
+    word, _, reason = text.partition(" ")
+    decision = _choice(Decision, word, Decision.OTHER)
+    return decision, reason.strip() if decision is Decision.ROLLED_BACK else ""
+
+
+def parse_rollback(text: str) -> tuple[RollbackStep, int]:
+    """``rollback.status``: ended or not, and (``done failed=N``) how many of its steps failed."""
+    word, _, count = text.partition(" failed=")
+    step = _choice(RollbackStep, word, RollbackStep.OTHER)
+    return step, (_number(count) or 0) if step is RollbackStep.DONE else 0
 
 
 def parse_state(marks: dict[str, str]) -> HostTxState:
     """Build the state from the markers of ``tx_state.sh.j2`` (``@@NONCE name value`` lines, as
     :func:`fleetbr.transaction.scripts.markers` returns them: name -> value)."""
-    remaining = marks.get("remaining", "none")
+    arm, arm_code = parse_arm(marks.get("arm") or "none")
+    apply, apply_step = parse_apply(marks.get("apply") or "none")
+    decision, reason = parse_decision(marks.get("decision") or "none")
+    rollback, failed = parse_rollback(marks.get("rollback") or "none")
     return HostTxState(
         staged=marks.get("staged") == "yes",
-        claim=marks.get("claim", "none") or "none",
-        arm=marks.get("arm", "none") or "none",
+        claim=_choice(Claim, marks.get("claim") or "none", Claim.OTHER),
+        arm=arm,
+        arm_code=arm_code,
         arm_alive=marks.get("arm_alive") == "yes",
         arm_error=marks.get("arm_error", ""),
-        apply=marks.get("apply", "none") or "none",
+        apply=apply,
+        apply_step=apply_step,
         apply_alive=marks.get("apply_alive") == "yes",
-        decision=marks.get("decision", "none") or "none",
-        rollback=marks.get("rollback", "none") or "none",
+        decision=decision,
+        reason=reason,
+        rollback=rollback,
+        failed_steps=failed,
         rollback_alive=marks.get("rollback_alive") == "yes",
         timer_alive=marks.get("timer_alive") == "yes",
-        remaining=int(remaining) if remaining.lstrip("-").isdigit() else None,
-        writable=marks.get("writable", "yes") != "no",
-        armed_marker=marks.get("armed_marker", "none") or "none",
+        remaining=_seconds(marks.get("remaining")),
+        writable=marks.get("writable") != "no",  # only a "no" means the lock cannot be made
+        armed_marker=_choice(Marker, marks.get("armed_marker") or "none", Marker.OTHER),
     )
 
 
@@ -98,16 +276,16 @@ def next_action(state: HostTxState, margin: float) -> Action:
     """The controller's next move, given the host's state of the transaction."""
     if not state.staged:
         return Action.STUCK
-    if state.decision == "confirmed":
+    if state.confirmed:
         return Action.CONFIRMED
     if state.rolled_back:
-        if state.rollback != "none" and not state.busy:
+        if state.rollback_ended and not state.busy:
             return Action.VERIFY_ROLLBACK
         return Action.WAIT if state.busy else Action.STUCK
-    if state.claim == "none":
+    if state.claim is Claim.NONE:
         # no arm script can claim a folder that takes no lock: nothing can have changed
         return Action.CANCEL if state.writable else Action.NOTHING_CHANGED
-    if state.claim != "arm":
+    if state.claim is not Claim.ARM:
         return Action.NOTHING_CHANGED
     if not state.armed:
         return _before_armed(state)
@@ -117,20 +295,20 @@ def next_action(state: HostTxState, margin: float) -> Action:
 def _before_armed(state: HostTxState) -> Action:
     if state.arm_alive:
         return Action.WAIT  # slow, but making progress: the host decides how long arming takes
-    if state.arm == "failed 10":
+    if state.refused:
         return Action.REFUSED
-    if state.armed_marker == "this":  # died between arming and starting the apply
+    if state.armed_marker is Marker.THIS:  # died between arming and starting the apply
         return Action.TRIGGER_ROLLBACK
     return Action.NOTHING_CHANGED
 
 
 def _armed(state: HostTxState, margin: float) -> Action:
     apply = state.apply
-    if apply == "applied":
+    if apply is ApplyStep.APPLIED:
         if state.remaining is None or state.remaining > margin:
             return Action.CONFIRM
         return Action.WAIT_TIMER if state.timer_alive else Action.TRIGGER_ROLLBACK
-    if apply.startswith(("failed", "stopped")) or state.busy:
+    if apply in (ApplyStep.FAILED, ApplyStep.STOPPED) or state.busy:
         return Action.WAIT  # the apply's own rollback (or the apply itself) is at work
     # Armed, nothing running, the change not complete: nobody will finish it. Revert now.
     return Action.TRIGGER_ROLLBACK

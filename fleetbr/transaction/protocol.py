@@ -17,28 +17,34 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleetbr.errors import TransportError
-from fleetbr.facts.filemeta import kept_note
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan
+from fleetbr.plan.scope import touched_by
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import (
-    BridgeChange,
-    Change,
-    daemons_settling,
-    guests_settling,
+from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.hoststate import (
+    Action,
+    ApplyStep,
+    Claim,
+    Decision,
+    ExitCode,
+    HostTxState,
+    next_action,
+    parse_apply,
+    parse_decision,
+    parse_state,
 )
-from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
+from fleetbr.transaction.verdict import Judged, judge_rollback
 from fleetbr.transport import Session, Transport, current_transport
 
 MARGIN = 3.0  # confirm only while the host's timer has more than this left
 ROLLBACK_GRACE = 2.0  # after the deadline, give the host's rollback this long before looking
 POLL = 0.5  # seconds between looks at a host that is still working
-EXIT_ARMED_ELSEWHERE = 10
 
 Hook = Callable[[str], None]
 
@@ -162,7 +168,7 @@ async def _prepare(tx: Transaction, conn: Session) -> HostResult | None:
         out = await conn.run_script(script, label="stage", check=False)
     except TransportError as exc:  # the stage only writes fleetbr's own folder: nothing armed
         return tx.result(Status.FAILED, f"staging did not complete ({exc}); nothing changed")
-    if out.exit_status == EXIT_ARMED_ELSEWHERE:
+    if out.exit_status == ExitCode.ARMED_ELSEWHERE:
         return tx.result(Status.REFUSED, out.stderr.strip())
     if out.exit_status != 0:
         hint = ""
@@ -214,7 +220,7 @@ async def _arm_and_apply(tx: Transaction, conn: Session) -> bool:
         tx.note(f"armed, timer fires in {remaining}s; apply {marks.get('apply', 'unknown')}")
     elif out.stderr.strip():
         tx.note(f"arm script: {out.stderr.strip()}")
-    return marks.get("apply") == "applied"
+    return parse_apply(marks.get("apply", ""))[0] is ApplyStep.APPLIED
 
 
 async def resolve(
@@ -305,7 +311,7 @@ class _Resolver:
         if action is Action.CONFIRM:
             return await self._confirm(conn)
         if action is Action.CONFIRMED:
-            return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=state.decision)
+            return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision=state.decision_text)
         if action is Action.VERIFY_ROLLBACK:
             return await self._verify_rollback(conn, state)
         if action is Action.NOTHING_CHANGED:
@@ -347,7 +353,7 @@ class _Resolver:
     async def _cancel(self, conn: Session) -> HostResult | None:
         state = await self._look(conn, cancel=True)
         self.tx.note(f"arm script had not started; claim now: {state.claim}")
-        if state.claim == "none":  # neither the arm script nor we could take it
+        if state.claim is Claim.NONE:  # neither the arm script nor we could take it
             return self._nothing_changed(state)
         return None
 
@@ -358,15 +364,15 @@ class _Resolver:
 
     def _nothing_changed(self, state: HostTxState) -> HostResult:
         tx = self.tx
-        if state.claim == "cancel":
+        if state.claim is Claim.CANCEL:
             why = "the arm script had not started when the controller looked; it was cancelled"
-        elif state.claim == "none":
+        elif state.claim is Claim.NONE:
             why = (
                 f"the host's {STATE_DIR} takes no lock (read-only or full?): the arm could not "
                 "start"
             )
         else:
-            why = f"arming failed: {state.arm_error or state.arm}"
+            why = f"arming failed: {state.arm_error or state.arm_text}"
         return tx.result(Status.FAILED, f"{why}; nothing changed", host_state=state.summary())
 
     async def _confirm(self, conn: Session) -> HostResult | None:
@@ -384,7 +390,7 @@ class _Resolver:
         nonce = scripts.new_nonce()
         out = await conn.run_script(scripts.disarm_script(tx.txid, nonce=nonce), label="disarm")
         decision = scripts.markers(out.stdout, nonce).get("decision", "")
-        if decision == "confirmed":
+        if parse_decision(decision)[0] is Decision.CONFIRMED:
             tx.note("confirmed and disarmed")
             return tx.result(Status.CONFIRMED, f"confirmed {tx.txid}", decision="confirmed")
         tx.note(f"not confirmed: {decision}")
@@ -393,56 +399,45 @@ class _Resolver:
     async def _verify_rollback(self, conn: Session, state: HostTxState) -> HostResult:
         tx = self.tx
         assert tx.before is not None and tx.plan is not None
-        reason = self.reason or _reason(state)
-        after = await gather(conn)
-        check = tx.change.rollback_check(tx.plan, tx.before, after)
-        settle_until = tx.clock.now() + DAEMON_SETTLE
-        names = (tx.plan.expected.nic, tx.plan.expected.bridge)
-        while check.problems and (
-            daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
-        ):
-            if tx.clock.now() > settle_until:
-                break
-            await tx.clock.sleep(1)  # read-only: looking again is always safe
-            after = await gather(conn)
-            check = tx.change.rollback_check(tx.plan, tx.before, after)
-        failed_steps = state.rollback.removeprefix("done failed=")
-        if failed_steps.isdigit() and int(failed_steps):
-            check.problems.append(f"{failed_steps} rollback step(s) failed on the host "
-                                  f"(see {STATE_DIR}/tx/{tx.txid}/apply.log)")  # fmt: skip
-        outcome = await tx.change.script_outcome(conn, tx.txid)
+        plan, reason = tx.plan, self.reason or _reason(state)
+        verdict = await judge_rollback(
+            Judged(tx.txid, tx.before, touched_by(plan)),
+            state,
+            lambda: gather(conn),
+            tx.clock,
+            outcome=lambda: tx.change.script_outcome(conn, tx.txid),
+            check=lambda before, after: tx.change.rollback_check(plan, before, after),
+        )
+        outcome = verdict.outcome
         said = f" ({outcome.summary})" if outcome.summary else ""
-        kept = kept_note(after.kept, tx.txid, STATE_DIR)
-        extra: dict[str, object] = {"kept": list(after.kept[tx.txid])} if kept else {}
+        kept = verdict.kept_note(tx.txid)
+        extra: dict[str, object] = {"verdict": verdict.to_dict()}
+        if verdict.kept:
+            extra["kept"] = list(verdict.kept)
         extra.update(outcome.data)
-        if check.problems:
-            text = "rolled back but not at its snapshot: " + "; ".join(check.problems)
+        if not verdict.at_snapshot:
+            text = "rolled back but not at its snapshot: " + "; ".join(verdict.failures(tx.txid))
             return tx.result(Status.FAILED, text + said + kept, **extra)
-        tx.note(f"host rolled back ({state.decision}) and matches its snapshot")
-        if check.notes:
-            extra["differences"] = check.notes
+        tx.note(f"host rolled back ({state.decision_text}) and matches its snapshot")
+        if verdict.notes:
+            extra["differences"] = list(verdict.notes)
         return tx.result(
             Status.ROLLED_BACK,
             f"rolled back: {reason}{said}{kept}",
-            decision=state.decision,
+            decision=state.decision_text,
             reason=reason,
             **extra,
         )
 
 
-# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back)
-# may take to settle (after a reboot it is still configuring the NIC when SSH already answers)
-# before its view is compared with the snapshot.
-DAEMON_SETTLE = 30.0
-
-
-def _progress(state: HostTxState) -> tuple[str, ...]:
+def _progress(state: HostTxState) -> tuple[object, ...]:
     """The parts of a state that show the host moving on."""
-    return (state.claim, state.arm, state.apply, state.decision, state.rollback)
+    return (state.claim, state.arm, state.arm_code, state.apply, state.apply_step,
+            state.decision, state.reason, state.rollback, state.failed_steps)  # fmt: skip
 
 
 def _reason(state: HostTxState) -> str:
-    why = state.decision.removeprefix("rolled_back").strip() or "unknown"
+    why = state.reason or "unknown"
     return {
         "timer": "the host's timer fired before a confirmation (no fresh SSH connection in time)",
         "unfinished": "the change never completed on the host",
@@ -467,9 +462,9 @@ async def wait_settled(
     give_up = clock.now() + patience
     while True:
         state = await read_state(conn, txid)
-        settled = state.decision != "none" and not state.busy
+        settled = state.decided and not state.busy
         if state.rolled_back:
-            settled = settled and state.rollback != "none"
+            settled = settled and state.rollback_ended
         if settled or clock.now() > give_up:
             return state
         await clock.sleep(POLL)
@@ -477,4 +472,4 @@ async def wait_settled(
 
 def rollback_finished(state: HostTxState) -> bool:
     """The transaction state shows a rollback decision, a finished rollback, nothing running."""
-    return state.rolled_back and state.rollback != "none" and not state.busy
+    return state.rolled_back and state.rollback_ended and not state.busy

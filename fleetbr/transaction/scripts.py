@@ -15,6 +15,7 @@ from fleetbr.facts.model import STATE_DIR
 from fleetbr.facts.script import facts_script
 from fleetbr.plan import Plan, Step, step_command, touched_by, touched_lines
 from fleetbr.render import render
+from fleetbr.transaction.hoststate import ExitCode
 from fleetbr.validate import split_lines
 
 _TXID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
@@ -139,13 +140,15 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str, *, non
         guard_script=render("boot_guard.sh.j2", state_dir=STATE_DIR),
         guard_required=bool(plan.expected.managers),
         nonce=_nonce(nonce),
+        exits=ExitCode,
     )
 
 
 def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float, nonce: str) -> str:
     """Claim, verify checksums, arm the timer, start the apply detached, wait up to ``wait``
-    seconds for it. Exits 12 when the controller cancelled it first, 10 when another
-    transaction is armed, 11 when the staged scripts changed."""
+    seconds for it. Exits :class:`ExitCode` CANCELLED when the controller cancelled it first,
+    ARMED_ELSEWHERE when another transaction is armed, SCRIPTS_CHANGED when the staged scripts
+    changed."""
     return render(
         "tx_arm_apply.sh.j2",
         state_dir=STATE_DIR,
@@ -154,6 +157,7 @@ def arm_apply_script(txid: str, timeout: int, *, use_systemd: bool, wait: float,
         use_systemd=use_systemd,
         wait=wait,
         nonce=_nonce(nonce),
+        exits=ExitCode,
     )
 
 

@@ -12,6 +12,7 @@ from fleetbr.plan import plan_host
 from fleetbr.report import HostResult, Status
 from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
+from fleetbr.transaction.hoststate import JournalEvent, parse_event
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import Transport, open_session
 from fleetbr.validate import split_lines
@@ -112,7 +113,8 @@ async def status_job(spec: HostSpec, *, transport: Transport | None = None) -> H
 def rollback_failed(entry: JournalEntry) -> bool:
     """The entry records a rollback that did not complete: ``rollback_failed`` (the boot guard),
     or ``rolled_back`` with failed steps (a runtime rollback)."""
-    if entry.event == "rollback_failed":
+    event = parse_event(entry.event)
+    if event is JournalEvent.ROLLBACK_FAILED:
         return True
     failed = entry.detail.partition("failed_steps=")[2].split(" ")[0]
-    return entry.event == "rolled_back" and failed.isdigit() and int(failed) > 0
+    return event is JournalEvent.ROLLED_BACK and failed.isdigit() and int(failed) > 0

@@ -18,9 +18,9 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan, plan_host
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.protocol import Transaction
 from fleetbr.transaction.scripts import markers
+from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
 from fleetbr.transport import Session
 from fleetbr.transport.memory import (
     Call,

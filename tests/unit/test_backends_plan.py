@@ -14,8 +14,8 @@ from fleetbr.backends.networkmanager import backend as nm
 from fleetbr.facts.model import Backend, DaemonView, HostFacts, InterfaceManager, Route
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host
-from fleetbr.transaction.change import daemons_settling
 from fleetbr.transaction.scripts import staged_scripts
+from fleetbr.transaction.verdict import daemons_settling
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
 

@@ -8,10 +8,13 @@ import asyncio
 import dataclasses
 
 from fleetbr.facts.model import Address, Daemons, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.plan import plan_host, verify_applied
+from fleetbr.plan import Plan, plan_host, verify_applied
 from fleetbr.plan.restore import diff_facts
-from fleetbr.transaction.change import BridgeChange, daemon_problems, daemons_settling
+from fleetbr.plan.scope import touched_by
+from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import MonotonicClock
+from fleetbr.transaction.verdict import daemon_problems as managed_problems
+from fleetbr.transaction.verdict import daemons_settling
 from tests.unit.fakehost import FakeConnection, FakeHost, spec
 from tests.unit.test_plan_support import V4, bridged, facts, task
 
@@ -21,6 +24,11 @@ PLAN = CHANGE.plan(BEFORE, 20)
 PERSISTED = dataclasses.replace(
     PLAN, expected=dataclasses.replace(PLAN.expected, managers={"br0": "networkd"})
 )
+
+
+def daemon_problems(plan: Plan, before: HostFacts, after: HostFacts) -> list[str]:
+    """The daemon problems of ``plan``'s scope."""
+    return managed_problems(touched_by(plan).managed, before, after)
 
 
 def managed(base: HostFacts, **states: str) -> HostFacts:

@@ -413,10 +413,10 @@ def test_staging_backs_up_every_persistent_definition_the_plan_changes() -> None
 
 
 def test_the_verdict_waits_while_libvirt_brings_a_moved_guest_back() -> None:
-    from fleetbr.transaction.change import guests_settling
+    from fleetbr.transaction.verdict import guests_settling
 
     before = lab_facts()
-    plan = plan_host(task(MOVE_ALL), before, min_timeout=20)
+    plan = touched_by(plan_host(task(MOVE_ALL), before, min_timeout=20)).domains
     assert not guests_settling(plan, before, before)
     down = dataclasses.replace(before, guests=Libvirt(error="failed to connect"))
     assert guests_settling(plan, before, down)

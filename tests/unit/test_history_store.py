@@ -14,14 +14,17 @@ import pytest
 
 from fleetbr.history.store import (
     LATEST,
+    STARTED,
     HistoryError,
     HostRow,
     RunRecord,
+    RunState,
     Store,
     default_path,
     migrate,
     schema_version,
 )
+from fleetbr.report import Status
 
 
 def columns(db: sqlite3.Connection, table: str) -> list[str]:
@@ -86,13 +89,13 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
 def test_rows_round_trip_and_keep_their_place(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.sqlite3")
     run_id = store.create_run(run(selection="rack[/]a\n", task_path="/t.yaml"))
-    store.put_host(run_id, HostRow("b", "started", batch=0, started=2.0))
-    store.put_host(run_id, HostRow("a", "started", batch=0, started=2.0))
+    store.put_host(run_id, HostRow("b", STARTED, batch=0, started=2.0))
+    store.put_host(run_id, HostRow("a", STARTED, batch=0, started=2.0))
     store.set_txid(run_id, "b", "20240101T000000-abc")
-    store.put_host(run_id, HostRow("b", "confirmed", "ok", txid="20240101T000000-abc", batch=0,
+    store.put_host(run_id, HostRow("b", Status.CONFIRMED, "ok", txid="20240101T000000-abc", batch=0,
                                    phases={"prepare": 1.5}, diff=[{"field": "stp"}],
                                    data={"events": ["x"]}))  # fmt: skip
-    store.finish_run(run_id, ended=9.0, exit_code=1, state="finished")
+    store.finish_run(run_id, ended=9.0, exit_code=1, state=RunState.FINISHED)
     rows = store.hosts_of(run_id)
     assert [r.host for r in rows] == ["b", "a"], "an update keeps the row's place"
     assert rows[0].phases == {"prepare": 1.5} and rows[0].diff == [{"field": "stp"}]
@@ -107,7 +110,7 @@ def test_rows_round_trip_and_keep_their_place(tmp_path: Path) -> None:
 def test_oversized_result_data_is_replaced_by_a_note(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.sqlite3")
     run_id = store.create_run(run())
-    store.put_host(run_id, HostRow("a", "ok", data={"stdout": "x" * 200_000}))
+    store.put_host(run_id, HostRow("a", Status.OK, data={"stdout": "x" * 200_000}))
     [row] = store.hosts_of(run_id)
     assert "omitted" in row.data and "stdout" not in row.data
 
@@ -125,6 +128,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from fleetbr.history.record import start_recording
+    from fleetbr.history.store import RunState
     from fleetbr.report import HostResult, Status
 
     path, name, runs, hosts, start_at = Path(sys.argv[1]), sys.argv[2], *map(float, sys.argv[3:])
@@ -136,7 +140,7 @@ WRITER = textwrap.dedent(
             rec.started(host)
             rec.staged(host, "20240101T000000-" + host)
             rec.finished(HostResult(host, Status.CONFIRMED, "ok", elapsed=0.1))
-        rec.finish(0, "finished")
+        rec.finish(0, RunState.FINISHED)
         assert not rec.failed
     """
 )
@@ -172,3 +176,22 @@ def test_two_processes_record_at_once_without_lock_errors(tmp_path: Path) -> Non
     ).fetchone()
     assert counts == (1200, 1200, 1200, 1200)
     assert json.loads(store.db.execute("SELECT options FROM runs LIMIT 1").fetchone()[0]) == {}
+
+
+def test_statuses_and_states_are_read_back_as_types(tmp_path: Path) -> None:
+    """A host's status is a report Status (or STARTED before its result), a run's state a
+    RunState; a word fleetbr never writes is an error, not a guess."""
+    store = Store(tmp_path / "h.sqlite3")
+    run_id = store.create_run(run())
+    store.put_host(run_id, HostRow("a", STARTED))
+    store.put_host(run_id, HostRow("b", Status.ROLLED_BACK))
+    store.finish_run(run_id, ended=2.0, exit_code=130, state=RunState.INTERRUPTED)
+    a, b = store.hosts_of(run_id)
+    assert a.status is STARTED and b.status is Status.ROLLED_BACK
+    assert store.run(run_id).state is RunState.INTERRUPTED
+    store.db.execute("UPDATE host_results SET status = 'sideways' WHERE host = 'a'")
+    with pytest.raises(HistoryError, match="unknown Status 'sideways'"):
+        store.hosts_of(run_id)
+    store.db.execute("UPDATE runs SET state = 'paused'")
+    with pytest.raises(HistoryError, match="unknown RunState 'paused'"):
+        store.run(run_id)

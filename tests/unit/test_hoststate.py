@@ -7,17 +7,39 @@ import re
 
 import pytest
 
-from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
+from fleetbr.transaction.hoststate import (
+    Action,
+    ApplyStep,
+    ArmStep,
+    Claim,
+    Decision,
+    HostTxState,
+    Marker,
+    RollbackStep,
+    next_action,
+    parse_state,
+)
 
-ARMED = HostTxState(
-    staged=True, claim="arm", arm="done", arm_alive=False, arm_error="", apply="applied",
-    apply_alive=False, decision="none", rollback="none", rollback_alive=False, timer_alive=True,
-    remaining=30, writable=True, armed_marker="this",
-)  # fmt: skip
+TXID = "20261129T000000-abcdef"
+
+ARMED = {
+    "staged": "yes", "claim": "arm", "arm": "done", "arm_alive": "no", "arm_error": "",
+    "apply": "applied", "apply_alive": "no", "decision": "none", "rollback": "none",
+    "rollback_alive": "no", "timer_alive": "yes", "remaining": "30", "writable": "yes",
+    "armed_marker": "this",
+}  # fmt: skip
+
+
+def word(value: object) -> str:
+    """A value as the state script prints it."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None else str(value)
 
 
 def state(**changes: object) -> HostTxState:
-    return dataclasses.replace(ARMED, **changes)  # type: ignore[arg-type]
+    """The parsed state of :data:`ARMED` with ``changes`` (as the script would print them)."""
+    return parse_state({**ARMED, **{name: word(value) for name, value in changes.items()}})
 
 
 @pytest.mark.parametrize(
@@ -129,16 +151,20 @@ def test_parse_state_reads_every_marker_the_state_script_prints() -> None:
     printed = set(re.findall(rf'echo "@@{nonce} ([a-z_]+) ', script))
     assert printed - {"cancel"} == EVERY_MARKER.keys()
     assert parse_state(EVERY_MARKER) == HostTxState(
-        staged=True, claim="arm", arm="done", arm_alive=True, arm_error="x", apply="applied",
-        apply_alive=True, decision="confirmed", rollback="done failed=1", rollback_alive=True,
-        timer_alive=True, remaining=12, writable=False, armed_marker="this",
+        staged=True, claim=Claim.ARM, arm=ArmStep.DONE, arm_code=None, arm_alive=True,
+        arm_error="x", apply=ApplyStep.APPLIED, apply_step=None, apply_alive=True,
+        decision=Decision.CONFIRMED, reason="", rollback=RollbackStep.DONE, failed_steps=1,
+        rollback_alive=True, timer_alive=True, remaining=12, writable=False,
+        armed_marker=Marker.THIS,
     )  # fmt: skip
 
 
 NOTHING = HostTxState(
-    staged=False, claim="none", arm="none", arm_alive=False, arm_error="", apply="none",
-    apply_alive=False, decision="none", rollback="none", rollback_alive=False,
-    timer_alive=False, remaining=None, writable=True, armed_marker="none",
+    staged=False, claim=Claim.NONE, arm=ArmStep.NONE, arm_code=None, arm_alive=False,
+    arm_error="", apply=ApplyStep.NONE, apply_step=None, apply_alive=False,
+    decision=Decision.NONE, reason="", rollback=RollbackStep.NONE, failed_steps=0,
+    rollback_alive=False, timer_alive=False, remaining=None, writable=True,
+    armed_marker=Marker.NONE,
 )  # fmt: skip
 
 
@@ -174,3 +200,67 @@ def test_summary_names_every_part_of_the_state() -> None:
         "claim=arm arm=done apply=applied decision=rolled_back timer rollback=done failed=0 "
         "timer=on left=30s"
     )
+
+
+def test_the_scripts_exit_with_the_codes_the_controller_reads() -> None:
+    """The stage and arm templates get their exit codes from ExitCode (spelt once)."""
+    from fleetbr.transaction import scripts
+    from fleetbr.transaction.hoststate import ExitCode
+
+    arm = scripts.arm_apply_script(TXID, 30, use_systemd=False, wait=1.0, nonce="ab" * 16)
+    for code in (ExitCode.ARMED_ELSEWHERE, ExitCode.SCRIPTS_CHANGED, ExitCode.CANCELLED):
+        assert f"refuse {code.value} " in arm, code
+    assert (
+        f"exit {ExitCode.CANCELLED.value}\n" in arm and f"exit {ExitCode.NO_CLAIM.value}\n" in arm
+    )
+    assert parse_state(
+        {"claim": "arm", "staged": "yes", "arm": f"failed {ExitCode.ARMED_ELSEWHERE.value}"}
+    ).refused
+    assert not parse_state({"arm": f"failed {ExitCode.SCRIPTS_CHANGED.value}"}).refused
+
+
+@pytest.mark.parametrize(
+    ("marks", "text"),
+    [
+        ({"arm": "failed 11", "apply": "stopped:4", "decision": "rolled_back timer",
+          "rollback": "done failed=2"},
+         "claim=none arm=failed 11 apply=stopped:4 decision=rolled_back timer "
+         "rollback=done failed=2 timer=off left=?"),
+        ({"claim": "sideways", "arm": "odd", "apply": "x", "decision": "maybe", "rollback": "half"},
+         "claim=other arm=other apply=other decision=other rollback=other timer=off left=?"),
+    ],
+)  # fmt: skip
+def test_the_summary_spells_the_state_as_the_host_did(marks: dict[str, str], text: str) -> None:
+    assert parse_state(marks).summary() == text
+
+
+def test_words_parse_into_types_with_their_numbers() -> None:
+    state = parse_state({"arm": "failed 10", "apply": "failed:3", "decision": "rolled_back  reboot",
+                         "rollback": "done failed=x"})  # fmt: skip
+    assert (state.arm, state.arm_code, state.arm_text) == (ArmStep.FAILED, 10, "failed 10")
+    assert (state.apply, state.apply_step) == (ApplyStep.FAILED, 3)
+    assert (state.decision, state.reason, state.decision_text) == (
+        Decision.ROLLED_BACK, "reboot", "rolled_back reboot")  # fmt: skip
+    assert (state.rollback, state.failed_steps, state.rollback_ended) == (
+        RollbackStep.DONE,
+        0,
+        True,
+    )
+    assert parse_state({"arm": "done 3"}).arm_code is None  # a number only on a failure
+    assert parse_state({"apply": "applied:3"}).apply_step is None
+    assert parse_state({"decision": "confirmed now"}).reason == ""
+    assert parse_state({"rollback": "half failed=2"}).failed_steps == 0
+    other = parse_state({"decision": "maybe"})
+    assert other.decided and not other.confirmed and not other.rolled_back
+    assert parse_state({"armed_marker": "mine"}).armed_marker is Marker.OTHER
+    assert parse_state({"armed_marker": "other"}).armed_marker is Marker.OTHER
+    assert parse_state({"remaining": "-12"}).remaining == -12
+    assert parse_state({"remaining": "1-2"}).remaining is None
+
+
+def test_journal_events_parse_into_types() -> None:
+    from fleetbr.transaction.hoststate import JournalEvent, parse_event
+
+    assert parse_event("rolled_back") is JournalEvent.ROLLED_BACK
+    assert parse_event("rollback_failed") is JournalEvent.ROLLBACK_FAILED
+    assert parse_event("rolling_back") is JournalEvent.OTHER

@@ -19,7 +19,6 @@ from fleetbr.errors import SessionLost
 from fleetbr.facts.model import HostFacts
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import RollbackCheck
 from fleetbr.transaction.hoststate import parse_state
 from fleetbr.transaction.protocol import (
     MARGIN,
@@ -35,6 +34,7 @@ from fleetbr.transaction.protocol import (
     run_transaction,
     wait_settled,
 )
+from fleetbr.transaction.verdict import RollbackCheck
 from tests.unit.fakehost import (
     GATEWAY_DOWN,
     GATEWAY_UP,

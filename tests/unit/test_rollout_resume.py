@@ -15,7 +15,7 @@ from fleetbr.core.request import HistoryOptions, RunRequest, Selection
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
-from fleetbr.history.store import HostRow, RunRecord, Store
+from fleetbr.history.store import HostRow, RunRecord, RunState, Store, host_status
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import HostResult, Status
 from fleetbr.resume import (
@@ -190,11 +190,11 @@ def record(store: Store, statuses: dict[str, str], **changes: Any) -> int:
                     options={"canary": 1}, started=1.0,
                     controller={"host": "elsewhere", "pid": 1}, task_sha256="abc")  # fmt: skip
     for key, value in changes.items():
-        setattr(run, key, value)
+        setattr(run, key, RunState(value) if key == "state" else value)
     run_id = store.create_run(run)
     for host, status in statuses.items():
         txid = None if status == "skipped" else f"tx-{host}"
-        store.put_host(run_id, HostRow(host, status, txid=txid))
+        store.put_host(run_id, HostRow(host, host_status(status), txid=txid))
     return run_id
 
 
@@ -323,7 +323,7 @@ def test_recorder_writes_rows_as_they_happen(
     deadline = asyncio.run(_wait_for(lambda: len(rows()) == 2 and rows()["h00"][1] is not None))
     assert deadline, rows()
     assert rows() == {"h00": ("started", "tx-h00"), "h01": ("confirmed", "tx-h01")}
-    recorder.finish(1, "finished")
+    recorder.finish(1, RunState.FINISHED)
     assert Store(path).run(1).state == "finished"
 
 

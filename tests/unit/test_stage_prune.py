@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.render import render
+from fleetbr.transaction.hoststate import ExitCode
 
 KEEP = 20
 NEW = "20261127T181500-ffffff"
@@ -35,6 +36,7 @@ def stage(shell: str, state: Path) -> subprocess.CompletedProcess[str]:
         probes=[],
         task="bridge.yaml",
         nonce="0" * 32,
+        exits=ExitCode,
     )
     return subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=60)
 

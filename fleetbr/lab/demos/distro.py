@@ -25,6 +25,7 @@ from fleetbr.lab.demos import distro_guests as guest_demo
 from fleetbr.lab.demos.distro_guests import GuestIface, guest_lines
 from fleetbr.lab.distro import reboot, up
 from fleetbr.output import Human, print_json, render_results
+from fleetbr.report import Status
 from fleetbr.rollout import rollout
 from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transport import open_connection
@@ -290,8 +291,10 @@ def _check(task: BridgeTask, facts: HostFacts) -> str:
     """What ``fleetbr check`` says of the host against the task: its status, with the reason
     unless in sync."""
     found = check_facts(task, facts)
-    status = found.status.value
-    return status if status == "in_sync" or not found.message else f"{status}: {found.message}"
+    status = found.status
+    if status is Status.IN_SYNC or not found.message:
+        return status.value
+    return f"{status.value}: {found.message}"
 
 
 def _boot_id(lab: Lab, host: str) -> str:

@@ -22,7 +22,7 @@ from fleetbr.lab import Lab, host_state
 from fleetbr.report import AggregatedResult
 from fleetbr.rollout import rollout
 from fleetbr.tasks import load_task, render_task
-from fleetbr.transaction.change import daemons_settling
+from fleetbr.transaction.verdict import daemons_settling
 from fleetbr.transport import open_connection
 from tests.integration.helpers import REPO, fleetbr, sh, specs
 

@@ -12,7 +12,8 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan.model import ExpectedState, Plan, Step
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.change import Change, RollbackCheck, ScriptOutcome
+from fleetbr.transaction.change import Change
+from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
 from fleetbr.transport import Session
 
 
