@@ -15,8 +15,9 @@ from typing import Any
 
 from fleetbr import demo_distro_guests as guest_demo
 from fleetbr.backends import registry
+from fleetbr.changes.bridge.drift import check_facts
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.demo_distro_guests import GuestIface
-from fleetbr.drift import check_facts
 from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
@@ -26,7 +27,6 @@ from fleetbr.lab.distro import reboot, up
 from fleetbr.lab.distro.guest_demo import guest_lines
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.rollout import rollout
-from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transport import open_connection
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")

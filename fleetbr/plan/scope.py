@@ -37,9 +37,10 @@ class Touched:
 
 
 def touched_by(plan: Plan) -> Touched:
-    """The scope of ``plan``: its NIC and bridge plus every object its steps name (a plan of
-    ``run --deadman`` names none: what an arbitrary command touches is unknown)."""
-    devs = {dev for dev in (plan.expected.nic, plan.expected.bridge) if dev}
+    """The scope of ``plan``: its interfaces (a bridge's NIC and bridge) plus every object its
+    steps name (a plan of ``run --deadman`` names none: what an arbitrary command touches is
+    unknown)."""
+    devs = {dev for dev in plan.interfaces if dev}
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
     domains: set[str] = set()

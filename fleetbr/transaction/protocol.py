@@ -24,14 +24,8 @@ from fleetbr.facts.parse import parse_probes
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan
 from fleetbr.report import HostResult, Status
-from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import (
-    BridgeChange,
-    Change,
-    daemons_settling,
-    guests_settling,
-)
+from fleetbr.transaction.change import Change
 from fleetbr.transaction.hoststate import Action, HostTxState, next_action, parse_state
 from fleetbr.transport import Session, Transport, current_transport
 
@@ -105,19 +99,6 @@ class Transaction:
         """The host says its timer fires in ``remaining`` seconds: trust it over any estimate."""
         if remaining is not None:
             self.deadline = self.clock.now() + remaining
-
-
-async def apply_host(
-    spec: HostSpec,
-    task: BridgeTask,
-    task_label: str,
-    *,
-    on_armed: Hook | None = None,
-    transport: Transport | None = None,
-) -> HostResult:
-    """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    change = BridgeChange(task, task_label)
-    return await run_transaction(spec, change, on_armed=on_armed, transport=transport)
 
 
 async def run_transaction(
@@ -397,10 +378,7 @@ class _Resolver:
         after = await gather(conn)
         check = tx.change.rollback_check(tx.plan, tx.before, after)
         settle_until = tx.clock.now() + DAEMON_SETTLE
-        names = (tx.plan.expected.nic, tx.plan.expected.bridge)
-        while check.problems and (
-            daemons_settling(after, names) or guests_settling(tx.plan, tx.before, after)
-        ):
+        while check.problems and tx.change.settling(tx.plan, tx.before, after):
             if tx.clock.now() > settle_until:
                 break
             await tx.clock.sleep(1)  # read-only: looking again is always safe

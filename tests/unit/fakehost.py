@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.errors import SessionLost
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, SSHOptions
@@ -117,6 +118,9 @@ class ScriptedChange:
         self.confirm_calls += 1
         self.seen.append(("confirm_problems", conn, txid, plan, after))
         return list(self.problems)
+
+    def settling(self, plan: Plan, before: HostFacts, after: HostFacts) -> bool:
+        return BridgeChange(task(), self.label).settling(plan, before, after)  # as a bridge's
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         self.seen.append(("rollback_check", plan, before, after))

@@ -178,7 +178,7 @@ def test_an_api_apply_is_recorded_and_resumed(
 
 
 ENGINE = ["core", "changes", "resume.py", "rollout.py", "history/record.py", "api.py", "watch.py",
-          "nornir", "drift.py"]  # fmt: skip
+          "nornir"]  # fmt: skip
 
 
 def test_nothing_below_the_cli_imports_argparse() -> None:

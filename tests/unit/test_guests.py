@@ -413,7 +413,7 @@ def test_staging_backs_up_every_persistent_definition_the_plan_changes() -> None
 
 
 def test_the_verdict_waits_while_libvirt_brings_a_moved_guest_back() -> None:
-    from fleetbr.transaction.change import guests_settling
+    from fleetbr.changes.bridge.change import guests_settling
 
     before = lab_facts()
     plan = plan_host(task(MOVE_ALL), before, min_timeout=20)

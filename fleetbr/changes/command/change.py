@@ -16,9 +16,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from fleetbr.changes.command.plan import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_command
 from fleetbr.facts.model import STATE_DIR, HostFacts
 from fleetbr.plan import Plan, diff_facts
-from fleetbr.plan.command import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_command
 from fleetbr.render import render
 from fleetbr.transaction.change import RollbackCheck, ScriptOutcome
 from fleetbr.transaction.scripts import check_script, check_txid, markers, new_nonce
@@ -72,6 +72,11 @@ class CommandChange:
         status = done.exit_status if "check" in out else "unknown"
         said = out.get("check_output", "").strip()
         return [f"confirm check exited {status}" + (f": {said}" if said else "")]
+
+    def settling(self, plan: Plan, before: HostFacts, after: HostFacts) -> bool:
+        """Never waited for: what the command touched is the operator's to know, and the
+        rollback check finds no problems to look at again."""
+        return False
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """Reachable (we are connected): only report how the host differs from its snapshot."""
