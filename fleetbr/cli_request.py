@@ -8,8 +8,12 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
+from fleetbr.adhoc.job import AdhocRun
+from fleetbr.adhoc.main import write
+from fleetbr.adhoc.present import StreamPrinter
 from fleetbr.changes.command.change import CommandChange
 from fleetbr.changes.command.kind import CommandKind, CommandSource, check_paired
+from fleetbr.core.assemble import ADHOC
 from fleetbr.core.request import (
     ChangeRef,
     HistoryOptions,
@@ -59,11 +63,13 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
 
 def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
     """``fleetbr run``: with ``--deadman`` (or its options), an ``apply`` of the ``command``
-    change kind recorded as ``run`` (its options checked here: UsageError); else the ad hoc run,
-    whose history records only the script it sent (no change kind)."""
+    change kind recorded as ``run`` (its options checked here: UsageError); else the engine's
+    kind-less ``run`` command (:data:`~fleetbr.core.assemble.ADHOC`: the spec, no change kind),
+    whose history records only the script it sent."""
     if args.deadman is None and args.undo is None and args.confirm_check is None:
-        script = ChangeRef("adhoc", recorded_file=args.script) if args.script else None
-        return request_from_args(args, script)
+        printer = StreamPrinter(write) if args.stream else None
+        adhoc = ChangeRef(ADHOC, AdhocRun(spec, printer), recorded_file=args.script)
+        return request_from_args(args, adhoc)
     command_change(args, spec)
     change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
     request = request_from_args(args, change)

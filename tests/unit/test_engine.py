@@ -25,10 +25,10 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.history.store import Store
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.pacing import WindowPacer
-from fleetbr.report import AggregatedResult
+from fleetbr.report import AggregatedResult, Status
 from fleetbr.runner import HostJob, run_hosts
 from fleetbr.transport import Session, use_transport
-from tests.unit.fakehost import FakeHost, MemoryTransport, ending
+from tests.unit.fakehost import FakeHost, MemoryTransport, Reply, ending
 from tests.unit.toykind.kind import ToyKind
 
 FACTS = Path(__file__).resolve().parents[1] / "data" / "facts" / "armed.txt"
@@ -232,3 +232,32 @@ def test_the_cli_builds_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FLEETBR_SCHEDULE", "nightly")
     scheduled = request_from_args(args)
     assert scheduled.origin == "schedule" and scheduled.metrics.labels["schedule"] == "nightly"
+
+
+def test_a_plain_run_is_an_engine_command_without_a_kind(tmp_path: Path) -> None:
+    """Plain ``fleetbr run`` (no --deadman): the engine's kind-less ``run`` command, each host's
+    command over the transport through the request's runner, recorded like any run."""
+    from fleetbr.adhoc.job import AdhocRun
+    from fleetbr.adhoc.spec import RunOptions, RunSpec
+    from fleetbr.core.assemble import ADHOC
+
+    runner.register("fake", FakeRunner)
+    FakeRunner.calls = []
+    scripted = {spec.name: FakeHost().on("command", Reply(f"{spec.name}\n")) for spec in hosts(2)}
+    scripted["h01"] = FakeHost().on("command", Reply("", stderr="no\n", exit_status=3))
+    history = tmp_path / "h.sqlite3"
+    adhoc = ChangeRef(ADHOC, AdhocRun(RunSpec.from_argv(["hostname"], RunOptions())))
+    request = RunRequest("run", Selection(hosts=tuple(hosts(2))), adhoc, origin="api",
+                         runner="fake", history=HistoryOptions(path=history))  # fmt: skip
+    try:
+        with use_transport(MemoryTransport(scripted)):
+            done = execute(request)
+    finally:
+        runner.RUNNERS.pop("fake", None)
+    assert FakeRunner.calls == [("run", ["h00", "h01"])]
+    assert (done.result["h00"].status, done.result["h01"].status) == (Status.OK, Status.FAILED)
+    assert done.result["h00"].data["stdout"] == "h00\n" and done.exit_code == 1
+    assert [c.label for host in scripted.values() for c in host.calls] == ["command"] * 2
+    assert recorded(history) == [("run", "api", {"h00": "ok", "h01": "failed"})]
+    with pytest.raises(UsageError, match="run: no command given"):
+        execute(request.replace(change=None))
