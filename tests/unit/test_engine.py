@@ -261,3 +261,20 @@ def test_a_plain_run_is_an_engine_command_without_a_kind(tmp_path: Path) -> None
     assert recorded(history) == [("run", "api", {"h00": "ok", "h01": "failed"})]
     with pytest.raises(UsageError, match="run: no command given"):
         execute(request.replace(change=None))
+
+
+def test_the_transaction_and_the_engine_import_no_change_kind() -> None:
+    """A kind is one folder (fleetbr/changes/<kind>/) the transaction and the assembler reach
+    only through the Change and ChangeKind protocols and the registry."""
+    package = Path(fleetbr.__file__).parent
+    files = sorted((package / "transaction").rglob("*.py")) + sorted(
+        (package / "core").glob("*.py")
+    )
+    importers = [
+        str(path.relative_to(package)) for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fleetbr.changes"))
+        or (isinstance(node, ast.Import) and any(a.name.startswith("fleetbr.changes")
+                                                for a in node.names))
+    ]  # fmt: skip
+    assert len(files) > 5 and importers == []
