@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.common import REPO
 from fleetbr.backends import plan_backend
+from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, load_inventory, select_hosts
@@ -26,7 +27,6 @@ from fleetbr.plan.persist import bridge_config, choose_backend
 from fleetbr.plan.planner import plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.render import render
-from fleetbr.tasks import load_task, render_task
 from fleetbr.transport import open_connection
 
 BACKENDS = ["ifupdown", "networkd", "netplan", "networkmanager"]

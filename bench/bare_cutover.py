@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from bench.bare_ssh import Target, load_targets, run_sh, session
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
 from fleetbr.plan import plan_host
-from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transaction.scripts import (
     arm_apply_script,
     disarm_script,

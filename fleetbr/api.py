@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fleetbr import inventory
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, render_task
+from fleetbr.changes.bridge.task import load_task as _load_task
 from fleetbr.core.assemble import execute_async
 from fleetbr.core.request import (
     DEFAULT_FORKS,
@@ -45,17 +47,16 @@ from fleetbr.facts.gather import facts_job, gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.history.record import history_path
 from fleetbr.inventory import HostSpec
-from fleetbr.plan import Plan, plan_host
+from fleetbr.plan import BridgePlan, Plan, plan_host
 from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.runner import run_hosts
-from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
-from fleetbr.tasks import load_task as _load_task
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import open_session
 
 __all__ = [
     "DEFAULT_FORKS",
     "AggregatedResult",
+    "BridgePlan",
     "HistoryTarget",
     "HostFacts",
     "HostResult",
@@ -324,7 +325,7 @@ async def host_facts_async(host: HostSpec) -> HostFacts:
         return await gather(conn)
 
 
-async def host_plan_async(host: HostSpec, task: TaskSource) -> Plan:
+async def host_plan_async(host: HostSpec, task: TaskSource) -> BridgePlan:
     """The typed plan for one host (``refusal``, ``steps``, ``rollback``, ``expected``), as
     ``fleetbr plan`` computes it; changes nothing."""
     bridge_task = render_tasks(task, [host])[host.name]
@@ -337,7 +338,7 @@ def host_facts(host: HostSpec) -> HostFacts:
     return _sync(host_facts_async(host))
 
 
-def host_plan(host: HostSpec, task: TaskSource) -> Plan:
+def host_plan(host: HostSpec, task: TaskSource) -> BridgePlan:
     """:func:`host_plan_async`, run to completion."""
     return _sync(host_plan_async(host, task))
 

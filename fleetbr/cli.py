@@ -123,25 +123,21 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``fleetbr run``; with ``--deadman``, an apply of the ``command`` change kind."""
-    from fleetbr.adhoc.main import run_adhoc, spec_from_args
+    """``fleetbr run``: the engine's kind-less ``run`` command; with ``--deadman``, an apply of
+    the ``command`` change kind."""
+    from fleetbr.adhoc.main import report, spec_from_args
     from fleetbr.cli_request import run_request
+    from fleetbr.core.assemble import execute
 
     spec = spec_from_args(args)
     request = run_request(args, spec)  # a usage error here: nothing recorded, nothing contacted
     if request.change is not None and request.change.kind == "command":
-        from fleetbr.core.assemble import execute
-
         return execute(request, report=_report(args)).exit_code
-    from fleetbr.core.assemble import select
-    from fleetbr.core.record import run_context
 
-    hosts = select(request)
-    with run_context(request, hosts) as context:
-        code = run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream,
-                         observer=context.observer)  # fmt: skip
-        context.done(code)
-    return code
+    def grouped(aggregated: AggregatedResult) -> None:
+        report(aggregated, as_json=args.json, with_output=not args.stream)
+
+    return execute(request, report=grouped).exit_code
 
 
 def _lab_command(args: argparse.Namespace) -> int:

@@ -8,7 +8,12 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from fleetbr.adhoc.deadman import command_change, command_source
+from fleetbr.adhoc.job import AdhocRun
+from fleetbr.adhoc.main import write
+from fleetbr.adhoc.present import StreamPrinter
+from fleetbr.changes.command.change import CommandChange
+from fleetbr.changes.command.kind import CommandKind, CommandSource, check_paired
+from fleetbr.core.assemble import ADHOC
 from fleetbr.core.request import (
     ChangeRef,
     HistoryOptions,
@@ -17,6 +22,7 @@ from fleetbr.core.request import (
     RunRequest,
     Selection,
 )
+from fleetbr.errors import UsageError
 from fleetbr.history.record import history_path
 
 if TYPE_CHECKING:
@@ -25,6 +31,8 @@ if TYPE_CHECKING:
 SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
 # What ``fleetbr run`` records of its options (beside forks and the rollout's).
 RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
+# ``fleetbr run`` options that do not apply with --deadman (the timer bounds the command).
+NOT_WITH_DEADMAN = (("stream", "--stream"), ("timeout", "--timeout"))
 
 
 def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None) -> RunRequest:
@@ -55,16 +63,33 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
 
 def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
     """``fleetbr run``: with ``--deadman`` (or its options), an ``apply`` of the ``command``
-    change kind recorded as ``run`` (its options checked here: UsageError); else the ad hoc run,
-    whose history records only the script it sent (no change kind)."""
+    change kind recorded as ``run`` (its options checked here: UsageError); else the engine's
+    kind-less ``run`` command (:data:`~fleetbr.core.assemble.ADHOC`: the spec, no change kind),
+    whose history records only the script it sent."""
     if args.deadman is None and args.undo is None and args.confirm_check is None:
-        script = ChangeRef("adhoc", recorded_file=args.script) if args.script else None
-        return request_from_args(args, script)
+        printer = StreamPrinter(write) if args.stream else None
+        adhoc = ChangeRef(ADHOC, AdhocRun(spec, printer), recorded_file=args.script)
+        return request_from_args(args, adhoc)
     command_change(args, spec)
     change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
     request = request_from_args(args, change)
     selection = dataclasses.replace(request.selection, sudo=spec.sudo)
     return request.replace(command="apply", name="run", selection=selection)
+
+
+def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
+    """The change for ``run``'s command line and the --deadman options; UsageError if unusable
+    (the command kind checks the rest: :meth:`CommandKind.load`)."""
+    check_paired(args.deadman, args.undo)  # first: the flags below only matter with both
+    for name, flag in NOT_WITH_DEADMAN:
+        if getattr(args, name):
+            raise UsageError(f"run: {flag} does not apply with --deadman (the timer bounds it)")
+    return CommandKind().load(command_source(args, run))
+
+
+def command_source(args: argparse.Namespace, run: RunSpec) -> CommandSource:
+    """What the command kind reads: the command line and the --deadman options."""
+    return CommandSource(run.payload, args.undo, args.deadman, args.confirm_check)
 
 
 def metric_labels(args: argparse.Namespace) -> dict[str, str]:

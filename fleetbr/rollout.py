@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleetbr.changes.bridge.change import BridgeChange
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.core.runner import LocalRunner, Runner
 from fleetbr.counts import Share, hosts_of
 from fleetbr.errors import UsageError
@@ -26,8 +28,7 @@ from fleetbr.output import warning
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.resume import Prior, resolve_host
-from fleetbr.tasks import BridgeTask
-from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.change import Change
 from fleetbr.transaction.protocol import run_transaction
 from fleetbr.transaction.recover import rollback_job
 

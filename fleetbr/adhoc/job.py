@@ -1,9 +1,11 @@
-"""The ``fleetbr run`` job for one host, and how its outcome becomes a :class:`HostResult`."""
+"""The ``fleetbr run`` job for one host (:func:`adhoc_job`, which the engine's kind-less ``run``
+command runs), and how its outcome becomes a :class:`HostResult`."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fleetbr.adhoc.spec import KILL_AFTER, RunSpec
 from fleetbr.errors import CommandTimeout
@@ -11,8 +13,35 @@ from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
 from fleetbr.transport import Captured, CommandOutput, OutputSink, Transport, open_session
 
+if TYPE_CHECKING:
+    from fleetbr.adhoc.present import StreamPrinter
+    from fleetbr.runner import HostJob
+
 TIMEOUT_SIGNAL = "ALRM"  # how run_exec.sh.j2 says "timeout ended the command"
 STREAMS = ("stdout", "stderr")
+
+
+@dataclass(frozen=True)
+class AdhocRun:
+    """What plain ``fleetbr run`` sends to every host: the spec, and (``--stream``) the printer
+    its output goes to as it comes."""
+
+    spec: RunSpec
+    printer: StreamPrinter | None = None
+
+
+def adhoc_job(run: AdhocRun) -> HostJob:
+    """The job for one host: run the spec, its output to the printer if there is one."""
+    printer = run.printer
+
+    async def job(host: HostSpec) -> HostResult:
+        try:
+            return await run_job(host, run.spec, printer.sink(host.name) if printer else None)
+        finally:
+            if printer is not None:
+                printer.finish(host.name)
+
+    return job
 
 
 async def run_job(

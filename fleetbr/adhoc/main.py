@@ -1,22 +1,18 @@
-"""``fleetbr run``: the CLI's options to a :class:`RunSpec`, the fan-out, and the report."""
+"""``fleetbr run``: the CLI's options to a :class:`RunSpec`, and the report. The engine runs it:
+the kind-less ``run`` command of :mod:`fleetbr.core.assemble`
+(:func:`~fleetbr.adhoc.job.adhoc_job`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
 
-from fleetbr.adhoc.job import run_job
-from fleetbr.adhoc.present import StreamPrinter, json_document, render_grouped
+from fleetbr.adhoc.present import json_document, render_grouped
 from fleetbr.adhoc.spec import RunOptions, RunSpec
 from fleetbr.errors import UsageError
-from fleetbr.inventory import HostSpec
-from fleetbr.observe import RunObserver, observed
-from fleetbr.report import AggregatedResult, HostResult
-from fleetbr.runner import run_hosts
+from fleetbr.report import AggregatedResult
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
@@ -30,31 +26,6 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             raise UsageError("run: give either --script FILE or -- CMD [ARG...], not both")
         return RunSpec.from_script(args.script, options)
     return RunSpec.from_argv(args.argv, options)
-
-
-def run_adhoc(
-    run: RunSpec,
-    hosts: Sequence[HostSpec],
-    *,
-    forks: int,
-    as_json: bool,
-    stream: bool,
-    observer: RunObserver | None = None,
-) -> int:
-    """Run ``run`` on ``hosts`` (at most ``forks`` at once), print the report; the exit code.
-    ``observer`` (the run history, progress) hears of every host."""
-    printer = StreamPrinter(write) if stream else None
-
-    async def job(host: HostSpec) -> HostResult:
-        try:
-            return await run_job(host, run, printer.sink(host.name) if printer else None)
-        finally:
-            if printer is not None:
-                printer.finish(host.name)
-
-    aggregated = asyncio.run(run_hosts("run", hosts, observed(job, observer), forks=forks))
-    report(aggregated, as_json=as_json, with_output=not stream)
-    return aggregated.exit_code
 
 
 def report(aggregated: AggregatedResult, *, as_json: bool, with_output: bool) -> None:

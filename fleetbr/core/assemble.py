@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from fleetbr.adhoc.job import AdhocRun, adhoc_job
 from fleetbr.core import kinds, runner
 from fleetbr.core.kinds import ChangeKind
 from fleetbr.core.record import run_context
@@ -36,6 +37,8 @@ from fleetbr.transport import Session, open_session
 
 # Commands whose change each host gets rendered before any host is contacted.
 CHANGE_COMMANDS = frozenset({"plan", "apply", "check"})
+# The change of plain ``fleetbr run`` (no change kind): a :class:`fleetbr.adhoc.main.AdhocRun`.
+ADHOC = "adhoc"
 
 Report = Callable[[AggregatedResult], None]
 Connector = Callable[[HostSpec], AbstractAsyncContextManager[Session]]
@@ -78,6 +81,8 @@ def prepare(request: RunRequest) -> Prepared:
         request, prior, hosts = prepare_resume(request, select)
     else:
         hosts = select(request)
+    if request.command == "run":
+        adhoc_of(request)  # UsageError: nothing to run
     if request.command not in CHANGE_COMMANDS:
         return Prepared(request, hosts, None, {}, prior)
     if request.change is None:
@@ -219,6 +224,19 @@ async def _rollback(run: _Run, observer: RunObserver) -> AggregatedResult:
                                 runner=run.runner)  # fmt: skip
 
 
+def adhoc_of(request: RunRequest) -> AdhocRun:
+    """What plain ``run`` sends to every host (UsageError when the request has none)."""
+    change = request.change
+    if change is None or change.kind != ADHOC or not isinstance(change.source, AdhocRun):
+        raise UsageError("run: no command given")
+    return change.source
+
+
+async def _adhoc(run: _Run, observer: RunObserver) -> AggregatedResult:
+    job = observed(adhoc_job(adhoc_of(run.prepared.request)), observer)
+    return await run.runner.run("run", run.prepared.hosts, job, forks=run.forks)
+
+
 async def _apply(run: _Run, observer: RunObserver) -> AggregatedResult:
     options, prepared = run.prepared.request.rollout, run.prepared
     return await rollout_changes(
@@ -234,4 +252,5 @@ COMMANDS: dict[str, Command] = {
     "status": _status,
     "rollback": _rollback,
     "apply": _apply,
+    "run": _adhoc,
 }

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 
+from fleetbr.changes.bridge.task import BridgeTask, GuestsSpec
 from fleetbr.errors import PlanRefused, ValidationError
 from fleetbr.facts.libvirt import SCOPES, Domain, GuestInterface, Libvirt, Scope
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import guest_xml
 from fleetbr.plan.model import GuestExpect, Step
-from fleetbr.tasks import BridgeTask, GuestsSpec
 from fleetbr.validate import clip, interface_name
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -130,7 +130,8 @@ class ExpectedState:
 
 @dataclass(frozen=True)
 class Plan:
-    """The steps that take one host from its facts to the task's state, and how to undo them."""
+    """What a transaction runs on one host, whatever the kind of change: the steps, their
+    inverses, the files it backs up and the gateways it probes (or why the host refuses)."""
 
     host: str
     refusal: str | None
@@ -138,14 +139,55 @@ class Plan:
     rollback: tuple[Step, ...]
     files: tuple[str, ...]
     probes: tuple[str, ...]
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the host already matches the change: no refusal and nothing to do."""
+        return self.refusal is None and not self.steps
+
+    @property
+    def guard_required(self) -> bool:
+        """The boot guard must be installed (a persisted change a reboot would keep)."""
+        return False
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """The interfaces the change is about beyond those its steps name (none known: an
+        operator's command touches what it touches)."""
+        return ()
+
+    @property
+    def managed(self) -> tuple[str, ...]:
+        """The interfaces a persisting daemon must see after a rollback as it did before."""
+        return ()
+
+
+@dataclass(frozen=True)
+class BridgePlan(Plan):
+    """The bridge task's plan: the steps that take one host from its facts to the task's state,
+    how to undo them, and the state the host must then be in."""
+
     expected: ExpectedState
     # How the host differs from ``expected`` now (fleetbr.plan.diff): the drift the steps repair.
     differences: tuple[Difference, ...] = ()
 
     @property
-    def unchanged(self) -> bool:
-        """True when the host already matches the task: no refusal and nothing to do."""
-        return self.refusal is None and not self.steps
+    def guard_required(self) -> bool:
+        """A change a network daemon persists (its files) needs the boot guard."""
+        return bool(self.expected.managers)
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """The NIC and the bridge."""
+        return (self.expected.nic, self.expected.bridge)
+
+    @property
+    def managed(self) -> tuple[str, ...]:
+        """With a persisting backend: the interfaces its daemon manages, and the NIC."""
+        managers = self.expected.managers
+        if not managers:
+            return ()
+        return tuple(sorted({*managers, self.expected.nic} - {""}))
 
 
 def rollback_of(steps: tuple[Step, ...]) -> tuple[Step, ...]:

@@ -6,19 +6,19 @@ import dataclasses
 import ipaddress
 
 from fleetbr import validate
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.model import Address, Family, HostFacts, Route
 from fleetbr.plan import steps
 from fleetbr.plan.diff import route_matches
-from fleetbr.plan.model import ExpectedState, Plan, Step, rollback_of
+from fleetbr.plan.model import BridgePlan, ExpectedState, Step, rollback_of
 from fleetbr.plan.steps import describe_route
-from fleetbr.tasks import BridgeTask
 
 
-def refused(task: BridgeTask, reason: str) -> Plan:
+def refused(task: BridgeTask, reason: str) -> BridgePlan:
     """A refused plan: no steps, ``reason`` says why."""
     spec = task.bridge
     expected = ExpectedState(bridge=spec.name, nic=spec.nic, bridge_present=False, address_dev="")
-    return Plan(task.host, reason, (), (), (), (), expected)
+    return BridgePlan(task.host, reason, (), (), (), (), expected)
 
 
 def global_addresses(facts: HostFacts, dev: str) -> list[str]:
@@ -230,11 +230,11 @@ BACKED_UP = frozenset({"file_write", "file_remove", "file_guard"})
 
 def finish(
     task: BridgeTask, before: list[Step], cutting: list[Step], expected: ExpectedState
-) -> Plan:
+) -> BridgePlan:
     """Assemble a plan: ``cutting`` steps (and all after) are marked as touching the NIC."""
     all_steps = tuple(before + _mark(cutting))
     files = tuple(str(s.args["path"]) for s in all_steps if s.kind in BACKED_UP)
-    return Plan(
+    return BridgePlan(
         host=task.host,
         refusal=None,
         steps=all_steps,

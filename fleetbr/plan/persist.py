@@ -16,12 +16,12 @@ from fleetbr.backends import (
     unplan_backend,
 )
 from fleetbr.backends.carry import Carried
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.model import ExpectedState, Step
 from fleetbr.plan.netfilter import sha256
-from fleetbr.tasks import BridgeTask
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The planner: a pure function from (task, facts) to a :class:`Plan`.
+"""The planner: a pure function from (task, facts) to a :class:`BridgePlan`.
 
 Apply order matters because the rollback is the mechanical reverse of the steps: routes can only be
 added once their addresses exist, and the kernel drops a NIC's IPv4 routes when its last IPv4
@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 
 from fleetbr import validate
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
 from fleetbr.plan.diff import compare, route_matches
 from fleetbr.plan.guests import GuestRefusal, plan_guests
-from fleetbr.plan.model import ExpectedState, Plan, Step
+from fleetbr.plan.model import BridgePlan, ExpectedState, Step
 from fleetbr.plan.moves import (
     address_steps,
     finish,
@@ -30,13 +31,12 @@ from fleetbr.plan.moves import (
 from fleetbr.plan.netfilter import netfilter_steps, sha256
 from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
 from fleetbr.plan.unbridge import plan_absent
-from fleetbr.tasks import BridgeTask
 
 
 def plan_host(
     task: BridgeTask, facts: HostFacts, *, min_timeout: int, backup_dir: str | None = None
-) -> Plan:
-    """Plan ``task`` for the host described by ``facts``.
+) -> BridgePlan:
+    """BridgePlan ``task`` for the host described by ``facts``.
 
     ``min_timeout`` is the shortest dead-man timeout that leaves time to reconnect and probe.
     ``backup_dir`` is where the transaction stages file backups; None lets the step script use
@@ -57,8 +57,8 @@ def plan_host(
 
 
 def _unbridge_persisted(
-    task: BridgeTask, facts: HostFacts, plan: Plan, backup_dir: str | None
-) -> Plan:
+    task: BridgeTask, facts: HostFacts, plan: BridgePlan, backup_dir: str | None
+) -> BridgePlan:
     """Wrap the runtime unbridge with the backend's own (see fleetbr.plan.persist)."""
     if plan.refusal is not None:
         return plan
@@ -75,7 +75,7 @@ def _unbridge_persisted(
     return finish(task, persist.head, list(plan.steps) + persist.tail, expected)
 
 
-def _with_differences(plan: Plan, task: BridgeTask, facts: HostFacts) -> Plan:
+def _with_differences(plan: BridgePlan, task: BridgeTask, facts: HostFacts) -> BridgePlan:
     """Record how the host differs from the plan's expected state now (its drift).
 
     A difference the steps would not repair is refused rather than planned as "unchanged", so
@@ -136,7 +136,7 @@ def _rule_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
     return None
 
 
-def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Plan:
+def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> BridgePlan:
     spec = task.bridge
     if facts.docker and task.netfilter == "off" and task.docker_conflict == "refuse":
         return refused(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.plan.guest_check import guest_items
-from fleetbr.plan.model import Plan
+from fleetbr.plan.model import BridgePlan
 from fleetbr.plan.scope import Touched, touched_by
 from fleetbr.plan.steps import describe_route
 
@@ -172,7 +172,7 @@ def restore_check(before: HostFacts, after: HostFacts, touched: Touched | None) 
     return RestoreCheck(problems, unrelated)
 
 
-def verify_restored(before: HostFacts, after: HostFacts, plan: Plan) -> list[str]:
+def verify_restored(before: HostFacts, after: HostFacts, plan: BridgePlan) -> list[str]:
     """Differences, in what ``plan`` touched, between ``before`` and ``after`` ([] = restored)."""
     return restore_check(before, after, touched_by(plan)).problems
 

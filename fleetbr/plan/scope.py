@@ -39,9 +39,10 @@ class Touched:
 
 
 def touched_by(plan: Plan) -> Touched:
-    """The scope of ``plan``: its NIC and bridge plus every object its steps name (a plan of
-    ``run --deadman`` names none: what an arbitrary command touches is unknown)."""
-    devs = {dev for dev in (plan.expected.nic, plan.expected.bridge) if dev}
+    """The scope of ``plan``: its interfaces (a bridge's NIC and bridge) plus every object its
+    steps name (a plan of ``run --deadman`` names none: what an arbitrary command touches is
+    unknown)."""
+    devs = {dev for dev in plan.interfaces if dev}
     routes: set[tuple[int, str, str]] = set()
     sysctls: set[str] = set()
     domains: set[str] = set()
@@ -57,15 +58,13 @@ def touched_by(plan: Plan) -> Touched:
             sysctls.add(str(args["key"]).removeprefix(_SYSCTL_PREFIX))
         elif step.kind in ("modprobe", "sysctl_load"):
             sysctls |= set(NF_KEYS)
-    managers = plan.expected.managers
-    managed = {*managers, plan.expected.nic} - {""} if managers else set()
     return Touched(
         frozenset(devs),
         frozenset(routes),
         frozenset(sysctls),
         frozenset(plan.files),
         frozenset(domains),
-        frozenset(managed),
+        frozenset(plan.managed),
     )
 
 

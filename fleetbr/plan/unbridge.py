@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
 from fleetbr.plan.guests import using_bridge
-from fleetbr.plan.model import ExpectedState, Plan
+from fleetbr.plan.model import BridgePlan, ExpectedState
 from fleetbr.plan.moves import (
     address_steps,
     finish,
@@ -18,10 +19,9 @@ from fleetbr.plan.moves import (
     route_steps,
     wanted_addresses,
 )
-from fleetbr.tasks import BridgeTask
 
 
-def plan_absent(task: BridgeTask, facts: HostFacts) -> Plan:
+def plan_absent(task: BridgeTask, facts: HostFacts) -> BridgePlan:
     """Steps that take the NIC out of the bridge and delete it; netfilter files stay."""
     spec = task.bridge
     nic_addrs = global_addresses(facts, spec.nic)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan.diff import compare, route_matches
-from fleetbr.plan.model import Plan
+from fleetbr.plan.model import BridgePlan
 
 __all__ = ["route_matches", "verify_applied"]
 
 
-def verify_applied(plan: Plan, facts: HostFacts) -> list[str]:
+def verify_applied(plan: BridgePlan, facts: HostFacts) -> list[str]:
     """Human-readable differences between ``facts`` and the plan's expected state ([] = match)."""
     return [difference.text for difference in compare(plan.expected, facts)]

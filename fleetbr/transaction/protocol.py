@@ -24,9 +24,8 @@ from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan
 from fleetbr.plan.scope import touched_by
 from fleetbr.report import HostResult, Status
-from fleetbr.tasks import BridgeTask
 from fleetbr.transaction import scripts
-from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.change import Change
 from fleetbr.transaction.hoststate import (
     Action,
     ApplyStep,
@@ -111,19 +110,6 @@ class Transaction:
         """The host says its timer fires in ``remaining`` seconds: trust it over any estimate."""
         if remaining is not None:
             self.deadline = self.clock.now() + remaining
-
-
-async def apply_host(
-    spec: HostSpec,
-    task: BridgeTask,
-    task_label: str,
-    *,
-    on_armed: Hook | None = None,
-    transport: Transport | None = None,
-) -> HostResult:
-    """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
-    change = BridgeChange(task, task_label)
-    return await run_transaction(spec, change, on_armed=on_armed, transport=transport)
 
 
 async def run_transaction(

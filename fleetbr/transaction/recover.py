@@ -17,8 +17,8 @@ from fleetbr.inventory import HostSpec
 from fleetbr.plan.scope import parse_touched
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.command import read_outcome
 from fleetbr.transaction.hoststate import HostTxState
+from fleetbr.transaction.outcome import read_outcome
 from fleetbr.transaction.protocol import Clock, MonotonicClock, rollback_finished, wait_settled
 from fleetbr.transaction.verdict import Judged, RollbackVerdict, judge_rollback
 from fleetbr.transport import Session, open_session

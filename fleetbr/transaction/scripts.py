@@ -138,7 +138,7 @@ def stage_script(txid: str, plan: Plan, staged: StagedScripts, task: str, *, non
         task=task,
         guard_unit=render("boot_guard.service.j2", state_dir=STATE_DIR),
         guard_script=render("boot_guard.sh.j2", state_dir=STATE_DIR),
-        guard_required=bool(plan.expected.managers),
+        guard_required=plan.guard_required,
         nonce=_nonce(nonce),
         exits=ExitCode,
     )

@@ -27,12 +27,12 @@ from typing import Any
 
 import yaml
 
+from fleetbr.changes.bridge.change import apply_host
+from fleetbr.changes.bridge.task import BridgeTask, load_task, render_task
 from fleetbr.inventory import HostSpec, load_inventory
 from fleetbr.lab import Lab, host_exec, host_state, reset_host, switch_exec
 from fleetbr.lab.system import netns_pids
 from fleetbr.report import Status
-from fleetbr.tasks import BridgeTask, load_task, render_task
-from fleetbr.transaction.protocol import apply_host
 from tests.integration.barrier import Gate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetbr.drift import check_job
+from fleetbr.changes.bridge.change import apply_host
+from fleetbr.changes.bridge.drift import check_job
 from fleetbr.inventory import HostSpec
 from fleetbr.lab import Lab, host_state, set_switch_port
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.protocol import apply_host
 from tests.integration.helpers import (
     armed,
     bridged_host,

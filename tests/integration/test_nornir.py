@@ -16,6 +16,7 @@ from nornir.core import Nornir
 from nornir.core.filter import F
 
 from fleetbr.api import load_task
+from fleetbr.changes.bridge.dryrun import plan_job
 from fleetbr.errors import HostKeyRejected
 from fleetbr.history.store import Store
 from fleetbr.lab import Lab, host_state
@@ -32,7 +33,6 @@ from fleetbr.nornir import (
 )
 from fleetbr.nornir.loop import SHARED, THREAD_NAME
 from fleetbr.report import Status
-from fleetbr.transaction.status import plan_job
 from tests.integration.helpers import (
     REPO,
     TIMEOUT,

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from fleetbr.changes.command.change import CommandChange
 from fleetbr.lab import Lab, host_state
-from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare
 from fleetbr.transport import open_connection
 from tests.integration.helpers import (

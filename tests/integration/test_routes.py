@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from fleetbr.changes.bridge.change import apply_host
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.protocol import apply_host
 from tests.integration.helpers import armed, rendered, sh, specs, task_file
 
 NETWORK = ("links", "addresses", "routes4", "routes6", "rules4", "rules6")

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from typing import Any
 
+from fleetbr.changes.command.change import CommandChange
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.command import TAIL_BYTES, CommandChange
+from fleetbr.transaction.outcome import TAIL_BYTES
 from fleetbr.transaction.protocol import run_transaction
 from tests.integration.helpers import TIMEOUT, assert_at_snapshot, events, fleetbr, sh, specs
 

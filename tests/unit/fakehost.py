@@ -15,10 +15,12 @@ from pathlib import Path
 
 from fleetbr.errors import SessionLost
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.parse import parse_facts
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import Plan, plan_host
 from fleetbr.transaction import scripts
-from fleetbr.transaction.protocol import Transaction
+from fleetbr.transaction.change import Change
+from fleetbr.transaction.protocol import Transaction, min_timeout
 from fleetbr.transaction.scripts import markers
 from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
 from fleetbr.transport import Session
@@ -149,8 +151,9 @@ def stage_reply(tx: Transaction, *, spoil: str | None = None) -> Reply:
 UNCHANGED_PLAN = dataclasses.replace(PLAN, steps=())
 
 
-def ending(outcome: str, change: ScriptedChange) -> FakeHost:
-    """A scripted host on which ``change``'s whole transaction ends as ``outcome`` says:
+def ending(outcome: str, change: Change) -> FakeHost:
+    """A scripted host on which ``change``'s whole transaction (any kind's: its plan of
+    :data:`PLAIN_FACTS`) ends as ``outcome`` says:
     ``confirmed``; ``unchanged`` (the plan has no step); ``rolled_back`` (the host rolled back;
     verified over a new connection); ``lost_mid_apply`` (the arm+apply session dies; the host,
     asked again, rolled back); ``refused`` (another transaction armed, at stage);
@@ -159,9 +162,10 @@ def ending(outcome: str, change: ScriptedChange) -> FakeHost:
     if outcome == "unreachable":
         return host.refuse(0.0)
     probe = Transaction(spec(), change, clock=host.clock)  # for the stage's checksums
-    probe.plan = change.planned
+    probe.plan = change.plan(parse_facts(PLAIN_FACTS), min_timeout(spec().ssh))
     host.on("facts", PLAIN_FACTS)
     if outcome == "unchanged":
+        assert isinstance(change, ScriptedChange)
         change.planned = UNCHANGED_PLAN
         return host
     if outcome == "refused":

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from fleetbr.adhoc.deadman import command_change
 from fleetbr.adhoc.spec import RunOptions, RunSpec
+from fleetbr.cli_request import command_change
 from fleetbr.errors import UsageError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.facts.model import CONTENT_MAX_BYTES, HostFacts
-from fleetbr.plan import Plan, plan_host, step_command
+from fleetbr.plan import BridgePlan, plan_host, step_command
 from tests.bytesamples import FILLER, ODD, VZ1
 from tests.unit.test_backends_plan import facts, persist
 from tests.unit.test_plan_support import task
@@ -35,7 +35,7 @@ def with_content(f: HostFacts, path: str, data: bytes) -> HostFacts:
     return dataclasses.replace(f, daemons=dataclasses.replace(f.daemons, contents=contents))
 
 
-def written(p: Plan, path: str, tmp_path: Path) -> bytes:
+def written(p: BridgePlan, path: str, tmp_path: Path) -> bytes:
     """Run the plan's file_write step of ``path`` against a temporary file; its bytes."""
     (step,) = [s for s in p.steps if s.kind == "file_write" and s.args["path"] == path]
     target = tmp_path / "out"

@@ -11,7 +11,7 @@ import yaml
 
 from fleetbr.backends import BackendRefusal, BridgeConfig, plan_backend, unplan_backend
 from fleetbr.backends.carry import Carried, PolicyRule
-from fleetbr.drift import check_facts
+from fleetbr.changes.bridge.drift import check_facts
 from fleetbr.facts.model import HostFacts, Rule
 from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.plan import plan_host

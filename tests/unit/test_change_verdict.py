@@ -1,4 +1,4 @@
-"""The rollback verdict of a bridge change (fleetbr.transaction.change): what the plan touched
+"""The rollback verdict of a bridge change (fleetbr.changes.bridge.change): what the plan touched
 must be back at the snapshot, the daemons must see the NIC and the bridge as before, other
 differences are only noted; and when a daemon is still settling."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.facts.model import Address, Daemons, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.plan import Plan, plan_host, verify_applied
 from fleetbr.plan.restore import diff_facts
 from fleetbr.plan.scope import touched_by
-from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import MonotonicClock
 from fleetbr.transaction.verdict import daemon_problems as managed_problems
 from fleetbr.transaction.verdict import daemons_settling

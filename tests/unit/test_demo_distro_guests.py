@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from fleetbr.changes.bridge.task import guests_spec
 from fleetbr.errors import FleetbrError
 from fleetbr.lab.demos.distro_guests import (
     TASK_SECTION,
@@ -17,7 +18,6 @@ from fleetbr.lab.demos.distro_guests import (
     with_guests,
 )
 from fleetbr.lab.distro.build import guests_for
-from fleetbr.tasks import guests_spec
 from tests.unit.test_guests import lab_facts, libvirt_of
 from tests.unit.test_plan_support import task as lab_task
 

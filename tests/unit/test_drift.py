@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from fleetbr.drift import check_facts, drift
+from fleetbr.changes.bridge.drift import check_facts, drift
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.model import Address, ArmedTransaction, HostFacts, Route
 from fleetbr.plan import plan_host
 from fleetbr.plan.desired import pin_path
 from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE
 from fleetbr.report import AggregatedResult, HostResult, Status
-from fleetbr.tasks import BridgeTask
 from tests.unit.test_plan_support import GW4, V6, bridged, facts, task
 
 Drift = Callable[[HostFacts], HostFacts]

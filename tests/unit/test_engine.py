@@ -1,6 +1,7 @@
 """The run engine without SSH: a toy change kind registered with one line runs plan, apply and
-check end to end through the assembler (fake runner, fake connection, faked transaction); every
-run is recorded with its origin; bad input stops before any host; an API apply resumes."""
+check end to end through the assembler (fake runner; plan and check on faked facts, apply as the
+real transaction on scripted hosts of the in-memory transport); every run is recorded with its
+origin; bad input stops before any host; an API apply resumes."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.history.store import Store
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.pacing import WindowPacer
-from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.report import AggregatedResult, Status
 from fleetbr.runner import HostJob, run_hosts
-from fleetbr.transport import Session
-from tests.unit.toykind.kind import ToyChange, ToyKind
+from fleetbr.transport import Session, use_transport
+from tests.unit.fakehost import FakeHost, MemoryTransport, Reply, ending
+from tests.unit.toykind.kind import ToyKind
 
 FACTS = Path(__file__).resolve().parents[1] / "data" / "facts" / "armed.txt"
 TASK = Path(__file__).resolve().parents[2] / "tasks" / "bridge.yaml"
@@ -95,27 +97,28 @@ def recorded(history: Path) -> list[tuple[str, str, dict[str, str]]]:
         store.close()
 
 
-def test_a_toy_kind_runs_plan_apply_and_check_through_the_engine(
-    toy: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    applied: list[tuple[str, str]] = []
-
-    async def transaction(spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
-        assert isinstance(change, ToyChange)
-        applied.append((spec.name, change.marker))
-        hooks["on_staged"](f"tx-{spec.name}")
-        hooks["on_armed"](spec.name)
-        return HostResult(spec.name, Status.CONFIRMED, change.marker)
-
-    monkeypatch.setattr("fleetbr.rollout.run_transaction", transaction)
+def test_a_toy_kind_runs_plan_apply_and_check_through_the_engine(toy: Any, tmp_path: Path) -> None:
+    """The apply runs the real transaction of each host's toy change on scripted hosts (the
+    in-memory transport): each host confirms only the change rendered for it (the checksums of
+    its staged scripts, which name its marker, must match)."""
+    rendered = {spec.name: ToyKind().render("flag", spec, "toy") for spec in hosts(3)}
+    scripted = {name: ending("confirmed", change) for name, change in rendered.items()}
     history = tmp_path / "h.sqlite3"
     from fleetbr.core.assemble import execute_async
 
     planned = asyncio.run(execute_async(toy_request("plan", history), connect=no_connection))
     assert planned.exit_code == 0 and planned.result["h01"].message == "mark flag-h01"
-    done = execute(toy_request("apply", history, rollout=RolloutOptions(canary=1)))
+    with use_transport(MemoryTransport(scripted)):
+        done = execute(toy_request("apply", history, rollout=RolloutOptions(canary=1)))
     assert done.exit_code == 0 and done.run_id > planned.run_id > 0
-    assert applied == [("h00", "flag-h00"), ("h01", "flag-h01"), ("h02", "flag-h02")]
+    assert done.result.counts() == {"confirmed": 3}
+    for name, host in scripted.items():
+        assert host.labels() == ["facts", "stage", "arm+apply", "facts", "disarm"]
+        [stage] = [call.script for call in host.calls if call.label == "stage"]
+        assert f"flag-{name}" in stage and all(
+            f"flag-{other}" not in stage for other in scripted if other != name
+        )
+        assert host.left() == {}
     drift = asyncio.run(execute_async(toy_request("check", history), connect=no_connection))
     assert drift.result.counts() == {"drifted": 3} and drift.exit_code == 3
     assert FakeRunner.calls == [
@@ -147,27 +150,40 @@ def test_the_built_in_kinds_are_found_without_installing() -> None:
     assert kinds.get("bridge").commands == {"plan", "apply", "check"}
 
 
-def test_an_api_apply_is_recorded_and_resumed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fleet(*outcomes: str) -> dict[str, FakeHost]:
+    """Scripted hosts h00, h01, h02 on which the bridge task's transaction ends as ``outcomes``
+    say (:func:`tests.unit.fakehost.ending`; not ``confirmed``: the scripted facts never show
+    the bridge, so a real bridge change would not confirm)."""
+    kind = kinds.get("bridge")
+    task = kind.load(TASK)
+    return {spec.name: ending(outcome, kind.render(task, spec, TASK.name))
+            for spec, outcome in zip(hosts(3), outcomes, strict=True)}  # fmt: skip
+
+
+def contacted(scripted: dict[str, FakeHost]) -> list[str]:
+    return [name for name, host in sorted(scripted.items()) if host.connects]
+
+
+def test_an_api_apply_is_recorded_and_resumed(tmp_path: Path) -> None:
     """The first host rolls back, --max-failures 0 stops the rest; `resume=0` continues the
-    run: the same task, the run's own threshold, only the hosts not done."""
-    ran: list[str] = []
-    outcome = {"h00": Status.ROLLED_BACK}
-
-    async def transaction(spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
-        ran.append(spec.name)
-        return HostResult(spec.name, outcome.get(spec.name, Status.CONFIRMED), "")
-
-    monkeypatch.setattr("fleetbr.rollout.run_transaction", transaction)
+    run: the same task, the run's own batch size and threshold, only the hosts not done (h00
+    again: a refusal is no failure; h01 rolls back; 0 failures allowed: h02 is not attempted).
+    Real transactions on scripted hosts (the in-memory transport)."""
     history, group = tmp_path / "h.sqlite3", hosts(3)
-    first = api.apply(group, TASK, batch_size=1, max_failures=0, history=history)
-    assert first.counts() == {"rolled_back": 1, "skipped": 2} and ran == ["h00"]
-    outcome.clear()
-    with pytest.raises(UsageError, match="leave them out"):
-        api.apply(group, None, resume=0, max_failures=1, history=history)
-    second = api.apply(group, None, resume=0, history=history)
-    assert second.counts() == {"confirmed": 3} and ran == ["h00", "h00", "h01", "h02"]
+    scripted = fleet("rolled_back", "rolled_back", "rolled_back")
+    with use_transport(MemoryTransport(scripted)):
+        first = api.apply(group, TASK, batch_size=1, max_failures=0, history=history)
+    assert first.counts() == {"rolled_back": 1, "skipped": 2} and contacted(scripted) == ["h00"]
+    scripted = fleet("refused", "rolled_back", "rolled_back")
+    with use_transport(MemoryTransport(scripted)):
+        with pytest.raises(UsageError, match="leave them out"):
+            api.apply(group, None, resume=0, max_failures=1, history=history)
+        assert contacted(scripted) == []
+        second = api.apply(group, None, resume=0, history=history)
+    assert second.counts() == {"refused": 1, "rolled_back": 1, "skipped": 1}
+    assert contacted(scripted) == ["h00", "h01"]
+    assert "more than --max-failures 0" in second["h02"].message
+    assert all(host.left() == {} for host in scripted.values() if host.connects)
     store = Store(history, create=False)
     try:
         newest = store.runs(limit=1)[0]
@@ -178,7 +194,7 @@ def test_an_api_apply_is_recorded_and_resumed(
 
 
 ENGINE = ["core", "changes", "resume.py", "rollout.py", "history/record.py", "api.py", "watch.py",
-          "nornir", "drift.py"]  # fmt: skip
+          "nornir"]  # fmt: skip
 
 
 def test_nothing_below_the_cli_imports_argparse() -> None:
@@ -216,3 +232,49 @@ def test_the_cli_builds_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FLEETBR_SCHEDULE", "nightly")
     scheduled = request_from_args(args)
     assert scheduled.origin == "schedule" and scheduled.metrics.labels["schedule"] == "nightly"
+
+
+def test_a_plain_run_is_an_engine_command_without_a_kind(tmp_path: Path) -> None:
+    """Plain ``fleetbr run`` (no --deadman): the engine's kind-less ``run`` command, each host's
+    command over the transport through the request's runner, recorded like any run."""
+    from fleetbr.adhoc.job import AdhocRun
+    from fleetbr.adhoc.spec import RunOptions, RunSpec
+    from fleetbr.core.assemble import ADHOC
+
+    runner.register("fake", FakeRunner)
+    FakeRunner.calls = []
+    scripted = {spec.name: FakeHost().on("command", Reply(f"{spec.name}\n")) for spec in hosts(2)}
+    scripted["h01"] = FakeHost().on("command", Reply("", stderr="no\n", exit_status=3))
+    history = tmp_path / "h.sqlite3"
+    adhoc = ChangeRef(ADHOC, AdhocRun(RunSpec.from_argv(["hostname"], RunOptions())))
+    request = RunRequest("run", Selection(hosts=tuple(hosts(2))), adhoc, origin="api",
+                         runner="fake", history=HistoryOptions(path=history))  # fmt: skip
+    try:
+        with use_transport(MemoryTransport(scripted)):
+            done = execute(request)
+    finally:
+        runner.RUNNERS.pop("fake", None)
+    assert FakeRunner.calls == [("run", ["h00", "h01"])]
+    assert (done.result["h00"].status, done.result["h01"].status) == (Status.OK, Status.FAILED)
+    assert done.result["h00"].data["stdout"] == "h00\n" and done.exit_code == 1
+    assert [c.label for host in scripted.values() for c in host.calls] == ["command"] * 2
+    assert recorded(history) == [("run", "api", {"h00": "ok", "h01": "failed"})]
+    with pytest.raises(UsageError, match="run: no command given"):
+        execute(request.replace(change=None))
+
+
+def test_the_transaction_and_the_engine_import_no_change_kind() -> None:
+    """A kind is one folder (fleetbr/changes/<kind>/) the transaction and the assembler reach
+    only through the Change and ChangeKind protocols and the registry."""
+    package = Path(fleetbr.__file__).parent
+    files = sorted((package / "transaction").rglob("*.py")) + sorted(
+        (package / "core").glob("*.py")
+    )
+    importers = [
+        str(path.relative_to(package)) for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fleetbr.changes"))
+        or (isinstance(node, ast.Import) and any(a.name.startswith("fleetbr.changes")
+                                                for a in node.names))
+    ]  # fmt: skip
+    assert len(files) > 5 and importers == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from fleetbr.facts.model import Address, Bridge, Link, Route
-from fleetbr.plan import Plan, plan_host
+from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.desired import pin_path
 from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE
 from tests.unit.test_plan_support import GW4, GW6, NIC_MAC, V4, V6, bridged, facts, task
@@ -34,12 +34,12 @@ CLASSIC = [
 ]
 
 
-def plan(text: str | None = None, **kw: object) -> Plan:
+def plan(text: str | None = None, **kw: object) -> BridgePlan:
     t = task() if text is None else task(text)
     return plan_host(t, facts(**kw), min_timeout=20)  # type: ignore[arg-type]
 
 
-def kinds(p: Plan) -> list[str]:
+def kinds(p: BridgePlan) -> list[str]:
     return [s.kind for s in p.steps]
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from fleetbr.changes.command.change import CommandChange
+from fleetbr.changes.command.plan import plan_command
 from fleetbr.facts.model import ArmedTransaction
 from fleetbr.plan import step_command
-from fleetbr.plan.command import plan_command
 from fleetbr.transaction import scripts
-from fleetbr.transaction.command import CommandChange, script_outcome
+from fleetbr.transaction.outcome import script_outcome
 from tests.unit.test_plan_support import facts
 
 # the operator's own shell line: it runs exactly as written, with its own quoting

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 
 from fleetbr.facts.model import ArmedTransaction, Bridge, HostFacts, Link
-from fleetbr.plan import Plan, plan_host
+from fleetbr.plan import BridgePlan, plan_host
 from tests.unit.test_plan_support import bridged, facts, task
 
 
 def refusal(f: HostFacts, text: str | None = None, min_timeout: int = 20) -> str:
     t = task() if text is None else task(text)
-    p: Plan = plan_host(t, f, min_timeout=min_timeout)
+    p: BridgePlan = plan_host(t, f, min_timeout=min_timeout)
     assert p.steps == () and p.rollback == () and not p.unchanged
     assert p.refusal is not None
     assert "\n" not in p.refusal

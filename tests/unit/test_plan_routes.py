@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fleetbr.facts.model import Address, HostFacts, Route
 from fleetbr.facts.parse import parse_facts
-from fleetbr.plan import Plan, plan_host, step_command, verify_applied, verify_restored
+from fleetbr.plan import BridgePlan, plan_host, step_command, verify_applied, verify_restored
 from tests.unit.test_plan_support import bridged as support_bridged
 from tests.unit.test_plan_support import recorded_by, task
 
@@ -24,7 +24,7 @@ def routed(keep_rules: bool = False) -> HostFacts:
     return dataclasses.replace(f, rules=tuple(r for r in f.rules or () if r.iif is None))
 
 
-def plan(f: HostFacts, text: str | None = None) -> Plan:
+def plan(f: HostFacts, text: str | None = None) -> BridgePlan:
     return plan_host(task() if text is None else task(text), f, min_timeout=20)
 
 
@@ -32,7 +32,7 @@ def on(dev: str, routes: tuple[Route, ...]) -> tuple[Route, ...]:
     return tuple(dataclasses.replace(r, dev=dev) if r.dev == "eth0" else r for r in routes)
 
 
-def bridged(f: HostFacts, p: Plan) -> HostFacts:
+def bridged(f: HostFacts, p: BridgePlan) -> HostFacts:
     """``f`` as the kernel shows it after ``p`` was applied right."""
     done = support_bridged(
         dataclasses.replace(f, links=tuple(x for x in f.links if x.name != "lo"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, cast
 
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, render_task
 from fleetbr.facts.model import PIN_DIR, Address, Bridge, HostFacts, Link, Route
-from fleetbr.plan import Plan
+from fleetbr.plan import BridgePlan
 from fleetbr.plan.desired import make_pin, pin_path, pin_text
 from fleetbr.plan.netfilter import desired_files, sha256
-from fleetbr.tasks import BridgeTask, TaskTemplate, render_task
 
 NIC_MAC = "52:54:00:12:34:56"
 V4 = "198.51.100.10/24"
@@ -89,7 +89,7 @@ def bridged(before: HostFacts, *, bridge: str = "br0", nic: str = "eth0") -> Hos
     return with_record(after, bridge, nic)
 
 
-def recorded_by(after: HostFacts, plan: Plan) -> HostFacts:
+def recorded_by(after: HostFacts, plan: BridgePlan) -> HostFacts:
     """``after`` with the bridge's record exactly as ``plan`` writes it."""
     for step in plan.steps:
         path = str(step.args.get("path", ""))

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import Plan, restore_check
 from fleetbr.plan.scope import Touched, touched_by, touched_lines
 from fleetbr.report import Status
 from fleetbr.resume import resolve_on
-from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.hoststate import parse_state
 from fleetbr.transaction.protocol import Transaction, resolve
 from fleetbr.transaction.recover import rollback_on

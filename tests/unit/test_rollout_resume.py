@@ -1,10 +1,14 @@
-"""Percentages, Ctrl-C and --resume in the rollout, with fake transactions (no SSH); choosing and
-checking the run to resume from a real history file."""
+"""Percentages, Ctrl-C and --resume in the rollout, with real transactions on scripted hosts (the
+in-memory transport, no SSH); choosing and checking the run to resume from a real history file."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,16 +21,27 @@ from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
 from fleetbr.history.store import HostRow, RunRecord, RunState, Store, host_status
 from fleetbr.inventory import HostSpec, SSHOptions
-from fleetbr.report import HostResult, Status
+from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.resume import (
     Prior,
-    Resolution,
     check_same_hosts,
     choose_run,
     prepare_resume,
     prior_of,
 )
 from fleetbr.rollout import INTERRUPTED, NOT_ARMED, Interruption, batches, rollout_changes
+from fleetbr.transaction.change import Change
+from fleetbr.transport import Session, Transport, use_transport
+from tests.unit.fakehost import (
+    PLAIN_FACTS,
+    ROLLED_BACK,
+    FakeHost,
+    MemoryTransport,
+    Reply,
+    ScriptedChange,
+    ending,
+    state,
+)
 
 
 def hosts(n: int) -> list[HostSpec]:
@@ -72,24 +87,10 @@ def test_cli_refuses_nonsense_with_exit_2(option: tuple[str, str], tmp_path: Pat
 
 
 class Seen:
-    """Fake transactions: what ran, what the observer heard."""
+    """What the observer heard."""
 
-    def __init__(self, outcomes: dict[str, Status] | None = None) -> None:
-        self.outcomes = outcomes or {}
-        self.ran: list[str] = []
+    def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
-        self.on_arm: dict[str, Any] = {}
-
-    async def transaction(self, spec: HostSpec, change: Any, **hooks: Any) -> HostResult:
-        self.ran.append(spec.name)
-        await asyncio.sleep(0.05 if spec.name in self.on_arm else 0.01)  # others arm first
-        hooks["on_staged"](f"tx-{spec.name}")
-        if spec.name in self.on_arm:
-            self.on_arm[spec.name]()
-        hooks["on_armed"](spec.name)
-        await asyncio.sleep(0.01)
-        status = self.outcomes.get(spec.name, Status.CONFIRMED)
-        return HostResult(spec.name, status, "", data={"txid": f"tx-{spec.name}", "window": 0.01})
 
     def batch(self, index: int, count: int, hosts: Any) -> None:
         self.events.append(("batch", f"{index}/{count}"))
@@ -104,47 +105,99 @@ class Seen:
         self.events.append(("finished", f"{result.host} {result.status.value}"))
 
 
-def roll(seen: Seen, monkeypatch: pytest.MonkeyPatch, n: int = 6, **kw: Any) -> Any:
-    monkeypatch.setattr("fleetbr.rollout.run_transaction", seen.transaction)
-    group = hosts(n)
-    changes: Any = dict.fromkeys((h.name for h in group), type("C", (), {"timeout": 60})())
-    return asyncio.run(rollout_changes(group, changes, forks=4, observer=seen, **kw))
+class Fleet:
+    """Scripted hosts h00, h01... (the in-memory transport) on which each host's real
+    transaction ends as ``outcomes`` says (:func:`tests.unit.fakehost.ending`; default
+    ``confirmed``), and a rollout over them."""
+
+    def __init__(self, n: int, **outcomes: str) -> None:
+        self.specs = hosts(n)
+        self.changes = {spec.name: ScriptedChange() for spec in self.specs}
+        self.hosts = {name: ending(outcomes.get(name, "confirmed"), change)
+                      for name, change in self.changes.items()}  # fmt: skip
+        self.seen = Seen()
+
+    def roll(self, transport: Transport | None = None, **kw: Any) -> AggregatedResult:
+        """The rollout (forks 4) over the transport (default: straight to the hosts)."""
+        changes: dict[str, Change] = dict(self.changes)
+        with use_transport(transport or MemoryTransport(self.hosts)):
+            return asyncio.run(rollout_changes(self.specs, changes, forks=4,
+                                               observer=self.seen, **kw))  # fmt: skip
+
+    def contacted(self) -> list[str]:
+        """The hosts the rollout opened a connection to, in name order."""
+        return [name for name, host in sorted(self.hosts.items()) if host.connects]
+
+    def applied(self) -> list[str]:
+        """The hosts that got an arm+apply script, in name order."""
+        return [name for name, host in sorted(self.hosts.items()) if "arm+apply" in host.labels()]
 
 
-def test_percent_batches_and_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = Seen({"h00": Status.FAILED, "h01": Status.FAILED})
-    result = roll(seen, monkeypatch, n=10, batch_size=parse_share("20%", minimum=1),
-                  max_failures=parse_share("10%", minimum=0))  # fmt: skip
-    assert seen.ran == ["h00", "h01"], "batches of 2; 2 failures > 10% of 10 hosts"
+def test_percent_batches_and_threshold() -> None:
+    fleet = Fleet(10, h00="arm_failed", h01="arm_failed")
+    result = fleet.roll(batch_size=parse_share("20%", minimum=1),
+                        max_failures=parse_share("10%", minimum=0))  # fmt: skip
+    assert fleet.contacted() == ["h00", "h01"], "batches of 2; 2 failures > 10% of 10 hosts"
     assert result.counts() == {"failed": 2, "skipped": 8}
     assert "more than --max-failures 1" in result["h02"].message
 
 
-def test_observer_hears_every_host_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = Seen()
-    roll(seen, monkeypatch, n=3, canary=1)
-    assert seen.events[:4] == [("batch", "0/2"), ("started", "h00"), ("staged", "h00"),
-                               ("finished", "h00 confirmed")]  # fmt: skip
-    assert seen.events[4] == ("batch", "1/2")
-    assert sorted(e for e in seen.events if e[0] == "finished") == [
+def test_observer_hears_every_host_in_order() -> None:
+    fleet = Fleet(3)
+    fleet.roll(canary=1)
+    events = fleet.seen.events
+    assert events[:4] == [("batch", "0/2"), ("started", "h00"), ("staged", "h00"),
+                          ("finished", "h00 confirmed")]  # fmt: skip
+    assert events[4] == ("batch", "1/2")
+    assert sorted(e for e in events if e[0] == "finished") == [
         ("finished", "h00 confirmed"), ("finished", "h01 confirmed"),
         ("finished", "h02 confirmed"),
     ]  # fmt: skip
 
 
-def test_first_ctrl_c_stops_new_hosts_and_lets_armed_ones_finish(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """h01 is hit by Ctrl-C just before arming; h00 was armed already and confirms; nothing of
-    the next batch starts. Every host is reported."""
-    interrupt = Interruption()
-    seen = Seen()
-    seen.on_arm["h01"] = interrupt
-    result = roll(seen, monkeypatch, n=6, batch_size=2, interrupt=interrupt)
+@dataclass
+class HeldBack:
+    """A transport that connects to ``held`` only once ``until`` is set (no timing luck)."""
+
+    inner: MemoryTransport
+    held: str
+    until: asyncio.Event
+
+    async def connect(
+        self, spec: HostSpec, *, attempts: int = 4, give_up_after: float | None = None
+    ) -> Session:
+        if spec.name == self.held:  # the bound only turns a broken rollout into a failure
+            await asyncio.wait_for(self.until.wait(), timeout=30)
+        return await self.inner.connect(spec, attempts=attempts, give_up_after=give_up_after)
+
+
+def calling(action: Callable[[], object], reply: Reply) -> Reply:
+    """``reply``, calling ``action`` when the host gives it."""
+
+    def answer(script: str) -> str:
+        action()
+        return reply.stdout(script) if callable(reply.stdout) else reply.stdout
+
+    return dataclasses.replace(reply, stdout=answer)
+
+
+def test_first_ctrl_c_stops_new_hosts_and_lets_armed_ones_finish() -> None:
+    """h01 is hit by Ctrl-C once staged, just before arming (it connects only after h00 was
+    armed); h00, armed already, confirms; nothing of the next batch starts. Every host is
+    reported."""
+    interrupt, h00_armed = Interruption(), asyncio.Event()
+    fleet = Fleet(6)
+    h00, h01 = fleet.hosts["h00"], fleet.hosts["h01"]
+    h00.replies["arm+apply"][0] = calling(h00_armed.set, h00.replies["arm+apply"][0])
+    h01.replies["stage"][0] = calling(interrupt, h01.replies["stage"][0])
+    held = HeldBack(MemoryTransport(fleet.hosts), "h01", h00_armed)
+    result = fleet.roll(held, batch_size=2, interrupt=interrupt)
     assert interrupt.requested
     assert result["h00"].status == Status.CONFIRMED
+    assert h00.labels() == ["facts", "stage", "arm+apply", "facts", "disarm"]
     assert (result["h01"].status, result["h01"].message) == (Status.SKIPPED, NOT_ARMED)
-    assert seen.ran == ["h00", "h01"]
+    assert h01.labels() == ["facts", "stage"], "staged only, never armed"
+    assert fleet.contacted() == ["h00", "h01"]
     for name in ("h02", "h03", "h04", "h05"):
         assert (result[name].status, result[name].message) == (Status.SKIPPED, INTERRUPTED)
     assert len(result) == 6
@@ -157,31 +210,39 @@ def test_second_ctrl_c_raises_keyboard_interrupt() -> None:
         interrupt()
 
 
-def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async def resolve(spec: HostSpec, txid: str, run_id: int) -> Resolution:
-        if spec.name == "h02":
-            done = HostResult(spec.name, Status.CONFIRMED, "confirmed meanwhile", {"txid": txid})
-            return Resolution(done, "confirmed meanwhile")
-        return Resolution(None, f"{txid} rolled back")
+OLD2, OLD3 = "20261127T181500-0000a2", "20261127T181500-0000a3"  # the earlier run's txids
 
-    monkeypatch.setattr("fleetbr.rollout.resolve_host", resolve)
+
+def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest() -> None:
+    """h02's transaction of the earlier run was confirmed meanwhile (done); h03's rolled back
+    (asked over the transport, then applied again in its batch)."""
+    fleet = Fleet(6)
+    settled = {"timer_alive": "no", "remaining": "none", "armed_marker": "none"}
+    fleet.hosts["h02"] = FakeHost().on("state", Reply(state(decision="confirmed", **settled),
+                                                      until=math.inf))  # fmt: skip
+    fleet.hosts["h03"].on("state", Reply(state(**ROLLED_BACK), until=math.inf))
+    fleet.hosts["h03"].on("snapshot", PLAIN_FACTS).on("facts", PLAIN_FACTS)
     prior = Prior(7, carried={"h00": HostResult("h00", Status.CONFIRMED, "in run 7"),
                               "h01": HostResult("h01", Status.UNCHANGED, "in run 7")},
-                  resolve={"h02": "tx-old2", "h03": "tx-old3"})  # fmt: skip
-    seen = Seen()
-    result = roll(seen, monkeypatch, n=6, canary=1, batch_size=2, prior=prior)
-    assert sorted(seen.ran) == ["h03", "h04", "h05"], "done hosts and the canary not touched"
+                  resolve={"h02": OLD2, "h03": OLD3})  # fmt: skip
+    result = fleet.roll(canary=1, batch_size=2, prior=prior)
+    assert fleet.applied() == ["h03", "h04", "h05"], "done hosts and the canary not touched"
+    assert fleet.contacted() == ["h02", "h03", "h04", "h05"]
     assert result.counts() == {"confirmed": 5, "unchanged": 1}
-    assert result["h03"].data["resolved"] == "tx-old3 rolled back"
+    assert result["h02"].message.startswith(f"confirmed {OLD2} (decided on the host after run 7")
+    assert result["h03"].data["resolved"] == (
+        f"{OLD3} of run 7 rolled back (rolled_back timer); matches its snapshot"
+    )
+    assert fleet.hosts["h03"].labels() == [
+        "state", "state", "snapshot", "facts", "facts", "stage", "arm+apply", "facts", "disarm",
+    ]  # fmt: skip
     assert list(result) == [f"h{i:02d}" for i in range(6)]
 
 
-def test_resume_repeats_a_canary_that_did_not_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = Seen({"h00": Status.ROLLED_BACK})
-    result = roll(seen, monkeypatch, n=4, canary=1, prior=Prior(3))
-    assert seen.ran == ["h00"]
+def test_resume_repeats_a_canary_that_did_not_pass() -> None:
+    fleet = Fleet(4, h00="rolled_back")
+    result = fleet.roll(canary=1, prior=Prior(3))
+    assert fleet.contacted() == ["h00"]
     assert result.counts() == {"rolled_back": 1, "skipped": 3}
 
 
@@ -221,8 +282,8 @@ def test_bare_resume_takes_only_the_newest_apply_and_only_if_it_stopped(tmp_path
     with pytest.raises(UsageError, match=f"run {tried}, finished .every host was attempted"):
         choose_run(store, None)
     assert choose_run(store, tried)[0].id == tried
-    for state in ("interrupted", "aborted", "running"):  # Ctrl-C, a crash, a killed controller
-        stopped = record(store, {"h00": "confirmed", "h01": "started"}, state=state)
+    for ended in ("interrupted", "aborted", "running"):  # Ctrl-C, a crash, a killed controller
+        stopped = record(store, {"h00": "confirmed", "h01": "started"}, state=ended)
         assert choose_run(store, None)[0].id == stopped
     resumer = record(store, {"h00": "confirmed"}, resumed_from=stopped, state="interrupted")
     assert choose_run(store, None)[0].id == resumer

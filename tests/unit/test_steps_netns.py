@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
+from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.model import PIN_DIR, HostFacts, Route
 from fleetbr.facts.parse import parse_pins
 from fleetbr.facts.parse_ip import parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
 from fleetbr.plan import (
-    Plan,
+    BridgePlan,
     plan_host,
     rollback_script,
     step_command,
@@ -34,7 +35,6 @@ from fleetbr.plan import (
 )
 from fleetbr.plan import steps as mk
 from fleetbr.plan.netfilter import SYSCTL_FILE, UDEV_FILE, sha256
-from fleetbr.tasks import load_task, render_task
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_SYSCTL = "# an older bridge.conf that fleetbr must put back\n"
@@ -246,8 +246,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         sh("ip", "netns", "del", g, check=False)
 
 
-def make_plan(lab: Lab, facts: HostFacts, task_file: str = "tasks/bridge.yaml") -> Plan:
-    """Plan a task file for the lab host."""
+def make_plan(lab: Lab, facts: HostFacts, task_file: str = "tasks/bridge.yaml") -> BridgePlan:
+    """BridgePlan a task file for the lab host."""
     host = {
         "name": lab.host,
         "hostname": lab.host,

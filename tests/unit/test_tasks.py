@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.errors import TaskError
-from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -215,7 +215,7 @@ BOMB_SCRIPT = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from fleetbr.errors import TaskError
-from fleetbr.tasks import TaskTemplate, render_task
+from fleetbr.changes.bridge.task import TaskTemplate, render_task
 try:
     render_task(TaskTemplate("bomb.yaml", sys.stdin.read()), {"name": "hv01", "data": {}})
 except TaskError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.errors import ValidationError
-from fleetbr.plan import Plan, plan_host
+from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.render import render
 from fleetbr.transaction import scripts
 from fleetbr.transaction.status import last_state, parse_journal
@@ -19,7 +19,7 @@ TXID = "20261127T181500-3fa9c2"
 NONCE = "0123456789abcdef" * 2
 
 
-def classic_plan() -> Plan:
+def classic_plan() -> BridgePlan:
     return plan_host(task(), facts(), min_timeout=20)
 
 

@@ -1,5 +1,5 @@
 """The ``bridge`` kind: a task file, rendered per host (jinja2) into a :class:`BridgeChange`;
-planned by the pure planner, checked for drift by :mod:`fleetbr.drift`."""
+planned by the pure planner, checked for drift by :mod:`fleetbr.changes.bridge.drift`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fleetbr.drift import check_facts, outcome_result
+from fleetbr.changes.bridge.change import BridgeChange
+from fleetbr.changes.bridge.drift import check_facts, outcome_result
+from fleetbr.changes.bridge.dryrun import plan_result
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult
-from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
-from fleetbr.transaction.change import BridgeChange, Change
+from fleetbr.transaction.change import Change
 from fleetbr.transaction.protocol import min_timeout
-from fleetbr.transaction.status import plan_result
 
 
 class BridgeKind:
@@ -45,7 +46,7 @@ class BridgeKind:
         return plan_result(spec, _task(change), facts)
 
     def check(self, spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
-        """The host's facts compared with the task (:mod:`fleetbr.drift`)."""
+        """The host's facts compared with the task (:mod:`fleetbr.changes.bridge.drift`)."""
         outcome = check_facts(_task(change), facts, min_timeout=min_timeout(spec.ssh))
         return outcome_result(spec.name, outcome)
 

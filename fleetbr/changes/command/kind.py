@@ -1,18 +1,18 @@
 """The ``command`` kind (``fleetbr run --deadman N --undo UNDO -- CMD``): the operator's command
-and its undo under the dead-man transaction (:class:`fleetbr.transaction.command.CommandChange`,
-planned by :mod:`fleetbr.plan.command`). The same change for every host."""
+and its undo under the dead-man transaction (:class:`fleetbr.changes.command.change.CommandChange`,
+planned by :mod:`fleetbr.changes.command.plan`). The same change for every host."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from fleetbr.changes.command.change import CommandChange
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.change import Change
-from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import min_timeout
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.backends import registry
-from fleetbr.drift import check_facts
+from fleetbr.changes.bridge.drift import check_facts
+from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
@@ -27,7 +28,6 @@ from fleetbr.lab.distro import reboot, up
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.report import Status
 from fleetbr.rollout import rollout
-from fleetbr.tasks import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.transport import open_connection
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")

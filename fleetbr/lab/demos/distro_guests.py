@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from fleetbr.changes.bridge.task import BridgeTask, guests_spec
 from fleetbr.facts.libvirt import SCOPES
 from fleetbr.facts.model import HostFacts
 from fleetbr.lab.distro.guests import NETWORK
-from fleetbr.tasks import BridgeTask, guests_spec
 
 # The host with the guest: ifupdown runs no daemon that reacts to new links (the guest's tap,
 # virbr-lab), and it is not the host the demo reboots.

@@ -9,12 +9,12 @@ import dataclasses
 from pathlib import Path
 
 from fleetbr import lab
+from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.gather import facts_job
 from fleetbr.inventory import load_inventory, select_hosts
 from fleetbr.output import Human, render_results
 from fleetbr.rollout import rollout
 from fleetbr.runner import run_hosts
-from fleetbr.tasks import load_task, render_task
 
 
 def run_demo(

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.errors import LabError
 from fleetbr.facts.model import HostFacts
 from fleetbr.lab import Lab, LabHost, host_state
 from fleetbr.lab.distro import lateroot, reboot
 from fleetbr.lab.distro.supervisor import init_pid, wait_up
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import (
     Transaction,
     _arm_and_apply,

@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from fleetbr.backends import registry
-from fleetbr.drift import check_facts
+from fleetbr.changes.bridge.drift import check_facts
+from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.model import HostFacts
 from fleetbr.lab import Lab, LabHost
 from fleetbr.lab.distro import reboot
 from fleetbr.lab.faults import host_exec
 from fleetbr.report import Status
-from fleetbr.tasks import load_task, render_task
 from tests.integration.distro.persisthelpers import (
     HOSTS,
     apply_all,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from fleetbr.changes.bridge.change import apply_host
 from fleetbr.lab import Lab, LabHost, host_exec, set_switch_port
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.protocol import apply_host
 from tests.integration.barrier import Gate
 from tests.integration.distro.persisthelpers import (
     HOSTS,

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from fleetbr.changes.command.change import CommandChange
 from fleetbr.lab import Lab, LabHost
 from fleetbr.lab.distro import reboot
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
-from fleetbr.transaction.command import CommandChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
 from fleetbr.transport import open_connection
 from tests.integration.helpers import armed, events, fleetbr, sh, specs, wait_for

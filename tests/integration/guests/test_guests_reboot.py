@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.lab import Lab, LabHost
 from fleetbr.lab.distro import reboot
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.change import BridgeChange
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
 from fleetbr.transport import open_connection
 from tests.integration.guests.guesthelpers import domains, host_facts, master, task

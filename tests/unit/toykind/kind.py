@@ -10,7 +10,7 @@ from typing import Any
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
-from fleetbr.plan.model import ExpectedState, Plan, Step
+from fleetbr.plan.model import Plan, Step
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
@@ -28,8 +28,7 @@ class ToyChange:
     def plan(self, facts: HostFacts, min_timeout: int) -> Plan:
         """One step, no inverse needed beyond removing the marker."""
         step = Step("run_staged", {"file": "toy.sh"}, f"mark {self.marker}")
-        expected = ExpectedState(bridge="", nic="", bridge_present=False, address_dev="")
-        return Plan(facts.hostname, None, (step,), (), (), (), expected)
+        return Plan(facts.hostname, None, (step,), (), (), ())
 
     def staged_files(self) -> dict[str, str]:
         """Nothing to stage."""
@@ -40,6 +39,10 @@ class ToyChange:
     ) -> list[str]:
         """Always confirmable."""
         return []
+
+    def settling(self, plan: Plan, before: HostFacts, after: HostFacts) -> bool:
+        """Never settling."""
+        return False
 
     def rollback_check(self, plan: Plan, before: HostFacts, after: HostFacts) -> RollbackCheck:
         """Nothing to compare."""

@@ -12,22 +12,15 @@ promise; fleetbr cannot know what an arbitrary command changes: its plan touches
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from typing import Any
 
-from fleetbr.facts.model import STATE_DIR, HostFacts
+from fleetbr.changes.command.plan import CHECK_FILE, plan_command
+from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan, touched_by
-from fleetbr.plan.command import CHECK_FILE, COMMAND_FILE, UNDO_FILE, plan_command
-from fleetbr.render import render
-from fleetbr.transaction.scripts import check_script, check_txid, markers, new_nonce
+from fleetbr.transaction.outcome import COMMAND_FILE, UNDO_FILE, read_outcome
+from fleetbr.transaction.scripts import check_script, markers, new_nonce
 from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome, compare
 from fleetbr.transport import Session
-
-TAIL_BYTES = 2048  # bytes of the end of each staged script's stderr carried in the result
-MESSAGE_TAIL = 200  # characters of it, on one line, in the message
-REPORTED = (("command", COMMAND_FILE), ("undo", UNDO_FILE))
 
 
 @dataclass(frozen=True)
@@ -82,43 +75,6 @@ class CommandChange:
     async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
         """The exit status and the end of the stderr of the command, and of the undo if it ran."""
         return await read_outcome(conn, txid)
-
-
-async def read_outcome(conn: Session, txid: str) -> ScriptOutcome:
-    """What the staged command and undo of transaction ``txid`` left (nothing for a transaction
-    that staged none: a bridge change's)."""
-    nonce = new_nonce()
-    script = render("tx_command_result.sh.j2", state_dir=STATE_DIR, txid=check_txid(txid),
-                    files=[name for _, name in REPORTED], tail_bytes=TAIL_BYTES,
-                    nonce=nonce)  # fmt: skip
-    done = await conn.run_script(script, label="results")
-    return script_outcome(markers(done.stdout, nonce))
-
-
-def script_outcome(found: dict[str, str]) -> ScriptOutcome:
-    """The :class:`ScriptOutcome` of ``tx_command_result.sh.j2``'s markers."""
-    data: dict[str, Any] = {}
-    said = []
-    for index, (what, _) in enumerate(REPORTED):
-        status = found.get(f"{index}_rc", "")
-        if not status.isdigit():
-            continue  # it never ran (the undo of a confirmed command)
-        tail = _decoded(found.get(f"{index}_err_tail", ""))
-        size = int(found.get(f"{index}_err_bytes", "") or 0)
-        data[what] = {"exit_status": int(status), "stderr_tail": tail, "stderr_bytes": size,
-                      "stderr_truncated": size > TAIL_BYTES}  # fmt: skip
-        line = " ".join(tail.split())
-        if len(line) > MESSAGE_TAIL:
-            line = "..." + line[-MESSAGE_TAIL:]
-        said.append(f"the {what} exited {status}" + (f": {line}" if line else ""))
-    return ScriptOutcome(data, "; ".join(said))
-
-
-def _decoded(encoded: str) -> str:
-    try:
-        return base64.b64decode(encoded, validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return ""
 
 
 def _script(line: str) -> str:

@@ -5,19 +5,19 @@ promise, reachability (a fresh SSH connection, the gateways that answered before
 from __future__ import annotations
 
 from fleetbr.facts.model import HostFacts
-from fleetbr.plan.model import ExpectedState, Plan, Step
+from fleetbr.plan.model import Plan, Step
+from fleetbr.transaction.outcome import COMMAND_FILE, UNDO_FILE
 
-COMMAND_FILE, UNDO_FILE, CHECK_FILE = "command.sh", "undo.sh", "check.sh"
+CHECK_FILE = "check.sh"
 
 
 def plan_command(
     host: str, facts: HostFacts, command: str, undo: str, *, timeout: int, min_timeout: int
 ) -> Plan:
     """One step running the staged command, its inverse running the staged undo."""
-    expected = ExpectedState(bridge="", nic="", bridge_present=False, address_dev="")
     refusal = _refusal(facts, timeout, min_timeout)
     if refusal is not None:
-        return Plan(host, refusal, (), (), (), (), expected)
+        return Plan(host, refusal, (), (), (), ())
     # once: the timer's rollback and, after a power cut inside it, the boot guard both run it
     undo_step = Step("run_staged", {"file": UNDO_FILE, "once": True}, f"undo: {_short(undo)}",
                      touches_nic=True)  # fmt: skip
@@ -25,7 +25,7 @@ def plan_command(
                 touches_nic=True, inverse=undo_step)  # fmt: skip
     gateways = [r.gateway for r in sorted(facts.default_routes(), key=lambda r: r.family)]
     probes = tuple(dict.fromkeys(g for g in gateways if g))
-    return Plan(host, None, (step,), (undo_step,), (), probes, expected)
+    return Plan(host, None, (step,), (undo_step,), (), probes)
 
 
 def _refusal(facts: HostFacts, timeout: int, min_timeout: int) -> str | None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
-from fleetbr.plan import Plan, plan_host
+from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.model import Difference
 from fleetbr.report import HostResult, Status
-from fleetbr.tasks import BridgeTask
 from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transport import open_session
 
@@ -56,7 +56,7 @@ def transaction_difference(facts: HostFacts) -> Difference | None:
     return Difference("transaction", None, have, armed.describe())
 
 
-def _plan(task: BridgeTask, facts: HostFacts, min_timeout: int) -> Plan:
+def _plan(task: BridgeTask, facts: HostFacts, min_timeout: int) -> BridgePlan:
     """The plan for the host as if nothing were armed: the rest of the drift still shows."""
     return plan_host(task, dataclasses.replace(facts, armed=None), min_timeout=min_timeout)
 
