@@ -222,6 +222,7 @@ def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest() -> None:
                                                       until=math.inf))  # fmt: skip
     fleet.hosts["h03"].on("state", Reply(state(**ROLLED_BACK), until=math.inf))
     fleet.hosts["h03"].on("snapshot", PLAIN_FACTS).on("facts", PLAIN_FACTS)
+    fleet.hosts["h03"].on("results", Reply("", until=math.inf))  # no staged command: nothing
     prior = Prior(7, carried={"h00": HostResult("h00", Status.CONFIRMED, "in run 7"),
                               "h01": HostResult("h01", Status.UNCHANGED, "in run 7")},
                   resolve={"h02": OLD2, "h03": OLD3})  # fmt: skip
@@ -234,7 +235,8 @@ def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest() -> None:
         f"{OLD3} of run 7 rolled back (rolled_back timer); matches its snapshot"
     )
     assert fleet.hosts["h03"].labels() == [
-        "state", "state", "snapshot", "facts", "facts", "stage", "arm+apply", "facts", "disarm",
+        "state", "state", "snapshot", "facts", "results", "facts", "stage", "arm+apply", "facts",
+        "disarm",
     ]  # fmt: skip
     assert list(result) == [f"h{i:02d}" for i in range(6)]
 
