@@ -1,0 +1,77 @@
+"""Start-up cost: ``fleetbr facts`` imports only what it needs (docs/benchmarks.md).
+
+The facts benchmark holds ``fleetbr facts`` close to a bare asyncssh script; every module it
+imports is paid by every run. The engine (assembler, change kinds, history), the transaction
+and planner stacks, the lab, the demos and rich (people's output; ``--json`` never needs it)
+belong to other commands. A fresh interpreter runs the CLI's facts handler up to the point
+where it would connect (a missing key: exit 2, nothing contacted), renders the facts script
+each host gets (which reads the backend registry), and lists what got imported.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+# Modules (and their sub-modules) `fleetbr --json facts` must not import.
+NOT_FOR_FACTS = (
+    "fleetbr.core.assemble",
+    "fleetbr.core.kinds",
+    "fleetbr.core.record",
+    "fleetbr.changes",
+    "fleetbr.rollout",
+    "fleetbr.transaction",
+    "fleetbr.plan",
+    "fleetbr.history",
+    "fleetbr.lab",
+    "fleetbr.demo",
+    "rich",
+)
+
+CHILD = """
+import sys
+from fleetbr.cli import main
+from fleetbr.facts.script import facts_script
+
+code = main(["-i", sys.argv[1], "--key", sys.argv[2], "--json", "facts"])
+facts_script()
+print(code)
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def imported_by_facts(tmp_path: Path) -> tuple[int, set[str]]:
+    """Exit code of the facts handler (stopped before connecting) and every module imported."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text("hv1:\n  hostname: 198.51.100.10\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(inventory), str(tmp_path / "no-such-key")],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    code, *modules = done.stdout.splitlines()
+    return int(code), set(modules)
+
+
+def matching(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The modules that are one of ``prefixes``, inside one, or a ``_`` sibling of one
+    (``fleetbr.demo_distro`` for ``fleetbr.demo``)."""
+    heads = tuple(p + sep for p in prefixes for sep in (".", "_"))
+    return sorted(m for m in modules if m in prefixes or m.startswith(heads))
+
+
+def test_facts_imports_no_engine_transaction_lab_or_rich(tmp_path: Path) -> None:
+    code, modules = imported_by_facts(tmp_path)
+    assert code == 2  # the missing key stops it before any host is contacted
+    assert {"fleetbr.facts.gather", "fleetbr.runner", "fleetbr.backends.registry"} <= modules
+    assert matching(modules, NOT_FOR_FACTS) == []
+
+
+def test_matching_takes_sub_modules_and_siblings_not_longer_names() -> None:
+    found = {"fleetbr.transaction.protocol", "fleetbr.demo_distro", "rich", "richer", "fleetbr"}
+    assert matching(found, ("fleetbr.transaction", "fleetbr.demo", "rich")) == [
+        "fleetbr.demo_distro",
+        "fleetbr.transaction.protocol",
+        "rich",
+    ]
