@@ -203,10 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from fleetbr.core.assemble import execute
 
         return execute(request, report=_report(args)).exit_code
-    from fleetbr.core.assemble import select
     from fleetbr.core.record import run_context
 
-    hosts = select(request)
+    hosts = request.selection.resolve()  # not via core.assemble: it imports the apply stack
     with run_context(request, hosts) as context:
         code = run_adhoc(spec, hosts, forks=args.forks, as_json=args.json, stream=args.stream,
                          observer=context.observer)  # fmt: skip

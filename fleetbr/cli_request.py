@@ -8,7 +8,6 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from fleetbr.adhoc.deadman import command_change, command_source
 from fleetbr.core.request import (
     ChangeRef,
     HistoryOptions,
@@ -60,6 +59,10 @@ def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
     if args.deadman is None and args.undo is None and args.confirm_check is None:
         script = ChangeRef("adhoc", recorded_file=args.script) if args.script else None
         return request_from_args(args, script)
+    # The command kind's stack (transaction, planner) only with --deadman: a plain `fleetbr run`
+    # pays the CLI's start-up on every call (docs/benchmarks.md).
+    from fleetbr.adhoc.deadman import command_change, command_source
+
     command_change(args, spec)
     change = ChangeRef("command", command_source(args, spec), recorded_file=args.script)
     request = request_from_args(args, change)

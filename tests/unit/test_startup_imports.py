@@ -1,11 +1,13 @@
-"""Start-up cost: ``fleetbr facts`` imports only what it needs (docs/benchmarks.md).
+"""Start-up cost: ``fleetbr facts`` and ``fleetbr run`` import only what they need
+(docs/benchmarks.md).
 
-The facts benchmark holds ``fleetbr facts`` close to a bare asyncssh script; every module it
-imports is paid by every run. The engine (assembler, change kinds, history), the transaction
-and planner stacks, the lab, the demos and rich (people's output; ``--json`` never needs it)
-belong to other commands. A fresh interpreter runs the CLI's facts handler up to the point
-where it would connect (a missing key: exit 2, nothing contacted), renders the facts script
-each host gets (which reads the backend registry), and lists what got imported.
+The benchmarks hold ``fleetbr facts`` and ``fleetbr run -- true`` close to bare asyncssh
+scripts; every module they import is paid by every run. The engine's assembler, the change
+kinds, the transaction and planner stacks, the lab, the demos and rich (people's output;
+``--json`` never needs it) belong to other commands (``run`` records its history; ``facts``
+does not). A fresh interpreter runs the CLI's handler up to the point where it would connect
+(a missing key: exit 2, nothing contacted), renders the facts script each host gets (which
+reads the backend registry), and lists what got imported.
 """
 
 from __future__ import annotations
@@ -28,26 +30,28 @@ NOT_FOR_FACTS = (
     "fleetbr.demo",
     "rich",
 )
+NOT_FOR_RUN = tuple(m for m in NOT_FOR_FACTS if m not in ("fleetbr.core.record", "fleetbr.history"))
 
 CHILD = """
 import sys
 from fleetbr.cli import main
 from fleetbr.facts.script import facts_script
 
-code = main(["-i", sys.argv[1], "--key", sys.argv[2], "--json", "facts"])
+code = main(["-i", sys.argv[1], "--key", sys.argv[2], "--json", *sys.argv[3:]])
 facts_script()
 print(code)
 print("\\n".join(sorted(sys.modules)))
 """
 
 
-def imported_by_facts(tmp_path: Path) -> tuple[int, set[str]]:
-    """Exit code of the facts handler (stopped before connecting) and every module imported."""
+def imported_by(tmp_path: Path, *command: str) -> tuple[int, set[str]]:
+    """Exit code of ``command``'s handler (stopped before connecting) and every module
+    imported."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     (inventory / "hosts.yaml").write_text("hv1:\n  hostname: 198.51.100.10\n", encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(inventory), str(tmp_path / "no-such-key")],
+        [sys.executable, "-c", CHILD, str(inventory), str(tmp_path / "no-such-key"), *command],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     code, *modules = done.stdout.splitlines()
@@ -62,10 +66,19 @@ def matching(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 
 def test_facts_imports_no_engine_transaction_lab_or_rich(tmp_path: Path) -> None:
-    code, modules = imported_by_facts(tmp_path)
+    code, modules = imported_by(tmp_path, "facts")
     assert code == 2  # the missing key stops it before any host is contacted
     assert {"fleetbr.facts.gather", "fleetbr.runner", "fleetbr.backends.registry"} <= modules
     assert matching(modules, NOT_FOR_FACTS) == []
+
+
+def test_a_plain_run_imports_no_engine_command_kind_transaction_lab_or_rich(
+    tmp_path: Path,
+) -> None:
+    code, modules = imported_by(tmp_path, "run", "--", "true")
+    assert code == 2
+    assert {"fleetbr.adhoc.main", "fleetbr.cli_request", "fleetbr.history.record"} <= modules
+    assert matching(modules, NOT_FOR_RUN) == []
 
 
 def test_matching_takes_sub_modules_and_siblings_not_longer_names() -> None:
