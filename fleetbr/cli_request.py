@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 from fleetbr.adhoc.job import AdhocRun
 from fleetbr.adhoc.main import write
 from fleetbr.adhoc.present import StreamPrinter
-from fleetbr.changes.command.change import CommandChange
-from fleetbr.changes.command.kind import CommandKind, CommandSource, check_paired
 from fleetbr.core.assemble import ADHOC
 from fleetbr.core.request import (
     ChangeRef,
@@ -27,6 +25,8 @@ from fleetbr.history.record import history_path
 
 if TYPE_CHECKING:
     from fleetbr.adhoc.spec import RunSpec
+    from fleetbr.changes.command.change import CommandChange
+    from fleetbr.changes.command.kind import CommandSource
 
 SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
 # What ``fleetbr run`` records of its options (beside forks and the rollout's).
@@ -80,6 +80,10 @@ def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:
 def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
     """The change for ``run``'s command line and the --deadman options; UsageError if unusable
     (the command kind checks the rest: :meth:`CommandKind.load`)."""
+    # The command kind's stack (transaction, planner) only with --deadman: a plain `fleetbr run`
+    # pays the CLI's start-up on every call (docs/benchmarks.md).
+    from fleetbr.changes.command.kind import CommandKind, check_paired
+
     check_paired(args.deadman, args.undo)  # first: the flags below only matter with both
     for name, flag in NOT_WITH_DEADMAN:
         if getattr(args, name):
@@ -89,6 +93,8 @@ def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
 
 def command_source(args: argparse.Namespace, run: RunSpec) -> CommandSource:
     """What the command kind reads: the command line and the --deadman options."""
+    from fleetbr.changes.command.kind import CommandSource
+
     return CommandSource(run.payload, args.undo, args.deadman, args.confirm_check)
 
 

@@ -10,10 +10,8 @@ confirmed by nobody and roll back by themselves when their timers fire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +20,9 @@ from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.core.runner import LocalRunner, Runner
 from fleetbr.counts import Share, hosts_of
 from fleetbr.errors import UsageError
+from fleetbr.interrupt import Interruption, sigint_handled
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver, observed
-from fleetbr.output import warning
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.resume import Prior, resolve_host
@@ -39,49 +37,6 @@ FAILURES = frozenset({Status.ROLLED_BACK, Status.FAILED, Status.UNREACHABLE})
 CANARY_PASSED = frozenset({Status.CONFIRMED, Status.UNCHANGED})
 INTERRUPTED = "not attempted: interrupted (Ctrl-C)"
 NOT_ARMED = "interrupted (Ctrl-C) before arming: staged only, nothing changed"
-FIRST_CTRL_C = (
-    "interrupted: starting no more hosts; hosts already armed finish their transaction (confirm "
-    "or rollback), then every host is reported. Ctrl-C again exits at once: hosts armed then "
-    "roll back by themselves when their timers fire"
-)
-
-
-# -- Ctrl-C ---------------------------------------------------------------------------------------
-
-
-class Interruption:
-    """Ctrl-C during a rollout: the first stops new hosts, the second exits at once."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    @property
-    def requested(self) -> bool:
-        """Ctrl-C was pressed: no new host may start or arm."""
-        return self.count > 0
-
-    def __call__(self) -> None:
-        """The SIGINT handler (called on the event loop)."""
-        self.count += 1
-        if self.count == 1:
-            warning(FIRST_CTRL_C)
-            return
-        raise KeyboardInterrupt  # the CLI says what it means for armed hosts
-
-
-@contextlib.contextmanager
-def sigint_handled(interrupt: Interruption) -> Iterator[None]:
-    """Route SIGINT to ``interrupt`` while the rollout runs (main thread only)."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: leave it
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 class _NotArmed(Exception):

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fleetbr.adhoc.job import AdhocRun, adhoc_job
 from fleetbr.core import kinds, runner
@@ -25,15 +26,20 @@ from fleetbr.errors import UsageError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.history.record import RunContext
+from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import RunObserver, observed
 from fleetbr.report import EXIT_INTERRUPTED, AggregatedResult, HostResult
-from fleetbr.resume import Prior, prepare_resume
-from fleetbr.rollout import Interruption, rollback_hosts, rollout_changes
 from fleetbr.runner import HostJob
-from fleetbr.transaction.change import Change
-from fleetbr.transaction.status import status_job
 from fleetbr.transport import Session, open_session
+
+# The apply stack (rollout, transaction, resume) is imported by the commands that use it: a plain
+# `fleetbr run` goes through this assembler too and must not pay for it (docs/benchmarks.md).
+if TYPE_CHECKING:
+    from fleetbr.resume import Prior
+    from fleetbr.transaction.change import Change
+
+    Judge = Callable[[HostSpec, Change, HostFacts], HostResult]
 
 # Commands whose change each host gets rendered before any host is contacted.
 CHANGE_COMMANDS = frozenset({"plan", "apply", "check"})
@@ -42,7 +48,6 @@ ADHOC = "adhoc"
 
 Report = Callable[[AggregatedResult], None]
 Connector = Callable[[HostSpec], AbstractAsyncContextManager[Session]]
-Judge = Callable[[HostSpec, Change, HostFacts], HostResult]
 
 
 def select(request: RunRequest) -> list[HostSpec]:
@@ -78,6 +83,8 @@ def prepare(request: RunRequest) -> Prepared:
     """Select, resume, render (see the module docstring); UsageError before any contact."""
     prior = None
     if request.history.resume is not None:
+        from fleetbr.resume import prepare_resume
+
         request, prior, hosts = prepare_resume(request, select)
     else:
         hosts = select(request)
@@ -215,11 +222,15 @@ async def _check(run: _Run, observer: RunObserver) -> AggregatedResult:
 
 
 async def _status(run: _Run, observer: RunObserver) -> AggregatedResult:
+    from fleetbr.transaction.status import status_job
+
     job = observed(status_job, observer)
     return await run.runner.run("status", run.prepared.hosts, job, forks=run.forks)
 
 
 async def _rollback(run: _Run, observer: RunObserver) -> AggregatedResult:
+    from fleetbr.rollout import rollback_hosts
+
     return await rollback_hosts(run.prepared.hosts, forks=run.forks, observer=observer,
                                 runner=run.runner)  # fmt: skip
 
@@ -239,6 +250,8 @@ async def _adhoc(run: _Run, observer: RunObserver) -> AggregatedResult:
 
 async def _apply(run: _Run, observer: RunObserver) -> AggregatedResult:
     options, prepared = run.prepared.request.rollout, run.prepared
+    from fleetbr.rollout import rollout_changes
+
     return await rollout_changes(
         prepared.hosts, prepared.changes, forks=options.forks, canary=options.canary or 0,
         batch_size=options.batch_size, max_failures=options.max_failures, observer=observer,

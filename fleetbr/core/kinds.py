@@ -17,14 +17,16 @@ import functools
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult
-from fleetbr.transaction.change import Change
+
+if TYPE_CHECKING:
+    from fleetbr.transaction.change import Change
 
 GROUP = "fleetbr.kinds"
 BUILTIN = {

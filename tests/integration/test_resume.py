@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.history.store import Store
+from fleetbr.interrupt import FIRST_CTRL_C
 from fleetbr.lab import Lab
-from fleetbr.rollout import FIRST_CTRL_C
 from fleetbr.transaction import scripts
 from tests.integration.barrier import Gate
 from tests.integration.helpers import (

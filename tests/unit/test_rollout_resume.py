@@ -20,6 +20,7 @@ from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
 from fleetbr.history.store import HostRow, RunRecord, RunState, Store, host_status
+from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.resume import (
@@ -29,7 +30,7 @@ from fleetbr.resume import (
     prepare_resume,
     prior_of,
 )
-from fleetbr.rollout import INTERRUPTED, NOT_ARMED, Interruption, batches, rollout_changes
+from fleetbr.rollout import INTERRUPTED, NOT_ARMED, batches, rollout_changes
 from fleetbr.transaction.change import Change
 from fleetbr.transport import Session, Transport, use_transport
 from tests.unit.fakehost import (
