@@ -21,7 +21,7 @@ from fleetbr.inventory import (
 )
 
 DEFAULT_FORKS = 50
-ORIGINS = frozenset({"cli", "api", "nornir", "watch", "schedule"})
+ORIGINS = frozenset({"cli", "api", "nornir", "watch", "schedule", "demo"})
 
 
 @dataclass(frozen=True)

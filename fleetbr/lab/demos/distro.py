@@ -24,10 +24,10 @@ from fleetbr.inventory import HostSpec, load_inventory, select_hosts
 from fleetbr.lab import Lab, down, host_exec
 from fleetbr.lab.demos import distro_guests as guest_demo
 from fleetbr.lab.demos.distro_guests import GuestIface, guest_lines
+from fleetbr.lab.demos.engine import apply_tasks
 from fleetbr.lab.distro import reboot, up
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.report import Status
-from fleetbr.rollout import rollout
 from fleetbr.transport import open_connection
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
@@ -195,7 +195,16 @@ def _run(
     say("3/5 cutting every host over to br0 with persist: auto: the bridge written in the "
         "daemon's own files, applied with its own tool inside the dead-man window (and on "
         f"{demo.guest_host}, its guests moved onto br0 in the same window)")  # fmt: skip
-    result = asyncio.run(rollout(specs, tasks, "demo-distro", forks=len(specs)))
+    result = asyncio.run(
+        apply_tasks(
+            specs,
+            tasks,
+            template,
+            label="demo-distro",
+            forks=len(specs),
+            history=lab.dir / "history.sqlite3",
+        )
+    )
     if not as_json:
         render_results(result, as_json=False)
     for name, host_result in result.items():

@@ -12,8 +12,8 @@ from fleetbr import lab
 from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.gather import facts_job
 from fleetbr.inventory import load_inventory, select_hosts
+from fleetbr.lab.demos.engine import apply_tasks
 from fleetbr.output import Human, render_results
-from fleetbr.rollout import rollout
 from fleetbr.runner import run_hosts
 
 
@@ -44,7 +44,8 @@ def run_demo(
             f"{timeout}s)",
             style="bold",
         )
-        result = asyncio.run(rollout(specs, tasks, task.name, forks=50))
+        result = asyncio.run(apply_tasks(specs, tasks, task, label=task.name, forks=50,
+                                         history=lab_dir / "history.sqlite3"))  # fmt: skip
         render_results(result, as_json=False)
         out.line("4/4 facts after the change (fresh connections)", style="bold")
         render_results(asyncio.run(run_hosts("facts", specs, facts_job, forks=50)), as_json=False)
