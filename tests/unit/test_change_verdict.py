@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
+
 from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.facts.model import Address, Daemons, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.plan import Plan, plan_host, verify_applied
@@ -137,3 +139,11 @@ def test_the_real_clock_sleeps_at_least_as_asked() -> None:
         return clock.now() - start
 
     assert asyncio.run(nap()) >= 0.05
+
+
+def test_a_bridge_change_refuses_a_plan_that_is_not_a_bridge_plan() -> None:
+    """The transaction hands a change back the plan it made; another kind's plain Plan given to
+    the bridge change is a programming error, named as such."""
+    plain_plan = Plan("hv01", None, PLAN.steps, PLAN.rollback, PLAN.files, PLAN.probes)
+    with pytest.raises(TypeError, match=r"^bridge: not a bridge plan: Plan\(host='hv01'"):
+        CHANGE.rollback_check(plain_plan, BEFORE, BEFORE)

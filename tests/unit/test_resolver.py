@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ from fleetbr.transaction.protocol import (
     run_transaction,
     wait_settled,
 )
-from fleetbr.transaction.verdict import RollbackCheck
+from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome
+from fleetbr.transport import Session
 from tests.unit.fakehost import (
     GATEWAY_DOWN,
     GATEWAY_UP,
@@ -180,6 +182,51 @@ async def test_a_rollback_whose_steps_failed_is_not_rolled_back() -> None:
     assert result.status is Status.FAILED
     assert "2 rollback step(s) failed on the host" in result.message
     assert result.message.startswith("rolled back but not at its snapshot")
+
+
+def with_kept(text: str, txid: str, *paths: str) -> str:
+    """Facts ``text`` with a ``kept`` section: ``txid``'s rollback kept edits to ``paths``."""
+    lines = "".join(f"kept {txid} {path.replace('/', '%')}\n" for path in paths)
+    return text.replace("@@fleetbr-end", f"@@fleetbr-section kept\n{lines}@@fleetbr-end")
+
+
+@dataclass
+class OutcomeChange(ScriptedChange):
+    """A change whose own scripts (an operator's command) left an outcome, and which records
+    the session and txid it was asked over."""
+
+    asked: list[tuple[object, str]] = field(default_factory=list)
+
+    async def script_outcome(self, conn: Session, txid: str) -> ScriptOutcome:
+        self.asked.append((conn, txid))
+        return ScriptOutcome({"undo": {"exit_status": 3}}, "the undo exited 3")
+
+
+async def test_a_failed_rollback_names_its_log_its_scripts_outcome_and_the_kept_edits() -> None:
+    after = with_kept(PLAIN_FACTS, TXID, "/etc/network/interfaces")
+    host = FakeHost().on("state", rolled_back(rollback="done failed=1")).on("facts", after)
+    change = OutcomeChange()
+    result = await run(host, transaction(host, change))
+    assert result.status is Status.FAILED
+    assert result.message.startswith(
+        "rolled back but not at its snapshot: 1 rollback step(s) failed on the host "
+        f"(see /var/lib/fleetbr/tx/{TXID}/apply.log) (the undo exited 3); kept what someone "
+        "else wrote to /etc/network/interfaces during the window "
+        f"(in /var/lib/fleetbr/kept/{TXID}/) before restoring"
+    ), result.message
+    assert result.data["kept"] == ["/etc/network/interfaces"]
+    assert result.data["undo"] == {"exit_status": 3}
+    assert result.data["verdict"]["failed_steps"] == 1
+    [(conn, txid)] = change.asked
+    assert txid == TXID and conn in host.opened, "asked over this transaction's own session"
+
+
+async def test_kept_edits_of_another_transaction_are_not_this_ones() -> None:
+    after = with_kept(PLAIN_FACTS, "20261206T000000-000000", "/etc/network/interfaces")
+    host = FakeHost().on("state", rolled_back()).on("facts", after)
+    result = await run(host, transaction(host))
+    assert result.status is Status.ROLLED_BACK
+    assert "kept" not in result.data and "kept what" not in result.message
 
 
 async def test_a_rollback_with_no_failed_step_that_matches_its_snapshot_is_rolled_back() -> None:
