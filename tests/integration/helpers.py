@@ -327,8 +327,11 @@ def sudo_inventory(lab: Lab, dest: Path, user: str, sudo: bool) -> Path:
 
 # One shell per host: links, addresses, main routes, policy rules, what fleetbr writes, the
 # bridge-nf-call sysctls. Enough to see anything a test or a leftover transaction changes.
+# Few processes: this runs on every lab host before every lab test (one `ip` per family in batch
+# mode instead of one per object).
 _FINGERPRINT = (
-    "ip -br link; ip -br addr; ip route; ip -6 route; ip rule; ip -6 rule; "
+    "printf 'link show\\naddr show\\nroute show\\nrule show\\n' | ip -br -b -; "
+    "printf 'route show\\nrule show\\n' | ip -6 -b -; "
     "find /var/lib/fleetbr /run/fleetbr /etc/sysctl.d /etc/udev/rules.d /etc/modules-load.d "
     "! -type d 2>/dev/null | sort; cat /proc/sys/net/bridge/bridge-nf-call-* 2>/dev/null"
 )

@@ -32,6 +32,7 @@ from fleetbr.lab import (
     up,
 )
 from fleetbr.lab.system import alive, netns_pids, port_open
+from tests.integration.helpers import lab_fingerprints, pristine_hosts, sh
 
 pytestmark = pytest.mark.lab
 
@@ -384,3 +385,29 @@ def test_inventory_yaml_lists_absolute_paths(lab: Lab) -> None:
 
 if __name__ == "__main__":
     print(json.dumps(SCENARIOS[sys.argv[1]](Path(sys.argv[2]))))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "ip addr add 198.51.100.250/32 dev lo",
+        "ip route add 203.0.113.128/25 dev lo",
+        "ip -6 route add 2001:db8:ff::/64 dev lo",
+        "ip rule add from 198.18.0.1 lookup 100",
+        "ip -6 rule add from 2001:db8:ff::1 lookup 100",
+        "ip link add fbrtest0 type bridge",
+        "mkdir -p /var/lib/fleetbr && : > /var/lib/fleetbr/left-behind",
+        "sleep 300 >/dev/null 2>&1 &",
+    ],
+)
+def test_the_pristine_check_sees_each_kind_of_leftover_and_resets_only_that_host(
+    lab: Lab, damage: str
+) -> None:
+    """The check every lab test starts with (conftest ``_pristine_lab``): a leftover of each kind
+    on one host makes exactly that host differ, and ``pristine_hosts`` puts it back."""
+    want = lab_fingerprints(lab)
+    sh(lab, "hv07", damage)
+    have = lab_fingerprints(lab)
+    assert [name for name in want if have[name] != want[name]] == ["hv07"]
+    assert pristine_hosts(lab, want) == ["hv07"]
+    assert lab_fingerprints(lab) == want
