@@ -412,3 +412,42 @@ def test_nm_unbridge_gives_fleetbrs_nic_profile_the_mtu_and_rules() -> None:
     )
     assert "[ethernet]\nmtu=9000\n" in profile
     assert "routing-rule1=priority 100 from 198.51.100.13 table 100\n" in profile
+
+
+def carried_values(exp: ExpectedState, f: HostFacts) -> list[tuple[str, object, object]]:
+    """``(field, want, have)`` of every carried difference: what --json and the history show."""
+    return [(d.field, d.want, d.have) for d in compare(exp, f)
+            if d.field.split(".")[0] in ("mtu", "rules", "dns")]  # fmt: skip
+
+
+def test_carried_differences_hold_what_was_wanted_and_what_the_host_has() -> None:
+    exp = ExpectedState("br0", "eth0", True, "br0", mtu=9000, rules=(RULE,))
+    assert carried_values(exp, bridged(mtu=1500, rules=())) == [
+        ("mtu.br0", 9000, 1500),
+        ("mtu.eth0", 9000, 1500),
+        ("rules", "ipv4 from 198.51.100.11/32 table 100 priority 100", None),
+    ]
+
+
+def test_policy_rules_are_not_compared_when_the_host_could_not_list_them() -> None:
+    exp = ExpectedState("br0", "eth0", True, "br0", rules=(RULE,))
+    unknown = dataclasses.replace(bridged(), rules=None)
+    assert carried_values(exp, unknown) == []
+
+
+def test_a_bridge_with_no_name_server_left_says_none() -> None:
+    f = bridged()
+    uuid = "620240e4-255a-52c1-9907-65d88c2b952c"
+    daemons = dataclasses.replace(f.daemons, nm_active={"br0": (uuid, "br0")}, nm_dns={uuid: {}})
+    exp = ExpectedState(
+        "br0", "eth0", True, "br0", managers={"br0": "networkmanager"},
+        dns=("198.51.100.53", "198.51.100.54"),
+    )  # fmt: skip
+    [found] = [d for d in compare(exp, dataclasses.replace(f, daemons=daemons))
+               if d.field == "dns.br0"]  # fmt: skip
+    assert (found.want, found.have) == ("198.51.100.53 198.51.100.54", None)
+    assert found.text == "br0's name servers are none, expected 198.51.100.53 198.51.100.54"
+    two = dataclasses.replace(daemons, nm_dns={uuid: {"ipv4.dns": "198.51.100.54,198.51.100.53"}})
+    [swapped] = [d for d in compare(exp, dataclasses.replace(f, daemons=two))
+                 if d.field == "dns.br0"]  # fmt: skip
+    assert swapped.have == "198.51.100.54 198.51.100.53", "the order the daemon uses, spaced"

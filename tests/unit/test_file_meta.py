@@ -14,6 +14,7 @@ from fleetbr.facts.filemeta import FileMeta, kept_note, parse_file_meta, parse_k
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.plan import plan_host, restore_check, touched_by, verify_applied
+from fleetbr.plan.diff import compare
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_backends_plan import facts as distro_facts
 from tests.unit.test_backends_plan import persist
@@ -70,6 +71,18 @@ def test_confirm_expects_a_rewritten_file_to_keep_its_owner_and_mode() -> None:
     assert _meta_problems(verify_applied(plan, leaked)) == [
         f"{IFACES}: mode 0644 owner 0:0, expected mode 0600 owner 0:4"
     ]
+
+
+def test_a_file_meta_difference_holds_both_sides_for_reports() -> None:
+    before = with_meta(distro_facts("ifupdown"), interfaces=FileMeta(0o600, 0, 4))
+    plan = plan_host(task(persist("ifupdown")), before, min_timeout=10)
+    leaked = with_meta(before, interfaces=FileMeta(0o644, 0, 0))
+    [found] = [d for d in compare(plan.expected, leaked) if d.field.startswith("file_meta.")]
+    assert (found.field, found.want, found.have) == (
+        f"file_meta.{IFACES}",
+        "mode 0600 owner 0:4",
+        "mode 0644 owner 0:0",
+    )
 
 
 def test_confirm_expects_new_keyfiles_private() -> None:
