@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from fleetbr.api import render_tasks
+from fleetbr.changes.bridge.change import rollout
 from fleetbr.inventory import load_inventory
 from fleetbr.pacing import WindowPacer
-from fleetbr.rollout import rollout
 
 
 def main() -> None:

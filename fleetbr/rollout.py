@@ -13,10 +13,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from fleetbr.changes.bridge.change import BridgeChange
-from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.core.runner import LocalRunner, Runner
 from fleetbr.counts import Share, hosts_of
 from fleetbr.errors import UsageError
@@ -58,17 +55,6 @@ def batches(hosts: Sequence[HostSpec], canary: int, size: int | None) -> list[li
     step = size or max(1, len(rest))
     groups.extend(rest[i : i + step] for i in range(0, len(rest), step))
     return groups
-
-
-async def rollout(
-    hosts: Sequence[HostSpec],
-    tasks: dict[str, BridgeTask],
-    label: str,
-    **options: Any,
-) -> AggregatedResult:
-    """Apply the bridge task (rendered per host) as :func:`rollout_changes` does."""
-    changes: dict[str, Change] = {name: BridgeChange(task, label) for name, task in tasks.items()}
-    return await rollout_changes(hosts, changes, **options)
 
 
 @dataclass

@@ -16,10 +16,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from fleetbr.changes.bridge.change import rollout
 from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import Status
-from fleetbr.rollout import rollout
 from tests.integration.helpers import (
     TIMEOUT,
     armed,

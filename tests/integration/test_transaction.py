@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from fleetbr.changes.bridge.change import apply_host
+from fleetbr.changes.bridge.change import apply_host, rollout
 from fleetbr.lab import Lab, host_state, kill_sshd, set_switch_port, start_sshd, switch_exec
 from fleetbr.report import Status
-from fleetbr.rollout import rollout
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import ROLLBACK_GRACE
 from fleetbr.transport import Transport

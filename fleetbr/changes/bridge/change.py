@@ -3,14 +3,17 @@ planned from facts by the pure planner, verified field by field both ways."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import BridgePlan, Plan, plan_host, verify_applied
 from fleetbr.plan.scope import touched_by
-from fleetbr.report import HostResult
+from fleetbr.report import AggregatedResult, HostResult
+from fleetbr.rollout import rollout_changes
 from fleetbr.transaction.protocol import Hook, run_transaction
 from fleetbr.transaction.verdict import RollbackCheck, ScriptOutcome, compare
 from fleetbr.transport import Session, Transport
@@ -71,3 +74,15 @@ async def apply_host(
     """Run the whole transaction on one host; always ends confirmed, rolled back or explained."""
     change = BridgeChange(task, task_label)
     return await run_transaction(spec, change, on_armed=on_armed, transport=transport)
+
+
+async def rollout(
+    hosts: Sequence[HostSpec],
+    tasks: dict[str, BridgeTask],
+    label: str,
+    **options: Any,
+) -> AggregatedResult:
+    """Apply the bridge task (rendered per host) as :func:`fleetbr.rollout.rollout_changes`
+    does: the rollout of bridge changes without the engine's request (tests, benchmarks)."""
+    changes = {name: BridgeChange(task, label) for name, task in tasks.items()}
+    return await rollout_changes(hosts, changes, **options)

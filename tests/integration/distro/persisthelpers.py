@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import yaml
 
 from fleetbr.backends import registry
+from fleetbr.changes.bridge.change import rollout
 from fleetbr.changes.bridge.task import load_task, render_task
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import AggregatedResult
-from fleetbr.rollout import rollout
 from fleetbr.transaction.verdict import daemons_settling
 from fleetbr.transport import open_connection
 from tests.integration.helpers import REPO, fleetbr, sh, specs
