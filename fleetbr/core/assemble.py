@@ -79,8 +79,12 @@ class RunOutcome:
     history_failed: bool
 
 
-def prepare(request: RunRequest) -> Prepared:
-    """Select, resume, render (see the module docstring); UsageError before any contact."""
+def prepare(request: RunRequest, *, changes: Mapping[str, Change] | None = None) -> Prepared:
+    """Select, resume, render (see the module docstring); UsageError before any contact.
+
+    ``changes`` (host name -> its change, one for every selected host) replaces the rendering
+    of ``request.change`` for callers that render per host themselves (the demos cut one
+    host with another task); the request's change still names the kind and the record."""
     prior = None
     if request.history.resume is not None:
         from fleetbr.resume import prepare_resume
@@ -94,8 +98,13 @@ def prepare(request: RunRequest) -> Prepared:
         return Prepared(request, hosts, None, {}, prior)
     if request.change is None:
         raise UsageError(f"{request.command}: no change given")
-    kind, changes = render_change(request.change, hosts, command=request.command)
-    return Prepared(request, hosts, kind, changes, prior)
+    if changes is None:
+        kind, rendered = render_change(request.change, hosts, command=request.command)
+        return Prepared(request, hosts, kind, rendered, prior)
+    missing = sorted({spec.name for spec in hosts} - set(changes))
+    if missing:
+        raise UsageError(f"{request.command}: no change given for host {missing[0]!r}")
+    return Prepared(request, hosts, kinds.get(request.change.kind), dict(changes), prior)
 
 
 def render_change(

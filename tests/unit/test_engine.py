@@ -278,3 +278,16 @@ def test_the_transaction_and_the_engine_import_no_change_kind() -> None:
                                                 for a in node.names))
     ]  # fmt: skip
     assert len(files) > 5 and importers == []
+
+
+def test_per_host_changes_replace_the_rendering_and_must_cover_every_host(
+    toy: Any, tmp_path: Path
+) -> None:
+    request = toy_request("apply", tmp_path / "h.sqlite3", source="")  # "" would not render
+    kind = kinds.get("toy")
+    mine = {spec.name: kind.render(kind.load("x"), spec, "mine") for spec in hosts(3)}
+    prepared = prepare(request, changes=mine)
+    assert prepared.changes == mine and prepared.kind is not None
+    assert prepared.kind.name == "toy"
+    with pytest.raises(UsageError, match="apply: no change given for host 'h02'"):
+        prepare(request, changes={name: mine[name] for name in ("h00", "h01")})

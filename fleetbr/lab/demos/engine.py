@@ -4,7 +4,6 @@ recorded by the one assembler like any other front door's."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -43,7 +42,6 @@ async def apply_tasks(
         history=HistoryOptions(path=history),
         origin="demo",
     )
-    prepared = prepare(request)
     changes = {name: BridgeChange(task, label) for name, task in tasks.items()}
-    outcome = await run_prepared(dataclasses.replace(prepared, changes=changes))
+    outcome = await run_prepared(prepare(request, changes=changes))
     return outcome.result
