@@ -137,12 +137,18 @@ def test_named_terms_combine_like_any_other_term() -> None:
 # -- the command line ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path: Path, store: Store) -> Any:
-    """The command line on a six-host inventory (nothing listens there) and ``store``."""
+def inventory(tmp_path: Path) -> Path:
+    """Six hosts in two racks, at addresses nothing listens on."""
     (tmp_path / "inv").mkdir()
     (tmp_path / "inv/hosts.yaml").write_text(HOSTS)
     (tmp_path / "inv/groups.yaml").write_text("rack1: {}\nrack2: {}\n")
+    return tmp_path / "inv"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, store: Store) -> Any:
+    """The command line on a six-host inventory (nothing listens there) and ``store``."""
+    inventory(tmp_path)
     (tmp_path / "task.yaml").write_text("not read by --list-hosts: {")
 
     def run(*argv: str) -> int:
@@ -209,3 +215,24 @@ def test_inventory_takes_failed_too(
     record(store, {"hv04": "refused", "hv05": "confirmed"})
     assert cli("-l", "@failed:last", "--json", "inventory") == 0
     assert list(json.loads(capsys.readouterr().out)) == ["hv04"]
+
+
+def test_a_resumed_runs_failed_last_means_the_run_before_it(tmp_path: Path, store: Store) -> None:
+    from fleetbr.core.assemble import select
+    from fleetbr.core.request import ChangeRef, HistoryOptions, RunRequest, Selection
+    from fleetbr.history.record import file_sha256
+    from fleetbr.resume import prepare_resume
+
+    task = tmp_path / "task.yaml"
+    task.write_text("bridge: {}\n")
+    record(store, {"hv01": "confirmed", "hv02": "rolled_back", "hv03": "unreachable"})
+    retry = record(store, {"hv02": "confirmed", "hv03": "skipped"}, state="interrupted")
+    store.db.execute("UPDATE runs SET selection = '@failed:last', task_path = ?, task_sha256 = ?"
+                     " WHERE id = ?", (str(task), file_sha256(task), retry))  # fmt: skip
+    asked = RunRequest("apply", Selection(inventory(tmp_path)),
+                       ChangeRef("bridge", task, recorded_file=task),
+                       history=HistoryOptions(path=store.path, resume=retry))  # fmt: skip
+    # without `before`, last would be the retry itself, whose failed host is hv03 alone
+    resumed, prior, hosts = prepare_resume(asked, lambda r: select(r, connecting=False))
+    assert [spec.name for spec in hosts] == ["hv02", "hv03"]
+    assert resumed.selection.limit == "@failed:last" and list(prior.carried) == ["hv02"]
