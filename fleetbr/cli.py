@@ -38,6 +38,7 @@ from fleetbr.report import (
     EXIT_USAGE,
     hosts_text,
 )
+from fleetbr.selection import NAMED_MARK
 from fleetbr.validate import clip
 
 if TYPE_CHECKING:
@@ -53,7 +54,12 @@ Handler = Callable[[argparse.Namespace], int]
 def selected_hosts(args: argparse.Namespace, *, connecting: bool = True) -> list[HostSpec]:
     """Load the inventory, apply -l and the CLI overrides; check the keys of hosts to contact."""
     selection = Selection(args.inventory, args.limit, args.key, args.known_hosts)
-    return selection.resolve(connecting=connecting)
+    history = None
+    if args.limit is not None and NAMED_MARK in args.limit:  # -l @failed:RUN reads the history
+        from fleetbr.cli_history import history_path
+
+        history = history_path(args)
+    return selection.resolve(connecting=connecting, history=history)
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -94,7 +100,12 @@ def cmd_change(args: argparse.Namespace) -> int:
 
     if args.command == "apply" and args.resume is None and args.task is None:
         raise UsageError("apply: TASK is required (or --resume [RUN])")
-    outcome = execute(request_from_args(args), report=_report(args))
+    request = request_from_args(args)
+    if getattr(args, "list_hosts", False):
+        from fleetbr.listhosts import list_hosts
+
+        return list_hosts(request, as_json=args.json)
+    outcome = execute(request, report=_report(args))
     resume_hint(outcome)
     return outcome.exit_code
 
@@ -131,6 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     request = run_request(args, spec)  # a usage error here: nothing recorded, nothing contacted
+    if args.list_hosts:
+        from fleetbr.listhosts import list_hosts
+
+        return list_hosts(request, as_json=args.json)
     if request.change is not None and request.change.kind == "command":
         return execute(request, report=_report(args)).exit_code
 

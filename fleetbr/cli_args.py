@@ -75,7 +75,8 @@ def _add_global_options(parser: argparse._ActionsContainer, *, prefix: str) -> N
         "or $FLEETBR_INVENTORY")  # fmt: skip
     add("-l", "--limit", dest="limit",
         help="hosts: names, groups or globs (on either), comma separated; !TERM excludes, "
-        "&TERM intersects (Ansible style)")  # fmt: skip
+        "&TERM intersects (Ansible style); @failed:RUN (or @failed:last) the hosts that did not "
+        "succeed in that run of the history")  # fmt: skip
     add("-f", "--forks", dest="forks", type=_positive_int,
         help=f"at most this many hosts at once (default {DEFAULT_FORKS})")  # fmt: skip
     add("--key", dest="key", help="SSH private key for every host (overrides the inventory)")
@@ -183,6 +184,7 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
     apply.add_argument("task", type=Path, nargs="?", help="task file (YAML)")
     _add_rollout_options(apply, canary_default=None)
+    _add_list_hosts(apply)
     apply.add_argument(
         "--resume", nargs="?", const=0, type=_run_number, metavar="RUN",
         help="continue apply run RUN (default: the latest that left hosts unfinished) with its "
@@ -204,13 +206,23 @@ def _add_rollout_options(
                         help="hosts in a first, lone batch")  # fmt: skip
     parser.add_argument(
         "--batch-size", type=batch_size_arg, metavar="N|P%",
-        help="hosts per batch, or a percentage of the selected hosts, rounded up (default: all)",
+        help="hosts per batch, or a percentage of the selected hosts, rounded up (default: all); "
+        "a comma list (1,10%%,50%%) gives the batches after the canary these sizes in turn, the "
+        "last repeating",
     )  # fmt: skip
     parser.add_argument(
         "--max-failures", type=max_failures_arg, default=None, metavar="N|P%",
         help="stop starting new batches once more than this many hosts (or this percentage of the "
         "selected hosts, rounded up) failed (default: no limit; a canary that is not confirmed "
         "always stops the rollout)",
+    )  # fmt: skip
+
+
+def _add_list_hosts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--list-hosts", action="store_true",
+        help="print the hosts the command would run on, batch by batch (apply: canary first), "
+        "and stop: no host is contacted, nothing is recorded",
     )  # fmt: skip
 
 
@@ -248,6 +260,7 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="shell command line on the host that must exit 0 to confirm",
     )  # fmt: skip
     _add_rollout_options(deadman)
+    _add_list_hosts(run)
     run.add_argument("argv", nargs="*", metavar="CMD", help="-- CMD [ARG...]")
 
 
@@ -258,6 +271,7 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "3 drift found, 1 could not check)",
     )  # fmt: skip
     check.add_argument("task", type=Path, help="task file (YAML)")
+    _add_list_hosts(check)
     watch = commands.add_parser(
         "watch", help="check (or repair) every --every, in the foreground, until SIGTERM",
     )  # fmt: skip

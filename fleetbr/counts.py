@@ -1,11 +1,13 @@
 """``--batch-size`` and ``--max-failures``: a number of hosts, ``N`` or ``P%`` of the selected
-hosts (rounded up). Kept apart from the rollout so the CLI parses them without importing it."""
+hosts (rounded up); ``--batch-size`` also takes a list of them, ``1,10%,50%`` (:class:`Serial`).
+Kept apart from the rollout so the CLI parses them without importing it."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,10 +48,46 @@ def parse_share(text: str, *, minimum: int) -> Share:
     return Share(value, number, percent=True)
 
 
-def batch_size_arg(text: str) -> Share:
-    """argparse type of ``--batch-size``: N >= 1 or P% (0 < P <= 100)."""
-    try:
+@dataclass(frozen=True)
+class Serial:
+    """``--batch-size 1,10%,50%`` (Ansible's ``serial: [1, "10%", "50%"]``): the batches after
+    the canary take these sizes in turn, the last one repeating until every host has its batch."""
+
+    text: str
+    sizes: tuple[Share, ...]
+
+    def of(self, total: int) -> tuple[int, ...]:
+        """Each size in hosts out of ``total`` (a percentage rounded up, at least 1)."""
+        return tuple(max(1, size.of(total)) for size in self.sizes)
+
+    @classmethod
+    def counts(cls, numbers: Sequence[int]) -> Serial:
+        """Sizes already in hosts (a resumed run's, as its history recorded them)."""
+        shares = tuple(Share(str(n), Decimal(n), percent=False) for n in numbers)
+        return cls(",".join(share.text for share in shares), shares)
+
+
+def parse_batch_size(text: str) -> Share | Serial:
+    """``N``, ``P%`` (a :class:`Share`) or a comma list of them (a :class:`Serial`); ValueError
+    with the reason otherwise (0, a negative number, over 100%, an empty item, garbage)."""
+    items = text.split(",")
+    if len(items) == 1:
         return parse_share(text, minimum=1)
+    sizes = []
+    for number, item in enumerate(items, 1):
+        if not item.strip():
+            raise ValueError(f"{text!r}: size {number} of the list is empty")
+        try:
+            sizes.append(parse_share(item, minimum=1))
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: size {number}: {exc}") from None
+    return Serial(",".join(size.text for size in sizes), tuple(sizes))
+
+
+def batch_size_arg(text: str) -> Share | Serial:
+    """argparse type of ``--batch-size``: N >= 1 or P% (0 < P <= 100), or a comma list of them."""
+    try:
+        return parse_batch_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -65,3 +103,16 @@ def max_failures_arg(text: str) -> Share:
 def hosts_of(value: int | Share | None, total: int) -> int | None:
     """An option's number of hosts out of ``total`` (None stays None)."""
     return value.of(total) if isinstance(value, Share) else value
+
+
+BatchSize = int | Share | Serial
+
+
+def batch_sizes(value: BatchSize | None, total: int) -> tuple[int, ...]:
+    """``--batch-size`` as the sizes of the batches after the canary, in hosts out of ``total``
+    (the last one repeats; empty: one batch of every host left)."""
+    if value is None:
+        return ()
+    if isinstance(value, Serial):
+        return value.of(total)
+    return (hosts_of(value, total) or 0,)

@@ -7,7 +7,7 @@ and Ansible-style ``-l`` selection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -388,9 +388,15 @@ def _check_unique_endpoints(directory: Path, hosts: Mapping[str, HostSpec]) -> N
         seen[key] = spec.name
 
 
-def select_hosts(hosts: Mapping[str, HostSpec], limit: str | None) -> list[HostSpec]:
+def select_hosts(
+    hosts: Mapping[str, HostSpec],
+    limit: str | None,
+    *,
+    named: Mapping[str, Collection[str]] | None = None,
+) -> list[HostSpec]:
     """Hosts matching ``limit`` (:mod:`fleetbr.selection`: names, groups, globs on either,
-    ``!`` exclusion, ``&`` intersection, comma separated).
+    ``!`` exclusion, ``&`` intersection, comma separated; ``named``: the host sets of its
+    ``@`` terms, already resolved).
 
     ``None`` (no ``-l``) or ``all`` selects every host. A term that matches nothing is an error,
     and so is an empty or blank term or a selection that leaves no host: ``-l "$UNSET"`` must
@@ -399,7 +405,7 @@ def select_hosts(hosts: Mapping[str, HostSpec], limit: str | None) -> list[HostS
     if limit is None:
         return list(hosts.values())
     groups = {name: spec.groups for name, spec in hosts.items()}
-    names = require_some(select_names(groups, limit, unmatched=no_match), limit)
+    names = require_some(select_names(groups, limit, unmatched=no_match, named=named), limit)
     return [hosts[name] for name in names]
 
 

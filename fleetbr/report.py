@@ -29,6 +29,14 @@ class Status(enum.StrEnum):
 
 
 SUCCESS = frozenset({Status.OK, Status.PLANNED, Status.UNCHANGED, Status.CONFIRMED, Status.IN_SYNC})
+ROLLBACK_SUCCESS = SUCCESS | {Status.ROLLED_BACK}  # `fleetbr rollback`: rolled back was asked for
+
+
+def success_of(command: str) -> frozenset[Status]:
+    """The statuses that count as success for a run of ``command`` (as the history records it)."""
+    return ROLLBACK_SUCCESS if command == "rollback" else SUCCESS
+
+
 # The exit codes of fleetbr's commands (README: "Per-host statuses and exit codes"), only here.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3  # usage: bad input, nothing contacted
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it: a first Ctrl-C

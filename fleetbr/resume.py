@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.core.request import ChangeRef, RunRequest
+from fleetbr.counts import Serial
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_alive, file_sha256
 from fleetbr.history.store import (
@@ -217,7 +218,7 @@ def prepare_resume(
         selection=selection, change=change,
         rollout=dataclasses.replace(
             rollout, canary=_count(options.get("canary"), 0),
-            batch_size=_count(options.get("batch_size_hosts"), None),
+            batch_size=_batch_size(options.get("batch_size_hosts")),
             max_failures=_count(options.get("max_failures_hosts"), None),
         ),
         history=dataclasses.replace(request.history, resumed_from=run.id,
@@ -249,6 +250,13 @@ def _count(value: object, default: int | None) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise UsageError(f"--resume: the run recorded an unusable rollout option {value!r}")
+
+
+def _batch_size(value: object) -> int | Serial | None:
+    """The run's batch size in hosts: one number, or a list (``--batch-size 1,10%,50%``)."""
+    if isinstance(value, list) and value:
+        return Serial.counts([_count(size, None) or 0 for size in value])
+    return _count(value, None)
 
 
 @dataclass

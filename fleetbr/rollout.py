@@ -14,14 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from fleetbr.batchplan import plan_batches
 from fleetbr.core.runner import LocalRunner, Runner
-from fleetbr.counts import Share, hosts_of
-from fleetbr.errors import UsageError
+from fleetbr.counts import BatchSize, Share, hosts_of
 from fleetbr.interrupt import Interruption, sigint_handled
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver, observed
 from fleetbr.pacing import WindowPacer
-from fleetbr.report import SUCCESS, AggregatedResult, HostResult, Status, hosts_text
+from fleetbr.report import ROLLBACK_SUCCESS, AggregatedResult, HostResult, Status, hosts_text
 from fleetbr.resume import Prior, resolve_host
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.protocol import run_transaction
@@ -41,20 +41,6 @@ class _NotArmed(Exception):
 
 
 # -- the rollout ------------------------------------------------------------------------------
-
-
-def batches(hosts: Sequence[HostSpec], canary: int, size: int | None) -> list[list[HostSpec]]:
-    """Split hosts into a canary batch (if any) followed by batches of ``size`` (default: rest)."""
-    if canary < 0:
-        raise UsageError("--canary must be 0 or more")
-    groups: list[list[HostSpec]] = []
-    rest = list(hosts)
-    if canary:
-        groups.append(rest[:canary])
-        rest = rest[canary:]
-    step = size or max(1, len(rest))
-    groups.extend(rest[i : i + step] for i in range(0, len(rest), step))
-    return groups
 
 
 @dataclass
@@ -135,7 +121,7 @@ async def rollout_changes(
     *,
     forks: int,
     canary: int = 0,
-    batch_size: int | Share | None = None,
+    batch_size: BatchSize | None = None,
     max_failures: int | Share | None = None,
     pacer: WindowPacer | None = None,
     observer: RunObserver | None = None,
@@ -152,7 +138,7 @@ async def rollout_changes(
     run = _Run(changes, pacer or runner.pacer(forks), observer or Observers(),
                interrupt or Interruption(), {}, {}, runner)  # fmt: skip
     limit = hosts_of(max_failures, len(hosts))
-    planned = batches(hosts, canary, hosts_of(batch_size, len(hosts)))
+    planned = plan_batches(hosts, canary, batch_size)
     stop_reason = ""
     lag_watch = asyncio.create_task(run.pacer.watch_lag())
     try:
@@ -216,5 +202,5 @@ async def rollback_hosts(
     """``fleetbr rollback`` on ``hosts``: here, rolled back is what was asked for (a success)."""
     job = observed(rollback_job, observer)
     done = await (runner or LocalRunner()).run("rollback", hosts, job, forks=forks)
-    done.success = SUCCESS | {Status.ROLLED_BACK}
+    done.success = ROLLBACK_SUCCESS
     return done

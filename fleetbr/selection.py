@@ -3,6 +3,10 @@
 ``-l 'rack-a,kvm-b0[12]'``: the union of the plain terms (host names, group names, globs on
 either, ``all``); ``&TERM`` keeps only the hosts that TERM also selects; ``!TERM`` drops the
 hosts it selects. With no plain term the start is ``all`` (``-l '!rack-b'``), as in Ansible.
+
+A term starting with ``@`` names a set of hosts resolved before the selection (``@failed:12``,
+``@failed:last``: :mod:`fleetbr.failed` reads them from the run history); it combines like any
+other term (``-l '@failed:last,&rack-a'``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from fleetbr.errors import InventoryError, UsageError
 from fleetbr.validate import show
 
 GLOB_CHARACTERS = "*?["
+NAMED_MARK = "@"  # a term naming a host set resolved beforehand (@failed:RUN)
 
 
 def select_names(
@@ -21,10 +26,12 @@ def select_names(
     limit: str,
     *,
     unmatched: Callable[[str], None] | None = None,
+    named: Mapping[str, Collection[str]] | None = None,
 ) -> list[str]:
     """The names of ``groups`` (host name -> its groups, in order) that ``limit`` selects.
 
-    ``unmatched(term)`` is called for a term that matches nothing (the CLI raises there).
+    ``unmatched(term)`` is called for a term that matches nothing (the CLI raises there);
+    ``named`` holds the hosts of each ``@`` term (UsageError for one it does not hold).
     """
     terms = [term.strip() for term in limit.split(",")]
     if not all(term.lstrip("!&").strip() for term in terms):
@@ -35,12 +42,12 @@ def select_names(
     plain = [term for term in terms if term[0] not in "!&"]
     chosen: set[str] = set() if plain else set(groups)
     for term in plain:
-        chosen |= _matched(groups, term, unmatched)
+        chosen |= _matched(groups, term, unmatched, named)
     for term in terms:
         if term[0] == "&":
-            chosen &= _matched(groups, term[1:].strip(), unmatched, shown=term)
+            chosen &= _matched(groups, term[1:].strip(), unmatched, named, shown=term)
         elif term[0] == "!":
-            chosen -= _matched(groups, term[1:].strip(), unmatched, shown=term)
+            chosen -= _matched(groups, term[1:].strip(), unmatched, named, shown=term)
     return [name for name in groups if name in chosen]
 
 
@@ -48,10 +55,19 @@ def _matched(
     groups: Mapping[str, Collection[str]],
     pattern: str,
     unmatched: Callable[[str], None] | None,
+    named: Mapping[str, Collection[str]] | None,
     *,
     shown: str | None = None,
 ) -> set[str]:
-    found = match_pattern(groups, pattern)
+    if pattern.startswith(NAMED_MARK):
+        if named is None or pattern not in named:
+            raise UsageError(
+                f"--limit: {show(pattern)}: an @ term is only taken by -l of a command that "
+                "runs on hosts, as @failed:RUN or @failed:last"
+            )
+        found = set(named[pattern]) & set(groups)
+    else:
+        found = match_pattern(groups, pattern)
     if not found and unmatched is not None:
         unmatched(shown or pattern)
     return found

@@ -50,9 +50,12 @@ Report = Callable[[AggregatedResult], None]
 Connector = Callable[[HostSpec], AbstractAsyncContextManager[Session]]
 
 
-def select(request: RunRequest) -> list[HostSpec]:
-    """The request's hosts (:meth:`Selection.resolve`)."""
-    return request.selection.resolve()
+def select(request: RunRequest, *, connecting: bool = True) -> list[HostSpec]:
+    """The request's hosts (:meth:`Selection.resolve`; ``@failed:`` terms read the request's
+    history; a resumed run's ``@failed:last`` means the run before the one it resumes)."""
+    history = request.history
+    return request.selection.resolve(connecting=connecting, history=history.path,
+                                     before=history.resumed_from)  # fmt: skip
 
 
 @dataclass(frozen=True)

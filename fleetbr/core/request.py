@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbr.counts import Share
+from fleetbr.counts import BatchSize, Share
 from fleetbr.errors import UsageError
 from fleetbr.inventory import (
     HostSpec,
@@ -19,6 +19,7 @@ from fleetbr.inventory import (
     load_inventory,
     select_hosts,
 )
+from fleetbr.selection import NAMED_MARK
 
 DEFAULT_FORKS = 50
 ORIGINS = frozenset({"cli", "api", "nornir", "watch", "schedule", "demo"})
@@ -36,16 +37,22 @@ class Selection:
     sudo: bool = False  # ``run --sudo``: every host's commands through ``sudo -n``
     hosts: tuple[HostSpec, ...] | None = None
 
-    def resolve(self, *, connecting: bool = True) -> list[HostSpec]:
+    def resolve(
+        self, *, connecting: bool = True, history: Path | None = None, before: int | None = None
+    ) -> list[HostSpec]:
         """The hosts: loaded from the inventory with ``-l`` and the overrides (with
         ``connecting``, the keys of the hosts to contact are checked), or the hosts given as
-        they are. InventoryError/UsageError before any host is contacted."""
+        they are. ``-l @failed:RUN`` reads run RUN in ``history`` (``@failed:last``: the newest
+        run with hosts older than run ``before``, if given; :mod:`fleetbr.failed`).
+        InventoryError/UsageError before any host is contacted."""
         if self.hosts is not None:
             hosts = list(self.hosts)
         elif self.inventory is None:
             raise UsageError("no inventory and no hosts given")
         else:
-            hosts = select_hosts(load_inventory(self.inventory), self.limit)
+            inventory = load_inventory(self.inventory)
+            named = _named_sets(self.limit, inventory, history, before)
+            hosts = select_hosts(inventory, self.limit, named=named)
             if connecting:
                 check_client_keys(self.inventory, hosts, self.key, self.known_hosts)
             hosts = apply_overrides(hosts, key=self.key, known_hosts=self.known_hosts)
@@ -53,6 +60,17 @@ class Selection:
             hosts = [dataclasses.replace(h, ssh=dataclasses.replace(h.ssh, sudo=True))
                      for h in hosts]  # fmt: skip
         return hosts
+
+
+def _named_sets(
+    limit: str | None, inventory: Mapping[str, HostSpec], history: Path | None, before: int | None
+) -> dict[str, frozenset[str]]:
+    if limit is None or NAMED_MARK not in limit:
+        return {}
+    # The history stack only for an @ term: `fleetbr facts` must not import it (start-up).
+    from fleetbr.failed import failed_sets  # noqa: PLC0415
+
+    return failed_sets(limit, history, known=inventory.keys(), before=before)
 
 
 @dataclass(frozen=True)
@@ -72,7 +90,7 @@ class RolloutOptions:
 
     forks: int = DEFAULT_FORKS
     canary: int | None = None  # None: not given (0 hosts; ``--resume`` takes the run's own)
-    batch_size: int | Share | None = None
+    batch_size: BatchSize | None = None  # one size, or a Serial (sizes in turn)
     max_failures: int | Share | None = None
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from fleetbr import __version__, progress
 from fleetbr.core.request import RunRequest
-from fleetbr.counts import Share
+from fleetbr.counts import Serial, Share
 from fleetbr.history.store import (
     BUSY_TIMEOUT,
     STARTED,
@@ -239,9 +239,10 @@ def run_options(request: RunRequest, total: int) -> dict[str, Any]:
     shares = (("canary", rollout.canary), ("batch_size", rollout.batch_size),
               ("max_failures", rollout.max_failures))  # fmt: skip
     for name, value in shares:
-        if isinstance(value, Share):
+        if isinstance(value, Share | Serial):
             options[name] = value.text
-            options[f"{name}_hosts"] = value.of(total)
+            sizes = value.of(total)  # a Serial's: one per batch, the last repeating
+            options[f"{name}_hosts"] = list(sizes) if isinstance(sizes, tuple) else sizes
         elif value is not None:
             options[name] = value
             if name != "canary":

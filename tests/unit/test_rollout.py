@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from fleetbr.batchplan import batches
 from fleetbr.errors import ConnectFailed, UsageError
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import HostResult, Status
-from fleetbr.rollout import batches, rollout_changes
+from fleetbr.rollout import rollout_changes
 from fleetbr.runner import run_hosts
 from fleetbr.transport import use_transport
 from tests.unit.fakehost import MemoryTransport, ScriptedChange, ending

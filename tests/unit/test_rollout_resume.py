@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fleetbr.batchplan import batches
 from fleetbr.core.request import HistoryOptions, RunRequest, Selection
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
@@ -30,7 +31,7 @@ from fleetbr.resume import (
     prepare_resume,
     prior_of,
 )
-from fleetbr.rollout import INTERRUPTED, NOT_ARMED, batches, rollout_changes
+from fleetbr.rollout import INTERRUPTED, NOT_ARMED, rollout_changes
 from fleetbr.transaction.change import Change
 from fleetbr.transport import Session, Transport, use_transport
 from tests.unit.fakehost import (
