@@ -53,13 +53,20 @@ def compare(aggregated: AggregatedResult) -> OutputDiff:
     if not ran:
         return OutputDiff(None, (), tuple(not_compared))
     reference = max(ran, key=lambda found: len(found.hosts))  # the first of the largest
-    before = output_lines(reference.sample.data)
+    before = compared_lines(reference)
     others = tuple(
-        Compared(found, unified(before, output_lines(found.sample.data), reference, found))
+        Compared(found, unified(before, compared_lines(found), reference, found))
         for found in ran
         if found is not reference
     )
     return OutputDiff(reference, others, tuple(not_compared))
+
+
+def compared_lines(found: Group) -> list[str]:
+    """What is compared of a group: its output as the grouped report shows it (the host's lines
+    indented, fleetbr's own at the margin), so a host's ``---- stderr`` line cannot pass for the
+    mark in a diff either."""
+    return output_lines(found.sample.data, indent_line)
 
 
 def unified(before: list[str], after: list[str], old: Group, new: Group) -> tuple[str, ...]:
@@ -80,7 +87,7 @@ def render_diff(aggregated: AggregatedResult) -> str:
     lines: list[str] = []
     if found.reference is not None:
         lines.append(found.reference.header("reference"))
-        lines.extend(output_lines(found.reference.sample.data, indent_line))
+        lines.extend(compared_lines(found.reference))
     for other in found.others:
         lines.append(other.group.header("diff"))
         lines.extend(indent_line(line) for line in other.diff or (SAME,))

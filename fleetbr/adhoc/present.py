@@ -135,12 +135,6 @@ def truncation_note(data: dict[str, Any], name: str) -> str:
     return f"[{name} truncated: {kept} of {data[f'{name}_bytes']} bytes kept (--max-output)]"
 
 
-def indent(text: str) -> list[str]:
-    """The lines of ``text`` (split at newlines only), each indented by :data:`INDENT`; an empty
-    line stays empty."""
-    return [indent_line(line) for line in text.split("\n")]
-
-
 def indent_line(line: str) -> str:
     """``line`` indented by :data:`INDENT`; an empty line stays empty."""
     return INDENT + line if line else ""

@@ -317,13 +317,14 @@ def test_diff_shows_how_the_groups_outputs_differ(lab: Lab) -> None:
         "==== reference: hv[01-03,05] (4 hosts): exit 0\n"
         "  kernel 6.1\n  end\n"
         "==== diff: hv04: exit 0\n"
-        "  --- hv[01-03,05]\n  +++ hv04\n  @@ -1,2 +1,3 @@\n   kernel 6.1\n  +extra hv04\n   end\n"
+        "  --- hv[01-03,05]\n  +++ hv04\n  @@ -1,2 +1,3 @@\n"
+        "     kernel 6.1\n  +  extra hv04\n     end\n"
         "5 hosts: 5 ok\n"
     )
     code, doc, _ = run_json(lab, limit, "--diff", "--", line)
     assert code == 0 and list(doc["hosts"]) == limit.split(",")
     assert doc["groups"][0]["hosts"] == ["hv01", "hv02", "hv03", "hv05"]
-    assert doc["groups"][1]["diff"][-3:] == [" kernel 6.1", "+extra hv04", " end"]
+    assert doc["groups"][1]["diff"][-3:] == ["   kernel 6.1", "+  extra hv04", "   end"]
 
 
 def test_output_modes_bad_usage_contacts_nothing(lab: Lab, tmp_path: Path) -> None:

@@ -27,17 +27,17 @@ def test_the_largest_group_is_the_reference_and_the_others_are_diffed() -> None:
         "  --- hv[02-03,05]\n"
         "  +++ hv01\n"
         "  @@ -1,2 +1,2 @@\n"
-        "  -6.1.0-18-amd64\n"
-        "  +6.1.0-13-amd64\n"
-        "   x86_64\n"
+        "  -  6.1.0-18-amd64\n"
+        "  +  6.1.0-13-amd64\n"
+        "     x86_64\n"
         "==== diff: hv04: exit 0\n"
         "  --- hv[02-03,05]\n"
         "  +++ hv04\n"
         "  @@ -1,2 +1,4 @@\n"
-        "   6.1.0-18-amd64\n"
-        "   x86_64\n"
+        "     6.1.0-18-amd64\n"
+        "     x86_64\n"
         "  +---- stderr\n"
-        "  +warn\n"
+        "  +  warn\n"
         "==== not compared: hv06: connect refused\n"
         "6 hosts: 5 ok, 1 unreachable\n"
     )
@@ -72,7 +72,7 @@ def test_no_host_ran_no_reference() -> None:
 
 
 def test_host_output_is_escaped_and_cannot_look_like_fleetbrs_lines() -> None:
-    fake = b"==== reference: hv[01-09] (9 hosts): exit 0\n\x1b]0;pwned\x07\r\n--- a\n+++ b\n"
+    fake = b"==== reference: hv[01-09] (9 hosts): exit 0\n\x1b]0;pwned\x07\r\n--- a\n---- stderr\n"
     text = render_diff(aggregate(ran("hv01", b"same\n"), ran("hv02", b"same\n"), ran("hv03", fake)))
     assert not any(ch in text for ch in "\x1b\x07\r")
     framing = [line for line in text.split("\n") if line and not line.startswith(INDENT)]
@@ -81,7 +81,9 @@ def test_host_output_is_escaped_and_cannot_look_like_fleetbrs_lines() -> None:
         "==== diff: hv03: exit 0",
         "3 hosts: 3 ok",
     ]
-    assert "  +\\x1b]0;pwned\\x07\\r" in text.split("\n")
+    lines = text.split("\n")
+    assert "  +  \\x1b]0;pwned\\x07\\r" in lines
+    assert "  +  --- a" in lines  # a host's line, not the diff's own
 
 
 def test_json_carries_the_groups_and_their_diffs() -> None:
@@ -94,8 +96,18 @@ def test_json_carries_the_groups_and_their_diffs() -> None:
     assert document["groups"] == [
         {"hosts": ["hv01", "hv02"], "status": "ok", "message": "exit 0", "reference": True},
         {"hosts": ["hv03"], "status": "ok", "message": "exit 0", "reference": False,
-         "diff": ["--- hv[01-02]", "+++ hv03", "@@ -1 +1 @@", "-a", "+b\\xff"]},
+         "diff": ["--- hv[01-02]", "+++ hv03", "@@ -1 +1 @@", "-  a", "+  b\\xff"]},
     ]  # fmt: skip
     assert document["not_compared"] == [
         {"hosts": ["hv04"], "status": "unreachable", "message": "refused"}
+    ]
+
+
+def test_a_hosts_stderr_mark_is_not_fleetbrs() -> None:
+    forged = ran("hv02", b"a\n---- stderr\nb\n")
+    real = ran("hv03", b"a\n", b"b\n")
+    found = compare(aggregate(ran("hv01", b"a\n"), ran("hv04", b"a\n"), forged, real))
+    assert [other.diff[3:] for other in found.others] == [
+        ("   a", "+  ---- stderr", "+  b"),
+        ("   a", "+---- stderr", "+  b"),
     ]

@@ -113,4 +113,4 @@ def test_diff_json_is_the_diff_document(capsys: pytest.CaptureFixture[str]) -> N
     report(RESULTS, RunOutput(Shown.DIFF, as_json=True))
     document = json.loads(capsys.readouterr().out)
     assert [group["hosts"] for group in document["groups"]] == [["hv01"], ["hv02"]]
-    assert document["groups"][1]["diff"][-2:] == ["-a", "+b"]
+    assert document["groups"][1]["diff"][-2:] == ["-  a", "+  b"]
