@@ -35,7 +35,11 @@ def check_tree(path: Path) -> Path:
     created (its nearest existing parent a directory); UsageError otherwise."""
     where = f"run: --tree {show(str(path))}"
     if path.is_dir():
-        if next(path.iterdir(), None) is not None:
+        try:
+            empty = next(path.iterdir(), None) is None
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot read it: {exc.strerror}") from None
+        if not empty:
             raise UsageError(f"{where} is not empty (give a new or an empty directory)")
         return path
     if path.exists() or path.is_symlink():
