@@ -100,3 +100,14 @@ def test_a_root_that_cannot_be_made_is_a_tree_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(TreeError, match="cannot write"):
         write_tree(tmp_path / "file" / "tree", aggregate(ran("hv01")))
+
+
+def test_an_unreadable_directory_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)  # as root, a mode cannot refuse it
+    with pytest.raises(UsageError, match="cannot read it: Permission denied"):
+        check_tree(tmp_path)
