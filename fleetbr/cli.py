@@ -136,7 +136,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """``fleetbr run``: the engine's kind-less ``run`` command; with ``--deadman``, an apply of
     the ``command`` change kind."""
-    from fleetbr.adhoc.main import report, spec_from_args
+    from fleetbr.adhoc.main import output_from_args, report, spec_from_args
     from fleetbr.cli_request import run_request
     from fleetbr.core.assemble import execute
 
@@ -148,11 +148,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return list_hosts(request, as_json=args.json)
     if request.change is not None and request.change.kind == "command":
         return execute(request, report=_report(args)).exit_code
+    output = output_from_args(args)
+    written = True
 
-    def grouped(aggregated: AggregatedResult) -> None:
-        report(aggregated, as_json=args.json, with_output=not args.stream)
+    def shown(aggregated: AggregatedResult) -> None:
+        nonlocal written
+        written = report(aggregated, output)
 
-    return execute(request, report=grouped).exit_code
+    code = execute(request, report=shown).exit_code
+    return code if written else max(code, EXIT_FAILED)
 
 
 def _lab_command(args: argparse.Namespace) -> int:

@@ -240,9 +240,24 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "and KILL 5 s later, to everything the command started",
     )  # fmt: skip
     run.add_argument("--sudo", action="store_true", help="run through `sudo -n` (as root)")
-    run.add_argument(
+    shown = run.add_mutually_exclusive_group()  # how the output is shown: one way at a time
+    shown.add_argument(
         "--stream", action="store_true",
         help="print lines as they arrive, prefixed with the host name (no grouping)",
+    )  # fmt: skip
+    shown.add_argument(
+        "-o", "--one-line", action="store_true",
+        help="pdsh style, after the run: every output line as `HOST: LINE` (stderr lines "
+        "`HOST:stderr: LINE`), for sort and grep; the summary on stderr",
+    )  # fmt: skip
+    shown.add_argument(
+        "--tree", type=Path, metavar="DIR",
+        help="write DIR/HOST/stdout, stderr, rc and status (raw bytes, files 0600); DIR must be "
+        "new or empty",
+    )  # fmt: skip
+    shown.add_argument(
+        "--diff", action="store_true",
+        help="group identical outputs and show each group's unified diff against the largest",
     )  # fmt: skip
     run.add_argument(
         "--max-output", type=int, default=1024 * 1024, metavar="BYTES",

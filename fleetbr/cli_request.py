@@ -33,6 +33,8 @@ SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for 
 RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
 # ``fleetbr run`` options that do not apply with --deadman (the timer bounds the command).
 NOT_WITH_DEADMAN = (("stream", "--stream"), ("timeout", "--timeout"))
+# ``fleetbr run``'s ways of showing the output, which --deadman's apply-style report replaces.
+OUTPUT_MODES = (("one_line", "-o/--one-line"), ("tree", "--tree"), ("diff", "--diff"))
 
 
 def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None) -> RunRequest:
@@ -88,6 +90,9 @@ def command_change(args: argparse.Namespace, run: RunSpec) -> CommandChange:
     for name, flag in NOT_WITH_DEADMAN:
         if getattr(args, name):
             raise UsageError(f"run: {flag} does not apply with --deadman (the timer bounds it)")
+    for name, flag in OUTPUT_MODES:
+        if getattr(args, name, None):
+            raise UsageError(f"run: {flag} does not apply with --deadman (its report is apply's)")
     return CommandKind().load(command_source(args, run))
 
 

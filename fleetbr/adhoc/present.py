@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbr.adhoc.job import STREAMS, captured_bytes
-from fleetbr.adhoc.text import LineSplitter, escape, fold_hosts
+from fleetbr.adhoc.text import LineSplitter, escape, fold_hosts, one_line
 from fleetbr.report import AggregatedResult, HostResult, Status, hosts_text
 
 Write = Callable[[str, str], None]  # (text, "stdout" | "stderr")
@@ -71,11 +71,11 @@ class Group:
     hosts: tuple[str, ...]
     sample: HostResult
 
-    def header(self) -> str:
-        """``==== hv[01-03] (3 hosts): exit 0``."""
+    def header(self, tag: str = "") -> str:
+        """``==== hv[01-03] (3 hosts): exit 0`` (``==== TAG: hv...`` with a ``tag``)."""
         count = f" ({len(self.hosts)} hosts)" if len(self.hosts) > 1 else ""
-        text = escape(f"==== {fold_hosts(self.hosts)}{count}: {self.sample.message}")
-        return text.replace("\n", "\\n")  # one line, whatever a message from the host holds
+        tagged = f"{tag}: " if tag else ""
+        return one_line(f"==== {tagged}{fold_hosts(self.hosts)}{count}: {self.sample.message}")
 
 
 def group(results: Iterable[HostResult], *, by_output: bool = True) -> list[Group]:
@@ -100,31 +100,44 @@ def render_grouped(aggregated: AggregatedResult, *, with_output: bool = True) ->
     for found in group(aggregated.values(), by_output=with_output):
         lines.append(found.header())
         if with_output:
-            lines.extend(_output_lines(found.sample.data))
+            lines.extend(output_lines(found.sample.data, indent_line))
     lines.append(summary(aggregated))
     return "\n".join(lines) + "\n"
 
 
-def _output_lines(data: dict[str, Any]) -> list[str]:
+STDERR_MARK = "---- stderr"  # fleetbr's line between a host's stdout and its stderr
+
+
+def output_lines(data: dict[str, Any], host_line: Callable[[str], str] = str) -> list[str]:
+    """A result's output as escaped lines: its stdout, then (if any) :data:`STDERR_MARK` and its
+    stderr, each stream followed by its truncation note if cut. ``host_line`` frames each line
+    the host printed (:func:`indent_line` in the report); fleetbr's own lines stay as they are."""
     lines: list[str] = []
     for name in STREAMS:
         raw = captured_bytes(data, name)
         if name == "stderr" and raw:
-            lines.append("---- stderr")
-        if raw:
-            lines.extend(indent(escape(raw.removesuffix(b"\n"))))
+            lines.append(STDERR_MARK)
+        lines.extend(host_line(line) for line in stream_lines(raw))
         if data.get(f"{name}_truncated"):
-            lines.append(
-                f"[{name} truncated: {len(raw)} of {data[f'{name}_bytes']} bytes kept "
-                "(--max-output)]"
-            )
+            lines.append(truncation_note(data, name))
     return lines
 
 
-def indent(text: str) -> list[str]:
-    """The lines of ``text`` (split at newlines only), each indented by :data:`INDENT`; an empty
-    line stays empty."""
-    return [INDENT + line if line else "" for line in text.split("\n")]
+def stream_lines(raw: bytes) -> list[str]:
+    """The escaped lines of one stream's bytes (none for no bytes; a last line without a newline
+    is a line)."""
+    return escape(raw.removesuffix(b"\n")).split("\n") if raw else []
+
+
+def truncation_note(data: dict[str, Any], name: str) -> str:
+    """``[stdout truncated: 10 of 100 bytes kept (--max-output)]``."""
+    kept = len(captured_bytes(data, name))
+    return f"[{name} truncated: {kept} of {data[f'{name}_bytes']} bytes kept (--max-output)]"
+
+
+def indent_line(line: str) -> str:
+    """``line`` indented by :data:`INDENT`; an empty line stays empty."""
+    return INDENT + line if line else ""
 
 
 class StreamPrinter:

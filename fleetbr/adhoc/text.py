@@ -33,6 +33,11 @@ def escape(data: bytes | str) -> str:
     return text.translate(_ESCAPES)
 
 
+def one_line(data: bytes | str) -> str:
+    """``data`` escaped as :func:`escape` does, and on one line: a newline becomes ``\\n``."""
+    return escape(data).replace("\n", "\\n")
+
+
 class LineSplitter:
     """Cut a byte stream into lines (newline removed); a longer line than ``max_line`` bytes
     comes out in pieces, so nothing is held back without bound."""

@@ -267,3 +267,78 @@ def test_bad_usage_contacts_nothing(lab: Lab, tmp_path: Path) -> None:
         assert done.stderr.startswith("error: run: "), done.stderr
     done = human("-i", inv, "--json", "run", "--stream", "--", "true")
     assert done.returncode == 2 and "exclude" in done.stderr
+
+
+def test_one_line_prefixes_every_line_with_its_host(lab: Lab) -> None:
+    line = ('hostname; printf "no newline"; echo " warn\\033[2J" >&2; '
+            '[ "$(hostname)" != hv02 ] || exit 4')  # fmt: skip
+    done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02", "run", "-o", "--", line)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == (
+        "hv01: hv01\nhv01: no newline\nhv01:stderr:  warn\\x1b[2J\n"
+        "hv02: hv02\nhv02: no newline\nhv02:stderr:  warn\\x1b[2J\n"
+        "hv02:fleetbr: failed: exit 4\n"
+    )
+    assert done.stderr.endswith("2 hosts: 1 ok, 1 exited non-zero\n"), done.stderr
+
+
+def test_tree_writes_each_hosts_streams_as_received(lab: Lab, tmp_path: Path) -> None:
+    raw = b"\xff\x00\x1b[2J"
+    octal = "".join(f"\\{byte:03o}" for byte in raw)
+    line = f'printf "{octal}%s" "$(hostname)"; echo err >&2; [ "$(hostname)" = hv01 ] || exit 3'
+    tree = tmp_path / "out" / "tree"
+    kill_sshd(lab, "hv04")
+    try:
+        done = human("-i", str(lab.inventory_dir), "-l", "hv01,hv02,hv04",
+                     "run", "--tree", str(tree), "--", line)  # fmt: skip
+    finally:
+        start_sshd(lab, "hv04")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("==== hv01: exit 0\n==== hv02: exit 3\n==== hv04: connect to ")
+    assert done.stdout.endswith("3 hosts: 1 ok, 1 exited non-zero, 1 unreachable\n")
+    assert sorted(p.name for p in tree.iterdir()) == ["hv01", "hv02", "hv04"]
+    for host, rc in (("hv01", b"0\n"), ("hv02", b"3\n")):
+        assert (tree / host / "stdout").read_bytes() == raw + host.encode()
+        assert (tree / host / "stderr").read_bytes() == b"err\n"
+        assert (tree / host / "rc").read_bytes() == rc
+    assert (tree / "hv04" / "rc").read_bytes() == b""
+    assert (tree / "hv04" / "status").read_text().startswith("unreachable: connect to ")
+    assert (tree.stat().st_mode & 0o777, (tree / "hv01" / "stdout").stat().st_mode & 0o777) == (
+        0o700, 0o600,
+    )  # fmt: skip
+
+
+def test_diff_shows_how_the_groups_outputs_differ(lab: Lab) -> None:
+    line = 'echo kernel 6.1; [ "$(hostname)" != hv04 ] || echo "extra $(hostname)"; echo end'
+    limit = "hv01,hv02,hv03,hv04,hv05"
+    done = human("-i", str(lab.inventory_dir), "-l", limit, "run", "--diff", "--", line)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "==== reference: hv[01-03,05] (4 hosts): exit 0\n"
+        "  kernel 6.1\n  end\n"
+        "==== diff: hv04: exit 0\n"
+        "  --- hv[01-03,05]\n  +++ hv04\n  @@ -1,2 +1,3 @@\n"
+        "     kernel 6.1\n  +  extra hv04\n     end\n"
+        "5 hosts: 5 ok\n"
+    )
+    code, doc, _ = run_json(lab, limit, "--diff", "--", line)
+    assert code == 0 and list(doc["hosts"]) == limit.split(",")
+    assert doc["groups"][0]["hosts"] == ["hv01", "hv02", "hv03", "hv05"]
+    assert doc["groups"][1]["diff"][-3:] == ["   kernel 6.1", "+  extra hv04", "   end"]
+
+
+def test_output_modes_bad_usage_contacts_nothing(lab: Lab, tmp_path: Path) -> None:
+    inv = str(lab.inventory_dir)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep").write_text("x")
+    for args, message in (
+        (["run", "--tree", str(full), "--", "true"], "error: run: --tree "),
+        (["--json", "run", "-o", "--", "true"], "error: run: -o/--one-line and --json exclude"),
+        (["run", "-o", "--diff", "--", "true"], "not allowed with argument"),
+        (["run", "--tree", str(tmp_path / "new"), "--stream", "--", "true"], "not allowed with"),
+    ):
+        done = human("-i", inv, "-l", "hv01", *args)
+        assert done.returncode == 2 and done.stdout == "", (args, done)
+        assert message in done.stderr, done.stderr
+    assert [p.name for p in full.iterdir()] == ["keep"] and not (tmp_path / "new").exists()

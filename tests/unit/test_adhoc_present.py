@@ -13,32 +13,10 @@ from fleetbr.adhoc.present import (
     render_grouped,
     summary,
 )
-from fleetbr.errors import CommandTimeout, SessionLost, TransportError
-from fleetbr.report import AggregatedResult, HostResult, Status
-from fleetbr.transport import Captured, CommandOutput
-
-
-def captured(data: bytes, limit: int = 1024) -> Captured:
-    kept = Captured(limit)
-    kept.add(data)
-    return kept
-
-
-def output(
-    stdout: bytes = b"",
-    stderr: bytes = b"",
-    status: int | None = 0,
-    exit_signal: str | None = None,
-    error: TransportError | None = None,
-) -> CommandOutput:
-    return CommandOutput(captured(stdout), captured(stderr), status, exit_signal, error)
-
-
-def aggregate(*results: HostResult) -> AggregatedResult:
-    aggregated = AggregatedResult("run")
-    for result in results:
-        aggregated.add(result)
-    return aggregated
+from fleetbr.errors import CommandTimeout, SessionLost
+from fleetbr.report import HostResult, Status
+from fleetbr.transport import CommandOutput
+from tests.unit.adhoc_results import aggregate, captured, output
 
 
 def test_outcomes() -> None:
