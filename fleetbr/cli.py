@@ -94,13 +94,25 @@ def cmd_change(args: argparse.Namespace) -> int:
 
     if args.command == "apply" and args.resume is None and args.task is None:
         raise UsageError("apply: TASK is required (or --resume [RUN])")
-    outcome = execute(request_from_args(args), report=_report(args))
+    request = request_from_args(args)
+    if args.command == "apply" and request.diff:
+        from fleetbr.cli_diff import apply_with_diff
+
+        outcome = apply_with_diff(request, _report(args, diff=False), as_json=args.json)
+    else:
+        outcome = execute(request, report=_report(args, diff=request.diff))
     resume_hint(outcome)
     return outcome.exit_code
 
 
-def _report(args: argparse.Namespace) -> Callable[[AggregatedResult], None]:
+def _report(args: argparse.Namespace, *, diff: bool) -> Callable[[AggregatedResult], None]:
+    """The results as --json or for people (``diff``: each host's view first)."""
+
     def report(aggregated: AggregatedResult) -> None:
+        if diff and not args.json:
+            from fleetbr.diffview.show import print_diffs
+
+            print_diffs(aggregated)
         render_results(aggregated, as_json=args.json)
 
     return report
@@ -132,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     request = run_request(args, spec)  # a usage error here: nothing recorded, nothing contacted
     if request.change is not None and request.change.kind == "command":
-        return execute(request, report=_report(args)).exit_code
+        return execute(request, report=_report(args, diff=False)).exit_code
 
     def grouped(aggregated: AggregatedResult) -> None:
         report(aggregated, as_json=args.json, with_output=not args.stream)

@@ -182,6 +182,8 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     plan.add_argument("task", type=Path, help="task file (YAML)")
     apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
     apply.add_argument("task", type=Path, nargs="?", help="task file (YAML)")
+    for parser in (plan, apply):
+        _add_diff_option(parser)
     _add_rollout_options(apply, canary_default=None)
     apply.add_argument(
         "--resume", nargs="?", const=0, type=_run_number, metavar="RUN",
@@ -193,6 +195,14 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "rollback",
         help="roll back the armed (live or stale) transaction on the selected hosts now",
     )
+
+
+def _add_diff_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--diff", action="store_true",
+        help="show each host's change as before/after: runtime network and unified diffs of "
+        "the files written (docs/diff.md)",
+    )  # fmt: skip
 
 
 def _add_rollout_options(
@@ -258,6 +268,7 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "3 drift found, 1 could not check)",
     )  # fmt: skip
     check.add_argument("task", type=Path, help="task file (YAML)")
+    _add_diff_option(check)
     watch = commands.add_parser(
         "watch", help="check (or repair) every --every, in the foreground, until SIGTERM",
     )  # fmt: skip
