@@ -1,9 +1,10 @@
 """The files of the ``--diff`` view: every file a plan writes or removes, old content from
 the facts, new content from the plan's own step.
 
-The facts hold the text of the networkd, netplan and ifupdown files and of fleetbr's bridge
-records; of NetworkManager's profiles and fleetbr's own sysctl/udev/modules files they hold
-only the sha256: such an old side is "not known" (shown as such, never as empty). Both sides
+The facts hold the text of the networkd, netplan and ifupdown files, of fleetbr's own
+sysctl/udev/modules files (up to 64 KiB) and of its bridge records; of NetworkManager's
+profiles (they may hold secrets) and of a larger file they hold only the sha256: such an old
+side is "not known" (shown as such, never as empty). Both sides
 are redacted like ``--json facts`` (:mod:`fleetbr.facts.redact`): a secret-looking value of a
 network file never reaches the view.
 """
@@ -45,8 +46,10 @@ def _diffs(steps: Iterable[Step], facts: HostFacts) -> Iterator[FileDiff]:
 
 def old_content(path: str, facts: HostFacts) -> str | None:
     """The text the facts hold of ``path`` (None: they do not hold it)."""
-    text = facts.daemons.contents.get(path)
-    return text if text is not None else facts.pins.get(path)
+    for held in (facts.daemons.contents, facts.managed_contents, facts.pins):
+        if path in held:
+            return held[path]
+    return None
 
 
 def _written(step: Step) -> str:

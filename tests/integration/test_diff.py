@@ -57,6 +57,7 @@ def test_check_diff_shows_drift_as_current_against_desired(
     assert code == 0, err
     assert doc["hv02"]["diff"]["mode"] == "check" and not doc["hv02"]["diff"]["changed"]
     sh(lab, "hv02", "sysctl -qw net.bridge.bridge-nf-call-iptables=1")
+    sh(lab, "hv02", "echo '# edited by hand' >> /etc/sysctl.d/bridge.conf")
     code, doc, err = fleetbr(*inventory, "check", "--diff", str(task))
     assert code == 3, err
     sysctls = doc["hv02"]["diff"]["runtime"]["sysctls"]
@@ -64,6 +65,11 @@ def test_check_diff_shows_drift_as_current_against_desired(
     assert "+net.bridge.bridge-nf-call-iptables = 0\n" in sysctls["diff"]
     others = {k for k, v in doc["hv02"]["diff"]["runtime"].items() if v["changed"]}
     assert others == {"sysctls"}
+    (conf,) = doc["hv02"]["diff"]["files"]
+    assert conf["path"] == "/etc/sysctl.d/bridge.conf" and conf["status"] == "changed"
+    assert conf["known"] and conf["before"].endswith("# edited by hand\n")
+    assert conf["diff"].startswith("--- a/etc/sysctl.d/bridge.conf\n+++ b/etc/sysctl.d/")
+    assert "\n-# edited by hand\n" in conf["diff"]
 
 
 def test_apply_diff_shows_the_planned_view_then_applies(

@@ -190,6 +190,18 @@ def test_an_old_content_the_facts_do_not_hold_is_unknown_never_empty() -> None:
     assert "not known" not in conf.note and "only its digest" in conf.note
 
 
+def test_a_managed_file_the_facts_hold_is_diffed_against_its_old_text() -> None:
+    old = "# Managed by fleetbr\nnet.bridge.bridge-nf-call-iptables = 1\n"
+    host = facts(
+        managed_files={"/etc/sysctl.d/bridge.conf": "ab" * 32},
+        managed_contents={"/etc/sysctl.d/bridge.conf": old},
+    )
+    conf = file_of(plan_diff("bridge: {name: br0, nic: eth0}\n", host), "/etc/sysctl.d/bridge.conf")
+    assert conf.known and conf.before == old and conf.status == "changed"
+    assert "-net.bridge.bridge-nf-call-iptables = 1" in conf.diff()
+    assert "+net.bridge.bridge-nf-call-iptables = 0" in conf.diff()
+
+
 def test_secret_values_of_network_files_are_redacted_on_both_sides() -> None:
     host = distro("networkd")
     secret = host.daemons.contents[NETWORKD_ETH0] + "# PreSharedKey=hunter2\n"
