@@ -186,9 +186,8 @@ class Recorder:
         data = result.data
         txid = data.get("txid") or self.txids.get(result.host)
         from_run = data.get("from_run")
-        diff = data.get("diff")
-        if diff is None and self.run.command == "check":
-            diff = data.get("differences")  # the drift: field, want, have
+        # check: the drift (field, want, have), also with --diff; plan --diff: the host's view
+        diff = data.get("differences" if self.run.command == "check" else "diff")
         self._put(
             HostRow(
                 result.host, result.status, result.message,

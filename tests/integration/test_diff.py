@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fleetbr.history.store import Store
 from fleetbr.lab import Lab, host_state
 from tests.integration.helpers import bridged_host, fleetbr, sh, task_file
 
@@ -27,10 +28,13 @@ def test_plan_diff_shows_the_change_and_changes_nothing(
     nic = host.nic
     task = task_file(tmp_path)
     before = host_state(lab, "hv03")
-    inventory = ("-i", str(lab.inventory_dir), "-l", "hv03")
+    db = tmp_path / "history.sqlite3"
+    inventory = ("-i", str(lab.inventory_dir), "-l", "hv03", "--history", str(db))
     code, doc, err = fleetbr(*inventory, "plan", "--diff", str(task))
     assert code == 0, err
     diff = doc["hv03"]["diff"]
+    [run] = Store(db).runs()
+    assert Store(db).hosts_of(run.id)[0].diff == diff  # the history keeps the view
     assert diff["mode"] == "plan" and diff["changed"] and diff["host"] == "hv03"
     ports = diff["runtime"]["ports"]
     assert f"br0 port {nic}" in ports["after"] and f"+br0 port {nic}\n" in ports["diff"]
@@ -52,7 +56,8 @@ def test_check_diff_shows_drift_as_current_against_desired(
 ) -> None:
     task = task_file(tmp_path)
     bridged_host(lab, fresh_host, "hv02", task)
-    inventory = ("-i", str(lab.inventory_dir), "-l", "hv02")
+    db = tmp_path / "history.sqlite3"
+    inventory = ("-i", str(lab.inventory_dir), "-l", "hv02", "--history", str(db))
     code, doc, err = fleetbr(*inventory, "check", "--diff", str(task))
     assert code == 0, err
     assert doc["hv02"]["diff"]["mode"] == "check" and not doc["hv02"]["diff"]["changed"]
@@ -70,6 +75,9 @@ def test_check_diff_shows_drift_as_current_against_desired(
     assert conf["known"] and conf["before"].endswith("# edited by hand\n")
     assert conf["diff"].startswith("--- a/etc/sysctl.d/bridge.conf\n+++ b/etc/sysctl.d/")
     assert "\n-# edited by hand\n" in conf["diff"]
+    # the history's diff of a check stays its drift (field, want, have), --diff or not
+    run = Store(db).runs()[0]
+    assert Store(db).hosts_of(run.id)[0].diff == doc["hv02"]["differences"]
 
 
 def test_apply_diff_shows_the_planned_view_then_applies(
