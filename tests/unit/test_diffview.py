@@ -3,31 +3,47 @@ files created, changed, removed and not known, hostile bytes, colour, the JSON f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
 import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fleetbr.changes.bridge.drift import check_plan
+from fleetbr.cli_args import parse_command_line
+from fleetbr.cli_diff import apply_with_diff
+from fleetbr.cli_request import request_from_args
+from fleetbr.core import kinds
+from fleetbr.core.assemble import execute_async
+from fleetbr.core.request import ChangeRef, RunRequest, Selection
 from fleetbr.diffview.build import host_diff
 from fleetbr.diffview.model import SECTIONS, FileDiff, HostDiff
 from fleetbr.diffview.project import project
 from fleetbr.diffview.runtime import lines, state_of
 from fleetbr.diffview.show import print_diffs
 from fleetbr.diffview.text import colour_wanted, render_text, styled_lines
+from fleetbr.errors import UsageError
 from fleetbr.facts.model import Address, Daemons, HostFacts, Link
+from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import plan_host
 from fleetbr.plan.model import ExpectedState, GuestExpect
 from fleetbr.report import AggregatedResult, HostResult, Status
+from fleetbr.transport import Session
 from tests.unit.test_backends_plan import facts as distro
 from tests.unit.test_guests import MOVE_ALL, lab_facts
 from tests.unit.test_plan_support import GW4, V4, V6, bridged, facts, task
+from tests.unit.toykind.kind import ToyKind
 
 NETWORKD = "bridge: {name: br0, nic: eth0, mac: nic}\npersist: auto\n"
 UNBRIDGE = "bridge: {name: br0, nic: eth0, state: absent}\npersist: auto\n"
 NETWORKD_ETH0 = "/etc/systemd/network/10-eth0.network"
+TASK = Path(__file__).resolve().parents[2] / "tasks" / "bridge.yaml"
 
 
 def plan_diff(text: str, host: HostFacts) -> HostDiff:
@@ -323,3 +339,65 @@ def test_file_statuses() -> None:
     assert FileDiff("/f", None, "a\n", known=False).status == "changed"
     assert FileDiff("/f", None, None, known=False).status == "removed"
     assert FileDiff("/f", "a\n", "a\n").diff() == ()
+
+
+# --- through the engine and the command line ----------------------------------------------------
+
+
+@asynccontextmanager
+async def no_connection(spec: HostSpec) -> AsyncIterator[Any]:
+    yield None
+
+
+@pytest.fixture
+def networkd_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every host's facts are the networkd distro host's (nothing is contacted); the toy kind
+    (which has no view) registered."""
+    found = distro("networkd")
+
+    async def gather(conn: Session) -> HostFacts:
+        return found
+
+    monkeypatch.setattr("fleetbr.core.assemble.gather", gather)
+    kinds.register("toy", ToyKind)
+    yield
+    kinds._registry.pop("toy", None)
+
+
+def engine_run(command: str, change: ChangeRef, *, diff: bool) -> AggregatedResult:
+    request = RunRequest(command, Selection(hosts=tuple(engine_hosts())), change, diff=diff)
+    return asyncio.run(execute_async(request, connect=no_connection)).result
+
+
+def engine_hosts() -> list[HostSpec]:
+    return [HostSpec("hv01", "203.0.113.10", 22, "root", None, (), {"nic": "eth0"},
+                     SSHOptions())]  # fmt: skip
+
+
+@pytest.mark.usefixtures("networkd_host")
+@pytest.mark.parametrize("command", ["plan", "check"])
+def test_the_engine_adds_the_kinds_view_only_with_diff(command: str) -> None:
+    bridge = ChangeRef("bridge", TASK)
+    shown = engine_run(command, bridge, diff=True)["hv01"]
+    view = HostDiff.from_json(shown.data["diff"])
+    assert view.mode == command and view.host == "hv01" and view.changed
+    assert any(f.path == NETWORKD_ETH0 and f.status == "changed" for f in view.files)
+    plain = engine_run(command, bridge, diff=False)["hv01"]
+    assert "diff" not in plain.data and plain.status == shown.status
+    toy = engine_run(command, ChangeRef("toy", "flag"), diff=True)["hv01"]
+    assert "diff" not in toy.data  # a kind without a view: the result as without --diff
+
+
+def test_the_command_line_asks_for_the_view_of_plan_check_and_apply() -> None:
+    for words in (["plan", "--diff", "t.yaml"], ["check", "--diff", "t.yaml"],
+                  ["apply", "t.yaml", "--diff"]):  # fmt: skip
+        assert request_from_args(parse_command_line(words)).diff, words
+    assert not request_from_args(parse_command_line(["plan", "t.yaml"])).diff
+    with pytest.raises(SystemExit):
+        parse_command_line(["status", "--diff"])
+
+
+def test_apply_diff_refuses_resume() -> None:
+    request = request_from_args(parse_command_line(["apply", "--resume", "--diff"]))
+    with pytest.raises(UsageError, match="--resume"):
+        apply_with_diff(request, lambda aggregated: None, as_json=True)
