@@ -28,7 +28,10 @@ def apply_with_diff(request: RunRequest, report: Report, *, as_json: bool) -> Ru
     preview = request.replace(
         command="plan", history=HistoryOptions(), metrics=MetricsOptions(quiet=True), diff=True
     )
-    planned = execute(preview).result
+    shown = execute(preview)
+    if shown.interrupted:  # never apply after a Ctrl-C
+        return shown
+    planned = shown.result
     views = _views(planned)
     if not as_json:
         print_diffs(planned)

@@ -34,7 +34,9 @@ def test_plan_diff_shows_the_change_and_changes_nothing(
     assert code == 0, err
     diff = doc["hv03"]["diff"]
     [run] = Store(db).runs()
-    assert Store(db).hosts_of(run.id)[0].diff == diff  # the history keeps the view
+    [row] = Store(db).hosts_of(run.id)
+    assert row.diff == diff and "diff" not in row.data  # the history keeps the view once
+    assert row.data["steps"] == doc["hv03"]["steps"]
     assert diff["mode"] == "plan" and diff["changed"] and diff["host"] == "hv03"
     ports = diff["runtime"]["ports"]
     assert f"br0 port {nic}" in ports["after"] and f"+br0 port {nic}\n" in ports["diff"]

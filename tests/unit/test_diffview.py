@@ -30,6 +30,8 @@ from fleetbr.diffview.show import print_diffs
 from fleetbr.diffview.text import colour_wanted, render_text, styled_lines
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import Address, Daemons, HostFacts, Link
+from fleetbr.history.record import bounded
+from fleetbr.history.store import DATA_LIMIT
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.plan import plan_host
 from fleetbr.plan.model import ExpectedState, GuestExpect
@@ -401,3 +403,12 @@ def test_apply_diff_refuses_resume() -> None:
     request = request_from_args(parse_command_line(["apply", "--resume", "--diff"]))
     with pytest.raises(UsageError, match="--resume"):
         apply_with_diff(request, lambda aggregated: None, as_json=True)
+
+
+def test_the_history_keeps_a_view_up_to_its_limit_else_a_note() -> None:
+    small = plan_diff("bridge: {name: br0, nic: eth0}\n", facts()).to_json()
+    assert bounded(small) == small and bounded(None) is None
+    huge = FileDiff("/etc/big", None, "x" * DATA_LIMIT + "\n")
+    large = HostDiff("hv01", "plan", (), (huge,)).to_json()
+    note = bounded(large)
+    assert set(note) == {"omitted"} and note["omitted"].endswith("bytes of diff (over the limit)")
