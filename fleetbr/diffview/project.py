@@ -71,10 +71,12 @@ def _addresses(state: RuntimeState, exp: ExpectedState) -> None:
         state.addresses.pop(exp.nic, None)
     if not exp.address_dev:
         return
-    have = dict(state.addresses.get(exp.address_dev, []))
-    state.addresses[exp.address_dev] = [
-        (cidr, exp.labels.get(cidr, have.get(cidr))) for cidr in exp.addresses
-    ]
+    # the ones the device keeps stay in its order: an in-sync host shows no reordering
+    have = {_canonical(c): (c, label) for c, label in state.addresses.get(exp.address_dev, [])}
+    wanted = {_canonical(c): c for c in exp.addresses}
+    kept = [(c, exp.labels.get(c, label)) for key, (c, label) in have.items() if key in wanted]
+    new = [(c, exp.labels.get(c)) for key, c in wanted.items() if key not in have]
+    state.addresses[exp.address_dev] = kept + new
     if not state.addresses[exp.address_dev]:
         del state.addresses[exp.address_dev]
 
@@ -94,6 +96,13 @@ def _routes(state: RuntimeState, exp: ExpectedState) -> None:
         if not any(route_matches(want, r) for r in kept):
             kept.append(want)
     state.routes[:] = kept
+
+
+def _canonical(cidr: str) -> str:
+    try:
+        return ipaddress.ip_interface(cidr).with_prefixlen
+    except ValueError:
+        return cidr
 
 
 def _network(cidr: str) -> str:

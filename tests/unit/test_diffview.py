@@ -412,3 +412,13 @@ def test_the_history_keeps_a_view_up_to_its_limit_else_a_note() -> None:
     large = HostDiff("hv01", "plan", (), (huge,)).to_json()
     note = bounded(large)
     assert set(note) == {"omitted"} and note["omitted"].endswith("bytes of diff (over the limit)")
+
+
+def test_addresses_a_device_keeps_stay_in_its_order() -> None:
+    host = bridged(facts())
+    listed = f"bridge: {{name: br0, nic: eth0, addresses: ['{V6}', '{V4}']}}\n"
+    diff = plan_diff(listed, host)
+    assert diff.note == "" and not diff.changed  # planned (not refused), nothing to show
+    added = plan_diff(f"bridge: {{name: br0, nic: eth0, addresses: ['{V6}', '203.0.113.7/24']}}\n",
+                      host)  # fmt: skip
+    assert section(added, "addresses")[1] == (f"br0 {V6}", "br0 203.0.113.7/24")
