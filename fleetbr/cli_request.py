@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from fleetbr.changes.command.kind import CommandSource
 
 SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
-# What ``fleetbr run`` records of its options (beside forks and the rollout's).
 DIFF_COMMANDS = ("plan", "check", "apply")  # the commands of ``--diff`` (docs/diff.md)
+# What ``fleetbr run`` records of its options (beside forks and the rollout's).
 RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
 # ``fleetbr run`` options that do not apply with --deadman (the timer bounds the command).
 NOT_WITH_DEADMAN = (("stream", "--stream"), ("timeout", "--timeout"))
