@@ -105,13 +105,24 @@ def cmd_change(args: argparse.Namespace) -> int:
         from fleetbr.listhosts import list_hosts
 
         return list_hosts(request, as_json=args.json)
-    outcome = execute(request, report=_report(args))
+    if args.command == "apply" and request.diff:
+        from fleetbr.cli_diff import apply_with_diff
+
+        outcome = apply_with_diff(request, _report(args, diff=False), as_json=args.json)
+    else:
+        outcome = execute(request, report=_report(args, diff=request.diff))
     resume_hint(outcome)
     return outcome.exit_code
 
 
-def _report(args: argparse.Namespace) -> Callable[[AggregatedResult], None]:
+def _report(args: argparse.Namespace, *, diff: bool) -> Callable[[AggregatedResult], None]:
+    """The results as --json or for people (``diff``: each host's view first)."""
+
     def report(aggregated: AggregatedResult) -> None:
+        if diff and not args.json:
+            from fleetbr.diffview.show import print_diffs
+
+            print_diffs(aggregated)
         render_results(aggregated, as_json=args.json)
 
     return report
@@ -147,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return list_hosts(request, as_json=args.json)
     if request.change is not None and request.change.kind == "command":
-        return execute(request, report=_report(args)).exit_code
+        return execute(request, report=_report(args, diff=False)).exit_code
     output = output_from_args(args)
     written = True
 

@@ -183,6 +183,8 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     plan.add_argument("task", type=Path, help="task file (YAML)")
     apply = commands.add_parser("apply", help="apply TASK under the dead-man timer")
     apply.add_argument("task", type=Path, nargs="?", help="task file (YAML)")
+    for parser in (plan, apply):
+        _add_diff_option(parser)
     _add_rollout_options(apply, canary_default=None)
     _add_list_hosts(apply)
     apply.add_argument(
@@ -195,6 +197,14 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "rollback",
         help="roll back the armed (live or stale) transaction on the selected hosts now",
     )
+
+
+def _add_diff_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--diff", action="store_true",
+        help="show each host's change as before/after: runtime network and unified diffs of "
+        "the files written (docs/diff.md)",
+    )  # fmt: skip
 
 
 def _add_rollout_options(
@@ -287,6 +297,7 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )  # fmt: skip
     check.add_argument("task", type=Path, help="task file (YAML)")
     _add_list_hosts(check)
+    _add_diff_option(check)
     watch = commands.add_parser(
         "watch", help="check (or repair) every --every, in the foreground, until SIGTERM",
     )  # fmt: skip

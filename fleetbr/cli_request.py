@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fleetbr.changes.command.kind import CommandSource
 
 SCHEDULE_ENV = "FLEETBR_SCHEDULE"  # set by a schedule's service: its name, for the metrics
+DIFF_COMMANDS = ("plan", "check", "apply")  # the commands of ``--diff`` (docs/diff.md)
 # What ``fleetbr run`` records of its options (beside forks and the rollout's).
 RUN_OPTIONS = ("argv", "timeout", "sudo", "deadman", "undo", "confirm_check")
 # ``fleetbr run`` options that do not apply with --deadman (the timer bounds the command).
@@ -59,6 +60,7 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
         history=HistoryOptions(path=history_path(args.history, args.no_history), resume=resume),
         metrics=MetricsOptions(args.metrics_file, metric_labels(args), quiet=quiet),
         recorded=_recorded(args),
+        diff=args.command in DIFF_COMMANDS and getattr(args, "diff", False),
         origin="schedule" if os.environ.get(SCHEDULE_ENV) else "cli",  # a schedule's service
     )
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from fleetbr.adhoc.job import AdhocRun, adhoc_job
 from fleetbr.core import kinds, runner
@@ -222,15 +222,31 @@ Command = Callable[[_Run, RunObserver], Awaitable[AggregatedResult]]
 
 
 async def _plan(run: _Run, observer: RunObserver) -> AggregatedResult:
-    assert run.prepared.kind is not None
-    job = run.judged(run.prepared.kind.plan, observer)
+    job = run.judged(_judge(run, "plan"), observer)
     return await run.runner.run("plan", run.prepared.hosts, job, forks=run.forks)
 
 
 async def _check(run: _Run, observer: RunObserver) -> AggregatedResult:
-    assert run.prepared.kind is not None
-    job = run.judged(run.prepared.kind.check, observer)
+    job = run.judged(_judge(run, "check"), observer)
     return await run.runner.run("check", run.prepared.hosts, job, forks=run.forks)
+
+
+def _judge(run: _Run, command: Literal["plan", "check"]) -> Judge:
+    """The kind's ``plan`` or ``check``; with ``--diff`` its result also carries the kind's
+    before/after view of the host (``data["diff"]``: fleetbr.diffview), if the kind has one."""
+    kind = run.prepared.kind
+    assert kind is not None
+    judge: Judge = kind.plan if command == "plan" else kind.check
+    view = getattr(kind, "diff", None) if run.prepared.request.diff else None
+    if view is None:
+        return judge
+
+    def with_view(spec: HostSpec, change: Change, facts: HostFacts) -> HostResult:
+        result = judge(spec, change, facts)
+        result.data["diff"] = view(spec, change, facts, command).to_json()
+        return result
+
+    return with_view
 
 
 async def _status(run: _Run, observer: RunObserver) -> AggregatedResult:

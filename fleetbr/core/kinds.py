@@ -6,7 +6,9 @@ facts for the read-only commands (``plan``, ``check``: pure, the engine gathers 
 whichever connection the front door uses). ``apply`` (and ``--resume``) is the same dead-man
 transaction for every kind, driven by the change the kind rendered (its plan, its confirm
 checks, its rollback check); ``status`` and ``rollback`` read the host's own transaction state
-and need nothing from the kind. Kinds come from the ``fleetbr.kinds``
+and need nothing from the kind. A kind may also have ``diff(spec, change, facts, mode) ->
+fleetbr.diffview.model.HostDiff``, the ``--diff`` view of ``plan``, ``check`` and ``apply``
+(a kind without one shows none). Kinds come from the ``fleetbr.kinds``
 entry point group (pyproject.toml) and from :data:`BUILTIN`, so a checkout that is not
 installed still finds its own; :func:`register` adds one at run time (tests, plugins).
 """

@@ -128,6 +128,9 @@ class RunRequest:
     origin: str = "cli"
     runner: str = "local"
     name: str = ""  # the run's name in the history and metrics (default: command)
+    # plan, check: each host's result carries its before/after view (fleetbr.diffview) as
+    # ``data["diff"]``, from the kind's ``diff`` (kinds without one: no view)
+    diff: bool = False
     recorded: Mapping[str, Any] = field(default_factory=dict)  # more options for the history
 
     @property

@@ -257,6 +257,9 @@ MANAGED_FILES: tuple[str, ...] = (
     "/etc/modules-load.d/br_netfilter.conf",
 )
 
+# The largest managed file whose text the facts carry (``managed_contents``: --diff's old side).
+MANAGED_MAX_BYTES = 65536
+
 # Where fleetbr keeps its per-host transaction state (journal, staged scripts, backups).
 STATE_DIR = "/var/lib/fleetbr"
 
@@ -285,6 +288,9 @@ class HostFacts:
     has_modules: bool  # /lib/modules/$(uname -r) exists, so modprobe can work
     has_sysctl: bool  # sysctl(8) present
     managed_files: dict[str, str | None] = field(default_factory=dict)  # path -> sha256 or None
+    # the text of each managed file of at most MANAGED_MAX_BYTES (bytes that are not UTF-8 as
+    # surrogates); shown by --diff only (fleetbr.diffview), never used to write anything
+    managed_contents: dict[str, str] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # path in PIN_DIR -> its text (see above)
     probes: dict[str, bool] = field(default_factory=dict)  # gateway -> answered a ping
     armed: ArmedTransaction | None = None

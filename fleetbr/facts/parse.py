@@ -15,7 +15,14 @@ from typing import Any
 from fleetbr.backends import registry
 from fleetbr.errors import FactsError
 from fleetbr.facts.filemeta import parse_file_meta, parse_kept
-from fleetbr.facts.model import PIN_DIR, ArmedTransaction, Backend, Family, HostFacts
+from fleetbr.facts.model import (
+    MANAGED_MAX_BYTES,
+    PIN_DIR,
+    ArmedTransaction,
+    Backend,
+    Family,
+    HostFacts,
+)
 from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_libvirt import parse_libvirt
@@ -46,7 +53,17 @@ SECTIONS = (
 # table), no rules4/rules6/modules/daemons. Their output (a staged snapshot) still parses.
 LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
 OPTIONAL_SECTIONS = frozenset(
-    {"rules4", "rules6", "modules", "daemons", "pins", "libvirt", "file_meta", "kept"}
+    {
+        "rules4",
+        "rules6",
+        "modules",
+        "daemons",
+        "pins",
+        "libvirt",
+        "file_meta",
+        "kept",
+        "managed_contents",
+    }
 )
 # Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
 OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
@@ -180,6 +197,20 @@ def parse_managed_files(lines: Sequence[str]) -> dict[str, str | None]:
             raise FactsError(f"section managed_files: bad checksum {digest!r} for {path}")
         files[path] = None if digest == "absent" else digest
     return files
+
+
+def parse_managed_contents(lines: Sequence[str]) -> dict[str, str]:
+    """``content BASE64|- PATH`` lines -> path -> text; a file cut at the size limit is left
+    out (its text would be a lie), bytes that are not UTF-8 are kept as surrogates."""
+    texts: dict[str, str] = {}
+    for data, path in _words("managed_contents", lines, "content", 3):
+        try:
+            raw = b"" if data == "-" else base64.b64decode(data.encode("ascii"), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise FactsError(f"section managed_contents: bad base64 for {path}") from exc
+        if len(raw) <= MANAGED_MAX_BYTES:
+            texts[path] = raw.decode("utf-8", "surrogateescape")
+    return texts
 
 
 def parse_pins(lines: Sequence[str]) -> tuple[dict[str, str], dict[str, str | None]]:
@@ -346,6 +377,7 @@ def parse_facts(output: str) -> HostFacts:
         has_modules=_yesno("meta", meta["has_modules"]),
         has_sysctl=_yesno("meta", meta["has_sysctl"]),
         managed_files=parse_managed_files(sections["managed_files"]) | pin_hashes,
+        managed_contents=parse_managed_contents(sections.get("managed_contents", [])),
         pins=pins,
         probes=probes,
         armed=parse_armed(sections["armed"], now, meta.get("boot_id", "")),

@@ -12,6 +12,7 @@ from fleetbr.facts.libvirt import LIBVIRT_MAX_BYTES
 from fleetbr.facts.model import (
     CONTENT_MAX_BYTES,
     MANAGED_FILES,
+    MANAGED_MAX_BYTES,
     PIN_DIR,
     PIN_MAX_BYTES,
     STATE_DIR,
@@ -52,6 +53,7 @@ def facts_script(
         touched=list(touched),
         pin_dir=pin_dir,
         pin_max=PIN_MAX_BYTES,
+        managed_max=MANAGED_MAX_BYTES,
         libvirt_max=LIBVIRT_MAX_BYTES,
         content_max=CONTENT_MAX_BYTES,
         facts_backends=[b.facts_args() for b in registry.backends() if b.facts_template()],

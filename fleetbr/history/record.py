@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import os
 import queue
 import socket
@@ -31,6 +32,7 @@ from fleetbr.core.request import RunRequest
 from fleetbr.counts import Serial, Share
 from fleetbr.history.store import (
     BUSY_TIMEOUT,
+    DATA_LIMIT,
     STARTED,
     HistoryError,
     HostRow,
@@ -100,6 +102,15 @@ def controller_alive(identity: dict[str, Any]) -> bool:
         return False
     start = identity.get("start")
     return bool(start) and process_start(pid) == start
+
+
+def bounded(diff: Any) -> Any:
+    """A host's ``--diff`` view as recorded: whole up to DATA_LIMIT bytes of JSON, else a note
+    of its size (like a host's data)."""
+    if diff is None:
+        return None
+    size = len(json.dumps(diff, sort_keys=True, default=str).encode())
+    return diff if size <= DATA_LIMIT else {"omitted": f"{size} bytes of diff (over the limit)"}
 
 
 def phases_of(result: HostResult) -> dict[str, float]:
@@ -183,12 +194,16 @@ class Recorder:
     def finished(self, result: HostResult) -> None:
         """The host's final row."""
         ended = time.time()
-        data = result.data
+        # --diff's view goes to the row's diff (plan), not into its data: a large one must not
+        # crowd the steps out of the data's limit
+        data = {key: value for key, value in result.data.items() if key != "diff"}
         txid = data.get("txid") or self.txids.get(result.host)
         from_run = data.get("from_run")
-        diff = data.get("diff")
-        if diff is None and self.run.command == "check":
-            diff = data.get("differences")  # the drift: field, want, have
+        # check: the drift (field, want, have), also with --diff; plan --diff: the host's view
+        if self.run.command == "check":
+            diff = data.get("differences")
+        else:
+            diff = bounded(result.data.get("diff"))
         self._put(
             HostRow(
                 result.host, result.status, result.message,

@@ -56,7 +56,7 @@ def transaction_difference(facts: HostFacts) -> Difference | None:
     return Difference("transaction", None, have, armed.describe())
 
 
-def _plan(task: BridgeTask, facts: HostFacts, min_timeout: int) -> BridgePlan:
+def check_plan(task: BridgeTask, facts: HostFacts, min_timeout: int) -> BridgePlan:
     """The plan for the host as if nothing were armed: the rest of the drift still shows."""
     return plan_host(task, dataclasses.replace(facts, armed=None), min_timeout=min_timeout)
 
@@ -66,7 +66,7 @@ def check_facts(task: BridgeTask, facts: HostFacts, *, min_timeout: int = 0) -> 
     armed = facts.armed
     if armed is not None and armed.problem == "unreadable":
         return CheckOutcome(Status.REFUSED, armed.describe())
-    plan = _plan(task, facts, min_timeout)
+    plan = check_plan(task, facts, min_timeout)
     if plan.refusal is not None and not plan.differences:
         return CheckOutcome(Status.REFUSED, plan.refusal)
     if plan.refusal is not None:  # drift the planner has no step for: apply refuses it

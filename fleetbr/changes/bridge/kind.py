@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.changes.bridge.change import BridgeChange
-from fleetbr.changes.bridge.drift import check_facts, outcome_result
+from fleetbr.changes.bridge.drift import check_facts, check_plan, outcome_result
 from fleetbr.changes.bridge.dryrun import plan_result
 from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
+from fleetbr.diffview.build import host_diff
+from fleetbr.diffview.model import HostDiff, Mode
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
+from fleetbr.plan import plan_host
 from fleetbr.report import HostResult
 from fleetbr.transaction.change import Change
 from fleetbr.transaction.protocol import min_timeout
@@ -49,6 +52,16 @@ class BridgeKind:
         """The host's facts compared with the task (:mod:`fleetbr.changes.bridge.drift`)."""
         outcome = check_facts(_task(change), facts, min_timeout=min_timeout(spec.ssh))
         return outcome_result(spec.name, outcome)
+
+    def diff(self, spec: HostSpec, change: Change, facts: HostFacts, mode: Mode) -> HostDiff:
+        """The ``--diff`` view: the plan (``check``: the plan as if nothing were armed, as
+        ``check`` judges) laid over the facts (:mod:`fleetbr.diffview`)."""
+        task, least = _task(change), min_timeout(spec.ssh)
+        if mode == "check":
+            plan = check_plan(task, facts, least)
+        else:
+            plan = plan_host(task, facts, min_timeout=least)
+        return host_diff(spec.name, facts, plan, mode)
 
 
 def _task(change: Change) -> BridgeTask:
