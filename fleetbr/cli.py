@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 from fleetbr._quiet import show_dependency_warnings
 from fleetbr.cli_args import DEFAULT_FORKS, build_parser, parse_command_line
-from fleetbr.cli_history import cmd_history, cmd_show, resume_hint
+from fleetbr.cli_history import (
+    check_apply_report,
+    cmd_history,
+    cmd_show,
+    report_after_apply,
+    resume_hint,
+)
 from fleetbr.core.request import Selection
 from fleetbr.errors import FleetbrError, UsageError
 from fleetbr.inventory import HostSpec
@@ -94,8 +100,12 @@ def cmd_change(args: argparse.Namespace) -> int:
 
     if args.command == "apply" and args.resume is None and args.task is None:
         raise UsageError("apply: TASK is required (or --resume [RUN])")
+    if args.command == "apply":
+        check_apply_report(args)
     outcome = execute(request_from_args(args), report=_report(args))
     resume_hint(outcome)
+    if args.command == "apply":
+        report_after_apply(args, outcome)
     return outcome.exit_code
 
 
