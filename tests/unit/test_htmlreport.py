@@ -8,12 +8,16 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from markupsafe import escape
 
+from fleetbr.cli import main
 from fleetbr.history.store import HostRow, Store
 from fleetbr.htmlreport.model import build
 from fleetbr.htmlreport.render import render_html, run_report, write_report
 from fleetbr.report import Status
+from tests import chromium as browser
+from tests.isolation import EXPECT_ENV
 from tests.reportsample import host_row, run_record, synthetic
 
 HOSTILE = '<script>alert("x")</script>&"\'<img src=x onerror=alert(1)>'
@@ -175,3 +179,58 @@ def test_the_report_of_a_stored_run_is_written_whole_and_private(tmp_path: Path)
     order = [name for name, _ in _hosts_in_order(page)]
     assert order == ["hv0005", "hv0003", "hv0004", "hv0000", "hv0001", "hv0002"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _stored(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "h.sqlite3"
+    store = Store(path)
+    run, rows = synthetic(count)
+    run_id = store.create_run(run)
+    for row in rows:
+        store.put_host(run_id, HostRow(**{**row.__dict__, "run_id": run_id}))
+    store.close()
+    return path
+
+
+def test_show_html_writes_the_report_and_prints_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = _stored(tmp_path, 8)
+    target = tmp_path / "r.html"
+    assert main(["--history", str(history), "show", "last", "--html", str(target)]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert len(_hosts_in_order(target.read_text())) == 8
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["show", "1", "--html", "{tmp}"], "show --html {tmp}: is a directory"),
+        (["show", "1", "--html", "{tmp}/no/r.html"], "no such directory {tmp}/no"),
+        (["show", "9", "--html", "{tmp}/r.html"], "no run 9"),
+        (["apply", "t.yaml", "--report", "{tmp}/no/r.html"], "no such directory {tmp}/no"),
+        (["--no-history", "apply", "t.yaml", "--report", "{tmp}/r.html"], "drop --no-history"),
+    ],
+)
+def test_a_report_that_cannot_be_written_is_exit_2_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: list[str], message: str
+) -> None:
+    history = _stored(tmp_path, 2)
+    argv = ["--history", str(history), "-i", str(tmp_path / "noinv")]
+    argv += [word.replace("{tmp}", str(tmp_path)) for word in words]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.replace("{tmp}", str(tmp_path)) in err, err
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("h.sqlite3")) == []
+
+
+@pytest.mark.parametrize("promised", [True, False])
+def test_without_chromium_the_browser_tests_fail_under_in_netns_else_skip(
+    monkeypatch: pytest.MonkeyPatch, promised: bool
+) -> None:
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setenv(EXPECT_ENV, "1" if promised else "0")
+    expected = pytest.fail.Exception if promised else pytest.skip.Exception
+    with pytest.raises(expected, match="need Debian's chromium: run scripts/setup"):
+        browser.chromium()
