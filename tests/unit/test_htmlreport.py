@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -229,7 +230,7 @@ def test_a_report_that_cannot_be_written_is_exit_2_before_anything_runs(
 def test_without_chromium_the_browser_tests_fail_under_in_netns_else_skip(
     monkeypatch: pytest.MonkeyPatch, promised: bool
 ) -> None:
-    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # tests.chromium looks it up there
     monkeypatch.setenv(EXPECT_ENV, "1" if promised else "0")
     expected = pytest.fail.Exception if promised else pytest.skip.Exception
     with pytest.raises(expected, match="need Debian's chromium: run scripts/setup"):
