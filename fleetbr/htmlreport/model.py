@@ -24,6 +24,7 @@ ORDER = {
     Status.SKIPPED: 4,
 }  # fmt: skip
 OK_ORDER = 5
+LABEL_GAP = 60.0  # per mille of the axis between two batch labels
 PHASES = ("prepare", "arm", "apply", "confirm", "rollback", "verify")
 
 
@@ -283,8 +284,14 @@ def _batch_marks(rows: Sequence[HostRow], start: float, duration: float, canary:
     for row in rows:
         if row.batch is not None and row.started is not None and row.from_run is None:
             first[row.batch] = min(first.get(row.batch, row.started), row.started)
-    return [
-        Mark(round(min(max((at - start) / duration * 1000, 0.0), 1000.0), 1),
-             "canary" if canary and index == 0 else f"batch {index + 1}")
-        for index, at in sorted(first.items())
-    ]  # fmt: skip
+    marks: list[Mark] = []
+    labelled = -LABEL_GAP
+    for index, at in sorted(first.items()):
+        x = round(min(max((at - start) / duration * 1000, 0.0), 1000.0), 1)
+        label = "canary" if canary and index == 0 else f"batch {index + 1}"
+        if x - labelled < LABEL_GAP:
+            label = ""  # a line without a label: labels never overlap
+        else:
+            labelled = x
+        marks.append(Mark(x, label))
+    return marks
