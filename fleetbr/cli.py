@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 from fleetbr._quiet import show_dependency_warnings
 from fleetbr.cli_args import DEFAULT_FORKS, build_parser, parse_command_line
-from fleetbr.cli_history import cmd_history, cmd_show, resume_hint
+from fleetbr.cli_history import (
+    check_apply_report,
+    cmd_history,
+    cmd_show,
+    report_after_apply,
+    resume_hint,
+)
 from fleetbr.core.request import Selection
 from fleetbr.errors import FleetbrError, UsageError
 from fleetbr.inventory import HostSpec
@@ -105,6 +111,8 @@ def cmd_change(args: argparse.Namespace) -> int:
         from fleetbr.listhosts import list_hosts
 
         return list_hosts(request, as_json=args.json)
+    if args.command == "apply":
+        check_apply_report(args)
     if args.command == "apply" and request.diff:
         from fleetbr.cli_diff import apply_with_diff
 
@@ -112,6 +120,8 @@ def cmd_change(args: argparse.Namespace) -> int:
     else:
         outcome = execute(request, report=_report(args, diff=request.diff))
     resume_hint(outcome)
+    if args.command == "apply":
+        report_after_apply(args, outcome)
     return outcome.exit_code
 
 

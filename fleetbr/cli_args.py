@@ -192,6 +192,12 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="continue apply run RUN (default: the latest that left hosts unfinished) with its "
         "own task content, hosts, batches and thresholds (docs/history.md)",
     )  # fmt: skip
+    apply.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="at the end, write the run's HTML report (docs/report.md)",
+    )
     commands.add_parser("status", help="fleetbr transactions recorded on the hosts")
     commands.add_parser(
         "rollback",
@@ -375,6 +381,9 @@ def _add_history_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     )  # fmt: skip
     show = commands.add_parser("show", help="one run of the history, host by host")
     show.add_argument("run", metavar="RUN", help="run number (see `fleetbr history`) or 'last'")
+    show.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the run as an HTML report (docs/report.md)"
+    )
 
 
 def _run_number(text: str) -> int:

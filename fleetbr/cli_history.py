@@ -79,14 +79,85 @@ def recorded_selection(
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """``fleetbr show RUN``."""
+    """``fleetbr show RUN [--html FILE]``."""
     from fleetbr.history.present import run_number, show_run
 
+    if args.html is not None:
+        check_report_path(args.html, "show --html")
     with open_history(args) as store:
         if store is None:
             raise UsageError("no run history yet")
-        show_run(store, run_number(args.run, store), as_json=args.json)
+        run_id = run_number(args.run, store)
+        if args.html is None:
+            show_run(store, run_id, as_json=args.json)
+        else:
+            _write_html(args, store, run_id, args.html)
     return EXIT_OK
+
+
+def check_report_path(path: Path, option: str) -> None:
+    """A report can be written to ``path``: its folder exists and it is not a folder
+    (UsageError, before anything runs)."""
+    if path.is_dir():
+        raise UsageError(f"{option} {plain(path)}: is a directory; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise UsageError(f"{option} {plain(path)}: no such directory {plain(path.parent)}")
+
+
+def check_apply_report(args: argparse.Namespace) -> None:
+    """``apply --report FILE``: checked before the run (the report is read from its history)."""
+    if getattr(args, "report", None) is None:
+        return
+    if history_path(args) is None:
+        raise UsageError("apply --report: the report is made from the run history; "
+                         "drop --no-history")  # fmt: skip
+    check_report_path(args.report, "apply --report")
+
+
+def report_after_apply(args: argparse.Namespace, outcome: RunOutcome) -> None:
+    """``apply --report FILE``: the run's HTML report, once the run is recorded. A report that
+    cannot be written is one warning line; the run's outcome and exit code stay as they are."""
+    import sqlite3
+
+    from fleetbr.history.store import HistoryError
+
+    path = getattr(args, "report", None)
+    if path is None:
+        return
+    if outcome.history_failed or not outcome.run_id:
+        warning(f"report not written ({plain(path)}): the run was not recorded in the history")
+        return
+    try:
+        with open_history(args) as store:
+            if store is not None:
+                _write_html(args, store, outcome.run_id, path)
+    except (OSError, HistoryError, sqlite3.Error, UsageError) as exc:
+        warning(f"report not written ({plain(path)}: {exc})")
+
+
+def _write_html(args: argparse.Namespace, store: Store, run_id: int, path: Path) -> None:
+    from fleetbr.history.store import HistoryError
+    from fleetbr.htmlreport.render import run_report, write_report
+
+    try:
+        html = run_report(store, run_id, sites=inventory_sites(args))
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    write_report(path, html)
+
+
+def inventory_sites(args: argparse.Namespace) -> dict[str, str]:
+    """Host -> site for the report's summary: the inventory's ``data.site`` of a host, else its
+    first group ({} without an inventory)."""
+    from fleetbr.inventory import HOSTS_FILE, load_inventory
+
+    if not (args.inventory / HOSTS_FILE).exists():
+        return {}
+    sites = {}
+    for name, spec in load_inventory(args.inventory).items():
+        site = spec.data.get("site")
+        sites[name] = str(site) if site else (spec.groups[0] if spec.groups else "-")
+    return sites
 
 
 @contextmanager

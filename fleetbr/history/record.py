@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import pwd
 import queue
 import socket
 import sqlite3
@@ -89,10 +90,19 @@ def process_start(pid: int) -> str:
 
 
 def controller_identity() -> dict[str, Any]:
-    """This process, so a later ``--resume`` can tell whether the run is still alive."""
+    """This process, so a later ``--resume`` can tell whether the run is still alive, and who
+    ran it (the HTML report's who/where)."""
     pid = os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "start": process_start(pid),
-            "version": __version__}  # fmt: skip
+            "version": __version__, "user": _user()}  # fmt: skip
+
+
+def _user() -> str:
+    """The user name of this process ("uid N" when it has none)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def controller_alive(identity: dict[str, Any]) -> bool:

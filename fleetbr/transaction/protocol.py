@@ -89,6 +89,8 @@ class Transaction:
     armed_at: float = 0.0  # controller monotonic time just before the arm script was sent
     deadline: float = 0.0  # controller monotonic estimate of when the host's timer fires
     log: list[str] = field(default_factory=list)
+    # (phase, epoch seconds) each time the transaction enters a phase: the report's timeline
+    timeline: list[tuple[str, float]] = field(default_factory=list)
     on_armed: Hook | None = None  # rollout pacing: a dead-man window opened on this host
     on_staged: Hook | None = None  # run history: called with the txid before it is armed
     clock: Clock = field(default_factory=MonotonicClock)
@@ -98,6 +100,12 @@ class Transaction:
         payload: dict[str, Any] = {"txid": self.txid or None, "events": self.log, **data}
         if self.plan is not None:
             payload["steps"] = [step.description for step in self.plan.steps]
+            payload["inverses"] = [
+                None if step.inverse is None else step.inverse.description
+                for step in self.plan.steps
+            ]
+        if self.timeline:
+            payload["timeline"] = [[phase, round(at, 3)] for phase, at in self.timeline]
         if self.armed_at:
             payload["window"] = round(self.clock.now() - self.armed_at, 3)
         return HostResult(self.spec.name, status, message, data=payload)
@@ -105,6 +113,12 @@ class Transaction:
     def note(self, event: str) -> None:
         """Record a timestamped event for the report."""
         self.log.append(f"{time.strftime('%H:%M:%S')} {event}")
+
+    def enter(self, phase: str) -> None:
+        """The transaction enters ``phase`` now (wall clock; a repeat of the current one is
+        not recorded)."""
+        if not self.timeline or self.timeline[-1][0] != phase:
+            self.timeline.append((phase, time.time()))
 
     def heard(self, remaining: int | None) -> None:
         """The host says its timer fires in ``remaining`` seconds: trust it over any estimate."""
@@ -127,6 +141,7 @@ async def run_transaction(
     tx = Transaction(spec, change, on_armed=on_armed, on_staged=on_staged)
     if clock is not None:
         tx.clock = clock
+    tx.enter("prepare")
     conn = await transport.connect(spec)
     try:
         early = await _prepare(tx, conn)
@@ -191,6 +206,7 @@ async def _arm_and_apply(tx: Transaction, conn: Session) -> bool:
         tx.txid, timeout, use_systemd=tx.before.pid1_systemd, wait=wait, nonce=nonce
     )
     tx.armed_at = tx.clock.now()
+    tx.enter("arm")
     tx.deadline = tx.armed_at + timeout  # until the host tells us better
     if tx.on_armed is not None:
         tx.on_armed(tx.spec.name)
@@ -199,6 +215,7 @@ async def _arm_and_apply(tx: Transaction, conn: Session) -> bool:
     except TransportError as exc:
         tx.note(f"arm+apply session ended early ({exc}); asking the host over a new connection")
         return False
+    tx.enter("apply")
     marks = scripts.markers(out.stdout, nonce)
     remaining = marks.get("armed", "")
     if remaining.lstrip("-").isdigit():
@@ -270,6 +287,7 @@ class _Resolver:
                 return None
             except TransportError as exc:
                 tx.note(f"no fresh connection before the deadline: {exc}")
+                tx.enter("rollback")  # the host's timer rolls it back
                 self.reason = f"no fresh SSH connection before the deadline ({exc})"
             await tx.clock.sleep(max(0.0, tx.deadline - tx.clock.now()) + ROLLBACK_GRACE)
         self.skip_first_look = False  # past the deadline the arm's "applied" is stale: ask
@@ -344,6 +362,7 @@ class _Resolver:
         return None
 
     async def _trigger(self, conn: Session, reason: str) -> None:
+        self.tx.enter("rollback")
         self.tx.note(f"starting the rollback now ({reason})")
         await conn.run_script(scripts.trigger_rollback_script(self.tx.txid, reason),
                               label="rollback")  # fmt: skip
@@ -365,6 +384,7 @@ class _Resolver:
         """Verify, probe and disarm over this connection (never the one that made the change)."""
         tx = self.tx
         assert tx.plan is not None
+        tx.enter("confirm")
         after = await gather(conn, tx.probes)
         problems = await tx.change.confirm_problems(conn, tx.txid, tx.plan, after)
         problems += [f"gateway {t} no longer answers" for t in tx.probes if not after.probes.get(t)]
@@ -385,6 +405,7 @@ class _Resolver:
     async def _verify_rollback(self, conn: Session, state: HostTxState) -> HostResult:
         tx = self.tx
         assert tx.before is not None and tx.plan is not None
+        tx.enter("verify")
         plan, reason = tx.plan, self.reason or _reason(state)
         verdict = await judge_rollback(
             Judged(tx.txid, tx.before, touched_by(plan)),

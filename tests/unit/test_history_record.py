@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import sqlite3
@@ -90,6 +91,7 @@ def test_history_and_show_escape_values_and_speak_json(tmp_path: Path) -> None:
     # readable text, not Python dict reprs (issue 15, defect 11)
     lines = text.splitlines()
     assert "options:" in lines and "  forks: 50" in lines and "controller:" in lines, text
+    assert f"  user: {pwd.getpwuid(os.geteuid()).pw_name}" in lines, text  # who ran it
     assert not any("{" in line for line in lines), text
 
 

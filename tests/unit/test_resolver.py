@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,24 @@ async def test_a_change_that_does_not_verify_is_rolled_back_with_its_problems() 
     assert result.message == "rolled back: bridge br0 does not exist; route x missing"
     assert any(line.endswith(" confirm found problems; rolling back now: bridge br0 does not "
                              "exist; route x missing") for line in tx.log)  # fmt: skip
+
+
+async def test_the_result_records_when_each_phase_began_and_each_steps_inverse() -> None:
+    """The HTML report's timeline and steps (docs/report.md): the phases the resolver went
+    through, in order, on the wall clock; every planned step beside its inverse."""
+    host = FakeHost().on("state", state(), rolled_back(decision="rolled_back confirm-failed"))
+    host.on("facts", PLAIN_FACTS, PLAIN_FACTS).on("rollback", "")
+    tx = transaction(host, ScriptedChange(problems=["bridge br0 does not exist"]))
+    before = time.time()
+    result = await run(host, tx)
+    phases = [phase for phase, _ in result.data["timeline"]]
+    assert phases == ["confirm", "rollback", "verify"]
+    times = [at for _, at in result.data["timeline"]]
+    assert before - 0.01 <= times[0] <= times[1] <= times[2] <= time.time() + 0.01
+    assert result.data["inverses"] == [
+        None if step.inverse is None else step.inverse.description for step in PLAN.steps
+    ]
+    assert any(inverse is not None for inverse in result.data["inverses"])
 
 
 # --- verifying a rollback -----------------------------------------------------------------
