@@ -4,8 +4,18 @@ them."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import Any
+
+from fleetbr.core import kinds
+from fleetbr.facts.parse import parse_facts
 from fleetbr.history.store import HostRow, RunRecord
+from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import Status
+
+DATA = Path(__file__).resolve().parent / "data"
+TASK = Path(__file__).resolve().parents[1] / "tasks" / "bridge.yaml"
 
 START = 1_780_000_000.0
 OUTCOMES = (Status.CONFIRMED, Status.CONFIRMED, Status.CONFIRMED, Status.ROLLED_BACK,
@@ -20,6 +30,19 @@ def run_record(names: list[str], *, canary: int = 1) -> RunRecord:
         controller={"host": "ctl", "pid": 4242, "version": "0.test"},
         task_path="/srv/tasks/bridge.yaml", task_sha256="ab" * 32, selection="hv*", id=7,
     )  # fmt: skip
+
+
+@functools.cache
+def planned_view() -> dict[str, Any]:
+    """A real before/after view (the bridge task planned on a plain host's facts), as an apply
+    host's row records it."""
+    kind = kinds.get("bridge")
+    spec = HostSpec("hv", "198.51.100.10", 22, "root", None, (), {"nic": "eth0"}, SSHOptions())
+    change = kind.render(kind.load(TASK), spec, TASK.name)
+    facts = parse_facts((DATA / "facts" / "plain.txt").read_text())
+    view = change.view("hv", facts, change.plan(facts, 10))
+    assert view is not None
+    return view
 
 
 def host_row(name: str, index: int, status: Status) -> HostRow:
@@ -49,6 +72,7 @@ def host_row(name: str, index: int, status: Status) -> HostRow:
         txid=str(data.get("txid") or "") or None, batch=0 if index == 0 else 1 + index // 10,
         started=began, ended=began + 8.0, elapsed=8.0,
         phases={"prepare": 1.0, "window": 7.0, "total": 8.0}, data=data, run_id=7,
+        diff=planned_view() | {"host": name} if status is not Status.SKIPPED else None,
     )  # fmt: skip
 
 

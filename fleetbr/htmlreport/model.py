@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbr.diffview.model import HostDiff
+from fleetbr.diffview.text import styled_lines
 from fleetbr.history.store import HostRow, RunRecord
 from fleetbr.report import Status
 
@@ -66,7 +68,8 @@ class HostView:
     reason: str = ""
     problems: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
-    diff_text: str = ""  # the before/after diff of the host (item 1), when one is given
+    # the host's before/after view (fleetbr.diffview) as (escaped line, style) pairs
+    diff_lines: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,16 +119,15 @@ def build(
     rows: Sequence[HostRow],
     *,
     sites: Mapping[str, str] | None = None,
-    host_diffs: Mapping[str, str] | None = None,
 ) -> Report:
     """The report of ``run`` from its host ``rows``. ``sites``: host -> site (from the
-    inventory; "-" for a host it does not name). ``host_diffs``: host -> its before/after diff
-    as text (the slot for the plan's HostDiff; without it the recorded differences are shown)."""
+    inventory; "-" for a host it does not name). A host's before/after view is the one its row
+    recorded (an apply's transaction, ``plan --diff``)."""
     start = run.started
     end = max([run.ended or start, *(row.ended or row.started or start for row in rows)])
     duration = max(end - start, 0.001)
     canary = _canary_hosts(run)
-    context = _Context(start, duration, canary, sites or {}, host_diffs or {})
+    context = _Context(start, duration, canary, sites or {})
     views = [_host_view(row, context) for row in rows]
     position = {name: i for i, name in enumerate(run.hosts)}
     views.sort(key=lambda v: (ORDER.get(v.status, OK_ORDER), position.get(v.name, len(position))))
@@ -177,7 +179,6 @@ class _Context:
     duration: float
     canary: int
     sites: Mapping[str, str]
-    host_diffs: Mapping[str, str]
 
 
 def _host_view(row: HostRow, context: _Context) -> HostView:
@@ -193,8 +194,19 @@ def _host_view(row: HostRow, context: _Context) -> HostView:
         events=_strings(data.get("events")), steps=_steps(data),
         decision=str(data.get("decision") or ""), reason=str(data.get("reason") or ""),
         problems=_strings(verdict.get("problems")),
-        differences=_differences(row, data), diff_text=context.host_diffs.get(row.host, ""),
+        differences=_differences(row, data), diff_lines=_diff_lines(row.diff),
     )  # fmt: skip
+
+
+def _diff_lines(recorded: object) -> list[tuple[str, str]]:
+    """The recorded before/after view as styled lines ([] for a check's drift list, a note
+    of a view over the size limit, or a row from before views were recorded)."""
+    if not isinstance(recorded, dict) or "runtime" not in recorded:
+        return []
+    try:
+        return list(styled_lines(HostDiff.from_json(recorded)))
+    except ValueError:  # a damaged row: the rest of the report still shows
+        return []
 
 
 def _strings(value: object) -> list[str]:

@@ -34,14 +34,12 @@ def run_report(
     run_id: int,
     *,
     sites: Mapping[str, str] | None = None,
-    host_diffs: Mapping[str, str] | None = None,
 ) -> str:
-    """The page of run ``run_id`` of ``store`` (``host_diffs``: host -> before/after diff text,
-    the slot for the planner's per-host diff; see :func:`fleetbr.htmlreport.model.build`)."""
+    """The page of run ``run_id`` of ``store`` (see :func:`fleetbr.htmlreport.model.build`)."""
     run = store.run(run_id)
     order = {host: i for i, host in enumerate(run.hosts)}
     rows = sorted(store.hosts_of(run_id), key=lambda row: order.get(row.host, len(order)))
-    return render_html(build(run, rows, sites=sites, host_diffs=host_diffs))
+    return render_html(build(run, rows, sites=sites))
 
 
 def write_report(path: Path, html: str) -> None:

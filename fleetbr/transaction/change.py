@@ -7,7 +7,7 @@ judge the rollback. The kinds' changes live in their folders:
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import Plan
@@ -31,6 +31,11 @@ class Change(Protocol):
 
     def staged_files(self) -> dict[str, str]:
         """Extra files to stage beside apply.sh (name -> text), checksummed with the scripts."""
+
+    def view(self, host: str, facts: HostFacts, plan: Plan) -> dict[str, Any] | None:
+        """The host's before/after view of ``plan`` on ``facts`` as data (:mod:`fleetbr.diffview`
+        JSON, mode ``apply``), recorded with the host and shown by the HTML report; None when
+        the kind has no such view."""
 
     async def confirm_problems(self, conn: Session, txid: str, plan: Plan,
                                after: HostFacts) -> list[str]:  # fmt: skip

@@ -89,6 +89,7 @@ class Transaction:
     armed_at: float = 0.0  # controller monotonic time just before the arm script was sent
     deadline: float = 0.0  # controller monotonic estimate of when the host's timer fires
     log: list[str] = field(default_factory=list)
+    view: dict[str, Any] | None = None  # the plan's before/after view (diffview JSON)
     # (phase, epoch seconds) each time the transaction enters a phase: the report's timeline
     timeline: list[tuple[str, float]] = field(default_factory=list)
     on_armed: Hook | None = None  # rollout pacing: a dead-man window opened on this host
@@ -104,6 +105,8 @@ class Transaction:
                 None if step.inverse is None else step.inverse.description
                 for step in self.plan.steps
             ]
+        if self.view is not None:
+            payload["diff"] = self.view
         if self.timeline:
             payload["timeline"] = [[phase, round(at, 3)] for phase, at in self.timeline]
         if self.armed_at:
@@ -157,6 +160,7 @@ async def _prepare(tx: Transaction, conn: Session) -> HostResult | None:
     """Facts, plan, stage. Returns a final result when there is nothing to apply."""
     tx.before = await gather(conn)
     tx.plan = plan = tx.change.plan(tx.before, min_timeout(tx.spec.ssh))
+    tx.view = tx.change.view(tx.spec.name, tx.before, plan)
     if plan.refusal:
         return tx.result(Status.REFUSED, plan.refusal)
     if plan.unchanged:

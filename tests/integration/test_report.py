@@ -112,6 +112,9 @@ def test_a_lab_apply_report_opens_in_chromium_with_every_host_filter_and_screens
     confirmed = dom.split(f'data-host="{CONFIRMED}"', 1)[1].split("</tbody>", 1)[0]
     assert '<table class="steps">' in confirmed and "canary" in confirmed
     assert 'class="st-confirmed ph-confirm"' in confirmed
+    for name in (CONFIRMED, ROLLED_BACK):  # the before/after view the transaction applied
+        details = dom.split(f'data-host="{name}"', 1)[1].split('data-host="', 1)[0]
+        assert re.search(r'<pre class="diff">.*<ins>\+[^<]*br0', details, re.S)
     refused = dom.split(f'data-host="{REFUSED}"', 1)[1].split("</tbody>", 1)[0]
     assert "nosuchnic0" in refused
     assert "rack-a</td><td>1 confirmed" in dom.replace("\n", "")

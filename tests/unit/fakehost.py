@@ -12,6 +12,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fleetbr.errors import SessionLost
 from fleetbr.facts.model import HostFacts
@@ -112,6 +113,9 @@ class ScriptedChange:
 
     def staged_files(self) -> dict[str, str]:
         return dict(self.files)
+
+    def view(self, host: str, facts: HostFacts, plan: Plan) -> dict[str, Any] | None:
+        return None
 
     async def confirm_problems(
         self, conn: Session, txid: str, plan: Plan, after: HostFacts

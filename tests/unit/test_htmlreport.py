@@ -9,11 +9,13 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markupsafe import escape
 
 from fleetbr.cli import main
+from fleetbr.diffview.model import HostDiff, Section
 from fleetbr.history.store import HostRow, Store
 from fleetbr.htmlreport.model import build
 from fleetbr.htmlreport.render import render_html, run_report, write_report
@@ -65,8 +67,8 @@ def test_hostile_host_names_messages_and_events_are_text_never_markup() -> None:
     row.data["events"] = [HOSTILE]
     row.data["steps"] = [HOSTILE, "b"]
     run.options["selection"] = HOSTILE
-    page = render_html(build(run, [row, host_row("hv1", 1, Status.CONFIRMED)],
-                             host_diffs={HOSTILE: HOSTILE}))  # fmt: skip
+    row.diff = view(HOSTILE, before=[HOSTILE], after=[])
+    page = render_html(build(run, [row, host_row("hv1", 1, Status.CONFIRMED)]))
     parsed = _parse(page)
     assert [tag for tag, _ in parsed.tags].count("script") == 1  # only the page's own
     assert not any(tag == "img" for tag, _ in parsed.tags)
@@ -147,12 +149,25 @@ def test_steps_keep_their_inverses_decision_reason_and_differences() -> None:
     assert [s.inverse for s in host.steps] == [None, None]
 
 
-def test_the_diff_slot_shows_a_given_per_host_diff() -> None:
-    run, rows = synthetic(2)
-    diff = "--- before\n+++ after\n-eth0 198.51.100.10/24\n+br0 198.51.100.10/24\n"
-    page = render_html(build(run, rows, host_diffs={"hv0001": diff}))
-    assert f'<pre class="diff">{escape(diff)}</pre>' in page
+def view(host: str, *, before: list[str], after: list[str]) -> dict[str, Any]:
+    """A recorded before/after view of one changed section (fleetbr.diffview JSON)."""
+    section = Section("addresses", tuple(before), tuple(after))
+    return HostDiff(host, "apply", (section,), ()).to_json()
+
+
+def test_the_recorded_before_after_view_is_shown_styled_line_by_line() -> None:
+    run, rows = synthetic(3)
+    rows[0].diff = None  # a row from before views were recorded
+    rows[1].diff = view(rows[1].host, before=["eth0 198.51.100.10/24"],
+                        after=["br0 198.51.100.10/24"])  # fmt: skip
+    rows[2].diff = [{"field": "mtu", "want": "1500", "have": "9000"}]  # a check's drift
+    page = render_html(build(run, rows))
     assert page.count('<pre class="diff">') == 1
+    assert "<del>-eth0 198.51.100.10/24</del>" in page
+    assert "<ins>+br0 198.51.100.10/24</ins>\n" in page
+    assert "<i>@@ " in page and "<b>--- hv0001: apply, changes</b>" in page
+    shown = build(run, rows).hosts
+    assert sum(1 for host in shown if host.diff_lines) == 1
 
 
 def test_summary_by_status_batch_and_site() -> None:

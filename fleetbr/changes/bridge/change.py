@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetbr.changes.bridge.task import BridgeTask
+from fleetbr.diffview.build import host_diff
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import BridgePlan, Plan, plan_host, verify_applied
@@ -38,6 +39,11 @@ class BridgeChange:
     def staged_files(self) -> dict[str, str]:
         """Nothing beyond the step scripts."""
         return {}
+
+    def view(self, host: str, facts: HostFacts, plan: Plan) -> dict[str, Any] | None:
+        """The before/after view (:func:`fleetbr.diffview.build.host_diff`) of the plan the
+        transaction made, the one it applies."""
+        return host_diff(host, facts, bridge_plan(plan), "apply").to_json()
 
     async def confirm_problems(
         self, conn: Session, txid: str, plan: Plan, after: HostFacts

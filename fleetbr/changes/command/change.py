@@ -13,6 +13,7 @@ promise; fleetbr cannot know what an arbitrary command changes: its plan touches
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fleetbr.changes.command.plan import CHECK_FILE, plan_command
 from fleetbr.facts.model import HostFacts
@@ -44,6 +45,10 @@ class CommandChange:
         if self.confirm_check is not None:
             files[CHECK_FILE] = _script(self.confirm_check)
         return files
+
+    def view(self, host: str, facts: HostFacts, plan: Plan) -> dict[str, Any] | None:
+        """None: a command's effect is not known before it runs."""
+        return None
 
     async def confirm_problems(
         self, conn: Session, txid: str, plan: Plan, after: HostFacts

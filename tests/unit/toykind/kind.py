@@ -34,6 +34,9 @@ class ToyChange:
         """Nothing to stage."""
         return {}
 
+    def view(self, host: str, facts: HostFacts, plan: Plan) -> dict[str, Any] | None:
+        return None
+
     async def confirm_problems(
         self, conn: Session, txid: str, plan: Plan, after: HostFacts
     ) -> list[str]:
