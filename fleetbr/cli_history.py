@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleetbr.errors import UsageError
@@ -15,16 +14,17 @@ from fleetbr.report import EXIT_OK, Status
 
 if TYPE_CHECKING:
     from fleetbr.core.assemble import RunOutcome
-    from fleetbr.history.store import Store
+    from fleetbr.history.location import HistoryLocation
+    from fleetbr.history.store import HistoryStore
 
 # The command names runs are recorded under (a watch period is a `check` or `apply` run).
 RECORDED_COMMANDS = frozenset({"plan", "apply", "status", "rollback", "run", "check"})
 
 
-def history_path(args: argparse.Namespace) -> Path | None:
-    from fleetbr.history.record import history_path
+def history_location(args: argparse.Namespace) -> HistoryLocation | None:
+    from fleetbr.history.record import history_location
 
-    return history_path(args.history, args.no_history)
+    return history_location(args.history, args.no_history)
 
 
 def resume_hint(outcome: RunOutcome) -> None:
@@ -56,7 +56,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         elif args.json:
             print_json({"runs": []})
         else:
-            Human().line(f"no runs recorded yet in {history_path(args)}")
+            Human().line(f"no runs recorded yet in {history_location(args)}")
     return EXIT_OK
 
 
@@ -90,19 +90,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def open_history(args: argparse.Namespace) -> Iterator[Store | None]:
+def open_history(args: argparse.Namespace) -> Iterator[HistoryStore | None]:
     """The history for reading (None: none recorded yet); unreadable: HistoryError (exit 1)."""
     import sqlite3
 
-    from fleetbr.history.store import HistoryError, Store
+    from fleetbr.history.location import open_store
+    from fleetbr.history.store import HistoryError, NoHistoryYet
 
-    path = history_path(args)
+    path = history_location(args)
     if path is None:
         raise UsageError("--no-history: there is no history to read")
-    if not path.exists():
+    try:
+        store = open_store(path, create=False)
+    except NoHistoryYet:
         yield None
         return
-    store = Store(path, create=False)
     try:
         yield store
     except sqlite3.Error as exc:

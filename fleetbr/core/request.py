@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetbr.counts import Share
 from fleetbr.errors import UsageError
+from fleetbr.history.location import HistoryLocation
 from fleetbr.inventory import (
     HostSpec,
     apply_overrides,
@@ -81,7 +82,7 @@ class HistoryOptions:
     """Where the run is recorded (None: not at all) and, for ``apply``, the run it resumes
     (``resume``: a run id, 0 for the newest apply, None for a new run)."""
 
-    path: Path | None = None
+    path: HistoryLocation | None = None  # a file (SQLite) or a postgresql:// URL
     resume: int | None = None
     resumed_from: int | None = None
     resumed_options: Mapping[str, Any] | None = None  # the resumed run's options, kept as such
