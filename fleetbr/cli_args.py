@@ -12,7 +12,6 @@ from typing import Any
 
 from fleetbr import __version__
 from fleetbr.errors import UsageError
-from fleetbr.history.location import HistoryLocation, parse_location
 from fleetbr.validate import show
 
 DEFAULT_FORKS = 50
@@ -83,7 +82,7 @@ def _add_global_options(parser: argparse._ActionsContainer, *, prefix: str) -> N
     add("--known-hosts", dest="known_hosts", help="known_hosts file (overrides the inventory)")
     add("--json", dest="json", action="store_true", help="one JSON document on stdout")
     add("-v", "--verbose", dest="verbose", action="store_true", help="debug logging on stderr")
-    add("--history", dest="history", type=_history_location, metavar="PATH|URL",
+    add("--history", dest="history", metavar="PATH|URL",
         help="run history: an SQLite file or a postgresql:// URL (default $FLEETBR_HISTORY, "
         "else $XDG_STATE_HOME/fleetbr/history.sqlite3 or ~/.local/state/fleetbr/"
         "history.sqlite3)")  # fmt: skip
@@ -307,14 +306,6 @@ def _facts_sections(text: str) -> tuple[str, ...]:
         return parse_sections(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _history_location(text: str) -> HistoryLocation:
-    """``--history``: a path or a postgresql:// URL (its password never echoed)."""
-    try:
-        return parse_location(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--history ")) from None
 
 
 def _positive_int(text: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from fleetbr.errors import UsageError
 from fleetbr.history.store import BUSY_TIMEOUT, HistoryError, HistoryStore
@@ -48,12 +48,12 @@ HistoryLocation = Path | DatabaseUrl
 def masked(url: str) -> str:
     """``url`` with its password (in the user part or the query) replaced by ``***``."""
     parts = urlsplit(url)
-    netloc = parts.netloc
+    shown = url
     if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
-    query = _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        user, _, host = parts.netloc.rpartition("@")
+        shown = shown.replace(parts.netloc, f"{user.partition(':')[0]}:{MASK}@{host}", 1)
+    head, mark, query = shown.partition("?")
+    return head + mark + _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", query)
 
 
 def parse_location(text: str) -> HistoryLocation:

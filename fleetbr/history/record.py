@@ -51,11 +51,16 @@ TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another pro
 CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
 
 
-def history_location(option: HistoryLocation | None, disabled: bool) -> HistoryLocation | None:
+def history_location(
+    option: HistoryLocation | str | None, disabled: bool
+) -> HistoryLocation | None:
     """Where the history lives: ``--no-history`` (None), ``--history``, ``$FLEETBR_HISTORY`` (a
-    path or a ``postgresql://`` URL), or the user's state directory."""
+    path or a ``postgresql://`` URL, as text or parsed), or the user's state directory.
+    UsageError (one line, the password masked) for a URL of another scheme."""
     if disabled:
         return None
+    if isinstance(option, str):
+        return parse_location(option)
     if option is not None:
         return option
     from_env = os.environ.get(ENV, "")

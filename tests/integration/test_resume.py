@@ -29,7 +29,7 @@ from tests.integration.helpers import (
 )
 
 
-def controller(lab: Lab, history: Path, *args: str, gate: Gate) -> subprocess.Popen[str]:
+def controller(lab: Lab, history: Path | str, *args: str, gate: Gate) -> subprocess.Popen[str]:
     """``fleetbr --json apply ...`` in the background, held before each confirm until ``gate``
     releases it."""
     return subprocess.Popen(
@@ -63,7 +63,7 @@ def _stderr_through(proc: subprocess.Popen[str], line: str, timeout: float) -> s
     return "".join(seen)
 
 
-def resume(lab: Lab, history: Path, *args: str, limit: str = "") -> tuple[int, Any, str]:
+def resume(lab: Lab, history: Path | str, *args: str, limit: str = "") -> tuple[int, Any, str]:
     """``fleetbr --json --history H -i INV [-l LIMIT] apply ARGS``."""
     selection = ["-l", limit] if limit else []
     return fleetbr("--history", str(history), "-i", str(lab.inventory_dir), *selection, "apply",
