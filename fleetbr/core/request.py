@@ -8,11 +8,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetbr.counts import Share
 from fleetbr.errors import UsageError
-from fleetbr.history.location import HistoryLocation
 from fleetbr.inventory import (
     HostSpec,
     apply_overrides,
@@ -23,6 +22,9 @@ from fleetbr.inventory import (
 
 DEFAULT_FORKS = 50
 ORIGINS = frozenset({"cli", "api", "nornir", "watch", "schedule", "demo"})
+
+if TYPE_CHECKING:  # `facts` imports this module, and nothing of the history
+    from fleetbr.history.location import HistoryLocation
 
 
 @dataclass(frozen=True)
