@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import fleetbr.api as fleetbr_api
 from fleetbr.core.request import HistoryOptions
 from fleetbr.errors import UsageError
 from fleetbr.history.location import DatabaseUrl, masked, parse_location
@@ -57,6 +58,16 @@ def test_the_environment_may_name_a_database(monkeypatch: pytest.MonkeyPatch) ->
     assert history_location(None, False) == DatabaseUrl(UNREACHABLE)
     assert history_location(Path("x.sqlite3"), False) == Path("x.sqlite3")
     assert history_location(None, True) is None
+
+
+def test_the_api_takes_a_url_as_text_and_a_path_as_either() -> None:
+    assert fleetbr_api.request("status", [], None, history=UNREACHABLE).history.path == (
+        DatabaseUrl(UNREACHABLE)
+    )
+    assert fleetbr_api.request("status", [], None, history="h.sqlite3").history.path == Path(
+        "h.sqlite3"
+    )
+    assert fleetbr_api.request("status", [], None, history=Path("x")).history.path == Path("x")
 
 
 def test_the_command_line_refuses_another_scheme_in_one_masked_line(tmp_path: Path) -> None:
