@@ -45,7 +45,8 @@ from fleetbr.core.request import (
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import facts_job, gather
 from fleetbr.facts.model import HostFacts
-from fleetbr.history.record import history_path
+from fleetbr.history.location import HistoryLocation, parse_location
+from fleetbr.history.record import history_location
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import BridgePlan, Plan, plan_host
 from fleetbr.report import AggregatedResult, HostResult, Status
@@ -91,7 +92,8 @@ TaskSource = str | os.PathLike[str] | TaskTemplate
 
 HistoryTarget = str | os.PathLike[str] | bool | None
 """Where a run is recorded: True (the default) as the CLI does (``$FLEETBR_HISTORY``, else the
-user's state directory), a path, or False/None for nowhere."""
+user's state directory), a path, a ``postgresql://`` URL (a string), or False/None for
+nowhere."""
 
 T = TypeVar("T")
 
@@ -242,12 +244,14 @@ async def _run(command: str, hosts: Sequence[HostSpec], task: TaskSource | None,
     return outcome.result
 
 
-def _history(history: HistoryTarget) -> Path | None:
+def _history(history: HistoryTarget) -> HistoryLocation | None:
     if history is True:
-        return history_path(None, False)
+        return history_location(None, False)
     if history is False or history is None:
         return None
-    if isinstance(history, str | os.PathLike):
+    if isinstance(history, str):
+        return parse_location(history)  # a path, or a postgresql:// URL
+    if isinstance(history, os.PathLike):
         return Path(history)
     raise UsageError(f"history: expected a path, True or False, got {history!r:.40}")
 

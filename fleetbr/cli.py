@@ -62,9 +62,9 @@ def selected_hosts(args: argparse.Namespace, *, connecting: bool = True) -> list
     selection = Selection(args.inventory, args.limit, args.key, args.known_hosts)
     history = None
     if args.limit is not None and NAMED_MARK in args.limit:  # -l @failed:RUN reads the history
-        from fleetbr.cli_history import history_path
+        from fleetbr.cli_history import history_location
 
-        history = history_path(args)
+        history = history_location(args)
     return selection.resolve(connecting=connecting, history=history)
 
 

@@ -83,9 +83,10 @@ def _add_global_options(parser: argparse._ActionsContainer, *, prefix: str) -> N
     add("--known-hosts", dest="known_hosts", help="known_hosts file (overrides the inventory)")
     add("--json", dest="json", action="store_true", help="one JSON document on stdout")
     add("-v", "--verbose", dest="verbose", action="store_true", help="debug logging on stderr")
-    add("--history", dest="history", type=Path, metavar="PATH",
-        help="run history database (default $FLEETBR_HISTORY, else $XDG_STATE_HOME/fleetbr/"
-        "history.sqlite3 or ~/.local/state/fleetbr/history.sqlite3)")  # fmt: skip
+    add("--history", dest="history", metavar="PATH|URL",
+        help="run history: an SQLite file or a postgresql:// URL (default $FLEETBR_HISTORY, "
+        "else $XDG_STATE_HOME/fleetbr/history.sqlite3 or ~/.local/state/fleetbr/"
+        "history.sqlite3)")  # fmt: skip
     add("--no-history", dest="no_history", action="store_true",
         help="record nothing in the history")  # fmt: skip
     add("--metrics-file", dest="metrics_file", type=Path, metavar="PATH",

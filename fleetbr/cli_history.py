@@ -15,16 +15,17 @@ from fleetbr.report import EXIT_OK, Status
 
 if TYPE_CHECKING:
     from fleetbr.core.assemble import RunOutcome
-    from fleetbr.history.store import Store
+    from fleetbr.history.location import HistoryLocation
+    from fleetbr.history.store import HistoryStore
 
 # The command names runs are recorded under (a watch period is a `check` or `apply` run).
 RECORDED_COMMANDS = frozenset({"plan", "apply", "status", "rollback", "run", "check"})
 
 
-def history_path(args: argparse.Namespace) -> Path | None:
-    from fleetbr.history.record import history_path
+def history_location(args: argparse.Namespace) -> HistoryLocation | None:
+    from fleetbr.history.record import history_location
 
-    return history_path(args.history, args.no_history)
+    return history_location(args.history, args.no_history)
 
 
 def resume_hint(outcome: RunOutcome) -> None:
@@ -56,7 +57,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         elif args.json:
             print_json({"runs": []})
         else:
-            Human().line(f"no runs recorded yet in {history_path(args)}")
+            Human().line(f"no runs recorded yet in {history_location(args)}")
     return EXIT_OK
 
 
@@ -108,7 +109,7 @@ def check_apply_report(args: argparse.Namespace) -> None:
     """``apply --report FILE``: checked before the run (the report is read from its history)."""
     if getattr(args, "report", None) is None:
         return
-    if history_path(args) is None:
+    if history_location(args) is None:
         raise UsageError("apply --report: the report is made from the run history; "
                          "drop --no-history")  # fmt: skip
     check_report_path(args.report, "apply --report")
@@ -135,7 +136,7 @@ def report_after_apply(args: argparse.Namespace, outcome: RunOutcome) -> None:
         warning(f"report not written ({plain(path)}: {exc})")
 
 
-def _write_html(args: argparse.Namespace, store: Store, run_id: int, path: Path) -> None:
+def _write_html(args: argparse.Namespace, store: HistoryStore, run_id: int, path: Path) -> None:
     from fleetbr.history.store import HistoryError
     from fleetbr.htmlreport.render import run_report, write_report
 
@@ -161,19 +162,21 @@ def inventory_sites(args: argparse.Namespace) -> dict[str, str]:
 
 
 @contextmanager
-def open_history(args: argparse.Namespace) -> Iterator[Store | None]:
+def open_history(args: argparse.Namespace) -> Iterator[HistoryStore | None]:
     """The history for reading (None: none recorded yet); unreadable: HistoryError (exit 1)."""
     import sqlite3
 
-    from fleetbr.history.store import HistoryError, Store
+    from fleetbr.history.location import open_store
+    from fleetbr.history.store import HistoryError, NoHistoryYet
 
-    path = history_path(args)
+    path = history_location(args)
     if path is None:
         raise UsageError("--no-history: there is no history to read")
-    if not path.exists():
+    try:
+        store = open_store(path, create=False)
+    except NoHistoryYet:
         yield None
         return
-    store = Store(path, create=False)
     try:
         yield store
     except sqlite3.Error as exc:

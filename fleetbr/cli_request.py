@@ -21,7 +21,7 @@ from fleetbr.core.request import (
     Selection,
 )
 from fleetbr.errors import UsageError
-from fleetbr.history.record import history_path
+from fleetbr.history.record import history_location
 
 if TYPE_CHECKING:
     from fleetbr.adhoc.spec import RunSpec
@@ -57,7 +57,7 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
         selection=Selection(args.inventory, args.limit, args.key, args.known_hosts),
         change=change,
         rollout=rollout,
-        history=HistoryOptions(path=history_path(args.history, args.no_history), resume=resume),
+        history=HistoryOptions(path=history_location(args.history, args.no_history), resume=resume),
         metrics=MetricsOptions(args.metrics_file, metric_labels(args), quiet=quiet),
         recorded=_recorded(args),
         diff=args.command in DIFF_COMMANDS and getattr(args, "diff", False),

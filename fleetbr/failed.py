@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Sequence
-from pathlib import Path
 
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.errors import UsageError
+from fleetbr.history.location import HistoryLocation, open_store
 from fleetbr.history.record import controller_alive
-from fleetbr.history.store import STARTED, HistoryError, HostRow, RunRecord, RunState, Store
+from fleetbr.history.store import (
+    STARTED,
+    HistoryError,
+    HistoryStore,
+    HostRow,
+    NoHistoryYet,
+    RunRecord,
+    RunState,
+)
 from fleetbr.report import success_of
 from fleetbr.selection import NAMED_MARK
 from fleetbr.validate import show
@@ -58,7 +66,11 @@ def failed_hosts(run: RunRecord, rows: Sequence[HostRow]) -> list[str]:
 
 
 def failed_sets(
-    limit: str, history: Path | None, *, known: Collection[str], before: int | None = None
+    limit: str,
+    history: HistoryLocation | None,
+    *,
+    known: Collection[str],
+    before: int | None = None,
 ) -> dict[str, frozenset[str]]:
     """The hosts of each ``@failed:`` term of ``limit``, read from ``history``; every host must
     still be in the inventory (``known``). ``before``: ``last`` looks only at older runs (a
@@ -69,20 +81,20 @@ def failed_sets(
         return {}
     if history is None:
         raise UsageError(f"--limit: {show(terms[0])} reads the run history: not with --no-history")
-    if not history.exists():
-        raise UsageError(f"--limit: {show(terms[0])}: no run history at {history}")
     try:
-        store = Store(history, create=False)
+        store = open_store(history, create=False)
         try:
             return {term: _failed(store, term, ref, known, before) for term, ref in refs.items()}
         finally:
             store.close()
+    except NoHistoryYet:
+        raise UsageError(f"--limit: {show(terms[0])}: no run history at {history}") from None
     except (HistoryError, sqlite3.Error) as exc:
         raise UsageError(f"--limit: {exc}") from None
 
 
 def _failed(
-    store: Store, term: str, ref: int | None, known: Collection[str], before: int | None
+    store: HistoryStore, term: str, ref: int | None, known: Collection[str], before: int | None
 ) -> frozenset[str]:
     run = _run(store, term, ref, before)
     if run.state is RunState.RUNNING and controller_alive(run.controller):
@@ -102,12 +114,12 @@ def _failed(
     return frozenset(hosts)
 
 
-def _run(store: Store, term: str, ref: int | None, before: int | None) -> RunRecord:
+def _run(store: HistoryStore, term: str, ref: int | None, before: int | None) -> RunRecord:
     if ref is not None:
         try:
             return store.run(ref)
         except HistoryError:
-            raise UsageError(f"--limit: {show(term)}: no run {ref} in {store.path}") from None
+            raise UsageError(f"--limit: {show(term)}: no run {ref} in {store.location}") from None
     newest = store.latest_run_id() or 0
     for run_id in range(min(newest, before - 1 if before else newest), 0, -1):
         try:
@@ -116,4 +128,4 @@ def _run(store: Store, term: str, ref: int | None, before: int | None) -> RunRec
             continue
         if run.hosts:
             return run
-    raise UsageError(f"--limit: {show(term)}: no run with hosts in {store.path}")
+    raise UsageError(f"--limit: {show(term)}: no run with hosts in {store.location}")

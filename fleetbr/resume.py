@@ -24,15 +24,17 @@ from fleetbr.adhoc.text import fold_hosts
 from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.counts import Serial
 from fleetbr.errors import UsageError
+from fleetbr.history.location import HistoryLocation, open_store
 from fleetbr.history.record import controller_alive, file_sha256
 from fleetbr.history.store import (
     DONE,
     STARTED,
     HistoryError,
+    HistoryStore,
     HostRow,
+    NoHistoryYet,
     RunRecord,
     RunState,
-    Store,
 )
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
@@ -82,7 +84,7 @@ def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
     return prior
 
 
-def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
+def choose_run(store: HistoryStore, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
     """The run to resume: ``wanted``, or (bare ``--resume``) the newest apply run, only when it
     stopped before it reached every host. UsageError (exit 2, nothing contacted) when there is
     none, it finished, or it is live."""
@@ -98,7 +100,7 @@ def choose_run(store: Store, wanted: int | None) -> tuple[RunRecord, list[HostRo
         return run, rows
     newest = store.runs(command="apply", limit=1)
     if not newest:
-        raise UsageError(f"--resume: no apply run in {store.path}")
+        raise UsageError(f"--resume: no apply run in {store.location}")
     run = newest[0]
     rows = store.hosts_of(run.id)
     if stop_reason(run, rows) is None:
@@ -141,7 +143,7 @@ def announcement(run: RunRecord, rows: Sequence[HostRow]) -> str:
     )
 
 
-def _check_resumable(store: Store, run: RunRecord, rows: Sequence[HostRow]) -> None:
+def _check_resumable(store: HistoryStore, run: RunRecord, rows: Sequence[HostRow]) -> None:
     later = store.resumed_by(run.id)
     if later is not None:
         raise UsageError(f"--resume: run {run.id} was resumed by run {later}; resume that one")
@@ -231,11 +233,14 @@ def prepare_resume(
     return resumed, prior_of(run, rows), hosts
 
 
-def _chosen(path: Path, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
-    if not path.exists():
-        raise UsageError(f"--resume: no run history at {path}")
+def _chosen(path: HistoryLocation, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
     try:
-        store = Store(path, create=False)
+        store = open_store(path, create=False)
+    except NoHistoryYet:
+        raise UsageError(f"--resume: no run history at {path}") from None
+    except HistoryError as exc:
+        raise UsageError(f"--resume: {exc}") from None
+    try:
         try:
             return choose_run(store, wanted)
         finally:

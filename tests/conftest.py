@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.isolation import EXPECT_ENV, isolation_expected, isolation_problem
+from tests.pgserver import pg_server, pg_url  # noqa: F401 (fixtures: a throw-away PostgreSQL)
 
 _HISTORY_DIR = tempfile.mkdtemp(prefix="fleetbr-test-history-")
 _INTEGRATION = Path(__file__).resolve().parent / "integration"

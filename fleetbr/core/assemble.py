@@ -25,6 +25,7 @@ from fleetbr.core.runner import Runner
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
+from fleetbr.history.location import check_reachable
 from fleetbr.history.record import RunContext
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
@@ -94,6 +95,7 @@ def prepare(request: RunRequest, *, changes: Mapping[str, Change] | None = None)
 
         request, prior, hosts = prepare_resume(request, select)
     else:
+        check_reachable(request.history.path)  # a database history: reachable before any contact
         hosts = select(request)
     if request.command == "run":
         adhoc_of(request)  # UsageError: nothing to run

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetbr.counts import BatchSize, Share
 from fleetbr.errors import UsageError
@@ -24,6 +24,9 @@ from fleetbr.selection import NAMED_MARK
 DEFAULT_FORKS = 50
 ORIGINS = frozenset({"cli", "api", "nornir", "watch", "schedule", "demo"})
 
+if TYPE_CHECKING:  # `facts` imports this module, and nothing of the history
+    from fleetbr.history.location import HistoryLocation
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -38,7 +41,11 @@ class Selection:
     hosts: tuple[HostSpec, ...] | None = None
 
     def resolve(
-        self, *, connecting: bool = True, history: Path | None = None, before: int | None = None
+        self,
+        *,
+        connecting: bool = True,
+        history: HistoryLocation | None = None,
+        before: int | None = None,
     ) -> list[HostSpec]:
         """The hosts: loaded from the inventory with ``-l`` and the overrides (with
         ``connecting``, the keys of the hosts to contact are checked), or the hosts given as
@@ -63,7 +70,10 @@ class Selection:
 
 
 def _named_sets(
-    limit: str | None, inventory: Mapping[str, HostSpec], history: Path | None, before: int | None
+    limit: str | None,
+    inventory: Mapping[str, HostSpec],
+    history: HistoryLocation | None,
+    before: int | None,
 ) -> dict[str, frozenset[str]]:
     if limit is None or NAMED_MARK not in limit:
         return {}
@@ -99,7 +109,7 @@ class HistoryOptions:
     """Where the run is recorded (None: not at all) and, for ``apply``, the run it resumes
     (``resume``: a run id, 0 for the newest apply, None for a new run)."""
 
-    path: Path | None = None
+    path: HistoryLocation | None = None  # a file (SQLite) or a postgresql:// URL
     resume: int | None = None
     resumed_from: int | None = None
     resumed_options: Mapping[str, Any] | None = None  # the resumed run's options, kept as such

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fleetbr.errors import UsageError
-from fleetbr.history.store import HistoryError, HostRow, RunRecord, Store
+from fleetbr.history.store import HistoryError, HistoryStore, HostRow, RunRecord
 from fleetbr.output import Human, console, is_terminal, plain, print_json
 from fleetbr.report import hosts_text
 
@@ -84,7 +84,8 @@ def row_dict(row: HostRow) -> dict[str, Any]:
     return {
         "status": row.status, "message": row.message, "txid": row.txid, "batch": row.batch,
         "started": row.started, "ended": row.ended, "elapsed": row.elapsed,
-        "phases": row.phases, "diff": row.diff, "from_run": row.from_run, "data": row.data,
+        "phases": row.phases, "diff": row.diff, "from_run": row.from_run, "worker": row.worker,
+        "data": row.data,
     }  # fmt: skip
 
 
@@ -122,7 +123,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
 
 
 def show_history(
-    store: Store,
+    store: HistoryStore,
     *,
     hosts: Callable[[Sequence[str]], list[str]] | None,
     since: str | None,
@@ -156,7 +157,7 @@ def show_history(
     )  # fmt: skip
 
 
-def _state(store: Store, run: RunRecord) -> str:
+def _state(store: HistoryStore, run: RunRecord) -> str:
     state = str(run.state)
     if run.resumed_from is not None:
         state += f" (resumes {run.resumed_from})"
@@ -166,12 +167,12 @@ def _state(store: Store, run: RunRecord) -> str:
     return state
 
 
-def run_number(text: str, store: Store) -> int:
+def run_number(text: str, store: HistoryStore) -> int:
     """``show RUN``: a run number, or ``last``."""
     if text == "last":
         latest = store.latest_run_id()
         if latest is None:
-            raise UsageError(f"no runs in {store.path}")
+            raise UsageError(f"no runs in {store.location}")
         return latest
     if not text.isdigit():
         raise UsageError(f"show {plain(text)!r}: a run number (see `fleetbr history`) or 'last'")
@@ -193,7 +194,7 @@ def readable_lines(key: str, value: object, indent: str = "") -> list[str]:
     return [f"{indent}{key}: {'-' if value is None else value}"]
 
 
-def show_run(store: Store, run_id: int, *, as_json: bool) -> None:
+def show_run(store: HistoryStore, run_id: int, *, as_json: bool) -> None:
     """``fleetbr show RUN``."""
     try:
         run = store.run(run_id)

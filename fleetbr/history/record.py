@@ -31,15 +31,16 @@ from typing import Any
 from fleetbr import __version__, progress
 from fleetbr.core.request import RunRequest
 from fleetbr.counts import Serial, Share
+from fleetbr.history.location import HistoryLocation, open_store, parse_location
 from fleetbr.history.store import (
     BUSY_TIMEOUT,
     DATA_LIMIT,
     STARTED,
     HistoryError,
+    HistoryStore,
     HostRow,
     RunRecord,
     RunState,
-    Store,
     default_path,
 )
 from fleetbr.metrics import RunSummary, render, write_atomically
@@ -47,21 +48,26 @@ from fleetbr.observe import Observers
 from fleetbr.output import warning
 from fleetbr.report import EXIT_FAILED, EXIT_INTERRUPTED, AggregatedResult, HostResult
 
-Op = Callable[[Store], None]
+Op = Callable[[HistoryStore], None]
 ENV = "FLEETBR_HISTORY"
 TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another process's write
 CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
 
 
-def history_path(option: Path | None, disabled: bool) -> Path | None:
-    """Where the history lives: ``--no-history`` (None), ``--history``, ``$FLEETBR_HISTORY``, or
-    the user's state directory."""
+def history_location(
+    option: HistoryLocation | str | None, disabled: bool
+) -> HistoryLocation | None:
+    """Where the history lives: ``--no-history`` (None), ``--history``, ``$FLEETBR_HISTORY`` (a
+    path or a ``postgresql://`` URL, as text or parsed), or the user's state directory.
+    UsageError (one line, the password masked) for a URL of another scheme."""
     if disabled:
         return None
+    if isinstance(option, str):
+        return parse_location(option)
     if option is not None:
         return option
     from_env = os.environ.get(ENV, "")
-    return Path(from_env) if from_env.strip() else default_path()
+    return parse_location(from_env) if from_env.strip() else default_path()
 
 
 def history_timeout() -> float:
@@ -137,7 +143,9 @@ def phases_of(result: HostResult) -> dict[str, float]:
 class Recorder:
     """Records one run (a :class:`fleetbr.observe.RunObserver`); see the module docstring."""
 
-    def __init__(self, path: Path, run: RunRecord, *, timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(
+        self, path: HistoryLocation, run: RunRecord, *, timeout: float = BUSY_TIMEOUT
+    ) -> None:
         self.path = path
         self.run = run
         self.timeout = timeout
@@ -145,8 +153,10 @@ class Recorder:
         self.started_at: dict[str, float] = {}
         self.txids: dict[str, str] = {}  # host -> the transaction it staged (kept if it fails)
         self.failed = False
+        identity = run.controller
+        self.worker = f"{identity.get('host', '')}:{identity.get('pid', '')}"  # this controller
         self._queue: queue.Queue[Op | None] = queue.Queue()
-        self._store: Store | None = None
+        self._store: HistoryStore | None = None
         self._thread = threading.Thread(target=self._write_all, name="fleetbr-history",
                                          daemon=True)  # fmt: skip
         self._thread.start()
@@ -168,7 +178,7 @@ class Recorder:
                 continue
             try:
                 if self._store is None:
-                    self._store = Store(self.path, timeout=self.timeout)
+                    self._store = open_store(self.path, timeout=self.timeout)
                 store = self._store
                 store.retrying(functools.partial(op, store))
             except (sqlite3.Error, OSError, HistoryError) as exc:
@@ -178,7 +188,7 @@ class Recorder:
         if self._store is not None:
             self._store.close()
 
-    def _create(self, store: Store) -> None:
+    def _create(self, store: HistoryStore) -> None:
         store.create_run(self.run)
 
     def _put(self, row: HostRow) -> None:
@@ -194,7 +204,8 @@ class Recorder:
         """A ``started`` row: a controller killed from now on leaves this host to resolve."""
         self.started_at[host] = time.time()
         self.txids.pop(host, None)
-        self._put(HostRow(host, STARTED, batch=self.batch_index, started=self.started_at[host]))
+        self._put(HostRow(host, STARTED, batch=self.batch_index, started=self.started_at[host],
+                          worker=self.worker))  # fmt: skip
 
     def staged(self, host: str, txid: str) -> None:
         """The host's transaction id, written before it is armed."""
@@ -222,7 +233,7 @@ class Recorder:
                 started=self.started_at.get(result.host),
                 ended=ended, elapsed=round(result.elapsed, 3), phases=phases_of(result),
                 diff=diff, data=data,
-                from_run=from_run if isinstance(from_run, int) else None,
+                from_run=from_run if isinstance(from_run, int) else None, worker=self.worker,
             )
         )  # fmt: skip
 
@@ -232,7 +243,7 @@ class Recorder:
         """Record the end of the run and wait (bounded) for every row to be written."""
         ended = time.time()
 
-        def op(store: Store) -> None:
+        def op(store: HistoryStore) -> None:
             store.finish_run(self.run.id, ended=ended, exit_code=exit_code, state=state)
 
         self._queue.put(op)
@@ -279,7 +290,7 @@ def run_options(request: RunRequest, total: int) -> dict[str, Any]:
 
 
 def start_recording(
-    path: Path | None,
+    path: HistoryLocation | None,
     *,
     command: str,
     hosts: Sequence[str],

@@ -1,31 +1,29 @@
-"""The run history's SQLite store: schema, numbered migrations, writes and queries.
+"""The run history's store: its records, and the queries every backend shares.
 
-One database file (default ``$XDG_STATE_HOME/fleetbr/history.sqlite3``), opened in WAL mode with a
-busy timeout, every write its own ``BEGIN IMMEDIATE`` transaction: two fleetbr processes may record
-at once (readers never block writers; a writer waits for the other, never fails at once).
+Two backends stand behind :class:`HistoryStore`, with one logical schema (``runs`` and their
+``host_results``, JSON kept as TEXT): SQLite (``fleetbr.history.sqlite``, one file, the default)
+and PostgreSQL (``fleetbr.history.postgres``, a ``postgresql://`` URL, shared by coordinator and
+workers). ``fleetbr.history.location`` picks one. Each backend has its numbered migrations and a
+``schema_version`` table; a database newer than this fleetbr is refused, never changed.
 
-The schema is versioned: ``schema_version`` holds the version, :data:`MIGRATIONS` lists the steps
-from an empty database to the latest, applied in order, each in its own transaction (a second
-process migrating at the same time waits, then finds nothing left to do). Only portable SQL is
-used (no SQLite-only column types), so a server database can stand behind the same interface.
+Every write is its own transaction. The per-host rows are the truth of a run: which worker took
+the host (:meth:`HistoryStore.claim_host`, atomic), its txid, its phase timings and its result.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
 import json
 import os
-import random
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from fleetbr.errors import FleetbrError
-from fleetbr.history.safepath import UnsafeHistoryPath, check_history_path, create_history_file
 from fleetbr.report import Status
 
 T = TypeVar("T")
@@ -52,53 +50,21 @@ HostStatus = Status | Pending
 STARTED = Pending.STARTED
 DONE = frozenset({Status.CONFIRMED, Status.UNCHANGED})  # an apply host that needs nothing more
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: runs and their per-host results
-    (
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            command TEXT NOT NULL,
-            task_path TEXT,
-            task_sha256 TEXT,
-            selection TEXT,
-            hosts TEXT NOT NULL,
-            options TEXT NOT NULL,
-            started REAL NOT NULL,
-            ended REAL,
-            exit_code INTEGER,
-            state TEXT NOT NULL,
-            controller TEXT NOT NULL
-        )""",
-        """CREATE TABLE host_results (
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            host TEXT NOT NULL,
-            status TEXT NOT NULL,
-            message TEXT NOT NULL,
-            txid TEXT,
-            started REAL,
-            ended REAL,
-            elapsed REAL,
-            data TEXT,
-            PRIMARY KEY (run_id, host)
-        )""",
-        "CREATE INDEX runs_started ON runs (started)",
-    ),
-    # 2: resumable rollouts (which run a run resumes, each host's batch and the run it was carried
-    # over from), phase timings and drift diffs
-    (
-        "ALTER TABLE runs ADD COLUMN resumed_from INTEGER",
-        "ALTER TABLE host_results ADD COLUMN batch INTEGER",
-        "ALTER TABLE host_results ADD COLUMN from_run INTEGER",
-        "ALTER TABLE host_results ADD COLUMN phases TEXT",
-        "ALTER TABLE host_results ADD COLUMN diff TEXT",
-        "CREATE INDEX host_results_host ON host_results (host, run_id)",
-    ),
-)
-LATEST = len(MIGRATIONS)
-
 
 class HistoryError(FleetbrError):
     """The run history cannot be opened, read or written."""
+
+
+class NoHistoryYet(HistoryError):
+    """Nothing was ever recorded at the location (opened for reading only)."""
+
+
+def newer_than_code(version: int, latest: int) -> HistoryError:
+    """The error for a database another (newer) fleetbr migrated past ``latest``."""
+    return HistoryError(
+        f"schema version {version} is newer than this fleetbr knows ({latest}); "
+        "use a newer fleetbr or another --history"
+    )
 
 
 def default_path() -> Path:
@@ -143,6 +109,7 @@ class HostRow:
     diff: Any = None
     data: dict[str, Any] = field(default_factory=dict)
     from_run: int | None = None
+    worker: str | None = None  # who took the host (claim_host; a local run: its controller)
     run_id: int = 0
 
 
@@ -157,115 +124,100 @@ def _data_text(data: dict[str, Any]) -> str:
     return text
 
 
-class Store:
-    """An open history database (see the module docstring)."""
+Rows = list[tuple[Any, ...]]
+Execute = Callable[[str, Sequence[Any]], Rows]  # one statement in the open transaction
 
-    def __init__(self, path: Path, *, create: bool = True, timeout: float = BUSY_TIMEOUT) -> None:
-        self.path = path
-        if not create and not path.exists():
-            raise HistoryError(f"{path}: no run history yet")
-        try:
-            if create:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            check_history_path(path)
-            if create:  # the history names hosts and errors: this user's only
-                create_history_file(path)
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        except UnsafeHistoryPath as exc:
-            raise HistoryError(f"{path}: refused: {exc} (docs/history.md)") from None
-        except (OSError, sqlite3.Error) as exc:
-            raise HistoryError(f"{path}: {exc}") from None
-        self.timeout = timeout
-        try:
-            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.retrying(self._set_up)
-        except (sqlite3.Error, HistoryError) as exc:
-            self.db.close()
-            raise HistoryError(f"{path}: {exc}") from None
 
-    def _set_up(self) -> None:
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL, much faster
-        migrate(self.db)
+class HistoryStore(abc.ABC):
+    """An open history database: the queries every backend shares (module docstring).
 
-    def retrying(self, action: Callable[[], T]) -> T:
-        """``action``, tried again while SQLite says the database is locked or busy, until the
-        busy timeout. SQLite does not wait by itself in every case (switching to WAL, a WAL
-        recovery by another process), and each action is one transaction, rolled back when it
-        fails, so trying again is safe."""
-        give_up = time.monotonic() + self.timeout
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                text = str(exc)
-                if ("locked" not in text and "busy" not in text) or time.monotonic() > give_up:
-                    raise
-            time.sleep(random.uniform(0.005, 0.05))
+    Statements are written once, here, with ``?`` placeholders; a backend runs them
+    (:meth:`_query`, :meth:`_transaction`) and translates the placeholders if its driver wants
+    another style. No statement is ever built from a value: values are bound parameters.
+    """
 
+    location: object  # what messages name (a path, a masked URL)
+    host_order: ClassVar[str]  # the column that keeps host rows in the order first written
+
+    @abc.abstractmethod
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        """The rows of one read statement."""
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractContextManager[Execute]:
+        """One write transaction (committed at the end, rolled back on an exception)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection."""
-        self.db.close()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (``BEGIN IMMEDIATE``: no lock upgrade, no
-        deadlock between two writers)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def retrying(self, action: Callable[[], T]) -> T:
+        """``action``, tried again where the backend knows a failure to be passing."""
+        return action()
 
     # -- writes -----------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> int:
         """Insert ``run``; its new id (also set on ``run``)."""
-        with self.write() as db:
-            cursor = db.execute(
+        with self._transaction() as execute:
+            rows = execute(
                 "INSERT INTO runs (command, task_path, task_sha256, selection, hosts, options,"
                 " started, ended, exit_code, state, controller, resumed_from)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (run.command, run.task_path, run.task_sha256, run.selection, _dumps(run.hosts),
                  _dumps(run.options), run.started, run.ended, run.exit_code, run.state.value,
                  _dumps(run.controller), run.resumed_from),
             )  # fmt: skip
-        run.id = int(cursor.lastrowid or 0)
+        run.id = int(rows[0][0])
         return run.id
 
     def put_host(self, run_id: int, row: HostRow) -> None:
-        """Insert ``row`` of run ``run_id``, or update the host's row (its place stays)."""
-        with self.write() as db:
-            db.execute(
+        """Insert ``row`` of run ``run_id``, or update the host's row (its place stays; a worker
+        that claimed the host stays recorded)."""
+        with self._transaction() as execute:
+            execute(
                 "INSERT INTO host_results (run_id, host, status, message, txid, batch, started,"
-                " ended, elapsed, phases, diff, data, from_run)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ended, elapsed, phases, diff, data, from_run, worker)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, host) DO UPDATE SET status = excluded.status,"
                 " message = excluded.message, txid = excluded.txid, batch = excluded.batch,"
                 " started = excluded.started, ended = excluded.ended,"
                 " elapsed = excluded.elapsed, phases = excluded.phases, diff = excluded.diff,"
-                " data = excluded.data, from_run = excluded.from_run",
+                " data = excluded.data, from_run = excluded.from_run,"
+                " worker = COALESCE(host_results.worker, excluded.worker)",
                 (run_id, row.host, row.status.value, row.message, row.txid, row.batch, row.started,
                  row.ended, row.elapsed, _dumps(row.phases) if row.phases else None,
                  None if row.diff is None else _dumps(row.diff), _data_text(row.data),
-                 row.from_run),
+                 row.from_run, row.worker),
             )  # fmt: skip
+
+    def claim_host(self, run_id: int, host: str, worker: str) -> bool:
+        """Take ``host`` of run ``run_id`` for ``worker``: True for exactly one caller per run and
+        host, whoever asks and however often (one atomic statement; a second delivery of the
+        same host's work, by any worker, gets False and must stage nothing). A row the run
+        wrote before, unclaimed, is claimed in place; a new one starts ``started``."""
+        with self._transaction() as execute:
+            taken = execute(
+                "INSERT INTO host_results (run_id, host, status, message, data, started, worker)"
+                " VALUES (?, ?, ?, '', '{}', ?, ?)"
+                " ON CONFLICT (run_id, host) DO UPDATE SET worker = excluded.worker"
+                " WHERE host_results.worker IS NULL RETURNING worker",
+                (run_id, host, STARTED.value, now(), worker),
+            )
+        return bool(taken)
 
     def set_txid(self, run_id: int, host: str, txid: str) -> None:
         """Record the transaction a host's row has staged (before it is armed)."""
-        with self.write() as db:
-            db.execute(
+        with self._transaction() as execute:
+            execute(
                 "UPDATE host_results SET txid = ? WHERE run_id = ? AND host = ?",
                 (txid, run_id, host),
             )
 
     def finish_run(self, run_id: int, *, ended: float, exit_code: int, state: RunState) -> None:
         """Record how run ``run_id`` ended."""
-        with self.write() as db:
-            db.execute(
+        with self._transaction() as execute:
+            execute(
                 "UPDATE runs SET ended = ?, exit_code = ?, state = ? WHERE id = ?",
                 (ended, exit_code, state.value, run_id),
             )
@@ -275,15 +227,15 @@ class Store:
     def run(self, run_id: int) -> RunRecord:
         """Run ``run_id``; HistoryError if there is none."""
         sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"  # noqa: S608 (constant columns)
-        row = self.db.execute(sql, (run_id,)).fetchone()
-        if row is None:
-            raise HistoryError(f"no run {run_id} in {self.path}")
-        return _run_record(row)
+        rows = self._query(sql, (run_id,))
+        if not rows:
+            raise HistoryError(f"no run {run_id} in {self.location}")
+        return _run_record(rows[0])
 
     def latest_run_id(self) -> int | None:
         """The newest run's id, if any."""
-        row = self.db.execute("SELECT MAX(id) FROM runs").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        rows = self._query("SELECT MAX(id) FROM runs")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def runs(
         self, *, since: float | None = None, command: str | None = None, limit: int | None = None
@@ -293,12 +245,12 @@ class Store:
         sql = f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY id DESC"  # noqa: S608 (constants)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_run_record(row) for row in self.db.execute(sql, params)]
+        return [_run_record(row) for row in self._query(sql, params)]
 
     def hosts_of(self, run_id: int) -> list[HostRow]:
         """The host rows of run ``run_id``, in the order they were first written."""
-        where = "WHERE run_id = ? ORDER BY rowid"
-        rows = self.db.execute(f"SELECT {HOST_COLUMNS} FROM host_results {where}", (run_id,))  # noqa: S608
+        where = f"WHERE run_id = ? ORDER BY {self.host_order}"
+        rows = self._query(f"SELECT {HOST_COLUMNS} FROM host_results {where}", (run_id,))  # noqa: S608
         return [_host_row(row) for row in rows]
 
     def host_history(
@@ -314,23 +266,22 @@ class Store:
         host_columns = ", ".join(f"h.{c}" for c in HOST_COLUMNS.split(", "))
         # constant columns; every value is a bound parameter
         joined = "FROM host_results h JOIN runs r ON r.id = h.run_id"
-        sql = f"SELECT {columns}, {host_columns} {joined}{where} ORDER BY r.id DESC, h.rowid"
+        order = f"ORDER BY r.id DESC, h.{self.host_order}"
+        sql = f"SELECT {columns}, {host_columns} {joined}{where} {order}"
         width = len(RUN_COLUMNS.split(", "))
         return [
             (_run_record(row[:width]), _host_row(row[width:]))
-            for row in self.db.execute(sql, [*params, *hosts])
+            for row in self._query(sql, [*params, *hosts])
         ]
 
     def host_names(self) -> list[str]:
         """Every host name the history has a row for."""
-        return [row[0] for row in self.db.execute("SELECT DISTINCT host FROM host_results")]
+        return [row[0] for row in self._query("SELECT DISTINCT host FROM host_results")]
 
     def resumed_by(self, run_id: int) -> int | None:
         """The run that resumed run ``run_id``, if any."""
-        row = self.db.execute(
-            "SELECT MIN(id) FROM runs WHERE resumed_from = ?", (run_id,)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        rows = self._query("SELECT MIN(id) FROM runs WHERE resumed_from = ?", (run_id,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
 
 RUN_COLUMNS = (
@@ -339,7 +290,7 @@ RUN_COLUMNS = (
 )
 HOST_COLUMNS = (
     "run_id, host, status, message, txid, batch, started, ended, elapsed, phases, diff, data,"
-    " from_run"
+    " from_run, worker"
 )
 
 
@@ -393,53 +344,13 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
 
 def _host_row(row: Sequence[Any]) -> HostRow:
     (run_id, host, status, message, txid, batch, started, ended, elapsed, phases, diff, data,
-     from_run) = row  # fmt: skip
+     from_run, worker) = row  # fmt: skip
     return HostRow(
         host=host, status=host_status(status), message=message, txid=txid, batch=batch,
         started=started, ended=ended, elapsed=elapsed, phases=_loads(phases, {}),
-        diff=_loads(diff, None), data=_loads(data, {}), from_run=from_run, run_id=run_id,
+        diff=_loads(diff, None), data=_loads(data, {}), from_run=from_run, worker=worker,
+        run_id=run_id,
     )  # fmt: skip
-
-
-def schema_version(db: sqlite3.Connection) -> int:
-    """The database's schema version (0: empty)."""
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if not exists:
-        return 0
-    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    return int(row[0] or 0)
-
-
-def migrate(db: sqlite3.Connection, upto: int = LATEST) -> int:
-    """Apply the migrations the database lacks, in order, up to ``upto``; the version reached.
-
-    A database newer than this fleetbr (another version wrote it) is refused, never changed.
-    """
-    version = schema_version(db)
-    if version > LATEST:
-        raise HistoryError(
-            f"schema version {version} is newer than this fleetbr knows ({LATEST}); "
-            "use a newer fleetbr or another --history file"
-        )
-    while version < upto:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = schema_version(db)  # another process may have migrated meanwhile
-            if version < upto:
-                if version == 0:
-                    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-                for statement in MIGRATIONS[version]:
-                    db.execute(statement)
-                version += 1
-                db.execute("DELETE FROM schema_version")
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return version
 
 
 def now() -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from fleetbr.history.store import Store
+from fleetbr.history.store import HistoryStore
 from fleetbr.htmlreport.model import PHASES, Report, build
 
 
@@ -30,7 +30,7 @@ def render_html(report: Report) -> str:
 
 
 def run_report(
-    store: Store,
+    store: HistoryStore,
     run_id: int,
     *,
     sites: Mapping[str, str] | None = None,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from fleetbr.lab import Lab, host_state
 from tests.integration.helpers import bridged_host, fleetbr, sh, task_file
 
@@ -33,8 +33,8 @@ def test_plan_diff_shows_the_change_and_changes_nothing(
     code, doc, err = fleetbr(*inventory, "plan", "--diff", str(task))
     assert code == 0, err
     diff = doc["hv03"]["diff"]
-    [run] = Store(db).runs()
-    [row] = Store(db).hosts_of(run.id)
+    [run] = SqliteStore(db).runs()
+    [row] = SqliteStore(db).hosts_of(run.id)
     assert row.diff == diff and "diff" not in row.data  # the history keeps the view once
     assert row.data["steps"] == doc["hv03"]["steps"]
     assert diff["mode"] == "plan" and diff["changed"] and diff["host"] == "hv03"
@@ -78,8 +78,8 @@ def test_check_diff_shows_drift_as_current_against_desired(
     assert conf["diff"].startswith("--- a/etc/sysctl.d/bridge.conf\n+++ b/etc/sysctl.d/")
     assert "\n-# edited by hand\n" in conf["diff"]
     # the history's diff of a check stays its drift (field, want, have), --diff or not
-    run = Store(db).runs()[0]
-    assert Store(db).hosts_of(run.id)[0].diff == doc["hv02"]["differences"]
+    run = SqliteStore(db).runs()[0]
+    assert SqliteStore(db).hosts_of(run.id)[0].diff == doc["hv02"]["differences"]
 
 
 def test_apply_diff_shows_the_planned_view_then_applies(

@@ -18,7 +18,7 @@ from nornir.core.filter import F
 from fleetbr.api import load_task
 from fleetbr.changes.bridge.dryrun import plan_job
 from fleetbr.errors import HostKeyRejected
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from fleetbr.lab import Lab, host_state
 from fleetbr.lab.system import kill
 from fleetbr.nornir import (
@@ -185,7 +185,7 @@ def test_apply_confirmed_then_unchanged(lab: Lab, fresh_host: Any, tmp_path: Pat
 
 def recorded_runs(history: Path) -> list[tuple[str, str, tuple[str, ...], str]]:
     """Every recorded run: command, origin, hosts and its host's status (store API)."""
-    store = Store(history, create=False)
+    store = SqliteStore(history, create=False)
     try:
         return [
             (run.command, str(run.options["origin"]), tuple(run.hosts),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from fleetbr.interrupt import FIRST_CTRL_C
 from fleetbr.lab import Lab
 from fleetbr.transaction import scripts
@@ -29,7 +29,7 @@ from tests.integration.helpers import (
 )
 
 
-def controller(lab: Lab, history: Path, *args: str, gate: Gate) -> subprocess.Popen[str]:
+def controller(lab: Lab, history: Path | str, *args: str, gate: Gate) -> subprocess.Popen[str]:
     """``fleetbr --json apply ...`` in the background, held before each confirm until ``gate``
     releases it."""
     return subprocess.Popen(
@@ -63,7 +63,7 @@ def _stderr_through(proc: subprocess.Popen[str], line: str, timeout: float) -> s
     return "".join(seen)
 
 
-def resume(lab: Lab, history: Path, *args: str, limit: str = "") -> tuple[int, Any, str]:
+def resume(lab: Lab, history: Path | str, *args: str, limit: str = "") -> tuple[int, Any, str]:
     """``fleetbr --json --history H -i INV [-l LIMIT] apply ARGS``."""
     selection = ["-l", limit] if limit else []
     return fleetbr("--history", str(history), "-i", str(lab.inventory_dir), *selection, "apply",
@@ -93,7 +93,7 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
         proc.kill()
         proc.communicate()
     txid = armed_txid(lab, "hv07")
-    store = Store(history)
+    store = SqliteStore(history)
     [run] = store.runs()
     rows = {row.host: row for row in store.hosts_of(run.id)}
     assert run.state == "running" and run.hosts == names
@@ -117,7 +117,7 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
     assert "reason=resume" in sh(lab, "hv07", "grep rolled_back /var/lib/fleetbr/journal")
     assert all(settled(lab, n) for n in names)
 
-    store = Store(history)
+    store = SqliteStore(history)
     latest = store.runs()[0]
     assert (latest.resumed_from, latest.state, latest.exit_code) == (run.id, "finished", 0)
     store.close()
@@ -170,7 +170,7 @@ def test_ctrl_c_lets_armed_hosts_finish_then_resume_leaves_done_hosts_alone(
         assert "not touched again" in doc[name]["message"]
         assert events(lab, name) == before[name], f"{name} was touched again"
     assert all(settled(lab, n) for n in names)
-    store = Store(history)
+    store = SqliteStore(history)
     first, second = sorted(store.runs(), key=lambda r: r.id)
     assert (first.state, first.exit_code) == ("interrupted", 130)
     assert second.resumed_from == first.id
@@ -273,7 +273,7 @@ def test_bare_resume_never_takes_an_older_run_behind_a_finished_one(
     code, doc, err = resume(lab, history, "--resume")
     refusal = "the newest apply, run 2, finished (every host was attempted); nothing to resume"
     assert (code, doc, err) == (2, None, f"error: --resume: {refusal}\n")
-    store = Store(history)
+    store = SqliteStore(history)
     assert [run.id for run in store.runs()] == [2, 1], "the refusal recorded no run"
     store.close()
     code, doc, err = resume(lab, history, "--resume", "1")

@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from fleetbr.lab import Lab
 from tests.integration.helpers import REPO, TIMEOUT, enslaved, events, fleetbr, task_file
 
@@ -46,7 +46,7 @@ def test_failed_hosts_of_a_run_are_listed_then_retried_alone(
     assert code == 0, err
     assert (plan["canary"], plan["batches"]) == ([CUT], []), plan
     assert {name: events(lab, name) for name in names} == journals, "a host was contacted"
-    with closing(Store(history, create=False)) as store:
+    with closing(SqliteStore(history, create=False)) as store:
         [first] = store.runs()  # --list-hosts records nothing
 
     code, doc, err = fleetbr(*common, "-l", f"@failed:{first.id}", "apply", str(task))
@@ -54,7 +54,7 @@ def test_failed_hosts_of_a_run_are_listed_then_retried_alone(
     assert {n: r["status"] for n, r in doc.items()} == {CUT: "confirmed"}
     assert enslaved(lab, CUT)
     assert events(lab, "hv14") == journals["hv14"], "a host that was confirmed was touched again"
-    with closing(Store(history, create=False)) as store:
+    with closing(SqliteStore(history, create=False)) as store:
         retry = store.runs()[0]
     assert (retry.selection, retry.hosts) == (f"@failed:{first.id}", [CUT])
 

@@ -13,7 +13,8 @@ from fleetbr.batchplan import batches, plan_batches
 from fleetbr.core.request import HistoryOptions, RolloutOptions, RunRequest, Selection
 from fleetbr.counts import Serial, Share, batch_sizes, parse_batch_size
 from fleetbr.history.record import file_sha256, run_options
-from fleetbr.history.store import RunRecord, RunState, Store
+from fleetbr.history.sqlite import SqliteStore
+from fleetbr.history.store import RunRecord, RunState
 from fleetbr.inventory import HostSpec
 from fleetbr.resume import prepare_resume
 
@@ -86,7 +87,7 @@ def test_the_history_records_the_list_and_resume_takes_its_host_counts(tmp_path:
     assert options["batch_size"] == "1,10%,50%" and options["batch_size_hosts"] == [1, 2, 10]
     task = tmp_path / "t.yaml"
     task.write_text("bridge: {}\n")
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run = RunRecord(command="apply", hosts=NAMES, options=options, started=1.0, controller={},
                     task_path=str(task), task_sha256=file_sha256(task),
                     state=RunState.INTERRUPTED)  # fmt: skip

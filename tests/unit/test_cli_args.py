@@ -27,7 +27,7 @@ SHORT = [
     (["-i", "inv2"], "inventory", Path("inv2")), (["-l", "rack-a"], "limit", "rack-a"),
     (["-f", "3"], "forks", 3), (["--key", "k"], "key", "k"),
     (["--known-hosts", "kh"], "known_hosts", "kh"), (["--json"], "json", True),
-    (["-v"], "verbose", True), (["--history", "h.db"], "history", Path("h.db")),
+    (["-v"], "verbose", True), (["--history", "h.db"], "history", "h.db"),
     (["--metrics-file", "m.prom"], "metrics_file", Path("m.prom")),
 ]  # fmt: skip
 LONG = [

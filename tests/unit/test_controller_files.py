@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from fleetbr import metrics
-from fleetbr.history.store import HistoryError, Store
+from fleetbr.history.sqlite import SqliteStore
+from fleetbr.history.store import HistoryError
 from fleetbr.metrics import write_atomically
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plants links owned by another user")
@@ -89,7 +90,7 @@ def test_a_dangling_link_at_the_history_path_is_refused_and_nothing_created(
     target.parent.mkdir()
     plant(tmp_path / "history.sqlite3", target)
     with pytest.raises(HistoryError, match="symlink"):
-        Store(tmp_path / "history.sqlite3")
+        SqliteStore(tmp_path / "history.sqlite3")
     assert not target.exists()
 
 
@@ -97,7 +98,7 @@ def test_a_link_at_the_history_path_to_a_file_is_refused(tmp_path: Path) -> None
     secret = victim(tmp_path)
     plant(tmp_path / "history.sqlite3", secret)
     with pytest.raises(HistoryError, match="symlink"):
-        Store(tmp_path / "history.sqlite3")
+        SqliteStore(tmp_path / "history.sqlite3")
     assert untouched(secret)
 
 
@@ -107,7 +108,7 @@ def test_a_history_in_a_directory_others_can_write_is_refused(tmp_path: Path, mo
     directory.mkdir()
     directory.chmod(mode)
     with pytest.raises(HistoryError, match="writable by other users"):
-        Store(directory / "history.sqlite3")
+        SqliteStore(directory / "history.sqlite3")
     assert list(directory.iterdir()) == []
 
 
@@ -116,18 +117,18 @@ def test_a_history_in_a_directory_another_user_owns_is_refused(tmp_path: Path) -
     directory.mkdir(mode=0o755)
     os.chown(directory, NOBODY, NOBODY)
     with pytest.raises(HistoryError, match="owned by another user"):
-        Store(directory / "history.sqlite3")
+        SqliteStore(directory / "history.sqlite3")
 
 
 def test_a_history_file_another_user_owns_is_refused(tmp_path: Path) -> None:
-    Store(tmp_path / "history.sqlite3").close()
+    SqliteStore(tmp_path / "history.sqlite3").close()
     os.chown(tmp_path / "history.sqlite3", NOBODY, NOBODY)
     with pytest.raises(HistoryError, match="owned by another user"):
-        Store(tmp_path / "history.sqlite3")
+        SqliteStore(tmp_path / "history.sqlite3")
 
 
 def test_a_private_history_directory_works_and_the_file_is_private(tmp_path: Path) -> None:
     directory = tmp_path / "state"
     directory.mkdir(mode=0o755)
-    Store(directory / "history.sqlite3").close()
+    SqliteStore(directory / "history.sqlite3").close()
     assert stat.S_IMODE((directory / "history.sqlite3").stat().st_mode) == 0o600

@@ -22,7 +22,7 @@ from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunR
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import AggregatedResult, Status
@@ -85,7 +85,7 @@ def toy_request(command: str, history: Path, source: Any = "flag", **kw: Any) ->
 
 
 def recorded(history: Path) -> list[tuple[str, str, dict[str, str]]]:
-    store = Store(history, create=False)
+    store = SqliteStore(history, create=False)
     try:
         runs = sorted(store.runs(), key=lambda run: run.id)
         return [
@@ -184,7 +184,7 @@ def test_an_api_apply_is_recorded_and_resumed(tmp_path: Path) -> None:
     assert contacted(scripted) == ["h00", "h01"]
     assert "more than --max-failures 0" in second["h02"].message
     assert all(host.left() == {} for host in scripted.values() if host.connects)
-    store = Store(history, create=False)
+    store = SqliteStore(history, create=False)
     try:
         newest = store.runs(limit=1)[0]
         assert newest.resumed_from == 1 and newest.options["origin"] == "api"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetbr.history.store import Store
+from fleetbr.history.sqlite import SqliteStore
 from tests.sshfiles import write_key, write_unparsable_known_hosts
 
 HOSTS = (
@@ -54,7 +54,7 @@ def test_a_run_is_recorded_with_its_hosts_and_options(tmp_path: Path) -> None:
     db = str(tmp_path / "h.sqlite3")
     done = fleetbr(tmp_path, "-f", "3", "status", history=db)
     assert done.returncode == 1 and done.stderr == ""
-    store = Store(Path(db))
+    store = SqliteStore(Path(db))
     [run] = store.runs()
     assert (run.command, run.exit_code, run.state) == ("status", 1, "finished")
     assert run.hosts == ["h1", "we[ird]\nname"] and run.options["forks"] == 3
@@ -151,7 +151,7 @@ def _directory(path: Path) -> tuple[str, ...]:
 
 
 def _newer_schema(path: Path) -> tuple[str, ...]:
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("UPDATE schema_version SET version = 99")
     db.close()
@@ -164,8 +164,8 @@ def _needs_mounts() -> None:
 
 
 CREATE = (
-    "from pathlib import Path; from fleetbr.history.store import Store; "
-    "Store(Path(sys.argv[1])).close()"
+    "from pathlib import Path; from fleetbr.history.sqlite import SqliteStore; "
+    "SqliteStore(Path(sys.argv[1])).close()"
 )
 
 
@@ -224,7 +224,7 @@ def without_elapsed(text: str) -> dict[str, dict[str, object]]:
 def test_a_history_locked_too_long_changes_nothing_but_one_warning(tmp_path: Path) -> None:
     baseline = fleetbr(tmp_path, "--json", "status")
     path = tmp_path / "h.sqlite3"
-    Store(path).close()
+    SqliteStore(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process that holds the database for long
     try:

@@ -12,19 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from fleetbr.history.sqlite import LATEST, SqliteStore, migrate, schema_version
 from fleetbr.history.store import (
-    LATEST,
     STARTED,
     HistoryError,
     HostRow,
     RunRecord,
     RunState,
-    Store,
     default_path,
-    migrate,
-    schema_version,
 )
 from fleetbr.report import Status
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "history"
 
 
 def columns(db: sqlite3.Connection, table: str) -> list[str]:
@@ -40,11 +39,13 @@ def run(**changes: object) -> RunRecord:
 
 
 def test_empty_database_migrates_to_latest_in_wal_mode(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
-    assert schema_version(store.db) == LATEST == 2
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    assert schema_version(store.db) == LATEST == 3
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert "resumed_from" in columns(store.db, "runs")
-    assert {"batch", "from_run", "phases", "diff"} <= set(columns(store.db, "host_results"))
+    assert {"batch", "from_run", "phases", "diff", "worker"} <= set(
+        columns(store.db, "host_results")
+    )
     assert (tmp_path / "h.sqlite3").stat().st_mode & 0o077 == 0, "the history is private"
     store.close()
 
@@ -63,7 +64,7 @@ def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> None:
         " VALUES (1, 'a', 'confirmed', 'confirmed tx1', 'tx1')"
     )
     db.close()
-    store = Store(path)
+    store = SqliteStore(path)
     assert schema_version(store.db) == LATEST
     old = store.run(1)
     assert (old.command, old.hosts, old.resumed_from) == ("apply", ["a"], None)
@@ -74,20 +75,48 @@ def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_history_written_before_postgresql_opens_migrated_with_its_rows(tmp_path: Path) -> None:
+    """tests/data/history/v2.sql: a history as fleetbr wrote it at schema version 2."""
+    path = tmp_path / "h.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript((DATA / "v2.sql").read_text())
+    db.close()
+    path.chmod(0o600)
+    store = SqliteStore(path)
+    assert schema_version(store.db) == LATEST
+    [run] = store.runs()
+    assert (run.id, run.state, run.exit_code, run.hosts) == (
+        1, RunState.INTERRUPTED, 130, ["hv1", "hv2", "hv3"],
+    )  # fmt: skip
+    assert (run.started, run.selection, run.options["batch_size_hosts"]) == (
+        1700000000.25, "hv*", 1,
+    )  # fmt: skip
+    hv1, hv2 = store.hosts_of(1)
+    assert (hv1.host, hv1.status, hv1.phases["window"], hv1.worker) == (
+        "hv1", Status.CONFIRMED, 20.0, None,
+    )  # fmt: skip
+    assert (hv2.host, hv2.status, hv2.txid, hv2.batch) == (
+        "hv2", STARTED, "20231114T221352-bb", 1,
+    )  # fmt: skip
+    assert store.claim_host(1, "hv3", "w1") and not store.claim_host(1, "hv3", "w2")
+    assert store.create_run(RunRecord("apply", ["hv3"], {}, 1.0, {})) == 2
+    store.close()
+
+
 def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("UPDATE schema_version SET version = 99")
     db.close()
     with pytest.raises(HistoryError, match="schema version 99 is newer"):
-        Store(path)
+        SqliteStore(path)
     db = sqlite3.connect(path)
     assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 99
 
 
 def test_rows_round_trip_and_keep_their_place(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run_id = store.create_run(run(selection="rack[/]a\n", task_path="/t.yaml"))
     store.put_host(run_id, HostRow("b", STARTED, batch=0, started=2.0))
     store.put_host(run_id, HostRow("a", STARTED, batch=0, started=2.0))
@@ -108,7 +137,7 @@ def test_rows_round_trip_and_keep_their_place(tmp_path: Path) -> None:
 
 
 def test_oversized_result_data_is_replaced_by_a_note(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run_id = store.create_run(run())
     store.put_host(run_id, HostRow("a", Status.OK, data={"stdout": "x" * 200_000}))
     [row] = store.hosts_of(run_id)
@@ -166,7 +195,7 @@ def test_two_processes_record_at_once_without_lock_errors(tmp_path: Path) -> Non
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "locked" not in err and "warning" not in err, err
-    store = Store(path)
+    store = SqliteStore(path)
     runs = store.runs()
     assert len(runs) == 60
     assert all(r.state == "finished" and r.exit_code == 0 for r in runs)
@@ -181,7 +210,7 @@ def test_two_processes_record_at_once_without_lock_errors(tmp_path: Path) -> Non
 def test_statuses_and_states_are_read_back_as_types(tmp_path: Path) -> None:
     """A host's status is a report Status (or STARTED before its result), a run's state a
     RunState; a word fleetbr never writes is an error, not a guess."""
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run_id = store.create_run(run())
     store.put_host(run_id, HostRow("a", STARTED))
     store.put_host(run_id, HostRow("b", Status.ROLLED_BACK))

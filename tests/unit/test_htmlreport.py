@@ -16,7 +16,8 @@ from markupsafe import escape
 
 from fleetbr.cli import main
 from fleetbr.diffview.model import HostDiff, Section
-from fleetbr.history.store import HostRow, Store
+from fleetbr.history.sqlite import SqliteStore
+from fleetbr.history.store import HostRow
 from fleetbr.htmlreport.model import build
 from fleetbr.htmlreport.render import render_html, run_report, write_report
 from fleetbr.report import Status
@@ -188,7 +189,7 @@ def test_a_1000_host_report_weighs_under_5_mb() -> None:
 
 
 def test_the_report_of_a_stored_run_is_written_whole_and_private(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run, rows = synthetic(6)
     run_id = store.create_run(run)
     for row in rows:
@@ -207,7 +208,7 @@ def test_the_report_of_a_stored_run_is_written_whole_and_private(tmp_path: Path)
 
 def _stored(tmp_path: Path, count: int) -> Path:
     path = tmp_path / "h.sqlite3"
-    store = Store(path)
+    store = SqliteStore(path)
     run, rows = synthetic(count)
     run_id = store.create_run(run)
     for row in rows:

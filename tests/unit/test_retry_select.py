@@ -14,7 +14,8 @@ from fleetbr.cli import main
 from fleetbr.errors import UsageError
 from fleetbr.failed import failed_hosts, failed_sets, named_terms, run_ref
 from fleetbr.history.record import controller_identity
-from fleetbr.history.store import HostRow, RunRecord, RunState, Store, host_status
+from fleetbr.history.sqlite import SqliteStore
+from fleetbr.history.store import HostRow, RunRecord, RunState, host_status
 from fleetbr.selection import select_names
 
 HOSTS = "".join(
@@ -24,7 +25,7 @@ HOSTS = "".join(
 EVERY = [f"hv0{n}" for n in range(1, 7)]
 
 
-def record(store: Store, statuses: dict[str, str], *, command: str = "apply",
+def record(store: SqliteStore, statuses: dict[str, str], *, command: str = "apply",
            hosts: list[str] | None = None, state: str = "finished") -> int:  # fmt: skip
     """A run of ``command`` over ``hosts`` (default: the hosts of ``statuses``) whose rows
     have ``statuses`` (a host left out has no row at all)."""
@@ -39,7 +40,7 @@ def record(store: Store, statuses: dict[str, str], *, command: str = "apply",
 
 @pytest.fixture
 def store(tmp_path: Path) -> Any:
-    opened = Store(tmp_path / "h.sqlite3")
+    opened = SqliteStore(tmp_path / "h.sqlite3")
     yield opened
     opened.close()
 
@@ -54,7 +55,7 @@ def test_terms_are_found_whatever_their_prefix() -> None:
             run_ref(bad)
 
 
-def test_failed_are_the_hosts_that_did_not_succeed_in_the_runs_command(store: Store) -> None:
+def test_failed_are_the_hosts_that_did_not_succeed_in_the_runs_command(store: SqliteStore) -> None:
     statuses = {"hv01": "confirmed", "hv02": "unchanged", "hv03": "rolled_back",
                 "hv04": "failed", "hv05": "skipped", "hv06": "started"}  # fmt: skip
     run_id = record(store, statuses, hosts=[*EVERY, "hv07"])  # hv07: no row, never started
@@ -70,7 +71,7 @@ def test_failed_are_the_hosts_that_did_not_succeed_in_the_runs_command(store: St
     assert failed_hosts(store.run(run), store.hosts_of(run)) == ["hv02"]
 
 
-def test_last_is_the_newest_run_with_hosts_older_than_before(store: Store) -> None:
+def test_last_is_the_newest_run_with_hosts_older_than_before(store: SqliteStore) -> None:
     first = record(store, {"hv01": "failed", "hv02": "confirmed"})
     second = record(store, {"hv03": "drifted"}, command="check")
     record(store, {}, command="status", hosts=[])  # no hosts: never "last"
@@ -97,7 +98,7 @@ def test_last_is_the_newest_run_with_hosts_older_than_before(store: Store) -> No
     ],
 )  # fmt: skip
 def test_a_run_that_cannot_be_retried_is_one_usage_error(
-    store: Store, statuses: dict[str, str], limit: str, message: str
+    store: SqliteStore, statuses: dict[str, str], limit: str, message: str
 ) -> None:
     record(store, statuses)
     with pytest.raises(UsageError, match=message):
@@ -107,14 +108,14 @@ def test_a_run_that_cannot_be_retried_is_one_usage_error(
 def test_a_history_without_runs_or_without_a_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no run history at"):
         failed_sets("@failed:last", tmp_path / "none.sqlite3", known=EVERY)
-    Store(tmp_path / "empty.sqlite3").close()
+    SqliteStore(tmp_path / "empty.sqlite3").close()
     with pytest.raises(UsageError, match="no run with hosts in"):
         failed_sets("@failed:last", tmp_path / "empty.sqlite3", known=EVERY)
     with pytest.raises(UsageError, match="not with --no-history"):
         failed_sets("@failed:last", None, known=EVERY)
 
 
-def test_a_run_still_running_is_not_retried(store: Store) -> None:
+def test_a_run_still_running_is_not_retried(store: SqliteStore) -> None:
     run_id = record(store, {"hv01": "started"}, state="running")
     store.db.execute("UPDATE runs SET controller = ? WHERE id = ?",
                      (json.dumps(controller_identity()), run_id))  # fmt: skip
@@ -146,7 +147,7 @@ def inventory(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, store: Store) -> Any:
+def cli(tmp_path: Path, store: SqliteStore) -> Any:
     """The command line on a six-host inventory (nothing listens there) and ``store``."""
     inventory(tmp_path)
     (tmp_path / "task.yaml").write_text("not read by --list-hosts: {")
@@ -158,12 +159,12 @@ def cli(tmp_path: Path, store: Store) -> Any:
     return run
 
 
-def runs_in(store: Store) -> int:
+def runs_in(store: SqliteStore) -> int:
     return len(store.runs())
 
 
 def test_list_hosts_of_failed_hosts_in_batches_contacts_and_records_nothing(
-    cli: Any, store: Store, capsys: pytest.CaptureFixture[str]
+    cli: Any, store: SqliteStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     statuses = dict.fromkeys(EVERY, "rolled_back") | {"hv01": "confirmed"}
     record(store, statuses)
@@ -179,7 +180,7 @@ def test_list_hosts_of_failed_hosts_in_batches_contacts_and_records_nothing(
 
 
 def test_list_hosts_human_lines_escape_host_names(
-    tmp_path: Path, cli: Any, store: Store, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli: Any, store: SqliteStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "inv/hosts.yaml").write_text(HOSTS + '"hv\\e[31m": {hostname: 198.51.100.9}\n')
     assert cli("-l", "hv0[12],hv\x1b*", "check", "TASK", "--list-hosts") == 0
@@ -191,7 +192,7 @@ def test_list_hosts_human_lines_escape_host_names(
 
 
 def test_run_list_hosts_and_errors_are_one_line_exit_2(
-    cli: Any, store: Store, capsys: pytest.CaptureFixture[str]
+    cli: Any, store: SqliteStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     record(store, {"hv01": "ok", "hv02": "failed", "hv03": "timed_out"}, command="run")
     assert cli("-l", "@failed:1", "--json", "run", "--list-hosts", "--", "true") == 0
@@ -210,14 +211,16 @@ def test_run_list_hosts_and_errors_are_one_line_exit_2(
 
 
 def test_inventory_takes_failed_too(
-    cli: Any, store: Store, capsys: pytest.CaptureFixture[str]
+    cli: Any, store: SqliteStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     record(store, {"hv04": "refused", "hv05": "confirmed"})
     assert cli("-l", "@failed:last", "--json", "inventory") == 0
     assert list(json.loads(capsys.readouterr().out)) == ["hv04"]
 
 
-def test_a_resumed_runs_failed_last_means_the_run_before_it(tmp_path: Path, store: Store) -> None:
+def test_a_resumed_runs_failed_last_means_the_run_before_it(
+    tmp_path: Path, store: SqliteStore
+) -> None:
     from fleetbr.core.assemble import select
     from fleetbr.core.request import ChangeRef, HistoryOptions, RunRequest, Selection
     from fleetbr.history.record import file_sha256

@@ -20,7 +20,8 @@ from fleetbr.core.request import HistoryOptions, RunRequest, Selection
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
-from fleetbr.history.store import HostRow, RunRecord, RunState, Store, host_status
+from fleetbr.history.sqlite import SqliteStore
+from fleetbr.history.store import HostRow, RunRecord, RunState, host_status
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import AggregatedResult, HostResult, Status
@@ -250,7 +251,7 @@ def test_resume_repeats_a_canary_that_did_not_pass() -> None:
     assert result.counts() == {"rolled_back": 1, "skipped": 3}
 
 
-def record(store: Store, statuses: dict[str, str], **changes: Any) -> int:
+def record(store: SqliteStore, statuses: dict[str, str], **changes: Any) -> int:
     run = RunRecord(command="apply", hosts=["h00", "h01", "h02", "h03"],
                     options={"canary": 1}, started=1.0,
                     controller={"host": "elsewhere", "pid": 1}, task_sha256="abc")  # fmt: skip
@@ -264,7 +265,7 @@ def record(store: Store, statuses: dict[str, str], **changes: Any) -> int:
 
 
 def test_prior_of_sorts_hosts_into_done_to_resolve_and_to_apply(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     run_id = record(store, {"h00": "confirmed", "h01": "started", "h02": "rolled_back",
                             "h03": "skipped"})  # fmt: skip
     prior = prior_of(store.run(run_id), store.hosts_of(run_id))
@@ -273,7 +274,7 @@ def test_prior_of_sorts_hosts_into_done_to_resolve_and_to_apply(tmp_path: Path) 
 
 
 def test_bare_resume_takes_only_the_newest_apply_and_only_if_it_stopped(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     first = record(store, {"h00": "confirmed", "h01": "skipped"}, state="finished")
     assert choose_run(store, None)[0].id == first  # stopped by its canary: hosts not attempted
     record(store, dict.fromkeys(("h00", "h01", "h02", "h03"), "confirmed"), state="finished")
@@ -302,7 +303,7 @@ def test_bare_resume_takes_only_the_newest_apply_and_only_if_it_stopped(tmp_path
 
 
 def test_bare_resume_with_no_apply_run_is_refused(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     record(store, {"h00": "failed"}, command="status")
     with pytest.raises(UsageError, match="no apply run in"):
         choose_run(store, None)
@@ -314,7 +315,7 @@ def test_resume_names_the_run_its_task_and_hosts_before_any_host_is_contacted(
     history = tmp_path / "h.sqlite3"
     task = tmp_path / "bridge.yaml"
     task.write_text("bridge: {}\n")
-    store = Store(history)
+    store = SqliteStore(history)
     run_id = record(
         store,
         {"h00": "confirmed", "h01": "skipped"},
@@ -348,7 +349,7 @@ def test_resume_names_the_run_its_task_and_hosts_before_any_host_is_contacted(
 
 
 def test_a_run_whose_controller_still_runs_is_not_resumed(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.sqlite3")
+    store = SqliteStore(tmp_path / "h.sqlite3")
     live = record(store, {"h00": "started"}, controller=controller_identity(), state="running")
     with pytest.raises(UsageError, match=f"still running \\(pid {os.getpid()}\\)"):
         choose_run(store, live)
@@ -379,7 +380,7 @@ def test_recorder_writes_rows_as_they_happen(
     recorder.finished(HostResult("h01", Status.CONFIRMED, "ok", {"txid": "tx-h01"}))
 
     def rows() -> dict[str, tuple[str, str | None]]:
-        reader = Store(path)
+        reader = SqliteStore(path)
         try:
             return {r.host: (r.status, r.txid) for r in reader.hosts_of(1)}
         finally:
@@ -389,7 +390,7 @@ def test_recorder_writes_rows_as_they_happen(
     assert deadline, rows()
     assert rows() == {"h00": ("started", "tx-h00"), "h01": ("confirmed", "tx-h01")}
     recorder.finish(1, RunState.FINISHED)
-    assert Store(path).run(1).state == "finished"
+    assert SqliteStore(path).run(1).state == "finished"
 
 
 async def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:

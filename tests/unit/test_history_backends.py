@@ -1,0 +1,285 @@
+"""The store contract, once for each backend: SQLite (a file) and PostgreSQL (a real server,
+tests/pgserver.py). Writes and reads round-trip alike, rows keep their place, claims are taken
+exactly once even when many connections race for them, migrations run once and a newer schema
+is refused."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from fleetbr.history import postgres, sqlite
+from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
+from fleetbr.history.record import start_recording
+from fleetbr.history.store import (
+    STARTED,
+    HistoryError,
+    HistoryStore,
+    HostRow,
+    NoHistoryYet,
+    RunRecord,
+    RunState,
+)
+from fleetbr.report import HostResult, Status
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> HistoryLocation:
+    """A new, empty history of each backend."""
+    if request.param == "sqlite":
+        return tmp_path / "h.sqlite3"
+    return DatabaseUrl(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(location: HistoryLocation) -> Iterator[HistoryStore]:
+    opened = open_store(location)
+    yield opened
+    opened.close()
+
+
+def record(**changes: Any) -> RunRecord:
+    fields: dict[str, Any] = {
+        "command": "apply", "hosts": ["b", "a", "c"], "options": {"forks": 2},
+        "started": 1700000000.123456, "controller": {"host": "ctl", "pid": 7},
+        "task_path": "/t.yaml", "task_sha256": "f" * 64, "selection": "a,b,c",
+    }  # fmt: skip
+    return RunRecord(**(fields | changes))
+
+
+def raw(location: HistoryLocation, sql: str) -> list[tuple[Any, ...]]:
+    """One statement on the database itself, past the store."""
+    if isinstance(location, DatabaseUrl):
+        with psycopg.connect(location.url, autocommit=True) as db:
+            cursor = db.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+    lite = sqlite3.connect(location, isolation_level=None)
+    try:
+        return lite.execute(sql).fetchall()
+    finally:
+        lite.close()
+
+
+def test_runs_and_rows_round_trip_and_keep_their_place(store: HistoryStore) -> None:
+    first = store.create_run(record())
+    for host in ("b", "a", "c"):
+        store.put_host(first, HostRow(host, STARTED, batch=0, started=1700000001.5))
+    store.set_txid(first, "a", "20240101T000000-aa")
+    store.put_host(first, HostRow("a", Status.CONFIRMED, "done", txid="20240101T000000-aa",
+                                  batch=0, elapsed=2.25, phases={"window": 1.5},
+                                  diff=[["mtu", 1500, 9000]], data={"k": [1, 2]}))  # fmt: skip
+    store.finish_run(first, ended=1700000009.75, exit_code=1, state=RunState.FINISHED)
+    second = store.create_run(record(command="check", resumed_from=first, started=1800000000.0))
+    store.put_host(second, HostRow("a", Status.UNCHANGED, from_run=first))
+
+    run = store.run(first)
+    assert (run.id, run.started, run.ended, run.exit_code, run.state) == (
+        first, 1700000000.123456, 1700000009.75, 1, RunState.FINISHED,
+    ), "times keep double precision"  # fmt: skip
+    assert (run.hosts, run.options, run.controller) == (["b", "a", "c"], {"forks": 2},
+                                                        {"host": "ctl", "pid": 7})  # fmt: skip
+    rows = store.hosts_of(first)
+    assert [row.host for row in rows] == ["b", "a", "c"], "an updated row keeps its place"
+    a = rows[1]
+    assert (a.status, a.txid, a.elapsed, a.phases, a.diff, a.data) == (
+        Status.CONFIRMED, "20240101T000000-aa", 2.25, {"window": 1.5}, [["mtu", 1500, 9000]],
+        {"k": [1, 2]},
+    )  # fmt: skip
+    assert rows[0].status is STARTED and rows[0].txid is None
+    assert store.latest_run_id() == second
+    assert [r.id for r in store.runs()] == [second, first]
+    assert [r.id for r in store.runs(command="apply")] == [first]
+    assert [r.id for r in store.runs(since=1750000000.0)] == [second]
+    assert [r.id for r in store.runs(limit=1)] == [second]
+    found = [(r.id, row.host) for r, row in store.host_history(["a", "c"])]
+    assert found == [(second, "a"), (first, "a"), (first, "c")]
+    assert store.host_history(["a"], command="check")[0][1].from_run == first
+    assert sorted(store.host_names()) == ["a", "b", "c"]
+    assert (store.resumed_by(first), store.resumed_by(second)) == (second, None)
+
+
+def test_a_missing_run_names_the_history(store: HistoryStore) -> None:
+    with pytest.raises(HistoryError, match=r"^no run 42 in "):
+        store.run(42)
+    assert store.latest_run_id() is None and store.runs() == [] and store.host_history([]) == []
+
+
+def test_a_claim_is_taken_once_and_survives_later_writes(store: HistoryStore) -> None:
+    run = store.create_run(record())
+    assert store.claim_host(run, "a", "worker-1@site1")
+    assert not store.claim_host(run, "a", "worker-1@site1"), "a second delivery, same worker"
+    assert not store.claim_host(run, "a", "worker-2@site1")
+    store.put_host(run, HostRow("a", Status.CONFIRMED, "ok", worker="someone-else"))
+    store.put_host(run, HostRow("b", STARTED))  # written unclaimed (by the coordinator)
+    assert store.claim_host(run, "b", "worker-2@site1"), "an unclaimed row is claimed in place"
+    rows = {row.host: row for row in store.hosts_of(run)}
+    assert (rows["a"].worker, rows["a"].status) == ("worker-1@site1", Status.CONFIRMED)
+    assert (rows["b"].worker, rows["b"].status) == ("worker-2@site1", STARTED)
+    other = store.create_run(record())
+    assert store.claim_host(other, "a", "worker-2@site1"), "claims are per run"
+
+
+def test_racing_claims_on_separate_connections_have_one_winner_per_host(
+    location: HistoryLocation,
+) -> None:
+    setup = open_store(location)
+    run = setup.create_run(record())
+    setup.close()
+    workers, hosts = 8, [f"hv{i}" for i in range(6)]
+    won: dict[str, list[str]] = {host: [] for host in hosts}
+    start = threading.Barrier(workers)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            mine = open_store(location)  # a connection of its own (as a worker process has)
+            try:
+                start.wait()
+                for host in hosts:
+                    if mine.retrying(functools.partial(mine.claim_host, run, host, f"w{index}")):
+                        with lock:
+                            won[host].append(f"w{index}")
+            finally:
+                mine.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert all(len(winners) == 1 for winners in won.values()), won
+    check = open_store(location)
+    recorded = {row.host: row.worker for row in check.hosts_of(run)}
+    check.close()
+    assert recorded == {host: winners[0] for host, winners in won.items()}
+
+
+def test_a_run_recorded_by_the_recorder_names_its_controller_as_the_worker(
+    location: HistoryLocation,
+) -> None:
+    rec = start_recording(location, command="apply", hosts=["a", "b"], options={},
+                          selection=None)  # fmt: skip
+    assert rec is not None
+    rec.started("a")
+    rec.staged("a", "20240101T000000-aa")
+    rec.finished(HostResult("a", Status.CONFIRMED, "ok", elapsed=0.5))
+    rec.finish(0, RunState.FINISHED)
+    assert not rec.failed
+    store = open_store(location, create=False)
+    [run] = store.runs()
+    [row] = store.hosts_of(run.id)
+    store.close()
+    assert (run.state, row.status, row.txid) == (RunState.FINISHED, Status.CONFIRMED,
+                                                 "20240101T000000-aa")  # fmt: skip
+    assert row.worker == f"{run.controller['host']}:{run.controller['pid']}"
+
+
+def test_nothing_recorded_yet_is_told_apart_and_nothing_is_created(
+    location: HistoryLocation,
+) -> None:
+    with pytest.raises(NoHistoryYet, match="no run history yet"):
+        open_store(location, create=False)
+    if isinstance(location, DatabaseUrl):
+        assert raw(location, "SELECT to_regclass('schema_version')") == [(None,)]
+    else:
+        assert not location.exists()
+
+
+def test_a_newer_schema_is_refused_in_one_line_and_left_alone(location: HistoryLocation) -> None:
+    open_store(location).close()
+    raw(location, "UPDATE schema_version SET version = 99")
+    with pytest.raises(HistoryError) as caught:
+        open_store(location)
+    message = str(caught.value)
+    assert "schema version 99 is newer than this fleetbr knows" in message
+    assert len(message.splitlines()) == 1
+    assert raw(location, "SELECT version FROM schema_version") == [(99,)]
+
+
+def test_postgres_migrates_an_empty_database_and_an_old_one_keeping_rows(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        assert postgres.migrate(db, upto=1) == 1
+        db.execute(
+            "INSERT INTO runs (command, hosts, options, started, state, controller)"
+            " VALUES ('apply', '[\"a\"]', '{}', 5.5, 'finished', '{}')"
+        )
+        db.execute(
+            "INSERT INTO host_results (run_id, host, status, message, txid)"
+            " VALUES (1, 'a', 'confirmed', 'confirmed tx1', 'tx1')"
+        )
+    store = open_store(DatabaseUrl(pg_url))
+    old = store.run(1)
+    [row] = store.hosts_of(1)
+    assert (old.command, old.started, old.resumed_from) == ("apply", 5.5, None)
+    assert (row.txid, row.batch, row.worker) == ("tx1", None, None)
+    assert store.create_run(record()) == 2, "the identity goes on after the old rows"
+    store.close()
+    assert raw(DatabaseUrl(pg_url), "SELECT version FROM schema_version") == [(postgres.LATEST,)]
+
+
+def test_postgres_opened_by_many_at_once_migrates_once(pg_url: str) -> None:
+    """Every process of a site opens the history when it starts: they race to migrate it."""
+    count = 6
+    start = threading.Barrier(count)
+    opened: list[HistoryStore] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            start.wait()
+            opened.append(open_store(DatabaseUrl(pg_url)))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in opened:
+        store.close()
+    assert errors == [] and len(opened) == count
+    assert raw(DatabaseUrl(pg_url), "SELECT version FROM schema_version") == [(postgres.LATEST,)]
+
+
+def test_both_backends_have_the_same_migration_steps() -> None:
+    assert sqlite.LATEST == postgres.LATEST == len(sqlite.MIGRATIONS) == len(postgres.MIGRATIONS)
+    for old, new in zip(sqlite.MIGRATIONS[1:], postgres.MIGRATIONS[1:], strict=True):
+        assert [s.split()[:6] for s in old] == [s.split()[:6] for s in new]
+
+
+def test_a_wrong_password_is_one_line_without_the_password(pg_server: Any) -> None:
+    url = pg_server.url(password="not-the-secret-77")
+    with pytest.raises(HistoryError) as caught:
+        open_store(DatabaseUrl(url))
+    message = str(caught.value)
+    assert "not-the-secret-77" not in message and "postgres:***@127.0.0.1" in message
+    assert "password authentication failed" in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [("SELECT a FROM t WHERE b = ? AND c IN (?, ?)",
+      "SELECT a FROM t WHERE b = %s AND c IN (%s, %s)"),
+     ("SELECT 1", "SELECT 1")],
+)  # fmt: skip
+def test_the_dialect_turns_placeholders_into_psycopgs(sql: str, want: str) -> None:
+    assert postgres.dialect(sql) == want
+
+
+def test_the_dialect_refuses_a_percent_sign() -> None:
+    with pytest.raises(ValueError, match="%"):
+        postgres.dialect("SELECT 5 % 2")
