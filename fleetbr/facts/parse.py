@@ -20,6 +20,7 @@ from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_libvirt import parse_libvirt
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
+from fleetbr.facts.parse_topology import parse_topology
 from fleetbr.validate import split_lines
 
 SECTION_MARK = "@@fleetbr-section "
@@ -46,10 +47,24 @@ SECTIONS = (
 # table), no rules4/rules6/modules/daemons. Their output (a staged snapshot) still parses.
 LEGACY_SECTIONS = {"routes4": "route4", "routes6": "route6"}
 OPTIONAL_SECTIONS = frozenset(
-    {"rules4", "rules6", "modules", "daemons", "pins", "libvirt", "file_meta", "kept"}
+    {
+        "rules4",
+        "rules6",
+        "modules",
+        "daemons",
+        "pins",
+        "libvirt",
+        "file_meta",
+        "kept",
+        "bridge_vlans",
+        "dhcp",
+    }
 )
-# Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
-OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
+# Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8), a kernel
+# without bridge VLAN support).
+OPTIONAL_COMMANDS = frozenset(
+    {"route6", "routes6", "bridge_links", "rules4", "rules6", "bridge_vlans"}
+)
 MODULE_STATES = ("loaded", "builtin", "absent")
 BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
 # the tools every facts output reports (a backend registered later may be missing: not installed)
@@ -326,6 +341,11 @@ def parse_facts(output: str) -> HostFacts:
     probes, unprobed = parse_probes(sections["probes"])
     daemons = parse_daemons(sections.get("daemons", []), links, warnings)
     pins, pin_hashes = parse_pins(sections.get("pins", []))
+    vlan_text = None
+    if "bridge_vlans" in sections:
+        failed = any(line.startswith(FAILED_MARK) for line in sections["bridge_vlans"])
+        text = _json_text("bridge_vlans", sections["bridge_vlans"], warnings)
+        vlan_text = None if failed else text
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
         extra["unprobed"] = unprobed
@@ -353,5 +373,8 @@ def parse_facts(output: str) -> HostFacts:
         guests=parse_libvirt(sections.get("libvirt", [])),
         file_meta=parse_file_meta(sections["file_meta"]) if "file_meta" in sections else None,
         kept=parse_kept(sections.get("kept", [])),
+        topology=parse_topology(
+            json["links"], json["addr"], vlan_text, sections.get("dhcp"), daemons
+        ),
         extra=extra,
     )
