@@ -3,6 +3,8 @@ bridges, host-only bridges, DHCP. Parsed into typed dataclasses; every problem o
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +198,11 @@ def test_the_same_bond_may_be_named_by_several_bridges() -> None:
         f"  - {{name: br2, vlan: 2, bond: {bond}}}\n"
     )
     assert len(topo.bonds()) == 1
+
+
+def test_every_yaml_example_of_docs_topologies_is_a_valid_topology() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topologies.md").read_text()
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", doc, flags=re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert topology(block).bridges
