@@ -175,6 +175,16 @@ def vlan_filtering_bridges(links: Iterable[JsonObj]) -> tuple[str, ...]:
     )
 
 
+def default_pvids(links: Iterable[JsonObj]) -> tuple[tuple[str, int], ...]:
+    """Each bridge's ``vlan_default_pvid`` (bridges that do not report one are left out)."""
+    out = []
+    for obj in links:
+        pvid = _info(obj, "info_data").get("vlan_default_pvid") if _kind(obj) == "bridge" else None
+        if isinstance(pvid, int) and not isinstance(pvid, bool) and 0 <= pvid <= 4094:
+            out.append((str(obj["ifname"]), pvid))
+    return tuple(out)
+
+
 def parse_vlan_table(text: str) -> tuple[PortVlan, ...]:
     """``bridge -j vlan show``: a list of ``{ifname, vlans: [{vlan, vlanEnd?, flags}]}`` (iproute2
     5.x and later) or, from older versions, one mapping ``{ifname: [{vlan, flags}]}``."""
@@ -364,6 +374,7 @@ def parse_topology(
         vlans=parse_vlans(links),
         vlan_table=None if vlan_text is None else parse_vlan_table(vlan_text),
         vlan_filtering=vlan_filtering_bridges(links),
+        default_pvids=default_pvids(links),
         dhcp=leases,
         dhcp_clients=clients,
     )

@@ -94,8 +94,14 @@ class TopologyFacts:
     vlans: tuple[VlanDevice, ...] = ()
     vlan_table: tuple[PortVlan, ...] | None = None
     vlan_filtering: tuple[str, ...] = ()  # bridges with vlan_filtering 1
+    # bridge -> vlan_default_pvid (the VLAN a new port gets untagged; 0: none), as reported
+    default_pvids: tuple[tuple[str, int], ...] = ()
     dhcp: tuple[DhcpLease, ...] = ()
     dhcp_clients: tuple[str, ...] = ()  # running client programs (dhclient, dhcpcd, udhcpc)
+
+    def default_pvid(self, bridge: str) -> int | None:
+        """``bridge``'s vlan_default_pvid (None: not reported)."""
+        return dict(self.default_pvids).get(bridge)
 
     def bond(self, name: str) -> Bond | None:
         """The bond called ``name``, or None."""

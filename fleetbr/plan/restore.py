@@ -140,6 +140,8 @@ def _topology(facts: HostFacts, other: HostFacts, scope: _Scope) -> Iterator[tup
         yield f"vlan {vlan.name} id {vlan.vid} on {vlan.parent} {vlan.protocol}", vlan.name in devs
     for name in topo.vlan_filtering:
         yield f"bridge {name} vlan_filtering on", name in devs
+    for name, pvid in topo.default_pvids:
+        yield f"bridge {name} vlan_default_pvid {pvid}", name in devs
     if topo.vlan_table is not None and other.topology.vlan_table is not None:
         for e in topo.vlan_table:
             flags = (" pvid" if e.pvid else "") + (" untagged" if e.untagged else "")

@@ -74,6 +74,8 @@ def test_vlan_devices_with_parent_and_protocol() -> None:
         VlanDevice("eth2.20", 20, "eth2", "802.1ad"),
     )
     assert facts.topology.vlan_filtering == ("br0",)
+    assert facts.topology.default_pvid("br0") == 1
+    assert parse_facts(facts_text("bridged")).topology.default_pvid("br0") is None  # not reported
 
 
 def test_a_vlan_without_an_id_is_an_error() -> None:

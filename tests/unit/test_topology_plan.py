@@ -9,14 +9,16 @@ import dataclasses
 import pytest
 
 from fleetbr.backends import registry
+from fleetbr.changes.bridge.drift import check_facts
 from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, render_task
-from fleetbr.facts.model import Daemons, DaemonView, HostFacts, InterfaceManager, Link
+from fleetbr.facts.model import Bridge, Daemons, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.facts.topology import Bond, BondSlave, PortVlan, TopologyFacts, VlanDevice
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.diff import compare
 from fleetbr.plan.restore import restore_check
 from fleetbr.plan.scope import touched_by
 from fleetbr.plan.shell import step_command
+from fleetbr.report import Status
 from tests.unit.test_plan_support import NIC_MAC, V4, V6, facts
 from tests.unit.topology_sim import Kernel
 
@@ -312,3 +314,33 @@ def test_a_name_taken_by_another_kind_of_link_is_refused() -> None:
     )
     assert the_plan.refusal is not None
     assert "eth0.20 exists as a veth link, not VLAN 20 on eth0" in the_plan.refusal
+
+
+def test_an_existing_bridge_gets_its_old_vlan_settings_back() -> None:
+    base = host()
+    bridge = Link("br0", "bridge", NIC_MAC, 1500, "UP", True, None)
+    before = dataclasses.replace(
+        base,
+        links=(*base.links, bridge),
+        bridges=(Bridge("br0", False, 4),),
+        topology=TopologyFacts(vlan_table=(), default_pvids=(("br0", 5),)),
+    )
+    the_plan, after = round_trip(VLAN_AWARE, before)
+    (setting,) = [s for s in the_plan.steps if s.kind == "bridge_vlan_set"]
+    assert (setting.args["on"], setting.args["default_pvid"]) == (True, 0)
+    assert setting.inverse is not None
+    assert (setting.inverse.args["on"], setting.inverse.args["default_pvid"]) == (False, 5)
+    assert after.topology.default_pvid("br0") == 0
+
+
+def test_check_says_in_sync_after_the_apply_and_names_the_drift() -> None:
+    the_plan, after = round_trip(VLAN_AWARE, host())
+    assert check_facts(task(VLAN_AWARE), after).status == Status.IN_SYNC
+    drifted = dataclasses.replace(
+        after, topology=dataclasses.replace(after.topology, vlan_filtering=())
+    )
+    outcome = check_facts(task(VLAN_AWARE), drifted)
+    assert outcome.status == Status.DRIFTED
+    assert "bridge br0 VLAN filtering is off, expected on" in outcome.message
+    assert "set VLAN filtering of br0 on (default pvid 0)" in outcome.repair
+    del the_plan

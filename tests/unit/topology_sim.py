@@ -30,6 +30,7 @@ class _Dev:
     vlan: tuple[int, str, str] | None = None  # vid, parent, protocol
     bridge: tuple[bool, int] | None = None  # stp, forward delay
     filtering: bool = False
+    default_pvid: int = 1
 
 
 @dataclass
@@ -63,6 +64,8 @@ class Kernel:
             if br is not None:
                 dev.bridge = (br.stp, br.forward_delay)
                 dev.filtering = link.name in topo.vlan_filtering
+                pvid = topo.default_pvid(link.name)
+                dev.default_pvid = 1 if pvid is None else pvid
             k.devs[link.name] = dev
         k.order = [s.name for b in topo.bonds for s in b.slaves]
         k.table = list(topo.vlan_table or ())
@@ -132,6 +135,7 @@ class Kernel:
 
     def _bridge_vlan_set(self, a: dict[str, Any]) -> None:
         self.devs[a["name"]].filtering = a["on"]
+        self.devs[a["name"]].default_pvid = a["default_pvid"]
 
     def _bridge_vlan_add(self, a: dict[str, Any]) -> None:
         dev = self.devs[a["dev"]]
@@ -269,6 +273,7 @@ class Kernel:
             vlans=vlans,
             vlan_table=tuple(self.table),
             vlan_filtering=tuple(n for n, d in self.devs.items() if d.filtering),
+            default_pvids=tuple((n, d.default_pvid) for n, d in self.devs.items() if d.bridge),
         )
         managed = dict(self.base.managed_files)
         pins = dict(self.base.pins)

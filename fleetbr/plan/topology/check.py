@@ -27,6 +27,10 @@ def compare_topology(exp: TopologyExpect | None, facts: HostFacts) -> Iterator[D
         if have_on != on:
             text = f"bridge {bridge} VLAN filtering is {_onoff(have_on)}, expected {_onoff(on)}"
             yield Difference(f"bridge.{bridge}.vlan_filtering", on, have_on, text)
+        pvid = facts.topology.default_pvid(bridge)
+        if on and pvid not in (None, 0):  # 0: no VLAN the task does not list on a new port
+            text = f"bridge {bridge} vlan_default_pvid is {pvid}, expected 0"
+            yield Difference(f"bridge.{bridge}.vlan_default_pvid", 0, pvid, text)
     yield from _table(exp, facts)
 
 

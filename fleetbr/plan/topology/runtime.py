@@ -169,13 +169,14 @@ def _setup_bridge(bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _P
             old = (old_mac, current.stp, current.forward_delay)
             out.setup.append(steps.bridge_set(bridge.name, new, old))
     filtering = bridge.name in facts.topology.vlan_filtering
-    if bridge.vlan_filtering != filtering or (bridge.vlan_filtering and current is None):
+    old_pvid = facts.topology.default_pvid(bridge.name)
+    old_pvid = 1 if old_pvid is None else old_pvid  # the kernel's default
+    pvid = 0 if bridge.vlan_filtering else old_pvid
+    changes = current is None or (bridge.vlan_filtering, pvid) != (filtering, old_pvid)
+    if changes and (bridge.vlan_filtering or filtering):
         out.setup.append(
             tsteps.bridge_vlan_filtering(
-                bridge.name,
-                on=bridge.vlan_filtering,
-                default_pvid=0 if bridge.vlan_filtering else 1,
-                old=(filtering, 1),
+                bridge.name, on=bridge.vlan_filtering, default_pvid=pvid, old=(filtering, old_pvid)
             )
         )
     out.filtering.append((bridge.name, bridge.vlan_filtering))
