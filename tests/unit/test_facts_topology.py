@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from fleetbr.errors import FactsError
 from fleetbr.facts.model import Daemons, InterfaceManager
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.parse_topology import parse_bonds, parse_dhcp, parse_vlan_table, parse_vlans
+from fleetbr.facts.script import facts_script
 from fleetbr.facts.topology import BondSlave, PortVlan, VlanDevice
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
@@ -166,3 +170,29 @@ def test_lease_client_falls_back_to_the_interfaces_manager() -> None:
 def test_bad_dhcp_lines_are_errors(line: str) -> None:
     with pytest.raises(FactsError, match="section dhcp"):
         parse_dhcp([line], [], Daemons())
+
+
+@pytest.mark.lab
+def test_the_real_script_reports_empty_topology_sections_in_a_fresh_namespace() -> None:
+    """Today's netns lab (no bonding, 8021q or VLAN filtering in this kernel): the sections are
+    there and empty, never an error."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare")
+    setup = (
+        "ip link set lo up && ip link add brx type bridge && ip link add vx type veth peer "
+        "name vy && ip link set vx master brx && exec sh -s"
+    )
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", setup],
+        input=facts_script(),
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert "@@fleetbr-section dhcp" in done.stdout
+    topo = parse_facts(done.stdout).topology
+    assert (topo.bonds, topo.vlans, topo.dhcp) == ((), (), ())
+    if shutil.which("bridge"):
+        assert topo.vlan_table is not None  # [] without VLAN support, entries with it
+        assert {e.dev for e in topo.vlan_table} <= {"brx", "vx"}

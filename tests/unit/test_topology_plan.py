@@ -344,3 +344,12 @@ def test_check_says_in_sync_after_the_apply_and_names_the_drift() -> None:
     assert "bridge br0 VLAN filtering is off, expected on" in outcome.message
     assert "set VLAN filtering of br0 on (default pvid 0)" in outcome.repair
     del the_plan
+
+
+def test_a_plain_task_on_a_bond_is_refused_by_a_backend_that_does_not_declare_it() -> None:
+    runtime = plan("bridge: {nic: bond0}", bonded_host())
+    assert runtime.refusal is None and runtime.expected.ports == ("bond0",)
+    persisted = plan("persist: networkd\nbridge: {nic: bond0}", bonded_host())
+    assert persisted.refusal is not None
+    assert persisted.refusal.startswith("persist: networkd cannot express a bond as the port")
+    assert plan("persist: networkd\nbridge: {nic: eth0}", host()).refusal != persisted.refusal
