@@ -353,3 +353,38 @@ def test_a_plain_task_on_a_bond_is_refused_by_a_backend_that_does_not_declare_it
     assert persisted.refusal is not None
     assert persisted.refusal.startswith("persist: networkd cannot express a bond as the port")
     assert plan("persist: networkd\nbridge: {nic: eth0}", host()).refusal != persisted.refusal
+
+
+@pytest.mark.parametrize(
+    ("text", "before"),
+    [
+        (BOND_TASK, host()),
+        (VLAN_AWARE, host()),
+        (
+            "bridges:\n  - {name: br20, nic: bond0, vlan: 20, addresses: [203.0.113.20/24]}\n"
+            "  - {name: br9, host_only: true}\n",
+            bonded_host(),
+        ),
+    ],
+    ids=["bond", "vlan-aware", "vlan-bridges"],
+)
+def test_every_prefix_of_a_topology_plan_rolls_back_exactly(text: str, before: HostFacts) -> None:
+    """A step that fails anywhere leaves nothing behind: each prefix, then the whole rollback
+    (whose inverses of steps that never ran are no-ops, as the macros are)."""
+    the_plan = plan(text, before)
+    assert len(the_plan.steps) > 5
+    for k in range(1, len(the_plan.steps)):
+        kernel = Kernel.of(before).run(the_plan.steps[:k])
+        restored = kernel.run(the_plan.rollback).facts()
+        problems = restore_check(before, restored, touched_by(the_plan)).problems
+        assert problems == [], f"after {k} steps ({the_plan.steps[k - 1].description})"
+
+
+def test_a_rollback_that_leaves_the_bond_is_caught() -> None:
+    before = host()
+    the_plan = plan(BOND_TASK, before)
+    kernel = Kernel.of(before).run(the_plan.steps)
+    partial = [s for s in the_plan.rollback if s.kind not in ("bond_del", "bond_release")]
+    problems = restore_check(before, kernel.run(partial).facts(), touched_by(the_plan)).problems
+    assert "bond bond0 slaves eth0 eth1 is new" in problems
+    assert any(p.startswith("bond bond0 mode 802.3ad lacp_rate=fast miimon=100") for p in problems)

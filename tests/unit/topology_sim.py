@@ -115,6 +115,8 @@ class Kernel:
         self._set(a["dev"], master=a["master"])
 
     def _link_nomaster(self, a: dict[str, Any]) -> None:
+        if a["dev"] not in self.devs or self.devs[a["dev"]].link.master != a["master"]:
+            return  # the macro checks the master first
         self.table = [e for e in self.table if e.dev != a["dev"]]
         self._set(a["dev"], master=None)
 
