@@ -388,3 +388,14 @@ def test_a_rollback_that_leaves_the_bond_is_caught() -> None:
     problems = restore_check(before, kernel.run(partial).facts(), touched_by(the_plan)).problems
     assert "bond bond0 slaves eth0 eth1 is new" in problems
     assert any(p.startswith("bond bond0 mode 802.3ad lacp_rate=fast miimon=100") for p in problems)
+
+
+def test_a_vlan_the_task_does_not_list_is_removed_and_the_rollback_puts_it_back() -> None:
+    _, applied = round_trip(VLAN_AWARE, host())
+    table = (*(applied.topology.vlan_table or ()), PortVlan("eth0", 999, 999))
+    extra = dataclasses.replace(
+        applied, topology=dataclasses.replace(applied.topology, vlan_table=table)
+    )
+    repair, _ = round_trip(VLAN_AWARE, extra)
+    assert [s.description for s in repair.steps] == ["remove VLAN 999 from port eth0"]
+    assert [s.description for s in repair.rollback] == ["add VLAN 999 to port eth0"]

@@ -40,6 +40,7 @@ from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanEntry, VlanExpect
 from fleetbr.plan.topology.refusals import topology_refusal
+from fleetbr.plan.topology.vlan_table import table_steps
 
 
 @dataclass
@@ -325,60 +326,11 @@ def _join(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
         if link is None or link.master != bridge.name:
             out.join.append(steps.link_master(port, bridge.name))
     if bridge.vlan_filtering:
-        _vlan_table(bridge, facts, out)
+        entries, adds = table_steps(bridge, facts)
+        out.table += entries
+        out.table_devs += [d for d in (bridge.port, bridge.name) if d]
+        out.join += adds
     for dev in (bridge.name, *(v.name for v in bridge.vlan_interfaces)):
         link = facts.link(dev)
         if link is None or not link.admin_up:
             out.ups.append(steps.link_up(dev, undo=True))
-
-
-def wanted_table(bridge: TopoBridge) -> list[VlanEntry]:
-    """The VLAN table a VLAN-aware bridge must have: the port carries ``vids`` tagged and the
-    PVID untagged; the bridge itself its VLAN interfaces' VLANs, and the PVID untagged when it
-    holds addresses itself."""
-    entries: list[VlanEntry] = []
-    port = bridge.port
-    if port is not None:
-        entries += [VlanEntry(port, lo, hi) for lo, hi in bridge.vids]
-        if bridge.pvid is not None:
-            entries.append(VlanEntry(port, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
-    entries += [VlanEntry(bridge.name, v.vid, v.vid) for v in bridge.vlan_interfaces]
-    if bridge.pvid is not None and bridge.addresses != ():
-        entries.append(VlanEntry(bridge.name, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
-    return _split(entries)
-
-
-def _split(entries: list[VlanEntry]) -> list[VlanEntry]:
-    """Ranges cut around single entries of the same device (the PVID inside ``vids``)."""
-    singles = {(e.dev, e.vid) for e in entries if e.vid == e.vid_end}
-    out: list[VlanEntry] = []
-    for e in entries:
-        if e.vid == e.vid_end:
-            if not any(o.dev == e.dev and o.vid == e.vid for o in out):
-                out.append(e)
-            continue
-        start = e.vid
-        for vid in range(e.vid, e.vid_end + 2):
-            if vid > e.vid_end or (e.dev, vid) in singles:
-                if start < vid:
-                    out.append(VlanEntry(e.dev, start, vid - 1))
-                start = vid + 1
-    return out
-
-
-def _vlan_table(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
-    wanted = wanted_table(bridge)
-    devs = [d for d in (bridge.port, bridge.name) if d]
-    out.table += wanted
-    out.table_devs += devs
-    have = {(e.dev, v): (e.pvid, e.untagged)
-            for e in facts.topology.vlan_table or () if e.dev in devs
-            for v in range(e.vid, e.vid_end + 1)}  # fmt: skip
-    for entry in wanted:
-        span = range(entry.vid, entry.vid_end + 1)
-        if all(have.get((entry.dev, v)) == (entry.pvid, entry.untagged) for v in span):
-            continue
-        out.join.append(
-            tsteps.bridge_vlan_add(entry.dev, (entry.vid, entry.vid_end), pvid=entry.pvid,
-                                   untagged=entry.untagged, self_=entry.dev == bridge.name)
-        )  # fmt: skip

@@ -3,6 +3,7 @@ inverse. Every value is validated here; the shell is in ``templates/steps.sh.j2`
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from fleetbr import validate
@@ -136,3 +137,14 @@ def bridge_vlan_add(
         f"add {what}{flags} to {where}",
         inverse=Step("bridge_vlan_del", args, f"remove {what} from {where}"),
     )
+
+
+def bridge_vlan_remove(
+    dev: str, vids: tuple[int, int], *, pvid: bool = False, untagged: bool = False,
+    self_: bool = False,
+) -> Step:  # fmt: skip
+    """Remove VLANs ``vids`` from ``dev`` (a VLAN the task does not list); the inverse adds them
+    back with their flags."""
+    add = bridge_vlan_add(dev, vids, pvid=pvid, untagged=untagged, self_=self_)
+    assert add.inverse is not None
+    return dataclasses.replace(add.inverse, inverse=dataclasses.replace(add, inverse=None))
