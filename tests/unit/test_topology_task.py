@@ -206,3 +206,11 @@ def test_every_yaml_example_of_docs_topologies_is_a_valid_topology() -> None:
     assert len(blocks) == 3
     for block in blocks:
         assert topology(block).bridges
+
+
+def test_an_address_error_names_the_vlan_interface() -> None:
+    message = refused(
+        "bridge: {addresses: none, vlan_filtering: true, vids: [10],"
+        " vlan_interfaces: [{vid: 10, addresses: [nope]}]}"
+    )
+    assert message.startswith("bridge.vlan_interfaces[0].addresses[0]: 'nope' is not")

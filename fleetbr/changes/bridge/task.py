@@ -271,7 +271,7 @@ def _topology(
         if raw.get("routes"):
             raise ValidationError(f"{where}.routes: not yet with topology keys (bond, vlan...)")
         base = _common(raw, where, _nic_default(host) if i == 0 else None, optional_nic=True)
-        base["addresses_parser"] = functools.partial(_addresses, field=f"{where}.addresses")
+        base["addresses_parser"] = _addresses
         bridges.append(topo_bridge(raw, where, base))
     topology = check_topology(tuple(bridges), field)
     first = topology.bridges[0]

@@ -36,8 +36,8 @@ _BOND_KEYS = frozenset({"name", "slaves", "mode", "options"})
 _VLAN_IF_KEYS = frozenset({"vid", "addresses"})
 _DHCP_KEYS = frozenset({"ipv4", "ipv6"})
 
-# Parses one of BridgeSpec's own keys (addresses lists, gateways, routes...): task.py's.
-Common = Callable[[dict[str, Any], str], dict[str, Any]]
+# task.py's parser of an address list (``move`` or CIDRs), for the keys that share its syntax
+AddressParser = Callable[[object, str], tuple[str, ...] | None]
 
 
 def is_topology(raw: dict[str, Any]) -> bool:
@@ -114,7 +114,7 @@ def _vid_range(item: object, field: str) -> tuple[int, int]:
     return vid, vid
 
 
-def topo_addresses(value: object, field: str, common: Callable[[object], Any]) -> Addresses:
+def topo_addresses(value: object, field: str, common: AddressParser) -> Addresses:
     """``move`` (None), ``dhcp``, ``none`` (no address) or a list of CIDRs (``common``)."""
     if value == "dhcp":
         return "dhcp"
@@ -123,7 +123,7 @@ def topo_addresses(value: object, field: str, common: Callable[[object], Any]) -
     if value == "move":
         return None
     try:
-        found = common(value)
+        found = common(value, field)
     except ValidationError as exc:
         raise ValidationError(f"{exc} (or dhcp, none)") from None
     return tuple(found) if found is not None else None
@@ -145,7 +145,7 @@ def _dhcp(value: object, field: str, addresses: Addresses) -> DhcpSpec | None:
 
 
 def _vlan_interfaces(
-    value: object, field: str, bridge: str, common: Callable[[object], Any]
+    value: object, field: str, bridge: str, common: AddressParser
 ) -> tuple[VlanInterface, ...]:
     if not isinstance(value, list) or not value:
         raise ValidationError(f"{field}: expected a list of {{vid, addresses}}, got {show(value)}")
@@ -214,7 +214,7 @@ def _uplink(
     return nic
 
 
-def _filtering(raw: dict[str, Any], field: str, name: str, common: Any) -> dict[str, Any]:
+def _filtering(raw: dict[str, Any], field: str, name: str, common: AddressParser) -> dict[str, Any]:
     on = validate.boolean(raw.get("vlan_filtering", False), f"{field}.vlan_filtering")
     for key in ("vids", "pvid", "vlan_interfaces"):
         if key in raw and not on:
