@@ -60,6 +60,10 @@ class Backend(ABC):
     view_words: ClassVar[tuple[str, ...]] = ()
     view_rank: ClassVar[int] = 50
     precedence: ClassVar[int] = 50
+    # the uplink topologies its writers can express beyond one NIC into one bridge
+    # (fleetbr.changes.bridge.topology.FEATURES); a task needing others is refused before any
+    # change (fleetbr.plan.topology.capability; the matrix: docs/topologies.md)
+    topologies: ClassVar[frozenset[str]] = frozenset()
 
     def installed(self, facts: HostFacts) -> bool:
         """Its tool is on the host (facts section ``backends``)."""

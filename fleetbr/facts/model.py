@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.libvirt import Libvirt
 from fleetbr.facts.redact import redacted_contents
+from fleetbr.facts.topology import TopologyFacts
 
 Family = Literal[4, 6]
 
@@ -306,6 +307,8 @@ class HostFacts:
     file_meta: dict[str, FileMeta] | None = None
     # txid -> managed files someone edited during its window, kept by its rollback (steps.sh.j2)
     kept: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # bonds, VLAN devices, the bridge VLAN table, DHCP leases (fleetbr.facts.topology)
+    topology: TopologyFacts = field(default_factory=TopologyFacts)
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""

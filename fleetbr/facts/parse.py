@@ -27,6 +27,7 @@ from fleetbr.facts.parse_daemons import parse_daemons
 from fleetbr.facts.parse_ip import load_json, parse_addresses, parse_bridges, parse_links
 from fleetbr.facts.parse_libvirt import parse_libvirt
 from fleetbr.facts.parse_routes import parse_routes, parse_rules
+from fleetbr.facts.parse_topology import parse_topology
 from fleetbr.validate import split_lines
 
 SECTION_MARK = "@@fleetbr-section "
@@ -63,10 +64,15 @@ OPTIONAL_SECTIONS = frozenset(
         "file_meta",
         "kept",
         "managed_contents",
+        "bridge_vlans",
+        "dhcp",
     }
 )
-# Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8)).
-OPTIONAL_COMMANDS = frozenset({"route6", "routes6", "bridge_links", "rules4", "rules6"})
+# Sections whose command may legitimately fail (IPv6 disabled at boot, no bridge(8), a kernel
+# without bridge VLAN support).
+OPTIONAL_COMMANDS = frozenset(
+    {"route6", "routes6", "bridge_links", "rules4", "rules6", "bridge_vlans"}
+)
 MODULE_STATES = ("loaded", "builtin", "absent")
 BRIDGE_NF_KEYS = ("call-iptables", "call-ip6tables", "call-arptables")
 # the tools every facts output reports (a backend registered later may be missing: not installed)
@@ -357,6 +363,11 @@ def parse_facts(output: str) -> HostFacts:
     probes, unprobed = parse_probes(sections["probes"])
     daemons = parse_daemons(sections.get("daemons", []), links, warnings)
     pins, pin_hashes = parse_pins(sections.get("pins", []))
+    vlan_text = None
+    if "bridge_vlans" in sections:
+        failed = any(line.startswith(FAILED_MARK) for line in sections["bridge_vlans"])
+        text = _json_text("bridge_vlans", sections["bridge_vlans"], warnings)
+        vlan_text = None if failed else text
     extra: dict[str, object] = {"boot_id": meta.get("boot_id", ""), "now": now}
     if unprobed:
         extra["unprobed"] = unprobed
@@ -385,5 +396,8 @@ def parse_facts(output: str) -> HostFacts:
         guests=parse_libvirt(sections.get("libvirt", [])),
         file_meta=parse_file_meta(sections["file_meta"]) if "file_meta" in sections else None,
         kept=parse_kept(sections.get("kept", [])),
+        topology=parse_topology(
+            json["links"], json["addr"], vlan_text, sections.get("dhcp"), daemons
+        ),
         extra=extra,
     )

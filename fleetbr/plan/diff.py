@@ -30,6 +30,7 @@ from fleetbr.facts.model import HostFacts, Route
 from fleetbr.plan.guest_check import compare_guests
 from fleetbr.plan.model import Difference, ExpectedState
 from fleetbr.plan.steps import describe_route
+from fleetbr.plan.topology.check import compare_topology
 
 
 def _canon(cidr: str) -> str:
@@ -72,25 +73,32 @@ def compare(exp: ExpectedState, facts: HostFacts) -> list[Difference]:
     out += _persisted(exp, facts)
     out += _carried(exp, facts)
     out += compare_guests(exp.guests, facts)
+    for more in exp.more:  # a topology's other bridges and VLAN interfaces
+        for found in (*_bridge(more, facts), *_addresses(more, facts), *_routes(more, facts)):
+            if found not in out:
+                out.append(found)
+    out += compare_topology(exp.topology, facts)
     return out
 
 
 def _bridge(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     bridge, link, nic = facts.bridge(exp.bridge), facts.link(exp.bridge), facts.link(exp.nic)
     ports = f"ports.{exp.bridge}"
-    if nic is None:
+    if not exp.nic:  # a host-only bridge (topology)
+        nic = None
+    elif nic is None:
         yield Difference("nic", exp.nic, None, f"NIC {exp.nic} is gone")
         return
     if not exp.bridge_present:
         if link is not None:
             yield Difference("bridge", "absent", "present", f"bridge {exp.bridge} still exists")
-        if nic.master is not None:
+        if nic is not None and nic.master is not None:
             yield Difference(ports, None, exp.nic, f"{exp.nic} is still a port of {nic.master}")
         return
     if bridge is None or link is None:
         yield Difference("bridge", "present", "absent", f"bridge {exp.bridge} does not exist")
         return
-    if nic.master != exp.bridge:
+    if nic is not None and nic.master != exp.bridge:
         text = f"{exp.nic} is not a port of {exp.bridge} (master {nic.master})"
         yield Difference(ports, exp.nic, None, text)
     if not link.admin_up:
@@ -124,14 +132,14 @@ def _addresses(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
         if cidr in have and have[cidr] != label:
             text = f"address {cidr} on {dev} has label {have[cidr]}, expected {label}"
             yield Difference(f"labels.{dev}", f"{cidr} {label}", f"{cidr} {have[cidr]}", text)
-    if exp.bridge_present:
+    if exp.bridge_present and exp.nic:
         for cidr in sorted(_canon(a.cidr) for a in facts.addresses_of(exp.nic)):
             text = f"address {cidr} still on {exp.nic}"
             yield Difference(f"addresses.{exp.nic}", None, cidr, text)
 
 
 def _routes(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
-    if exp.bridge_present:
+    if exp.bridge_present and exp.nic:
         for route in facts.routes_of(exp.nic):
             if route.protocol != "kernel":
                 text = f"route {describe_route(route)} still through {exp.nic}"

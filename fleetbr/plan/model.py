@@ -9,6 +9,7 @@ from typing import Any
 from fleetbr.backends.carry import PolicyRule
 from fleetbr.facts.filemeta import FileMeta
 from fleetbr.facts.model import Route
+from fleetbr.plan.topology.expect import TopologyExpect
 
 STEP_KINDS: frozenset[str] = frozenset(
     {
@@ -37,6 +38,15 @@ STEP_KINDS: frozenset[str] = frozenset(
         "backend_release",
         "backend_reapply",
         "guest_update",
+        "bond_add",
+        "bond_del",
+        "bond_enslave",
+        "bond_release",
+        "vlan_add",
+        "vlan_del",
+        "bridge_vlan_set",
+        "bridge_vlan_add",
+        "bridge_vlan_del",
     }
 )
 
@@ -126,6 +136,10 @@ class ExpectedState:
     mtu: int | None = None
     rules: tuple[PolicyRule, ...] = ()
     dns: tuple[str, ...] = ()
+    # a topology (fleetbr.plan.topology): the other bridges' and VLAN interfaces' expected
+    # states (compared like this one), and the bonds, VLAN devices and VLAN table
+    more: tuple[ExpectedState, ...] = ()
+    topology: TopologyExpect | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +192,17 @@ class BridgePlan(Plan):
 
     @property
     def interfaces(self) -> tuple[str, ...]:
-        """The NIC and the bridge."""
-        return (self.expected.nic, self.expected.bridge)
+        """The NIC and the bridge (a topology: every bridge, port, VLAN interface, bond and
+        slave it expects)."""
+        exp = self.expected
+        if not exp.more and exp.topology is None:
+            return (exp.nic, exp.bridge)
+        devs = [d for e in (exp, *exp.more) for d in (e.nic, e.bridge, e.address_dev)]
+        if exp.topology is not None:
+            devs += [b.name for b in exp.topology.bonds]
+            devs += [s for b in exp.topology.bonds for s in b.slaves]
+            devs += [v.name for v in exp.topology.vlans]
+        return tuple(dict.fromkeys(d for d in devs if d))
 
     @property
     def managed(self) -> tuple[str, ...]:

@@ -30,6 +30,8 @@ from fleetbr.plan.moves import (
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
 from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
+from fleetbr.plan.topology.capability import bond_port_refusal
+from fleetbr.plan.topology.runtime import plan_runtime
 from fleetbr.plan.unbridge import plan_absent
 
 
@@ -42,11 +44,15 @@ def plan_host(
     ``backup_dir`` is where the transaction stages file backups; None lets the step script use
     ``$FLEETBR_BACKUP_DIR`` (set by the transaction scripts to ``$TX/backups``).
     """
-    reason = _common_refusal(task, facts, min_timeout)
+    reason = _host_refusal(task, facts, min_timeout)
+    if reason is None and task.topology is None:
+        reason = _nic_refusal(task, facts) or bond_port_refusal(task, facts)
     if reason is not None:
         return refused(task, reason)
     try:
-        if task.bridge.state == "present":
+        if task.topology is not None:  # bonds, VLANs, several bridges (docs/topologies.md)
+            plan = plan_runtime(task, task.topology, facts)
+        elif task.bridge.state == "present":
             plan = _present(task, facts, backup_dir)
         else:
             plan = _unbridge_persisted(task, facts, plan_absent(task, facts), backup_dir)
@@ -93,8 +99,8 @@ def _with_differences(plan: BridgePlan, task: BridgeTask, facts: HostFacts) -> B
     return dataclasses.replace(plan, differences=differences)
 
 
-def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
-    spec = task.bridge
+def _host_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str | None:
+    """An armed transaction or a dead-man timeout too short: whatever the task."""
     if facts.armed is not None and facts.armed.problem:
         return facts.armed.describe()
     if facts.armed is not None:
@@ -108,6 +114,12 @@ def _common_refusal(task: BridgeTask, facts: HostFacts, min_timeout: int) -> str
             f"dead-man timeout {task.deadman_timeout}s is shorter than the {min_timeout}s "
             "needed to reconnect and probe"
         )
+    return None
+
+
+def _nic_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
+    """The NIC and the bridge name of a one-NIC task (a topology checks its own devices)."""
+    spec = task.bridge
     nic = facts.link(spec.nic)
     if nic is None:
         names = ", ".join(link.name for link in facts.links) or "none"

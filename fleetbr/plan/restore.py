@@ -127,6 +127,29 @@ def _bridges(facts: HostFacts, scope: _Scope) -> Iterator[tuple[str, bool]]:
             yield f"bridge port {port} of {b.name}", port in scope.touched.devs
 
 
+def _topology(facts: HostFacts, other: HostFacts, scope: _Scope) -> Iterator[tuple[str, bool]]:
+    """Bonds (mode, options, slaves in order), VLAN devices, VLAN filtering, the bridge VLAN
+    table (when both sides report it) and which DHCP client holds which address."""
+    topo, devs = facts.topology, scope.touched.devs
+    for bond in topo.bonds:
+        mine = bond.name in devs or bool(devs & set(bond.slave_names))
+        options = " ".join(f"{k}={v}" for k, v in bond.options)
+        yield f"bond {bond.name} mode {bond.mode} {options}", mine
+        yield f"bond {bond.name} slaves {' '.join(bond.slave_names)}", mine
+    for vlan in topo.vlans:
+        yield f"vlan {vlan.name} id {vlan.vid} on {vlan.parent} {vlan.protocol}", vlan.name in devs
+    for name in topo.vlan_filtering:
+        yield f"bridge {name} vlan_filtering on", name in devs
+    for name, pvid in topo.default_pvids:
+        yield f"bridge {name} vlan_default_pvid {pvid}", name in devs
+    if topo.vlan_table is not None and other.topology.vlan_table is not None:
+        for e in topo.vlan_table:
+            flags = (" pvid" if e.pvid else "") + (" untagged" if e.untagged else "")
+            yield f"bridge vlan {e.dev} {e.vid}-{e.vid_end}{flags}", e.dev in devs
+    for lease in topo.dhcp:
+        yield f"dhcp {lease.client} {_canon(lease.cidr)} on {lease.dev}", lease.dev in devs
+
+
 def _settings(facts: HostFacts, other: HostFacts, scope: _Scope) -> Iterator[tuple[str, bool]]:
     for key, value in facts.bridge_nf.items():
         if value is not None:
@@ -156,6 +179,7 @@ def _items(facts: HostFacts, other: HostFacts, scope: _Scope) -> dict[str, bool]
     if facts.guests is not None and other.guests is not None:  # both scripts read libvirt
         items.update(guest_items(facts, scope.touched.domains))
     items.update(_settings(facts, other, scope))
+    items.update(_topology(facts, other, scope))
     return items
 
 

@@ -13,6 +13,7 @@ from fleetbr.plan import Step, plan_host, rollback_script, step_command, steps_s
 from fleetbr.plan import steps as mk
 from fleetbr.plan.model import STEP_KINDS
 from tests.unit.test_plan_support import bridged, facts, task
+from tests.unit.test_topology_steps import TOPOLOGY_STEPS
 
 ALL_STEPS: list[Step] = [
     mk.bridge_add("br0", "52:54:00:12:34:56", True, 15),
@@ -65,7 +66,8 @@ BACKEND_STEPS: list[Step] = [
 def test_every_kind_is_covered() -> None:
     # run_staged (fleetbr run --deadman) is covered in tests/unit/test_plan_command.py
     # guest_update (libvirt guests) is covered in tests/unit/test_guests.py
-    kinds = {s.kind for s in ALL_STEPS + BACKEND_STEPS}
+    # bonds, VLAN devices and the bridge VLAN table in tests/unit/test_topology_steps.py
+    kinds = {s.kind for s in ALL_STEPS + BACKEND_STEPS + TOPOLOGY_STEPS}
     assert kinds | {"run_staged", "guest_update"} == STEP_KINDS
 
 

@@ -20,6 +20,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from fleetbr import validate
 from fleetbr.backends import registry
+from fleetbr.changes.bridge.topology import Topology
+from fleetbr.changes.bridge.topology_parse import (
+    TOPOLOGY_KEYS,
+    check_topology,
+    is_topology,
+    topo_bridge,
+)
 from fleetbr.errors import TaskError, ValidationError
 from fleetbr.facts.model import Family, Route
 from fleetbr.validate import clip, label, show
@@ -45,9 +52,18 @@ FORWARD_DELAY_MAX = 30
 STP_FORWARD_DELAY_MIN = 2  # the kernel refuses a smaller forward delay while STP runs
 
 _TOP_KEYS = frozenset(
-    {"bridge", "netfilter", "docker_conflict", "daemon_conflict", "persist", "deadman", "guests"}
+    {
+        "bridge",
+        "bridges",
+        "netfilter",
+        "docker_conflict",
+        "daemon_conflict",
+        "persist",
+        "deadman",
+        "guests",
+    }
 )
-_BRIDGE_KEYS = frozenset(
+_PLAIN_KEYS = frozenset(
     {
         "name",
         "state",
@@ -61,6 +77,7 @@ _BRIDGE_KEYS = frozenset(
         "routes",
     }
 )
+_BRIDGE_KEYS = _PLAIN_KEYS | TOPOLOGY_KEYS
 _DEADMAN_KEYS = frozenset({"timeout"})
 
 
@@ -116,6 +133,9 @@ class BridgeTask:
     # at its next reload or at boot): refused unless "accept"
     daemon_conflict: DockerConflict = "refuse"
     guests: GuestsSpec | None = None
+    # the task's uplink topology (bonds, VLANs, several bridges...: docs/topologies.md); None
+    # for a task that uses none of its keys: one NIC into one bridge, ``bridge`` says it all
+    topology: Topology | None = None
 
 
 def load_task(path: Path) -> TaskTemplate:
@@ -197,8 +217,13 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
     deadman = _section(top.get("deadman"), "deadman", _DEADMAN_KEYS)
     timeout = validate.integer(deadman.get("timeout", 60), "deadman.timeout", 1, DEADMAN_MAX)
     persist = _persist(top.get("persist", "none"))
-    bridge = _bridge(_section(top.get("bridge"), "bridge", _BRIDGE_KEYS), host)
+    bridge, topology = _bridges(top, host)
     guests = guests_spec(top.get("guests"))
+    if guests is not None and topology is not None:
+        raise ValidationError(
+            "guests: not yet with a topology (bond, vlan, bridges...): move guests in a task of "
+            "its own"
+        )
     if guests is not None and bridge.state != "present":
         raise ValidationError(
             "guests: only with bridge.state present (an unbridge is refused while guests use "
@@ -214,31 +239,99 @@ def _build(doc: object, source: str, host_name: str, host: Mapping[str, Any]) ->
         deadman_timeout=timeout,
         daemon_conflict=_conflict(top.get("daemon_conflict", "refuse"), "daemon_conflict"),
         guests=guests,
+        topology=topology,
     )
 
 
-def _bridge(raw: dict[str, Any], host: Mapping[str, Any]) -> BridgeSpec:
+def _bridges(top: dict[str, Any], host: Mapping[str, Any]) -> tuple[BridgeSpec, Topology | None]:
+    """The ``bridge:`` section, or the ``bridges:`` list (a topology): the first bridge's spec
+    (what single-bridge code reads) and the topology, if the task has one."""
+    if "bridges" not in top:
+        raw = _section(top.get("bridge"), "bridge", _BRIDGE_KEYS)
+        if not is_topology(raw):
+            return _bridge(raw, host), None
+        return _topology([raw], "bridge", host)
+    if "bridge" in top:
+        raise ValidationError("bridge, bridges: use one of them (bridges: a list of bridge: maps)")
+    items = top["bridges"]
+    if not isinstance(items, list) or not items:
+        raise ValidationError(f"bridges: expected a list of bridge mappings, got {show(items)}")
+    raws = [_section(item, f"bridges[{i}]", _BRIDGE_KEYS) for i, item in enumerate(items)]
+    return _topology(raws, "bridges", host)
+
+
+def _topology(
+    raws: list[dict[str, Any]], field: str, host: Mapping[str, Any]
+) -> tuple[BridgeSpec, Topology]:
+    bridges = []
+    for i, raw in enumerate(raws):
+        where = field if field == "bridge" else f"{field}[{i}]"
+        if raw.get("state", "present") != "present":
+            raise ValidationError(f"{where}.state: only present with topology keys (bond, vlan...)")
+        if raw.get("routes"):
+            raise ValidationError(f"{where}.routes: not yet with topology keys (bond, vlan...)")
+        base = _common(raw, where, _nic_default(host) if i == 0 else None, optional_nic=True)
+        base["addresses_parser"] = _addresses
+        bridges.append(topo_bridge(raw, where, base))
+    topology = check_topology(tuple(bridges), field)
+    first = topology.bridges[0]
+    spec = BridgeSpec(
+        name=first.name,
+        state="present",
+        nic=first.port or "",
+        addresses=None,
+        gateway4=first.gateway4,
+        gateway6=first.gateway6,
+        mac=first.mac,
+        stp=first.stp,
+        forward_delay=first.forward_delay,
+    )
+    return spec, topology
+
+
+def _nic_default(host: Mapping[str, Any]) -> object:
     data = host.get("data") or {}
-    nic_default = data.get("nic") if isinstance(data, Mapping) else None
-    if "nic" not in raw and nic_default is None:
-        raise ValidationError("bridge.nic: required (or set the host data key nic)")
-    state = validate.choice(raw.get("state", "present"), "bridge.state", ("present", "absent"))
-    stp = validate.boolean(raw.get("stp", False), "bridge.stp")
+    return data.get("nic") if isinstance(data, Mapping) else None
+
+
+def _common(
+    raw: dict[str, Any], field: str, nic_default: object, *, optional_nic: bool = False
+) -> dict[str, Any]:
+    """The keys every bridge section has, validated (``nic`` None: neither given nor a default,
+    allowed only when ``optional_nic``)."""
+    if "nic" not in raw and nic_default is None and not optional_nic:
+        raise ValidationError(f"{field}.nic: required (or set the host data key nic)")
+    nic = raw.get("nic", nic_default)
+    stp = validate.boolean(raw.get("stp", False), f"{field}.stp")
     low = STP_FORWARD_DELAY_MIN if stp else 0
-    delay_field = "bridge.forward_delay" + (" (with stp on)" if stp else "")
+    delay_field = f"{field}.forward_delay" + (" (with stp on)" if stp else "")
     mac = raw.get("mac", "nic")
-    return BridgeSpec(
-        name=validate.interface_name(raw.get("name", "br0"), "bridge.name"),
-        state="present" if state == "present" else "absent",
-        nic=validate.interface_name(raw.get("nic", nic_default), "bridge.nic"),
-        addresses=_addresses(raw.get("addresses", "move")),
-        gateway4=_gateway(raw.get("gateway4"), "bridge.gateway4", 4),
-        gateway6=_gateway(raw.get("gateway6"), "bridge.gateway6", 6),
-        mac=None if mac == "nic" else validate.mac_address(mac, "bridge.mac"),
-        stp=stp,
-        forward_delay=validate.integer(
+    return {
+        "name": validate.interface_name(raw.get("name", "br0"), f"{field}.name"),
+        "nic": None if nic is None else validate.interface_name(nic, f"{field}.nic"),
+        "gateway4": _gateway(raw.get("gateway4"), f"{field}.gateway4", 4),
+        "gateway6": _gateway(raw.get("gateway6"), f"{field}.gateway6", 6),
+        "mac": None if mac == "nic" else validate.mac_address(mac, f"{field}.mac"),
+        "stp": stp,
+        "forward_delay": validate.integer(
             raw.get("forward_delay", 4), delay_field, low, FORWARD_DELAY_MAX
         ),
+    }
+
+
+def _bridge(raw: dict[str, Any], host: Mapping[str, Any]) -> BridgeSpec:
+    base = _common(raw, "bridge", _nic_default(host))
+    state = validate.choice(raw.get("state", "present"), "bridge.state", ("present", "absent"))
+    return BridgeSpec(
+        name=base["name"],
+        state="present" if state == "present" else "absent",
+        nic=base["nic"],
+        addresses=_addresses(raw.get("addresses", "move")),
+        gateway4=base["gateway4"],
+        gateway6=base["gateway6"],
+        mac=base["mac"],
+        stp=base["stp"],
+        forward_delay=base["forward_delay"],
         routes=_routes(raw.get("routes", [])),
     )
 
@@ -280,16 +373,14 @@ def _route(item: object, field: str) -> Route:
     return Route(family, dst, "", gateway, metric, "static", kind)
 
 
-def _addresses(value: object) -> tuple[str, ...] | None:
+def _addresses(value: object, field: str = "bridge.addresses") -> tuple[str, ...] | None:
     if value == "move":
         return None
     if not isinstance(value, list) or not value:
-        raise ValidationError(
-            f"bridge.addresses: expected move or a list of CIDRs, got {show(value)}"
-        )
+        raise ValidationError(f"{field}: expected move or a list of CIDRs, got {show(value)}")
     out: list[str] = []
     for i, item in enumerate(value):
-        addr = validate.cidr(item, f"bridge.addresses[{i}]")
+        addr = validate.cidr(item, f"{field}[{i}]")
         if addr not in out:
             out.append(addr)
     return tuple(out)

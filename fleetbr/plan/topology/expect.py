@@ -1,0 +1,51 @@
+"""What a topology plan expects beyond each bridge's ExpectedState: bonds, VLAN devices, VLAN
+filtering and the bridge VLAN table. Plain data (fleetbr.plan.model holds it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OptionValue = str | int | bool
+
+
+@dataclass(frozen=True)
+class BondExpect:
+    """A bond with this mode, these options (as the task set them) and exactly these slaves."""
+
+    name: str
+    mode: str
+    options: tuple[tuple[str, OptionValue], ...]
+    slaves: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VlanExpect:
+    """A VLAN device ``name``: VLAN ``vid`` on ``parent``."""
+
+    name: str
+    parent: str
+    vid: int
+    protocol: str = "802.1Q"
+
+
+@dataclass(frozen=True)
+class VlanEntry:
+    """A bridge VLAN table entry of ``dev`` (a port, or the bridge itself)."""
+
+    dev: str
+    vid: int
+    vid_end: int
+    pvid: bool = False
+    untagged: bool = False
+
+
+@dataclass(frozen=True)
+class TopologyExpect:
+    """Bonds and VLAN devices that must exist, each bridge's VLAN filtering, and for every
+    device in ``table_devs`` exactly the VLAN ``table`` entries listed for it."""
+
+    bonds: tuple[BondExpect, ...] = ()
+    vlans: tuple[VlanExpect, ...] = ()
+    filtering: tuple[tuple[str, bool], ...] = ()
+    table: tuple[VlanEntry, ...] = ()
+    table_devs: tuple[str, ...] = ()

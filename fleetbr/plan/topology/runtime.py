@@ -1,0 +1,336 @@
+"""The runtime tier of topologies (``persist: none``): iproute2 steps and their inverses for bonds,
+VLAN uplinks, several bridges, VLAN-aware bridges with VLAN interfaces and host-only bridges.
+
+Order (the rollback is the exact reverse, so it works from any point):
+
+1. (not cutting) bridges (and their VLAN filtering, default PVID 0), bonds (down, no slaves),
+   VLAN devices (ports, then the bridges' VLAN interfaces), netfilter as for one bridge;
+2. the routes through each address source come off (the kernel would drop them with the
+   last address anyway);
+3. addresses move from each source to its holder (the bridge or a VLAN interface), before any
+   NIC goes down: a NIC going down loses its IPv6 addresses, and in the rollback they come back
+   only once the NIC is out of its bond and up again;
+4. each new bond takes its slaves (each set down first), then goes up;
+5. each port joins its bridge, gets its VLAN table entries (and the bridge its own), and the
+   ports, bridges and VLAN interfaces go up;
+6. the routes go back on, through the holders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from fleetbr import validate
+from fleetbr.changes.bridge.task import BridgeSpec, BridgeTask
+from fleetbr.changes.bridge.topology import BondSpec, TopoBridge, Topology
+from fleetbr.facts.model import HostFacts
+from fleetbr.plan import steps
+from fleetbr.plan.model import BridgePlan, ExpectedState, Step
+from fleetbr.plan.moves import (
+    address_steps,
+    finish,
+    global_addresses,
+    lost_source,
+    refused,
+    route_steps,
+    wanted_addresses,
+)
+from fleetbr.plan.netfilter import netfilter_steps
+from fleetbr.plan.topology import steps as tsteps
+from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanEntry, VlanExpect
+from fleetbr.plan.topology.refusals import topology_refusal
+from fleetbr.plan.topology.vlan_table import table_steps
+
+
+@dataclass
+class _Plan:
+    """The steps of each phase and what is expected, filled bridge by bridge."""
+
+    setup: list[Step] = field(default_factory=list)
+    route_dels: list[Step] = field(default_factory=list)
+    moves: list[Step] = field(default_factory=list)
+    enslave: list[Step] = field(default_factory=list)
+    join: list[Step] = field(default_factory=list)
+    ups: list[Step] = field(default_factory=list)
+    route_adds: list[Step] = field(default_factory=list)
+    expects: list[ExpectedState] = field(default_factory=list)
+    bonds: list[BondExpect] = field(default_factory=list)
+    vlans: list[VlanExpect] = field(default_factory=list)
+    filtering: list[tuple[str, bool]] = field(default_factory=list)
+    table: list[VlanEntry] = field(default_factory=list)
+    table_devs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """Where a bridge's addresses go (the bridge, or a VLAN interface) and where they come from
+    (``source``; "" none), with the task's word for them (None move, () none, or a list)."""
+
+    dev: str
+    source: str
+    addresses: tuple[str, ...] | None
+    mac: str | None = None  # the bridge's
+
+
+def plan_runtime(task: BridgeTask, topology: Topology, facts: HostFacts) -> BridgePlan:
+    """The runtime plan of ``topology`` (refused with the reason when the host does not fit)."""
+    reason = topology_refusal(task, topology, facts)
+    if reason is not None:
+        return refused(task, reason)
+    out = _Plan()
+    for bridge in topology.bridges:
+        _setup_bridge(bridge, bridge_mac(bridge, topology, facts), facts, out)
+    for bond in topology.bonds():
+        _setup_bond(bond, facts, out)
+    for bridge in topology.bridges:
+        _setup_vlans(bridge, facts, out)
+    expected_nf: dict[str, int] = {}
+    files: dict[str, str] = {}
+    if task.netfilter != "keep":
+        nf, expected_nf, files = netfilter_steps(facts, int(task.netfilter == "on"), None)
+        out.setup += nf
+    for bridge in topology.bridges:
+        problem = _move_addresses(task, bridge, topology, facts, out)
+        if problem is not None:
+            return refused(task, problem)
+    for bond in topology.bonds():
+        _enslave(bond, facts, out)
+    for bridge in topology.bridges:
+        _join(bridge, facts, out)
+    if not any(e.addresses for e in out.expects) and not _kept_elsewhere(topology, facts, out):
+        return refused(
+            task,
+            "no bridge or VLAN interface gets an address and nothing else keeps one: "
+            "nothing would keep the host reachable",
+        )
+    return _assemble(task, out, expected_nf, files)
+
+
+def _assemble(
+    task: BridgeTask, out: _Plan, expected_nf: dict[str, int], files: dict[str, str]
+) -> BridgePlan:
+    first, *more = out.expects
+    expected = dataclasses.replace(
+        first,
+        bridge_nf=expected_nf,
+        files=files,
+        more=tuple(more),
+        topology=TopologyExpect(
+            bonds=tuple(out.bonds),
+            vlans=tuple(out.vlans),
+            filtering=tuple(out.filtering),
+            table=tuple(out.table),
+            table_devs=tuple(dict.fromkeys(out.table_devs)),
+        ),
+    )
+    cutting = out.route_dels + out.moves + out.enslave + out.join + out.ups + out.route_adds
+    plan = finish(task, out.setup, cutting, expected)
+    routes = [r for e in out.expects for r in e.routes if r.is_default and r.gateway]
+    probes = tuple(dict.fromkeys(str(r.gateway) for r in sorted(routes, key=lambda r: r.family)))
+    return dataclasses.replace(plan, probes=probes)
+
+
+def _kept_elsewhere(topology: Topology, facts: HostFacts, out: _Plan) -> bool:
+    """Some device the task does not touch keeps a global address."""
+    touched = {d for e in out.expects for d in (e.nic, e.bridge, e.address_dev)}
+    touched |= {s for b in topology.bonds() for s in b.slaves}
+    return any(a.scope == "global" and a.dev not in touched and a.dev != "lo"
+               for a in facts.addresses)  # fmt: skip
+
+
+def bridge_mac(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> str | None:
+    """The bridge's MAC: the task's, else its uplink's (a new bond has its first slave's; a VLAN
+    device its parent's); a host-only bridge without one gets the kernel's."""
+    if bridge.mac is not None:
+        return bridge.mac
+    dev = bridge.nic
+    bond = next((b for b in topology.bonds() if b.name == dev), None)
+    if bond is not None and facts.link(bond.name) is None:
+        dev = bond.slaves[0]
+    link = facts.link(dev) if dev else None
+    return validate.mac_address(link.mac, "uplink mac") if link and link.mac else None
+
+
+def _setup_bridge(bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _Plan) -> None:
+    current = facts.bridge(bridge.name)
+    new = (mac, bridge.stp, bridge.forward_delay)
+    if current is None:
+        out.setup.append(steps.bridge_add(bridge.name, *new))
+    else:
+        link = facts.link(bridge.name)
+        old_mac = link.mac if link else None
+        delay = bridge.forward_delay if bridge.stp else None
+        have = (
+            old_mac if mac else None,
+            current.stp,
+            current.forward_delay if bridge.stp else None,
+        )
+        if have != (mac, bridge.stp, delay):
+            old = (old_mac, current.stp, current.forward_delay)
+            out.setup.append(steps.bridge_set(bridge.name, new, old))
+    filtering = bridge.name in facts.topology.vlan_filtering
+    old_pvid = facts.topology.default_pvid(bridge.name)
+    old_pvid = 1 if old_pvid is None else old_pvid  # the kernel's default
+    pvid = 0 if bridge.vlan_filtering else old_pvid
+    changes = current is None or (bridge.vlan_filtering, pvid) != (filtering, old_pvid)
+    if changes and (bridge.vlan_filtering or filtering):
+        out.setup.append(
+            tsteps.bridge_vlan_filtering(
+                bridge.name, on=bridge.vlan_filtering, default_pvid=pvid, old=(filtering, old_pvid)
+            )
+        )
+    out.filtering.append((bridge.name, bridge.vlan_filtering))
+
+
+def _setup_bond(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
+    if facts.topology.bond(bond.name) is None:
+        out.setup.append(tsteps.bond_add(bond))
+    out.bonds.append(BondExpect(bond.name, bond.mode, bond.options, bond.slaves))
+
+
+def _setup_vlans(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
+    wanted: list[tuple[str, str, int]] = []
+    if bridge.vlan is not None and bridge.nic is not None and bridge.port is not None:
+        wanted.append((bridge.port, bridge.nic, bridge.vlan))
+    wanted += [(v.name, bridge.name, v.vid) for v in bridge.vlan_interfaces]
+    for name, parent, vid in wanted:
+        if facts.topology.vlan(name) is None:
+            out.setup.append(tsteps.vlan_add(name, parent, vid))
+        out.vlans.append(VlanExpect(name, parent, vid))
+
+
+def _holders(bridge: TopoBridge, source: str) -> list[_Holder]:
+    """The bridge and its VLAN interfaces, each with its addresses; one takes the source's: the
+    one that moves them, else the first that lists addresses (a list replaces them)."""
+    words: list[tuple[str, tuple[str, ...] | None]] = []
+    for dev, word in ((bridge.name, bridge.addresses),
+                      *((v.name, v.addresses) for v in bridge.vlan_interfaces)):  # fmt: skip
+        assert word != "dhcp"  # refused by the capability check
+        words.append((dev, word))
+    taker = next((d for d, w in words if w is None), None)
+    taker = taker or next((d for d, w in words if w), None)
+    return [_Holder(dev, source if dev == taker else "", word) for dev, word in words]
+
+
+def address_source(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> str:
+    """The device whose addresses the bridge takes ("" none): a new bond's slave that has some,
+    the VLAN port if it exists already, a VLAN device of the NIC for a VLAN interface's VLAN,
+    else the NIC (or existing bond)."""
+    bond = next((b for b in topology.bonds() if b.name == bridge.nic), None)
+    if bond is not None and facts.link(bond.name) is None:
+        return next((s for s in bond.slaves if global_addresses(facts, s)), "")
+    if bridge.vlan is not None:
+        port = bridge.port or ""
+        return port if facts.link(port) is not None else ""
+    nic = bridge.nic or ""
+    if nic and not global_addresses(facts, nic):
+        for vif in bridge.vlan_interfaces:
+            old = facts.topology.vlan(f"{nic}.{vif.vid}")
+            if old is not None and global_addresses(facts, old.name):
+                return old.name
+    return nic
+
+
+def _view(task: BridgeTask, bridge: TopoBridge, holder: _Holder) -> BridgeTask:
+    """``task`` as if it were the one-bridge task of ``holder`` (for the shared move helpers)."""
+    spec = BridgeSpec(
+        name=holder.dev, state="present", nic=holder.source, addresses=holder.addresses,
+        gateway4=bridge.gateway4, gateway6=bridge.gateway6, mac=None, stp=bridge.stp,
+        forward_delay=bridge.forward_delay,
+    )  # fmt: skip
+    return dataclasses.replace(task, bridge=spec, topology=None)
+
+
+def _move_addresses(
+    task: BridgeTask, bridge: TopoBridge, topology: Topology, facts: HostFacts, out: _Plan
+) -> str | None:
+    source = address_source(bridge, topology, facts)
+    holders = _holders(bridge, source)
+    if source and global_addresses(facts, source) and all(h.source == "" for h in holders):
+        return (
+            f"{source} carries addresses ({', '.join(global_addresses(facts, source))}) and the "
+            f"task gives them to no interface of {bridge.name}: list them, or use addresses: move"
+        )
+    mac = bridge_mac(bridge, topology, facts)
+    for holder in holders:
+        problem = _move_to(task, bridge, dataclasses.replace(holder, mac=mac), facts, out)
+        if problem is not None:
+            return problem
+    if source and source != bridge.port and facts.topology.vlan(source) is not None:
+        old = facts.topology.vlan(source)
+        link = facts.link(source)
+        assert old is not None and old.parent is not None
+        out.moves.append(
+            tsteps.vlan_del(
+                source, old.parent, old.vid, old.protocol, was_up=bool(link and link.admin_up)
+            )
+        )
+    return None
+
+
+def _move_to(
+    task: BridgeTask, bridge: TopoBridge, holder: _Holder, facts: HostFacts, out: _Plan
+) -> str | None:
+    view = _view(task, bridge, holder)
+    src, dst = holder.source, holder.dev
+    have = global_addresses(facts, dst)
+    wanted = [] if holder.addresses == () else wanted_addresses(
+        view, have, global_addresses(facts, src) if src else []
+    )  # fmt: skip
+    lost = lost_source(facts, src, wanted) if src else None
+    if lost is not None:
+        return lost
+    dels, adds, routes = route_steps(view, facts, src, dst, wanted)
+    moves, labels = address_steps(facts, src, dst, have, wanted)
+    out.route_dels += dels
+    out.moves += moves
+    out.route_adds += adds
+    out.expects.append(
+        ExpectedState(
+            bridge=bridge.name,
+            nic=bridge.port or "",
+            bridge_present=True,
+            address_dev=dst,
+            addresses=tuple(wanted),
+            labels=labels,
+            routes=tuple(routes),
+            stp=bridge.stp,
+            forward_delay=bridge.forward_delay,
+            mac=holder.mac,
+            ports=(bridge.port,) if bridge.port else (),
+        )
+    )
+    return None
+
+
+def _enslave(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
+    for slave in bond.slaves:
+        link = facts.link(slave)
+        if link is not None and link.master == bond.name:
+            continue
+        out.enslave.append(
+            tsteps.bond_enslave(slave, bond.name, was_up=bool(link and link.admin_up))
+        )
+    link = facts.link(bond.name)
+    if link is None or not link.admin_up:
+        out.enslave.append(steps.link_up(bond.name, undo=True))
+
+
+def _join(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
+    port = bridge.port
+    if port is not None:
+        link = facts.link(port)
+        if bridge.vlan is not None and (link is None or not link.admin_up):
+            out.join.append(steps.link_up(port, undo=True))
+        if link is None or link.master != bridge.name:
+            out.join.append(steps.link_master(port, bridge.name))
+    if bridge.vlan_filtering:
+        entries, adds = table_steps(bridge, facts)
+        out.table += entries
+        out.table_devs += [d for d in (bridge.port, bridge.name) if d]
+        out.join += adds
+    for dev in (bridge.name, *(v.name for v in bridge.vlan_interfaces)):
+        link = facts.link(dev)
+        if link is None or not link.admin_up:
+            out.ups.append(steps.link_up(dev, undo=True))
