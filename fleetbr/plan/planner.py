@@ -30,7 +30,7 @@ from fleetbr.plan.moves import (
 )
 from fleetbr.plan.netfilter import netfilter_steps, sha256
 from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
-from fleetbr.plan.topology.capability import bond_port_refusal
+from fleetbr.plan.topology.capability import bond_port_refusal, dhcp_nic_refusal
 from fleetbr.plan.topology.runtime import plan_runtime
 from fleetbr.plan.unbridge import plan_absent
 
@@ -46,7 +46,11 @@ def plan_host(
     """
     reason = _host_refusal(task, facts, min_timeout)
     if reason is None and task.topology is None:
-        reason = _nic_refusal(task, facts) or bond_port_refusal(task, facts)
+        reason = (
+            _nic_refusal(task, facts)
+            or bond_port_refusal(task, facts)
+            or dhcp_nic_refusal(task, facts)
+        )
     if reason is not None:
         return refused(task, reason)
     try:

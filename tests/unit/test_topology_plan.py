@@ -12,7 +12,14 @@ from fleetbr.backends import registry
 from fleetbr.changes.bridge.drift import check_facts
 from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, render_task
 from fleetbr.facts.model import Bridge, Daemons, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, PortVlan, TopologyFacts, VlanDevice
+from fleetbr.facts.topology import (
+    Bond,
+    BondSlave,
+    DhcpLease,
+    PortVlan,
+    TopologyFacts,
+    VlanDevice,
+)
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.diff import compare
 from fleetbr.plan.restore import restore_check
@@ -399,3 +406,16 @@ def test_a_vlan_the_task_does_not_list_is_removed_and_the_rollback_puts_it_back(
     repair, _ = round_trip(VLAN_AWARE, extra)
     assert [s.description for s in repair.steps] == ["remove VLAN 999 from port eth0"]
     assert [s.description for s in repair.rollback] == ["add VLAN 999 to port eth0"]
+
+
+@pytest.mark.parametrize("persist", ["none", "networkd"])
+def test_a_one_nic_task_on_a_nic_whose_address_is_a_dhcp_lease_is_refused(persist: str) -> None:
+    lease = DhcpLease(dev="eth0", family=4, cidr=V4, client="dhclient", expires_in=3000)
+    leased = host(topology=dataclasses.replace(TopologyFacts(), dhcp=(lease,)))
+    the_plan = plan(f"persist: {persist}\nbridge: {{name: br0, nic: eth0}}", leased)
+    assert the_plan.refusal is not None
+    assert f"eth0's address {V4} is a DHCP lease (dhclient)" in the_plan.refusal
+    assert the_plan.steps == () and the_plan.rollback == ()
+    elsewhere = dataclasses.replace(lease, dev="eth1")  # a lease on another NIC: no matter
+    other = host(topology=dataclasses.replace(TopologyFacts(), dhcp=(elsewhere,)))
+    assert plan("persist: none\nbridge: {name: br0, nic: eth0}", other).refusal is None

@@ -108,3 +108,22 @@ def bond_port_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
         return None
     single = Topology((TopoBridge(name=spec.name, nic=spec.nic),))
     return capability_refusal(task, single, facts)
+
+
+def dhcp_nic_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
+    """A one-NIC task whose NIC holds a DHCP lease: moving the leased address to the bridge as
+    a static one would outlive the lease (the client keeps renewing it on the NIC), and the
+    rollback could not give the client its lease back; so it is refused before any change
+    until DHCP uplinks are supported (``addresses: dhcp``, docs/topologies.md)."""
+    spec = task.bridge
+    if spec.state != "present":
+        return None
+    leases = [lease for lease in facts.topology.dhcp if lease.dev == spec.nic]
+    if not leases:
+        return None
+    lease = leases[0]
+    return (
+        f"{spec.nic}'s address {lease.cidr} is a DHCP lease ({lease.client}): moving it to "
+        f"{spec.name} as a static address would outlive the lease; DHCP uplinks are not "
+        "supported yet (docs/topologies.md)"
+    )
