@@ -64,6 +64,11 @@ class Backend(ABC):
     # (fleetbr.changes.bridge.topology.FEATURES); a task needing others is refused before any
     # change (fleetbr.plan.topology.capability; the matrix: docs/topologies.md)
     topologies: ClassVar[frozenset[str]] = frozenset()
+    # the backends it replaces: they share its files and commands (ifupdown2 replaces ifupdown:
+    # both read /etc/network/interfaces and ship ifup), so a host has one or the other. When its
+    # tool is present the facts call them absent and none of their views is read
+    # (fleetbr.backends.registry.replaced): detection never has to choose between them.
+    replaces: ClassVar[tuple[str, ...]] = ()
 
     def installed(self, facts: HostFacts) -> bool:
         """Its tool is on the host (facts section ``backends``)."""
