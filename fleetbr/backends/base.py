@@ -23,6 +23,8 @@ from fleetbr.facts.views import ViewContext
 #                   unbridge), and waits until it has settled
 #   take_nic(a)     the daemon takes the NIC (back) as a plain interface, the bridge gone
 #   release(a)      rollback, right after the files are restored: the daemon forgets the change
+#   prepare(a)      (optional) forward, before the runtime steps: undo what the daemon did to the
+#                   interfaces that they rely on (ifupdown2 disables IPv6 on a bridge's ports)
 #   boot()          (only with ``boot_shell``) lines of the boot guard after it restored files
 SHELL_TEMPLATE = "shell.sh.j2"
 # The macros of a backend's facts template (optional; each takes ``b``: name, tool, daemon and

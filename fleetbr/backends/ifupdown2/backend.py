@@ -54,6 +54,8 @@ def _route_line(route: Route, dev: str) -> str:
         parts += ["metric", str(route.metric)]
     if route.table != "main":
         parts += ["table", route.table]
+    if route.protocol != "boot":  # ip's default: the route comes back as it was built
+        parts += ["proto", route.protocol]
     if route.onlink:
         parts.append("onlink")
     return " ".join(parts)
