@@ -20,7 +20,8 @@ import pytest
 
 from fleetbr.lab import Lab, down
 from fleetbr.lab.distro import reboot, reset_host, up
-from fleetbr.report import Status
+from fleetbr.report import HostResult, Status
+from fleetbr.transaction.protocol import Transaction
 from tests.integration.distro import persisthelpers
 from tests.integration.distro.boothelpers import WINDOW, check_phase, resume, to_phase
 from tests.integration.distro.conftest import own_network_namespace
@@ -128,11 +129,11 @@ def test_a_power_cut_in_the_window_or_after_confirm(fresh: Lab, tmp_path: Path, 
     before = settled_state(fresh, HOST)
     task = persist_task(tmp_path, timeout=WINDOW)
 
-    async def run() -> list[str]:
+    async def run() -> tuple[Transaction | HostResult, HostResult | None]:
         got = await to_phase(fresh, HOST, task, phase)
         await asyncio.to_thread(reboot, fresh, HOST, hard=True)
-        resumed = await resume(got)
-        return check_phase(fresh, BACKEND, phase, got, resumed, before)
+        return got, await resume(got)
 
-    problems = asyncio.run(run())
+    got, resumed = asyncio.run(run())
+    problems = check_phase(fresh, BACKEND, phase, got, resumed, before)
     assert not problems, "\n".join(problems)
