@@ -147,3 +147,10 @@ def test_two_backends_cannot_replace_each_other() -> None:
 def test_replaced_names_what_an_installed_tool_replaces() -> None:
     assert registry.replaced(["ifupdown2", "ifupdown"]) == {"ifupdown"}
     assert registry.replaced(["ifupdown"]) == frozenset()
+
+
+def test_a_gateway_route_marked_proto_kernel_is_not_the_kernels() -> None:
+    gateway = Route(family=4, dst="default", dev="eth0", gateway="198.51.100.1", protocol="kernel")
+    prefix = Route(family=4, dst="198.51.100.0/24", dev="eth0", protocol="kernel")
+    assert not gateway.kernel_made  # ifupdown2's ``gateway``: moved and restored like any other
+    assert prefix.kernel_made  # the kernel makes it again from the address
