@@ -163,7 +163,7 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     up.add_argument(
         "--backend",
-        choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "mixed"),
+        choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "ifupdown2", "mixed"),
         help="with --distro: what configures each host's NIC (default networkd; mixed: the four "
         "daemons in turn)",
     )  # fmt: skip

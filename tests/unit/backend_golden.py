@@ -18,7 +18,7 @@ from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
-BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
+BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
 CASES = tuple(f"{b}-{s}" for b in BACKENDS for s in ("present", "absent"))
 TXID = "20260101T000000-abcdef"
 TASK = """
