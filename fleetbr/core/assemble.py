@@ -162,6 +162,7 @@ def _start(prepared: Prepared, interrupt: Interruption, connect: Connector) -> _
     if command is None:
         raise UsageError(f"{prepared.request.command}: not a command that runs on hosts")
     chosen = runner.get(prepared.request.runner)  # an unknown runner: exit 2, nothing recorded
+    chosen.check(prepared)  # a run this runner cannot run: exit 2, nothing recorded
     return _Run(prepared, command, chosen, interrupt, connect)
 
 
@@ -185,6 +186,7 @@ class _Run:
 
     async def until_done(self, context: RunContext, report: Report | None) -> _Ended:
         """Run the command with ``context`` observing it; the results and the exit code."""
+        self.runner.attach(self.prepared, context, self.interrupt)
         result = await self.command(self, context.observer)
         interrupted = self.interrupt.requested
         code = EXIT_INTERRUPTED if interrupted else result.exit_code
