@@ -96,7 +96,8 @@ def prepare(request: RunRequest, *, changes: Mapping[str, Change] | None = None)
         request, prior, hosts = prepare_resume(request, select)
     else:
         check_reachable(request.history.path)  # a database history: reachable before any contact
-        hosts = select(request)
+        # site workers connect with their own keys: the coordinator needs none
+        hosts = select(request, connecting=request.runner == "local")
     if request.command == "run":
         adhoc_of(request)  # UsageError: nothing to run
     if request.command not in CHANGE_COMMANDS:
