@@ -23,7 +23,11 @@ def queue_of(site: str) -> str:
 def make_app(settings: Settings) -> Celery:
     """A Celery app on ``settings.broker`` (also the result backend)."""
     app = Celery("fleetbr", set_as_current=False)
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    # an unacknowledged chunk of a lost worker goes back to the queue once visibility_timeout
+    # has passed: sweep for such chunks often enough to notice (kombu's default: ~100 s)
+    sweep = max(1.0, min(10.0, settings.visibility_timeout / 4))
+    transport = {"visibility_timeout": settings.visibility_timeout,
+                 "unacked_restore_interval": sweep, "unacked_restore_throttle": 1}  # fmt: skip
     app.conf.update(
         broker_url=settings.broker, result_backend=settings.broker,
         task_serializer="json", result_serializer="json", accept_content=["json"],

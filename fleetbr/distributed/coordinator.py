@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 COMMANDS = frozenset({"apply", "check"})
 POLL = 0.5  # seconds between looks at a chunk's state
+CHUNK_GRACE = 600.0  # seconds beyond start wait and redeliveries a started chunk may take
 RUN_ID_WAIT = 30.0  # seconds to wait for the history to take the run before sending anything
 
 
@@ -200,7 +201,8 @@ class _Waiter:
 
     async def results(self) -> dict[str, HostResult]:
         settings = self.runner.settings
-        hard = time.monotonic() + settings.start_wait + 2 * settings.visibility_timeout
+        bound = settings.start_wait + 2 * settings.visibility_timeout + CHUNK_GRACE
+        hard = time.monotonic() + bound
         while True:
             state = await asyncio.to_thread(lambda: self.sent.state)
             if state == "SUCCESS":
