@@ -15,6 +15,7 @@ them taken and stages nothing) and reports them ``skipped`` ("not started").
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from fleetbr.history.location import DatabaseUrl, open_store
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver
+from fleetbr.output import plain
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.runner import HostJob
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from fleetbr.core.assemble import Prepared
     from fleetbr.history.record import Recorder, RunContext
 
+log = logging.getLogger(__name__)
 COMMANDS = frozenset({"apply", "check"})
 POLL = 0.5  # seconds between looks at a chunk's state
 CHUNK_GRACE = 600.0  # seconds beyond start wait and redeliveries a started chunk may take
@@ -204,12 +207,18 @@ class _Waiter:
         bound = settings.start_wait + 2 * settings.visibility_timeout + CHUNK_GRACE
         hard = time.monotonic() + bound
         while True:
-            state = await asyncio.to_thread(lambda: self.sent.state)
+            try:
+                state = await asyncio.to_thread(lambda: self.sent.state)
+                value = await asyncio.to_thread(lambda: self.sent.result)
+            except Exception as exc:  # a broker restarting: kombu's and redis' errors
+                log.warning("site %s: the broker did not answer (%s); waiting on",
+                            self.chunk.site, plain(str(exc)))  # fmt: skip
+                state = value = None
             if state == "SUCCESS":
-                return self._read(await asyncio.to_thread(lambda: self.sent.result))
+                return self._read(value)
             if state in ("FAILURE", "REVOKED"):
                 return self._all(Status.FAILED, f"site {self.chunk.site}: the chunk ended "
-                                 f"{state.lower()}: {self.sent.result!s:.200}")  # fmt: skip
+                                 f"{state.lower()}: {value!s:.200}")  # fmt: skip
             late = time.time() > self.chunk.start_by or self.work.interrupt.requested
             if state == "PENDING" and late:
                 given_up = await asyncio.to_thread(self._give_up)

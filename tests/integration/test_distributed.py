@@ -321,3 +321,30 @@ def test_a_worker_killed_with_a_host_armed_is_taken_over_and_the_host_rolled_bac
     assert transactions(sites.lab, "hv02") == [txid], "exactly one transaction"
     rows = sites.rows(run_id_of(sites))
     assert (rows["hv02"].status.value, rows["hv02"].txid) == ("rolled_back", txid)
+
+
+def test_a_broker_restarted_mid_run_loses_nothing(
+    sites_of: Callable[..., Sites], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    sites = sites_of({"east": ["hv03"]})
+    gate = Gate(tmp_path / "barrier")
+    sites.worker("east", gate=gate)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task_file(tmp_path)), "--executor", "celery"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv03"
+        txid = armed_txid(sites.lab, "hv03")
+        redis_server.restart()  # SIGKILL: the append-only file keeps the queue and the unacked
+        gate.open("confirm")
+        out, err = coordinator.communicate(timeout=180)
+    finally:
+        coordinator.kill()
+    doc = json.loads(out)
+    assert coordinator.returncode == 0, (err, doc)
+    assert doc["hv03"]["status"] == "confirmed", doc
+    assert transactions(sites.lab, "hv03") == [txid], "exactly one transaction"
+    rows = sites.rows(run_id_of(sites))
+    assert (rows["hv03"].status.value, rows["hv03"].txid) == ("confirmed", txid)
