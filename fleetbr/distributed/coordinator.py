@@ -94,9 +94,13 @@ class CeleryRunner:
         if request.command not in COMMANDS or request.recorded_name != request.command:
             raise UsageError(f"{request.recorded_name}: not a command site workers run (the "
                              "celery executor runs apply and check)")  # fmt: skip
-        if request.history.resume is not None or request.history.resumed_from is not None:
-            raise UsageError("--resume with the celery executor is not supported yet: resume "
-                             "with the local executor (docs/scale.md)")  # fmt: skip
+        if prepared.prior is not None and prepared.prior.resolve:
+            left = ", ".join(sorted(prepared.prior.resolve))
+            raise UsageError(
+                f"--resume: run {prepared.prior.run_id} left transactions to resolve on {left}; "
+                "the celery executor cannot resolve them yet: resume with the local executor "
+                "(docs/scale.md)"
+            )
         if not isinstance(request.history.path, DatabaseUrl):
             raise UsageError(
                 "the celery executor needs the run history in PostgreSQL "
@@ -127,6 +131,8 @@ class CeleryRunner:
     ) -> AggregatedResult:
         """``hosts`` on their sites' workers; ``job`` is not called (module docstring)."""
         work = self._work
+        if not hosts:  # the rollout's resolve step of a resume with nothing to resolve
+            return AggregatedResult(command)
         if work is None or command != work.command:
             raise UsageError(f"{command}: not something the celery executor runs")
         run_id = await _run_id(work.recorder)

@@ -205,7 +205,8 @@ def run_id_of(sites: Sites) -> int:
 def test_one_rollout_across_two_sites(sites_of: Callable[..., Sites], tmp_path: Path) -> None:
     sites = sites_of({"east": ["hv01", "hv02"], "west": ["hv03"]}, cut=["hv02"])
     east, west = sites.worker("east"), sites.worker("west")
-    code, doc, err = apply(sites, with_cut(cut_task(tmp_path)))
+    task = with_cut(cut_task(tmp_path))
+    code, doc, err = apply(sites, task)
     assert code == 1, (err, doc)
     statuses = {name: doc[name]["status"] for name in ("hv01", "hv02", "hv03")}
     assert statuses == {"hv01": "confirmed", "hv02": "rolled_back", "hv03": "confirmed"}, doc
@@ -221,6 +222,11 @@ def test_one_rollout_across_two_sites(sites_of: Callable[..., Sites], tmp_path: 
         assert transactions(sites.lab, name) == [row.txid], "exactly one transaction"
     assert rows["hv01"].worker != rows["hv03"].worker, "each site's own worker"
     assert "not staged again" not in east.text() + west.text()
+    code, doc, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "check",
+                             str(task), "--executor", "celery")  # fmt: skip
+    checked = {name: doc[name]["status"] for name in ("hv01", "hv02", "hv03")}
+    assert checked == {"hv01": "in_sync", "hv02": "drifted", "hv03": "in_sync"}, (err, doc)
+    assert code == 3
 
 
 def test_the_same_chunk_delivered_twice_at_once_stages_one_transaction_per_host(
@@ -348,3 +354,42 @@ def test_a_broker_restarted_mid_run_loses_nothing(
     assert transactions(sites.lab, "hv03") == [txid], "exactly one transaction"
     rows = sites.rows(run_id_of(sites))
     assert (rows["hv03"].status.value, rows["hv03"].txid) == ("confirmed", txid)
+
+
+def test_a_killed_coordinator_is_resumed_from_another_process(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    gate = Gate(tmp_path / "barrier")
+    sites.worker("east", gate=gate)
+    task = task_file(tmp_path)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task), "--executor", "celery", "--batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv04"
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+    finally:
+        coordinator.kill()
+        coordinator.communicate()
+    run_id = run_id_of(sites)
+    gate.open("confirm")  # the worker finishes its chunk without its coordinator
+    wait_for(lambda: sites.rows(run_id)["hv04"].status.value == "confirmed", 60,
+             "the worker to record hv04")  # fmt: skip
+    assert sites.run(run_id).state.value == "running", "its coordinator is gone"
+    assert set(sites.rows(run_id)) == {"hv04"}, "the second batch never started"
+    resume = ["--resume", str(run_id), "--executor", "celery"]
+    code, doc, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply",
+                             *resume, timeout=240)  # fmt: skip
+    assert code == 0, (err, doc)
+    assert err.startswith(f"resuming run {run_id} (apply started "), err
+    assert doc["hv04"]["status"] == doc["hv05"]["status"] == "confirmed", doc
+    assert doc["hv04"]["from_run"] == run_id, "carried over, not touched again"
+    resumed = run_id_of(sites)
+    assert sites.run(resumed).resumed_from == run_id
+    assert sites.rows(resumed)["hv05"].worker not in (None, "")
+    for host in ("hv04", "hv05"):
+        assert len(transactions(sites.lab, host)) == 1, "exactly one transaction"
