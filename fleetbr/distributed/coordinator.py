@@ -32,7 +32,8 @@ from fleetbr.distributed.message import (
 )
 from fleetbr.distributed.record import identity
 from fleetbr.errors import UsageError
-from fleetbr.history.location import DatabaseUrl, open_store
+from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
+from fleetbr.history.store import HostRow
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver
@@ -61,7 +62,7 @@ class _Work:
 
     command: str
     change: ChangeSpec
-    location: DatabaseUrl
+    location: HistoryLocation
     observer: RunObserver
     recorder: Recorder
     interrupt: Interruption
@@ -207,6 +208,7 @@ class _Waiter:
     work: _Work
     chunk: Chunk
     sent: AsyncResult
+    gave_up: bool = False
 
     async def results(self) -> dict[str, HostResult]:
         settings = self.runner.settings
@@ -226,7 +228,7 @@ class _Waiter:
                 return self._all(Status.FAILED, f"site {self.chunk.site}: the chunk ended "
                                  f"{state.lower()}: {value!s:.200}")  # fmt: skip
             late = time.time() > self.chunk.start_by or self.work.interrupt.requested
-            if state == "PENDING" and late:
+            if state == "PENDING" and late and not self.gave_up:
                 given_up = await asyncio.to_thread(self._give_up)
                 if given_up is not None:
                     return given_up
@@ -237,19 +239,25 @@ class _Waiter:
 
     def _give_up(self) -> dict[str, HostResult] | None:
         """Claim the chunk's hosts so no worker starts them any more; None when a worker took
-        one meanwhile (then its result is waited for)."""
-        store = open_store(self.work.location)
-        try:
-            claims = [store.claim_host(self.chunk.run_id, h, identity()) for h in self.chunk.hosts]
-        finally:
-            store.close()
-        if not all(claims):
-            return None
-        self.sent.revoke()
+        some meanwhile: the hosts claimed here are recorded ``skipped`` at once (the worker
+        reads their rows and stages nothing on them), and the chunk's result is waited for."""
+        self.gave_up = True
         why = ("interrupted (Ctrl-C)" if self.work.interrupt.requested else
                f"no worker of site {self.chunk.site} started it within "
                f"{self.runner.settings.start_wait:g} s")  # fmt: skip
-        return self._all(Status.SKIPPED, f"not started: {why}")
+        message, me = f"not started: {why}", identity()
+        store = open_store(self.work.location)
+        try:
+            mine = [h for h in self.chunk.hosts if store.claim_host(self.chunk.run_id, h, me)]
+            if len(mine) < len(self.chunk.hosts):
+                for host in mine:
+                    row = HostRow(host, Status.SKIPPED, message, ended=time.time(), worker=me)
+                    store.put_host(self.chunk.run_id, row)
+                return None
+        finally:
+            store.close()
+        self.sent.revoke()
+        return self._all(Status.SKIPPED, message)
 
     def _all(self, status: Status, message: str) -> dict[str, HostResult]:
         return {h: HostResult(h, status, message, {"site": self.chunk.site})

@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -227,3 +227,50 @@ def test_apply_with_the_celery_executor_checks_its_input_before_anything(
     assert code == 2
     assert error in capsys.readouterr().err
     assert not (tmp_path / history).exists(), "nothing recorded"
+
+
+class _Sent:
+    """A sent chunk that no worker started."""
+
+    state = "PENDING"
+    revoked = False
+
+    def revoke(self) -> None:
+        self.revoked = True
+
+
+@pytest.mark.parametrize("taken", [[], ["hv02"]])
+def test_a_chunk_given_up_claims_its_hosts_or_leaves_the_ones_a_worker_took(
+    context: WorkerContext, taken: list[str]
+) -> None:
+    from fleetbr.distributed.coordinator import CeleryRunner, _Waiter, _Work
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+
+    run_id = _run(context, ["hv01", "hv02"])
+    store = open_store(context.history)
+    try:
+        for host in taken:
+            assert store.claim_host(run_id, host, "east-worker:1:1")
+    finally:
+        store.close()
+    work = _Work("apply", CHANGE, context.history, Observers(), cast(Any, None), Interruption())
+    sent = _Sent()
+    waiter = _Waiter(CeleryRunner(config.Settings("redis://x", start_wait=5)), work,
+                     chunk(run_id=run_id, hosts=("hv01", "hv02")), sent)  # fmt: skip
+    given_up = waiter._give_up()
+    store = open_store(context.history)
+    try:
+        rows = {row.host: row for row in store.hosts_of(run_id)}
+    finally:
+        store.close()
+    assert all(rows[h].worker == identity() for h in ("hv01", "hv02") if h not in taken)
+    message = "not started: no worker of site east started it within 5 s"
+    if taken:
+        assert given_up is None and not sent.revoked, "the worker's result is waited for"
+        assert (rows["hv01"].status, rows["hv01"].message) == (Status.SKIPPED, message)
+        assert (rows["hv02"].status.value, rows["hv02"].worker) == ("started", "east-worker:1:1")
+    else:
+        assert given_up is not None and sent.revoked
+        assert {h: (r.status, r.message) for h, r in given_up.items()} == dict.fromkeys(
+            ("hv01", "hv02"), (Status.SKIPPED, message))  # fmt: skip
