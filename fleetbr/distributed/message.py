@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetbr.errors import UsageError
+from fleetbr.errors import FleetbrError, UsageError
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
 
@@ -23,7 +23,7 @@ _SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST = re.compile(r"^[^\s\x00-\x1f]{1,253}$")
 
 
-class BadMessage(ValueError):
+class BadMessage(FleetbrError):
     """A chunk message that is not one fleetbr sends (refused, nothing contacted)."""
 
 
