@@ -92,6 +92,8 @@ class CeleryRunner:
     def check(self, prepared: Prepared) -> None:
         """The commands, change kinds and history the site workers can take (UsageError)."""
         request = prepared.request
+        if request.diff:  # apply --diff plans first: say why, not that plan is not supported
+            raise UsageError("--diff with the celery executor is not supported yet")
         if request.command not in COMMANDS or request.recorded_name != request.command:
             raise UsageError(f"{request.recorded_name}: not a command site workers run (the "
                              "celery executor runs apply and check)")  # fmt: skip

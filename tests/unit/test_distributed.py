@@ -207,15 +207,16 @@ def _inventory(tmp_path: Path, site: bool = True) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("history", "site", "env", "error"),
+    ("history", "site", "env", "error", "more"),
     [
-        ("h.sqlite3", True, {"FLEETBR_BROKER": "redis://127.0.0.1:6390/0"}, "PostgreSQL"),
-        ("postgresql://u@127.0.0.1:1/db", False, {}, "host hv01: no site"),
+        ("h.sqlite3", True, {"FLEETBR_BROKER": "redis://127.0.0.1:6390/0"}, "PostgreSQL", []),
+        ("postgresql://u@127.0.0.1:1/db", False, {}, "host hv01: no site", []),
+        ("postgresql://u@127.0.0.1:1/db", True, {}, "--diff with the celery", ["--diff"]),
     ],
 )
 def test_apply_with_the_celery_executor_checks_its_input_before_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    history: str, site: bool, env: dict[str, str], error: str,
+    history: str, site: bool, env: dict[str, str], error: str, more: list[str],
 ) -> None:  # fmt: skip
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -223,7 +224,7 @@ def test_apply_with_the_celery_executor_checks_its_input_before_anything(
     location = history if "://" in history else str(tmp_path / history)
     monkeypatch.setattr("fleetbr.core.assemble.check_reachable", lambda _path: None)
     code = main(["-i", str(inventory), "--history", location, "apply", str(TASK),
-                 "--executor", "celery"])  # fmt: skip
+                 "--executor", "celery", *more])  # fmt: skip
     assert code == 2
     assert error in capsys.readouterr().err
     assert not (tmp_path / history).exists(), "nothing recorded"
