@@ -275,3 +275,23 @@ def test_a_chunk_given_up_claims_its_hosts_or_leaves_the_ones_a_worker_took(
         assert given_up is not None and sent.revoked
         assert {h: (r.status, r.message) for h, r in given_up.items()} == dict.fromkeys(
             ("hv01", "hv02"), (Status.SKIPPED, message))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--site", "../east"], "--site: not a site name"),
+        (["--site", "east", "--no-history"], "needs the run history in PostgreSQL"),
+        (["--site", "north"], "no host of site north"),
+    ],
+)
+def test_a_worker_that_cannot_work_is_a_usage_error_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], error: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(config.BROKER_ENV, "redis://127.0.0.1:6390/0")
+    monkeypatch.setattr("fleetbr.distributed.cli.check_reachable", lambda _location: None)
+    inventory = _inventory(tmp_path / "inv")
+    history = [] if "--no-history" in argv else ["--history", "postgresql://u@127.0.0.1:1/db"]
+    assert main(["-i", str(inventory), *history, "worker", *argv]) == 2
+    assert error in capsys.readouterr().err
