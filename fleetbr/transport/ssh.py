@@ -95,7 +95,8 @@ class Connection:
         process: asyncssh.SSHClientProcess[bytes] | None = None
         try:
             async with asyncio.timeout(timeout):
-                process = await self._conn.create_process(command, input=stdin, encoding=None)
+                process = await self._conn.create_process(command, encoding=None)
+                _send_input(process, stdin)
                 await asyncio.gather(
                     _drain(process.stdout, "stdout", stdout, on_output),
                     _drain(process.stderr, "stderr", stderr, on_output),
@@ -119,6 +120,17 @@ class Connection:
         self._conn.close()
         with suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
+
+
+def _send_input(process: asyncssh.SSHClientProcess[bytes], data: bytes | None) -> None:
+    """Send ``data`` and end the command's input. A command that already ended (``sudo``
+    refusing at once, under load) closed the channel before its input was sent: that is no
+    lost session, its output and exit status are still read (asyncssh's own ``input=`` would
+    raise BrokenPipeError from ``create_process`` and lose them)."""
+    with suppress(BrokenPipeError, ConnectionResetError):
+        if data:
+            process.stdin.write(data)
+        process.stdin.write_eof()
 
 
 class SSHTransport:
