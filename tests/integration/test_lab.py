@@ -397,6 +397,7 @@ if __name__ == "__main__":
         "ip -6 rule add from 2001:db8:ff::1 lookup 100",
         "ip link add fbrtest0 type bridge",
         "mkdir -p /var/lib/fleetbr && : > /var/lib/fleetbr/left-behind",
+        "mkdir -p /var/lib/fleetbr && ln -s /tmp /var/lib/fleetbr/armed",  # a link to a dir
         "sleep 300 >/dev/null 2>&1 &",
     ],
 )
