@@ -11,14 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from tests import shard
 from tests.isolation import EXPECT_ENV, isolation_expected, isolation_problem
 
 _HISTORY_DIR = tempfile.mkdtemp(prefix="fleetbr-test-history-")
 _INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--shard I/N`` (tests/shard.py)."""
+    shard.add_option(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Point the history (and the XDG state directory) at a temporary directory."""
+    """Point the history (and the XDG state directory) at a temporary directory; ``--shard``."""
+    config.pluginmanager.register(shard, "fleetbr-shard")
     os.environ["FLEETBR_HISTORY"] = str(Path(_HISTORY_DIR) / "history.sqlite3")
     os.environ["XDG_STATE_HOME"] = str(Path(_HISTORY_DIR) / "state")
 
