@@ -209,17 +209,24 @@ def bridged_host(lab: Lab, fresh_host: Callable[[str], Any], host: str, task: Pa
 
 
 @contextmanager
-def slow_command(lab: Lab, host: str, command: str, pattern: str, seconds: float) -> Iterator[None]:
+def slow_command(
+    lab: Lab, host: str, command: str, pattern: str, seconds: float, release: Path | None = None
+) -> Iterator[None]:
     """While active, ``command`` on ``host`` sleeps ``seconds`` first whenever its arguments
-    contain ``pattern``, then runs as usual."""
+    contain ``pattern``, then runs as usual. With ``release`` (a path in the host's lab dir,
+    ``lab.host(host).dir``), it waits only until that file exists, ``seconds`` at most."""
     member = lab.host(host)
     real = sh(lab, host, f'readlink -f "$(command -v {shlex.quote(command)})"').strip()
     copy = member.dir / f"real-{command}"
     wrapper = member.dir / f"slow-{command}"
     shutil.copy2(real, copy)
+    hold = f"sleep {seconds}"
+    if release is not None:
+        until = f"until [ -e {shlex.quote(member.inside(release.name))} ]; do sleep 0.05; done"
+        hold = f"timeout {seconds} sh -c {shlex.quote(until)}"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'case " $* " in *{shlex.quote(pattern)}*) sleep {seconds} ;; esac\n'
+        f'case " $* " in *{shlex.quote(pattern)}*) {hold} ;; esac\n'
         f'exec {shlex.quote(member.inside(copy.name))} "$@"\n'
     )
     wrapper.chmod(0o755)
