@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import shard
 from tests.isolation import EXPECT_ENV, isolation_expected, isolation_problem
 from tests.pgserver import pg_server, pg_url  # noqa: F401 (fixtures: a throw-away PostgreSQL)
 from tests.redisserver import redis_server  # noqa: F401 (fixture: a throw-away redis-server)
@@ -19,8 +20,14 @@ _HISTORY_DIR = tempfile.mkdtemp(prefix="fleetbr-test-history-")
 _INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--shard I/N`` (tests/shard.py)."""
+    shard.add_option(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Point the history (and the XDG state directory) at a temporary directory."""
+    """Point the history (and the XDG state directory) at a temporary directory; ``--shard``."""
+    config.pluginmanager.register(shard, "fleetbr-shard")
     os.environ["FLEETBR_HISTORY"] = str(Path(_HISTORY_DIR) / "history.sqlite3")
     os.environ["XDG_STATE_HOME"] = str(Path(_HISTORY_DIR) / "state")
 

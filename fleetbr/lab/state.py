@@ -39,6 +39,7 @@ _VOLATILE = frozenset(
 )
 DAD_SETTLE = 3.0
 NIC_MTU = 1500
+KILL_ROUNDS = 5  # reset_host: kill what runs in the host, again while anything is left
 
 
 def nic_commands(lab: Lab, host: LabHost) -> list[str]:
@@ -215,7 +216,13 @@ def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     if member.backend:
         raise LabError(f"{member.name} is a distro host: use fleetbr.lab.distro.reset_host")
     keep = {member.holder_pid, member.sshd_pid if is_sshd(member.sshd_pid) else None}
-    kill([pid for pid in netns_pids(member.netns) if pid not in keep])
+    # again while any is left: a process forking while the first list was taken (a timer's shell
+    # starting its next command) leaves a child no list had
+    for _ in range(KILL_ROUNDS):
+        left = [pid for pid in netns_pids(member.netns) if pid not in keep]
+        if not left:
+            break
+        kill(left)
     _reset_network(lab, member)
     _reset_files_and_sysctls(lab, member)
     ip_batch([f"link set dev {member.switch_port} master sw0 up"], netns=lab.switch_netns)

@@ -29,8 +29,9 @@ import yaml
 
 from fleetbr.changes.bridge.change import apply_host
 from fleetbr.changes.bridge.task import BridgeTask, load_task, render_task
+from fleetbr.errors import LabError
 from fleetbr.inventory import HostSpec, load_inventory
-from fleetbr.lab import Lab, host_exec, host_state, reset_host, switch_exec
+from fleetbr.lab import Lab, LabHost, host_exec, host_state, reset_host, switch_exec
 from fleetbr.lab.system import netns_pids
 from fleetbr.report import Status
 from tests.integration.barrier import Gate
@@ -208,17 +209,24 @@ def bridged_host(lab: Lab, fresh_host: Callable[[str], Any], host: str, task: Pa
 
 
 @contextmanager
-def slow_command(lab: Lab, host: str, command: str, pattern: str, seconds: float) -> Iterator[None]:
+def slow_command(
+    lab: Lab, host: str, command: str, pattern: str, seconds: float, release: Path | None = None
+) -> Iterator[None]:
     """While active, ``command`` on ``host`` sleeps ``seconds`` first whenever its arguments
-    contain ``pattern``, then runs as usual."""
+    contain ``pattern``, then runs as usual. With ``release`` (a path in the host's lab dir,
+    ``lab.host(host).dir``), it waits only until that file exists, ``seconds`` at most."""
     member = lab.host(host)
     real = sh(lab, host, f'readlink -f "$(command -v {shlex.quote(command)})"').strip()
     copy = member.dir / f"real-{command}"
     wrapper = member.dir / f"slow-{command}"
     shutil.copy2(real, copy)
+    hold = f"sleep {seconds}"
+    if release is not None:
+        until = f"until [ -e {shlex.quote(member.inside(release.name))} ]; do sleep 0.05; done"
+        hold = f"timeout {seconds} sh -c {shlex.quote(until)}"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'case " $* " in *{shlex.quote(pattern)}*) sleep {seconds} ;; esac\n'
+        f'case " $* " in *{shlex.quote(pattern)}*) {hold} ;; esac\n'
         f'exec {shlex.quote(member.inside(copy.name))} "$@"\n'
     )
     wrapper.chmod(0o755)
@@ -325,16 +333,38 @@ def sudo_inventory(lab: Lab, dest: Path, user: str, sudo: bool) -> Path:
 
 # --- pristine lab hosts: a cheap fingerprint, compared before every test (conftest) ------------
 
-# One shell per host: links, addresses, main routes, policy rules, what fleetbr writes, the
-# bridge-nf-call sysctls. Enough to see anything a test or a leftover transaction changes.
-# Few processes: this runs on every lab host before every lab test (one `ip` per family in batch
-# mode instead of one per object).
+# One shell per host: links, addresses, main routes, policy rules, the bridge-nf-call sysctls;
+# with the files fleetbr writes (_FINGERPRINT_DIRS, read from outside through the holder's
+# /proc/PID/root) enough to see anything a test or a leftover transaction changes. Few processes:
+# this runs on every lab host before every lab test (one `ip` per family in batch mode instead of
+# one per object, the sysctls read by the shell's `read`).
 _FINGERPRINT = (
     "printf 'link show\\naddr show\\nroute show\\nrule show\\n' | ip -br -b -; "
     "printf 'route show\\nrule show\\n' | ip -6 -b -; "
-    "find /var/lib/fleetbr /run/fleetbr /etc/sysctl.d /etc/udev/rules.d /etc/modules-load.d "
-    "! -type d 2>/dev/null | sort; cat /proc/sys/net/bridge/bridge-nf-call-* 2>/dev/null"
+    "for f in /proc/sys/net/bridge/bridge-nf-call-*; do "
+    '[ -e "$f" ] && read -r v < "$f" && echo "$v"; done'
 )
+_FINGERPRINT_DIRS = (
+    "/var/lib/fleetbr",
+    "/run/fleetbr",
+    "/etc/sysctl.d",
+    "/etc/udev/rules.d",
+    "/etc/modules-load.d",
+)
+
+
+def _host_files(host: LabHost) -> list[str]:
+    """Every non-directory (files, symlinks: the armed marker) under _FINGERPRINT_DIRS as the
+    host sees them, sorted; read through its holder's mount namespace, no process started."""
+    if host.holder_pid is None:
+        raise LabError(f"{host.name}: no namespace holder; rebuild the lab")
+    root = f"/proc/{host.holder_pid}/root"
+    found: list[str] = []
+    for top in _FINGERPRINT_DIRS:
+        for parent, dirs, names in os.walk(root + top):
+            links = [d for d in dirs if os.path.islink(os.path.join(parent, d))]
+            found += [os.path.join(parent, n)[len(root) :] for n in [*names, *links]]
+    return sorted(found)
 
 
 def _netns_inode(name: str) -> int | None:
@@ -381,7 +411,8 @@ def host_fingerprint(lab: Lab, host: str, processes: dict[int, list[int]], switc
     pids = processes.get(_netns_inode(member.netns) or -1, [])
     port = [ln for ln in switch.splitlines() if ln.split()[0].split("@")[0] == member.switch_port]
     inside = sh(lab, host, _FINGERPRINT, check=False)
-    return f"{inside}{port} sshd={member.sshd_pid in pids} stray={_stray(lab, host, pids)}"
+    files = "".join(f"{path}\n" for path in _host_files(member))
+    return f"{inside}{files}{port} sshd={member.sshd_pid in pids} stray={_stray(lab, host, pids)}"
 
 
 def lab_fingerprints(lab: Lab) -> dict[str, str]:

@@ -160,11 +160,13 @@ def _apply_session(lab: Lab, host: str) -> int | None:
     return None
 
 
-HELD_APPLY = 2.0
+HELD_APPLY = 8.0  # at most: the cutter releases the enslaving step once it cut the session
+CUT_TIMEOUT = 40  # the arm script waits timeout / 4 = 10 s for the apply: more than HELD_APPLY
 
 
-def _kill_apply_session(lab: Lab, host: str) -> threading.Thread:
-    """In the background: SIGKILL the SSH session that is waiting for the apply to finish."""
+def _kill_apply_session(lab: Lab, host: str, release: Path) -> threading.Thread:
+    """In the background: SIGKILL the SSH session that is waiting for the apply to finish, then
+    create ``release`` (the held enslaving step goes on)."""
 
     def cut() -> None:
         found: list[int] = []
@@ -174,8 +176,11 @@ def _kill_apply_session(lab: Lab, host: str) -> threading.Thread:
             found.extend([pid] if pid else [])
             return bool(found)
 
-        wait_for(session_seen, 20, "the arm+apply session")
-        os.kill(found[0], signal.SIGKILL)
+        try:
+            wait_for(session_seen, 20, "the arm+apply session")
+            os.kill(found[0], signal.SIGKILL)
+        finally:
+            release.touch()
 
     thread = threading.Thread(target=cut)
     thread.start()
@@ -186,12 +191,16 @@ def test_session_cut_during_apply(
     lab: Lab, fresh_host: Any, pristine: dict[str, Any], tmp_path: Path
 ) -> None:
     fresh_host("hv04")
-    # the enslaving step takes HELD_APPLY s, less than the arm script waits for the apply
-    # (TIMEOUT / 4): the session that waits for it is there for a poll to find, not a race
-    with slow_command(lab, "hv04", "ip", " master ", HELD_APPLY):
-        cutter = _kill_apply_session(lab, "hv04")
-        result = apply(lab, "hv04", task_file(tmp_path))
+    # the enslaving step is held (HELD_APPLY s at most, less than the arm script waits for the
+    # apply) until the session that waits for it was found and cut: there for a poll to find,
+    # however loaded the machine, not a race
+    release = lab.host("hv04").dir / "release-ip-master"
+    release.unlink(missing_ok=True)
+    with slow_command(lab, "hv04", "ip", " master ", HELD_APPLY, release=release):
+        cutter = _kill_apply_session(lab, "hv04", release)
+        result = apply(lab, "hv04", task_file(tmp_path, timeout=CUT_TIMEOUT))
         cutter.join()
+    release.unlink(missing_ok=True)
     assert any("session ended early" in event for event in result.data["events"]), result.data
     # the detached apply completed; confirm went over a new connection
     assert result.status == Status.CONFIRMED, result.message
