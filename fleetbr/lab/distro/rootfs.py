@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guests", action="store_true", help="also the libvirt layer of hosts with guests"
     )
+    parser.add_argument("--vm", action="store_true", help="also the VM tier's image")
     args = parser.parse_args(argv)
     try:
         if args.path:
@@ -232,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                 from fleetbr.lab.distro import layer  # noqa: PLC0415 - layer imports rootfs
 
                 layer.ensure(args.distro)
+            if args.vm:
+                from fleetbr.lab.vm import image  # noqa: PLC0415 - image imports rootfs
+
+                image.ensure(args.distro)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
