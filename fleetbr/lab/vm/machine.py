@@ -27,7 +27,8 @@ MEMORY_MB = 640
 BOOT_TIMEOUT = 600.0
 SOFT_REBOOT_TIMEOUT = 600.0
 CMDLINE = f"console=ttyS0 root=/dev/vda rw quiet net.ifnames=0 init={INIT}"
-_UP_RE = re.compile(r"^fleetbr-lab-vm: up ([0-9a-f-]{36})\s*$", re.MULTILINE)
+# Not anchored: the marker may land behind getty's login prompt on the same console line.
+_UP_RE = re.compile(r"fleetbr-lab-vm: up ([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\b")
 
 
 def nic_mac(index: int, nic: int) -> str:
@@ -82,7 +83,7 @@ def boot_ids(host: LabHost) -> list[str]:
         text = (host.dir / "console.log").read_text(errors="replace")
     except OSError:
         return []
-    return _UP_RE.findall(text.replace("\r", ""))
+    return _UP_RE.findall(text)
 
 
 def wait_up(host: LabHost, deadline: float, after: int = 0) -> str:

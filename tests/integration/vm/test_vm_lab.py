@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetbr.lab import Lab, status
 from fleetbr.lab.vm import boot_ids, reboot
@@ -20,6 +21,7 @@ from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import ssh, vm_sh
 
 pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[3]
 
 
 def boot_id(lab: Lab, host: str) -> str:
@@ -55,6 +57,19 @@ def test_facts_over_the_vm(vm_lab: Lab) -> None:
     assert (eth0["manager"], eth0["state"]) == ("networkd", "configured")
 
 
+def test_apply_bridges_eth0_of_a_vm_at_runtime(vm_lab: Lab, tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "tasks" / "bridge.yaml").read_text())
+    doc["persist"] = "none"
+    doc["deadman"]["timeout"] = 120  # TCG guests on a loaded machine are slow to confirm
+    task = tmp_path / "bridge.yaml"
+    task.write_text(yaml.safe_dump(doc))
+    code, result, err = fleetbr("-i", str(vm_lab.inventory_dir), "-l", "hv02", "apply", str(task))
+    assert (code, result["hv02"]["status"]) == (0, "confirmed"), (result, err)
+    out = vm_sh(vm_lab, "hv02", "cat /sys/class/net/eth0/master/uevent; ip -o -4 addr show br0")
+    assert "INTERFACE=br0" in out and vm_lab.host("hv02").addr4 in out
+    # persist: none: the reboots below bring hv02 back on its networkd-configured eth0
+
+
 def test_reboots_from_outside_and_from_inside(vm_lab: Lab) -> None:
     before = {h.name: boot_id(vm_lab, h.name) for h in vm_lab.hosts}
     hv02 = vm_lab.host("hv02")
@@ -70,6 +85,7 @@ def test_reboots_from_outside_and_from_inside(vm_lab: Lab) -> None:
     after = {h.name: boot_id(vm_lab, h.name) for h in vm_lab.hosts}
     assert after["hv02"] == inside
     assert all(after[name] != before[name] for name in before), (before, after)
+    assert "master" not in vm_sh(vm_lab, "hv02", "ip -o link show dev eth0")  # the bridge is gone
 
 
 def test_power_cut_boots_again_from_the_same_disk(vm_lab: Lab) -> None:
