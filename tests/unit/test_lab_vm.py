@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from fleetbr.cli import main
+from fleetbr.errors import LabError, LabUsageError
+from fleetbr.lab import host_exec
+from fleetbr.lab.distro import reset_host
 from fleetbr.lab.model import load, plan, save
 from fleetbr.lab.render import render
 from fleetbr.lab.vm.machine import CMDLINE, boot_ids, nic_mac, nic_name
@@ -81,3 +84,12 @@ def test_boot_ids_come_from_the_serial_console(tmp_path: Path) -> None:
         f"fleetbr-lab-vm: up {second}\r\nfleetbr-lab-vm: up {third[:20]}"  # still being written
     )
     assert boot_ids(host) == [first, second]
+
+
+def test_distro_and_netns_helpers_refuse_vm_hosts(tmp_path: Path) -> None:
+    lab = plan(tmp_path, 1, "eth0", "fbrvm")
+    lab.hosts[0].vm, lab.hosts[0].backend = True, "networkd"
+    with pytest.raises(LabUsageError, match="hv01 is not a distro lab host"):
+        reset_host(lab, "hv01")
+    with pytest.raises(LabError, match="hv01 is a VM: nothing enters it without SSH"):
+        host_exec(lab, "hv01", ["true"])
