@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetbr.cli import main
 from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import host_exec
 from fleetbr.lab.distro import reset_host
+from fleetbr.lab.files import write_inventory
 from fleetbr.lab.model import load, plan, save
 from fleetbr.lab.render import render
 from fleetbr.lab.vm.machine import CMDLINE, boot_ids, nic_mac, nic_name
@@ -93,3 +95,17 @@ def test_distro_and_netns_helpers_refuse_vm_hosts(tmp_path: Path) -> None:
         reset_host(lab, "hv01")
     with pytest.raises(LabError, match="hv01 is a VM: nothing enters it without SSH"):
         host_exec(lab, "hv01", ["true"])
+
+
+@pytest.mark.parametrize(("vm", "timeouts"), [(False, (3, 1, 3)), (True, (15, 2, 5))])
+def test_vm_lab_inventories_wait_longer_for_ssh(
+    tmp_path: Path, vm: bool, timeouts: tuple[int, int, int]
+) -> None:
+    lab = plan(tmp_path, 2, "eth0", "fbrvm")
+    for host in lab.hosts:
+        host.vm = vm
+    write_inventory(lab)
+    defaults = yaml.safe_load((lab.inventory_dir / "defaults.yaml").read_text())
+    extras = defaults["connection_options"]["fleetbr"]["extras"]
+    got = (extras["connect_timeout"], extras["keepalive_interval"], extras["keepalive_count_max"])
+    assert got == timeouts
