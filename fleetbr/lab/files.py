@@ -92,8 +92,8 @@ def write_inventory(lab: Lab) -> None:
         "client_keys": [str(lab.key_path)],
         "known_hosts": str(lab.known_hosts_path),
         "connect_timeout": 15 if slow else 3,
-        "keepalive_interval": 2 if slow else 1,
-        "keepalive_count_max": 5 if slow else 3,
+        "keepalive_interval": 5 if slow else 1,
+        "keepalive_count_max": 6 if slow else 3,
     }
     defaults = {"username": "root", "connection_options": {"fleetbr": {"extras": extras}}}
     for name, content in (("hosts", hosts), ("groups", groups), ("defaults", defaults)):

@@ -97,7 +97,7 @@ def test_distro_and_netns_helpers_refuse_vm_hosts(tmp_path: Path) -> None:
         host_exec(lab, "hv01", ["true"])
 
 
-@pytest.mark.parametrize(("vm", "timeouts"), [(False, (3, 1, 3)), (True, (15, 2, 5))])
+@pytest.mark.parametrize(("vm", "timeouts"), [(False, (3, 1, 3)), (True, (15, 5, 6))])
 def test_vm_lab_inventories_wait_longer_for_ssh(
     tmp_path: Path, vm: bool, timeouts: tuple[int, int, int]
 ) -> None:
