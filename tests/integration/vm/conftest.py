@@ -47,6 +47,8 @@ def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with own_network_namespace():
         lab = up(tmp_path_factory.mktemp("vm") / "lab", hosts=2, nics=2, prefix=PREFIX)
         try:
+            for host in lab.hosts:  # a guest still booting stalls SSH sessions on a busy machine
+                ssh(lab, host.ip4, "systemctl is-system-running --wait")
             yield lab
         finally:
             down(lab.dir)
