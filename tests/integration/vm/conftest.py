@@ -25,6 +25,8 @@ from tests.integration.distro.conftest import own_network_namespace
 from tests.isolation import unavailable
 
 PREFIX = "fbrvm"
+# hv01: networkd manages eth0 (facts); hv02: no daemon, so a runtime-only apply is not refused
+BACKENDS = ["networkd", "none"]
 
 
 def require_vm_cache(distro: str = "debian12") -> None:
@@ -42,10 +44,10 @@ def require_vm_cache(distro: str = "debian12") -> None:
 
 @pytest.fixture(scope="module")
 def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """Two VMs (hv01, hv02; networkd on eth0, eth1 unconfigured), up for the whole module."""
+    """Two VMs (hv01, hv02: BACKENDS on eth0, eth1 unconfigured), up for the whole module."""
     require_vm_cache()
     with own_network_namespace():
-        lab = up(tmp_path_factory.mktemp("vm") / "lab", hosts=2, nics=2, prefix=PREFIX)
+        lab = up(tmp_path_factory.mktemp("vm") / "lab", 2, BACKENDS, nics=2, prefix=PREFIX)
         try:
             for host in lab.hosts:  # a guest still booting stalls SSH sessions on a busy machine
                 ssh(lab, host.ip4, "systemctl is-system-running --wait")
