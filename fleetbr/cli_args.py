@@ -157,8 +157,13 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         dest="lab_command", required=True, metavar="LAB_COMMAND", action=_Subparsers
     )
     up = lab_cmds.add_parser("up", help="bring up a lab")
-    up.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
+    up.add_argument("--hosts", type=_positive_int, help="number of hosts (default 6; --vm 2)")
     up.add_argument("--nic", default="eth0", help="NIC name inside each host (default eth0)")
+    up.add_argument(
+        "--vm", action="store_true",
+        help="boot QEMU VMs with Debian's kernel (bonds, VLANs; slow: docs/lab.md, VM tier)",
+    )  # fmt: skip
+    up.add_argument("--nics", type=_positive_int, help="with --vm: NICs per VM (default 2)")
     up.add_argument(
         "--distro", help="boot real systemd hosts of this distro (debian12) instead of namespaces"
     )
@@ -172,7 +177,7 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--guests", type=int, default=0,
         help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
     )  # fmt: skip
-    reboot = lab_cmds.add_parser("reboot", help="reboot a distro lab host from outside")
+    reboot = lab_cmds.add_parser("reboot", help="reboot a distro or VM lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")
     reboot.add_argument("--hard", action="store_true", help="a power cut: no clean shutdown")
     status, down = (lab_cmds.add_parser(name, help=f"lab {name}") for name in ("status", "down"))

@@ -25,6 +25,7 @@ from fleetbr.lab.system import (
     require_tools,
     run,
 )
+from fleetbr.lab.vm import machine
 from fleetbr.validate import integer, interface_name
 
 WORKERS = 16
@@ -123,6 +124,7 @@ def build_switch(lab: Lab) -> None:
                 f"link add {h.nic} netns {h.netns}{_address(h)} type veth"
                 f" peer name {h.switch_port} netns {sw}"
                 for h in lab.hosts
+                if not h.vm  # a VM's NICs are taps (fleetbr.lab.vm)
             ),
         ]
     )
@@ -137,7 +139,7 @@ def build_switch(lab: Lab) -> None:
             "link set sw0 up",
             *(
                 f"link set {port} master sw0 up"
-                for port in (ctl_peer, *(h.switch_port for h in lab.hosts))
+                for port in (ctl_peer, *(h.switch_port for h in lab.hosts if not h.vm))
             ),
         ],
         netns=sw,
@@ -171,11 +173,18 @@ def status(lab_dir: Path) -> list[HostStatus]:
             name=h.name,
             address=h.ip4,
             netns_exists=netns_exists(h.netns),
-            sshd_alive=supervisor.sshd_alive(h) if h.backend else is_sshd(h.sshd_pid),
+            sshd_alive=_sshd_alive(h),
             ssh_port_open=port_open(h.ip4, timeout=0.3),
         )
         for h in lab.hosts
     ]
+
+
+def _sshd_alive(host: LabHost) -> bool:
+    """The host's sshd runs (a VM's is not visible from here: its QEMU runs)."""
+    if host.vm:
+        return machine.qemu_pid(host) is not None
+    return supervisor.sshd_alive(host) if host.backend else is_sshd(host.sshd_pid)
 
 
 def down(lab_dir: Path) -> None:

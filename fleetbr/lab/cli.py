@@ -22,9 +22,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     """``fleetbr lab up|status|down|reboot``."""
     out = Human()
     if args.lab_command == "reboot":
-        from fleetbr.lab import distro
-
-        distro.reboot(lab.load(args.dir.resolve()), args.host, hard=args.hard)
+        _lab_reboot(args)
         out.line(f"lab reboot: {args.host} is back")
         return EXIT_OK
     if args.lab_command == "up":
@@ -53,6 +51,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK if all(_lab_host_up(row) for row in rows) else EXIT_FAILED
 
 
+def _lab_reboot(args: argparse.Namespace) -> None:
+    built = lab.load(args.dir.resolve())
+    if built.host(args.host).vm:
+        from fleetbr.lab import vm
+
+        vm.reboot(built, args.host, hard=args.hard)
+        return
+    from fleetbr.lab import distro
+
+    distro.reboot(built, args.host, hard=args.hard)
+
+
 def _lab_host_up(row: HostStatus) -> bool:
     return row.sshd_alive and row.ssh_port_open
 
@@ -73,22 +83,43 @@ def _print_lab_status(rows: Sequence[HostStatus]) -> None:
 
 
 def _lab_up(args: argparse.Namespace) -> Lab:
+    if args.vm:
+        return _lab_up_vm(args)
+    hosts = args.hosts or 6
+    if args.nics is not None:
+        raise UsageError("lab up: --nics needs --vm (other hosts have one NIC)")
     if args.distro is None:
         if args.backend is not None:
             raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
         if args.guests:
             raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
-        return lab.up(args.dir.resolve(), hosts=args.hosts, nic=args.nic)
+        return lab.up(args.dir.resolve(), hosts=hosts, nic=args.nic)
     from fleetbr.lab import distro
 
     backend = args.backend or "networkd"
     return distro.up(
         args.dir.resolve(),
-        hosts=args.hosts,
+        hosts=hosts,
         backend=backend,
         distro=args.distro,
         nic=args.nic,
         guests=args.guests,
+    )
+
+
+def _lab_up_vm(args: argparse.Namespace) -> Lab:
+    if args.guests:
+        raise UsageError("lab up: --guests needs --distro without --vm")
+    if args.nic != "eth0":
+        raise UsageError("lab up: --vm hosts name their NICs eth0, eth1, ... (no --nic)")
+    from fleetbr.lab import vm
+
+    return vm.up(
+        args.dir.resolve(),
+        hosts=args.hosts or 2,
+        backend=args.backend or "networkd",
+        distro=args.distro or "debian12",
+        nics=args.nics or 2,
     )
 
 

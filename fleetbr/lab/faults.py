@@ -46,6 +46,8 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 def enter_argv(host: LabHost) -> list[str]:
     """The nsenter prefix that joins ``host``'s network, mount and UTS namespaces."""
+    if host.vm:
+        raise LabError(f"{host.name} is a VM: nothing enters it without SSH (fleetbr.lab.vm)")
     if host.backend:  # a distro host: its container's namespaces
         return supervisor.enter_argv(host)
     if not alive(host.holder_pid):

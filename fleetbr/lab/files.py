@@ -86,12 +86,14 @@ def write_inventory(lab: Lab) -> None:
     }
     groups: dict[str, Any] = {"lab": {"data": {"lab_dir": str(lab.dir)}}}
     groups.update({h.backend: {} for h in lab.hosts if h.backend})
+    # VM guests (TCG) take seconds for an SSH handshake on a loaded machine
+    slow = any(h.vm for h in lab.hosts)
     extras = {
         "client_keys": [str(lab.key_path)],
         "known_hosts": str(lab.known_hosts_path),
-        "connect_timeout": 3,
-        "keepalive_interval": 1,
-        "keepalive_count_max": 3,
+        "connect_timeout": 15 if slow else 3,
+        "keepalive_interval": 5 if slow else 1,
+        "keepalive_count_max": 6 if slow else 3,
     }
     defaults = {"username": "root", "connection_options": {"fleetbr": {"extras": extras}}}
     for name, content in (("hosts", hosts), ("groups", groups), ("defaults", defaults)):

@@ -71,6 +71,8 @@ class LabHost:
     machine_id: str = ""
     supervisor_pid: int | None = None
     guests: int = 0  # distro tier: libvirt guests running on this host (fleetbr.lab.distro.guests)
+    vm: bool = False  # VM tier (fleetbr.lab.vm): a QEMU guest, its NICs taps on the lab switch
+    nics: int = 1  # VM tier: NICs into the lab switch (eth0 = nic, then eth1, ...)
 
     @property
     def ip4(self) -> str:
@@ -85,11 +87,15 @@ class LabHost:
     @property
     def container_netns(self) -> str:
         """The named network namespace of a distro host's container ("" for netns hosts)."""
-        return f"{self.netns}c" if self.backend else ""
+        return f"{self.netns}c" if self.backend and not self.vm else ""
 
     def namespaces(self) -> list[str]:
         """Every network namespace of this host (a distro host's container has its own)."""
-        return [self.netns, self.container_netns] if self.backend else [self.netns]
+        return [self.netns, self.container_netns] if self.container_netns else [self.netns]
+
+    def ports(self) -> list[str]:
+        """The host's switch ports: one per NIC (a VM's taps: the port, then port1, port2...)."""
+        return [self.switch_port, *(f"{self.switch_port}{i}" for i in range(1, self.nics))]
 
     def inside(self, name: str) -> str:
         """Path of ``name`` in this host's dir, as the host itself sees it."""
@@ -117,12 +123,15 @@ class Lab:
     guests: int = 0  # distro tier: the most libvirt guests of any host (each: LabHost.guests)
     guest_layer: str = ""  # their libvirt layer, between a host's own layer and the rootfs
     ifupdown2_layer: str = ""  # the layer of hosts with backend ifupdown2 (it replaces ifupdown)
+    vm_image: str = ""  # VM tier: the cached image dir (base.img, kernel, initrd, VM layer)
 
     def lower(self, host: LabHost) -> str:
-        """A distro host's overlay lowerdir: the libvirt layer (a host with guests) over the
-        ifupdown2 layer (a host with that backend) over the base rootfs."""
+        """A distro host's overlay lowerdir: the libvirt layer (a host with guests) or the VM
+        layer (a VM's seed is provisioned on it) over the ifupdown2 layer (a host with that
+        backend) over the base rootfs."""
+        vm_layer = f"{self.vm_image}/upper" if host.vm else ""
         ifupdown2 = self.ifupdown2_layer if host.backend == "ifupdown2" else ""
-        layers = (self.guest_layer if host.guests else "", ifupdown2, self.rootfs)
+        layers = (self.guest_layer if host.guests else "", vm_layer, ifupdown2, self.rootfs)
         return ":".join(p for p in layers if p)
 
     def host(self, name: str) -> LabHost:

@@ -148,7 +148,7 @@ def _build(lab: Lab) -> None:
 
 def _member(lab: Lab, host: LabHost | str) -> LabHost:
     member = lab.host(host) if isinstance(host, str) else host
-    if not member.backend:
+    if not member.backend or member.vm:
         raise LabUsageError(f"{member.name} is not a distro lab host")
     return member
 

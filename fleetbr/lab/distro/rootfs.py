@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ifupdown2", action="store_true", help="also the layer of hosts with ifupdown2"
     )
+    parser.add_argument("--vm", action="store_true", help="also the VM tier's image")
     args = parser.parse_args(argv)
     try:
         if args.path:
@@ -237,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                 layer.ensure(args.distro)
             if args.ifupdown2:
                 layer.ensure(args.distro, layer.IFUPDOWN2)
+            if args.vm:
+                from fleetbr.lab.vm import image  # noqa: PLC0415 - image imports rootfs
+
+                image.ensure(args.distro)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,75 @@
+"""Fixtures for the VM tier: one lab of two QEMU VMs (two NICs each) per test module.
+
+TCG boots are slow (one vCPU each, tens of seconds on a quiet machine, minutes on a loaded one),
+so a module boots its VMs once and its tests run in order on them. Like the distro tier, the lab
+lives in a network namespace of its own while the module runs (the netns and distro labs share
+the address plan). Skipped unless running as root in an isolated namespace (tests/conftest.py);
+it also needs QEMU and the VM image that scripts/setup builds (not buildable inside the isolated
+namespace: no mirror there). Without them these tests fail under scripts/in-netns, naming what
+to run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from fleetbr.lab import Lab, down
+from fleetbr.lab.distro import rootfs
+from fleetbr.lab.vm import image, up
+from fleetbr.lab.vm.build import TOOLS
+from tests.integration.distro.conftest import own_network_namespace
+from tests.isolation import unavailable
+
+PREFIX = "fbrvm"
+# hv01: networkd manages eth0 (facts); hv02: no daemon, so a runtime-only apply is not refused
+BACKENDS = ["networkd", "none"]
+
+
+def require_vm_cache(distro: str = "debian12") -> None:
+    """QEMU, and the base rootfs and VM image in the cache (built by scripts/setup)."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        unavailable(f"the VM lab needs {', '.join(missing)}: run scripts/setup")
+    spec = rootfs.distro(distro)
+    if not rootfs.is_built(rootfs.path(spec)) or not image.is_built(image.path(spec)):
+        unavailable(
+            "the VM lab's image is not built: run scripts/setup (or scripts/distro-rootfs --vm) as "
+            "root, outside scripts/in-netns: it needs the Debian mirror"
+        )
+
+
+@pytest.fixture(scope="module")
+def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Two VMs (hv01, hv02: BACKENDS on eth0, eth1 unconfigured), up for the whole module."""
+    require_vm_cache()
+    with own_network_namespace():
+        lab = up(tmp_path_factory.mktemp("vm") / "lab", 2, BACKENDS, nics=2, prefix=PREFIX)
+        try:
+            for host in lab.hosts:  # a guest still booting stalls SSH sessions on a busy machine
+                ssh(lab, host.ip4, "systemctl is-system-running --wait")
+            yield lab
+        finally:
+            down(lab.dir)
+
+
+def ssh(
+    lab: Lab, address: str, command: str, known_hosts: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """OpenSSH as root to ``address``, trusting only the lab's known_hosts (or ``known_hosts``)."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(lab.key_path), "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={known_hosts or lab.known_hosts_path}",
+         "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def vm_sh(lab: Lab, host: str, command: str) -> str:
+    """Run ``command`` on VM ``host`` over SSH; its stdout (AssertionError if it fails)."""
+    done = ssh(lab, lab.host(host).ip4, command)
+    assert done.returncode == 0, (host, command, done.stderr)
+    return done.stdout
