@@ -16,6 +16,7 @@ from fleetbr.plan.shell import step_command
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
+from tests.unit.test_topology_netplan import np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
@@ -34,7 +35,9 @@ TOPOLOGIES = {
     "  vlan_filtering: true\n  pvid: 1\n  vids: [10, '100-199']\n"
     "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
 }
-TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES)
+TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
+    f"netplan-topology-{t}" for t in ("bond", "vlans")
+)
 TXID = "20260101T000000-abcdef"
 TASK = """
 bridge:
@@ -57,7 +60,10 @@ def render_case(case: str) -> str:
 
 def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
-    facts = bonded_nd_host() if name == "bond_port" else nd_host()
+    if backend == "netplan":
+        facts = np_host()
+    else:
+        facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"
     return render_plan(plan_host(task(text), facts, min_timeout=10))
 

@@ -246,8 +246,8 @@ def test_the_rollback_check_covers_bonds_vlans_and_vlan_tables() -> None:
         (BOND_TASK, "ifupdown", "persist: ifupdown cannot express creating a bond (bond:) yet"),
         (
             "bridge: {nic: eth0, vlan: 20}",
-            "netplan",
-            "persist: netplan cannot express a VLAN uplink (vlan:) yet (use persist: none",
+            "networkmanager",
+            "persist: networkmanager cannot express a VLAN uplink (vlan:) yet (use persist: none",
         ),
         (
             "bridge: {addresses: dhcp}",
