@@ -141,3 +141,17 @@ def test_the_apply_waits_for_every_interface_of_the_topology() -> None:
     assert "networkctl list --no-legend --no-pager -- bond0 eth0 eth1 br0 " in apply
     reapply = step_command(next(s for s in plan.rollback if s.kind == "backend_reapply"))
     assert "networkctl list --no-legend --no-pager -- eth0 eth1 " in reapply
+
+
+def test_the_networkmanager_renderer_is_refused_for_a_topology() -> None:
+    base = np_host()
+    text = base.daemons.contents[YAML].replace("renderer: networkd", "renderer: NetworkManager")
+    before = with_netplan(base, {YAML: text})
+    before = dataclasses.replace(
+        before, daemons=dataclasses.replace(before.daemons, running=("networkd", "networkmanager"))
+    )
+    plan = plan_host(task(f"persist: netplan\n{BOND_TASK}"), before, min_timeout=5)
+    assert plan.refusal is not None and plan.steps == ()
+    assert "renders for NetworkManager; fleetbr writes topologies for the networkd renderer" in (
+        plan.refusal
+    )

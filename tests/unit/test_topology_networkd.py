@@ -13,7 +13,7 @@ import pytest
 
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
+from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts, VlanDevice
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan import steps as psteps
 from fleetbr.plan.diff import compare
@@ -316,3 +316,37 @@ def test_link_lists_in_backend_steps_are_interface_names() -> None:
     args = {"backend": "networkd", "bridge": "br0", "nic": "eth0", "links": "br0 eth0;reboot"}
     with pytest.raises(ValidationError):
         psteps.backend_apply(args)
+
+
+@pytest.mark.parametrize(
+    "text", [BOND_TASK, VLAN_AWARE, VLAN_BRIDGES], ids=["bond", "vlan-aware", "vlans"]
+)
+def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str) -> None:
+    """A step that fails anywhere, files written or not: the whole rollback leaves the kernel
+    and networkd's files as they were."""
+    before = nd_host()
+    plan = nd_plan(text, before)
+    assert plan.refusal is None, plan.refusal
+    for k in range(1, len(plan.steps) + 1):
+        kernel = FileKernel.with_dir(before).run(plan.steps[:k])
+        restored = kernel.run(plan.rollback).facts()
+        problems = restore_check(before, restored, touched_by(plan)).problems
+        assert problems == [], f"after {k} steps ({plan.steps[k - 1].description})"
+        assert restored.daemons.contents == before.daemons.contents
+
+
+def test_a_management_address_moving_from_an_existing_nic_vlan_is_refused_when_persisted() -> None:
+    base = nd_host()
+    vlan = Link("eth0.10", "vlan", MAC0, 1500, "UP", True, None)
+    before = dataclasses.replace(
+        base,
+        links=(*base.links, vlan),
+        addresses=tuple(dataclasses.replace(a, dev="eth0.10") for a in base.addresses),
+        routes=tuple(dataclasses.replace(r, dev="eth0.10") for r in base.routes),
+        topology=TopologyFacts(vlans=(VlanDevice("eth0.10", 10, "eth0"),), vlan_table=()),
+    )
+    plan = nd_plan(VLAN_AWARE, before)
+    assert plan.refusal is not None and plan.steps == ()
+    assert "the task deletes VLAN device eth0.10, whose files fleetbr does not rewrite" in (
+        plan.refusal
+    )
