@@ -350,3 +350,12 @@ def test_a_management_address_moving_from_an_existing_nic_vlan_is_refused_when_p
     assert "the task deletes VLAN device eth0.10, whose files fleetbr does not rewrite" in (
         plan.refusal
     )
+
+
+def test_host_only_bridges_alone_still_need_the_daemon() -> None:
+    before = nd_host()
+    text = "bridge: {host_only: true, addresses: [198.18.0.1/24]}\n"
+    assert nd_plan(text, before).refusal is None
+    stopped = dataclasses.replace(before, daemons=dataclasses.replace(before.daemons, running=()))
+    plan = nd_plan(text, stopped)
+    assert plan.refusal == "persist: networkd needs networkd, which is not running"

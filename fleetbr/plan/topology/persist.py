@@ -7,6 +7,7 @@ devices the plan created (a daemon that only creates devices never deletes them 
 from __future__ import annotations
 
 from fleetbr.backends import registry
+from fleetbr.backends.base import Backend
 from fleetbr.backends.model import BackendRefusal, Holder, TableEntry, TopologyConfig
 from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.changes.bridge.topology import Topology
@@ -65,4 +66,8 @@ def topology_persist(
                 "fleetbr does not rewrite yet (use persist: none for a runtime-only change)"
             )
     backend = registry.get(name)
+    # the host-wide conditions (systemd, installed, daemon running) even when the task takes no
+    # existing device (host-only bridges), which the capability check asks per device
+    for bridge in topology.bridges:
+        Backend.refusals(backend, facts, bridge.name, bridge.name)
     return backend_steps(backend.plan_topology(config, facts), facts, backup_dir)
