@@ -16,7 +16,7 @@ from fleetbr.plan.shell import step_command
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
-from tests.unit.test_topology_netplan import np_host
+from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
@@ -36,7 +36,7 @@ TOPOLOGIES = {
     "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
 }
 TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
-    f"netplan-topology-{t}" for t in ("bond", "vlans")
+    f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
 )
 TXID = "20260101T000000-abcdef"
 TASK = """
@@ -61,7 +61,7 @@ def render_case(case: str) -> str:
 def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
     if backend == "netplan":
-        facts = np_host()
+        facts = bonded_np_host() if name == "bond_port" else np_host()
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"

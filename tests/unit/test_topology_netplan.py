@@ -12,6 +12,7 @@ import yaml
 
 from fleetbr.backends.netplan import view
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
+from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.shell import step_command
@@ -60,6 +61,39 @@ def np_host() -> HostFacts:
         routes=tuple(r for r in base.routes if r.protocol != "kernel"),
     )
     text = base.daemons.contents[YAML] + "    eth1:\n      accept-ra: false\n"
+    return with_netplan(base, {YAML: text})
+
+
+def bonded_np_host() -> HostFacts:
+    """eth0 and eth1 in a bond0 its netplan file defines (the addresses on the bond)."""
+    base = np_host()
+    slaves = ("eth0", "eth1")
+    links = (
+        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in slaves else k
+          for k in base.links),
+        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
+    )  # fmt: skip
+    bond = Bond(
+        "bond0",
+        "active-backup",
+        (("miimon", 100),),
+        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
+    )
+    base = dataclasses.replace(
+        base,
+        links=links,
+        addresses=tuple(dataclasses.replace(a, dev="bond0") for a in base.addresses),
+        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
+        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
+    )
+    text = (
+        "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n    eth0: {}\n    eth1: {}\n"
+        "  bonds:\n    bond0:\n      interfaces: [eth0, eth1]\n"
+        "      parameters: {mode: active-backup, mii-monitor-interval: 100}\n"
+        '      addresses: ["198.51.100.12/24", "2001:db8:100::c/64"]\n'
+        "      routes:\n        - {to: default, via: 198.51.100.1}\n"
+        '        - {to: default, via: "2001:db8:100::1"}\n'
+    )
     return with_netplan(base, {YAML: text})
 
 
@@ -155,3 +189,14 @@ def test_the_networkmanager_renderer_is_refused_for_a_topology() -> None:
     assert "renders for NetworkManager; fleetbr writes topologies for the networkd renderer" in (
         plan.refusal
     )
+
+
+def test_an_existing_bond_is_the_port_its_entry_keeps_interfaces_and_parameters() -> None:
+    before = bonded_np_host()
+    net = network(round_trip("bridge: {nic: bond0}", before, "netplan", kernel(before)))
+    bond0 = net["bonds"]["bond0"]  # type: ignore[index]
+    assert bond0["interfaces"] == ["eth0", "eth1"] and "addresses" not in bond0
+    assert bond0["parameters"] == {"mode": "active-backup", "mii-monitor-interval": 100}
+    br0 = net["bridges"]["br0"]  # type: ignore[index]
+    assert br0["interfaces"] == ["bond0"]
+    assert br0["addresses"] == ["198.51.100.12/24", "2001:db8:100::c/64"]

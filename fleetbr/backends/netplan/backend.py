@@ -78,6 +78,15 @@ def nic_entry(ethernets: Any, nic: str, path: str) -> tuple[str, CommentedMap]:
     )
 
 
+def device_entry(network: CommentedMap, dev: str, path: str) -> tuple[str, CommentedMap]:
+    """The entry of ``dev``: its ``bonds:`` entry (a bond bridged as it is: its interfaces and
+    parameters kept), else :func:`nic_entry`."""
+    bonds = network.get("bonds")
+    if isinstance(bonds, CommentedMap) and isinstance(bonds.get(dev), CommentedMap):
+        return dev, bonds[dev]
+    return nic_entry(network.get("ethernets"), dev, path)
+
+
 def route_entry(route: Route) -> CommentedMap:
     """A ``routes:`` item (refused when netplan cannot express the route exactly)."""
     check_route(route, "netplan")
@@ -142,7 +151,7 @@ def dump(doc: CommentedMap, network: CommentedMap) -> tuple[str, str]:
 def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     """``text`` with the NIC made a port of a new bridge entry, and the renderer it names."""
     doc, network = load(text, path)
-    ident, nic = nic_entry(network.get("ethernets"), config.nic, path)
+    ident, nic = device_entry(network, config.nic, path)
     if any(nic.get(key) for key in DHCP):
         raise BackendRefusal(
             f"persist: netplan: {config.nic} uses DHCP; fleetbr persists static addresses only"
@@ -235,7 +244,7 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     """``text`` with the bridge entry removed and its addresses and routes back on the NIC."""
     doc, network = load(text, path)
-    _, nic = nic_entry(network.get("ethernets"), config.nic, path)
+    _, nic = device_entry(network, config.nic, path)
     bridges = network.get("bridges")
     old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
     for key in CARRIED:
@@ -272,8 +281,8 @@ class NetplanBackend(Backend):
     templates = Path(__file__).resolve().parent / "templates"
     view_rank = 40
     precedence = 1
-    # netplan 0.106 has no bridge VLAN filtering; an existing bond as the port is not written
-    topologies = frozenset({"bond_create", "vlan_uplink", "multi_bridge", "host_only"})
+    # netplan 0.106 has no bridge VLAN filtering (so no VLAN interfaces of a bridge either)
+    topologies = frozenset({"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "host_only"})
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The interfaces each YAML file defines (Daemons.netplan)."""

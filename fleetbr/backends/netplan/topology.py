@@ -107,7 +107,7 @@ def _unaddress(entry: CommentedMap) -> None:
 
 
 def _taken(network: CommentedMap, dev: str, path: str) -> tuple[str, CommentedMap]:
-    ident, entry = np.nic_entry(network.get("ethernets"), dev, path)
+    ident, entry = np.device_entry(network, dev, path)
     if any(entry.get(key) for key in np.DHCP):
         raise BackendRefusal(
             f"persist: netplan: {dev} uses DHCP; fleetbr persists static addresses only"
