@@ -19,6 +19,7 @@ from fleetbr.plan.shell import step_command
 from tests.unit.test_backends_plan import facts as distro_facts
 from tests.unit.test_topology_networkd import (
     BOND_TASK,
+    BOND_VLAN,
     MAC1,
     VLAN_AWARE,
     FileKernel,
@@ -200,3 +201,16 @@ def test_an_existing_bond_is_the_port_its_entry_keeps_interfaces_and_parameters(
     br0 = net["bridges"]["br0"]  # type: ignore[index]
     assert br0["interfaces"] == ["bond0"]
     assert br0["addresses"] == ["198.51.100.12/24", "2001:db8:100::c/64"]
+
+
+def test_vlans_of_a_new_bond() -> None:
+    before = np_host()
+    net = network(round_trip(BOND_VLAN, before, "netplan", kernel(before)))
+    assert net["vlans"]["bond0.20"] == {  # type: ignore[index]
+        "id": 20,
+        "link": "bond0",
+        "accept-ra": False,
+        "link-local": [],
+    }
+    assert net["bridges"]["br20"]["interfaces"] == ["bond0.20"]  # type: ignore[index]
+    assert net["bridges"]["br20"]["addresses"] == ["198.51.100.12/24", "2001:db8:100::c/64"]  # type: ignore[index]

@@ -359,3 +359,15 @@ def test_host_only_bridges_alone_still_need_the_daemon() -> None:
     stopped = dataclasses.replace(before, daemons=dataclasses.replace(before.daemons, running=()))
     plan = nd_plan(text, stopped)
     assert plan.refusal == "persist: networkd needs networkd, which is not running"
+
+
+BOND_VLAN = "bridge: {name: br20, bond: {name: bond0, slaves: [eth0, eth1]}, vlan: 20}\n"
+
+
+def test_vlans_of_a_new_bond_put_their_vlan_lines_in_the_bonds_own_file() -> None:
+    files = written(round_trip(BOND_VLAN, nd_host()))
+    bond = files[f"{ETC}/10-bond0.network"]
+    assert "VLAN=bond0.20\n" in bond and "Bridge=" not in bond
+    assert "Bridge=br20" in files[f"{ETC}/10-bond0.20.network"]
+    assert "Address=198.51.100.11/24" in files[f"{ETC}/10-br20.network"]
+    assert "Bond=bond0" in files[f"{ETC}/10-eth0.network"]
