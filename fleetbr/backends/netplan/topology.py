@@ -8,7 +8,7 @@ stays refused, by the backend's declaration."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -21,8 +21,10 @@ from fleetbr.backends.model import (
     Holder,
     TopologyConfig,
 )
-from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
 from fleetbr.facts.model import HostFacts
+
+if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
+    from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
 
 # bond option -> netplan bonds parameter (the ms ones are numbers: netplan reads milliseconds)
 _BOND_KEYS = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import fleetbr.backends.networkd.backend as nd  # its helpers (it imports this module)
 from fleetbr.backends import ini
@@ -20,8 +21,10 @@ from fleetbr.backends.model import (
     TableEntry,
     TopologyConfig,
 )
-from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
 from fleetbr.facts.model import HostFacts
+
+if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
+    from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
 
 # bond option -> [Bond] key of a .netdev, and how its value is written
 _MS = ("miimon", "updelay", "downdelay", "arp_interval")
