@@ -189,6 +189,13 @@ def _lab_command(args: argparse.Namespace) -> int:
     return LAB_HANDLERS[args.command](args)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``fleetbr worker --site SITE``: a Celery site worker (docs/scale.md)."""
+    from fleetbr.distributed.cli import run_worker
+
+    return run_worker(args)
+
+
 HANDLERS: dict[str, Handler] = {
     "demo": _lab_command,
     "inventory": cmd_inventory,
@@ -204,6 +211,7 @@ HANDLERS: dict[str, Handler] = {
     "check": cmd_change,
     "watch": cmd_watch,
     "schedule": cmd_schedule,
+    "worker": cmd_worker,
 }
 
 

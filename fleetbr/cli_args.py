@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(commands)
     _add_history_parsers(commands)
     _add_drift_parsers(commands)
+    _add_worker_parser(commands)
     demo = commands.add_parser("demo", help="lab + cutover of every host, one deliberately cut off")
     demo.add_argument("--hosts", type=_positive_int, default=6, help="lab hosts (default 6)")
     demo.add_argument(
@@ -163,7 +164,7 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     up.add_argument(
         "--backend",
-        choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "mixed"),
+        choices=("ifupdown", "networkd", "netplan", "networkmanager", "none", "ifupdown2", "mixed"),
         help="with --distro: what configures each host's NIC (default networkd; mixed: the four "
         "daemons in turn)",
     )  # fmt: skip
@@ -187,6 +188,7 @@ def _add_change_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     for parser in (plan, apply):
         _add_diff_option(parser)
     _add_rollout_options(apply, canary_default=None)
+    _add_executor_option(apply)
     _add_list_hosts(apply)
     apply.add_argument(
         "--resume", nargs="?", const=0, type=_run_number, metavar="RUN",
@@ -296,6 +298,24 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument("argv", nargs="*", metavar="CMD", help="-- CMD [ARG...]")
 
 
+def _add_executor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor", choices=("local", "celery"), default=None,
+        help="where the hosts' work runs: this process (local, the default) or the site workers "
+        "on Celery (celery; default $FLEETBR_EXECUTOR; docs/scale.md)",
+    )  # fmt: skip
+
+
+def _add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker", help="run a Celery site worker: the hosts of SITE in this inventory "
+        "(docs/scale.md)",
+    )  # fmt: skip
+    worker.add_argument("--site", required=True, help="the site whose queue it consumes")
+    worker.add_argument("--concurrency", type=_positive_int, default=1,
+                        help="chunks at once (processes; default 1)")  # fmt: skip
+
+
 def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``check``, ``watch`` and ``schedule`` (docs/drift.md)."""
     check = commands.add_parser(
@@ -303,6 +323,7 @@ def _add_drift_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "3 drift found, 1 could not check)",
     )  # fmt: skip
     check.add_argument("task", type=Path, help="task file (YAML)")
+    _add_executor_option(check)
     _add_list_hosts(check)
     _add_diff_option(check)
     watch = commands.add_parser(

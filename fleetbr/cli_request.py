@@ -62,7 +62,17 @@ def request_from_args(args: argparse.Namespace, change: ChangeRef | None = None)
         recorded=_recorded(args),
         diff=args.command in DIFF_COMMANDS and getattr(args, "diff", False),
         origin="schedule" if os.environ.get(SCHEDULE_ENV) else "cli",  # a schedule's service
+        runner=_runner(args),
     )
+
+
+def _runner(args: argparse.Namespace) -> str:
+    """``--executor`` (apply, check), else ``$FLEETBR_EXECUTOR`` for them; else local."""
+    if args.command not in ("apply", "check"):
+        return "local"
+    from fleetbr.distributed.config import executor
+
+    return executor(getattr(args, "executor", None))
 
 
 def run_request(args: argparse.Namespace, spec: RunSpec) -> RunRequest:

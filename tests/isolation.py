@@ -58,8 +58,11 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def require_distro_cache(*, guests: bool = False, distro: str = "debian12") -> None:
-    """The distro tier's rootfs (and, for ``guests``, its libvirt layer) must be in the cache:
+def require_distro_cache(
+    *, guests: bool = False, ifupdown2: bool = False, distro: str = "debian12"
+) -> None:
+    """The distro tier's rootfs (and, for ``guests``, its libvirt layer; for ``ifupdown2``, its
+    ifupdown2 layer) must be in the cache:
     the tests run in an isolated namespace, where debootstrap and apt cannot reach a mirror, so
     building them there only fails, with apt's errors. Check first and say what to run."""
     # imported here: tests/conftest.py imports this module, and importing fleetbr (which filters
@@ -72,8 +75,10 @@ def require_distro_cache(*, guests: bool = False, distro: str = "debian12") -> N
     missing = [] if rootfs.is_built(rootfs.path(spec)) else [str(rootfs.path(spec))]
     if guests and not layer.is_built(layer.path(spec)):
         missing.append(str(layer.path(spec)))
+    if ifupdown2 and not layer.is_built(layer.path(spec, layer.IFUPDOWN2), layer.IFUPDOWN2):
+        missing.append(str(layer.path(spec, layer.IFUPDOWN2)))
     if missing:
-        build = "scripts/distro-rootfs --guests" if guests else "scripts/distro-rootfs"
+        build = "scripts/distro-rootfs" + " --guests" * guests + " --ifupdown2" * ifupdown2
         unavailable(
             f"the distro lab's cache is not built ({', '.join(missing)}): run scripts/setup (or "
             f"{build}) as root, outside scripts/in-netns: it needs the Debian mirror"

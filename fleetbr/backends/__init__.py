@@ -1,5 +1,6 @@
 """Persistence backends: the bridge written in the format of the daemon that manages the NIC
-(ifupdown, systemd-networkd, netplan, NetworkManager) and applied with that daemon's own tool.
+(ifupdown, ifupdown2, systemd-networkd, netplan, NetworkManager) and applied with that daemon's
+own tool.
 
 Each backend is one :class:`~fleetbr.backends.base.Backend` in its own folder (``NAME/backend.py``
 and ``NAME/templates/shell.sh.j2``), found through :mod:`fleetbr.backends.registry`; the shared

@@ -23,6 +23,8 @@ from fleetbr.facts.views import ViewContext
 #                   unbridge), and waits until it has settled
 #   take_nic(a)     the daemon takes the NIC (back) as a plain interface, the bridge gone
 #   release(a)      rollback, right after the files are restored: the daemon forgets the change
+#   prepare(a)      (optional) forward, before the runtime steps: undo what the daemon did to the
+#                   interfaces that they rely on (ifupdown2 disables IPv6 on a bridge's ports)
 #   boot()          (only with ``boot_shell``) lines of the boot guard after it restored files
 SHELL_TEMPLATE = "shell.sh.j2"
 # The macros of a backend's facts template (optional; each takes ``b``: name, tool, daemon and
@@ -65,6 +67,11 @@ class Backend(ABC):
     # (fleetbr.changes.bridge.topology.FEATURES); a task needing others is refused before any
     # change (fleetbr.plan.topology.capability; the matrix: docs/topologies.md)
     topologies: ClassVar[frozenset[str]] = frozenset()
+    # the backends it replaces: they share its files and commands (ifupdown2 replaces ifupdown:
+    # both read /etc/network/interfaces and ship ifup), so a host has one or the other. When its
+    # tool is present the facts call them absent and none of their views is read
+    # (fleetbr.backends.registry.replaced): detection never has to choose between them.
+    replaces: ClassVar[tuple[str, ...]] = ()
 
     def installed(self, facts: HostFacts) -> bool:
         """Its tool is on the host (facts section ``backends``)."""

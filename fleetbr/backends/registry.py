@@ -1,15 +1,17 @@
-"""Where fleetbr finds its persistence backends: the four built in, then any a package declares
+"""Where fleetbr finds its persistence backends: the five built in, then any a package declares
 with an entry point in group ``fleetbr.backends`` (``NAME = "package.module:BackendClass"``), or
 one a program (a test) registers with :func:`register`. Every list of backend names in fleetbr
 (task validation, step arguments, the daemons' words, the shell) asks this module."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from importlib.metadata import entry_points
 from typing import Any
 
 from fleetbr.backends.base import Backend
 from fleetbr.backends.ifupdown import IfupdownBackend
+from fleetbr.backends.ifupdown2 import Ifupdown2Backend
 from fleetbr.backends.netplan import NetplanBackend
 from fleetbr.backends.networkd import NetworkdBackend
 from fleetbr.backends.networkmanager import NetworkManagerBackend
@@ -20,6 +22,7 @@ BUILTIN: tuple[type[Backend], ...] = (
     NetworkdBackend,
     NetplanBackend,
     NetworkManagerBackend,
+    Ifupdown2Backend,
 )
 # name -> backend; the entry points are read at the first look-up
 _registered: dict[str, Backend] = {}
@@ -44,7 +47,17 @@ def _load() -> None:
         known = _registered.get(backend.name)
         if known is not None and type(known) is not type(backend):
             raise ValueError(f"entry point {point.value} names backend {backend.name}, taken")
-        _registered.setdefault(backend.name, backend)
+        if backend.name not in _registered:
+            _check_replaces(backend)
+            _registered[backend.name] = backend
+
+
+def _check_replaces(backend: Backend) -> None:
+    """A backend replaces others, never itself nor one that replaces it."""
+    for name in backend.replaces:
+        other = _registered.get(name)
+        if name == backend.name or (other is not None and backend.name in other.replaces):
+            raise ValueError(f"backend {backend.name} cannot replace {name}: a cycle")
 
 
 def register(backend: Backend | type[Backend]) -> Backend:
@@ -55,6 +68,7 @@ def register(backend: Backend | type[Backend]) -> Backend:
         raise ValueError(
             f"the backend name {found.name} is taken (auto, none, {', '.join(names())})"
         )
+    _check_replaces(found)
     _registered[found.name] = found
     return found
 
@@ -109,3 +123,9 @@ def is_settled(name: str, state: str) -> bool:
     """Backend ``name``'s daemon has taken an interface over (its DaemonView ``state``)."""
     backend = find(name)
     return backend is not None and backend.is_settled(state)
+
+
+def replaced(present: Collection[str]) -> frozenset[str]:
+    """The names of the backends that a backend whose tool is in ``present`` (the facts'
+    installed tools) replaces: the host runs the replacing one, never these."""
+    return frozenset(n for b in backends() if b.tool in present for n in b.replaces)

@@ -96,7 +96,8 @@ def prepare(request: RunRequest, *, changes: Mapping[str, Change] | None = None)
         request, prior, hosts = prepare_resume(request, select)
     else:
         check_reachable(request.history.path)  # a database history: reachable before any contact
-        hosts = select(request)
+        # site workers connect with their own keys: the coordinator needs none
+        hosts = select(request, connecting=request.runner == "local")
     if request.command == "run":
         adhoc_of(request)  # UsageError: nothing to run
     if request.command not in CHANGE_COMMANDS:
@@ -162,6 +163,7 @@ def _start(prepared: Prepared, interrupt: Interruption, connect: Connector) -> _
     if command is None:
         raise UsageError(f"{prepared.request.command}: not a command that runs on hosts")
     chosen = runner.get(prepared.request.runner)  # an unknown runner: exit 2, nothing recorded
+    chosen.check(prepared)  # a run this runner cannot run: exit 2, nothing recorded
     return _Run(prepared, command, chosen, interrupt, connect)
 
 
@@ -185,6 +187,7 @@ class _Run:
 
     async def until_done(self, context: RunContext, report: Report | None) -> _Ended:
         """Run the command with ``context`` observing it; the results and the exit code."""
+        self.runner.attach(self.prepared, context, self.interrupt)
         result = await self.command(self, context.observer)
         interrupted = self.interrupt.requested
         code = EXIT_INTERRUPTED if interrupted else result.exit_code

@@ -6,7 +6,7 @@ first implementation; a distributed one (site workers) registers beside it and i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetbr.errors import UsageError
 from fleetbr.inventory import HostSpec
@@ -14,6 +14,11 @@ from fleetbr.output import plain
 from fleetbr.pacing import WindowPacer
 from fleetbr.report import AggregatedResult
 from fleetbr.runner import HostJob, run_hosts
+
+if TYPE_CHECKING:
+    from fleetbr.core.assemble import Prepared
+    from fleetbr.history.record import RunContext
+    from fleetbr.interrupt import Interruption
 
 
 class Runner(Protocol):
@@ -27,6 +32,14 @@ class Runner(Protocol):
 
     def pacer(self, forks: int) -> WindowPacer:
         """What bounds the hosts of an apply in flight (their dead-man windows)."""
+
+    def check(self, prepared: Prepared) -> None:
+        """UsageError when this runner cannot run ``prepared`` (before anything is recorded)."""
+
+    def attach(self, prepared: Prepared, context: RunContext, interrupt: Interruption) -> None:
+        """The run about to start: a runner that does not call the per-host jobs itself (site
+        workers) takes the work description from ``prepared``, tells ``context``'s observer
+        about every host and reads the run's id from its recorder."""
 
 
 class LocalRunner:
@@ -43,8 +56,21 @@ class LocalRunner:
         """A window pacer bounded by ``forks``."""
         return WindowPacer(forks)
 
+    def check(self, prepared: Prepared) -> None:
+        """Every run can run here."""
 
-RUNNERS: dict[str, Callable[[], Runner]] = {"local": LocalRunner}
+    def attach(self, prepared: Prepared, context: RunContext, interrupt: Interruption) -> None:
+        """The local runner runs the per-host jobs it is given: nothing to take."""
+
+
+def _celery() -> Runner:
+    # Celery is an optional extra, imported only for a run that asks for it
+    from fleetbr.distributed.coordinator import CeleryRunner  # noqa: PLC0415
+
+    return CeleryRunner()
+
+
+RUNNERS: dict[str, Callable[[], Runner]] = {"local": LocalRunner, "celery": _celery}
 
 
 def register(name: str, factory: Callable[[], Runner]) -> None:

@@ -75,6 +75,13 @@ class Route:
         """True for a unicast default route of the main table."""
         return self.dst == "default" and self.type == "unicast" and self.table == "main"
 
+    @property
+    def kernel_made(self) -> bool:
+        """The kernel made it from an address (``proto kernel``, no gateway) and makes it again.
+        A route with a gateway is someone's even when it says ``proto kernel``: ifupdown2's
+        ``gateway`` adds the default route that way."""
+        return self.protocol == "kernel" and not self.gateway
+
 
 @dataclass(frozen=True)
 class Rule:

@@ -181,7 +181,16 @@ def parse_backends(lines: Sequence[str]) -> tuple[Backend, ...]:
     missing = [name for name in BACKENDS if name not in found]
     if missing:
         raise FactsError(f"section backends: no line for {', '.join(missing)}")
+    # a tool that an installed backend replaces is that one's (ifupdown2's ifup): absent
+    gone = {b.tool for b in registry.backends() if b.name in registry.replaced(_present(found))}
+    for tool in gone & found.keys():
+        found[tool] = Backend(tool, False, False)
     return tuple(found.values())
+
+
+def _present(found: dict[str, Backend]) -> list[str]:
+    """The tools found installed."""
+    return [name for name, b in found.items() if b.present]
 
 
 def parse_bridge_nf(lines: Sequence[str]) -> dict[str, int | None]:
@@ -361,7 +370,9 @@ def parse_facts(output: str) -> HostFacts:
     links = parse_links(json["links"], wireless)
     routing = _routing(sections, warnings)
     probes, unprobed = parse_probes(sections["probes"])
-    daemons = parse_daemons(sections.get("daemons", []), links, warnings)
+    backends = parse_backends(sections["backends"])
+    present = [b.name for b in backends if b.present]
+    daemons = parse_daemons(sections.get("daemons", []), links, warnings, present)
     pins, pin_hashes = parse_pins(sections.get("pins", []))
     vlan_text = None
     if "bridge_vlans" in sections:
@@ -383,7 +394,7 @@ def parse_facts(output: str) -> HostFacts:
         bridges=parse_bridges(json["links"], json["bridge_links"], sections["bridges"]),
         bridge_nf=parse_bridge_nf(sections["bridge_nf"]),
         docker=docker_evidence(sections["docker"], [link.name for link in links]),
-        backends=parse_backends(sections["backends"]),
+        backends=backends,
         libvirt=_yesno("meta", meta["has_virsh"]),
         has_modules=_yesno("meta", meta["has_modules"]),
         has_sysctl=_yesno("meta", meta["has_sysctl"]),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from fleetbr.backends import registry
@@ -70,10 +70,14 @@ _HANDLERS = {"running": _running, "file": _file, "content": _content}
 
 
 def _collect(
-    lines: Sequence[str], links: Sequence[Link], warnings: list[str], backends: Sequence[Backend]
+    lines: Sequence[str],
+    links: Sequence[Link],
+    warnings: list[str],
+    backends: Sequence[Backend],
+    present: Collection[str],
 ) -> _Collected:
-    words = {word for backend in backends for word in backend.view_words}
-    ctx = ViewContext([], {}, {}, links, warnings, generators=backends)
+    words = {word for backend in registry.backends() for word in backend.view_words}
+    ctx = ViewContext([], {}, {}, links, warnings, generators=backends, present=frozenset(present))
     found = _Collected(ctx)
     for line in lines:
         word, _, rest = line.partition(" ")
@@ -97,10 +101,18 @@ def _manager(name: str, views: list[DaemonView], precedence: dict[str, int]) -> 
     return InterfaceManager(name, top.backend, top.state, top.files, tuple(views))
 
 
-def parse_daemons(lines: Sequence[str], links: Sequence[Link], warnings: list[str]) -> Daemons:
-    """The ``daemons`` section as :class:`Daemons` (empty when the section is absent)."""
-    backends = registry.backends()
-    found = _collect(lines, links, warnings, backends)
+def parse_daemons(
+    lines: Sequence[str],
+    links: Sequence[Link],
+    warnings: list[str],
+    present: Collection[str] = (),
+) -> Daemons:
+    """The ``daemons`` section as :class:`Daemons` (empty when the section is absent).
+    ``present``: the tools the section ``backends`` found; a backend that one of them replaces
+    (``Backend.replaces``) reads no view (its lines are still known, and skipped)."""
+    gone = registry.replaced(present)
+    backends = [b for b in registry.backends() if b.name not in gone]
+    found = _collect(lines, links, warnings, backends, present)
     ctx = found.ctx
     for backend in backends:
         backend.parse_config(ctx)

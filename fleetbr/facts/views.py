@@ -34,6 +34,7 @@ class ViewContext:
     links: Sequence[Link]
     warnings: list[str]
     generators: Sequence[Generator] = ()
+    present: frozenset[str] = frozenset()  # the tools the facts' section backends found
     # Daemons fields the backends found, by field name (``netplan``, ``nm_active``...)
     found: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # a backend's own, between its phases

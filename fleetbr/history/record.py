@@ -154,7 +154,8 @@ class Recorder:
         self.txids: dict[str, str] = {}  # host -> the transaction it staged (kept if it fails)
         self.failed = False
         identity = run.controller
-        self.worker = f"{identity.get('host', '')}:{identity.get('pid', '')}"  # this controller
+        # who takes the hosts: this controller; None when site workers claim them (distributed)
+        self.worker: str | None = f"{identity.get('host', '')}:{identity.get('pid', '')}"
         self._queue: queue.Queue[Op | None] = queue.Queue()
         self._store: HistoryStore | None = None
         self._thread = threading.Thread(target=self._write_all, name="fleetbr-history",
@@ -193,6 +194,13 @@ class Recorder:
 
     def _put(self, row: HostRow) -> None:
         self._queue.put(lambda store: store.put_host(self.run.id, row))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until every row queued so far is written; False
+        when they were not in time (another process writes the same rows next)."""
+        written = threading.Event()
+        self._queue.put(lambda _store: written.set())
+        return written.wait(timeout) or self.failed
 
     # -- RunObserver --------------------------------------------------------------------------
 

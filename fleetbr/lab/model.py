@@ -116,11 +116,13 @@ class Lab:
     rootfs: str = ""  # the distro tier's shared base rootfs
     guests: int = 0  # distro tier: the most libvirt guests of any host (each: LabHost.guests)
     guest_layer: str = ""  # their libvirt layer, between a host's own layer and the rootfs
+    ifupdown2_layer: str = ""  # the layer of hosts with backend ifupdown2 (it replaces ifupdown)
 
     def lower(self, host: LabHost) -> str:
-        """A distro host's overlay lowerdir: the libvirt layer (a host with guests) over the base
-        rootfs."""
-        layers = (self.guest_layer if host.guests else "", self.rootfs)
+        """A distro host's overlay lowerdir: the libvirt layer (a host with guests) over the
+        ifupdown2 layer (a host with that backend) over the base rootfs."""
+        ifupdown2 = self.ifupdown2_layer if host.backend == "ifupdown2" else ""
+        layers = (self.guest_layer if host.guests else "", ifupdown2, self.rootfs)
         return ":".join(p for p in layers if p)
 
     def host(self, name: str) -> LabHost:

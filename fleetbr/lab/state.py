@@ -165,7 +165,7 @@ def _reset_network(lab: Lab, host: LabHost) -> None:
         _route_del(r, family)
         for family in ("-4", "-6")
         for r in _ip_json(lab, host, ["ip", "-j", family, "route", "show", "table", "all"])
-        if r.get("protocol") != "kernel" and r.get("table") != "local"
+        if (r.get("protocol") != "kernel" or r.get("gateway")) and r.get("table") != "local"
     ]
     # the rules a fresh namespace has: local (0), main (32766), default (32767, IPv4)
     rules = [

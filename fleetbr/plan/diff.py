@@ -141,7 +141,7 @@ def _addresses(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
 def _routes(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     if exp.bridge_present and exp.nic:
         for route in facts.routes_of(exp.nic):
-            if route.protocol != "kernel":
+            if not route.kernel_made:
                 text = f"route {describe_route(route)} still through {exp.nic}"
                 yield Difference("routes", None, describe_route(route), text)
     for want in exp.routes:
@@ -151,7 +151,7 @@ def _routes(exp: ExpectedState, facts: HostFacts) -> Iterator[Difference]:
     # A default route nobody asked for decides where the host's traffic goes: it is drift.
     for route in facts.routes_of(exp.address_dev):
         expected = any(route_matches(want, route) for want in exp.routes)
-        if route.is_default and route.protocol != "kernel" and not expected:
+        if route.is_default and not route.kernel_made and not expected:
             text = f"unexpected default route {describe_route(route)}"
             yield Difference("routes", None, describe_route(route), text)
 

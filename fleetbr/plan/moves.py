@@ -40,7 +40,7 @@ def wanted_addresses(
 
 def movable_routes(facts: HostFacts, dev: str) -> list[Route]:
     """Routes through ``dev`` (every table) that the kernel does not recreate from addresses."""
-    return [r for r in facts.routes_of(dev) if r.protocol != "kernel"]
+    return [r for r in facts.routes_of(dev) if not r.kernel_made]
 
 
 def lost_source(facts: HostFacts, src: str, wanted: list[str]) -> str | None:

@@ -42,7 +42,7 @@ class PersistSteps:
 def bridge_config(task: BridgeTask, expected: ExpectedState) -> BridgeConfig:
     """The bridge as the runtime steps build it, for the backend to describe."""
     bridge = task.bridge.name
-    routes = tuple(r for r in expected.routes if r.dev in (bridge, "") and r.protocol != "kernel")
+    routes = tuple(r for r in expected.routes if r.dev in (bridge, "") and not r.kernel_made)
     return BridgeConfig(
         name=bridge,
         nic=task.bridge.nic,
@@ -87,7 +87,7 @@ def unbridge_steps(
         stp=task.bridge.stp,
         forward_delay=task.bridge.forward_delay,
         addresses=expected.addresses,
-        routes=tuple(r for r in expected.routes if r.dev in (nic, "") and r.protocol != "kernel"),
+        routes=tuple(r for r in expected.routes if r.dev in (nic, "") and not r.kernel_made),
     )
     return backend_steps(unplan_backend(backend, config, facts), facts, backup_dir)
 

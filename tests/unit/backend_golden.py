@@ -20,7 +20,7 @@ from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
-BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
+BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
 CASES = tuple(f"{b}-{s}" for b in BACKENDS for s in ("present", "absent"))
 # topology x backend: the uplink topologies a backend writes (docs/topologies.md), on the
 # networkd lab host with a second NIC (tests/unit/test_topology_networkd.py)

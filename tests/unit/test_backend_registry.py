@@ -167,7 +167,14 @@ def test_a_backend_from_an_entry_point_is_found(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(registry, "_registered", {})
     monkeypatch.setattr(registry, "_entry_points_read", [])
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group else [])
-    assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager", "toy")
+    assert registry.names() == (
+        "ifupdown",
+        "networkd",
+        "netplan",
+        "networkmanager",
+        "ifupdown2",
+        "toy",
+    )
     assert isinstance(registry.get("toy"), ToyBackend)
 
 
@@ -199,7 +206,7 @@ def test_a_name_taken_cannot_be_registered(name: str) -> None:
 def test_every_builtin_backend_has_its_shell() -> None:
     for backend in registry.backends():
         assert backend.shell_template().is_file(), backend.name
-    assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager")
+    assert registry.names() == ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
 
 
 # --- the backend steps' arguments: every registered backend's own, checked ------------------

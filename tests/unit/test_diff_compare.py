@@ -244,9 +244,16 @@ def test_a_missing_route_and_an_unexpected_default_route() -> None:
         Difference("routes", None, "default via 198.51.100.254 dev br0 metric 50",
                    "unexpected default route default via 198.51.100.254 dev br0 metric 50"),
     ]  # fmt: skip
-    kernel = dataclasses.replace(extra, protocol="kernel")  # the kernel's own: not drift
+    # the kernel's own (proto kernel, no gateway: made from an address) is not drift
+    kernel = dataclasses.replace(extra, gateway=None, protocol="kernel")
     host = dataclasses.replace(GOOD, routes=(*GOOD.routes, kernel))
     assert diffs(BRIDGED, host) == []
+    # a gateway route that says proto kernel is someone's (ifupdown2's ``gateway``): drift
+    labelled = dataclasses.replace(extra, protocol="kernel")
+    host = dataclasses.replace(GOOD, routes=(*GOOD.routes, labelled))
+    assert [d.have for d in diffs(BRIDGED, host)] == [
+        "default via 198.51.100.254 dev br0 metric 50"
+    ]
 
 
 def test_addresses_are_compared_in_canonical_form() -> None:

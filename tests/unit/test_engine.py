@@ -19,6 +19,7 @@ import fleetbr.api as api
 from fleetbr.core import kinds, runner
 from fleetbr.core.assemble import execute, prepare
 from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunRequest, Selection
+from fleetbr.core.runner import LocalRunner
 from fleetbr.errors import UsageError
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
@@ -40,7 +41,7 @@ def hosts(n: int) -> list[HostSpec]:
                      SSHOptions()) for i in range(n)]  # fmt: skip
 
 
-class FakeRunner:
+class FakeRunner(LocalRunner):
     """Runs jobs in this process like the local runner, and remembers what it ran."""
 
     calls: ClassVar[list[tuple[str, list[str]]]] = []

@@ -231,6 +231,7 @@ def test_backends_wireless_libvirt_docker() -> None:
         "netplan": (True, True),
         "systemd-networkd": (True, True),
         "ifupdown": (True, True),
+        "ifupdown2": (False, False),
         "brctl": (True, False),
     }
     wlan0, eth0 = f.link("wlan0"), f.link("eth0")
@@ -338,7 +339,8 @@ def test_noise_before_first_section_and_unknown_sections_are_ignored() -> None:
         (
             "backends",
             ["backend netplan no no"],
-            "section backends: no line for ifupdown, systemd-networkd, networkmanager, brctl",
+            "section backends: no line for ifupdown, systemd-networkd, networkmanager, "
+            "ifupdown2, brctl",
         ),
         ("bridge_nf", ["call-iptables on"], "section bridge_nf: unexpected line"),
         ("managed_files", ["file 1234 /etc/x"], "section managed_files: bad checksum"),

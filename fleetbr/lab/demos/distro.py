@@ -67,7 +67,7 @@ def bridge_view(facts: HostFacts, bridge: str, nic: str) -> BridgeView | None:
     routes = sorted(
         f"v{r.family} {r.dst}" + (f" via {r.gateway}" if r.gateway else "")
         + f" metric {r.metric} table {r.table}"
-        for r in facts.routes_of(bridge) if r.protocol != "kernel"
+        for r in facts.routes_of(bridge) if not r.kernel_made
     )  # fmt: skip
     return BridgeView(
         ports=found.ports,

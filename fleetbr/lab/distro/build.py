@@ -107,6 +107,8 @@ def up(
     lab.guests = max(counts)
     if lab.guests:
         lab.guest_layer = str(layer.ensure(lab.distro))
+    if any(h.backend == "ifupdown2" for h in lab.hosts):
+        lab.ifupdown2_layer = str(layer.ensure(lab.distro, layer.IFUPDOWN2))
     build.check_free(lab)
     supervisor.prune_stale_cgroups()
     lab.dir.mkdir(parents=True, exist_ok=True)

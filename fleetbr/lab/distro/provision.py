@@ -19,8 +19,9 @@ from fleetbr.lab.model import Lab, LabHost
 from fleetbr.lab.render import render
 from fleetbr.lab.system import run
 
-# The backends a host can have; "mixed" hosts take the first four in turn.
-BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "none")
+# The backends a host can have; "mixed" hosts take the first four in turn. ifupdown2 hosts mount
+# the ifupdown2 layer (fleetbr.lab.distro.layer.IFUPDOWN2), where it replaces ifupdown.
+BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "none", "ifupdown2")
 MIXED = BACKENDS[:4]
 # The unit that configures the NIC of a "none" host. Deliberately not named fleetbr-*: fleetbr's
 # own transient units are checked to be gone after every transaction.
@@ -60,8 +61,9 @@ def config_files(lab: Lab, host: LabHost) -> list[HostFile]:
         conn_uuid = str(uuid.uuid5(_NM_NAMESPACE, f"{host.name}/{host.nic}"))
         text = render("lab_distro_nm.nmconnection.j2", uuid=conn_uuid, **values)
         return [HostFile(path, text, 0o600)]
-    if backend == "ifupdown":
-        return [HostFile("/etc/network/interfaces", render("lab_distro_interfaces.j2", **values))]
+    if backend in ("ifupdown", "ifupdown2"):
+        text = render("lab_distro_interfaces.j2", backend=backend, **values)
+        return [HostFile("/etc/network/interfaces", text)]
     path = f"/etc/systemd/system/{STATIC_UNIT}"
     return [HostFile(path, render("lab_distro_static_net.service.j2", **values))]
 
@@ -73,6 +75,7 @@ def units(backend: str) -> list[str]:
         "netplan": ["systemd-networkd.service"],
         "networkmanager": ["NetworkManager.service"],
         "ifupdown": ["networking.service"],
+        "ifupdown2": ["networking.service"],
     }.get(backend, [STATIC_UNIT])
 
 

@@ -222,16 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guests", action="store_true", help="also the libvirt layer of hosts with guests"
     )
+    parser.add_argument(
+        "--ifupdown2", action="store_true", help="also the layer of hosts with ifupdown2"
+    )
     args = parser.parse_args(argv)
     try:
         if args.path:
             print(path(distro(args.distro)))
         else:
             ensure(args.distro)
-            if args.guests:
-                from fleetbr.lab.distro import layer  # noqa: PLC0415 - layer imports rootfs
+            from fleetbr.lab.distro import layer  # noqa: PLC0415 - layer imports rootfs
 
+            if args.guests:
                 layer.ensure(args.distro)
+            if args.ifupdown2:
+                layer.ensure(args.distro, layer.IFUPDOWN2)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

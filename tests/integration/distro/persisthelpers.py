@@ -178,7 +178,7 @@ def bridge_view(facts: HostFacts, bridge: str = "br0", nic: str = "eth0") -> dic
         "routes": sorted(
             (r.family, r.dst, r.dev, r.gateway or "", r.metric or 0, r.table, r.type, r.onlink)
             for r in facts.routes
-            if r.dev in (bridge, nic) and r.protocol != "kernel"
+            if r.dev in (bridge, nic) and not r.kernel_made
         ),
         "daemon": {name: facts.manager(name).manager for name in (bridge, nic)},
     }

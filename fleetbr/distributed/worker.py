@@ -1,0 +1,228 @@
+"""The site worker's side of a chunk: check it, claim its hosts, run them, report them.
+
+A worker trusts nothing in a message but its shape: the run must be running in the worker's own
+history with the change's sha256, every host must be one of that run's hosts and in the worker's
+own inventory at the worker's site, and the change kind must be one its settings allow. Hosts are
+then claimed in the shared history (:meth:`~fleetbr.history.store.HistoryStore.claim_host`)
+before anything is staged: a host that is already taken in this run (the chunk was delivered
+twice, or its first worker was lost) is never staged again; it is resolved from its history row
+and, when the worker that held it is gone, from the host's own state as ``--resume`` does
+(:func:`fleetbr.resume.resolve_host`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleetbr.changes.bridge.task import TaskTemplate
+from fleetbr.core import kinds
+from fleetbr.core.assemble import execute_async
+from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunRequest, Selection
+from fleetbr.distributed.config import Settings
+from fleetbr.distributed.message import BadMessage, Chunk, parse, result_to_json
+from fleetbr.distributed.record import WorkerRecorder, holder_alive, identity
+from fleetbr.errors import FleetbrError
+from fleetbr.history.location import HistoryLocation, open_store
+from fleetbr.history.store import STARTED, HistoryError, HistoryStore, HostRow, RunState
+from fleetbr.inventory import HostSpec
+from fleetbr.output import plain
+from fleetbr.report import HostResult, Status
+from fleetbr.resume import resolve_host
+from fleetbr.rollout import rollout_changes
+
+log = logging.getLogger(__name__)
+POLL = 0.5  # seconds between reads of a host row another worker holds
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a site worker runs with: its site, its own inventory (with its keys) and history,
+    and its settings. Set once in the worker's main process, before the pool forks."""
+
+    site: str
+    hosts: Mapping[str, HostSpec]
+    history: HistoryLocation
+    settings: Settings
+
+
+_context: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    """Make ``context`` the one this process's chunks run with."""
+    global _context  # noqa: PLW0603 (set once before the pool starts)
+    _context = context
+
+
+def handle(body: object, *, redelivered: bool = False) -> dict[str, Any]:
+    """Run one chunk message; its hosts' results (JSON), refusals included."""
+    if _context is None:
+        raise RuntimeError("no worker context: start workers with `fleetbr worker --site SITE`")
+    try:
+        chunk = parse(body)
+    except BadMessage as exc:
+        log.warning("chunk refused: %s", plain(str(exc)))
+        return {"refused": str(exc), "results": []}
+    results = asyncio.run(run_chunk(_context, chunk, redelivered=redelivered))
+    return {"worker": identity(), "results": [result_to_json(r) for r in results]}
+
+
+async def run_chunk(
+    context: WorkerContext, chunk: Chunk, *, redelivered: bool = False
+) -> list[HostResult]:
+    """The chunk's results in its host order (see the module docstring)."""
+    refused = _refusal(context, chunk)
+    if refused:
+        log.warning("chunk of run %d refused: %s", chunk.run_id, plain(refused))
+        return [HostResult(h, Status.REFUSED, f"refused by site {context.site}'s worker: "
+                           f"{refused}") for h in chunk.hosts]  # fmt: skip
+    outsiders = [h for h in chunk.hosts if h not in context.hosts]
+    for host in outsiders:
+        log.warning("run %d: host %s refused: not in this worker's inventory", chunk.run_id,
+                    plain(host))  # fmt: skip
+    specs = [context.hosts[h] for h in chunk.hosts if h not in outsiders]
+    if chunk.command == "check":
+        done = await _check(chunk, specs)
+    else:
+        done = await _apply(context, chunk, specs, redelivered=redelivered)
+    for host in outsiders:
+        done[host] = HostResult(host, Status.REFUSED, f"refused by site {context.site}'s worker:"
+                                " not in its inventory")  # fmt: skip
+    return [done[h] for h in chunk.hosts]
+
+
+def _refusal(context: WorkerContext, chunk: Chunk) -> str:
+    """Why the whole chunk is refused ("" when it is not)."""
+    if chunk.site != context.site:
+        return f"the chunk is for site {chunk.site}"
+    if chunk.change.kind not in context.settings.kinds:
+        return f"change kind {chunk.change.kind!r} is not allowed on this worker"
+    if chunk.change.kind != "bridge":
+        return f"change kind {chunk.change.kind!r} does not run through site workers yet"
+    if time.time() > chunk.start_by:
+        return "the chunk arrived after its deadline to start"
+    try:
+        store = open_store(context.history, create=False)
+        try:
+            run = store.run(chunk.run_id)
+        finally:
+            store.close()
+    except HistoryError as exc:
+        return f"run {chunk.run_id} cannot be read ({exc})"
+    if run.state is not RunState.RUNNING or run.command != chunk.command:
+        return f"run {chunk.run_id} is not a running {chunk.command}"
+    if run.task_sha256 != chunk.change.sha256:
+        return f"the change is not the one run {chunk.run_id} records (sha256)"
+    strangers = [h for h in chunk.hosts if h not in run.hosts]
+    return f"host {strangers[0]} is not in run {chunk.run_id}" if strangers else ""
+
+
+def _rendered(chunk: Chunk, specs: Sequence[HostSpec]) -> dict[str, Any]:
+    kind = kinds.get(chunk.change.kind)
+    loaded = kind.load(TaskTemplate(source=chunk.change.label, text=chunk.change.content))
+    return {spec.name: kind.render(loaded, spec, chunk.change.label) for spec in specs}
+
+
+async def _check(chunk: Chunk, specs: Sequence[HostSpec]) -> dict[str, HostResult]:
+    template = TaskTemplate(source=chunk.change.label, text=chunk.change.content)
+    request = RunRequest("check", Selection(hosts=tuple(specs)),
+                         ChangeRef("bridge", template, label=chunk.change.label),
+                         RolloutOptions(forks=chunk.forks), HistoryOptions(path=None))  # fmt: skip
+    outcome = await execute_async(request)
+    return dict(outcome.result.results)
+
+
+async def _apply(
+    context: WorkerContext, chunk: Chunk, specs: Sequence[HostSpec], *, redelivered: bool
+) -> dict[str, HostResult]:
+    try:
+        changes = _rendered(chunk, specs)
+    except FleetbrError as exc:
+        return {s.name: HostResult(s.name, Status.FAILED, str(exc)) for s in specs}
+    me = identity()
+    claimed, taken = await asyncio.to_thread(_claim, context.history, chunk.run_id, specs, me)
+    if taken:
+        log.warning("run %d: %s already taken in this run (%s delivery): resolved, not staged "
+                    "again", chunk.run_id, ", ".join(s.name for s in taken),
+                    "a repeated" if redelivered else "another")  # fmt: skip
+    recorder = WorkerRecorder(context.history, chunk.run_id, me, chunk.batch)
+    try:
+        applied = rollout_changes(claimed, changes, forks=chunk.forks, observer=recorder)
+        waits = asyncio.gather(*(_taken(context, chunk, spec, recorder) for spec in taken))
+        first, rest = await asyncio.gather(applied, waits)
+    finally:
+        await asyncio.to_thread(recorder.close)
+    done = dict(first.results)
+    done.update({result.host: result for result in rest})
+    return done
+
+
+def _claim(
+    location: HistoryLocation, run_id: int, specs: Sequence[HostSpec], me: str
+) -> tuple[list[HostSpec], list[HostSpec]]:
+    store = open_store(location)
+    try:
+        claimed: list[HostSpec] = []
+        taken: list[HostSpec] = []
+        for spec in specs:
+            (claimed if store.claim_host(run_id, spec.name, me) else taken).append(spec)
+        return claimed, taken
+    finally:
+        store.close()
+
+
+async def _taken(
+    context: WorkerContext, chunk: Chunk, spec: HostSpec, recorder: WorkerRecorder
+) -> HostResult:
+    """A host another delivery holds: its result once that holder decides it; if the holder is
+    gone, what the host's own state says (never staged again)."""
+    deadline = time.monotonic() + context.settings.visibility_timeout
+    while True:
+        row = await asyncio.to_thread(_row, context.history, chunk.run_id, spec.name)
+        if row is not None and row.status is not STARTED:
+            return _from_row(row)
+        holder = None if row is None else row.worker
+        if holder_alive(holder) is False or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(POLL)
+    result = await _resolve(spec, row, chunk.run_id, holder)
+    recorder.finished(result)
+    return result
+
+
+def _row(location: HistoryLocation, run_id: int, host: str) -> HostRow | None:
+    store: HistoryStore = open_store(location)
+    try:
+        return next((row for row in store.hosts_of(run_id) if row.host == host), None)
+    finally:
+        store.close()
+
+
+def _from_row(row: HostRow) -> HostResult:
+    assert isinstance(row.status, Status)
+    data = dict(row.data) | {"duplicate": f"already decided by {row.worker}; not staged again"}
+    return HostResult(row.host, row.status, row.message, data, row.elapsed or 0.0)
+
+
+async def _resolve(
+    spec: HostSpec, row: HostRow | None, run_id: int, holder: str | None
+) -> HostResult:
+    lost = f"worker {holder} was lost"
+    data: dict[str, Any] = {"resolved_after": holder}
+    txid = None if row is None else row.txid
+    if not txid:
+        return HostResult(spec.name, Status.FAILED, f"{lost} before it recorded a transaction; "
+                          "not staged again (one it armed rolls back by its own timer)",
+                          data)  # fmt: skip
+    data["txid"] = txid
+    resolution = await resolve_host(spec, txid, run_id)
+    if resolution.final is not None:
+        resolution.final.data.update(data)
+        return resolution.final
+    status = Status.ROLLED_BACK if resolution.verdict is not None else Status.SKIPPED
+    return HostResult(spec.name, status, f"{lost}: {resolution.note}; not staged again", data)

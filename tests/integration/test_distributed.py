@@ -1,0 +1,395 @@
+"""Site workers on Celery with real lab hosts, a real redis-server (tests/redisserver.py), a
+real PostgreSQL history (tests/pgserver.py) and `fleetbr worker` processes, each with its own
+inventory of its site's hosts: one rollout across two sites, and the faults of docs/scale.md.
+Every host must end confirmed or rolled back (or, never started, untouched) with exactly one
+transaction, and the history must say which worker did what."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleetbr.distributed.app import CHUNK_TASK, make_app, queue_of
+from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV, load_settings
+from fleetbr.distributed.message import ChangeSpec, Chunk
+from fleetbr.history.location import DatabaseUrl, open_store
+from fleetbr.history.store import HostRow, RunRecord
+from fleetbr.lab import Lab
+from tests.integration.barrier import Gate
+from tests.integration.helpers import (
+    armed_txid,
+    derived_inventory,
+    fleetbr,
+    sh,
+    task_file,
+    wait_for,
+)
+from tests.redisserver import RedisServer
+
+READY_WAIT = 60.0  # seconds a worker may take to start (2 shared cores, other tests running)
+CUT = '{% if host.data.cut | default(false) %}["203.0.113.250/32"]{% else %}move{% endif %}'
+
+
+@dataclass
+class Worker:
+    """One `fleetbr worker` process (its own process group: its pool dies with it)."""
+
+    site: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Sites:
+    """The lab split across sites: inventories, settings, workers."""
+
+    lab: Lab
+    tmp: Path
+    history: str
+    sites: dict[str, list[str]]
+    workers: list[Worker]
+
+    @property
+    def inventory(self) -> Path:
+        return self.tmp / "inventory-all"
+
+    def worker(self, site: str, *, gate: Gate | None = None) -> Worker:
+        """Start a worker of ``site`` on an inventory of that site's hosts; wait until ready."""
+        inventory = self.tmp / f"inventory-{site}"
+        log = self.tmp / f"worker-{site}-{len(self.workers)}.log"
+        args = ["-i", str(inventory), "--history", self.history, "worker", "--site", site]
+        argv = gate.argv("confirm", *args) if gate else [sys.executable, "-m", "fleetbr", *args]
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True,
+                                       env=gate.env if gate else None)  # fmt: skip
+        worker = Worker(site, process, log)
+        self.workers.append(worker)
+        wait_for(lambda: " ready." in worker.text() or process.poll() is not None, READY_WAIT,
+                 f"a worker of site {site}")  # fmt: skip
+        assert process.poll() is None, worker.text()
+        return worker
+
+    def rows(self, run_id: int) -> dict[str, HostRow]:
+        store = open_store(DatabaseUrl(self.history))
+        try:
+            return {row.host: row for row in store.hosts_of(run_id)}
+        finally:
+            store.close()
+
+    def run(self, run_id: int) -> RunRecord:
+        store = open_store(DatabaseUrl(self.history))
+        try:
+            return store.run(run_id)
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def sites_of(
+    lab: Lab, fresh_host: Any, tmp_path: Path, pg_url: str, redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Sites]]:  # fmt: skip
+    """``sites_of({"east": [...], "west": [...]}, cut=[...], **settings)``: inventories with
+    ``data.site`` (the coordinator's: every host; a site's: its own hosts only), the broker and
+    settings in the environment (a 0600 config file), fresh hosts."""
+    made: list[Sites] = []
+
+    def make(split: dict[str, list[str]], cut: Sequence[str] = (), **settings: Any) -> Sites:
+        config = tmp_path / "distributed.yaml"
+        config.write_text(yaml.safe_dump({"start_wait": 30, "visibility_timeout": 120} | settings))
+        config.chmod(0o600)
+        monkeypatch.setenv(CONFIG_ENV, str(config))
+        monkeypatch.setenv(BROKER_ENV, redis_server.url)
+        site_of = {host: site for site, hosts in split.items() for host in hosts}
+
+        def edit(keep: set[str]) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+            def change(hosts: dict[str, Any], _defaults: dict[str, Any]) -> None:
+                for name in list(hosts):
+                    if name not in keep:
+                        del hosts[name]
+                        continue
+                    data = hosts[name].setdefault("data", {})
+                    data["site"] = site_of[name]
+                    data["cut"] = name in cut
+
+            return change
+
+        derived_inventory(lab, tmp_path / "inventory-all", edit(set(site_of)))
+        for site, hosts in split.items():
+            derived_inventory(lab, tmp_path / f"inventory-{site}", edit(set(hosts)))
+        for host in site_of:
+            fresh_host(host)
+        made.append(Sites(lab, tmp_path, pg_url, split, []))
+        return made[-1]
+
+    yield make
+    for sites in made:
+        for worker in sites.workers:
+            worker.stop()
+        for host in {h for hosts in sites.sites.values() for h in hosts}:
+            fresh_host(host)
+
+
+def cut_task(tmp_path: Path) -> Path:
+    """tasks/bridge.yaml, hosts with ``data.cut`` given a wrong address (cut off: rolled back)."""
+    return task_file(tmp_path, addresses="CUT")
+
+
+def with_cut(path: Path) -> Path:
+    text = path.read_text().replace("addresses: CUT", f"addresses: {CUT}")
+    path.write_text(text)
+    return path
+
+
+def transactions(lab: Lab, host: str) -> list[str]:
+    """The transactions staged on ``host`` (fleetbr's state folder)."""
+    out = sh(lab, host, "ls /var/lib/fleetbr/tx 2>/dev/null || true")
+    return out.split()
+
+
+def apply(sites: Sites, task: Path, *args: str) -> tuple[int, Any, str]:
+    return fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply", str(task),
+                   "--executor", "celery", *args, timeout=240)  # fmt: skip
+
+
+def new_run(sites: Sites, hosts: list[str], change: ChangeSpec) -> int:
+    """A running apply of ``change`` on ``hosts`` in the history, as a coordinator starts it
+    (for chunks a test sends itself)."""
+    store = open_store(DatabaseUrl(sites.history))
+    try:
+        record = RunRecord("apply", hosts, {}, time.time(), {"pid": os.getpid()},
+                           task_sha256=change.sha256)  # fmt: skip
+        return store.create_run(record)
+    finally:
+        store.close()
+
+
+def run_id_of(sites: Sites) -> int:
+    store = open_store(DatabaseUrl(sites.history))
+    try:
+        latest = store.latest_run_id()
+    finally:
+        store.close()
+    assert latest is not None
+    return latest
+
+
+def test_one_rollout_across_two_sites(sites_of: Callable[..., Sites], tmp_path: Path) -> None:
+    sites = sites_of({"east": ["hv01", "hv02"], "west": ["hv03"]}, cut=["hv02"])
+    east, west = sites.worker("east"), sites.worker("west")
+    task = with_cut(cut_task(tmp_path))
+    code, doc, err = apply(sites, task)
+    assert code == 1, (err, doc)
+    statuses = {name: doc[name]["status"] for name in ("hv01", "hv02", "hv03")}
+    assert statuses == {"hv01": "confirmed", "hv02": "rolled_back", "hv03": "confirmed"}, doc
+    assert {doc[name]["site"] for name in ("hv01", "hv02")} == {"east"}
+    run_id = run_id_of(sites)
+    run, rows = sites.run(run_id), sites.rows(run_id)
+    assert (run.state.value, run.exit_code) == ("finished", 1)
+    for name, status in statuses.items():
+        row = rows[name]
+        assert (row.status.value, row.txid) == (status, doc[name]["txid"])
+        assert row.worker and row.worker.split(":")[1] != str(run.controller["pid"]), row
+        assert {"prepare", "window"} <= set(row.phases), row
+        assert transactions(sites.lab, name) == [row.txid], "exactly one transaction"
+    assert rows["hv01"].worker != rows["hv03"].worker, "each site's own worker"
+    assert "not staged again" not in east.text() + west.text()
+    code, doc, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "check",
+                             str(task), "--executor", "celery")  # fmt: skip
+    checked = {name: doc[name]["status"] for name in ("hv01", "hv02", "hv03")}
+    assert checked == {"hv01": "in_sync", "hv02": "drifted", "hv03": "in_sync"}, (err, doc)
+    assert code == 3
+
+
+def test_the_same_chunk_delivered_twice_at_once_stages_one_transaction_per_host(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    first, second = sites.worker("east"), sites.worker("east")
+    task = task_file(tmp_path)
+    change = ChangeSpec.of("bridge", task.read_text(), task.name)
+    run_id = new_run(sites, ["hv04", "hv05"], change)
+    chunk = Chunk(run_id, "apply", "east", ("hv04", "hv05"), change, 0, time.time() + 60, 5)
+    app = make_app(load_settings())
+    sent = [app.send_task(CHUNK_TASK, args=[chunk.to_json()], queue=queue_of("east"))
+            for _ in range(2)]  # fmt: skip
+    results = [result.get(timeout=180) for result in sent]
+    by_delivery = [{r["host"]: r["status"] for r in got["results"]} for got in results]
+    assert by_delivery == [{"hv04": "confirmed", "hv05": "confirmed"}] * 2, results
+    assert results[0]["worker"] != results[1]["worker"], "both workers ran it, at once"
+    rows = sites.rows(run_id)
+    for host in ("hv04", "hv05"):
+        assert transactions(sites.lab, host) == [rows[host].txid], "exactly one transaction"
+        assert rows[host].status.value == "confirmed"
+    duplicates = [r for got in results for r in got["results"] if "duplicate" in r["data"]]
+    assert len(duplicates) == 2, "each host was taken once; the other delivery read its row"
+    assert "not staged again" in first.text() + second.text()
+
+
+def test_a_forged_chunk_is_refused_and_stages_nothing(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv01"], "west": ["hv03"]})
+    east = sites.worker("east")
+    task = task_file(tmp_path)
+    change = ChangeSpec.of("bridge", task.read_text(), task.name)
+    run_id = new_run(sites, ["hv01", "hv03"], change)
+    app = make_app(load_settings())
+    forged = [
+        Chunk(run_id, "apply", "east", ("hv03",), change, 0, time.time() + 60, 5),  # west's host
+        Chunk(run_id, "apply", "east", ("hv01",),
+              ChangeSpec.of("command", "argv: [reboot]\n", "x"), 0, time.time() + 60, 5),
+    ]  # fmt: skip
+    sent = [app.send_task(CHUNK_TASK, args=[c.to_json()], queue=queue_of("east")) for c in forged]
+    outsider, kind = (result.get(timeout=60)["results"] for result in sent)
+    assert [(r["host"], r["status"]) for r in outsider] == [("hv03", "refused")]
+    assert "not in its inventory" in outsider[0]["message"]
+    assert [(r["host"], r["status"]) for r in kind] == [("hv01", "refused")]
+    assert "'command' is not allowed" in kind[0]["message"]
+    assert transactions(sites.lab, "hv01") == transactions(sites.lab, "hv03") == []
+    assert sites.rows(run_id) == {}, "nothing claimed"
+    log = east.text()
+    assert "host hv03 refused: not in this worker's inventory" in log
+    assert "change kind 'command' is not allowed" in log
+
+
+def test_a_site_without_a_worker_ends_not_started_after_a_bounded_wait(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv01"], "north": ["hv06"]}, start_wait=6)
+    sites.worker("east")
+    began = time.monotonic()
+    code, doc, err = apply(sites, task_file(tmp_path))
+    assert time.monotonic() - began < 90
+    assert code == 1, (err, doc)
+    assert doc["hv01"]["status"] == "confirmed"
+    assert doc["hv06"]["status"] == "skipped", doc
+    assert doc["hv06"]["message"].startswith("not started: no worker of site north"), doc
+    run_id = run_id_of(sites)
+    run, rows = sites.run(run_id), sites.rows(run_id)
+    assert rows["hv06"].status.value == "skipped"
+    assert rows["hv06"].worker is not None
+    assert rows["hv06"].worker.split(":")[1] == str(run.controller["pid"]), "the coordinator's"
+    assert transactions(sites.lab, "hv06") == []
+
+
+def test_a_worker_killed_with_a_host_armed_is_taken_over_and_the_host_rolled_back(
+    sites_of: Callable[..., Sites], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sites = sites_of({"east": ["hv02"]}, visibility_timeout=8)
+    gate = Gate(tmp_path / "barrier")  # never released: the host stays armed
+    held = sites.worker("east", gate=gate)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task_file(tmp_path)), "--executor", "celery"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv02"
+        txid = armed_txid(sites.lab, "hv02")
+        held.kill()
+        sites.worker("east")
+        out, err = coordinator.communicate(timeout=180)
+    finally:
+        coordinator.kill()
+    doc = json.loads(out)
+    assert coordinator.returncode == 1, (err, doc)
+    assert doc["hv02"]["status"] == "rolled_back", doc
+    assert "not staged again" in doc["hv02"]["message"]
+    assert transactions(sites.lab, "hv02") == [txid], "exactly one transaction"
+    rows = sites.rows(run_id_of(sites))
+    assert (rows["hv02"].status.value, rows["hv02"].txid) == ("rolled_back", txid)
+
+
+def test_a_broker_restarted_mid_run_loses_nothing(
+    sites_of: Callable[..., Sites], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    sites = sites_of({"east": ["hv03"]})
+    gate = Gate(tmp_path / "barrier")
+    sites.worker("east", gate=gate)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task_file(tmp_path)), "--executor", "celery"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv03"
+        txid = armed_txid(sites.lab, "hv03")
+        redis_server.restart()  # SIGKILL: the append-only file keeps the queue and the unacked
+        gate.open("confirm")
+        out, err = coordinator.communicate(timeout=180)
+    finally:
+        coordinator.kill()
+    doc = json.loads(out)
+    assert coordinator.returncode == 0, (err, doc)
+    assert doc["hv03"]["status"] == "confirmed", doc
+    assert transactions(sites.lab, "hv03") == [txid], "exactly one transaction"
+    rows = sites.rows(run_id_of(sites))
+    assert (rows["hv03"].status.value, rows["hv03"].txid) == ("confirmed", txid)
+
+
+def test_a_killed_coordinator_is_resumed_from_another_process(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    gate = Gate(tmp_path / "barrier")
+    sites.worker("east", gate=gate)
+    task = task_file(tmp_path)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task), "--executor", "celery", "--batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv04"
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+    finally:
+        coordinator.kill()
+        coordinator.communicate()
+    run_id = run_id_of(sites)
+    gate.open("confirm")  # the worker finishes its chunk without its coordinator
+    wait_for(lambda: sites.rows(run_id)["hv04"].status.value == "confirmed", 60,
+             "the worker to record hv04")  # fmt: skip
+    assert sites.run(run_id).state.value == "running", "its coordinator is gone"
+    assert set(sites.rows(run_id)) == {"hv04"}, "the second batch never started"
+    resume = ["--resume", str(run_id), "--executor", "celery"]
+    code, doc, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply",
+                             *resume, timeout=240)  # fmt: skip
+    assert code == 0, (err, doc)
+    assert err.startswith(f"resuming run {run_id} (apply started "), err
+    assert doc["hv04"]["status"] == doc["hv05"]["status"] == "confirmed", doc
+    assert doc["hv04"]["from_run"] == run_id, "carried over, not touched again"
+    resumed = run_id_of(sites)
+    assert sites.run(resumed).resumed_from == run_id
+    assert sites.rows(resumed)["hv05"].worker not in (None, "")
+    for host in ("hv04", "hv05"):
+        assert len(transactions(sites.lab, host)) == 1, "exactly one transaction"

@@ -1,0 +1,297 @@
+"""Site workers without a broker: the chunk message and its checks, the site split, the
+settings, and a worker's refusals (nothing contacted; the history is an SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+
+from fleetbr.cli import main
+from fleetbr.distributed import config
+from fleetbr.distributed.message import (
+    BadMessage,
+    ChangeSpec,
+    Chunk,
+    parse,
+    result_from_json,
+    result_to_json,
+    sites_of,
+)
+from fleetbr.distributed.record import holder_alive, identity
+from fleetbr.distributed.worker import WorkerContext, run_chunk
+from fleetbr.errors import UsageError
+from fleetbr.history.location import open_store
+from fleetbr.history.store import RunRecord
+from fleetbr.inventory import HostSpec, SSHOptions
+from fleetbr.report import HostResult, Status
+
+REPO = Path(__file__).resolve().parents[2]
+TASK = REPO / "tasks" / "bridge.yaml"
+CHANGE = ChangeSpec.of("bridge", TASK.read_text(), "bridge.yaml")
+
+
+def spec(name: str, site: object = "east") -> HostSpec:
+    data: dict[str, Any] = {"nic": "eth0"} if site is None else {"nic": "eth0", "site": site}
+    return HostSpec(name, "203.0.113.90", 22, "root", None, (), data, SSHOptions())
+
+
+def chunk(**changes: Any) -> Chunk:
+    fields: dict[str, Any] = {"run_id": 1, "command": "apply", "site": "east", "hosts": ("hv01",),
+                              "change": CHANGE, "batch": 0, "start_by": time.time() + 60,
+                              "forks": 5} | changes  # fmt: skip
+    return Chunk(**fields)
+
+
+def test_a_chunk_survives_json_and_back() -> None:
+    sent = chunk(hosts=("hv01", "hv02"), batch=None)
+    assert parse(sent.to_json()) == sent
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        ({"version": 2}, "version"),
+        ({"command": "rollback"}, "command"),
+        ({"run_id": 0}, "run_id"),
+        ({"run_id": True}, "run_id"),
+        ({"site": "../x"}, "site"),
+        ({"hosts": []}, "hosts"),
+        ({"hosts": "hv01"}, "hosts"),
+        ({"hosts": ["hv01", "hv01"]}, "twice"),
+        ({"hosts": ["hv 01"]}, "host name"),
+        ({"forks": 0}, "forks"),
+        ({"start_by": "soon"}, "start_by"),
+        ({"change": "bridge"}, "change"),
+    ],
+)
+def test_a_malformed_chunk_is_refused(edit: dict[str, Any], error: str) -> None:
+    with pytest.raises(BadMessage, match=error):
+        parse(chunk().to_json() | edit)
+
+
+def test_a_change_whose_content_does_not_match_its_sha256_is_refused() -> None:
+    body = chunk().to_json()
+    body["change"]["content"] += "\n# changed on the way\n"
+    with pytest.raises(BadMessage, match="sha256"):
+        parse(body)
+    with pytest.raises(BadMessage, match="JSON object"):
+        parse(["not", "a", "chunk"])
+
+
+def test_a_host_result_survives_json_and_back() -> None:
+    result = HostResult("hv01", Status.ROLLED_BACK, "cut off", {"txid": "t1"}, 2.5, ("a", "b"))
+    assert result_from_json(result_to_json(result)) == result
+    with pytest.raises(BadMessage):
+        result_from_json({"host": "hv01", "status": "exploded"})
+
+
+def test_hosts_are_split_by_site_in_order_and_a_host_without_one_is_a_usage_error() -> None:
+    split = sites_of([spec("a", "west"), spec("b", "east"), spec("c", "west")])
+    assert {site: [h.name for h in hosts] for site, hosts in split.items()} == {
+        "west": ["a", "c"], "east": ["b"]}  # fmt: skip
+    assert list(split) == ["west", "east"]
+    with pytest.raises(UsageError, match="host d: no site"):
+        sites_of([spec("a"), spec("d", None)])
+
+
+def test_the_broker_comes_from_the_environment_or_a_private_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "distributed.yaml"
+    monkeypatch.setenv(config.CONFIG_ENV, str(path))
+    monkeypatch.delenv(config.BROKER_ENV, raising=False)
+    path.write_text(yaml.safe_dump({"broker": "redis://:s3cret@127.0.0.1:6390/0",
+                                    "kinds": ["bridge"], "start_wait": 5}))  # fmt: skip
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600") as refused:
+        config.load_settings()
+    assert "s3cret" not in str(refused.value)
+    path.chmod(0o600)
+    settings = config.load_settings()
+    assert (settings.broker, settings.start_wait) == ("redis://:s3cret@127.0.0.1:6390/0", 5.0)
+    monkeypatch.setenv(config.BROKER_ENV, "redis://127.0.0.1:6391/0")
+    assert config.load_settings().broker == "redis://127.0.0.1:6391/0"
+    monkeypatch.setenv(config.BROKER_ENV, "amqp://u:pw@host/")
+    with pytest.raises(UsageError, match="no Redis broker") as refused:
+        config.load_settings()
+    assert "pw" not in str(refused.value)
+
+
+def test_the_executor_is_local_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.EXECUTOR_ENV, raising=False)
+    assert config.executor(None) == "local"
+    monkeypatch.setenv(config.EXECUTOR_ENV, "celery")
+    assert config.executor(None) == "celery"
+    assert config.executor("local") == "local"
+    monkeypatch.setenv(config.EXECUTOR_ENV, "threads")
+    with pytest.raises(UsageError, match="threads"):
+        config.executor(None)
+
+
+def test_a_holder_is_alive_only_while_its_process_runs() -> None:
+    assert holder_alive(identity()) is True
+    host, pid, start = identity().split(":")
+    assert holder_alive(f"{host}:{pid}:{int(start) + 1}") is False
+    assert holder_alive(f"elsewhere.invalid:{pid}:{start}") is None
+    assert holder_alive(None) is None
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> WorkerContext:
+    settings = config.Settings("redis://127.0.0.1:6390/0")
+    return WorkerContext("east", {"hv01": spec("hv01")}, tmp_path / "h.sqlite3", settings)
+
+
+def _run(context: WorkerContext, hosts: list[str]) -> int:
+    store = open_store(context.history)
+    try:
+        return store.create_run(RunRecord("apply", hosts, {}, time.time(), {"pid": os.getpid()},
+                                          task_sha256=CHANGE.sha256))  # fmt: skip
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"site": "west"}, "the chunk is for site west"),
+        ({"change": ChangeSpec.of("command", "argv: [true]", "x")}, "'command' is not allowed"),
+        ({"start_by": time.time() - 1}, "after its deadline"),
+        ({"run_id": 99}, "run 99 cannot be read"),
+        ({"hosts": ("hv01", "hv09")}, "host hv09 is not in run"),
+        ({"change": ChangeSpec.of("bridge", "bridge: {}\n", "other.yaml")}, "sha256"),
+    ],
+)
+def test_a_worker_refuses_a_chunk_it_cannot_trust(
+    context: WorkerContext, edit: dict[str, Any], why: str
+) -> None:
+    run_id = _run(context, ["hv01", "hv02"])
+    sent = chunk(run_id=edit.pop("run_id", run_id), **edit)
+    results = asyncio.run(run_chunk(context, sent))
+    assert [r.host for r in results] == list(sent.hosts)
+    assert all(r.status is Status.REFUSED and why in r.message for r in results), results
+    store = open_store(context.history)
+    try:
+        assert store.hosts_of(run_id) == [], "a refused chunk claims nothing"
+    finally:
+        store.close()
+
+
+def test_a_worker_refuses_a_host_outside_its_inventory_and_claims_nothing(
+    context: WorkerContext,
+) -> None:
+    run_id = _run(context, ["hv01", "hv02"])
+    [result] = asyncio.run(run_chunk(context, chunk(run_id=run_id, hosts=("hv02",))))
+    assert (result.status, result.message) == (
+        Status.REFUSED, "refused by site east's worker: not in its inventory")  # fmt: skip
+    store = open_store(context.history)
+    try:
+        assert store.hosts_of(run_id) == []
+    finally:
+        store.close()
+
+
+def _inventory(tmp_path: Path, site: bool = True) -> Path:
+    """No keys: the coordinator of site workers needs none."""
+    tmp_path.mkdir()
+    data = {"nic": "eth0", "site": "east"} if site else {"nic": "eth0"}
+    hosts = {"hv01": {"hostname": "203.0.113.91", "data": data}}
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("history", "site", "env", "error", "more"),
+    [
+        ("h.sqlite3", True, {"FLEETBR_BROKER": "redis://127.0.0.1:6390/0"}, "PostgreSQL", []),
+        ("postgresql://u@127.0.0.1:1/db", False, {}, "host hv01: no site", []),
+        ("postgresql://u@127.0.0.1:1/db", True, {}, "--diff with the celery", ["--diff"]),
+    ],
+)
+def test_apply_with_the_celery_executor_checks_its_input_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    history: str, site: bool, env: dict[str, str], error: str, more: list[str],
+) -> None:  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    inventory = _inventory(tmp_path / "inv", site)
+    location = history if "://" in history else str(tmp_path / history)
+    monkeypatch.setattr("fleetbr.core.assemble.check_reachable", lambda _path: None)
+    code = main(["-i", str(inventory), "--history", location, "apply", str(TASK),
+                 "--executor", "celery", *more])  # fmt: skip
+    assert code == 2
+    assert error in capsys.readouterr().err
+    assert not (tmp_path / history).exists(), "nothing recorded"
+
+
+class _Sent:
+    """A sent chunk that no worker started."""
+
+    state = "PENDING"
+    revoked = False
+
+    def revoke(self) -> None:
+        self.revoked = True
+
+
+@pytest.mark.parametrize("taken", [[], ["hv02"]])
+def test_a_chunk_given_up_claims_its_hosts_or_leaves_the_ones_a_worker_took(
+    context: WorkerContext, taken: list[str]
+) -> None:
+    from fleetbr.distributed.coordinator import CeleryRunner, _Waiter, _Work
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+
+    run_id = _run(context, ["hv01", "hv02"])
+    store = open_store(context.history)
+    try:
+        for host in taken:
+            assert store.claim_host(run_id, host, "east-worker:1:1")
+    finally:
+        store.close()
+    work = _Work("apply", CHANGE, context.history, Observers(), cast(Any, None), Interruption())
+    sent = _Sent()
+    waiter = _Waiter(CeleryRunner(config.Settings("redis://x", start_wait=5)), work,
+                     chunk(run_id=run_id, hosts=("hv01", "hv02")), sent)  # fmt: skip
+    given_up = waiter._give_up()
+    store = open_store(context.history)
+    try:
+        rows = {row.host: row for row in store.hosts_of(run_id)}
+    finally:
+        store.close()
+    assert all(rows[h].worker == identity() for h in ("hv01", "hv02") if h not in taken)
+    message = "not started: no worker of site east started it within 5 s"
+    if taken:
+        assert given_up is None and not sent.revoked, "the worker's result is waited for"
+        assert (rows["hv01"].status, rows["hv01"].message) == (Status.SKIPPED, message)
+        assert (rows["hv02"].status.value, rows["hv02"].worker) == ("started", "east-worker:1:1")
+    else:
+        assert given_up is not None and sent.revoked
+        assert {h: (r.status, r.message) for h, r in given_up.items()} == dict.fromkeys(
+            ("hv01", "hv02"), (Status.SKIPPED, message))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--site", "../east"], "--site: not a site name"),
+        (["--site", "east", "--no-history"], "needs the run history in PostgreSQL"),
+        (["--site", "north"], "no host of site north"),
+    ],
+)
+def test_a_worker_that_cannot_work_is_a_usage_error_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], error: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(config.BROKER_ENV, "redis://127.0.0.1:6390/0")
+    monkeypatch.setattr("fleetbr.distributed.cli.check_reachable", lambda _location: None)
+    inventory = _inventory(tmp_path / "inv")
+    history = [] if "--no-history" in argv else ["--history", "postgresql://u@127.0.0.1:1/db"]
+    assert main(["-i", str(inventory), *history, "worker", *argv]) == 2
+    assert error in capsys.readouterr().err
