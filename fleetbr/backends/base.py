@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from fleetbr.backends.model import BackendPlan, BackendRefusal, BridgeConfig
+from fleetbr.backends.model import BackendPlan, BackendRefusal, BridgeConfig, TopologyConfig
 from fleetbr.facts.model import DaemonView, HostFacts
 from fleetbr.facts.views import ViewContext
 
@@ -50,7 +50,8 @@ class Backend(ABC):
     # other spellings of the backend in step arguments (a netplan renderer names its daemon)
     aliases: ClassVar[tuple[str, ...]] = ()
     # step arguments of its own beyond backend/bridge/nic/direction (None when unused): a key
-    # ending in ``uuid`` is a UUID, any other is one of the backends' names or aliases
+    # ending in ``uuid`` is a UUID, any other is one of the backends' names or aliases (a
+    # topology's plan may also pass keys ending in ``links``: space-separated interface names)
     step_args: ClassVar[tuple[str, ...]] = ()
     boot_shell: ClassVar[bool] = False  # its template has a boot() macro for the boot guard
     templates: ClassVar[Path]  # the folder of its shell template (SHELL_TEMPLATE)
@@ -123,6 +124,12 @@ class Backend(ABC):
     @abstractmethod
     def plan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """The files and apply arguments that persist ``config`` (BackendRefusal if unsafe)."""
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """The files and apply arguments that persist an uplink topology (only the features
+        :attr:`topologies` declares reach it; BackendRefusal if unsafe)."""
+        del config, facts
+        raise BackendRefusal(f"persist: {self.name} writes no uplink topology yet")
 
     @abstractmethod
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:

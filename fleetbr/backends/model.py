@@ -12,6 +12,7 @@ from fleetbr.facts.model import Route
 
 if TYPE_CHECKING:
     from fleetbr.backends.carry import Carried
+    from fleetbr.changes.bridge.topology import Topology
 
 CONFIG_MODE = "0644"
 PRIVATE_MODE = "0600"  # NetworkManager ignores keyfiles readable by others; netplan warns
@@ -40,6 +41,50 @@ class BridgeConfig:
     def family_addresses(self, family: int) -> tuple[str, ...]:
         """The addresses of ``family`` (4: no colon)."""
         return tuple(a for a in self.addresses if (":" in a) == (family == 6))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An interface of a topology that carries addresses (a bridge or a VLAN interface of one):
+    its addresses and routes as the runtime steps leave them, and ``source``, the device they
+    come from ("" none)."""
+
+    dev: str
+    addresses: tuple[str, ...]
+    routes: tuple[Route, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """A bridge VLAN table entry of ``dev`` (a port, or the bridge itself)."""
+
+    dev: str
+    vid: int
+    vid_end: int
+    pvid: bool = False
+    untagged: bool = False
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    """An uplink topology as the runtime steps build it, for a backend to describe: the task's
+    ``topology``, each bridge's MAC, every address holder, the VLAN tables of VLAN-aware bridges
+    and the host's existing bonds."""
+
+    topology: Topology
+    macs: Mapping[str, str | None]
+    holders: tuple[Holder, ...]
+    table: tuple[TableEntry, ...] = ()
+    host_bonds: frozenset[str] = frozenset()
+
+    def holder(self, dev: str) -> Holder | None:
+        """What ``dev`` carries (None: it is no holder)."""
+        return next((h for h in self.holders if h.dev == dev), None)
+
+    def entries(self, dev: str) -> tuple[TableEntry, ...]:
+        """The VLAN table entries of ``dev``."""
+        return tuple(e for e in self.table if e.dev == dev)
 
 
 @dataclass(frozen=True)

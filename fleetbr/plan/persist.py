@@ -69,7 +69,7 @@ def persist_steps(
     if backend == "none":
         return PersistSteps("none")
     plan = plan_backend(backend, bridge_config(task, expected), facts)
-    return _steps(plan, facts, backup_dir)
+    return backend_steps(plan, facts, backup_dir)
 
 
 def unbridge_steps(
@@ -89,10 +89,12 @@ def unbridge_steps(
         addresses=expected.addresses,
         routes=tuple(r for r in expected.routes if r.dev in (nic, "") and not r.kernel_made),
     )
-    return _steps(unplan_backend(backend, config, facts), facts, backup_dir)
+    return backend_steps(unplan_backend(backend, config, facts), facts, backup_dir)
 
 
-def _steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> PersistSteps:
+def backend_steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -> PersistSteps:
+    """The steps of a backend's plan: its files written (backed up), its tool's apply, and the
+    marks whose inverses make the daemon forget and re-take the interfaces in a rollback."""
     files: dict[str, str | None] = {}
     meta: dict[str, FileMeta] = {}
     writes: list[Step] = []
@@ -162,6 +164,7 @@ def _written_meta(change: FileChange, facts: HostFacts, exists: bool) -> FileMet
 __all__ = [
     "BackendRefusal",
     "PersistSteps",
+    "backend_steps",
     "bridge_config",
     "persist_steps",
     "unbridge_steps",

@@ -55,7 +55,7 @@ def plan_host(
         return refused(task, reason)
     try:
         if task.topology is not None:  # bonds, VLANs, several bridges (docs/topologies.md)
-            plan = plan_runtime(task, task.topology, facts)
+            plan = plan_runtime(task, task.topology, facts, backup_dir)
         elif task.bridge.state == "present":
             plan = _present(task, facts, backup_dir)
         else:

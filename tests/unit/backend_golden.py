@@ -11,15 +11,33 @@ from pathlib import Path
 
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
-from fleetbr.plan import plan_host
+from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
+from tests.unit.test_topology_netplan import bonded_np_host, np_host
+from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
 CASES = tuple(f"{b}-{s}" for b in BACKENDS for s in ("present", "absent"))
+# topology x backend: the uplink topologies a backend writes (docs/topologies.md), on the
+# networkd lab host with a second NIC (tests/unit/test_topology_networkd.py)
+TOPOLOGIES = {
+    "bond": "bridge:\n  bond: {name: bond0, slaves: [eth0, eth1], mode: 802.3ad,\n"
+    "         options: {miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4}}\n",
+    "bond_port": "bridge: {nic: bond0}\n",
+    "vlans": "bridges:\n  - {name: br20, nic: eth0, vlan: 20, addresses: [203.0.113.20/24]}\n"
+    "  - {name: br30, nic: eth0, vlan: 30, addresses: none}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n",
+    "vlan_aware": "bridge:\n  name: br0\n  nic: eth0\n  addresses: none\n"
+    "  vlan_filtering: true\n  pvid: 1\n  vids: [10, '100-199']\n"
+    "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
+}
+TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
+    f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
+)
 TXID = "20260101T000000-abcdef"
 TASK = """
 bridge:
@@ -33,9 +51,25 @@ persist: auto
 
 def render_case(case: str) -> str:
     """Every file, step command and staged script of one case, as one text."""
-    backend, state = case.split("-")
+    backend, state, *topology = case.split("-")
+    if topology:
+        return render_topology(backend, topology[0])
     facts = parse_facts(raw(f"distro_{backend}" + ("_bridged" if state == "absent" else "")))
-    plan = plan_host(task(TASK.replace("STATE", state)), facts, min_timeout=10)
+    return render_plan(plan_host(task(TASK.replace("STATE", state)), facts, min_timeout=10))
+
+
+def render_topology(backend: str, name: str) -> str:
+    """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
+    if backend == "netplan":
+        facts = bonded_np_host() if name == "bond_port" else np_host()
+    else:
+        facts = bonded_nd_host() if name == "bond_port" else nd_host()
+    text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"
+    return render_plan(plan_host(task(text), facts, min_timeout=10))
+
+
+def render_plan(plan: BridgePlan) -> str:
+    """Every file, step command and staged script of ``plan``, as one text."""
     assert plan.refusal is None, plan.refusal
     out = [f"== files {json.dumps(list(plan.files))}", f"== expected {plan.expected!r}"]
     for label, steps in (("step", plan.steps), ("rollback", plan.rollback)):
@@ -55,7 +89,7 @@ def render_facts_script() -> str:
 def write_goldens() -> None:
     """Capture the goldens from the code as it is."""
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    for case in CASES + TOPOLOGY_CASES:
         (GOLDEN_DIR / f"{case}.txt").write_text(render_case(case), encoding="utf-8")
     (GOLDEN_DIR / "facts-script.txt").write_text(render_facts_script(), encoding="utf-8")
 

@@ -243,11 +243,11 @@ def test_the_rollback_check_covers_bonds_vlans_and_vlan_tables() -> None:
 @pytest.mark.parametrize(
     ("text", "persist", "reason"),
     [
-        (BOND_TASK, "networkd", "persist: networkd cannot express creating a bond (bond:) yet"),
+        (BOND_TASK, "ifupdown", "persist: ifupdown cannot express creating a bond (bond:) yet"),
         (
             "bridge: {nic: eth0, vlan: 20}",
-            "netplan",
-            "persist: netplan cannot express a VLAN uplink (vlan:) yet (use persist: none",
+            "networkmanager",
+            "persist: networkmanager cannot express a VLAN uplink (vlan:) yet (use persist: none",
         ),
         (
             "bridge: {addresses: dhcp}",
@@ -356,10 +356,11 @@ def test_check_says_in_sync_after_the_apply_and_names_the_drift() -> None:
 def test_a_plain_task_on_a_bond_is_refused_by_a_backend_that_does_not_declare_it() -> None:
     runtime = plan("bridge: {nic: bond0}", bonded_host())
     assert runtime.refusal is None and runtime.expected.ports == ("bond0",)
-    persisted = plan("persist: networkd\nbridge: {nic: bond0}", bonded_host())
+    persisted = plan("persist: networkmanager\nbridge: {nic: bond0}", bonded_host())
     assert persisted.refusal is not None
-    assert persisted.refusal.startswith("persist: networkd cannot express a bond as the port")
-    assert plan("persist: networkd\nbridge: {nic: eth0}", host()).refusal != persisted.refusal
+    assert persisted.refusal.startswith("persist: networkmanager cannot express a bond as the port")
+    plain = plan("persist: networkmanager\nbridge: {nic: eth0}", host())
+    assert plain.refusal != persisted.refusal
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,8 @@ class Kernel:
             self._delete(a["name"])
 
     def _bridge_vlan_set(self, a: dict[str, Any]) -> None:
+        if a["name"] not in self.devs and not a["on"]:
+            return  # the macro checks the bridge first when it switches filtering off
         self.devs[a["name"]].filtering = a["on"]
         self.devs[a["name"]].default_pvid = a["default_pvid"]
 

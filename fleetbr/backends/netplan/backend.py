@@ -23,18 +23,19 @@ from fleetbr.backends.model import (
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
-from fleetbr.backends.netplan import view
+from fleetbr.backends.netplan import topology, view
 from fleetbr.facts.model import DaemonView, HostFacts, Route
 from fleetbr.facts.views import ViewContext
 
 ETC = "/etc/netplan"
 # Keys of the NIC's definition that move to the bridge (addresses, routes, name servers...).
-_MOVED = ("addresses", "routes", "gateway4", "gateway6", "nameservers", "routing-policy")
+MOVED = ("addresses", "routes", "gateway4", "gateway6", "nameservers", "routing-policy")
 # Of those, what the bridge's entry takes over as it is (addresses and routes come from the task).
-_CARRIED = ("nameservers", "routing-policy")
-_DHCP = ("dhcp4", "dhcp6")
+CARRIED = ("nameservers", "routing-policy")
+DHCP = ("dhcp4", "dhcp6")
 
 
 def _yaml() -> ruamel.yaml.YAML:
@@ -60,7 +61,8 @@ def source_file(facts: HostFacts, nic: str) -> str:
     return files[0]
 
 
-def _nic_entry(ethernets: Any, nic: str, path: str) -> tuple[str, CommentedMap]:
+def nic_entry(ethernets: Any, nic: str, path: str) -> tuple[str, CommentedMap]:
+    """The ``ethernets:`` entry (its id, its mapping) named for ``nic`` alone."""
     for ident, raw in list((ethernets or {}).items()):
         value = raw
         if raw is None:  # "eth0:" with nothing under it
@@ -76,7 +78,17 @@ def _nic_entry(ethernets: Any, nic: str, path: str) -> tuple[str, CommentedMap]:
     )
 
 
-def _route(route: Route) -> CommentedMap:
+def device_entry(network: CommentedMap, dev: str, path: str) -> tuple[str, CommentedMap]:
+    """The entry of ``dev``: its ``bonds:`` entry (a bond bridged as it is: its interfaces and
+    parameters kept), else :func:`nic_entry`."""
+    bonds = network.get("bonds")
+    if isinstance(bonds, CommentedMap) and isinstance(bonds.get(dev), CommentedMap):
+        return dev, bonds[dev]
+    return nic_entry(network.get("ethernets"), dev, path)
+
+
+def route_entry(route: Route) -> CommentedMap:
+    """A ``routes:`` item (refused when netplan cannot express the route exactly)."""
     check_route(route, "netplan")
     entry = CommentedMap()
     entry["to"] = route.dst
@@ -102,8 +114,8 @@ def _bridge(config: BridgeConfig, ident: str, nic: CommentedMap) -> CommentedMap
         bridge["macaddress"] = config.mac
     bridge["addresses"] = CommentedSeq(config.addresses)
     if config.routes:
-        bridge["routes"] = CommentedSeq([_route(r) for r in config.routes])
-    for key in _CARRIED:
+        bridge["routes"] = CommentedSeq([route_entry(r) for r in config.routes])
+    for key in CARRIED:
         if key in nic:
             bridge[key] = nic[key]
     if "mtu" in nic:  # the port keeps it too
@@ -115,7 +127,7 @@ def _bridge(config: BridgeConfig, ident: str, nic: CommentedMap) -> CommentedMap
     return bridge
 
 
-def _load(text: str, path: str) -> tuple[CommentedMap, CommentedMap]:
+def load(text: str, path: str) -> tuple[CommentedMap, CommentedMap]:
     """The file's document and its ``network:`` mapping (comments kept)."""
     try:
         doc = _yaml().load(text)
@@ -129,7 +141,8 @@ def _load(text: str, path: str) -> tuple[CommentedMap, CommentedMap]:
     return doc, network
 
 
-def _dump(doc: CommentedMap, network: CommentedMap) -> tuple[str, str]:
+def dump(doc: CommentedMap, network: CommentedMap) -> tuple[str, str]:
+    """The document as text, and the renderer it names."""
     out = io.StringIO()
     _yaml().dump(doc, out)
     return out.getvalue(), str(network.get("renderer", "networkd"))
@@ -137,9 +150,9 @@ def _dump(doc: CommentedMap, network: CommentedMap) -> tuple[str, str]:
 
 def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     """``text`` with the NIC made a port of a new bridge entry, and the renderer it names."""
-    doc, network = _load(text, path)
-    ident, nic = _nic_entry(network.get("ethernets"), config.nic, path)
-    if any(nic.get(key) for key in _DHCP):
+    doc, network = load(text, path)
+    ident, nic = device_entry(network, config.nic, path)
+    if any(nic.get(key) for key in DHCP):
         raise BackendRefusal(
             f"persist: netplan: {config.nic} uses DHCP; fleetbr persists static addresses only"
         )
@@ -154,17 +167,17 @@ def rewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
                 f"persist: netplan: {path} already defines bridge {config.name} with other "
                 "interfaces"
             )
-        for key in _CARRIED:
+        for key in CARRIED:
             if key in old and key not in nic:
                 nic[key] = old[key]
     bridges[config.name] = _bridge(config, ident, nic)
-    for key in _MOVED:
+    for key in MOVED:
         nic.pop(key, None)
-    for key in _DHCP:
+    for key in DHCP:
         nic[key] = False
     nic["accept-ra"] = False
     nic["link-local"] = CommentedSeq()
-    return _dump(doc, network)
+    return dump(doc, network)
 
 
 def source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
@@ -179,7 +192,7 @@ def source_text(facts: HostFacts, nic: str) -> tuple[str, str]:
 def carried(text: str, path: str, device: str) -> Carried:
     """The MTU, name servers and policy rules ``device``'s entry (ethernets or bridges) of the
     rewritten ``text`` gives it (BackendRefusal for a rule fleetbr cannot compare)."""
-    _, network = _load(text, path)
+    _, network = load(text, path)
     entry: Any = None
     for kind in ("bridges", "ethernets"):
         group = network.get(kind)
@@ -230,11 +243,11 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 
 def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
     """``text`` with the bridge entry removed and its addresses and routes back on the NIC."""
-    doc, network = _load(text, path)
-    _, nic = _nic_entry(network.get("ethernets"), config.nic, path)
+    doc, network = load(text, path)
+    _, nic = device_entry(network, config.nic, path)
     bridges = network.get("bridges")
     old = bridges.get(config.name) if isinstance(bridges, CommentedMap) else None
-    for key in _CARRIED:
+    for key in CARRIED:
         if isinstance(old, CommentedMap) and key in old:
             nic[key] = old[key]
     if isinstance(bridges, CommentedMap):
@@ -243,10 +256,10 @@ def unrewrite(text: str, path: str, config: BridgeConfig) -> tuple[str, str]:
             network.pop("bridges")
     nic["addresses"] = CommentedSeq(config.addresses)
     if config.routes:
-        nic["routes"] = CommentedSeq([_route(r) for r in config.routes])
+        nic["routes"] = CommentedSeq([route_entry(r) for r in config.routes])
     if nic.get("link-local") == []:
         nic.pop("link-local")
-    return _dump(doc, network)
+    return dump(doc, network)
 
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
@@ -268,6 +281,8 @@ class NetplanBackend(Backend):
     templates = Path(__file__).resolve().parent / "templates"
     view_rank = 40
     precedence = 1
+    # netplan 0.106 has no bridge VLAN filtering (so no VLAN interfaces of a bridge either)
+    topologies = frozenset({"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "host_only"})
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The interfaces each YAML file defines (Daemons.netplan)."""
@@ -304,3 +319,7 @@ class NetplanBackend(Backend):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.unplan`."""
         return unplan(config, facts)
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.netplan.topology)."""
+        return topology.plan_topology(config, facts)

@@ -15,9 +15,10 @@ from fleetbr.backends.model import (
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
-from fleetbr.backends.networkd import view
+from fleetbr.backends.networkd import topology, view
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.views import ViewContext
 
@@ -284,6 +285,10 @@ class NetworkdBackend(Backend):
     view_words = view.WORDS
     view_rank = 10
     precedence = 2
+    topologies = frozenset(
+        {"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "vlan_filtering",
+         "vlan_interface", "host_only"}
+    )  # fmt: skip
 
     def parse_config(self, ctx: ViewContext) -> None:
         """networkctl's interfaces (read first: a warning on bad JSON comes before the others)."""
@@ -305,3 +310,7 @@ class NetworkdBackend(Backend):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.unplan`."""
         return unplan(config, facts)
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.networkd.topology)."""
+        return topology.plan_topology(config, facts)

@@ -22,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from fleetbr import validate
+from fleetbr.backends.model import BackendRefusal
 from fleetbr.changes.bridge.task import BridgeSpec, BridgeTask
 from fleetbr.changes.bridge.topology import BondSpec, TopoBridge, Topology
 from fleetbr.facts.model import HostFacts
@@ -39,6 +40,7 @@ from fleetbr.plan.moves import (
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanEntry, VlanExpect
+from fleetbr.plan.topology.persist import topology_persist
 from fleetbr.plan.topology.refusals import topology_refusal
 from fleetbr.plan.topology.vlan_table import table_steps
 
@@ -60,6 +62,7 @@ class _Plan:
     filtering: list[tuple[str, bool]] = field(default_factory=list)
     table: list[VlanEntry] = field(default_factory=list)
     table_devs: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # holder -> its addresses' source
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,11 @@ class _Holder:
     mac: str | None = None  # the bridge's
 
 
-def plan_runtime(task: BridgeTask, topology: Topology, facts: HostFacts) -> BridgePlan:
-    """The runtime plan of ``topology`` (refused with the reason when the host does not fit)."""
+def plan_runtime(
+    task: BridgeTask, topology: Topology, facts: HostFacts, backup_dir: str | None = None
+) -> BridgePlan:
+    """The runtime plan of ``topology`` (refused with the reason when the host does not fit),
+    wrapped in its tier's backend files and apply (fleetbr.plan.topology.persist)."""
     reason = topology_refusal(task, topology, facts)
     if reason is not None:
         return refused(task, reason)
@@ -104,11 +110,18 @@ def plan_runtime(task: BridgeTask, topology: Topology, facts: HostFacts) -> Brid
             "no bridge or VLAN interface gets an address and nothing else keeps one: "
             "nothing would keep the host reachable",
         )
-    return _assemble(task, out, expected_nf, files)
+    try:
+        return _assemble(task, out, expected_nf, files, (topology, facts, backup_dir))
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
 
 
 def _assemble(
-    task: BridgeTask, out: _Plan, expected_nf: dict[str, int], files: dict[str, str]
+    task: BridgeTask,
+    out: _Plan,
+    expected_nf: dict[str, int],
+    files: dict[str, str],
+    where: tuple[Topology, HostFacts, str | None],
 ) -> BridgePlan:
     first, *more = out.expects
     expected = dataclasses.replace(
@@ -124,8 +137,12 @@ def _assemble(
             table_devs=tuple(dict.fromkeys(out.table_devs)),
         ),
     )
+    persist = topology_persist(task, *where[:2], expected, sources=out.sources, backup_dir=where[2])
+    expected = dataclasses.replace(
+        expected, config_files=persist.files, managers=persist.managers, file_meta=persist.meta
+    )
     cutting = out.route_dels + out.moves + out.enslave + out.join + out.ups + out.route_adds
-    plan = finish(task, out.setup, cutting, expected)
+    plan = finish(task, persist.head + out.setup, cutting + persist.tail, expected)
     routes = [r for e in out.expects for r in e.routes if r.is_default and r.gateway]
     probes = tuple(dict.fromkeys(str(r.gateway) for r in sorted(routes, key=lambda r: r.family)))
     return dataclasses.replace(plan, probes=probes)
@@ -200,7 +217,7 @@ def _setup_vlans(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
         out.vlans.append(VlanExpect(name, parent, vid))
 
 
-def _holders(bridge: TopoBridge, source: str) -> list[_Holder]:
+def address_holders(bridge: TopoBridge, source: str) -> list[_Holder]:
     """The bridge and its VLAN interfaces, each with its addresses; one takes the source's: the
     one that moves them, else the first that lists addresses (a list replaces them)."""
     words: list[tuple[str, tuple[str, ...] | None]] = []
@@ -246,7 +263,8 @@ def _move_addresses(
     task: BridgeTask, bridge: TopoBridge, topology: Topology, facts: HostFacts, out: _Plan
 ) -> str | None:
     source = address_source(bridge, topology, facts)
-    holders = _holders(bridge, source)
+    holders = address_holders(bridge, source)
+    out.sources |= {h.dev: h.source for h in holders}
     if source and global_addresses(facts, source) and all(h.source == "" for h in holders):
         return (
             f"{source} carries addresses ({', '.join(global_addresses(facts, source))}) and the "

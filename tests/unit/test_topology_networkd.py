@@ -1,0 +1,373 @@
+"""systemd-networkd writes the uplink topologies (issue 17 point 4): the files each topology's plan
+writes, exactly; plan -> apply -> confirm -> plan again (unchanged) -> rollback -> restore check
+on the kernel model (tests/unit/topology_sim.py) with the daemon's files modelled beside it (the
+rollback gives every file back byte for byte and removes the new ones); what stays refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fleetbr.errors import ValidationError
+from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
+from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts, VlanDevice
+from fleetbr.plan import BridgePlan, plan_host
+from fleetbr.plan import steps as psteps
+from fleetbr.plan.diff import compare
+from fleetbr.plan.netfilter import sha256
+from fleetbr.plan.restore import restore_check
+from fleetbr.plan.scope import touched_by
+from fleetbr.plan.shell import step_command
+from tests.unit.test_backends_plan import facts as distro_facts
+from tests.unit.test_topology_plan import task
+from tests.unit.topology_sim import Kernel
+
+ETC = "/etc/systemd/network"
+MAC0 = "02:fb:00:00:00:02"
+MAC1 = "02:fb:00:00:00:03"
+ETH1_FILE = "[Match]\nName=eth1\n\n[Network]\nLinkLocalAddressing=no\n"
+
+
+def _managers(contents: dict[str, str], names: list[str]) -> dict[str, InterfaceManager]:
+    """networkd's view: every interface a .network file matches by name is configured."""
+    out = {}
+    for name in names:
+        paths = [p for p, t in contents.items() if p.endswith(".network") and f"Name={name}\n" in t]
+        if paths:
+            files = tuple(ConfigFile(p, sha256(contents[p])) for p in paths[:1])
+            view = DaemonView("networkd", "configured", files, claims=True)
+            out[name] = InterfaceManager(name, "networkd", "configured", files, (view,))
+    return out
+
+
+def with_files(base: HostFacts, contents: dict[str, str]) -> HostFacts:
+    """``base`` with these networkd files (and networkd's view of its links from them)."""
+    others = {p: t for p, t in base.daemons.contents.items() if not p.startswith(ETC)}
+    every = {**others, **contents}
+    daemons = dataclasses.replace(
+        base.daemons,
+        contents=every,
+        files={p: sha256(t) for p, t in every.items()},
+        interfaces=_managers(contents, [link.name for link in base.links]),
+    )
+    return dataclasses.replace(base, daemons=daemons)
+
+
+def nd_host() -> HostFacts:
+    """The distro lab's networkd host (eth0 with the addresses) plus an idle eth1 that networkd
+    also configures."""
+    base = distro_facts("networkd")
+    base = dataclasses.replace(
+        base,
+        links=(*base.links, Link("eth1", "ether", MAC1, 1500, "UP", True, None)),
+        routes=tuple(r for r in base.routes if r.protocol != "kernel"),
+    )
+    nd = {p: t for p, t in base.daemons.contents.items() if p.startswith(ETC)}
+    return with_files(base, {**nd, f"{ETC}/10-eth1.network": ETH1_FILE})
+
+
+def bonded_nd_host() -> HostFacts:
+    """eth0 and eth1 in a bond0 networkd creates (its .netdev and .network: the addresses)."""
+    base = nd_host()
+    slaves = ("eth0", "eth1")
+    links = (
+        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in slaves else k
+          for k in base.links),
+        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
+    )  # fmt: skip
+    bond = Bond(
+        "bond0",
+        "active-backup",
+        (("miimon", 100),),
+        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
+    )
+    old = base.daemons.contents[f"{ETC}/10-eth0.network"]
+    files = {
+        f"{ETC}/05-bond0.netdev": "[NetDev]\nName=bond0\nKind=bond\n\n[Bond]\nMode=active-backup\n",
+        f"{ETC}/05-bond0.network": old.replace("Name=eth0", "Name=bond0"),
+        f"{ETC}/10-eth0.network": "[Match]\nName=eth0\n\n[Network]\nBond=bond0\n",
+        f"{ETC}/10-eth1.network": "[Match]\nName=eth1\n\n[Network]\nBond=bond0\n",
+    }
+    base = dataclasses.replace(
+        base,
+        links=links,
+        addresses=tuple(dataclasses.replace(a, dev="bond0") for a in base.addresses),
+        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
+        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
+    )
+    return with_files(base, files)
+
+
+Rebuild = Callable[[HostFacts, dict[str, str]], HostFacts]
+
+
+@dataclasses.dataclass
+class FileKernel(Kernel):
+    """The kernel model plus a daemon's directory (``prefix``): written, removed and restored
+    files; ``rebuild`` gives the facts the daemon's view of them."""
+
+    prefix: str = ETC
+    rebuild: Rebuild = with_files
+    etc: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def with_dir(
+        cls, facts: HostFacts, prefix: str = ETC, rebuild: Rebuild = with_files
+    ) -> FileKernel:
+        """The kernel ``facts`` describe, with the daemon's files under ``prefix``."""
+        k = Kernel.of(facts)
+        fields = {f.name: getattr(k, f.name) for f in dataclasses.fields(Kernel)}
+        etc = {p: t for p, t in facts.daemons.contents.items() if p.startswith(prefix)}
+        return cls(**fields, prefix=prefix, rebuild=rebuild, etc=etc)
+
+    def _file_write(self, a: dict[str, Any]) -> None:
+        if not a["path"].startswith(self.prefix):
+            return super()._file_write(a)
+        self.etc[a["path"]] = a["content"]
+        return None
+
+    def _file_remove(self, a: dict[str, Any]) -> None:
+        self.etc.pop(a["path"], None)
+
+    def _file_restore(self, a: dict[str, Any]) -> None:
+        if not a["path"].startswith(self.prefix):
+            return super()._file_restore(a)
+        old = self.base.daemons.contents.get(a["path"])
+        if old is None:
+            self.etc.pop(a["path"], None)
+        else:
+            self.etc[a["path"]] = old
+        return None
+
+    def _file_guard(self, a: dict[str, Any]) -> None:
+        del a
+
+    def _backend_mark(self, a: dict[str, Any]) -> None:
+        del a
+
+    _backend_apply = _backend_release = _backend_reapply = _backend_mark
+
+    def facts(self) -> HostFacts:
+        return self.rebuild(super().facts(), dict(self.etc))
+
+
+def nd_plan(text: str, before: HostFacts) -> BridgePlan:
+    return plan_host(task(f"persist: networkd\n{text}"), before, min_timeout=5)
+
+
+def written(plan: BridgePlan) -> dict[str, str]:
+    """The files the plan writes, by path."""
+    return {str(s.args["path"]): str(s.args["content"]) for s in plan.steps
+            if s.kind == "file_write"}  # fmt: skip
+
+
+def round_trip(
+    text: str, before: HostFacts, backend: str = "networkd", kernel: FileKernel | None = None
+) -> BridgePlan:
+    """Plan, apply (confirm finds nothing), plan again (unchanged), roll back: the restore
+    check finds nothing and the daemon's files are the old ones exactly."""
+    plan = plan_host(task(f"persist: {backend}\n{text}"), before, min_timeout=5)
+    assert plan.refusal is None, plan.refusal
+    model = kernel or FileKernel.with_dir(before)
+    model.run(plan.steps)
+    after = model.facts()
+    assert [d.text for d in compare(plan.expected, after)] == []
+    again = plan_host(task(f"persist: {backend}\n{text}"), after, min_timeout=5)
+    assert (again.refusal, [s.description for s in again.steps]) == (None, [])
+    restored = model.run(plan.rollback).facts()
+    assert restore_check(before, restored, touched_by(plan)).problems == []
+    assert restored.daemons.contents == before.daemons.contents
+    kinds = [s.kind for s in plan.steps]
+    assert kinds[0] == "backend_mark" and kinds[-1] == "backend_apply"
+    back = [s.kind for s in plan.rollback]
+    # the files come back and the daemon forgets them before the runtime inverses delete the
+    # devices it would not delete itself; it takes the old interfaces back last
+    assert back.index("backend_release") > max(i for i, k in enumerate(back) if k == "file_restore")
+    assert back[-1] == "backend_reapply"
+    return plan
+
+
+BOND_TASK = (
+    "bridge:\n  bond: {name: bond0, slaves: [eth0, eth1], mode: 802.3ad,\n"
+    "         options: {miimon: 100, lacp_rate: fast, primary: eth1}}\n"
+)
+BOND_TASK = BOND_TASK.replace("802.3ad", "active-backup").replace("lacp_rate: fast, ", "")
+VLAN_AWARE = (
+    "bridge:\n  name: br0\n  nic: eth0\n  addresses: none\n  vlan_filtering: true\n  pvid: 1\n"
+    "  vids: [10, '100-199']\n  vlan_interfaces:\n    - {vid: 10, addresses: move}\n"
+)
+VLAN_BRIDGES = (
+    "bridges:\n  - {name: br20, nic: eth0, vlan: 20, addresses: [203.0.113.20/24]}\n"
+    "  - {name: br30, nic: eth0, vlan: 30, addresses: none}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+)
+
+
+def test_a_bond_created_from_the_nic_is_written_as_netdev_and_slave_files() -> None:
+    plan = round_trip(BOND_TASK, nd_host())
+    files = written(plan)
+    assert sorted(files) == [
+        f"{ETC}/10-bond0.netdev",
+        f"{ETC}/10-bond0.network",
+        f"{ETC}/10-br0.netdev",
+        f"{ETC}/10-br0.network",
+        f"{ETC}/10-eth0.network",
+        f"{ETC}/10-eth1.network",
+    ]
+    bond = files[f"{ETC}/10-bond0.netdev"]
+    assert "Kind=bond" in bond and f"MACAddress={MAC0}" in bond  # the first slave's, as at runtime
+    assert "[Bond]\nMode=active-backup\nMIIMonitorSec=100ms\n" in bond
+    assert "Bridge=br0" in files[f"{ETC}/10-bond0.network"]
+    assert (
+        "[Network]\nBond=bond0\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        in files[f"{ETC}/10-eth0.network"]
+    )
+    assert "PrimarySlave=yes" in files[f"{ETC}/10-eth1.network"]
+    assert "Address=" not in files[f"{ETC}/10-eth0.network"]
+    network = files[f"{ETC}/10-br0.network"]
+    assert "Address=198.51.100.11/24" in network and "[Route]\nGateway=198.51.100.1" in network
+    assert plan.expected.managers == dict.fromkeys(("br0", "bond0", "eth0", "eth1"), "networkd")
+    apply = next(s for s in plan.steps if s.kind == "backend_apply")
+    assert apply.args["links"] == "br0 bond0 eth0 eth1"
+    assert apply.args["prior_links"] == "eth0 eth1"
+
+
+def test_a_vlan_aware_bridge_writes_its_vlan_table_and_br0_10() -> None:
+    files = written(round_trip(VLAN_AWARE, nd_host()))
+    assert "VLANFiltering=yes\nDefaultPVID=none" in files[f"{ETC}/10-br0.netdev"]
+    bridge = files[f"{ETC}/10-br0.network"]
+    assert "VLAN=br0.10" in bridge and "[BridgeVLAN]\nVLAN=10\n" in bridge
+    assert "Address=" not in bridge
+    port = files[f"{ETC}/10-eth0.network"]
+    assert port.endswith(
+        "[BridgeVLAN]\nVLAN=10\n\n[BridgeVLAN]\nVLAN=100-199\n\n"
+        "[BridgeVLAN]\nPVID=1\nEgressUntagged=1\n"
+    )
+    assert "[VLAN]\nId=10\n" in files[f"{ETC}/10-br0.10.netdev"]
+    vif = files[f"{ETC}/10-br0.10.network"]
+    assert "Address=198.51.100.11/24" in vif and "Gateway=198.51.100.1" in vif
+
+
+def test_vlan_bridges_and_a_host_only_bridge_keep_the_parents_file_and_add_vlan_lines() -> None:
+    before = nd_host()
+    files = written(round_trip(VLAN_BRIDGES, before))
+    old = before.daemons.contents[f"{ETC}/10-eth0.network"]
+    assert files[f"{ETC}/10-eth0.network"] == old.rstrip("\n") + "\nVLAN=eth0.20\nVLAN=eth0.30\n"
+    assert "Bridge=br20" in files[f"{ETC}/10-eth0.20.network"]
+    assert "[VLAN]\nId=30\n" in files[f"{ETC}/10-eth0.30.netdev"]
+    assert "MACAddress" not in files[f"{ETC}/10-br9.netdev"]  # host-only: no uplink's MAC
+    assert "Address=198.18.0.1/24" in files[f"{ETC}/10-br9.network"]
+
+
+def test_an_existing_bond_is_the_port_its_netdev_untouched() -> None:
+    before = bonded_nd_host()
+    plan = round_trip("bridge: {nic: bond0}", before)
+    files = written(plan)
+    assert f"{ETC}/05-bond0.netdev" not in files and f"{ETC}/10-eth0.network" not in files
+    assert "Bridge=br0" in files[f"{ETC}/05-bond0.network"]
+    assert "Address=198.51.100.11/24" in files[f"{ETC}/10-br0.network"]
+
+
+@pytest.mark.parametrize(
+    ("text", "before", "reason"),
+    [
+        (
+            BOND_TASK.replace("primary: eth1", "use_carrier: false"),
+            nd_host(),
+            "bond bond0: option use_carrier has no [Bond] key in systemd-networkd",
+        ),
+        (
+            "bridge: {bond: {name: bond0, slaves: [eth0, eth1], options: "
+            "{arp_interval: 100, arp_ip_target: [198.51.100.1], arp_validate: filter}}}",
+            nd_host(),
+            "arp_validate filter has no ARPValidate= value in systemd 252",
+        ),
+    ],
+    ids=["use-carrier", "arp-validate-filter"],
+)
+def test_what_networkd_cannot_write_is_refused_before_any_change(
+    text: str, before: HostFacts, reason: str
+) -> None:
+    plan = nd_plan(text, before)
+    assert plan.refusal is not None and reason in plan.refusal, plan.refusal
+    assert plan.steps == ()
+
+
+@pytest.mark.parametrize("backend", ["ifupdown", "networkmanager"])
+def test_the_other_backends_still_refuse_topologies(backend: str) -> None:
+    plan = plan_host(task(f"persist: {backend}\n{BOND_TASK}"), nd_host(), min_timeout=5)
+    assert plan.refusal is not None
+    assert plan.refusal.startswith(f"persist: {backend} cannot express creating a bond")
+
+
+def test_the_apply_reconfigures_every_link_and_waits_for_them() -> None:
+    plan = nd_plan(BOND_TASK, nd_host())
+    apply = step_command(next(s for s in plan.steps if s.kind == "backend_apply"))
+    assert "networkctl reload" in apply and "for fbr_l in br0 bond0 eth0 eth1;" in apply
+    assert "networkctl reconfigure" in apply
+    reapply = step_command(next(s for s in plan.rollback if s.kind == "backend_reapply"))
+    assert "for fbr_l in eth0 eth1;" in reapply and "bond0" not in reapply
+
+
+def test_link_lists_in_backend_steps_are_interface_names() -> None:
+    args = {"backend": "networkd", "bridge": "br0", "nic": "eth0", "links": "br0 eth0;reboot"}
+    with pytest.raises(ValidationError):
+        psteps.backend_apply(args)
+
+
+@pytest.mark.parametrize(
+    "text", [BOND_TASK, VLAN_AWARE, VLAN_BRIDGES], ids=["bond", "vlan-aware", "vlans"]
+)
+def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str) -> None:
+    """A step that fails anywhere, files written or not: the whole rollback leaves the kernel
+    and networkd's files as they were."""
+    before = nd_host()
+    plan = nd_plan(text, before)
+    assert plan.refusal is None, plan.refusal
+    for k in range(1, len(plan.steps) + 1):
+        kernel = FileKernel.with_dir(before).run(plan.steps[:k])
+        restored = kernel.run(plan.rollback).facts()
+        problems = restore_check(before, restored, touched_by(plan)).problems
+        assert problems == [], f"after {k} steps ({plan.steps[k - 1].description})"
+        assert restored.daemons.contents == before.daemons.contents
+
+
+def test_a_management_address_moving_from_an_existing_nic_vlan_is_refused_when_persisted() -> None:
+    base = nd_host()
+    vlan = Link("eth0.10", "vlan", MAC0, 1500, "UP", True, None)
+    before = dataclasses.replace(
+        base,
+        links=(*base.links, vlan),
+        addresses=tuple(dataclasses.replace(a, dev="eth0.10") for a in base.addresses),
+        routes=tuple(dataclasses.replace(r, dev="eth0.10") for r in base.routes),
+        topology=TopologyFacts(vlans=(VlanDevice("eth0.10", 10, "eth0"),), vlan_table=()),
+    )
+    plan = nd_plan(VLAN_AWARE, before)
+    assert plan.refusal is not None and plan.steps == ()
+    assert "the task deletes VLAN device eth0.10, whose files fleetbr does not rewrite" in (
+        plan.refusal
+    )
+
+
+def test_host_only_bridges_alone_still_need_the_daemon() -> None:
+    before = nd_host()
+    text = "bridge: {host_only: true, addresses: [198.18.0.1/24]}\n"
+    assert nd_plan(text, before).refusal is None
+    stopped = dataclasses.replace(before, daemons=dataclasses.replace(before.daemons, running=()))
+    plan = nd_plan(text, stopped)
+    assert plan.refusal == "persist: networkd needs networkd, which is not running"
+
+
+BOND_VLAN = "bridge: {name: br20, bond: {name: bond0, slaves: [eth0, eth1]}, vlan: 20}\n"
+
+
+def test_vlans_of_a_new_bond_put_their_vlan_lines_in_the_bonds_own_file() -> None:
+    files = written(round_trip(BOND_VLAN, nd_host()))
+    bond = files[f"{ETC}/10-bond0.network"]
+    assert "VLAN=bond0.20\n" in bond and "Bridge=" not in bond
+    assert "Bridge=br20" in files[f"{ETC}/10-bond0.20.network"]
+    assert "Address=198.51.100.11/24" in files[f"{ETC}/10-br20.network"]
+    assert "Bond=bond0" in files[f"{ETC}/10-eth0.network"]
