@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,16 @@ from pathlib import Path
 from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import faults, files
 from fleetbr.lab.distro import supervisor
-from fleetbr.lab.model import MAX_HOSTS, STATE_FILE, Lab, LabHost, check_prefix, load, plan, save
+from fleetbr.lab.model import (
+    MAX_NETNS_HOSTS,
+    STATE_FILE,
+    Lab,
+    LabHost,
+    check_prefix,
+    load,
+    plan,
+    save,
+)
 from fleetbr.lab.state import nic_commands, read_sysctls
 from fleetbr.lab.system import (
     ip_batch,
@@ -50,8 +60,8 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
     """
     require_tools()
     nic = interface_name(nic, "nic")
-    hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
-    lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix))
+    hosts = integer(hosts, "hosts", 1, MAX_NETNS_HOSTS)
+    lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix, hosts))
     check_free(lab)
     lab.dir.mkdir(parents=True, exist_ok=True)
     save(lab)  # first, so that `down` can clean up a half-built lab
@@ -75,9 +85,10 @@ def check_free(lab: Lab) -> None:
             )
     assigned = run(["ip", "-o", "addr", "show", "to", lab.controller4]).stdout
     if assigned.strip():
+        subnet = ipaddress.ip_interface(lab.controller4).network
         raise LabUsageError(
             f"another lab is already up in this network namespace ({assigned.split()[1]} has an "
-            "address in 198.51.100.0/24); labs share one address plan: take it down or run this "
+            f"address in {subnet}); labs share one address plan: take it down or run this "
             "under scripts/in-netns"
         )
     taken = [ns for h in lab.hosts for ns in h.namespaces() if netns_exists(ns)]
@@ -132,8 +143,8 @@ def build_switch(lab: Lab) -> None:
         [
             "link set lo up",
             "link add sw0 type bridge",
-            f"addr add {lab.gateway4}/24 dev sw0",
-            f"addr add {lab.gateway6}/64 dev sw0 nodad",
+            f"addr add {lab.gateway4_cidr} dev sw0",
+            f"addr add {lab.gateway6_cidr} dev sw0 nodad",
             "link set sw0 up",
             *(
                 f"link set {port} master sw0 up"
