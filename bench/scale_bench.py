@@ -5,7 +5,9 @@ Usage (repository root): ``scripts/in-netns .venv/bin/python -m bench.scale_benc
 [--sizes 10,50,200,500,1000] [--rounds 1] [--no-apply] [--profile SIZE]``. The default sizes
 (10,50) finish in a few minutes. Per size and side: controller CPU (user+sys of the child
 process, start-up included), CPU per host, wall time and peak RSS; the ratios against the floor;
-at the end the flatness of CPU per host from 50 hosts up.
+at the end the flatness of CPU per host from 50 hosts up. ``--baseline DIR`` adds the fleetbr
+sides run from another checkout (e.g. ``git worktree add DIR COMMIT``), alternated with the rest:
+before/after figures on the same lab.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class Size:
 Side = tuple[list[str], Callable[[object], bool]]
 
 
-def _sides(built: lab.Lab, tmp: Path, with_apply: bool) -> dict[str, Side]:
+def _sides(built: lab.Lab, tmp: Path, with_apply: bool, baseline: Path | None) -> dict[str, Side]:
     targets = str(write_targets(built, tmp / "targets.json"))
     forks = ["--forks", str(FORKS)]
     inv = built.inventory_dir
@@ -123,7 +125,22 @@ def _sides(built: lab.Lab, tmp: Path, with_apply: bool) -> dict[str, Side]:
         bare = [PYTHON, "-m", "bench.bare_cutover", targets, task, *forks]
         apply = [PYTHON, "-m", "fleetbr", "-i", str(inv), "--json", "apply", task]
         sides |= {"floor apply": (bare, _bare_confirmed), "fleetbr apply": (apply, _confirmed)}
+    if baseline is not None:  # the same fleetbr commands from another checkout
+        sides |= {
+            f"{name} (base)": (_from_tree(argv, baseline), ok)
+            for name, (argv, ok) in list(sides.items())
+            if name.startswith("fleetbr")
+        }
     return sides
+
+
+def _from_tree(argv: list[str], tree: Path) -> list[str]:
+    """``argv`` importing fleetbr from ``tree`` (its PYTHONPATH comes first)."""
+    code = (
+        f"import sys, runpy; sys.path.insert(0, {str(tree)!r}); "
+        "runpy.run_module('fleetbr', run_name='__main__', alter_sys=True)"
+    )
+    return [argv[0], "-c", code, *argv[3:]]
 
 
 def run_size(hosts: int, args: argparse.Namespace) -> Size:
@@ -131,7 +148,7 @@ def run_size(hosts: int, args: argparse.Namespace) -> Size:
     round by round; hosts reset after every apply, untimed), take the lab down."""
     samples: dict[str, list[Sample]] = {}
     with lab_up(hosts, args.prefix) as built, tempfile.TemporaryDirectory() as tmp:
-        sides = _sides(built, Path(tmp), args.apply)
+        sides = _sides(built, Path(tmp), args.apply, args.baseline)
         for index in range(args.rounds):
             order = list(sides) if index % 2 == 0 else list(reversed(list(sides)))
             for name in order:
@@ -160,7 +177,7 @@ def print_table(sizes: list[Size]) -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         for name, samples in size.samples.items():
-            floor = size.samples["floor " + name.split()[-1]]
+            floor = size.samples["floor " + name.split()[1]]
             cpu, wall = _median(samples, "cpu"), _median(samples, "wall")
             ratio_cpu = cpu / _median(floor, "cpu")
             ratio_wall = wall / _median(floor, "wall")
@@ -199,6 +216,7 @@ def main() -> int:
     args.add_argument("--prefix", default="fbrz", help="lab namespace prefix (default fbrz)")
     args.add_argument("--no-apply", dest="apply", action="store_false", help="facts only")
     args.add_argument("--profile", type=int, default=0, help="cProfile fleetbr facts at SIZE")
+    args.add_argument("--baseline", type=Path, help="also run the fleetbr sides from this checkout")
     opts = args.parse_args()
     sizes = [run_size(int(n), opts) for n in opts.sizes.split(",")]
     print(f"\none controller, -f {FORKS}, {opts.rounds} round(s), medians; "
