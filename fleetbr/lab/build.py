@@ -30,7 +30,7 @@ from fleetbr.lab.system import (
     kill,
     link_exists,
     netns_exists,
-    netns_pids,
+    pids_in_netns,
     port_open,
     require_tools,
     run,
@@ -195,7 +195,7 @@ def down(lab_dir: Path) -> None:
     lab = load(lab_dir)
     namespaces = [ns for h in lab.hosts for ns in h.namespaces()] + [lab.switch_netns]
     inits = [pid for h in lab.hosts if h.backend for pid in [supervisor.init_pid(h)] if pid]
-    kill([pid for ns in namespaces for pid in netns_pids(ns)] + inits)
+    kill(pids_in_netns(namespaces) + inits)
     for host in (h for h in lab.hosts if h.backend):
         supervisor.remove_cgroups(lab, host)
     if link_exists(lab.controller_link):
