@@ -33,6 +33,7 @@ from fleetbr import lab
 
 FORKS = 50  # fleetbr's default -f; the floor gets the same bound
 DEADMAN = 30
+CONNECT_TIMEOUT = 15  # the lab's 3 s: the bare side (no retries) timed out on a loaded machine
 FLAT_FROM = 50
 FLAT_TARGET = 0.15
 STARTUP_TARGET = 1.2
@@ -132,6 +133,13 @@ def _sides(built: lab.Lab, tmp: Path, with_apply: bool, baseline: Path | None) -
             if name.startswith("fleetbr")
         }
     return sides
+
+
+def _set_connect_timeout(defaults: Path, seconds: int) -> None:
+    """The same connect timeout for every side (the bare side reads it through fleetbr's loader)."""
+    doc = yaml.safe_load(defaults.read_text(encoding="utf-8"))
+    doc["connection_options"]["fleetbr"]["extras"]["connect_timeout"] = seconds
+    defaults.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
 def _from_tree(argv: list[str], tree: Path) -> list[str]:
