@@ -196,16 +196,19 @@ def print_table(sizes: list[Size]) -> None:
 
 
 def print_flatness(sizes: list[Size]) -> None:
-    """CPU per host from FLAT_FROM hosts up: (max - min) / min per side, and the 50-host goal."""
+    """Per side from FLAT_FROM hosts up: CPU per host (start-up included, so it falls as the
+    start-up spreads over more hosts) and the marginal CPU per host between consecutive sizes
+    ((CPU(b) - CPU(a)) / (b - a): flat when nothing costs more per host in a larger fleet); the
+    spread of each is (max - min) / min. Then the goal at FLAT_FROM hosts."""
     big = [s for s in sizes if s.hosts >= FLAT_FROM]
-    if len(big) >= 2:
-        for name in big[0].samples:
-            per_host = [_median(s.samples[name], "cpu") / s.hosts * 1000 for s in big]
-            spread = (max(per_host) - min(per_host)) / min(per_host)
-            verdict = "OK" if spread <= FLAT_TARGET else "NOT FLAT"
-            row = ", ".join(f"{s.hosts}: {v:.1f}" for s, v in zip(big, per_host, strict=True))
-            print(f"CPU/host ms {name:14} {row}  spread {spread:.0%} "
-                  f"(goal <= {FLAT_TARGET:.0%}): {verdict}")  # fmt: skip
+    for name in big[0].samples if len(big) >= 2 else ():
+        cpu = [_median(s.samples[name], "cpu") for s in big]
+        per_host = [c / s.hosts * 1000 for c, s in zip(cpu, big, strict=True)]
+        steps = list(zip(big, big[1:], cpu, cpu[1:], strict=False))
+        marginal = [(cb - ca) / (b.hosts - a.hosts) * 1000 for a, b, ca, cb in steps]
+        print(f"{name}: CPU/host ms " + _row([s.hosts for s in big], per_host))
+        print(f"{'':{len(name)}}  marginal ms " +
+              _row([f"{a.hosts}-{b.hosts}" for a, b, *_ in steps], marginal))  # fmt: skip
     for size in (s for s in sizes if s.hosts == FLAT_FROM):
         for side in ("facts", "apply"):
             if f"fleetbr {side}" in size.samples:
@@ -214,6 +217,15 @@ def print_flatness(sizes: list[Size]) -> None:
                 )
                 print(f"{side} at {FLAT_FROM} hosts: CPU {ratio:.2f}x the floor "
                       f"(goal <= {STARTUP_TARGET}x)")  # fmt: skip
+
+
+def _row(labels: Sequence[object], values: list[float]) -> str:
+    if not values or min(values) <= 0:
+        return "n/a"
+    spread = (max(values) - min(values)) / min(values)
+    verdict = "flat" if spread <= FLAT_TARGET else "NOT flat"
+    cells = ", ".join(f"{label}: {v:.1f}" for label, v in zip(labels, values, strict=True))
+    return f"{cells}  spread {spread:.0%} (goal <= {FLAT_TARGET:.0%}: {verdict})"
 
 
 def main() -> int:
