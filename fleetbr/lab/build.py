@@ -158,8 +158,24 @@ def build_switch(lab: Lab) -> None:
             f"addr add {lab.controller4} dev {ctl}",
             f"addr add {lab.controller6} dev {ctl} nodad",
             f"link set {ctl} up",
+            *_pinned_neighbours(lab),
         ]
     )
+
+
+def _pinned_neighbours(lab: Lab) -> list[str]:
+    """Permanent neighbour entries for the hosts with a fixed MAC (a large lab's), on the
+    controller's link. The kernel's neighbour tables are shared by every network namespace and
+    hold ``gc_thresh3`` (1024) learnt entries in all: a 1000-host lab's controller alone would
+    fill the ARP table ("neighbor table overflow", dropped packets, SSH timeouts); permanent
+    entries do not count against it."""
+    ctl = lab.controller_link
+    return [
+        f"neigh replace {address} lladdr {host.mac} nud permanent dev {ctl}"
+        for host in lab.hosts
+        if host.mac
+        for address in (host.ip4, host.ip6)
+    ]
 
 
 def _address(host: LabHost) -> str:

@@ -95,6 +95,11 @@ def switch_port_name(prefix: str, index: int) -> str:
     return f"{prefix}-p{index:02d}"
 
 
+def large_lab_mac(index: int) -> str:
+    """The fixed NIC MAC of host ``index`` in a large lab (locally administered)."""
+    return f"02:fb:01:00:{index // 256:02x}:{index % 256:02x}"
+
+
 def host_name(index: int) -> str:
     """Name of host ``index`` (1-based): hv01, hv02, ..."""
     return f"hv{index:02d}"
@@ -213,6 +218,8 @@ def plan(lab_dir: Path, hosts: int, nic: str, prefix: str) -> Lab:
             addr6=host_addr6(i, addresses),
             switch_port=switch_port_name(prefix, i),
             dir=lab_dir / "hosts" / host_name(i),
+            # a large lab pins every host's MAC in the controller's neighbour table (build.py)
+            mac=large_lab_mac(i) if addresses is LARGE_PLAN else "",
         )
         for i in range(1, hosts + 1)
     ]
