@@ -29,6 +29,7 @@ def test_small_labs_keep_todays_plan(tmp_path: Path) -> None:
     assert lab.hosts[-1].addr4 == "198.51.100.209/24"
     assert (lab.gateway4_cidr, lab.gateway6_cidr) == ("198.51.100.1/24", "2001:db8:100::1/64")
     assert (lab.controller4, lab.controller6) == ("198.51.100.2/24", "2001:db8:100::2/64")
+    assert {h.mac for h in lab.hosts} == {""}, "small labs keep the kernel's random veth MACs"
 
 
 @pytest.mark.parametrize("hosts", [MAX_HOSTS + 1, 1000, MAX_NETNS_HOSTS])
@@ -46,6 +47,7 @@ def test_large_labs_are_unique_on_one_link_inside_lab_ranges(tmp_path: Path, hos
         assert any(net.subnet_of(r) for r in LAB_RANGES if r.version == net.version)  # type: ignore[arg-type]
         assert not any(net.overlaps(f) for f in FORBIDDEN if f.version == net.version)
     assert len({h.switch_port for h in lab.hosts}) == hosts
+    assert len({h.mac for h in lab.hosts}) == hosts, "every pinned neighbour needs its own MAC"
     assert max(len(h.switch_port) for h in lab.hosts) <= 15
 
 
