@@ -4,7 +4,8 @@ over the same connections, with no verification, reporting or orchestration.
 Per host: connection A runs facts, stage, arm+apply; a FRESH connection B runs facts with the
 probes, then disarm. Prints ``{host: decision}`` as JSON ("confirmed" when the disarm won).
 
-Usage: ``python -m bench.bare_cutover TARGETS.json TASK.yaml``.
+Usage: ``python -m bench.bare_cutover TARGETS.json TASK.yaml [--forks N]`` (at most N hosts at
+once; default all at once).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import sys
 from pathlib import Path
 
-from bench.bare_ssh import Target, load_targets, run_sh, session
+from bench.bare_ssh import Target, bounded, forks_arg, load_targets, run_sh, session
 from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
@@ -55,18 +56,24 @@ async def one(target: Target, task: BridgeTask, label: str) -> str:
     return markers(out, nonce).get("decision", "none")
 
 
-async def main(targets: list[Target], template: TaskTemplate, label: str) -> dict[str, str]:
+async def main(
+    targets: list[Target], template: TaskTemplate, label: str, forks: int | None = None
+) -> dict[str, str]:
     """Decision of every host, by name."""
     tasks = [render_task(template, t["context"]) for t in targets]
-    decisions = await asyncio.gather(
-        *(one(t, task, label) for t, task in zip(targets, tasks, strict=True))
-    )
+    jobs = (one(t, task, label) for t, task in zip(targets, tasks, strict=True))
+    decisions = await bounded(jobs, forks)
     return {t["name"]: d for t, d in zip(targets, decisions, strict=True)}
 
 
 if __name__ == "__main__":
     task_path = Path(sys.argv[2])
     result = asyncio.run(
-        main(load_targets(Path(sys.argv[1])), load_task(task_path), task_path.name)
+        main(
+            load_targets(Path(sys.argv[1])),
+            load_task(task_path),
+            task_path.name,
+            forks_arg(sys.argv),
+        )
     )
     json.dump(result, sys.stdout)

@@ -1,8 +1,9 @@
 """Bare baseline for ``fleetbr facts``: connect to every target at once, send the same facts
 script to ``sh -s``, print the raw outputs. No parsing, no retries, no report.
 
-Usage: ``python -m bench.bare_facts TARGETS.json [--no-connect]`` (``--no-connect`` stops after
-imports and rendering, to measure start-up cost).
+Usage: ``python -m bench.bare_facts TARGETS.json [--no-connect] [--forks N]`` (``--no-connect``
+stops after imports and rendering, to measure start-up cost; ``--forks N``: at most N hosts at
+once, as ``fleetbr -f N``; default all at once).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.bare_ssh import Target, load_targets, run_sh, session
+from bench.bare_ssh import Target, bounded, forks_arg, load_targets, run_sh, session
 from fleetbr.facts.script import facts_script
 
 
@@ -22,10 +23,10 @@ async def one(target: Target, script: str) -> str:
         return await run_sh(conn, script)
 
 
-async def main(targets: list[Target]) -> dict[str, str]:
+async def main(targets: list[Target], forks: int | None = None) -> dict[str, str]:
     """Raw facts output of every host, by name."""
     script = facts_script()
-    outputs = await asyncio.gather(*(one(t, script) for t in targets))
+    outputs = await bounded((one(t, script) for t in targets), forks)
     return {t["name"]: out for t, out in zip(targets, outputs, strict=True)}
 
 
@@ -34,4 +35,4 @@ if __name__ == "__main__":
     if "--no-connect" in sys.argv[2:]:
         facts_script()
         sys.exit(0)
-    json.dump(asyncio.run(main(hosts)), sys.stdout)
+    json.dump(asyncio.run(main(hosts, forks_arg(sys.argv))), sys.stdout)

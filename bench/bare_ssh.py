@@ -6,11 +6,13 @@ them, fleetbr's rendering functions).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import asyncssh
 
@@ -36,13 +38,43 @@ def load_targets(path: Path) -> list[Target]:
     return targets
 
 
+T = TypeVar("T")
+
+
+@functools.cache
+def _known_hosts(path: str) -> asyncssh.SSHKnownHosts:
+    """The known_hosts file parsed once per process, as fleetbr's transport does: given a path,
+    asyncssh would parse the whole file for every connection (O(fleet) per host)."""
+    return asyncssh.read_known_hosts(path)
+
+
+def forks_arg(argv: list[str]) -> int | None:
+    """The value of ``--forks N`` in ``argv`` (None: every host at once)."""
+    if "--forks" not in argv:
+        return None
+    return int(argv[argv.index("--forks") + 1])
+
+
+async def bounded(jobs: Iterable[Awaitable[T]], forks: int | None) -> list[T]:
+    """Await ``jobs`` with at most ``forks`` of them running at once (all at once for None)."""
+    if forks is None:
+        return list(await asyncio.gather(*jobs))
+    gate = asyncio.Semaphore(forks)
+
+    async def gated(job: Awaitable[T]) -> T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(gated(job) for job in jobs)))
+
+
 async def connect(target: Target) -> asyncssh.SSHClientConnection:
     """Open a connection with fleetbr's options (keys, known_hosts, timeouts, keepalive)."""
     return await asyncssh.connect(
         target["hostname"],
         port=target["port"],
         username=target["username"],
-        known_hosts=target["known_hosts"],
+        known_hosts=_known_hosts(target["known_hosts"]),
         client_keys=target["client_keys"],
         passphrase=None,
         connect_timeout=target["connect_timeout"],

@@ -16,6 +16,37 @@ from fleetbr.facts.redact import redacted_contents
 from fleetbr.facts.topology import TopologyFacts
 
 Family = Literal[4, 6]
+_IMMUTABLE = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def plain(value: Any) -> Any:
+    """What ``dataclasses.asdict`` makes of ``value``, equal to it but several times faster: the
+    facts are trees of frozen dataclasses, tuples, dicts and immutable scalars, which asdict would
+    deep-copy one by one (~13 ms a host, the largest per-host cost of ``fleetbr --json facts``)."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
+    if kind is tuple or kind is list:
+        return kind(plain(item) for item in value)
+    if kind is dict:
+        return {plain(k): plain(v) for k, v in value.items()}
+    return _asdict_leaf(value)
+
+
+def _asdict_leaf(value: Any) -> Any:
+    """Anything else exactly as asdict treats it (named tuples, other containers: a deep copy)."""
+    return dataclasses.asdict(_Leaf(value))["value"]
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -346,6 +377,6 @@ class HostFacts:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, for output: secret values in config file contents are redacted
         (:mod:`fleetbr.facts.redact`); this object itself keeps the text the backends rewrite."""
-        document = dataclasses.asdict(self)
+        document: dict[str, Any] = plain(self)
         document["daemons"]["contents"] = redacted_contents(self.daemons.contents)
         return document

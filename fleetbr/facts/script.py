@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -45,9 +46,36 @@ def facts_script(
     for line in touched:
         if not _TOUCHED_RE.match(line):
             raise ValidationError(f"facts script: touched line {line!r} is malformed")
+    backends = tuple(
+        (str(path), tuple(b.facts_args().items()))
+        for b in registry.backends()
+        for path in [b.facts_template()]
+        if path
+    )
+    return _render(
+        tuple(targets),
+        state_dir=state_dir,
+        managed_files=tuple(managed_files),
+        touched=tuple(touched),
+        pin_dir=pin_dir,
+        backends=backends,
+    )
+
+
+# Every host of a run gets the same script (apply: the same per probe set): render it once.
+@functools.lru_cache(maxsize=256)
+def _render(
+    targets: tuple[str, ...],
+    *,
+    state_dir: str,
+    managed_files: tuple[str, ...],
+    touched: tuple[str, ...],
+    pin_dir: str,
+    backends: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...],
+) -> str:
     return render(
         TEMPLATE,
-        probe_targets=targets,
+        probe_targets=list(targets),
         state_dir=state_dir,
         managed_files=list(managed_files),
         touched=list(touched),
@@ -56,5 +84,5 @@ def facts_script(
         managed_max=MANAGED_MAX_BYTES,
         libvirt_max=LIBVIRT_MAX_BYTES,
         content_max=CONTENT_MAX_BYTES,
-        facts_backends=[b.facts_args() for b in registry.backends() if b.facts_template()],
+        facts_backends=[dict(args) for _, args in backends],
     )

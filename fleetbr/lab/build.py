@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,16 @@ from pathlib import Path
 from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import faults, files
 from fleetbr.lab.distro import supervisor
-from fleetbr.lab.model import MAX_HOSTS, STATE_FILE, Lab, LabHost, check_prefix, load, plan, save
+from fleetbr.lab.model import (
+    MAX_NETNS_HOSTS,
+    STATE_FILE,
+    Lab,
+    LabHost,
+    check_prefix,
+    load,
+    plan,
+    save,
+)
 from fleetbr.lab.state import nic_commands, read_sysctls
 from fleetbr.lab.system import (
     ip_batch,
@@ -20,7 +30,7 @@ from fleetbr.lab.system import (
     kill,
     link_exists,
     netns_exists,
-    netns_pids,
+    pids_in_netns,
     port_open,
     require_tools,
     run,
@@ -51,8 +61,8 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
     """
     require_tools()
     nic = interface_name(nic, "nic")
-    hosts = integer(hosts, "hosts", 1, MAX_HOSTS)
-    lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix))
+    hosts = integer(hosts, "hosts", 1, MAX_NETNS_HOSTS)
+    lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix, hosts))
     check_free(lab)
     lab.dir.mkdir(parents=True, exist_ok=True)
     save(lab)  # first, so that `down` can clean up a half-built lab
@@ -76,9 +86,10 @@ def check_free(lab: Lab) -> None:
             )
     assigned = run(["ip", "-o", "addr", "show", "to", lab.controller4]).stdout
     if assigned.strip():
+        subnet = ipaddress.ip_interface(lab.controller4).network
         raise LabUsageError(
             f"another lab is already up in this network namespace ({assigned.split()[1]} has an "
-            "address in 198.51.100.0/24); labs share one address plan: take it down or run this "
+            f"address in {subnet}); labs share one address plan: take it down or run this "
             "under scripts/in-netns"
         )
     taken = [ns for h in lab.hosts for ns in h.namespaces() if netns_exists(ns)]
@@ -134,8 +145,8 @@ def build_switch(lab: Lab) -> None:
         [
             "link set lo up",
             "link add sw0 type bridge",
-            f"addr add {lab.gateway4}/24 dev sw0",
-            f"addr add {lab.gateway6}/64 dev sw0 nodad",
+            f"addr add {lab.gateway4_cidr} dev sw0",
+            f"addr add {lab.gateway6_cidr} dev sw0 nodad",
             "link set sw0 up",
             *(
                 f"link set {port} master sw0 up"
@@ -149,8 +160,24 @@ def build_switch(lab: Lab) -> None:
             f"addr add {lab.controller4} dev {ctl}",
             f"addr add {lab.controller6} dev {ctl} nodad",
             f"link set {ctl} up",
+            *_pinned_neighbours(lab),
         ]
     )
+
+
+def _pinned_neighbours(lab: Lab) -> list[str]:
+    """Permanent neighbour entries for the hosts with a fixed MAC (a large lab's), on the
+    controller's link. The kernel's neighbour tables are shared by every network namespace and
+    hold ``gc_thresh3`` (1024) learnt entries in all: a 1000-host lab's controller alone would
+    fill the ARP table ("neighbor table overflow", dropped packets, SSH timeouts); permanent
+    entries do not count against it."""
+    ctl = lab.controller_link
+    return [
+        f"neigh replace {address} lladdr {host.mac} nud permanent dev {ctl}"
+        for host in lab.hosts
+        if host.mac
+        for address in (host.ip4, host.ip6)
+    ]
 
 
 def _address(host: LabHost) -> str:
@@ -193,7 +220,7 @@ def down(lab_dir: Path) -> None:
     lab = load(lab_dir)
     namespaces = [ns for h in lab.hosts for ns in h.namespaces()] + [lab.switch_netns]
     inits = [pid for h in lab.hosts if h.backend for pid in [supervisor.init_pid(h)] if pid]
-    kill([pid for ns in namespaces for pid in netns_pids(ns)] + inits)
+    kill(pids_in_netns(namespaces) + inits)
     for host in (h for h in lab.hosts if h.backend):
         supervisor.remove_cgroups(lab, host)
     if link_exists(lab.controller_link):

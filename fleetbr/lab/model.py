@@ -15,25 +15,89 @@ from typing import Any
 from fleetbr.errors import LabError, LabUsageError
 
 STATE_FILE = "lab.json"
-MAX_HOSTS = 200
+MAX_HOSTS = 200  # the /24 plan (and the distro tier's limit)
+# A Linux bridge holds at most 1024 ports: the switch has one per host plus the controller's.
+MAX_NETNS_HOSTS = 1020
 GATEWAY4 = "198.51.100.1"
 GATEWAY6 = "2001:db8:100::1"
 CONTROLLER4 = "198.51.100.2/24"
 CONTROLLER6 = "2001:db8:100::2/64"
-_V4_BASE = ipaddress.IPv4Address("198.51.100.10")
-_V6_BASE = ipaddress.IPv6Address("2001:db8:100::a")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+_LINK_NAME_MAX = 15  # IFNAMSIZ - 1
 # Where each host sees the lab dir (bind mount inside its private /run); see lab_holder.sh.j2.
 HOST_MOUNT = "/run/fleetbr-lab"
 
 
-def check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it keeps every lab link name within 15 characters."""
+@dataclass(frozen=True)
+class AddressPlan:
+    """One lab's subnets: the switch's gateway, the controller, and hosts from ``first`` on."""
+
+    net4: ipaddress.IPv4Network
+    net6: ipaddress.IPv6Network
+    max_hosts: int
+
+    def _at(self, offset: int) -> tuple[str, str]:
+        return str(self.net4[offset]), str(self.net6[offset])
+
+    def gateway(self) -> tuple[str, str]:
+        """The gateway's IPv4 and IPv6 address (no prefix length)."""
+        return self._at(1)
+
+    def controller(self) -> tuple[str, str]:
+        """The controller's IPv4 and IPv6 CIDR."""
+        v4, v6 = self._at(2)
+        return f"{v4}/{self.net4.prefixlen}", f"{v6}/{self.net6.prefixlen}"
+
+    def host(self, index: int) -> tuple[str, str]:
+        """IPv4 and IPv6 CIDR of host ``index`` (1-based), from the 10th address on."""
+        if not 1 <= index <= self.max_hosts:
+            raise LabUsageError(f"host index {index} is outside this plan (1-{self.max_hosts})")
+        v4, v6 = self._at(9 + index)
+        return f"{v4}/{self.net4.prefixlen}", f"{v6}/{self.net6.prefixlen}"
+
+
+# Up to MAX_HOSTS hosts: one /24 and one /64 from the documentation ranges (every test's plan).
+SMALL_PLAN = AddressPlan(
+    ipaddress.IPv4Network("198.51.100.0/24"), ipaddress.IPv6Network("2001:db8:100::/64"), MAX_HOSTS
+)
+# More: the benchmarking range 198.18.0.0/15 and a /48 of the documentation prefix, one link each.
+LARGE_PLAN = AddressPlan(
+    ipaddress.IPv4Network("198.18.0.0/15"),
+    ipaddress.IPv6Network("2001:db8:1000::/48"),
+    MAX_NETNS_HOSTS,
+)
+
+
+def address_plan(hosts: int) -> AddressPlan:
+    """The smallest plan that holds ``hosts`` hosts (today's /24 plan up to MAX_HOSTS)."""
+    return SMALL_PLAN if hosts <= SMALL_PLAN.max_hosts else LARGE_PLAN
+
+
+def check_prefix(prefix: str, hosts: int = MAX_HOSTS) -> str:
+    """Return ``prefix`` if it keeps every lab link name of ``hosts`` hosts within 15
+    characters."""
     if not _PREFIX_RE.match(prefix):
         raise LabUsageError(
             f"lab prefix {prefix!r} must be 1-10 lower-case letters/digits starting with a letter"
         )
+    longest = switch_port_name(prefix, hosts)
+    if len(longest) > _LINK_NAME_MAX:
+        raise LabUsageError(
+            f"lab prefix {prefix!r} is too long for {hosts} hosts (link {longest} exceeds "
+            f"{_LINK_NAME_MAX} characters): use at most "
+            f"{len(prefix) - len(longest) + _LINK_NAME_MAX} characters"
+        )
     return prefix
+
+
+def switch_port_name(prefix: str, index: int) -> str:
+    """The switch-side link name of host ``index``."""
+    return f"{prefix}-p{index:02d}"
+
+
+def large_lab_mac(index: int) -> str:
+    """The fixed NIC MAC of host ``index`` in a large lab (locally administered)."""
+    return f"02:fb:01:00:{index // 256:02x}:{index % 256:02x}"
 
 
 def host_name(index: int) -> str:
@@ -41,14 +105,14 @@ def host_name(index: int) -> str:
     return f"hv{index:02d}"
 
 
-def host_addr4(index: int) -> str:
+def host_addr4(index: int, plan: AddressPlan = SMALL_PLAN) -> str:
     """IPv4 CIDR of host ``index`` (1-based): 198.51.100.10/24, .11, ..."""
-    return f"{_V4_BASE + index - 1}/24"
+    return plan.host(index)[0]
 
 
-def host_addr6(index: int) -> str:
+def host_addr6(index: int, plan: AddressPlan = SMALL_PLAN) -> str:
     """IPv6 CIDR of host ``index`` (1-based): 2001:db8:100::a/64, ::b, ..."""
-    return f"{_V6_BASE + index - 1}/64"
+    return plan.host(index)[1]
 
 
 @dataclass
@@ -125,6 +189,16 @@ class Lab:
     ifupdown2_layer: str = ""  # the layer of hosts with backend ifupdown2 (it replaces ifupdown)
     vm_image: str = ""  # VM tier: the cached image dir (base.img, kernel, initrd, VM layer)
 
+    @property
+    def gateway4_cidr(self) -> str:
+        """The switch's IPv4 gateway with the lab's prefix length (the controller's)."""
+        return f"{self.gateway4}/{self.controller4.split('/', 1)[1]}"
+
+    @property
+    def gateway6_cidr(self) -> str:
+        """The switch's IPv6 gateway with the lab's prefix length (the controller's)."""
+        return f"{self.gateway6}/{self.controller6.split('/', 1)[1]}"
+
     def lower(self, host: LabHost) -> str:
         """A distro host's overlay lowerdir: the libvirt layer (a host with guests) or the VM
         layer (a VM's seed is provisioned on it) over the ifupdown2 layer (a host with that
@@ -145,28 +219,35 @@ class Lab:
 def plan(lab_dir: Path, hosts: int, nic: str, prefix: str) -> Lab:
     """The complete addressing and naming plan of a lab, before anything is built."""
     lab_dir = lab_dir.resolve()
+    addresses = address_plan(hosts)
     members = [
         LabHost(
             name=host_name(i),
             netns=f"{prefix}-h{i:02d}",
             nic=nic,
-            addr4=host_addr4(i),
-            addr6=host_addr6(i),
-            switch_port=f"{prefix}-p{i:02d}",
+            addr4=host_addr4(i, addresses),
+            addr6=host_addr6(i, addresses),
+            switch_port=switch_port_name(prefix, i),
             dir=lab_dir / "hosts" / host_name(i),
+            # a large lab pins every host's MAC in the controller's neighbour table (build.py)
+            mac=large_lab_mac(i) if addresses is LARGE_PLAN else "",
         )
         for i in range(1, hosts + 1)
     ]
+    gateway4, gateway6 = addresses.gateway()
+    controller4, controller6 = addresses.controller()
     return Lab(
         dir=lab_dir,
         prefix=prefix,
         switch_netns=f"{prefix}-sw",
-        controller4=CONTROLLER4,
-        controller6=CONTROLLER6,
+        controller4=controller4,
+        controller6=controller6,
         hosts=members,
         key_path=lab_dir / "id_ed25519",
         known_hosts_path=lab_dir / "known_hosts",
         inventory_dir=lab_dir / "inventory",
+        gateway4=gateway4,
+        gateway6=gateway6,
         controller_link=f"{prefix}-ctl",
     )
 

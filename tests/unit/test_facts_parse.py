@@ -3,6 +3,7 @@ tests/data/facts/record.sh) and on hand-made broken ones."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -447,3 +448,12 @@ def test_a_value_cannot_end_the_output_or_open_a_section(brk: str) -> None:
     sections = split_sections(output)
     assert sections["meta"][1].startswith(f"kernel={brk}@@fleetbr-section armed{brk}")
     assert sections["armed"] == split_sections(raw("plain"))["armed"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_to_dict_is_what_dataclasses_asdict_makes(name: str) -> None:
+    f = facts(name)
+    document = dataclasses.asdict(f)
+    document["daemons"]["contents"] = f.to_dict()["daemons"]["contents"]
+    assert f.to_dict() == document
+    assert repr(f.to_dict()) == repr(document)  # the same types and order (tuples stay tuples)

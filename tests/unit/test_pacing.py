@@ -69,3 +69,44 @@ def test_no_new_host_while_the_event_loop_lags() -> None:
 
     asyncio.run(main())
     assert started
+
+
+def test_waiting_hosts_start_in_order_as_places_free() -> None:
+    pacer = WindowPacer(forks=50, start=2)
+    order: list[int] = []
+
+    async def host(index: int) -> None:
+        async with pacer.slot():
+            order.append(index)
+            assert pacer.active <= 2
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(host(i) for i in range(300)))
+
+    asyncio.run(main())
+    assert order == list(range(300))
+    assert pacer.active == 0
+
+
+def test_a_cancelled_waiter_passes_its_place_on() -> None:
+    pacer = WindowPacer(forks=50, start=1)
+    ran: list[str] = []
+
+    async def host(name: str) -> None:
+        async with pacer.slot():
+            ran.append(name)
+
+    async def main() -> None:
+        async with pacer.slot():
+            handed, queued, last = (asyncio.create_task(host(n)) for n in ("a", "b", "c"))
+            await asyncio.sleep(0)  # all three queue behind this place
+            queued.cancel()  # still waiting: leaves the queue
+            await asyncio.sleep(0)
+        handed.cancel()  # handed the place on release, cancelled before it ran: "c" gets it
+        await asyncio.gather(handed, queued, return_exceptions=True)
+        await asyncio.wait_for(last, 2)
+
+    asyncio.run(main())
+    assert ran == ["c"]
+    assert pacer.active == 0

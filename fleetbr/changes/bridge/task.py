@@ -7,6 +7,7 @@ whose message names the file, the host and the field.
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 from collections.abc import Mapping
@@ -159,7 +160,7 @@ def render_task(template: TaskTemplate, host: Mapping[str, Any]) -> BridgeTask:
     prefix = f"{template.source}: host {host_name}"
     text = _render(template, host, prefix)
     try:
-        doc = yaml.safe_load(text)
+        doc = copy.deepcopy(_parsed(text))
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         detail = clip(" ".join(str(exc).split()), 300)
         raise TaskError(f"{prefix}: rendered task is not valid YAML: {detail}") from None
@@ -172,6 +173,13 @@ def render_task(template: TaskTemplate, host: Mapping[str, Any]) -> BridgeTask:
         return _build(doc, template.source, host_name, host)
     except ValidationError as exc:
         raise TaskError(f"{prefix}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    """The YAML of a rendered task, parsed once per distinct text: most hosts of a run render the
+    same text (a copy is handed out, so no host's task shares the cached document)."""
+    return yaml.safe_load(text)
 
 
 @functools.lru_cache(maxsize=16)
