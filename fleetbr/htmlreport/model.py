@@ -71,6 +71,17 @@ class HostView:
     # the host's before/after view (fleetbr.diffview) as (escaped line, style) pairs
     diff_lines: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def diff_text(self) -> str:
+        """The view's lines as one text (the page styles them when the host is opened)."""
+        return "".join(line + "\n" for line, _ in self.diff_lines)
+
+    @property
+    def diff_styles(self) -> str:
+        """One letter per line of :attr:`diff_text`: h header, u hunk, + added, - removed,
+        ``.`` context (the page's script turns them into elements)."""
+        return "".join(STYLE_CODES.get(style, ".") for _, style in self.diff_lines)
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -196,6 +207,9 @@ def _host_view(row: HostRow, context: _Context) -> HostView:
         problems=_strings(verdict.get("problems")),
         differences=_differences(row, data), diff_lines=_diff_lines(row.diff),
     )  # fmt: skip
+
+
+STYLE_CODES = {"head": "h", "hunk": "u", "add": "+", "del": "-"}
 
 
 def _diff_lines(recorded: object) -> list[tuple[str, str]]:

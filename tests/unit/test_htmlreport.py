@@ -163,10 +163,16 @@ def test_the_recorded_before_after_view_is_shown_styled_line_by_line() -> None:
                         after=["br0 198.51.100.10/24"])  # fmt: skip
     rows[2].diff = [{"field": "mtu", "want": "1500", "have": "9000"}]  # a check's drift
     page = render_html(build(run, rows))
-    assert page.count('<pre class="diff">') == 1
-    assert "<del>-eth0 198.51.100.10/24</del>" in page
-    assert "<ins>+br0 198.51.100.10/24</ins>\n" in page
-    assert "<i>@@ " in page and "<b>--- hv0001: apply, changes</b>" in page
+    assert page.count('<pre class="diff" ') == 1
+    diff = re.search(r'<pre class="diff" data-styles="([^"]*)">([^<]*)</pre>', page)
+    assert diff is not None
+    lines = diff[2].split("\n")
+    assert "-eth0 198.51.100.10/24" in lines and "+br0 198.51.100.10/24" in lines
+    styles = dict(zip(lines, diff[1], strict=False))  # one letter per line
+    assert styles["-eth0 198.51.100.10/24"] == "-" and styles["+br0 198.51.100.10/24"] == "+"
+    assert styles["--- hv0001: apply, changes"] == "h"
+    assert [styles[line] for line in lines if line.startswith("@@")] == ["u"]
+    assert len(diff[1]) == len(lines) - 1  # the text ends with a newline
     shown = build(run, rows).hosts
     assert sum(1 for host in shown if host.diff_lines) == 1
 
