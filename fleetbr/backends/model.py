@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from fleetbr.errors import PlanRefused
 from fleetbr.facts.model import Route
+from fleetbr.facts.topology import PortVlan
 
 if TYPE_CHECKING:
     from fleetbr.backends.carry import Carried
@@ -56,17 +57,6 @@ class Holder:
 
 
 @dataclass(frozen=True)
-class TableEntry:
-    """A bridge VLAN table entry of ``dev`` (a port, or the bridge itself)."""
-
-    dev: str
-    vid: int
-    vid_end: int
-    pvid: bool = False
-    untagged: bool = False
-
-
-@dataclass(frozen=True)
 class TopologyConfig:
     """An uplink topology as the runtime steps build it, for a backend to describe: the task's
     ``topology``, each bridge's MAC, every address holder, the VLAN tables of VLAN-aware bridges
@@ -75,14 +65,14 @@ class TopologyConfig:
     topology: Topology
     macs: Mapping[str, str | None]
     holders: tuple[Holder, ...]
-    table: tuple[TableEntry, ...] = ()
+    table: tuple[PortVlan, ...] = ()
     host_bonds: frozenset[str] = frozenset()
 
     def holder(self, dev: str) -> Holder | None:
         """What ``dev`` carries (None: it is no holder)."""
         return next((h for h in self.holders if h.dev == dev), None)
 
-    def entries(self, dev: str) -> tuple[TableEntry, ...]:
+    def entries(self, dev: str) -> tuple[PortVlan, ...]:
         """The VLAN table entries of ``dev``."""
         return tuple(e for e in self.table if e.dev == dev)
 

@@ -18,10 +18,10 @@ from fleetbr.backends.model import (
     BackendRefusal,
     FileChange,
     Holder,
-    TableEntry,
     TopologyConfig,
 )
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.topology import PortVlan
 
 if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
     from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
@@ -136,7 +136,7 @@ def bridge_netdev(bridge: TopoBridge, mac: str | None) -> list[tuple[str, list[s
     return [_header(f"bridge {bridge.name}"), ("NetDev", netdev), ("Bridge", lines)]
 
 
-def vlan_sections(entries: tuple[TableEntry, ...]) -> list[tuple[str, list[str]]]:
+def vlan_sections(entries: tuple[PortVlan, ...]) -> list[tuple[str, list[str]]]:
     """[BridgeVLAN] sections of a port's (or the bridge's own) VLAN table."""
     out = []
     for e in entries:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.topology import PortVlan
 from fleetbr.plan.model import Difference
-from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanEntry
+from fleetbr.plan.topology.expect import BondExpect, TopologyExpect
 
 
 def compare_topology(exp: TopologyExpect | None, facts: HostFacts) -> Iterator[Difference]:
@@ -57,7 +58,7 @@ def _bond(bond: BondExpect, facts: HostFacts) -> Iterator[Difference]:
         yield Difference(f"bond.{bond.name}.slaves", want, got_slaves, text)
 
 
-def expand(entries: tuple[VlanEntry, ...] | list[VlanEntry]) -> dict[tuple[str, int], str]:
+def expand(entries: tuple[PortVlan, ...] | list[PortVlan]) -> dict[tuple[str, int], str]:
     """(dev, vid) -> its flags ("", "pvid", "untagged", "pvid untagged") for every VLAN."""
     out: dict[tuple[str, int], str] = {}
     for e in entries:
@@ -76,8 +77,7 @@ def _table(exp: TopologyExpect, facts: HostFacts) -> Iterator[Difference]:
         return
     devs = set(exp.table_devs)
     want = expand(exp.table)
-    have = expand([VlanEntry(e.dev, e.vid, e.vid_end, e.pvid, e.untagged)
-                   for e in facts.topology.vlan_table if e.dev in devs])  # fmt: skip
+    have = expand([e for e in facts.topology.vlan_table if e.dev in devs])
     for key in sorted(want.keys() | have.keys()):
         if want.get(key) != have.get(key):
             dev, vid = key

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetbr.facts.topology import PortVlan
+
 OptionValue = str | int | bool
 
 
@@ -29,17 +31,6 @@ class VlanExpect:
 
 
 @dataclass(frozen=True)
-class VlanEntry:
-    """A bridge VLAN table entry of ``dev`` (a port, or the bridge itself)."""
-
-    dev: str
-    vid: int
-    vid_end: int
-    pvid: bool = False
-    untagged: bool = False
-
-
-@dataclass(frozen=True)
 class TopologyExpect:
     """Bonds and VLAN devices that must exist, each bridge's VLAN filtering, and for every
     device in ``table_devs`` exactly the VLAN ``table`` entries listed for it."""
@@ -47,5 +38,5 @@ class TopologyExpect:
     bonds: tuple[BondExpect, ...] = ()
     vlans: tuple[VlanExpect, ...] = ()
     filtering: tuple[tuple[str, bool], ...] = ()
-    table: tuple[VlanEntry, ...] = ()
+    table: tuple[PortVlan, ...] = ()
     table_devs: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fleetbr.backends import registry
 from fleetbr.backends.base import Backend
-from fleetbr.backends.model import BackendRefusal, Holder, TableEntry, TopologyConfig
+from fleetbr.backends.model import BackendRefusal, Holder, TopologyConfig
 from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.changes.bridge.topology import Topology
 from fleetbr.facts.model import HostFacts
@@ -37,7 +37,7 @@ def topology_config(
         topology=topology,
         macs=macs,
         holders=holders,
-        table=tuple(TableEntry(e.dev, e.vid, e.vid_end, e.pvid, e.untagged) for e in table),
+        table=tuple(table),
         host_bonds=host_bonds(facts),
     )
 

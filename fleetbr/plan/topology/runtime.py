@@ -26,6 +26,7 @@ from fleetbr.backends.model import BackendRefusal
 from fleetbr.changes.bridge.task import BridgeSpec, BridgeTask
 from fleetbr.changes.bridge.topology import BondSpec, TopoBridge, Topology
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.topology import PortVlan
 from fleetbr.plan import steps
 from fleetbr.plan.model import BridgePlan, ExpectedState, Step
 from fleetbr.plan.moves import (
@@ -39,7 +40,7 @@ from fleetbr.plan.moves import (
 )
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
-from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanEntry, VlanExpect
+from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanExpect
 from fleetbr.plan.topology.persist import topology_persist
 from fleetbr.plan.topology.refusals import topology_refusal
 from fleetbr.plan.topology.vlan_table import table_steps
@@ -60,7 +61,7 @@ class _Plan:
     bonds: list[BondExpect] = field(default_factory=list)
     vlans: list[VlanExpect] = field(default_factory=list)
     filtering: list[tuple[str, bool]] = field(default_factory=list)
-    table: list[VlanEntry] = field(default_factory=list)
+    table: list[PortVlan] = field(default_factory=list)
     table_devs: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # holder -> its addresses' source
 

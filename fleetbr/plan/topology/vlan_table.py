@@ -6,31 +6,31 @@ from __future__ import annotations
 
 from fleetbr.changes.bridge.topology import TopoBridge
 from fleetbr.facts.model import HostFacts
+from fleetbr.facts.topology import PortVlan
 from fleetbr.plan.model import Step
 from fleetbr.plan.topology import steps as tsteps
-from fleetbr.plan.topology.expect import VlanEntry
 
 
-def wanted_table(bridge: TopoBridge) -> list[VlanEntry]:
+def wanted_table(bridge: TopoBridge) -> list[PortVlan]:
     """The VLAN table a VLAN-aware bridge must have: the port carries ``vids`` tagged and the
     PVID untagged; the bridge itself its VLAN interfaces' VLANs, and the PVID untagged when it
     holds addresses itself."""
-    entries: list[VlanEntry] = []
+    entries: list[PortVlan] = []
     port = bridge.port
     if port is not None:
-        entries += [VlanEntry(port, lo, hi) for lo, hi in bridge.vids]
+        entries += [PortVlan(port, lo, hi) for lo, hi in bridge.vids]
         if bridge.pvid is not None:
-            entries.append(VlanEntry(port, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
-    entries += [VlanEntry(bridge.name, v.vid, v.vid) for v in bridge.vlan_interfaces]
+            entries.append(PortVlan(port, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
+    entries += [PortVlan(bridge.name, v.vid, v.vid) for v in bridge.vlan_interfaces]
     if bridge.pvid is not None and bridge.addresses != ():
-        entries.append(VlanEntry(bridge.name, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
+        entries.append(PortVlan(bridge.name, bridge.pvid, bridge.pvid, pvid=True, untagged=True))
     return _split(entries)
 
 
-def _split(entries: list[VlanEntry]) -> list[VlanEntry]:
+def _split(entries: list[PortVlan]) -> list[PortVlan]:
     """Ranges cut around single entries of the same device (the PVID inside ``vids``)."""
     singles = {(e.dev, e.vid) for e in entries if e.vid == e.vid_end}
-    out: list[VlanEntry] = []
+    out: list[PortVlan] = []
     for e in entries:
         if e.vid == e.vid_end:
             if not any(o.dev == e.dev and o.vid == e.vid for o in out):
@@ -40,12 +40,12 @@ def _split(entries: list[VlanEntry]) -> list[VlanEntry]:
         for vid in range(e.vid, e.vid_end + 2):
             if vid > e.vid_end or (e.dev, vid) in singles:
                 if start < vid:
-                    out.append(VlanEntry(e.dev, start, vid - 1))
+                    out.append(PortVlan(e.dev, start, vid - 1))
                 start = vid + 1
     return out
 
 
-def table_steps(bridge: TopoBridge, facts: HostFacts) -> tuple[list[VlanEntry], list[Step]]:
+def table_steps(bridge: TopoBridge, facts: HostFacts) -> tuple[list[PortVlan], list[Step]]:
     """The VLAN table ``bridge`` and its port must have, and the steps that add what the host
     lacks (each with its inverse)."""
     wanted = wanted_table(bridge)
