@@ -162,3 +162,26 @@ def wait_port(address: str, deadline: float, port: int = 22) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+def run_build(script: str, log: Path, *, timeout: float, what: str) -> None:
+    """Run a cache build ``script`` with ``sh -s`` in a private mount namespace (its mounts
+    vanish with it), its output in ``log``; LabError naming ``what`` with the log's last lines
+    when it fails or outlasts ``timeout`` seconds."""
+    with log.open("w") as out:
+        try:
+            done = subprocess.run(
+                ["unshare", "-m", "--propagation", "private", "sh", "-s"],
+                input=script,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            failed = done.returncode != 0
+        except subprocess.TimeoutExpired:
+            failed = True
+    if failed:
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-8:])
+        raise LabError(f"building {what} failed (log {log}): {tail}")

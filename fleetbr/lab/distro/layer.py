@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from fleetbr.errors import LabError
 from fleetbr.lab.distro import rootfs
 from fleetbr.lab.render import render
+from fleetbr.lab.system import run_build
 
 STAMP = ".fleetbr-layer.json"
 BUILD_TIMEOUT = 1800.0
@@ -102,23 +102,7 @@ def _build(base: Path, final: Path, recipe: Recipe) -> None:
         packages=recipe.packages,
     )
     started = time.monotonic()
-    with log.open("w") as out:
-        try:
-            done = subprocess.run(
-                ["unshare", "-m", "--propagation", "private", "sh", "-s"],
-                input=script,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-            failed = done.returncode != 0
-        except subprocess.TimeoutExpired:
-            failed = True
-    if failed:
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-8:])
-        raise LabError(f"building {recipe.what} failed (log {log}): {tail}")
+    run_build(script, log, timeout=BUILD_TIMEOUT, what=recipe.what)
     shutil.rmtree(tmp / "work", ignore_errors=True)
     (tmp / "root").rmdir()
     seconds = round(time.monotonic() - started, 1)

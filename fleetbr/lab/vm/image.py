@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from fleetbr.errors import LabError
 from fleetbr.lab.distro import rootfs
 from fleetbr.lab.render import render
+from fleetbr.lab.system import run_build
 
 TEMPLATE = "lab_vm_layer.sh.j2"
 PACKAGES = ("kmod",)
@@ -136,23 +136,7 @@ def _build(base: Path, kver: str, final: Path) -> None:
     log = final.parent / f"{final.name}.log"
     script = render(TEMPLATE, **_template_values(kver, str(base), tmp))
     started = time.monotonic()
-    with log.open("w") as out:
-        try:
-            done = subprocess.run(
-                ["unshare", "-m", "--propagation", "private", "sh", "-s"],
-                input=script,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-            failed = done.returncode != 0
-        except subprocess.TimeoutExpired:
-            failed = True
-    if failed:
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-8:])
-        raise LabError(f"building the lab's VM image failed (log {log}): {tail}")
+    run_build(script, log, timeout=BUILD_TIMEOUT, what="the lab's VM image")
     shutil.copyfile(BOOT / f"vmlinuz-{kver}", tmp / KERNEL)
     shutil.copyfile(BOOT / f"initrd.img-{kver}", tmp / INITRD)
     for sub in ("work", "root"):
