@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ from fleetbr.core.request import (
 from fleetbr.errors import UsageError
 from fleetbr.facts.gather import facts_job, gather
 from fleetbr.facts.model import HostFacts
-from fleetbr.history.location import HistoryLocation, parse_location
+from fleetbr.history.location import HistoryLocation, open_store, parse_location
 from fleetbr.history.record import history_location
 from fleetbr.inventory import HostSpec
 from fleetbr.plan import BridgePlan, Plan, plan_host
@@ -81,6 +81,7 @@ __all__ = [
     "plan",
     "plan_async",
     "render_tasks",
+    "report",
     "rollback",
     "rollback_async",
     "status",
@@ -150,10 +151,12 @@ async def plan_async(
     *,
     forks: int = DEFAULT_FORKS,
     history: HistoryTarget = True,
+    diff: bool = False,
 ) -> AggregatedResult:
     """``fleetbr plan``: per host ``planned`` (``data["steps"]``), ``unchanged`` or ``refused``;
-    changes nothing."""
-    return await _run("plan", hosts, task, forks=forks, history=history)
+    changes nothing. ``diff`` (``plan --diff``): each result also carries the host's
+    before/after view in ``data["diff"]`` (docs/diff.md)."""
+    return await _run("plan", hosts, task, forks=forks, history=history, diff=diff)
 
 
 async def check_async(
@@ -162,10 +165,12 @@ async def check_async(
     *,
     forks: int = DEFAULT_FORKS,
     history: HistoryTarget = True,
+    diff: bool = False,
 ) -> AggregatedResult:
     """``fleetbr check``: per host ``in_sync``, ``drifted`` (``data["differences"]``) or
-    ``refused``; changes nothing."""
-    return await _run("check", hosts, task, forks=forks, history=history)
+    ``refused``; changes nothing. ``diff`` (``check --diff``): the drift as a before/after
+    view in ``data["diff"]``."""
+    return await _run("check", hosts, task, forks=forks, history=history, diff=diff)
 
 
 async def apply_async(
@@ -222,6 +227,7 @@ def request(
     history: HistoryTarget = True,
     resume: int | None = None,
     rollout: RolloutOptions | None = None,
+    diff: bool = False,
 ) -> RunRequest:
     """The :class:`~fleetbr.core.request.RunRequest` a fleet function runs (origin ``api``)."""
     change = None
@@ -235,6 +241,7 @@ def request(
         history=HistoryOptions(path=_history(history), resume=resume),
         metrics=MetricsOptions(quiet=True),
         origin="api",
+        diff=diff,
     )
 
 
@@ -272,9 +279,10 @@ def plan(
     *,
     forks: int = DEFAULT_FORKS,
     history: HistoryTarget = True,
+    diff: bool = False,
 ) -> AggregatedResult:
     """:func:`plan_async`, run to completion."""
-    return _sync(plan_async(hosts, task, forks=forks, history=history))
+    return _sync(plan_async(hosts, task, forks=forks, history=history, diff=diff))
 
 
 def check(
@@ -283,9 +291,37 @@ def check(
     *,
     forks: int = DEFAULT_FORKS,
     history: HistoryTarget = True,
+    diff: bool = False,
 ) -> AggregatedResult:
     """:func:`check_async`, run to completion."""
-    return _sync(check_async(hosts, task, forks=forks, history=history))
+    return _sync(check_async(hosts, task, forks=forks, history=history, diff=diff))
+
+
+def report(
+    run: int,
+    path: str | os.PathLike[str],
+    *,
+    history: HistoryTarget = True,
+    sites: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the HTML report of recorded run ``run`` (``fleetbr show RUN --html``, docs/report.md)
+    to ``path`` whole, mode 0600; ``sites``: host -> site for its summary. Returns the path."""
+    from fleetbr.htmlreport.render import run_report, write_report  # noqa: PLC0415 - jinja2
+
+    location = _history(history)
+    if location is None:
+        raise UsageError("report: it is made from the run history; history=False has none")
+    target = Path(path)
+    store = open_store(location, create=False)
+    try:
+        page = run_report(store, run, sites=sites)
+    finally:
+        store.close()
+    try:
+        write_report(target, page)
+    except OSError as exc:
+        raise UsageError(f"report: cannot write {target}: {exc.strerror or exc}") from None
+    return target
 
 
 def apply(

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import fleetbr.api as api
 from fleetbr.errors import HostKeyRejected
+from fleetbr.history.store import HistoryError
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import Status
 from tests.integration.helpers import (
@@ -44,8 +47,11 @@ def test_facts_plan_and_typed_results_change_nothing(
     assert {k: v for k, v in typed.to_dict().items() if k != "extra"} == untimed
 
     task = task_file(tmp_path)
-    planned = api.plan(hosts, task)
+    planned = api.plan(hosts, task, diff=True)
     assert planned.counts() == {"planned": 2}
+    view = planned["hv10"].data["diff"]  # plan --diff's before/after view, as data
+    assert view["mode"] == "plan" and view["changed"] and view["host"] == "hv10"
+    assert any("br0" in line for line in view["runtime"]["bridges"]["after"])
     plan = api.host_plan(hosts[0], api.load_task(task))
     assert plan.refusal is None and not plan.unchanged
     assert [s.description for s in plan.steps] == planned["hv10"].data["steps"]
@@ -83,6 +89,12 @@ def test_apply_canary_batches_status_rollback(lab: Lab, fresh_host: Any, tmp_pat
 
     rolled = api.rollback(hosts[:1], history=history)
     assert rolled["hv10"].status is Status.OK and "nothing to roll back" in rolled["hv10"].message
+    page = api.report(1, tmp_path / "report.html", history=history)
+    html = page.read_text()
+    assert page.stat().st_mode & 0o777 == 0o600
+    assert all(f'data-host="{name}"' in html for name in names) and '<pre class="diff"' in html
+    with pytest.raises(HistoryError, match="no run 99"):
+        api.report(99, tmp_path / "none.html", history=history)
     assert recorded_runs(history) == [
         ("apply", "api", {"confirmed": 3}), ("apply", "api", {"unchanged": 3}),
         ("status", "api", {"ok": 3}), ("rollback", "api", {"ok": 1}),
