@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,16 @@ def up(lab_dir: Path, hosts: int = 3, nic: str = "eth0", prefix: str = "fbr") ->
     hosts = integer(hosts, "hosts", 1, MAX_NETNS_HOSTS)
     lab = plan(Path(lab_dir), hosts, nic, check_prefix(prefix, hosts))
     check_free(lab)
+    return built(lab, _build)
+
+
+def built(lab: Lab, build: Callable[[Lab], None]) -> Lab:
+    """Save ``lab``, then ``build`` it; a lab that fails half-built is taken down again (the
+    saved file first, so that ``down`` knows what to clean up). Every tier's ``up`` ends here."""
     lab.dir.mkdir(parents=True, exist_ok=True)
-    save(lab)  # first, so that `down` can clean up a half-built lab
+    save(lab)
     try:
-        _build(lab)
+        build(lab)
     except BaseException:
         with contextlib.suppress(Exception):
             down(lab.dir)

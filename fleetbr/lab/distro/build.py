@@ -8,7 +8,6 @@ and `lab status` are the netns tier's functions, which know about distro hosts.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -111,15 +110,7 @@ def up(
         lab.ifupdown2_layer = str(layer.ensure(lab.distro, layer.IFUPDOWN2))
     build.check_free(lab)
     supervisor.prune_stale_cgroups()
-    lab.dir.mkdir(parents=True, exist_ok=True)
-    save(lab)  # first, so that `down` can clean up a half-built lab
-    try:
-        _build(lab)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            build.down(lab.dir)
-        raise
-    return lab
+    return build.built(lab, _build)
 
 
 def _prepare(lab: Lab, host: LabHost) -> str:

@@ -9,7 +9,6 @@ its NICs are taps on the lab switch bridge. `lab down` and `lab status` are the 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -63,15 +62,7 @@ def up(
         host.vm = True
         host.nics = nics
     build.check_free(lab)
-    lab.dir.mkdir(parents=True, exist_ok=True)
-    save(lab)  # first, so that `down` can clean up a half-built lab
-    try:
-        _build(lab)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            build.down(lab.dir)
-        raise
-    return lab
+    return build.built(lab, _build)
 
 
 def _prepare(lab: Lab, host: LabHost) -> str:
