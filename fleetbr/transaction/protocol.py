@@ -160,11 +160,13 @@ async def _prepare(tx: Transaction, conn: Session) -> HostResult | None:
     """Facts, plan, stage. Returns a final result when there is nothing to apply."""
     tx.before = await gather(conn)
     tx.plan = plan = tx.change.plan(tx.before, min_timeout(tx.spec.ssh))
-    tx.view = tx.change.view(tx.spec.name, tx.before, plan)
     if plan.refusal:
         return tx.result(Status.REFUSED, plan.refusal)
     if plan.unchanged:
         return tx.result(Status.UNCHANGED, "already matches the task")
+    # only a host that changes records its view: a fleet of unchanged hosts (a drift repair)
+    # would otherwise store every host's whole network again on every run
+    tx.view = tx.change.view(tx.spec.name, tx.before, plan)
     tx.txid = scripts.new_txid()
     staged = scripts.staged_scripts(tx.txid, plan, tx.change.staged_files())
     nonce = scripts.new_nonce()
