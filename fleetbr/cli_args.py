@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--distro", action="store_true",
         help="one real systemd host per network backend, persist: auto, one rebooted after confirm",
     )  # fmt: skip
+    demo.add_argument(
+        "--sites", type=_positive_int, metavar="N",
+        help="split the lab into N sites: redis-server, PostgreSQL, a worker per site and the "
+        "coordinator (docs/scale.md)",
+    )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
     demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
     demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))

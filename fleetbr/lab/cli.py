@@ -125,11 +125,19 @@ def _lab_up_vm(args: argparse.Namespace) -> Lab:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fleetbr demo``."""
+    if args.distro and args.sites:
+        raise UsageError("demo: --sites runs on the netns lab; leave out --distro")
     if args.distro:
         from fleetbr.lab.demos.distro import run_distro_demo
 
         return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
                                keep=args.keep, as_json=args.json)  # fmt: skip
+    if args.sites:
+        from fleetbr.lab.demos.sites import run_sites_demo
+
+        return run_sites_demo(args.dir.resolve(), hosts=args.hosts, sites=args.sites,
+                              task=args.task, timeout=args.timeout or 20,
+                              keep=args.keep)  # fmt: skip
     from fleetbr.lab.demos.netns import run_demo
 
     return run_demo(
