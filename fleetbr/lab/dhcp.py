@@ -1,0 +1,120 @@
+"""The lab's DHCP server: dnsmasq (Debian's ``dnsmasq-base``, the binary only) in the switch
+namespace, with a fixed IPv4 and IPv6 lease per DHCP host (by MAC: the host's usual lab
+addresses) and a small pool for any other client, so a client with another identity gets
+another address (docs/lab.md, "DHCP"). Its pid, lease, hosts and log files live in the lab dir;
+`lab down` kills it with the switch namespace's other processes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fleetbr.errors import LabError
+from fleetbr.lab.model import Lab, LabHost
+from fleetbr.lab.render import render
+from fleetbr.lab.system import run
+
+CONF, HOSTS, LEASES, PID, LOG = (
+    "dnsmasq.conf",
+    "dnsmasq.hosts",
+    "dnsmasq.leases",
+    "dnsmasq.pid",
+    "dnsmasq.log",
+)
+FILES = (CONF, HOSTS, LEASES, PID, LOG)
+SWITCH_BRIDGE = "sw0"  # fleetbr.lab.build.build_switch
+# The pools for clients without a fixed lease (the /24 plan's hosts use .10 to .209).
+POOL4 = ("198.51.100.220", "198.51.100.250")
+POOL6 = ("2001:db8:100::f000", "2001:db8:100::ffff")
+LEASE_TIMEOUT = 60.0
+
+
+def host_line(mac: str, addr4: str, addr6: str, name: str) -> str:
+    """A dhcp-hostsfile line: the fixed IPv4 and IPv6 lease of ``mac``."""
+    return f"{mac},{addr4.split('/', maxsplit=1)[0]},[{addr6.split('/', maxsplit=1)[0]}],{name}"
+
+
+def hosts_text(hosts: Sequence[LabHost]) -> str:
+    """The dhcp-hostsfile of the lab's DHCP hosts (their usual lab addresses)."""
+    return "".join(f"{host_line(h.mac, h.addr4, h.addr6, h.name)}\n" for h in hosts if h.dhcp)
+
+
+def conf_text(lab: Lab) -> str:
+    """dnsmasq's whole configuration (nothing from /etc/dnsmasq.conf is read)."""
+    return render(
+        "lab_dnsmasq.conf.j2",
+        dir=str(lab.dir),
+        bridge=SWITCH_BRIDGE,
+        pool4=POOL4,
+        pool6=POOL6,
+        prefix6=lab.controller6.split("/", 1)[1],
+    )
+
+
+def start(lab: Lab) -> None:
+    """Write the configuration and start dnsmasq in the switch namespace (it daemonizes)."""
+    if shutil.which("dnsmasq") is None:
+        raise LabError("the lab's DHCP server needs dnsmasq: apt-get install dnsmasq-base")
+    (lab.dir / HOSTS).write_text(hosts_text(lab.hosts))
+    (lab.dir / CONF).write_text(conf_text(lab))
+    (lab.dir / LEASES).write_text("")
+    run(["ip", "netns", "exec", lab.switch_netns, "dnsmasq", f"--conf-file={lab.dir / CONF}"])
+
+
+def pid(lab: Lab) -> int | None:
+    """dnsmasq's pid (None: not started)."""
+    try:
+        return int((lab.dir / PID).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def set_fixed(lab: Lab, lines: Sequence[str]) -> None:
+    """Replace the fixed leases (dhcp-hostsfile lines, :func:`host_line`) and make dnsmasq
+    re-read them (SIGHUP); leases it handed out stay in its lease file."""
+    (lab.dir / HOSTS).write_text("".join(f"{line}\n" for line in lines))
+    number = pid(lab)
+    if number is None:
+        raise LabError(f"no dnsmasq runs for the lab in {lab.dir}")
+    run(["kill", "-HUP", str(number)])
+
+
+def leased(host: LabHost, dev: str | None = None) -> list[str]:
+    """The dynamic global addresses (DHCP leases) on ``dev`` (the NIC) of a distro host."""
+    out = subprocess.run(
+        ["ip", "-n", host.container_netns, "-o", "addr", "show", "dev", dev or host.nic],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        words = line.split()
+        if "dynamic" in words and "global" in words and len(words) > 3:
+            found.append(words[3])
+    return found
+
+
+def wait_leases(host: LabHost, timeout: float = LEASE_TIMEOUT) -> list[str]:
+    """Wait until the host's NIC holds its fixed IPv4 and IPv6 leases; returns its leases."""
+    want = {host.addr4.split("/")[0], host.addr6.split("/")[0]}
+    deadline = time.monotonic() + timeout
+    while True:
+        have = leased(host)
+        if want <= {a.split("/")[0] for a in have}:
+            return have
+        if time.monotonic() > deadline:
+            raise LabError(f"{host.name}: no DHCP leases {sorted(want)} on {host.nic} ({have})")
+        time.sleep(0.5)
+
+
+def log_tail(lab: Lab, lines: int = 20) -> str:
+    """The end of dnsmasq's log (for a failing test's message)."""
+    path: Path = lab.dir / LOG
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "no dnsmasq log"
