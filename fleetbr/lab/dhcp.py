@@ -1,11 +1,14 @@
 """The lab's DHCP server: dnsmasq (Debian's ``dnsmasq-base``, the binary only) in the switch
 namespace, with a fixed IPv4 and IPv6 lease per DHCP host (by MAC: the host's usual lab
-addresses) and a small pool for any other client, so a client with another identity gets
-another address (docs/lab.md, "DHCP"). Its pid, lease, hosts and log files live in the lab dir;
-`lab down` kills it with the switch namespace's other processes."""
+addresses) and a small IPv4 pool for any other client, so a client with another identity gets
+another IPv4 address and no IPv6 one (docs/lab.md, "DHCP"). No IPv6 pool: dnsmasq hands an IA
+every address it ever leased it, so a NIC that gets its client identity back after a rollback
+would keep the pool address its bridge was given beside its own. Its pid, lease, hosts and log
+files live in the lab dir; `lab down` kills it with the switch namespace's other processes."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
 import time
@@ -26,9 +29,8 @@ CONF, HOSTS, LEASES, PID, LOG = (
 )
 FILES = (CONF, HOSTS, LEASES, PID, LOG)
 SWITCH_BRIDGE = "sw0"  # fleetbr.lab.build.build_switch
-# The pools for clients without a fixed lease (the /24 plan's hosts use .10 to .209).
+# The pool for clients without a fixed lease (the /24 plan's hosts use .10 to .209).
 POOL4 = ("198.51.100.220", "198.51.100.250")
-POOL6 = ("2001:db8:100::f000", "2001:db8:100::ffff")
 LEASE_TIMEOUT = 60.0
 
 
@@ -49,7 +51,7 @@ def conf_text(lab: Lab) -> str:
         dir=str(lab.dir),
         bridge=SWITCH_BRIDGE,
         pool4=POOL4,
-        pool6=POOL6,
+        net6=str(ipaddress.ip_interface(lab.controller6).network.network_address),
         prefix6=lab.controller6.split("/", 1)[1],
     )
 

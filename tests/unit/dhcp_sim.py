@@ -20,7 +20,7 @@ from fleetbr.facts.topology import DhcpLease
 from tests.unit.test_topology_networkd import ETC, FileKernel, nd_host, with_files
 
 HOST_DUID = "0002" + "0000ab11" + "a96a5b7ceaf73041"  # DUID-EN, as from the machine id
-POOL = ("198.51.100.220/24", "2001:db8:100::f000/128")
+POOL = ("198.51.100.220/24",)  # the lab's: no IPv6 pool (fleetbr.lab.dhcp)
 LEASE4, LEASE6 = "198.51.100.11/24", "2001:db8:100::b/128"
 DHCP_FILE = (
     "# fleetbr lab host hv02: eth0 configured by systemd-networkd.\n"

@@ -144,3 +144,15 @@ def holder_network(
     out += [(n, ls) for n, ls in parts if n == "IPv6AcceptRA"]
     kept = [r for r in holder.routes if r.protocol not in _LEARNT]
     return out + [("Route", nd._route_section(r)) for r in kept]
+
+
+def lease_words(bridges: tuple[TopoBridge, ...], facts: HostFacts) -> str | None:
+    """``BRIDGE=ADDRESS`` of every lease a DHCP bridge keeps (the apply waits for them)."""
+    words = [
+        f"{bridge.name}={lease.cidr.split('/')[0]}"
+        for bridge in bridges
+        if bridge.addresses == "dhcp"
+        for dev in dict.fromkeys((bridge.nic or "", bridge.name))
+        for lease in facts.topology.leases_of(dev)
+    ]
+    return " ".join(dict.fromkeys(words)) or None

@@ -242,6 +242,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "nic": first.port or first.name,
         "links": " ".join(dict.fromkeys(out.links)),
         "prior_links": " ".join(dict.fromkeys(out.prior)) or None,
+        "leases": dhcp.lease_words(topo.bridges, facts),
     }
     files = tuple(FileChange(p, c) for p, c in out.files.items())
     return BackendPlan("networkd", files, args, managers=tuple(dict.fromkeys(out.links)))
