@@ -66,24 +66,6 @@ def start(lab: Lab) -> None:
     run(["ip", "netns", "exec", lab.switch_netns, "dnsmasq", f"--conf-file={lab.dir / CONF}"])
 
 
-def pid(lab: Lab) -> int | None:
-    """dnsmasq's pid (None: not started)."""
-    try:
-        return int((lab.dir / PID).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def set_fixed(lab: Lab, lines: Sequence[str]) -> None:
-    """Replace the fixed leases (dhcp-hostsfile lines, :func:`host_line`) and make dnsmasq
-    re-read them (SIGHUP); leases it handed out stay in its lease file."""
-    (lab.dir / HOSTS).write_text("".join(f"{line}\n" for line in lines))
-    number = pid(lab)
-    if number is None:
-        raise LabError(f"no dnsmasq runs for the lab in {lab.dir}")
-    run(["kill", "-HUP", str(number)])
-
-
 def leased(host: LabHost, dev: str | None = None) -> list[str]:
     """The dynamic global addresses (DHCP leases) on ``dev`` (the NIC) of a distro host."""
     out = subprocess.run(
