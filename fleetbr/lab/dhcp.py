@@ -66,6 +66,40 @@ def start(lab: Lab) -> None:
     run(["ip", "netns", "exec", lab.switch_netns, "dnsmasq", f"--conf-file={lab.dir / CONF}"])
 
 
+def _reload(lab: Lab, text: str) -> None:
+    """Write the fixed leases and make dnsmasq re-read them (SIGHUP)."""
+    (lab.dir / HOSTS).write_text(text)
+    run(["kill", "-HUP", (lab.dir / PID).read_text().strip()])
+
+
+def client_id(lab: Lab, host: LabHost) -> str:
+    """The DHCPv4 client id the server recorded for ``host``'s MAC (dnsmasq.leases)."""
+    for line in (lab.dir / LEASES).read_text().splitlines():
+        words = line.split()
+        if len(words) == 5 and words[1] == host.mac:
+            return words[4]
+    raise LabError(f"{host.name}: no DHCPv4 lease for {host.mac} in {lab.dir / LEASES}")
+
+
+def key_by_client_id(lab: Lab, host: LabHost) -> None:
+    """Key ``host``'s fixed IPv4 lease by the client id it presented instead of its MAC (the
+    IPv6 one stays keyed by MAC): a client with the same identity on another MAC gets the same
+    IPv4 address and no IPv6 one."""
+    _reload(lab, by_client_id_text(lab, host, client_id(lab, host)))
+
+
+def by_client_id_text(lab: Lab, host: LabHost, cid: str) -> str:
+    """The fixed leases with ``host``'s IPv4 one keyed by client id ``cid``."""
+    lines = [line for line in hosts_text(lab.hosts).splitlines() if not line.startswith(host.mac)]
+    lines += [f"id:{cid},{host.ip4},{host.name}", f"{host.mac},[{host.ip6}],{host.name}"]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def key_by_mac(lab: Lab) -> None:
+    """Every fixed lease keyed by MAC again (as at ``lab up``)."""
+    _reload(lab, hosts_text(lab.hosts))
+
+
 def leased(host: LabHost, dev: str | None = None) -> list[str]:
     """The dynamic global addresses (DHCP leases) on ``dev`` (the NIC) of a distro host."""
     out = subprocess.run(

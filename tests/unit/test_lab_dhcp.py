@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleetbr.cli import main
-from fleetbr.errors import ValidationError
+from fleetbr.errors import LabError, ValidationError
 from fleetbr.lab import dhcp
 from fleetbr.lab.distro.provision import config_files
 from fleetbr.lab.model import load, plan, save
@@ -23,6 +23,26 @@ def test_fixed_leases_are_the_dhcp_hosts_usual_addresses_by_mac(tmp_path: Path) 
     lab = plan(tmp_path, 2, "eth0", "fbrdh")
     lab.hosts[0].mac, lab.hosts[0].dhcp = "02:fb:00:00:00:01", True
     assert dhcp.hosts_text(lab.hosts) == "02:fb:00:00:00:01,198.51.100.10,[2001:db8:100::a],hv01\n"
+
+
+def test_a_hosts_v4_lease_keyed_by_the_client_id_the_server_recorded(tmp_path: Path) -> None:
+    lab = plan(tmp_path, 2, "eth0", "fbrdh")
+    for index, host in enumerate(lab.hosts, start=1):
+        host.mac, host.dhcp = f"02:fb:00:00:00:{index:02x}", True
+    cid = "ff:8d:e4:ea:4a:00:02:00:00:ab:11:a9:6a"
+    (tmp_path / dhcp.LEASES).write_text(
+        f"1796559849 02:fb:00:00:00:01 198.51.100.10 hv01 {cid}\n"
+        "duid 00:01:00:01:32:a8:02:58:1e:f6:07:13:89:ad\n"
+        "1796559852 2380589642 2001:db8:100::a hv01 00:02:00:00:ab:11:a9:6a\n"
+    )
+    assert dhcp.client_id(lab, lab.hosts[0]) == cid
+    with pytest.raises(LabError, match="hv02: no DHCPv4 lease for 02:fb:00:00:00:02"):
+        dhcp.client_id(lab, lab.hosts[1])
+    assert dhcp.by_client_id_text(lab, lab.hosts[0], cid) == (
+        "02:fb:00:00:00:02,198.51.100.11,[2001:db8:100::b],hv02\n"
+        f"id:{cid},198.51.100.10,hv01\n"
+        "02:fb:00:00:00:01,[2001:db8:100::a],hv01\n"
+    )
 
 
 def test_dnsmasq_serves_only_lab_ranges_and_keeps_its_files_in_the_lab_dir(tmp_path: Path) -> None:

@@ -147,12 +147,15 @@ def holder_network(
 
 
 def lease_words(bridges: tuple[TopoBridge, ...], facts: HostFacts) -> str | None:
-    """``BRIDGE=ADDRESS`` of every lease a DHCP bridge keeps (the apply waits for them)."""
+    """``DEV=ADDRESS`` of every lease a DHCP bridge keeps, on the bridge (the apply waits for
+    them) and on its NIC (the rollback's re-apply waits for them there)."""
     words = [
-        f"{bridge.name}={lease.cidr.split('/')[0]}"
+        f"{holder}={lease.cidr.split('/')[0]}"
         for bridge in bridges
         if bridge.addresses == "dhcp"
         for dev in dict.fromkeys((bridge.nic or "", bridge.name))
         for lease in facts.topology.leases_of(dev)
+        for holder in (bridge.name, bridge.nic)
+        if holder
     ]
     return " ".join(dict.fromkeys(words)) or None

@@ -2,7 +2,9 @@
 switch's DHCP server (dnsmasq, fixed IPv4 and IPv6 leases by MAC: fleetbr.lab.dhcp): the bridge
 gets the very same leases and is confirmed; with a bridge MAC the server does not know, the
 bridge gets another address (networkd drops the one the runtime steps moved there), the host is
-unreachable on its own, and its dead-man timer rolls it back: the NIC gets its leases back."""
+unreachable on its own, and its dead-man timer rolls it back: the NIC gets its leases back; with
+only the IPv6 lease keyed by that MAC, the host stays reachable and the confirm finds the missing
+lease."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from fleetbr.lab import Lab, down
-from fleetbr.lab.dhcp import LOG, leased, log_tail, wait_leases
+from fleetbr.lab.dhcp import LOG, key_by_client_id, key_by_mac, leased, log_tail, wait_leases
 from fleetbr.lab.distro import reset_host, up
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.helpers import fleetbr, sh
@@ -90,3 +92,23 @@ def test_another_address_on_the_bridge_is_rolled_back_and_the_nic_gets_its_lease
     assert acks and all(a.startswith("198.51.100.2") and a != host.ip4 for a in acks), log[-20:]
     assert plain(wait_leases(host)) == plain(before)
     assert "br0" not in sh(dhcp_lab, HOST, "ip -o link show")
+
+
+def test_a_bridge_without_the_nics_v6_lease_fails_the_confirm_and_is_rolled_back(
+    dhcp_lab: Lab, tmp_path: Path
+) -> None:
+    """The server keys the IPv4 lease by the client id the bridge keeps, the IPv6 one by the MAC
+    the task changes: the bridge keeps its IPv4 address (the host stays reachable) but gets no
+    IPv6 lease, which the confirm finds; the rollback gives the NIC both leases back."""
+    host = reset_host(dhcp_lab, HOST)
+    before = wait_leases(host)
+    key_by_client_id(dhcp_lab, host)
+    try:
+        code, status, message = apply(dhcp_lab, task(tmp_path, mac="02:aa:00:00:00:01"))
+        assert status == "rolled_back", f"{code} {status} {message}\n{log_tail(dhcp_lab)}"
+        assert f"br0 does not hold the DHCP lease {host.ip6}/128 (its leases: {host.addr4})" in (
+            message
+        )
+        assert plain(wait_leases(host)) == plain(before)
+    finally:
+        key_by_mac(dhcp_lab)
