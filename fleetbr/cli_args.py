@@ -182,6 +182,11 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--guests", type=int, default=0,
         help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
     )  # fmt: skip
+    up.add_argument(
+        "--dhcp", action="store_true",
+        help="with --distro (networkd hosts): a DHCP server on the switch gives each NIC its "
+        "addresses as fixed leases (docs/lab.md, DHCP)",
+    )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro or VM lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")
     reboot.add_argument("--hard", action="store_true", help="a power cut: no clean shutdown")

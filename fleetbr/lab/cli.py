@@ -93,6 +93,8 @@ def _lab_up(args: argparse.Namespace) -> Lab:
             raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
         if args.guests:
             raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
+        if args.dhcp:
+            raise UsageError("lab up: --dhcp needs --distro (its clients are distro hosts)")
         return lab.up(args.dir.resolve(), hosts=hosts, nic=args.nic)
     from fleetbr.lab import distro
 
@@ -104,12 +106,15 @@ def _lab_up(args: argparse.Namespace) -> Lab:
         distro=args.distro,
         nic=args.nic,
         guests=args.guests,
+        dhcp_hosts=args.dhcp,
     )
 
 
 def _lab_up_vm(args: argparse.Namespace) -> Lab:
     if args.guests:
         raise UsageError("lab up: --guests needs --distro without --vm")
+    if args.dhcp:
+        raise UsageError("lab up: --dhcp needs --distro without --vm")
     if args.nic != "eth0":
         raise UsageError("lab up: --vm hosts name their NICs eth0, eth1, ... (no --nic)")
     from fleetbr.lab import vm
