@@ -61,7 +61,9 @@ def sigkill_controller(lab: Lab, host: str, task: Path) -> str:
     code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, "status")
     txid = txid_of(lab, host)
     assert code == 0 and "rolled_back reason=timer" in doc[host]["message"], (
-        doc[host]["message"], err, sh(lab, host, f"tail -n 30 /var/lib/fleetbr/tx/{txid}/apply.log")
+        doc[host]["message"],
+        err,
+        sh(lab, host, f"tail -n 30 /var/lib/fleetbr/tx/{txid}/apply.log"),
     )
     return txid
 
