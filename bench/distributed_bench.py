@@ -14,6 +14,8 @@ processes (the controller, or the coordinator plus both workers' process trees, 
 children included), from ``os.wait4`` and ``/proc/PID/stat``; CPU of redis-server and
 PostgreSQL (reported, not in the ratio); broker commands (redis ``INFO commandstats``), the
 history's row writes (``pg_stat_user_tables``), rows kept and database growth per host.
+``--profile``: then the coordinator under cProfile, and one site's chunk run in this process
+under cProfile (:mod:`bench.distributed_profile`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from bench.distributed_figures import (
     trees_cpu,
     verdict,
 )
+from bench.distributed_profile import profile_chunk, profile_coordinator
 from bench.scale_bench import _confirmed, apply_task, measure
 from fleetbr import lab
 from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV
@@ -176,7 +179,9 @@ class Meters:
             size = _scalar(db, "SELECT pg_database_size(current_database())")
             run = _scalar(db, "SELECT coalesce(max(id), 0) FROM runs")
             rows = _scalar(db, "SELECT count(*) FROM host_results WHERE run_id = %s", run)
-        return {"calls": calls, "writes": writes, "size": size, "rows": rows,
+            kept = _scalar(db, "SELECT coalesce(sum(pg_column_size(h.*)), 0) FROM host_results h"
+                           " WHERE run_id = %s", run)  # fmt: skip
+        return {"calls": calls, "writes": writes, "size": size, "rows": rows, "kept": kept,
                 "cpu": trees_cpu(self.roots, read_stats())}  # fmt: skip
 
     def settled(self, before_writes: int) -> dict[str, Any]:
@@ -214,7 +219,7 @@ def run_side(name: str, argv: list[str], hosts: int, meters: Meters) -> Sample:
     calls.pop("info", None)  # the bench's own readings
     return Sample(run.wall, {own: run.cpu, **cpu}, sum(calls.values()),
                   after["writes"] - before["writes"], after["rows"],
-                  after["size"] - before["size"], calls)  # fmt: skip
+                  after["kept"], after["size"] - before["size"], calls)  # fmt: skip
 
 
 def show(name: str, sample: Sample) -> None:
@@ -222,8 +227,9 @@ def show(name: str, sample: Sample) -> None:
     cpu = ", ".join(f"{k} {v:.2f}s" for k, v in sample.cpu.items())
     top = ", ".join(f"{k} {v}" for k, v in sorted(sample.calls.items(), key=lambda i: -i[1])[:6])
     print(f"  {name:11} {sample.wall:7.2f}s wall; CPU {cpu}; broker {sample.broker_calls} "
-          f"({top}); row writes {sample.row_writes}; rows {sample.rows}; "
-          f"DB +{sample.db_bytes / 1024:.0f} KB", file=sys.stderr)  # fmt: skip
+          f"({top}); row writes {sample.row_writes}; rows {sample.rows}, "
+          f"{sample.row_bytes / 1024:.0f} KB; DB +{sample.db_bytes / 1024:.0f} KB",
+          file=sys.stderr)  # fmt: skip
 
 
 def rounds(built: lab.Lab, args: argparse.Namespace, tmp: Path) -> dict[str, list[Sample]]:
@@ -244,10 +250,27 @@ def rounds(built: lab.Lab, args: argparse.Namespace, tmp: Path) -> dict[str, lis
                 order = list(sides) if index % 2 == 0 else list(reversed(list(sides)))
                 for name in order:
                     _one(name, sides[name], built, meters, samples[name])
+            if args.profile:
+                _profile(sides[DISTRIBUTED], built, invs, found.history, task, args.forks)
         finally:
             for worker in workers:
                 worker.stop()
     return samples
+
+
+def _profile(
+    coordinator: list[str],
+    built: lab.Lab,
+    invs: dict[str, Path],
+    history: str,
+    task: str,
+    forks: int,
+) -> None:
+    """The coordinator, then one site's chunk in this process, under cProfile."""
+    profile_coordinator(coordinator)
+    reset_all(built)
+    profile_chunk(SITES[0], invs[SITES[0]], history, Path(task), forks)
+    reset_all(built)
 
 
 def _one(name: str, argv: list[str], built: lab.Lab, meters: Meters, into: list[Sample]) -> None:
@@ -270,6 +293,7 @@ def main() -> int:
     args.add_argument("--hosts", type=int, default=200, help="lab hosts (default 200)")
     args.add_argument("--rounds", type=int, default=2, help="rounds (default 2)")
     args.add_argument("--forks", type=int, default=50, help="apply -f (default 50)")
+    args.add_argument("--profile", action="store_true", help="then cProfile both sides' parts")
     args.add_argument("--prefix", default="fbrd", help="lab namespace prefix (default fbrd)")
     opts = args.parse_args()
     if opts.hosts < 2 or opts.rounds < 1 or opts.forks < 1:

@@ -103,13 +103,15 @@ def calls_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str
 class Sample:
     """One side's run: wall s; CPU s per process group (``fleetbr``: the controller, or the
     coordinator and the workers; ``services``: redis-server and PostgreSQL); broker commands;
-    the history's row writes (inserts, updates, deletes), rows kept and bytes grown."""
+    the history's row writes (inserts, updates, deletes), rows kept, their bytes, and the bytes
+    the database grew by (whole pages, dead row versions included)."""
 
     wall: float
     cpu: Mapping[str, float]
     broker_calls: int
     row_writes: int
     rows: int
+    row_bytes: int
     db_bytes: int
     calls: Mapping[str, int] = field(default_factory=dict)
 
@@ -130,9 +132,10 @@ COLUMNS = (
     ("broker cmds/host", "broker_calls", 1.0, "{:.2f}"),
     ("row writes/host", "row_writes", 1.0, "{:.2f}"),
     ("rows/host", "rows", 1.0, "{:.2f}"),
+    ("row KB/host", "row_bytes", 1 / 1024, "{:.2f}"),
     ("DB KB/host", "db_bytes", 1 / 1024, "{:.1f}"),
 )
-PER_HOST = {"CPU/host ms", "broker cmds/host", "row writes/host", "rows/host", "DB KB/host"}
+PER_HOST = {title for title, *_ in COLUMNS if "/host" in title}
 
 
 def table(hosts: int, sides: Mapping[str, Sequence[Sample]]) -> list[str]:

@@ -83,7 +83,7 @@ def sample(wall: float, controller: float, workers: float = 0.0, **counts: int) 
     if workers:
         cpu = {"coordinator": controller, "workers": workers, "services": 9.0}
     return Sample(wall, cpu, counts.get("calls", 0), counts.get("writes", 0),
-                  counts.get("rows", 0), counts.get("size", 0))  # fmt: skip
+                  counts.get("rows", 0), counts.get("kept", 0), counts.get("size", 0))  # fmt: skip
 
 
 def test_fleetbr_cpu_is_the_controller_or_coordinator_plus_workers_never_the_services() -> None:
@@ -95,12 +95,13 @@ def test_the_table_gives_medians_per_host_and_the_ratios() -> None:
     sides = {
         LOCAL: [sample(10.0, 4.0, rows=10, writes=30), sample(12.0, 6.0, rows=10, writes=30),
                 sample(30.0, 5.0, rows=10, writes=30)],
-        DISTRIBUTED: [sample(11.0, 1.0, 4.5, calls=20, rows=10, writes=50, size=10240)],
+        DISTRIBUTED: [sample(11.0, 1.0, 4.5, calls=20, rows=10, writes=50, kept=5120, size=10240)],
     }  # fmt: skip
     lines = table(10, sides)
     assert lines[0].startswith("| side | runs | wall s | CPU s | CPU/host ms |")
-    assert lines[2] == "| local | 3 | 12.00 | 5.00 | 500.0 | 0.00 | 3.00 | 1.00 | 0.0 |"
-    assert lines[3] == "| distributed | 1 | 11.00 | 5.50 | 550.0 | 2.00 | 5.00 | 1.00 | 1.0 |"
+    assert lines[2] == "| local | 3 | 12.00 | 5.00 | 500.0 | 0.00 | 3.00 | 1.00 | 0.00 | 0.0 |"
+    distributed = "| distributed | 1 | 11.00 | 5.50 | 550.0 | 2.00 | 5.00 | 1.00 | 0.50 | 1.0 |"
+    assert lines[3] == distributed
     found = ratios(sides)
     assert found == pytest.approx((11.0 / 12.0, 5.5 / 5.0))
     assert verdict(found) == "distributed/local: wall 0.92x, CPU 1.10x (goal <= 1.15x: met)"
