@@ -255,6 +255,8 @@ def rounds(built: lab.Lab, args: argparse.Namespace, tmp: Path) -> dict[str, lis
         finally:
             for worker in workers:
                 worker.stop()
+                lines = len(worker.log.read_text(errors="replace").splitlines())
+                print(f"worker {worker.site}: {lines} log lines", file=sys.stderr)
     return samples
 
 
