@@ -46,6 +46,7 @@ from bench.distributed_figures import (
     Sample,
     calls_delta,
     command_calls,
+    not_confirmed,
     ratios,
     read_stats,
     table,
@@ -53,7 +54,7 @@ from bench.distributed_figures import (
     verdict,
 )
 from bench.distributed_profile import profile_chunk, profile_coordinator
-from bench.scale_bench import _confirmed, apply_task, measure
+from bench.scale_bench import apply_task
 from fleetbr import lab
 from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV
 from tests import pgserver
@@ -197,20 +198,48 @@ class Meters:
         return last
 
 
+@dataclass(frozen=True)
+class Child:
+    """One child process: wall s, CPU s (``os.wait4``: that child alone), exit code, output."""
+
+    wall: float
+    cpu: float
+    code: int
+    stdout: str
+    stderr: str
+
+
+def timed_child(argv: list[str]) -> Child:
+    """Run ``argv`` from the repo root and account for it alone (a failure is returned)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=err, env=_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return Child(wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status),
+                     out.read(), err.read())  # fmt: skip
+
+
 def _scalar(db: psycopg.Connection[Any], sql: str, *args: object) -> int:
     row = db.execute(sql, args or None).fetchone()
     return int(row[0]) if row else 0
 
 
 def run_side(name: str, argv: list[str], hosts: int, meters: Meters) -> Sample:
-    """One timed run of a side with every reading around it; RuntimeError if a host is not
-    confirmed."""
+    """One timed run of a side with every reading around it; RuntimeError naming the hosts
+    that were not confirmed."""
     before = meters.read()
-    run = measure(argv)
+    run = timed_child(argv)
     after = meters.settled(before["writes"])
-    confirmed = sum(1 for r in json.loads(run.stdout).values() if _confirmed(r))
-    if confirmed != hosts:
-        raise RuntimeError(f"{name}: {confirmed}/{hosts} hosts confirmed")
+    try:
+        document = json.loads(run.stdout)
+    except ValueError:
+        raise RuntimeError(f"{name}: exit {run.code}, no JSON: {run.stderr[-400:]}") from None
+    missed = not_confirmed(document, hosts)
+    if missed:
+        raise RuntimeError(f"{name}: exit {run.code}: " + "; ".join(missed))
     cpu = {g: after["cpu"][g] - before["cpu"][g] for g in before["cpu"]}
     own = "controller" if name == LOCAL else "coordinator"
     if name == LOCAL:

@@ -99,6 +99,22 @@ def calls_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str
     return {name: count for name, count in delta.items() if count > 0}
 
 
+def not_confirmed(document: object, hosts: int, shown: int = 3) -> list[str]:
+    """What is wrong with an apply's ``--json`` document that should have ``hosts`` hosts, all
+    ``confirmed``: the first ``shown`` other hosts (name, status, message), and a missing count."""
+    if not isinstance(document, Mapping):
+        return ["the output is not a JSON object of hosts"]
+    wrong = []
+    for name, result in document.items():
+        found = result if isinstance(result, Mapping) else {"status": result}
+        if found.get("status") != "confirmed":
+            wrong.append(f"{name}: {found.get('status')}: {str(found.get('message', ''))[:120]}")
+    shortened = wrong[:shown] + ([f"and {len(wrong) - shown} more"] if len(wrong) > shown else [])
+    if len(document) != hosts:
+        shortened.append(f"{len(document)} hosts in the output, {hosts} expected")
+    return shortened
+
+
 @dataclass(frozen=True)
 class Sample:
     """One side's run: wall s; CPU s per process group (``fleetbr``: the controller, or the
@@ -169,4 +185,4 @@ def verdict(found: tuple[float, float] | None) -> str:
         return "ratios: n/a (a side has no successful run)"
     wall, cpu = found
     met = "met" if max(wall, cpu) <= GOAL else "NOT met"
-    return f"distributed/local: wall {wall:.2f}x, CPU {cpu:.2f}x (goal <= {GOAL}x: {met})"
+    return f"distributed/local: wall {wall:.3f}x, CPU {cpu:.3f}x (goal <= {GOAL}x: {met})"

@@ -15,6 +15,7 @@ from bench.distributed_figures import (
     Sample,
     calls_delta,
     command_calls,
+    not_confirmed,
     parse_stat,
     ratios,
     read_stats,
@@ -104,11 +105,24 @@ def test_the_table_gives_medians_per_host_and_the_ratios() -> None:
     assert lines[3] == distributed
     found = ratios(sides)
     assert found == pytest.approx((11.0 / 12.0, 5.5 / 5.0))
-    assert verdict(found) == "distributed/local: wall 0.92x, CPU 1.10x (goal <= 1.15x: met)"
-    assert verdict((1.2, 1.0)).endswith("NOT met)")
+    assert verdict(found) == "distributed/local: wall 0.917x, CPU 1.100x (goal <= 1.15x: met)"
+    assert verdict((1.0, 1.152)).endswith("CPU 1.152x (goal <= 1.15x: NOT met)")
 
 
 def test_without_both_sides_there_is_no_ratio() -> None:
     assert ratios({LOCAL: [sample(1.0, 1.0)], DISTRIBUTED: []}) is None
     assert verdict(None).startswith("ratios: n/a")
     assert len(table(1, {LOCAL: [], DISTRIBUTED: []})) == 2
+
+
+def test_not_confirmed_names_the_first_hosts_that_were_not() -> None:
+    ok = {"status": "confirmed", "message": "confirmed tx"}
+    document = {"hv1": ok, "hv2": {"status": "rolled_back", "message": "cut off"},
+                "hv3": {"status": "failed", "message": "x" * 500}, "hv4": "odd",
+                "hv5": {"status": "skipped"}}  # fmt: skip
+    found = not_confirmed(document, 5)
+    assert found[:2] == ["hv2: rolled_back: cut off", f"hv3: failed: {'x' * 120}"]
+    assert found[2].startswith("hv4: ") and found[3] == "and 1 more"
+    assert not_confirmed({"hv1": ok}, 1) == []
+    assert not_confirmed({"hv1": ok}, 2) == ["1 hosts in the output, 2 expected"]
+    assert not_confirmed([], 1) == ["the output is not a JSON object of hosts"]
