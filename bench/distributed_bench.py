@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def inventories(built: lab.Lab, tmp: Path) -> dict[str, Path]:
     made = {}
     for label in ("all", *SITES):
         dest = tmp / f"inventory-{label}"
-        subprocess.run(["cp", "-a", str(built.inventory_dir), str(dest)], check=True)
+        shutil.copytree(built.inventory_dir, dest, symlinks=True)
         mine = {n: h for n, h in hosts.items() if label in ("all", site_of[n])}
         (dest / "hosts.yaml").write_text(yaml.safe_dump(mine))
         made[label] = dest
