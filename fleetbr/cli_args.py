@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--distro", action="store_true",
         help="one real systemd host per network backend, persist: auto, one rebooted after confirm",
     )  # fmt: skip
+    demo.add_argument(
+        "--sites", type=_positive_int, metavar="N",
+        help="split the lab into N sites: redis-server, PostgreSQL, a worker per site and the "
+        "coordinator (docs/scale.md)",
+    )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
     demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
     demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))
@@ -176,6 +181,11 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     up.add_argument(
         "--guests", type=int, default=0,
         help="with --distro: N tiny libvirt guests per host + one defined only (docs/guests.md)",
+    )  # fmt: skip
+    up.add_argument(
+        "--dhcp", action="store_true",
+        help="with --distro (networkd hosts): a DHCP server on the switch gives each NIC its "
+        "addresses as fixed leases (docs/lab.md, DHCP)",
     )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro or VM lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")

@@ -29,6 +29,11 @@ class Interruption:
         """Ctrl-C was pressed: no new host may start or arm."""
         return self.count > 0
 
+    @property
+    def reason(self) -> str:
+        """Why no new host may start (the skipped hosts' reports say it)."""
+        return "interrupted (Ctrl-C)"
+
     def __call__(self) -> None:
         """The SIGINT handler (called on the event loop)."""
         self.count += 1

@@ -36,6 +36,16 @@ INTERRUPTED = "not attempted: interrupted (Ctrl-C)"
 NOT_ARMED = "interrupted (Ctrl-C) before arming: staged only, nothing changed"
 
 
+def not_attempted(interrupt: Interruption) -> str:
+    """A host that did not start after ``interrupt`` (Ctrl-C: :data:`INTERRUPTED`)."""
+    return f"not attempted: {interrupt.reason}"
+
+
+def not_armed(interrupt: Interruption) -> str:
+    """A host staged, not armed, after ``interrupt`` (Ctrl-C: :data:`NOT_ARMED`)."""
+    return f"{interrupt.reason} before arming: staged only, nothing changed"
+
+
 class _NotArmed(Exception):
     """Raised from the arm hook after Ctrl-C: the transaction stops before its arm is sent."""
 
@@ -60,7 +70,7 @@ class _Run:
         change = self.changes[spec.name]
         async with self.pacer.slot():
             if self.interrupt.requested:
-                return HostResult(spec.name, Status.SKIPPED, INTERRUPTED)
+                return HostResult(spec.name, Status.SKIPPED, not_attempted(self.interrupt))
             self.observer.started(spec.name)
             began, armed_at = time.monotonic(), 0.0
 
@@ -78,7 +88,7 @@ class _Run:
                 result = await run_transaction(spec, change, on_armed=on_armed,
                                                on_staged=on_staged)  # fmt: skip
             except _NotArmed:
-                return HostResult(spec.name, Status.SKIPPED, NOT_ARMED)
+                return HostResult(spec.name, Status.SKIPPED, not_armed(self.interrupt))
             self.pacer.decided(spec.name, confirmed=result.status == Status.CONFIRMED)
             ended = time.monotonic()
             phases = {"prepare": (armed_at or ended) - began}  # connect, facts, plan, stage
@@ -151,7 +161,7 @@ async def rollout_changes(
             for index, batch in enumerate(planned):
                 todo = [spec for spec in batch if spec.name not in run.results]
                 if run.interrupt.requested and not stop_reason:
-                    stop_reason = INTERRUPTED
+                    stop_reason = not_attempted(run.interrupt)
                 if stop_reason:
                     for spec in todo:
                         run.settle(HostResult(spec.name, Status.SKIPPED, stop_reason))

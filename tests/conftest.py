@@ -13,7 +13,11 @@ import pytest
 
 from tests import shard
 from tests.isolation import EXPECT_ENV, isolation_expected, isolation_problem
-from tests.pgserver import pg_server, pg_url  # noqa: F401 (fixtures: a throw-away PostgreSQL)
+from tests.pgserver import (  # noqa: F401 (fixtures: a throw-away PostgreSQL)
+    own_pg_server,
+    pg_server,
+    pg_url,
+)
 from tests.redisserver import redis_server  # noqa: F401 (fixture: a throw-away redis-server)
 
 _HISTORY_DIR = tempfile.mkdtemp(prefix="fleetbr-test-history-")

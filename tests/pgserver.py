@@ -59,6 +59,23 @@ class PgServer:
     folder: Path
     port: int
     password: str
+    binaries: Path = Path("/usr/lib/postgresql/15/bin")
+
+    def halt(self) -> None:
+        """Stop the server (fast: its connections are cut); the data stays for :meth:`resume`."""
+        _as_postgres(str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
+                     "-w", "stop")  # fmt: skip
+
+    def running(self) -> bool:
+        """The server runs (``pg_ctl status``)."""
+        done = subprocess.run(["runuser", "-u", USER, "--", str(self.binaries / "pg_ctl"), "-D",
+                               str(self.folder / "data"), "status"], capture_output=True,
+                              check=False, timeout=60)  # fmt: skip
+        return done.returncode == 0
+
+    def resume(self) -> None:
+        """Start the stopped server again, on the same port and data."""
+        _pg_start(self.binaries, self.folder, self.port)
 
     def url(self, database: str = "postgres", *, password: str | None = None) -> str:
         """A ``postgresql://`` URL over TCP with the password in it."""
@@ -89,10 +106,14 @@ def start(binaries: Path) -> PgServer:
                  "--auth-local=trust", "--auth-host=scram-sha-256",
                  f"--pwfile={pwfile}")  # fmt: skip
     pwfile.unlink()
+    _pg_start(binaries, folder, port)
+    return PgServer(folder, port, password, binaries)
+
+
+def _pg_start(binaries: Path, folder: Path, port: int) -> None:
     options = f"-k {folder} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off"
     _as_postgres(str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-o", options,
                  "-l", str(folder / "log"), "-w", "-t", "60", "start")  # fmt: skip
-    return PgServer(folder, port, password)
 
 
 def stop(binaries: Path, server: PgServer) -> None:
@@ -107,6 +128,16 @@ def stop(binaries: Path, server: PgServer) -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """The session's PostgreSQL server (started on first use)."""
+    yield from _served()
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A server of one test's own (it may stop it: :meth:`PgServer.halt`)."""
+    yield from _served()
+
+
+def _served() -> Iterator[PgServer]:
     binaries = _binaries()
     problem = isolation_problem()
     if problem is None and binaries is None:

@@ -26,8 +26,11 @@ def make_app(settings: Settings) -> Celery:
     # an unacknowledged chunk of a lost worker goes back to the queue once visibility_timeout
     # has passed: sweep for such chunks often enough to notice (kombu's default: ~100 s)
     sweep = max(1.0, min(10.0, settings.visibility_timeout / 4))
+    # the sweep takes a Redis lock that expires after unacked_mutex_expire (kombu: 300 s): a
+    # worker SIGKILLed while it held it would hold every other worker's sweep back that long
     transport = {"visibility_timeout": settings.visibility_timeout,
-                 "unacked_restore_interval": sweep, "unacked_restore_throttle": 1}  # fmt: skip
+                 "unacked_restore_interval": sweep, "unacked_restore_throttle": 1,
+                 "unacked_mutex_expire": max(5, round(3 * sweep))}  # fmt: skip
     app.conf.update(
         broker_url=settings.broker, result_backend=settings.broker,
         task_serializer="json", result_serializer="json", accept_content=["json"],

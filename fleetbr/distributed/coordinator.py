@@ -33,7 +33,7 @@ from fleetbr.distributed.message import (
 from fleetbr.distributed.record import identity
 from fleetbr.errors import UsageError
 from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
-from fleetbr.history.store import HostRow
+from fleetbr.history.store import HistoryError, HostRow
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver
@@ -54,6 +54,7 @@ COMMANDS = frozenset({"apply", "check"})
 POLL = 0.5  # seconds between looks at a chunk's state
 CHUNK_GRACE = 600.0  # seconds beyond start wait and redeliveries a started chunk may take
 RUN_ID_WAIT = 30.0  # seconds to wait for the history to take the run before sending anything
+NO_HISTORY = "not started: the run history cannot be written"
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})  # celery.states.READY_STATES
 
 
@@ -140,9 +141,14 @@ class CeleryRunner:
         if work is None or command != work.command:
             raise UsageError(f"{command}: not something the celery executor runs")
         run_id = await _run_id(work.recorder)
+        work.recorder.consequence = history_lost(run_id)
         for spec in hosts:
             work.observer.started(spec.name)
         await asyncio.to_thread(work.recorder.flush, RUN_ID_WAIT)
+        if work.recorder.failed:  # a host must not start unless its rows can be written
+            return _report(work, hosts, {s.name: HostResult(s.name, Status.SKIPPED, NO_HISTORY,
+                                                            {"site": s.data.get("site")})
+                                         for s in hosts})  # fmt: skip
         start_by = time.time() + self.settings.start_wait
         waits = [self._one_site(work, Chunk(run_id, command, site, tuple(s.name for s in specs),
                                             work.change, max(work.batch, 0), start_by, forks))
@@ -150,12 +156,7 @@ class CeleryRunner:
         found: dict[str, HostResult] = {}
         for part in await asyncio.gather(*waits):
             found.update(part)
-        aggregated = AggregatedResult(command)
-        for spec in hosts:  # the final row carries the txid (the worker recorded it first)
-            result = found[spec.name]
-            work.observer.finished(result)
-            aggregated.add(result)
-        return aggregated
+        return _report(work, hosts, found)
 
     @property
     def app(self) -> Celery:
@@ -168,6 +169,23 @@ class CeleryRunner:
         sent = await asyncio.to_thread(self.app.send_task, CHUNK_TASK, args=[chunk.to_json()],
                                        queue=queue_of(chunk.site))  # fmt: skip
         return await _Waiter(self, work, chunk, sent).results()
+
+
+def history_lost(run_id: int) -> str:
+    """What the coordinator's one warning line says when the history cannot be written."""
+    return (f"no new host starts; hosts already armed finish on their site workers (confirm or "
+            f"rollback); once it is back, `fleetbr apply --resume {run_id}` finishes the "
+            "run")  # fmt: skip
+
+
+def _report(work: _Work, hosts: Sequence[HostSpec], found: dict[str, HostResult]
+            ) -> AggregatedResult:  # fmt: skip
+    aggregated = AggregatedResult(work.command)
+    for spec in hosts:  # the final row carries the txid (the worker recorded it first)
+        result = found[spec.name]
+        work.observer.finished(result)
+        aggregated.add(result)
+    return aggregated
 
 
 class _BatchIndex:
@@ -247,7 +265,10 @@ class _Waiter:
                f"no worker of site {self.chunk.site} started it within "
                f"{self.runner.settings.start_wait:g} s")  # fmt: skip
         message, me = f"not started: {why}", identity()
-        store = open_store(self.work.location)
+        try:
+            store = open_store(self.work.location)
+        except HistoryError as exc:
+            return self._not_recorded(exc)
         try:
             mine = [h for h in self.chunk.hosts if store.claim_host(self.chunk.run_id, h, me)]
             if len(mine) < len(self.chunk.hosts):
@@ -255,10 +276,21 @@ class _Waiter:
                     row = HostRow(host, Status.SKIPPED, message, ended=time.time(), worker=me)
                     store.put_host(self.chunk.run_id, row)
                 return None
+        except HistoryError as exc:
+            return self._not_recorded(exc)
         finally:
             store.close()
         self.sent.revoke()
         return self._all(Status.SKIPPED, message)
+
+    def _not_recorded(self, exc: HistoryError) -> dict[str, HostResult] | None:
+        """The hosts cannot be claimed: a chunk past its start deadline is never started by a
+        worker (it checks), so it is given up; else (Ctrl-C) it is waited for until then."""
+        if time.time() <= self.chunk.start_by:
+            self.gave_up = False
+            return None
+        self.sent.revoke()
+        return self._all(Status.SKIPPED, f"{NO_HISTORY} ({exc})")
 
     def _all(self, status: Status, message: str) -> dict[str, HostResult]:
         return {h: HostResult(h, status, message, {"site": self.chunk.site})
@@ -277,6 +309,9 @@ class _Waiter:
                 Status.REFUSED if refused else Status.FAILED,
                 f"site {self.chunk.site}: {refused or 'an incomplete result'}",
             )
+        worker = value.get("worker") if isinstance(value, dict) else None
         for result in found.values():
             result.data.setdefault("site", self.chunk.site)
+            if isinstance(worker, str):  # the worker that ran the chunk (a host's row may name
+                result.data.setdefault("worker", worker)  # another: a lost one's taker)
         return found

@@ -26,17 +26,20 @@ from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunR
 from fleetbr.distributed.config import Settings
 from fleetbr.distributed.message import BadMessage, Chunk, parse, result_to_json
 from fleetbr.distributed.record import WorkerRecorder, holder_alive, identity
+from fleetbr.distributed.takeover import resolve_lost
 from fleetbr.errors import FleetbrError
 from fleetbr.history.location import HistoryLocation, open_store
 from fleetbr.history.store import STARTED, HistoryError, HistoryStore, HostRow, RunState
+from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult, Status
-from fleetbr.resume import resolve_host
 from fleetbr.rollout import rollout_changes
+from fleetbr.transaction.change import Change
 
 log = logging.getLogger(__name__)
 POLL = 0.5  # seconds between reads of a host row another worker holds
+NO_HISTORY = "not started: the run history cannot be written"
 
 
 @dataclass(frozen=True)
@@ -145,21 +148,51 @@ async def _apply(
     except FleetbrError as exc:
         return {s.name: HostResult(s.name, Status.FAILED, str(exc)) for s in specs}
     me = identity()
-    claimed, taken = await asyncio.to_thread(_claim, context.history, chunk.run_id, specs, me)
+    try:
+        claimed, taken = await asyncio.to_thread(_claim, context.history, chunk.run_id, specs, me)
+    except HistoryError as exc:  # a claim whose answer was lost may have been taken: stage none
+        log.warning("run %d: no host started: the run history cannot be written (%s)",
+                    chunk.run_id, plain(str(exc)))  # fmt: skip
+        return {s.name: HostResult(s.name, Status.SKIPPED, f"{NO_HISTORY} ({exc})")
+                for s in specs}  # fmt: skip
     if taken:
         log.warning("run %d: %s already taken in this run (%s delivery): resolved, not staged "
                     "again", chunk.run_id, ", ".join(s.name for s in taken),
                     "a repeated" if redelivered else "another")  # fmt: skip
     recorder = WorkerRecorder(context.history, chunk.run_id, me, chunk.batch)
+    recorder.consequence = ("this worker starts no new host of the chunk; hosts already armed "
+                            "finish (confirm or rollback)")  # fmt: skip
     try:
-        applied = rollout_changes(claimed, changes, forks=chunk.forks, observer=recorder)
-        waits = asyncio.gather(*(_taken(context, chunk, spec, recorder) for spec in taken))
+        applied = rollout_changes(claimed, changes, forks=chunk.forks, observer=recorder,
+                                  interrupt=HistoryDown(recorder))  # fmt: skip
+        waits = asyncio.gather(*(_taken(context, chunk, spec, changes[spec.name], recorder)
+                                 for spec in taken))  # fmt: skip
         first, rest = await asyncio.gather(applied, waits)
     finally:
         await asyncio.to_thread(recorder.close)
     done = dict(first.results)
     done.update({result.host: result for result in rest})
     return done
+
+
+class HistoryDown(Interruption):
+    """Stops the chunk's new hosts (not yet started, or staged and not armed) once its rows
+    cannot be written: a host armed then would leave no txid for ``--resume`` to resolve.
+    Hosts already armed finish their transaction."""
+
+    def __init__(self, recorder: WorkerRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    @property
+    def requested(self) -> bool:
+        """Ctrl-C, or the history failed."""
+        return self.count > 0 or self.recorder.failed
+
+    @property
+    def reason(self) -> str:
+        """Why hosts stop starting."""
+        return "the run history cannot be written" if self.recorder.failed else super().reason
 
 
 def _claim(
@@ -177,20 +210,27 @@ def _claim(
 
 
 async def _taken(
-    context: WorkerContext, chunk: Chunk, spec: HostSpec, recorder: WorkerRecorder
-) -> HostResult:
+    context: WorkerContext, chunk: Chunk, spec: HostSpec, change: Change,
+    recorder: WorkerRecorder,
+) -> HostResult:  # fmt: skip
     """A host another delivery holds: its result once that holder decides it; if the holder is
-    gone, what the host's own state says (never staged again)."""
+    gone, what the host's own state says (never staged again; :mod:`.takeover`)."""
     deadline = time.monotonic() + context.settings.visibility_timeout
     while True:
-        row = await asyncio.to_thread(_row, context.history, chunk.run_id, spec.name)
+        try:
+            row = await asyncio.to_thread(_row, context.history, chunk.run_id, spec.name)
+        except HistoryError:  # a read, safe to repeat: the history may come back in time
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(POLL)
+            continue
         if row is not None and row.status is not STARTED:
             return _from_row(row)
         holder = None if row is None else row.worker
         if holder_alive(holder) is False or time.monotonic() > deadline:
             break
         await asyncio.sleep(POLL)
-    result = await _resolve(spec, row, chunk.run_id, holder)
+    result = await _resolve(spec, change, row, chunk.run_id, holder)
     recorder.finished(result)
     return result
 
@@ -210,7 +250,7 @@ def _from_row(row: HostRow) -> HostResult:
 
 
 async def _resolve(
-    spec: HostSpec, row: HostRow | None, run_id: int, holder: str | None
+    spec: HostSpec, change: Change, row: HostRow | None, run_id: int, holder: str | None
 ) -> HostResult:
     lost = f"worker {holder} was lost"
     data: dict[str, Any] = {"resolved_after": holder}
@@ -220,9 +260,11 @@ async def _resolve(
                           "not staged again (one it armed rolls back by its own timer)",
                           data)  # fmt: skip
     data["txid"] = txid
-    resolution = await resolve_host(spec, txid, run_id)
+    resolution = await resolve_lost(spec, change, txid, run_id)
     if resolution.final is not None:
-        resolution.final.data.update(data)
-        return resolution.final
+        final = resolution.final
+        final.data.update(data)
+        final.message = f"{lost}: {final.message}; not staged again"
+        return final
     status = Status.ROLLED_BACK if resolution.verdict is not None else Status.SKIPPED
     return HostResult(spec.name, status, f"{lost}: {resolution.note}; not staged again", data)

@@ -52,6 +52,7 @@ Op = Callable[[HistoryStore], None]
 ENV = "FLEETBR_HISTORY"
 TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another process's write
 CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
+FLUSH_POLL = 0.1  # seconds between looks at a writer that may have failed meanwhile
 
 
 def history_location(
@@ -153,6 +154,7 @@ class Recorder:
         self.started_at: dict[str, float] = {}
         self.txids: dict[str, str] = {}  # host -> the transaction it staged (kept if it fails)
         self.failed = False
+        self.consequence = "the run goes on"  # what the one warning line says happens next
         identity = run.controller
         # who takes the hosts: this controller; None when site workers claim them (distributed)
         self.worker: str | None = f"{identity.get('host', '')}:{identity.get('pid', '')}"
@@ -185,7 +187,7 @@ class Recorder:
             except (sqlite3.Error, OSError, HistoryError) as exc:
                 self.failed = True
                 detail = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"
-                warning(f"run history not recorded ({detail}); the run goes on")
+                warning(f"run history not recorded ({detail}); {self.consequence}")
         if self._store is not None:
             self._store.close()
 
@@ -200,7 +202,12 @@ class Recorder:
         when they were not in time (another process writes the same rows next)."""
         written = threading.Event()
         self._queue.put(lambda _store: written.set())
-        return written.wait(timeout) or self.failed
+        deadline = time.monotonic() + timeout
+        # a failed writer skips the queued ops, this one too: stop waiting once it failed
+        while not written.wait(min(FLUSH_POLL, max(0.0, deadline - time.monotonic()))):
+            if self.failed or time.monotonic() >= deadline:
+                return self.failed
+        return True
 
     # -- RunObserver --------------------------------------------------------------------------
 

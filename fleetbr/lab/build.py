@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbr.errors import LabError, LabUsageError
-from fleetbr.lab import faults, files
+from fleetbr.lab import dhcp, faults, files
 from fleetbr.lab.distro import supervisor
 from fleetbr.lab.model import (
     MAX_NETNS_HOSTS,
@@ -41,7 +41,14 @@ from fleetbr.validate import integer, interface_name
 
 WORKERS = 16
 _FORBIDDEN_PARENTS = ("/etc", "/var", "/run", "/proc", "/sys", "/dev")
-_CREATED = ("lab.json", "id_ed25519", "id_ed25519.pub", "authorized_keys", "known_hosts")
+_CREATED = (
+    "lab.json",
+    "id_ed25519",
+    "id_ed25519.pub",
+    "authorized_keys",
+    "known_hosts",
+    *dhcp.FILES,
+)
 
 
 @dataclass(frozen=True)

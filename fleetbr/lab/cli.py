@@ -93,6 +93,8 @@ def _lab_up(args: argparse.Namespace) -> Lab:
             raise UsageError("lab up: --backend needs --distro (network-namespace hosts have none)")
         if args.guests:
             raise UsageError("lab up: --guests needs --distro (libvirt runs on distro hosts)")
+        if args.dhcp:
+            raise UsageError("lab up: --dhcp needs --distro (its clients are distro hosts)")
         return lab.up(args.dir.resolve(), hosts=hosts, nic=args.nic)
     from fleetbr.lab import distro
 
@@ -104,12 +106,15 @@ def _lab_up(args: argparse.Namespace) -> Lab:
         distro=args.distro,
         nic=args.nic,
         guests=args.guests,
+        dhcp_hosts=args.dhcp,
     )
 
 
 def _lab_up_vm(args: argparse.Namespace) -> Lab:
     if args.guests:
         raise UsageError("lab up: --guests needs --distro without --vm")
+    if args.dhcp:
+        raise UsageError("lab up: --dhcp needs --distro without --vm")
     if args.nic != "eth0":
         raise UsageError("lab up: --vm hosts name their NICs eth0, eth1, ... (no --nic)")
     from fleetbr.lab import vm
@@ -125,11 +130,19 @@ def _lab_up_vm(args: argparse.Namespace) -> Lab:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``fleetbr demo``."""
+    if args.distro and args.sites:
+        raise UsageError("demo: --sites runs on the netns lab; leave out --distro")
     if args.distro:
         from fleetbr.lab.demos.distro import run_distro_demo
 
         return run_distro_demo(args.dir.resolve(), task=args.task, timeout=args.timeout or 60,
                                keep=args.keep, as_json=args.json)  # fmt: skip
+    if args.sites:
+        from fleetbr.lab.demos.sites import run_sites_demo
+
+        return run_sites_demo(args.dir.resolve(), hosts=args.hosts, sites=args.sites,
+                              task=args.task, timeout=args.timeout or 20,
+                              keep=args.keep)  # fmt: skip
     from fleetbr.lab.demos.netns import run_demo
 
     return run_demo(

@@ -137,6 +137,7 @@ class LabHost:
     guests: int = 0  # distro tier: libvirt guests running on this host (fleetbr.lab.distro.guests)
     vm: bool = False  # VM tier (fleetbr.lab.vm): a QEMU guest, its NICs taps on the lab switch
     nics: int = 1  # VM tier: NICs into the lab switch (eth0 = nic, then eth1, ...)
+    dhcp: bool = False  # distro tier: the NIC takes its addresses from the lab's DHCP server
 
     @property
     def ip4(self) -> str:

@@ -402,6 +402,12 @@ def _backup(backup_dir: str | None) -> str | None:
     return None if backup_dir is None else _path(backup_dir)
 
 
+def _lease_word(word: str) -> str:
+    dev, _, address = word.partition("=")
+    ip = validate.cidr(f"{address}/{32 if '.' in address else 128}", "backend lease")
+    return f"{validate.interface_name(dev, 'backend lease')}={ip.split('/')[0]}"
+
+
 def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
     """The arguments of a backend step: backend, bridge, nic, direction, each registered
     backend's own (``Backend.step_args``; None when another backend's), and a topology's
@@ -413,10 +419,12 @@ def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
             out[key] = validate.interface_name(value, f"backend {key}")
         elif key == "direction":
             out[key] = validate.choice(value, "backend direction", ("bridge", "unbridge"))
-        elif key != "backend" and key not in out and not key.endswith("links"):
+        elif key not in ("backend", "leases") and key not in out and not key.endswith("links"):
             raise ValidationError(f"backend: unknown argument {key}")
         elif value is None and key != "backend":
             continue
+        elif key == "leases":  # DEV=ADDRESS, space-separated: DHCP leases to wait for
+            out[key] = " ".join(_lease_word(w) for w in str(value).split())
         elif key.endswith("uuid"):
             out[key] = validate.uuid(value, f"backend {key}")
         elif key.endswith("links"):  # interface names, space-separated (a topology's)

@@ -65,8 +65,25 @@ class StagedScripts:
         }
 
 
-def _commands(steps: Sequence[Step]) -> list[dict[str, str]]:
-    return [{"description": s.description, "command": step_command(s)} for s in steps]
+def _commands(steps: Sequence[Step]) -> list[dict[str, object]]:
+    return [
+        {"description": s.description, "command": step_command(s), "again": s.kind in AGAIN_KINDS}
+        for s in steps
+    ]
+
+
+# Rollback steps run a second time when they fail (tx_rollback.sh.j2: once every other step,
+# a daemon's hand-back included, has run): the kernel state a daemon can change under them
+# while it takes its old configuration back. Each states a target, so running it again is
+# safe. Not the others: a file restore's failure may be a kept edit it could not save (run
+# again, the file would already match and hide it), an operator's undo need not be idempotent,
+# a daemon's hand-back waits for it already.
+AGAIN_KINDS = frozenset({
+    "bridge_add", "bridge_set", "bridge_del", "link_master", "link_nomaster", "link_up",
+    "link_down", "addr_add", "addr_del", "route_add", "route_del", "sysctl_set", "bond_add",
+    "bond_del", "bond_enslave", "bond_release", "vlan_add", "vlan_del", "bridge_vlan_set",
+    "bridge_vlan_add", "bridge_vlan_del",
+})  # fmt: skip
 
 
 # Rollback steps the boot guard runs after a reboot inside the window: what outlives a reboot.

@@ -389,17 +389,20 @@ def _netns_processes() -> dict[int, list[int]]:
 
 
 def _stray(lab: Lab, host: str, pids: list[int]) -> int:
-    """How many processes in the host are neither its namespace holder nor an sshd."""
+    """How many processes in the host are neither its namespace holder nor an sshd (its
+    listener, a connection's child, a session's privileged or user half)."""
     member = lab.host(host)
     count = 0
     for pid in pids:
         if pid == member.holder_pid:
             continue
         try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+            # comm, not argv[0]: a connection's child re-executes sshd (argv[0] /usr/sbin/sshd)
+            # and only later retitles itself; wait_sshd's own probe leaves one for a moment
+            comm = Path(f"/proc/{pid}/comm").read_text()
         except OSError:
             continue
-        count += not argv0.startswith(b"sshd")
+        count += not comm.startswith("sshd")  # sshd, sshd-session (OpenSSH 9.8+)
     return count
 
 

@@ -14,6 +14,7 @@ from fleetbr.facts.script import facts_script
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.transaction.scripts import staged_scripts
+from tests.unit.dhcp_sim import dhcp_nd_host
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
@@ -34,6 +35,8 @@ TOPOLOGIES = {
     "vlan_aware": "bridge:\n  name: br0\n  nic: eth0\n  addresses: none\n"
     "  vlan_filtering: true\n  pvid: 1\n  vids: [10, '100-199']\n"
     "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
+    # on the networkd host whose eth0 is a DHCP client (tests/unit/dhcp_sim.py)
+    "dhcp": "bridge: {addresses: dhcp}\n",
 }
 TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
     f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
@@ -62,6 +65,8 @@ def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
     if backend == "netplan":
         facts = bonded_np_host() if name == "bond_port" else np_host()
+    elif name == "dhcp":
+        facts = dhcp_nd_host()[0]
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"

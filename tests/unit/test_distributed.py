@@ -295,3 +295,96 @@ def test_a_worker_that_cannot_work_is_a_usage_error_before_it_starts(
     history = [] if "--no-history" in argv else ["--history", "postgresql://u@127.0.0.1:1/db"]
     assert main(["-i", str(inventory), *history, "worker", *argv]) == 2
     assert error in capsys.readouterr().err
+
+
+# -- the history unreachable mid-run (fault (d) of docs/scale.md) ------------------------------
+
+
+class _LostRecorder:
+    """A coordinator's recorder whose history failed after the run was created."""
+
+    run_id = 7
+    failed = True
+    consequence = ""
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+
+def test_a_coordinator_whose_history_failed_starts_no_more_hosts() -> None:
+    from fleetbr.distributed.coordinator import NO_HISTORY, CeleryRunner, _Work, history_lost
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+
+    recorder = _LostRecorder()
+    runner = CeleryRunner(config.Settings("redis://127.0.0.1:6390/0"))
+    runner._work = _Work("apply", CHANGE, Path("unused"), Observers(), cast(Any, recorder),
+                         Interruption())  # fmt: skip
+
+    async def never(spec: HostSpec) -> HostResult:
+        raise AssertionError("no job runs here")
+
+    hosts = [spec("hv01"), spec("hv02", site="west")]
+    done = asyncio.run(runner.run("apply", hosts, never, forks=5))
+    assert {h: (r.status, r.message) for h, r in done.results.items()} == dict.fromkeys(
+        ("hv01", "hv02"), (Status.SKIPPED, NO_HISTORY))  # fmt: skip
+    assert recorder.consequence == history_lost(7)
+    assert "no new host starts" in history_lost(7) and "--resume 7" in history_lost(7)
+
+
+@pytest.mark.parametrize("late", [True, False])
+def test_a_chunk_given_up_while_the_history_is_down_is_skipped_only_past_its_start_deadline(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch, late: bool
+) -> None:
+    from fleetbr.distributed import coordinator
+    from fleetbr.history.store import HistoryError
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise HistoryError("postgresql://db/x: connection refused")
+
+    monkeypatch.setattr(coordinator, "open_store", down)
+    work = coordinator._Work("apply", CHANGE, context.history, Observers(), cast(Any, None),
+                             Interruption())  # fmt: skip
+    sent = _Sent()
+    start_by = time.time() + (-1 if late else 60)  # not late: Ctrl-C gives a chunk up early
+    waiter = coordinator._Waiter(coordinator.CeleryRunner(config.Settings("redis://x")), work,
+                                 chunk(hosts=("hv01",), start_by=start_by), sent)  # fmt: skip
+    given_up = waiter._give_up()
+    if late:  # a worker refuses a chunk past its start deadline: it is never started
+        assert given_up is not None and sent.revoked
+        assert given_up["hv01"].status is Status.SKIPPED
+        assert given_up["hv01"].message.startswith(coordinator.NO_HISTORY + " (")
+    else:
+        assert given_up is None and not sent.revoked and not waiter.gave_up, "asked again"
+
+
+def test_a_worker_that_cannot_claim_stages_nothing_and_skips_its_hosts(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetbr.distributed import worker
+    from fleetbr.history.store import HistoryError
+
+    def lost(*_args: object) -> None:
+        raise HistoryError("postgresql://db/x: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(worker, "_claim", lost)
+    run_id = _run(context, ["hv01"])
+    [result] = asyncio.run(run_chunk(context, chunk(run_id=run_id)))
+    assert result.status is Status.SKIPPED
+    assert result.message.startswith("not started: the run history cannot be written (")
+
+
+def test_a_worker_chunk_stops_its_new_hosts_once_its_history_fails() -> None:
+    from fleetbr.distributed.worker import HistoryDown
+    from fleetbr.rollout import INTERRUPTED, not_armed, not_attempted
+
+    recorder = _LostRecorder()
+    recorder.failed = False
+    guard = HistoryDown(cast(Any, recorder))
+    assert not guard.requested and not_attempted(guard) == INTERRUPTED
+    recorder.failed = True
+    assert guard.requested
+    assert not_attempted(guard) == "not attempted: the run history cannot be written"
+    assert not_armed(guard).startswith("the run history cannot be written before arming")

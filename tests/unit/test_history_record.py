@@ -237,3 +237,24 @@ def test_a_history_locked_too_long_changes_nothing_but_one_warning(tmp_path: Pat
     assert without_elapsed(done.stdout) == without_elapsed(baseline.stdout)
     [line] = done.stderr.splitlines()
     assert "run history not recorded" in line and "locked" in line
+
+
+def test_a_flush_returns_as_soon_as_the_writer_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from fleetbr.history.record import Recorder
+    from fleetbr.history.store import RunRecord
+
+    run = RunRecord("apply", ["hv01"], {}, time.time(), {"pid": os.getpid()})
+    recorder = Recorder(tmp_path, run)  # a directory is no database: the first write fails
+    recorder.consequence = "no new host starts"
+    began = time.monotonic()
+    assert recorder.flush(60), "failed: nothing more will be written"
+    # the failed writer skips the flush's own op: waiting for it would take the full 60 s
+    assert time.monotonic() - began < 30
+    recorder.finish(0, run.state)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: run history not recorded (") and line.endswith(
+        "; no new host starts"), line  # fmt: skip

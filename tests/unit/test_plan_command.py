@@ -113,6 +113,16 @@ def test_a_command_plan_can_be_staged() -> None:
     assert {"command.sh", "undo.sh", "facts.sh"} <= set(staged.files)
 
 
+def test_a_failed_undo_is_never_run_a_second_time_by_the_rollback() -> None:
+    """The rollback runs a failed step again after the others; an operator's undo need not be
+    idempotent, so it counts as failed at once (tx_rollback.sh.j2, scripts.AGAIN_KINDS)."""
+    change = CommandChange("true", "false", 60)
+    plan = change.plan(facts(), 13)
+    rollback = scripts.staged_scripts("20261127T181500-3fa9c2", plan).files["rollback.sh"]
+    assert "\nfbr_undo_1 || { failed=$((failed + 1));" in rollback
+    assert 'again="$again 1"' not in rollback
+
+
 def test_the_command_plan_stages_a_valid_snapshot_script() -> None:
     """A command plan names no bridge and no NIC: its scope must not hold empty device names
     (the staged facts script refused ``dev `` and every ``run --deadman`` failed)."""

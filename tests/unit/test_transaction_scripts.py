@@ -60,9 +60,40 @@ def test_rollback_takes_the_lock_before_touching_anything() -> None:
     plan = classic_plan()
     rollback = scripts.staged_scripts(TXID, plan).files["rollback.sh"]
     lock = rollback.index('take_decision "rolled_back $REASON"')
-    first_step = rollback.index("if ! ")
+    first_step = rollback.index("\nfbr_undo_1 || ")
     assert lock < first_step
-    assert rollback.count("if ! ") == len(plan.rollback)
+    assert rollback.count("\nfbr_undo_") == 2 * len(plan.rollback)  # defined, then run
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_a_failed_rollback_step_runs_again_after_the_others_an_undo_never(
+    shell: str, tmp_path: Path
+) -> None:
+    """A daemon's hand-back can undo a step under the next ones (NetworkManager flushing the NIC
+    after the reload): a failed kernel-state step runs once more at the end and counts only if
+    it fails again; any other (an operator's undo) is not run twice."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    (tmp_path / "tx" / TXID).mkdir(parents=True)
+    flag, undo = tmp_path / "flag", tmp_path / "undo"
+    steps = [  # the flaky step succeeds only once the last step (the "hand-back") has run
+        {"description": "flaky", "command": f"[ -e {flag} ]", "again": True},
+        {"description": "undo", "command": f"echo run >> {undo}; false", "again": False},
+        {"description": "broken", "command": "false", "again": True},
+        {"description": "hand-back", "command": f"touch {flag}", "again": True},
+    ]
+    script = render("tx_rollback.sh.j2", steps=steps, state_dir=str(tmp_path), txid=TXID)
+    done = subprocess.run([shell, "-s", "manual"], input=script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "tx" / TXID / "apply.log").read_text().splitlines()
+    assert [line for line in log if " failed: " in line] == [
+        "rollback step 2 failed: undo",
+        "rollback step 3 failed: broken",
+    ]
+    assert "rollback step 1 did not succeed at first, tried again after the others: flaky" in log
+    assert undo.read_text() == "run\n"
+    last = (tmp_path / "journal").read_text().splitlines()[-1].split(maxsplit=2)
+    assert last[1:] == [TXID, "rolled_back reason=manual failed_steps=2"]
 
 
 def test_timer_polls_the_decision_then_rolls_back() -> None:

@@ -287,7 +287,7 @@ class NetworkdBackend(Backend):
     precedence = 2
     topologies = frozenset(
         {"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "vlan_filtering",
-         "vlan_interface", "host_only"}
+         "vlan_interface", "host_only", "dhcp"}
     )  # fmt: skip
 
     def parse_config(self, ctx: ViewContext) -> None:

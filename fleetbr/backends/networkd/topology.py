@@ -20,6 +20,7 @@ from fleetbr.backends.model import (
     Holder,
     TopologyConfig,
 )
+from fleetbr.backends.networkd import dhcp
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.topology import PortVlan
 
@@ -241,6 +242,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "nic": first.port or first.name,
         "links": " ".join(dict.fromkeys(out.links)),
         "prior_links": " ".join(dict.fromkeys(out.prior)) or None,
+        "leases": dhcp.lease_words(topo.bridges, facts),
     }
     files = tuple(FileChange(p, c) for p, c in out.files.items())
     return BackendPlan("networkd", files, args, managers=tuple(dict.fromkeys(out.links)))
@@ -251,9 +253,17 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
     out.add(f"{stem}.netdev", bridge_netdev(bridge, config.macs.get(bridge.name)))
     own = config.holder(bridge.name) or Holder(bridge.name, (), ())
     vifs = [v.name for v in bridge.vlan_interfaces]
-    out.add(f"{stem}.network", holder_network(config, own, facts, vifs))
+    if bridge.addresses == "dhcp":
+        out.add(f"{stem}.network", dhcp.holder_network(bridge, own, facts, vifs))
+    else:
+        out.add(f"{stem}.network", holder_network(config, own, facts, vifs))
     out.links.append(bridge.name)
     for vif in bridge.vlan_interfaces:
+        if vif.addresses == "dhcp":
+            raise BackendRefusal(
+                f"persist: networkd: addresses: dhcp on VLAN interface {vif.name} is not "
+                "supported yet (only on the bridge itself)"
+            )
         out.add(f"{_stem(vif.name)}.netdev", vlan_netdev(vif.name, vif.vid))
         held = config.holder(vif.name) or Holder(vif.name, (), ())
         out.add(f"{_stem(vif.name)}.network", holder_network(config, held, facts, []))

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleetbr.errors import LabError, LabUsageError
-from fleetbr.lab import build, files
+from fleetbr.lab import build, dhcp, files
 from fleetbr.lab.distro import guests as guest_lab
 from fleetbr.lab.distro import layer, provision, rootfs, supervisor
 from fleetbr.lab.model import MAX_HOSTS, Lab, LabHost, check_prefix, plan, save
@@ -87,10 +87,13 @@ def up(
     nic: str = "eth0",
     prefix: str = "fbr",
     guests: int | Sequence[int] = 0,
+    dhcp_hosts: bool = False,
 ) -> Lab:
     """Boot ``hosts`` Debian hosts whose NIC ``backend`` configures; return the lab when every
     host accepts SSH (and, with ``guests``, one count for all or one per host, each host with
     guests runs that many libvirt guests plus one defined only: fleetbr.lab.distro.guests).
+    ``dhcp_hosts``: the switch runs a DHCP server (fleetbr.lab.dhcp) and every host's NIC takes
+    its usual addresses from it as fixed leases (networkd hosts only), waited for.
     Builds the rootfs (and the libvirt layer) first if they are not cached. Cleans up if anything
     fails."""
     _require_nspawn()
@@ -103,6 +106,9 @@ def up(
     counts = guests_for(guests, hosts)
     for host, count in zip(lab.hosts, counts, strict=True):
         host.guests = count
+        host.dhcp = dhcp_hosts
+    if dhcp_hosts and any(h.backend != "networkd" for h in lab.hosts):
+        raise LabUsageError("lab up: --dhcp hosts are networkd hosts for now (--backend networkd)")
     lab.guests = max(counts)
     if lab.guests:
         lab.guest_layer = str(layer.ensure(lab.distro))
@@ -128,12 +134,15 @@ def _build(lab: Lab) -> None:
         files.write_known_hosts(lab, {h.name: k for h, k in zip(lab.hosts, keys, strict=True)})
         files.write_inventory(lab)
         build.build_switch(lab)
+        if any(h.dhcp for h in lab.hosts):
+            dhcp.start(lab)
         for host in lab.hosts:
             supervisor.start(lab, host)
         save(lab)
         deadline = time.monotonic() + BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_HOST * len(lab.hosts)
         list(pool.map(lambda h: supervisor.wait_up(h, deadline), lab.hosts))
         list(pool.map(guest_lab.wait_ready, [h for h in lab.hosts if h.guests]))
+        list(pool.map(dhcp.wait_leases, [h for h in lab.hosts if h.dhcp]))
     save(lab)
 
 
@@ -154,6 +163,8 @@ def reset_host(lab: Lab, host: LabHost | str) -> LabHost:
     supervisor.start(lab, member)
     save(lab)
     supervisor.wait_up(member, time.monotonic() + supervisor.BOOT_TIMEOUT)
+    if member.dhcp:
+        dhcp.wait_leases(member)
     if member.guests:
         guest_lab.wait_ready(member)
     return member

@@ -49,6 +49,7 @@ def config_files(lab: Lab, host: LabHost) -> list[HostFile]:
         "addr6": host.addr6,
         "gateway4": lab.gateway4,
         "gateway6": lab.gateway6,
+        "dhcp": host.dhcp,
     }
     backend = host.backend
     if backend == "networkd":

@@ -11,7 +11,8 @@ from fleetbr.changes.bridge.topology import FEATURES, Feature, TopoBridge, Topol
 from fleetbr.facts.model import HostFacts
 
 # What the runtime tier's steps (fleetbr.plan.topology.runtime) build and undo. DHCP is not
-# here: moving a lease with its client identity needs the daemons (docs/topologies.md).
+# here: keeping a lease means running the client on the bridge with the NIC's identity, which
+# only a daemon's files do (networkd: fleetbr.backends.networkd.dhcp; docs/topologies.md).
 RUNTIME: frozenset[str] = frozenset(
     {
         "bond_port",
@@ -113,8 +114,8 @@ def bond_port_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
 def dhcp_nic_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
     """A one-NIC task whose NIC holds a DHCP lease: moving the leased address to the bridge as
     a static one would outlive the lease (the client keeps renewing it on the NIC), and the
-    rollback could not give the client its lease back; so it is refused before any change
-    until DHCP uplinks are supported (``addresses: dhcp``, docs/topologies.md)."""
+    rollback could not give the client its lease back; so it is refused before any change:
+    ``addresses: dhcp`` keeps the lease (docs/topologies.md)."""
     spec = task.bridge
     if spec.state != "present":
         return None
@@ -124,6 +125,6 @@ def dhcp_nic_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
     lease = leases[0]
     return (
         f"{spec.nic}'s address {lease.cidr} is a DHCP lease ({lease.client}): moving it to "
-        f"{spec.name} as a static address would outlive the lease; DHCP uplinks are not "
-        "supported yet (docs/topologies.md)"
+        f"{spec.name} as a static address would outlive the lease; use addresses: dhcp to "
+        "keep it (persist: networkd; docs/topologies.md)"
     )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.topology import PortVlan
 from fleetbr.plan.model import Difference
+from fleetbr.plan.topology.dhcp import canon
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect
 
 
@@ -33,6 +34,18 @@ def compare_topology(exp: TopologyExpect | None, facts: HostFacts) -> Iterator[D
             text = f"bridge {bridge} vlan_default_pvid is {pvid}, expected 0"
             yield Difference(f"bridge.{bridge}.vlan_default_pvid", 0, pvid, text)
     yield from _table(exp, facts)
+    yield from _leases(exp, facts)
+
+
+def _leases(exp: TopologyExpect, facts: HostFacts) -> Iterator[Difference]:
+    """Each kept lease is a DHCP lease on its device now (the daemon's client renewed it there);
+    the same address put there by the runtime steps alone, or another lease, is not."""
+    for dev, cidr in exp.leases:
+        have = sorted(canon(lease.cidr) for lease in facts.topology.leases_of(dev))
+        if cidr not in have:
+            got = ", ".join(have) or None
+            text = f"{dev} does not hold the DHCP lease {cidr} (its leases: {got or 'none'})"
+            yield Difference(f"dhcp.{dev}", cidr, got, text)
 
 
 def _onoff(flag: bool) -> str:

@@ -32,11 +32,13 @@ class VlanExpect:
 
 @dataclass(frozen=True)
 class TopologyExpect:
-    """Bonds and VLAN devices that must exist, each bridge's VLAN filtering, and for every
-    device in ``table_devs`` exactly the VLAN ``table`` entries listed for it."""
+    """Bonds and VLAN devices that must exist, each bridge's VLAN filtering, for every device in
+    ``table_devs`` exactly the VLAN ``table`` entries listed for it, and the DHCP ``leases``
+    (device, CIDR) a device must hold (``addresses: dhcp``: the very leases its uplink had)."""
 
     bonds: tuple[BondExpect, ...] = ()
     vlans: tuple[VlanExpect, ...] = ()
     filtering: tuple[tuple[str, bool], ...] = ()
     table: tuple[PortVlan, ...] = ()
     table_devs: tuple[str, ...] = ()
+    leases: tuple[tuple[str, str], ...] = ()

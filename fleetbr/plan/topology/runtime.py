@@ -40,6 +40,7 @@ from fleetbr.plan.moves import (
 )
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
+from fleetbr.plan.topology.dhcp import kept_leases
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanExpect
 from fleetbr.plan.topology.persist import topology_persist
 from fleetbr.plan.topology.refusals import topology_refusal
@@ -64,6 +65,7 @@ class _Plan:
     table: list[PortVlan] = field(default_factory=list)
     table_devs: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # holder -> its addresses' source
+    leases: list[tuple[str, str]] = field(default_factory=list)  # (holder, cidr) kept by DHCP
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class _Holder:
     source: str
     addresses: tuple[str, ...] | None
     mac: str | None = None  # the bridge's
+    dhcp: bool = False  # addresses: dhcp (the runtime steps move the leases as for move)
 
 
 def plan_runtime(
@@ -136,6 +139,7 @@ def _assemble(
             filtering=tuple(out.filtering),
             table=tuple(out.table),
             table_devs=tuple(dict.fromkeys(out.table_devs)),
+            leases=tuple(out.leases),
         ),
     )
     persist = topology_persist(task, *where[:2], expected, sources=out.sources, backup_dir=where[2])
@@ -220,15 +224,20 @@ def _setup_vlans(bridge: TopoBridge, facts: HostFacts, out: _Plan) -> None:
 
 def address_holders(bridge: TopoBridge, source: str) -> list[_Holder]:
     """The bridge and its VLAN interfaces, each with its addresses; one takes the source's: the
-    one that moves them, else the first that lists addresses (a list replaces them)."""
+    one that moves them (or keeps them by DHCP), else the first that lists addresses (a list
+    replaces them)."""
     words: list[tuple[str, tuple[str, ...] | None]] = []
+    dhcp = set()
     for dev, word in ((bridge.name, bridge.addresses),
                       *((v.name, v.addresses) for v in bridge.vlan_interfaces)):  # fmt: skip
-        assert word != "dhcp"  # refused by the capability check
-        words.append((dev, word))
+        if word == "dhcp":
+            dhcp.add(dev)
+        words.append((dev, None if word == "dhcp" else word))
     taker = next((d for d, w in words if w is None), None)
     taker = taker or next((d for d, w in words if w), None)
-    return [_Holder(dev, source if dev == taker else "", word) for dev, word in words]
+    return [
+        _Holder(dev, source if dev == taker else "", word, dhcp=dev in dhcp) for dev, word in words
+    ]
 
 
 def address_source(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> str:
@@ -293,6 +302,11 @@ def _move_to(
 ) -> str | None:
     view = _view(task, bridge, holder)
     src, dst = holder.source, holder.dev
+    if holder.dhcp:
+        kept, problem = kept_leases(bridge, holder.source, dst, facts)
+        if problem is not None:
+            return problem
+        out.leases += [(dst, cidr) for cidr in kept]
     have = global_addresses(facts, dst)
     wanted = [] if holder.addresses == () else wanted_addresses(
         view, have, global_addresses(facts, src) if src else []

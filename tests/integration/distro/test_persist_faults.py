@@ -59,8 +59,11 @@ def sigkill_controller(lab: Lab, host: str, task: Path) -> str:
         controller.wait()
     wait_for(lambda: "rolled_back" in events(lab, host), WINDOW + 40, f"{host}: its rollback")
     code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, "status")
-    assert code == 0 and "rolled_back reason=timer" in doc[host]["message"], (doc, err)
-    return txid_of(lab, host)
+    txid = txid_of(lab, host)
+    assert code == 0 and "rolled_back reason=timer" in doc[host]["message"], (
+        doc[host]["message"], err, sh(lab, host, f"tail -n 30 /var/lib/fleetbr/tx/{txid}/apply.log")
+    )
+    return txid
 
 
 def txid_of(lab: Lab, host: str) -> str:

@@ -35,6 +35,7 @@ from tests.integration.helpers import (
     task_file,
     wait_for,
 )
+from tests.pgserver import PgServer
 from tests.redisserver import RedisServer
 
 READY_WAIT = 60.0  # seconds a worker may take to start (2 shared cores, other tests running)
@@ -117,12 +118,16 @@ def sites_of(
     lab: Lab, fresh_host: Any, tmp_path: Path, pg_url: str, redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., Sites]]:  # fmt: skip
-    """``sites_of({"east": [...], "west": [...]}, cut=[...], **settings)``: inventories with
-    ``data.site`` (the coordinator's: every host; a site's: its own hosts only), the broker and
-    settings in the environment (a 0600 config file), fresh hosts."""
+    """``sites_of({"east": [...], "west": [...]}, cut=[...], history=URL, **settings)``:
+    inventories with ``data.site`` (the coordinator's: every host; a site's: its own hosts
+    only), the broker and settings in the environment (a 0600 config file), fresh hosts; the
+    history is ``pg_url``'s database unless given."""
     made: list[Sites] = []
 
-    def make(split: dict[str, list[str]], cut: Sequence[str] = (), **settings: Any) -> Sites:
+    def make(
+        split: dict[str, list[str]], cut: Sequence[str] = (), history: str = pg_url,
+        **settings: Any,
+    ) -> Sites:  # fmt: skip
         config = tmp_path / "distributed.yaml"
         config.write_text(yaml.safe_dump({"start_wait": 30, "visibility_timeout": 120} | settings))
         config.chmod(0o600)
@@ -147,7 +152,7 @@ def sites_of(
             derived_inventory(lab, tmp_path / f"inventory-{site}", edit(set(hosts)))
         for host in site_of:
             fresh_host(host)
-        made.append(Sites(lab, tmp_path, pg_url, split, []))
+        made.append(Sites(lab, tmp_path, history, split, []))
         return made[-1]
 
     yield make
@@ -173,6 +178,20 @@ def transactions(lab: Lab, host: str) -> list[str]:
     """The transactions staged on ``host`` (fleetbr's state folder)."""
     out = sh(lab, host, "ls /var/lib/fleetbr/tx 2>/dev/null || true")
     return out.split()
+
+
+def decision(lab: Lab, host: str, txid: str) -> str:
+    """The decision the host recorded for ``txid`` ("" while undecided)."""
+    return sh(lab, host, f"readlink /var/lib/fleetbr/tx/{txid}/decision || true").strip()
+
+
+def coordinator_of(sites: Sites, task: Path, *args: str) -> subprocess.Popen[str]:
+    """``fleetbr --json apply TASK --executor celery ARGS`` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+         sites.history, "apply", str(task), "--executor", "celery", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
 
 def apply(sites: Sites, task: Path, *args: str) -> tuple[int, Any, str]:
@@ -316,6 +335,10 @@ def test_a_worker_killed_with_a_host_armed_is_taken_over_and_the_host_rolled_bac
         assert gate.reached("confirm", timeout=90) == "hv02"
         txid = armed_txid(sites.lab, "hv02")
         held.kill()
+        # the host's timer decides first: the taker finds it rolled back, never armed with
+        # time left (that one is confirmed: the next test)
+        wait_for(lambda: decision(sites.lab, "hv02", txid).startswith("rolled_back"), 60,
+                 "hv02's timer to roll it back")  # fmt: skip
         sites.worker("east")
         out, err = coordinator.communicate(timeout=180)
     finally:
@@ -393,3 +416,86 @@ def test_a_killed_coordinator_is_resumed_from_another_process(
     assert sites.rows(resumed)["hv05"].worker not in (None, "")
     for host in ("hv04", "hv05"):
         assert len(transactions(sites.lab, host)) == 1, "exactly one transaction"
+
+
+def test_a_redelivered_chunk_whose_holder_died_confirms_its_armed_applied_host(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    sites = sites_of({"east": ["hv05"]}, visibility_timeout=8)
+    gate = Gate(tmp_path / "barrier")  # never released: the host stays armed, applied
+    held = sites.worker("east", gate=gate)
+    # a long dead-man window: the taker finds the host armed with time left, however slow
+    coordinator = coordinator_of(sites, task_file(tmp_path, timeout=600))
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv05"
+        txid = armed_txid(sites.lab, "hv05")
+        held.kill()
+        taker = sites.worker("east")
+        out, err = coordinator.communicate(timeout=180)
+    finally:
+        coordinator.kill()
+    doc = json.loads(out)
+    assert coordinator.returncode == 0, (err, doc)
+    assert doc["hv05"]["status"] == "confirmed", doc
+    assert "was lost" in doc["hv05"]["message"] and "not staged again" in doc["hv05"]["message"]
+    assert decision(sites.lab, "hv05", txid) == "confirmed"
+    assert sh(sites.lab, "hv05", "readlink /var/lib/fleetbr/armed || true") == "", "disarmed"
+    assert transactions(sites.lab, "hv05") == [txid], "exactly one transaction"
+    rows = sites.rows(run_id_of(sites))
+    assert (rows["hv05"].status.value, rows["hv05"].txid) == ("confirmed", txid)
+    assert "already taken in this run" in taker.text()
+
+
+def test_postgresql_stopped_mid_run_starts_no_new_host_and_the_run_is_resumed(
+    sites_of: Callable[..., Sites], tmp_path: Path, own_pg_server: PgServer
+) -> None:
+    sites = sites_of({"east": ["hv01", "hv03"], "west": ["hv02", "hv04"]},
+                     history=own_pg_server.create_database())  # fmt: skip
+    gates = {site: Gate(tmp_path / f"barrier-{site}") for site in ("east", "west")}
+    for site, gate in gates.items():
+        sites.worker(site, gate=gate)
+    task = task_file(tmp_path)
+    coordinator = coordinator_of(sites, task, "--batch-size", "2")
+    try:
+        assert gates["east"].reached("confirm", timeout=90) == "hv01"
+        assert gates["west"].reached("confirm", timeout=90) == "hv02"
+        run_id = run_id_of(sites)
+        wait_for(lambda: all(sites.rows(run_id)[h].txid for h in ("hv01", "hv02")), 30,
+                 "the workers to record the txids")  # fmt: skip
+        own_pg_server.halt()
+        for gate in gates.values():
+            gate.open("confirm")  # armed hosts go on to their confirm without the history
+        out, err = coordinator.communicate(timeout=180)
+    finally:
+        coordinator.kill()
+        if not own_pg_server.running():
+            own_pg_server.resume()
+    doc = json.loads(out)
+    assert coordinator.returncode == 1, (err, doc)
+    assert {h: doc[h]["status"] for h in ("hv01", "hv02", "hv03", "hv04")} == {
+        "hv01": "confirmed",
+        "hv02": "confirmed",
+        "hv03": "skipped",
+        "hv04": "skipped",
+    }, doc
+    assert doc["hv03"]["message"] == "not started: the run history cannot be written", doc
+    warnings = [line for line in err.splitlines() if line.strip()]
+    assert len(warnings) == 1, err
+    assert "run history not recorded" in warnings[0] and "no new host starts" in warnings[0]
+    assert f"fleetbr apply --resume {run_id}" in warnings[0]
+    assert transactions(sites.lab, "hv03") == transactions(sites.lab, "hv04") == []
+    armed = {h: transactions(sites.lab, h) for h in ("hv01", "hv02")}
+    code, resumed, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply",
+                                 "--resume", str(run_id), timeout=240)  # fmt: skip
+    assert code == 0, (err, resumed)
+    assert {h: resumed[h]["status"] for h in ("hv01", "hv02", "hv03", "hv04")} == dict.fromkeys(
+        ("hv01", "hv02", "hv03", "hv04"), "confirmed"), resumed  # fmt: skip
+    assert "decided on the host after run" in resumed["hv01"]["message"], resumed
+    rows = sites.rows(run_id_of(sites))
+    assert sites.run(run_id_of(sites)).resumed_from == run_id
+    for host in ("hv01", "hv02"):
+        assert transactions(sites.lab, host) == armed[host], "exactly one transaction"
+        assert rows[host].txid == armed[host][0]
+    for host in ("hv03", "hv04"):
+        assert len(transactions(sites.lab, host)) == 1, "exactly one transaction"
+    assert {row.status.value for row in rows.values()} == {"confirmed"}
