@@ -4,6 +4,7 @@ this machine's inventory (its hosts of that site), keys and run history."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from fleetbr.distributed.app import make_app, queue_of
@@ -42,6 +43,10 @@ def run_worker(args: argparse.Namespace) -> int:
     context = worker_context(args)
     install(context)
     app = make_app(context.settings)
+    if not args.verbose:
+        # Celery's INFO root level would let asyncssh log every connection and channel (~45
+        # lines a host): a few ms of the worker's CPU per host (docs/benchmarks.md)
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
     name = f"fleetbr-{context.site}-{os.getpid()}@%h"
     app.worker_main(["worker", "--queues", queue_of(context.site), "--concurrency",
                      str(args.concurrency), "--hostname", name, "--loglevel",

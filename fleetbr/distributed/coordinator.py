@@ -55,6 +55,7 @@ POLL = 0.5  # seconds between looks at a chunk's state
 CHUNK_GRACE = 600.0  # seconds beyond start wait and redeliveries a started chunk may take
 RUN_ID_WAIT = 30.0  # seconds to wait for the history to take the run before sending anything
 NO_HISTORY = "not started: the run history cannot be written"
+READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})  # celery.states.READY_STATES
 
 
 @dataclass
@@ -180,11 +181,8 @@ def history_lost(run_id: int) -> str:
 def _report(work: _Work, hosts: Sequence[HostSpec], found: dict[str, HostResult]
             ) -> AggregatedResult:  # fmt: skip
     aggregated = AggregatedResult(work.command)
-    for spec in hosts:
+    for spec in hosts:  # the final row carries the txid (the worker recorded it first)
         result = found[spec.name]
-        txid = result.data.get("txid")
-        if isinstance(txid, str) and txid:
-            work.observer.staged(spec.name, txid)
         work.observer.finished(result)
         aggregated.add(result)
     return aggregated
@@ -237,7 +235,8 @@ class _Waiter:
         while True:
             try:
                 state = await asyncio.to_thread(lambda: self.sent.state)
-                value = await asyncio.to_thread(lambda: self.sent.result)
+                # a chunk's meta is cached once it is ready: one broker read per poll
+                value = self.sent.result if state in READY else None
             except Exception as exc:  # a broker restarting: kombu's and redis' errors
                 log.warning("site %s: the broker did not answer (%s); waiting on",
                             self.chunk.site, plain(str(exc)))  # fmt: skip
