@@ -199,13 +199,20 @@ def _role_file(
     facts: HostFacts, dev: str, what: str, network: list[str], extra: list[tuple[str, list[str]]]
 ) -> tuple[str, list[tuple[str, list[str]]]]:
     """``dev``'s .network as a port / slave: its own file rewritten ([Match], [Link] kept) when
-    it exists, else a new one."""
-    if facts.link(dev) is not None:
+    it exists, else a new one (a device networkd does not configure yet: a new one, an idle
+    second NIC)."""
+    if _configured(facts, dev):
         path, parts = _existing(facts, dev)
         kept = [(n, ls) for n, ls in parts if n in ("Match", "Link")]
     else:
         path, kept = f"{_stem(dev)}.network", [("Match", [f"Name={dev}"])]
     return path, [_header(what), *kept, ("Network", network), *extra]
+
+
+def _configured(facts: HostFacts, dev: str) -> bool:
+    """networkd configures ``dev`` from a file (an unmanaged NIC has none to rewrite)."""
+    view = next((v for v in facts.manager(dev).views if v.backend == "networkd"), None)
+    return facts.link(dev) is not None and view is not None and bool(view.files)
 
 
 def add_network_lines(text: str, lines: list[str]) -> str:
@@ -277,7 +284,7 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
         network,
         vlan_sections(config.entries(port)),
     )
-    if facts.link(port) is not None:
+    if _configured(facts, port):
         out.prior.append(port)
     out.add(path, parts)
     out.links.append(port)
@@ -301,7 +308,8 @@ def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Files)
         network = [f"Bond={bond.name}", *_PORT_KEYS] + ["PrimarySlave=yes"] * (slave == primary)
         path, parts = _role_file(facts, slave, f"{slave} as a slave of {bond.name}", network, [])
         out.add(path, parts)
-        out.prior.append(slave)
+        if _configured(facts, slave):
+            out.prior.append(slave)
         out.links.append(slave)
     del config
 

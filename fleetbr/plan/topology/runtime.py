@@ -203,7 +203,8 @@ def _setup_bridge(bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _P
 
 def _setup_bond(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
     if facts.topology.bond(bond.name) is None:
-        out.setup.append(tsteps.bond_add(bond))
+        first = facts.link(bond.slaves[0])
+        out.setup.append(tsteps.bond_add(bond, first.mac if first is not None else None))
     out.bonds.append(BondExpect(bond.name, bond.mode, bond.options, bond.slaves))
 
 
