@@ -398,3 +398,21 @@ def test_vlans_of_a_new_bond_put_their_vlan_lines_in_the_bonds_own_file() -> Non
     assert "Bridge=br20" in files[f"{ETC}/10-bond0.20.network"]
     assert "Address=198.51.100.11/24" in files[f"{ETC}/10-br20.network"]
     assert "Bond=bond0" in files[f"{ETC}/10-eth0.network"]
+
+
+NEW_BOND_VLANS = (
+    "bridges:\n"
+    "  - {name: br20, nic: bond0, vlan: 20, addresses: [203.0.113.20/24],\n"
+    "     bond: {name: bond0, slaves: [eth0, eth1]}}\n"
+    "  - {name: br30, nic: bond0, vlan: 30, addresses: none}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+)
+
+
+def test_a_new_bond_that_keeps_the_addresses_has_them_in_its_own_file() -> None:
+    files = written(round_trip(NEW_BOND_VLANS, nd_host()))
+    bond = files[f"{ETC}/10-bond0.network"]
+    assert "Address=198.51.100.11/24" in bond and "[Route]\nGateway=198.51.100.1" in bond
+    assert "VLAN=bond0.20\nVLAN=bond0.30\n" in bond and "LinkLocalAddressing=no" not in bond
+    assert "Address=203.0.113.20/24" in files[f"{ETC}/10-br20.network"]
+    assert "Address=" not in files[f"{ETC}/10-br30.network"]

@@ -240,7 +240,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     for bond in topo.bonds():
         _bond(config, bond, facts, out)
     for parent, vlans in out.parents.items():
-        _parent(parent, vlans, facts, out)
+        _parent(config, parent, vlans, facts, out)
     first = topo.bridges[0]
     args = {
         "backend": "networkd",
@@ -314,10 +314,16 @@ def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Files)
     del config
 
 
-def _parent(parent: str, vlans: list[str], facts: HostFacts, out: _Files) -> None:
-    """A VLAN parent's .network gets ``VLAN=`` lines: a new bond's, else the device's own file
-    with every other line kept."""
+def _parent(
+    config: TopologyConfig, parent: str, vlans: list[str], facts: HostFacts, out: _Files
+) -> None:
+    """A VLAN parent's .network gets ``VLAN=`` lines: a new bond's (with its slave's addresses
+    and routes when it keeps them), else the device's own file with every other line kept."""
     bond_path = f"{_stem(parent)}.network"
+    held = config.holder(parent)
+    if bond_path not in out.files and facts.link(parent) is None and held is not None:
+        out.add(bond_path, holder_network(config, held, facts, vlans))
+        return
     if bond_path not in out.files and facts.link(parent) is None:
         network = [*_PORT_KEYS, *(f"VLAN={v}" for v in vlans), "ConfigureWithoutCarrier=yes"]
         out.add(bond_path, [_header(f"VLAN devices of {parent}"), ("Match", [f"Name={parent}"]),
