@@ -214,3 +214,15 @@ def test_vlans_of_a_new_bond() -> None:
     }
     assert net["bridges"]["br20"]["interfaces"] == ["bond0.20"]  # type: ignore[index]
     assert net["bridges"]["br20"]["addresses"] == ["198.51.100.12/24", "2001:db8:100::c/64"]  # type: ignore[index]
+
+
+def test_a_new_bond_that_keeps_the_addresses_has_them_in_its_entry() -> None:
+    before = np_host()
+    text = BOND_VLAN.replace("vlan: 20}", "vlan: 20, addresses: none}")
+    text += "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+    text = "bridges:\n  - " + text.removeprefix("bridge: ")
+    net = network(round_trip(text, before, "netplan", kernel(before)))
+    bond = net["bonds"]["bond0"]  # type: ignore[index]
+    assert bond["addresses"] == ["198.51.100.12/24", "2001:db8:100::c/64"]
+    assert "link-local" not in bond and bond["routes"]
+    assert "addresses" not in net["bridges"]["br20"]  # type: ignore[index]

@@ -235,6 +235,33 @@ def test_a_bond_created_from_the_nic_is_written_as_netdev_and_slave_files() -> N
     assert apply.args["prior_links"] == "eth0 eth1"
 
 
+def idle_eth1_host() -> HostFacts:
+    """nd_host, but nothing configures eth1 (no .network file, down): a spare second NIC."""
+    base = nd_host()
+    contents = {p: t for p, t in base.daemons.contents.items()
+                if p.startswith(ETC) and p != f"{ETC}/10-eth1.network"}  # fmt: skip
+    links = tuple(
+        dataclasses.replace(k, admin_up=False, state="DOWN") if k.name == "eth1" else k
+        for k in base.links
+    )
+    return with_files(dataclasses.replace(base, links=links), contents)
+
+
+def test_an_idle_second_nic_becomes_a_slave_with_a_new_file_and_goes_back_unmanaged() -> None:
+    before = idle_eth1_host()
+    assert before.manager("eth1").manager is None
+    plan = round_trip(BOND_TASK, before)
+    files = written(plan)
+    assert files[f"{ETC}/10-eth1.network"].endswith(
+        "[Match]\nName=eth1\n\n[Network]\nBond=bond0\nLinkLocalAddressing=no\n"
+        "IPv6AcceptRA=no\nPrimarySlave=yes\n"
+    )
+    apply = next(s for s in plan.steps if s.kind == "backend_apply")
+    # the rollback waits for networkd to configure again only what it configured before
+    assert apply.args["prior_links"] == "eth0"
+    assert next(s for s in plan.steps if s.kind == "bond_add").args["mac"] == MAC0
+
+
 def test_a_vlan_aware_bridge_writes_its_vlan_table_and_br0_10() -> None:
     files = written(round_trip(VLAN_AWARE, nd_host()))
     assert "VLANFiltering=yes\nDefaultPVID=none" in files[f"{ETC}/10-br0.netdev"]
@@ -371,3 +398,21 @@ def test_vlans_of_a_new_bond_put_their_vlan_lines_in_the_bonds_own_file() -> Non
     assert "Bridge=br20" in files[f"{ETC}/10-bond0.20.network"]
     assert "Address=198.51.100.11/24" in files[f"{ETC}/10-br20.network"]
     assert "Bond=bond0" in files[f"{ETC}/10-eth0.network"]
+
+
+NEW_BOND_VLANS = (
+    "bridges:\n"
+    "  - {name: br20, nic: bond0, vlan: 20, addresses: [203.0.113.20/24],\n"
+    "     bond: {name: bond0, slaves: [eth0, eth1]}}\n"
+    "  - {name: br30, nic: bond0, vlan: 30, addresses: none}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+)
+
+
+def test_a_new_bond_that_keeps_the_addresses_has_them_in_its_own_file() -> None:
+    files = written(round_trip(NEW_BOND_VLANS, nd_host()))
+    bond = files[f"{ETC}/10-bond0.network"]
+    assert "Address=198.51.100.11/24" in bond and "[Route]\nGateway=198.51.100.1" in bond
+    assert "VLAN=bond0.20\nVLAN=bond0.30\n" in bond and "LinkLocalAddressing=no" not in bond
+    assert "Address=203.0.113.20/24" in files[f"{ETC}/10-br20.network"]
+    assert "Address=" not in files[f"{ETC}/10-br30.network"]

@@ -146,6 +146,43 @@ def test_several_bridges_over_vlans_of_one_bond_and_a_host_only_bridge() -> None
     assert len(the_plan.expected.more) == 2
 
 
+NEW_BOND_VLANS = (
+    "bridges:\n"
+    "  - {name: br20, nic: bond0, vlan: 20, addresses: [203.0.113.20/24],\n"
+    "     bond: {name: bond0, slaves: [eth0, eth1]}}\n"
+    "  - {name: br30, nic: bond0, vlan: 30, addresses: none}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+)
+
+
+def test_bridges_over_vlans_of_a_bond_the_task_creates_leave_the_addresses_on_the_bond() -> None:
+    # was refused: "eth0 carries addresses ... and the task gives them to no interface of br30"
+    the_plan, after = round_trip(NEW_BOND_VLANS, host())
+    assert {a.cidr for a in after.addresses_of("bond0")} == {V4, V6}  # untagged, as on eth0
+    assert {a.cidr for a in after.addresses_of("br20")} == {"203.0.113.20/24"}
+    assert after.addresses_of("br30") == () and after.addresses_of("eth0") == ()
+    assert {r.dev for r in after.routes if r.is_default} == {"bond0"}
+    bond = after.topology.bond("bond0")
+    assert bond is not None and bond.slave_names == ("eth0", "eth1")
+    assert [v.name for v in after.topology.vlans] == ["bond0.20", "bond0.30"]
+    kinds = [s.kind for s in the_plan.steps]
+    assert kinds.index("addr_del") < kinds.index("bond_enslave")
+
+
+def test_a_vlan_bridge_that_moves_them_takes_the_new_bonds_addresses() -> None:
+    text = NEW_BOND_VLANS.replace("addresses: [203.0.113.20/24]", "addresses: move")
+    _, after = round_trip(text, host())
+    assert {a.cidr for a in after.addresses_of("br20")} == {V4, V6}
+    assert after.addresses_of("bond0") == ()
+
+
+def test_addresses_a_new_bond_would_really_drop_are_still_refused() -> None:
+    text = "bridge: {bond: {name: bond0, slaves: [eth0, eth1]}, addresses: none}\n"
+    the_plan = plan(text, host())
+    assert the_plan.refusal is not None and "eth0 carries addresses" in the_plan.refusal
+    assert the_plan.steps == ()
+
+
 VLAN_AWARE = (
     "bridge:\n  addresses: none\n  vlan_filtering: true\n  vids: [10, '100-102']\n"
     "  vlan_interfaces: [{vid: 10}]\n"

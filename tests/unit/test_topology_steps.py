@@ -89,3 +89,14 @@ def test_hostile_or_impossible_values_are_refused() -> None:
         tk.bond_add(BondSpec("bond0", ("eth1",), "802.3ad", (("miimon", "1 $(reboot)"),)))
     with pytest.raises(ValidationError, match="one VLAN"):
         tk.bridge_vlan_add("eth0", (1, 5), pvid=True)
+
+
+def test_a_new_bond_is_created_with_its_first_slaves_mac() -> None:
+    # without one, udev's MACAddressPolicy=persistent gives the bond a MAC of its own before
+    # its first slave comes; the bond keeps it and gives it to every slave (found on the VM tier)
+    assert "ip link add bond0 address 02:fb:00:00:00:02 type bond mode active-backup" in command(
+        tk.bond_add(BOND, "02:fb:00:00:00:02")
+    )
+    assert "ip link add bond0 type bond" in command(tk.bond_add(BOND))
+    with pytest.raises(ValidationError):
+        tk.bond_add(BOND, "02:fb:00:00:00:02 $(reboot)")

@@ -31,6 +31,7 @@ class _Dev:
     bridge: tuple[bool, int] | None = None  # stp, forward delay
     filtering: bool = False
     default_pvid: int = 1
+    pinned: bool = False  # a bond created with a MAC (it keeps it when slaves come)
 
 
 @dataclass
@@ -155,7 +156,12 @@ class Kernel:
     def _bond_add(self, a: dict[str, Any]) -> None:
         words = a["options"].split()
         options = tuple(sorted(zip(words[::2], (_value(w) for w in words[1::2]), strict=True)))
-        self._new(a["name"], "bond", "02:00:00:00:00:b0").bond = (a["mode"], options)
+        # a bond given a MAC keeps it; else it takes its first slave's (_bond_enslave)
+        self._new(a["name"], "bond", a.get("mac") or "02:00:00:00:00:b0").bond = (
+            a["mode"],
+            options,
+        )
+        self.devs[a["name"]].pinned = bool(a.get("mac"))
 
     def _bond_del(self, a: dict[str, Any]) -> None:
         for dev in list(self.devs.values()):
@@ -168,7 +174,8 @@ class Kernel:
         slave, bond = self.devs[a["dev"]], self.devs[a["master"]]
         assert bond.bond is not None
         self._set(a["dev"], admin_up=False, state="DOWN")
-        if not any(d.link.master == a["master"] for d in self.devs.values()):
+        first = not any(d.link.master == a["master"] for d in self.devs.values())
+        if first and not bond.pinned:
             self._set(a["master"], mac=slave.link.mac)  # the first slave's MAC
         self._set(a["dev"], master=a["master"], mac=bond.link.mac, admin_up=True, state="UP")
         self.order.append(a["dev"])

@@ -155,6 +155,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     sources: dict[str, CommentedMap] = {}
     for bond in config.topology.bonds():
         links += _bond(network, bond, facts, path, sources)
+        _bond_holder(network, config, bond.name, path, sources)
     for bridge in config.topology.bridges:
         links += _bridge(network, config, bridge, path, sources)
     new, _ = np.dump(doc, network)
@@ -187,8 +188,35 @@ def _bond(
         idents.append(ident)
     first = facts.link(bond.slaves[0])
     bonds = _group(network, "bonds", path)
-    bonds[bond.name] = bond_entry(bond, idents, first.mac if first else None)
+    old = bonds.get(bond.name)
+    entry = bond_entry(bond, idents, first.mac if first else None)
+    if isinstance(old, CommentedMap) and "link-local" not in old:  # it kept the addresses
+        del entry["link-local"]
+        entry.update((k, old[k]) for k in np.MOVED if k in old)
+    bonds[bond.name] = entry
     return [bond.name, *bond.slaves]
+
+
+def _bond_holder(
+    network: CommentedMap,
+    config: TopologyConfig,
+    bond: str,
+    path: str,
+    sources: dict[str, CommentedMap],
+) -> None:
+    """A new bond that keeps its slave's addresses (only VLAN bridges over it) gets them, its
+    routes and what its slave's entry carried, and a link-local address again."""
+    holder = config.holder(bond)
+    if holder is None:
+        return
+    entry = _group(network, "bonds", path)[bond]
+    del entry["link-local"]
+    if holder.addresses:
+        entry["addresses"] = CommentedSeq(holder.addresses)
+    if holder.routes:
+        entry["routes"] = CommentedSeq([np.route_entry(r) for r in holder.routes])
+    for key, value in sources.get(holder.source, {}).items():
+        entry[key] = value
 
 
 def _bridge(

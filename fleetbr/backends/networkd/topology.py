@@ -200,13 +200,20 @@ def _role_file(
     facts: HostFacts, dev: str, what: str, network: list[str], extra: list[tuple[str, list[str]]]
 ) -> tuple[str, list[tuple[str, list[str]]]]:
     """``dev``'s .network as a port / slave: its own file rewritten ([Match], [Link] kept) when
-    it exists, else a new one."""
-    if facts.link(dev) is not None:
+    it exists, else a new one (a device networkd does not configure yet: a new one, an idle
+    second NIC)."""
+    if _configured(facts, dev):
         path, parts = _existing(facts, dev)
         kept = [(n, ls) for n, ls in parts if n in ("Match", "Link")]
     else:
         path, kept = f"{_stem(dev)}.network", [("Match", [f"Name={dev}"])]
     return path, [_header(what), *kept, ("Network", network), *extra]
+
+
+def _configured(facts: HostFacts, dev: str) -> bool:
+    """networkd configures ``dev`` from a file (an unmanaged NIC has none to rewrite)."""
+    view = next((v for v in facts.manager(dev).views if v.backend == "networkd"), None)
+    return facts.link(dev) is not None and view is not None and bool(view.files)
 
 
 def add_network_lines(text: str, lines: list[str]) -> str:
@@ -234,7 +241,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     for bond in topo.bonds():
         _bond(config, bond, facts, out)
     for parent, vlans in out.parents.items():
-        _parent(parent, vlans, facts, out)
+        _parent(config, parent, vlans, facts, out)
     first = topo.bridges[0]
     args = {
         "backend": "networkd",
@@ -287,7 +294,7 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
         network,
         vlan_sections(config.entries(port)),
     )
-    if facts.link(port) is not None:
+    if _configured(facts, port):
         out.prior.append(port)
     out.add(path, parts)
     out.links.append(port)
@@ -311,15 +318,22 @@ def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Files)
         network = [f"Bond={bond.name}", *_PORT_KEYS] + ["PrimarySlave=yes"] * (slave == primary)
         path, parts = _role_file(facts, slave, f"{slave} as a slave of {bond.name}", network, [])
         out.add(path, parts)
-        out.prior.append(slave)
+        if _configured(facts, slave):
+            out.prior.append(slave)
         out.links.append(slave)
     del config
 
 
-def _parent(parent: str, vlans: list[str], facts: HostFacts, out: _Files) -> None:
-    """A VLAN parent's .network gets ``VLAN=`` lines: a new bond's, else the device's own file
-    with every other line kept."""
+def _parent(
+    config: TopologyConfig, parent: str, vlans: list[str], facts: HostFacts, out: _Files
+) -> None:
+    """A VLAN parent's .network gets ``VLAN=`` lines: a new bond's (with its slave's addresses
+    and routes when it keeps them), else the device's own file with every other line kept."""
     bond_path = f"{_stem(parent)}.network"
+    held = config.holder(parent)
+    if bond_path not in out.files and facts.link(parent) is None and held is not None:
+        out.add(bond_path, holder_network(config, held, facts, vlans))
+        return
     if bond_path not in out.files and facts.link(parent) is None:
         network = [*_PORT_KEYS, *(f"VLAN={v}" for v in vlans), "ConfigureWithoutCarrier=yes"]
         out.add(bond_path, [_header(f"VLAN devices of {parent}"), ("Match", [f"Name={parent}"]),

@@ -53,6 +53,18 @@ def taken_devices(topology: Topology, facts: HostFacts) -> list[tuple[str, str]]
     return list(dict.fromkeys(out))
 
 
+def idle_slave(topology: Topology, facts: HostFacts, dev: str) -> bool:
+    """``dev`` becomes a slave of a new bond and nothing configures it now (no daemon, no
+    address: an idle second NIC): no daemon to conflict with, no file of its own to rewrite (the
+    backend writes it a new one)."""
+    slaves = {s for b in topology.bonds() for s in b.slaves}
+    return (
+        dev in slaves
+        and facts.manager(dev).manager is None
+        and not any(a.dev == dev and a.scope == "global" for a in facts.addresses)
+    )
+
+
 def tier(task: BridgeTask, topology: Topology, facts: HostFacts) -> str:
     """The backend that would persist the topology (``none``: the runtime tier)."""
     if task.persist != "auto":
@@ -95,7 +107,8 @@ def capability_refusal(task: BridgeTask, topology: Topology, facts: HostFacts) -
         return f"{where} cannot express {what}{hint}: docs/topologies.md"
     try:
         for dev, bridge in taken_devices(topology, facts):
-            choose(task.persist, task.daemon_conflict, facts, dev, bridge)
+            if not idle_slave(topology, facts, dev):
+                choose(task.persist, task.daemon_conflict, facts, dev, bridge)
     except BackendRefusal as exc:
         return str(exc)
     return None

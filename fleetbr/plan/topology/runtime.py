@@ -100,10 +100,9 @@ def plan_runtime(
     if task.netfilter != "keep":
         nf, expected_nf, files = netfilter_steps(facts, int(task.netfilter == "on"), None)
         out.setup += nf
-    for bridge in topology.bridges:
-        problem = _move_addresses(task, bridge, topology, facts, out)
-        if problem is not None:
-            return refused(task, problem)
+    problem = _all_moves(task, topology, facts, out)
+    if problem is not None:
+        return refused(task, problem)
     for bond in topology.bonds():
         _enslave(bond, facts, out)
     for bridge in topology.bridges:
@@ -207,7 +206,8 @@ def _setup_bridge(bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _P
 
 def _setup_bond(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
     if facts.topology.bond(bond.name) is None:
-        out.setup.append(tsteps.bond_add(bond))
+        first = facts.link(bond.slaves[0])
+        out.setup.append(tsteps.bond_add(bond, first.mac if first is not None else None))
     out.bonds.append(BondExpect(bond.name, bond.mode, bond.options, bond.slaves))
 
 
@@ -246,6 +246,8 @@ def address_source(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> 
     else the NIC (or existing bond)."""
     bond = next((b for b in topology.bonds() if b.name == bridge.nic), None)
     if bond is not None and facts.link(bond.name) is None:
+        if bridge.vlan is not None and not _moves(bridge):
+            return ""  # the new bond keeps them, untagged (_bond_keeps_addresses)
         return next((s for s in bond.slaves if global_addresses(facts, s)), "")
     if bridge.vlan is not None:
         port = bridge.port or ""
@@ -257,6 +259,41 @@ def address_source(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> 
             if old is not None and global_addresses(facts, old.name):
                 return old.name
     return nic
+
+
+def _all_moves(task: BridgeTask, topology: Topology, facts: HostFacts, out: _Plan) -> str | None:
+    """Every bridge's address moves, then those a new bond keeps; why not (None: fine)."""
+    for bridge in topology.bridges:
+        problem = _move_addresses(task, bridge, topology, facts, out)
+        if problem is not None:
+            return problem
+    for bond in topology.bonds():
+        problem = _bond_keeps_addresses(task, bond, topology, facts, out)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _moves(bridge: TopoBridge) -> bool:
+    """The bridge or one of its VLAN interfaces says ``addresses: move``."""
+    return bridge.addresses is None or any(v.addresses is None for v in bridge.vlan_interfaces)
+
+
+def _bond_keeps_addresses(
+    task: BridgeTask, bond: BondSpec, topology: Topology, facts: HostFacts, out: _Plan
+) -> str | None:
+    """A new bond that only VLAN bridges use (no bridge takes it as its port) holds its slave's
+    addresses and routes itself, untagged, unless one of those bridges moves them: the host
+    stays reachable where it was."""
+    if facts.link(bond.name) is not None or any(b.port == bond.name for b in topology.bridges):
+        return None
+    source = next((s for s in bond.slaves if global_addresses(facts, s)), "")
+    over = [b for b in topology.bridges if b.nic == bond.name]
+    if not source or not over or source in out.sources.values():
+        return None
+    holder = _Holder(bond.name, source, None, bridge_mac(over[0], topology, facts))
+    out.sources[bond.name] = source
+    return _move_to(task, over[0], holder, facts, out)
 
 
 def _view(task: BridgeTask, bridge: TopoBridge, holder: _Holder) -> BridgeTask:

@@ -31,16 +31,19 @@ def option_words(options: tuple[tuple[str, OptionValue], ...]) -> str:
     return " ".join(words)
 
 
-def bond_add(bond: BondSpec) -> Step:
-    """Create bond ``bond.name`` (down, no slaves) in its mode with its options; the inverse
-    deletes it."""
+def bond_add(bond: BondSpec, mac: str | None = None) -> Step:
+    """Create bond ``bond.name`` (down, no slaves) in its mode with its options and ``mac`` (its
+    first slave's: a bond created without one gets a MAC from udev's MACAddressPolicy=persistent
+    before its first slave comes, keeps it, and gives it to every slave); the inverse deletes
+    it."""
     args = {
         "name": _ifname(bond.name, "bond"),
         "mode": validate.choice(bond.mode, "bond mode", BOND_MODES),
         "options": option_words(bond.options),
+        "mac": validate.mac_address(mac, "bond mac") if mac else None,
     }
     text = f"create bond {bond.name} (mode {bond.mode}{', ' if bond.options else ''}"
-    text += f"{args['options']})"
+    text += f"{args['options']}{f', mac {mac}' if mac else ''})"
     return Step(
         "bond_add",
         args,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -42,18 +43,29 @@ def require_vm_cache(distro: str = "debian12") -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """Two VMs (hv01, hv02: BACKENDS on eth0, eth1 unconfigured), up for the whole module."""
+@contextmanager
+def booted_lab(
+    tmp_path_factory: pytest.TempPathFactory, backends: list[str], prefix: str = PREFIX
+) -> Iterator[Lab]:
+    """VMs with ``backends`` on eth0 (eth1 unconfigured), two NICs each, in a network namespace
+    of their own, every one fully booted; taken down afterwards."""
     require_vm_cache()
     with own_network_namespace():
-        lab = up(tmp_path_factory.mktemp("vm") / "lab", 2, BACKENDS, nics=2, prefix=PREFIX)
+        lab = up(tmp_path_factory.mktemp("vm") / "lab", len(backends), backends, nics=2,
+                 prefix=prefix)  # fmt: skip
         try:
             for host in lab.hosts:  # a guest still booting stalls SSH sessions on a busy machine
                 ssh(lab, host.ip4, "systemctl is-system-running --wait")
             yield lab
         finally:
             down(lab.dir)
+
+
+@pytest.fixture(scope="module")
+def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Two VMs (hv01, hv02: BACKENDS on eth0, eth1 unconfigured), up for the whole module."""
+    with booted_lab(tmp_path_factory, BACKENDS) as lab:
+        yield lab
 
 
 def ssh(
