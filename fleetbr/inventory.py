@@ -10,20 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-import ruamel.yaml
-from nornir.core.inventory import (
-    ConnectionOptions,
-    Defaults,
-    Group,
-    Groups,
-    Host,
-    Hosts,
-    Inventory,
-    ParentGroups,
-)
-from ruamel.yaml.error import YAMLError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleetbr import validate
 from fleetbr.errors import InventoryError, UsageError, ValidationError
@@ -31,6 +18,11 @@ from fleetbr.keyfiles import key_file_problem, unlock_keys, unopenable
 from fleetbr.secrets import MASK, Secret, parse_secret, resolve
 from fleetbr.selection import no_match, require_some, select_names
 from fleetbr.validate import clip, label, show
+
+# nornir and ruamel.yaml are imported where an inventory is loaded, not with this module: the CLI
+# imports it for every command, and the two cost about 0.09 s of CPU per start (docs/testing.md).
+if TYPE_CHECKING:
+    from nornir.core.inventory import ConnectionOptions, Defaults, Host, Inventory
 
 HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
 MAX_FILE_BYTES = 64 << 20  # per inventory file
@@ -138,6 +130,9 @@ def _read_raw(directory: Path) -> dict[str, dict[str, Any]]:
 
 def _load_yaml(path: Path) -> Any:
     """One inventory file, bounded in bytes and in values (aliases expanded)."""
+    import ruamel.yaml  # noqa: PLC0415
+    from ruamel.yaml.error import YAMLError  # noqa: PLC0415
+
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
@@ -218,6 +213,16 @@ def _nornir_inventory(raw: dict[str, dict[str, Any]]) -> Inventory:
     Inheritance (host -> groups -> defaults, data and connection options) is then resolved by
     nornir's Host methods. Building from the dicts saves a second parse of every file.
     """
+    from nornir.core.inventory import (  # noqa: PLC0415
+        Defaults,
+        Group,
+        Groups,
+        Host,
+        Hosts,
+        Inventory,
+        ParentGroups,
+    )
+
     defaults_raw = raw[DEFAULTS_FILE]
     defaults = Defaults(
         **{key: defaults_raw.get(key) for key in _SCALAR_KEYS},
@@ -236,7 +241,7 @@ def _nornir_inventory(raw: dict[str, dict[str, Any]]) -> Inventory:
 
 
 _SCALAR_KEYS = ("hostname", "port", "username", "password", "platform")
-_H = TypeVar("_H", bound=Host)
+_H = TypeVar("_H", bound="Host")
 
 
 def _element(kind: type[_H], name: str, spec: dict[str, Any], defaults: Defaults) -> _H:
@@ -251,6 +256,8 @@ def _element(kind: type[_H], name: str, spec: dict[str, Any], defaults: Defaults
 
 
 def _connection_options(spec: dict[str, Any]) -> dict[str, ConnectionOptions]:
+    from nornir.core.inventory import ConnectionOptions  # noqa: PLC0415
+
     return {
         name: ConnectionOptions(
             **{key: (options or {}).get(key) for key in _SCALAR_KEYS},

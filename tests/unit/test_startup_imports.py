@@ -12,6 +12,7 @@ reads the backend registry), and lists what got imported.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,33 @@ def test_a_plain_run_imports_no_command_kind_transaction_lab_or_rich(
     assert code == 2
     assert {"fleetbr.adhoc.main", "fleetbr.cli_request", "fleetbr.history.record"} <= modules
     assert matching(modules, NOT_FOR_RUN) == []
+
+
+HISTORY_CHILD = """
+import sys
+from fleetbr.cli import main
+
+code = main(["-i", sys.argv[1], "--history", sys.argv[2], "--json", "history"])
+print(code, file=sys.stderr)
+print("\\n".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_history_imports_no_inventory_ssh_or_template_library(tmp_path: Path) -> None:
+    # `history` reads the run history only: nornir and ruamel.yaml (the inventory's), asyncssh
+    # and jinja2 are paid by the commands that load an inventory, connect or render.
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text("hv1:\n  hostname: 198.51.100.10\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", HISTORY_CHILD, str(inventory), str(tmp_path / "h.sqlite3")],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    code, *modules = done.stderr.splitlines()
+    assert code == "0"
+    assert json.loads(done.stdout) == {"runs": []}
+    assert "fleetbr.cli_history" in modules
+    assert matching(set(modules), ("nornir", "ruamel", "asyncssh", "jinja2")) == []
 
 
 def test_matching_takes_sub_modules_and_siblings_not_longer_names() -> None:
