@@ -109,9 +109,7 @@ def start_holder(lab: Lab, host: LabHost) -> int:
 
 def spawn_sshd(host: LabHost) -> int:
     """Start the host's sshd inside its holder's namespaces without waiting for it."""
-    # -r: a connection's sshd is a fork, not a fresh exec of sshd (OpenSSH 9.2): about 5 ms of
-    # CPU less per connection, and the tests open thousands (docs/testing.md, the fast tier)
-    argv = [*enter_argv(host), SSHD, "-D", "-e", "-r", "-f", host.inside("sshd_config")]
+    argv = [*enter_argv(host), SSHD, "-D", "-e", "-f", host.inside("sshd_config")]
     host.sshd_pid = spawn(argv, host.dir / "sshd.log").pid
     return host.sshd_pid
 
