@@ -148,7 +148,12 @@ class FileKernel(Kernel):
     def _backend_mark(self, a: dict[str, Any]) -> None:
         del a
 
-    _backend_apply = _backend_release = _backend_reapply = _backend_mark
+    _backend_apply = _backend_reapply = _backend_mark
+
+    def _backend_release(self, a: dict[str, Any]) -> None:
+        """networkd's release deletes the bonds the task created before it reloads."""
+        for bond in (a.get("new_bond_links") or "").split():
+            self._bond_del({"name": bond})
 
     def facts(self) -> HostFacts:
         return self.rebuild(super().facts(), dict(self.etc))
@@ -233,6 +238,22 @@ def test_a_bond_created_from_the_nic_is_written_as_netdev_and_slave_files() -> N
     apply = next(s for s in plan.steps if s.kind == "backend_apply")
     assert apply.args["links"] == "br0 bond0 eth0 eth1"
     assert apply.args["prior_links"] == "eth0 eth1"
+    assert apply.args["new_bond_links"] == "bond0"
+
+
+def test_the_rollback_deletes_a_new_bond_before_networkd_reloads() -> None:
+    """Reloaded with a new bond still up, networkd takes eth0 out while eth1 stays in and the
+    bond and bridge keep eth0's MAC: eth0's link-local address fails DAD (the VM tier)."""
+    plan = nd_plan(BOND_TASK, nd_host())
+    release = next(s for s in plan.rollback if s.kind == "backend_release")
+    command = step_command(release)
+    assert command.index('ip link del dev "$fbr_b"') < command.index("networkctl reload")
+    assert "for fbr_b in bond0;" in command
+    kinds = [s.kind for s in plan.rollback]
+    assert kinds.index("backend_release") < kinds.index("bond_del")  # the release goes first
+    existing = nd_plan("bridge: {nic: bond0}", bonded_nd_host())
+    kept = next(s for s in existing.rollback if s.kind == "backend_release")
+    assert kept.args.get("new_bond_links") is None and step_command(kept) == "networkctl reload"
 
 
 def idle_eth1_host() -> HostFacts:

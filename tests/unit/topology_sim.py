@@ -182,10 +182,9 @@ class Kernel:
 
     def _bond_release(self, a: dict[str, Any]) -> None:
         dev = self.devs[a["dev"]]
-        if dev.link.master != a["master"]:
-            return
-        self._set(a["dev"], master=None, mac=dev.perm_mac, admin_up=False, state="DOWN")
-        self.order.remove(a["dev"])
+        if dev.link.master == a["master"]:  # as steps.sh.j2: released if enslaved, then up
+            self._set(a["dev"], master=None, mac=dev.perm_mac, admin_up=False, state="DOWN")
+            self.order.remove(a["dev"])
         if a["up"]:
             self._set(a["dev"], admin_up=True, state="UP")
 

@@ -250,6 +250,9 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "links": " ".join(dict.fromkeys(out.links)),
         "prior_links": " ".join(dict.fromkeys(out.prior)) or None,
         "leases": dhcp.lease_words(topo.bridges, facts),
+        # deleted by the rollback's release, before networkd reloads: see shell.sh.j2's release
+        "new_bond_links": " ".join(b.name for b in topo.bonds() if facts.link(b.name) is None)
+        or None,
     }
     files = tuple(FileChange(p, c) for p, c in out.files.items())
     return BackendPlan("networkd", files, args, managers=tuple(dict.fromkeys(out.links)))
