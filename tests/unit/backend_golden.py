@@ -18,6 +18,7 @@ from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
+from tests.unit.test_topology_networkmanager import nm_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
@@ -35,8 +36,10 @@ TOPOLOGIES = {
     "  vlan_filtering: true\n  pvid: 1\n  vids: [10, '100-199']\n"
     "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
 }
-TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
-    f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
+TOPOLOGY_CASES = (
+    tuple(f"networkd-topology-{t}" for t in TOPOLOGIES)
+    + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
+    + tuple(f"networkmanager-topology-{t}" for t in ("bond", "vlans", "vlan_aware"))
 )
 TXID = "20260101T000000-abcdef"
 TASK = """
@@ -62,6 +65,8 @@ def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
     if backend == "netplan":
         facts = bonded_np_host() if name == "bond_port" else np_host()
+    elif backend == "networkmanager":
+        facts = nm_host()
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"

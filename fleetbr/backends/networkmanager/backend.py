@@ -20,9 +20,10 @@ from fleetbr.backends.model import (
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
-from fleetbr.backends.networkmanager import view
+from fleetbr.backends.networkmanager import topology, view
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.views import ViewContext
@@ -333,6 +334,11 @@ class NetworkManagerBackend(Backend):
     view_words = view.WORDS
     view_rank = 20
     precedence = 0
+    # not bond_port: an existing bond's own profile would have to be rewritten (not yet)
+    topologies = frozenset(
+        {"bond_create", "vlan_uplink", "multi_bridge", "vlan_filtering", "vlan_interface",
+         "host_only"}
+    )  # fmt: skip
 
     def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
         """The name servers of the profile active on ``name`` (ipv4, then ipv6), as nmcli
@@ -363,3 +369,7 @@ class NetworkManagerBackend(Backend):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.unplan`."""
         return unplan(config, facts)
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.networkmanager.topology)."""
+        return topology.plan_topology(config, facts)
