@@ -40,7 +40,7 @@ TOPOLOGIES = {
 TOPOLOGY_CASES = (
     tuple(f"networkd-topology-{t}" for t in TOPOLOGIES)
     + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
-    + tuple(f"networkmanager-topology-{t}" for t in ("bond", "vlans", "vlan_aware"))
+    + tuple(f"networkmanager-topology-{t}" for t in ("vlans", "vlan_aware"))
     + ("ifupdown-topology-vlans",)
 )
 TXID = "20260101T000000-abcdef"

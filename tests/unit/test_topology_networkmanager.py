@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from fleetbr.backends import ini
+from fleetbr.backends import ini, registry
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
 from fleetbr.plan import BridgePlan, plan_host
@@ -132,6 +132,14 @@ def bonded_nm_host() -> HostFacts:
     )
 
 
+@pytest.fixture
+def bonds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NetworkManager declares bond_create, as it will once the VM tier applies it (the writer
+    is tested here; the declaration is withheld: docs/topologies.md)."""
+    backend = type(registry.get("networkmanager"))
+    monkeypatch.setattr(backend, "topologies", backend.topologies | {"bond_create"})
+
+
 def kernel(before: HostFacts) -> FileKernel:
     return FileKernel.with_dir(before, ETC, with_nm)
 
@@ -145,7 +153,7 @@ def nm_plan(text: str, before: HostFacts | None = None) -> BridgePlan:
     return plan_host(task(f"persist: networkmanager\n{text}"), before or nm_host(), min_timeout=5)
 
 
-def test_a_bond_created_from_the_nic_is_a_bond_profile_with_slave_profiles() -> None:
+def test_a_bond_created_from_the_nic_is_a_bond_profile_with_slave_profiles(bonds: None) -> None:
     plan = nm_round_trip(BOND_TASK)
     files = written(plan)
     assert sorted(files) == [
@@ -201,7 +209,7 @@ def test_vlan_bridges_and_a_host_only_bridge_leave_the_parents_profile_alone() -
     assert "old_uuids" not in apply.args and "prior_links" not in apply.args
 
 
-def test_vlans_of_a_new_bond_have_the_bond_as_parent() -> None:
+def test_vlans_of_a_new_bond_have_the_bond_as_parent(bonds: None) -> None:
     files = written(nm_round_trip(BOND_VLAN))
     bond = files[f"{ETC}/bond0.nmconnection"]
     assert "master=" not in bond and "[ipv4]\nmethod=disabled\n" in bond
@@ -209,7 +217,9 @@ def test_vlans_of_a_new_bond_have_the_bond_as_parent() -> None:
     assert "address1=198.51.100.13/24" in files[f"{ETC}/br20.nmconnection"]
 
 
-def test_the_apply_brings_controllers_up_first_and_the_rollback_the_old_profiles() -> None:
+def test_the_apply_brings_controllers_up_first_and_the_rollback_the_old_profiles(
+    bonds: None,
+) -> None:
     plan = nm_plan(BOND_TASK)
     apply = step_command(next(s for s in plan.steps if s.kind == "backend_apply"))
     assert apply.startswith(
@@ -235,7 +245,9 @@ def test_the_apply_brings_controllers_up_first_and_the_rollback_the_old_profiles
 @pytest.mark.parametrize(
     "text", [BOND_TASK, VLAN_AWARE, VLAN_BRIDGES], ids=["bond", "vlan-aware", "vlans"]
 )
-def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str) -> None:
+def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(
+    text: str, bonds: None
+) -> None:
     before = nm_host()
     plan = nm_plan(text, before)
     assert plan.refusal is None, plan.refusal
@@ -246,6 +258,12 @@ def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str)
         assert restored.daemons.contents == before.daemons.contents
 
 
+def test_creating_a_bond_is_not_declared_yet() -> None:
+    plan = nm_plan(BOND_TASK)
+    assert plan.refusal is not None and plan.steps == ()
+    assert plan.refusal.startswith("persist: networkmanager cannot express creating a bond")
+
+
 def test_an_existing_bond_as_the_port_stays_refused() -> None:
     plan = nm_plan("bridge: {nic: bond0}", bonded_nm_host())
     assert plan.refusal is not None and plan.steps == ()
@@ -254,7 +272,7 @@ def test_an_existing_bond_as_the_port_stays_refused() -> None:
     )
 
 
-def test_a_slave_with_no_active_profile_is_refused() -> None:
+def test_a_slave_with_no_active_profile_is_refused(bonds: None) -> None:
     base = nm_host()
     active = {k: v for k, v in base.daemons.nm_active.items() if k != "eth1"}
     before = dataclasses.replace(base, daemons=dataclasses.replace(base.daemons, nm_active=active))
@@ -265,7 +283,7 @@ def test_a_slave_with_no_active_profile_is_refused() -> None:
     assert plan.steps == ()
 
 
-def test_a_source_profile_with_an_mtu_is_refused() -> None:
+def test_a_source_profile_with_an_mtu_is_refused(bonds: None) -> None:
     base = nm_host()
     settings = {ETH0_UUID: {"802-3-ethernet.mtu": "9000"}}
     before = dataclasses.replace(base, daemons=dataclasses.replace(base.daemons, nm_dns=settings))
