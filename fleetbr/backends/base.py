@@ -51,7 +51,8 @@ class Backend(ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     # step arguments of its own beyond backend/bridge/nic/direction (None when unused): a key
     # ending in ``uuid`` is a UUID, any other is one of the backends' names or aliases (a
-    # topology's plan may also pass keys ending in ``links``: space-separated interface names)
+    # topology's plan may also pass keys ending in ``links``: space-separated interface names,
+    # and ``uuids``: space-separated UUIDs)
     step_args: ClassVar[tuple[str, ...]] = ()
     boot_shell: ClassVar[bool] = False  # its template has a boot() macro for the boot guard
     templates: ClassVar[Path]  # the folder of its shell template (SHELL_TEMPLATE)

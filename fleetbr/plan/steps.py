@@ -411,7 +411,7 @@ def _lease_word(word: str) -> str:
 def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
     """The arguments of a backend step: backend, bridge, nic, direction, each registered
     backend's own (``Backend.step_args``; None when another backend's), and a topology's
-    interface lists (keys ending in ``links``, only when given)."""
+    interface lists (keys ending in ``links``) and profile lists (``uuids``), only when given."""
     out: dict[str, str | None] = {"direction": "bridge"}
     out |= dict.fromkeys(registry.step_arg_keys())
     for key, value in args.items():
@@ -419,7 +419,11 @@ def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
             out[key] = validate.interface_name(value, f"backend {key}")
         elif key == "direction":
             out[key] = validate.choice(value, "backend direction", ("bridge", "unbridge"))
-        elif key not in ("backend", "leases") and key not in out and not key.endswith("links"):
+        elif (
+            key not in ("backend", "leases")
+            and key not in out
+            and not key.endswith(("links", "uuids"))
+        ):
             raise ValidationError(f"backend: unknown argument {key}")
         elif value is None and key != "backend":
             continue
@@ -427,6 +431,9 @@ def _backend_args(args: Mapping[str, str | None]) -> dict[str, str | None]:
             out[key] = " ".join(_lease_word(w) for w in str(value).split())
         elif key.endswith("uuid"):
             out[key] = validate.uuid(value, f"backend {key}")
+        elif key.endswith("uuids"):  # UUIDs, space-separated (a topology's profiles)
+            words = str(value).split()
+            out[key] = " ".join(validate.uuid(u, f"backend {key}") for u in words)
         elif key.endswith("links"):  # interface names, space-separated (a topology's)
             names = str(value).split()
             out[key] = " ".join(validate.interface_name(n, f"backend {key}") for n in names)

@@ -17,8 +17,10 @@ from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.dhcp_sim import dhcp_nd_host
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
+from tests.unit.test_topology_ifupdown import ifu_host
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
+from tests.unit.test_topology_networkmanager import nm_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
@@ -38,8 +40,11 @@ TOPOLOGIES = {
     # on the networkd host whose eth0 is a DHCP client (tests/unit/dhcp_sim.py)
     "dhcp": "bridge: {addresses: dhcp}\n",
 }
-TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
-    f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
+TOPOLOGY_CASES = (
+    tuple(f"networkd-topology-{t}" for t in TOPOLOGIES)
+    + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
+    + tuple(f"networkmanager-topology-{t}" for t in ("vlans", "vlan_aware"))
+    + ("ifupdown-topology-vlans",)
 )
 TXID = "20260101T000000-abcdef"
 TASK = """
@@ -67,6 +72,10 @@ def render_topology(backend: str, name: str) -> str:
         facts = bonded_np_host() if name == "bond_port" else np_host()
     elif name == "dhcp":
         facts = dhcp_nd_host()[0]
+    elif backend == "networkmanager":
+        facts = nm_host()
+    elif backend == "ifupdown":
+        facts = ifu_host()
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"

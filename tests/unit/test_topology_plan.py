@@ -282,9 +282,10 @@ def test_the_rollback_check_covers_bonds_vlans_and_vlan_tables() -> None:
     [
         (BOND_TASK, "ifupdown", "persist: ifupdown cannot express creating a bond (bond:) yet"),
         (
-            "bridge: {nic: eth0, vlan: 20}",
-            "networkmanager",
-            "persist: networkmanager cannot express a VLAN uplink (vlan:) yet (use persist: none",
+            "bridge: {nic: eth0, vlan_filtering: true, vids: [10]}",
+            "ifupdown",
+            "persist: ifupdown cannot express a VLAN-aware bridge (vlan_filtering) yet (use "
+            "persist: none",
         ),
         (
             "bridge: {addresses: dhcp}",

@@ -10,12 +10,13 @@ from pathlib import Path
 from fleetbr.backends import carry
 from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
-from fleetbr.backends.ifupdown import view
+from fleetbr.backends.ifupdown import topology, view
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
 from fleetbr.facts.model import HostFacts, Route
@@ -283,6 +284,9 @@ class IfupdownBackend(Backend):
     view_words = ("ifstate",)
     view_rank = 30
     precedence = 3
+    # what ifupdown 0.8 with bridge-utils applies itself: no bonds (ifenslave is not in the
+    # image), no VLAN-aware bridges (bridge-utils has no per-port VLAN table); topology.py
+    topologies = frozenset({"vlan_uplink", "multi_bridge", "host_only"})
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The ``iface`` stanzas of each file ifupdown reads (Daemons.ifupdown)."""
@@ -304,3 +308,7 @@ class IfupdownBackend(Backend):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.unplan`."""
         return unplan(config, facts)
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.ifupdown.topology)."""
+        return topology.plan_topology(config, facts)

@@ -20,9 +20,10 @@ from fleetbr.backends.model import (
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
-from fleetbr.backends.networkmanager import view
+from fleetbr.backends.networkmanager import topology, view
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.views import ViewContext
@@ -333,6 +334,13 @@ class NetworkManagerBackend(Backend):
     view_words = view.WORDS
     view_rank = 20
     precedence = 0
+    # not bond_port: an existing bond's own profile would have to be rewritten (not yet); not
+    # bond_create: the writer exists (topology.py), but on the VM NetworkManager 1.42 failed to
+    # take over the bond the runtime steps built (it sets the mode, which the kernel refuses on a
+    # bond with slaves: ENOTEMPTY), and the apply rolled back (docs/topologies.md)
+    topologies = frozenset(
+        {"vlan_uplink", "multi_bridge", "vlan_filtering", "vlan_interface", "host_only"}
+    )
 
     def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
         """The name servers of the profile active on ``name`` (ipv4, then ipv6), as nmcli
@@ -363,3 +371,7 @@ class NetworkManagerBackend(Backend):
     def unplan(self, config: BridgeConfig, facts: HostFacts) -> BackendPlan:
         """See :meth:`Backend.unplan`."""
         return unplan(config, facts)
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.networkmanager.topology)."""
+        return topology.plan_topology(config, facts)
