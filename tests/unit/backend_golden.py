@@ -16,6 +16,7 @@ from fleetbr.plan.shell import step_command
 from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
+from tests.unit.test_topology_ifupdown2 import PROXMOX, bonded_i2_host, i2_host
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 
@@ -35,8 +36,11 @@ TOPOLOGIES = {
     "  vlan_filtering: true\n  pvid: 1\n  vids: [10, '100-199']\n"
     "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n",
 }
-TOPOLOGY_CASES = tuple(f"networkd-topology-{t}" for t in TOPOLOGIES) + tuple(
-    f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans")
+TOPOLOGIES["proxmox"] = PROXMOX
+TOPOLOGY_CASES = (
+    tuple(f"networkd-topology-{t}" for t in TOPOLOGIES if t != "proxmox")
+    + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
+    + tuple(f"ifupdown2-topology-{t}" for t in TOPOLOGIES)
 )
 TXID = "20260101T000000-abcdef"
 TASK = """
@@ -62,6 +66,8 @@ def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
     if backend == "netplan":
         facts = bonded_np_host() if name == "bond_port" else np_host()
+    elif backend == "ifupdown2":
+        facts = bonded_i2_host() if name == "bond_port" else i2_host()
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"
