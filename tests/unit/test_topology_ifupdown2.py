@@ -44,8 +44,9 @@ PROXMOX = (
 
 
 def with_interfaces(base: HostFacts, contents: dict[str, str]) -> HostFacts:
-    """``base`` with this /etc/network/interfaces and ifupdown2's view of it: every interface
-    with a stanza that exists is ifupdown2's (``ifreload -a`` brought it up)."""
+    """``base`` with this /etc/network/interfaces and ifupdown2's view of it: an interface with
+    an ``auto`` line is up in its saved state (``ifreload -a`` brought it up), one with only a
+    stanza is ``down``."""
     others = {p: t for p, t in base.daemons.contents.items() if not p.startswith("/etc/network")}
     every = {**others, **contents}
     stanzas = ifupdown_stanzas(contents)
@@ -54,8 +55,11 @@ def with_interfaces(base: HostFacts, contents: dict[str, str]) -> HostFacts:
         paths = [p for p, names in stanzas.items() if link.name in names]
         if paths:
             files = tuple(ConfigFile(p, sha256(every[p])) for p in paths)
-            views = (DaemonView("ifupdown2", "up", files, claims=True),)
-            managers[link.name] = InterfaceManager(link.name, "ifupdown2", "up", files, views)
+            up = any(f"auto {link.name}\n" in every[p] for p in paths)
+            state = "up" if up else "down"
+            views = (DaemonView("ifupdown2", state, files, claims=up),)
+            owner = "ifupdown2" if up else None
+            managers[link.name] = InterfaceManager(link.name, owner, state, files, views)
     daemons = dataclasses.replace(
         base.daemons,
         contents=every,
@@ -176,8 +180,8 @@ def test_the_proxmox_layout_is_a_vlan_aware_bridge_over_a_bond_with_vids_on_the_
     )
     apply = next(s for s in plan.steps if s.kind == "backend_apply")
     assert apply.args["links"] == "eth0 eth1 bond0 br0 br0.10"
-    assert apply.args["prior_links"] == "eth0 eth1"
-    assert apply.args["new_links"] == "br0.10 br0 bond0"
+    assert apply.args["prior_links"] == "eth0"  # eth1: a manual stanza, not up
+    assert apply.args["new_links"] == "br0.10 br0 bond0 eth1"
 
 
 def test_a_vlan_aware_bridge_over_the_nic_moves_the_management_address_to_br0_10() -> None:
@@ -284,9 +288,9 @@ def test_the_apply_reloads_and_checks_every_stanza_and_the_rollback_downs_the_ne
     apply = step_command(next(s for s in plan.steps if s.kind == "backend_apply"))
     assert apply.startswith("{ sync; ifreload -a >/dev/null 2>&1; ifquery -c eth0 eth1 bond0 br0 ")
     release = step_command(next(s for s in plan.rollback if s.kind == "backend_release"))
-    assert release == "{ ifdown --force br0.10 br0 bond0 >/dev/null 2>&1 || :; }"
+    assert release == "{ ifdown --force br0.10 br0 bond0 eth1 >/dev/null 2>&1 || :; }"
     reapply = step_command(next(s for s in plan.rollback if s.kind == "backend_reapply"))
-    assert "ifquery -c eth0 eth1 >/dev/null" in reapply and "bond0" not in reapply
+    assert "ifquery -c eth0 >/dev/null" in reapply and "bond0" not in reapply
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,6 @@ class _Source:
     path: str
     kept: list[str]
     options: dict[str, dict[str, list[str]]]
-    names: tuple[str, ...]  # every stanza's interface in the old file
     written: frozenset[str]  # the stanzas after fleetbr's header (a plan applied before)
 
 
@@ -162,8 +161,7 @@ def _source(config: TopologyConfig, facts: HostFacts, names: list[str]) -> _Sour
     while lines and not lines[-1].strip():
         lines.pop()
     del config
-    held = facts.daemons.ifupdown.get(path, ())
-    return _Source(path, lines, options, tuple(held), frozenset(written))
+    return _Source(path, lines, options, frozenset(written))
 
 
 def _written_before(text: str) -> set[str]:
@@ -220,9 +218,10 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     for bridge in config.topology.bridges:
         _bridge(config, bridge, src, out)
     text = "\n".join([*src.kept, "", HEADER, *("\n".join(s) + "\n" for s in out.stanzas)])
-    # ifupdown2 owned these before: the rollback's ifreload must leave them as its check says
-    prior = [n for n in out.links if n in src.names and facts.link(n) is not None]
-    new = [n for n in reversed(out.links) if facts.link(n) is None]
+    # ifupdown2 had these up before (its saved state): the rollback's ifreload brings them up
+    # again and checks them; it downs the others (new devices, a spare NIC's manual stanza) first
+    prior = [n for n in out.links if facts.link(n) is not None and _was_up(facts, n)]
+    new = [n for n in reversed(out.links) if n not in prior]
     first = config.topology.bridges[0]
     args = {
         "backend": NAME,
@@ -234,6 +233,10 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     }
     files = (FileChange(src.path, text.rstrip("\n") + "\n"),)
     return BackendPlan(NAME, files, args, managers=tuple(out.links))
+
+
+def _was_up(facts: HostFacts, name: str) -> bool:
+    return any(v.backend == NAME and v.state == "up" for v in facts.manager(name).views)
 
 
 def _lower(
