@@ -43,7 +43,7 @@ SLAVES = ["eth0", "eth1"]
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def px_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One ifupdown2 VM with two NICs; eth1 gets a ``manual`` stanza (not ``auto``)."""
     require_vm_cache()
     with own_network_namespace():
@@ -100,46 +100,46 @@ def view(facts: HostFacts) -> dict[str, Any]:
     }
 
 
-def settled(lab: Lab, timeout: float = 60) -> HostFacts:
+def settled(px_lab: Lab, timeout: float = 60) -> HostFacts:
     """The facts once ifupdown2 is not still bringing interfaces up (after a boot)."""
     deadline = time.monotonic() + timeout
-    vm_sh(lab, HOST, "systemctl is-system-running --wait || :")
+    vm_sh(px_lab, HOST, "systemctl is-system-running --wait || :")
     while True:
-        facts = host_facts(lab, HOST)
-        up_ = vm_sh(lab, HOST, "systemctl is-active networking.service || :").strip()
+        facts = host_facts(px_lab, HOST)
+        up_ = vm_sh(px_lab, HOST, "systemctl is-active networking.service || :").strip()
         if up_ in ("active", "failed") or time.monotonic() > deadline:
             return facts
         time.sleep(1)
 
 
-def test_a_cutting_variant_is_rolled_back_exactly(lab: Lab, tmp_path: Path) -> None:
-    before = settled(lab)
-    text = vm_sh(lab, HOST, f"cat {PATH}")
+def test_a_cutting_variant_is_rolled_back_exactly(px_lab: Lab, tmp_path: Path) -> None:
+    before = settled(px_lab)
+    text = vm_sh(px_lab, HOST, f"cat {PATH}")
     # the management address moves to br0.10, which the controller cannot reach (tagged VLAN 10)
     cut = task(tmp_path, addresses="none", vlan_interfaces=[{"vid": 10, "addresses": "move"}])
     doc = yaml.safe_load(cut.read_text())
     doc["deadman"]["timeout"] = 120
     cut.write_text(yaml.safe_dump(doc))
-    got = apply_all(lab, [HOST], cut)[HOST]
+    got = apply_all(px_lab, [HOST], cut)[HOST]
     assert got.status == Status.ROLLED_BACK, (got.status, got.message, got.data.get("events"))
-    assert vm_sh(lab, HOST, f"cat {PATH}") == text
-    after = settled(lab)
+    assert vm_sh(px_lab, HOST, f"cat {PATH}") == text
+    after = settled(px_lab)
     assert view(after) == view(before)
-    assert ssh(lab, lab.host(HOST).ip4, "ip link show bond0").returncode != 0
+    assert ssh(px_lab, px_lab.host(HOST).ip4, "ip link show bond0").returncode != 0
 
 
-def test_the_proxmox_layout_is_confirmed_and_ifupdown2_agrees(lab: Lab, tmp_path: Path) -> None:
+def test_the_proxmox_layout_is_confirmed_and_ifupdown2_agrees(px_lab: Lab, tmp_path: Path) -> None:
     path = task(tmp_path)
-    got = apply_all(lab, [HOST], path)[HOST]
+    got = apply_all(px_lab, [HOST], path)[HOST]
     assert got.status == Status.CONFIRMED, (got.status, got.message, got.data.get("events"))
-    text = vm_sh(lab, HOST, f"cat {PATH}")
+    text = vm_sh(px_lab, HOST, f"cat {PATH}")
     for needle in ("iface bond0 inet manual", "bond-slaves eth0 eth1", "bond-mode active-backup",
                    "bridge-ports bond0", "bridge-vlan-aware yes", "bridge-vids 10 100-199",
                    "bridge-pvid 1", "iface br0.10 inet static"):  # fmt: skip
         assert needle in text, f"{needle!r} not in:\n{text}"
-    checked = ssh(lab, lab.host(HOST).ip4, "ifquery -c -a")
+    checked = ssh(px_lab, px_lab.host(HOST).ip4, "ifquery -c -a")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    facts = host_facts(lab, HOST)
+    facts = host_facts(px_lab, HOST)
     bond = facts.topology.bond("bond0")
     assert bond is not None and bond.mode == "active-backup" and bond.option("miimon") == 100
     assert sorted(bond.slave_names) == SLAVES
@@ -149,15 +149,16 @@ def test_the_proxmox_layout_is_confirmed_and_ifupdown2_agrees(lab: Lab, tmp_path
     assert {("bond0", 1, 1, True, True), ("bond0", 10, 10, False, False),
             ("bond0", 100, 199, False, False), ("br0", 10, 10, False, False)} <= table  # fmt: skip
     assert VLAN10 in [a.cidr for a in facts.addresses_of("br0.10")]
-    assert lab.host(HOST).addr4 in [a.cidr.split("/")[0] for a in facts.addresses_of("br0")]
-    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", HOST, "plan", str(path))
+    assert px_lab.host(HOST).addr4 in [a.cidr.split("/")[0] for a in facts.addresses_of("br0")]
+    code, doc, err = fleetbr("-i", str(px_lab.inventory_dir), "-l", HOST, "plan", str(path))
     assert code == 0 and doc[HOST]["status"] == "unchanged", (doc, err)
 
 
-def test_a_reboot_builds_the_same_layout_from_the_file(lab: Lab, tmp_path: Path) -> None:
-    confirmed = view(settled(lab))
-    reboot(lab, HOST)
-    after = settled(lab)
+def test_a_reboot_builds_the_same_layout_from_the_file(px_lab: Lab, tmp_path: Path) -> None:
+    confirmed = view(settled(px_lab))
+    reboot(px_lab, HOST)
+    after = settled(px_lab)
     assert view(after) == confirmed
-    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", HOST, "plan", str(task(tmp_path)))
+    again = str(task(tmp_path))
+    code, doc, err = fleetbr("-i", str(px_lab.inventory_dir), "-l", HOST, "plan", again)
     assert code == 0 and doc[HOST]["status"] == "unchanged", (doc, err)
