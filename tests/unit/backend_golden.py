@@ -18,6 +18,7 @@ from tests.unit.dhcp_sim import dhcp_nd_host
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
 from tests.unit.test_topology_ifupdown import ifu_host
+from tests.unit.test_topology_ifupdown2 import PROXMOX, bonded_i2_host, i2_host
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
 from tests.unit.test_topology_networkmanager import nm_host
@@ -40,11 +41,13 @@ TOPOLOGIES = {
     # on the networkd host whose eth0 is a DHCP client (tests/unit/dhcp_sim.py)
     "dhcp": "bridge: {addresses: dhcp}\n",
 }
+TOPOLOGIES["proxmox"] = PROXMOX
 TOPOLOGY_CASES = (
-    tuple(f"networkd-topology-{t}" for t in TOPOLOGIES)
+    tuple(f"networkd-topology-{t}" for t in TOPOLOGIES if t != "proxmox")
     + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
     + tuple(f"networkmanager-topology-{t}" for t in ("vlans", "vlan_aware"))
     + ("ifupdown-topology-vlans",)
+    + tuple(f"ifupdown2-topology-{t}" for t in TOPOLOGIES if t != "dhcp")
 )
 TXID = "20260101T000000-abcdef"
 TASK = """
@@ -76,6 +79,8 @@ def render_topology(backend: str, name: str) -> str:
         facts = nm_host()
     elif backend == "ifupdown":
         facts = ifu_host()
+    elif backend == "ifupdown2":
+        facts = bonded_i2_host() if name == "bond_port" else i2_host()
     else:
         facts = bonded_nd_host() if name == "bond_port" else nd_host()
     text = f"persist: {backend}\nnetfilter: keep\n{TOPOLOGIES[name]}"

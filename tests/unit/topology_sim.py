@@ -238,6 +238,7 @@ class Kernel:
             a.get("protocol") or "boot",
             table=a.get("table") or "main",
             scope=a.get("scope"),
+            onlink=bool(a.get("onlink")),
         )
         self.routes = [r for r in self.routes if not _same(r, route)] + [route]
 

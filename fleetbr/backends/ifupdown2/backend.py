@@ -22,12 +22,13 @@ from pathlib import Path
 from fleetbr.backends.base import Backend
 from fleetbr.backends.ifupdown import view as ifupdown_view
 from fleetbr.backends.ifupdown.backend import carried, check_hooks, source_text, split
-from fleetbr.backends.ifupdown2 import view
+from fleetbr.backends.ifupdown2 import topology, view
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
     BridgeConfig,
     FileChange,
+    TopologyConfig,
     check_route,
 )
 from fleetbr.facts.model import HostFacts, Route
@@ -41,10 +42,10 @@ _ADDRESSING = frozenset(
     {"address", "netmask", "gateway", "broadcast", "metric", "accept_ra", "hwaddress"}
 )
 _ROUTE_HOOKS = (["up", "ip", "-4", "route", "replace"], ["up", "ip", "-6", "route", "replace"])
-_RA_OFF = "up echo 0 > /proc/sys/net/ipv6/conf/{name}/accept_ra"
+RA_OFF = "up echo 0 > /proc/sys/net/ipv6/conf/{name}/accept_ra"
 
 
-def _route_line(route: Route, dev: str) -> str:
+def route_line(route: Route, dev: str) -> str:
     check_route(route, NAME)
     parts = ["up", "ip", "-6" if route.family == 6 else "-4", "route", "replace", route.dst]
     if route.gateway:
@@ -75,34 +76,44 @@ def _stanza(config: BridgeConfig, family: int, carried_opts: list[str], bridge: 
     lines += [f"    address {a}" for a in config.family_addresses(family)]
     lines += [f"    {o}" for o in carried_opts if o.split()[0] not in _ADDRESSING]
     if family == 6:
-        lines.append(f"    {_RA_OFF.format(name=config.name)}")
+        lines.append(f"    {RA_OFF.format(name=config.name)}")
     if len(config.defaults(family)) > 1:
         raise BackendRefusal(f"persist: {NAME}: more than one IPv{family} default route")
     routes = [r for r in config.routes if r.family == family]
-    lines += [f"    {_route_line(r, config.name)}" for r in routes]
+    lines += [f"    {route_line(r, config.name)}" for r in routes]
     return lines
 
 
-def _ours(option: str) -> bool:
+def is_own_option(option: str) -> bool:
     """An option fleetbr writes in the bridge's stanzas (rewritten from the task each time)."""
     words = option.split()
     ra_off = option.startswith("up echo 0 > /proc/sys/net/ipv6/conf/")
     return words[0].startswith(("bridge-", "bridge_")) or words[:5] in _ROUTE_HOOKS or ra_off
 
 
-def _without(text: str, config: BridgeConfig) -> tuple[list[str], dict[str, list[str]]]:
+def is_bond_option(option: str) -> bool:
+    """A ``bond-*`` option: it stays on the bond's stanza (a bond as the port)."""
+    return option.split(maxsplit=1)[0].startswith(("bond-", "bond_"))
+
+
+def _without(text: str, config: BridgeConfig) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """The file's lines without the stanzas of the NIC and the bridge (nor fleetbr's header),
-    and the options to carry per family: the bridge's (fleetbr's own left out) once it has
-    stanzas, else the NIC's."""
+    the options to carry per family: the bridge's (fleetbr's own left out) once it has
+    stanzas, else the NIC's; and the NIC's ``bond-*`` options, which stay its own."""
     kept, nic_options = split(text, config.nic)
     kept, options = split("\n".join(kept) + "\n", config.name)
     header = HEADER.format(bridge=config.name)
     kept = [line for line in kept if line.strip() != header]
     while kept and not kept[-1].strip():
         kept.pop()
+    bond = list(
+        dict.fromkeys(o for opts in nic_options.values() for o in opts if is_bond_option(o))
+    )
     if not options:
-        return kept, nic_options
-    return kept, {fam: [o for o in opts if not _ours(o)] for fam, opts in options.items()}
+        options = nic_options
+    carried = {fam: [o for o in opts if not is_own_option(o) and not is_bond_option(o)]
+               for fam, opts in options.items()}  # fmt: skip
+    return kept, carried, bond
 
 
 def _families(config: BridgeConfig) -> list[int]:
@@ -112,9 +123,10 @@ def _families(config: BridgeConfig) -> list[int]:
 def rewrite(text: str, config: BridgeConfig) -> str:
     """``text`` with the stanzas of the NIC (or of the bridge, persisted before) replaced by the
     bridge's and a ``manual`` stanza for the NIC."""
-    kept, options = _without(text, config)
+    kept, options, bond = _without(text, config)
     header = HEADER.format(bridge=config.name)
-    out = [*kept, "", header, f"auto {config.nic}", f"iface {config.nic} inet manual", ""]
+    out = [*kept, "", header, f"auto {config.nic}", f"iface {config.nic} inet manual"]
+    out += [*(f"    {o}" for o in bond), ""]
     out.append(f"auto {config.name}")
     for i, family in enumerate(_families(config)):
         name = "inet" if family == 4 else "inet6"
@@ -124,12 +136,13 @@ def rewrite(text: str, config: BridgeConfig) -> str:
 
 def unwrite(text: str, config: BridgeConfig) -> str:
     """Unbridge: the bridge's stanzas (and the NIC's ``manual`` one) become the NIC's."""
-    kept, options = _without(text, config)
+    kept, options, bond = _without(text, config)
     plain = dataclasses.replace(config, name=config.nic)
     out = [*kept, "", f"auto {config.nic}"]
-    for family in _families(config):
+    for i, family in enumerate(_families(config)):
         name = "inet" if family == 4 else "inet6"
-        out += [*_stanza(plain, family, options.get(name, []), bridge=False), ""]
+        opts = bond * (i == 0) + options.get(name, [])
+        out += [*_stanza(plain, family, opts, bridge=False), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -150,6 +163,10 @@ class Ifupdown2Backend(Backend):
     precedence = 3
     # both read /etc/network/interfaces and ship ifup/ifdown/ifquery: a host has one or the other
     replaces = ("ifupdown",)
+    topologies = frozenset(
+        {"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "vlan_filtering",
+         "vlan_interface", "host_only"}
+    )  # fmt: skip
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The ``iface`` stanzas of each file it reads (Daemons.ifupdown: ifupdown's format)."""
@@ -186,3 +203,7 @@ class Ifupdown2Backend(Backend):
         new = unwrite(text, config)
         args = _args(config, direction="unbridge")
         return BackendPlan(NAME, (FileChange(path, new),), args, managers=(config.nic,))
+
+    def plan_topology(self, config: TopologyConfig, facts: HostFacts) -> BackendPlan:
+        """See :meth:`Backend.plan_topology` (fleetbr.backends.ifupdown2.topology)."""
+        return topology.plan_topology(config, facts)

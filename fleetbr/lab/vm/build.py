@@ -3,7 +3,8 @@
 The plan, switch, keys, known_hosts and inventory are the other tiers' (fleetbr.lab.build,
 model, files; fleetbr.lab.distro for the per-host backend, MAC and machine id). Each VM gets a
 qcow2 overlay of the cached base image and a seed disk with its own files (identity, SSH host
-key, network backend), provisioned exactly like a distro host's overlay layer, on the VM layer;
+key, network backend), provisioned exactly like a distro host's overlay layer, on the VM layer
+(an ifupdown2 host's seed also carries the ifupdown2 layer: fleetbr.lab.vm.seed);
 its NICs are taps on the lab switch bridge. `lab down` and `lab status` are the netns tier's.
 """
 
@@ -17,11 +18,11 @@ from pathlib import Path
 
 from fleetbr.errors import LabError, LabUsageError
 from fleetbr.lab import build, files
-from fleetbr.lab.distro import provision, rootfs
+from fleetbr.lab.distro import layer, provision, rootfs
 from fleetbr.lab.distro.build import distro_plan
 from fleetbr.lab.model import Lab, LabHost, check_prefix, save
 from fleetbr.lab.system import ip_batch, require_tools, run
-from fleetbr.lab.vm import image, machine
+from fleetbr.lab.vm import image, machine, seed
 from fleetbr.validate import integer
 
 MAX_VMS = 8
@@ -58,6 +59,8 @@ def up(
     )
     lab.rootfs = str(rootfs.ensure(lab.distro))
     lab.vm_image = str(image.ensure(lab.distro).dir)
+    if any(h.backend == "ifupdown2" for h in lab.hosts):  # on its seed (fleetbr.lab.vm.seed)
+        lab.ifupdown2_layer = str(layer.ensure(lab.distro, layer.IFUPDOWN2))
     for host in lab.hosts:
         host.vm = True
         host.nics = nics
@@ -73,8 +76,8 @@ def _prepare(lab: Lab, host: LabHost) -> str:
     disk = image.VmImage(Path(lab.vm_image)).disk
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "raw",
          str(host.dir / "disk.qcow2")])  # fmt: skip
-    seed = host.dir / "seed.img"
-    run(["mkfs.ext4", "-q", "-L", "fleetbr-seed", "-d", str(host.dir / "upper"), str(seed),
+    disk_img = host.dir / "seed.img"
+    run(["mkfs.ext4", "-q", "-L", "fleetbr-seed", "-d", str(seed.tree(lab, host)), str(disk_img),
          SEED_SIZE])  # fmt: skip
     return pub
 

@@ -26,7 +26,7 @@ def topology_config(
         Holder(
             e.address_dev,
             e.addresses,
-            tuple(r for r in e.routes if r.dev in (e.address_dev, "") and r.protocol != "kernel"),
+            tuple(r for r in e.routes if r.dev in (e.address_dev, "") and not r.kernel_made),
             sources.get(e.address_dev, ""),
         )
         for e in (expected, *expected.more)
