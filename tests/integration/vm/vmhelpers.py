@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def restored_problems_vm(
     *,
     gone: tuple[str, ...],
     reasons: tuple[str, ...] = ("reason=timer ", "reason=apply-failed-step-"),
+    residue: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[str]:
     """Why the VM is not exactly as before transaction ``txid`` (empty: it is): rolled back by
     the host (``reasons``), every daemon file byte for byte as in the snapshot (the new ones
@@ -130,7 +132,25 @@ def restored_problems_vm(
         if daemon_view(now, nic) != daemon_view(facts, nic):
             out.append(f"{nic}: {daemon_view(facts, nic)} -> {daemon_view(now, nic)}")
     out += [f"{dev} still there" for dev in gone if now.link(dev) is not None]
-    out += state_diff(state, kernel_state(lab, host))
+    out += state_diff(_without(state, residue), _without(kernel_state(lab, host), residue))
     if vm_sh(lab, host, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip():
         out.append("still armed")
     return out
+
+
+def _without(
+    state: dict[str, Any], residue: Mapping[str, tuple[str, ...]] | None
+) -> dict[str, Any]:
+    """``state`` (kernel_state) with the ``residue`` keys of each named device's entries left
+    out."""
+    if not residue:
+        return state
+    return {
+        key: [
+            {k: v for k, v in item.items() if k not in residue.get(item.get("ifname", ""), ())}
+            if isinstance(item, dict)
+            else item
+            for item in items
+        ]
+        for key, items in state.items()
+    }
