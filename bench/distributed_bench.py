@@ -58,8 +58,9 @@ from bench.distributed_profile import profile_chunk, profile_coordinator
 from bench.scale_bench import apply_task
 from fleetbr import lab
 from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV
+from fleetbr.lab.demos.services import free_port
 from tests import pgserver
-from tests.redisserver import RedisServer, _free_port
+from tests.redisserver import RedisServer
 
 SITES = ("east", "west")
 READY_WAIT = 180.0  # seconds a worker may take to start on a loaded machine
@@ -81,7 +82,7 @@ def services(tmp: Path) -> Iterator[Services]:
     binaries = pgserver._binaries()
     if binaries is None:
         raise SystemExit("PostgreSQL is not installed (run scripts/setup: postgresql-15)")
-    broker = RedisServer(tmp / "redis", _free_port())
+    broker = RedisServer(tmp / "redis", free_port())
     broker.folder.mkdir()
     broker.start()
     try:

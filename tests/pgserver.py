@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetbr.lab.demos.services import free_port
 from tests.isolation import isolation_problem, unavailable
 
 USER = "postgres"
@@ -37,12 +37,6 @@ def _binaries() -> Path | None:
                    key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
                    else 0)  # fmt: skip
     return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _as_postgres(*argv: str) -> None:
@@ -101,7 +95,7 @@ def start(binaries: Path) -> PgServer:
     pwfile = folder / "pw"
     pwfile.write_text(password + "\n")
     shutil.chown(pwfile, USER)
-    port = _free_port()
+    port = free_port()
     _as_postgres(str(binaries / "initdb"), "-D", str(folder / "data"), "-U", USER,
                  "--auth-local=trust", "--auth-host=scram-sha-256",
                  f"--pwfile={pwfile}")  # fmt: skip

@@ -12,7 +12,6 @@ import pytest
 
 from fleetbr.backends.ifupdown.view import ifupdown_stanzas
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.restore import restore_check
@@ -29,6 +28,7 @@ from tests.unit.test_topology_networkd import (
     round_trip,
 )
 from tests.unit.test_topology_plan import task
+from tests.unit.topology_sim import bonded
 
 PATH = "/etc/network/interfaces"
 MAC0 = "02:fb:00:00:00:01"
@@ -86,18 +86,6 @@ def i2_host() -> HostFacts:
 def bonded_i2_host() -> HostFacts:
     """eth0 and eth1 in a bond0 of the file's (its stanza holds the addresses)."""
     base = i2_host()
-    slaves = ("eth0", "eth1")
-    links = (
-        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in slaves else k
-          for k in base.links),
-        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
-    )  # fmt: skip
-    bond = Bond(
-        "bond0",
-        "active-backup",
-        (("miimon", 100),),
-        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
-    )
     old = base.daemons.contents[PATH]
     text = old.replace(
         "auto eth0\niface eth0 inet static\n",
@@ -109,15 +97,7 @@ def bonded_i2_host() -> HostFacts:
         text.replace(ETH1, "")
         + "\nauto eth0\niface eth0 inet manual\n\nauto eth1\niface eth1 inet manual\n"
     )
-    base = dataclasses.replace(
-        base,
-        links=links,
-        addresses=tuple(dataclasses.replace(a, dev="bond0") if a.dev == "eth0" else a
-                        for a in base.addresses),
-        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
-        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
-    )  # fmt: skip
-    return with_interfaces(base, {PATH: text})
+    return with_interfaces(bonded(base), {PATH: text})
 
 
 def kernel(before: HostFacts) -> FileKernel:

@@ -12,7 +12,6 @@ import yaml
 
 from fleetbr.backends.netplan import view
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.shell import step_command
@@ -26,6 +25,7 @@ from tests.unit.test_topology_networkd import (
     round_trip,
 )
 from tests.unit.test_topology_plan import task
+from tests.unit.topology_sim import bonded
 
 YAML = "/etc/netplan/01-netcfg.yaml"
 MAC0 = "02:fb:00:00:00:03"
@@ -68,25 +68,7 @@ def np_host() -> HostFacts:
 def bonded_np_host() -> HostFacts:
     """eth0 and eth1 in a bond0 its netplan file defines (the addresses on the bond)."""
     base = np_host()
-    slaves = ("eth0", "eth1")
-    links = (
-        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in slaves else k
-          for k in base.links),
-        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
-    )  # fmt: skip
-    bond = Bond(
-        "bond0",
-        "active-backup",
-        (("miimon", 100),),
-        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
-    )
-    base = dataclasses.replace(
-        base,
-        links=links,
-        addresses=tuple(dataclasses.replace(a, dev="bond0") for a in base.addresses),
-        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
-        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
-    )
+    base = bonded(base)
     text = (
         "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n    eth0: {}\n    eth1: {}\n"
         "  bonds:\n    bond0:\n      interfaces: [eth0, eth1]\n"

@@ -13,7 +13,7 @@ import pytest
 
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts, VlanDevice
+from fleetbr.facts.topology import TopologyFacts, VlanDevice
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan import steps as psteps
 from fleetbr.plan.diff import compare
@@ -23,7 +23,7 @@ from fleetbr.plan.scope import touched_by
 from fleetbr.plan.shell import step_command
 from tests.unit.test_backends_plan import facts as distro_facts
 from tests.unit.test_topology_plan import task
-from tests.unit.topology_sim import Kernel
+from tests.unit.topology_sim import Kernel, bonded
 
 ETC = "/etc/systemd/network"
 MAC0 = "02:fb:00:00:00:02"
@@ -72,18 +72,6 @@ def nd_host() -> HostFacts:
 def bonded_nd_host() -> HostFacts:
     """eth0 and eth1 in a bond0 networkd creates (its .netdev and .network: the addresses)."""
     base = nd_host()
-    slaves = ("eth0", "eth1")
-    links = (
-        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in slaves else k
-          for k in base.links),
-        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
-    )  # fmt: skip
-    bond = Bond(
-        "bond0",
-        "active-backup",
-        (("miimon", 100),),
-        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
-    )
     old = base.daemons.contents[f"{ETC}/10-eth0.network"]
     files = {
         f"{ETC}/05-bond0.netdev": "[NetDev]\nName=bond0\nKind=bond\n\n[Bond]\nMode=active-backup\n",
@@ -91,14 +79,7 @@ def bonded_nd_host() -> HostFacts:
         f"{ETC}/10-eth0.network": "[Match]\nName=eth0\n\n[Network]\nBond=bond0\n",
         f"{ETC}/10-eth1.network": "[Match]\nName=eth1\n\n[Network]\nBond=bond0\n",
     }
-    base = dataclasses.replace(
-        base,
-        links=links,
-        addresses=tuple(dataclasses.replace(a, dev="bond0") for a in base.addresses),
-        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
-        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
-    )
-    return with_files(base, files)
+    return with_files(bonded(base), files)
 
 
 Rebuild = Callable[[HostFacts, dict[str, str]], HostFacts]

@@ -12,7 +12,6 @@ import pytest
 
 from fleetbr.backends import ini, registry
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
-from fleetbr.facts.topology import Bond, BondSlave, TopologyFacts
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.restore import restore_check
@@ -29,6 +28,7 @@ from tests.unit.test_topology_networkd import (
     written,
 )
 from tests.unit.test_topology_plan import task
+from tests.unit.topology_sim import bonded
 
 ETC = "/etc/NetworkManager/system-connections"
 MAC0 = "02:fb:00:00:00:04"
@@ -111,25 +111,7 @@ def nm_host() -> HostFacts:
 
 def bonded_nm_host() -> HostFacts:
     """eth0 and eth1 in a bond0 (the addresses on the bond)."""
-    base = nm_host()
-    links = (
-        *(dataclasses.replace(k, master="bond0", mac=MAC0) if k.name in ("eth0", "eth1") else k
-          for k in base.links),
-        Link("bond0", "bond", MAC0, 1500, "UP", True, None),
-    )  # fmt: skip
-    bond = Bond(
-        "bond0",
-        "active-backup",
-        (("miimon", 100),),
-        (BondSlave("eth0", "ACTIVE", "UP", MAC0), BondSlave("eth1", "BACKUP", "UP", MAC1)),
-    )
-    return dataclasses.replace(
-        base,
-        links=links,
-        addresses=tuple(dataclasses.replace(a, dev="bond0") for a in base.addresses),
-        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
-        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
-    )
+    return bonded(nm_host())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetbr.facts.model import Address, Bridge, HostFacts, Link, Route
-from fleetbr.facts.topology import Bond, BondSlave, PortVlan, VlanDevice
+from fleetbr.facts.topology import Bond, BondSlave, PortVlan, TopologyFacts, VlanDevice
 from fleetbr.plan.model import Step
 from fleetbr.plan.netfilter import sha256
 
@@ -315,3 +315,29 @@ def _same(a: Route, b: Route) -> bool:
 
 def _value(word: str) -> str | int | bool:
     return int(word) if word.isdigit() else word
+
+
+def bonded(base: HostFacts) -> HostFacts:
+    """``base`` (eth0 with the addresses, an idle eth1) with both NICs in an active-backup bond0
+    (miimon 100) that holds eth0's addresses and every route; bond0 and both slaves carry eth0's
+    MAC, as the kernel gives a bond its first slave's. Each backend's test adds its files."""
+    eth0, eth1 = base.link("eth0"), base.link("eth1")
+    assert eth0 is not None and eth1 is not None and eth0.mac is not None
+    links = tuple(
+        dataclasses.replace(k, master="bond0", mac=eth0.mac) if k.name in ("eth0", "eth1") else k
+        for k in base.links
+    )
+    slaves = (
+        BondSlave("eth0", "ACTIVE", "UP", eth0.mac),
+        BondSlave("eth1", "BACKUP", "UP", eth1.mac),
+    )
+    bond = Bond("bond0", "active-backup", (("miimon", 100),), slaves)
+    return dataclasses.replace(
+        base,
+        links=(*links, Link("bond0", "bond", eth0.mac, 1500, "UP", True, None)),
+        addresses=tuple(
+            dataclasses.replace(a, dev="bond0") if a.dev == "eth0" else a for a in base.addresses
+        ),
+        routes=tuple(dataclasses.replace(r, dev="bond0") for r in base.routes),
+        topology=TopologyFacts(bonds=(bond,), vlan_table=()),
+    )
