@@ -44,6 +44,15 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 READ_CHUNK = 64 * 1024
 
 
+def whole(script: str) -> str:
+    """``script`` as one compound command. ``sh -s`` reads its script from the channel as it
+    runs it: a script bigger than what is in flight (a stage with every staged file) was still
+    arriving when a session was cut (the controller giving up on a slow stage), so the shell
+    ran its first part, met the end of its input, and could run a cut last line. Between
+    braces it parses the whole script before running any of it: cut, it runs none."""
+    return "{\n" + script + "\n}\n"
+
+
 class Connection:
     """An open, host-key-verified SSH connection to one inventory host (a
     :class:`~fleetbr.transport.base.Session`)."""
@@ -59,7 +68,9 @@ class Connection:
         """Run ``script`` with POSIX sh on the host; raise on failure when ``check``."""
         limit = timeout if timeout is not None else self.spec.ssh.command_timeout
         try:
-            done = await self._conn.run(self._shell, input=script, timeout=limit, check=False)
+            done = await self._conn.run(
+                self._shell, input=whole(script), timeout=limit, check=False
+            )
         except asyncssh.TimeoutError:
             raise CommandTimeout(f"{label} did not finish within {limit:g}s") from None
         except (asyncssh.Error, OSError) as exc:

@@ -63,3 +63,28 @@ def test_input_is_sent_then_ended_and_no_input_still_ends_it() -> None:
 def test_other_errors_are_not_swallowed() -> None:
     with pytest.raises(OSError, match="Invalid"):
         ssh._send_input(cast(Any, Process(ClosedStdin(OSError, "Invalid datatype"))), b"x")
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_a_script_cut_while_it_arrives_runs_none_of_it(shell: str, tmp_path: Any) -> None:
+    """``sh -s`` runs its script as it reads it: a session cut mid-script (the controller gave up
+    on a slow stage bigger than the pipe) ran its first part and could run a cut last line.
+    Sent whole, it runs all of it or, cut anywhere, none of it."""
+    import shutil
+    import subprocess
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    marks = tmp_path / "marks"
+    script = (
+        f"echo first >> {marks}\n"
+        + "".join(f": padding line {n}\n" for n in range(5000))  # beyond a 64 KiB pipe
+        + f"cat >> {marks} <<'EOF'\nheredoc\nEOF\necho last >> {marks}\nexit 3\n"
+    )
+    text = ssh.whole(script)
+    done = subprocess.run([shell, "-s"], input=text, capture_output=True, text=True)
+    assert done.returncode == 3 and marks.read_text() == "first\nheredoc\nlast\n"
+    marks.unlink()
+    for cut in (len(text) // 3, len(text) - 30, len(text) - 2):  # mid-padding, mid-line, no }
+        done = subprocess.run([shell, "-s"], input=text[:cut], capture_output=True, text=True)
+        assert done.returncode != 0 and not marks.exists(), (cut, done.stderr)
