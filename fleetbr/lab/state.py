@@ -76,15 +76,17 @@ def _ip_json(lab: Lab, host: LabHost, argv: list[str]) -> list[dict[str, Any]]:
     return data
 
 
-def _normalise(value: Any) -> Any:
+def normalise_dump(value: Any, volatile: frozenset[str] = _VOLATILE) -> Any:
+    """An ``ip -j`` dump without the keys that change while the host does not (``volatile``,
+    and every timer): keys sorted, lists kept in order."""
     if isinstance(value, dict):
         return {
-            k: _normalise(v)
+            k: normalise_dump(v, volatile)
             for k, v in sorted(value.items())
-            if k not in _VOLATILE and "timer" not in k
+            if k not in volatile and "timer" not in k
         }
     if isinstance(value, list):
-        return [_normalise(v) for v in value]
+        return [normalise_dump(v, volatile) for v in value]
     return value
 
 
@@ -127,17 +129,17 @@ def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
         )
     key = json.dumps
     return {
-        "links": sorted(_normalise(_ip_json(lab, member, ["ip", "-j", "-d", "link"])), key=key),
-        "addresses": sorted(_normalise(addrs), key=key),
+        "links": sorted(normalise_dump(_ip_json(lab, member, ["ip", "-j", "-d", "link"])), key=key),
+        "addresses": sorted(normalise_dump(addrs), key=key),
         **{
             f"{what}{family}": sorted(
-                _normalise(_ip_json(lab, member, ["ip", "-j", f"-{family}", *argv])), key=key
+                normalise_dump(_ip_json(lab, member, ["ip", "-j", f"-{family}", *argv])), key=key
             )
             for family in (4, 6)
             for what, argv in (("routes", ["route", "show", "table", "all"]), ("rules", ["rule"]))
         },
         "bridge_ports": sorted(
-            _normalise(_ip_json(lab, member, ["bridge", "-j", "link"])), key=key
+            normalise_dump(_ip_json(lab, member, ["bridge", "-j", "link"])), key=key
         ),
         "sysctls": read_sysctls(lab, member),
         "files": _files(lab, member),

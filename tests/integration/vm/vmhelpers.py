@@ -15,6 +15,7 @@ import yaml
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.lab import Lab
+from fleetbr.lab.state import normalise_dump
 from tests.integration.distro.persisthelpers import daemon_view, settled_facts, state_diff
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import ssh, vm_sh
@@ -53,24 +54,12 @@ def cli(lab: Lab, host: str, task: Path, command: str, timeout: float) -> tuple[
     return code, doc[host]["status"], doc[host]["message"]
 
 
-def _normalise(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _normalise(v)
-            for k, v in sorted(value.items())
-            if k not in _VOLATILE and "timer" not in k
-        }
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    return value
-
-
 def kernel_state(lab: Lab, host: str) -> dict[str, Any]:
     """Links (with details), addresses, routes of every table, bridge ports: comparable dumps."""
     out = {}
     for key, command in _DUMPS.items():
         text = vm_sh(lab, host, command).strip()
-        items = _normalise(json.loads(text) if text else [])
+        items = normalise_dump(json.loads(text) if text else [], _VOLATILE)
         out[key] = sorted(items, key=json.dumps)
     return out
 
