@@ -110,7 +110,8 @@ def _pingers(lab: Lab) -> list[tuple[LabHost, subprocess.Popen[str], subprocess.
     return [(h, ping(h.ip4), ping(h.ip6)) for h in lab.hosts]
 
 
-def _lost(proc: subprocess.Popen[str]) -> int:
+def probes_lost(proc: subprocess.Popen[str]) -> int:
+    """Stop a ``ping -q`` and return how many of its probes got no answer."""
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
     for line in out.splitlines():
@@ -139,7 +140,7 @@ def measure(tier: Tier, task: Path) -> None:
             run = timed([PYTHON, "-m", "fleetbr", "-i", str(tier.lab.inventory_dir), "--json",
                          "apply", str(task)])  # fmt: skip
         finally:
-            lost = {h.name: (_lost(p4), _lost(p6)) for h, p4, p6 in pingers}
+            lost = {h.name: (probes_lost(p4), probes_lost(p6)) for h, p4, p6 in pingers}
         after = _carrier(tier.lab)
         bridge = {h.name: _bridge_carrier(h) for h in tier.lab.hosts}
     record(tier, run, lost, {name: after[name] - before[name] for name in before})

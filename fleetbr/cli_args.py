@@ -55,14 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="one real systemd host per network backend, persist: auto, one rebooted after confirm",
     )  # fmt: skip
     demo.add_argument(
+        "--vm", action="store_true",
+        help="Proxmox VE's layout on a QEMU VM managed on a VLAN behind a router VM: a cutting "
+        "variant rolled back, then the layout confirmed (docs/topologies.md)",
+    )  # fmt: skip
+    demo.add_argument(
         "--sites", type=_positive_int, metavar="N",
         help="split the lab into N sites: redis-server, PostgreSQL, a worker per site and the "
         "coordinator (docs/scale.md)",
     )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("lab"), help="lab directory (./lab)")
-    demo.add_argument("--task", type=Path, default=Path("tasks/bridge.yaml"))
-    demo.add_argument("--cut-task", type=Path, default=Path("tasks/cut-off.yaml"))
-    demo.add_argument("--timeout", type=_positive_int, help="dead-man timeout (20s; --distro 60s)")
+    demo.add_argument("--task", type=Path, help="tasks/bridge.yaml (--vm: tasks/proxmox.yaml)")
+    demo.add_argument(
+        "--cut-task", type=Path, help="tasks/cut-off.yaml (--vm: tasks/proxmox-cut.yaml)"
+    )
+    demo.add_argument(
+        "--timeout", type=_positive_int,
+        help="dead-man timeout (20s; --distro 60s; --vm: the task's, the cutting variant's kept)",
+    )  # fmt: skip
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     return parser
 
@@ -170,6 +180,11 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )  # fmt: skip
     up.add_argument("--nics", type=_positive_int, help="with --vm: NICs per VM (default 2)")
     up.add_argument(
+        "--router", action="store_true",
+        help="with --vm (ifupdown2 hosts): a router VM, the hosts managed on VLAN 10 behind it "
+        "(docs/lab.md, the router)",
+    )  # fmt: skip
+    up.add_argument(
         "--distro", help="boot real systemd hosts of this distro (debian12) instead of namespaces"
     )
     up.add_argument(
@@ -184,8 +199,14 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )  # fmt: skip
     up.add_argument(
         "--dhcp", action="store_true",
-        help="with --distro (networkd hosts): a DHCP server on the switch gives each NIC its "
-        "addresses as fixed leases (docs/lab.md, DHCP)",
+        help="with --distro (networkd, netplan or NetworkManager hosts): a DHCP server on the "
+        "switch gives each NIC its addresses as fixed leases (docs/lab.md, DHCP)",
+    )  # fmt: skip
+    up.add_argument(
+        "--topology",
+        choices=("single", "bond", "vlan", "vlan-aware", "dhcp", "multi", "mixed"),
+        help="hosts in the before state of this uplink topology and a matching task in "
+        "LAB/tasks/ (bond, vlan, vlan-aware, mixed need --vm; dhcp --distro: docs/lab.md)",
     )  # fmt: skip
     reboot = lab_cmds.add_parser("reboot", help="reboot a distro or VM lab host from outside")
     reboot.add_argument("host", help="the host's name (hv01)")

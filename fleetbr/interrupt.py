@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from fleetbr.output import warning
 
@@ -18,16 +19,52 @@ FIRST_CTRL_C = (
 )
 
 
+@dataclass(frozen=True)
+class Stop:
+    """A reason other than Ctrl-C for a run to start no new host (the run's exit code stays its
+    hosts'): ``reason`` what happened, ``then`` what to do next (both in the skipped hosts'
+    reports)."""
+
+    reason: str
+    then: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}; {self.then}"
+
+
 class Interruption:
-    """Ctrl-C during a rollout: the first stops new hosts, the second exits at once."""
+    """Ctrl-C during a rollout: the first stops new hosts, the second exits at once. A check
+    given to :meth:`stop_when` stops new hosts too (the run lease lost), without Ctrl-C's
+    exit code."""
 
     def __init__(self) -> None:
         self.count = 0
+        self._check: Callable[[], Stop | None] | None = None
+
+    @property
+    def pressed(self) -> bool:
+        """Ctrl-C was pressed (the run ends interrupted, exit 130)."""
+        return self.count > 0
+
+    @property
+    def stop(self) -> Stop | None:
+        """The :meth:`stop_when` check's reason to start no new host, if it has one now."""
+        return None if self._check is None else self._check()
+
+    def stop_when(self, check: Callable[[], Stop | None]) -> None:
+        """Start no new host either once ``check`` (cheap: called before every host and every
+        arm) returns a :class:`Stop`; it must keep returning it from then on."""
+        self._check = check
+
+    @property
+    def stop_not_pressed(self) -> Stop | None:
+        """The check's :class:`Stop` when Ctrl-C was not pressed (Ctrl-C's own words win)."""
+        return None if self.pressed else self.stop
 
     @property
     def requested(self) -> bool:
-        """Ctrl-C was pressed: no new host may start or arm."""
-        return self.count > 0
+        """Ctrl-C was pressed, or the check stops the run: no new host may start or arm."""
+        return self.count > 0 or self.stop is not None
 
     @property
     def reason(self) -> str:

@@ -13,10 +13,11 @@ verified against its snapshot (the one verdict of :mod:`fleetbr.transaction.verd
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from fleetbr.adhoc.text import fold_hosts
 from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.counts import Serial
 from fleetbr.errors import UsageError
+from fleetbr.history.lease import WAIT_ENV, Lease, holders_text, wait_bound, wait_released
 from fleetbr.history.location import HistoryLocation, open_store
 from fleetbr.history.record import controller_alive, file_sha256
 from fleetbr.history.store import (
@@ -56,6 +58,12 @@ class Prior:
     run_id: int
     carried: dict[str, HostResult] = field(default_factory=dict)  # done: never touched again
     resolve: dict[str, str] = field(default_factory=dict)  # host -> txid that may be armed
+    # how a host's txid is resolved (default :func:`resolve_host`; a site worker's: see
+    # fleetbr.distributed.takeover.resolve_left)
+    resolver: Resolver | None = None
+    # the leases run_id still holds on these hosts after a bounded wait (the local resume's
+    # check right before it resolves or stages a host: :func:`hosts_held`); None: no check
+    held: Callable[[Sequence[str]], list[Lease]] | None = None
 
 
 def unfinished(run: RunRecord, rows: Sequence[HostRow]) -> list[str]:
@@ -84,10 +92,14 @@ def prior_of(run: RunRecord, rows: Sequence[HostRow]) -> Prior:
     return prior
 
 
-def choose_run(store: HistoryStore, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
+def choose_run(
+    store: HistoryStore, wanted: int | None, *, wait: bool = False
+) -> tuple[RunRecord, list[HostRow]]:
     """The run to resume: ``wanted``, or (bare ``--resume``) the newest apply run, only when it
     stopped before it reached every host. UsageError (exit 2, nothing contacted) when there is
-    none, it finished, or it is live."""
+    none, it finished, or it is live; ``wait``: a run whose controller still runs on this
+    machine and holds its run lease is not refused (the caller waits for the lease, then
+    chooses again)."""
     if wanted is not None:
         try:
             run = store.run(wanted)
@@ -96,7 +108,7 @@ def choose_run(store: HistoryStore, wanted: int | None) -> tuple[RunRecord, list
         if run.command != "apply":
             raise UsageError(f"--resume: run {wanted} is a `{run.command}` run, not an apply")
         rows = store.hosts_of(run.id)
-        _check_resumable(store, run, rows)
+        _check_resumable(store, run, rows, wait=wait)
         return run, rows
     newest = store.runs(command="apply", limit=1)
     if not newest:
@@ -113,7 +125,7 @@ def choose_run(store: HistoryStore, wanted: int | None) -> tuple[RunRecord, list
             f"--resume: the newest apply, run {run.id}, finished (every host was attempted); "
             f"nothing to resume{retry}"
         )
-    _check_resumable(store, run, rows)
+    _check_resumable(store, run, rows, wait=wait)
     return run, rows
 
 
@@ -143,11 +155,14 @@ def announcement(run: RunRecord, rows: Sequence[HostRow]) -> str:
     )
 
 
-def _check_resumable(store: HistoryStore, run: RunRecord, rows: Sequence[HostRow]) -> None:
+def _check_resumable(
+    store: HistoryStore, run: RunRecord, rows: Sequence[HostRow], *, wait: bool = False
+) -> None:
     later = store.resumed_by(run.id)
     if later is not None:
         raise UsageError(f"--resume: run {run.id} was resumed by run {later}; resume that one")
-    if run.state is RunState.RUNNING and controller_alive(run.controller):
+    alive = run.state is RunState.RUNNING and controller_alive(run.controller)
+    if alive and not (wait and store.run_lease(run.id, lapsed=True) is not None):
         raise UsageError(
             f"--resume: run {run.id} is still running (pid {run.controller.get('pid')}); "
             "wait for it or stop it first"
@@ -230,7 +245,9 @@ def prepare_resume(
     check_same_hosts(run, hosts)
     sys.stderr.write(plain(announcement(run, rows)) + "\n")
     sys.stderr.flush()
-    return resumed, prior_of(run, rows), hosts
+    prior = prior_of(run, rows)
+    prior.held = functools.partial(hosts_held, path, run.id)
+    return resumed, prior, hosts
 
 
 def _chosen(path: HistoryLocation, wanted: int | None) -> tuple[RunRecord, list[HostRow]]:
@@ -242,11 +259,64 @@ def _chosen(path: HistoryLocation, wanted: int | None) -> tuple[RunRecord, list[
         raise UsageError(f"--resume: {exc}") from None
     try:
         try:
-            return choose_run(store, wanted)
+            run, _ = choose_run(store, wanted, wait=True)
+            released(store, run.id)
+            return choose_run(store, run.id)  # what the run left once its processes let go
         finally:
             store.close()
     except (HistoryError, sqlite3.Error) as exc:
         raise UsageError(f"--resume: {exc}") from None
+
+
+def released(store: HistoryStore, run_id: int, bound: float | None = None) -> bool:
+    """Wait until no process of run ``run_id`` drives it or works on any of its hosts any more
+    (no live run lease nor host lease: :mod:`fleetbr.history.lease`), at most ``bound`` seconds
+    (default ``$FLEETBR_RESUME_WAIT``); whether it waited. One line on stderr when it waits;
+    UsageError (exit 2, nothing contacted) when a lease is still held at the bound."""
+    limit = wait_bound() if bound is None else bound
+    waited: list[bool] = []
+    tell = _waiting_line(run_id, limit, "for it to let go")
+
+    def say(leases: Sequence[Lease]) -> None:
+        waited.append(True)
+        tell(leases)
+
+    def read() -> list[Lease]:
+        driver = store.run_lease(run_id, lapsed=True)
+        return ([] if driver is None else [driver]) + store.leases(run_id, lapsed=True)
+
+    still = wait_released(read, limit, say=say)
+    if still:
+        raise UsageError(f"--resume: run {run_id} still works on {holders_text(still)} after "
+                         f"{limit:g} s; let it finish (or stop it), then resume (the wait: "
+                         f"${WAIT_ENV})")  # fmt: skip
+    return bool(waited)
+
+
+def _waiting_line(run_id: int, limit: float, until: str) -> Callable[[Sequence[Lease]], None]:
+    """What a resume's wait for run ``run_id``'s leases says, once, on stderr."""
+
+    def say(leases: Sequence[Lease]) -> None:
+        sys.stderr.write(plain(f"--resume: run {run_id} still works on {holders_text(leases)}; "
+                               f"waiting up to {limit:g} s {until}") + "\n")  # fmt: skip
+        sys.stderr.flush()
+
+    return say
+
+
+def hosts_held(location: HistoryLocation, run_id: int, hosts: Sequence[str]) -> list[Lease]:
+    """The leases run ``run_id`` still holds on ``hosts`` after waiting (at most
+    ``$FLEETBR_RESUME_WAIT``) for them to be released, run out or their holder gone: the
+    resuming run's check right before it resolves or stages these hosts ([]: free). One line on
+    stderr when it waits; HistoryError when the history cannot be read."""
+    store = open_store(location)
+    try:
+        limit = wait_bound()
+        say = _waiting_line(run_id, limit, "before touching it")
+        read = functools.partial(store.leases, run_id, hosts, lapsed=True)
+        return wait_released(read, limit, say=say)
+    finally:
+        store.close()
 
 
 def _count(value: object, default: int | None) -> int | None:
@@ -272,6 +342,9 @@ class Resolution:
     final: HostResult | None
     note: str
     verdict: RollbackVerdict | None = None  # how a rolled-back transaction was judged
+
+
+Resolver = Callable[[HostSpec, str, int], Awaitable[Resolution]]  # (host, txid, its run)
 
 
 async def resolve_host(spec: HostSpec, txid: str, run_id: int) -> Resolution:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from fleetbr.batchplan import plan_batches
 from fleetbr.core.runner import LocalRunner, Runner
 from fleetbr.counts import BatchSize, Share, hosts_of
+from fleetbr.history.lease import holders_text
+from fleetbr.history.store import HistoryError
 from fleetbr.interrupt import Interruption, sigint_handled
 from fleetbr.inventory import HostSpec
 from fleetbr.observe import Observers, RunObserver, observed
@@ -37,12 +39,19 @@ NOT_ARMED = "interrupted (Ctrl-C) before arming: staged only, nothing changed"
 
 
 def not_attempted(interrupt: Interruption) -> str:
-    """A host that did not start after ``interrupt`` (Ctrl-C: :data:`INTERRUPTED`)."""
+    """A host that did not start after ``interrupt`` (Ctrl-C: :data:`INTERRUPTED`; its
+    :class:`~fleetbr.interrupt.Stop`: ``not started: REASON; THEN``)."""
+    stop = interrupt.stop_not_pressed
+    if stop is not None:
+        return f"not started: {stop}"
     return f"not attempted: {interrupt.reason}"
 
 
 def not_armed(interrupt: Interruption) -> str:
     """A host staged, not armed, after ``interrupt`` (Ctrl-C: :data:`NOT_ARMED`)."""
+    stop = interrupt.stop_not_pressed
+    if stop is not None:
+        return f"not armed: {stop.reason}: staged only, nothing changed; {stop.then}"
     return f"{interrupt.reason} before arming: staged only, nothing changed"
 
 
@@ -64,13 +73,18 @@ class _Run:
     results: dict[str, HostResult]
     notes: dict[str, str]  # host -> how a transaction left by an earlier run was resolved
     runner: Runner
+    prior: Prior | None = None
 
     async def job(self, spec: HostSpec) -> HostResult:
-        """One host's transaction, within the pacer's bound; stops before arming after Ctrl-C."""
+        """One host's transaction, within the pacer's bound; stops before arming after Ctrl-C.
+        A resume's host still held by the run it resumes is refused, nothing staged."""
         change = self.changes[spec.name]
         async with self.pacer.slot():
             if self.interrupt.requested:
                 return HostResult(spec.name, Status.SKIPPED, not_attempted(self.interrupt))
+            refused = await self.still_held(spec.name)
+            if refused is not None:
+                return refused
             self.observer.started(spec.name)
             began, armed_at = time.monotonic(), 0.0
 
@@ -99,6 +113,24 @@ class _Run:
                 result.data["resolved"] = self.notes[spec.name]
             return result
 
+    async def still_held(self, host: str) -> HostResult | None:
+        """A resume's check right before it resolves or stages ``host``: the result of a host
+        the run it resumes still holds after the bounded wait (``refused``; ``skipped`` when
+        the history cannot tell), its txid kept for the next resume; None when it is free."""
+        prior = self.prior
+        if prior is None or prior.held is None:
+            return None
+        kept = {"txid": prior.resolve[host]} if host in prior.resolve else {}
+        try:
+            still = await asyncio.to_thread(prior.held, [host])
+        except HistoryError as exc:
+            return HostResult(host, Status.SKIPPED, "not started: whether the run it resumes "
+                              f"still works on it cannot be told ({exc})", kept)  # fmt: skip
+        if not still:
+            return None
+        return HostResult(host, Status.REFUSED, "not started: the run it resumes still works on "
+                          f"it ({holders_text(still)})", kept)  # fmt: skip
+
     def settle(self, result: HostResult) -> None:
         """A host's final result."""
         self.results[result.host] = result
@@ -111,9 +143,12 @@ class _Run:
 
         async def one(spec: HostSpec) -> HostResult:
             txid = prior.resolve[spec.name]
+            refused = await self.still_held(spec.name)
+            if refused is not None:
+                return refused
             self.observer.started(spec.name)
             self.observer.staged(spec.name, txid)
-            resolution = await resolve_host(spec, txid, prior.run_id)
+            resolution = await (prior.resolver or resolve_host)(spec, txid, prior.run_id)
             if resolution.final is not None:
                 return resolution.final
             return HostResult(spec.name, Status.OK, resolution.note)
@@ -142,11 +177,12 @@ async def rollout_changes(
     """Apply batch after batch; stop when the canary is not confirmed, failures exceed
     ``max_failures`` or Ctrl-C is pressed. Within a batch, a :class:`WindowPacer` bounds the
     hosts in flight. With ``prior`` (``--resume``), hosts it carries are reported, not touched;
-    hosts it left armed are resolved first; a canary batch that passed is not repeated.
+    hosts it left armed are resolved first; a canary batch that passed is not repeated; with its
+    ``held`` check, each host still held by the resumed run is refused, not touched.
     ``runner`` runs each batch's jobs (default: this process's event loop)."""
     runner = runner or LocalRunner()
     run = _Run(changes, pacer or runner.pacer(forks), observer or Observers(),
-               interrupt or Interruption(), {}, {}, runner)  # fmt: skip
+               interrupt or Interruption(), {}, {}, runner, prior)  # fmt: skip
     limit = hosts_of(max_failures, len(hosts))
     planned = plan_batches(hosts, canary, batch_size)
     stop_reason = ""

@@ -8,6 +8,7 @@ the first of two fences, not the only one.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import reprlib
 
@@ -202,3 +203,13 @@ def username(value: object, field: str = "username") -> str:
             "or leading '-')"
         )
     return value
+
+
+def seconds_from_env(name: str, default: float, low: float, high: float) -> float:
+    """The environment variable ``name`` as seconds in ``[low, high]``; ``default`` when it is
+    unset, not a number or out of range (a tuning knob, never a reason to stop a run)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if low <= value <= high else default

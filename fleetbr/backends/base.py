@@ -68,6 +68,9 @@ class Backend(ABC):
     # (fleetbr.changes.bridge.topology.FEATURES); a task needing others is refused before any
     # change (fleetbr.plan.topology.capability; the matrix: docs/topologies.md)
     topologies: ClassVar[frozenset[str]] = frozenset()
+    # its topology writer drops the stanza of a VLAN device of the NIC whose addresses move to a
+    # VLAN interface of the bridge (``eth0.10`` -> ``br0.10``); others refuse such a move
+    rewrites_vlan_sources: ClassVar[bool] = False
     # the backends it replaces: they share its files and commands (ifupdown2 replaces ifupdown:
     # both read /etc/network/interfaces and ship ifup), so a host has one or the other. When its
     # tool is present the facts call them absent and none of their views is read

@@ -187,9 +187,12 @@ class _Run:
 
     async def until_done(self, context: RunContext, report: Report | None) -> _Ended:
         """Run the command with ``context`` observing it; the results and the exit code."""
+        recorder = context.recorder
+        if recorder is not None:  # its run lease lost: no new host starts (history.md, Leases)
+            self.interrupt.stop_when(recorder.lease_stop)
         self.runner.attach(self.prepared, context, self.interrupt)
         result = await self.command(self, context.observer)
-        interrupted = self.interrupt.requested
+        interrupted = self.interrupt.pressed
         code = EXIT_INTERRUPTED if interrupted else result.exit_code
         context.done(code, interrupted=interrupted)
         context.stop_display()

@@ -7,6 +7,11 @@ it is given is not called (it cannot cross a process); the work travels as
 :class:`~fleetbr.distributed.message.Chunk` messages. The coordinator records the run and every
 host's final row; the workers claim the hosts and write their phases as they happen.
 
+``apply --resume`` of a run that left transactions to resolve (rows ``started`` with a txid):
+the rollout's resolve step is not done here (the coordinator has no keys); each such host goes
+to its site's worker in its batch's chunk with the txid and the run that left it
+(:class:`~fleetbr.distributed.message.Left`), and the worker resolves it before it applies.
+
 A chunk no worker starts by its deadline (the settings' ``start_wait``, or at once after
 Ctrl-C) is given up: the coordinator claims its hosts itself (a worker that starts it later finds
 them taken and stages nothing) and reports them ``skipped`` ("not started").
@@ -27,11 +32,12 @@ from fleetbr.distributed.message import (
     BadMessage,
     ChangeSpec,
     Chunk,
+    Left,
     result_from_json,
     sites_of,
 )
-from fleetbr.distributed.record import identity
 from fleetbr.errors import UsageError
+from fleetbr.history.lease import identity
 from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
 from fleetbr.history.store import HistoryError, HostRow
 from fleetbr.interrupt import Interruption
@@ -68,6 +74,7 @@ class _Work:
     observer: RunObserver
     recorder: Recorder
     interrupt: Interruption
+    left: dict[str, Left] = field(default_factory=dict)  # --resume: what the resumed run left
     batch: int = -1
     sent: dict[str, float] = field(default_factory=dict)
 
@@ -99,13 +106,6 @@ class CeleryRunner:
         if request.command not in COMMANDS or request.recorded_name != request.command:
             raise UsageError(f"{request.recorded_name}: not a command site workers run (the "
                              "celery executor runs apply and check)")  # fmt: skip
-        if prepared.prior is not None and prepared.prior.resolve:
-            left = ", ".join(sorted(prepared.prior.resolve))
-            raise UsageError(
-                f"--resume: run {prepared.prior.run_id} left transactions to resolve on {left}; "
-                "the celery executor cannot resolve them yet: resume with the local executor "
-                "(docs/scale.md)"
-            )
         if not isinstance(request.history.path, DatabaseUrl):
             raise UsageError(
                 "the celery executor needs the run history in PostgreSQL "
@@ -128,15 +128,19 @@ class CeleryRunner:
         label = request.change.label or task.name
         recorder.worker = None  # the site workers claim the hosts
         observer = Observers(context.observer, _BatchIndex(self))
+        prior = prepared.prior
+        left = {} if prior is None else {h: Left(t, prior.run_id) for h, t in prior.resolve.items()}
+        # a host the rollout settles without sending it (skipped) keeps its txid to resolve
+        recorder.txids.update({host: entry.txid for host, entry in left.items()})
         self._work = _Work(request.command, ChangeSpec.of("bridge", content, label),
-                           request.history.path, observer, recorder, interrupt)  # fmt: skip
+                           request.history.path, observer, recorder, interrupt, left)  # fmt: skip
 
     async def run(
         self, command: str, hosts: Sequence[HostSpec], job: HostJob, *, forks: int
     ) -> AggregatedResult:
         """``hosts`` on their sites' workers; ``job`` is not called (module docstring)."""
         work = self._work
-        if not hosts:  # the rollout's resolve step of a resume with nothing to resolve
+        if not hosts or command == "resolve":  # a resume's hosts to resolve: in their batches
             return AggregatedResult(command)
         if work is None or command != work.command:
             raise UsageError(f"{command}: not something the celery executor runs")
@@ -144,14 +148,18 @@ class CeleryRunner:
         work.recorder.consequence = history_lost(run_id)
         for spec in hosts:
             work.observer.started(spec.name)
+            if spec.name in work.left:  # as the local resolve step: the txid until it is resolved
+                work.observer.staged(spec.name, work.left[spec.name].txid)
         await asyncio.to_thread(work.recorder.flush, RUN_ID_WAIT)
-        if work.recorder.failed:  # a host must not start unless its rows can be written
-            return _report(work, hosts, {s.name: HostResult(s.name, Status.SKIPPED, NO_HISTORY,
+        stop = work.interrupt.stop  # the run lease lost meanwhile (history.md, Leases)
+        if work.recorder.failed or stop is not None:  # rows written, run lease held, or none
+            why = NO_HISTORY if stop is None else f"not started: {stop}"
+            return _report(work, hosts, {s.name: HostResult(s.name, Status.SKIPPED, why,
                                                             {"site": s.data.get("site")})
                                          for s in hosts})  # fmt: skip
         start_by = time.time() + self.settings.start_wait
-        waits = [self._one_site(work, Chunk(run_id, command, site, tuple(s.name for s in specs),
-                                            work.change, max(work.batch, 0), start_by, forks))
+        waits = [self._one_site(work, _chunk(work, run_id, site, specs, start_by=start_by,
+                                             forks=forks))
                  for site, specs in sites_of(hosts).items()]  # fmt: skip
         found: dict[str, HostResult] = {}
         for part in await asyncio.gather(*waits):
@@ -169,6 +177,15 @@ class CeleryRunner:
         sent = await asyncio.to_thread(self.app.send_task, CHUNK_TASK, args=[chunk.to_json()],
                                        queue=queue_of(chunk.site))  # fmt: skip
         return await _Waiter(self, work, chunk, sent).results()
+
+
+def _chunk(
+    work: _Work, run_id: int, site: str, specs: Sequence[HostSpec], *, start_by: float, forks: int
+) -> Chunk:
+    names = tuple(spec.name for spec in specs)
+    left = {name: work.left[name] for name in names if name in work.left}
+    return Chunk(run_id, work.command, site, names, work.change, max(work.batch, 0), start_by,
+                 forks, left)  # fmt: skip
 
 
 def history_lost(run_id: int) -> str:
@@ -261,7 +278,9 @@ class _Waiter:
         some meanwhile: the hosts claimed here are recorded ``skipped`` at once (the worker
         reads their rows and stages nothing on them), and the chunk's result is waited for."""
         self.gave_up = True
-        why = ("interrupted (Ctrl-C)" if self.work.interrupt.requested else
+        stop = self.work.interrupt.stop_not_pressed
+        why = ("interrupted (Ctrl-C)" if self.work.interrupt.pressed else
+               str(stop) if stop is not None else
                f"no worker of site {self.chunk.site} started it within "
                f"{self.runner.settings.start_wait:g} s")  # fmt: skip
         message, me = f"not started: {why}", identity()

@@ -1,7 +1,8 @@
 """The chunk message: what the coordinator sends a site worker, as plain JSON.
 
-Host names, the change (its kind, content and sha256), the run and batch it belongs to, and a
-deadline to start; never credentials, keys or the history's URL (the worker has its own). A
+Host names, the change (its kind, content and sha256), the run and batch it belongs to, a
+deadline to start and, for ``--resume``, the transactions the resumed run left on some of the
+hosts (:class:`Left`); never credentials, keys or the history's URL (the worker has its own). A
 message is checked field by field before anything else happens (:func:`parse`)."""
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fleetbr.errors import FleetbrError, UsageError
+from fleetbr.errors import FleetbrError, UsageError, ValidationError
 from fleetbr.inventory import HostSpec
 from fleetbr.report import HostResult, Status
+from fleetbr.transaction.scripts import check_txid
 
 VERSION = 1
 MAX_CONTENT = 1024 * 1024  # bytes of change content a chunk may carry
@@ -43,6 +45,15 @@ class ChangeSpec:
 
 
 @dataclass(frozen=True)
+class Left:
+    """A transaction run ``run_id`` (the run being resumed) left on a host: the worker resolves
+    it from the host's own state before it applies the change there (``--resume``)."""
+
+    txid: str
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Chunk:
     """One site's part of one batch of a run."""
 
@@ -54,6 +65,12 @@ class Chunk:
     batch: int | None
     start_by: float  # epoch seconds: a chunk not started by then is not started at all
     forks: int
+    resolve: dict[str, Left] = field(default_factory=dict)  # host -> what a resumed run left
+
+    @property
+    def resumed_run(self) -> int | None:
+        """The run whose transactions ``resolve`` names (one run: :func:`parse` checks it)."""
+        return next((left.run_id for left in self.resolve.values()), None)
 
     def to_json(self) -> dict[str, Any]:
         """The message body (JSON types only)."""
@@ -63,6 +80,8 @@ class Chunk:
             "start_by": self.start_by, "forks": self.forks,
             "change": {"kind": self.change.kind, "content": self.change.content,
                        "sha256": self.change.sha256, "label": self.change.label},
+            "resolve": {host: {"txid": left.txid, "run_id": left.run_id}
+                        for host, left in self.resolve.items()},
         }  # fmt: skip
 
 
@@ -87,11 +106,13 @@ def parse(body: object) -> Chunk:
     command = body.get("command")
     if command not in COMMANDS:
         raise BadMessage(f"command {command!r:.40} is not one a worker runs")
+    run_id, hosts = _int(body, "run_id", low=1), _hosts(body.get("hosts"))
     return Chunk(
-        run_id=_int(body, "run_id", low=1), command=str(command), site=site_name(body.get("site")),
-        hosts=_hosts(body.get("hosts")), change=_change(body.get("change")),
+        run_id=run_id, command=str(command), site=site_name(body.get("site")),
+        hosts=hosts, change=_change(body.get("change")),
         batch=None if body.get("batch") is None else _int(body, "batch", low=0),
         start_by=_number(body, "start_by"), forks=_int(body, "forks", low=1),
+        resolve=_resolve(body.get("resolve"), hosts, run_id, str(command)),
     )  # fmt: skip
 
 
@@ -133,6 +154,33 @@ def _change(value: object) -> ChangeSpec:
     if sha256_of(spec.content) != spec.sha256:
         raise BadMessage("change: the content does not match its sha256")
     return spec
+
+
+def _resolve(value: object, hosts: Sequence[str], run_id: int, command: str) -> dict[str, Left]:
+    """The ``resolve`` field: per host of the chunk, a well-formed txid of one earlier run."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or (value and command != "apply"):
+        raise BadMessage("resolve: expected an object of hosts (apply chunks only)")
+    left: dict[str, Left] = {}
+    for host, entry in value.items():
+        if host not in hosts:
+            raise BadMessage(f"resolve: host {host!r:.80} is not one of the chunk's hosts")
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("txid"), str):
+            raise BadMessage(f"resolve: {host}: expected {{txid, run_id}}")
+        try:
+            txid = check_txid(entry["txid"])
+        except ValidationError:
+            raise BadMessage(
+                f"resolve: {host}: not a transaction id: {entry['txid']!r:.40}"
+            ) from None
+        earlier = _int(entry, "run_id", low=1)
+        if earlier >= run_id:
+            raise BadMessage(f"resolve: {host}: run {earlier} is not an earlier run")
+        left[host] = Left(txid, earlier)
+    if len({entry.run_id for entry in left.values()}) > 1:
+        raise BadMessage("resolve: the transactions of one resumed run only")
+    return left
 
 
 def result_to_json(result: HostResult) -> dict[str, Any]:

@@ -8,11 +8,20 @@ before anything is staged: a host that is already taken in this run (the chunk w
 twice, or its first worker was lost) is never staged again; it is resolved from its history row
 and, when the worker that held it is gone, from the host's own state as ``--resume`` does
 (:func:`fleetbr.resume.resolve_host`).
+
+A chunk of ``apply --resume`` names, for some of its hosts, the transaction the resumed run
+left there (:class:`~fleetbr.distributed.message.Left`): the run must resume that run and the
+txid must be the one that run recorded for the host (else the host is refused); the worker
+resolves it over its own connection (:func:`~fleetbr.distributed.takeover.resolve_left`) and
+records it as the local resume does (the same rollout code, :class:`~fleetbr.resume.Prior`), then
+applies the hosts that still need the change, under the same claim: one transaction per host
+per run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -24,16 +33,33 @@ from fleetbr.core import kinds
 from fleetbr.core.assemble import execute_async
 from fleetbr.core.request import ChangeRef, HistoryOptions, RolloutOptions, RunRequest, Selection
 from fleetbr.distributed.config import Settings
-from fleetbr.distributed.message import BadMessage, Chunk, parse, result_to_json
-from fleetbr.distributed.record import WorkerRecorder, holder_alive, identity
-from fleetbr.distributed.takeover import resolve_lost
+from fleetbr.distributed.message import BadMessage, Chunk, Left, parse, result_to_json
+from fleetbr.distributed.record import WorkerRecorder
+from fleetbr.distributed.takeover import resolve_left, resolve_lost
 from fleetbr.errors import FleetbrError
+from fleetbr.history.lease import (
+    LEASE,
+    Lease,
+    holder_alive,
+    holders_text,
+    identity,
+    wait_bound,
+    wait_released,
+)
 from fleetbr.history.location import HistoryLocation, open_store
-from fleetbr.history.store import STARTED, HistoryError, HistoryStore, HostRow, RunState
+from fleetbr.history.store import (
+    STARTED,
+    HistoryError,
+    HistoryStore,
+    HostRow,
+    RunRecord,
+    RunState,
+)
 from fleetbr.interrupt import Interruption
 from fleetbr.inventory import HostSpec
 from fleetbr.output import plain
 from fleetbr.report import HostResult, Status
+from fleetbr.resume import Prior, Resolution
 from fleetbr.rollout import rollout_changes
 from fleetbr.transaction.change import Change
 
@@ -79,50 +105,76 @@ async def run_chunk(
     context: WorkerContext, chunk: Chunk, *, redelivered: bool = False
 ) -> list[HostResult]:
     """The chunk's results in its host order (see the module docstring)."""
-    refused = _refusal(context, chunk)
+    refused, forged = _refusal(context, chunk)
     if refused:
         log.warning("chunk of run %d refused: %s", chunk.run_id, plain(refused))
         return [HostResult(h, Status.REFUSED, f"refused by site {context.site}'s worker: "
                            f"{refused}") for h in chunk.hosts]  # fmt: skip
-    outsiders = [h for h in chunk.hosts if h not in context.hosts]
-    for host in outsiders:
-        log.warning("run %d: host %s refused: not in this worker's inventory", chunk.run_id,
-                    plain(host))  # fmt: skip
-    specs = [context.hosts[h] for h in chunk.hosts if h not in outsiders]
+    # host -> why, as logged and as its result says it: outsiders first, then forged entries
+    turned_away = {h: ("not in this worker's inventory", "not in its inventory")
+                   for h in chunk.hosts if h not in context.hosts}  # fmt: skip
+    turned_away.update({h: (why, why) for h, why in forged.items() if h not in turned_away})
+    for host, (logged, _) in turned_away.items():
+        log.warning("run %d: host %s refused: %s", chunk.run_id, plain(host), plain(logged))
+    specs = [context.hosts[h] for h in chunk.hosts if h not in turned_away]
     if chunk.command == "check":
         done = await _check(chunk, specs)
     else:
         done = await _apply(context, chunk, specs, redelivered=redelivered)
-    for host in outsiders:
+    for host, (_, why) in turned_away.items():
         done[host] = HostResult(host, Status.REFUSED, f"refused by site {context.site}'s worker:"
-                                " not in its inventory")  # fmt: skip
+                                f" {why}")  # fmt: skip
     return [done[h] for h in chunk.hosts]
 
 
-def _refusal(context: WorkerContext, chunk: Chunk) -> str:
-    """Why the whole chunk is refused ("" when it is not)."""
+def _refusal(context: WorkerContext, chunk: Chunk) -> tuple[str, dict[str, str]]:
+    """Why the whole chunk is refused ("" when it is not), and why single hosts are (their
+    ``resolve`` entries are not what the resumed run recorded)."""
     if chunk.site != context.site:
-        return f"the chunk is for site {chunk.site}"
+        return f"the chunk is for site {chunk.site}", {}
     if chunk.change.kind not in context.settings.kinds:
-        return f"change kind {chunk.change.kind!r} is not allowed on this worker"
+        return f"change kind {chunk.change.kind!r} is not allowed on this worker", {}
     if chunk.change.kind != "bridge":
-        return f"change kind {chunk.change.kind!r} does not run through site workers yet"
+        return f"change kind {chunk.change.kind!r} does not run through site workers yet", {}
     if time.time() > chunk.start_by:
-        return "the chunk arrived after its deadline to start"
+        return "the chunk arrived after its deadline to start", {}
+    earlier = chunk.resumed_run
     try:
         store = open_store(context.history, create=False)
         try:
             run = store.run(chunk.run_id)
+            rows = [] if earlier is None else store.hosts_of(earlier)
+            later = store.resumed_by(chunk.run_id)
         finally:
             store.close()
     except HistoryError as exc:
-        return f"run {chunk.run_id} cannot be read ({exc})"
+        return f"run {chunk.run_id} cannot be read ({exc})", {}
     if run.state is not RunState.RUNNING or run.command != chunk.command:
-        return f"run {chunk.run_id} is not a running {chunk.command}"
+        return f"run {chunk.run_id} is not a running {chunk.command}", {}
+    if later is not None:  # the resume may be resolving its hosts: never two actors on one
+        return f"run {chunk.run_id} was resumed by run {later}", {}
     if run.task_sha256 != chunk.change.sha256:
-        return f"the change is not the one run {chunk.run_id} records (sha256)"
+        return f"the change is not the one run {chunk.run_id} records (sha256)", {}
     strangers = [h for h in chunk.hosts if h not in run.hosts]
-    return f"host {strangers[0]} is not in run {chunk.run_id}" if strangers else ""
+    if strangers:
+        return f"host {strangers[0]} is not in run {chunk.run_id}", {}
+    return _left_checked(chunk, run, rows)
+
+
+def _left_checked(
+    chunk: Chunk, run: RunRecord, rows: Sequence[HostRow]
+) -> tuple[str, dict[str, str]]:
+    """The chunk's ``resolve`` entries against the history: the run must resume their run, and
+    each txid must be the one that run recorded for its host (else that host is refused)."""
+    earlier = chunk.resumed_run
+    if earlier is None:
+        return "", {}
+    if run.resumed_from != earlier:
+        return f"run {chunk.run_id} does not resume run {earlier}", {}
+    recorded = {row.host: row.txid for row in rows}
+    return "", {host: f"transaction {left.txid} is not one run {earlier} recorded for it"
+                for host, left in chunk.resolve.items()
+                if recorded.get(host) != left.txid}  # fmt: skip
 
 
 def _rendered(chunk: Chunk, specs: Sequence[HostSpec]) -> dict[str, Any]:
@@ -159,20 +211,80 @@ async def _apply(
         log.warning("run %d: %s already taken in this run (%s delivery): resolved, not staged "
                     "again", chunk.run_id, ", ".join(s.name for s in taken),
                     "a repeated" if redelivered else "another")  # fmt: skip
-    recorder = WorkerRecorder(context.history, chunk.run_id, me, chunk.batch)
-    recorder.consequence = ("this worker starts no new host of the chunk; hosts already armed "
-                            "finish (confirm or rollback)")  # fmt: skip
+    recorder = WorkerRecorder(context.history, chunk.run_id, me, chunk.batch,
+                              consequence="this worker starts no new host of the chunk; hosts "
+                              "already armed finish (confirm or rollback)")  # fmt: skip
     try:
+        claimed, refused = await _guarded(context, chunk, claimed)
+        for result in refused.values():
+            recorder.finished(result)
         applied = rollout_changes(claimed, changes, forks=chunk.forks, observer=recorder,
-                                  interrupt=HistoryDown(recorder))  # fmt: skip
+                                  interrupt=HistoryDown(recorder),
+                                  prior=_prior(chunk, claimed, changes))  # fmt: skip
         waits = asyncio.gather(*(_taken(context, chunk, spec, changes[spec.name], recorder)
                                  for spec in taken))  # fmt: skip
         first, rest = await asyncio.gather(applied, waits)
     finally:
         await asyncio.to_thread(recorder.close)
-    done = dict(first.results)
+    done = dict(first.results) | refused
     done.update({result.host: result for result in rest})
     return done
+
+
+async def _guarded(
+    context: WorkerContext, chunk: Chunk, claimed: Sequence[HostSpec]
+) -> tuple[list[HostSpec], dict[str, HostResult]]:
+    """The claimed hosts free to work on, and those refused: a run that resumes another waits
+    (bounded) until no worker of that run holds the host any more (its lease released, run
+    out, or its holder dead), as the resume itself did before it started."""
+    try:
+        still = await asyncio.to_thread(_resumed_run_holds, context.history, chunk.run_id,
+                                        [spec.name for spec in claimed])  # fmt: skip
+    except HistoryError as exc:  # whether the resumed run still holds them cannot be told
+        return [], {spec.name: HostResult(spec.name, Status.SKIPPED, f"{NO_HISTORY} ({exc})")
+                    for spec in claimed}  # fmt: skip
+    if not still:
+        return list(claimed), {}
+    log.warning("run %d: still held by the run it resumes, refused: %s", chunk.run_id,
+                plain(holders_text(still)))  # fmt: skip
+    refused = {lease.host: HostResult(lease.host, Status.REFUSED, "not started: the run it "
+                                      f"resumes still works on it ({holders_text([lease])})")
+               for lease in still}  # fmt: skip
+    return [spec for spec in claimed if spec.name not in refused], refused
+
+
+def _resumed_run_holds(location: HistoryLocation, run_id: int, hosts: list[str]) -> list[Lease]:
+    """The leases the run that run ``run_id`` resumes still holds on ``hosts`` after a bounded
+    wait ([]: none, or run ``run_id`` resumes nothing)."""
+    store = open_store(location)
+    try:
+        earlier = store.run(run_id).resumed_from
+        if earlier is None or not hosts:
+            return []
+
+        def say(leases: Sequence[Lease]) -> None:
+            log.warning("run %d: waiting for run %d to finish %s", run_id, earlier,
+                        plain(holders_text(leases)))  # fmt: skip
+
+        every = functools.partial(store.leases, earlier, hosts, lapsed=True)
+        return wait_released(every, wait_bound(), say=say)
+    finally:
+        store.close()
+
+
+def _prior(chunk: Chunk, claimed: Sequence[HostSpec], changes: dict[str, Change]) -> Prior | None:
+    """What the resumed run left on the claimed hosts, for the rollout's resolve step (as the
+    local resume: resolved first; decided or failed: final; else applied after)."""
+    left = {spec.name: chunk.resolve[spec.name] for spec in claimed if spec.name in chunk.resolve}
+    earlier = chunk.resumed_run
+    if not left or earlier is None:
+        return None
+
+    async def resolver(spec: HostSpec, txid: str, run_id: int) -> Resolution:
+        return await resolve_left(spec, changes[spec.name], txid, run_id)
+
+    return Prior(earlier, resolve={host: entry.txid for host, entry in left.items()},
+                 resolver=resolver)  # fmt: skip
 
 
 class HistoryDown(Interruption):
@@ -203,7 +315,8 @@ def _claim(
         claimed: list[HostSpec] = []
         taken: list[HostSpec] = []
         for spec in specs:
-            (claimed if store.claim_host(run_id, spec.name, me) else taken).append(spec)
+            won = store.claim_host(run_id, spec.name, me, lease=LEASE)
+            (claimed if won else taken).append(spec)
         return claimed, taken
     finally:
         store.close()
@@ -226,11 +339,16 @@ async def _taken(
             continue
         if row is not None and row.status is not STARTED:
             return _from_row(row)
-        holder = None if row is None else row.worker
+        if row is None or row.worker is None:  # the claim failed, not taken: the run is fenced
+            return HostResult(spec.name, Status.SKIPPED, f"not started: run {chunk.run_id} was "
+                              "resumed by another run meanwhile")  # fmt: skip
+        holder = row.worker
         if holder_alive(holder) is False or time.monotonic() > deadline:
             break
         await asyncio.sleep(POLL)
-    result = await _resolve(spec, change, row, chunk.run_id, holder)
+    recorder.hold(spec.name)  # a resume must not touch the host while this worker resolves it
+    result = await _resolve(spec, change, row, chunk.run_id, holder,
+                            left=chunk.resolve.get(spec.name))  # fmt: skip
     recorder.finished(result)
     return result
 
@@ -250,8 +368,9 @@ def _from_row(row: HostRow) -> HostResult:
 
 
 async def _resolve(
-    spec: HostSpec, change: Change, row: HostRow | None, run_id: int, holder: str | None
-) -> HostResult:
+    spec: HostSpec, change: Change, row: HostRow | None, run_id: int, holder: str | None,
+    *, left: Left | None = None,
+) -> HostResult:  # fmt: skip
     lost = f"worker {holder} was lost"
     data: dict[str, Any] = {"resolved_after": holder}
     txid = None if row is None else row.txid
@@ -260,6 +379,8 @@ async def _resolve(
                           "not staged again (one it armed rolls back by its own timer)",
                           data)  # fmt: skip
     data["txid"] = txid
+    if left is not None and left.txid == txid:  # lost while it resolved the resumed run's
+        run_id = left.run_id
     resolution = await resolve_lost(spec, change, txid, run_id)
     if resolution.final is not None:
         final = resolution.final

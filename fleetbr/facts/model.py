@@ -61,6 +61,10 @@ class Link:
     admin_up: bool  # the UP flag
     master: str | None
     wireless: bool = False
+    # IPv6 link-local generation (``ip link set ... addrgenmode``); None: iproute2 did not say.
+    # A daemon sets it on the links it takes (networkd's LinkLocalAddressing=no: none) and
+    # leaves it when it lets a link go, so a released bond slave needs it back.
+    addrgenmode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,17 @@ CONTENT_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class NmDhcpIdentity:
+    """The DHCP client identity NetworkManager's client presents on one device, as
+    ``nmcli -f DHCP4,DHCP6 device show DEV`` reports it (bytes as ``aa:bb:...``; None: not
+    reported): the DHCPv4 client id (option 61), the DHCPv6 DUID and the IAID of its IA_NA."""
+
+    client_id: str | None = None
+    duid: str | None = None
+    iaid: str | None = None
+
+
+@dataclass(frozen=True)
 class Daemons:
     """The network daemons' view of the host (the facts script's ``daemons`` section)."""
 
@@ -278,6 +293,9 @@ class Daemons:
     # NetworkManager: active profile uuid -> ipv4.dns, ipv4.dns-search, ipv6.dns..., and
     # 802-3-ethernet.mtu, ipv4.routing-rules, ipv6.routing-rules (as nmcli -t)
     nm_dns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # NetworkManager: device -> the DHCP client identity its client presents (a device with a
+    # DHCP client running only)
+    nm_dhcp: dict[str, NmDhcpIdentity] = field(default_factory=dict)
 
     def manager(self, interface: str) -> InterfaceManager:
         """Who manages ``interface``; ``manager`` None (``unmanaged``) when nobody does."""

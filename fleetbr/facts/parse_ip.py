@@ -75,9 +75,18 @@ def parse_links(
                 admin_up=isinstance(flags, list) and "UP" in flags,
                 master=master if isinstance(master, str) else None,
                 wireless=name in wireless,
+                addrgenmode=_addrgenmode(obj.get("inet6_addr_gen_mode")),
             )
         )
     return tuple(links)
+
+
+ADDRGENMODES = ("eui64", "none", "stable_secret", "random")
+
+
+def _addrgenmode(value: object) -> str | None:
+    """``inet6_addr_gen_mode`` when it is one ``ip link set ... addrgenmode`` takes."""
+    return value if isinstance(value, str) and value in ADDRGENMODES else None
 
 
 def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:

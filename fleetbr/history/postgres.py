@@ -76,6 +76,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: which worker took each host (claim_host)
     ("ALTER TABLE host_results ADD COLUMN worker TEXT",),
+    # 4: who works on each host now, until when by the database's clock (as SQLite's 4)
+    (
+        "ALTER TABLE host_results ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE host_results ADD COLUMN lease_until DOUBLE PRECISION",
+    ),
+    # 5: who drives each run now, until when by the database's clock (as SQLite's 5)
+    (
+        "ALTER TABLE runs ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until DOUBLE PRECISION",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
@@ -92,6 +102,11 @@ class PostgresStore(HistoryStore):
     """An open PostgreSQL history (see the module docstring)."""
 
     host_order: ClassVar[str] = "seq"
+    # the server's clock (not the transaction's start: now()), so every client's lease is
+    # judged by the same one clock
+    clock: ClassVar[str] = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    share_lock: ClassVar[str] = " FOR SHARE"
+    update_lock: ClassVar[str] = " FOR UPDATE"
 
     def __init__(
         self, url: DatabaseUrl, *, create: bool = True, timeout: float = BUSY_TIMEOUT

@@ -8,12 +8,17 @@ SIGKILLed therefore leaves a record ``fleetbr apply --resume`` can continue from
 
 If the database cannot be written (read-only, locked for longer than the busy timeout, disk full,
 a newer schema), fleetbr prints one warning line on stderr and records nothing more for this run;
-the run itself, its report and its exit code are unchanged.
+the run itself, its report and its exit code are unchanged. One exception: a run whose run lease
+was taken (the history worked when it started) and then could not be renewed until it may have
+run out (:class:`~fleetbr.history.lease.RunLeaseWatch`) starts no new host (a resume elsewhere
+may have taken the run over): :meth:`Recorder.lease_stop`. Hosts already armed finish; the one
+warning line says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -26,11 +31,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fleetbr import __version__, progress
 from fleetbr.core.request import RunRequest
 from fleetbr.counts import Serial, Share
+from fleetbr.history import lease
+from fleetbr.history.lease import LEASE, MARGIN, Heartbeat, RunLeaseWatch, process_start
+from fleetbr.history.lease import identity as this_process
 from fleetbr.history.location import HistoryLocation, open_store, parse_location
 from fleetbr.history.store import (
     BUSY_TIMEOUT,
@@ -43,16 +51,20 @@ from fleetbr.history.store import (
     RunState,
     default_path,
 )
+from fleetbr.interrupt import Stop
 from fleetbr.metrics import RunSummary, render, write_atomically
 from fleetbr.observe import Observers
 from fleetbr.output import warning
 from fleetbr.report import EXIT_FAILED, EXIT_INTERRUPTED, AggregatedResult, HostResult
+from fleetbr.validate import seconds_from_env
 
 Op = Callable[[HistoryStore], None]
 ENV = "FLEETBR_HISTORY"
 TIMEOUT_ENV = "FLEETBR_HISTORY_TIMEOUT"  # seconds a write waits for another process's write
 CLOSE_GRACE = 5.0  # seconds beyond the busy timeout the end of a run waits for the writer
 FLUSH_POLL = 0.1  # seconds between looks at a writer that may have failed meanwhile
+GOES_ON = "the run goes on"  # what a history that cannot be written changes, by default
+LEASE_LOST = "the run lease could not be renewed (history unreachable)"
 
 
 def history_location(
@@ -73,27 +85,12 @@ def history_location(
 
 def history_timeout() -> float:
     """``$FLEETBR_HISTORY_TIMEOUT`` (seconds, 0.1 to 3600), else the default busy timeout."""
-    text = os.environ.get(TIMEOUT_ENV, "")
-    try:
-        value = float(text)
-    except ValueError:
-        return BUSY_TIMEOUT
-    return value if 0.1 <= value <= 3600 else BUSY_TIMEOUT
+    return seconds_from_env(TIMEOUT_ENV, BUSY_TIMEOUT, 0.1, 3600)
 
 
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes (the task a run applied)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def process_start(pid: int) -> str:
-    """The start time of process ``pid`` (field 22 of /proc/PID/stat), "" if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else ""
 
 
 def controller_identity() -> dict[str, Any]:
@@ -144,8 +141,16 @@ def phases_of(result: HostResult) -> dict[str, float]:
 class Recorder:
     """Records one run (a :class:`fleetbr.observe.RunObserver`); see the module docstring."""
 
+    drives_run: ClassVar[bool] = True  # holds the run lease (a site worker's recorder: False)
+
     def __init__(
-        self, path: HistoryLocation, run: RunRecord, *, timeout: float = BUSY_TIMEOUT
+        self,
+        path: HistoryLocation,
+        run: RunRecord,
+        *,
+        timeout: float = BUSY_TIMEOUT,
+        consequence: str = GOES_ON,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self.run = run
@@ -154,12 +159,21 @@ class Recorder:
         self.started_at: dict[str, float] = {}
         self.txids: dict[str, str] = {}  # host -> the transaction it staged (kept if it fails)
         self.failed = False
-        self.consequence = "the run goes on"  # what the one warning line says happens next
+        # what the one warning line says happens next; given here, since the writer thread
+        # may fail (and warn) before the constructor's caller could set it
+        self.consequence = consequence
+        self.lease_watch = RunLeaseWatch(clock)  # whether it still holds its run lease
+        self._warned = threading.Lock()  # taken by the one warning line about the history
+        self._renew_error = ""  # why the last renewal failed
         identity = run.controller
         # who takes the hosts: this controller; None when site workers claim them (distributed)
         self.worker: str | None = f"{identity.get('host', '')}:{identity.get('pid', '')}"
+        self.holder = this_process()  # the lease holder of the hosts it works on (with a worker)
         self._queue: queue.Queue[Op | None] = queue.Queue()
         self._store: HistoryStore | None = None
+        self._leases: HistoryStore | None = None  # the heartbeat's own connection
+        # first beat in RENEW s (after the run exists)
+        self._heartbeat = Heartbeat(self._renew, self._close_leases, every=lease.RENEW)
         self._thread = threading.Thread(target=self._write_all, name="fleetbr-history",
                                          daemon=True)  # fmt: skip
         self._thread.start()
@@ -186,16 +200,86 @@ class Recorder:
                 store.retrying(functools.partial(op, store))
             except (sqlite3.Error, OSError, HistoryError) as exc:
                 self.failed = True
-                detail = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"
-                warning(f"run history not recorded ({detail}); {self.consequence}")
+                self._warn(self._failure(exc))
         if self._store is not None:
             self._store.close()
 
-    def _create(self, store: HistoryStore) -> None:
-        store.create_run(self.run)
+    def _failure(self, exc: BaseException) -> str:
+        detail = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"
+        if self.lease_watch.lost():  # the same line as lease_stop's
+            return self._lease_lost(detail)
+        consequence = self.consequence
+        if consequence == GOES_ON and self.lease_watch.held:
+            consequence = (f"the run goes on unless its run lease cannot be renewed for "
+                           f"{LEASE - MARGIN:.0f} s: then no new host starts (hosts already "
+                           f"armed finish) and `fleetbr apply --resume {self.run.id}` finishes "
+                           "the run")  # fmt: skip
+        return f"run history not recorded ({detail}); {consequence}"
 
-    def _put(self, row: HostRow) -> None:
-        self._queue.put(lambda store: store.put_host(self.run.id, row))
+    def _lease_lost(self, detail: str) -> str:
+        return (f"run history unreachable ({detail}): the run lease of run {self.run.id} could "
+                f"not be renewed for {LEASE - MARGIN:.0f} s; no new host starts; hosts already "
+                "armed finish (confirm or rollback); once the history is back, `fleetbr apply "
+                f"--resume {self.run.id}` finishes the run")  # fmt: skip
+
+    def _warn(self, line: str) -> None:
+        """The one warning line about the history (a second one is not printed)."""
+        if self._warned.acquire(blocking=False):
+            warning(line)
+
+    def lease_stop(self) -> Stop | None:
+        """Why no new host may start: its run lease taken, then not renewed long enough that it
+        may have run out (:class:`RunLeaseWatch`); None while it is held, or never was (a
+        history not written from the start never stops the run). Prints the one warning line
+        the first time (unless the history's failure printed it already)."""
+        if not self.drives_run or not self.lease_watch.lost():
+            return None
+        self._warn(self._lease_lost(self._renew_error or "no answer"))
+        return Stop(LEASE_LOST, f"resume with fleetbr apply --resume {self.run.id}")
+
+    def _create(self, store: HistoryStore) -> None:
+        """The run's row, with its run lease: this process drives the run."""
+        began = self.lease_watch.clock()
+        store.create_run(self.run, holder=self.holder, lease=LEASE)
+        self.lease_watch.renewed(began)
+
+    def _put(self, row: HostRow, *, lease: float | None = None) -> None:
+        """Queue ``row``; with a worker (the hosts are this process's), the host's lease taken
+        for ``lease`` seconds, or released (None) with the row."""
+        holder = self.holder if self.worker is not None else None
+        self._queue.put(lambda store: store.put_host(self.run.id, row, holder=holder,
+                                                     lease=lease))  # fmt: skip
+
+    def _renew(self) -> None:
+        """The heartbeat (its thread): this process's leases in the run live on, its run lease
+        too when it drives the run. On a connection of its own, tried again at every beat: a
+        writer that failed (the history was down) does not stop it, so once the history is back
+        the leases say again that this process still works on its hosts and drives its run."""
+        if not self.run.id:
+            return
+        try:
+            if self._leases is None:
+                self._leases = open_store(self.path, timeout=self.timeout)
+            store = self._leases
+            began = store.retrying(functools.partial(self._renew_in, store))
+        except (sqlite3.Error, OSError, HistoryError) as exc:
+            self._renew_error = str(exc) if isinstance(exc, HistoryError) else f"{self.path}: {exc}"
+            self._close_leases()  # opened again at the next beat
+            return
+        if self.drives_run:
+            self.lease_watch.renewed(began)
+
+    def _renew_in(self, store: HistoryStore) -> float:
+        """One renewal; when it began (the lease watch's clock: the expiry is no earlier)."""
+        began = self.lease_watch.clock()
+        store.renew_leases(self.run.id, self.holder, LEASE, run=self.drives_run)
+        return began
+
+    def _close_leases(self) -> None:
+        if self._leases is not None:
+            store, self._leases = self._leases, None
+            with contextlib.suppress(sqlite3.Error, OSError, HistoryError):
+                store.close()
 
     def flush(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until every row queued so far is written; False
@@ -220,7 +304,7 @@ class Recorder:
         self.started_at[host] = time.time()
         self.txids.pop(host, None)
         self._put(HostRow(host, STARTED, batch=self.batch_index, started=self.started_at[host],
-                          worker=self.worker))  # fmt: skip
+                          worker=self.worker), lease=LEASE)  # fmt: skip
 
     def staged(self, host: str, txid: str) -> None:
         """The host's transaction id, written before it is armed."""
@@ -261,6 +345,7 @@ class Recorder:
         def op(store: HistoryStore) -> None:
             store.finish_run(self.run.id, ended=ended, exit_code=exit_code, state=state)
 
+        self._heartbeat.stop()
         self._queue.put(op)
         self._queue.put(None)
         self._thread.join(self.timeout + CLOSE_GRACE)

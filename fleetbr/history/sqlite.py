@@ -74,6 +74,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: which worker took each host (claim_host)
     ("ALTER TABLE host_results ADD COLUMN worker TEXT",),
+    # 4: who works on each host now, until when by the database's clock (fleetbr.history.lease)
+    (
+        "ALTER TABLE host_results ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE host_results ADD COLUMN lease_until REAL",
+    ),
+    # 5: who drives each run now (its controller or coordinator), until when by the database's
+    # clock (the run lease, fleetbr.history.lease)
+    (
+        "ALTER TABLE runs ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until REAL",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
@@ -82,6 +93,8 @@ class SqliteStore(HistoryStore):
     """An open SQLite history file (see the module docstring)."""
 
     host_order: ClassVar[str] = "rowid"
+    # the clock of the one machine the file's processes share, in epoch seconds (ms precision)
+    clock: ClassVar[str] = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path, *, create: bool = True, timeout: float = BUSY_TIMEOUT) -> None:
         self.path = self.location = path

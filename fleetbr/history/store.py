@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from fleetbr.errors import FleetbrError
+from fleetbr.history.lease import Lease
 from fleetbr.report import Status
 
 T = TypeVar("T")
@@ -138,6 +139,9 @@ class HistoryStore(abc.ABC):
 
     location: object  # what messages name (a path, a masked URL)
     host_order: ClassVar[str]  # the column that keeps host rows in the order first written
+    clock: ClassVar[str]  # the database's clock in epoch seconds (leases are judged by it)
+    share_lock: ClassVar[str] = ""  # a clause that holds a read row (SQLite: every write does)
+    update_lock: ClassVar[str] = ""  # a clause that holds a row as an update would
 
     @abc.abstractmethod
     def _query(self, sql: str, params: Sequence[Any] = ()) -> Rows:
@@ -157,9 +161,17 @@ class HistoryStore(abc.ABC):
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create_run(self, run: RunRecord) -> int:
-        """Insert ``run``; its new id (also set on ``run``)."""
+    def create_run(
+        self, run: RunRecord, *, holder: str | None = None, lease: float | None = None
+    ) -> int:
+        """Insert ``run``; its new id (also set on ``run``). With ``holder`` and ``lease``, in
+        the same transaction: the run lease (the process that drives the run) taken for that
+        many seconds (:mod:`fleetbr.history.lease`). A run that resumes another fences it: once
+        this commits, no host of the resumed run can be claimed any more (:meth:`claim_host`
+        holds the run's row while it claims)."""
         with self._transaction() as execute:
+            if run.resumed_from is not None and self.update_lock:
+                execute(LOCK_RUN + self.update_lock, (run.resumed_from,))
             rows = execute(
                 "INSERT INTO runs (command, task_path, task_sha256, selection, hosts, options,"
                 " started, ended, exit_code, state, controller, resumed_from)"
@@ -168,12 +180,20 @@ class HistoryStore(abc.ABC):
                  _dumps(run.options), run.started, run.ended, run.exit_code, run.state.value,
                  _dumps(run.controller), run.resumed_from),
             )  # fmt: skip
+            if holder is not None and lease is not None:
+                execute("UPDATE runs SET lease_holder = ?, lease_until = CLOCK + ?"
+                        " WHERE id = ?".replace("CLOCK", self.clock),
+                        (holder, lease, rows[0][0]))  # fmt: skip
         run.id = int(rows[0][0])
         return run.id
 
-    def put_host(self, run_id: int, row: HostRow) -> None:
+    def put_host(
+        self, run_id: int, row: HostRow, *, holder: str | None = None, lease: float | None = None
+    ) -> None:
         """Insert ``row`` of run ``run_id``, or update the host's row (its place stays; a worker
-        that claimed the host stays recorded)."""
+        that claimed the host stays recorded). With ``holder``, in the same transaction: a
+        ``lease`` of that many seconds taken (or renewed) for it, or (``lease`` None) its lease
+        released (:mod:`fleetbr.history.lease`)."""
         with self._transaction() as execute:
             execute(
                 "INSERT INTO host_results (run_id, host, status, message, txid, batch, started,"
@@ -190,20 +210,74 @@ class HistoryStore(abc.ABC):
                  None if row.diff is None else _dumps(row.diff), _data_text(row.data),
                  row.from_run, row.worker),
             )  # fmt: skip
+            if holder is not None and lease is not None:
+                self._hold(execute, run_id, row.host, holder, lease)
+            elif holder is not None:
+                execute("UPDATE host_results SET lease_holder = NULL, lease_until = NULL"
+                        " WHERE run_id = ? AND host = ? AND lease_holder = ?",
+                        (run_id, row.host, holder))  # fmt: skip
 
-    def claim_host(self, run_id: int, host: str, worker: str) -> bool:
+    def _hold(self, execute: Execute, run_id: int, host: str, holder: str, lease: float) -> None:
+        execute("UPDATE host_results SET lease_holder = ?, lease_until = CLOCK + ?"
+                " WHERE run_id = ? AND host = ?".replace("CLOCK", self.clock),
+                (holder, lease, run_id, host))  # fmt: skip
+
+    def hold(self, run_id: int, host: str, holder: str, lease: float) -> None:
+        """Give ``holder`` the lease on ``host``'s row for ``lease`` seconds (a taker of a lost
+        holder's host: it works on the host from now on)."""
+        with self._transaction() as execute:
+            self._hold(execute, run_id, host, holder, lease)
+
+    def renew_leases(self, run_id: int, holder: str, lease: float, *, run: bool = False) -> None:
+        """Every lease ``holder`` holds in run ``run_id`` lives ``lease`` more seconds; ``run``:
+        the run lease too, if ``holder`` holds it (the process that drives the run)."""
+        with self._transaction() as execute:
+            execute("UPDATE host_results SET lease_until = CLOCK + ?"
+                    " WHERE run_id = ? AND lease_holder = ?".replace("CLOCK", self.clock),
+                    (lease, run_id, holder))  # fmt: skip
+            if run:
+                execute("UPDATE runs SET lease_until = CLOCK + ?"
+                        " WHERE id = ? AND lease_holder = ?".replace("CLOCK", self.clock),
+                        (lease, run_id, holder))  # fmt: skip
+
+    def run_lease(self, run_id: int, *, lapsed: bool = False) -> Lease | None:
+        """Run ``run_id``'s own lease (host ``""``: who drives the run) if it is live by the
+        database's clock; ``lapsed``: if it ran out too (``left`` <= 0). None when released
+        (the run ended) or never taken (a run recorded before schema version 5)."""
+        live = "" if lapsed else " AND lease_until > CLOCK"
+        sql = RUN_LEASE.replace(" LIVE", live).replace("CLOCK", self.clock)
+        rows = self._query(sql, (run_id,))
+        return Lease("", rows[0][0], float(rows[0][1])) if rows else None
+
+    def leases(
+        self, run_id: int, hosts: Sequence[str] | None = None, *, lapsed: bool = False
+    ) -> list[Lease]:
+        """The live leases of run ``run_id`` (of ``hosts`` only, when given): not released and
+        not run out by the database's clock; ``lapsed``: those run out too (``left`` <= 0)."""
+        if hosts is not None and not hosts:
+            return []
+        only = "" if hosts is None else f" AND host IN ({', '.join('?' for _ in hosts)})"
+        live = "" if lapsed else " AND lease_until > CLOCK"
+        sql = LEASES.replace(" LIVE", live).replace("CLOCK", self.clock).replace(" ONLY", only)
+        sql = sql.replace("HOSTORDER", self.host_order)
+        rows = self._query(sql, (run_id, *(hosts or ())))
+        return [Lease(host, holder, float(left)) for host, holder, left in rows]
+
+    def claim_host(self, run_id: int, host: str, worker: str, *, lease: float = 0.0) -> bool:
         """Take ``host`` of run ``run_id`` for ``worker``: True for exactly one caller per run and
         host, whoever asks and however often (one atomic statement; a second delivery of the
         same host's work, by any worker, gets False and must stage nothing). A row the run
-        wrote before, unclaimed, is claimed in place; a new one starts ``started``."""
+        wrote before, unclaimed, is claimed in place; a new one starts ``started``. ``lease``
+        seconds > 0: the claim comes with the lease on the row. No host of a run that another
+        run resumes is claimed any more (False): the resume may be resolving it."""
         with self._transaction() as execute:
+            if self.share_lock:  # waits for a resume's run being created (create_run)
+                execute(LOCK_RUN + self.share_lock, (run_id,))
             taken = execute(
-                "INSERT INTO host_results (run_id, host, status, message, data, started, worker)"
-                " VALUES (?, ?, ?, '', '{}', ?, ?)"
-                " ON CONFLICT (run_id, host) DO UPDATE SET worker = excluded.worker"
-                " WHERE host_results.worker IS NULL RETURNING worker",
-                (run_id, host, STARTED.value, now(), worker),
-            )
+                CLAIM.replace("CLOCK", self.clock),
+                (run_id, host, STARTED.value, now(), worker, worker if lease > 0 else None,
+                 lease if lease > 0 else None, run_id),
+            )  # fmt: skip
         return bool(taken)
 
     def set_txid(self, run_id: int, host: str, txid: str) -> None:
@@ -215,10 +289,11 @@ class HistoryStore(abc.ABC):
             )
 
     def finish_run(self, run_id: int, *, ended: float, exit_code: int, state: RunState) -> None:
-        """Record how run ``run_id`` ended."""
+        """Record how run ``run_id`` ended; its run lease released with it."""
         with self._transaction() as execute:
             execute(
-                "UPDATE runs SET ended = ?, exit_code = ?, state = ? WHERE id = ?",
+                "UPDATE runs SET ended = ?, exit_code = ?, state = ?, lease_holder = NULL,"
+                " lease_until = NULL WHERE id = ?",
                 (ended, exit_code, state.value, run_id),
             )
 
@@ -284,6 +359,24 @@ class HistoryStore(abc.ABC):
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
 
+LOCK_RUN = "SELECT id FROM runs WHERE id = ?"  # + a backend's lock clause
+# CLOCK: the backend's clock expression (a constant, never a value)
+CLAIM = (
+    "INSERT INTO host_results (run_id, host, status, message, data, started, worker,"
+    " lease_holder, lease_until) SELECT ?, ?, ?, '', '{}', ?, ?, ?, CLOCK + ?"
+    " WHERE NOT EXISTS (SELECT 1 FROM runs WHERE resumed_from = ?)"
+    " ON CONFLICT (run_id, host) DO UPDATE SET worker = excluded.worker,"
+    " lease_holder = excluded.lease_holder, lease_until = excluded.lease_until"
+    " WHERE host_results.worker IS NULL RETURNING worker"
+)
+LEASES = (
+    "SELECT host, lease_holder, lease_until - CLOCK FROM host_results WHERE run_id = ?"
+    " AND lease_holder IS NOT NULL LIVE ONLY ORDER BY HOSTORDER"
+)
+RUN_LEASE = (
+    "SELECT lease_holder, lease_until - CLOCK FROM runs WHERE id = ?"
+    " AND lease_holder IS NOT NULL LIVE"
+)
 RUN_COLUMNS = (
     "id, command, task_path, task_sha256, selection, hosts, options, started, ended, exit_code,"
     " state, controller, resumed_from"

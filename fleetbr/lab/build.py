@@ -40,6 +40,7 @@ from fleetbr.lab.vm import machine
 from fleetbr.validate import integer, interface_name
 
 WORKERS = 16
+KILL_ROUNDS = 5  # scans of the lab namespaces for processes left to kill, after the first
 _FORBIDDEN_PARENTS = ("/etc", "/var", "/run", "/proc", "/sys", "/dev")
 _CREATED = (
     "lab.json",
@@ -189,7 +190,7 @@ def _pinned_neighbours(lab: Lab) -> list[str]:
     return [
         f"neigh replace {address} lladdr {host.mac} nud permanent dev {ctl}"
         for host in lab.hosts
-        if host.mac
+        if host.mac and not host.mgmt_vlan  # that one is routed: the router's entry serves it
         for address in (host.ip4, host.ip6)
     ]
 
@@ -235,6 +236,13 @@ def down(lab_dir: Path) -> None:
     namespaces = [ns for h in lab.hosts for ns in h.namespaces()] + [lab.switch_netns]
     inits = [pid for h in lab.hosts if h.backend for pid in [supervisor.init_pid(h)] if pid]
     kill(pids_in_netns(namespaces) + inits)
+    # a process forked while the namespaces were scanned (sshd's child for a TCP probe) is
+    # not in that scan: look again until the namespaces hold nothing
+    for _ in range(KILL_ROUNDS):
+        stragglers = pids_in_netns(namespaces)
+        if not stragglers:
+            break
+        kill(stragglers)
     for host in (h for h in lab.hosts if h.backend):
         supervisor.remove_cgroups(lab, host)
     if link_exists(lab.controller_link):

@@ -9,10 +9,12 @@ files live in the lab dir; `lab down` kills it with the switch namespace's other
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbr.errors import LabError
@@ -116,16 +118,19 @@ def leased(host: LabHost, dev: str | None = None) -> list[str]:
     return found
 
 
-def wait_leases(host: LabHost, timeout: float = LEASE_TIMEOUT) -> list[str]:
-    """Wait until the host's NIC holds its fixed IPv4 and IPv6 leases; returns its leases."""
+def wait_leases(host: LabHost, timeout: float = LEASE_TIMEOUT, dev: str | None = None) -> list[str]:
+    """Wait until ``dev`` (the host's NIC unless given, e.g. a bridge that keeps its leases)
+    holds the host's fixed IPv4 and IPv6 leases; returns its leases."""
     want = {host.addr4.split("/")[0], host.addr6.split("/")[0]}
     deadline = time.monotonic() + timeout
     while True:
-        have = leased(host)
+        have = leased(host, dev)
         if want <= {a.split("/")[0] for a in have}:
             return have
         if time.monotonic() > deadline:
-            raise LabError(f"{host.name}: no DHCP leases {sorted(want)} on {host.nic} ({have})")
+            raise LabError(
+                f"{host.name}: no DHCP leases {sorted(want)} on {dev or host.nic} ({have})"
+            )
         time.sleep(0.5)
 
 
@@ -136,3 +141,30 @@ def log_tail(lab: Lab, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "no dnsmasq log"
+
+
+@dataclass(frozen=True)
+class ServerLease:
+    """One lease as the server recorded it (``dnsmasq.leases``): the address, what it is keyed
+    by (IPv4: the client's MAC; IPv6: the IAID) and the identity the client presented (IPv4: its
+    client id; IPv6: its DUID; ``*``: none); ``acks``: how often its log says it handed the
+    address out (DHCPACK, DHCPv6 REPLY), renewals included."""
+
+    family: int
+    address: str
+    key: str
+    client: str
+    acks: int
+
+
+def server_leases(lab: Lab, host: LabHost) -> tuple[ServerLease, ...]:
+    """The server's records of ``host``'s fixed IPv4 and IPv6 addresses, sorted by family."""
+    log = (lab.dir / LOG).read_text(errors="replace")
+    found = []
+    for line in (lab.dir / LEASES).read_text().splitlines():
+        words = line.split()  # expiry, MAC or IAID, address, hostname, client id or DUID
+        if len(words) == 5 and words[2] in (host.ip4, host.ip6):
+            family = 6 if ":" in words[2] else 4
+            acks = re.findall(rf"DHCP(?:ACK|REPLY)\(\S+\) {re.escape(words[2])} ", log)
+            found.append(ServerLease(family, words[2], words[1], words[4], len(acks)))
+    return tuple(sorted(found, key=lambda lease: lease.family))

@@ -82,10 +82,10 @@ def write_inventory(lab: Lab) -> None:
                 **({"backend": h.backend} if h.backend else {}),
             },
         }
-        for h in lab.hosts
+        for h in lab.members()
     }
     groups: dict[str, Any] = {"lab": {"data": {"lab_dir": str(lab.dir)}}}
-    groups.update({h.backend: {} for h in lab.hosts if h.backend})
+    groups.update({h.backend: {} for h in lab.members() if h.backend})
     # VM guests (TCG) take seconds for an SSH handshake on a loaded machine
     slow = any(h.vm for h in lab.hosts)
     extras = {

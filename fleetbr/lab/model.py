@@ -66,6 +66,12 @@ LARGE_PLAN = AddressPlan(
     ipaddress.IPv6Network("2001:db8:1000::/48"),
     MAX_NETNS_HOSTS,
 )
+# VM tier: the management VLAN behind the lab's router VM (fleetbr.lab.vm.router); the router has
+# its gateway addresses, a host with ``mgmt_vlan`` its host addresses (on NIC.VLAN).
+MGMT_VLAN = 10
+MGMT_PLAN = AddressPlan(
+    ipaddress.IPv4Network("203.0.113.0/24"), ipaddress.IPv6Network("2001:db8:10::/64"), 100
+)
 
 
 def address_plan(hosts: int) -> AddressPlan:
@@ -138,6 +144,10 @@ class LabHost:
     vm: bool = False  # VM tier (fleetbr.lab.vm): a QEMU guest, its NICs taps on the lab switch
     nics: int = 1  # VM tier: NICs into the lab switch (eth0 = nic, then eth1, ...)
     dhcp: bool = False  # distro tier: the NIC takes its addresses from the lab's DHCP server
+    # VM tier: the lab's router (not in the inventory); a host whose management addresses live
+    # on NIC.VLAN of this VLAN (MGMT_PLAN), reached through the router
+    router: bool = False
+    mgmt_vlan: int = 0
 
     @property
     def ip4(self) -> str:
@@ -188,6 +198,7 @@ class Lab:
     guests: int = 0  # distro tier: the most libvirt guests of any host (each: LabHost.guests)
     guest_layer: str = ""  # their libvirt layer, between a host's own layer and the rootfs
     ifupdown2_layer: str = ""  # the layer of hosts with backend ifupdown2 (it replaces ifupdown)
+    ifenslave_layer: str = ""  # VM tier: the layer of hosts with backend ifupdown (bond hooks)
     vm_image: str = ""  # VM tier: the cached image dir (base.img, kernel, initrd, VM layer)
 
     @property
@@ -200,13 +211,24 @@ class Lab:
         """The switch's IPv6 gateway with the lab's prefix length (the controller's)."""
         return f"{self.gateway6}/{self.controller6.split('/', 1)[1]}"
 
+    def gateways(self, host: LabHost) -> tuple[str, str]:
+        """The IPv4 and IPv6 default gateway of ``host``: the switch's, or the router's on the
+        management VLAN."""
+        return MGMT_PLAN.gateway() if host.mgmt_vlan else (self.gateway4, self.gateway6)
+
+    def members(self) -> list[LabHost]:
+        """The hosts fleetbr manages (the inventory's): every host but the router."""
+        return [h for h in self.hosts if not h.router]
+
     def lower(self, host: LabHost) -> str:
         """A distro host's overlay lowerdir: the libvirt layer (a host with guests) or the VM
         layer (a VM's seed is provisioned on it) over the ifupdown2 layer (a host with that
-        backend) over the base rootfs."""
+        backend; the ifenslave layer for an ifupdown VM) over the base rootfs."""
         vm_layer = f"{self.vm_image}/upper" if host.vm else ""
         ifupdown2 = self.ifupdown2_layer if host.backend == "ifupdown2" else ""
-        layers = (self.guest_layer if host.guests else "", vm_layer, ifupdown2, self.rootfs)
+        ifenslave = self.ifenslave_layer if host.backend == "ifupdown" and host.vm else ""
+        layers = (self.guest_layer if host.guests else "", vm_layer, ifupdown2, ifenslave,
+                  self.rootfs)  # fmt: skip
         return ":".join(p for p in layers if p)
 
     def host(self, name: str) -> LabHost:

@@ -37,6 +37,10 @@ _VOLATILE = frozenset(
         "stats64",
     }
 )
+# Keys whose value counts down while the host does not change: a route's remaining lifetime
+# (``ip -j route``'s "expires", seconds: a router advertisement's routes on a DHCP host). Kept as
+# present (an expiring route is not a permanent one), their value dropped.
+_COUNTDOWNS = frozenset({"expires"})
 DAD_SETTLE = 3.0
 NIC_MTU = 1500
 KILL_ROUNDS = 5  # reset_host: kill what runs in the host, again while anything is left
@@ -78,10 +82,11 @@ def _ip_json(lab: Lab, host: LabHost, argv: list[str]) -> list[dict[str, Any]]:
 
 def normalise_dump(value: Any, volatile: frozenset[str] = _VOLATILE) -> Any:
     """An ``ip -j`` dump without the keys that change while the host does not (``volatile``,
-    and every timer): keys sorted, lists kept in order."""
+    and every timer; a countdown's value, _COUNTDOWNS: ``True`` instead): keys sorted, lists
+    kept in order."""
     if isinstance(value, dict):
         return {
-            k: normalise_dump(v, volatile)
+            k: True if k in _COUNTDOWNS else normalise_dump(v, volatile)
             for k, v in sorted(value.items())
             if k not in volatile and "timer" not in k
         }

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleetbr.backends import registry
-from fleetbr.facts.model import STATE_DIR, HostFacts
+from fleetbr.facts.model import STATE_DIR, HostFacts, InterfaceManager
 from fleetbr.plan import restore_check
 from fleetbr.plan.scope import Touched
 from fleetbr.transaction.hoststate import HostTxState
@@ -25,9 +25,9 @@ from fleetbr.transaction.hoststate import HostTxState
 if TYPE_CHECKING:
     from fleetbr.transaction.protocol import Clock
 
-# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back)
-# may take to settle (after a reboot it is still configuring the NIC when SSH already answers)
-# before its view is compared with the snapshot.
+# How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back;
+# or a DHCP client, getting a lease back) may take to settle (after a reboot it is still
+# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
 SETTLE_SECONDS = 30.0
 
 
@@ -108,7 +108,7 @@ def daemon_problems(managed: Iterable[str], before: HostFacts, after: HostFacts)
     out = []
     for name in sorted(managed):
         was, now = before.manager(name), after.manager(name)
-        if (was.manager, was.state) != (now.manager, now.state):
+        if (was.manager, was.state) != (now.manager, now.state) and not _finished(was, now):
             out.append(
                 f"{name}: {was.manager or 'no daemon'} {was.state} before, "
                 f"{now.manager or 'no daemon'} {now.state} after the rollback"
@@ -116,12 +116,28 @@ def daemon_problems(managed: Iterable[str], before: HostFacts, after: HostFacts)
     return out
 
 
+def _finished(was: InterfaceManager, now: InterfaceManager) -> bool:
+    """The snapshot caught the daemon still at work on the interface (``configuring`` shortly
+    after a boot or a reload) and it has finished since, with the same daemon: the rollback gave
+    the interface back to it, which is what the snapshot was heading for."""
+    return (
+        was.manager is not None
+        and was.manager == now.manager
+        and was.state.startswith(registry.settling_words())
+        and registry.is_settled(was.manager, now.state)
+    )
+
+
 def settling(before: HostFacts, after: HostFacts, touched: Touched | None) -> bool:
-    """A daemon is still configuring a touched interface, or libvirt still bringing back a
-    touched guest (None: any)."""
+    """A daemon is still configuring a touched interface, a DHCP client still getting a lease
+    back on one, or libvirt still bringing back a touched guest (None: any)."""
     names = None if touched is None else tuple(sorted(touched.devs))
     domains = None if touched is None else touched.domains
-    return daemons_settling(after, names) or guests_settling(domains, before, after)
+    return (
+        daemons_settling(after, names)
+        or leases_settling(before, after, names)
+        or guests_settling(domains, before, after)
+    )
 
 
 def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> bool:
@@ -137,6 +153,22 @@ def daemons_settling(facts: HostFacts, names: tuple[str, ...] | None = None) -> 
         for manager in managers
         for word in (manager.state, *(view.state for view in manager.views))
     )
+
+
+def leases_settling(
+    before: HostFacts, after: HostFacts, names: tuple[str, ...] | None = None
+) -> bool:
+    """A DHCP lease the snapshot held on one of ``names`` (None: any interface) is not held on
+    it now: its client may still be getting it back. After a reboot the daemons call a link
+    configured (networkd) or connected (NetworkManager) once one family has its lease, and SSH
+    answers on the IPv4 one, while DHCPv6 waits for a router advertisement: a power cut in the
+    window of a NetworkManager bridge was judged with the NIC's IPv6 lease a second away."""
+    wanted = {
+        (lease.dev, lease.cidr)
+        for lease in before.topology.dhcp
+        if names is None or lease.dev in names
+    }
+    return bool(wanted - {(lease.dev, lease.cidr) for lease in after.topology.dhcp})
 
 
 def guests_settling(domains: Iterable[str] | None, before: HostFacts, after: HostFacts) -> bool:

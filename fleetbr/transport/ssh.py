@@ -67,17 +67,20 @@ class Connection:
     ) -> CommandResult:
         """Run ``script`` with POSIX sh on the host; raise on failure when ``check``."""
         limit = timeout if timeout is not None else self.spec.ssh.command_timeout
+        process: asyncssh.SSHClientProcess[bytes] | None = None
         try:
-            done = await self._conn.run(
-                self._shell, input=whole(script), timeout=limit, check=False
-            )
-        except asyncssh.TimeoutError:
-            raise CommandTimeout(f"{label} did not finish within {limit:g}s") from None
+            async with asyncio.timeout(limit):
+                process = await self._conn.create_process(self._shell, encoding=None)
+                await _send_input(process, whole(script).encode())
+                out, err = await asyncio.gather(process.stdout.read(), process.stderr.read())
+                done = await process.wait(check=False)
+        except TimeoutError:
+            error: TransportError = CommandTimeout(f"{label} did not finish within {limit:g}s")
+            raise _closed(process, error) from None
         except (asyncssh.Error, OSError) as exc:
-            raise SessionLost(f"connection lost during {label}: {_describe(exc)}") from None
-        result = CommandResult(
-            stdout=_text(done.stdout), stderr=_text(done.stderr), exit_status=done.exit_status
-        )
+            error = SessionLost(f"connection lost during {label}: {_describe(exc)}")
+            raise _closed(process, error) from None
+        result = CommandResult(stdout=_text(out), stderr=_text(err), exit_status=done.exit_status)
         if done.exit_signal:
             raise SessionLost(f"{label} killed by signal {done.exit_signal[0]}")
         if done.exit_status is None:  # the channel closed with no exit status: the session died
@@ -107,7 +110,7 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 process = await self._conn.create_process(command, encoding=None)
-                _send_input(process, stdin)
+                await _send_input(process, stdin)
                 await asyncio.gather(
                     _drain(process.stdout, "stdout", stdout, on_output),
                     _drain(process.stderr, "stderr", stderr, on_output),
@@ -133,11 +136,12 @@ class Connection:
             await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
 
 
-def _send_input(process: asyncssh.SSHClientProcess[bytes], data: bytes | None) -> None:
+async def _send_input(process: asyncssh.SSHClientProcess[bytes], data: bytes | None) -> None:
     """Send ``data`` and end the command's input. A command that already ended (``sudo``
     refusing at once, under load) closed the channel before its input was sent: that is no
-    lost session, its output and exit status are still read (asyncssh's own ``input=`` would
-    raise BrokenPipeError from ``create_process`` and lose them)."""
+    lost session, its output and exit status are still read (asyncssh's own ``input=`` of
+    ``run`` or ``create_process`` would raise BrokenPipeError and lose them: a host refused by
+    sudo was reported unreachable). Awaited, so a test can send it late."""
     with suppress(BrokenPipeError, ConnectionResetError):
         if data:
             process.stdin.write(data)

@@ -5,7 +5,10 @@ The controller runs unchanged over real SSH; a :class:`BarrierTransport` wraps t
 
 - ``confirm``: before the first connection to a host after its arm+apply script ran (the
   connection that confirms or looks at the host after the change);
-- ``disarm``: before the disarm script (after the host was verified and probed).
+- ``disarm``: before the disarm script (after the host was verified and probed);
+- ``batch`` (the CLI only): before each batch of an apply but the first starts, the earlier
+  batches' hosts all decided: the controller holds no host then, only its run (the run lease);
+  the name is the batch's first host.
 
 Arriving there the n-th time (counted per point, over every host), the controller writes
 ``<point>.<n>.reached`` (holding the host's name) in the barrier's folder and waits until the test
@@ -25,11 +28,14 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from fleetbr.cli import main as fleetbr_main
+from fleetbr.core.runner import LocalRunner, register
 from fleetbr.inventory import HostSpec
+from fleetbr.report import AggregatedResult
+from fleetbr.runner import HostJob
 from fleetbr.transport import (
     CommandOutput,
     CommandResult,
@@ -41,7 +47,7 @@ from fleetbr.transport import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-POINTS = ("confirm", "disarm")
+POINTS = ("confirm", "disarm", "batch")
 POLL = 0.05  # how often a waiting side looks for the other's file (not a timing window)
 
 
@@ -178,11 +184,32 @@ class Gate:
                 ",".join(names), *fleetbr_args]  # fmt: skip
 
 
+class BatchBarrierRunner(LocalRunner):
+    """The local runner, held at the ``batch`` point before each apply batch but the first (on
+    the event loop: Ctrl-C is handled while it is held)."""
+
+    barrier: Barrier | None = None
+    batches = 0
+
+    async def run(
+        self, command: str, hosts: Sequence[HostSpec], job: HostJob, *, forks: int
+    ) -> AggregatedResult:
+        """:meth:`LocalRunner.run`, after the barrier for the second batch on."""
+        if command == "apply" and hosts and self.barrier is not None:
+            type(self).batches += 1
+            if type(self).batches > 1:
+                await self.barrier.wait("batch", hosts[0].name)
+        return await super().run(command, hosts, job, forks=forks)
+
+
 def main(argv: list[str]) -> int:
     """``DIR POINTS FLEETBR_ARGS...``: fleetbr's CLI over SSH held at the comma-separated
     ``POINTS``, its barrier files in ``DIR``."""
     directory, points, *rest = argv
     barrier = Barrier(Path(directory), [p for p in points.split(",") if p])
+    if "batch" in barrier.points:
+        BatchBarrierRunner.barrier = barrier
+        register("local", BatchBarrierRunner)
     with use_transport(BarrierTransport(SSHTransport(), barrier)):
         return fleetbr_main(rest)
 

@@ -293,10 +293,11 @@ def _leftovers(prefix: str, lab_dir: Path, pids: list[int]) -> list[str]:
             cmdline, mounts = (proc / "cmdline").read_bytes(), (proc / "mountinfo").read_text()
         except OSError:
             continue
+        what = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
         if str(lab_dir).encode() in cmdline:
-            found.append(f"process {proc.name}")
+            found.append(f"process {proc.name} ({what})")
         if str(lab_dir) in mounts or f"/run/netns/{prefix}-" in mounts:
-            found.append(f"mount in {proc.name}")
+            found.append(f"mount in {proc.name} ({what})")
     if lab_dir.exists():
         found += [str(p) for p in lab_dir.iterdir()]
     return found

@@ -144,7 +144,7 @@ def test_live_armed_transaction_blocks_a_second_one(
         env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         assert armed(lab, "hv04")
         code, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", "hv04", "apply",
                                str(task_file(tmp_path, stp=True)))  # fmt: skip

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from fleetbr.history.sqlite import SqliteStore
 from fleetbr.interrupt import FIRST_CTRL_C
@@ -80,13 +83,14 @@ def test_sigkilled_controller_then_resume_finishes_the_rollout(
     names = ["hv07", "hv08", "hv09"]
     for name in names:
         fresh_host(name)
-    history, task = tmp_path / "h.sqlite3", task_file(tmp_path)
+    # a window no slow controller outlasts: the resume, not the canary's timer, rolls it back
+    history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=600)
     gate = Gate(tmp_path / "barrier")  # never released: the canary is never confirmed
     proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), "--canary", "1",
                       "--batch-size", "1", gate=gate)  # fmt: skip
     try:
-        assert gate.reached("confirm", timeout=30) == "hv07"
-        wait_for(applied(lab, "hv07"), 30, "the canary to be applied")
+        assert gate.reached("confirm", timeout=300) == "hv07"
+        wait_for(applied(lab, "hv07"), 300, "the canary to be applied")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -190,14 +194,14 @@ def test_second_ctrl_c_exits_at_once_then_resume_resolves_armed_hosts(
     names = ["hv15", "hv16"]
     for name in names:
         fresh_host(name)
-    window = 40
+    window = 300  # the hosts must still be armed after the second Ctrl-C, also on a slow machine
     history, task = tmp_path / "h.sqlite3", task_file(tmp_path, timeout=window)
     gate = Gate(tmp_path / "barrier")  # never released: both stay armed
     proc = controller(lab, history, "-l", ",".join(names), "apply", str(task), gate=gate)
     try:
         for number in (1, 2):
-            gate.reached("confirm", number, timeout=30)
-        wait_for(applied(lab, *names), 30, "both hosts to be applied")
+            gate.reached("confirm", number, timeout=window / 2)
+        wait_for(applied(lab, *names), window / 2, "both hosts to be applied")
         proc.send_signal(signal.SIGINT)
         # the second Ctrl-C only once the first one was handled: its warning is on stderr
         err = _stderr_through(proc, FIRST_CTRL_C.split(";")[0], window)
@@ -301,3 +305,172 @@ def test_an_unwritable_history_does_not_change_an_apply(
     assert line.startswith("warning: run history not recorded (") and str(broken) in line
     assert settled(lab, "hv19")
     fresh_host("hv19")
+
+
+# --- the run lease: a controller between two batches -------------------------------------------
+
+BETWEEN = ["hv07", "hv08", "hv09"]  # a canary, then one batch of two
+
+
+def held_between_batches(lab: Lab, history: Path, gate: Gate, tmp_path: Path) -> Any:
+    """``fleetbr --json apply`` of BETWEEN, held before its second batch (the canary hv07
+    confirmed): the controller holds no host, only its run lease. Returns (process, run)."""
+    task = task_file(tmp_path)
+    proc = subprocess.Popen(
+        gate.argv("batch", "--json", "--history", str(history), "-i", str(lab.inventory_dir),
+                  "-l", ",".join(BETWEEN), "apply", str(task), "--canary", "1",
+                  "--batch-size", "2"),
+        env=gate.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert gate.reached("batch", timeout=90) == "hv08"
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.communicate()[1]) from None
+    store = SqliteStore(history)
+    try:
+        [run] = store.runs()
+        driver = store.run_lease(run.id)
+        assert driver is not None and driver.holder.split(":")[1] == str(proc.pid), driver
+        assert store.leases(run.id, lapsed=True) == [], "no host in its hands"
+    finally:
+        store.close()
+    assert events(lab, "hv07")[-1] == "confirmed"
+    assert events(lab, "hv08") == [] and events(lab, "hv09") == []
+    return proc, run
+
+
+def resumed_after(lab: Lab, history: Path, run_id: int, doc: Any) -> None:
+    """The resume of run ``run_id`` carried hv07 over untouched and applied hv08 and hv09 once
+    each; both runs have let go of their run lease."""
+    assert {n: doc[n]["status"] for n in BETWEEN} == dict.fromkeys(BETWEEN, "confirmed"), doc
+    assert "not touched again" in doc["hv07"]["message"]
+    for name in BETWEEN:
+        assert events(lab, name).count("staged") == 1, f"{name}: one transaction"
+        assert settled(lab, name)
+    store = SqliteStore(history)
+    try:
+        latest = store.runs()[0]
+        assert (latest.resumed_from, latest.state, latest.exit_code) == (run_id, "finished", 0)
+        assert store.run_lease(latest.id, lapsed=True) is None, "released at its end"
+    finally:
+        store.close()
+
+
+def test_a_resume_waits_for_a_controller_held_between_two_batches(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    """Two controllers: the first is between its canary and its next batch (held there), holding
+    no host, only its run lease. ``apply --resume RUN`` started meanwhile waits on the run lease
+    (one line naming the controller), records no run and touches nothing; the first controller
+    is interrupted (Ctrl-C: its next batch skipped, its run ended and its lease released); the
+    resume then carries the canary over and applies the rest. One transaction per host."""
+    for name in BETWEEN:
+        fresh_host(name)
+    history, gate = tmp_path / "h.sqlite3", Gate(tmp_path / "barrier")
+    errors = tmp_path / "resume.err"
+    proc, run = held_between_batches(lab, history, gate, tmp_path)
+    resumer: subprocess.Popen[str] | None = None
+    try:
+        with errors.open("w") as err_file:
+            resumer = subprocess.Popen(
+                [sys.executable, "-m", "fleetbr", "--json", "--history", str(history), "-i",
+                 str(lab.inventory_dir), "apply", "--resume", str(run.id)],
+                env=gate.env, stdout=subprocess.PIPE, stderr=err_file, text=True,
+            )  # fmt: skip
+        wait_for(lambda: "waiting up to" in errors.read_text() or resumer.poll() is not None, 90,
+                 "the resume to wait for the run lease")  # fmt: skip
+        waiting = errors.read_text()
+        assert resumer.poll() is None, waiting
+        assert waiting.startswith(f"--resume: run {run.id} still works on its rollout (driven "
+                                  f"by {lab_holder(history, run.id)}, its lease runs out in "
+                                  ), waiting  # fmt: skip
+        store = SqliteStore(history)
+        assert store.latest_run_id() == run.id, "the resume has not recorded its run"
+        store.close()
+        assert events(lab, "hv08") == [] and events(lab, "hv09") == []
+        proc.send_signal(signal.SIGINT)
+        _stderr_through(proc, FIRST_CTRL_C.split(";")[0], 60)
+        gate.open("batch")
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+        first = json.loads(out)
+        assert {n: first[n]["status"] for n in BETWEEN} == {
+            "hv07": "confirmed", "hv08": "skipped", "hv09": "skipped"}, first  # fmt: skip
+        out, _ = resumer.communicate(timeout=300)
+    finally:
+        proc.kill()
+        if resumer is not None:
+            resumer.kill()
+    err = errors.read_text()
+    doc = json.loads(out)
+    assert resumer.returncode == 0, (err, doc)
+    lines = err.splitlines()
+    assert lines[0] == waiting.splitlines()[0] and len(lines) == 2, err
+    assert lines[1].startswith(f"resuming run {run.id} (apply started "), err
+    assert ", interrupted): task " in lines[1] and lines[1].endswith(", 2 not done"), err
+    resumed_after(lab, history, run.id, doc)
+    store = SqliteStore(history)
+    try:
+        assert store.run_lease(run.id, lapsed=True) is None, "released when it was interrupted"
+    finally:
+        store.close()
+    for name in BETWEEN:
+        fresh_host(name)
+
+
+def lab_holder(history: Path, run_id: int) -> str:
+    """The run lease's holder of run ``run_id`` as recorded."""
+    store = SqliteStore(history)
+    try:
+        lease = store.run_lease(run_id, lapsed=True)
+        assert lease is not None
+        return lease.holder
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("where", ["this machine", "another machine"])
+def test_a_controller_sigkilled_between_two_batches_is_resumed_once_its_run_lease_is_gone(
+    lab: Lab, fresh_host: Any, tmp_path: Path, where: str
+) -> None:
+    """The controller SIGKILLed between two batches renews nothing: on this machine (its pid
+    and start time gone) its run lease holds nothing at once, the resume goes on without a
+    wait; the same lease as a controller on another machine would leave it (its holder's
+    machine renamed in the row: whether it lives cannot be told from here) is waited for until
+    it runs out by the history's clock, then the resume goes on."""
+    for name in BETWEEN:
+        fresh_host(name)
+    history, gate = tmp_path / "h.sqlite3", Gate(tmp_path / "barrier")
+    proc, run = held_between_batches(lab, history, gate, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    store = SqliteStore(history)
+    try:
+        if where == "another machine":
+            holder = "elsewhere.invalid:" + lab_holder(history, run.id).split(":", 1)[1]
+            store.db.execute("UPDATE runs SET lease_holder = ? WHERE id = ?", (holder, run.id))
+        [[expiry]] = store.db.execute("SELECT lease_until FROM runs WHERE id = ?", (run.id,))
+    finally:
+        store.close()
+    code, doc, err = resume(lab, history, "--resume", str(run.id))
+    assert code == 0, (err, doc)
+    lines = err.splitlines()
+    if where == "this machine":
+        assert len(lines) == 1, err
+    else:
+        assert len(lines) == 2 and lines[0].startswith(
+            f"--resume: run {run.id} still works on its rollout (driven by {holder}, its lease "
+        ), err  # fmt: skip
+    assert lines[-1].startswith(f"resuming run {run.id} (apply started "), err
+    assert "its controller is gone): task " in lines[-1], err
+    resumed_after(lab, history, run.id, doc)
+    store = SqliteStore(history)
+    try:
+        latest = store.runs()[0]
+        if where == "another machine":  # one clock (SQLite: this machine's) for both
+            assert latest.started >= expiry, "recorded only once the lease ran out"
+    finally:
+        store.close()
+    for name in BETWEEN:
+        fresh_host(name)

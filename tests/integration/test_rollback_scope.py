@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from fleetbr.lab import Lab, host_state
-from tests.integration.helpers import armed, fleetbr, sh, stale_bridged_transaction, wait_for
+from tests.integration.helpers import (
+    api_status,
+    armed,
+    fleetbr,
+    sh,
+    stale_bridged_transaction,
+    wait_for,
+)
 
 
 def leave_stale(lab: Lab, host: str, tmp_path: Path) -> str:
@@ -16,8 +23,7 @@ def leave_stale(lab: Lab, host: str, tmp_path: Path) -> str:
     txid = stale_bridged_transaction(lab, host, tmp_path)
 
     def stale() -> bool:
-        _, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", host, "status")
-        return "STALE" in doc[host]["message"]
+        return "STALE" in api_status(lab, host)[host].message
 
     wait_for(stale, 10, "the transaction to be reported stale", every=0.5)
     return txid

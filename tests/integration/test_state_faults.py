@@ -21,6 +21,7 @@ from fleetbr.lab.faults import enter_argv
 from tests.integration.helpers import (
     NO_SUDOER,
     SUDO_HOST,
+    api_status,
     armed,
     assert_bridged,
     events,
@@ -360,8 +361,8 @@ def test_login_that_cannot_read_the_state_fails_instead_of_seeing_nothing(
     transaction recorded" (exit 0), plan must not plan over an armed transaction."""
     with bystander(lab, SUDO_HOST) as timer:
         txid = plant_live_transaction(lab, SUDO_HOST, timer.pid, plain_file)
-        code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", SUDO_HOST, "status")
-        assert code == 0 and f"armed {txid}" in doc[SUDO_HOST]["message"], (doc, err)  # root
+        found = api_status(lab, SUDO_HOST)  # as root
+        assert found.exit_code == 0 and f"armed {txid}" in found[SUDO_HOST].message, found
 
         inventory = str(sudo_inventory(lab, tmp_path / "inv", NO_SUDOER, sudo=False))
         before = host_state(lab, SUDO_HOST)

@@ -11,13 +11,18 @@ for DNS and a transaction with a 14 s dead-man timer could not confirm.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
+from fleetbr.errors import RemoteCommandFailed
 from fleetbr.lab import Lab, host_exec, host_state
+from fleetbr.transport import ssh as ssh_transport
+from fleetbr.transport.ssh import open_connection
 from tests.integration.helpers import (
     NO_SUDOER,
     SUDO_HOST,
@@ -27,6 +32,7 @@ from tests.integration.helpers import (
     events,
     fleetbr,
     sh,
+    specs,
     sudo_inventory,
     task_file,
 )
@@ -95,6 +101,33 @@ def test_user_without_sudoers_entry_gets_a_sudo_error(
         assert "sudo: a password is required" in result["message"], result["message"]
     assert host_state(lab, HOST) == pristine[HOST]
     assert not armed(lab, HOST) and events(lab, HOST) == []
+
+
+def test_a_script_refused_before_its_input_was_sent_is_a_failed_command_not_a_lost_session(
+    lab: Lab, users: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sudo refusing at once ends the channel; on a loaded controller that can happen before the
+    script is written (CI saw "connection lost during facts: BrokenPipeError: Channel not open
+    for sending": the host reported unreachable). The script is sent here only once the remote
+    command has ended and its channel closed, so that race is lost every time: the answer must
+    still be sudo's own words and exit status."""
+    send = ssh_transport._send_input
+
+    async def after_the_end(process: asyncssh.SSHClientProcess[bytes], data: bytes | None) -> None:
+        await process.wait_closed()
+        await send(process, data)
+
+    monkeypatch.setattr(ssh_transport, "_send_input", after_the_end)
+    spec = specs(sudo_inventory(lab, tmp_path / "inv", NO_SUDOER, sudo=True))[HOST]
+
+    async def run() -> RemoteCommandFailed:
+        async with open_connection(spec) as conn:
+            with pytest.raises(RemoteCommandFailed) as failed:
+                await conn.run_script("echo never", label="facts", timeout=60)
+            return failed.value
+
+    failure = asyncio.run(run())
+    assert "sudo: a password is required" in str(failure), str(failure)
 
 
 def test_a_status_file_an_unprivileged_user_wrote_cannot_confirm_a_failing_check(

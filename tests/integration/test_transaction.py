@@ -26,6 +26,7 @@ from fleetbr.transport import Transport
 from tests.integration.barrier import Gate
 from tests.integration.helpers import (
     TIMEOUT,
+    api_status,
     armed,
     armed_txid,
     assert_at_snapshot,
@@ -131,7 +132,7 @@ def test_controller_sigkilled_host_reverts_by_itself(
         env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         wait_for(lambda: enslaved(lab, "hv03") and "applied" in events(lab, "hv03"), 20,
                  "the NIC to be enslaved")  # fmt: skip
         controller.send_signal(signal.SIGKILL)
@@ -141,8 +142,8 @@ def test_controller_sigkilled_host_reverts_by_itself(
     assert armed(lab, "hv03")
     wait_for(lambda: "rolled_back" in events(lab, "hv03"), TIMEOUT + 5, "the host's own rollback")
     assert_at_snapshot(lab, "hv03", pristine)
-    code, doc, _ = fleetbr("-i", str(lab.inventory_dir), "-l", "hv03", "status")
-    assert code == 0 and "rolled_back reason=timer" in doc["hv03"]["message"]
+    found = api_status(lab, "hv03")
+    assert found.exit_code == 0 and "rolled_back reason=timer" in found["hv03"].message
 
 
 def _apply_session(lab: Lab, host: str) -> int | None:
@@ -217,7 +218,7 @@ def apply_with_fault_in_window(
     gate = Gate(task.parent / f"barrier-{host}")
 
     def fault() -> None:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         try:
             wait_for(lambda: "applied" in events(lab, host), 20, "apply")
             inject()
@@ -272,7 +273,7 @@ def test_confirm_after_timer_fired_reports_rolled_back(
     gate = Gate(tmp_path / "barrier")
 
     def hold_past_the_deadline() -> None:
-        gate.reached("disarm", timeout=30)
+        gate.reached("disarm", timeout=120)
         try:
             wait_for(lambda: "rolled_back" in events(lab, "hv01"), TIMEOUT + 5, "the timer")
         finally:
@@ -305,7 +306,7 @@ def test_confirm_and_rollback_racing_on_the_host(
         env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         wait_for(lambda: "applied" in events(lab, "hv02"), 20, "apply")
     finally:
         proc.kill()
@@ -374,7 +375,7 @@ def test_gateway_silent_after_change_rolls_back_at_once(
     gate = Gate(tmp_path / "barrier")
 
     def silence_gateway() -> None:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         try:
             wait_for(lambda: "applied" in events(lab, "hv05"), 20, "apply")
             switch_exec(lab, ["ip", "addr", "del", gateway, "dev", "sw0"])

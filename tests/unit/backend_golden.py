@@ -17,11 +17,13 @@ from fleetbr.transaction.scripts import staged_scripts
 from tests.unit.dhcp_sim import dhcp_nd_host
 from tests.unit.test_facts_parse import raw
 from tests.unit.test_plan_support import task
-from tests.unit.test_topology_ifupdown import ifu_host
+from tests.unit.test_topology_dhcp_netplan import np_dhcp_host
+from tests.unit.test_topology_dhcp_networkmanager import nm_dhcp_host
+from tests.unit.test_topology_ifupdown import bonded_ifu_host, ifu_host, with_ifenslave
 from tests.unit.test_topology_ifupdown2 import PROXMOX, bonded_i2_host, i2_host
 from tests.unit.test_topology_netplan import bonded_np_host, np_host
 from tests.unit.test_topology_networkd import bonded_nd_host, nd_host
-from tests.unit.test_topology_networkmanager import nm_host
+from tests.unit.test_topology_networkmanager import nm_bond_host, nm_host
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "backends"
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager", "ifupdown2")
@@ -44,9 +46,11 @@ TOPOLOGIES = {
 TOPOLOGIES["proxmox"] = PROXMOX
 TOPOLOGY_CASES = (
     tuple(f"networkd-topology-{t}" for t in TOPOLOGIES if t != "proxmox")
-    + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans"))
-    + tuple(f"networkmanager-topology-{t}" for t in ("vlans", "vlan_aware"))
-    + ("ifupdown-topology-vlans",)
+    + tuple(f"netplan-topology-{t}" for t in ("bond", "bond_port", "vlans", "dhcp"))
+    + tuple(
+        f"networkmanager-topology-{t}" for t in ("bond", "bond_port", "vlans", "vlan_aware", "dhcp")
+    )
+    + tuple(f"ifupdown-topology-{t}" for t in ("bond", "bond_port", "vlans"))
     + tuple(f"ifupdown2-topology-{t}" for t in TOPOLOGIES if t != "dhcp")
 )
 TXID = "20260101T000000-abcdef"
@@ -71,14 +75,18 @@ def render_case(case: str) -> str:
 
 def render_topology(backend: str, name: str) -> str:
     """A topology case: the task of ``TOPOLOGIES[name]`` persisted by ``backend``."""
-    if backend == "netplan":
+    if backend == "netplan" and name == "dhcp":
+        facts = np_dhcp_host()[0]
+    elif backend == "networkmanager" and name == "dhcp":
+        facts = nm_dhcp_host()[0]
+    elif backend == "netplan":
         facts = bonded_np_host() if name == "bond_port" else np_host()
     elif name == "dhcp":
         facts = dhcp_nd_host()[0]
     elif backend == "networkmanager":
-        facts = nm_host()
+        facts = nm_bond_host() if name == "bond_port" else nm_host()
     elif backend == "ifupdown":
-        facts = ifu_host()
+        facts = bonded_ifu_host() if name == "bond_port" else with_ifenslave(ifu_host())
     elif backend == "ifupdown2":
         facts = bonded_i2_host() if name == "bond_port" else i2_host()
     else:

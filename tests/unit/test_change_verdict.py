@@ -96,6 +96,20 @@ def test_the_daemon_must_see_the_nic_and_the_bridge_as_before() -> None:
     )
 
 
+def test_a_snapshot_taken_while_the_daemon_was_still_at_work_is_restored_once_it_finished() -> None:
+    """The facts snapshot caught networkd still configuring eth0 (shortly after a boot); after
+    the rollback the same daemon has configured it: restored, not a failed rollback. Another
+    daemon, or a settling word after the rollback, still counts."""
+    before = managed(BEFORE, eth0="configuring")
+    assert daemon_problems(PERSISTED, before, managed(BEFORE, eth0="configured")) == []
+    assert daemon_problems(PERSISTED, before, managed(BEFORE, eth0="failed")) == [
+        "eth0: networkd configuring before, networkd failed after the rollback"
+    ]
+    assert daemon_problems(PERSISTED, managed(BEFORE, eth0="configured"), before) == [
+        "eth0: networkd configured before, networkd configuring after the rollback"
+    ]
+
+
 def test_a_daemon_that_no_longer_manages_the_nic_is_named() -> None:
     before = managed(BEFORE, eth0="configured")
     assert daemon_problems(PERSISTED, before, BEFORE) == [

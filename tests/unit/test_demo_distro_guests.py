@@ -78,7 +78,7 @@ def test_the_distro_demo_reports_what_happened_and_decides_nothing() -> None:
         "1 drift: no bridge br0; after the reboot of hv02: in_sync"
     )
     doc = demo.to_dict()
-    assert set(doc) == {"rebooted", "guest_host", "hosts"}
+    assert set(doc) == {"rebooted", "guest_host", "dhcp_host", "hosts"}
     assert (
         "problems" not in doc["hosts"]["hv01"] and doc["hosts"]["hv02"]["status"] == "rolled_back"
     )

@@ -13,21 +13,22 @@ import pytest
 import yaml
 
 from fleetbr.cli import main
-from fleetbr.distributed import config
+from fleetbr.distributed import config, worker
 from fleetbr.distributed.message import (
     BadMessage,
     ChangeSpec,
     Chunk,
+    Left,
     parse,
     result_from_json,
     result_to_json,
     sites_of,
 )
-from fleetbr.distributed.record import holder_alive, identity
 from fleetbr.distributed.worker import WorkerContext, run_chunk
 from fleetbr.errors import UsageError
+from fleetbr.history.lease import LEASE, WAIT_ENV, holder_alive, identity
 from fleetbr.history.location import open_store
-from fleetbr.history.store import RunRecord
+from fleetbr.history.store import STARTED, HistoryError, HostRow, RunRecord
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import HostResult, Status
 
@@ -332,6 +333,32 @@ def test_a_coordinator_whose_history_failed_starts_no_more_hosts() -> None:
     assert "no new host starts" in history_lost(7) and "--resume 7" in history_lost(7)
 
 
+def test_a_coordinator_whose_run_lease_is_lost_sends_no_chunk() -> None:
+    """Its rows written so far, but its run lease lost (the check handed to stop_when answers):
+    no chunk is sent, the hosts are skipped saying why and how to go on."""
+    from fleetbr.distributed.coordinator import CeleryRunner, _Work
+    from fleetbr.interrupt import Interruption, Stop
+    from fleetbr.observe import Observers
+
+    recorder = _LostRecorder()
+    recorder.failed = False
+    interrupt = Interruption()
+    interrupt.stop_when(lambda: Stop("the run lease could not be renewed (history unreachable)",
+                                     "resume with fleetbr apply --resume 7"))  # fmt: skip
+    runner = CeleryRunner(config.Settings("redis://127.0.0.1:6390/0"))
+    runner._work = _Work("apply", CHANGE, Path("unused"), Observers(), cast(Any, recorder),
+                         interrupt)  # fmt: skip
+
+    async def never(spec: HostSpec) -> HostResult:
+        raise AssertionError("no job runs here")
+
+    done = asyncio.run(runner.run("apply", [spec("hv01")], never, forks=5))
+    assert (done["hv01"].status, done["hv01"].message) == (
+        Status.SKIPPED, "not started: the run lease could not be renewed (history unreachable); "
+        "resume with fleetbr apply --resume 7")  # fmt: skip
+    assert not interrupt.pressed
+
+
 @pytest.mark.parametrize("late", [True, False])
 def test_a_chunk_given_up_while_the_history_is_down_is_skipped_only_past_its_start_deadline(
     context: WorkerContext, monkeypatch: pytest.MonkeyPatch, late: bool
@@ -388,3 +415,206 @@ def test_a_worker_chunk_stops_its_new_hosts_once_its_history_fails() -> None:
     assert guard.requested
     assert not_attempted(guard) == "not attempted: the run history cannot be written"
     assert not_armed(guard).startswith("the run history cannot be written before arming")
+
+
+# -- apply --resume through the site workers: the transactions a resumed run left --------------
+
+TXID = "20261127T181500-3fa9c2"
+
+
+def test_a_chunk_with_transactions_to_resolve_survives_json_and_back() -> None:
+    sent = chunk(run_id=5, hosts=("hv01", "hv02"), resolve={"hv02": Left(TXID, 4)})
+    assert parse(sent.to_json()) == sent
+    assert sent.to_json()["resolve"] == {"hv02": {"txid": TXID, "run_id": 4}}
+    assert parse(chunk().to_json() | {"resolve": None}).resolve == {}, "older coordinators"
+
+
+@pytest.mark.parametrize(
+    ("resolve", "error"),
+    [
+        ({"hv01": {"txid": "../../etc", "run_id": 4}}, "not a transaction id"),
+        ({"hv01": {"txid": f"{TXID};reboot", "run_id": 4}}, "not a transaction id"),
+        ({"hv01": {"txid": 7, "run_id": 4}}, "txid, run_id"),
+        ({"hv01": TXID}, "txid, run_id"),
+        ({"hv09": {"txid": TXID, "run_id": 4}}, "hv09' is not one of the chunk's hosts"),
+        ({"hv01": {"txid": TXID, "run_id": 5}}, "not an earlier run"),
+        ({"hv01": {"txid": TXID, "run_id": True}}, "run_id"),
+        ({"hv01": {"txid": TXID, "run_id": 4}, "hv02": {"txid": TXID, "run_id": 3}}, "one "),
+        ([TXID], "expected an object"),
+    ],
+)
+def test_a_malformed_entry_to_resolve_refuses_the_chunk(resolve: object, error: str) -> None:
+    body = chunk(run_id=5, hosts=("hv01", "hv02")).to_json() | {"resolve": resolve}
+    with pytest.raises(BadMessage, match=error):
+        parse(body)
+    with pytest.raises(BadMessage, match="apply chunks only"):
+        parse(chunk(command="check").to_json() | {"resolve": {"hv01": {"txid": TXID,
+                                                                        "run_id": 1}}})  # fmt: skip
+
+
+def _resumed(context: WorkerContext, recorded: dict[str, str]) -> tuple[int, int]:
+    """Run ``earlier`` that left ``recorded`` (host -> txid, rows ``started``), and the running
+    run that resumes it."""
+    store = open_store(context.history)
+    try:
+        hosts = ["hv01", "hv02"]
+        earlier = store.create_run(RunRecord("apply", hosts, {}, time.time(), {"pid": 1},
+                                             task_sha256=CHANGE.sha256))  # fmt: skip
+        for host, txid in recorded.items():
+            store.put_host(earlier, HostRow(host, STARTED, txid=txid))
+        resuming = RunRecord("apply", hosts, {}, time.time(), {"pid": os.getpid()},
+                             task_sha256=CHANGE.sha256, resumed_from=earlier)  # fmt: skip
+        return earlier, store.create_run(resuming)
+    finally:
+        store.close()
+
+
+def _rows(context: WorkerContext, run_id: int) -> list[HostRow]:
+    store = open_store(context.history)
+    try:
+        return store.hosts_of(run_id)
+    finally:
+        store.close()
+
+
+def test_a_worker_refuses_a_transaction_to_resolve_the_resumed_run_did_not_record(
+    context: WorkerContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    earlier, run_id = _resumed(context, {"hv01": TXID, "hv02": TXID})
+    forged = "20261127T181500-bad000"
+    sent = chunk(run_id=run_id, hosts=("hv01", "hv02"),
+                 resolve={"hv01": Left(forged, earlier), "hv02": Left(TXID, earlier)})  # fmt: skip
+    with caplog.at_level("WARNING", logger="fleetbr.distributed.worker"):
+        results = asyncio.run(run_chunk(context, sent))
+    assert [(r.host, r.status) for r in results] == [("hv01", Status.REFUSED),
+                                                     ("hv02", Status.REFUSED)]  # fmt: skip
+    assert results[0].message == (f"refused by site east's worker: transaction {forged} is not "
+                                  f"one run {earlier} recorded for it")  # fmt: skip
+    assert results[1].message.endswith("not in its inventory"), "hv02 is another site's"
+    assert f"host hv01 refused: transaction {forged} is not one run {earlier}" in caplog.text
+    assert _rows(context, run_id) == [], "nothing claimed"
+
+
+def test_a_worker_refuses_transactions_of_a_run_this_one_does_not_resume(
+    context: WorkerContext,
+) -> None:
+    earlier, run_id = _resumed(context, {"hv01": TXID})
+    other = _run(context, ["hv01", "hv02"])  # a later run that resumes nothing
+    sent = chunk(run_id=other, resolve={"hv01": Left(TXID, earlier)})
+    [result] = asyncio.run(run_chunk(context, sent))
+    assert result.status is Status.REFUSED
+    assert result.message.endswith(f"run {other} does not resume run {earlier}")
+    assert _rows(context, other) == []
+    recorded = chunk(run_id=run_id, resolve={"hv01": Left(TXID, earlier)})
+    assert worker._refusal(context, recorded) == ("", {}), "the resumed run's own txid passes"
+
+
+def test_a_chunk_of_a_run_another_run_resumes_is_refused_and_claims_nothing(
+    context: WorkerContext,
+) -> None:
+    """A chunk of the resumed run that starts late (queued when its coordinator was killed)."""
+    earlier, run_id = _resumed(context, {})
+    [result] = asyncio.run(run_chunk(context, chunk(run_id=earlier)))
+    assert result.status is Status.REFUSED
+    assert result.message.endswith(f"run {earlier} was resumed by run {run_id}"), result
+    assert _rows(context, earlier) == []
+
+
+def test_a_claim_fenced_by_a_resume_meanwhile_stages_nothing(context: WorkerContext) -> None:
+    """The chunk was checked just before the resuming run was created: its claims fail, and
+    with no holder to wait for, its hosts are skipped at once (nothing staged, no row)."""
+    earlier, run_id = _resumed(context, {})
+    sent = chunk(run_id=earlier)
+    done = asyncio.run(worker._apply(context, sent, [spec("hv01")], redelivered=False))
+    why = f"not started: run {earlier} was resumed by another run meanwhile"
+    assert (done["hv01"].status, done["hv01"].message) == (Status.SKIPPED, why)
+    assert _rows(context, earlier) == [] and _rows(context, run_id) == []
+
+
+def test_a_resuming_worker_leaves_a_host_the_resumed_run_still_holds(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker of the resumed run (alive: this process) still holds hv01: after the bounded
+    wait (0 s here) the resuming worker refuses it, stages nothing and lets its lease go."""
+    earlier, run_id = _resumed(context, {"hv01": TXID})
+    store = open_store(context.history)
+    try:
+        store.put_host(earlier, HostRow("hv01", STARTED, txid=TXID), holder=identity(),
+                       lease=LEASE)  # fmt: skip
+    finally:
+        store.close()
+    monkeypatch.setenv(WAIT_ENV, "0")
+    sent = chunk(run_id=run_id, resolve={"hv01": Left(TXID, earlier)})
+    with caplog.at_level("WARNING", logger="fleetbr.distributed.worker"):
+        [result] = asyncio.run(run_chunk(context, sent))
+    assert result.status is Status.REFUSED, result
+    assert result.message.startswith(f"not started: the run it resumes still works on it (hv01 "
+                                     f"(held by {identity()}, ")  # fmt: skip
+    assert "still held by the run it resumes, refused: hv01" in caplog.text
+    [row] = _rows(context, run_id)
+    assert (row.status, row.txid) == (Status.REFUSED, None)
+    store = open_store(context.history)
+    try:
+        assert store.leases(run_id) == [], "its own claim's lease let go"
+        assert [lease.host for lease in store.leases(earlier)] == ["hv01"]
+    finally:
+        store.close()
+
+
+def test_a_resuming_worker_that_cannot_read_the_resumed_run_s_leases_stages_nothing(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, run_id = _resumed(context, {})
+
+    def unreadable(*_args: object) -> None:
+        raise HistoryError("postgresql://u:***@db/h: server closed the connection")
+
+    monkeypatch.setattr(worker, "_resumed_run_holds", unreadable)
+    [result] = asyncio.run(run_chunk(context, chunk(run_id=run_id)))
+    assert (result.status, result.message) == (Status.SKIPPED, (
+        "not started: the run history cannot be written (postgresql://u:***@db/h: server closed "
+        "the connection)"))  # fmt: skip
+
+
+def test_a_resume_coordinator_sends_each_host_its_transaction_in_its_batch() -> None:
+    from fleetbr.distributed.coordinator import CeleryRunner, _chunk, _Work
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+
+    runner = CeleryRunner(config.Settings("redis://127.0.0.1:6390/0"))
+    left = {"hv02": Left(TXID, 4)}
+    runner._work = _Work("apply", CHANGE, Path("unused"), Observers(), cast(Any, None),
+                         Interruption(), left)  # fmt: skip
+
+    async def never(spec: HostSpec) -> HostResult:
+        raise AssertionError("the coordinator resolves nothing itself: it has no keys")
+
+    done = asyncio.run(runner.run("resolve", [spec("hv02")], never, forks=5))
+    assert dict(done.results) == {}, "resolved by the site's worker, in the host's batch"
+    made = _chunk(runner._work, 5, "east", [spec("hv01"), spec("hv02")], start_by=1.0, forks=2)
+    assert (made.hosts, made.resolve) == (("hv01", "hv02"), left)
+    assert _chunk(runner._work, 5, "east", [spec("hv01")], start_by=1.0, forks=2).resolve == {}
+
+
+def test_a_resume_coordinator_keeps_each_txid_to_resolve_on_its_host_s_row_until_replaced() -> None:
+    """A host the rollout settles without sending it (a batch skipped) keeps the txid the
+    resumed run left: the next ``--resume`` resolves it."""
+    from types import SimpleNamespace
+
+    from fleetbr.distributed.coordinator import CeleryRunner
+    from fleetbr.history.location import DatabaseUrl
+    from fleetbr.interrupt import Interruption
+    from fleetbr.observe import Observers
+    from fleetbr.resume import Prior
+
+    recorder = SimpleNamespace(txids={}, worker="coordinator:1")
+    request = SimpleNamespace(
+        command="apply", change=SimpleNamespace(recorded_file=TASK, label="bridge.yaml"),
+        history=SimpleNamespace(path=DatabaseUrl("postgresql://u@127.0.0.1:1/db")),
+    )  # fmt: skip
+    prepared = SimpleNamespace(request=request, prior=Prior(4, resolve={"hv02": TXID}))
+    context = SimpleNamespace(recorder=recorder, observer=Observers())
+    runner = CeleryRunner(config.Settings("redis://127.0.0.1:6390/0"))
+    runner.attach(cast(Any, prepared), cast(Any, context), Interruption())
+    assert runner._work is not None and runner._work.left == {"hv02": Left(TXID, 4)}
+    assert (recorder.txids, recorder.worker) == ({"hv02": TXID}, None)

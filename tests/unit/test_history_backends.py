@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from fleetbr.history import postgres, sqlite
+from fleetbr.history.lease import LEASE
 from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
 from fleetbr.history.record import start_recording
 from fleetbr.history.store import (
@@ -165,6 +166,137 @@ def test_racing_claims_on_separate_connections_have_one_winner_per_host(
     recorded = {row.host: row.worker for row in check.hosts_of(run)}
     check.close()
     assert recorded == {host: winners[0] for host, winners in won.items()}
+
+
+def test_a_lease_lives_until_released_or_run_out_by_the_database_s_clock(
+    store: HistoryStore,
+) -> None:
+    run = store.create_run(record())
+    assert store.claim_host(run, "a", "w1", lease=LEASE)
+    assert store.claim_host(run, "b", "w2"), "a claim without a lease (the coordinator's)"
+    store.put_host(run, HostRow("c", STARTED), holder="w2", lease=LEASE)
+    [a, c] = store.leases(run)
+    assert (a.host, a.holder, c.host, c.holder) == ("a", "w1", "c", "w2")
+    assert 0 < a.left <= LEASE and 0 < c.left <= LEASE
+    assert [lease.host for lease in store.leases(run, ["c", "b"])] == ["c"]
+    assert store.leases(run, []) == [] and store.leases(store.create_run(record())) == []
+    store.put_host(run, HostRow("a", Status.CONFIRMED, "ok"), holder="w2")
+    assert [lease.host for lease in store.leases(run)] == ["a", "c"], "only its holder releases"
+    store.put_host(run, HostRow("a", Status.CONFIRMED, "ok"), holder="w1")
+    assert [lease.host for lease in store.leases(run)] == ["c"], "released with the final row"
+    store.hold(run, "c", "w3", -1.0)  # its holder stopped renewing: run out
+    assert store.leases(run) == []
+    [lapsed] = store.leases(run, lapsed=True)
+    assert (lapsed.host, lapsed.holder) == ("c", "w3") and -LEASE < lapsed.left <= 0
+    store.renew_leases(run, "w3", LEASE)
+    assert [(lease.host, lease.holder) for lease in store.leases(run)] == [("c", "w3")]
+    rows = {row.host: row for row in store.hosts_of(run)}
+    assert (rows["a"].status, rows["a"].worker) == (Status.CONFIRMED, "w1"), "rows unchanged"
+
+
+def test_a_run_lease_lives_from_the_run_s_creation_until_it_ends_by_the_database_s_clock(
+    store: HistoryStore,
+) -> None:
+    """The run lease (who drives the run): taken with the run's row, renewed only by its
+    holder and only when asked (``run=True``: a site worker's beat leaves it alone), released
+    when the run ends; a run recorded without one has none."""
+    run = store.create_run(record(), holder="ctl", lease=LEASE)
+    lease = store.run_lease(run)
+    assert lease is not None and (lease.host, lease.holder) == ("", "ctl")
+    assert 0 < lease.left <= LEASE
+    assert store.run_lease(store.create_run(record()), lapsed=True) is None, "none taken"
+    lapsing = store.create_run(record(), holder="ctl", lease=-1.0)  # its holder stopped renewing
+    assert store.run_lease(lapsing) is None
+    ran_out = store.run_lease(lapsing, lapsed=True)
+    assert ran_out is not None and ran_out.holder == "ctl" and -LEASE < ran_out.left <= 0
+    store.renew_leases(lapsing, "ctl", LEASE)  # a host lease beat: not the run's
+    store.renew_leases(lapsing, "w1", LEASE, run=True)  # another holder: not its lease
+    assert store.run_lease(lapsing) is None
+    store.renew_leases(lapsing, "ctl", LEASE, run=True)
+    renewed = store.run_lease(lapsing)
+    assert renewed is not None and renewed.holder == "ctl" and renewed.left > 0
+    store.finish_run(lapsing, ended=1700000009.0, exit_code=130, state=RunState.INTERRUPTED)
+    assert store.run_lease(lapsing, lapsed=True) is None, "released when the run ends"
+    store.renew_leases(lapsing, "ctl", LEASE, run=True)
+    assert store.run_lease(lapsing, lapsed=True) is None, "a late beat takes nothing back"
+    assert store.run(lapsing).state == RunState.INTERRUPTED
+    lease = store.run_lease(run)
+    assert lease is not None and lease.holder == "ctl", "the other run's lease untouched"
+
+
+def test_a_run_recorded_before_schema_5_migrates_without_a_run_lease(
+    location: HistoryLocation,
+) -> None:
+    if isinstance(location, DatabaseUrl):
+        with psycopg.connect(location.url, autocommit=True) as db:
+            assert postgres.migrate(db, upto=4) == 4
+    else:
+        lite = sqlite3.connect(location, isolation_level=None)
+        assert sqlite.migrate(lite, upto=4) == 4
+        lite.close()
+        location.chmod(0o600)
+    raw(location, "INSERT INTO runs (command, hosts, options, started, state, controller)"
+                  " VALUES ('apply', '[\"a\"]', '{}', 5.5, 'running', '{}')")  # fmt: skip
+    store = open_store(location)
+    try:
+        assert store.run(1).state == RunState.RUNNING
+        assert store.run_lease(1, lapsed=True) is None
+    finally:
+        store.close()
+    assert raw(location, "SELECT version FROM schema_version") == [(sqlite.LATEST,)]
+
+
+def test_a_resumed_run_s_hosts_cannot_be_claimed_any_more(store: HistoryStore) -> None:
+    run = store.create_run(record())
+    assert store.claim_host(run, "a", "w1", lease=LEASE)
+    store.put_host(run, HostRow("b", STARTED))  # sent by its coordinator, never claimed
+    resuming = store.create_run(record(resumed_from=run))
+    assert not store.claim_host(run, "b", "late-worker", lease=LEASE)
+    assert not store.claim_host(run, "c", "late-worker", lease=LEASE)
+    rows = {row.host: row.worker for row in store.hosts_of(run)}
+    assert rows == {"a": "w1", "b": None}, "nothing claimed, no row made"
+    assert [lease.host for lease in store.leases(run)] == ["a"]
+    assert store.claim_host(resuming, "b", "w2", lease=LEASE), "the resuming run's own claims"
+
+
+def test_claims_racing_a_resume_are_all_seen_by_it(location: HistoryLocation) -> None:
+    """Every claim of a run that succeeds is committed before the run that resumes it is (the
+    claims hold the run's row, the resume's creation waits for them or they see it): what the
+    resume reads after its run exists is every claim there will ever be."""
+    setup = open_store(location)
+    run = setup.create_run(record())
+    setup.close()
+    hosts = [f"hv{i:03d}" for i in range(150)]
+    won: list[str] = []
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def claim_all() -> None:
+        try:
+            mine = open_store(location)
+            try:
+                for host in hosts:
+                    started.set()
+                    claim = functools.partial(mine.claim_host, run, host, "late", lease=LEASE)
+                    if mine.retrying(claim):
+                        won.append(host)
+            finally:
+                mine.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    claimer = threading.Thread(target=claim_all)
+    claimer.start()
+    resume = open_store(location)
+    try:
+        started.wait(30)
+        resume.retrying(functools.partial(resume.create_run, record(resumed_from=run)))
+        seen = {lease.host for lease in resume.leases(run)}
+        claimer.join(60)
+        assert errors == []
+        assert set(won) == seen, "a claim the resume did not see"
+    finally:
+        resume.close()
 
 
 def test_a_run_recorded_by_the_recorder_names_its_controller_as_the_worker(

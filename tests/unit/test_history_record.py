@@ -258,8 +258,8 @@ def test_a_flush_returns_as_soon_as_the_writer_failed(
     from fleetbr.history.store import RunRecord
 
     run = RunRecord("apply", ["hv01"], {}, time.time(), {"pid": os.getpid()})
-    recorder = Recorder(tmp_path, run)  # a directory is no database: the first write fails
-    recorder.consequence = "no new host starts"
+    # a directory is no database: the first write fails (the writer thread may warn at once)
+    recorder = Recorder(tmp_path, run, consequence="no new host starts")
     began = time.monotonic()
     assert recorder.flush(60), "failed: nothing more will be written"
     # the failed writer skips the flush's own op: waiting for it would take the full 60 s

@@ -40,10 +40,10 @@ def run(**changes: object) -> RunRecord:
 
 def test_empty_database_migrates_to_latest_in_wal_mode(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "h.sqlite3")
-    assert schema_version(store.db) == LATEST == 3
+    assert schema_version(store.db) == LATEST == 5
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert "resumed_from" in columns(store.db, "runs")
-    assert {"batch", "from_run", "phases", "diff", "worker"} <= set(
+    assert {"resumed_from", "lease_holder", "lease_until"} <= set(columns(store.db, "runs"))
+    assert {"batch", "from_run", "phases", "diff", "worker", "lease_holder", "lease_until"} <= set(
         columns(store.db, "host_results")
     )
     assert (tmp_path / "h.sqlite3").stat().st_mode & 0o077 == 0, "the history is private"

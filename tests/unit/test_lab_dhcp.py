@@ -1,6 +1,7 @@
 """The lab's DHCP server (fleetbr.lab.dhcp) and DHCP hosts, the pure parts: dnsmasq's
 configuration and fixed leases (lab ranges and lab files only), a DHCP host's networkd file,
-the CLI's usage errors, lab.json keeping the flag; the lease words of the networkd apply."""
+the CLI's usage errors, lab.json keeping the flag; the lease words of the networkd apply; host
+snapshots of a DHCP host (its routes' countdowns)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetbr.cli import main
 from fleetbr.errors import LabError, ValidationError
 from fleetbr.lab import dhcp
 from fleetbr.lab.distro.provision import config_files
 from fleetbr.lab.model import load, plan, save
+from fleetbr.lab.state import normalise_dump
 from fleetbr.plan import steps
 
 LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "2001:db8::/32")]
@@ -104,3 +107,42 @@ def test_the_lease_words_of_a_backend_step_are_checked() -> None:
     for bad in ("br0=198.51.100.10;reboot", "br 0=198.51.100.10", "br0=999.1.1.1"):
         with pytest.raises(ValidationError):
             steps.backend_apply({**args, "leases": bad})
+
+
+def test_a_netplan_dhcp_host_has_dhcp_in_its_yaml_instead_of_the_addresses(tmp_path: Path) -> None:
+    lab = plan(tmp_path, 2, "eth0", "fbrdh")
+    for host in lab.hosts:
+        host.backend = "netplan"
+    lab.hosts[0].dhcp = True
+    (leased,) = config_files(lab, lab.hosts[0])
+    (static,) = config_files(lab, lab.hosts[1])
+    entry = yaml.safe_load(leased.content)["network"]["ethernets"]["eth0"]
+    assert entry == {"dhcp4": True, "dhcp6": True, "accept-ra": True}
+    assert leased.mode == static.mode == 0o600
+    assert yaml.safe_load(static.content)["network"]["ethernets"]["eth0"]["addresses"] == [
+        "198.51.100.11/24",
+        "2001:db8:100::b/64",
+    ]
+
+
+def test_a_networkmanager_dhcp_host_has_method_auto_instead_of_the_addresses(
+    tmp_path: Path,
+) -> None:
+    lab = plan(tmp_path, 2, "eth0", "fbrdh")
+    for host in lab.hosts:
+        host.backend = "networkmanager"
+    lab.hosts[0].dhcp = True
+    (leased,) = config_files(lab, lab.hosts[0])
+    (static,) = config_files(lab, lab.hosts[1])
+    assert "[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n" in leased.content
+    assert "address1=" not in leased.content
+    assert "[ipv4]\nmethod=manual\naddress1=198.51.100.11/24,198.51.100.1\n" in static.content
+
+
+def test_a_routes_countdown_is_compared_by_its_presence_not_its_value() -> None:
+    """An advertisement's routes on a DHCP host say how long they have left (``expires``): two
+    snapshots of an unchanged host compare equal, an expiring route and a permanent one do not."""
+    route = {"dst": "default", "gateway": "fe80::1", "dev": "eth0", "protocol": "ra"}
+    earlier = normalise_dump([{**route, "expires": 599}])
+    assert earlier == normalise_dump([{**route, "expires": 597}]) == [{**route, "expires": True}]
+    assert earlier != normalise_dump([route])

@@ -22,6 +22,8 @@ from fleetbr.lab.vm.machine import CMDLINE, boot_ids, nic_mac, nic_name
     ("argv", "message"),
     [
         (["--nics", "3"], "--nics needs --vm"),
+        (["--router"], "--router needs --vm"),
+        (["--vm", "--router", "--backend", "networkd"], "ifupdown2 hosts only, not networkd"),
         (["--vm", "--guests", "1"], "--guests needs --distro without --vm"),
         (["--vm", "--nic", "enp1s0"], "eth0, eth1, ... (no --nic)"),
     ],

@@ -62,3 +62,31 @@ def test_an_ifupdown2_host_seed_has_the_layer_under_its_own_files(tmp_path: Path
         "kmod",
         "python3",
     ]
+
+
+def test_an_ifupdown_vm_seed_has_the_ifenslave_layer_and_others_do_not(tmp_path: Path) -> None:
+    layer, vm, rootfs = tmp_path / "layer", tmp_path / "vm", tmp_path / "rootfs"
+    _write(layer / "etc/network/if-pre-up.d/ifenslave", "#!/bin/sh\n")
+    _write(layer / seed.STATUS, BASE + "\nPackage: ifenslave\nStatus: install ok installed\n")
+    _write(vm / "upper" / seed.STATUS, VM)
+    _write(rootfs / seed.STATUS, BASE)
+    lab = plan(tmp_path / "lab", 3, "eth0", "fbrvm")
+    lab.ifenslave_layer, lab.vm_image, lab.rootfs = str(layer), str(vm), str(rootfs)
+    ifupdown, ifupdown2, networkd = lab.hosts
+    ifupdown.backend, ifupdown2.backend, networkd.backend = "ifupdown", "ifupdown2", "networkd"
+    for h in lab.hosts:
+        h.vm = True
+        _write(h.dir / "upper/etc/hostname", f"{h.name}\n")
+    assert seed.layers(lab, ifupdown) == [layer]
+    assert seed.layers(lab, ifupdown2) == seed.layers(lab, networkd) == []
+    out = seed.tree(lab, ifupdown)
+    assert (out / "etc/network/if-pre-up.d/ifenslave").is_file()
+    assert sorted(seed.paragraphs((out / seed.STATUS).read_text())) == [
+        "ifenslave",
+        "ifupdown",
+        "kmod",
+        "python3",
+    ]
+    # the provisioning overlay of the ifupdown VM has it too, between the VM layer and the base
+    assert lab.lower(ifupdown) == f"{vm}/upper:{layer}:{rootfs}"
+    assert lab.lower(networkd) == f"{vm}/upper:{rootfs}"

@@ -119,7 +119,7 @@ def test_a_failed_undo_is_never_run_a_second_time_by_the_rollback() -> None:
     change = CommandChange("true", "false", 60)
     plan = change.plan(facts(), 13)
     rollback = scripts.staged_scripts("20261127T181500-3fa9c2", plan).files["rollback.sh"]
-    assert "\nfbr_undo_1 || { failed=$((failed + 1));" in rollback
+    assert '\nfbr_undo_1 2>>"$STEP_ERR" || { failed=$((failed + 1));' in rollback
     assert 'again="$again 1"' not in rollback
 
 

@@ -20,6 +20,7 @@ import pytest
 from fleetbr.changes.bridge.change import BridgeChange
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
+from fleetbr.facts.topology import DhcpLease
 from fleetbr.plan import Plan, restore_check
 from fleetbr.plan.scope import Touched, touched_by, touched_lines
 from fleetbr.report import Status
@@ -35,6 +36,7 @@ from fleetbr.transaction.verdict import (
     compare,
     guests_settling,
     judge_rollback,
+    leases_settling,
     settling,
 )
 from tests.unit.fakehost import (
@@ -394,3 +396,39 @@ def test_the_settle_time_is_30_seconds() -> None:
     clock = FakeClock()
     judge(before, plan_of(NETWORKD, PERSISTED), [parse_facts(NETWORKD_SETTLING)], clock)
     assert clock.slept == [1] * 31
+
+
+def with_leases(facts: HostFacts, *leases: DhcpLease) -> HostFacts:
+    return dataclasses.replace(facts, topology=dataclasses.replace(facts.topology, dhcp=leases))
+
+
+V4 = DhcpLease("eth0", 4, "198.51.100.11/24", "networkmanager")
+V6 = DhcpLease("eth0", 6, "2001:db8:100::b/128", "networkmanager")
+
+
+def test_a_lease_the_snapshot_held_on_a_touched_interface_is_waited_for() -> None:
+    """After a power cut in the window NetworkManager calls the NIC connected with its IPv4
+    lease, and SSH answers, while DHCPv6 is still at work: the IPv6 lease is waited for."""
+    base = parse_facts(NETWORKD)
+    held, v4_only = with_leases(base, V4, V6), with_leases(base, V4)
+    eth0 = Touched(frozenset({"eth0"}))
+    assert settling(held, v4_only, eth0) and settling(held, v4_only, None)
+    assert leases_settling(held, v4_only) and not leases_settling(held, v4_only, ("br0",))
+    assert not settling(held, v4_only, Touched(frozenset({"br0"})))  # not an interface it touched
+    assert not settling(held, held, eth0)
+    assert not settling(v4_only, held, eth0)  # a lease more is nothing to wait for
+
+
+def test_the_verdict_waits_for_a_lease_to_come_back_and_gives_up_after_its_time() -> None:
+    base = parse_facts(NETWORKD)
+    held, v4_only = with_leases(base, V4, V6), with_leases(base, V4)
+    plan = plan_of(NETWORKD, PERSISTED)
+    clock = FakeClock()
+    assert judge(held, plan, [v4_only, v4_only, held], clock).at_snapshot
+    assert clock.slept == [1, 1]
+    clock = FakeClock()
+    start = clock.now()
+    never = judge(held, plan, [v4_only], clock)
+    assert not never.at_snapshot and SETTLE_SECONDS < clock.now() - start <= SETTLE_SECONDS + 1
+    assert any("2001:db8:100::b/128 on eth0 was there before, missing now" in p
+               for p in never.problems), never.problems  # fmt: skip

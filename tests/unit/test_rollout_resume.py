@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,14 +19,16 @@ from fleetbr.batchplan import batches
 from fleetbr.core.request import HistoryOptions, RunRequest, Selection
 from fleetbr.counts import Share, parse_share
 from fleetbr.errors import UsageError
+from fleetbr.history.lease import Lease
 from fleetbr.history.record import controller_identity, file_sha256, start_recording
 from fleetbr.history.sqlite import SqliteStore
-from fleetbr.history.store import HostRow, RunRecord, RunState, host_status
-from fleetbr.interrupt import Interruption
+from fleetbr.history.store import HistoryError, HostRow, RunRecord, RunState, host_status
+from fleetbr.interrupt import Interruption, Stop
 from fleetbr.inventory import HostSpec, SSHOptions
 from fleetbr.report import AggregatedResult, HostResult, Status
 from fleetbr.resume import (
     Prior,
+    Resolution,
     check_same_hosts,
     choose_run,
     prepare_resume,
@@ -206,6 +208,35 @@ def test_first_ctrl_c_stops_new_hosts_and_lets_armed_ones_finish() -> None:
     assert len(result) == 6
 
 
+def test_a_lost_run_lease_stops_new_hosts_as_ctrl_c_does_but_says_why_and_is_no_ctrl_c() -> None:
+    """The run lease lost (the check given to stop_when answers) once h01 staged: h00, armed
+    already, confirms; h01 is not armed; the next batch does not start; each says why and how
+    to go on; the run is not interrupted (no Ctrl-C: the exit code stays its hosts')."""
+    interrupt, h00_armed, lost = Interruption(), asyncio.Event(), [False]
+    stop = Stop("the run lease could not be renewed (history unreachable)",
+                "resume with fleetbr apply --resume 7")  # fmt: skip
+    interrupt.stop_when(lambda: stop if lost[0] else None)
+    fleet = Fleet(4)
+    h00, h01 = fleet.hosts["h00"], fleet.hosts["h01"]
+    h00.replies["arm+apply"][0] = calling(h00_armed.set, h00.replies["arm+apply"][0])
+    h01.replies["stage"][0] = calling(lambda: lost.__setitem__(0, True),
+                                      h01.replies["stage"][0])  # fmt: skip
+    held = HeldBack(MemoryTransport(fleet.hosts), "h01", h00_armed)
+    result = fleet.roll(held, batch_size=2, interrupt=interrupt)
+    assert interrupt.requested and not interrupt.pressed
+    assert result["h00"].status == Status.CONFIRMED
+    assert (result["h01"].status, result["h01"].message) == (
+        Status.SKIPPED, "not armed: the run lease could not be renewed (history unreachable): "
+        "staged only, nothing changed; resume with fleetbr apply --resume 7")  # fmt: skip
+    assert h01.labels() == ["facts", "stage"], "staged only, never armed"
+    for name in ("h02", "h03"):
+        assert (result[name].status, result[name].message) == (
+            Status.SKIPPED, "not started: the run lease could not be renewed (history "
+            "unreachable); resume with fleetbr apply --resume 7")  # fmt: skip
+    assert fleet.contacted() == ["h00", "h01"]
+    assert result.exit_code == 1
+
+
 def test_second_ctrl_c_raises_keyboard_interrupt() -> None:
     interrupt = Interruption()
     interrupt()
@@ -242,6 +273,58 @@ def test_resume_skips_done_hosts_keeps_canary_and_applies_the_rest() -> None:
         "disarm",
     ]  # fmt: skip
     assert list(result) == [f"h{i:02d}" for i in range(6)]
+
+
+def test_a_resume_resolves_through_the_prior_s_own_resolver_when_it_has_one() -> None:
+    """A site worker's resume resolves with its own resolver (a takeover's confirm first): it
+    replaces resolve_host, and its results are taken as the local resolve step takes them."""
+    fleet = Fleet(3)
+    asked: list[tuple[str, str, int]] = []
+
+    async def resolver(spec: HostSpec, txid: str, run_id: int) -> Resolution:
+        asked.append((spec.name, txid, run_id))
+        if spec.name == "h01":
+            return Resolution(HostResult("h01", Status.CONFIRMED, "confirmed by the taker"), "")
+        return Resolution(None, f"{txid} of run {run_id} was never armed; nothing changed")
+
+    prior = Prior(7, resolve={"h01": OLD2, "h02": OLD3}, resolver=resolver)
+    result = fleet.roll(prior=prior)
+    assert sorted(asked) == [("h01", OLD2, 7), ("h02", OLD3, 7)]
+    assert fleet.applied() == ["h00", "h02"], "h01 is decided; h02 still needs the change"
+    assert (result["h01"].status, result["h01"].message) == (Status.CONFIRMED,
+                                                             "confirmed by the taker")  # fmt: skip
+    assert result["h02"].data["resolved"] == f"{OLD3} of run 7 was never armed; nothing changed"
+    assert ("staged", "h01") in fleet.seen.events, "the txid is recorded before it is resolved"
+
+
+def test_a_resume_refuses_a_host_still_held_right_before_it_resolves_or_stages_it() -> None:
+    """The local resume checks each host's lease in the resumed run again (after the bounded
+    wait, the prior's ``held``) right before it resolves or stages it: h01 (a txid to resolve)
+    and h02 (to apply) are still held: both ``refused``, never contacted, h01's txid kept for
+    the next resume; h00, free, is applied; a HistoryError (cannot tell) skips h03, txid kept."""
+    fleet = Fleet(4)
+    asked: list[str] = []
+
+    def held(names: Sequence[str]) -> list[Lease]:
+        asked.extend(names)
+        if "h03" in names:
+            raise HistoryError("h.sqlite3: disk I/O error")
+        return [Lease(name, "ctl:42:7", 20.0) for name in names if name in ("h01", "h02")]
+
+    prior = Prior(7, resolve={"h01": OLD2, "h03": OLD3}, held=held)
+    result = fleet.roll(prior=prior)
+    assert fleet.contacted() == ["h00"] and fleet.applied() == ["h00"]
+    assert asked[0] in ("h01", "h03") and sorted(asked) == ["h00", "h01", "h02", "h03"]
+    assert result.counts() == {"confirmed": 1, "refused": 2, "skipped": 1}
+    assert result["h01"].message == ("not started: the run it resumes still works on it (h01 "
+                                     "(held by ctl:42:7, its lease runs out in 20 s unless "
+                                     "renewed))")  # fmt: skip
+    assert result["h01"].data == {"txid": OLD2}, "kept: the next resume resolves it"
+    assert result["h02"].status == Status.REFUSED and result["h02"].data == {}
+    assert result["h03"].message.startswith("not started: whether the run it resumes still "
+                                            "works on it cannot be told (h.sqlite3: ")  # fmt: skip
+    assert result["h03"].data == {"txid": OLD3}
+    assert ("started", "h01") not in fleet.seen.events, "no row says it started"
 
 
 def test_resume_repeats_a_canary_that_did_not_pass() -> None:

@@ -143,7 +143,7 @@ def test_a_nic_without_a_lease_or_with_static_addresses_beside_it_is_refused() -
     ("persist", "reason"),
     [
         ("none", "the runtime tier (persist: none) cannot express DHCP addresses kept"),
-        ("netplan", "persist: netplan cannot express DHCP addresses kept"),
+        ("ifupdown", "persist: ifupdown cannot express DHCP addresses kept"),
     ],
 )
 def test_other_tiers_still_refuse_addresses_dhcp(persist: str, reason: str) -> None:

@@ -1,17 +1,20 @@
 """ifupdown writes the uplink topologies Debian 12's ifupdown + bridge-utils apply (issue 17
-point 4): several bridges, host-only ones, VLAN ports; the file each plan writes, exactly, and
-plan -> apply -> confirm -> plan again (unchanged) -> rollback -> restore check on the kernel
-model with /etc/network/interfaces modelled (ifupdown calls up each interface with a stanza);
-bonds and VLAN-aware bridges stay refused, with the reason."""
+point 4): several bridges, host-only ones, VLAN ports, and with ifenslave bonds (new, or an
+existing one as the port); the file each plan writes, exactly, and plan -> apply -> confirm ->
+plan again (unchanged) -> rollback -> restore check on the kernel model with
+/etc/network/interfaces modelled (ifupdown calls up each interface with a stanza); VLAN-aware
+bridges, and bonds on a host without ifenslave, stay refused, with the reason."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
-from fleetbr.backends.ifupdown import view
-from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
+from fleetbr.backends.ifupdown import IfupdownBackend, view
+from fleetbr.backends.model import BackendRefusal, BridgeConfig
+from fleetbr.facts.model import Backend, ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.restore import restore_check
@@ -27,6 +30,7 @@ from tests.unit.test_topology_networkd import (
     written,
 )
 from tests.unit.test_topology_plan import task
+from tests.unit.topology_sim import bonded
 
 ETC = "/etc/network"
 INTERFACES = "/etc/network/interfaces"
@@ -78,6 +82,25 @@ def ifu_host() -> HostFacts:
         ),
     )
     return with_ifupdown(base, {INTERFACES: base.daemons.contents[INTERFACES] + ETH1})
+
+
+def with_ifenslave(base: HostFacts) -> HostFacts:
+    """``base`` with ifenslave installed (facts: ``backend ifenslave yes no``)."""
+    return dataclasses.replace(base, backends=(*base.backends, Backend("ifenslave", True, False)))
+
+
+def bonded_ifu_host() -> HostFacts:
+    """eth0 and eth1 in a bond0 of the file's (ifenslave's ``bond-slaves``; its stanzas hold
+    the addresses and an MTU); the slaves have no stanza."""
+    base = ifu_host()
+    old = base.daemons.contents[INTERFACES]
+    text = old.replace(ETH1, "").replace(
+        "auto eth0\niface eth0 inet static\n",
+        "auto bond0\niface bond0 inet static\n    bond-slaves eth0 eth1\n"
+        "    bond-mode active-backup\n    bond-miimon 100\n    mtu 1500\n",
+    )
+    text = text.replace("iface eth0 inet6", "iface bond0 inet6")
+    return with_ifenslave(with_ifupdown(bonded(base), {INTERFACES: text}))
 
 
 def kernel(before: HostFacts) -> FileKernel:
@@ -142,9 +165,9 @@ def test_the_apply_brings_every_bridge_up_and_the_rollback_the_nics() -> None:
     assert "ifquery --state eth0 >/dev/null 2>&1 && " in reapply
 
 
-@pytest.mark.parametrize("text", [TWO_NICS, VLAN_BRIDGES], ids=["nics", "vlans"])
+@pytest.mark.parametrize("text", [TWO_NICS, VLAN_BRIDGES, BOND_TASK], ids=["nics", "vlans", "bond"])
 def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str) -> None:
-    before = ifu_host()
+    before = with_ifenslave(ifu_host())
     plan = ifu_plan(text, before)
     assert plan.refusal is None, plan.refusal
     for k in range(1, len(plan.steps) + 1):
@@ -157,14 +180,13 @@ def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str)
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (BOND_TASK, "persist: ifupdown cannot express creating a bond (bond:) yet"),
         (
             VLAN_AWARE,
             "persist: ifupdown cannot express a VLAN-aware bridge (vlan_filtering); "
             "a VLAN interface of the bridge (vlan_interfaces) yet",
         ),
     ],
-    ids=["bond", "vlan-aware"],
+    ids=["vlan-aware"],
 )
 def test_what_the_image_cannot_apply_is_refused_before_any_change(text: str, reason: str) -> None:
     plan = ifu_plan(text)
@@ -180,3 +202,122 @@ def test_without_bridge_utils_a_topology_is_refused() -> None:
     plan = ifu_plan(VLAN_BRIDGES, before)
     assert plan.refusal is not None and "bridge-utils is not installed" in plan.refusal
     assert plan.steps == ()
+
+
+def test_a_new_bond_is_written_in_ifenslaves_syntax_under_the_bridge() -> None:
+    before = with_ifenslave(ifu_host())
+    old = before.daemons.contents[INTERFACES]
+    plan = round_trip(BOND_TASK, before, "ifupdown", kernel(before))
+    head = old.split("\nauto eth0\n")[0]
+    assert written(plan)[INTERFACES] == head + (
+        "\n# br0: managed by fleetbr (a fleetbr rollback restores the previous file).\n"
+        "auto bond0\niface bond0 inet manual\n    bond-slaves eth0 eth1\n"
+        "    bond-mode active-backup\n    bond-miimon 100\n    bond-primary eth1\n"
+        "\nauto eth0\niface eth0 inet manual\n    bond-master bond0\n"
+        "\nauto eth1\niface eth1 inet manual\n    bond-master bond0\n"
+        "\nauto br0\niface br0 inet static\n    bridge_ports bond0\n    bridge_stp off\n"
+        "    bridge_fd 4\n    bridge_hw 02:fb:00:00:00:01\n    address 198.51.100.10/24\n"
+        "    gateway 198.51.100.1\n    mtu 1500\n"
+        "\niface br0 inet6 static\n    address 2001:db8:100::a/64\n    gateway 2001:db8:100::1\n"
+        "    metric 1024\n    accept_ra 0\n"
+    )
+    assert plan.expected.managers == dict.fromkeys(("bond0", "eth0", "eth1", "br0"), "ifupdown")
+
+
+def test_a_new_bond_is_brought_up_in_file_order_and_deleted_first_by_the_rollback() -> None:
+    plan = ifu_plan(BOND_TASK, with_ifenslave(ifu_host()))
+    apply = next(s for s in plan.steps if s.kind == "backend_apply")
+    assert (apply.args["links"], apply.args["prior_links"]) == ("bond0 eth0 eth1 br0", "eth0 eth1")
+    # the slaves keep a stanza: ifupdown still calls them up, nothing takes them down
+    assert step_command(apply).startswith(
+        "{ sync; ifup --ignore-errors bond0 >/dev/null 2>&1; ifup --ignore-errors eth0 >/dev/null "
+        "2>&1; ifup --ignore-errors eth1 >/dev/null 2>&1; ifup --ignore-errors br0 >/dev/null "
+        "2>&1; ifquery --state bond0 >/dev/null 2>&1 && "
+    )
+    release = next(s for s in plan.rollback if s.kind == "backend_release")
+    command = step_command(release)
+    assert command.startswith("{ fbr_rc=0; for fbr_b in bond0; do ")
+    assert command.index('ip link del dev "$fbr_b"') < command.index("ifdown --force bond0")
+    assert command.endswith('ifdown --force br0 >/dev/null 2>&1; [ "$fbr_rc" -eq 0 ]; }')
+    assert "ifdown --force eth0" not in command  # the reapply takes it down and up again
+    kinds = [s.kind for s in plan.rollback]
+    assert kinds.index("backend_release") < kinds.index("bond_del")
+
+
+def test_an_existing_bond_becomes_the_port_and_keeps_its_bond_options() -> None:
+    before = bonded_ifu_host()
+    plan = round_trip("bridge: {nic: bond0}\n", before, "ifupdown", kernel(before))
+    new = written(plan)[INTERFACES]
+    assert "iface bond0 inet static" not in new
+    assert new.endswith(
+        "\nauto bond0\niface bond0 inet manual\n    bond-slaves eth0 eth1\n"
+        "    bond-mode active-backup\n    bond-miimon 100\n"
+        "\n# br0: managed by fleetbr (a fleetbr rollback restores the previous file).\n"
+        "auto br0\niface br0 inet static\n    bridge_ports bond0\n    bridge_stp off\n"
+        "    bridge_fd 4\n    bridge_hw 02:fb:00:00:00:01\n    address 198.51.100.10/24\n"
+        "    gateway 198.51.100.1\n    mtu 1500\n"
+        "\niface br0 inet6 static\n    address 2001:db8:100::a/64\n    gateway 2001:db8:100::1\n"
+        "    metric 1024\n    accept_ra 0\n"
+    )
+    # the bond keeps its stanza and ifupdown's state: ifdown would run ifenslave's post-down
+    # hook, which frees the slaves and deletes the bond
+    commands = [step_command(s) for s in (*plan.steps, *plan.rollback)
+                if s.kind in ("backend_apply", "backend_release", "backend_reapply")]  # fmt: skip
+    assert commands[0].startswith("{ sync; ifup --ignore-errors br0 >/dev/null 2>&1; ifquery ")
+    assert all("ifdown --force bond0" not in c and "ifup --ignore-errors bond0" not in c
+               for c in commands)  # fmt: skip
+    assert "ifquery --state bond0 >/dev/null 2>&1 && " in commands[2]
+
+
+def test_unbridging_a_bond_is_refused() -> None:
+    config = BridgeConfig(name="br0", nic="bond0", mac=None, stp=False, forward_delay=4,
+                          addresses=("198.51.100.10/24",), routes=())  # fmt: skip
+    with pytest.raises(BackendRefusal, match="unbridging bond bond0 is not written yet"):
+        IfupdownBackend().unplan(config, bonded_ifu_host())
+
+
+@pytest.mark.parametrize(
+    ("text", "before"),
+    [(BOND_TASK, ifu_host), ("bridge: {nic: bond0}\n", bonded_ifu_host)],
+    ids=["new-bond", "bond-port"],
+)
+def test_without_ifenslave_a_bond_is_refused(text: str, before: Callable[[], HostFacts]) -> None:
+    base = before()
+    facts = dataclasses.replace(base, backends=tuple(b for b in base.backends
+                                                     if b.name != "ifenslave"))  # fmt: skip
+    plan = ifu_plan(text, facts)
+    assert plan.refusal is not None and "ifenslave is not installed" in plan.refusal
+    assert plan.steps == ()
+
+
+@pytest.mark.parametrize(
+    ("option", "word"), [("min_links: 1", "min_links"), ("all_slaves_active: true", "all_slaves")]
+)
+def test_a_bond_option_ifenslave_has_no_keyword_for_is_refused(option: str, word: str) -> None:
+    text = (
+        "bridge:\n  bond: {name: bond0, slaves: [eth0, eth1], mode: 802.3ad,\n"
+        f"         options: {{{option}}}}}\n"
+    )
+    plan = ifu_plan(text, with_ifenslave(ifu_host()))
+    assert plan.refusal is not None and f"option {word}" in plan.refusal
+    assert "no keyword in ifenslave" in plan.refusal
+
+
+def test_ifenslaves_keywords_and_values() -> None:
+    from fleetbr.backends.ifupdown import bond as ifbond
+    from fleetbr.changes.bridge.topology import BondSpec
+
+    spec = BondSpec("bond1", ("eth2", "eth3"), "balance-alb", (
+        ("arp_interval", 100), ("arp_ip_target", "198.51.100.1,198.51.100.2"),
+        ("use_carrier", False), ("tlb_dynamic_lb", True), ("xmit_hash_policy", "layer3+4"),
+    ))  # fmt: skip
+    assert ifbond.bond_stanza(spec) == [
+        "iface bond1 inet manual",
+        "    bond-slaves eth2 eth3",
+        "    bond-mode balance-alb",
+        "    bond-arp-interval 100",
+        "    bond-arp-ip-target 198.51.100.1 198.51.100.2",
+        "    bond-use-carrier 0",
+        "    bond-tlb-dynamic-lb 1",
+        "    bond-xmit-hash-policy layer3+4",
+    ]

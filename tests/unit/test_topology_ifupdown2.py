@@ -7,11 +7,21 @@ gives the file back byte for byte); the apply and rollback shell; what stays ref
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import pytest
 
 from fleetbr.backends.ifupdown.view import ifupdown_stanzas
-from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
+from fleetbr.facts.model import (
+    Address,
+    ConfigFile,
+    DaemonView,
+    HostFacts,
+    InterfaceManager,
+    Link,
+    Route,
+)
+from fleetbr.facts.topology import TopologyFacts, VlanDevice
 from fleetbr.plan import BridgePlan, plan_host
 from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.restore import restore_check
@@ -31,6 +41,7 @@ from tests.unit.test_topology_plan import task
 from tests.unit.topology_sim import bonded
 
 PATH = "/etc/network/interfaces"
+T = TypeVar("T", Address, Route)
 MAC0 = "02:fb:00:00:00:01"
 ETH1 = "\niface eth1 inet manual\n"
 # Proxmox VE's layout: a VLAN-aware bridge over an active-backup bond of both NICs; the
@@ -288,3 +299,99 @@ def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str)
         problems = restore_check(before, restored, touched_by(plan)).problems
         assert problems == [], f"after {k} steps ({plan.steps[k - 1].description})"
         assert restored.daemons.contents == before.daemons.contents
+
+
+# Proxmox VE's layout with the management address on a VLAN from the start (the VM lab's
+# router: tests/integration/vm/test_proxmox_mgmt_vlan.py): eth0.10 holds it, then br0.10 does
+MGMT_VLAN = (
+    "bridge:\n  name: br0\n"
+    "  bond: {name: bond0, slaves: [eth0, eth1], mode: active-backup, options: {miimon: 100}}\n"
+    "  addresses: none\n  vlan_filtering: true\n  vids: [10, '100-199']\n"
+    "  vlan_interfaces:\n    - {vid: 10, addresses: move}\n"
+)
+
+
+def on_vlan(item: T) -> T:
+    """An address or route of eth0 on eth0.10 instead."""
+    return dataclasses.replace(item, dev="eth0.10") if item.dev == "eth0" else item
+
+
+def mgmt_vlan_host() -> HostFacts:
+    """The lab's ifupdown2 host behind the router: eth0 ``manual``, its addresses and routes on
+    eth0.10 (the file the lab writes), eth1 a ``manual`` stanza."""
+    base = i2_host()
+    vlan = Link("eth0.10", "vlan", MAC0, 1500, "UP", True, None)
+    old = base.daemons.contents[PATH]
+    text = old.replace(
+        "auto eth0\niface eth0 inet static\n",
+        "auto eth0\niface eth0 inet manual\n\nauto eth0.10\niface eth0.10 inet static\n",
+    ).replace("iface eth0 inet6", "iface eth0.10 inet6")
+    moved = dataclasses.replace(
+        base,
+        links=(*base.links, vlan),
+        addresses=tuple(on_vlan(a) for a in base.addresses),
+        routes=tuple(on_vlan(r) for r in base.routes),
+        topology=TopologyFacts(vlans=(VlanDevice("eth0.10", 10, "eth0"),), vlan_table=()),
+    )
+    return with_interfaces(moved, {PATH: text})
+
+
+def test_management_on_a_nic_vlan_moves_to_the_bridges_vlan_interface() -> None:
+    before = mgmt_vlan_host()
+    plan = trip(MGMT_VLAN, before)
+    text = written(plan)
+    assert "eth0.10" not in text, text
+    tail = ours(text)
+    assert "auto bond0\niface bond0 inet manual\n" in tail
+    assert "    bridge-vids 10 100-199\n    bridge-pvid 1\n" in tail
+    assert "auto br0\niface br0 inet manual\n" in tail
+    vif = tail.split("auto br0.10\n", 1)[1]
+    assert vif.startswith("iface br0.10 inet static\n    vlan-raw-device br0\n    vlan-id 10\n")
+    route = "    up ip -4 route replace default via 198.51.100.1 "
+    assert f"    address 198.51.100.10/24\n{route}" in vif
+    assert "vlan_del" in [s.kind for s in plan.steps]
+
+
+def test_every_prefix_of_the_management_vlan_move_rolls_back_exactly() -> None:
+    """eth0.10 deleted, eth0 enslaved, the file written: wherever a step fails, eth0.10 comes
+    back with its addresses and routes and the file with its stanza."""
+    before = mgmt_vlan_host()
+    plan = i2_plan(MGMT_VLAN, before)
+    assert plan.refusal is None, plan.refusal
+    for k in range(1, len(plan.steps) + 1):
+        restored = kernel(before).run(plan.steps[:k]).run(plan.rollback).facts()
+        problems = restore_check(before, restored, touched_by(plan)).problems
+        assert problems == [], f"after {k} steps ({plan.steps[k - 1].description})"
+        assert restored.daemons.contents == before.daemons.contents
+        assert {a.cidr for a in restored.addresses_of("eth0.10")} == {
+            a.cidr for a in before.addresses_of("eth0.10")
+        }
+
+
+def test_other_backends_still_refuse_to_delete_a_nic_vlan() -> None:
+    from tests.unit.test_topology_networkd import nd_host, nd_plan
+
+    base = nd_host()
+    moved = dataclasses.replace(
+        base,
+        links=(*base.links, Link("eth0.10", "vlan", MAC0, 1500, "UP", True, None)),
+        addresses=tuple(on_vlan(a) for a in base.addresses),
+        routes=tuple(on_vlan(r) for r in base.routes),
+        topology=TopologyFacts(vlans=(VlanDevice("eth0.10", 10, "eth0"),), vlan_table=()),
+    )
+    plan = nd_plan(MGMT_VLAN, moved)
+    assert plan.refusal is not None and "deletes VLAN device eth0.10" in plan.refusal
+
+
+def test_a_renumbered_management_vlan_moves_from_eth0_10_to_br0_20() -> None:
+    """``move`` on br0.20 takes the only addressed VLAN device of the slaves (eth0.10): the
+    cutting variant of the VM tests (the router serves VLAN 10 only), rolled back exactly."""
+    before = mgmt_vlan_host()
+    text = MGMT_VLAN.replace("[10, '100-199']", "[20, '100-199']").replace("vid: 10", "vid: 20")
+    plan = trip(text, before)
+    tail = ours(written(plan))
+    assert "eth0.10" not in written(plan) and "bridge-vids 20 100-199" in tail
+    assert "    address 198.51.100.10/24\n" in tail.split("auto br0.20\n", 1)[1]
+    for k in range(1, len(plan.steps) + 1):
+        restored = kernel(before).run(plan.steps[:k]).run(plan.rollback).facts()
+        assert restore_check(before, restored, touched_by(plan)).problems == [], k

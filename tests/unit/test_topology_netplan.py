@@ -160,6 +160,25 @@ def test_the_apply_waits_for_every_interface_of_the_topology() -> None:
     assert "networkctl list --no-legend --no-pager -- eth0 eth1 " in reapply
 
 
+def test_the_rollback_deletes_a_new_bond_before_networkd_reloads() -> None:
+    """netplan renders for networkd, so its release has networkd's bond trap: reloaded with a
+    new bond still up, eth0 leaves it while eth1 stays and eth0's link-local address fails DAD
+    (tests/unit/test_topology_networkd.py). The bond goes first; an existing one stays."""
+    plan = plan_host(task(f"persist: netplan\n{BOND_TASK}"), np_host(), min_timeout=5)
+    release = next(s for s in plan.rollback if s.kind == "backend_release")
+    command = step_command(release)
+    assert release.args["new_bond_links"] == "bond0" and "for fbr_b in bond0;" in command
+    assert command.index('ip link del dev "$fbr_b"') < command.index("netplan generate")
+    assert command.index("netplan generate") < command.index("networkctl reload")
+    kinds = [s.kind for s in plan.rollback]
+    assert kinds.index("file_restore") < kinds.index("backend_release") < kinds.index("bond_del")
+    existing = plan_host(task("persist: netplan\nbridge: {nic: bond0}"), bonded_np_host(),
+                         min_timeout=5)  # fmt: skip
+    kept = next(s for s in existing.rollback if s.kind == "backend_release")
+    assert kept.args.get("new_bond_links") is None
+    assert step_command(kept) == "{ netplan generate && networkctl reload; }"
+
+
 def test_the_networkmanager_renderer_is_refused_for_a_topology() -> None:
     base = np_host()
     text = base.daemons.contents[YAML].replace("renderer: networkd", "renderer: NetworkManager")

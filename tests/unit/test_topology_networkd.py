@@ -325,13 +325,6 @@ def test_what_networkd_cannot_write_is_refused_before_any_change(
     assert plan.steps == ()
 
 
-@pytest.mark.parametrize("backend", ["ifupdown", "networkmanager"])
-def test_the_other_backends_still_refuse_topologies(backend: str) -> None:
-    plan = plan_host(task(f"persist: {backend}\n{BOND_TASK}"), nd_host(), min_timeout=5)
-    assert plan.refusal is not None
-    assert plan.refusal.startswith(f"persist: {backend} cannot express creating a bond")
-
-
 def test_the_apply_reconfigures_every_link_and_waits_for_them() -> None:
     plan = nd_plan(BOND_TASK, nd_host())
     apply = step_command(next(s for s in plan.steps if s.kind == "backend_apply"))

@@ -280,7 +280,11 @@ def test_the_rollback_check_covers_bonds_vlans_and_vlan_tables() -> None:
 @pytest.mark.parametrize(
     ("text", "persist", "reason"),
     [
-        (BOND_TASK, "ifupdown", "persist: ifupdown cannot express creating a bond (bond:) yet"),
+        (
+            "bridge: {nic: eth0, vlan_filtering: true, vids: [10]}",
+            "netplan",
+            "persist: netplan cannot express a VLAN-aware bridge (vlan_filtering) yet",
+        ),
         (
             "bridge: {nic: eth0, vlan_filtering: true, vids: [10]}",
             "ifupdown",
@@ -308,8 +312,8 @@ def test_persist_auto_follows_the_daemon_that_manages_the_nic() -> None:
     manager = InterfaceManager("eth0", "networkmanager", "connected", (), (view,))
     before = host(daemons=Daemons(interfaces={"eth0": manager}))
     the_plan = plan(f"persist: auto\n{BOND_TASK}", before)
-    assert the_plan.refusal is not None
-    assert the_plan.refusal.startswith("persist: networkmanager cannot express creating a bond")
+    # auto resolved to NetworkManager, which creates bonds: refused only as not installed here
+    assert the_plan.refusal == "persist: networkmanager is not installed on the host"
 
 
 def test_the_capability_is_the_backends_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -391,13 +395,19 @@ def test_check_says_in_sync_after_the_apply_and_names_the_drift() -> None:
     del the_plan
 
 
-def test_a_plain_task_on_a_bond_is_refused_by_a_backend_that_does_not_declare_it() -> None:
+def test_a_plain_task_on_a_bond_is_refused_by_a_backend_that_does_not_declare_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     runtime = plan("bridge: {nic: bond0}", bonded_host())
     assert runtime.refusal is None and runtime.expected.ports == ("bond0",)
-    persisted = plan("persist: networkmanager\nbridge: {nic: bond0}", bonded_host())
+    # every backend declares bond_port now: one that did not would be refused by the capability
+    assert all("bond_port" in b.topologies for b in registry.backends())
+    backend = type(registry.get("networkd"))
+    monkeypatch.setattr(backend, "topologies", backend.topologies - {"bond_port"})
+    persisted = plan("persist: networkd\nbridge: {nic: bond0}", bonded_host())
     assert persisted.refusal is not None
-    assert persisted.refusal.startswith("persist: networkmanager cannot express a bond as the port")
-    plain = plan("persist: networkmanager\nbridge: {nic: eth0}", host())
+    assert persisted.refusal.startswith("persist: networkd cannot express a bond as the port")
+    plain = plan("persist: networkd\nbridge: {nic: eth0}", host())
     assert plain.refusal != persisted.refusal
 
 
@@ -434,6 +444,48 @@ def test_a_rollback_that_leaves_the_bond_is_caught() -> None:
     problems = restore_check(before, kernel.run(partial).facts(), touched_by(the_plan)).problems
     assert "bond bond0 slaves eth0 eth1 is new" in problems
     assert any(p.startswith("bond bond0 mode 802.3ad lacp_rate=fast miimon=100") for p in problems)
+
+
+def test_a_released_slave_gets_its_addrgenmode_back() -> None:
+    """networkd's LinkLocalAddressing=no on a slave sets addrgenmode none and nothing resets it
+    when the slave's file goes: the release step puts back what the facts read."""
+    eth = {"eth0": "eui64", "eth1": "stable_secret"}
+    before = host(
+        links=tuple(
+            dataclasses.replace(k, addrgenmode=eth.get(k.name, k.addrgenmode)) for k in host().links
+        )
+    )
+    the_plan = plan(BOND_TASK, before)
+    kernel = Kernel.of(before).run(the_plan.steps)
+    for name in eth:  # what the daemon does to the slaves it takes
+        kernel._set(name, addrgenmode="none")
+    assert restore_check(before, kernel.facts(), touched_by(the_plan)).problems != []
+    restored = kernel.run(the_plan.rollback).facts()
+    assert restore_check(before, restored, touched_by(the_plan)).problems == []
+    assert {k.name: k.addrgenmode for k in restored.links if k.name in eth} == eth
+    release = [step_command(s) for s in the_plan.rollback if s.kind == "bond_release"]
+    assert any("ip link set dev eth1 addrgenmode stable_secret && ip link set dev eth1 up" in c
+               for c in release)  # fmt: skip
+
+
+def test_a_release_without_a_known_addrgenmode_leaves_it() -> None:
+    the_plan = plan(BOND_TASK, host())
+    release = [step_command(s) for s in the_plan.rollback if s.kind == "bond_release"]
+    assert release and not any("addrgenmode" in c for c in release)
+
+
+def test_a_restore_check_names_a_changed_addrgenmode() -> None:
+    before = host(links=tuple(dataclasses.replace(k, addrgenmode="eui64") for k in host().links))
+    after = dataclasses.replace(
+        before,
+        links=tuple(
+            dataclasses.replace(k, addrgenmode="none") if k.name == "eth1" else k
+            for k in before.links
+        ),
+    )
+    the_plan = plan(BOND_TASK, before)
+    problems = restore_check(before, after, touched_by(the_plan)).problems
+    assert any("link eth1" in p and "addrgenmode" in p for p in problems), problems
 
 
 def test_a_vlan_the_task_does_not_list_is_removed_and_the_rollback_puts_it_back() -> None:

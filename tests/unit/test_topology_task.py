@@ -203,7 +203,7 @@ def test_the_same_bond_may_be_named_by_several_bridges() -> None:
 def test_every_yaml_example_of_docs_topologies_is_a_valid_topology() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "topologies.md").read_text()
     blocks = re.findall(r"^```yaml\n(.*?)^```$", doc, flags=re.DOTALL | re.MULTILINE)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in blocks:
         assert topology(block).bridges
 

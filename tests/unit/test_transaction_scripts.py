@@ -60,7 +60,7 @@ def test_rollback_takes_the_lock_before_touching_anything() -> None:
     plan = classic_plan()
     rollback = scripts.staged_scripts(TXID, plan).files["rollback.sh"]
     lock = rollback.index('take_decision "rolled_back $REASON"')
-    first_step = rollback.index("\nfbr_undo_1 || ")
+    first_step = rollback.index("\nfbr_undo_1 2>>")
     assert lock < first_step
     assert rollback.count("\nfbr_undo_") == 2 * len(plan.rollback)  # defined, then run
 
@@ -94,6 +94,47 @@ def test_a_failed_rollback_step_runs_again_after_the_others_an_undo_never(
     assert undo.read_text() == "run\n"
     last = (tmp_path / "journal").read_text().splitlines()[-1].split(maxsplit=2)
     assert last[1:] == [TXID, "rolled_back reason=manual failed_steps=2"]
+
+
+def _run_apply(tmp_path: Path, steps: list[dict[str, str]], left: int | None) -> str:
+    """Run the apply script of ``steps`` with ``left`` s of its window left (None: no deadline
+    file) and no rollback script (its exec fails: the apply's own log is what is looked at)."""
+    tx = tmp_path / "tx" / TXID
+    tx.mkdir(parents=True)
+    if left is not None:
+        uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
+        (tx / "deadline.uptime").write_text(f"{uptime + left}\n")
+    script = render("tx_apply.sh.j2", steps=steps, state_dir=str(tmp_path), txid=TXID)
+    subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, check=False)
+    return (tx / "apply.log").read_text()
+
+
+def test_a_failed_apply_steps_error_output_is_in_the_transactions_log(tmp_path: Path) -> None:
+    """An operator reading why an apply failed finds the failing command's own words."""
+    steps = [
+        {"description": "quiet", "command": "true"},
+        {
+            "description": "activate",
+            "command": "echo 'Error: Timeout expired (30 seconds)' >&2; false",
+        },
+    ]
+    log = _run_apply(tmp_path, steps, 600).splitlines()
+    assert [line.split(" ", 1)[1] for line in log if not line.startswith("Error")] == [
+        "step 1: quiet", "step 2: activate", "step 2 failed",
+    ]  # fmt: skip
+    assert "Error: Timeout expired (30 seconds)" in log
+
+
+@pytest.mark.parametrize(("left", "wait"), [(900, 120), (150, 50), (30, 30), (None, 30)])
+def test_the_applys_daemon_waits_follow_what_is_left_of_the_window(
+    tmp_path: Path, left: int | None, wait: int
+) -> None:
+    """A third of what is left of the window per daemon wait, between 30 s and 120 s: a slow
+    host's daemon gets time, the apply still ends inside the window."""
+    out = tmp_path / "wait"
+    steps = [{"description": "read the wait", "command": f'echo "$FLEETBR_WAIT" > {out}'}]
+    _run_apply(tmp_path, steps, left)
+    assert int(out.read_text()) in (wait, wait - 1)  # a second may pass before the apply reads it
 
 
 def test_timer_polls_the_decision_then_rolls_back() -> None:

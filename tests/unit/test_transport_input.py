@@ -3,6 +3,7 @@ lost session: the input is dropped, the output and exit status are still read.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -47,22 +48,24 @@ def test_input_to_a_command_that_already_ended_is_dropped_without_error(
     error: type[OSError],
 ) -> None:
     stdin = ClosedStdin(error)
-    ssh._send_input(cast(Any, Process(stdin)), b"script\n")
+    asyncio.run(ssh._send_input(cast(Any, Process(stdin)), b"script\n"))
     assert stdin.calls == ["write"]
 
 
 def test_input_is_sent_then_ended_and_no_input_still_ends_it() -> None:
     stdin = OpenStdin()
-    ssh._send_input(cast(Any, Process(stdin)), b"script\n")
+    asyncio.run(ssh._send_input(cast(Any, Process(stdin)), b"script\n"))
     assert stdin.sent == [b"script\n", None]
     empty = OpenStdin()
-    ssh._send_input(cast(Any, Process(empty)), b"")
+    asyncio.run(ssh._send_input(cast(Any, Process(empty)), b""))
     assert empty.sent == [None]
 
 
 def test_other_errors_are_not_swallowed() -> None:
     with pytest.raises(OSError, match="Invalid"):
-        ssh._send_input(cast(Any, Process(ClosedStdin(OSError, "Invalid datatype"))), b"x")
+        asyncio.run(
+            ssh._send_input(cast(Any, Process(ClosedStdin(OSError, "Invalid datatype"))), b"x")
+        )
 
 
 @pytest.mark.parametrize("shell", ["sh", "dash", "bash"])

@@ -185,13 +185,19 @@ class Kernel:
         if dev.link.master == a["master"]:  # as steps.sh.j2: released if enslaved, then up
             self._set(a["dev"], master=None, mac=dev.perm_mac, admin_up=False, state="DOWN")
             self.order.remove(a["dev"])
+        if a.get("addrgenmode"):
+            self._set(a["dev"], addrgenmode=a["addrgenmode"])
         if a["up"]:
             self._set(a["dev"], admin_up=True, state="UP")
 
     # VLAN devices
     def _vlan_add(self, a: dict[str, Any]) -> None:
-        parent = self.devs[a["link"]]
-        self._new(a["name"], "vlan", parent.link.mac).vlan = (a["vid"], a["link"], a["protocol"])
+        # as the shell (steps.sh.j2): a VLAN device that is there already is kept (the rollback
+        # recreates one whose deletion never ran)
+        if a["name"] not in self.devs or self.devs[a["name"]].vlan is None:
+            parent = self.devs[a["link"]]
+            made = self._new(a["name"], "vlan", parent.link.mac)
+            made.vlan = (a["vid"], a["link"], a["protocol"])
         if a["up"]:
             self._set(a["name"], admin_up=True, state="UP")
 

@@ -5,12 +5,13 @@ stanzas other than its addresses (dns-*, mtu...) move to the bridge's stanza of 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from fleetbr.backends import carry
 from fleetbr.backends.base import Backend
 from fleetbr.backends.carry import Carried, PolicyRule
-from fleetbr.backends.ifupdown import topology, view
+from fleetbr.backends.ifupdown import bond, topology, view
 from fleetbr.backends.model import (
     BackendPlan,
     BackendRefusal,
@@ -188,12 +189,21 @@ def rewrite(text: str, config: BridgeConfig, holder: str | None = None) -> str:
         options = {fam: [o for o in opts if not _ours(o)] for fam, opts in options.items()}
     while kept and not kept[-1].strip():
         kept.pop()
-    out = [*kept, "", HEADER.format(bridge=config.name), f"auto {config.name}"]
+    return _joined([*kept, "", *_bridge_stanzas(config, options)])
+
+
+def _bridge_stanzas(config: BridgeConfig, options: dict[str, list[str]]) -> list[str]:
+    """fleetbr's header, ``auto BRIDGE`` and a stanza per family with ``options`` carried."""
+    out = [HEADER.format(bridge=config.name), f"auto {config.name}"]
     families = [f for f in (4, 6) if config.family_addresses(f)]
     for i, family in enumerate(families):
         name = "inet" if family == 4 else "inet6"
         out += [*_stanza(config, family, options.get(name, []), first=i == 0), ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+    return out
+
+
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 _RULE_WORDS = {"from": "from", "to": "to", "table": "table", "lookup": "table"}
@@ -229,6 +239,35 @@ def carried(text: str, bridge: str) -> Carried:
     )
 
 
+def without_stanzas(
+    text: str, config: BridgeConfig, header: str, ours: Callable[[str], bool]
+) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """The file's lines without the stanzas of the NIC and the bridge (nor ``header``, the
+    backend's header line with ``{bridge}``); the options to carry per family: the bridge's
+    (those ``ours`` names left out) once it has stanzas, else the NIC's; and the NIC's
+    ``bond-*`` options, which stay its own (ifupdown's and ifupdown2's bond as the port)."""
+    kept, nic_options = split(text, config.nic)
+    kept, options = split("\n".join(kept) + "\n", config.name)
+    kept = [line for line in kept if line.strip() != header.format(bridge=config.name)]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    own = list(
+        dict.fromkeys(o for opts in nic_options.values() for o in opts if bond.is_bond_option(o))
+    )
+    carried = {fam: [o for o in opts if not ours(o) and not bond.is_bond_option(o)]
+               for fam, opts in (options or nic_options).items()}  # fmt: skip
+    return kept, carried, own
+
+
+def rewrite_bond_port(text: str, config: BridgeConfig) -> str:
+    """``text`` with an existing bond (the NIC) as the bridge's port: the bond keeps a
+    ``manual`` stanza with its ``bond-*`` options (ifenslave builds it at boot, before the
+    bridge), its other options move to the bridge's stanzas (once persisted: the bridge's own)."""
+    kept, carried, own = without_stanzas(text, config, HEADER, _ours)
+    out = [*kept, "", f"auto {config.nic}", *bond.port_stanza(config.nic, own), ""]
+    return _joined([*out, *_bridge_stanzas(config, carried)])
+
+
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     """The rewritten interfaces file; ``ifup`` records the bridge as up."""
     if not any(b.name == "brctl" and b.present for b in facts.backends):
@@ -240,7 +279,13 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
     args = {"backend": "ifupdown", "bridge": config.name, "nic": config.nic}
     if holder == config.nic:
         check_hooks(text, config.nic)
-    new = rewrite(text, config, holder)
+    if facts.topology.bond(config.nic) is not None:
+        bond.require_ifenslave(facts)
+        new = rewrite_bond_port(text, config)
+        # the bond keeps its stanza and ifupdown's state: never taken down (shell.sh.j2)
+        args["kept_links"] = config.nic
+    else:
+        new = rewrite(text, config, holder)
     return BackendPlan(
         "ifupdown",
         (FileChange(path, new),),
@@ -251,7 +296,12 @@ def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
 
 
 def unplan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
-    """Unbridge: the bridge's stanzas become the NIC's again."""
+    """Unbridge: the bridge's stanzas become the NIC's again (not written for a bond yet)."""
+    if facts.topology.bond(config.nic) is not None:
+        raise BackendRefusal(
+            f"persist: ifupdown: unbridging bond {config.nic} is not written yet "
+            "(use persist: none for a runtime-only change)"
+        )
     path, holder, text = source_text(facts, config.nic, config.name)
     kept, options = split(text, holder)
     header = HEADER.format(bridge=config.name)
@@ -284,9 +334,10 @@ class IfupdownBackend(Backend):
     view_words = ("ifstate",)
     view_rank = 30
     precedence = 3
-    # what ifupdown 0.8 with bridge-utils applies itself: no bonds (ifenslave is not in the
-    # image), no VLAN-aware bridges (bridge-utils has no per-port VLAN table); topology.py
-    topologies = frozenset({"vlan_uplink", "multi_bridge", "host_only"})
+    # what ifupdown 0.8 with bridge-utils applies itself, and bonds with ifenslave (refused by
+    # the facts on a host without it: bond.py); no VLAN-aware bridges (bridge-utils has no
+    # per-port VLAN table); topology.py
+    topologies = frozenset({"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "host_only"})
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The ``iface`` stanzas of each file ifupdown reads (Daemons.ifupdown)."""

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from fleetbr.backends.base import Backend
 from fleetbr.backends.ifupdown import view as ifupdown_view
-from fleetbr.backends.ifupdown.backend import carried, check_hooks, source_text, split
+from fleetbr.backends.ifupdown.backend import (
+    carried,
+    check_hooks,
+    source_text,
+    without_stanzas,
+)
 from fleetbr.backends.ifupdown2 import topology, view
 from fleetbr.backends.model import (
     BackendPlan,
@@ -91,29 +96,9 @@ def is_own_option(option: str) -> bool:
     return words[0].startswith(("bridge-", "bridge_")) or words[:5] in _ROUTE_HOOKS or ra_off
 
 
-def is_bond_option(option: str) -> bool:
-    """A ``bond-*`` option: it stays on the bond's stanza (a bond as the port)."""
-    return option.split(maxsplit=1)[0].startswith(("bond-", "bond_"))
-
-
 def _without(text: str, config: BridgeConfig) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """The file's lines without the stanzas of the NIC and the bridge (nor fleetbr's header),
-    the options to carry per family: the bridge's (fleetbr's own left out) once it has
-    stanzas, else the NIC's; and the NIC's ``bond-*`` options, which stay its own."""
-    kept, nic_options = split(text, config.nic)
-    kept, options = split("\n".join(kept) + "\n", config.name)
-    header = HEADER.format(bridge=config.name)
-    kept = [line for line in kept if line.strip() != header]
-    while kept and not kept[-1].strip():
-        kept.pop()
-    bond = list(
-        dict.fromkeys(o for opts in nic_options.values() for o in opts if is_bond_option(o))
-    )
-    if not options:
-        options = nic_options
-    carried = {fam: [o for o in opts if not is_own_option(o) and not is_bond_option(o)]
-               for fam, opts in options.items()}  # fmt: skip
-    return kept, carried, bond
+    """ifupdown's :func:`without_stanzas`, fleetbr's own ifupdown2 options left out."""
+    return without_stanzas(text, config, HEADER, is_own_option)
 
 
 def _families(config: BridgeConfig) -> list[int]:
@@ -167,6 +152,8 @@ class Ifupdown2Backend(Backend):
         {"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "vlan_filtering",
          "vlan_interface", "host_only"}
     )  # fmt: skip
+    # eth0.10's stanza is among those the topology writer rewrites (topology._rewritten)
+    rewrites_vlan_sources = True
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The ``iface`` stanzas of each file it reads (Daemons.ifupdown: ifupdown's format)."""

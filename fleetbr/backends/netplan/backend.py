@@ -281,8 +281,11 @@ class NetplanBackend(Backend):
     templates = Path(__file__).resolve().parent / "templates"
     view_rank = 40
     precedence = 1
-    # netplan 0.106 has no bridge VLAN filtering (so no VLAN interfaces of a bridge either)
-    topologies = frozenset({"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "host_only"})
+    # netplan 0.106 has no bridge VLAN filtering (so no VLAN interfaces of a bridge either);
+    # DHCP: networkd's client, its identity pinned by a drop-in (fleetbr.backends.netplan.dhcp)
+    topologies = frozenset(
+        {"bond_port", "bond_create", "vlan_uplink", "multi_bridge", "host_only", "dhcp"}
+    )
 
     def parse_config(self, ctx: ViewContext) -> None:
         """The interfaces each YAML file defines (Daemons.netplan)."""

@@ -21,6 +21,8 @@ from fleetbr.backends.model import (
     Holder,
     TopologyConfig,
 )
+from fleetbr.backends.netplan import dhcp
+from fleetbr.backends.networkd import dhcp as nd_dhcp
 from fleetbr.facts.model import HostFacts
 
 if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
@@ -108,9 +110,12 @@ def _unaddress(entry: CommentedMap) -> None:
     entry["link-local"] = CommentedSeq()
 
 
-def _taken(network: CommentedMap, dev: str, path: str) -> tuple[str, CommentedMap]:
+def _taken(
+    network: CommentedMap, dev: str, path: str, leases: bool = False
+) -> tuple[str, CommentedMap]:
+    """``dev``'s entry; DHCP on it is refused unless the bridge keeps the leases (``leases``)."""
     ident, entry = np.device_entry(network, dev, path)
-    if any(entry.get(key) for key in np.DHCP):
+    if not leases and any(entry.get(key) for key in np.DHCP):
         raise BackendRefusal(
             f"persist: netplan: {dev} uses DHCP; fleetbr persists static addresses only"
         )
@@ -153,11 +158,12 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         )
     links: list[str] = []
     sources: dict[str, CommentedMap] = {}
+    extra: list[FileChange] = []
     for bond in config.topology.bonds():
         links += _bond(network, bond, facts, path, sources)
         _bond_holder(network, config, bond.name, path, sources)
     for bridge in config.topology.bridges:
-        links += _bridge(network, config, bridge, path, sources)
+        links += _bridge(network, config, bridge, path, sources, out=(facts, extra))
     new, _ = np.dump(doc, network)
     prior = [d for d in links if facts.manager(d).manager == "netplan"]
     first = config.topology.bridges[0]
@@ -168,9 +174,17 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "renderer": renderer,
         "links": " ".join(dict.fromkeys(links)),
         "prior_links": " ".join(dict.fromkeys(prior)) or None,
+        "leases": nd_dhcp.lease_words(config.topology.bridges, facts),
+        # deleted by the rollback's release before networkd reloads (networkd's trap, same
+        # renderer): see shell.sh.j2's release
+        "new_bond_links": " ".join(
+            b.name for b in config.topology.bonds() if facts.link(b.name) is None
+        )
+        or None,
     }
     managers = tuple(dict.fromkeys(links))
-    return BackendPlan("netplan", (FileChange(path, new, PRIVATE_MODE),), args, managers)
+    files = (FileChange(path, new, PRIVATE_MODE), *extra)
+    return BackendPlan("netplan", files, args, managers)
 
 
 def _bond(
@@ -225,16 +239,22 @@ def _bridge(
     bridge: TopoBridge,
     path: str,
     sources: dict[str, CommentedMap],
+    *,
+    out: tuple[HostFacts, list[FileChange]],
 ) -> list[str]:
+    """``bridge``'s entry and its NIC's (a DHCP bridge's identity drop-in added to ``out``)."""
     created = {b.name for b in config.topology.bonds()}
     links = [bridge.name]
     port = None
     if bridge.nic is not None and bridge.nic in created:
         port = bridge.nic
     elif bridge.nic is not None:
-        port, entry = _taken(network, bridge.nic, path)
+        leases = bridge.addresses == "dhcp" and bridge.vlan is None
+        port, entry = _taken(network, bridge.nic, path, leases)
         if bridge.vlan is None:
             sources[bridge.nic] = CommentedMap((k, entry[k]) for k in np.CARRIED if k in entry)
+            if leases and any(entry.get(key) for key in np.DHCP):  # not yet a port
+                sources[bridge.nic].update(dhcp.client_keys(entry))
             _unaddress(entry)
         links.append(bridge.nic)
     if bridge.vlan is not None and bridge.port is not None and port is not None:
@@ -249,7 +269,29 @@ def _bridge(
     bridges = _group(network, "bridges", path)
     carried = dict(sources.get(holder.source, {}))
     old = bridges.get(bridge.name)
+    keys = np.CARRIED + dhcp.CLIENT_KEYS * (bridge.addresses == "dhcp")
     if isinstance(old, CommentedMap):  # persisted before: what it carried stays
-        carried = {k: old[k] for k in np.CARRIED if k in old} | carried
-    bridges[bridge.name] = bridge_entry(bridge, holder, port, config.macs.get(bridge.name), carried)
+        carried = {k: old[k] for k in keys if k in old} | carried
+    mac = config.macs.get(bridge.name)
+    if bridge.addresses == "dhcp":
+        facts, extra = out
+        source = _dhcp_source(config, bridge, holder)
+        ident = dhcp.identity(bridge, source, facts, path)
+        entry = dhcp.bridge_entry(bridge, holder, port, mac, CommentedMap(carried), ident=ident)
+        extra.append(dhcp.identity_dropin(bridge, source, ident))
+    else:
+        entry = bridge_entry(bridge, holder, port, mac, carried)
+    bridges[bridge.name] = entry
     return links
+
+
+def _dhcp_source(config: TopologyConfig, bridge: TopoBridge, holder: Holder) -> str:
+    """The NIC whose identity a DHCP bridge takes (refused over a VLAN or a new bond: the
+    identity pinned is a NIC's)."""
+    created = {b.name for b in config.topology.bonds()}
+    if bridge.nic is None or bridge.vlan is not None or bridge.nic in created:
+        raise BackendRefusal(
+            f"persist: netplan: addresses: dhcp on {bridge.name} is written over a NIC only "
+            "(not over a VLAN or a bond the task creates)"
+        )
+    return holder.source or bridge.nic

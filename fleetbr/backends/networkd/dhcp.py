@@ -68,14 +68,17 @@ def _check(path: str, parts: Sections) -> None:
         )
 
 
-def identity(facts: HostFacts, devs: tuple[str, ...], path: str) -> ClientIdentity:
-    """The client identity of the DHCPv4 lease on ``devs`` (the NIC, or the bridge on a plan
-    again); refused when none was read or it is an opaque identifier."""
+def identity(
+    facts: HostFacts, devs: tuple[str, ...], path: str, backend: str = "networkd"
+) -> ClientIdentity:
+    """The client identity of the DHCPv4 lease networkd's client holds on ``devs`` (the NIC, or
+    the bridge on a plan again); refused when none was read or it is an opaque identifier
+    (``backend``: the name in the refusal; netplan renders for networkd's client too)."""
     leases = [lease for d in devs for lease in facts.topology.leases_of(d)]
     other = next((lease for lease in leases if lease.client != "networkd"), None)
     if other is not None:
         raise BackendRefusal(
-            f"persist: networkd: the DHCP lease {other.cidr} on {other.dev} is held by "
+            f"persist: {backend}: the DHCP lease {other.cidr} on {other.dev} is held by "
             f"{other.client}, not networkd; fleetbr would change the client"
         )
     found = next((x.client_id for x in leases if x.family == 4 and x.client_id), None)
@@ -83,8 +86,8 @@ def identity(facts: HostFacts, devs: tuple[str, ...], path: str) -> ClientIdenti
     if parsed is None:
         what = f"client id {found} is neither a MAC nor an IAID+DUID" if found else "was not read"
         raise BackendRefusal(
-            f"persist: networkd: the DHCP client identity of {' or '.join(devs)} ({path}) {what}; "
-            "fleetbr keeps a lease only with the identity it was given to"
+            f"persist: {backend}: the DHCP client identity of {' or '.join(devs)} ({path}) "
+            f"{what}; fleetbr keeps a lease only with the identity it was given to"
         )
     return parsed
 

@@ -233,7 +233,11 @@ def port_profile(
 
 
 def plan(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
-    """Keyfiles for the bridge and its port; the old profile is set to autoconnect no."""
+    """Keyfiles for the bridge and its port; the old profile is set to autoconnect no (a bond
+    as the NIC: its own profile becomes the port, fleetbr.backends.networkmanager.topology)."""
+    link = facts.link(config.nic)
+    if link is not None and link.kind == "bond":
+        return topology.plan_bond_port(config, facts)
     bridge_uuid = profile_uuid(facts.hostname, "bridge", config)
     port_uuid = profile_uuid(facts.hostname, "port", config)
     active = facts.daemons.nm_active.get(config.nic)
@@ -334,12 +338,18 @@ class NetworkManagerBackend(Backend):
     view_words = view.WORDS
     view_rank = 20
     precedence = 0
-    # not bond_port: an existing bond's own profile would have to be rewritten (not yet); not
-    # bond_create: the writer exists (topology.py), but on the VM NetworkManager 1.42 failed to
-    # take over the bond the runtime steps built (it sets the mode, which the kernel refuses on a
-    # bond with slaves: ENOTEMPTY), and the apply rolled back (docs/topologies.md)
+    # DHCP: NM's client with the NIC's identity pinned (fleetbr.backends.networkmanager.dhcp)
     topologies = frozenset(
-        {"vlan_uplink", "multi_bridge", "vlan_filtering", "vlan_interface", "host_only"}
+        {
+            "bond_port",
+            "bond_create",
+            "vlan_uplink",
+            "multi_bridge",
+            "vlan_filtering",
+            "vlan_interface",
+            "host_only",
+            "dhcp",
+        }
     )
 
     def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
@@ -354,11 +364,13 @@ class NetworkManagerBackend(Backend):
         )
 
     def parse_config(self, ctx: ViewContext) -> None:
-        """Each device's active profile and that profile's carried settings."""
+        """Each device's active profile, that profile's carried settings and the device's DHCP
+        client identity."""
         devices = view.devices(ctx)
         ctx.notes[self.name] = devices
         ctx.found["nm_active"] = {f[0]: (f[4], f[3]) for f in devices if f[0] and f[4]}
         ctx.found["nm_dns"] = view.profile_settings(ctx)
+        ctx.found["nm_dhcp"] = view.dhcp_identities(ctx)
 
     def parse_view(self, ctx: ViewContext) -> None:
         """Each device NetworkManager lists."""

@@ -22,7 +22,9 @@ from fleetbr.backends.model import (
     Holder,
     TopologyConfig,
 )
+from fleetbr.backends.networkd.dhcp import lease_words
 from fleetbr.backends.networkmanager import backend as nm
+from fleetbr.backends.networkmanager import dhcp
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.topology import PortVlan
 
@@ -44,6 +46,11 @@ class _Profiles:
     links: list[str] = field(default_factory=list)
     prior: list[str] = field(default_factory=list)
     old: dict[str, str] = field(default_factory=dict)  # old profile uuid -> its file
+    old_devs: dict[str, str] = field(default_factory=dict)  # old profile uuid -> its device
+    # the profiles of the bonds the runtime steps build, and their slaves: released right
+    # before NetworkManager takes the first of them over (shell.sh.j2's take_bridge)
+    new_bonds: list[str] = field(default_factory=list)
+    free: list[str] = field(default_factory=list)
 
     def uuid(self, role: str, name: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"{self.hostname}/{role}/{name}"))
@@ -122,6 +129,10 @@ def _bridge_lines(
         own = config.entries(bridge.name)
         lines += [f"vlans={_vlan_value(own)}"] * bool(own)
     held = config.holder(bridge.name)
+    if bridge.addresses == "dhcp":
+        created = {b.name for b in config.topology.bonds()}
+        keep = held or Holder(bridge.name, (), ())
+        return [*lines, "", *dhcp.ip_lines(bridge, keep, facts, created)]
     return lines + [""] + (_ip(config, held, facts) if held else _no_ip())
 
 
@@ -133,6 +144,7 @@ def _retire(out: _Profiles, facts: HostFacts, dev: str, role: str) -> None:
         return
     old_uuid, old_path = nm._old_profile(facts, dev)
     out.old[old_uuid] = old_path
+    out.old_devs[old_uuid] = dev
 
 
 def _not_ours(facts: HostFacts, out: _Profiles, dev: str, role: str, what: str) -> None:
@@ -149,6 +161,11 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
         "bridge", bridge.name, bridge.name, _bridge_lines(config, bridge, facts, out)
     )
     for vif in bridge.vlan_interfaces:
+        if vif.addresses == "dhcp":
+            raise BackendRefusal(
+                f"persist: networkmanager: addresses: dhcp on VLAN interface {vif.name} is not "
+                "supported yet (only on the bridge itself)"
+            )
         lines = _connection(out, "vif", vif.name, "vlan", f"VLAN interface {vif.name}")
         lines += ["", "[vlan]", f"id={vif.vid}", f"parent={bridge.name}", ""]
         held = config.holder(vif.name)
@@ -167,10 +184,8 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
     if port in {b.name for b in config.topology.bonds()}:
         return  # the new bond's own profile makes it the port (_bond)
     if facts.link(port) is not None and port in config.host_bonds:
-        raise BackendRefusal(
-            f"persist: networkmanager: {port} is an existing bond; fleetbr does not rewrite its "
-            "profile yet (use persist: none for a runtime-only change)"
-        )
+        _bond(config, _existing_bond(facts, port, out), facts, out, existing=True)
+        return
     what = f"{port} as a port of {bridge.name}"
     lines = _connection(out, "port", port, "ethernet", what, master=bridge_uuid)
     entries = config.entries(port)
@@ -180,20 +195,48 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
     out.add("port", port, f"{bridge.name}-port-{port}", lines)
 
 
-def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Profiles) -> None:
-    _not_ours(facts, out, bond.name, "bond", "bond")
+def _existing_bond(facts: HostFacts, name: str, out: _Profiles) -> BondSpec:
+    """An existing bond as the port: its profile retired like a NIC's (its file may hold
+    secrets, so the facts carry only its sha256: fleetbr does not rewrite it), and a bond of
+    fleetbr's with the same mode, options and slaves in its place (_bond), built like a new
+    one: NetworkManager replaces the bond device when the new profile comes up."""
+    found = facts.topology.bond(name)
+    if found is None or not found.slave_names:
+        raise BackendRefusal(f"persist: networkmanager: the facts show no slaves of bond {name}")
+    # the task model is imported here only: not on the facts and run paths (above)
+    from fleetbr.changes.bridge.topology import BondSpec  # noqa: PLC0415
+
+    _retire(out, facts, name, "bond")
+    return BondSpec(name, tuple(found.slave_names), found.mode, found.options)
+
+
+def _bond(
+    config: TopologyConfig,
+    bond: BondSpec,
+    facts: HostFacts,
+    out: _Profiles,
+    *,
+    existing: bool = False,
+) -> None:
+    if not existing:
+        _not_ours(facts, out, bond.name, "bond", "bond")
     bridge = next((b for b in config.topology.bridges if b.port == bond.name), None)
     master = out.uuid("bridge", bridge.name) if bridge else None
     what = f"bond {bond.name}" + (f" as a port of {bridge.name}" if bridge else "")
     lines = _connection(out, "bond", bond.name, "bond", what, master=master)
-    first = facts.link(bond.slaves[0])
+    first = facts.link(bond.name if existing else bond.slaves[0])
     if first is not None and first.mac:
         lines += ["", "[ethernet]", f"cloned-mac-address={first.mac.upper()}"]
     lines += ["", "[bond]", f"mode={bond.mode}"]
     lines += [f"{k}={_option(v)}" for k, v in bond.options]
     if master is None:
         lines += ["", *_no_ip()]
-    out.add("bond", bond.name, bond.name, lines)
+    # an operator's bond profile is often bond0.nmconnection: fleetbr's is named apart
+    stem = f"fleetbr-{bond.name}" if existing else bond.name
+    bond_uuid = out.add("bond", bond.name, stem, lines)
+    if facts.link(bond.name) is None or existing:
+        out.new_bonds.append(bond_uuid)
+        out.free += bond.slaves
     for slave in bond.slaves:
         what = f"{slave} as a slave of {bond.name}"
         lines = _connection(
@@ -201,6 +244,32 @@ def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Profil
         )
         _retire(out, facts, slave, "slave")
         out.add("slave", slave, f"{bond.name}-slave-{slave}", lines)
+
+
+def _metric_rank(facts: HostFacts, dev: str) -> float:
+    """The lowest metric of ``dev``'s main-table routes before the change (the kernel's own
+    link-local route aside; none: last). NetworkManager gives a profile without
+    ``route-metric`` its device type's metric (100 for Ethernet) bumped past the ones other
+    devices reserved when they came up (``_device_route_metric_get``, NM 1.42): the old
+    profiles come back up in this order, so each gets the metric it had."""
+    metrics = [r.metric for r in facts.routes_of(dev)
+               if r.table == "main" and r.metric is not None and r.dst != "fe80::/64"]  # fmt: skip
+    return min(metrics, default=float("inf"))
+
+
+def _reapply_args(out: _Profiles, facts: HostFacts) -> dict[str, str | None]:
+    """The old profiles to retire; the rollback's re-apply: the same in the order of their
+    devices' metrics (an existing bond before its slaves, which have no route), and
+    the devices that had IPv6 addresses (NetworkManager leaves IPv6 off on a released slave
+    whose old profile says ``ipv6.method=ignore``)."""
+    order = sorted(out.old, key=lambda u: _metric_rank(facts, out.old_devs[u]))
+    ipv6 = [d for d in dict.fromkeys(out.prior)
+            if any(a.family == 6 for a in facts.addresses if a.dev == d)]  # fmt: skip
+    return {
+        "old_uuids": " ".join(out.old) or None,
+        "reapply_uuids": " ".join(order) or None,
+        "ipv6_links": " ".join(ipv6) or None,
+    }
 
 
 def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
@@ -225,8 +294,13 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "links": " ".join(dict.fromkeys(out.links)),
         "prior_links": " ".join(dict.fromkeys(out.prior)) or None,
         "up_uuids": " ".join(u for _, u in ups),
-        "old_uuids": " ".join(out.old) or None,
+        **_reapply_args(out, facts),
+        "new_bond_uuids": " ".join(out.new_bonds) or None,
+        "free_links": " ".join(out.free) or None,
     }
+    leases = lease_words(config.topology.bridges, facts)
+    if leases:  # addresses: dhcp: the apply waits for them on the bridge, the rollback on the NIC
+        args["leases"] = leases
     files = tuple(FileChange(p, c, PRIVATE_MODE) for p, c in out.files.items())
     return BackendPlan(
         "networkmanager",
@@ -235,3 +309,21 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         managers=tuple(dict.fromkeys(out.links)),
         guarded=tuple(out.old.values()),
     )
+
+
+def plan_bond_port(config: BridgeConfig, facts: HostFacts) -> BackendPlan:
+    """A one-NIC task whose NIC is an existing bond: the topology writer's bridge over it (the
+    bond's and its slaves' profiles retired, fleetbr's in their place: _existing_bond)."""
+    # the task model is imported here only: not on the facts and run paths (above)
+    from fleetbr.changes.bridge.topology import Topology, TopoBridge  # noqa: PLC0415, I001
+
+    bridge = TopoBridge(
+        name=config.name, nic=config.nic, stp=config.stp, forward_delay=config.forward_delay
+    )
+    topo = TopologyConfig(
+        topology=Topology((bridge,)),
+        macs={config.name: config.mac},
+        holders=(Holder(config.name, config.addresses, config.routes, config.nic),),
+        host_bonds=frozenset({config.nic}),
+    )
+    return plan_topology(topo, facts)

@@ -1,6 +1,7 @@
 """``fleetbr demo --distro``: one real systemd host per network backend, each cut over to br0 with
 ``persist: auto`` under the dead-man timer, one of them with a libvirt guest moved onto br0 in the
-same transaction, then another one rebooted: the facts show the bridge back, owned by the same
+same transaction, plus a networkd host whose NIC holds DHCP leases that br0 keeps (``addresses:
+dhcp``), then the NetworkManager host rebooted: the facts show the bridge back, owned by the same
 daemon, from the same files. It reports what it saw (``--json``: one document);
 tests/integration/distro/test_demo_distro.py judges it."""
 
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fleetbr.backends import registry
 from fleetbr.changes.bridge.drift import check_facts
@@ -21,16 +23,22 @@ from fleetbr.errors import FleetbrError
 from fleetbr.facts.gather import gather
 from fleetbr.facts.model import HostFacts
 from fleetbr.inventory import HostSpec, load_inventory, select_hosts
-from fleetbr.lab import Lab, down, host_exec
+from fleetbr.lab import Lab, dhcp, down, host_exec
+from fleetbr.lab.demos import distro_dhcp as dhcp_demo
 from fleetbr.lab.demos import distro_guests as guest_demo
+from fleetbr.lab.demos.distro_dhcp import LeaseView
 from fleetbr.lab.demos.distro_guests import GuestIface, guest_lines
 from fleetbr.lab.demos.engine import apply_tasks
+from fleetbr.lab.dhcp import ServerLease
 from fleetbr.lab.distro import reboot, up
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.report import Status
+from fleetbr.transaction.verdict import daemons_settling
 from fleetbr.transport import open_connection
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
+HOSTS = dhcp_demo.hosts_with_dhcp(BACKENDS)  # one host per backend, then the DHCP host
+REBOOT_BACKEND = "networkmanager"  # the host rebooted after confirm
 SETTLE_SECONDS = 60.0  # after a reboot, how long the daemon may take to bring the bridge up
 
 
@@ -100,6 +108,12 @@ class HostOutcome:
     # The host with a libvirt guest (None elsewhere): its interfaces before and after confirm.
     guests_before: tuple[GuestIface, ...] | None = None
     guests_after_confirm: tuple[GuestIface, ...] | None = None
+    # The DHCP host (None elsewhere): its leases before (on the NIC) and after confirm (on the
+    # bridge), as the host holds them and as the lab's DHCP server recorded them.
+    leases_before: tuple[LeaseView, ...] | None = None
+    leases_after_confirm: tuple[LeaseView, ...] | None = None
+    server_leases_before: tuple[ServerLease, ...] | None = None
+    server_leases_after_confirm: tuple[ServerLease, ...] | None = None
 
 
 @dataclass
@@ -109,10 +123,12 @@ class DistroDemo:
     hosts: dict[str, HostOutcome] = field(default_factory=dict)
     rebooted: str | None = None
     guest_host: str | None = None  # the host whose guest moved onto the bridge
+    dhcp_host: str | None = None  # the host whose bridge kept the NIC's DHCP leases
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"rebooted": self.rebooted, "guest_host": self.guest_host,
+                "dhcp_host": self.dhcp_host,
                 "hosts": {n: dataclasses.asdict(h) for n, h in self.hosts.items()}}  # fmt: skip
 
     def summary(self) -> str:
@@ -123,7 +139,17 @@ class DistroDemo:
         if self.rebooted is not None:
             after = self.hosts[self.rebooted].check_after_reboot
             line += f"; after the reboot of {self.rebooted}: {after}"
+        if self.dhcp_host is not None:
+            line += f"; {self.dhcp_host}'s DHCP leases on br0: {self.leases_compared()}"
         return line
+
+    def leases_compared(self) -> str:
+        """The DHCP host's leases on its bridge against its NIC's, in words."""
+        host = self.hosts[self.dhcp_host or ""]
+        return dhcp_demo.compared(
+            (host.leases_before, host.leases_after_confirm),
+            (host.server_leases_before, host.server_leases_after_confirm),
+        )
 
 
 def _counted(values: Iterable[str]) -> str:
@@ -137,15 +163,41 @@ def _counted(values: Iterable[str]) -> str:
 def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_json: bool) -> int:
     """Run the demo and report what every host did; 0 once it ran to its end, whatever the hosts
     did (the report says it; tests/integration/distro/test_demo_distro.py judges it)."""
-    say = _narrator(as_json)
-    say(f"1/5 booting {len(BACKENDS)} Debian 12 hosts (systemd-nspawn), one per network backend: "
+    say = narrator(as_json)
+    say(f"1/5 booting {len(HOSTS)} Debian 12 hosts (systemd-nspawn), one per network backend: "
         f"{', '.join(BACKENDS)}; the {guest_demo.GUEST_BACKEND} host with libvirtd and a tiny "
-        "TCG guest on the libvirt network lab")  # fmt: skip
-    counts = guest_demo.guest_counts(BACKENDS)
-    lab = up(lab_dir, hosts=len(BACKENDS), backend=list(BACKENDS), guests=counts)
+        f"TCG guest on the libvirt network lab; and a {dhcp_demo.DHCP_BACKEND} host whose NIC "
+        "takes fixed IPv4 and IPv6 leases from the switch's DHCP server (dnsmasq)")  # fmt: skip
+    counts = guest_demo.guest_counts(HOSTS)
+    lab = up(lab_dir, hosts=len(HOSTS), backend=list(HOSTS), guests=counts,
+             dhcp_hosts=dhcp_demo.dhcp_flags(HOSTS))  # fmt: skip
     demo = DistroDemo()
+    run = functools.partial(_run, lab, demo, load_task(task), timeout=timeout, say=say,
+                            as_json=as_json)  # fmt: skip
+    return report(lab, lab_dir, demo, run, keep=keep, as_json=as_json, say=say)
+
+
+Say = Callable[[str], None]
+
+
+class Reported(Protocol):
+    """What a demo reports at its end: one JSON document, or one summary line."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole report, JSON types only."""
+
+    def summary(self) -> str:
+        """One line for people."""
+
+
+def report(
+    lab: Lab, lab_dir: Path, demo: Reported, run: Callable[[], None], *, keep: bool,
+    as_json: bool, say: Say,
+) -> int:  # fmt: skip
+    """Run the demo's steps on ``lab``, take the lab down (unless ``keep``) whatever happened,
+    then report ``demo``; 0 (the report says what the hosts did)."""
     try:
-        _run(lab, demo, load_task(task), timeout=timeout, say=say, as_json=as_json)
+        run()
     finally:
         if keep:
             say(f"lab kept: fleetbr -i {lab.inventory_dir} facts; fleetbr lab down --dir {lab_dir}")
@@ -157,10 +209,8 @@ def run_distro_demo(lab_dir: Path, *, task: Path, timeout: int, keep: bool, as_j
     return 0
 
 
-Say = Callable[[str], None]
-
-
-def _narrator(as_json: bool) -> Say:
+def narrator(as_json: bool) -> Say:
+    """Say each step of a demo to people (numbered steps in bold); nothing with ``--json``."""
     if as_json:  # stdout carries one JSON document: the story goes nowhere
         return lambda text: None
     out = Human()
@@ -182,8 +232,11 @@ def _run(
         if host.guests:
             demo.guest_host = spec.name
             tasks[spec.name] = guest_demo.with_guests(tasks[spec.name])
-    say("2/5 facts: which daemon manages each NIC (the daemon's own view)")
-    for name, facts in _facts(specs).items():
+        if host.dhcp:
+            demo.dhcp_host = spec.name
+            tasks[spec.name] = dhcp_demo.with_dhcp(tasks[spec.name])
+    say("2/5 facts: which daemon manages each NIC (the daemon's own view, once settled)")
+    for name, facts in _settled_facts(specs).items():
         outcome = demo.hosts[name]
         manager = facts.manager(outcome.nic)
         outcome.nic_manager_before = manager.manager
@@ -192,9 +245,14 @@ def _run(
         if name == demo.guest_host:
             outcome.guests_before = guest_demo.guest_view(facts)
             _say_guests(name, facts, say)
+        if name == demo.dhcp_host:
+            outcome.leases_before = dhcp_demo.lease_view(facts, outcome.nic)
+            outcome.server_leases_before = dhcp.server_leases(lab, lab.host(name))
+            _say_leases(name, outcome.leases_before, outcome.server_leases_before, say)
     say("3/5 cutting every host over to br0 with persist: auto: the bridge written in the "
-        "daemon's own files, applied with its own tool inside the dead-man window (and on "
-        f"{demo.guest_host}, its guests moved onto br0 in the same window)")  # fmt: skip
+        "daemon's own files, applied with its own tool inside the dead-man window (on "
+        f"{demo.guest_host}, its guests moved onto br0 in the same window; on {demo.dhcp_host}, "
+        "addresses: dhcp: br0 runs the NIC's DHCP client with its identity)")  # fmt: skip
     result = asyncio.run(
         apply_tasks(
             specs,
@@ -211,7 +269,10 @@ def _run(
         demo.hosts[name].status = host_result.status.value
         demo.hosts[name].message = host_result.message
     say("4/5 facts after confirm (fresh connections): the bridge and who owns it")
-    _after_confirm(demo, tasks, _facts(specs), say)
+    after = _facts(specs)
+    _after_confirm(demo, tasks, after, say)
+    if demo.dhcp_host is not None:
+        _leases_after_confirm(lab, demo, tasks[demo.dhcp_host], after[demo.dhcp_host], say)
     _reboot_one(lab, demo, specs, tasks, say)
 
 
@@ -226,9 +287,40 @@ def _facts(specs: Sequence[HostSpec]) -> dict[str, HostFacts]:
     return dict(zip((s.name for s in specs), asyncio.run(every()), strict=True))
 
 
+def _settled_facts(specs: Sequence[HostSpec]) -> dict[str, HostFacts]:
+    """Every host's facts once no daemon still configures an interface (a DHCP host's networkd
+    may say configuring for a while after its leases came), or the last ones after
+    SETTLE_SECONDS."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        found = _facts(specs)
+        if not any(map(daemons_settling, found.values())) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
 def _say_guests(name: str, facts: HostFacts, say: Say) -> None:
     for line in guest_lines(facts):
         say(f"  {name}  guest {line}")
+
+
+def _say_leases(
+    name: str, held: tuple[LeaseView, ...], recorded: tuple[ServerLease, ...], say: Say
+) -> None:
+    for line in dhcp_demo.lease_lines(held, recorded):
+        say(f"  {name}  lease {line}")
+
+
+def _leases_after_confirm(
+    lab: Lab, demo: DistroDemo, task: BridgeTask, facts: HostFacts, say: Say
+) -> None:
+    """The DHCP host's leases on its bridge after confirm: held (``facts``) and recorded."""
+    name = task.host
+    outcome = demo.hosts[name]
+    outcome.leases_after_confirm = dhcp_demo.lease_view(facts, task.bridge.name)
+    outcome.server_leases_after_confirm = dhcp.server_leases(lab, lab.host(name))
+    _say_leases(name, outcome.leases_after_confirm, outcome.server_leases_after_confirm, say)
+    say(f"  {name}  leases: {demo.leases_compared()}")
 
 
 def _describe(view: BridgeView | None) -> str:
@@ -260,7 +352,7 @@ def _after_confirm(
 def _reboot_one(
     lab: Lab, demo: DistroDemo, specs: Sequence[HostSpec], tasks: dict[str, BridgeTask], say: Say
 ) -> None:
-    host = lab.hosts[-1]
+    host = next(h for h in lab.hosts if h.backend == REBOOT_BACKEND)
     spec = next(s for s in specs if s.name == host.name)
     outcome = demo.hosts[host.name]
     bridge = tasks[host.name].bridge.name

@@ -23,6 +23,8 @@ from fleetbr.lab.system import require_tools, run
 from fleetbr.validate import integer, interface_name
 
 WORKERS = 8
+# the backends whose lab hosts can be DHCP clients (fleetbr.lab.dhcp; docs/lab.md, "DHCP")
+DHCP_BACKENDS = ("networkd", "netplan", "networkmanager")
 # Booting is CPU-bound (2 cores boot ~3 hosts a second); allow for a loaded machine.
 BOOT_TIMEOUT_BASE = 60.0
 BOOT_TIMEOUT_PER_HOST = 4.0
@@ -57,6 +59,14 @@ def guests_for(guests: int | Sequence[int], hosts: int) -> list[int]:
     return [integer(n, "guests", 0, guest_lab.MAX_GUESTS) for n in counts]
 
 
+def dhcp_for(dhcp_hosts: bool | Sequence[bool], hosts: int) -> list[bool]:
+    """Per-host DHCP flags: one flag for all, or one flag per host."""
+    flags = [dhcp_hosts] * hosts if isinstance(dhcp_hosts, bool) else list(dhcp_hosts)
+    if len(flags) != hosts:
+        raise LabUsageError(f"{len(flags)} DHCP flags given for {hosts} hosts")
+    return flags
+
+
 def _require_nspawn() -> None:
     require_tools()
     if shutil.which("systemd-nspawn") is None:
@@ -87,13 +97,14 @@ def up(
     nic: str = "eth0",
     prefix: str = "fbr",
     guests: int | Sequence[int] = 0,
-    dhcp_hosts: bool = False,
+    dhcp_hosts: bool | Sequence[bool] = False,
 ) -> Lab:
     """Boot ``hosts`` Debian hosts whose NIC ``backend`` configures; return the lab when every
     host accepts SSH (and, with ``guests``, one count for all or one per host, each host with
     guests runs that many libvirt guests plus one defined only: fleetbr.lab.distro.guests).
-    ``dhcp_hosts``: the switch runs a DHCP server (fleetbr.lab.dhcp) and every host's NIC takes
-    its usual addresses from it as fixed leases (networkd hosts only), waited for.
+    ``dhcp_hosts`` (one flag for all, or one per host): the switch runs a DHCP server
+    (fleetbr.lab.dhcp) and each flagged host's NIC takes its usual addresses from it as fixed
+    leases (networkd, netplan and NetworkManager hosts only), waited for.
     Builds the rootfs (and the libvirt layer) first if they are not cached. Cleans up if anything
     fails."""
     _require_nspawn()
@@ -104,11 +115,15 @@ def up(
     )
     lab.rootfs = str(rootfs.ensure(lab.distro))
     counts = guests_for(guests, hosts)
-    for host, count in zip(lab.hosts, counts, strict=True):
+    flags = dhcp_for(dhcp_hosts, hosts)
+    for host, count, flag in zip(lab.hosts, counts, flags, strict=True):
         host.guests = count
-        host.dhcp = dhcp_hosts
-    if dhcp_hosts and any(h.backend != "networkd" for h in lab.hosts):
-        raise LabUsageError("lab up: --dhcp hosts are networkd hosts for now (--backend networkd)")
+        host.dhcp = flag
+    if any(h.dhcp and h.backend not in DHCP_BACKENDS for h in lab.hosts):
+        raise LabUsageError(
+            f"lab up: --dhcp hosts are {' or '.join(DHCP_BACKENDS)} hosts for now "
+            f"(--backend {' or '.join(DHCP_BACKENDS)}; the image has no dhclient for ifupdown)"
+        )
     lab.guests = max(counts)
     if lab.guests:
         lab.guest_layer = str(layer.ensure(lab.distro))

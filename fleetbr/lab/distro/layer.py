@@ -3,13 +3,18 @@
 - ``GUESTS``: libvirtd, its QEMU driver and qemu-system-x86 from Debian's packages
   (``lab_distro_guests_layer.sh.j2``), for hosts with guests;
 - ``IFUPDOWN2``: Debian's ifupdown2, which replaces ifupdown (the two packages conflict), for
-  hosts with ``--backend ifupdown2`` (``lab_distro_ifupdown2_layer.sh.j2``).
+  hosts with ``--backend ifupdown2`` (``lab_distro_package_layer.sh.j2``);
+- ``IFENSLAVE``: Debian's ifenslave, ifupdown's bond hooks (``bond-slaves``, ``bond-master``:
+  /etc/network/if-pre-up.d/ifenslave), for VM hosts with ``--backend ifupdown`` (the VM seed
+  carries it: fleetbr.lab.vm.seed). It depends on ifupdown, so it can be neither in the base
+  (ifupdown2's layer removes ifupdown) nor on ifupdown2 hosts, whose ifupdown2 would run its hooks
+  beside its own bond addon (``addon_scripts_support=1``).
 
 A host mounts its layers between its own layer and the base rootfs. Like the base rootfs a layer
 is named after a hash of everything that decides its content (the base's own key, the package
 list and the recipe), built under the cache's lock in a ``.build-*`` directory and renamed when
 complete. Building one needs the Debian mirror, so scripts/setup builds them ahead of time
-(``scripts/distro-rootfs --guests --ifupdown2``).
+(``scripts/distro-rootfs --guests --ifupdown2 --ifenslave``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Recipe:
     packages: tuple[str, ...]
     marker: str
     what: str  # for messages: "the lab's libvirt layer"
+    check: str = ""  # an executable the packages install (the package template tests it)
 
 
 GUESTS = Recipe(
@@ -50,24 +56,40 @@ GUESTS = Recipe(
     "usr/sbin/libvirtd",
     "the lab's libvirt layer",
 )
+_PACKAGES = "lab_distro_package_layer.sh.j2"
 IFUPDOWN2 = Recipe(
     "ifupdown2",
-    "lab_distro_ifupdown2_layer.sh.j2",
+    _PACKAGES,
     ("ifupdown2",),
     "usr/share/ifupdown2/ifupdown2",  # usr/sbin/ifreload is an absolute symlink to it
     "the lab's ifupdown2 layer",
+    "/usr/sbin/ifreload",
+)
+IFENSLAVE = Recipe(
+    "ifenslave",
+    _PACKAGES,
+    ("ifenslave",),
+    "etc/network/if-pre-up.d/ifenslave",
+    "the lab's ifenslave layer",
+    "/etc/network/if-pre-up.d/ifenslave",
 )
 
 
-def _recipe(recipe: Recipe) -> str:
+def _render(recipe: Recipe, base: str, upper: str, work: str, root: str) -> str:
     return render(
         recipe.template,
-        base="@BASE@",
-        upper="@UPPER@",
-        work="@WORK@",
-        root="@ROOT@",
+        name=recipe.name,
+        base=base,
+        upper=upper,
+        work=work,
+        root=root,
         packages=recipe.packages,
+        check=recipe.check,
     )
+
+
+def _recipe(recipe: Recipe) -> str:
+    return _render(recipe, "@BASE@", "@UPPER@", "@WORK@", "@ROOT@")
 
 
 def key(spec: rootfs.Distro, recipe: Recipe = GUESTS) -> str:
@@ -93,14 +115,7 @@ def _build(base: Path, final: Path, recipe: Recipe) -> None:
     for sub in ("upper", "work", "root"):
         (tmp / sub).mkdir(parents=True)
     log = final.parent / f"{final.name}.log"
-    script = render(
-        recipe.template,
-        base=str(base),
-        upper=str(tmp / "upper"),
-        work=str(tmp / "work"),
-        root=str(tmp / "root"),
-        packages=recipe.packages,
-    )
+    script = _render(recipe, str(base), str(tmp / "upper"), str(tmp / "work"), str(tmp / "root"))
     started = time.monotonic()
     run_build(script, log, timeout=BUILD_TIMEOUT, what=recipe.what)
     shutil.rmtree(tmp / "work", ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleetbr.lab.distro import guests
 from fleetbr.lab.files import HOST_KEY
-from fleetbr.lab.model import Lab, LabHost
+from fleetbr.lab.model import MGMT_PLAN, MGMT_VLAN, Lab, LabHost
 from fleetbr.lab.render import render
 from fleetbr.lab.system import run
 
@@ -29,6 +29,7 @@ STATIC_UNIT = "lab-static-net.service"
 NETPLAN_FILE = "/etc/netplan/01-netcfg.yaml"
 _NM_NAMESPACE = uuid.UUID("6f1b9a43-5c1e-4d59-9a52-2f1c0e7d4b10")
 LAYERS = ("upper", "work", "root")
+FORWARDING = "net.ipv4.ip_forward = 1\nnet.ipv6.conf.all.forwarding = 1\n"
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,23 @@ class HostFile:
 
 
 def config_files(lab: Lab, host: LabHost) -> list[HostFile]:
-    """The files that configure ``host``'s NIC with its backend (none: a oneshot unit)."""
+    """The files that configure ``host``'s NIC with its backend (none: a oneshot unit; the VM
+    lab's router: that unit routes too)."""
+    gateway4, gateway6 = lab.gateways(host)
     values = {
         "host": host.name,
         "nic": host.nic,
         "addr4": host.addr4,
         "addr6": host.addr6,
-        "gateway4": lab.gateway4,
-        "gateway6": lab.gateway6,
+        "gateway4": gateway4,
+        "gateway6": gateway6,
         "dhcp": host.dhcp,
+        "vlan": host.mgmt_vlan,
+        # a host managed on a VLAN is laid out like Proxmox's installer: every NIC has a stanza
+        "spares": [f"eth{i}" for i in range(1, host.nics)] if host.mgmt_vlan else [],
     }
+    if host.router:
+        return router_files(values)
     backend = host.backend
     if backend == "networkd":
         path = f"/etc/systemd/network/10-{host.nic}.network"
@@ -67,6 +75,21 @@ def config_files(lab: Lab, host: LabHost) -> list[HostFile]:
         return [HostFile("/etc/network/interfaces", text)]
     path = f"/etc/systemd/system/{STATIC_UNIT}"
     return [HostFile(path, render("lab_distro_static_net.service.j2", **values))]
+
+
+def router_files(values: dict[str, object]) -> list[HostFile]:
+    """The VM lab's router (fleetbr.lab.vm.router): its NIC untagged on the lab switch, a VLAN
+    interface on the management VLAN, forwarding between them; the static unit's name, so
+    backend ``none`` enables it."""
+    v4, v6 = MGMT_PLAN.gateway()
+    net4, net6 = MGMT_PLAN.net4.prefixlen, MGMT_PLAN.net6.prefixlen
+    own = {"vlan": MGMT_VLAN, "vlan4": f"{v4}/{net4}", "vlan6": f"{v6}/{net6}"}
+    unit = render("lab_vm_router.service.j2", **{**values, **own})
+    return [
+        HostFile(f"/etc/systemd/system/{STATIC_UNIT}", unit),
+        HostFile("/etc/modules-load.d/lab-router.conf", "8021q\n"),
+        HostFile("/etc/sysctl.d/60-lab-router.conf", FORWARDING),
+    ]
 
 
 def units(backend: str) -> list[str]:

@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ifupdown2", action="store_true", help="also the layer of hosts with ifupdown2"
     )
+    parser.add_argument(
+        "--ifenslave", action="store_true", help="also the layer of VM hosts with ifupdown"
+    )
     parser.add_argument("--vm", action="store_true", help="also the VM tier's image")
     args = parser.parse_args(argv)
     try:
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                 layer.ensure(args.distro)
             if args.ifupdown2:
                 layer.ensure(args.distro, layer.IFUPDOWN2)
+            if args.ifenslave:
+                layer.ensure(args.distro, layer.IFENSLAVE)
             if args.vm:
                 from fleetbr.lab.vm import image  # noqa: PLC0415 - image imports rootfs
 

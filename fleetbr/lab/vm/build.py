@@ -4,7 +4,8 @@ The plan, switch, keys, known_hosts and inventory are the other tiers' (fleetbr.
 model, files; fleetbr.lab.distro for the per-host backend, MAC and machine id). Each VM gets a
 qcow2 overlay of the cached base image and a seed disk with its own files (identity, SSH host
 key, network backend), provisioned exactly like a distro host's overlay layer, on the VM layer
-(an ifupdown2 host's seed also carries the ifupdown2 layer: fleetbr.lab.vm.seed);
+(an ifupdown2 host's seed also carries the ifupdown2 layer, an ifupdown host's the ifenslave
+layer: fleetbr.lab.vm.seed);
 its NICs are taps on the lab switch bridge. `lab down` and `lab status` are the netns tier's.
 """
 
@@ -23,6 +24,7 @@ from fleetbr.lab.distro.build import distro_plan
 from fleetbr.lab.model import Lab, LabHost, check_prefix, save
 from fleetbr.lab.system import ip_batch, require_tools, run
 from fleetbr.lab.vm import image, machine, seed
+from fleetbr.lab.vm import router as vm_router
 from fleetbr.validate import integer
 
 MAX_VMS = 8
@@ -46,24 +48,30 @@ def up(
     distro: str = "debian12",
     nics: int = 2,
     prefix: str = "fbr",
+    router: bool = False,
 ) -> Lab:
     """Boot ``hosts`` VMs with ``nics`` NICs each (eth0, eth1, ...: all ports of the lab switch;
     ``backend`` configures eth0 with the host's lab addresses); return the lab when every VM
-    accepts SSH. Builds the base rootfs and VM image first if they are not cached. Cleans up if
-    anything fails."""
+    accepts SSH. ``router``: one more VM routes between the controller and a management VLAN,
+    where every host has its addresses instead (on eth0.10: fleetbr.lab.vm.router). Builds the
+    base rootfs and VM image first if they are not cached. Cleans up if anything fails."""
     _require_qemu()
     hosts = integer(hosts, "hosts", 1, MAX_VMS)
     nics = integer(nics, "nics", 1, MAX_NICS)
     lab = distro_plan(
         Path(lab_dir), hosts, backend, distro=distro, nic="eth0", prefix=check_prefix(prefix)
     )
+    for host in lab.hosts:
+        host.vm = True
+        host.nics = nics
+    if router:
+        vm_router.add(lab).vm = True  # one NIC: its VLAN rides on it through the plain switch
     lab.rootfs = str(rootfs.ensure(lab.distro))
     lab.vm_image = str(image.ensure(lab.distro).dir)
     if any(h.backend == "ifupdown2" for h in lab.hosts):  # on its seed (fleetbr.lab.vm.seed)
         lab.ifupdown2_layer = str(layer.ensure(lab.distro, layer.IFUPDOWN2))
-    for host in lab.hosts:
-        host.vm = True
-        host.nics = nics
+    if any(h.backend == "ifupdown" for h in lab.hosts):  # its bond hooks, on its seed too
+        lab.ifenslave_layer = str(layer.ensure(lab.distro, layer.IFENSLAVE))
     build.check_free(lab)
     return build.built(lab, _build)
 
@@ -101,6 +109,7 @@ def _build(lab: Lab) -> None:
         files.write_known_hosts(lab, {h.name: k for h, k in zip(lab.hosts, keys, strict=True)})
         files.write_inventory(lab)
         build.build_switch(lab)
+        vm_router.add_routes(lab)
         _add_taps(lab)
         for host in lab.hosts:
             machine.start(lab, host)

@@ -1,7 +1,8 @@
 """The tree a VM host's seed disk is made from: its own layer (identity, keys, backend files), laid
 over the layers a distro host with the same backend mounts between its own and the base rootfs.
 Today that is the ifupdown2 layer (fleetbr.lab.distro.layer.IFUPDOWN2) of a host with backend
-ifupdown2, so the VM image stays one for every backend: the first boot copies the layer's files
+ifupdown2 and the ifenslave layer (IFENSLAVE: ifupdown's bond hooks) of a host with backend
+ifupdown, so the VM image stays one for every backend: the first boot copies the layer's files
 over the root like the host's own (lab_vm_init.sh.j2).
 
 The layer is an overlay upper directory: its whiteouts (character devices 0/0, the files apt
@@ -31,8 +32,11 @@ MASKED = (("usr/lib/udev/rules.d/", "etc/udev/rules.d/"),
 
 def layers(lab: Lab, host: LabHost) -> list[Path]:
     """The extra layers under ``host``'s own, lowest first."""
-    ifupdown2 = host.backend == "ifupdown2" and lab.ifupdown2_layer
-    return [Path(lab.ifupdown2_layer)] if ifupdown2 else []
+    if host.backend == "ifupdown2" and lab.ifupdown2_layer:
+        return [Path(lab.ifupdown2_layer)]
+    if host.backend == "ifupdown" and lab.ifenslave_layer:
+        return [Path(lab.ifenslave_layer)]
+    return []
 
 
 def tree(lab: Lab, host: LabHost) -> Path:

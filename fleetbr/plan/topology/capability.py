@@ -90,6 +90,11 @@ def supported(name: str) -> frozenset[str]:
     return backend.topologies if backend is not None else frozenset()
 
 
+def missing_features(needed: frozenset[str], name: str) -> list[Feature]:
+    """The features in ``needed`` that tier ``name`` does not declare, in FEATURES order."""
+    return [f for f in FEATURES if f in needed and f not in supported(name)]
+
+
 def capability_refusal(task: BridgeTask, topology: Topology, facts: HostFacts) -> str | None:
     """Why the task's tier cannot express its topology (None: it can), checked before any other
     host condition; then the backend's own refusals (daemon conflicts...) as for one bridge."""
@@ -98,7 +103,7 @@ def capability_refusal(task: BridgeTask, topology: Topology, facts: HostFacts) -
     except BackendRefusal as exc:
         return str(exc)
     needed = topology.features(host_bonds(facts))
-    missing = [f for f in FEATURES if f in needed and f not in supported(name)]
+    missing = missing_features(needed, name)
     if missing:
         where = "the runtime tier (persist: none)" if name == "none" else f"persist: {name}"
         what = "; ".join(DESCRIBE[f] for f in missing)
@@ -136,8 +141,9 @@ def dhcp_nic_refusal(task: BridgeTask, facts: HostFacts) -> str | None:
     if not leases:
         return None
     lease = leases[0]
+    keeping = " or ".join(b.name for b in registry.backends() if "dhcp" in b.topologies)
     return (
         f"{spec.nic}'s address {lease.cidr} is a DHCP lease ({lease.client}): moving it to "
         f"{spec.name} as a static address would outlive the lease; use addresses: dhcp to "
-        "keep it (persist: networkd; docs/topologies.md)"
+        f"keep it (persist: {keeping}; docs/topologies.md)"
     )

@@ -57,15 +57,15 @@ def topology_persist(
     if name == "none":
         return PersistSteps("none")
     config = topology_config(topology, expected, sources, facts)
+    backend = registry.get(name)
     for holder in config.holders:
         old = facts.topology.vlan(holder.source) if holder.source else None
         port = {b.port for b in topology.bridges}
-        if old is not None and holder.source not in port:
+        if old is not None and holder.source not in port and not backend.rewrites_vlan_sources:
             raise BackendRefusal(
                 f"persist: {name}: the task deletes VLAN device {holder.source}, whose files "
                 "fleetbr does not rewrite yet (use persist: none for a runtime-only change)"
             )
-    backend = registry.get(name)
     # the host-wide conditions (systemd, installed, daemon running) even when the task takes no
     # existing device (host-only bridges), which the capability check asks per device
     for bridge in topology.bridges:

@@ -19,6 +19,7 @@ Order (the rollback is the exact reverse, so it works from any point):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetbr import validate
@@ -248,17 +249,32 @@ def address_source(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> 
     if bond is not None and facts.link(bond.name) is None:
         if bridge.vlan is not None and not _moves(bridge):
             return ""  # the new bond keeps them, untagged (_bond_keeps_addresses)
-        return next((s for s in bond.slaves if global_addresses(facts, s)), "")
+        slave = next((s for s in bond.slaves if global_addresses(facts, s)), "")
+        return slave or _nic_vlan(bridge, bond.slaves, facts)
     if bridge.vlan is not None:
         port = bridge.port or ""
         return port if facts.link(port) is not None else ""
     nic = bridge.nic or ""
     if nic and not global_addresses(facts, nic):
+        return _nic_vlan(bridge, (nic,), facts) or nic
+    return nic
+
+
+def _nic_vlan(bridge: TopoBridge, nics: Sequence[str], facts: HostFacts) -> str:
+    """An existing VLAN device of one of ``nics`` that has addresses ("" none): the one of a
+    VLAN interface's VLAN (``eth0.10`` for ``br0.10``: management on a VLAN of the NIC moves to
+    the same VLAN of the bridge), else, when a VLAN interface says ``move``, the only one (the
+    management VLAN renumbered: ``eth0.10`` to ``br0.20``)."""
+    for nic in nics:
         for vif in bridge.vlan_interfaces:
             old = facts.topology.vlan(f"{nic}.{vif.vid}")
             if old is not None and global_addresses(facts, old.name):
                 return old.name
-    return nic
+    if not any(v.addresses is None for v in bridge.vlan_interfaces):
+        return ""
+    held = [v.name for v in facts.topology.vlans
+            if v.parent in nics and global_addresses(facts, v.name)]  # fmt: skip
+    return held[0] if len(held) == 1 else ""
 
 
 def _all_moves(task: BridgeTask, topology: Topology, facts: HostFacts, out: _Plan) -> str | None:
@@ -380,7 +396,12 @@ def _enslave(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
         if link is not None and link.master == bond.name:
             continue
         out.enslave.append(
-            tsteps.bond_enslave(slave, bond.name, was_up=bool(link and link.admin_up))
+            tsteps.bond_enslave(
+                slave,
+                bond.name,
+                was_up=bool(link and link.admin_up),
+                addrgenmode=link.addrgenmode if link else None,
+            )
         )
     link = facts.link(bond.name)
     if link is None or not link.admin_up:

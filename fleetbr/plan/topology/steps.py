@@ -9,6 +9,7 @@ import re
 from fleetbr import validate
 from fleetbr.changes.bridge.topology import BOND_MODES, BondSpec, OptionValue
 from fleetbr.errors import ValidationError
+from fleetbr.facts.parse_ip import ADDRGENMODES
 from fleetbr.plan.model import Step
 
 _WORD_RE = re.compile(r"^[A-Za-z0-9_.,+:-]{1,256}$")
@@ -52,15 +53,21 @@ def bond_add(bond: BondSpec, mac: str | None = None) -> Step:
     )
 
 
-def bond_enslave(dev: str, bond: str, *, was_up: bool) -> Step:
+def bond_enslave(dev: str, bond: str, *, was_up: bool, addrgenmode: str | None = None) -> Step:
     """Put NIC ``dev`` into ``bond`` (set down first: the kernel wants it so); the inverse
-    releases it (the kernel closes a released slave) and sets it up again if it was up."""
+    releases it (the kernel closes a released slave), gives it back its IPv6 ``addrgenmode`` (a
+    daemon that took the slave may have set it to none, and does not reset it when it lets the
+    NIC go) and sets it up again if it was up (the link-local address comes back with it)."""
     args = {"dev": _ifname(dev, "bond slave"), "master": _ifname(bond, "bond"), "up": was_up}
+    mode = (
+        None if addrgenmode is None else validate.choice(addrgenmode, "addrgenmode", ADDRGENMODES)
+    )
+    undo = {**args, "addrgenmode": mode}
     return Step(
         "bond_enslave",
         args,
         f"make {dev} a slave of {bond}",
-        inverse=Step("bond_release", args, f"release {dev} from {bond}"),
+        inverse=Step("bond_release", undo, f"release {dev} from {bond}"),
     )
 
 

@@ -1,7 +1,8 @@
 """``fleetbr demo --distro`` (README): one real systemd host per backend cut over with persist:
-auto, the ifupdown host's libvirt guest moved onto br0 in the same transaction, another host
-rebooted after confirm. Run as the CLI, in a nested namespace of its own, and judged here, on its
-JSON document (never on text layout): the demo reports what it saw and judges nothing."""
+auto, the ifupdown host's libvirt guest moved onto br0 in the same transaction, a networkd host's
+DHCP leases kept by br0 (``addresses: dhcp``), the NetworkManager host rebooted after confirm.
+Run as the CLI, in a nested namespace of its own, and judged here, on its JSON document (never on
+text layout): the demo reports what it saw and judges nothing."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from typing import Any
 
 from tests.integration.helpers import REPO
 
-BACKENDS = {"hv01": "ifupdown", "hv02": "networkd", "hv03": "netplan", "hv04": "networkmanager"}
+BACKENDS = {"hv01": "ifupdown", "hv02": "networkd", "hv03": "netplan", "hv04": "networkmanager",
+            "hv05": "networkd"}  # fmt: skip
 SETTLED = {"ifupdown": "up", "networkd": "configured", "netplan": "configured",
            "networkmanager": "connected"}  # fmt: skip
 GUEST_HOST = "hv01"
+DHCP_HOST = "hv05"
+# hv05's fixed leases (the lab's usual addresses of host 5: fleetbr.lab.model) and its NIC's MAC
+LEASES = {4: "198.51.100.14/24", 6: "2001:db8:100::e/128"}
+DHCP_MAC = "02:fb:00:00:00:05"
 
 
 def guest_interfaces(host: dict[str, Any], when: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -45,6 +51,33 @@ def assert_guest_moved(host: dict[str, Any]) -> None:
     assert host["after_confirm"]["ports"] == ["eth0", tap]
 
 
+def assert_leases_kept(host: dict[str, Any]) -> None:
+    """The NIC held its two fixed leases, from networkd; after confirm br0 holds the same two,
+    under the same client id; the server's records name the same identity before and after (the
+    IPv4 lease by the NIC's MAC with client id ff + IAID + DUID, RFC 4361: the IPv6 lease's IAID
+    and DUID) and it handed each address out again, to the bridge's client."""
+    before, after = host["leases_before"], host["leases_after_confirm"]
+    assert [(v["dev"], v["family"], v["cidr"], v["client"]) for v in before] == [
+        ("eth0", family, cidr, "networkd") for family, cidr in LEASES.items()
+    ], before
+    assert [(v["dev"], v["family"], v["cidr"], v["client"]) for v in after] == [
+        ("br0", family, cidr, "networkd") for family, cidr in LEASES.items()
+    ], after
+    assert [v["client_id"] for v in after] == [v["client_id"] for v in before], (before, after)
+    assert host["after_confirm"]["addresses"] == list(LEASES.values())
+    was, now = host["server_leases_before"], host["server_leases_after_confirm"]
+    assert [(r["family"], r["address"]) for r in was] == [
+        (family, cidr.split("/")[0]) for family, cidr in LEASES.items()
+    ], was
+    identity = ("family", "address", "key", "client")
+    assert [[r[k] for k in identity] for r in now] == [[r[k] for k in identity] for r in was]
+    v4, v6 = was
+    assert v4["key"] == DHCP_MAC
+    client_id = "ff" + f"{int(v6['key']):08x}" + v6["client"].replace(":", "")
+    assert v4["client"].replace(":", "") == client_id == before[0]["client_id"], (was, before)
+    assert all(n["acks"] > w["acks"] >= 1 for w, n in zip(was, now, strict=True)), (was, now)
+
+
 def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "fleetbr", "--json", "demo",
@@ -57,6 +90,8 @@ def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_
     assert {name: h["backend"] for name, h in hosts.items()} == BACKENDS
     assert doc["guest_host"] == GUEST_HOST
     assert_guest_moved(hosts[GUEST_HOST])
+    assert doc["dhcp_host"] == DHCP_HOST
+    assert_leases_kept(hosts[DHCP_HOST])
     for name, host in hosts.items():
         backend = host["backend"]
         assert host["status"] == "confirmed", (name, host)
@@ -65,6 +100,8 @@ def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_
         if name != GUEST_HOST:
             assert view["ports"] == ["eth0"], (name, view)
             assert host["guests_before"] is host["guests_after_confirm"] is None, (name, host)
+        if name != DHCP_HOST:
+            assert host["leases_before"] is host["server_leases_after_confirm"] is None, name
         assert (view["manager"], view["state"]) == (backend, SETTLED[backend]), (name, view)
         assert view["mac"] == f"02:fb:00:00:00:{int(name[2:]):02x}", (name, view)
         assert len(view["addresses"]) == 2 and view["files"], (name, view)
@@ -77,5 +114,5 @@ def test_distro_demo_persists_every_backend_moves_a_guest_survives_a_reboot(tmp_
     assert rebooted["after_reboot"] == rebooted["after_confirm"]
     assert rebooted["check_after_reboot"] == "in_sync"
     assert sum(h["rebooted"] for h in hosts.values()) == 1
-    assert doc["rebooted"] != GUEST_HOST
+    assert hosts[doc["rebooted"]]["backend"] == "networkmanager"
     assert not (tmp_path / "lab" / "lab.json").exists(), "the demo takes its lab down"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fleetbr.lab import Lab, LabHost
+from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.helpers import fleetbr, sh
 
 pytestmark = pytest.mark.lab
@@ -44,6 +45,9 @@ def sha256(lab: Lab, host: str, path: str) -> str:
 
 
 def test_each_backend_is_named_as_the_manager_of_the_nic(distro_lab: Lab) -> None:
+    # right after the boot networkd may still say configuring (seen on a quiet machine)
+    for host in distro_lab.hosts:
+        settled_facts(distro_lab, host.name, timeout=60)
     gathered = facts(distro_lab, "all")
     for host in distro_lab.hosts:
         eth0 = gathered[host.name]["daemons"]["interfaces"].get(host.nic)

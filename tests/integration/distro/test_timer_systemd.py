@@ -96,7 +96,7 @@ def apply_and_kill_controller(lab: Lab, host: str, task: Path, inventory: Path) 
         env=gate.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        gate.reached("confirm", timeout=30)
+        gate.reached("confirm", timeout=120)
         wait_for(lambda: enslaved(lab, host) and "applied" in events(lab, host), 30,
                  "the NIC to be enslaved")  # fmt: skip
         controller.send_signal(signal.SIGKILL)

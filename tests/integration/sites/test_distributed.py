@@ -22,9 +22,9 @@ import yaml
 
 from fleetbr.distributed.app import CHUNK_TASK, make_app, queue_of
 from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV, load_settings
-from fleetbr.distributed.message import ChangeSpec, Chunk
+from fleetbr.distributed.message import ChangeSpec, Chunk, Left
 from fleetbr.history.location import DatabaseUrl, open_store
-from fleetbr.history.store import HostRow, RunRecord
+from fleetbr.history.store import STARTED, HostRow, RunRecord
 from fleetbr.lab import Lab
 from tests.integration.barrier import Gate
 from tests.integration.helpers import (
@@ -199,14 +199,20 @@ def apply(sites: Sites, task: Path, *args: str) -> tuple[int, Any, str]:
                    "--executor", "celery", *args, timeout=240)  # fmt: skip
 
 
-def new_run(sites: Sites, hosts: list[str], change: ChangeSpec) -> int:
+def new_run(
+    sites: Sites, hosts: list[str], change: ChangeSpec, *, resumed_from: int | None = None,
+    left: dict[str, str] | None = None,
+) -> int:  # fmt: skip
     """A running apply of ``change`` on ``hosts`` in the history, as a coordinator starts it
-    (for chunks a test sends itself)."""
+    (for chunks a test sends itself); ``left``: rows ``started`` with these txids."""
     store = open_store(DatabaseUrl(sites.history))
     try:
         record = RunRecord("apply", hosts, {}, time.time(), {"pid": os.getpid()},
-                           task_sha256=change.sha256)  # fmt: skip
-        return store.create_run(record)
+                           task_sha256=change.sha256, resumed_from=resumed_from)  # fmt: skip
+        run_id = store.create_run(record)
+        for host, txid in (left or {}).items():
+            store.put_host(run_id, HostRow(host, STARTED, txid=txid))
+        return run_id
     finally:
         store.close()
 
@@ -268,6 +274,40 @@ def test_the_same_chunk_delivered_twice_at_once_stages_one_transaction_per_host(
     for host in ("hv04", "hv05"):
         assert transactions(sites.lab, host) == [rows[host].txid], "exactly one transaction"
         assert rows[host].status.value == "confirmed"
+    duplicates = [r for got in results for r in got["results"] if "duplicate" in r["data"]]
+    assert len(duplicates) == 2, "each host was taken once; the other delivery read its row"
+    assert "not staged again" in first.text() + second.text()
+
+
+def test_a_resume_chunk_delivered_twice_resolves_and_applies_each_host_once(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    """A chunk of ``apply --resume`` whose hosts have a transaction to resolve (here: txids the
+    earlier run recorded but never staged), delivered twice at once: each host is claimed once,
+    resolved once and applied once; the other delivery reports its row."""
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    first, second = sites.worker("east"), sites.worker("east")
+    task = task_file(tmp_path)
+    change = ChangeSpec.of("bridge", task.read_text(), task.name)
+    hosts = ["hv04", "hv05"]
+    left = {"hv04": "20261206T120000-00a004", "hv05": "20261206T120000-00a005"}
+    earlier = new_run(sites, hosts, change, left=left)
+    run_id = new_run(sites, hosts, change, resumed_from=earlier)
+    chunk = Chunk(run_id, "apply", "east", tuple(hosts), change, 0, time.time() + 60, 5,
+                  {host: Left(txid, earlier) for host, txid in left.items()})  # fmt: skip
+    app = make_app(load_settings())
+    sent = [app.send_task(CHUNK_TASK, args=[chunk.to_json()], queue=queue_of("east"))
+            for _ in range(2)]  # fmt: skip
+    results = [result.get(timeout=180) for result in sent]
+    by_delivery = [{r["host"]: r["status"] for r in got["results"]} for got in results]
+    assert by_delivery == [{"hv04": "confirmed", "hv05": "confirmed"}] * 2, results
+    rows = sites.rows(run_id)
+    for host in hosts:
+        assert rows[host].status.value == "confirmed"
+        assert rows[host].txid not in (None, left[host])
+        assert transactions(sites.lab, host) == [rows[host].txid], "exactly one transaction"
+        assert rows[host].data["resolved"] == (f"{left[host]} of run {earlier} is not on the "
+                                               "host (never staged)")  # fmt: skip
     duplicates = [r for got in results for r in got["results"] if "duplicate" in r["data"]]
     assert len(duplicates) == 2, "each host was taken once; the other delivery read its row"
     assert "not staged again" in first.text() + second.text()
@@ -485,17 +525,142 @@ def test_postgresql_stopped_mid_run_starts_no_new_host_and_the_run_is_resumed(
     assert f"fleetbr apply --resume {run_id}" in warnings[0]
     assert transactions(sites.lab, "hv03") == transactions(sites.lab, "hv04") == []
     armed = {h: transactions(sites.lab, h) for h in ("hv01", "hv02")}
-    code, resumed, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply",
-                                 "--resume", str(run_id), timeout=240)  # fmt: skip
+    assert {sites.rows(run_id)[h].status.value for h in armed} == {"started"}, "left to resolve"
+    # the resume goes through the site workers too: they resolve hv01 and hv02 (their keys)
+    code, resumed, err = apply(sites, task, "--resume", str(run_id))
     assert code == 0, (err, resumed)
     assert {h: resumed[h]["status"] for h in ("hv01", "hv02", "hv03", "hv04")} == dict.fromkeys(
         ("hv01", "hv02", "hv03", "hv04"), "confirmed"), resumed  # fmt: skip
-    assert "decided on the host after run" in resumed["hv01"]["message"], resumed
-    rows = sites.rows(run_id_of(sites))
-    assert sites.run(run_id_of(sites)).resumed_from == run_id
+    for host in ("hv01", "hv02"):
+        assert resumed[host]["message"] == (f"confirmed {armed[host][0]} (decided on the host "
+                                            f"after run {run_id} stopped)"), resumed  # fmt: skip
+    resumed_id = run_id_of(sites)
+    rows, run = sites.rows(resumed_id), sites.run(resumed_id)
+    assert run.resumed_from == run_id
     for host in ("hv01", "hv02"):
         assert transactions(sites.lab, host) == armed[host], "exactly one transaction"
-        assert rows[host].txid == armed[host][0]
+        assert (rows[host].txid, rows[host].from_run) == (armed[host][0], run_id)
     for host in ("hv03", "hv04"):
-        assert len(transactions(sites.lab, host)) == 1, "exactly one transaction"
+        assert transactions(sites.lab, host) == [rows[host].txid], "exactly one transaction"
     assert {row.status.value for row in rows.values()} == {"confirmed"}
+    pids = {(row.worker or "::").split(":")[1] for row in rows.values()}
+    assert len(pids) == 2 and str(run.controller["pid"]) not in pids, "each site's own worker"
+
+
+def test_transactions_a_lost_coordinator_and_worker_left_are_resolved_by_the_site_worker(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    """``apply --resume --executor celery`` of a run whose coordinator and worker were both
+    SIGKILLed with two hosts armed and applied: the new worker of the site confirms hv04 (time
+    left on its timer) and finds hv05 rolled back by its own timer, verifies it and applies it
+    again; one transaction per host per run."""
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    gate = Gate(tmp_path / "barrier")  # never released: both hosts stay armed, applied
+    held = sites.worker("east", gate=gate)
+    # a long dead-man window: hv04 is still armed with time left when the resume reaches it
+    coordinator = coordinator_of(sites, task_file(tmp_path, timeout=600))
+    try:
+        reached = {gate.reached("confirm", number, timeout=90) for number in (1, 2)}
+        assert reached == {"hv04", "hv05"}
+        run_id = run_id_of(sites)
+        left = {host: armed_txid(sites.lab, host) for host in ("hv04", "hv05")}
+        wait_for(lambda: {h: r.txid for h, r in sites.rows(run_id).items()} == left, 30,
+                 "the worker to record both txids")  # fmt: skip
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+        held.kill()
+    finally:
+        coordinator.kill()
+        coordinator.communicate()
+    # hv05's timer fires first (run here at once: the same script the timer runs)
+    sh(sites.lab, "hv05", f"sh /var/lib/fleetbr/tx/{left['hv05']}/rollback.sh timer >/dev/null")
+    wait_for(lambda: decision(sites.lab, "hv05", left["hv05"]).startswith("rolled_back"), 60,
+             "hv05's rollback")  # fmt: skip
+    assert {r.status.value for r in sites.rows(run_id).values()} == {"started"}, "to resolve"
+    sites.worker("east")
+    code, doc, err = fleetbr("-i", str(sites.inventory), "--history", sites.history, "apply",
+                             "--resume", str(run_id), "--executor", "celery",
+                             timeout=240)  # fmt: skip
+    assert code == 0, (err, doc)
+    assert doc["hv04"]["status"] == doc["hv05"]["status"] == "confirmed", doc
+    assert doc["hv04"]["message"].startswith(f"{left['hv04']} of run {run_id} was armed and "
+                                             "applied: "), doc  # fmt: skip
+    assert decision(sites.lab, "hv04", left["hv04"]) == "confirmed"
+    assert sh(sites.lab, "hv04", "readlink /var/lib/fleetbr/armed || true") == "", "disarmed"
+    resumed = run_id_of(sites)
+    rows, run = sites.rows(resumed), sites.run(resumed)
+    assert run.resumed_from == run_id
+    assert (rows["hv04"].status.value, rows["hv04"].txid) == ("confirmed", left["hv04"])
+    assert transactions(sites.lab, "hv04") == [left["hv04"]], "one transaction: confirmed"
+    again = rows["hv05"].txid
+    assert again not in (None, left["hv05"]) and rows["hv05"].status.value == "confirmed"
+    assert transactions(sites.lab, "hv05") == sorted([left["hv05"], again]), "one per run"
+    resolved = rows["hv05"].data["resolved"]
+    assert resolved.startswith(f"{left['hv05']} of run {run_id} rolled back ("), resolved
+    assert resolved.endswith("; matches its snapshot"), resolved
+    for host in ("hv04", "hv05"):
+        worker = rows[host].worker
+        assert worker and worker.split(":")[1] != str(run.controller["pid"]), "the site's worker"
+
+
+def test_a_resume_waits_for_the_worker_still_working_on_a_host_of_the_resumed_run(
+    sites_of: Callable[..., Sites], tmp_path: Path
+) -> None:
+    """The coordinator SIGKILLed while its site worker is mid-transaction on hv04 (held armed
+    and applied at the confirm barrier), ``apply --resume RUN --executor celery`` started at
+    once: the resume waits on hv04's lease (one line), stages and decides nothing there while
+    the old worker holds it; once that worker confirmed hv04 (its lease released with its final
+    row) the resume carries hv04 over and applies hv05. One transaction per host per run."""
+    sites = sites_of({"east": ["hv04", "hv05"]})
+    gate = Gate(tmp_path / "barrier")
+    worker = sites.worker("east", gate=gate)
+    task = task_file(tmp_path, timeout=600)  # the old worker's window outlasts any wait here
+    coordinator = coordinator_of(sites, task, "--batch-size", "1")
+    try:
+        assert gate.reached("confirm", timeout=90) == "hv04"
+        run_id = run_id_of(sites)
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+    finally:
+        coordinator.kill()
+        coordinator.communicate()
+    errors = tmp_path / "resume.err"
+    with errors.open("w") as err_file:
+        resume = subprocess.Popen(
+            [sys.executable, "-m", "fleetbr", "--json", "-i", str(sites.inventory), "--history",
+             sites.history, "apply", "--resume", str(run_id), "--executor", "celery"],
+            stdout=subprocess.PIPE, stderr=err_file, text=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "waiting up to" in errors.read_text() or resume.poll() is not None, 90,
+                 "the resume to wait for hv04's lease")  # fmt: skip
+        waiting = errors.read_text()
+        assert resume.poll() is None, waiting
+        assert waiting.startswith(f"--resume: run {run_id} still works on hv04 (held by "
+                                  f"{sites.rows(run_id)['hv04'].worker}, "), waiting  # fmt: skip
+        # while the old worker holds hv04: armed by it alone, undecided, no run resumes it yet
+        txid = armed_txid(sites.lab, "hv04")
+        assert transactions(sites.lab, "hv04") == [txid] and decision(sites.lab, "hv04", txid) == ""
+        assert run_id_of(sites) == run_id, "the resume has not started its run"
+        assert sites.rows(run_id)["hv04"].status.value == "started"
+        gate.open("confirm")  # the old worker goes on: it confirms hv04, then lets go
+        out, _ = resume.communicate(timeout=240)
+    finally:
+        resume.kill()
+    err = errors.read_text()
+    doc = json.loads(out)
+    assert resume.returncode == 0, (err, doc)
+    lines = err.splitlines()
+    assert lines[0] == waiting.splitlines()[0] and len(lines) == 2, err
+    assert lines[1].startswith(f"resuming run {run_id} (apply started "), err
+    assert doc["hv04"]["status"] == doc["hv05"]["status"] == "confirmed", doc
+    assert doc["hv04"]["from_run"] == run_id, "carried over: decided by the old worker alone"
+    old, resumed = sites.rows(run_id), sites.rows(run_id_of(sites))
+    assert (old["hv04"].status.value, old["hv04"].txid) == ("confirmed", txid)
+    assert decision(sites.lab, "hv04", txid) == "confirmed"
+    assert transactions(sites.lab, "hv04") == [txid], "one transaction: the old worker's"
+    assert (resumed["hv04"].txid, resumed["hv04"].from_run) == (txid, run_id)
+    assert resumed["hv05"].status.value == "confirmed"
+    assert transactions(sites.lab, "hv05") == [resumed["hv05"].txid], "one transaction"
+    assert "hv05" not in old, "the old run never reached hv05"
+    assert "not staged again" not in worker.text()

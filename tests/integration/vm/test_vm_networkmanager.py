@@ -1,7 +1,7 @@
 """NetworkManager writes topologies on a real NetworkManager 1.42 (the VM tier): a bridge over
 VLAN 20 of eth1 next to a host-only bridge, persisted by keyfiles, confirmed, then unchanged when
 applied again; eth0 (the SSH path) and its profile untouched. One VM (two NICs), booted once for
-the module. (A bond of eth0 + eth1 failed here: docs/topologies.md, found on the VM tier.)"""
+the module. (A new bond: test_vm_networkmanager_bond.py.)"""
 
 from __future__ import annotations
 
@@ -12,39 +12,21 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetbr.lab import Lab, down
-from fleetbr.lab.vm import up
-from tests.integration.distro.conftest import own_network_namespace
+from fleetbr.lab import Lab
 from tests.integration.helpers import fleetbr
-from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
+from tests.integration.vm.conftest import vm_sh
+from tests.integration.vm.vmhelpers import NM_ETC, booted_nm_lab
 
 pytestmark = pytest.mark.lab
 HOST = "hv01"
-ETC = "/etc/NetworkManager/system-connections"
-# eth1 as NetworkManager would have it from an operator: a profile of its own, no address
-ETH1 = (
-    "[connection]\nid=eth1\nuuid=4f7d1c2a-9b3e-4e5f-8a6b-0c1d2e3f4a5b\ntype=ethernet\n"
-    "interface-name=eth1\nautoconnect=true\n\n[ipv4]\nmethod=disabled\n\n[ipv6]\nmethod=ignore\n"
-)
 
 
 @pytest.fixture(scope="module")
 def nm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One VM whose eth0 NetworkManager configures (the lab's addresses), eth1 a profile with
     no address."""
-    require_vm_cache()
-    with own_network_namespace():
-        lab = up(tmp_path_factory.mktemp("vm") / "lab", 1, ["networkmanager"], nics=2,
-                 prefix="fbrnm")  # fmt: skip
-        try:
-            ssh(lab, lab.host(HOST).ip4, "systemctl is-system-running --wait")
-            write = f"umask 077 && printf '%s' '{ETH1}' > {ETC}/eth1.nmconnection"
-            vm_sh(
-                lab, HOST, f"{write} && nmcli connection reload && nmcli -w 60 connection up eth1"
-            )
-            yield lab
-        finally:
-            down(lab.dir)
+    with booted_nm_lab(tmp_path_factory, "fbrnm") as lab:
+        yield lab
 
 
 def apply(lab: Lab, path: Path) -> tuple[int, Any, str]:
@@ -54,7 +36,7 @@ def apply(lab: Lab, path: Path) -> tuple[int, Any, str]:
 def test_a_vlan_bridge_and_a_host_only_bridge_are_confirmed_then_unchanged(
     nm_lab: Lab, tmp_path: Path
 ) -> None:
-    eth0 = vm_sh(nm_lab, HOST, f"sha256sum {ETC}/eth0.nmconnection")
+    eth0 = vm_sh(nm_lab, HOST, f"sha256sum {NM_ETC}/eth0.nmconnection")
     doc = {
         "bridges": [
             {"name": "br20", "nic": "eth1", "vlan": 20, "addresses": ["203.0.113.20/24"]},
@@ -73,6 +55,6 @@ def test_a_vlan_bridge_and_a_host_only_bridge_are_confirmed_then_unchanged(
     assert "eth1.20  VID: 20" in out and "203.0.113.20/24" in out and "198.18.0.1/24" in out
     for dev in ("br20", "eth1.20", "br9", "eth0"):
         assert f"\n{dev}:connected\n" in f"\n{out}", out
-    assert vm_sh(nm_lab, HOST, f"sha256sum {ETC}/eth0.nmconnection") == eth0
+    assert vm_sh(nm_lab, HOST, f"sha256sum {NM_ETC}/eth0.nmconnection") == eth0
     code, result, err = apply(nm_lab, path)
     assert (code, result[HOST]["status"]) == (0, "unchanged"), (result, err)
