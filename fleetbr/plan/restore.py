@@ -4,7 +4,7 @@ Every fact becomes a line of text and the two sets of lines are compared. A diff
 transaction's scope (:mod:`fleetbr.plan.scope`) is a problem: the rollback did not restore the
 host. A difference elsewhere is unrelated (a guest's tap device came or went since the
 snapshot): it is reported, never a failure. Volatile facts (probes, link-local addresses, link
-state) are not compared.
+state, the metrics of a route from a router advertisement) are not compared.
 """
 
 from __future__ import annotations
@@ -71,8 +71,15 @@ def _scope(before: HostFacts, after: HostFacts, touched: Touched | None) -> _Sco
     return _Scope(touched, frozenset(ips), touched.sysctls & present, "all" if both_all else "main")
 
 
+# Routes a router advertisement installs: whoever processes advertisements (the kernel, networkd,
+# NetworkManager) sets their metrics (mtu, hoplimit) from the options of the latest one, so the
+# snapshot may have caught a route before or after an advertisement carrying an MTU option.
+_ADVERTISED = "ra"
+
+
 def route_text(route: Route) -> str:
-    """Every attribute of ``route`` that a restore must bring back, as text."""
+    """Every attribute of ``route`` that a restore must bring back, as text (a route from a
+    router advertisement without its metrics: the next advertisement sets them)."""
     text = describe_route(route)
     if route.protocol not in ("boot", ""):
         text += f" proto {route.protocol}"
@@ -80,7 +87,7 @@ def route_text(route: Route) -> str:
         text += f" scope {route.scope}"
     if route.pref is not None:
         text += f" pref {route.pref}"
-    if route.metrics:
+    if route.metrics and route.protocol != _ADVERTISED:
         text += f" {route.metrics}"
     return f"{text} (ipv{route.family})"
 
@@ -93,6 +100,8 @@ def _links(facts: HostFacts, scope: _Scope) -> Iterator[tuple[str, bool]]:
         if link.name != "lo":
             state = "up" if link.admin_up else "down"
             text = f"link {link.name}: {link.kind} master {link.master} {state} mac {link.mac}"
+            if link.addrgenmode is not None:
+                text += f" addrgenmode {link.addrgenmode}"
             yield text, link.name in scope.touched.devs
 
 

@@ -101,6 +101,22 @@ def test_every_attribute_of_a_route_is_compared() -> None:
     assert len(problems) == 2
 
 
+def test_a_routers_advertised_mtu_is_not_compared_but_the_route_is() -> None:
+    """A default route from a router advertisement: its mtu comes from the latest advertisement
+    (CI: networkd's route had ``mtu 1500`` in the snapshot, not yet after the rollback), so it is
+    not a difference; the route's gateway, device, metric and preference still are."""
+    ra = Route(6, "default", "eth0", "fe80::1", 100, "ra", pref="medium", metrics="mtu 1500")
+    before = change(routes=(*BEFORE.routes, ra))
+    assert check(change(routes=(*BEFORE.routes, dataclasses.replace(ra, metrics=""))), before) == (
+        [], [])  # fmt: skip
+    for moved in ({"dev": "br0"}, {"gateway": "fe80::2"}, {"metric": 1024}, {"pref": "high"}):
+        after = change(routes=(*BEFORE.routes, dataclasses.replace(ra, **moved)))  # type: ignore[arg-type]
+        assert len(check(after, before)[0]) == 2, moved
+    static = dataclasses.replace(ra, protocol="static")  # anyone else's mtu is compared
+    after = change(routes=(*BEFORE.routes, dataclasses.replace(static, metrics="")))
+    assert len(check(after, change(routes=(*BEFORE.routes, static)))[0]) == 2
+
+
 def test_a_secondary_address_that_came_back_primary_is_not_restored() -> None:
     one = Address("eth0", 4, "198.51.100.20/24", "global")
     two = Address("eth0", 4, "198.51.100.21/24", "global", secondary=True)
