@@ -110,7 +110,7 @@ def test_a_routers_advertised_mtu_is_not_compared_but_the_route_is() -> None:
     assert check(change(routes=(*BEFORE.routes, dataclasses.replace(ra, metrics=""))), before) == (
         [], [])  # fmt: skip
     for moved in ({"dev": "br0"}, {"gateway": "fe80::2"}, {"metric": 1024}, {"pref": "high"}):
-        after = change(routes=(*BEFORE.routes, dataclasses.replace(ra, **moved)))  # type: ignore[arg-type]
+        after = change(routes=(*BEFORE.routes, dataclasses.replace(ra, **moved)))
         assert len(check(after, before)[0]) == 2, moved
     static = dataclasses.replace(ra, protocol="static")  # anyone else's mtu is compared
     after = change(routes=(*BEFORE.routes, dataclasses.replace(static, metrics="")))
