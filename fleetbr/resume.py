@@ -12,21 +12,24 @@ verified against its snapshot (the one verdict of :mod:`fleetbr.transaction.verd
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from fleetbr.adhoc.text import fold_hosts
 from fleetbr.core.request import ChangeRef, RunRequest
 from fleetbr.counts import Serial
 from fleetbr.errors import UsageError
 from fleetbr.history.lease import WAIT_ENV, Lease, holders_text, wait_bound, wait_released
-from fleetbr.history.location import HistoryLocation, open_store
+from fleetbr.history.location import DatabaseUrl, HistoryLocation, open_store
 from fleetbr.history.record import controller_alive, file_sha256
 from fleetbr.history.store import (
     DONE,
@@ -64,6 +67,16 @@ class Prior:
     # the leases run_id still holds on these hosts after a bounded wait (the local resume's
     # check right before it resolves or stages a host: :func:`hosts_held`); None: no check
     held: Callable[[Sequence[str]], list[Lease]] | None = None
+
+    def close(self) -> None:
+        """Release what the ``held`` check keeps open (a :class:`HeldCheck`'s connections)."""
+        if isinstance(self.held, _Closable):
+            self.held.close()
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 
 def unfinished(run: RunRecord, rows: Sequence[HostRow]) -> list[str]:
@@ -246,7 +259,7 @@ def prepare_resume(
     sys.stderr.write(plain(announcement(run, rows)) + "\n")
     sys.stderr.flush()
     prior = prior_of(run, rows)
-    prior.held = functools.partial(hosts_held, path, run.id)
+    prior.held = HeldCheck(path, run.id)
     return resumed, prior, hosts
 
 
@@ -309,13 +322,62 @@ def hosts_held(location: HistoryLocation, run_id: int, hosts: Sequence[str]) -> 
     ``$FLEETBR_RESUME_WAIT``) for them to be released, run out or their holder gone: the
     resuming run's check right before it resolves or stages these hosts ([]: free). One line on
     stderr when it waits; HistoryError when the history cannot be read."""
-    store = open_store(location)
+    check = HeldCheck(location, run_id)
     try:
-        limit = wait_bound()
-        say = _waiting_line(run_id, limit, "before touching it")
-        read = functools.partial(store.leases, run_id, hosts, lapsed=True)
-        return wait_released(read, limit, say=say)
+        return check(hosts)
     finally:
+        check.close()
+
+
+class HeldCheck:
+    """:func:`hosts_held` for a whole resumed rollout (its ``Prior.held``), called from several
+    threads at once. On a database, one connection per check running at the same time, each
+    reused by the next check (a 1000-host resume on PostgreSQL opened a connection per host); a
+    connection whose read failed is closed, not reused. A file history is opened per check (a
+    file open; an SQLite connection stays in the thread that opened it). :meth:`close` at the
+    rollout's end."""
+
+    def __init__(self, location: HistoryLocation, run_id: int) -> None:
+        self.location, self.run_id = location, run_id
+        self.pooled = isinstance(location, DatabaseUrl)
+        self._idle: list[HistoryStore] = []
+        self._lock = threading.Lock()
+        self.opened = 0  # connections opened so far
+
+    def __call__(self, hosts: Sequence[str]) -> list[Lease]:
+        store = self._take()
+        try:
+            limit = wait_bound()
+            say = _waiting_line(self.run_id, limit, "before touching it")
+            read = functools.partial(store.leases, self.run_id, hosts, lapsed=True)
+            held = wait_released(read, limit, say=say)
+        except BaseException:
+            _close_quietly(store)
+            raise
+        if self.pooled:
+            with self._lock:
+                self._idle.append(store)
+        else:
+            _close_quietly(store)
+        return held
+
+    def _take(self) -> HistoryStore:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self.opened += 1
+        return open_store(self.location)
+
+    def close(self) -> None:
+        """Close every connection (idle ones: a check still running closes its own later)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for store in idle:
+            _close_quietly(store)
+
+
+def _close_quietly(store: HistoryStore) -> None:
+    with contextlib.suppress(sqlite3.Error, OSError, HistoryError):
         store.close()
 
 

@@ -212,6 +212,8 @@ async def rollout_changes(
                 )  # fmt: skip
     finally:
         lag_watch.cancel()
+        if prior is not None:
+            prior.close()
     aggregated = AggregatedResult("apply")
     for spec in hosts:
         aggregated.add(run.results[spec.name])

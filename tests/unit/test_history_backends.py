@@ -415,3 +415,58 @@ def test_the_dialect_turns_placeholders_into_psycopgs(sql: str, want: str) -> No
 def test_the_dialect_refuses_a_percent_sign() -> None:
     with pytest.raises(ValueError, match="%"):
         postgres.dialect("SELECT 5 % 2")
+
+
+def test_the_resumes_check_before_each_host_reuses_its_database_connections(
+    location: HistoryLocation, store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:class:`fleetbr.resume.HeldCheck` (a resumed rollout's check right before it touches a
+    host), called for 48 hosts from 6 threads at once as the rollout's jobs call it: each gets
+    the leases of its own host right; on PostgreSQL at most one connection per thread is ever
+    opened (it was one per host) and :meth:`~fleetbr.resume.HeldCheck.close` leaves none open;
+    a file history is opened per check (an SQLite connection stays in its thread)."""
+    from fleetbr.history.lease import WAIT_ENV
+    from fleetbr.resume import HeldCheck
+
+    monkeypatch.setenv(WAIT_ENV, "0")
+    hosts = [f"hv{i:02d}" for i in range(48)]
+    run = store.create_run(record(hosts=hosts))
+    holder = "elsewhere.invalid:4242:9876"  # another machine's: held while its lease lives
+    for host in hosts[::3]:
+        store.put_host(run, HostRow(host, STARTED), holder=holder, lease=LEASE)
+    before = _connections(location) if isinstance(location, DatabaseUrl) else 0
+    check = HeldCheck(location, run)
+    found: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker(mine: list[str]) -> None:
+        barrier.wait()
+        try:
+            for host in mine:
+                found[host] = [lease.holder for lease in check([host])]
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(hosts[i::6],)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert found == {host: [holder] if host in hosts[::3] else [] for host in hosts}
+    if isinstance(location, DatabaseUrl):
+        assert 1 <= check.opened <= 6, check.opened
+        assert _connections(location) == before + check.opened, "kept for the next checks"
+        check.close()
+        assert _connections(location) == before
+    else:
+        assert check.opened == len(hosts)
+        check.close()
+
+
+def _connections(location: HistoryLocation) -> int:
+    """Client connections to ``location``'s database (PostgreSQL), this count's own left out."""
+    [(count,)] = raw(location, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                     "current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+    return int(count)

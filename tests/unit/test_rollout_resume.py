@@ -305,14 +305,22 @@ def test_a_resume_refuses_a_host_still_held_right_before_it_resolves_or_stages_i
     fleet = Fleet(4)
     asked: list[str] = []
 
-    def held(names: Sequence[str]) -> list[Lease]:
-        asked.extend(names)
-        if "h03" in names:
-            raise HistoryError("h.sqlite3: disk I/O error")
-        return [Lease(name, "ctl:42:7", 20.0) for name in names if name in ("h01", "h02")]
+    class Held:
+        closed = 0  # the rollout's end closes the check (its history connections)
 
+        def __call__(self, names: Sequence[str]) -> list[Lease]:
+            asked.extend(names)
+            if "h03" in names:
+                raise HistoryError("h.sqlite3: disk I/O error")
+            return [Lease(name, "ctl:42:7", 20.0) for name in names if name in ("h01", "h02")]
+
+        def close(self) -> None:
+            self.closed += 1
+
+    held = Held()
     prior = Prior(7, resolve={"h01": OLD2, "h03": OLD3}, held=held)
     result = fleet.roll(prior=prior)
+    assert held.closed == 1
     assert fleet.contacted() == ["h00"] and fleet.applied() == ["h00"]
     assert asked[0] in ("h01", "h03") and sorted(asked) == ["h00", "h01", "h02", "h03"]
     assert result.counts() == {"confirmed": 1, "refused": 2, "skipped": 1}
