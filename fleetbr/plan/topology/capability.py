@@ -13,17 +13,7 @@ from fleetbr.facts.model import HostFacts
 # What the runtime tier's steps (fleetbr.plan.topology.runtime) build and undo. DHCP is not
 # here: keeping a lease means running the client on the bridge with the NIC's identity, which
 # only a daemon's files do (networkd: fleetbr.backends.networkd.dhcp; docs/topologies.md).
-RUNTIME: frozenset[str] = frozenset(
-    {
-        "bond_port",
-        "bond_create",
-        "vlan_uplink",
-        "multi_bridge",
-        "vlan_filtering",
-        "vlan_interface",
-        "host_only",
-    }
-)
+RUNTIME: frozenset[str] = frozenset(FEATURES) - {"dhcp"}
 DESCRIBE: dict[Feature, str] = {
     "bond_port": "a bond as the port (nic: BOND)",
     "bond_create": "creating a bond (bond:)",
