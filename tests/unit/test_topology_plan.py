@@ -510,3 +510,44 @@ def test_a_one_nic_task_on_a_nic_whose_address_is_a_dhcp_lease_is_refused(persis
     elsewhere = dataclasses.replace(lease, dev="eth1")  # a lease on another NIC: no matter
     other = host(topology=dataclasses.replace(TopologyFacts(), dhcp=(elsewhere,)))
     assert plan("persist: none\nbridge: {name: br0, nic: eth0}", other).refusal is None
+
+
+def _managed_on_eth0_10() -> HostFacts:
+    """eth0.10 holds V4, V6 and the default routes; eth0 and eth1 hold none."""
+    base = host()
+    vlan = Link("eth0.10", "vlan", NIC_MAC, 1500, "UP", True, None)
+    return dataclasses.replace(
+        base,
+        links=(*base.links, vlan),
+        addresses=tuple(dataclasses.replace(a, dev="eth0.10") for a in base.addresses),
+        routes=tuple(dataclasses.replace(r, dev="eth0.10") for r in base.routes),
+        topology=TopologyFacts(vlans=(VlanDevice("eth0.10", 10, "eth0"),), vlan_table=()),
+    )
+
+
+NEW_BOND_VLAN_AWARE = (
+    "bridge:\n  bond: {name: bond0, slaves: [eth0, eth1]}\n  addresses: none\n"
+    "  vlan_filtering: true\n  vids: [10, 20]\n  vlan_interfaces: [VIF]\n"
+)
+
+
+def test_a_new_bond_whose_slave_keeps_an_addressed_vlan_device_is_refused() -> None:
+    """The trap of the VM tier: eth0.10 keeps the management addresses on eth0, now a slave of
+    the new bond, because no bridge takes them (br0.20 lists addresses of its own). Linux still
+    delivers VLAN 10 to it through the active slave, so the apply would be confirmed with the
+    host managed on a device that goes silent when eth1 becomes active: refused, nothing
+    planned. Moving them (br0.10 takes eth0.10's, br0.20 takes the only VLAN device's) is fine."""
+    before = _managed_on_eth0_10()
+    kept = plan(NEW_BOND_VLAN_AWARE.replace("VIF", "{vid: 20, addresses: [203.0.113.20/24]}"),
+                before)  # fmt: skip
+    assert kept.refusal is not None and kept.steps == () and kept.rollback == ()
+    assert "eth0.10 (VLAN 10 on eth0) holds " in kept.refusal
+    assert "eth0 becomes a slave of the new bond bond0, but no bridge takes these addresses" in (
+        kept.refusal)  # fmt: skip
+    for moving in ("{vid: 10}", "{vid: 20}"):
+        _, after = round_trip(NEW_BOND_VLAN_AWARE.replace("VIF", moving), before)
+        assert after.link("eth0.10") is None, moving
+    existing = plan(NEW_BOND_VLAN_AWARE.replace("VIF", "{vid: 20, addresses: [203.0.113.20/24]}")
+                    .replace("bond: {name: bond0, slaves: [eth0, eth1]}", "nic: eth1"),
+                    before)  # fmt: skip
+    assert existing.refusal is None or "no bridge takes these" not in existing.refusal

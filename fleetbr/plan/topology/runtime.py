@@ -287,6 +287,28 @@ def _all_moves(task: BridgeTask, topology: Topology, facts: HostFacts, out: _Pla
         problem = _bond_keeps_addresses(task, bond, topology, facts, out)
         if problem is not None:
             return problem
+    return _stranded_vlan(topology, facts, set(out.sources.values()))
+
+
+def _stranded_vlan(topology: Topology, facts: HostFacts, moved: set[str]) -> str | None:
+    """A VLAN device with addresses on a NIC that becomes a new bond's slave, whose addresses no
+    bridge moves: refused. Linux still delivers the VLAN to a VLAN device of the bond's active
+    slave, so such a host is confirmed (seen on the VM tier) with its management on a device
+    that stops answering once another slave is active."""
+    for bond in topology.bonds():
+        if facts.link(bond.name) is not None:
+            continue
+        for vlan in facts.topology.vlans:
+            if vlan.parent in bond.slaves and vlan.name not in moved:
+                held = global_addresses(facts, vlan.name)
+                if held:
+                    return (
+                        f"{vlan.name} (VLAN {vlan.vid} on {vlan.parent}) holds {', '.join(held)} "
+                        f"and {vlan.parent} becomes a slave of the new bond {bond.name}, but no "
+                        f"bridge takes these addresses: give a bridge a VLAN interface for VLAN "
+                        f"{vlan.vid} (vlan_interfaces) to move them, or move them off "
+                        f"{vlan.name} first"
+                    )
     return None
 
 
