@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from fleetbr.transaction.protocol import Clock
 
 # How long a rolled-back host's network daemon (or libvirt, bringing an autostarted guest back;
-# or a DHCP client, getting a lease back) may take to settle (after a reboot it is still
-# configuring the NIC when SSH already answers) before its view is compared with the snapshot.
+# or a DHCP client, getting a lease back; or a router, advertising its route again) may take to
+# settle (after a reboot it is still configuring the NIC when SSH already answers) before its
+# view is compared with the snapshot.
 SETTLE_SECONDS = 30.0
 
 
@@ -130,12 +131,14 @@ def _finished(was: InterfaceManager, now: InterfaceManager) -> bool:
 
 def settling(before: HostFacts, after: HostFacts, touched: Touched | None) -> bool:
     """A daemon is still configuring a touched interface, a DHCP client still getting a lease
-    back on one, or libvirt still bringing back a touched guest (None: any)."""
+    back on one, a router advertisement's route not back on one yet, or libvirt still bringing
+    back a touched guest (None: any)."""
     names = None if touched is None else tuple(sorted(touched.devs))
     domains = None if touched is None else touched.domains
     return (
         daemons_settling(after, names)
         or leases_settling(before, after, names)
+        or adverts_settling(before, after, names)
         or guests_settling(domains, before, after)
     )
 
@@ -169,6 +172,24 @@ def leases_settling(
         if names is None or lease.dev in names
     }
     return bool(wanted - {(lease.dev, lease.cidr) for lease in after.topology.dhcp})
+
+
+def adverts_settling(
+    before: HostFacts, after: HostFacts, names: tuple[str, ...] | None = None
+) -> bool:
+    """A route a router advertisement gave one of ``names`` (None: any device) in the snapshot is
+    not there now: the next advertisement may bring it (a rolled-back NIC solicits one when it
+    comes up, the router answers when it can). Compared by what makes the route: family,
+    destination, gateway, device, table and metric."""
+
+    def advertised(facts: HostFacts) -> set[tuple[object, ...]]:
+        return {
+            (r.family, r.dst, r.gateway, r.dev, r.table, r.metric)
+            for r in facts.routes
+            if r.protocol == "ra" and (names is None or r.dev in names)
+        }
+
+    return bool(advertised(before) - advertised(after))
 
 
 def guests_settling(domains: Iterable[str] | None, before: HostFacts, after: HostFacts) -> bool:

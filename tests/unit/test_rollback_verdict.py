@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fleetbr.changes.bridge.change import BridgeChange
-from fleetbr.facts.model import HostFacts
+from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.topology import DhcpLease
 from fleetbr.plan import Plan, restore_check
@@ -33,6 +33,7 @@ from fleetbr.transaction.verdict import (
     Judged,
     RollbackVerdict,
     ScriptOutcome,
+    adverts_settling,
     compare,
     guests_settling,
     judge_rollback,
@@ -432,3 +433,35 @@ def test_the_verdict_waits_for_a_lease_to_come_back_and_gives_up_after_its_time(
     assert not never.at_snapshot and SETTLE_SECONDS < clock.now() - start <= SETTLE_SECONDS + 1
     assert any("2001:db8:100::b/128 on eth0 was there before, missing now" in p
                for p in never.problems), never.problems  # fmt: skip
+
+
+ADVERTISED = Route(6, "default", "eth0", "fe80::1", 1024, "ra", pref="medium", metrics="mtu 1500")
+
+
+def with_routes(facts: HostFacts, *routes: Route) -> HostFacts:
+    return dataclasses.replace(facts, routes=(*facts.routes, *routes))
+
+
+def test_a_route_from_a_router_advertisement_not_back_yet_is_waited_for() -> None:
+    """The rolled-back NIC solicits an advertisement when it comes up; until the router answers,
+    its default route is missing: waited for (on a touched device), and the verdict is rolled
+    back once it came, with or without the advertisement's mtu. A route only the snapshot's
+    router gave with another gateway or metric is a different route: still waited for."""
+    base = parse_facts(NETWORKD)
+    held = with_routes(base, ADVERTISED)
+    eth0 = Touched(frozenset({"eth0"}))
+    assert adverts_settling(held, base) and settling(held, base, eth0)
+    assert not settling(held, base, Touched(frozenset({"br0"})))  # not a device it touched
+    no_mtu = with_routes(base, dataclasses.replace(ADVERTISED, metrics=""))
+    assert not adverts_settling(held, no_mtu)
+    assert adverts_settling(held, with_routes(base, dataclasses.replace(ADVERTISED, metric=100)))
+    assert not adverts_settling(base, held), "a route more is nothing to wait for"
+    static = dataclasses.replace(ADVERTISED, protocol="static")  # not a router's: judged at once
+    assert not adverts_settling(with_routes(base, static), base)
+    plan = plan_of(NETWORKD, PERSISTED)
+    clock = FakeClock()
+    assert judge(held, plan, [base, base, with_routes(base, ADVERTISED)], clock).at_snapshot
+    assert clock.slept == [1, 1]
+    clock = FakeClock()
+    never = judge(held, plan, [base], clock)
+    assert not never.at_snapshot and len(clock.slept) == 31
