@@ -5,14 +5,12 @@ every host, the table carrying each with its ratio to the single NIC. Figures ar
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench.common import REPO
 from fleetbr.lab import down
+from tests.integration.benchsmoke import smoke_run
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.helpers import fleetbr
 from tests.isolation import isolation_problem, unavailable
@@ -49,23 +47,4 @@ def test_the_task_lab_up_writes_applies_right_after(tmp_path: Path) -> None:
 
 def test_a_smoke_run_measures_both_topologies() -> None:
     _require_isolation()
-    done = subprocess.run(
-        [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "bench.topology_bench",
-         "--quick", "--tiers", "netns"],
-        cwd=REPO, capture_output=True, text=True, timeout=RUN_WAIT, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {cells[1]: cells for cells in _rows(done.stdout, "netns")}
-    assert set(rows) == {"single", "multi"}, done.stdout
-    for cells in rows.values():
-        assert cells[2] == cells[3] == "2", f"every sample confirmed: {cells}"
-    assert rows["single"][5] == "1.00", rows["single"]
-    float(rows["multi"][5])
-
-
-def _rows(stdout: str, tier: str) -> list[list[str]]:
-    return [
-        [cell.strip() for cell in line.strip().strip("|").split("|")]
-        for line in stdout.splitlines()
-        if line.startswith(f"| {tier} |")
-    ]
+    smoke_run("netns", "multi", 2, RUN_WAIT)

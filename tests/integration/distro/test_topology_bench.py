@@ -6,13 +6,9 @@ machine's load)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from bench.common import REPO
-from tests.integration.test_topology_bench import _rows
+from tests.integration.benchsmoke import smoke_run
 from tests.isolation import require_distro_cache
 
 pytestmark = pytest.mark.lab
@@ -21,17 +17,4 @@ RUN_WAIT = 900  # seconds: two distro labs, two applies and resets on 2 shared c
 
 def test_a_smoke_run_measures_dhcp_beside_the_single_nic() -> None:
     require_distro_cache()
-    done = subprocess.run(
-        [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "bench.topology_bench",
-         "--quick", "--tiers", "distro"],
-        cwd=REPO, capture_output=True, text=True, timeout=RUN_WAIT, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {cells[1]: cells for cells in _rows(done.stdout, "distro")}
-    assert set(rows) == {"single", "dhcp"}, done.stdout
-    for cells in rows.values():
-        assert cells[2] == cells[3] == "2", (
-            f"every sample confirmed: {cells}\n{done.stderr[-2000:]}"
-        )
-    assert rows["single"][5] == "1.00", rows["single"]
-    float(rows["dhcp"][5])
+    smoke_run("distro", "dhcp", 2, RUN_WAIT)

@@ -5,13 +5,9 @@ confirmed, the table carrying the bond with its ratio to the single NIC. Figures
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from bench.common import REPO
-from tests.integration.test_topology_bench import _rows
+from tests.integration.benchsmoke import smoke_run
 from tests.integration.vm.conftest import require_vm_cache
 
 pytestmark = pytest.mark.lab
@@ -21,15 +17,4 @@ RUN_WAIT = 2400
 
 def test_a_smoke_run_measures_a_bond_beside_the_single_nic() -> None:
     require_vm_cache()
-    done = subprocess.run(
-        [str(REPO / "scripts" / "in-netns"), sys.executable, "-m", "bench.topology_bench",
-         "--quick", "--tiers", "vm"],
-        cwd=REPO, capture_output=True, text=True, timeout=RUN_WAIT, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {cells[1]: cells for cells in _rows(done.stdout, "vm")}
-    assert set(rows) == {"single", "bond"}, done.stdout
-    for cells in rows.values():
-        assert cells[2] == cells[3] == "1", f"the sample confirmed: {cells}\n{done.stderr[-2000:]}"
-    assert rows["single"][5] == "1.00", rows["single"]
-    float(rows["bond"][5])
+    smoke_run("vm", "bond", 1, RUN_WAIT)
