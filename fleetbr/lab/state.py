@@ -123,6 +123,17 @@ def _files(lab: Lab, host: LabHost) -> dict[str, str]:
     return hashes
 
 
+def advertised_without_metrics(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Routes from a router advertisement without their metrics (mtu, hoplimit): the latest
+    advertisement sets them (the rollback verdict does not compare them either)."""
+    return [
+        {k: v for k, v in entry.items() if k != "metrics"}
+        if entry.get("protocol") == "ra"
+        else entry
+        for entry in entries
+    ]
+
+
 def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
     """A comparable snapshot: links, addresses, routes of every table (the kernel's local and
     broadcast ones included), policy rules, bridge ports, sysctls, watched files."""
@@ -138,7 +149,10 @@ def host_state(lab: Lab, host: LabHost | str) -> dict[str, Any]:
         "addresses": sorted(normalise_dump(addrs), key=key),
         **{
             f"{what}{family}": sorted(
-                normalise_dump(_ip_json(lab, member, ["ip", "-j", f"-{family}", *argv])), key=key
+                advertised_without_metrics(
+                    normalise_dump(_ip_json(lab, member, ["ip", "-j", f"-{family}", *argv]))
+                ),
+                key=key,
             )
             for family in (4, 6)
             for what, argv in (("routes", ["route", "show", "table", "all"]), ("rules", ["rule"]))

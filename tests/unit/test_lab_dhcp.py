@@ -16,7 +16,7 @@ from fleetbr.errors import LabError, ValidationError
 from fleetbr.lab import dhcp
 from fleetbr.lab.distro.provision import config_files
 from fleetbr.lab.model import load, plan, save
-from fleetbr.lab.state import normalise_dump
+from fleetbr.lab.state import advertised_without_metrics, normalise_dump
 from fleetbr.plan import steps
 
 LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "2001:db8::/32")]
@@ -146,3 +146,14 @@ def test_a_routes_countdown_is_compared_by_its_presence_not_its_value() -> None:
     earlier = normalise_dump([{**route, "expires": 599}])
     assert earlier == normalise_dump([{**route, "expires": 597}]) == [{**route, "expires": True}]
     assert earlier != normalise_dump([route])
+
+
+def test_an_advertised_routes_metrics_are_not_compared_but_anyone_elses_are() -> None:
+    """The latest advertisement sets an advertised route's mtu (CI: the snapshot had ``mtu
+    1500``, the same route after the rollback none yet); a static route's mtu is the operator's."""
+    advertised = {"dst": "default", "gateway": "fe80::1", "dev": "eth0", "protocol": "ra"}
+    static = {**advertised, "protocol": "static", "metrics": [{"mtu": 1400}]}
+    with_mtu = [{**advertised, "metrics": [{"mtu": 1500}]}, static]
+    assert advertised_without_metrics(with_mtu) == [advertised, static]
+    assert advertised_without_metrics([advertised, static]) == [advertised, static]
+    assert advertised_without_metrics([{**static, "metrics": []}]) != [static]
