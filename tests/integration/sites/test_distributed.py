@@ -23,6 +23,7 @@ import yaml
 from fleetbr.distributed.app import CHUNK_TASK, make_app, queue_of
 from fleetbr.distributed.config import BROKER_ENV, CONFIG_ENV, load_settings
 from fleetbr.distributed.message import ChangeSpec, Chunk, Left
+from fleetbr.history.lease import LEASE, MARGIN
 from fleetbr.history.location import DatabaseUrl, open_store
 from fleetbr.history.store import STARTED, HostRow, RunRecord
 from fleetbr.lab import Lab
@@ -486,15 +487,22 @@ def test_a_redelivered_chunk_whose_holder_died_confirms_its_armed_applied_host(
     assert "already taken in this run" in taker.text()
 
 
+@pytest.mark.parametrize("cut_off", [0.0, LEASE - MARGIN + 1], ids=["at-once", "lease-lost"])
 def test_postgresql_stopped_mid_run_starts_no_new_host_and_the_run_is_resumed(
-    sites_of: Callable[..., Sites], tmp_path: Path, own_pg_server: PgServer
+    sites_of: Callable[..., Sites], tmp_path: Path, own_pg_server: PgServer, cut_off: float
 ) -> None:
+    """PostgreSQL stops while each site's first host is armed (held before its confirm). Gone
+    on when the gates open at once: the coordinator's rows for the next batch cannot be written,
+    so it sends no chunk. Held until the coordinator's run lease may have run out (its last
+    renewal began before the stop): the lease is lost first, so it sends no chunk and says so.
+    Either way the armed hosts are confirmed by their workers, the rest skipped, one warning
+    line, and the resume from another process finishes the run: one transaction per host."""
     sites = sites_of({"east": ["hv01", "hv03"], "west": ["hv02", "hv04"]},
                      history=own_pg_server.create_database())  # fmt: skip
     gates = {site: Gate(tmp_path / f"barrier-{site}") for site in ("east", "west")}
     for site, gate in gates.items():
         sites.worker(site, gate=gate)
-    task = task_file(tmp_path)
+    task = task_file(tmp_path, timeout=120)  # the armed hosts' timers outlive the cut-off
     coordinator = coordinator_of(sites, task, "--batch-size", "2")
     try:
         assert gates["east"].reached("confirm", timeout=90) == "hv01"
@@ -503,6 +511,7 @@ def test_postgresql_stopped_mid_run_starts_no_new_host_and_the_run_is_resumed(
         wait_for(lambda: all(sites.rows(run_id)[h].txid for h in ("hv01", "hv02")), 30,
                  "the workers to record the txids")  # fmt: skip
         own_pg_server.halt()
+        time.sleep(cut_off)
         for gate in gates.values():
             gate.open("confirm")  # armed hosts go on to their confirm without the history
         out, err = coordinator.communicate(timeout=180)
@@ -518,11 +527,20 @@ def test_postgresql_stopped_mid_run_starts_no_new_host_and_the_run_is_resumed(
         "hv03": "skipped",
         "hv04": "skipped",
     }, doc
-    assert doc["hv03"]["message"] == "not started: the run history cannot be written", doc
     warnings = [line for line in err.splitlines() if line.strip()]
     assert len(warnings) == 1, err
-    assert "run history not recorded" in warnings[0] and "no new host starts" in warnings[0]
-    assert f"fleetbr apply --resume {run_id}" in warnings[0]
+    if cut_off:
+        for host in ("hv03", "hv04"):
+            assert doc[host]["message"] == (
+                "not started: the run lease could not be renewed (history unreachable); resume "
+                f"with fleetbr apply --resume {run_id}"), doc  # fmt: skip
+        assert warnings[0].startswith("warning: run history unreachable ("), err
+        assert f"the run lease of run {run_id} could not be renewed for " in warnings[0], err
+    else:
+        assert doc["hv03"]["message"] == "not started: the run history cannot be written", doc
+        assert "run history not recorded" in warnings[0]
+    assert "no new host starts" in warnings[0], err
+    assert f"fleetbr apply --resume {run_id}" in warnings[0], err
     assert transactions(sites.lab, "hv03") == transactions(sites.lab, "hv04") == []
     armed = {h: transactions(sites.lab, h) for h in ("hv01", "hv02")}
     assert {sites.rows(run_id)[h].status.value for h in armed} == {"started"}, "left to resolve"
