@@ -389,3 +389,12 @@ def test_a_source_profile_with_an_mtu_is_refused() -> None:
     plan = nm_plan(BOND_TASK, before)
     assert plan.refusal is not None and plan.steps == ()
     assert "eth0's profile has an MTU or routing rules" in plan.refusal
+
+
+def test_networkmanager_declares_every_topology_feature() -> None:
+    """Its list is written out (the facts command must not import the change kinds) and must
+    follow FEATURES when a feature is added."""
+    from fleetbr.backends import registry
+    from fleetbr.changes.bridge.topology import FEATURES
+
+    assert registry.get("networkmanager").topologies == frozenset(FEATURES)

@@ -24,7 +24,6 @@ from fleetbr.backends.model import (
     check_route,
 )
 from fleetbr.backends.networkmanager import topology, view
-from fleetbr.changes.bridge.topology import FEATURES
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.views import ViewContext
@@ -340,7 +339,20 @@ class NetworkManagerBackend(Backend):
     view_rank = 20
     precedence = 0
     # DHCP: NM's client with the NIC's identity pinned (fleetbr.backends.networkmanager.dhcp)
-    topologies = frozenset(FEATURES)  # every one
+    # every feature (fleetbr.changes.bridge.topology.FEATURES: not imported, the facts command
+    # must not load the change kinds; tests/unit/test_startup_imports.py)
+    topologies = frozenset(
+        {
+            "bond_port",
+            "bond_create",
+            "vlan_uplink",
+            "multi_bridge",
+            "vlan_filtering",
+            "vlan_interface",
+            "host_only",
+            "dhcp",
+        }
+    )
 
     def name_servers(self, facts: HostFacts, name: str) -> tuple[str, ...] | None:
         """The name servers of the profile active on ``name`` (ipv4, then ipv6), as nmcli
