@@ -259,7 +259,7 @@ def _bridge_steps(task: BridgeTask, facts: HostFacts, mac: str | None) -> list[S
     current = facts.bridge(spec.name)
     new = (mac, spec.stp, spec.forward_delay)
     if current is None:
-        return [steps.bridge_add(spec.name, *new)]
+        return [steps.bridge_add(spec.name, *new, ra_from=spec.nic)]
     link = facts.link(spec.name)
     old_mac = link.mac if link else None
     old = (old_mac, current.stp, current.forward_delay)

@@ -43,9 +43,15 @@ def _bridge_desc(verb: str, name: str, mac: str | None, stp: bool, forward_delay
     return f"{verb} bridge {name} (mac {mac or 'kernel-chosen'}, {settings})"
 
 
-def bridge_add(name: str, mac: str | None, stp: bool, forward_delay: int) -> Step:
-    """Create a bridge (down); the inverse deletes it."""
+def bridge_add(
+    name: str, mac: str | None, stp: bool, forward_delay: int, ra_from: str | None = None
+) -> Step:
+    """Create a bridge (down); the inverse deletes it. ``ra_from``: the device whose addresses it
+    takes; a new bridge gets that device's IPv6 ``accept_ra`` and ``autoconf`` before it comes
+    up (a new link gets the kernel's defaults: a static NIC with ``accept_ra 0`` became a bridge
+    that took a router advertisement's default route, and the confirm rolled it back)."""
     args = _bridge_args(name, mac, stp, forward_delay)
+    args["ra_from"] = None if ra_from is None else validate.interface_name(ra_from, "ra_from")
     return Step(
         "bridge_add",
         args,

@@ -48,7 +48,8 @@ def test_classic_v4_v6_order_and_arguments() -> None:
     assert p.refusal is None
     assert kinds(p) == CLASSIC
     first = p.steps[0]
-    assert dict(first.args) == {"name": "br0", "mac": NIC_MAC, "stp": False, "forward_delay": 4}
+    assert dict(first.args) == {"name": "br0", "mac": NIC_MAC, "stp": False, "forward_delay": 4,
+                                "ra_from": "eth0"}  # fmt: skip
     moves = [(s.kind, s.args["dev"], s.args["cidr"]) for s in p.steps if s.kind.startswith("addr")]
     # all added first; the NIC's deleted in reverse, so the rollback restores them in order
     assert moves == [
@@ -145,6 +146,7 @@ def test_explicit_mac_and_stp_on() -> None:
         "mac": "02:00:00:00:00:42",
         "stp": True,
         "forward_delay": 15,
+        "ra_from": "eth0",
     }
     assert (p.expected.mac, p.expected.stp, p.expected.forward_delay) == (
         "02:00:00:00:00:42",

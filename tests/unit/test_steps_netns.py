@@ -494,3 +494,22 @@ def test_module_that_is_not_ours_alone_stays_loaded(lab: Lab, setup: str, why: s
     assert loaded, why
     assert "rmmod br_netfilter" not in calls
     assert calls == ([] if setup else ["modprobe br_netfilter"])
+
+
+@pytest.mark.parametrize(("accept_ra", "autoconf"), [("0", "0"), ("2", "1")])
+def test_a_new_bridge_takes_the_nics_router_advertisement_settings(
+    lab: Lab, accept_ra: str, autoconf: str
+) -> None:
+    """A new link starts with the kernel's IPv6 defaults (accept_ra 1): a static NIC with
+    ``accept_ra 0`` became a bridge that took a router advertisement's default route (CI, the
+    distro demo: the confirm saw it and rolled the host back). The bridge gets the NIC's
+    ``accept_ra`` and ``autoconf`` before it comes up, whatever they are."""
+    conf = "/proc/sys/net/ipv6/conf"
+    assert_ok(lab.run(f"echo {accept_ra} > {conf}/eth0/accept_ra && "
+                      f"echo {autoconf} > {conf}/eth0/autoconf"))  # fmt: skip
+    before = read_facts(lab)
+    plan = make_plan(lab, before)
+    assert_ok(lab.run(steps_script(plan.steps)))
+    got = lab.run(f"cat {conf}/br0/accept_ra {conf}/br0/autoconf")
+    assert got.stdout.split() == [accept_ra, autoconf], got
+    assert_ok(lab.run(rollback_script(plan.rollback)))

@@ -91,7 +91,9 @@ def plan_runtime(
         return refused(task, reason)
     out = _Plan()
     for bridge in topology.bridges:
-        _setup_bridge(bridge, bridge_mac(bridge, topology, facts), facts, out)
+        source = address_source(bridge, topology, facts)
+        ra_from = source if facts.link(source) is not None else None
+        _setup_bridge(bridge, bridge_mac(bridge, topology, facts), facts, out, ra_from)
     for bond in topology.bonds():
         _setup_bond(bond, facts, out)
     for bridge in topology.bridges:
@@ -174,11 +176,13 @@ def bridge_mac(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> str 
     return validate.mac_address(link.mac, "uplink mac") if link and link.mac else None
 
 
-def _setup_bridge(bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _Plan) -> None:
+def _setup_bridge(
+    bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _Plan, ra_from: str | None
+) -> None:
     current = facts.bridge(bridge.name)
     new = (mac, bridge.stp, bridge.forward_delay)
     if current is None:
-        out.setup.append(steps.bridge_add(bridge.name, *new))
+        out.setup.append(steps.bridge_add(bridge.name, *new, ra_from=ra_from))
     else:
         link = facts.link(bridge.name)
         old_mac = link.mac if link else None
