@@ -387,7 +387,7 @@ def test_script_quotes_values_and_pings_v6_with_dash_6() -> None:
     script = facts_script(["2001:db8::1"], state_dir="/tmp/state dir", managed_files=["/a b"])
     assert "state_dir='/tmp/state dir'" in script
     assert "f='/a b'" in script
-    assert "ping -6 -n -c 1 -W 1" in script
+    assert "ping -6 -n -c 1 -w 3" in script
     assert "ping -n" not in script
 
 
