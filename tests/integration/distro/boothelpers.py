@@ -116,11 +116,26 @@ async def to_phase(lab: Lab, host: str, task_path: Path, phase: str) -> Transact
         await asyncio.to_thread(wait_for, lambda: held(lab, host), 30, f"{host}: apply held")
         assert armed(lab, host) and not enslaved(lab, host), host
     if phase == "window":
-        await asyncio.to_thread(
-            wait_for, lambda: "applied" in events(lab, host), 60, f"{host}: applied"
-        )
+        await asyncio.to_thread(wait_applied, lab, host)
         assert armed(lab, host) and enslaved(lab, host), host
     return tx
+
+
+def wait_applied(lab: Lab, host: str, timeout: float = 60) -> None:
+    """Wait until the host's apply finished and says ``applied``; else fail with its apply log."""
+    try:
+        wait_for(lambda: bool({"applied", "apply_failed"} & set(events(lab, host))), timeout,
+                 f"{host}: applied")  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{apply_log(lab, host)}") from None
+    assert "applied" in events(lab, host), (host, apply_log(lab, host))
+
+
+def apply_log(lab: Lab, host: str) -> str:
+    """The host's transaction apply logs and journal (what a failed apply said)."""
+    logs = "tail -n 40 /var/lib/fleetbr/tx/*/apply.log /var/lib/fleetbr/journal"
+    journal = "journalctl -b --no-pager -o short-monotonic | tail -n 60"
+    return sh(lab, host, f"{logs}; {journal}", False)
 
 
 async def cut_off_applied(lab: Lab, host: str, task: Path) -> Transaction:
@@ -130,16 +145,7 @@ async def cut_off_applied(lab: Lab, host: str, task: Path) -> Transaction:
     async with open_connection(spec) as conn:
         assert await _prepare(tx, conn) is None, host
         await _arm_and_apply(tx, conn)
-    await asyncio.to_thread(
-        wait_for,
-        lambda: bool({"applied", "apply_failed"} & set(events(lab, host))),
-        60,
-        f"{host}: applied",
-    )
-    assert "applied" in events(lab, host), (
-        host,
-        sh(lab, host, "cat /var/lib/fleetbr/tx/*/apply.log"),
-    )
+    await asyncio.to_thread(wait_applied, lab, host)
     assert armed(lab, host) and enslaved(lab, host), host
     return tx
 

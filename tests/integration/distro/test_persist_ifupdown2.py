@@ -7,7 +7,9 @@ test_persist_reboot.py):
   in ifupdown2's keywords; after a reboot the bridge comes back exactly; the unbridge task gives
   the NIC its stanza back, for good;
 - a cutting task is rolled back exactly: the file byte for byte, ifupdown2's view, the kernel;
-- a reboot after confirm comes back confirmed; a power cut in the window comes back as before.
+- a reboot after confirm comes back confirmed; a power cut in the window comes back as before;
+- two bridges in one task, br0 over the NIC and host-only br9 (topohelpers.py): confirmed, both
+  ifupdown2's, back after a reboot; a power cut in the window comes back as before.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.integration.distro.persisthelpers import (
     settled_facts,
     settled_state,
 )
+from tests.integration.distro.topohelpers import confirmed_then_rebooted, power_cut_in_the_window
 from tests.integration.helpers import REPO, armed, events, sh
 from tests.isolation import require_distro_cache
 
@@ -136,4 +139,20 @@ def test_a_power_cut_in_the_window_or_after_confirm(fresh: Lab, tmp_path: Path, 
 
     got, resumed = asyncio.run(run())
     problems = check_phase(fresh, BACKEND, phase, got, resumed, before)
+    assert not problems, "\n".join(problems)
+
+
+def test_two_bridges_one_host_only_confirmed_and_back_after_a_reboot(
+    fresh: Lab, tmp_path: Path
+) -> None:
+    settled_facts(fresh, HOST)
+    problems = confirmed_then_rebooted(fresh, {BACKEND: HOST}, tmp_path)
+    assert not problems, "\n".join(problems)
+
+
+def test_two_bridges_one_host_only_power_cut_in_the_window_back_as_before(
+    fresh: Lab, tmp_path: Path
+) -> None:
+    before = {HOST: settled_state(fresh, HOST)}
+    problems = power_cut_in_the_window(fresh, {BACKEND: HOST}, tmp_path, before)
     assert not problems, "\n".join(problems)
