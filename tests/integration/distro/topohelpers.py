@@ -1,6 +1,6 @@
 """The two-bridge topology (br0 over the NIC, host-only br9) on the distro tier's real daemons:
 the task, and what a confirmed host, a reboot and a power cut in the window must show. Shared by
-test_topologies_distro.py (ifupdown, networkd, netplan, NetworkManager) and
+test_topologies_distro.py (ifupdown, networkd, NetworkManager; netplan left out, as it says) and
 test_persist_ifupdown2.py (ifupdown2, a lab of its own)."""
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from tests.integration.distro.persisthelpers import (
     gather_each,
     on_each,
     owns,
+    plan,
     settled_facts,
 )
-from tests.integration.helpers import events, fleetbr
+from tests.integration.helpers import events
 
 HOST_ONLY = "198.18.0.1/24"
 
@@ -66,20 +67,13 @@ def bridged_problems(facts: HostFacts, backend: str) -> list[str]:
         out.append(f"br0: {br0}")
     if br9 is None or br9.ports:
         out.append(f"br9: {br9}")
-    held = [a.cidr for a in facts.addresses if a.dev == "br9" and a.scope == "global"]
+    held = [a.cidr for a in facts.addresses_of("br9")]
     if held != [HOST_ONLY]:
         out.append(f"br9 holds {held}, not {HOST_ONLY}")
-    eth0 = [a.cidr for a in facts.addresses if a.dev == "eth0" and a.scope == "global"]
+    eth0 = [a.cidr for a in facts.addresses_of("eth0")]
     if eth0:
         out.append(f"eth0 still holds {eth0}")
     return out
-
-
-def verb(lab: Lab, host: str, name: str, task: Path) -> str:
-    """``fleetbr NAME TASK`` on ``host``: its exit code and status, as one string."""
-    code, doc, err = fleetbr("-i", str(lab.inventory_dir), "-l", host, name, str(task))
-    assert isinstance(doc, dict), (doc, err)
-    return f"{code} {doc[host]['status']}"
 
 
 def confirmed_then_rebooted(lab: Lab, hosts: Mapping[str, str], tmp_path: Path) -> list[str]:
@@ -97,9 +91,9 @@ def confirmed_then_rebooted(lab: Lab, hosts: Mapping[str, str], tmp_path: Path) 
             continue
         facts = settled_facts(lab, host, timeout=60)
         problems += [f"{backend}: {line}" for line in bridged_problems(facts, backend)]
-        for name, want in (("check", "0 in_sync"), ("plan", "0 unchanged")):
-            got = verb(lab, host, name, task)
-            if got != want:
+        for name, want in (("check", "in_sync"), ("plan", "unchanged")):
+            got = plan(lab, host, task, name)
+            if got[:2] != (0, want):
                 problems.append(f"{backend}: {name} says {got}")
     if problems:
         return problems
@@ -109,8 +103,8 @@ def confirmed_then_rebooted(lab: Lab, hosts: Mapping[str, str], tmp_path: Path) 
         problems += [f"{backend} after the reboot: {x}" for x in bridged_problems(facts, backend)]
         if events(lab, host) != ["staged", "armed", "applied", "confirmed"]:
             problems.append(f"{backend}: journal {events(lab, host)}")
-        got = verb(lab, host, "check", task)
-        if got != "0 in_sync":
+        got = plan(lab, host, task, "check")
+        if got[:2] != (0, "in_sync"):
             problems.append(f"{backend}: check after the reboot says {got}")
     return problems
 
