@@ -27,7 +27,7 @@ from fleetbr.plan.persist import bridge_config, choose_backend
 from fleetbr.plan.planner import plan_host
 from fleetbr.plan.shell import step_command
 from fleetbr.render import render
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 
 BACKENDS = ["ifupdown", "networkd", "netplan", "networkmanager"]
 

@@ -41,10 +41,10 @@ from fleetbr.transport import (
     CommandResult,
     OutputSink,
     Session,
-    SSHTransport,
     Transport,
     use_transport,
 )
+from fleetbr.transport.ssh import SSHTransport
 
 REPO = Path(__file__).resolve().parents[2]
 POINTS = ("confirm", "disarm", "batch")

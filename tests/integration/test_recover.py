@@ -11,7 +11,7 @@ from typing import Any
 from fleetbr.changes.command.change import CommandChange
 from fleetbr.lab import Lab, host_state
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.helpers import (
     armed,
     events,

@@ -18,7 +18,7 @@ from fleetbr.errors import ConnectFailed, HostKeyRejected
 from fleetbr.facts.gather import facts_job, gather
 from fleetbr.lab import Lab, host_exec, kill_sshd, reset_host, set_switch_port, start_sshd
 from fleetbr.runner import run_hosts
-from fleetbr.transport import connect, open_connection
+from fleetbr.transport.ssh import connect, open_connection
 from tests.integration.helpers import derived_inventory, fleetbr, sh, specs, task_file, wait_for
 
 

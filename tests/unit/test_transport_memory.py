@@ -9,8 +9,9 @@ from fleetbr.adhoc.spec import RunOptions, RunSpec
 from fleetbr.errors import ConnectFailed, RemoteCommandFailed, SessionLost
 from fleetbr.facts.gather import facts_job
 from fleetbr.report import Status
-from fleetbr.transport import SSHTransport, current_transport, open_session, use_transport
+from fleetbr.transport import current_transport, open_session, use_transport
 from fleetbr.transport.memory import MemoryTransport, Reply, ScriptedHost, marks
+from fleetbr.transport.ssh import SSHTransport
 from tests.unit.fakehost import PLAIN_FACTS, spec
 
 

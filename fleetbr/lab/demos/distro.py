@@ -34,7 +34,7 @@ from fleetbr.lab.distro import reboot, up
 from fleetbr.output import Human, print_json, render_results
 from fleetbr.report import Status
 from fleetbr.transaction.verdict import daemons_settling
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 
 BACKENDS = ("ifupdown", "networkd", "netplan", "networkmanager")
 HOSTS = dhcp_demo.hosts_with_dhcp(BACKENDS)  # one host per backend, then the DHCP host

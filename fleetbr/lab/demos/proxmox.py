@@ -30,7 +30,7 @@ from fleetbr.lab.demos.engine import apply_tasks
 from fleetbr.lab.vm import router, up
 from fleetbr.output import render_results
 from fleetbr.report import Status
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 
 BACKEND = "ifupdown2"
 BOND = "bond0"

@@ -28,7 +28,7 @@ from fleetbr.transaction.protocol import (
     resolve,
     run_transaction,
 )
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.distro.persisthelpers import (
     BOOT_GENERATED,
     HOSTS,

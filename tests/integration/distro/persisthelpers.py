@@ -23,7 +23,7 @@ from fleetbr.facts.parse import parse_facts
 from fleetbr.lab import Lab, host_state
 from fleetbr.report import AggregatedResult
 from fleetbr.transaction.verdict import daemons_settling
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.helpers import REPO, fleetbr, sh, specs
 
 # backend -> the distro_lab host whose NIC it manages (tests/integration/distro/conftest.py)

@@ -24,7 +24,7 @@ from fleetbr.lab.distro import reboot
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction import scripts
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.helpers import armed, events, fleetbr, sh, specs, wait_for
 
 pytestmark = pytest.mark.lab

@@ -21,7 +21,7 @@ from fleetbr.lab import Lab, LabHost
 from fleetbr.lab.distro import reboot
 from fleetbr.report import HostResult, Status
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.guests.guesthelpers import domains, host_facts, master, task
 from tests.integration.helpers import armed, events, rendered, sh, specs, wait_for
 

@@ -25,7 +25,7 @@ from fleetbr.lab import Lab
 from fleetbr.lab.state import normalise_dump
 from fleetbr.report import Status
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
-from fleetbr.transport import open_connection
+from fleetbr.transport.ssh import open_connection
 from tests.integration.distro.persisthelpers import daemon_view, owns, settled_facts, state_diff
 from tests.integration.helpers import fleetbr, rendered, specs
 from tests.integration.vm.conftest import booted_lab, ssh, vm_sh
