@@ -19,6 +19,12 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 USERNAME_MAX = 256
 SHOW_MAX = 100  # characters of a value quoted in an error message
+# Nesting levels a loaded YAML document may have. Real files need fewer than 10; the bound keeps
+# every recursive walk of a document (deepcopy, json, redaction) far from Python's recursion
+# limit, whichever parser loaded it (libyaml does not stop at depth, the pure parsers do).
+MAX_DEPTH = 64
+_SEQUENCES = (list, tuple, set, frozenset)
+_CONTAINERS = (dict, *_SEQUENCES)
 
 _SHOW = reprlib.Repr()
 _SHOW.maxlevel = 2
@@ -56,27 +62,32 @@ def label(value: object) -> str:
 
 
 def bounded(document: object, limit: int, field: str) -> None:
-    """Refuse a loaded YAML document with more than ``limit`` values once aliases are expanded.
+    """Refuse a loaded YAML document with more than ``limit`` values once aliases are expanded,
+    or nested deeper than :data:`MAX_DEPTH` levels.
 
     YAML aliases share objects, so a few lines can stand for billions of values (the "billion
     laughs"); anything that walks, copies, prints or serialises the document expands them. The walk
-    stops as soon as the budget is spent, so checking costs at most ``limit`` steps (a recursive
-    alias counts as too large).
+    stops as soon as the budget is spent, so checking costs at most ``limit`` steps; a recursive
+    alias is refused as too deep.
     """
-    budget = limit
-    stack: list[object] = [document]
+    budget = limit - 1  # the document itself is a value
+    stack: list[tuple[object, int]] = [(document, 0)]
     while stack:
-        item = stack.pop()
-        budget -= 1
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            members = [*item.keys(), *item.values()]
+        elif isinstance(item, _SEQUENCES):
+            members = list(item)
+        else:
+            continue
+        budget -= len(members)
         if budget < 0:
             raise ValidationError(
                 f"{field}: more than {limit} values once YAML aliases (*name) are expanded"
             )
-        if isinstance(item, dict):
-            stack.extend(list(item.keys())[: budget + 1])
-            stack.extend(list(item.values())[: budget + 1])
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(list(item)[: budget + 1])
+        if members and depth >= MAX_DEPTH:
+            raise ValidationError(f"{field}: nested deeper than {MAX_DEPTH} levels")
+        stack.extend((m, depth + 1) for m in members if isinstance(m, _CONTAINERS))
 
 
 def interface_name(value: object, field: str = "interface") -> str:

@@ -64,7 +64,7 @@ def redact_yaml(text: str) -> str:
     try:
         document = yaml.safe_load(text)
         bounded(document, YAML_VALUES, "netplan file")
-    except (yaml.YAMLError, ValidationError):
+    except (yaml.YAMLError, ValidationError, RecursionError):  # RecursionError: PyYAML, too deep
         return WITHHELD_YAML
     cleaned, found = _redact_node(document)
     if not found:

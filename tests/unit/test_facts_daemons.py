@@ -278,6 +278,16 @@ def test_odd_host_content_becomes_warnings() -> None:
     assert any("bomb.yaml is not usable YAML" in w for w in warnings)
 
 
+@pytest.mark.parametrize("levels", [70, 5000])
+def test_netplan_yaml_nested_too_deep_is_a_warning_not_a_crash(levels: int) -> None:
+    """Before: RecursionError out of the facts parser, for a file a few hundred levels deep."""
+    deep = "network: {ethernets: {eth0: " + "[" * levels + "1" + "]" * levels + "}}\n"
+    lines = ["running networkd yes", *content("/etc/netplan/deep.yaml", deep)]
+    result, warnings = daemons(lines)
+    assert result.interfaces == {}
+    assert len(warnings) == 1 and "deep.yaml is not usable YAML" in warnings[0], warnings
+
+
 @pytest.mark.parametrize(
     "line", ["bogus line", "file notasha /etc/x", f"file {SHA}", "file  /etc/x"]
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import yaml
 
 from fleetbr.backends import plan_backend
@@ -98,6 +99,14 @@ def test_yaml_that_does_not_load_is_withheld_whole() -> None:
         for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     )
     assert redact_yaml(bomb) == WITHHELD_YAML
+
+
+@pytest.mark.parametrize("levels", [70, 400, 5000])
+def test_yaml_nested_too_deep_is_withheld_not_a_crash(levels: int) -> None:
+    """A host's netplan file nested a few hundred levels deep raised RecursionError out of the
+    facts parser (PyYAML's loader recurses); now it is withheld like any unusable YAML."""
+    deep = "network: " + "[" * levels + "password: s3cr3t-pw" + "]" * levels + "\n"
+    assert redact_yaml(deep) == WITHHELD_YAML
 
 
 def test_facts_output_is_redacted_while_the_backend_rewrites_the_secret() -> None:

@@ -374,8 +374,35 @@ def test_inventory_alias_bomb_is_refused_within_bounded_memory(
 
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     hosts = "hv01:\n  hostname: a\n  data: {loop: &l [*l]}\n"
-    with pytest.raises(InventoryError, match="hosts.yaml: more than"):
+    with pytest.raises(InventoryError, match="hosts.yaml: nested deeper than 64 levels"):
         load_inventory(write_inventory(tmp_path, hosts, None, None))
+
+
+@pytest.mark.parametrize("levels", [62, 400, 5000])
+def test_data_nested_too_deep_is_refused_whatever_the_parser(tmp_path: Path, levels: int) -> None:
+    """libyaml builds any depth (the pure parser hit Python's recursion limit at a few hundred);
+    a document deeper than 64 levels is refused before anything walks it."""
+    data = "[" * levels + "1" + "]" * levels
+    hosts = f"hv01:\n  hostname: a\n  data: {{x: {data}}}\n"
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(write_inventory(tmp_path, hosts, None, None))
+    assert str(caught.value) == f"{tmp_path}/hosts.yaml: nested deeper than 64 levels"
+
+
+def test_data_64_levels_deep_is_loaded(tmp_path: Path) -> None:
+    data = "[" * 61 + "1" + "]" * 61  # the file, the host and its data are 3 levels: 64 in all
+    hosts = f"hv01:\n  hostname: a\n  data: {{x: {data}}}\n"
+    assert load_inventory(write_inventory(tmp_path, hosts, None, None))["hv01"].data["x"]
+
+
+def test_the_inventory_is_parsed_by_libyaml() -> None:
+    """ruamel.yaml 0.19 no longer installs its C extension: without ruamel.yaml.clib (in the
+    lock) the inventory is parsed in pure Python, ~4x the CPU (docs/benchmarks.md)."""
+    import ruamel.yaml
+    from ruamel.yaml.main import CParser  # type: ignore[attr-defined]
+
+    assert CParser is not None
+    assert ruamel.yaml.YAML(typ="safe").Parser is CParser
 
 
 @pytest.mark.parametrize("hosts", ["hv01: {hostname: a, port: " + "9" * 5000 + "}\n", "[" * 5000])

@@ -72,7 +72,7 @@ def netplan_interfaces(
         try:
             doc = yaml.safe_load(contents[path])
             bounded(doc, YAML_VALUES, path)
-        except (yaml.YAMLError, ValidationError) as exc:
+        except (yaml.YAMLError, ValidationError, RecursionError) as exc:  # PyYAML: too deep
             warnings.append(f"section daemons: {path} is not usable YAML: {_yaml_problem(exc)}")
             continue
         network = doc.get("network") if isinstance(doc, dict) else None
