@@ -114,6 +114,8 @@ Side = tuple[list[str], Callable[[object], bool]]
 
 
 def _sides(built: lab.Lab, tmp: Path, with_apply: bool, baseline: Path | None) -> dict[str, Side]:
+    # before the targets are written: the floor reads its timeout from them, fleetbr from the file
+    _set_connect_timeout(built.inventory_dir / "defaults.yaml", CONNECT_TIMEOUT)
     targets = str(write_targets(built, tmp / "targets.json"))
     forks = ["--forks", str(FORKS)]
     inv = built.inventory_dir
