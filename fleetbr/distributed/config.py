@@ -13,8 +13,11 @@ from typing import Any
 
 import yaml
 
-from fleetbr.errors import UsageError
+from fleetbr.errors import UsageError, ValidationError
 from fleetbr.history.location import masked
+from fleetbr.validate import MAX_DEPTH, bounded
+
+CONFIG_VALUES = 10_000  # a config of a few keys: far more is a mistake or an alias bomb
 
 BROKER_ENV = "FLEETBR_BROKER"
 CONFIG_ENV = "FLEETBR_DISTRIBUTED_CONFIG"
@@ -81,8 +84,13 @@ def _read(path: Path) -> dict[str, Any]:
                          "broker's password)")  # fmt: skip
     try:
         loaded = yaml.safe_load(text) or {}
+        bounded(loaded, CONFIG_VALUES, str(path))
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:  # PyYAML's loader recurses: a document thousands of levels deep
+        raise UsageError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(loaded, dict):
         raise UsageError(f"{path}: expected a mapping (broker, kinds, start_wait, ...)")
     return loaded

@@ -124,6 +124,21 @@ def test_the_broker_comes_from_the_environment_or_a_private_config_file(
     assert "pw" not in str(refused.value)
 
 
+@pytest.mark.parametrize("levels", [70, 5000])
+def test_a_config_nested_too_deep_is_a_usage_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, levels: int
+) -> None:
+    """Before: RecursionError's traceback (PyYAML's loader recurses) or a config walked as is."""
+    path = tmp_path / "distributed.yaml"
+    monkeypatch.setenv(config.CONFIG_ENV, str(path))
+    monkeypatch.delenv(config.BROKER_ENV, raising=False)
+    path.write_text("broker: redis://127.0.0.1:6390/0\nkinds: " + "[" * levels + "]" * levels)
+    path.chmod(0o600)
+    with pytest.raises(UsageError) as refused:
+        config.load_settings()
+    assert str(refused.value) == f"{path}: nested deeper than 64 levels"
+
+
 def test_the_executor_is_local_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(config.EXECUTOR_ENV, raising=False)
     assert config.executor(None) == "local"
