@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import reprlib
+from typing import Any
 
 from fleetbr.errors import ValidationError
 
@@ -88,6 +89,20 @@ def bounded(document: object, limit: int, field: str) -> None:
         if members and depth >= MAX_DEPTH:
             raise ValidationError(f"{field}: nested deeper than {MAX_DEPTH} levels")
         stack.extend((m, depth + 1) for m in members if isinstance(m, _CONTAINERS))
+
+
+def bounded_yaml(text: str, limit: int, field: str) -> Any:
+    """``text`` loaded by PyYAML's safe loader, then checked by :func:`bounded`. A document too
+    deep for the loader itself (it recurses) is the same ValidationError as one :func:`bounded`
+    finds too deep; bad YAML is PyYAML's ``yaml.YAMLError``."""
+    import yaml  # noqa: PLC0415 - the CLI's start-up imports this module and needs no PyYAML
+
+    try:
+        document = yaml.safe_load(text)
+    except RecursionError:
+        raise ValidationError(f"{field}: nested deeper than {MAX_DEPTH} levels") from None
+    bounded(document, limit, field)
+    return document
 
 
 def interface_name(value: object, field: str = "interface") -> str:

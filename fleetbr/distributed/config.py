@@ -15,7 +15,7 @@ import yaml
 
 from fleetbr.errors import UsageError, ValidationError
 from fleetbr.history.location import masked
-from fleetbr.validate import MAX_DEPTH, bounded
+from fleetbr.validate import bounded_yaml
 
 CONFIG_VALUES = 10_000  # a config of a few keys: far more is a mistake or an alias bomb
 
@@ -83,12 +83,9 @@ def _read(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: readable by group or others; chmod 600 it (it may hold the "
                          "broker's password)")  # fmt: skip
     try:
-        loaded = yaml.safe_load(text) or {}
-        bounded(loaded, CONFIG_VALUES, str(path))
+        loaded = bounded_yaml(text, CONFIG_VALUES, str(path)) or {}
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
-    except RecursionError:  # PyYAML's loader recurses: a document thousands of levels deep
-        raise UsageError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     if not isinstance(loaded, dict):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import yaml
 
 from fleetbr.errors import ValidationError
-from fleetbr.validate import bounded, split_lines
+from fleetbr.validate import bounded_yaml, split_lines
 
 REDACTED = "<redacted>"
 WITHHELD_YAML = "<withheld: not YAML fleetbr can read, it may hold secrets>\n"
@@ -62,9 +62,8 @@ def redact_yaml(text: str) -> str:
     replaced (comments dropped); one without is shown as it is, commented-out secrets replaced.
     Text that does not load as bounded YAML is withheld whole."""
     try:
-        document = yaml.safe_load(text)
-        bounded(document, YAML_VALUES, "netplan file")
-    except (yaml.YAMLError, ValidationError, RecursionError):  # RecursionError: PyYAML, too deep
+        document = bounded_yaml(text, YAML_VALUES, "netplan file")
+    except (yaml.YAMLError, ValidationError):
         return WITHHELD_YAML
     cleaned, found = _redact_node(document)
     if not found:

@@ -14,7 +14,7 @@ import yaml
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import DaemonView, Link
 from fleetbr.facts.views import ViewContext, by_precedence
-from fleetbr.validate import bounded
+from fleetbr.validate import bounded_yaml
 
 YAML_VALUES = 10_000
 NETPLAN_GENERATED = (
@@ -70,9 +70,8 @@ def netplan_interfaces(
     result: dict[str, tuple[str, ...]] = {}
     for path in by_precedence(yamls, NETPLAN_DIRS):
         try:
-            doc = yaml.safe_load(contents[path])
-            bounded(doc, YAML_VALUES, path)
-        except (yaml.YAMLError, ValidationError, RecursionError) as exc:  # PyYAML: too deep
+            doc = bounded_yaml(contents[path], YAML_VALUES, path)
+        except (yaml.YAMLError, ValidationError) as exc:
             warnings.append(f"section daemons: {path} is not usable YAML: {_yaml_problem(exc)}")
             continue
         network = doc.get("network") if isinstance(doc, dict) else None
