@@ -80,6 +80,7 @@ class Address:
     label: str | None = None  # IPv4 label when it is not the device name (``eth0:1``)
     secondary: bool = False  # IPv4: not the first address of its subnet on the device
     nodad: bool = False  # IPv6: added without duplicate address detection
+    noprefixroute: bool = False  # no kernel prefix route (a daemon adds its own, with its metric)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ def parse_addresses(data: Iterable[JsonObj]) -> tuple[Address, ...]:
                     label=_label(dev, family, info.get("label")),
                     secondary=bool(info.get("secondary", False)),
                     nodad=bool(info.get("nodad", False)),
+                    noprefixroute=bool(info.get("noprefixroute", False)),
                 )
             )
     return tuple(addresses)

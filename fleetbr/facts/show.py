@@ -40,9 +40,12 @@ def _bridges(facts: Facts) -> Table:
     return ("name", "stp", "forward_delay", "ports"), rows
 
 
+_ADDRESS_FLAGS = ("dynamic", "secondary", "nodad", "noprefixroute")
+
+
 def _addresses(facts: Facts) -> Table:
     def flags(a: Mapping[str, Any]) -> str:
-        return ",".join(f for f in ("dynamic", "secondary", "nodad") if a.get(f)) or "-"
+        return ",".join(f for f in _ADDRESS_FLAGS if a.get(f)) or "-"
 
     rows = [(a["dev"], f"v{a['family']}", a["cidr"], a["scope"], flags(a))
             for a in facts["addresses"]]  # fmt: skip

@@ -139,6 +139,8 @@ def _addr_args(
     broadcast: str | None = None,
     label: str | None = None,
     nodad: bool = True,
+    *,
+    noprefixroute: bool = False,
 ) -> dict[str, object]:
     value = validate.cidr(cidr, "address")
     family = 6 if ":" in value else 4
@@ -150,6 +152,10 @@ def _addr_args(
         "label": address_label(label, dev) if family == 4 else None,
         # IPv6: a moved address is usable at once (nodad); one put back gets the flag it had
         "nodad": bool(nodad) if family == 6 else None,
+        # A daemon's address carries no kernel prefix route (the daemon adds its own, with its
+        # metric): one put back keeps the flag, or the kernel adds a second route (metric 256
+        # for IPv6), and an IPv6 ``replace`` of the daemon's own address would clear it.
+        "noprefixroute": bool(noprefixroute),
     }
 
 
@@ -177,10 +183,12 @@ def addr_del(
     broadcast: str | None = None,
     label: str | None = None,
     nodad: bool = True,
+    *,
+    noprefixroute: bool = False,
 ) -> Step:
-    """Delete an address from ``dev``; the inverse adds it back, with its broadcast, label and
-    (IPv6) whether it had duplicate address detection."""
-    args = _addr_args(dev, cidr, broadcast, label, nodad)
+    """Delete an address from ``dev``; the inverse adds it back, with its broadcast, label,
+    whether it had a kernel prefix route and (IPv6) duplicate address detection."""
+    args = _addr_args(dev, cidr, broadcast, label, nodad, noprefixroute=noprefixroute)
     return Step(
         "addr_del",
         args,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -201,3 +202,42 @@ def test_an_ipv6_address_goes_back_with_the_duplicate_detection_it_had() -> None
     assert step_command(lab.inverse).endswith(" dev eth0 nodad")
     moved = mk.addr_add("br0", "2001:db8:100::a/64")
     assert step_command(moved).endswith(" dev br0 nodad")
+
+
+@pytest.mark.parametrize("cidr", ["198.51.100.10/24", "2001:db8:100::a/64"])
+def test_an_address_goes_back_without_a_kernel_prefix_route_when_it_had_none(cidr: str) -> None:
+    """A daemon's address (``noprefixroute``) put back keeps the flag, so the kernel adds no
+    second prefix route beside the daemon's; a plain one gets the kernel's route as before."""
+    daemon = mk.addr_del("eth0", cidr, noprefixroute=True)
+    plain = mk.addr_del("eth0", cidr)
+    assert daemon.inverse is not None and plain.inverse is not None
+    assert step_command(daemon.inverse).endswith(" noprefixroute")
+    assert "noprefixroute" not in step_command(plain.inverse)
+    assert "noprefixroute" not in step_command(mk.addr_add("br0", cidr))
+
+
+def test_the_rollback_puts_a_daemons_addresses_back_with_their_flag() -> None:
+    """Planned from a host whose NIC addresses a daemon set (``noprefixroute``): every address
+    the rollback puts back on the NIC carries the flag; the bridge's (the apply's) do not."""
+    before = facts()
+    daemon = dataclasses.replace(
+        before,
+        addresses=tuple(
+            dataclasses.replace(a, noprefixroute=a.scope == "global") for a in before.addresses
+        ),
+    )
+    plan = plan_host(task(), daemon, min_timeout=20)
+    back = [s for s in plan.rollback if s.kind == "addr_add" and s.args["dev"] == "eth0"]
+    assert len(back) == 2, plan.rollback
+    assert all(step_command(s).endswith(" noprefixroute") for s in back)
+    onto = [s for s in plan.steps if s.kind == "addr_add"]
+    assert onto and not any("noprefixroute" in step_command(s) for s in onto)
+
+
+def test_steps_of_an_older_fleetbr_without_the_flag_still_render() -> None:
+    """A resumed run's steps were saved before ``noprefixroute`` existed: no flag, no error."""
+    step = mk.addr_del("eth0", "2001:db8:100::a/64")
+    assert step.inverse is not None
+    args = {k: v for k, v in step.inverse.args.items() if k != "noprefixroute"}
+    old = Step("addr_add", args, step.inverse.description)
+    assert step_command(old) == "ip -6 addr replace 2001:db8:100::a/64 dev eth0 nodad"

@@ -307,6 +307,47 @@ def test_rollback_twice_is_idempotent(lab: Lab) -> None:
     assert verify_restored(before, read_facts(lab), plan) == []
 
 
+def _as_a_daemon_configures(lab: Lab) -> None:
+    """eth0's addresses as NetworkManager and networkd set them: no kernel prefix route
+    (``noprefixroute``), the daemon's own prefix route at its device metric instead. (The
+    kernel changes no flag of an existing IPv4 address on ``replace``: they are added anew.)"""
+    h = lab.host
+    sh("ip", "-n", h, "addr", "flush", "dev", "eth0", "scope", "global")
+    for cidr in ("198.51.100.10/24", "2001:db8:100::10/64", "2001:db8:100::11/64"):
+        family, extra = ("-6", ("nodad",)) if ":" in cidr else ("-4", ())
+        sh("ip", "-n", h, family, "addr", "add", cidr, "dev", "eth0", "noprefixroute", *extra)
+    for family, prefix in (("-4", "198.51.100.0/24"), ("-6", "2001:db8:100::/64")):
+        sh("ip", "-n", h, family, "route", "add", prefix, "dev", "eth0", "proto", "kernel",
+           "metric", "100")  # fmt: skip
+    sh("ip", "-n", h, "route", "add", "default", "via", "198.51.100.1", "dev", "eth0")
+    sh("ip", "-n", h, "-6", "route", "replace", "default", "via", "2001:db8:100::1", "dev", "eth0")
+
+
+@pytest.mark.parametrize("retaken", [False, True], ids=["plain", "daemon-retook-first"])
+def test_a_daemons_addresses_come_back_without_a_kernel_prefix_route(
+    lab: Lab, retaken: bool
+) -> None:
+    """A daemon's addresses (``noprefixroute``, its own prefix route at metric 100) put back by
+    the rollback keep the flag: no second prefix route appears (IPv4 metric 0, IPv6 256).
+    ``retaken``: the daemon put an IPv6 address back on the NIC before the rollback's step ran
+    (NetworkManager's autoconnect racing the rollback, found on the VM tier): the step's
+    ``replace`` must not clear the flag on it."""
+    _as_a_daemon_configures(lab)
+    before = read_facts(lab)
+    assert all(a.noprefixroute for a in before.addresses_of("eth0"))
+    plan = make_plan(lab, before)
+    assert_ok(lab.run(steps_script(plan.steps)))
+    if retaken:
+        sh("ip", "-n", lab.host, "-6", "addr", "add", "2001:db8:100::10/64", "dev", "eth0",
+           "noprefixroute", "nodad")  # fmt: skip
+    assert_ok(lab.run(rollback_script(plan.rollback)))
+    restored = read_facts(lab)
+    assert verify_restored(before, restored, plan) == []
+    assert all(a.noprefixroute for a in restored.addresses_of("eth0"))
+    assert lab.ping("198.51.100.1")
+    assert lab.ping("2001:db8:100::1")
+
+
 def test_cut_off_task_cuts_the_host_and_rollback_heals_it(lab: Lab) -> None:
     before = read_facts(lab)
     plan = make_plan(lab, before, "tasks/cut-off.yaml")
