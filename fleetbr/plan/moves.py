@@ -174,28 +174,27 @@ def creation_order(cidrs: list[str]) -> list[str]:
     return v4 + [c for c in reversed(cidrs) if ":" in c]
 
 
-def daemon_prefix_routes(facts: HostFacts, dev: str, gone: list[str]) -> list[Route]:
-    """The prefix routes a daemon made for the addresses ``gone`` from ``dev``: NetworkManager
-    and networkd add their addresses with ``noprefixroute`` and the subnet's route themselves,
-    at their device metric (``proto kernel`` all the same). The kernel does not make them again,
-    so the planner removes them with their addresses and the rollback puts them back once the
-    addresses are back (before the routes through a gateway in them). Subnets an address that
-    stays on ``dev`` is in keep theirs."""
-    mine = {validate.cidr(a.cidr): a for a in facts.addresses_of(dev)}
-    nets = {ipaddress.ip_interface(c).network for c in gone if c in mine and mine[c].noprefixroute}
-    nets -= {ipaddress.ip_interface(c).network for c in mine if c not in gone}
+def daemon_prefix_routes(
+    facts: HostFacts, dev: str, addresses: dict[str, Address], gone: list[str]
+) -> list[Route]:
+    """The prefix routes a daemon made for the addresses ``gone`` from ``dev`` (``addresses``:
+    dev's, by canonical CIDR): NetworkManager and networkd add their addresses with
+    ``noprefixroute`` and the subnet's route themselves, at their device metric (``proto
+    kernel`` all the same). The kernel does not make them again, so the planner removes them
+    with their addresses and the rollback puts them back once the addresses are back (before
+    the routes through a gateway in them). Subnets an address that stays on ``dev`` is in keep
+    theirs."""
+
+    def subnet(cidr: str) -> str:  # as the facts canonicalize a route's destination
+        return ipaddress.ip_interface(cidr).network.with_prefixlen
+
+    nets = {subnet(c) for c in gone if addresses[c].noprefixroute}
+    nets -= {subnet(c) for c in addresses if c not in gone}
     return [
         r
         for r in facts.routes_of(dev)
-        if r.kernel_made and r.table == "main" and r.type == "unicast" and _network(r.dst) in nets
+        if r.kernel_made and r.table == "main" and r.type == "unicast" and r.dst in nets
     ]
-
-
-def _network(dst: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(dst)
-    except ValueError:
-        return None
 
 
 def _moved_label(address: Address | None, src: str, dst: str) -> str | None:
@@ -237,7 +236,7 @@ def address_steps(
             if label:
                 labels[cidr] = label
     for dev, gone in ((src, src_addrs), (dst, [c for c in dst_addrs if c not in wanted])):
-        out += [steps.route_del(r) for r in daemon_prefix_routes(facts, dev, gone)]
+        out += [steps.route_del(r) for r in daemon_prefix_routes(facts, dev, info[dev], gone)]
         for cidr in reversed(creation_order(gone)):
             address = info[dev][cidr]
             out.append(
