@@ -6,13 +6,16 @@ the bond, the management address untagged on br0 (PVID 1: the lab controller rea
 untagged) and a second address on br0.10 (docs/topologies.md says why and what is not proven).
 
 One VM, booted once; the tests run in file order: a cutting variant rolled back exactly (the file
-byte for byte, ifupdown2's view, the kernel), then the layout confirmed (``ifquery -c`` agrees,
+byte for byte, ifupdown2's view, the kernel), a power cut inside the window of the whole layout
+(QEMU killed once the host applied it: the boot guard puts the file back before ifupdown2 reads
+it, and the host comes back exactly as before), then the layout confirmed (``ifquery -c`` agrees,
 bond and VLAN table in the facts, a plan finds nothing to do), then a reboot that ifupdown2 builds
 the same layout from the file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -27,10 +30,12 @@ from fleetbr.lab import Lab, down
 from fleetbr.lab.vm import reboot, up
 from fleetbr.plan.topology.check import expand
 from fleetbr.report import Status
+from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
+from tests.integration.vm.vmhelpers import applied_in_window, wait_event
 
 pytestmark = pytest.mark.lab
 
@@ -127,6 +132,28 @@ def test_a_cutting_variant_is_rolled_back_exactly(px_lab: Lab, tmp_path: Path) -
     after = settled(px_lab)
     assert view(after) == view(before)
     assert ssh(px_lab, px_lab.host(HOST).ip4, "ip link show bond0").returncode != 0
+
+
+def test_a_power_cut_inside_the_window_comes_back_as_before(px_lab: Lab, tmp_path: Path) -> None:
+    before = settled(px_lab)
+    text = vm_sh(px_lab, HOST, f"cat {PATH}")
+    tx = asyncio.run(applied_in_window(px_lab, HOST, task(tmp_path)))
+    wait_event(px_lab, HOST, "applied", TIMEOUT / 2)
+    # the whole layout is in place, in the kernel and in the file, when the power goes
+    assert "bond0" in vm_sh(px_lab, HOST, "cat /sys/class/net/eth0/master/uevent")
+    assert "bridge-vlan-aware yes" in vm_sh(px_lab, HOST, f"cat {PATH}")
+    reboot(px_lab, HOST, hard=True)
+    resolved = asyncio.run(resolve(tx))
+    assert resolved.status == Status.ROLLED_BACK, resolved.message
+    last = vm_sh(px_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal")
+    # decided by the boot guard, every rollback step done
+    assert tx.txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
+    assert vm_sh(px_lab, HOST, f"cat {PATH}") == text
+    after = settled(px_lab)
+    assert view(after) == view(before)
+    for dev in ("br0", "bond0", "br0.10"):
+        assert after.link(dev) is None, dev
+    assert not vm_sh(px_lab, HOST, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip()
 
 
 def test_the_proxmox_layout_is_confirmed_and_ifupdown2_agrees(px_lab: Lab, tmp_path: Path) -> None:
