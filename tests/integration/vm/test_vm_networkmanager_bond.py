@@ -14,7 +14,9 @@ comes back on the confirmed bond, NetworkManager's, in sync with the task.
 
 Then hv01 becomes an operator's NetworkManager bond (make_nm_bond: eth0's addresses on bond0,
 its MAC pinned to eth0's) and br0 is put over it as it is (``nic: bond0``, fleetbr's bond
-profile in place of the operator's): the host's own rollback exact, then confirmed the same way.
+profile in place of the operator's): the host's own rollback exact, a power cut inside the window
+back as before (the operator's bond and keyfiles), then confirmed the same way, and back on the
+confirmed bridge after a clean reboot.
 
 Before the fix of the apply NetworkManager failed to take the bond over (it sets ``mode``,
 which the kernel refuses on a bond with slaves: "failure 39") and the apply failed. One VM,
@@ -127,10 +129,45 @@ def test_the_hosts_rollback_of_an_existing_nm_bond_as_the_port_is_exact(
     host_rollback_is_exact(nm_lab, HOST, task, WINDOW, applied=applied, gone=("br0",))
 
 
+def port_task(tmp_path: Path) -> Path:
+    """br0 over the existing bond0, as it is."""
+    return topology_task(tmp_path, "networkmanager", WINDOW, bridge={"name": "br0", "nic": "bond0"})
+
+
+def test_a_power_cut_inside_the_window_of_an_existing_nm_bond_comes_back_as_before(
+    nm_lab: Lab, tmp_path: Path
+) -> None:
+    """The operator's bond0 bridged, QEMU killed once applied: the boot guard gives the operator's
+    keyfiles back before NetworkManager starts; NetworkManager builds the operator's bond0 with
+    eth0's addresses again, exactly as before (bond0 stays, br0 gone)."""
+    was = before(nm_lab, HOST)
+    tx = asyncio.run(applied_in_window(nm_lab, HOST, port_task(tmp_path)))
+    wait_event(nm_lab, HOST, "applied", WINDOW / 2)
+    assert "br0" in vm_sh(nm_lab, HOST, "cat /sys/class/net/bond0/master/uevent")
+    reboot(nm_lab, HOST, hard=True)
+    resumed = asyncio.run(resolve(tx))
+    assert resumed.status == Status.ROLLED_BACK, resumed.message
+    problems = restored_problems_vm(
+        nm_lab, HOST, tx.txid, was, gone=("br0",), reasons=("reason=reboot failed_steps=0",),
+        rebooted=True,
+    )  # fmt: skip
+    assert problems == [], "\n".join(problems)
+
+
 def test_an_existing_nm_bond_as_the_port_is_confirmed(nm_lab: Lab, tmp_path: Path) -> None:
-    task = topology_task(tmp_path, "networkmanager", WINDOW, bridge={"name": "br0", "nic": "bond0"})
+    task = port_task(tmp_path)
     code, status, message = cli(nm_lab, HOST, task, "apply", WINDOW + 120)
     assert (code, status) == (0, "confirmed"), message
     assert bond_problems(settled_facts(nm_lab, HOST, timeout=120), "networkmanager") == []
     assert cli(nm_lab, HOST, task, "check", 300)[:2] == (0, "in_sync")
     assert cli(nm_lab, HOST, task, "plan", 300)[1] == "unchanged"
+
+
+def test_a_reboot_after_the_confirm_of_the_existing_bond_comes_back_confirmed(
+    nm_lab: Lab, tmp_path: Path
+) -> None:
+    reboot(nm_lab, HOST)
+    assert bond_problems(settled_facts(nm_lab, HOST, timeout=120), "networkmanager") == []
+    assert cli(nm_lab, HOST, port_task(tmp_path), "check", 300)[:2] == (0, "in_sync")
+    last = vm_sh(nm_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal").split()
+    assert last[2:3] == ["confirmed"], last
