@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import pytest
 
 from fleetbr.lab import Lab, down
-from fleetbr.lab.distro import rootfs
+from fleetbr.lab.distro import layer, rootfs
 from fleetbr.lab.vm import image, up
 from fleetbr.lab.vm.build import TOOLS
 from tests.integration.distro.conftest import own_network_namespace
@@ -40,6 +40,16 @@ def require_vm_cache(distro: str = "debian12") -> None:
         unavailable(
             "the VM lab's image is not built: run scripts/setup (or scripts/distro-rootfs --vm) as "
             "root, outside scripts/in-netns: it needs the Debian mirror"
+        )
+
+
+def require_ifenslave_layer(distro: str = "debian12") -> None:
+    """The VM image's ifenslave layer (classic ifupdown's bonds), built by scripts/setup."""
+    spec = rootfs.distro(distro)
+    if not layer.is_built(layer.path(spec, layer.IFENSLAVE), layer.IFENSLAVE):
+        unavailable(
+            "the VM lab's ifenslave layer is not built: run scripts/setup (or scripts/distro-rootfs"
+            " --ifenslave) as root, outside scripts/in-netns: it needs the Debian mirror"
         )
 
 

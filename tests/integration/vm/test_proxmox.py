@@ -15,7 +15,6 @@ the same layout from the file.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -30,12 +29,11 @@ from fleetbr.lab import Lab, down
 from fleetbr.lab.vm import reboot, up
 from fleetbr.plan.topology.check import expand
 from fleetbr.report import Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
-from tests.integration.vm.vmhelpers import applied_in_window, wait_event
+from tests.integration.vm.vmhelpers import power_cut_in_window
 
 pytestmark = pytest.mark.lab
 
@@ -137,17 +135,17 @@ def test_a_cutting_variant_is_rolled_back_exactly(px_lab: Lab, tmp_path: Path) -
 def test_a_power_cut_inside_the_window_comes_back_as_before(px_lab: Lab, tmp_path: Path) -> None:
     before = settled(px_lab)
     text = vm_sh(px_lab, HOST, f"cat {PATH}")
-    tx = asyncio.run(applied_in_window(px_lab, HOST, task(tmp_path)))
-    wait_event(px_lab, HOST, "applied", TIMEOUT / 2)
-    # the whole layout is in place, in the kernel and in the file, when the power goes
-    assert "bond0" in vm_sh(px_lab, HOST, "cat /sys/class/net/eth0/master/uevent")
-    assert "bridge-vlan-aware yes" in vm_sh(px_lab, HOST, f"cat {PATH}")
-    reboot(px_lab, HOST, hard=True)
-    resolved = asyncio.run(resolve(tx))
+
+    def in_place() -> bool:  # the whole layout, in the kernel and in the file
+        return "bond0" in vm_sh(px_lab, HOST, "cat /sys/class/net/eth0/master/uevent") and (
+            "bridge-vlan-aware yes" in vm_sh(px_lab, HOST, f"cat {PATH}")
+        )
+
+    txid, resolved = power_cut_in_window(px_lab, HOST, task(tmp_path), TIMEOUT, in_place)
     assert resolved.status == Status.ROLLED_BACK, resolved.message
     last = vm_sh(px_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal")
     # decided by the boot guard, every rollback step done
-    assert tx.txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
+    assert txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
     assert vm_sh(px_lab, HOST, f"cat {PATH}") == text
     after = settled(px_lab)
     assert view(after) == view(before)

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab
-from fleetbr.lab.distro import layer, rootfs
 from tests.integration.distro.persisthelpers import settled_facts
-from tests.integration.vm.conftest import booted_lab, vm_sh
+from tests.integration.vm.conftest import booted_lab, require_ifenslave_layer, vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
     before,
@@ -31,7 +30,6 @@ from tests.integration.vm.vmhelpers import (
     restored_problems_vm,
     topology_task,
 )
-from tests.isolation import unavailable
 
 pytestmark = pytest.mark.lab
 HOST = "hv01"
@@ -47,12 +45,7 @@ RESIDUE = {"eth1": ("qdisc",)}
 @pytest.fixture(scope="module")
 def ifu_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """hv01: ifupdown configures eth0 (the lab's addresses); eth1 has no stanza."""
-    spec = rootfs.distro("debian12")
-    if not layer.is_built(layer.path(spec, layer.IFENSLAVE), layer.IFENSLAVE):
-        unavailable(
-            "the VM lab's ifenslave layer is not built: run scripts/setup (or scripts/distro-rootfs"
-            " --ifenslave) as root, outside scripts/in-netns: it needs the Debian mirror"
-        )
+    require_ifenslave_layer()
     with booted_lab(tmp_path_factory, ["ifupdown"], prefix="fbrif") as lab:
         yield lab
 

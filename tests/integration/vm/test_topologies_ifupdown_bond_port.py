@@ -15,7 +15,6 @@ in file order:
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,22 +22,18 @@ from pathlib import Path
 import pytest
 
 from fleetbr.lab import Lab
-from fleetbr.lab.distro import layer, rootfs
 from fleetbr.lab.vm import reboot
 from fleetbr.report import Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.persisthelpers import settled_facts
-from tests.integration.vm.conftest import booted_lab, vm_sh
+from tests.integration.vm.conftest import booted_lab, require_ifenslave_layer, vm_sh
 from tests.integration.vm.vmhelpers import (
-    applied_in_window,
     before,
     bond_problems,
     cli,
+    power_cut_in_window,
     restored_problems_vm,
     topology_task,
-    wait_event,
 )
-from tests.isolation import unavailable
 
 pytestmark = pytest.mark.lab
 HOST = "hv01"
@@ -65,12 +60,7 @@ def operator_file(lab: Lab) -> str:
 def bp_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """hv01 turned into the operator's bond host (the file written, then a reboot: ifupdown
     builds bond0 at boot as it would on a real one)."""
-    spec = rootfs.distro("debian12")
-    if not layer.is_built(layer.path(spec, layer.IFENSLAVE), layer.IFENSLAVE):
-        unavailable(
-            "the VM lab's ifenslave layer is not built: run scripts/setup (or scripts/distro-rootfs"
-            " --ifenslave) as root, outside scripts/in-netns: it needs the Debian mirror"
-        )
+    require_ifenslave_layer()
     with booted_lab(tmp_path_factory, ["ifupdown"], prefix="fbrib") as lab:
         vm_sh(lab, HOST, f"printf '%s' {shlex.quote(operator_file(lab))} > {PATH}")
         reboot(lab, HOST)
@@ -97,14 +87,15 @@ def port_task(tmp_path: Path) -> Path:
 def test_a_power_cut_inside_the_window_comes_back_as_before(bp_lab: Lab, tmp_path: Path) -> None:
     was = before(bp_lab, HOST)
     text = vm_sh(bp_lab, HOST, f"cat {PATH}")
-    tx = asyncio.run(applied_in_window(bp_lab, HOST, port_task(tmp_path)))
-    wait_event(bp_lab, HOST, "applied", WINDOW / 2)
-    assert "br0" in vm_sh(bp_lab, HOST, "cat /sys/class/net/bond0/master/uevent")
-    assert "bridge_ports bond0" in vm_sh(bp_lab, HOST, f"cat {PATH}")
-    reboot(bp_lab, HOST, hard=True)
-    resolved = asyncio.run(resolve(tx))
+
+    def in_place() -> bool:  # bridged, in the kernel and in the file
+        return "br0" in vm_sh(bp_lab, HOST, "cat /sys/class/net/bond0/master/uevent") and (
+            "bridge_ports bond0" in vm_sh(bp_lab, HOST, f"cat {PATH}")
+        )
+
+    txid, resolved = power_cut_in_window(bp_lab, HOST, port_task(tmp_path), WINDOW, in_place)
     assert resolved.status == Status.ROLLED_BACK, resolved.message
-    problems = restored_problems_vm(bp_lab, HOST, tx.txid, was, gone=("br0",),
+    problems = restored_problems_vm(bp_lab, HOST, txid, was, gone=("br0",),
                                     reasons=("reason=reboot failed_steps=0",))  # fmt: skip
     assert problems == [], "\n".join(problems)
     assert vm_sh(bp_lab, HOST, f"cat {PATH}") == text

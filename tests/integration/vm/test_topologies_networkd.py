@@ -10,7 +10,6 @@ speaks LACP, and the lab switch is a plain Linux bridge."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,20 +20,18 @@ import pytest
 from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.vm.conftest import booted_lab, vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
-    applied_in_window,
     before,
     bond_problems,
     cli,
     host_rollback_is_exact,
     networkctl,
+    power_cut_in_window,
     restored_problems_vm,
     topology_task,
-    wait_event,
     wait_vm,
 )
 
@@ -85,11 +82,10 @@ def test_the_hosts_rollback_of_a_persisted_new_bond_is_exact(nd_lab: Lab, tmp_pa
 
 
 def _power_cut_in_the_window(lab: Lab, task: Path) -> HostResult:
-    tx = asyncio.run(applied_in_window(lab, "hv02", task))
-    wait_event(lab, "hv02", "applied", WINDOW / 2)
-    assert "bond0" in vm_sh(lab, "hv02", "cat /sys/class/net/eth0/master/uevent")
-    reboot(lab, "hv02", hard=True)
-    return asyncio.run(resolve(tx))
+    def in_place() -> bool:
+        return "INTERFACE=bond0" in vm_sh(lab, "hv02", "cat /sys/class/net/eth0/master/uevent")
+
+    return power_cut_in_window(lab, "hv02", task, WINDOW, in_place)[1]
 
 
 def test_a_reboot_after_the_confirm_and_a_power_cut_inside_the_window(

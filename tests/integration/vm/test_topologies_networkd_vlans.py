@@ -20,7 +20,6 @@ the confirm, the cross-VLAN ping and the reboot.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,17 +32,15 @@ from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.plan.topology.check import expand
 from fleetbr.report import HostResult, Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.persisthelpers import owns, settled_facts
 from tests.integration.vm.conftest import booted_lab, vm_sh
 from tests.integration.vm.vmhelpers import (
-    applied_in_window,
     before,
     cli,
     networkctl,
+    power_cut_in_window,
     restored_problems_vm,
     topology_task,
-    wait_event,
 )
 
 pytestmark = pytest.mark.lab
@@ -90,12 +87,12 @@ def on_both(work: Callable[[str], T]) -> dict[str, T]:
 
 
 def _power_cut(lab: Lab, host: str, path: Path) -> tuple[str, HostResult]:
-    """Apply inside the window, kill QEMU once the host says ``applied``, boot, resolve."""
-    tx = asyncio.run(applied_in_window(lab, host, path))
-    wait_event(lab, host, "applied", WINDOW / 2)
-    assert all(vm_sh(lab, host, f"ip -o link show {dev}") for dev in NEW[host])
-    reboot(lab, host, hard=True)
-    return tx.txid, asyncio.run(resolve(tx))
+    """Apply inside the window, kill QEMU once the new devices are there, boot, resolve."""
+
+    def in_place() -> bool:
+        return all(vm_sh(lab, host, f"ip -o link show {dev}") for dev in NEW[host])
+
+    return power_cut_in_window(lab, host, path, WINDOW, in_place)
 
 
 def test_a_power_cut_inside_the_window_comes_back_as_before(vl_lab: Lab, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ once for the module; the tests run in file order. (A new bond: test_vm_networkma
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,16 @@ import yaml
 from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import vm_sh
 from tests.integration.vm.vmhelpers import (
     NM_ETC,
-    applied_in_window,
     before,
     booted_nm_lab,
     cli,
+    power_cut_in_window,
     restored_problems_vm,
-    wait_event,
 )
 
 pytestmark = pytest.mark.lab
@@ -77,14 +74,13 @@ def eth0_profile(lab: Lab) -> str:
 def test_a_power_cut_inside_the_window_comes_back_as_before(nm_lab: Lab, tmp_path: Path) -> None:
     was = before(nm_lab, HOST)
     eth0 = eth0_profile(nm_lab)
-    tx = asyncio.run(applied_in_window(nm_lab, HOST, vlans_task(tmp_path, CUT_WINDOW)))
-    wait_event(nm_lab, HOST, "applied", CUT_WINDOW / 2)
-    assert "eth1.20  VID: 20" in vm_sh(nm_lab, HOST, "cat /proc/net/vlan/eth1.20")
-    reboot(nm_lab, HOST, hard=True)
-    resolved = asyncio.run(resolve(tx))
+    txid, resolved = power_cut_in_window(
+        nm_lab, HOST, vlans_task(tmp_path, CUT_WINDOW), CUT_WINDOW,
+        lambda: "eth1.20  VID: 20" in vm_sh(nm_lab, HOST, "cat /proc/net/vlan/eth1.20"),
+    )  # fmt: skip
     assert resolved.status == Status.ROLLED_BACK, resolved.message
     # NetworkManager's runtime profiles in /run are its own, made again at boot
-    problems = restored_problems_vm(nm_lab, HOST, tx.txid, was, gone=NEW, rebooted=True,
+    problems = restored_problems_vm(nm_lab, HOST, txid, was, gone=NEW, rebooted=True,
                                     reasons=("reason=reboot failed_steps=0",))  # fmt: skip
     assert problems == [], "\n".join(problems)
     assert eth0_profile(nm_lab) == eth0

@@ -24,7 +24,6 @@ booted once; each rollback test (and the power cut) runs before its confirm."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -34,21 +33,19 @@ import pytest
 from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import Status
-from fleetbr.transaction.protocol import resolve
 from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.vm.conftest import vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
-    applied_in_window,
     before,
     bond_problems,
     booted_nm_lab,
     cli,
     host_rollback_is_exact,
     make_nm_bond,
+    power_cut_in_window,
     restored_problems_vm,
     topology_task,
-    wait_event,
     wait_vm,
 )
 
@@ -67,6 +64,11 @@ def nm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
+def master_is(lab: Lab, dev: str, master: str) -> bool:
+    """``dev`` is a port of ``master`` now."""
+    return f"INTERFACE={master}" in vm_sh(lab, HOST, f"cat /sys/class/net/{dev}/master/uevent")
+
+
 def bond_task(tmp_path: Path) -> Path:
     return topology_task(tmp_path, "networkmanager", WINDOW, bridge={"name": "br0", "bond": BOND})
 
@@ -83,16 +85,13 @@ def test_a_power_cut_inside_the_window_of_a_new_bond_comes_back_as_before(
     before NetworkManager starts; files, NetworkManager's view and the kernel state as before,
     br0 and bond0 gone, and the controller resolves the transaction as rolled back."""
     was = before(nm_lab, HOST)
-    tx = asyncio.run(applied_in_window(nm_lab, HOST, bond_task(tmp_path)))
-    wait_event(nm_lab, HOST, "applied", WINDOW / 2)
-    assert "bond0" in vm_sh(nm_lab, HOST, "cat /sys/class/net/eth0/master/uevent")
-    reboot(nm_lab, HOST, hard=True)
-    resumed = asyncio.run(resolve(tx))
+    txid, resumed = power_cut_in_window(nm_lab, HOST, bond_task(tmp_path), WINDOW,
+                                        partial(master_is, nm_lab, "eth0", "bond0"))  # fmt: skip
     assert resumed.status == Status.ROLLED_BACK, resumed.message
     # NetworkManager's runtime profiles in /run are its own, made again at boot (eth1's
     # auto-default "Wired connection 1" is not: eth1 has a profile now; lo's gets a new uuid)
     problems = restored_problems_vm(
-        nm_lab, HOST, tx.txid, was, gone=("br0", "bond0"), reasons=("reason=reboot",),
+        nm_lab, HOST, txid, was, gone=("br0", "bond0"), reasons=("reason=reboot",),
         rebooted=True,
     )  # fmt: skip
     assert problems == [], "\n".join(problems)
@@ -141,14 +140,11 @@ def test_a_power_cut_inside_the_window_of_an_existing_nm_bond_comes_back_as_befo
     keyfiles back before NetworkManager starts; NetworkManager builds the operator's bond0 with
     eth0's addresses again, exactly as before (bond0 stays, br0 gone)."""
     was = before(nm_lab, HOST)
-    tx = asyncio.run(applied_in_window(nm_lab, HOST, port_task(tmp_path)))
-    wait_event(nm_lab, HOST, "applied", WINDOW / 2)
-    assert "br0" in vm_sh(nm_lab, HOST, "cat /sys/class/net/bond0/master/uevent")
-    reboot(nm_lab, HOST, hard=True)
-    resumed = asyncio.run(resolve(tx))
+    txid, resumed = power_cut_in_window(nm_lab, HOST, port_task(tmp_path), WINDOW,
+                                        partial(master_is, nm_lab, "bond0", "br0"))  # fmt: skip
     assert resumed.status == Status.ROLLED_BACK, resumed.message
     problems = restored_problems_vm(
-        nm_lab, HOST, tx.txid, was, gone=("br0",), reasons=("reason=reboot failed_steps=0",),
+        nm_lab, HOST, txid, was, gone=("br0",), reasons=("reason=reboot failed_steps=0",),
         rebooted=True,
     )  # fmt: skip
     assert problems == [], "\n".join(problems)

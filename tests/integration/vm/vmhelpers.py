@@ -23,7 +23,8 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.facts.parse import parse_facts
 from fleetbr.lab import Lab
 from fleetbr.lab.state import normalise_dump
-from fleetbr.report import Status
+from fleetbr.lab.vm import reboot
+from fleetbr.report import HostResult, Status
 from fleetbr.transaction.protocol import Transaction, _arm_and_apply, _prepare, resolve
 from fleetbr.transport.ssh import open_connection
 from tests.integration.distro.persisthelpers import daemon_view, owns, settled_facts, state_diff
@@ -301,6 +302,19 @@ async def applied_in_window(lab: Lab, host: str, task: Path) -> Transaction:
         assert await _prepare(tx, conn) is None, host
         await _arm_and_apply(tx, conn)
     return tx
+
+
+def power_cut_in_window(
+    lab: Lab, host: str, task: Path, window: float, in_place: Callable[[], bool]
+) -> tuple[str, HostResult]:
+    """Stage, arm and apply ``task`` on ``host``; once the host's journal says ``applied`` and
+    ``in_place()`` sees the change, kill QEMU (a power cut), let the host boot (its boot guard
+    decides) and resolve the transaction from the controller as a resume does: (txid, result)."""
+    tx = asyncio.run(applied_in_window(lab, host, task))
+    wait_event(lab, host, "applied", window / 2)
+    assert in_place(), f"{host}: applied, but the change is not in place"
+    reboot(lab, host, hard=True)
+    return tx.txid, asyncio.run(resolve(tx))
 
 
 def host_rollback_is_exact(
