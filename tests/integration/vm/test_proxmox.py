@@ -33,7 +33,7 @@ from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
-from tests.integration.vm.vmhelpers import power_cut_in_window
+from tests.integration.vm.vmhelpers import last_journal_line, master_is, power_cut_in_window
 
 pytestmark = pytest.mark.lab
 
@@ -137,13 +137,13 @@ def test_a_power_cut_inside_the_window_comes_back_as_before(px_lab: Lab, tmp_pat
     text = vm_sh(px_lab, HOST, f"cat {PATH}")
 
     def in_place() -> bool:  # the whole layout, in the kernel and in the file
-        return "bond0" in vm_sh(px_lab, HOST, "cat /sys/class/net/eth0/master/uevent") and (
+        return master_is(px_lab, HOST, "eth0", "bond0") and (
             "bridge-vlan-aware yes" in vm_sh(px_lab, HOST, f"cat {PATH}")
         )
 
     txid, resolved = power_cut_in_window(px_lab, HOST, task(tmp_path), TIMEOUT, in_place)
     assert resolved.status == Status.ROLLED_BACK, resolved.message
-    last = vm_sh(px_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal")
+    last = last_journal_line(px_lab, HOST)
     # decided by the boot guard, every rollback step done
     assert txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
     assert vm_sh(px_lab, HOST, f"cat {PATH}") == text

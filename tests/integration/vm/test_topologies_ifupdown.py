@@ -27,6 +27,7 @@ from tests.integration.vm.vmhelpers import (
     bond_problems,
     cli,
     failed_rollback_steps,
+    last_journal_line,
     restored_problems_vm,
     topology_task,
 )
@@ -64,7 +65,7 @@ def test_a_cutting_bond_is_rolled_back_exactly_by_the_hosts_timer(
     cut = bond_task(tmp_path, CUT_WINDOW, addresses=["198.51.100.202/30"])
     code, status, message = cli(ifu_lab, HOST, cut, "apply", 3 * CUT_WINDOW)
     assert status == "rolled_back", (code, message)
-    txid = vm_sh(ifu_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal").split()[1]
+    txid = last_journal_line(ifu_lab, HOST).split()[1]
     problems = restored_problems_vm(
         ifu_lab, HOST, txid, was, gone=("br0", "bond0"), reasons=("reason=timer ",),
         residue=RESIDUE,

@@ -30,6 +30,8 @@ from tests.integration.vm.vmhelpers import (
     before,
     bond_problems,
     cli,
+    last_journal_line,
+    master_is,
     power_cut_in_window,
     restored_problems_vm,
     topology_task,
@@ -89,7 +91,7 @@ def test_a_power_cut_inside_the_window_comes_back_as_before(bp_lab: Lab, tmp_pat
     text = vm_sh(bp_lab, HOST, f"cat {PATH}")
 
     def in_place() -> bool:  # bridged, in the kernel and in the file
-        return "br0" in vm_sh(bp_lab, HOST, "cat /sys/class/net/bond0/master/uevent") and (
+        return master_is(bp_lab, HOST, "bond0", "br0") and (
             "bridge_ports bond0" in vm_sh(bp_lab, HOST, f"cat {PATH}")
         )
 
@@ -118,5 +120,5 @@ def test_a_reboot_after_the_confirm_comes_back_confirmed(bp_lab: Lab, tmp_path: 
     reboot(bp_lab, HOST)
     assert port_problems(bp_lab) == []
     assert cli(bp_lab, HOST, port_task(tmp_path), "check", 300)[:2] == (0, "in_sync")
-    last = vm_sh(bp_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal").split()
+    last = last_journal_line(bp_lab, HOST).split()
     assert last[2:3] == ["confirmed"], last

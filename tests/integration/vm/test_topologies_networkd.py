@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,15 @@ from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import HostResult, Status
 from tests.integration.distro.persisthelpers import settled_facts
-from tests.integration.vm.conftest import booted_lab, vm_sh
+from tests.integration.vm.conftest import booted_lab
 from tests.integration.vm.vmhelpers import (
     BOND,
     before,
     bond_problems,
     cli,
     host_rollback_is_exact,
+    last_journal_line,
+    master_is,
     networkctl,
     power_cut_in_window,
     restored_problems_vm,
@@ -82,9 +85,7 @@ def test_the_hosts_rollback_of_a_persisted_new_bond_is_exact(nd_lab: Lab, tmp_pa
 
 
 def _power_cut_in_the_window(lab: Lab, task: Path) -> HostResult:
-    def in_place() -> bool:
-        return "INTERFACE=bond0" in vm_sh(lab, "hv02", "cat /sys/class/net/eth0/master/uevent")
-
+    in_place = partial(master_is, lab, "hv02", "eth0", "bond0")
     return power_cut_in_window(lab, "hv02", task, WINDOW, in_place)[1]
 
 
@@ -102,7 +103,7 @@ def test_a_reboot_after_the_confirm_and_a_power_cut_inside_the_window(
     assert cli(nd_lab, "hv01", bond_task(tmp_path), "check", 300)[:2] == (0, "in_sync")
     # hv02: the boot guard put the old files back before networkd started
     assert resumed.status == Status.ROLLED_BACK, resumed.message
-    txid = vm_sh(nd_lab, "hv02", "tail -n 1 /var/lib/fleetbr/journal").split()[1]
+    txid = last_journal_line(nd_lab, "hv02").split()[1]
     # the reboot clears what the host's rollback before it left on the idle eth1 (the residue
     # the test above names): eth1 is back to its boot state, not to what `was` read
     problems = restored_problems_vm(

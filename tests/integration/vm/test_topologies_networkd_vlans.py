@@ -37,6 +37,7 @@ from tests.integration.vm.conftest import booted_lab, vm_sh
 from tests.integration.vm.vmhelpers import (
     before,
     cli,
+    last_journal_line,
     networkctl,
     power_cut_in_window,
     restored_problems_vm,
@@ -191,6 +192,6 @@ def test_a_reboot_after_the_confirm_keeps_both(vl_lab: Lab, tmp_path: Path) -> N
         assert cli(vl_lab, host, path, "check", 300)[:2] == (0, "in_sync"), host
         assert cli(vl_lab, host, path, "plan", 300)[1] == "unchanged", host
         # the boot guard found the change confirmed: nothing after the confirm in the journal
-        last = vm_sh(vl_lab, host, "tail -n 1 /var/lib/fleetbr/journal").split()
+        last = last_journal_line(vl_lab, host).split()
         assert last[2:3] == ["confirmed"], last
     ping_across_vlan_20(vl_lab)

@@ -25,6 +25,7 @@ from tests.integration.vm.vmhelpers import (
     before,
     booted_nm_lab,
     cli,
+    last_journal_line,
     power_cut_in_window,
     restored_problems_vm,
 )
@@ -118,6 +119,6 @@ def test_a_reboot_after_the_confirm_comes_back_confirmed(nm_lab: Lab, tmp_path: 
     settled_facts(nm_lab, HOST, timeout=120)
     assert confirmed_problems(nm_lab) == []
     assert cli(nm_lab, HOST, vlans_task(tmp_path), "check", 300)[:2] == (0, "in_sync")
-    last = vm_sh(nm_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal").split()
+    last = last_journal_line(nm_lab, HOST).split()
     assert last[2:3] == ["confirmed"], last
     assert eth0_profile(nm_lab) == eth0

@@ -34,7 +34,6 @@ from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import Status
 from tests.integration.distro.persisthelpers import settled_facts
-from tests.integration.vm.conftest import vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
     before,
@@ -42,7 +41,9 @@ from tests.integration.vm.vmhelpers import (
     booted_nm_lab,
     cli,
     host_rollback_is_exact,
+    last_journal_line,
     make_nm_bond,
+    master_is,
     power_cut_in_window,
     restored_problems_vm,
     topology_task,
@@ -64,11 +65,6 @@ def nm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
-def master_is(lab: Lab, dev: str, master: str) -> bool:
-    """``dev`` is a port of ``master`` now."""
-    return f"INTERFACE={master}" in vm_sh(lab, HOST, f"cat /sys/class/net/{dev}/master/uevent")
-
-
 def bond_task(tmp_path: Path) -> Path:
     return topology_task(tmp_path, "networkmanager", WINDOW, bridge={"name": "br0", "bond": BOND})
 
@@ -85,8 +81,8 @@ def test_a_power_cut_inside_the_window_of_a_new_bond_comes_back_as_before(
     before NetworkManager starts; files, NetworkManager's view and the kernel state as before,
     br0 and bond0 gone, and the controller resolves the transaction as rolled back."""
     was = before(nm_lab, HOST)
-    txid, resumed = power_cut_in_window(nm_lab, HOST, bond_task(tmp_path), WINDOW,
-                                        partial(master_is, nm_lab, "eth0", "bond0"))  # fmt: skip
+    in_place = partial(master_is, nm_lab, HOST, "eth0", "bond0")
+    txid, resumed = power_cut_in_window(nm_lab, HOST, bond_task(tmp_path), WINDOW, in_place)
     assert resumed.status == Status.ROLLED_BACK, resumed.message
     # NetworkManager's runtime profiles in /run are its own, made again at boot (eth1's
     # auto-default "Wired connection 1" is not: eth1 has a profile now; lo's gets a new uuid)
@@ -140,8 +136,8 @@ def test_a_power_cut_inside_the_window_of_an_existing_nm_bond_comes_back_as_befo
     keyfiles back before NetworkManager starts; NetworkManager builds the operator's bond0 with
     eth0's addresses again, exactly as before (bond0 stays, br0 gone)."""
     was = before(nm_lab, HOST)
-    txid, resumed = power_cut_in_window(nm_lab, HOST, port_task(tmp_path), WINDOW,
-                                        partial(master_is, nm_lab, "bond0", "br0"))  # fmt: skip
+    in_place = partial(master_is, nm_lab, HOST, "bond0", "br0")
+    txid, resumed = power_cut_in_window(nm_lab, HOST, port_task(tmp_path), WINDOW, in_place)
     assert resumed.status == Status.ROLLED_BACK, resumed.message
     problems = restored_problems_vm(
         nm_lab, HOST, txid, was, gone=("br0",), reasons=("reason=reboot failed_steps=0",),
@@ -165,5 +161,5 @@ def test_a_reboot_after_the_confirm_of_the_existing_bond_comes_back_confirmed(
     reboot(nm_lab, HOST)
     assert bond_problems(settled_facts(nm_lab, HOST, timeout=120), "networkmanager") == []
     assert cli(nm_lab, HOST, port_task(tmp_path), "check", 300)[:2] == (0, "in_sync")
-    last = vm_sh(nm_lab, HOST, "tail -n 1 /var/lib/fleetbr/journal").split()
+    last = last_journal_line(nm_lab, HOST).split()
     assert last[2:3] == ["confirmed"], last

@@ -187,6 +187,16 @@ def roll_back_on_host(lab: Lab, host: str, txid: str, reason: str, timeout: floa
     wait_event(lab, host, "rolled_back", timeout, failed=None)
 
 
+def last_journal_line(lab: Lab, host: str) -> str:
+    """The last line of the host's fleetbr journal (``EPOCH TXID WORD ...``)."""
+    return vm_sh(lab, host, "tail -n 1 /var/lib/fleetbr/journal")
+
+
+def master_is(lab: Lab, host: str, dev: str, master: str) -> bool:
+    """``dev`` is a port (or slave) of ``master`` on ``host`` now."""
+    return f"INTERFACE={master}" in vm_sh(lab, host, f"cat /sys/class/net/{dev}/master/uevent")
+
+
 def wait_vm(lab: Lab, host: str, command: str, timeout: float, what: str) -> None:
     """Poll ``command`` on the VM until it succeeds; fail after ``timeout`` s (a bound, not a
     guess at the machine's speed)."""
@@ -221,7 +231,7 @@ def restored_problems_vm(
     in-memory profiles) are not compared."""
     state, facts = before
     out = []
-    last = vm_sh(lab, host, "tail -n 1 /var/lib/fleetbr/journal")
+    last = last_journal_line(lab, host)
     if not any(reason in last for reason in reasons):
         out.append(f"not rolled back by the host ({' or '.join(reasons)}): {last}")
     snap = parse_facts(vm_sh(lab, host, f"cat /var/lib/fleetbr/tx/{txid}/snapshot/facts.txt"))
@@ -335,7 +345,7 @@ def host_rollback_is_exact(
     was = before(lab, host)
     tx = asyncio.run(applied_in_window(lab, host, task))
     wait_event(lab, host, "applied", window / 2)
-    assert "bond0" in vm_sh(lab, host, "cat /sys/class/net/eth0/master/uevent")
+    assert master_is(lab, host, "eth0", "bond0")
     if applied is not None:
         assert applied(settled_facts(lab, host, timeout=120)) == []
     roll_back_on_host(lab, host, tx.txid, "confirm-failed", window)
