@@ -59,8 +59,8 @@ class Holder:
 @dataclass(frozen=True)
 class TopologyConfig:
     """An uplink topology as the runtime steps build it, for a backend to describe: the task's
-    ``topology``, each bridge's MAC, every address holder, the VLAN tables of VLAN-aware bridges
-    and the host's existing bonds."""
+    ``topology``, the MAC of each bridge and of each bond it creates, every address holder, the
+    VLAN tables of VLAN-aware bridges and the host's existing bonds."""
 
     topology: Topology
     macs: Mapping[str, str | None]

@@ -117,6 +117,25 @@ def test_bond_created_from_the_nic_and_bridged() -> None:
     assert kinds.index("addr_del") < kinds.index("bond_enslave") < kinds.index("link_master")
 
 
+def _bond_mac_after_boot(after: HostFacts, mac: str) -> HostFacts:
+    """``after`` as a boot may leave it: bond0 and its slaves on another MAC (udev's
+    MACAddressPolicy=persistent won the race with the daemon), permanent MACs and br0's as
+    they were."""
+    links = tuple(
+        dataclasses.replace(k, mac=mac) if k.name == "bond0" or k.master == "bond0" else k
+        for k in after.links
+    )
+    return dataclasses.replace(after, links=links)
+
+
+def test_a_bond_that_came_back_on_another_mac_does_not_move_the_bridges() -> None:
+    _, after = round_trip(BOND_TASK, host())
+    booted = _bond_mac_after_boot(after, "3e:11:22:33:44:55")
+    again = plan(BOND_TASK, booted)
+    assert (again.refusal, [s.description for s in again.steps]) == (None, [])
+    assert check_facts(task(BOND_TASK), booted).status == Status.IN_SYNC
+
+
 def test_rollback_order_brings_the_nic_back_before_its_addresses() -> None:
     the_plan = plan(BOND_TASK, host())
     kinds = [s.kind for s in the_plan.rollback]

@@ -13,6 +13,10 @@ Traps (docs/topologies.md):
   each port and the bridge itself start with VLAN 1 untagged. The runtime steps build the bridge
   with 0 (no VLAN the task does not list); ``post-up`` lines set 0 again and then add the PVID
   entries that setting 0 takes away (the kernel drops a PVID equal to the old default).
+- A bond ifupdown2 creates at boot gets udev's MAC (MACAddressPolicy=persistent) or its first
+  slave's, whichever comes first. ``hwaddress`` on the bond's stanza would pin it, but
+  ifupdown2 (addons/address.py) sets a bond's MAC by taking its slaves down and up again, and
+  after a reboot the backup slave stayed down (VM tier): not written. The bridge's is pinned.
 - ifupdown2 adds a VLAN interface's VLAN to the bridge itself (vlan.py) when it creates it.
 - The file is a mako template for ifupdown2 (``template_enable=1``): nothing written here starts
   with ``%`` or holds ``${``.

@@ -160,7 +160,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     sources: dict[str, CommentedMap] = {}
     extra: list[FileChange] = []
     for bond in config.topology.bonds():
-        links += _bond(network, bond, facts, path, sources)
+        links += _bond(network, bond, config.macs.get(bond.name), path, sources)
         _bond_holder(network, config, bond.name, path, sources)
     for bridge in config.topology.bridges:
         links += _bridge(network, config, bridge, path, sources, out=(facts, extra))
@@ -190,7 +190,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
 def _bond(
     network: CommentedMap,
     bond: BondSpec,
-    facts: HostFacts,
+    mac: str | None,
     path: str,
     sources: dict[str, CommentedMap],
 ) -> list[str]:
@@ -200,10 +200,9 @@ def _bond(
         sources[slave] = CommentedMap((k, entry[k]) for k in np.CARRIED if k in entry)
         _unaddress(entry)
         idents.append(ident)
-    first = facts.link(bond.slaves[0])
     bonds = _group(network, "bonds", path)
     old = bonds.get(bond.name)
-    entry = bond_entry(bond, idents, first.mac if first else None)
+    entry = bond_entry(bond, idents, mac)
     if isinstance(old, CommentedMap) and "link-local" not in old:  # it kept the addresses
         del entry["link-local"]
         entry.update((k, old[k]) for k in np.MOVED if k in old)

@@ -304,8 +304,7 @@ def _bridge(config: TopologyConfig, bridge: TopoBridge, facts: HostFacts, out: _
 
 
 def _bond(config: TopologyConfig, bond: BondSpec, facts: HostFacts, out: _Files) -> None:
-    first = facts.link(bond.slaves[0])
-    mac = first.mac if first is not None else None
+    mac = config.macs.get(bond.name)
     if (
         facts.link(bond.name) is not None
         and f"{_stem(bond.name)}.netdev" not in facts.daemons.contents

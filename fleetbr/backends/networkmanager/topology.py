@@ -224,9 +224,10 @@ def _bond(
     master = out.uuid("bridge", bridge.name) if bridge else None
     what = f"bond {bond.name}" + (f" as a port of {bridge.name}" if bridge else "")
     lines = _connection(out, "bond", bond.name, "bond", what, master=master)
-    first = facts.link(bond.name if existing else bond.slaves[0])
-    if first is not None and first.mac:
-        lines += ["", "[ethernet]", f"cloned-mac-address={first.mac.upper()}"]
+    link = facts.link(bond.name) if existing else None
+    mac = link.mac if link is not None else config.macs.get(bond.name)
+    if mac:
+        lines += ["", "[ethernet]", f"cloned-mac-address={mac.upper()}"]
     lines += ["", "[bond]", f"mode={bond.mode}"]
     lines += [f"{k}={_option(v)}" for k, v in bond.options]
     if master is None:

@@ -15,6 +15,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.plan.model import ExpectedState
 from fleetbr.plan.persist import PersistSteps, backend_steps
 from fleetbr.plan.topology.capability import host_bonds, tier
+from fleetbr.plan.topology.macs import bond_macs
 
 
 def topology_config(
@@ -32,6 +33,7 @@ def topology_config(
         for e in (expected, *expected.more)
     )
     macs = {e.bridge: e.mac for e in (expected, *expected.more) if e.address_dev == e.bridge}
+    macs |= bond_macs(topology, facts)
     table = () if expected.topology is None else expected.topology.table
     return TopologyConfig(
         topology=topology,

@@ -22,7 +22,6 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fleetbr import validate
 from fleetbr.backends.model import BackendRefusal
 from fleetbr.changes.bridge.task import BridgeSpec, BridgeTask
 from fleetbr.changes.bridge.topology import BondSpec, TopoBridge, Topology
@@ -43,6 +42,7 @@ from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
 from fleetbr.plan.topology.dhcp import kept_leases
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanExpect
+from fleetbr.plan.topology.macs import bridge_mac, first_slave_mac
 from fleetbr.plan.topology.persist import topology_persist
 from fleetbr.plan.topology.refusals import topology_refusal
 from fleetbr.plan.topology.vlan_table import table_steps
@@ -163,19 +163,6 @@ def _kept_elsewhere(topology: Topology, facts: HostFacts, out: _Plan) -> bool:
                for a in facts.addresses)  # fmt: skip
 
 
-def bridge_mac(bridge: TopoBridge, topology: Topology, facts: HostFacts) -> str | None:
-    """The bridge's MAC: the task's, else its uplink's (a new bond has its first slave's; a VLAN
-    device its parent's); a host-only bridge without one gets the kernel's."""
-    if bridge.mac is not None:
-        return bridge.mac
-    dev = bridge.nic
-    bond = next((b for b in topology.bonds() if b.name == dev), None)
-    if bond is not None and facts.link(bond.name) is None:
-        dev = bond.slaves[0]
-    link = facts.link(dev) if dev else None
-    return validate.mac_address(link.mac, "uplink mac") if link and link.mac else None
-
-
 def _setup_bridge(
     bridge: TopoBridge, mac: str | None, facts: HostFacts, out: _Plan, ra_from: str | None
 ) -> None:
@@ -211,8 +198,7 @@ def _setup_bridge(
 
 def _setup_bond(bond: BondSpec, facts: HostFacts, out: _Plan) -> None:
     if facts.topology.bond(bond.name) is None:
-        first = facts.link(bond.slaves[0])
-        out.setup.append(tsteps.bond_add(bond, first.mac if first is not None else None))
+        out.setup.append(tsteps.bond_add(bond, first_slave_mac(bond, facts)))
     out.bonds.append(BondExpect(bond.name, bond.mode, bond.options, bond.slaves))
 
 
