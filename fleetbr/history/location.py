@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fleetbr.errors import UsageError
 from fleetbr.history.store import BUSY_TIMEOUT, HistoryError, HistoryStore
@@ -19,6 +19,9 @@ from fleetbr.history.store import BUSY_TIMEOUT, HistoryError, HistoryStore
 SCHEMES = ("postgresql", "postgres")
 MASK = "***"
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&]*")
+# password=VALUE in a driver's message (a DSN echoed): quoted, or up to a space or "&"
+_PASSWORD_WORD = re.compile(r"""(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s&]+)""")
+BARE_MIN = 6  # a shorter password is masked where the URL or a password= holds it only
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -35,11 +38,27 @@ class DatabaseUrl:
         return f"DatabaseUrl({masked(self.url)!r})"
 
     def scrub(self, text: str) -> str:
-        """``text`` (a driver's error message) without the URL's password."""
-        secret = urlsplit(self.url).password
-        if secret:
-            text = text.replace(secret, MASK)
-        return text.replace(self.url, str(self))
+        """``text`` (a driver's error message) without the URL's password: the URL masked,
+        any ``password=...`` masked, and the password itself wherever it stands, unless it is
+        shorter than ``BARE_MIN``: so short a string turns up inside words by chance, and
+        masking those would both mangle the message and show the password by where the
+        masks fall."""
+        text = text.replace(self.url, str(self))
+        text = _PASSWORD_WORD.sub(rf"\g<1>{MASK}", text)
+        for secret in self._secrets():
+            text = text.replace(f":{secret}@", f":{MASK}@")
+            if len(secret) >= BARE_MIN:
+                text = text.replace(secret, MASK)
+        return text
+
+    def _secrets(self) -> list[str]:
+        """The password of the user part and of the query, as written and decoded, longest
+        first."""
+        parts = urlsplit(self.url)
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        found = {parts.password or ""} | {v for k, _, v in pairs if k.lower() == "password"}
+        found |= {unquote(secret) for secret in found}
+        return sorted((secret for secret in found if secret), key=len, reverse=True)
 
 
 HistoryLocation = Path | DatabaseUrl

@@ -42,6 +42,20 @@ def test_a_url_is_shown_with_its_password_masked(text: str, want: str) -> None:
     assert "pw" not in repr(location) and "pw@" not in repr(HistoryOptions(path=location))
 
 
+def test_a_drivers_message_loses_the_password_wherever_it_stands() -> None:
+    url = DatabaseUrl("postgresql://db/fleet?user=ops&password=s3cr%2Ft-long&sslmode=require")
+    text = url.scrub("invalid dsn: host=db password='s3cr/t-long' (s3cr/t-long, s3cr%2Ft-long)")
+    assert text == "invalid dsn: host=db password=*** (***, ***)"
+    assert url.scrub(url.url) == str(url)
+
+
+def test_a_short_password_is_masked_where_it_is_a_password_not_inside_words() -> None:
+    # masking every "p" would mangle the message and show the password by the masks' places
+    url = DatabaseUrl("postgresql://ops:p@db:5432/fleet")
+    text = url.scrub("connection to port 5432 failed: postgresql://ops:p@db:5432/fleet password=p")
+    assert text == "connection to port 5432 failed: postgresql://ops:***@db:5432/fleet password=***"
+
+
 def test_a_path_stays_a_path() -> None:
     assert parse_location("runs/history.sqlite3") == Path("runs/history.sqlite3")
     assert parse_location("/var/lib/fleetbr/h:1.sqlite3") == Path("/var/lib/fleetbr/h:1.sqlite3")
