@@ -25,6 +25,9 @@ from fleetbr.facts.views import ViewContext
 #   release(a)      rollback, right after the files are restored: the daemon forgets the change
 #   prepare(a)      (optional) forward, before the runtime steps: undo what the daemon did to the
 #                   interfaces that they rely on (ifupdown2 disables IPv6 on a bridge's ports)
+#   hold(a)         (optional) forward, between the runtime steps' address moves and their
+#                   enslaves: the daemon leaves ``hold_links`` alone until take_bridge
+#   unhold(a)       (with hold) the rollback's undo of hold, which must not reload the daemon
 #   boot()          (only with ``boot_shell``) lines of the boot guard after it restored files
 SHELL_TEMPLATE = "shell.sh.j2"
 # The macros of a backend's facts template (optional; each takes ``b``: name, tool, daemon and

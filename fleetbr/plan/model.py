@@ -37,6 +37,8 @@ STEP_KINDS: frozenset[str] = frozenset(
         "backend_apply",
         "backend_release",
         "backend_reapply",
+        "backend_hold",
+        "backend_unhold",
         "guest_update",
         "bond_add",
         "bond_del",

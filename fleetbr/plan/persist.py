@@ -32,6 +32,7 @@ class PersistSteps:
     backend: str
     head: list[Step] = field(default_factory=list)
     tail: list[Step] = field(default_factory=list)
+    hold: list[Step] = field(default_factory=list)  # between the moves and the enslaves
     files: dict[str, str | None] = field(default_factory=dict)
     managers: dict[str, str] = field(default_factory=dict)
     backups: tuple[str, ...] = ()
@@ -140,6 +141,7 @@ def backend_steps(plan: BackendPlan, facts: HostFacts, backup_dir: str | None) -
         plan.backend,
         head=[reapply],
         tail=[release, *guards, *writes, steps.backend_apply(plan.args)],
+        hold=[steps.backend_hold(plan.args)] if plan.args.get("hold_links") else [],
         files=files,
         managers=managers,
         backups=tuple(plan.guarded),

@@ -464,6 +464,20 @@ def backend_apply(args: Mapping[str, str | None]) -> Step:
     return Step("backend_apply", checked, f"apply the {checked['backend']} configuration")
 
 
+def backend_hold(args: Mapping[str, str | None]) -> Step:
+    """The daemon leaves ``hold_links`` alone until its apply (they are about to be enslaved,
+    which bounces them, and the daemon would configure them again from their old files); the
+    inverse only drops the hold: the rollback's reapply reloads the daemon."""
+    checked = _backend_args(args)
+    name, links = checked["backend"], checked.get("hold_links") or ""
+    return Step(
+        "backend_hold",
+        checked,
+        f"{name} leaves {', '.join(links.split())} alone until the apply",
+        inverse=Step("backend_unhold", checked, f"{name} may configure {links} again"),
+    )
+
+
 def backend_marks(args: Mapping[str, str | None]) -> tuple[Step, Step]:
     """Two steps that do nothing forward. The rollback runs their inverses: the first one's
     (``backend_reapply``) last, so the daemon takes the NIC back with its restored files once

@@ -53,7 +53,17 @@ def _backend_steps(backend: str, renderer: str | None = None) -> list[Step]:
     return [reapply, release, mk.backend_apply(args), reapply.inverse, release.inverse]  # type: ignore[list-item]
 
 
+def _hold_steps() -> list[Step]:
+    """networkd's hold of a new bond's slaves, its undo, and the apply that drops it."""
+    args: dict[str, str | None] = {"backend": "networkd", "bridge": "br0", "nic": "bond0"}
+    args |= {"links": "br0 bond0 eth0 eth1", "hold_links": "eth0 eth1"}
+    hold = mk.backend_hold(args)
+    assert hold.inverse is not None
+    return [hold, hold.inverse, mk.backend_apply(args)]
+
+
 BACKEND_STEPS: list[Step] = [
+    *_hold_steps(),
     mk.file_remove("/etc/systemd/network/10-eth0.network", None),
     mk.file_guard("/etc/NetworkManager/system-connections/eth0.nmconnection", None),
     *_backend_steps("networkd"),
@@ -81,6 +91,9 @@ def test_backend_steps_are_one_valid_sh_line(step: Step) -> None:
 
 
 def test_backend_arguments_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        mk.backend_hold({"backend": "networkd", "bridge": "br0", "nic": "bond0",
+                         "hold_links": "eth0 $(reboot)"})  # fmt: skip
     with pytest.raises(ValidationError):
         mk.backend_apply({"backend": "networkd", "bridge": "br0;reboot", "nic": "eth0"})
     with pytest.raises(ValidationError):

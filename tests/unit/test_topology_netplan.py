@@ -154,7 +154,13 @@ def test_what_netplan_cannot_write_is_refused_before_any_change(text: str, reaso
 def test_the_apply_waits_for_every_interface_of_the_topology() -> None:
     plan = plan_host(task(f"persist: netplan\n{BOND_TASK}"), np_host(), min_timeout=5)
     apply = step_command(next(s for s in plan.steps if s.kind == "backend_apply"))
-    assert apply.startswith("{ sync; netplan apply && ")
+    # the hold of networkd's (the renderer's) on the new bond's slaves goes first: netplan
+    # apply would keep its drop-ins
+    hold = "/run/systemd/network/*.network.d/99-fleetbr-hold.conf"
+    assert apply.startswith("{ sync; { fbr_rc=0; for fbr_f in " + hold)
+    assert apply.index(hold) < apply.index("netplan apply && ")
+    (held,) = [s for s in plan.steps if s.kind == "backend_hold"]
+    assert held.args["hold_links"] == "eth0"
     assert "networkctl list --no-legend --no-pager -- bond0 eth0 eth1 br0 " in apply
     reapply = step_command(next(s for s in plan.rollback if s.kind == "backend_reapply"))
     assert "networkctl list --no-legend --no-pager -- eth0 eth1 " in reapply

@@ -139,6 +139,46 @@ class FileKernel(Kernel):
     def facts(self) -> HostFacts:
         return self.rebuild(super().facts(), dict(self.etc))
 
+    def _backend_hold(self, a: dict[str, Any]) -> None:
+        del a
+
+    _backend_unhold = _backend_hold
+
+
+@dataclasses.dataclass
+class NetworkdKernel(FileKernel):
+    """FileKernel plus what networkd does when a bond's enslave bounces a link it configures:
+    it puts the link's old addresses back (those its old file gave it: the facts' before),
+    unless the plan made it leave the link alone (``backend_hold``) until its apply."""
+
+    held: set[str] = dataclasses.field(default_factory=set)
+
+    def _backend_hold(self, a: dict[str, Any]) -> None:
+        self.held |= set(a["hold_links"].split())
+
+    def _backend_unhold(self, a: dict[str, Any]) -> None:
+        del a
+        self.held.clear()
+
+    def _backend_apply(self, a: dict[str, Any]) -> None:
+        """take_bridge drops the hold; networkd's reload then configures the slaves from their
+        new files, which take every address off them."""
+        self.held.clear()
+        slaves = {s for b in self.base.topology.bonds for s in b.slave_names}
+        slaves |= {
+            d
+            for d in (a.get("links") or "").split()
+            if self.devs.get(d) and self.devs[d].link.master
+        }
+        self.addresses = [x for x in self.addresses if x.dev not in slaves]
+
+    def _bond_enslave(self, a: dict[str, Any]) -> None:
+        super()._bond_enslave(a)
+        dev = a["dev"]
+        view = next((v for v in self.base.manager(dev).views if v.backend == "networkd"), None)
+        if view is not None and view.files and dev not in self.held:
+            self.addresses += [x for x in self.base.addresses_of(dev) if x.scope == "global"]
+
 
 def nd_plan(text: str, before: HostFacts) -> BridgePlan:
     return plan_host(task(f"persist: networkd\n{text}"), before, min_timeout=5)
@@ -157,7 +197,7 @@ def round_trip(
     check finds nothing and the daemon's files are the old ones exactly."""
     plan = plan_host(task(f"persist: {backend}\n{text}"), before, min_timeout=5)
     assert plan.refusal is None, plan.refusal
-    model = kernel or FileKernel.with_dir(before)
+    model = kernel or (NetworkdKernel if backend == "networkd" else FileKernel).with_dir(before)
     model.run(plan.steps)
     after = model.facts()
     assert [d.text for d in compare(plan.expected, after)] == []
@@ -190,6 +230,50 @@ VLAN_BRIDGES = (
     "  - {name: br30, nic: eth0, vlan: 30, addresses: none}\n"
     "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
 )
+
+
+def _enslaved(text: str, before: HostFacts) -> tuple[BridgePlan, HostFacts]:
+    """The plan of ``text`` and the host right after its last enslave (before the apply)."""
+    plan = nd_plan(text, before)
+    kinds = [s.kind for s in plan.steps]
+    last = max(i for i, k in enumerate(kinds) if k == "bond_enslave")
+    return plan, NetworkdKernel.with_dir(before).run(plan.steps[: last + 1]).facts()
+
+
+def test_networkd_leaves_the_new_bonds_slaves_alone_until_the_apply() -> None:
+    plan, enslaved = _enslaved(BOND_TASK, nd_host())
+    # the bond bounced eth0: networkd, held off, did not put its old addresses back
+    assert enslaved.addresses_of("eth0") == ()
+    assert {a.cidr for a in enslaved.addresses_of("br0")} == {
+        "198.51.100.11/24",
+        "2001:db8:100::b/64",
+    }
+    kinds = [s.kind for s in plan.steps]
+    (hold,) = [s for s in plan.steps if s.kind == "backend_hold"]
+    assert hold.args["hold_links"] == "eth0"  # eth1 has no address networkd would give back
+    at = kinds.index("backend_hold")
+    # after the moves took eth0's addresses (unmanaging drops what networkd configured), before
+    # any enslave
+    assert max(i for i, k in enumerate(kinds) if k == "addr_del") < at < kinds.index("bond_enslave")
+    back = [s.kind for s in plan.rollback]
+    # the hold is dropped without a reload; the reapply, last, reloads
+    assert back.index("bond_release") < back.index("backend_unhold") < back.index("backend_reapply")
+
+
+def test_without_the_hold_networkd_would_put_the_slaves_address_back() -> None:
+    plan = nd_plan(BOND_TASK, nd_host())
+    unheld = [s for s in plan.steps if s.kind != "backend_hold"]
+    last = max(i for i, s in enumerate(unheld) if s.kind == "bond_enslave")
+    enslaved = NetworkdKernel.with_dir(nd_host()).run(unheld[: last + 1]).facts()
+    assert {a.cidr for a in enslaved.addresses_of("eth0")} == {
+        "198.51.100.11/24",
+        "2001:db8:100::b/64",
+    }
+
+
+def test_an_existing_bond_or_a_plain_nic_needs_no_hold() -> None:
+    assert not [s for s in nd_plan("bridge: {nic: eth0}", nd_host()).steps
+                if s.kind == "backend_hold"]  # fmt: skip
 
 
 def test_a_bond_created_from_the_nic_is_written_as_netdev_and_slave_files() -> None:
@@ -349,8 +433,8 @@ def test_every_prefix_of_a_persisted_topology_plan_rolls_back_exactly(text: str)
     before = nd_host()
     plan = nd_plan(text, before)
     assert plan.refusal is None, plan.refusal
-    for k in range(1, len(plan.steps) + 1):
-        kernel = FileKernel.with_dir(before).run(plan.steps[:k])
+    for k in range(1, len(plan.steps) + 1):  # the hold's prefixes included
+        kernel = NetworkdKernel.with_dir(before).run(plan.steps[:k])
         restored = kernel.run(plan.rollback).facts()
         problems = restore_check(before, restored, touched_by(plan)).problems
         assert problems == [], f"after {k} steps ({plan.steps[k - 1].description})"

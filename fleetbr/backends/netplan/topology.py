@@ -23,6 +23,7 @@ from fleetbr.backends.model import (
 )
 from fleetbr.backends.netplan import dhcp
 from fleetbr.backends.networkd import dhcp as nd_dhcp
+from fleetbr.backends.networkd import topology as nd_topology
 from fleetbr.facts.model import HostFacts
 
 if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
@@ -181,6 +182,8 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
             b.name for b in config.topology.bonds() if facts.link(b.name) is None
         )
         or None,
+        # networkd's trap too (the renderer): see networkd's shell.sh.j2 hold
+        "hold_links": " ".join(nd_topology.held_slaves(config.topology, facts, "netplan")) or None,
     }
     managers = tuple(dict.fromkeys(links))
     files = (FileChange(path, new, PRIVATE_MODE), *extra)

@@ -148,7 +148,8 @@ def _assemble(
     expected = dataclasses.replace(
         expected, config_files=persist.files, managers=persist.managers, file_meta=persist.meta
     )
-    cutting = out.route_dels + out.moves + out.enslave + out.join + out.ups + out.route_adds
+    cutting = out.route_dels + out.moves + persist.hold + out.enslave + out.join + out.ups
+    cutting += out.route_adds
     plan = finish(task, persist.head + out.setup, cutting + persist.tail, expected)
     routes = [r for e in out.expects for r in e.routes if r.is_default and r.gateway]
     probes = tuple(dict.fromkeys(str(r.gateway) for r in sorted(routes, key=lambda r: r.family)))

@@ -5,7 +5,8 @@ a failed confirm runs it) is exact: netplan renders for networkd, so its release
 bond trap (reloaded with the new bond up, eth0 left it, eth1 stayed, and eth0's link-local
 address failed DAD against the bond's: docs/topologies.md, "Traps found on the VM tier") and
 deletes the new bond before networkd reloads. Then the same task is confirmed and netplan owns
-br0, bond0 and both slaves. One VM, booted once."""
+br0, bond0 and both slaves; networkd, held off until the apply, gave the enslaved eth0 none of
+its old addresses back. One VM, booted once."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.vm.conftest import booted_lab, vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
+    address_events,
     bond_problems,
     cli,
+    global_address_added,
     host_rollback_is_exact,
     topology_task,
     wait_vm,
@@ -52,8 +55,11 @@ def test_the_hosts_rollback_of_a_persisted_new_bond_is_exact(np_lab: Lab, tmp_pa
 
 def test_a_bond_is_confirmed_and_netplan_owns_it(np_lab: Lab, tmp_path: Path) -> None:
     task = bond_task(tmp_path)
-    code, status, message = cli(np_lab, HOST, task, "apply", WINDOW + 120)
+    with address_events(np_lab, HOST) as events:
+        code, status, message = cli(np_lab, HOST, task, "apply", WINDOW + 120)
     assert (code, status) == (0, "confirmed"), message
+    # networkd (the renderer), held off until the apply, gave eth0 nothing back on the bounce
+    assert global_address_added(events, "eth0") == [], events
     assert bond_problems(settled_facts(np_lab, HOST, timeout=120), "netplan", mac=False) == []
     assert cli(np_lab, HOST, task, "check", 300)[:2] == (0, "in_sync")
     assert cli(np_lab, HOST, task, "plan", 300)[1] == "unchanged"

@@ -197,6 +197,28 @@ def master_is(lab: Lab, host: str, dev: str, master: str) -> bool:
     return f"INTERFACE={master}" in vm_sh(lab, host, f"cat /sys/class/net/{dev}/master/uevent")
 
 
+_MONITOR = "/root/fleetbr-test-addresses"
+
+
+@contextmanager
+def address_events(lab: Lab, host: str) -> Iterator[list[str]]:
+    """The host's ``ip -o monitor address`` lines while the block runs (filled at its end)."""
+    log, pid = f"{_MONITOR}.log", f"{_MONITOR}.pid"
+    vm_sh(lab, host, f"setsid sh -c 'echo $$ > {pid}; exec ip -o monitor address > {log} 2>&1' "
+                     "</dev/null >/dev/null 2>&1 &")  # fmt: skip
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        lines += vm_sh(lab, host, f'kill "$(cat {pid})"; cat {log}').splitlines()
+
+
+def global_address_added(events: list[str], dev: str) -> list[str]:
+    """The events of ``events`` that gave ``dev`` a global address."""
+    return [e for e in events if not e.startswith("Deleted") and "scope global" in e
+            and e.split()[1:2] == [dev]]  # fmt: skip
+
+
 def wait_vm(lab: Lab, host: str, command: str, timeout: float, what: str) -> None:
     """Poll ``command`` on the VM until it succeeds; fail after ``timeout`` s (a bound, not a
     guess at the machine's speed)."""
