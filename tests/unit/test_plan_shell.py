@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -193,6 +194,27 @@ def test_scripts_stop_or_keep_going(tmp_path: Path) -> None:
     )
     assert keep.returncode == 1
     assert "step 2 failed" in keep.stderr
+
+
+def test_a_restore_of_a_file_that_is_its_backup_writes_nothing(tmp_path: Path) -> None:
+    """A write that failed left the file as its backup: the restore leaves it (it holds on a
+    full disk and on a file that cannot be replaced); a written file is put back."""
+    target, backups = tmp_path / "f", tmp_path / "b"
+    backups.mkdir()
+    target.write_text("old\n")
+    shutil.copy2(target, backups / str(target).replace("/", "%"))
+    write = mk.file_write(str(target), "new\n", existed=True, backup_dir=str(backups))
+    assert write.inverse is not None
+    restore = ["sh", "-c", step_command(write.inverse)]
+    inode = target.stat().st_ino
+    assert subprocess.run(restore, check=False).returncode == 0
+    assert (target.stat().st_ino, target.read_text()) == (inode, "old\n")
+    target.chmod(0o600)  # same bytes, another mode: put back
+    assert subprocess.run(restore, check=False).returncode == 0
+    assert target.stat().st_ino != inode and target.stat().st_mode & 0o777 == 0o644
+    target.write_text("new\n")
+    assert subprocess.run(restore, check=False).returncode == 0
+    assert target.read_text() == "old\n"
 
 
 def test_a_real_plan_renders_completely() -> None:

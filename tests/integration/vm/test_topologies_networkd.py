@@ -6,8 +6,9 @@ old addresses back); a reboot after the confirm and a power cut inside the dead-
 
 The module boots its two VMs once (networkd on eth0 of both, eth1 idle) and its tests run in
 file order: hv01 is bonded for good and rebooted; hv02 has the power cut in the window of the
-same bond, after the host's own rollback of it. Only active-backup: 802.3ad needs a partner that
-speaks LACP, and the lab switch is a plain Linux bridge."""
+same bond, after the host's own rollback of it, then a write that fails after the enslave (the
+host rolls back with networkd still held off the slaves). Only active-backup: 802.3ad needs a
+partner that speaks LACP, and the lab switch is a plain Linux bridge."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
 from fleetbr.report import HostResult, Status
 from tests.integration.distro.persisthelpers import settled_facts
-from tests.integration.vm.conftest import booted_lab
+from tests.integration.vm.conftest import booted_lab, vm_sh
 from tests.integration.vm.vmhelpers import (
     BOND,
     address_events,
@@ -120,3 +121,31 @@ def test_a_reboot_after_the_confirm_and_a_power_cut_inside_the_window(
     )  # fmt: skip
     assert problems == [], "\n".join(problems)
     wait_vm(nd_lab, "hv02", "ip -o -4 addr show dev eth0 | grep -q 198.51.100", 60, "eth0 up")
+
+
+ETH0_FILE = "/etc/systemd/network/10-eth0.network"
+
+
+def test_a_write_that_fails_after_the_enslave_is_rolled_back_with_networkd_held(
+    nd_lab: Lab, tmp_path: Path
+) -> None:
+    """A file of the persist steps cannot be written (immutable here; a full disk fails the
+    same step) after the hold and the enslaves: the apply stops there, networkd still held off
+    the slaves, and the host's own rollback puts everything back; the hold's drop-in is gone
+    (the facts compare /run/systemd/network too) and networkd configures eth0 again."""
+    was = before(nd_lab, "hv02")
+    vm_sh(nd_lab, "hv02", f"chattr +i {ETH0_FILE}")
+    try:
+        code, status, message = cli(nd_lab, "hv02", bond_task(tmp_path), "apply", WINDOW + 120)
+    finally:
+        vm_sh(nd_lab, "hv02", f"chattr -i {ETH0_FILE}")
+    assert (code, status) != (0, "confirmed") and status == "rolled_back", message
+    log = vm_sh(nd_lab, "hv02", 'cat "$(ls -t /var/lib/fleetbr/tx/*/apply.log | head -n 1)"')
+    assert "leaves eth0 alone until the apply" in log and f"write {ETH0_FILE}" in log, log
+    txid = last_journal_line(nd_lab, "hv02").split()[1]
+    problems = restored_problems_vm(
+        nd_lab, "hv02", txid, was, gone=("br0", "bond0"),
+        reasons=("reason=apply-failed-step-",), residue=RESIDUE,
+    )  # fmt: skip
+    assert problems == [], "\n".join(problems)
+    assert networkctl(nd_lab, "hv02")["eth0"] == ("routable", "configured")
