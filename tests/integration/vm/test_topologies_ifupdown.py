@@ -25,7 +25,6 @@ import pytest
 
 from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
-from fleetbr.report import Status
 from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.vm.conftest import booted_lab, require_ifenslave_layer, vm_sh
 from tests.integration.vm.vmhelpers import (
@@ -35,8 +34,7 @@ from tests.integration.vm.vmhelpers import (
     cli,
     failed_rollback_steps,
     last_journal_line,
-    master_is,
-    power_cut_in_window,
+    power_cut_comes_back_as_before,
     restored_problems_vm,
     topology_task,
 )
@@ -85,22 +83,11 @@ def test_a_cutting_bond_is_rolled_back_exactly_by_the_hosts_timer(
 
 
 def test_a_power_cut_inside_the_window_comes_back_as_before(ifu_lab: Lab, tmp_path: Path) -> None:
-    was = before(ifu_lab, HOST)
-    text = vm_sh(ifu_lab, HOST, f"cat {PATH}")
-
-    def in_place() -> bool:  # enslaved, in the kernel and in the file
-        return master_is(ifu_lab, HOST, "eth0", "bond0") and (
-            "bond-slaves eth0 eth1" in vm_sh(ifu_lab, HOST, f"cat {PATH}")
-        )
-
-    txid, resolved = power_cut_in_window(ifu_lab, HOST, bond_task(tmp_path), WINDOW, in_place)
-    assert resolved.status == Status.ROLLED_BACK, resolved.message
-    # the reboot clears what the runtime rollback before left on the idle eth1 (RESIDUE)
-    problems = restored_problems_vm(ifu_lab, HOST, txid, was, gone=("br0", "bond0"),
-                                    reasons=("reason=reboot failed_steps=0",),
-                                    residue=RESIDUE)  # fmt: skip
-    assert problems == [], "\n".join(problems)
-    assert vm_sh(ifu_lab, HOST, f"cat {PATH}") == text
+    # the reboot also clears what the runtime rollback before left on the idle eth1 (RESIDUE)
+    power_cut_comes_back_as_before(
+        ifu_lab, HOST, bond_task(tmp_path), WINDOW, enslaved=("eth0", "bond0"),
+        file=(PATH, "bond-slaves eth0 eth1"), gone=("br0", "bond0"), residue=RESIDUE,
+    )  # fmt: skip
 
 
 def test_a_bond_is_confirmed_and_ifupdown_owns_it(ifu_lab: Lab, tmp_path: Path) -> None:

@@ -23,17 +23,13 @@ import pytest
 
 from fleetbr.lab import Lab
 from fleetbr.lab.vm import reboot
-from fleetbr.report import Status
 from tests.integration.distro.persisthelpers import settled_facts
 from tests.integration.vm.conftest import booted_lab, require_ifenslave_layer, vm_sh
 from tests.integration.vm.vmhelpers import (
-    before,
     bond_problems,
     cli,
     last_journal_line,
-    master_is,
-    power_cut_in_window,
-    restored_problems_vm,
+    power_cut_comes_back_as_before,
     topology_task,
 )
 
@@ -87,20 +83,10 @@ def port_task(tmp_path: Path) -> Path:
 
 
 def test_a_power_cut_inside_the_window_comes_back_as_before(bp_lab: Lab, tmp_path: Path) -> None:
-    was = before(bp_lab, HOST)
-    text = vm_sh(bp_lab, HOST, f"cat {PATH}")
-
-    def in_place() -> bool:  # bridged, in the kernel and in the file
-        return master_is(bp_lab, HOST, "bond0", "br0") and (
-            "bridge_ports bond0" in vm_sh(bp_lab, HOST, f"cat {PATH}")
-        )
-
-    txid, resolved = power_cut_in_window(bp_lab, HOST, port_task(tmp_path), WINDOW, in_place)
-    assert resolved.status == Status.ROLLED_BACK, resolved.message
-    problems = restored_problems_vm(bp_lab, HOST, txid, was, gone=("br0",),
-                                    reasons=("reason=reboot failed_steps=0",))  # fmt: skip
-    assert problems == [], "\n".join(problems)
-    assert vm_sh(bp_lab, HOST, f"cat {PATH}") == text
+    power_cut_comes_back_as_before(
+        bp_lab, HOST, port_task(tmp_path), WINDOW, enslaved=("bond0", "br0"),
+        file=(PATH, "bridge_ports bond0"), gone=("br0",),
+    )  # fmt: skip
 
 
 def test_the_bridge_over_the_bond_is_confirmed_and_ifupdown_owns_it(

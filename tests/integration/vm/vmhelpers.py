@@ -349,6 +349,31 @@ def power_cut_in_window(
     return tx.txid, asyncio.run(resolve(tx))
 
 
+def power_cut_comes_back_as_before(
+    lab: Lab, host: str, task: Path, window: int, *, enslaved: tuple[str, str],
+    file: tuple[str, str], gone: tuple[str, ...],
+    residue: Mapping[str, tuple[str, ...]] | None = None,
+) -> None:  # fmt: skip
+    """A power cut once ``enslaved`` (a device, its master) holds in the kernel and ``file``
+    (a path, a line of the change's) is written: the boot guard rolls back, ``gone`` is gone,
+    and the host is exactly as before, the file byte for byte (``residue``: see
+    restored_problems_vm)."""
+    path, line = file
+    was = before(lab, host)
+    text = vm_sh(lab, host, f"cat {path}")
+
+    def in_place() -> bool:
+        return master_is(lab, host, *enslaved) and line in vm_sh(lab, host, f"cat {path}")
+
+    txid, resolved = power_cut_in_window(lab, host, task, window, in_place)
+    assert resolved.status == Status.ROLLED_BACK, resolved.message
+    problems = restored_problems_vm(lab, host, txid, was, gone=gone,
+                                    reasons=("reason=reboot failed_steps=0",),
+                                    residue=residue)  # fmt: skip
+    assert problems == [], "\n".join(problems)
+    assert vm_sh(lab, host, f"cat {path}") == text
+
+
 def host_rollback_is_exact(
     lab: Lab,
     host: str,
