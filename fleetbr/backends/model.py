@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fleetbr.errors import PlanRefused
-from fleetbr.facts.model import Route
+from fleetbr.facts.model import HostFacts, Route
 from fleetbr.facts.topology import PortVlan
 
 if TYPE_CHECKING:
     from fleetbr.backends.carry import Carried
-    from fleetbr.changes.bridge.topology import Topology
+    from fleetbr.changes.bridge.topology import BondSpec, Topology
 
 CONFIG_MODE = "0644"
 PRIVATE_MODE = "0600"  # NetworkManager ignores keyfiles readable by others; netplan warns
@@ -71,6 +71,10 @@ class TopologyConfig:
     def holder(self, dev: str) -> Holder | None:
         """What ``dev`` carries (None: it is no holder)."""
         return next((h for h in self.holders if h.dev == dev), None)
+
+    def new_bonds(self, facts: HostFacts) -> list[BondSpec]:
+        """The bonds the task creates that ``facts``' host does not have yet."""
+        return [bond for bond in self.topology.bonds() if facts.link(bond.name) is None]
 
     def entries(self, dev: str) -> tuple[PortVlan, ...]:
         """The VLAN table entries of ``dev``."""

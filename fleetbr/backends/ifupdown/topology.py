@@ -182,7 +182,7 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
     while kept and not kept[-1].strip():
         kept.pop()
     new = "\n".join([*kept, "", *out.lines]).rstrip("\n") + "\n"
-    new_bonds = [b.name for b in config.topology.bonds() if facts.link(b.name) is None]
+    new_bonds = [b.name for b in config.new_bonds(facts)]
     args = {
         "backend": "ifupdown",
         "bridge": bridges[0].name,

@@ -178,12 +178,9 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "leases": nd_dhcp.lease_words(config.topology.bridges, facts),
         # deleted by the rollback's release before networkd reloads (networkd's trap, same
         # renderer): see shell.sh.j2's release
-        "new_bond_links": " ".join(
-            b.name for b in config.topology.bonds() if facts.link(b.name) is None
-        )
-        or None,
+        "new_bond_links": " ".join(b.name for b in config.new_bonds(facts)) or None,
         # networkd's trap too (the renderer): see networkd's shell.sh.j2 hold
-        "hold_links": " ".join(nd_topology.held_slaves(config.topology, facts, "netplan")) or None,
+        "hold_links": " ".join(nd_topology.held_slaves(config, facts, "netplan")) or None,
     }
     managers = tuple(dict.fromkeys(links))
     files = (FileChange(path, new, PRIVATE_MODE), *extra)

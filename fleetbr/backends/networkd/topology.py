@@ -25,7 +25,7 @@ from fleetbr.facts.model import HostFacts
 from fleetbr.facts.topology import PortVlan
 
 if TYPE_CHECKING:  # the task model is not imported on the facts and run paths
-    from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge, Topology
+    from fleetbr.changes.bridge.topology import BondSpec, OptionValue, TopoBridge
 
 # bond option -> [Bond] key of a .netdev, and how its value is written
 _MS = ("miimon", "updelay", "downdelay", "arp_interval")
@@ -211,16 +211,17 @@ def _role_file(
 
 
 def _configured(facts: HostFacts, dev: str, backend: str = "networkd") -> bool:
-    """networkd configures ``dev`` from a file (an unmanaged NIC has none to rewrite)."""
+    """``backend`` (networkd, or netplan rendering for it) configures ``dev`` from a file (an
+    unmanaged NIC has none to rewrite)."""
     view = next((v for v in facts.manager(dev).views if v.backend == backend), None)
     return facts.link(dev) is not None and view is not None and bool(view.files)
 
 
-def held_slaves(topology: Topology, facts: HostFacts, backend: str = "networkd") -> list[str]:
+def held_slaves(config: TopologyConfig, facts: HostFacts, backend: str = "networkd") -> list[str]:
     """The slaves of the bonds the task creates to which networkd, from the file it will still
     hold when the runtime steps enslave them (``backend``'s: networkd's, or netplan's that it
     renders), would give global addresses back."""
-    return [s for b in topology.bonds() if facts.link(b.name) is None for s in b.slaves
+    return [s for b in config.new_bonds(facts) for s in b.slaves
             if _configured(facts, s, backend)
             and any(a.scope == "global" for a in facts.addresses_of(s))]  # fmt: skip
 
@@ -260,11 +261,10 @@ def plan_topology(config: TopologyConfig, facts: HostFacts) -> BackendPlan:
         "prior_links": " ".join(dict.fromkeys(out.prior)) or None,
         "leases": dhcp.lease_words(topo.bridges, facts),
         # deleted by the rollback's release, before networkd reloads: see shell.sh.j2's release
-        "new_bond_links": " ".join(b.name for b in topo.bonds() if facts.link(b.name) is None)
-        or None,
+        "new_bond_links": " ".join(b.name for b in config.new_bonds(facts)) or None,
         # enslaved by the runtime steps while networkd still has their old files: see
         # common.sh.j2's networkd_hold
-        "hold_links": " ".join(held_slaves(topo, facts)) or None,
+        "hold_links": " ".join(held_slaves(config, facts)) or None,
     }
     files = tuple(FileChange(p, c) for p, c in out.files.items())
     return BackendPlan("networkd", files, args, managers=tuple(dict.fromkeys(out.links)))
