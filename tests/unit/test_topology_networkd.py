@@ -14,7 +14,7 @@ import pytest
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import ConfigFile, DaemonView, HostFacts, InterfaceManager, Link
 from fleetbr.facts.topology import TopologyFacts, VlanDevice
-from fleetbr.plan import BridgePlan, plan_host
+from fleetbr.plan import BridgePlan, Step, plan_host
 from fleetbr.plan import steps as psteps
 from fleetbr.plan.diff import compare
 from fleetbr.plan.netfilter import sha256
@@ -232,16 +232,15 @@ VLAN_BRIDGES = (
 )
 
 
-def _enslaved(text: str, before: HostFacts) -> tuple[BridgePlan, HostFacts]:
-    """The plan of ``text`` and the host right after its last enslave (before the apply)."""
-    plan = nd_plan(text, before)
-    kinds = [s.kind for s in plan.steps]
-    last = max(i for i, k in enumerate(kinds) if k == "bond_enslave")
-    return plan, NetworkdKernel.with_dir(before).run(plan.steps[: last + 1]).facts()
+def _enslaved(steps: list[Step], before: HostFacts) -> HostFacts:
+    """The host after ``steps`` up to their last enslave (before the apply)."""
+    last = max(i for i, s in enumerate(steps) if s.kind == "bond_enslave")
+    return NetworkdKernel.with_dir(before).run(steps[: last + 1]).facts()
 
 
 def test_networkd_leaves_the_new_bonds_slaves_alone_until_the_apply() -> None:
-    plan, enslaved = _enslaved(BOND_TASK, nd_host())
+    plan = nd_plan(BOND_TASK, nd_host())
+    enslaved = _enslaved(list(plan.steps), nd_host())
     # the bond bounced eth0: networkd, held off, did not put its old addresses back
     assert enslaved.addresses_of("eth0") == ()
     assert {a.cidr for a in enslaved.addresses_of("br0")} == {
@@ -261,10 +260,8 @@ def test_networkd_leaves_the_new_bonds_slaves_alone_until_the_apply() -> None:
 
 
 def test_without_the_hold_networkd_would_put_the_slaves_address_back() -> None:
-    plan = nd_plan(BOND_TASK, nd_host())
-    unheld = [s for s in plan.steps if s.kind != "backend_hold"]
-    last = max(i for i, s in enumerate(unheld) if s.kind == "bond_enslave")
-    enslaved = NetworkdKernel.with_dir(nd_host()).run(unheld[: last + 1]).facts()
+    unheld = [s for s in nd_plan(BOND_TASK, nd_host()).steps if s.kind != "backend_hold"]
+    enslaved = _enslaved(unheld, nd_host())
     assert {a.cidr for a in enslaved.addresses_of("eth0")} == {
         "198.51.100.11/24",
         "2001:db8:100::b/64",
