@@ -3,6 +3,7 @@ the supervisor runs, the boot markers of the serial console, lab.json with VM ho
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fleetbr.lab.distro import reset_host
 from fleetbr.lab.files import write_inventory
 from fleetbr.lab.model import load, plan, save
 from fleetbr.lab.render import render
+from fleetbr.lab.vm import image
 from fleetbr.lab.vm.machine import CMDLINE, boot_ids, nic_mac, nic_name
 
 
@@ -111,3 +113,15 @@ def test_vm_lab_inventories_wait_longer_for_ssh(
     extras = defaults["connection_options"]["fleetbr"]["extras"]
     got = (extras["connect_timeout"], extras["keepalive_interval"], extras["keepalive_count_max"])
     assert got == timeouts
+
+
+def test_the_image_leaves_out_unused_drivers_but_never_what_the_tier_needs() -> None:
+    recipe = image._recipe("6.1.0-test")
+    blacklisted = set(re.findall(r"^blacklist (\S+)$", recipe, flags=re.MULTILINE))
+    assert blacklisted == set(image.UNUSED_MODULES)
+    needed = {"bonding", "8021q", "bridge", "virtio_net", "virtio_blk", "virtio_pci", "ext4",
+              "button", "evdev"}  # fmt: skip
+    assert not blacklisted & needed
+    masked = re.search(r"systemctl mask --quiet (.*)$", recipe, flags=re.MULTILINE)
+    assert masked is not None and set(masked.group(1).split()) == set(image.UNUSED_UNITS)
+    assert "HandlePowerKey=reboot" in recipe  # a soft `lab reboot` is the power button
