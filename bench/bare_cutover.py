@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,9 @@ from bench.bare_ssh import Target, bounded, forks_arg, load_targets, run_sh, ses
 from fleetbr.changes.bridge.task import BridgeTask, TaskTemplate, load_task, render_task
 from fleetbr.facts.parse import parse_facts
 from fleetbr.facts.script import facts_script
+from fleetbr.inventory import SSHOptions
 from fleetbr.plan import plan_host
+from fleetbr.transaction.protocol import min_timeout
 from fleetbr.transaction.scripts import (
     arm_apply_script,
     disarm_script,
@@ -37,8 +38,8 @@ async def one(target: Target, task: BridgeTask, label: str) -> str:
     timeout = task.deadman_timeout
     async with session(target) as conn:
         facts = parse_facts(await run_sh(conn, facts_script()))
-        min_timeout = math.ceil(2 * target["connect_timeout"] + 7)  # as fleetbr computes it
-        plan = plan_host(task, facts, min_timeout=min_timeout)
+        shortest = min_timeout(SSHOptions(connect_timeout=target["connect_timeout"]))
+        plan = plan_host(task, facts, min_timeout=shortest)
         if plan.refusal or plan.unchanged:
             return f"not applied: {plan.refusal or 'unchanged'}"
         txid = new_txid()

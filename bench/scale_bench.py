@@ -30,9 +30,11 @@ from bench.common import PYTHON, REPO, _env, lab_up, profile_top, task_copy, wri
 from bench.cutover_bench import check_bridged, reset_all
 from bench.facts_bench import bare_cmd, fleetbr_cmd
 from fleetbr import lab
+from fleetbr.inventory import SSHOptions
+from fleetbr.transaction.protocol import min_timeout
 
 FORKS = 50  # fleetbr's default -f; the floor gets the same bound
-DEADMAN = 30
+DEADMAN = 30  # the apply's dead-man timeout, raised to what fleetbr needs for CONNECT_TIMEOUT
 CONNECT_TIMEOUT = 30  # the lab's 3 s: the bare side (no retries) timed out on a loaded machine
 FLAT_FROM = 50
 FLAT_TARGET = 0.15
@@ -93,9 +95,15 @@ def _bare_confirmed(decision: object) -> bool:
     return decision == "confirmed"
 
 
+def deadman() -> int:
+    """The apply's dead-man timeout: DEADMAN, or fleetbr's shortest for CONNECT_TIMEOUT if that
+    is longer (both sides would refuse a shorter one: 30 s with a 30 s connect timeout did)."""
+    return max(DEADMAN, min_timeout(SSHOptions(connect_timeout=CONNECT_TIMEOUT)))
+
+
 def apply_task(directory: Path) -> Path:
     """tasks/bridge.yaml with ``persist: none`` and the bench's dead-man timeout."""
-    path = task_copy(directory, DEADMAN)
+    path = task_copy(directory, deadman())
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     doc["persist"] = "none"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

@@ -444,7 +444,9 @@ def check_client_keys(
     for spec in hosts:
         where = f"{directory / HOSTS_FILE}: host {spec.name}: client_keys"
         for path in spec.ssh.client_keys:
-            problem = seen.setdefault(path, key_file_problem(path))
+            if path not in seen:  # one parse per key file, however many hosts share it
+                seen[path] = key_file_problem(path)
+            problem = seen[path]
             if problem:
                 raise InventoryError(f"{where}: {path}: {problem}")
         unlock_keys(spec.ssh.client_keys, spec.ssh.passphrase, where)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import fleetbr.inventory
 from fleetbr.cli import main
 from fleetbr.errors import InventoryError, UsageError
 from fleetbr.inventory import apply_overrides, check_client_keys, load_inventory, select_hosts
@@ -270,6 +271,34 @@ def test_missing_client_key_is_named_before_contact(tmp_path: Path) -> None:
     check_client_keys(inventory, apply_overrides(hosts, key=str(key), known_hosts=None), str(key))
     with pytest.raises(UsageError, match=f"--key {tmp_path}/absent: No such file"):
         check_client_keys(inventory, hosts, str(tmp_path / "absent"))
+
+
+def test_a_key_file_shared_by_every_host_is_parsed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the per-path memo used dict.setdefault(path, key_file_problem(path)), which parses the
+    # key for every host anyway (2-5 ms each at 50 hosts in apply's profile)
+    key = tmp_path / "id_test"
+    write_key(key)
+    extras = {"client_keys": [str(key)]}
+    hosts_doc = {
+        f"hv{i:02d}": {
+            "hostname": f"198.51.100.{i}",
+            "connection_options": {"fleetbr": {"extras": extras}},
+        }
+        for i in range(1, 51)
+    }
+    inventory = write_inventory(tmp_path, yaml.safe_dump(hosts_doc), None, None)
+    parsed: list[str] = []
+    real = fleetbr.inventory.key_file_problem
+
+    def counting(path: str) -> str:
+        parsed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(fleetbr.inventory, "key_file_problem", counting)
+    check_client_keys(inventory, list(load_inventory(inventory).values()), None)
+    assert parsed == [str(key)]
 
 
 def test_cli_missing_key_exits_2_naming_the_path(

@@ -14,6 +14,7 @@ import yaml
 
 from bench import scale_bench
 from fleetbr.inventory import load_inventory
+from fleetbr.transaction.protocol import min_timeout
 
 DEFAULTS = {
     "username": "root",
@@ -38,3 +39,18 @@ def test_both_sides_read_the_bench_connect_timeout(tmp_path: Path) -> None:
     fleetbr_side = load_inventory(built.inventory_dir)["hv1"]
     assert fleetbr_side.ssh.connect_timeout == 30
     assert fleetbr_side.ssh.keepalive_interval == 1  # the rest of the lab's options kept
+
+
+def test_the_apply_task_is_one_both_sides_accept_with_that_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    # 30 s, the bench's first timer, is shorter than fleetbr's minimum for a 30 s connect
+    # timeout (67 s): every host of both apply sides was refused, "0/50 hosts succeeded".
+    built = _lab(tmp_path)
+    sides = scale_bench._sides(cast(Any, built), tmp_path, True, None)
+    task_path = Path(sides["fleetbr apply"][0][-1])
+    task = yaml.safe_load(task_path.read_text(encoding="utf-8"))
+    spec = load_inventory(built.inventory_dir)["hv1"]
+    assert task["deadman"]["timeout"] >= min_timeout(spec.ssh) > scale_bench.DEADMAN
+    assert task["persist"] == "none"
+    assert sides["floor apply"][0][-3] == str(task_path)
