@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import fleetbr.inventory
+import fleetbr.keyfiles
 from fleetbr.cli import main
 from fleetbr.errors import InventoryError, UsageError
 from fleetbr.inventory import apply_overrides, check_client_keys, load_inventory, select_hosts
@@ -290,7 +291,7 @@ def test_a_key_file_shared_by_every_host_is_parsed_once(
     }
     inventory = write_inventory(tmp_path, yaml.safe_dump(hosts_doc), None, None)
     parsed: list[str] = []
-    real = fleetbr.inventory.key_file_problem
+    real = fleetbr.keyfiles.key_file_problem
 
     def counting(path: str) -> str:
         parsed.append(path)
