@@ -7,6 +7,7 @@ key is decrypted here, once per run (:func:`unlock_keys`).
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import stat
@@ -66,16 +67,30 @@ def key_file_problem(path: str) -> str:
         data = file.read(MAX_KEY_BYTES + 1)
     if len(data) > MAX_KEY_BYTES:
         return f"not an SSH private key (larger than {MAX_KEY_BYTES} bytes)"
+    reason = _import_problem(data)
+    if not reason or _needs_passphrase(reason):  # encrypted: a valid key as far as we can tell
+        return ""
+    return f"not an SSH private key ({reason})"
+
+
+@functools.lru_cache(maxsize=64)
+def _import_problem(data: bytes) -> str:
+    """asyncssh's reason for not importing ``data`` without a passphrase, or "" when it does.
+
+    One parse per key content and process: every host of a fleet usually names the same key,
+    and both the up-front check and :func:`unlock_keys` ask about it for each host.
+    """
     import asyncssh  # noqa: PLC0415 - only runs that contact hosts pay for the import
 
     try:
         asyncssh.import_private_key(data)
     except asyncssh.KeyImportError as exc:
-        reason = str(exc)
-        if "passphrase" in reason.lower():  # encrypted: a valid key as far as we can tell
-            return ""
-        return f"not an SSH private key ({reason})"
+        return str(exc) or type(exc).__name__
     return ""
+
+
+def _needs_passphrase(reason: str) -> bool:
+    return "passphrase" in reason.lower()
 
 
 # Keys decrypted this run, by path and content: asyncssh is handed the key itself, so a
@@ -117,13 +132,7 @@ def _key_bytes(path: str) -> bytes | None:
 
 
 def _encrypted(data: bytes) -> bool:
-    import asyncssh  # noqa: PLC0415
-
-    try:
-        asyncssh.import_private_key(data)
-    except asyncssh.KeyImportError as exc:
-        return "passphrase" in str(exc).lower()
-    return False
+    return _needs_passphrase(_import_problem(data))
 
 
 def _decrypt(data: bytes, passphrase: str, path: str, where: str) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import asyncssh
 import pytest
 import yaml
 
@@ -277,8 +279,9 @@ def test_missing_client_key_is_named_before_contact(tmp_path: Path) -> None:
 def test_a_key_file_shared_by_every_host_is_parsed_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the per-path memo used dict.setdefault(path, key_file_problem(path)), which parses the
-    # key for every host anyway (2-5 ms each at 50 hosts in apply's profile)
+    # the per-path memo used dict.setdefault(path, key_file_problem(path)), which checks the
+    # key for every host anyway, and unlock_keys parsed it again for every host to see whether
+    # it is encrypted: 51 parses for 50 hosts
     key = tmp_path / "id_test"
     write_key(key)
     extras = {"client_keys": [str(key)]}
@@ -297,9 +300,19 @@ def test_a_key_file_shared_by_every_host_is_parsed_once(
         parsed.append(path)
         return real(path)
 
+    imports: list[bytes] = []
+    real_import = asyncssh.import_private_key
+
+    def counting_import(data: bytes, *args: Any) -> Any:
+        imports.append(data)
+        return real_import(data, *args)
+
     monkeypatch.setattr(fleetbr.inventory, "key_file_problem", counting)
+    monkeypatch.setattr(asyncssh, "import_private_key", counting_import)
+    fleetbr.keyfiles._import_problem.cache_clear()
     check_client_keys(inventory, list(load_inventory(inventory).values()), None)
     assert parsed == [str(key)]
+    assert imports == [key.read_bytes()]
 
 
 def test_cli_missing_key_exits_2_naming_the_path(
