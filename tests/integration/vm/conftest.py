@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,7 @@ def booted_lab(
                 ssh(lab, host.ip4, "systemctl is-system-running --wait")
             yield lab
         finally:
+            close_shared(lab)
             down(lab.dir)
 
 
@@ -78,20 +80,62 @@ def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
+# The test side's own commands (vm_sh, the polls of vmhelpers) share one SSH connection per VM
+# (OpenSSH's ControlMaster): a TCG guest spends ~1 s of emulated CPU on each login (sshd's
+# re-exec, the key exchange, the PAM session), and three VM jobs share the machine's 2 cores with
+# the rest of the suite. fleetbr's own connections never go through it, nor does a check that needs
+# a new connection (``ssh(..., shared=False)``, the default). The keepalives end a connection a
+# reboot or a power cut left dead; a command that fails on it (255) runs again on a connection of
+# its own.
+_SHARED = ("-o", "ControlMaster=auto", "-o", "ControlPersist=120", "-o", "ServerAliveInterval=5",
+           "-o", "ServerAliveCountMax=3")  # fmt: skip
+_SOCKET_MAX = 100  # sun_path holds 108 bytes
+
+
+def control_path(lab: Lab, address: str) -> str | None:
+    """The shared connection's socket for ``address`` (in the lab dir: gone with the lab); None
+    when the path would be too long for a socket."""
+    path = str(lab.dir / f"mux-{address}")
+    return path if len(path.encode()) <= _SOCKET_MAX else None
+
+
 def ssh(
-    lab: Lab, address: str, command: str, known_hosts: str | None = None
+    lab: Lab, address: str, command: str, known_hosts: str | None = None, shared: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """OpenSSH as root to ``address``, trusting only the lab's known_hosts (or ``known_hosts``)."""
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(lab.key_path), "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={known_hosts or lab.known_hosts_path}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    """OpenSSH as root to ``address``, trusting only the lab's known_hosts (or ``known_hosts``);
+    ``shared``: over the VM's shared connection (above), never with another ``known_hosts``."""
+    argv = ["ssh", "-F", "/dev/null", "-i", str(lab.key_path), "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={known_hosts or lab.known_hosts_path}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+    path = control_path(lab, address) if shared and known_hosts is None else None
+    if path is not None:
+        done = _ssh([*argv, *_SHARED, "-o", f"ControlPath={path}"], address, command)
+        if done.returncode != 255 or _master_alive(path, address):
+            return done  # 255 with the connection alive: the command's own exit status
+    return _ssh([*argv, "-o", "ControlPath=none"], address, command)
+
+
+def _master_alive(path: str, address: str) -> bool:
+    return subprocess.run(["ssh", "-o", f"ControlPath={path}", "-O", "check", address],
+                          capture_output=True, timeout=30, check=False).returncode == 0  # fmt: skip
+
+
+def _ssh(argv: list[str], address: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*argv, f"root@{address}", command], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def close_shared(lab: Lab) -> None:
+    """End the shared connections of ``lab``'s VMs (before the lab goes down)."""
+    for host in lab.hosts:
+        path = control_path(lab, host.ip4)
+        if path is not None and Path(path).exists() and _master_alive(path, host.ip4):
+            subprocess.run(["ssh", "-o", f"ControlPath={path}", "-O", "exit", host.ip4],
+                           capture_output=True, timeout=30, check=False)  # fmt: skip
 
 
 def vm_sh(lab: Lab, host: str, command: str) -> str:
     """Run ``command`` on VM ``host`` over SSH; its stdout (AssertionError if it fails)."""
-    done = ssh(lab, lab.host(host).ip4, command)
+    done = ssh(lab, lab.host(host).ip4, command, shared=True)
     assert done.returncode == 0, (host, command, done.stderr)
     return done.stdout

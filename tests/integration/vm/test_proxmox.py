@@ -32,7 +32,7 @@ from fleetbr.report import Status
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
-from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
+from tests.integration.vm.conftest import close_shared, require_vm_cache, ssh, vm_sh
 from tests.integration.vm.vmhelpers import last_journal_line, master_is, power_cut_in_window
 
 pytestmark = pytest.mark.lab
@@ -58,6 +58,7 @@ def px_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             vm_sh(built, HOST, f"printf '\\niface eth1 inet manual\\n' >> {PATH} && ifreload -a")
             yield built
         finally:
+            close_shared(built)
             down(built.dir)
 
 

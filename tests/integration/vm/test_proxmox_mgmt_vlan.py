@@ -27,7 +27,7 @@ from fleetbr.report import Status
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
-from tests.integration.vm.conftest import require_vm_cache, ssh, vm_sh
+from tests.integration.vm.conftest import close_shared, require_vm_cache, ssh, vm_sh
 from tests.integration.vm.test_proxmox import settled, view
 
 pytestmark = pytest.mark.lab
@@ -52,6 +52,7 @@ def mv_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             vm_sh(built, HOST, "systemctl is-system-running --wait || :")
             yield built
         finally:
+            close_shared(built)
             down(built.dir)
 
 

@@ -157,7 +157,9 @@ def wait_event(
     for a while (``netplan apply`` or NetworkManager re-enslaving a NIC)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = ssh(lab, lab.host(host).ip4, "cat /var/lib/fleetbr/journal 2>/dev/null || :")
+        done = ssh(
+            lab, lab.host(host).ip4, "cat /var/lib/fleetbr/journal 2>/dev/null || :", shared=True
+        )
         words = [line.split()[2] for line in done.stdout.splitlines() if len(line.split()) > 2]
         if done.returncode == 0 and word in words:
             return
@@ -223,7 +225,7 @@ def wait_vm(lab: Lab, host: str, command: str, timeout: float, what: str) -> Non
     """Poll ``command`` on the VM until it succeeds; fail after ``timeout`` s (a bound, not a
     guess at the machine's speed)."""
     deadline = time.monotonic() + timeout
-    while ssh(lab, lab.host(host).ip4, command).returncode != 0:
+    while ssh(lab, lab.host(host).ip4, command, shared=True).returncode != 0:
         assert time.monotonic() < deadline, f"{host}: {what} not within {timeout} s"
         time.sleep(1)
 
