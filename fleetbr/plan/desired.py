@@ -8,7 +8,9 @@ then on the record stands in for them exactly as an explicit ``addresses`` list 
 routes included: one that is not in the record is drift). It lives under /run, like the bridge
 itself without persistence: a reboot takes both. It is honoured only while its bridge exists and
 for the same NIC; anything else about it (unreadable, damaged, another NIC) makes it a stale file
-that the next apply rewrites.
+that the next apply rewrites. A topology's runtime tier records each device that takes a source's
+addresses the same way (the bridge, a VLAN interface of it, a new bond that keeps its slave's
+addresses: :func:`read_holder_pin`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Any
 from fleetbr import validate
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import PIN_DIR, Address, HostFacts, Route
+from fleetbr.plan import steps
+from fleetbr.plan.model import Step
+from fleetbr.plan.netfilter import sha256
 from fleetbr.plan.steps import route_args
 
 VERSION = 1
@@ -102,6 +107,49 @@ def read_pin(facts: HostFacts, bridge: str, nic: str) -> Pin | None:
     except ValidationError:
         return None
     return pin if (pin.bridge, pin.nic) == (bridge, nic) else None
+
+
+def read_holder_pin(facts: HostFacts, holder: str, source: str) -> Pin | None:
+    """The record of a topology's ``holder`` (a bridge, a VLAN interface or a bond) that can stand
+    in for ``move``: it parses, the holder exists, and it names ``source`` or ``source`` holds no
+    global address any more (the source a plan again finds may be another device than the one
+    the apply took the addresses from: a new bond's slave, a VLAN device it deleted). None
+    otherwise."""
+    text = facts.pins.get(pin_path(holder))
+    if text is None or facts.link(holder) is None:
+        return None
+    try:
+        pin = parse_pin(text)
+    except ValidationError:
+        return None
+    moved = pin.nic == source or not any(
+        a.dev == source and a.scope == "global" for a in facts.addresses
+    )
+    return pin if pin.bridge == holder and moved else None
+
+
+def recorded_source(facts: HostFacts, holder: str) -> str | None:
+    """The source device the record of ``holder`` names (None: no record that parses)."""
+    text = facts.pins.get(pin_path(holder))
+    if text is None:
+        return None
+    try:
+        return parse_pin(text).nic
+    except ValidationError:
+        return None
+
+
+def record_steps(
+    facts: HostFacts, pin: Pin, files: dict[str, str], backup_dir: str | None
+) -> list[Step]:
+    """Write the record ``pin`` unless the host has it already; its hash joins the expected
+    files (``files``) either way."""
+    path, text = pin_path(pin.bridge), pin_text(pin)
+    files[path] = sha256(text)
+    old = facts.managed_files.get(path)
+    if old == files[path]:
+        return []
+    return [steps.file_write(path, text, existed=old is not None, backup_dir=backup_dir)]
 
 
 def parse_pin(text: str) -> Pin:

@@ -14,7 +14,7 @@ from fleetbr.changes.bridge.task import BridgeTask
 from fleetbr.errors import ValidationError
 from fleetbr.facts.model import HostFacts
 from fleetbr.plan import steps
-from fleetbr.plan.desired import Pin, make_pin, pin_path, pin_text, read_pin
+from fleetbr.plan.desired import make_pin, read_pin, record_steps
 from fleetbr.plan.diff import compare, route_matches
 from fleetbr.plan.guests import GuestRefusal, plan_guests
 from fleetbr.plan.model import BridgePlan, ExpectedState, Step
@@ -28,7 +28,7 @@ from fleetbr.plan.moves import (
     task_route_steps,
     wanted_addresses,
 )
-from fleetbr.plan.netfilter import netfilter_steps, sha256
+from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.persist import BackendRefusal, choose_backend, persist_steps, unbridge_steps
 from fleetbr.plan.topology.capability import bond_port_refusal, dhcp_nic_refusal
 from fleetbr.plan.topology.runtime import plan_runtime
@@ -206,7 +206,7 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Brid
         return refused(task, str(exc))
     record = pin or make_pin(spec.name, spec.nic, facts, cidrs=wanted, labels=labels, routes=routes)
     if backend == "none":  # persisted, the backend's files are the record (and survive a reboot)
-        before += _record_steps(facts, record, files, backup_dir)
+        before += record_steps(facts, record, files, backup_dir)
     routes += [r for r in extra_routes if not any(route_matches(r, k) for k in routes)]
     expected = ExpectedState(
         bridge=spec.name,
@@ -239,19 +239,6 @@ def _present(task: BridgeTask, facts: HostFacts, backup_dir: str | None) -> Brid
     )
     # guests last: onto the bridge as its daemon left it, and back first in a rollback
     return finish(task, persist.head + before, cutting + persist.tail + guest_steps, expected)
-
-
-def _record_steps(
-    facts: HostFacts, pin: Pin, files: dict[str, str], backup_dir: str | None
-) -> list[Step]:
-    """Write the bridge's record (fleetbr.plan.desired) unless the host has it already; its hash
-    joins the expected files either way."""
-    path, text = pin_path(pin.bridge), pin_text(pin)
-    files[path] = sha256(text)
-    old = facts.managed_files.get(path)
-    if old == files[path]:
-        return []
-    return [steps.file_write(path, text, existed=old is not None, backup_dir=backup_dir)]
 
 
 def _bridge_steps(task: BridgeTask, facts: HostFacts, mac: str | None) -> list[Step]:

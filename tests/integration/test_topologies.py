@@ -1,6 +1,8 @@
 """Topologies through the whole transaction on the netns lab (SSH, stage, arm, confirm, the
-host's own rollback): several bridges, one of them host-only. This machine's kernel has no
-bonding, 8021q or bridge VLAN filtering: those topologies wait for the VM tier."""
+host's own rollback): several bridges, one of them host-only; the record of what ``move`` took
+(/run/fleetbr/pins/br0.json), which makes an address lost from br0 drift that ``check`` names
+and an apply puts back. This machine's kernel has no bonding, 8021q or bridge VLAN filtering:
+those topologies wait for the VM tier."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 from fleetbr.changes.bridge.change import apply_host
+from fleetbr.changes.bridge.drift import check_job
 from fleetbr.lab import Lab
 from fleetbr.report import Status
 from tests.integration.helpers import TIMEOUT, assert_at_snapshot, events, rendered, sh, specs
@@ -56,3 +59,22 @@ def test_a_cutting_topology_rolls_back_to_the_snapshot(
     result = apply(lab, topology_file(tmp_path, ["198.51.100.202/30"]))
     assert result.status == Status.ROLLED_BACK, result.message
     assert_at_snapshot(lab, HOST, pristine)
+
+
+def test_an_address_lost_from_a_moved_bridge_is_drift_and_apply_puts_it_back(
+    lab: Lab, fresh_host: Any, tmp_path: Path
+) -> None:
+    member = fresh_host(HOST)
+    task = topology_file(tmp_path)
+    assert apply(lab, task).status == Status.CONFIRMED
+    record = sh(lab, HOST, "cat /run/fleetbr/pins/br0.json")
+    assert member.addr6 in record and member.addr4 in record, record
+    sh(lab, HOST, f"ip -6 addr del {member.addr6} dev br0")
+    spec = specs(lab.inventory_dir)[HOST]
+    checked = asyncio.run(check_job(spec, rendered(lab, task, HOST)))
+    assert checked.status == Status.DRIFTED, checked.message
+    assert member.addr6 in checked.message, checked.message
+    repaired = apply(lab, task)
+    assert repaired.status == Status.CONFIRMED, repaired.message
+    assert member.addr6 in sh(lab, HOST, "ip -o -6 addr show dev br0")
+    assert asyncio.run(check_job(spec, rendered(lab, task, HOST))).status == Status.IN_SYNC

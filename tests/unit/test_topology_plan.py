@@ -21,12 +21,14 @@ from fleetbr.facts.topology import (
     VlanDevice,
 )
 from fleetbr.plan import BridgePlan, plan_host
+from fleetbr.plan.desired import make_pin, read_holder_pin
 from fleetbr.plan.diff import compare
 from fleetbr.plan.restore import restore_check
 from fleetbr.plan.scope import touched_by
 from fleetbr.plan.shell import step_command
+from fleetbr.plan.topology import runtime
 from fleetbr.report import Status
-from tests.unit.test_plan_support import NIC_MAC, V4, V6, facts
+from tests.unit.test_plan_support import GW4, NIC_MAC, V4, V6, facts
 from tests.unit.topology_sim import Kernel
 
 MAC1 = "52:54:00:12:34:57"
@@ -570,3 +572,95 @@ def test_a_new_bond_whose_slave_keeps_an_addressed_vlan_device_is_refused() -> N
                     .replace("bond: {name: bond0, slaves: [eth0, eth1]}", "nic: eth1"),
                     before)  # fmt: skip
     assert existing.refusal is None or "no bridge takes these" not in existing.refusal
+
+
+TWO_BRIDGES = (
+    "bridges:\n  - {name: br0, nic: eth0, addresses: move}\n"
+    "  - {name: br9, host_only: true, addresses: [198.18.0.1/24]}\n"
+)
+
+
+def _records(the_plan: BridgePlan) -> list[str]:
+    return [s.description for s in the_plan.steps if s.kind == "file_write"]
+
+
+@pytest.mark.parametrize(
+    ("text", "before", "holders"),
+    [
+        (TWO_BRIDGES, host(), ["br0"]),
+        (VLAN_AWARE, host(), ["br0.10"]),
+        (NEW_BOND_VLANS.replace("addresses: [203.0.113.20/24]", "addresses: move"), host(),
+         ["br20"]),
+        (NEW_BOND_VLANS, host(), ["bond0"]),  # the new bond keeps its slave's addresses
+    ],
+)  # fmt: skip
+def test_the_runtime_tier_records_what_move_took_for_each_holder(
+    text: str, before: HostFacts, holders: list[str]
+) -> None:
+    the_plan, after = round_trip(text, before)
+    assert _records(the_plan) == [f"write /run/fleetbr/pins/{h}.json" for h in holders]
+    for holder in holders:
+        pin = read_holder_pin(after, holder, "eth0")
+        assert pin is not None and pin.nic == "eth0"
+        assert set(pin.cidrs) == {V4, V6}
+        assert {str(r.gateway) for r in pin.routes if r.is_default} == {GW4, "2001:db8:100::1"}
+
+
+def test_lists_and_a_persisting_tier_record_nothing() -> None:
+    listed = TWO_BRIDGES.replace("addresses: move", f"addresses: [{V4}, {V6}]")
+    assert _records(round_trip(listed, host())[0]) == []
+    pin = make_pin("br0", "eth0", host(), cidrs=[V4], labels={}, routes=[])
+    persisted = task(f"persist: networkd\n{TWO_BRIDGES}")
+    assert persisted.topology is not None
+    assert runtime._records(persisted, persisted.topology, host(), [pin], ({}, None)) == []
+    runtime_tier = task(f"persist: none\n{TWO_BRIDGES}")
+    assert runtime_tier.topology is not None
+    files: dict[str, str] = {}
+    written = runtime._records(runtime_tier, runtime_tier.topology, host(), [pin], (files, None))
+    assert [s.description for s in written] == ["write /run/fleetbr/pins/br0.json"]
+    assert list(files) == ["/run/fleetbr/pins/br0.json"]  # the confirm checks its hash
+
+
+MOVED_BY_NEW_BOND = {"br0": TWO_BRIDGES, "br0.10": VLAN_AWARE, "bond0": NEW_BOND_VLANS}
+
+
+@pytest.mark.parametrize("holder", list(MOVED_BY_NEW_BOND))
+def test_an_address_lost_from_a_holder_is_drift_and_the_repair_puts_it_back(holder: str) -> None:
+    text = MOVED_BY_NEW_BOND[holder]
+    _, after = round_trip(text, host())
+    lost = dataclasses.replace(
+        after, addresses=tuple(a for a in after.addresses if (a.dev, a.cidr) != (holder, V6))
+    )
+    outcome = check_facts(task(text), lost)
+    assert outcome.status == Status.DRIFTED, outcome.message
+    assert V6 in outcome.message
+    repair = plan(text, lost)
+    assert repair.refusal is None and _records(repair) == []
+    commands = [step_command(s) for s in repair.steps]
+    assert any(c.startswith("ip -6 addr") and V6 in c and holder in c for c in commands), commands
+    repaired = Kernel.of(lost).run(repair.steps).facts()
+    assert {a.cidr for a in repaired.addresses_of(holder)} == {V4, V6}
+    assert [d.text for d in compare(repair.expected, repaired)] == []
+
+
+def test_a_host_bridged_without_a_record_gets_only_the_record() -> None:
+    """Bridged by a fleetbr that wrote no records: the next apply writes what the holder has."""
+    _, after = round_trip(TWO_BRIDGES, host())
+    unrecorded = dataclasses.replace(after, pins={}, managed_files={})
+    again = plan(TWO_BRIDGES, unrecorded)
+    assert [s.description for s in again.steps] == ["write /run/fleetbr/pins/br0.json"]
+    recorded = Kernel.of(unrecorded).run(again.steps).facts()
+    pin = read_holder_pin(recorded, "br0", "eth0")
+    assert pin is not None and set(pin.cidrs) == {V4, V6}
+    assert plan(TWO_BRIDGES, recorded).steps == ()
+
+
+def test_a_record_of_another_source_that_still_holds_addresses_is_ignored() -> None:
+    _, after = round_trip(TWO_BRIDGES, host())
+    assert read_holder_pin(after, "br0", "eth1") is not None  # eth1 holds no address
+    moved_back = dataclasses.replace(
+        after,
+        addresses=(*after.addresses, dataclasses.replace(after.addresses_of("br0")[0], dev="eth1")),
+    )
+    assert read_holder_pin(moved_back, "br0", "eth1") is None
+    assert read_holder_pin(after, "br9", "eth0") is None  # no record of br9

@@ -14,6 +14,10 @@ Order (the rollback is the exact reverse, so it works from any point):
 5. each port joins its bridge, gets its VLAN table entries (and the bridge its own), and the
    ports, bridges and VLAN interfaces go up;
 6. the routes go back on, through the holders.
+
+Each device that takes a source's addresses gets the record of what they resolved to
+(fleetbr.plan.desired, written in step 1 on the runtime tier only: a backend's files are the
+record there), so a plan again finds an address lost from it or a default route added to it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from fleetbr.changes.bridge.topology import BondSpec, TopoBridge, Topology
 from fleetbr.facts.model import HostFacts
 from fleetbr.facts.topology import PortVlan
 from fleetbr.plan import steps
+from fleetbr.plan.desired import Pin, make_pin, read_holder_pin, record_steps, recorded_source
 from fleetbr.plan.model import BridgePlan, ExpectedState, Step
 from fleetbr.plan.moves import (
     address_steps,
@@ -40,6 +45,7 @@ from fleetbr.plan.moves import (
 )
 from fleetbr.plan.netfilter import netfilter_steps
 from fleetbr.plan.topology import steps as tsteps
+from fleetbr.plan.topology.capability import tier
 from fleetbr.plan.topology.dhcp import kept_leases
 from fleetbr.plan.topology.expect import BondExpect, TopologyExpect, VlanExpect
 from fleetbr.plan.topology.macs import bridge_mac, first_slave_mac
@@ -67,6 +73,7 @@ class _Plan:
     table_devs: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # holder -> its addresses' source
     leases: list[tuple[str, str]] = field(default_factory=list)  # (holder, cidr) kept by DHCP
+    pins: list[Pin] = field(default_factory=list)  # the records of the holders with a source
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,10 @@ def plan_runtime(
     problem = _all_moves(task, topology, facts, out)
     if problem is not None:
         return refused(task, problem)
+    try:
+        out.setup += _records(task, topology, facts, out.pins, (files, backup_dir))
+    except BackendRefusal as exc:
+        return refused(task, str(exc))
     for bond in topology.bonds():
         _enslave(bond, facts, out)
     for bridge in topology.bridges:
@@ -120,6 +131,19 @@ def plan_runtime(
         return _assemble(task, out, expected_nf, files, (topology, facts, backup_dir))
     except BackendRefusal as exc:
         return refused(task, str(exc))
+
+
+def _records(
+    task: BridgeTask,
+    topology: Topology,
+    facts: HostFacts,
+    pins: list[Pin],
+    where: tuple[dict[str, str], str | None],
+) -> list[Step]:
+    """The steps that write the holders' records on the runtime tier (none on a backend's)."""
+    if tier(task, topology, facts) != "none":
+        return []
+    return [step for pin in pins for step in record_steps(facts, pin, *where)]
 
 
 def _assemble(
@@ -313,12 +337,16 @@ def _bond_keeps_addresses(
 ) -> str | None:
     """A new bond that only VLAN bridges use (no bridge takes it as its port) holds its slave's
     addresses and routes itself, untagged, unless one of those bridges moves them: the host
-    stays reachable where it was."""
-    if facts.link(bond.name) is not None or any(b.port == bond.name for b in topology.bridges):
-        return None
-    source = next((s for s in bond.slaves if global_addresses(facts, s)), "")
+    stays reachable where it was. On a plan again its record says what it holds."""
     over = [b for b in topology.bridges if b.nic == bond.name]
-    if not source or not over or source in out.sources.values():
+    if any(b.port == bond.name for b in topology.bridges) or not over:
+        return None
+    if facts.link(bond.name) is None:
+        source = next((s for s in bond.slaves if global_addresses(facts, s)), "")
+    else:  # a plan again: the slave the bond's record names (what the apply moved)
+        source = recorded_source(facts, bond.name) or ""
+        source = source if source in bond.slaves else ""
+    if not source or source in out.sources.values():
         return None
     holder = _Holder(bond.name, source, None, bridge_mac(over[0], topology, facts))
     out.sources[bond.name] = source
@@ -363,6 +391,11 @@ def _move_addresses(
     return None
 
 
+def _records_move(holder: _Holder) -> bool:
+    """``holder`` takes its source's addresses by ``move``: what they resolve to is recorded."""
+    return bool(holder.source) and holder.addresses is None and not holder.dhcp
+
+
 def _move_to(
     task: BridgeTask, bridge: TopoBridge, holder: _Holder, facts: HostFacts, out: _Plan
 ) -> str | None:
@@ -374,14 +407,22 @@ def _move_to(
             return problem
         out.leases += [(dst, cidr) for cidr in kept]
     have = global_addresses(facts, dst)
+    pin = read_holder_pin(facts, dst, src) if _records_move(holder) else None
     wanted = [] if holder.addresses == () else wanted_addresses(
-        view, have, global_addresses(facts, src) if src else []
+        view, have, global_addresses(facts, src) if src else [], pin.cidrs if pin else None
     )  # fmt: skip
     lost = lost_source(facts, src, wanted) if src else None
     if lost is not None:
         return lost
-    dels, adds, routes = route_steps(view, facts, src, dst, wanted)
-    moves, labels = address_steps(facts, src, dst, have, wanted)
+    recorded = pin.routes if pin else None
+    dels, adds, routes = route_steps(view, facts, src, dst, wanted, recorded=recorded)
+    moves, labels = address_steps(
+        facts, src, dst, have, wanted, recorded=pin.addresses if pin else ()
+    )
+    if pin is not None:
+        out.pins.append(pin)
+    elif _records_move(holder) and wanted:
+        out.pins.append(make_pin(dst, src, facts, cidrs=wanted, labels=labels, routes=routes))
     out.route_dels += dels
     out.moves += moves
     out.route_adds += adds
