@@ -110,7 +110,8 @@ def ssh(
     path = control_path(lab, address) if shared and known_hosts is None else None
     if path is not None:
         done = _ssh([*argv, *_SHARED, "-o", f"ControlPath={path}"], address, command)
-        if done.returncode != 255 or _master_alive(path, address):
+        if done.returncode != 255 or ("mux_client" not in done.stderr
+                                      and _master_alive(path, address)):  # fmt: skip
             return done  # 255 with the connection alive: the command's own exit status
     return _ssh([*argv, "-o", "ControlPath=none"], address, command)
 

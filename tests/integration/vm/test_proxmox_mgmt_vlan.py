@@ -7,8 +7,11 @@ eth1 a ``manual`` stanza, as Proxmox's installer writes), and the router VM; boo
 tests run in file order: the host answers on VLAN 10 only; a cutting variant (the management
 address on br0.20, a VLAN the router does not serve) rolled back by the host's own timer,
 exactly (the file byte for byte, ``ifquery -c``, links, addresses, routes, bond and VLAN devices,
-VLAN table, ifupdown2's view); then the layout confirmed (br0.10 of a VLAN-aware br0 over bond0 of
-eth0 and eth1, VLANs 10 and 100-199), reached over a fresh SSH connection through the router.
+VLAN table, ifupdown2's view); a power cut once the layout is applied inside its window (the boot
+guard rolls back: the host comes back on eth0.10 exactly as before, the resuming controller says
+rolled_back); then the layout confirmed (br0.10 of a VLAN-aware br0 over bond0 of eth0 and eth1,
+VLANs 10 and 100-199), reached over a fresh SSH connection through the router; and a clean reboot
+after the confirm builds the same layout from the file, reached through the router again.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import yaml
 
 from fleetbr.lab import Lab, down
 from fleetbr.lab.model import MGMT_PLAN
-from fleetbr.lab.vm import up
+from fleetbr.lab.vm import reboot, up
 from fleetbr.report import Status
 from tests.integration.distro.conftest import own_network_namespace
 from tests.integration.distro.persisthelpers import apply_all, host_facts
 from tests.integration.helpers import fleetbr
 from tests.integration.vm.conftest import close_shared, require_vm_cache, ssh, vm_sh
-from tests.integration.vm.test_proxmox import settled, view
+from tests.integration.vm.test_proxmox import _without_bond_macs, settled, view
+from tests.integration.vm.vmhelpers import last_journal_line, master_is, power_cut_in_window
 
 pytestmark = pytest.mark.lab
 
@@ -104,6 +108,35 @@ def test_a_cutting_variant_is_rolled_back_by_the_host_exactly(mv_lab: Lab, tmp_p
     assert ssh(mv_lab, mv_lab.host(HOST).ip4, "ip link show bond0").returncode != 0
 
 
+def test_a_power_cut_inside_the_window_comes_back_on_vlan_10_as_before(
+    mv_lab: Lab, tmp_path: Path
+) -> None:
+    before = settled(mv_lab)
+    text = vm_sh(mv_lab, HOST, f"cat {PATH}")
+
+    def in_place() -> bool:  # the layout in the kernel and in the file, reached through br0.10
+        return master_is(mv_lab, HOST, "eth0", "bond0") and (
+            "auto br0.10" in vm_sh(mv_lab, HOST, f"cat {PATH}")
+        )
+
+    txid, resolved = power_cut_in_window(mv_lab, HOST, task(tmp_path, 10, TIMEOUT), TIMEOUT,
+                                         in_place)  # fmt: skip
+    assert resolved.status == Status.ROLLED_BACK, resolved.message
+    last = last_journal_line(mv_lab, HOST)
+    # decided by the boot guard before ifupdown2 read the file, every rollback step done
+    assert txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
+    assert vm_sh(mv_lab, HOST, f"cat {PATH}") == text
+    after = settled(mv_lab)
+    assert view(after) == view(before)
+    for dev in ("br0", "bond0", "br0.10"):
+        assert after.link(dev) is None, dev
+    assert {a.cidr for a in after.addresses_of("eth0.10")} >= {
+        mv_lab.host(HOST).addr4,
+        mv_lab.host(HOST).addr6,
+    }
+    assert not vm_sh(mv_lab, HOST, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip()
+
+
 def test_the_management_address_moves_to_br0_10_and_is_confirmed(
     mv_lab: Lab, tmp_path: Path
 ) -> None:
@@ -127,4 +160,25 @@ def test_the_management_address_moves_to_br0_10_and_is_confirmed(
     bond = facts.topology.bond("bond0")
     assert bond is not None and sorted(bond.slave_names) == ["eth0", "eth1"]
     code, doc, err = fleetbr("-i", str(mv_lab.inventory_dir), "-l", HOST, "plan", str(path))
+    assert code == 0 and doc[HOST]["status"] == "unchanged", (doc, err)
+
+
+def test_a_reboot_after_the_confirm_comes_back_on_br0_10(mv_lab: Lab, tmp_path: Path) -> None:
+    confirmed = view(settled(mv_lab))
+    assert "br0.10" in confirmed["daemon"], confirmed["daemon"]  # the previous test's layout
+    reboot(mv_lab, HOST)
+    host = mv_lab.host(HOST)
+    fresh = ssh(mv_lab, host.ip4, "cat /proc/sys/kernel/random/boot_id")  # through the router
+    assert fresh.returncode == 0, fresh.stderr
+    after = settled(mv_lab)
+    # the bond's MAC at boot: its first slave's or udev's (test_proxmox.py says why)
+    assert _without_bond_macs(view(after)) == _without_bond_macs(confirmed)
+    assert {a.cidr for a in after.addresses_of("br0.10")} >= {host.addr4, host.addr6}
+    assert after.link("eth0.10") is None
+    bridge = after.link("br0")
+    assert bridge is not None and bridge.mac == host.mac
+    checked = ssh(mv_lab, host.ip4, "ifquery -c -a")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    again = str(task(tmp_path, 10, TIMEOUT))
+    code, doc, err = fleetbr("-i", str(mv_lab.inventory_dir), "-l", HOST, "plan", again)
     assert code == 0 and doc[HOST]["status"] == "unchanged", (doc, err)

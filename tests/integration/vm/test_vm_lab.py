@@ -1,6 +1,7 @@
 """The VM tier of the lab: QEMU guests with Debian's kernel, reachable over SSH with checked host
 keys, with what the bond and VLAN topologies need (bonding, 8021q, tagged frames across the lab
-switch), and real reboots: the power button, `systemctl reboot` inside, and a power cut.
+switch), and real reboots: the power button, `systemctl reboot` inside, and a power cut; a
+runtime-only (persist: none) bond under br0 confirmed, its record and a drift repaired.
 
 The module boots its two VMs once (``vm_lab``); the tests run in file order and the last one
 leaves hv01 and hv02 bonded (nothing runs after it)."""
@@ -97,6 +98,44 @@ def test_power_cut_boots_again_from_the_same_disk(vm_lab: Lab) -> None:
     assert qemu_pid(vm_lab.host("hv01")) not in {None, pid}
     assert boot_id(vm_lab, "hv01") != before
     assert vm_sh(vm_lab, "hv01", "cat /root/kept") == "kept\n"
+
+
+def test_a_runtime_bond_bridge_is_confirmed_recorded_and_its_drift_repaired(
+    vm_lab: Lab, tmp_path: Path
+) -> None:
+    """persist: none on hv02 (no daemon): a new bond of eth0 and eth1 under br0, made by
+    iproute2 alone, confirmed; br0's record holds what move took, so an IPv6 address deleted
+    from br0 by hand is drift that an apply puts back. A reboot then takes it all away."""
+    doc = {
+        "bridge": {"name": "br0", "addresses": "move",
+                   "bond": {"name": "bond0", "slaves": ["eth0", "eth1"], "mode": "active-backup",
+                            "options": {"miimon": 100}}},
+        "persist": "none",
+        "netfilter": "keep",
+        "deadman": {"timeout": 300},  # a TCG guest on a loaded machine is slow to confirm
+    }  # fmt: skip
+    task = tmp_path / "runtime-bond.yaml"
+    task.write_text(yaml.safe_dump(doc))
+    hv02 = vm_lab.host("hv02")
+    inventory = ["-i", str(vm_lab.inventory_dir), "-l", "hv02"]
+    code, result, err = fleetbr(*inventory, "apply", str(task), timeout=900)
+    assert (code, result["hv02"]["status"]) == (0, "confirmed"), (result, err)
+    slaves = vm_sh(vm_lab, "hv02", "cat /sys/class/net/bond0/bonding/slaves").split()
+    assert slaves == ["eth0", "eth1"]
+    assert "INTERFACE=br0" in vm_sh(vm_lab, "hv02", "cat /sys/class/net/bond0/master/uevent")
+    record = vm_sh(vm_lab, "hv02", "cat /run/fleetbr/pins/br0.json")
+    assert hv02.addr4 in record and hv02.addr6 in record, record
+    vm_sh(vm_lab, "hv02", f"ip -6 addr del {hv02.addr6} dev br0")
+    code, result, err = fleetbr(*inventory, "check", str(task), timeout=300)
+    assert result["hv02"]["status"] == "drifted", (code, result, err)
+    assert hv02.addr6 in result["hv02"]["message"], result
+    code, result, err = fleetbr(*inventory, "apply", str(task), timeout=900)
+    assert (code, result["hv02"]["status"]) == (0, "confirmed"), (result, err)
+    assert hv02.addr6 in vm_sh(vm_lab, "hv02", "ip -o -6 addr show dev br0")
+    code, result, err = fleetbr(*inventory, "check", str(task), timeout=300)
+    assert (code, result["hv02"]["status"]) == (0, "in_sync"), (result, err)
+    reboot(vm_lab, "hv02")  # the runtime bond and bridge go; the next test bonds eth0 itself
+    assert "bond0" not in vm_sh(vm_lab, "hv02", "ls /sys/class/net")
 
 
 # Both VMs: eth0 and eth1 into an active-backup bond that takes over eth0's addresses, VLAN 10 on
