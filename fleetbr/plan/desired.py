@@ -99,14 +99,8 @@ def make_pin(
 def read_pin(facts: HostFacts, bridge: str, nic: str) -> Pin | None:
     """The record of ``bridge`` when it can stand in for ``move``: it parses, names this NIC,
     and the bridge exists. None otherwise."""
-    text = facts.pins.get(pin_path(bridge))
-    if text is None or facts.bridge(bridge) is None:
-        return None
-    try:
-        pin = parse_pin(text)
-    except ValidationError:
-        return None
-    return pin if (pin.bridge, pin.nic) == (bridge, nic) else None
+    pin = _recorded(facts, bridge) if facts.bridge(bridge) is not None else None
+    return pin if pin is not None and (pin.bridge, pin.nic) == (bridge, nic) else None
 
 
 def read_holder_pin(facts: HostFacts, holder: str, source: str) -> Pin | None:
@@ -115,12 +109,8 @@ def read_holder_pin(facts: HostFacts, holder: str, source: str) -> Pin | None:
     global address any more (the source a plan again finds may be another device than the one
     the apply took the addresses from: a new bond's slave, a VLAN device it deleted). None
     otherwise."""
-    text = facts.pins.get(pin_path(holder))
-    if text is None or facts.link(holder) is None:
-        return None
-    try:
-        pin = parse_pin(text)
-    except ValidationError:
+    pin = _recorded(facts, holder) if facts.link(holder) is not None else None
+    if pin is None:
         return None
     moved = pin.nic == source or not any(
         a.dev == source and a.scope == "global" for a in facts.addresses
@@ -130,11 +120,17 @@ def read_holder_pin(facts: HostFacts, holder: str, source: str) -> Pin | None:
 
 def recorded_source(facts: HostFacts, holder: str) -> str | None:
     """The source device the record of ``holder`` names (None: no record that parses)."""
-    text = facts.pins.get(pin_path(holder))
+    pin = _recorded(facts, holder)
+    return None if pin is None else pin.nic
+
+
+def _recorded(facts: HostFacts, dev: str) -> Pin | None:
+    """The record at ``dev``'s path when it parses (whatever it names)."""
+    text = facts.pins.get(pin_path(dev))
     if text is None:
         return None
     try:
-        return parse_pin(text).nic
+        return parse_pin(text)
     except ValidationError:
         return None
 
