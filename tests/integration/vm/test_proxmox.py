@@ -133,26 +133,32 @@ def test_a_cutting_variant_is_rolled_back_exactly(px_lab: Lab, tmp_path: Path) -
     assert ssh(px_lab, px_lab.host(HOST).ip4, "ip link show bond0").returncode != 0
 
 
-def test_a_power_cut_inside_the_window_comes_back_as_before(px_lab: Lab, tmp_path: Path) -> None:
-    before = settled(px_lab)
-    text = vm_sh(px_lab, HOST, f"cat {PATH}")
+def power_cut_comes_back_as_before(lab: Lab, task: Path, line: str) -> HostFacts:
+    """A power cut once ``task`` is applied inside its window (the bond holds eth0 and the file
+    has ``line``): the boot guard rolls it back, the file byte for byte, the whole view as
+    before, br0, bond0 and br0.10 gone, nothing armed; the host's facts after."""
+    before = settled(lab)
+    text = vm_sh(lab, HOST, f"cat {PATH}")
 
     def in_place() -> bool:  # the whole layout, in the kernel and in the file
-        return master_is(px_lab, HOST, "eth0", "bond0") and (
-            "bridge-vlan-aware yes" in vm_sh(px_lab, HOST, f"cat {PATH}")
-        )
+        return master_is(lab, HOST, "eth0", "bond0") and line in vm_sh(lab, HOST, f"cat {PATH}")
 
-    txid, resolved = power_cut_in_window(px_lab, HOST, task(tmp_path), TIMEOUT, in_place)
+    txid, resolved = power_cut_in_window(lab, HOST, task, TIMEOUT, in_place)
     assert resolved.status == Status.ROLLED_BACK, resolved.message
-    last = last_journal_line(px_lab, HOST)
-    # decided by the boot guard, every rollback step done
+    last = last_journal_line(lab, HOST)
+    # decided by the boot guard before ifupdown2 read the file, every rollback step done
     assert txid in last and "rolled_back reason=reboot failed_steps=0" in last, last
-    assert vm_sh(px_lab, HOST, f"cat {PATH}") == text
-    after = settled(px_lab)
+    assert vm_sh(lab, HOST, f"cat {PATH}") == text
+    after = settled(lab)
     assert view(after) == view(before)
     for dev in ("br0", "bond0", "br0.10"):
         assert after.link(dev) is None, dev
-    assert not vm_sh(px_lab, HOST, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip()
+    assert not vm_sh(lab, HOST, "[ -L /var/lib/fleetbr/armed ] && echo armed || :").strip()
+    return after
+
+
+def test_a_power_cut_inside_the_window_comes_back_as_before(px_lab: Lab, tmp_path: Path) -> None:
+    power_cut_comes_back_as_before(px_lab, task(tmp_path), "bridge-vlan-aware yes")
 
 
 def test_the_proxmox_layout_is_confirmed_and_ifupdown2_agrees(px_lab: Lab, tmp_path: Path) -> None:
