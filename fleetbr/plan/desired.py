@@ -112,9 +112,7 @@ def read_holder_pin(facts: HostFacts, holder: str, source: str) -> Pin | None:
     pin = _recorded(facts, holder) if facts.link(holder) is not None else None
     if pin is None:
         return None
-    moved = pin.nic == source or not any(
-        a.dev == source and a.scope == "global" for a in facts.addresses
-    )
+    moved = pin.nic == source or not facts.addresses_of(source)
     return pin if pin.bridge == holder and moved else None
 
 
