@@ -130,7 +130,7 @@ def close_shared(lab: Lab) -> None:
     """End the shared connections of ``lab``'s VMs (before the lab goes down)."""
     for host in lab.hosts:
         path = control_path(lab, host.ip4)
-        if path is not None and Path(path).exists() and _master_alive(path, host.ip4):
+        if path is not None and Path(path).exists():  # no master there: `-O exit` just fails
             subprocess.run(["ssh", "-o", f"ControlPath={path}", "-O", "exit", host.ip4],
                            capture_output=True, timeout=30, check=False)  # fmt: skip
 
